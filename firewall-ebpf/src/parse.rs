@@ -1,0 +1,189 @@
+//! Turns the bytes of a frame into the fields rules match on.
+//!
+//! Every read is bounds-checked against `data_end`, as the verifier demands; a frame too short
+//! for the header it announces is `Err`, and the caller decides what that means.
+
+use core::mem;
+
+use aya_ebpf::programs::XdpContext;
+use firewall_common::{FAMILY_V4, FAMILY_V6};
+use network_types::{
+    eth::EthHdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+};
+
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ROUTING: u8 = 43;
+const IPPROTO_FRAGMENT: u8 = 44;
+const IPPROTO_AH: u8 = 51;
+const IPPROTO_DSTOPTS: u8 = 60;
+
+/// VLAN tags looked through (802.1ad outer + 802.1Q inner).
+const MAX_VLAN_TAGS: usize = 2;
+/// IPv6 extension headers walked before giving up on finding the transport header.
+const MAX_IPV6_EXT_HEADERS: usize = 6;
+
+/// The fields of one packet that rules can match.
+pub struct Packet {
+    pub family: u32,
+    /// Addresses in network byte order; IPv4 uses word 0.
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    /// Transport protocol (after IPv6 extension headers).
+    pub proto: u32,
+    /// Ports in host byte order, valid when `has_ports`.
+    pub sport: u16,
+    pub dport: u16,
+    /// False for non-first fragments and for protocols without ports.
+    pub has_ports: bool,
+    /// Length of the IP packet, which is what iptables' byte counters count.
+    pub ip_len: u32,
+}
+
+pub enum Parsed {
+    /// An IPv4 or IPv6 packet, judged by the ruleset of its family.
+    Ip(Packet),
+    /// Anything else (ARP, LLDP, ...): iptables never sees it, so neither do we.
+    NotIp,
+}
+
+#[inline(always)]
+fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, ()> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + mem::size_of::<T>() > end {
+        return Err(());
+    }
+    Ok((start + offset) as *const T)
+}
+
+#[inline(always)]
+fn be16(bytes: [u8; 2]) -> u16 {
+    u16::from_be_bytes(bytes)
+}
+
+pub fn parse(ctx: &XdpContext) -> Result<Parsed, ()> {
+    let eth: *const EthHdr = ptr_at(ctx, 0)?;
+    let mut ether_type = u16::from_be(unsafe { (*eth).ether_type });
+    let mut offset = EthHdr::LEN;
+    for _ in 0..MAX_VLAN_TAGS {
+        if ether_type != ETH_P_8021Q && ether_type != ETH_P_8021AD {
+            break;
+        }
+        // A tag is TCI (2 bytes) then the encapsulated EtherType (2 bytes).
+        let tag: *const [u8; 4] = ptr_at(ctx, offset)?;
+        let tag = unsafe { *tag };
+        ether_type = be16([tag[2], tag[3]]);
+        offset += 4;
+    }
+    match ether_type {
+        ETH_P_IPV4 => parse_ipv4(ctx, offset).map(Parsed::Ip),
+        ETH_P_IPV6 => parse_ipv6(ctx, offset).map(Parsed::Ip),
+        _ => Ok(Parsed::NotIp),
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4(ctx: &XdpContext, offset: usize) -> Result<Packet, ()> {
+    let ip: *const Ipv4Hdr = ptr_at(ctx, offset)?;
+    let ip = unsafe { &*ip };
+    let header_len = ((ip.vihl & 0x0f) as usize) * 4;
+    if header_len < Ipv4Hdr::LEN {
+        return Err(());
+    }
+    let proto = ip.proto;
+    let first_fragment = be16(ip.frags) & 0x1fff == 0;
+    let mut pkt = Packet {
+        family: FAMILY_V4,
+        src: [u32::from_ne_bytes(ip.src_addr), 0, 0, 0],
+        dst: [u32::from_ne_bytes(ip.dst_addr), 0, 0, 0],
+        proto: proto as u32,
+        sport: 0,
+        dport: 0,
+        has_ports: false,
+        ip_len: be16(ip.tot_len) as u32,
+    };
+    if first_fragment {
+        read_ports(ctx, offset + header_len, proto, &mut pkt)?;
+    }
+    Ok(pkt)
+}
+
+#[inline(always)]
+fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Result<Packet, ()> {
+    let ip: *const Ipv6Hdr = ptr_at(ctx, offset)?;
+    let ip = unsafe { &*ip };
+    let mut pkt = Packet {
+        family: FAMILY_V6,
+        src: words(ip.src_addr),
+        dst: words(ip.dst_addr),
+        proto: 0,
+        sport: 0,
+        dport: 0,
+        has_ports: false,
+        ip_len: be16(ip.payload_len) as u32 + Ipv6Hdr::LEN as u32,
+    };
+    let mut next = ip.next_hdr;
+    let mut offset = offset + Ipv6Hdr::LEN;
+    let mut first_fragment = true;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        match next {
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+                let ext: *const [u8; 2] = ptr_at(ctx, offset)?;
+                let ext = unsafe { *ext };
+                next = ext[0];
+                offset += (ext[1] as usize + 1) * 8;
+            }
+            IPPROTO_FRAGMENT => {
+                let frag: *const [u8; 4] = ptr_at(ctx, offset)?;
+                let frag = unsafe { *frag };
+                next = frag[0];
+                first_fragment = be16([frag[2], frag[3]]) & 0xfff8 == 0;
+                offset += 8;
+            }
+            IPPROTO_AH => {
+                let ext: *const [u8; 2] = ptr_at(ctx, offset)?;
+                let ext = unsafe { *ext };
+                next = ext[0];
+                offset += (ext[1] as usize + 2) * 4;
+            }
+            _ => break,
+        }
+    }
+    pkt.proto = next as u32;
+    if first_fragment {
+        read_ports(ctx, offset, next, &mut pkt)?;
+    }
+    Ok(pkt)
+}
+
+#[inline(always)]
+fn read_ports(ctx: &XdpContext, offset: usize, proto: u8, pkt: &mut Packet) -> Result<(), ()> {
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        return Ok(());
+    }
+    // TCP and UDP both start with source port, destination port.
+    let ports: *const [u8; 4] = ptr_at(ctx, offset)?;
+    let ports = unsafe { *ports };
+    pkt.sport = be16([ports[0], ports[1]]);
+    pkt.dport = be16([ports[2], ports[3]]);
+    pkt.has_ports = true;
+    Ok(())
+}
+
+#[inline(always)]
+fn words(addr: [u8; 16]) -> [u32; 4] {
+    [
+        u32::from_ne_bytes([addr[0], addr[1], addr[2], addr[3]]),
+        u32::from_ne_bytes([addr[4], addr[5], addr[6], addr[7]]),
+        u32::from_ne_bytes([addr[8], addr[9], addr[10], addr[11]]),
+        u32::from_ne_bytes([addr[12], addr[13], addr[14], addr[15]]),
+    ]
+}

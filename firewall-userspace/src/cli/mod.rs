@@ -1,0 +1,269 @@
+//! The `fwctl` command line: iptables syntax (`fwctl -A INPUT ...`) for rules, subcommands
+//! (`fwctl attach eth0`) for the rest. Parse first, with no side effect; then act.
+
+pub mod list;
+mod log;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::{
+    dataplane::{attach::XdpMode, namespace},
+    firewall::Firewall,
+    rules::{
+        edit::{find, EditError, Editor},
+        parse::{parse_args, Command, Invocation, ParseError},
+        Chain, Family,
+    },
+};
+
+const IPTABLES_HELP: &str = "\
+Rules, in iptables syntax (fwctl alone or -4 is IPv4, -6 is IPv6):
+  fwctl -P INPUT DROP                               set the INPUT policy
+  fwctl -A INPUT -i lo -j ACCEPT                    append a rule
+  fwctl -A INPUT -p tcp --dport 22 -j ACCEPT        open SSH
+  fwctl -I INPUT 2 -p tcp --dport 587 -j ACCEPT     insert before rule 2
+  fwctl -A INPUT -s 10.0.0.0/8 -i tun+ -j DROP      addresses, interface prefixes
+  fwctl -D INPUT 4                                  delete rule 4 (or give the rule)
+  fwctl -C INPUT -p tcp --dport 22 -j ACCEPT        check whether a rule exists
+  fwctl -L -n -v --line-numbers                     list with counters, as iptables does
+  fwctl -S                                          list as commands
+  fwctl -F / fwctl -Z                               flush rules / zero counters
+Matches: -i IFACE[+]  -s CIDR  -d CIDR  -p tcp|udp|icmp|icmpv6|all|NUM
+         --sport PORT[:PORT]  --dport PORT[:PORT]   (after -p tcp or -p udp)
+Targets: -j ACCEPT | -j DROP.  Chains: INPUT is enforced at XDP on attached interfaces.
+
+Rules take effect on the interfaces fwctl is attached to:
+  fwctl attach eth0            fwctl detach eth0
+  fwctl status                 fwctl down (remove everything)
+Every command works per network namespace: ip netns exec NS fwctl ...";
+
+#[derive(Parser)]
+#[command(
+    name = "fwctl",
+    version,
+    about = "An XDP firewall that speaks iptables",
+    after_help = IPTABLES_HELP
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(Subcommand)]
+enum Sub {
+    /// Attach the firewall to an interface: from now on its packets are judged at XDP.
+    ///
+    /// Example: fwctl attach eth0 --mode native
+    Attach {
+        iface: String,
+        /// native runs in the driver (fastest); generic works on any interface.
+        #[arg(long, value_enum, default_value = "native")]
+        mode: XdpMode,
+    },
+    /// Detach the firewall from an interface.
+    Detach { iface: String },
+    /// Show interfaces, program, generation and rule counts of this namespace's firewall.
+    Status,
+    /// Detach from every interface and remove all of fwctl's pinned state in this namespace.
+    Down,
+    /// Print the XDP program's log lines (aya-log) until Ctrl-C.
+    Log {
+        /// Also log one line per judged packet while this runs (costly under load).
+        #[arg(long)]
+        verdicts: bool,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<u64>,
+    },
+}
+
+/// Errors that carry their own exit status (iptables' conventions).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct Exit {
+    message: String,
+    status: u8,
+}
+
+pub fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let iptables_style = args.first().is_some_and(|a| {
+        a.starts_with('-') && !matches!(a.as_str(), "-h" | "--help" | "-V" | "--version")
+    });
+    let result = if iptables_style {
+        match parse_args(&args) {
+            Ok(inv) => with_root(|| run_rule_command(inv)),
+            Err(ParseError { message, status }) => {
+                eprintln!("fwctl: {message}\nTry `fwctl --help' for more information.");
+                return ExitCode::from(status);
+            }
+        }
+    } else {
+        let cli = Cli::parse_from(std::iter::once("fwctl".to_string()).chain(args));
+        with_root(|| run_subcommand(cli.command))
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let status = e.downcast_ref::<Exit>().map_or(1, |x| x.status);
+            eprintln!("fwctl: {e:#}");
+            ExitCode::from(status)
+        }
+    }
+}
+
+/// Every command past parsing needs root, and does its file work in the host's mount
+/// namespace (see `dataplane::namespace`). Both are checked before anything is touched.
+fn with_root(f: impl FnOnce() -> Result<()>) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(Exit {
+            message: "permission denied: fwctl must run as root (it changes the kernel's firewall)"
+                .into(),
+            status: 4,
+        }
+        .into());
+    }
+    namespace::enter_host_mount_namespace()?;
+    f()
+}
+
+fn edit_failed(e: EditError) -> anyhow::Error {
+    Exit {
+        message: e.to_string(),
+        status: 1,
+    }
+    .into()
+}
+
+fn run_rule_command(inv: Invocation) -> Result<()> {
+    let Invocation {
+        family,
+        command,
+        list: opts,
+    } = inv;
+    let mut fw = Firewall::lock()?;
+    let mut editor = Editor::new(fw.state.ruleset.clone());
+    match command {
+        Command::Append(chain, spec) => editor.append(family, chain, spec).map_err(edit_failed)?,
+        Command::Insert(chain, n, spec) => {
+            editor.insert(family, chain, n, spec).map_err(edit_failed)?
+        }
+        Command::DeleteNum(chain, n) => editor
+            .delete_number(family, chain, n)
+            .map_err(edit_failed)?,
+        Command::DeleteSpec(chain, spec) => editor
+            .delete_spec(family, chain, &spec)
+            .map_err(edit_failed)?,
+        Command::Policy(chain, verdict) => {
+            editor.policy(family, chain, verdict).map_err(edit_failed)?
+        }
+        Command::Flush(chain) => editor.flush(family, chain),
+        Command::Check(chain, spec) => {
+            return match find(&fw.state.ruleset, family, chain, &spec) {
+                Some(_) => Ok(()),
+                None => Err(edit_failed(EditError::NoSuchRule)),
+            };
+        }
+        Command::Zero(chain) => return fw.zero(family, chain),
+        Command::List(chain) => {
+            let dp = fw.dataplane()?;
+            let counters = |c: Chain| {
+                fw.counters(dp.as_ref(), family, c).unwrap_or_else(|e| {
+                    eprintln!("fwctl: warning: counters unavailable: {e:#}");
+                    fw.counters(None, family, c).unwrap_or(list::ChainCounters {
+                        policy: Default::default(),
+                        rules: Vec::new(),
+                    })
+                })
+            };
+            print!(
+                "{}",
+                list::list(
+                    family,
+                    fw.state.ruleset.family(family),
+                    chain,
+                    opts,
+                    &counters
+                )
+            );
+            return Ok(());
+        }
+        Command::ListRules(chain) => {
+            print!(
+                "{}",
+                list::list_rules(fw.state.ruleset.family(family), chain)
+            );
+            return Ok(());
+        }
+    }
+    fw.commit(editor)
+}
+
+fn run_subcommand(cmd: Sub) -> Result<()> {
+    match cmd {
+        Sub::Attach { iface, mode } => {
+            Firewall::lock()?.attach(&iface, mode)?;
+            println!("attached to {iface} ({})", mode.name());
+            Ok(())
+        }
+        Sub::Detach { iface } => {
+            Firewall::lock()?.detach(&iface)?;
+            println!("detached from {iface}");
+            Ok(())
+        }
+        Sub::Status => status(),
+        Sub::Down => {
+            let fw = Firewall::lock()?;
+            let n = fw.state.interfaces.len();
+            fw.down()?;
+            println!("fwctl is down: detached from {n} interface(s), pinned state removed");
+            Ok(())
+        }
+        Sub::Log { verdicts, duration } => log::follow(verdicts, duration),
+    }
+}
+
+fn status() -> Result<()> {
+    let fw = Firewall::lock()?;
+    let dp = fw.dataplane()?;
+    println!("network namespace: cookie {}", fw.ns.cookie);
+    match (&dp, fw.program_id()?) {
+        (Some(dp), Some(id)) => {
+            println!(
+                "program: fw_ingress, id {id}, pinned in {}",
+                fw.ns.pin_dir.display()
+            );
+            println!("active generation: {}", dp.maps.config()?.active);
+        }
+        _ => println!("program: not installed (the first rule or attach installs it)"),
+    }
+    if fw.state.interfaces.is_empty() {
+        println!("interfaces: none attached");
+    } else {
+        println!("interfaces:");
+        for a in &fw.state.interfaces {
+            let pinned = crate::dataplane::attach::link_path(&fw.ns.pin_dir, a.ifindex).exists();
+            println!(
+                "  {:<15} ifindex {:<4} xdp {:<8} {}",
+                a.name,
+                a.ifindex,
+                a.mode.name(),
+                if pinned { "attached" } else { "LINK MISSING" }
+            );
+        }
+    }
+    for family in Family::ALL {
+        let input = &fw.state.ruleset.family(family).input;
+        println!(
+            "{} INPUT: {} rule(s), policy {}",
+            family.tool(),
+            input.rules.len(),
+            input.policy.name()
+        );
+    }
+    Ok(())
+}

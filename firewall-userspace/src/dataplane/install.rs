@@ -1,0 +1,116 @@
+//! Loading the XDP program and pinning it with its maps, once per network namespace.
+
+use std::{fs, path::Path};
+
+use anyhow::{Context, Result};
+use aya::{programs::Xdp, Ebpf, EbpfLoader};
+use firewall_common::Config;
+
+use super::{maps::Maps, maps::MAP_NAMES, namespace::Namespace};
+
+/// Name of the program in the object file and of its pin.
+pub const PROGRAM_NAME: &str = "fw_ingress";
+
+/// The pinned firewall of one network namespace.
+pub struct Dataplane {
+    pub ns: Namespace,
+    pub maps: Maps,
+}
+
+/// Loads the embedded object. Errors here are the "no BPF" errors an operator sees, so they
+/// say what is missing.
+pub fn load_object() -> Result<Ebpf> {
+    let mut ebpf = EbpfLoader::new().load(crate::PROGRAM).context(
+        "cannot load fwctl's BPF object: is BPF available here (root or CAP_BPF, a kernel with BTF)?",
+    )?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(PROGRAM_NAME)
+        .context("the BPF object has no fw_ingress program")?
+        .try_into()
+        .context("fw_ingress is not an XDP program")?;
+    prog.load()
+        .context("the kernel refused the XDP program (verifier or missing BPF support)")?;
+    Ok(ebpf)
+}
+
+impl Dataplane {
+    /// The namespace's firewall if it was installed.
+    pub fn open(ns: &Namespace) -> Result<Option<Dataplane>> {
+        if !ns.pin_dir.join(PROGRAM_NAME).exists() {
+            return Ok(None);
+        }
+        Ok(Some(Dataplane {
+            ns: ns.clone(),
+            maps: Maps::from_pins(&ns.pin_dir)?,
+        }))
+    }
+
+    /// Opens the namespace's firewall, loading and pinning it first if needed.
+    ///
+    /// A new install starts with empty rulesets and ACCEPT policies in generation 0, as
+    /// iptables starts; nothing is attached yet, so no packet sees it before the caller
+    /// writes the operator's ruleset. Pins are made in a scratch directory renamed into
+    /// place, so a crash mid-install never leaves a half-pinned firewall to be opened.
+    pub fn open_or_install(ns: &Namespace) -> Result<Dataplane> {
+        if let Some(dp) = Dataplane::open(ns)? {
+            return Ok(dp);
+        }
+        super::namespace::ensure_bpffs()?;
+        let parent = ns.pin_dir.parent().context("pin directory has no parent")?;
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        let scratch = scratch_dir(&ns.pin_dir);
+        remove_pins(&scratch)?;
+        fs::create_dir(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+
+        let mut ebpf = load_object()?;
+        for name in MAP_NAMES {
+            let map = ebpf
+                .map(name)
+                .with_context(|| format!("object has no map {name}"))?;
+            map.pin(scratch.join(name))
+                .with_context(|| format!("pinning map {name}"))?;
+        }
+        let mut maps = Maps::from_source(|name| {
+            ebpf.take_map(name)
+                .with_context(|| format!("object has no map {name}"))
+        })?;
+        maps.set_config(Config::default())?;
+        let empty = crate::rules::Ruleset::default();
+        let images = crate::rules::Family::ALL
+            .iter()
+            .map(|&f| Ok((f, crate::compile::compile(&empty, f)?)))
+            .collect::<Result<Vec<_>>>()?;
+        maps.install_ruleset(&images)?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROGRAM_NAME)
+            .context("object has no fw_ingress")?
+            .try_into()?;
+        prog.pin(scratch.join(PROGRAM_NAME))
+            .context("pinning the XDP program")?;
+        fs::rename(&scratch, &ns.pin_dir)
+            .with_context(|| format!("moving {} to {}", scratch.display(), ns.pin_dir.display()))?;
+        Dataplane::open(ns)?.context("the firewall vanished right after it was installed")
+    }
+
+    pub fn program_path(&self) -> std::path::PathBuf {
+        self.ns.pin_dir.join(PROGRAM_NAME)
+    }
+}
+
+/// Removes a pin directory and everything in it: unpinning a link detaches it, unpinning the
+/// program and maps frees them once nothing else holds them.
+pub fn remove_pins(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", dir.display())),
+    }
+}
+
+/// Where an install is assembled before being renamed into place. bpffs refuses names with
+/// dots, hence no extension.
+pub fn scratch_dir(pin_dir: &Path) -> std::path::PathBuf {
+    let mut name = pin_dir.file_name().unwrap_or_default().to_os_string();
+    name.push("-new");
+    pin_dir.with_file_name(name)
+}

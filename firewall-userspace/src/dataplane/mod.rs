@@ -1,0 +1,10 @@
+//! Everything fwctl does to the kernel's BPF side: find this network namespace's pinned
+//! state, load and pin the program and its maps, attach it to interfaces, write a ruleset
+//! generation and flip to it, read counters.
+
+pub mod attach;
+pub mod install;
+pub mod maps;
+pub mod namespace;
+
+pub use install::Dataplane;

@@ -1,0 +1,161 @@
+//! Where this network namespace's pinned objects and state live.
+//!
+//! `ip netns exec` gives each command a private mount namespace with a fresh /sys and no
+//! bpffs, and whatever fwctl mounted there would vanish (with its pins) when fwctl exits.
+//! So fwctl does its file work in the operator's mount namespace, where one bpffs at
+//! /sys/fs/bpf outlives every command, and names each network namespace by its cookie, a
+//! 64-bit id the kernel never reuses (unlike inode numbers).
+
+use std::{
+    fs::File,
+    os::{fd::AsRawFd, unix::fs::MetadataExt},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context, Result};
+
+pub const BPFFS: &str = "/sys/fs/bpf";
+const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+/// getsockopt option giving the network namespace cookie (Linux 5.14+).
+const SO_NETNS_COOKIE: libc::c_int = 71;
+
+/// The paths of one network namespace's firewall.
+#[derive(Debug, Clone)]
+pub struct Namespace {
+    pub cookie: u64,
+    /// bpffs directory holding the maps, the program and the links.
+    pub pin_dir: PathBuf,
+    /// Directory of the state file, on tmpfs like the pins: both go at reboot.
+    pub state_dir: PathBuf,
+}
+
+impl Namespace {
+    /// The namespace this process's network operations happen in.
+    pub fn current() -> Result<Namespace> {
+        let cookie = netns_cookie()?;
+        Ok(Namespace {
+            cookie,
+            pin_dir: Path::new(BPFFS)
+                .join("fwctl")
+                .join(format!("v{}", firewall_common::ABI_VERSION))
+                .join(format!("ns-{cookie}")),
+            state_dir: PathBuf::from(format!("/run/fwctl/ns-{cookie}")),
+        })
+    }
+}
+
+fn netns_cookie() -> Result<u64> {
+    // SAFETY: plain socket syscall; the fd is closed by File's drop.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("socket(AF_UNIX)");
+    }
+    let sock = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: cookie and len point to live locals of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .context("reading the network namespace cookie (needs Linux 5.14 or later)");
+    }
+    Ok(cookie)
+}
+
+/// Moves this process into the mount namespace of the operator's shell when fwctl runs in
+/// a private one (as under `ip netns exec`), so that every fwctl run of a host shares one
+/// bpffs and one /run. The home namespace is that of the nearest ancestor process whose
+/// mount namespace differs from ours (PID 1's cannot be read in every sandbox). Must run
+/// before any thread is started: setns(CLONE_NEWNS) refuses multi-threaded callers. The
+/// working directory is kept, so relative paths the operator typed still mean what they
+/// meant.
+pub fn enter_host_mount_namespace() -> Result<()> {
+    let Some(home) = home_mount_namespace()? else {
+        return Ok(());
+    };
+    let cwd = File::open(".").ok();
+    let ns = File::open(&home).with_context(|| format!("opening {}", home.display()))?;
+    // SAFETY: setns and fchdir on fds we own.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNS) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .context("entering the operator's mount namespace to reach its bpffs");
+    }
+    if let Some(cwd) = cwd {
+        unsafe { libc::fchdir(cwd.as_raw_fd()) };
+    }
+    Ok(())
+}
+
+fn mount_ns_id(pid: &str) -> Option<(u64, u64)> {
+    let meta = std::fs::metadata(format!("/proc/{pid}/ns/mnt")).ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
+fn parent_pid(pid: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .map(|p| p.trim().to_string())
+}
+
+fn home_mount_namespace() -> Result<Option<PathBuf>> {
+    let own = mount_ns_id("self").context("reading /proc/self/ns/mnt")?;
+    let mut pid = parent_pid("self");
+    while let Some(p) = pid.filter(|p| p != "0") {
+        match mount_ns_id(&p) {
+            Some(id) if id != own => return Ok(Some(PathBuf::from(format!("/proc/{p}/ns/mnt")))),
+            Some(_) => pid = parent_pid(&p),
+            // An ancestor we may not inspect: treat our own namespace as home.
+            None => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+/// Mounts bpffs at /sys/fs/bpf unless one is there already.
+pub fn ensure_bpffs() -> Result<()> {
+    if is_bpffs(Path::new(BPFFS))? {
+        return Ok(());
+    }
+    let target = std::ffi::CString::new(BPFFS)?;
+    let fstype = std::ffi::CString::new("bpf")?;
+    let opts = std::ffi::CString::new("mode=0700")?;
+    // SAFETY: all pointers are to NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            opts.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("mounting bpffs at {BPFFS}"));
+    }
+    if !is_bpffs(Path::new(BPFFS))? {
+        bail!("{BPFFS} is still not a bpffs after mounting one");
+    }
+    Ok(())
+}
+
+fn is_bpffs(path: &Path) -> Result<bool> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is NUL-terminated, st is a live statfs.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("statfs {}", path.display()));
+    }
+    Ok(st.f_type as i64 == BPF_FS_MAGIC)
+}

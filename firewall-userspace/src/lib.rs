@@ -1,0 +1,13 @@
+//! fwctl: an XDP firewall that speaks iptables. The data flows one way:
+//! `rules` (parse, model, edit) -> `compile` (map images) -> `dataplane` (pins, maps,
+//! attach), with `state` as the canonical record and `cli` as the thin front.
+
+pub mod cli;
+pub mod compile;
+pub mod dataplane;
+pub mod firewall;
+pub mod rules;
+pub mod state;
+
+/// The XDP program, built by build.rs from firewall-ebpf.
+pub static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/firewall-ebpf"));

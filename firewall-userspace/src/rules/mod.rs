@@ -1,0 +1,9 @@
+//! The rule model (what the operator wrote), the iptables-syntax parser that builds it, and
+//! the chain commands that edit it. Pure: nothing here touches the kernel.
+
+pub mod edit;
+pub mod model;
+pub mod parse;
+pub mod services;
+
+pub use model::*;

@@ -1,0 +1,89 @@
+//! Port names from /etc/services, as iptables reads them for `--dport ssh` and for listings
+//! without `-n`.
+
+use std::{collections::HashMap, sync::OnceLock};
+
+struct Services {
+    by_name: HashMap<(String, &'static str), u16>,
+    by_port: HashMap<(u16, &'static str), String>,
+}
+
+fn services() -> &'static Services {
+    static SERVICES: OnceLock<Services> = OnceLock::new();
+    SERVICES.get_or_init(|| {
+        let text = std::fs::read_to_string("/etc/services").unwrap_or_default();
+        parse(&text)
+    })
+}
+
+fn parse(text: &str) -> Services {
+    let mut s = Services {
+        by_name: HashMap::new(),
+        by_port: HashMap::new(),
+    };
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let mut fields = line.split_whitespace();
+        let (Some(name), Some(port_proto)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let Some((port, proto)) = port_proto.split_once('/') else {
+            continue;
+        };
+        let Ok(port) = port.parse::<u16>() else {
+            continue;
+        };
+        let proto: &'static str = match proto {
+            "tcp" => "tcp",
+            "udp" => "udp",
+            _ => continue,
+        };
+        // The first name listed for a port is the one getservbyport returns.
+        s.by_port
+            .entry((port, proto))
+            .or_insert_with(|| name.to_string());
+        for alias in std::iter::once(name).chain(fields) {
+            s.by_name.entry((alias.to_string(), proto)).or_insert(port);
+        }
+    }
+    s
+}
+
+pub fn port_by_name(name: &str, proto: &str) -> Option<u16> {
+    services()
+        .by_name
+        .get(&(name.to_string(), proto_key(proto)?))
+        .copied()
+}
+
+pub fn name_by_port(port: u16, proto: &str) -> Option<&'static str> {
+    services()
+        .by_port
+        .get(&(port, proto_key(proto)?))
+        .map(String::as_str)
+}
+
+fn proto_key(proto: &str) -> Option<&'static str> {
+    match proto {
+        "tcp" => Some("tcp"),
+        "udp" => Some("udp"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_names_aliases_and_first_name_per_port() {
+        let s = parse("ssh 22/tcp # SSH\nsmtp 25/tcp mail\nfoo 25/tcp\nbad line\nx 7/sctp\n");
+        assert_eq!(s.by_name.get(&("ssh".into(), "tcp")), Some(&22));
+        assert_eq!(s.by_name.get(&("mail".into(), "tcp")), Some(&25));
+        assert_eq!(
+            s.by_port.get(&(25, "tcp")).map(String::as_str),
+            Some("smtp")
+        );
+        assert!(!s.by_name.contains_key(&("x".into(), "tcp")));
+    }
+}

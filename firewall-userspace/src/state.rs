@@ -1,0 +1,112 @@
+//! The canonical record of a namespace's firewall: the rules as the operator wrote them and
+//! the interfaces fwctl attached to. Every fwctl run holds the namespace's lock from reading
+//! it to writing it, and writes go to a temporary file renamed over the old one, so two runs
+//! never interleave and a crash leaves the old file or the new one, whole.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::Write,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::{dataplane::attach::XdpMode, rules::Ruleset};
+
+const STATE_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub name: String,
+    pub ifindex: u32,
+    pub mode: XdpMode,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    pub ruleset: Ruleset,
+    pub interfaces: Vec<Attachment>,
+}
+
+/// The state directory, locked for as long as this value lives.
+pub struct StateStore {
+    dir: PathBuf,
+    _lock: File,
+}
+
+impl StateStore {
+    /// Takes the namespace's lock, waiting for another fwctl run to finish.
+    pub fn lock(dir: &Path) -> Result<StateStore> {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("locking {}", path.display()));
+        }
+        Ok(StateStore {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    pub fn load(&self) -> Result<State> {
+        let path = self.path();
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(State {
+                    version: STATE_VERSION,
+                    ..State::default()
+                })
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let state: State = serde_json::from_str(&text)
+            .with_context(|| format!("{} is corrupt", path.display()))?;
+        anyhow::ensure!(
+            state.version == STATE_VERSION,
+            "{} has version {}, this fwctl reads version {STATE_VERSION}",
+            path.display(),
+            state.version
+        );
+        Ok(state)
+    }
+
+    pub fn save(&self, state: &State) -> Result<()> {
+        let path = self.path();
+        let tmp = self.dir.join("state.json.tmp");
+        let mut file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        serde_json::to_writer_pretty(&mut file, state)?;
+        file.write_all(b"\n")?;
+        file.sync_all()
+            .with_context(|| format!("syncing {}", tmp.display()))?;
+        fs::rename(&tmp, &path).with_context(|| format!("renaming to {}", path.display()))
+    }
+
+    /// Removes the state (the lock file goes last, while still held).
+    pub fn remove(self) -> Result<()> {
+        for name in ["state.json", "state.json.tmp", "lock"] {
+            match fs::remove_file(self.dir.join(name)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("removing {name}")),
+            }
+        }
+        let _ = fs::remove_dir(&self.dir);
+        Ok(())
+    }
+}
