@@ -160,7 +160,8 @@ impl Firewall {
             }
             dir = d.parent();
         }
-        self.store.remove()
+        self.store.remove()?;
+        crate::dataplane::namespace::release_bpffs_if_unused()
     }
 
     /// Turns per-packet verdict logging (aya-log) on or off.

@@ -1,1 +1,183 @@
+//! Shared pieces of fwctl's kernel tests: the fwctl binary under `ip netns exec`, a
+//! namespace guard that takes fwctl down before the namespace goes, a two-namespace lab,
+//! packet builders, and a harness that runs the XDP program on crafted packets.
 
+pub mod packets;
+pub mod program;
+
+use std::{
+    ops::Deref,
+    path::PathBuf,
+    process::{Command, Output},
+};
+
+use anyhow::{bail, Result};
+use netlab::{Link, Netns};
+
+/// The fwctl binary: `FWCTL` if set (xtask sets it), else the one beside the test binary.
+pub fn fwctl_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("FWCTL") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> -> target/<profile>/fwctl
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("fwctl"))
+        .expect("target directory")
+}
+
+/// A namespace with fwctl in it; dropping it runs `fwctl down` before the namespace is
+/// deleted, so no pin, state file or attachment outlives a test, also a failing one.
+pub struct FwNs {
+    ns: Netns,
+}
+
+impl FwNs {
+    pub fn new(prefix: &str) -> Result<FwNs> {
+        Ok(FwNs {
+            ns: Netns::new(prefix)?,
+        })
+    }
+
+    /// Runs fwctl in the namespace, returning its output whatever the exit status.
+    pub fn fwctl(&self, args: &[&str]) -> Output {
+        self.ns
+            .command(fwctl_bin().to_str().expect("utf-8 path"))
+            .args(args)
+            .output()
+            .expect("running fwctl")
+    }
+
+    /// Runs fwctl and fails the test unless it succeeds; returns stdout.
+    pub fn fwctl_ok(&self, args: &[&str]) -> String {
+        let out = self.fwctl(args);
+        assert!(
+            out.status.success(),
+            "fwctl {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Applies a ruleset given as fwctl command lines.
+    pub fn apply(&self, lines: &[&str]) {
+        for line in lines {
+            let args: Vec<&str> = line.split_whitespace().collect();
+            self.fwctl_ok(&args);
+        }
+    }
+}
+
+impl Deref for FwNs {
+    type Target = Netns;
+    fn deref(&self) -> &Netns {
+        &self.ns
+    }
+}
+
+impl Drop for FwNs {
+    fn drop(&mut self) {
+        let _ = self.fwctl(&["down"]);
+    }
+}
+
+/// Two namespaces joined by a veth pair: a client, and a host that runs fwctl.
+pub struct Lab {
+    pub client: Netns,
+    pub host: FwNs,
+}
+
+pub const CLIENT_V4: &str = "10.201.0.1";
+pub const HOST_V4: &str = "10.201.0.2";
+pub const CLIENT_V6: &str = "fd00:201::1";
+pub const HOST_V6: &str = "fd00:201::2";
+/// The host's end of the veth pair (the one fwctl attaches to).
+pub const HOST_IF: &str = "fwhost0";
+
+impl Lab {
+    pub fn new() -> Result<Lab> {
+        let client = Netns::new("fwt-client")?;
+        let host = FwNs::new("fwt-host")?;
+        netlab::veth(
+            Link {
+                ns: &client,
+                ifname: "fwclient0",
+                addrs: &[&format!("{CLIENT_V4}/24"), &format!("{CLIENT_V6}/64")],
+            },
+            Link {
+                ns: &host,
+                ifname: HOST_IF,
+                addrs: &[&format!("{HOST_V4}/24"), &format!("{HOST_V6}/64")],
+            },
+        )?;
+        // Static neighbours: no ARP or neighbour discovery in flight when a test starts
+        // counting, so the first datagram is never queued behind a resolution.
+        let client_mac = mac(&client, "fwclient0")?;
+        let host_mac = mac(&host, HOST_IF)?;
+        for (ns, ifname, peer_mac, peers) in [
+            (&client, "fwclient0", &host_mac, [HOST_V4, HOST_V6]),
+            (&host.ns, HOST_IF, &client_mac, [CLIENT_V4, CLIENT_V6]),
+        ] {
+            for peer in peers {
+                ns.ip(&["neigh", "replace", peer, "lladdr", peer_mac, "dev", ifname, "nud", "permanent"])?;
+            }
+        }
+        Ok(Lab { client, host })
+    }
+
+    /// The XDP attachment on the host's interface as `ip link` reports it: "xdp" (native),
+    /// "xdpgeneric", or None.
+    pub fn xdp_mode(&self) -> Result<Option<String>> {
+        let out = self.host.ip(&["-d", "link", "show", HOST_IF])?;
+        let first = out.lines().next().unwrap_or_default();
+        for mode in ["xdpgeneric", "xdpdrv", "xdpoffload", "xdp"] {
+            if first.split_whitespace().any(|w| w == mode) {
+                return Ok(Some(mode.to_string()));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn mac(ns: &Netns, ifname: &str) -> Result<String> {
+    let out = ns.ip(&["link", "show", ifname])?;
+    out.split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("no MAC address for {ifname} in {out}"))
+}
+
+/// A counter line of `fwctl -L -v -x -n --line-numbers`: (packets, bytes) of rule `n`, or
+/// of the policy for n = 0.
+pub fn listed_counters(listing: &str, chain: &str, n: usize) -> Result<(u64, u64)> {
+    let mut lines = listing
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!("Chain {chain} ")));
+    let Some(head) = lines.next() else {
+        bail!("no chain {chain} in:\n{listing}");
+    };
+    if n == 0 {
+        // Chain INPUT (policy DROP 3 packets, 180 bytes)
+        let words: Vec<&str> = head.split_whitespace().collect();
+        let num = |i: usize| words.get(i).and_then(|w| w.parse::<u64>().ok());
+        return match (num(4), num(6)) {
+            (Some(p), Some(b)) => Ok((p, b)),
+            _ => bail!("no policy counters in {head:?}"),
+        };
+    }
+    for line in lines.skip(1).take_while(|l| !l.is_empty()) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.first() == Some(&n.to_string().as_str()) {
+            return Ok((words[1].parse()?, words[2].parse()?));
+        }
+    }
+    bail!("no rule {n} in chain {chain}:\n{listing}")
+}
+
+/// Runs a command, failing with its stderr if it fails.
+pub fn sh(cmd: &mut Command) -> Result<String> {
+    netlab::output(cmd)
+}

@@ -92,7 +92,7 @@ fn list_chain(
         let spec = &rule.spec;
         let _ = write!(
             out,
-            "{:<9}  {:<5}-- ",
+            "{:<9}  {:<4} -- ",
             spec.target.name(),
             proto_column(spec.proto, opts.numeric)
         );
@@ -165,6 +165,7 @@ fn proto_column(proto: Option<u8>, numeric: bool) -> String {
         .unwrap_or_else(|| number.to_string())
 }
 
+/// iptables' names: its own for the common ones, /etc/protocols for the rest.
 fn proto_name(proto: u8) -> Option<&'static str> {
     match proto {
         0 => Some("all"),
@@ -172,7 +173,7 @@ fn proto_name(proto: u8) -> Option<&'static str> {
         IPPROTO_TCP => Some("tcp"),
         IPPROTO_UDP => Some("udp"),
         IPPROTO_ICMPV6 => Some("ipv6-icmp"),
-        _ => None,
+        other => services::proto_name(other),
     }
 }
 

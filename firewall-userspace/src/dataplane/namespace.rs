@@ -121,11 +121,19 @@ fn home_mount_namespace() -> Result<Option<PathBuf>> {
     Ok(None)
 }
 
+/// Present while the bpffs at /sys/fs/bpf is one fwctl mounted, so `down` can take back
+/// what it put there and nothing else.
+const MOUNTED_MARK: &str = "/run/fwctl/bpffs-mounted-by-fwctl";
+/// What the kernel itself puts in every new bpffs (the bpf_preload iterators).
+const KERNEL_ENTRIES: [&str; 2] = ["maps.debug", "progs.debug"];
+
 /// Mounts bpffs at /sys/fs/bpf unless one is there already.
 pub fn ensure_bpffs() -> Result<()> {
     if is_bpffs(Path::new(BPFFS))? {
         return Ok(());
     }
+    std::fs::create_dir_all("/run/fwctl").context("creating /run/fwctl")?;
+    std::fs::write(MOUNTED_MARK, b"").with_context(|| format!("writing {MOUNTED_MARK}"))?;
     let target = std::ffi::CString::new(BPFFS)?;
     let fstype = std::ffi::CString::new("bpf")?;
     let opts = std::ffi::CString::new("mode=0700")?;
@@ -158,4 +166,28 @@ fn is_bpffs(path: &Path) -> Result<bool> {
             .with_context(|| format!("statfs {}", path.display()));
     }
     Ok(st.f_type as i64 == BPF_FS_MAGIC)
+}
+
+/// Unmounts the bpffs fwctl mounted once nothing but the kernel's own entries is left in it;
+/// a bpffs someone else mounted is never touched.
+pub fn release_bpffs_if_unused() -> Result<()> {
+    if !Path::new(MOUNTED_MARK).exists() || !is_bpffs(Path::new(BPFFS))? {
+        return Ok(());
+    }
+    let in_use = std::fs::read_dir(BPFFS)
+        .with_context(|| format!("reading {BPFFS}"))?
+        .filter_map(|e| e.ok())
+        .any(|e| !KERNEL_ENTRIES.contains(&e.file_name().to_string_lossy().as_ref()));
+    if in_use {
+        return Ok(());
+    }
+    let target = std::ffi::CString::new(BPFFS)?;
+    // SAFETY: target is NUL-terminated.
+    if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("unmounting {BPFFS}"));
+    }
+    let _ = std::fs::remove_file(MOUNTED_MARK);
+    let _ = std::fs::remove_dir("/run/fwctl");
+    Ok(())
 }

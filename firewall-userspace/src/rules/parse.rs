@@ -401,7 +401,9 @@ pub fn parse_proto(text: &str) -> Result<Option<u8>, ParseError> {
         "icmpv6" | "ipv6-icmp" => IPPROTO_ICMPV6,
         _ => lower
             .parse::<u8>()
-            .map_err(|_| bad(format!("unknown protocol \"{text}\" specified")))?,
+            .ok()
+            .or_else(|| services::proto_by_name(&lower))
+            .ok_or_else(|| bad(format!("unknown protocol \"{text}\" specified")))?,
     };
     Ok(Some(number))
 }

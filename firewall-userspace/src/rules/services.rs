@@ -1,5 +1,5 @@
-//! Port names from /etc/services, as iptables reads them for `--dport ssh` and for listings
-//! without `-n`.
+//! Port names from /etc/services and protocol names from /etc/protocols, as iptables reads
+//! them for `--dport ssh` / `-p gre` and for listings.
 
 use std::{collections::HashMap, sync::OnceLock};
 
@@ -71,6 +71,50 @@ fn proto_key(proto: &str) -> Option<&'static str> {
     }
 }
 
+struct Protocols {
+    by_name: HashMap<String, u8>,
+    by_number: HashMap<u8, String>,
+}
+
+fn protocols() -> &'static Protocols {
+    static PROTOCOLS: OnceLock<Protocols> = OnceLock::new();
+    PROTOCOLS.get_or_init(|| {
+        let text = std::fs::read_to_string("/etc/protocols").unwrap_or_default();
+        parse_protocols(&text)
+    })
+}
+
+fn parse_protocols(text: &str) -> Protocols {
+    let mut p = Protocols {
+        by_name: HashMap::new(),
+        by_number: HashMap::new(),
+    };
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let mut fields = line.split_whitespace();
+        let (Some(name), Some(number)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let Ok(number) = number.parse::<u8>() else {
+            continue;
+        };
+        p.by_number.entry(number).or_insert_with(|| name.to_string());
+        for alias in std::iter::once(name).chain(fields) {
+            p.by_name.entry(alias.to_ascii_lowercase()).or_insert(number);
+        }
+    }
+    p
+}
+
+/// The name getprotobynumber gives, which iptables prints in `-L` and `-S`.
+pub fn proto_name(number: u8) -> Option<&'static str> {
+    protocols().by_number.get(&number).map(String::as_str)
+}
+
+pub fn proto_by_name(name: &str) -> Option<u8> {
+    protocols().by_name.get(&name.to_ascii_lowercase()).copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +129,13 @@ mod tests {
             Some("smtp")
         );
         assert!(!s.by_name.contains_key(&("x".into(), "tcp")));
+    }
+
+    #[test]
+    fn reads_protocols() {
+        let p = parse_protocols("gre\t47\tGRE\t\t# GRE\nipv6-icmp 58 IPv6-ICMP\n");
+        assert_eq!(p.by_number.get(&47).map(String::as_str), Some("gre"));
+        assert_eq!(p.by_name.get("ipv6-icmp"), Some(&58));
+        assert_eq!(p.by_name.get("gre"), Some(&47));
     }
 }

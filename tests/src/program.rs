@@ -1,0 +1,116 @@
+//! The XDP program loaded straight from fwctl's embedded object (no pins, no attachment),
+//! fed crafted frames through BPF_PROG_TEST_RUN.
+
+use anyhow::{Context, Result};
+use aya::{
+    programs::{TestRun, TestRunOptions, Xdp},
+    Ebpf,
+};
+use firewall_common::{policy_counter, Counter};
+use fwctl::{
+    compile::compile,
+    dataplane::{install::load_object, install::PROGRAM_NAME, maps::Maps},
+    rules::{
+        edit::Editor,
+        parse::{parse_args, Command},
+        Family, Ruleset,
+    },
+};
+
+pub const XDP_ABORTED: u32 = 0;
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+/// The loopback interface: it exists in every namespace, so test runs can claim to have
+/// received a frame on it.
+pub const LO_IFINDEX: u32 = 1;
+
+pub struct Harness {
+    ebpf: Ebpf,
+    pub maps: Maps,
+    pub ruleset: Ruleset,
+}
+
+impl Harness {
+    pub fn load() -> Result<Harness> {
+        let mut ebpf = load_object()?;
+        let mut maps = Maps::from_source(|name| {
+            ebpf.take_map(name)
+                .with_context(|| format!("object has no map {name}"))
+        })?;
+        maps.set_ifname(LO_IFINDEX, "lo")?;
+        let mut h = Harness {
+            ebpf,
+            maps,
+            ruleset: Ruleset::default(),
+        };
+        h.apply(&[])?;
+        Ok(h)
+    }
+
+    /// Replaces the ruleset with the one the fwctl command lines build (only rule and
+    /// policy commands), through fwctl's own parser, editor and compiler, and zeroes every
+    /// counter it uses.
+    pub fn apply(&mut self, lines: &[&str]) -> Result<()> {
+        let mut editor = Editor::new(Ruleset::default());
+        for line in lines {
+            let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+            let inv = parse_args(&args).with_context(|| format!("parsing {line:?}"))?;
+            match inv.command {
+                Command::Append(chain, spec) => editor.append(inv.family, chain, spec)?,
+                Command::Insert(chain, n, spec) => editor.insert(inv.family, chain, n, spec)?,
+                Command::Policy(chain, verdict) => editor.policy(inv.family, chain, verdict)?,
+                other => anyhow::bail!("not a ruleset command: {other:?}"),
+            }
+        }
+        let images = Family::ALL
+            .iter()
+            .map(|&f| Ok((f, compile(&editor.ruleset, f)?)))
+            .collect::<Result<Vec<_>>>()?;
+        for slot in editor.ruleset.slots() {
+            self.maps.zero_counter(slot)?;
+        }
+        for family in Family::ALL {
+            self.maps.zero_counter(policy_counter(family.index()))?;
+        }
+        self.maps.install_ruleset(&images)?;
+        self.ruleset = editor.ruleset;
+        Ok(())
+    }
+
+    /// Runs the program once on `frame`, received on `ifindex` (an interface of this
+    /// network namespace).
+    pub fn run(&self, frame: &[u8], ifindex: u32) -> Result<u32> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(PROGRAM_NAME)
+            .context("no program")?
+            .try_into()?;
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex.
+        let md: [u32; 6] = [0, frame.len() as u32, 0, ifindex, 0, 0];
+        let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let result = prog.test_run(TestRunOptions {
+            data_in: Some(frame),
+            ctx_in: Some(ctx.as_slice()),
+            repeat: 1,
+            ..Default::default()
+        })?;
+        Ok(result.return_value)
+    }
+
+    /// Counters of rule `n` (1-based) of INPUT, or of the policy for n = 0.
+    pub fn counter(&self, family: Family, n: usize) -> Result<Counter> {
+        let slot = if n == 0 {
+            policy_counter(family.index())
+        } else {
+            self.ruleset
+                .family(family)
+                .input
+                .rules
+                .get(n - 1)
+                .with_context(|| format!("no rule {n}"))?
+                .slot
+        };
+        self.maps.counter(slot)
+    }
+}

@@ -1,0 +1,284 @@
+//! fwctl against the kernel, end to end: network namespaces joined by veth, the real fwctl
+//! binary under `ip netns exec`, real TCP and UDP traffic. Each test builds its own lab and
+//! tears it down on drop (fwctl down, then the namespaces), also when it fails.
+//! Run one at a time (`--test-threads=1`): they share the host's bpffs.
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use netlab::Probe;
+use tests::{
+    listed_counters, FwNs, Lab, CLIENT_V4, CLIENT_V6, HOST_IF, HOST_V4, HOST_V6,
+};
+
+const SHORT: Duration = Duration::from_millis(700);
+
+fn addr(ip: &str, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.parse().expect("IP address"), port)
+}
+
+/// Sends `n` datagrams of `len` bytes from the client and returns how many the host's
+/// socket received.
+fn udp_exchange(lab: &Lab, client_ip: &str, host_ip: &str, port: u16, n: usize, len: usize) -> usize {
+    let receiver = lab.host.udp_socket(addr(host_ip, port)).expect("bind on host");
+    receiver
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let sender = lab.client.udp_socket(addr(client_ip, 0)).expect("bind on client");
+    let payload = vec![0x5a; len];
+    for _ in 0..n {
+        sender.send_to(&payload, addr(host_ip, port)).expect("send");
+    }
+    let mut got = 0;
+    let mut buf = [0u8; 2048];
+    while receiver.recv_from(&mut buf).is_ok() {
+        got += 1;
+    }
+    got
+}
+
+fn listing(lab: &Lab, family: &str) -> String {
+    let mut args = vec!["-L", "-n", "-v", "-x", "--line-numbers"];
+    if family == "6" {
+        args.insert(0, "-6");
+    }
+    lab.host.fwctl_ok(&args)
+}
+
+#[test]
+fn tcp_and_udp_are_accepted_and_dropped_with_exact_counters() {
+    let lab = Lab::new().unwrap();
+    lab.host.apply(&[
+        "-P INPUT DROP",
+        "-A INPUT -p tcp --dport 22 -j ACCEPT",
+        "-A INPUT -p udp --dport 5353 -j ACCEPT",
+        "-A INPUT -p tcp --dport 8080 -j DROP",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    // Listeners on both ports: a failed connection is the firewall's doing.
+    lab.host.tcp_echo(addr(HOST_V4, 22)).unwrap();
+    lab.host.tcp_echo(addr(HOST_V4, 8080)).unwrap();
+
+    assert_eq!(lab.client.tcp_connect(addr(HOST_V4, 22), SHORT).unwrap(), Probe::Echoed);
+    assert_eq!(lab.client.tcp_connect(addr(HOST_V4, 8080), SHORT).unwrap(), Probe::TimedOut);
+
+    // UDP: exactly counted. 7 datagrams of 100 bytes: 7 x (20 + 8 + 100) bytes at IP level.
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 5353, 7, 100), 7);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 5354, 5, 100), 0);
+
+    let list = listing(&lab, "4");
+    assert_eq!(listed_counters(&list, "INPUT", 2).unwrap(), (7, 7 * 128), "{list}");
+    // The policy counted the five datagrams to 5354 and nothing else (ARP is not IP).
+    assert_eq!(listed_counters(&list, "INPUT", 0).unwrap(), (5, 5 * 128), "{list}");
+    // At least the SYN, the ACK and the data segment of the SSH connection.
+    let (ssh_packets, _) = listed_counters(&list, "INPUT", 1).unwrap();
+    assert!(ssh_packets >= 3, "{list}");
+    // Every SYN to 8080 died at the explicit DROP rule: one, plus retransmits.
+    let (dropped_syns, dropped_bytes) = listed_counters(&list, "INPUT", 3).unwrap();
+    assert!(dropped_syns >= 1 && dropped_bytes == dropped_syns * 60, "{list}");
+}
+
+#[test]
+fn ipv6_has_its_own_ruleset() {
+    let lab = Lab::new().unwrap();
+    lab.host.apply(&[
+        "-6 -P INPUT DROP",
+        "-6 -A INPUT -p icmpv6 -j ACCEPT",
+        "-6 -A INPUT -p udp --dport 5353 -j ACCEPT",
+        "-P INPUT DROP",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    assert_eq!(udp_exchange(&lab, CLIENT_V6, HOST_V6, 5353, 4, 50), 4);
+    assert_eq!(udp_exchange(&lab, CLIENT_V6, HOST_V6, 5354, 3, 50), 0);
+    let list = listing(&lab, "6");
+    // IPv6 length counts the 40-byte header: 40 + 8 + 50.
+    assert_eq!(listed_counters(&list, "INPUT", 2).unwrap(), (4, 4 * 98), "{list}");
+    assert_eq!(listed_counters(&list, "INPUT", 0).unwrap(), (3, 3 * 98), "{list}");
+    // IPv4 is dropped by its own policy, and the IPv6 counters did not see it.
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 5353, 2, 10), 0);
+    let list4 = listing(&lab, "4");
+    assert_eq!(listed_counters(&list4, "INPUT", 0).unwrap(), (2, 2 * 38), "{list4}");
+}
+
+#[test]
+fn native_attachment_outlives_fwctl_and_down_removes_everything() {
+    let lab = Lab::new().unwrap();
+    lab.host.apply(&["-P INPUT DROP", "-A INPUT -p udp --dport 7000 -j ACCEPT"]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    assert_eq!(lab.xdp_mode().unwrap().as_deref(), Some("xdp"), "native mode");
+
+    // No fwctl process is left; the pinned link keeps the program attached.
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7000, 3, 10), 3);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7001, 3, 10), 0);
+    let status = lab.host.fwctl_ok(&["status"]);
+    assert!(status.contains("xdp native") && status.contains("attached"), "{status}");
+    let pin_dir = status
+        .lines()
+        .find_map(|l| l.split("pinned in ").nth(1))
+        .expect("pin directory in status")
+        .to_string();
+    assert!(Path::new(&pin_dir).join("fw_ingress").exists());
+
+    lab.host.fwctl_ok(&["down"]);
+    assert_eq!(lab.xdp_mode().unwrap(), None, "detached");
+    assert!(!Path::new(&pin_dir).exists(), "{pin_dir} removed");
+    // With fwctl gone the host is open again.
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7001, 2, 10), 2);
+    let status = lab.host.fwctl_ok(&["status"]);
+    assert!(status.contains("not installed"), "{status}");
+}
+
+#[test]
+fn generic_mode_and_detach() {
+    let lab = Lab::new().unwrap();
+    lab.host.apply(&["-A INPUT -p udp --dport 7002 -j DROP"]);
+    lab.host.fwctl_ok(&["attach", HOST_IF, "--mode", "generic"]);
+    assert_eq!(lab.xdp_mode().unwrap().as_deref(), Some("xdpgeneric"));
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7002, 2, 10), 0);
+    let again = lab.host.fwctl(&["attach", HOST_IF]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already attached"));
+    lab.host.fwctl_ok(&["detach", HOST_IF]);
+    assert_eq!(lab.xdp_mode().unwrap(), None);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7002, 2, 10), 2);
+}
+
+#[test]
+fn rules_change_under_traffic_without_reattaching() {
+    let lab = Lab::new().unwrap();
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7003, 2, 10), 2);
+    lab.host.apply(&["-I INPUT -p udp --dport 7003 -j DROP"]);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7003, 2, 10), 0);
+    lab.host.apply(&["-D INPUT 1"]);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7003, 2, 10), 2);
+    lab.host.apply(&["-A INPUT -s 10.201.0.0/24 -i fwhost+ -j DROP"]);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7003, 2, 10), 0);
+    lab.host.apply(&["-F"]);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7003, 2, 10), 2);
+}
+
+#[test]
+fn each_namespace_has_its_own_firewall() {
+    let a = FwNs::new("fwt-a").unwrap();
+    let b = FwNs::new("fwt-b").unwrap();
+    a.apply(&["-A INPUT -p tcp --dport 1 -j ACCEPT"]);
+    b.apply(&["-P INPUT DROP"]);
+    assert_eq!(
+        a.fwctl_ok(&["-S", "INPUT"]),
+        "-P INPUT ACCEPT\n-A INPUT -p tcp -m tcp --dport 1 -j ACCEPT\n"
+    );
+    assert_eq!(b.fwctl_ok(&["-S", "INPUT"]), "-P INPUT DROP\n");
+}
+
+/// The same commands in iptables (nf_tables backend, the oracle) and in fwctl, in twin
+/// namespaces: the listings must be the same text.
+#[test]
+fn listings_match_iptables() {
+    let fw = FwNs::new("fwt-fw").unwrap();
+    let ipt = netlab::Netns::new("fwt-ipt").unwrap();
+    let commands = [
+        "-P INPUT DROP",
+        "-A INPUT -i lo -j ACCEPT",
+        "-A INPUT -p tcp --dport 22 -j ACCEPT",
+        "-I INPUT 2 -p tcp --dport 587 -j ACCEPT",
+        "-A INPUT -s 10.1.2.3/24 -d 10.9.9.9 -p udp --sport 53 --dport 1000:2000 -j DROP",
+        "-A INPUT -i tun+ -p icmp -j ACCEPT",
+        "-A INPUT -p tcp --sport 1024: -j DROP",
+        "-A INPUT -p 47 -j DROP",
+        "-A INPUT -s 192.168.0.0/255.255.0.0 -j DROP",
+    ];
+    let v6 = [
+        "-P INPUT DROP",
+        "-A INPUT -s 2001:db8::/32 -p tcp --dport 80 -j DROP",
+        "-A INPUT -d fd00::1 -p icmpv6 -j ACCEPT",
+    ];
+    let run_ipt = |tool: &str, args: &[&str]| {
+        let out = ipt.command(tool).args(args).output().expect("iptables");
+        assert!(out.status.success(), "{tool} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for c in commands {
+        let args: Vec<&str> = c.split_whitespace().collect();
+        run_ipt("iptables", &args);
+        fw.fwctl_ok(&args);
+    }
+    for c in v6 {
+        let args: Vec<&str> = c.split_whitespace().collect();
+        run_ipt("ip6tables", &args);
+        fw.fwctl_ok(&[&["-6"], args.as_slice()].concat());
+    }
+    for list in [
+        vec!["-L", "-n", "-v", "--line-numbers"],
+        vec!["-L", "-n"],
+        vec!["-L", "INPUT", "-n", "-v", "-x"],
+        vec!["-L", "-v"],
+        vec!["-L"],
+        vec!["-S"],
+        vec!["-S", "INPUT"],
+    ] {
+        assert_eq!(fw.fwctl_ok(&list), run_ipt("iptables", &list), "fwctl {list:?}");
+        let list6 = [&["-6"], list.as_slice()].concat();
+        assert_eq!(fw.fwctl_ok(&list6), run_ipt("ip6tables", &list), "fwctl {list6:?}");
+    }
+}
+
+#[test]
+fn errors_are_one_line_with_iptables_exit_codes() {
+    let ns = FwNs::new("fwt-err").unwrap();
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["-A", "INPUT", "-p", "tcp", "--dport", "99999", "-j", "ACCEPT"], 2, "invalid port/service `99999' specified"),
+        (&["-D", "INPUT", "3"], 1, "Index of deletion too big"),
+        (&["-C", "INPUT", "-p", "tcp", "-j", "DROP"], 1, "Bad rule (does a matching rule exist in that chain?)"),
+        (&["-P", "FORWARD", "DROP"], 1, "FORWARD is not enforced yet"),
+        (&["detach", "nosuchif0"], 1, "nosuchif0 is not attached"),
+        (&["attach", "nosuchif0"], 1, "no interface named nosuchif0"),
+    ];
+    for (args, status, message) in cases {
+        let out = ns.fwctl(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(*status), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("fwctl: ") && stderr.contains(message), "{args:?}: {stderr}");
+    }
+    // Nothing was applied by the failures.
+    assert_eq!(ns.fwctl_ok(&["-S", "INPUT"]), "-P INPUT ACCEPT\n");
+
+    // Not root: one line, before anything is touched.
+    let as_nobody = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(tests::fwctl_bin())
+        .args(["-L"])
+        .output()
+        .expect("setpriv");
+    let stderr = String::from_utf8_lossy(&as_nobody.stderr);
+    assert_eq!(as_nobody.status.code(), Some(4), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("must run as root"), "{stderr}");
+}
+
+#[test]
+fn aya_log_lines_reach_fwctl_log() {
+    let lab = Lab::new().unwrap();
+    lab.host.apply(&["-A INPUT -p udp --dport 7004 -j DROP"]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    let mut log = lab
+        .host
+        .command(tests::fwctl_bin().to_str().unwrap())
+        .args(["log", "--verdicts", "--duration", "3"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("fwctl log");
+    // Give it time to switch verdict logging on, then send what it must report.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(800) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    udp_exchange(&lab, CLIENT_V4, HOST_V4, 7004, 2, 10);
+    let out = log.wait_with_output().expect("fwctl log output");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("DROP by rule 1: family 0 proto 17 dport 7004"), "{text}");
+}

@@ -1,0 +1,326 @@
+//! The XDP program on crafted frames (BPF_PROG_TEST_RUN), as a table: each row is a ruleset
+//! (fwctl command lines), a frame, the verdict the program must return, and which counter
+//! (rule number, 0 for the policy) must have counted it, with its IP length in bytes.
+
+use fwctl::rules::Family;
+use tests::{
+    packets::{arp, Packet, L4},
+    program::{Harness, LO_IFINDEX, XDP_DROP, XDP_PASS},
+};
+
+struct Fixture {
+    what: &'static str,
+    rules: &'static [&'static str],
+    packet: Packet,
+    /// Received on loopback, whose name fwctl knows as "lo" (as after `fwctl attach lo`);
+    /// false: loopback is not in FW_IFNAMES, as an interface fwctl never attached to.
+    on_lo: bool,
+    verdict: u32,
+    /// INPUT rule (1-based) whose counter moves, 0 for the policy.
+    counted_by: usize,
+}
+
+fn fx(
+    what: &'static str,
+    rules: &'static [&'static str],
+    packet: Packet,
+    verdict: u32,
+    counted_by: usize,
+) -> Fixture {
+    Fixture {
+        what,
+        rules,
+        packet,
+        on_lo: true,
+        verdict,
+        counted_by,
+    }
+}
+
+const SSH_ONLY: &[&str] = &["-P INPUT DROP", "-A INPUT -p tcp --dport 22 -j ACCEPT"];
+const SSH_ONLY_V6: &[&str] = &["-6 -P INPUT DROP", "-6 -A INPUT -p tcp --dport 22 -j ACCEPT"];
+
+fn fixtures() -> Vec<Fixture> {
+    let tcp = |dport| Packet::tcp("10.0.0.1", "10.0.0.2", 40000, dport);
+    let udp = |dport| Packet::udp("10.0.0.1", "10.0.0.2", 40000, dport);
+    let tcp6 = |dport| Packet::tcp("fd00::1", "fd00::2", 40000, dport);
+    let udp6 = |dport| Packet::udp("fd00::1", "fd00::2", 40000, dport);
+    let with = |mut p: Packet, f: fn(&mut Packet)| {
+        f(&mut p);
+        p
+    };
+    vec![
+        // Policies.
+        fx("empty ruleset accepts", &[], tcp(80), XDP_PASS, 0),
+        fx("policy DROP drops", &["-P INPUT DROP"], tcp(80), XDP_DROP, 0),
+        fx("IPv4 policy does not touch IPv6", &["-P INPUT DROP"], tcp6(80), XDP_PASS, 0),
+        fx("IPv6 policy DROP", &["-6 -P INPUT DROP"], tcp6(80), XDP_DROP, 0),
+        // Protocol and ports.
+        fx("tcp dport match", SSH_ONLY, tcp(22), XDP_PASS, 1),
+        fx("tcp dport miss", SSH_ONLY, tcp(23), XDP_DROP, 0),
+        fx("udp is not tcp", SSH_ONLY, udp(22), XDP_DROP, 0),
+        fx("IPv6 tcp dport match", SSH_ONLY_V6, tcp6(22), XDP_PASS, 1),
+        fx("IPv6 tcp dport miss", SSH_ONLY_V6, tcp6(23), XDP_DROP, 0),
+        fx("IPv6 udp is not tcp", SSH_ONLY_V6, udp6(22), XDP_DROP, 0),
+        fx(
+            "IPv6 port found behind a hop-by-hop header",
+            SSH_ONLY_V6,
+            with(tcp6(22), |p| p.hop_by_hop = true),
+            XDP_PASS,
+            1,
+        ),
+        fx(
+            "802.1Q tagged frame is parsed",
+            SSH_ONLY,
+            with(tcp(22), |p| p.vlan = Some(100)),
+            XDP_PASS,
+            1,
+        ),
+        fx(
+            "dport range, inside",
+            &["-P INPUT DROP", "-A INPUT -p udp --dport 1000:2000 -j ACCEPT"],
+            udp(1500),
+            XDP_PASS,
+            1,
+        ),
+        fx(
+            "dport range, upper edge",
+            &["-P INPUT DROP", "-A INPUT -p udp --dport 1000:2000 -j ACCEPT"],
+            udp(2000),
+            XDP_PASS,
+            1,
+        ),
+        fx(
+            "dport range, outside",
+            &["-P INPUT DROP", "-A INPUT -p udp --dport 1000:2000 -j ACCEPT"],
+            udp(2001),
+            XDP_DROP,
+            0,
+        ),
+        fx(
+            "sport match",
+            &["-P INPUT DROP", "-A INPUT -p udp --sport 53 -j ACCEPT"],
+            Packet::udp("10.0.0.1", "10.0.0.2", 53, 9999),
+            XDP_PASS,
+            1,
+        ),
+        fx(
+            "sport miss",
+            &["-P INPUT DROP", "-A INPUT -p udp --sport 53 -j ACCEPT"],
+            Packet::udp("10.0.0.1", "10.0.0.2", 54, 9999),
+            XDP_DROP,
+            0,
+        ),
+        fx(
+            "a port rule never matches a non-first fragment",
+            &["-A INPUT -p tcp --dport 22 -j DROP"],
+            with(tcp(22), |p| p.frag_offset = 100),
+            XDP_PASS,
+            0,
+        ),
+        fx(
+            "IPv6 non-first fragment has no ports either",
+            &["-6 -A INPUT -p tcp --dport 22 -j DROP"],
+            with(tcp6(22), |p| p.frag_offset = 100),
+            XDP_PASS,
+            0,
+        ),
+        fx(
+            "a protocol-only rule matches a fragment",
+            &["-A INPUT -p tcp -j DROP"],
+            with(tcp(22), |p| p.frag_offset = 100),
+            XDP_DROP,
+            1,
+        ),
+        fx("icmp by name", &["-P INPUT DROP", "-A INPUT -p icmp -j ACCEPT"], Packet::new("10.0.0.1", "10.0.0.2", L4::Icmp), XDP_PASS, 1),
+        fx(
+            "icmpv6 by name",
+            &["-6 -P INPUT DROP", "-6 -A INPUT -p icmpv6 -j ACCEPT"],
+            Packet::new("fd00::1", "fd00::2", L4::Icmpv6),
+            XDP_PASS,
+            1,
+        ),
+        fx("protocol by number", &["-A INPUT -p 47 -j DROP"], Packet::new("10.0.0.1", "10.0.0.2", L4::Other(47)), XDP_DROP, 1),
+        fx("-p all matches anything", &["-A INPUT -p all -j DROP"], udp(5), XDP_DROP, 1),
+        // Addresses.
+        fx("source prefix match", &["-A INPUT -s 10.0.0.0/8 -j DROP"], tcp(80), XDP_DROP, 1),
+        fx("source prefix miss", &["-A INPUT -s 10.1.0.0/16 -j DROP"], tcp(80), XDP_PASS, 0),
+        fx("source host match", &["-A INPUT -s 10.0.0.1 -j DROP"], tcp(80), XDP_DROP, 1),
+        fx("destination match", &["-A INPUT -d 10.0.0.2/32 -j DROP"], tcp(80), XDP_DROP, 1),
+        fx("destination miss", &["-A INPUT -d 10.0.0.3 -j DROP"], tcp(80), XDP_PASS, 0),
+        fx(
+            "IPv6 source prefix match",
+            &["-6 -A INPUT -s fd00::/16 -j DROP"],
+            tcp6(80),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "IPv6 source prefix miss across a word boundary",
+            &["-6 -A INPUT -s fd00:0:0:1::/64 -j DROP"],
+            tcp6(80),
+            XDP_PASS,
+            0,
+        ),
+        fx(
+            "IPv6 destination host match",
+            &["-6 -A INPUT -d fd00::2 -j DROP"],
+            tcp6(80),
+            XDP_DROP,
+            1,
+        ),
+        // Interfaces (the frame arrives on lo).
+        fx("-i exact name", &["-A INPUT -i lo -j DROP"], tcp(80), XDP_DROP, 1),
+        fx("-i other name", &["-A INPUT -i eth0 -j DROP"], tcp(80), XDP_PASS, 0),
+        fx("-i prefix wildcard", &["-A INPUT -i l+ -j DROP"], tcp(80), XDP_DROP, 1),
+        fx("-i other prefix", &["-A INPUT -i tun+ -j DROP"], tcp(80), XDP_PASS, 0),
+        fx("-i longer than the name", &["-A INPUT -i lo0 -j DROP"], tcp(80), XDP_PASS, 0),
+        Fixture {
+            what: "-i never matches an unknown interface",
+            rules: &["-A INPUT -i lo -j DROP"],
+            packet: tcp(80),
+            on_lo: false,
+            verdict: XDP_PASS,
+            counted_by: 0,
+        },
+        // Order.
+        fx(
+            "first match wins",
+            &["-A INPUT -p tcp -j DROP", "-A INPUT -p tcp --dport 22 -j ACCEPT"],
+            tcp(22),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "later rule when the first misses",
+            &["-A INPUT -p udp -j DROP", "-A INPUT -p tcp --dport 22 -j DROP"],
+            tcp(22),
+            XDP_DROP,
+            2,
+        ),
+        fx(
+            "-I puts a rule first",
+            &["-A INPUT -p tcp -j DROP", "-I INPUT -p tcp --dport 22 -j ACCEPT"],
+            tcp(22),
+            XDP_PASS,
+            1,
+        ),
+        fx(
+            "all matches of a rule must hold",
+            &["-A INPUT -s 10.0.0.1 -p udp --dport 22 -j DROP"],
+            tcp(22),
+            XDP_PASS,
+            0,
+        ),
+        fx(
+            "the how-to's mail ruleset lets IMAPS in",
+            &[
+                "-P INPUT DROP",
+                "-A INPUT -i lo -j ACCEPT",
+                "-I INPUT -p tcp --dport 22 -j ACCEPT",
+                "-I INPUT 2 -p tcp --dport 587 -j ACCEPT",
+                "-I INPUT 3 -p tcp --dport 110 -j ACCEPT",
+                "-I INPUT 4 -p tcp --dport 143 -j ACCEPT",
+                "-I INPUT 5 -p tcp --dport 993 -j ACCEPT",
+                "-I INPUT 6 -p tcp --dport 995 -j ACCEPT",
+            ],
+            tcp(993),
+            XDP_PASS,
+            5,
+        ),
+    ]
+}
+
+#[test]
+fn verdicts_and_counters_per_fixture() {
+    let mut h = Harness::load().expect("loading the XDP program (run as root)");
+    let mut failures = Vec::new();
+    for f in fixtures() {
+        h.apply(f.rules).unwrap_or_else(|e| panic!("{}: {e:#}", f.what));
+        let frame = f.packet.bytes();
+        if !f.on_lo {
+            h.maps.remove_ifname(LO_IFINDEX).unwrap();
+        }
+        let verdict = h.run(&frame, LO_IFINDEX).expect("test run");
+        h.maps.set_ifname(LO_IFINDEX, "lo").unwrap();
+        let family = match f.packet.src {
+            std::net::IpAddr::V4(_) => Family::V4,
+            std::net::IpAddr::V6(_) => Family::V6,
+        };
+        let counted = h.counter(family, f.counted_by).expect("counter");
+        let rules = h.ruleset.family(family).input.rules.len();
+        // Every other counter of the family stayed at zero.
+        let others: u64 = (0..=rules)
+            .filter(|&n| n != f.counted_by)
+            .map(|n| h.counter(family, n).expect("counter").packets)
+            .sum();
+        if verdict != f.verdict
+            || counted.packets != 1
+            || counted.bytes != f.packet.ip_len()
+            || others != 0
+        {
+            failures.push(format!(
+                "{}: verdict {verdict} (want {}), counter {} = {counted:?} (want 1 packet, {} bytes), others {others}",
+                f.what,
+                f.verdict,
+                f.counted_by,
+                f.packet.ip_len()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn frames_that_are_not_judged() {
+    let mut h = Harness::load().expect("loading the XDP program (run as root)");
+    h.apply(&["-P INPUT DROP", "-6 -P INPUT DROP"]).unwrap();
+    // ARP is not IP: iptables never sees it, and dropping it would cut the host off.
+    assert_eq!(h.run(&arp(), LO_IFINDEX).unwrap(), XDP_PASS);
+    assert_eq!(h.counter(Family::V4, 0).unwrap().packets, 0);
+    // A frame cut inside its IPv4 header is dropped, never passed through a DROP policy.
+    let frame = Packet::tcp("10.0.0.1", "10.0.0.2", 1, 22).bytes();
+    assert_eq!(h.run(&frame[..14 + 12], LO_IFINDEX).unwrap(), XDP_DROP);
+    // IPv4 header length below 20 bytes is malformed.
+    let mut bad = frame.clone();
+    bad[14] = 0x44;
+    assert_eq!(h.run(&bad, LO_IFINDEX).unwrap(), XDP_DROP);
+}
+
+#[test]
+fn a_ruleset_update_keeps_the_counters_of_unchanged_rules() {
+    let mut h = Harness::load().expect("loading the XDP program (run as root)");
+    h.apply(&["-A INPUT -p tcp --dport 22 -j ACCEPT"]).unwrap();
+    let frame = Packet::tcp("10.0.0.1", "10.0.0.2", 1, 22).bytes();
+    for _ in 0..3 {
+        assert_eq!(h.run(&frame, LO_IFINDEX).unwrap(), XDP_PASS);
+    }
+    // Insert a rule in front through the same path fwctl's commands take.
+    let mut editor = fwctl::rules::edit::Editor::new(h.ruleset.clone());
+    let inv = fwctl::rules::parse::parse_args(
+        &"-I INPUT -p udp -j DROP"
+            .split_whitespace()
+            .map(String::from)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let fwctl::rules::parse::Command::Insert(chain, n, spec) = inv.command else {
+        panic!("not an insert")
+    };
+    editor.insert(Family::V4, chain, n, spec).unwrap();
+    for &slot in &editor.new_slots {
+        h.maps.zero_counter(slot).unwrap();
+    }
+    let images = Family::ALL
+        .iter()
+        .map(|&f| (f, fwctl::compile::compile(&editor.ruleset, f).unwrap()))
+        .collect::<Vec<_>>();
+    let before = h.maps.config().unwrap().active;
+    h.maps.install_ruleset(&images).unwrap();
+    assert_ne!(h.maps.config().unwrap().active, before, "generation flipped");
+    h.ruleset = editor.ruleset;
+    assert_eq!(h.run(&frame, LO_IFINDEX).unwrap(), XDP_PASS);
+    // The SSH rule is now rule 2 and has counted all four packets.
+    assert_eq!(h.counter(Family::V4, 2).unwrap().packets, 4);
+    assert_eq!(h.counter(Family::V4, 1).unwrap().packets, 0);
+}
