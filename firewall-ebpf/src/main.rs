@@ -14,7 +14,7 @@ use aya_ebpf::{
 use aya_log_ebpf::info;
 use firewall_common::{
     header_index, policy_counter, rule_index, Config, Counter, IfName, Rule, RulesetHeader,
-    CONFIG_LOG_VERDICTS, FAMILIES, GENERATIONS, MAX_COUNTERS, MAX_INTERFACES, MAX_RULES,
+    CONFIG_LOG_VERDICTS, FAMILIES, FAMILY_V4, GENERATIONS, MAX_COUNTERS, MAX_INTERFACES, MAX_RULES,
     RULE_NEEDS_PORTS, VERDICT_ACCEPT,
 };
 use firewall_ebpf::parse::{parse, Packet, Parsed};
@@ -48,7 +48,7 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, ()> {
         Ok(Parsed::NotIp) => return Ok(XDP_PASS),
         // A truncated or malformed IP header: the kernel's own IP stack drops these too, and
         // letting them past a DROP policy would be failing open.
-        Err(()) => return Ok(XDP_DROP),
+        Err(_) => return Ok(XDP_DROP),
     };
     let config = CONFIG.get(0).ok_or(())?;
     let generation = config.active % GENERATIONS;
@@ -184,15 +184,16 @@ fn log_verdict(ctx: &XdpContext, family: u32, proto: u32, dport: u16, verdict: u
     } else {
         "DROP"
     };
+    let family = if family == FAMILY_V4 { "IPv4" } else { "IPv6" };
     if position == 0 {
         info!(
             ctx,
-            "{} by policy: family {} proto {} dport {}", what, family, proto, dport
+            "{} by policy: {} proto {} dport {}", what, family, proto, dport
         );
     } else {
         info!(
             ctx,
-            "{} by rule {}: family {} proto {} dport {}", what, position, family, proto, dport
+            "{} by rule {}: {} proto {} dport {}", what, position, family, proto, dport
         );
     }
 }

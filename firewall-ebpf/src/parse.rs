@@ -47,6 +47,10 @@ pub struct Packet {
     pub ip_len: u32,
 }
 
+/// A frame too short for the header it announces, or with an impossible header length.
+#[derive(Debug)]
+pub struct Malformed;
+
 pub enum Parsed {
     /// An IPv4 or IPv6 packet, judged by the ruleset of its family.
     Ip(Packet),
@@ -55,11 +59,11 @@ pub enum Parsed {
 }
 
 #[inline(always)]
-fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, ()> {
+fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, Malformed> {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + offset + mem::size_of::<T>() > end {
-        return Err(());
+        return Err(Malformed);
     }
     Ok((start + offset) as *const T)
 }
@@ -69,7 +73,7 @@ fn be16(bytes: [u8; 2]) -> u16 {
     u16::from_be_bytes(bytes)
 }
 
-pub fn parse(ctx: &XdpContext) -> Result<Parsed, ()> {
+pub fn parse(ctx: &XdpContext) -> Result<Parsed, Malformed> {
     let eth: *const EthHdr = ptr_at(ctx, 0)?;
     let mut ether_type = u16::from_be(unsafe { (*eth).ether_type });
     let mut offset = EthHdr::LEN;
@@ -91,12 +95,12 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, ()> {
 }
 
 #[inline(always)]
-fn parse_ipv4(ctx: &XdpContext, offset: usize) -> Result<Packet, ()> {
+fn parse_ipv4(ctx: &XdpContext, offset: usize) -> Result<Packet, Malformed> {
     let ip: *const Ipv4Hdr = ptr_at(ctx, offset)?;
     let ip = unsafe { &*ip };
     let header_len = ((ip.vihl & 0x0f) as usize) * 4;
     if header_len < Ipv4Hdr::LEN {
-        return Err(());
+        return Err(Malformed);
     }
     let proto = ip.proto;
     let first_fragment = be16(ip.frags) & 0x1fff == 0;
@@ -117,7 +121,7 @@ fn parse_ipv4(ctx: &XdpContext, offset: usize) -> Result<Packet, ()> {
 }
 
 #[inline(always)]
-fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Result<Packet, ()> {
+fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Result<Packet, Malformed> {
     let ip: *const Ipv6Hdr = ptr_at(ctx, offset)?;
     let ip = unsafe { &*ip };
     let mut pkt = Packet {
@@ -165,7 +169,12 @@ fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Result<Packet, ()> {
 }
 
 #[inline(always)]
-fn read_ports(ctx: &XdpContext, offset: usize, proto: u8, pkt: &mut Packet) -> Result<(), ()> {
+fn read_ports(
+    ctx: &XdpContext,
+    offset: usize,
+    proto: u8,
+    pkt: &mut Packet,
+) -> Result<(), Malformed> {
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
         return Ok(());
     }

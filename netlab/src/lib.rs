@@ -148,8 +148,18 @@ pub struct Link<'a> {
 
 pub fn veth(a: Link<'_>, b: Link<'_>) -> Result<()> {
     run(Command::new("ip").args([
-        "link", "add", a.ifname, "netns", a.ns.name(), "type", "veth", "peer", "name", b.ifname,
-        "netns", b.ns.name(),
+        "link",
+        "add",
+        a.ifname,
+        "netns",
+        a.ns.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b.ifname,
+        "netns",
+        b.ns.name(),
     ]))?;
     for end in [&a, &b] {
         for addr in end.addrs {

@@ -121,7 +121,17 @@ impl Lab {
             (&host.ns, HOST_IF, &client_mac, [CLIENT_V4, CLIENT_V6]),
         ] {
             for peer in peers {
-                ns.ip(&["neigh", "replace", peer, "lladdr", peer_mac, "dev", ifname, "nud", "permanent"])?;
+                ns.ip(&[
+                    "neigh",
+                    "replace",
+                    peer,
+                    "lladdr",
+                    peer_mac,
+                    "dev",
+                    ifname,
+                    "nud",
+                    "permanent",
+                ])?;
             }
         }
         Ok(Lab { client, host })

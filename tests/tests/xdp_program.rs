@@ -38,7 +38,10 @@ fn fx(
 }
 
 const SSH_ONLY: &[&str] = &["-P INPUT DROP", "-A INPUT -p tcp --dport 22 -j ACCEPT"];
-const SSH_ONLY_V6: &[&str] = &["-6 -P INPUT DROP", "-6 -A INPUT -p tcp --dport 22 -j ACCEPT"];
+const SSH_ONLY_V6: &[&str] = &[
+    "-6 -P INPUT DROP",
+    "-6 -A INPUT -p tcp --dport 22 -j ACCEPT",
+];
 
 fn fixtures() -> Vec<Fixture> {
     let tcp = |dport| Packet::tcp("10.0.0.1", "10.0.0.2", 40000, dport);
@@ -52,9 +55,27 @@ fn fixtures() -> Vec<Fixture> {
     vec![
         // Policies.
         fx("empty ruleset accepts", &[], tcp(80), XDP_PASS, 0),
-        fx("policy DROP drops", &["-P INPUT DROP"], tcp(80), XDP_DROP, 0),
-        fx("IPv4 policy does not touch IPv6", &["-P INPUT DROP"], tcp6(80), XDP_PASS, 0),
-        fx("IPv6 policy DROP", &["-6 -P INPUT DROP"], tcp6(80), XDP_DROP, 0),
+        fx(
+            "policy DROP drops",
+            &["-P INPUT DROP"],
+            tcp(80),
+            XDP_DROP,
+            0,
+        ),
+        fx(
+            "IPv4 policy does not touch IPv6",
+            &["-P INPUT DROP"],
+            tcp6(80),
+            XDP_PASS,
+            0,
+        ),
+        fx(
+            "IPv6 policy DROP",
+            &["-6 -P INPUT DROP"],
+            tcp6(80),
+            XDP_DROP,
+            0,
+        ),
         // Protocol and ports.
         fx("tcp dport match", SSH_ONLY, tcp(22), XDP_PASS, 1),
         fx("tcp dport miss", SSH_ONLY, tcp(23), XDP_DROP, 0),
@@ -78,21 +99,30 @@ fn fixtures() -> Vec<Fixture> {
         ),
         fx(
             "dport range, inside",
-            &["-P INPUT DROP", "-A INPUT -p udp --dport 1000:2000 -j ACCEPT"],
+            &[
+                "-P INPUT DROP",
+                "-A INPUT -p udp --dport 1000:2000 -j ACCEPT",
+            ],
             udp(1500),
             XDP_PASS,
             1,
         ),
         fx(
             "dport range, upper edge",
-            &["-P INPUT DROP", "-A INPUT -p udp --dport 1000:2000 -j ACCEPT"],
+            &[
+                "-P INPUT DROP",
+                "-A INPUT -p udp --dport 1000:2000 -j ACCEPT",
+            ],
             udp(2000),
             XDP_PASS,
             1,
         ),
         fx(
             "dport range, outside",
-            &["-P INPUT DROP", "-A INPUT -p udp --dport 1000:2000 -j ACCEPT"],
+            &[
+                "-P INPUT DROP",
+                "-A INPUT -p udp --dport 1000:2000 -j ACCEPT",
+            ],
             udp(2001),
             XDP_DROP,
             0,
@@ -132,7 +162,13 @@ fn fixtures() -> Vec<Fixture> {
             XDP_DROP,
             1,
         ),
-        fx("icmp by name", &["-P INPUT DROP", "-A INPUT -p icmp -j ACCEPT"], Packet::new("10.0.0.1", "10.0.0.2", L4::Icmp), XDP_PASS, 1),
+        fx(
+            "icmp by name",
+            &["-P INPUT DROP", "-A INPUT -p icmp -j ACCEPT"],
+            Packet::new("10.0.0.1", "10.0.0.2", L4::Icmp),
+            XDP_PASS,
+            1,
+        ),
         fx(
             "icmpv6 by name",
             &["-6 -P INPUT DROP", "-6 -A INPUT -p icmpv6 -j ACCEPT"],
@@ -140,14 +176,56 @@ fn fixtures() -> Vec<Fixture> {
             XDP_PASS,
             1,
         ),
-        fx("protocol by number", &["-A INPUT -p 47 -j DROP"], Packet::new("10.0.0.1", "10.0.0.2", L4::Other(47)), XDP_DROP, 1),
-        fx("-p all matches anything", &["-A INPUT -p all -j DROP"], udp(5), XDP_DROP, 1),
+        fx(
+            "protocol by number",
+            &["-A INPUT -p 47 -j DROP"],
+            Packet::new("10.0.0.1", "10.0.0.2", L4::Other(47)),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "-p all matches anything",
+            &["-A INPUT -p all -j DROP"],
+            udp(5),
+            XDP_DROP,
+            1,
+        ),
         // Addresses.
-        fx("source prefix match", &["-A INPUT -s 10.0.0.0/8 -j DROP"], tcp(80), XDP_DROP, 1),
-        fx("source prefix miss", &["-A INPUT -s 10.1.0.0/16 -j DROP"], tcp(80), XDP_PASS, 0),
-        fx("source host match", &["-A INPUT -s 10.0.0.1 -j DROP"], tcp(80), XDP_DROP, 1),
-        fx("destination match", &["-A INPUT -d 10.0.0.2/32 -j DROP"], tcp(80), XDP_DROP, 1),
-        fx("destination miss", &["-A INPUT -d 10.0.0.3 -j DROP"], tcp(80), XDP_PASS, 0),
+        fx(
+            "source prefix match",
+            &["-A INPUT -s 10.0.0.0/8 -j DROP"],
+            tcp(80),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "source prefix miss",
+            &["-A INPUT -s 10.1.0.0/16 -j DROP"],
+            tcp(80),
+            XDP_PASS,
+            0,
+        ),
+        fx(
+            "source host match",
+            &["-A INPUT -s 10.0.0.1 -j DROP"],
+            tcp(80),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "destination match",
+            &["-A INPUT -d 10.0.0.2/32 -j DROP"],
+            tcp(80),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "destination miss",
+            &["-A INPUT -d 10.0.0.3 -j DROP"],
+            tcp(80),
+            XDP_PASS,
+            0,
+        ),
         fx(
             "IPv6 source prefix match",
             &["-6 -A INPUT -s fd00::/16 -j DROP"],
@@ -170,11 +248,41 @@ fn fixtures() -> Vec<Fixture> {
             1,
         ),
         // Interfaces (the frame arrives on lo).
-        fx("-i exact name", &["-A INPUT -i lo -j DROP"], tcp(80), XDP_DROP, 1),
-        fx("-i other name", &["-A INPUT -i eth0 -j DROP"], tcp(80), XDP_PASS, 0),
-        fx("-i prefix wildcard", &["-A INPUT -i l+ -j DROP"], tcp(80), XDP_DROP, 1),
-        fx("-i other prefix", &["-A INPUT -i tun+ -j DROP"], tcp(80), XDP_PASS, 0),
-        fx("-i longer than the name", &["-A INPUT -i lo0 -j DROP"], tcp(80), XDP_PASS, 0),
+        fx(
+            "-i exact name",
+            &["-A INPUT -i lo -j DROP"],
+            tcp(80),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "-i other name",
+            &["-A INPUT -i eth0 -j DROP"],
+            tcp(80),
+            XDP_PASS,
+            0,
+        ),
+        fx(
+            "-i prefix wildcard",
+            &["-A INPUT -i l+ -j DROP"],
+            tcp(80),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "-i other prefix",
+            &["-A INPUT -i tun+ -j DROP"],
+            tcp(80),
+            XDP_PASS,
+            0,
+        ),
+        fx(
+            "-i longer than the name",
+            &["-A INPUT -i lo0 -j DROP"],
+            tcp(80),
+            XDP_PASS,
+            0,
+        ),
         Fixture {
             what: "-i never matches an unknown interface",
             rules: &["-A INPUT -i lo -j DROP"],
@@ -186,21 +294,30 @@ fn fixtures() -> Vec<Fixture> {
         // Order.
         fx(
             "first match wins",
-            &["-A INPUT -p tcp -j DROP", "-A INPUT -p tcp --dport 22 -j ACCEPT"],
+            &[
+                "-A INPUT -p tcp -j DROP",
+                "-A INPUT -p tcp --dport 22 -j ACCEPT",
+            ],
             tcp(22),
             XDP_DROP,
             1,
         ),
         fx(
             "later rule when the first misses",
-            &["-A INPUT -p udp -j DROP", "-A INPUT -p tcp --dport 22 -j DROP"],
+            &[
+                "-A INPUT -p udp -j DROP",
+                "-A INPUT -p tcp --dport 22 -j DROP",
+            ],
             tcp(22),
             XDP_DROP,
             2,
         ),
         fx(
             "-I puts a rule first",
-            &["-A INPUT -p tcp -j DROP", "-I INPUT -p tcp --dport 22 -j ACCEPT"],
+            &[
+                "-A INPUT -p tcp -j DROP",
+                "-I INPUT -p tcp --dport 22 -j ACCEPT",
+            ],
             tcp(22),
             XDP_PASS,
             1,
@@ -236,7 +353,8 @@ fn verdicts_and_counters_per_fixture() {
     let mut h = Harness::load().expect("loading the XDP program (run as root)");
     let mut failures = Vec::new();
     for f in fixtures() {
-        h.apply(f.rules).unwrap_or_else(|e| panic!("{}: {e:#}", f.what));
+        h.apply(f.rules)
+            .unwrap_or_else(|e| panic!("{}: {e:#}", f.what));
         let frame = f.packet.bytes();
         if !f.on_lo {
             h.maps.remove_ifname(LO_IFINDEX).unwrap();
@@ -317,7 +435,11 @@ fn a_ruleset_update_keeps_the_counters_of_unchanged_rules() {
         .collect::<Vec<_>>();
     let before = h.maps.config().unwrap().active;
     h.maps.install_ruleset(&images).unwrap();
-    assert_ne!(h.maps.config().unwrap().active, before, "generation flipped");
+    assert_ne!(
+        h.maps.config().unwrap().active,
+        before,
+        "generation flipped"
+    );
     h.ruleset = editor.ruleset;
     assert_eq!(h.run(&frame, LO_IFINDEX).unwrap(), XDP_PASS);
     // The SSH rule is now rule 2 and has counted all four packets.

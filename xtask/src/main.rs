@@ -1,7 +1,10 @@
-//! Project tasks: set-up of a fresh machine, the lab (`run`), the tests and the benchmarks.
+//! Project tasks: set-up of a fresh machine, the lab (`run`), the tests.
 
+mod build;
 mod cmd;
+mod lab;
 mod setup;
+mod test;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -18,10 +21,38 @@ enum Task {
     /// Install what building and testing need (idempotent): Debian packages, rust-src for
     /// nightly, bpf-linker linked against nightly's LLVM.
     Setup,
+    /// Build and show the firewall at work on a lab of network namespaces (or, with
+    /// --iface, on a real interface until Ctrl-C).
+    Run {
+        /// Stop (and remove the lab) after this many seconds instead of at Ctrl-C.
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Attach to this interface of the current namespace instead of building a lab.
+        #[arg(long)]
+        iface: Option<String>,
+        /// XDP mode: native (in the driver) or generic.
+        #[arg(long, default_value = "native")]
+        mode: String,
+    },
+    /// Run every test: unit tests, then the kernel tests one at a time (needs root).
+    Test {
+        /// Only tests whose name contains this.
+        filter: Option<String>,
+    },
 }
 
 fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Setup => setup::setup(),
+        Task::Run {
+            duration,
+            iface,
+            mode,
+        } => lab::run(lab::Options {
+            duration,
+            iface,
+            mode,
+        }),
+        Task::Test { filter } => test::test(filter),
     }
 }

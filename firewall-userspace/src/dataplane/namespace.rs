@@ -184,8 +184,7 @@ pub fn release_bpffs_if_unused() -> Result<()> {
     let target = std::ffi::CString::new(BPFFS)?;
     // SAFETY: target is NUL-terminated.
     if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("unmounting {BPFFS}"));
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("unmounting {BPFFS}"));
     }
     let _ = std::fs::remove_file(MOUNTED_MARK);
     let _ = std::fs::remove_dir("/run/fwctl");

@@ -247,9 +247,11 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 let proto = match spec.proto {
                     Some(IPPROTO_TCP) => "tcp",
                     Some(IPPROTO_UDP) => "udp",
-                    _ => return Err(bad(format!(
+                    _ => {
+                        return Err(bad(format!(
                         "unknown option \"{opt}\": port matches need -p tcp or -p udp before them"
-                    ))),
+                    )))
+                    }
                 };
                 let range = parse_ports(args.value(opt, inline)?, proto)?;
                 if opt.starts_with("--s") {

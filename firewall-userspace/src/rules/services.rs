@@ -98,9 +98,13 @@ fn parse_protocols(text: &str) -> Protocols {
         let Ok(number) = number.parse::<u8>() else {
             continue;
         };
-        p.by_number.entry(number).or_insert_with(|| name.to_string());
+        p.by_number
+            .entry(number)
+            .or_insert_with(|| name.to_string());
         for alias in std::iter::once(name).chain(fields) {
-            p.by_name.entry(alias.to_ascii_lowercase()).or_insert(number);
+            p.by_name
+                .entry(alias.to_ascii_lowercase())
+                .or_insert(number);
         }
     }
     p
