@@ -327,6 +327,23 @@ fn errors_are_one_line_with_iptables_exit_codes() {
     assert_eq!(as_nobody.status.code(), Some(4), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("must run as root"), "{stderr}");
+
+    // Root without the capabilities BPF needs: one line, and nothing installed.
+    let no_caps = ns
+        .command("setpriv")
+        .args([
+            "--bounding-set=-bpf,-sys_admin,-perfmon,-net_admin",
+            "--inh-caps=-all",
+        ])
+        .arg(tests::fwctl_bin())
+        .args(["-A", "INPUT", "-j", "DROP"])
+        .output()
+        .expect("setpriv");
+    let stderr = String::from_utf8_lossy(&no_caps.stderr);
+    assert!(!no_caps.status.success(), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("fwctl: "), "{stderr}");
+    assert_eq!(ns.fwctl_ok(&["-S", "INPUT"]), "-P INPUT ACCEPT\n");
 }
 
 #[test]

@@ -109,10 +109,33 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let status = e.downcast_ref::<Exit>().map_or(1, |x| x.status);
-            eprintln!("fwctl: {e:#}");
+            eprintln!("fwctl: {}", one_line(&e));
             ExitCode::from(status)
         }
     }
+}
+
+/// The error chain on one line. Kernel messages such as the verifier's log span many lines;
+/// they are cut to their first unless FWCTL_DEBUG is set.
+fn one_line(e: &anyhow::Error) -> String {
+    if std::env::var_os("FWCTL_DEBUG").is_some() {
+        return format!("{e:#}");
+    }
+    let mut cut = false;
+    let parts: Vec<String> = e
+        .chain()
+        .map(|cause| {
+            let text = cause.to_string();
+            let first = text.lines().next().unwrap_or_default().to_string();
+            cut |= first.len() < text.trim_end().len();
+            first
+        })
+        .collect();
+    let mut line = parts.join(": ");
+    if cut {
+        line.push_str(" (FWCTL_DEBUG=1 shows the kernel's full message)");
+    }
+    line
 }
 
 /// Every command past parsing needs root, and does its file work in the host's mount
