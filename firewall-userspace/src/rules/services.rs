@@ -16,17 +16,23 @@ fn services() -> &'static Services {
     })
 }
 
+/// The lines of /etc/services and /etc/protocols: `name value [aliases...] [# comment]`.
+fn entries(text: &str) -> impl Iterator<Item = (&str, &str, Vec<&str>)> {
+    text.lines().filter_map(|line| {
+        let line = line.split('#').next().unwrap_or("");
+        let mut fields = line.split_whitespace();
+        let name = fields.next()?;
+        let value = fields.next()?;
+        Some((name, value, std::iter::once(name).chain(fields).collect()))
+    })
+}
+
 fn parse(text: &str) -> Services {
     let mut s = Services {
         by_name: HashMap::new(),
         by_port: HashMap::new(),
     };
-    for line in text.lines() {
-        let line = line.split('#').next().unwrap_or("");
-        let mut fields = line.split_whitespace();
-        let (Some(name), Some(port_proto)) = (fields.next(), fields.next()) else {
-            continue;
-        };
+    for (name, port_proto, names) in entries(text) {
         let Some((port, proto)) = port_proto.split_once('/') else {
             continue;
         };
@@ -42,7 +48,7 @@ fn parse(text: &str) -> Services {
         s.by_port
             .entry((port, proto))
             .or_insert_with(|| name.to_string());
-        for alias in std::iter::once(name).chain(fields) {
+        for alias in names {
             s.by_name.entry((alias.to_string(), proto)).or_insert(port);
         }
     }
@@ -89,19 +95,14 @@ fn parse_protocols(text: &str) -> Protocols {
         by_name: HashMap::new(),
         by_number: HashMap::new(),
     };
-    for line in text.lines() {
-        let line = line.split('#').next().unwrap_or("");
-        let mut fields = line.split_whitespace();
-        let (Some(name), Some(number)) = (fields.next(), fields.next()) else {
-            continue;
-        };
+    for (name, number, names) in entries(text) {
         let Ok(number) = number.parse::<u8>() else {
             continue;
         };
         p.by_number
             .entry(number)
             .or_insert_with(|| name.to_string());
-        for alias in std::iter::once(name).chain(fields) {
+        for alias in names {
             p.by_name
                 .entry(alias.to_ascii_lowercase())
                 .or_insert(number);
