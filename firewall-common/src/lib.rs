@@ -9,56 +9,122 @@
 use bytemuck::{Pod, Zeroable};
 
 /// Bumped whenever a map's key or value layout changes; part of the pin path.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
-/// Address families, in the order their rulesets are stored.
+/// Address families, in the order their tables are stored.
 pub const FAMILY_V4: u32 = 0;
 pub const FAMILY_V6: u32 = 1;
 pub const FAMILIES: u32 = 2;
 
-/// Two copies of the ruleset: userspace fills the inactive one, then flips
-/// [`Config::active`], so a packet sees one whole ruleset or the other.
+/// Built-in chains, in the order their tables are stored.
+pub const CHAIN_INPUT: u32 = 0;
+pub const CHAIN_FORWARD: u32 = 1;
+pub const CHAIN_OUTPUT: u32 = 2;
+pub const CHAINS: u32 = 3;
+
+/// A table is one chain of one family with its user chains inlined.
+pub const TABLES: u32 = FAMILIES * CHAINS;
+
+/// Two copies of everything the classifier reads: userspace fills the inactive one, then
+/// flips [`Config::active`], so a packet sees one whole ruleset or the other.
 pub const GENERATIONS: u32 = 2;
 
-/// Rules per chain, per family, per generation. The program scans them in order.
-pub const MAX_RULES: u32 = 1024;
+/// Table slots of all generations; a table's tag in keys is `generation * TABLES + table`.
+pub const TAGS: u32 = GENERATIONS * TABLES;
 
-/// Counter slots: one per chain policy and family first, then one per rule. A rule keeps
-/// its slot for as long as it exists, so its counters survive updates of the others.
+pub const fn table_index(family: u32, chain: u32) -> u32 {
+    family * CHAINS + chain
+}
+
+pub const fn tag(generation: u32, table: u32) -> u32 {
+    generation * TABLES + table
+}
+
+/// Classifier entries (rules after user chains are inlined) per table: one bit each.
+pub const MAX_ENTRIES: u32 = 131_072;
+/// 64-bit words of a full bitmap, and the summary words over them (one bit per word).
+pub const MAX_WORDS: u32 = MAX_ENTRIES / 64;
+pub const MAX_SUMMARY: u32 = MAX_WORDS / 64;
+/// Entry slots of one generation, shared by its tables.
+pub const ENTRIES_PER_GENERATION: u32 = 262_144;
+/// Bitmap pool words of one generation, shared by its tables.
+pub const POOL_WORDS_PER_GENERATION: u32 = 1 << 21;
+/// A packet restarts the search after a RETURN or the end of an inlined user chain at most
+/// this many times; the compiler refuses tables that could need more.
+pub const MAX_RESTARTS: u32 = 32;
+/// User chains nest at most this deep below a built-in chain.
+pub const MAX_JUMP_DEPTH: usize = 4;
+
+/// Counter slots: one per chain policy of each family first, then one per rule. A rule
+/// keeps its slot for as long as it exists, so its counters survive updates of the others.
 pub const POLICY_COUNTER_SLOTS: u32 = 16;
-pub const MAX_COUNTERS: u32 = POLICY_COUNTER_SLOTS + FAMILIES * MAX_RULES * GENERATIONS;
+pub const MAX_COUNTERS: u32 = POLICY_COUNTER_SLOTS + 2 * ENTRIES_PER_GENERATION;
+/// `Entry::counter` of entries that count nothing of their own (end of an inlined chain).
+pub const NO_COUNTER: u32 = u32::MAX;
 
-/// Slot of the INPUT policy counter of a family.
-pub const fn policy_counter(family: u32) -> u32 {
-    family
+/// Slot of a built-in chain's policy counter.
+pub const fn policy_counter(family: u32, chain: u32) -> u32 {
+    table_index(family, chain)
 }
 
-/// Index of a generation's ruleset header in `FW_HEADERS`.
-pub const fn header_index(generation: u32, family: u32) -> u32 {
-    generation * FAMILIES + family
-}
+/// Classifier fields, as bits of [`TableHeader::fields`]: only fields some entry constrains
+/// are looked up.
+pub const FIELD_IFACE: u32 = 1 << 0;
+pub const FIELD_SRC: u32 = 1 << 1;
+pub const FIELD_DST: u32 = 1 << 2;
+pub const FIELD_PROTO: u32 = 1 << 3;
+pub const FIELD_SPORT: u32 = 1 << 4;
+pub const FIELD_DPORT: u32 = 1 << 5;
+pub const FIELD_ICMP: u32 = 1 << 6;
+pub const FIELD_TCP_FLAGS: u32 = 1 << 7;
+pub const FIELD_COUNT: usize = 8;
 
-/// Index of a rule in `FW_RULES`.
-pub const fn rule_index(generation: u32, family: u32, position: u32) -> u32 {
-    header_index(generation, family) * MAX_RULES + position
-}
+/// Keys per table in the value-indexed field arrays.
+pub const PROTO_KEYS: u32 = 256;
+pub const PORT_KEYS: u32 = 65_536;
+/// ICMP type << 8 | code.
+pub const ICMP_KEYS: u32 = 65_536;
+pub const TCP_FLAG_KEYS: u32 = 256;
 
 /// Map names, shared so userspace opens exactly what the program declares.
 /// Writer: fwctl. Reader: the XDP program. One entry.
 pub const MAP_CONFIG: &str = "FW_CONFIG";
-/// Writer: fwctl. Reader: the XDP program. [`GENERATIONS`] x [`FAMILIES`] entries.
-pub const MAP_HEADERS: &str = "FW_HEADERS";
-/// Writer: fwctl. Reader: the XDP program. Indexed by [`rule_index`].
-pub const MAP_RULES: &str = "FW_RULES";
+/// Writer: fwctl. Reader: the XDP program. [`TableHeader`] per tag.
+pub const MAP_TABLES: &str = "FW_TABLES";
+/// Writer: fwctl (mmap). Reader: the XDP program. [`Entry`] per classifier bit.
+pub const MAP_ENTRIES: &str = "FW_ENTRIES";
+/// Writer: fwctl (mmap). Reader: the XDP program. Bitmap words (layout: see compile/).
+pub const MAP_POOL: &str = "FW_POOL";
+/// Writer: fwctl (mmap). Reader: the XDP program. Value -> bitmap offset, per tag.
+pub const MAP_PROTO: &str = "FW_PROTO";
+pub const MAP_SPORT: &str = "FW_SPORT";
+pub const MAP_DPORT: &str = "FW_DPORT";
+pub const MAP_ICMP: &str = "FW_ICMP";
+pub const MAP_TCP_FLAGS: &str = "FW_TCPFLAGS";
+/// Writer: fwctl. Reader: the XDP program. [`IfaceKey`] -> bitmap offset.
+pub const MAP_IFACE: &str = "FW_IFACE";
+/// Writer: fwctl. Reader: the XDP program. LPM tries of [`Lpm4`] / [`Lpm6`] -> offset.
+pub const MAP_SRC4: &str = "FW_SRC4";
+pub const MAP_DST4: &str = "FW_DST4";
+pub const MAP_SRC6: &str = "FW_SRC6";
+pub const MAP_DST6: &str = "FW_DST6";
 /// Writer: the XDP program (per CPU). Reader: fwctl, which sums the CPUs.
 pub const MAP_COUNTERS: &str = "FW_COUNTERS";
-/// Writer: fwctl at attach time. Reader: the XDP program, for `-i` matches by name.
-pub const MAP_IFNAMES: &str = "FW_IFNAMES";
-pub const MAX_INTERFACES: u32 = 1024;
+pub const MAX_INTERFACES: u32 = 4096;
+pub const MAX_PREFIXES: u32 = 262_144;
 
-/// Verdicts as stored in rules and policies.
+/// Array maps fwctl writes through mmap (BPF_F_MMAPABLE): a whole generation is a few
+/// memory writes instead of a syscall per value.
+pub const BPF_F_MMAPABLE: u32 = 1 << 10;
+/// LPM tries must be created with BPF_F_NO_PREALLOC.
+pub const BPF_F_NO_PREALLOC: u32 = 1;
+
+/// Verdicts of policies and entries.
 pub const VERDICT_DROP: u32 = 0;
 pub const VERDICT_ACCEPT: u32 = 1;
+/// An entry that counts and then resumes the search at [`Entry::next`] (a RETURN, or the
+/// end of an inlined user chain).
+pub const ACTION_CONTINUE: u32 = 2;
 
 /// [`Config::flags`]: emit an aya-log line per decided packet (the lab turns it on; it
 /// costs a ring-buffer write per packet, so it is off in production).
@@ -74,48 +140,80 @@ pub struct Config {
 }
 const _: () = assert!(core::mem::size_of::<Config>() == 8);
 
-/// What a chain of one family does in one generation.
+/// One table of one generation: where its entries and bitmaps are, and the bitmaps of
+/// packets a field does not apply to. Bitmap offsets are relative to the generation's pool.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq, Eq)]
-pub struct RulesetHeader {
-    /// Verdict when no rule matches.
+pub struct TableHeader {
+    /// Verdict when no entry matches.
     pub policy: u32,
-    /// Rules stored at positions `0..rule_count`.
-    pub rule_count: u32,
+    pub entry_count: u32,
+    /// Index in `FW_ENTRIES` (within the generation) of entry 0.
+    pub entry_base: u32,
+    /// Summary words of every bitmap of this table.
+    pub summary_words: u32,
+    /// `FIELD_*` bits of the fields some entry constrains.
+    pub fields: u32,
+    /// Bitmap of every entry, for a table that constrains no field.
+    pub all: u32,
+    /// Bitmaps for packets without source / destination port (not TCP/UDP, or a fragment).
+    pub no_sport: u32,
+    pub no_dport: u32,
+    /// Bitmap for packets that are not ICMP (ICMPv6 in IPv6 tables).
+    pub no_icmp: u32,
+    /// Bitmap for packets that are not TCP with a header.
+    pub no_tcp: u32,
+    /// Bitmap for an interface the table has no entry for.
+    pub unknown_iface: u32,
+    pub _reserved: u32,
 }
-const _: () = assert!(core::mem::size_of::<RulesetHeader>() == 8);
+const _: () = assert!(core::mem::size_of::<TableHeader>() == 48);
 
-/// [`Rule::flags`]: the rule has `--sport`/`--dport`, so it cannot match a packet whose
-/// transport header is absent (a non-first fragment), as in iptables.
-pub const RULE_NEEDS_PORTS: u32 = 1;
-
-/// One compiled rule. Every match is "field & mask == value", so an absent match is a
-/// zero mask and the program has no branch per optional match.
+/// What a classifier bit does when it is the first match.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq, Eq)]
-pub struct Rule {
-    /// Source and destination address, network byte order; IPv4 uses word 0 only.
-    pub src: [u32; 4],
-    pub src_mask: [u32; 4],
-    pub dst: [u32; 4],
-    pub dst_mask: [u32; 4],
-    /// Input interface name, NUL padded; the mask covers the whole name and its NUL for an
-    /// exact name, only the prefix for `tun+`, nothing for "any".
-    pub iface: [u64; 2],
-    pub iface_mask: [u64; 2],
-    /// Inclusive port ranges, host byte order; `[0, 65535]` when absent.
-    pub sport_min: u16,
-    pub sport_max: u16,
-    pub dport_min: u16,
-    pub dport_max: u16,
-    /// IP protocol number; 0 means any.
-    pub proto: u32,
-    pub flags: u32,
-    pub verdict: u32,
-    /// Slot in `FW_COUNTERS`.
+pub struct Entry {
+    /// VERDICT_ACCEPT, VERDICT_DROP or ACTION_CONTINUE.
+    pub action: u32,
+    /// Counter slot of the rule, or NO_COUNTER.
     pub counter: u32,
+    /// ACTION_CONTINUE: the entry index to resume from.
+    pub next: u32,
+    /// Enclosing jump rules, outermost first: their counters count the packet once when it
+    /// first reaches an entry inside them.
+    pub depth: u32,
+    pub jumps: [u32; MAX_JUMP_DEPTH],
+    /// 1-based number of the built-in chain's rule this entry comes from (for logs).
+    pub position: u32,
+    pub _reserved: u32,
 }
-const _: () = assert!(core::mem::size_of::<Rule>() == 120);
+const _: () = assert!(core::mem::size_of::<Entry>() == 40);
+
+/// Key of `FW_IFACE`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq, Eq, Hash)]
+pub struct IfaceKey {
+    pub ifindex: u32,
+    pub tag: u32,
+}
+const _: () = assert!(core::mem::size_of::<IfaceKey>() == 8);
+
+/// Data of an IPv4 LPM key: the tag byte, always matched in full, then the address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq, Eq)]
+pub struct Lpm4 {
+    pub bytes: [u8; 8],
+}
+
+/// Data of an IPv6 LPM key: the tag byte, then the address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq, Eq)]
+pub struct Lpm6 {
+    pub bytes: [u8; 20],
+}
+
+/// Bits of the LPM prefix taken by the tag byte.
+pub const LPM_TAG_BITS: u32 = 8;
 
 /// Packets and bytes (IP length, as iptables counts) of a rule or a policy, per CPU.
 #[repr(C)]
@@ -126,20 +224,14 @@ pub struct Counter {
 }
 const _: () = assert!(core::mem::size_of::<Counter>() == 16);
 
-/// Value of `FW_IFNAMES`: an interface name, NUL padded, as two words for masked compares.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq, Eq)]
-pub struct IfName {
-    pub name: [u64; 2],
-}
-const _: () = assert!(core::mem::size_of::<IfName>() == 16);
-
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: all of these are #[repr(C)], Copy, without padding (sizes asserted above).
     unsafe impl aya::Pod for super::Config {}
-    unsafe impl aya::Pod for super::RulesetHeader {}
-    unsafe impl aya::Pod for super::Rule {}
+    unsafe impl aya::Pod for super::TableHeader {}
+    unsafe impl aya::Pod for super::Entry {}
     unsafe impl aya::Pod for super::Counter {}
-    unsafe impl aya::Pod for super::IfName {}
+    unsafe impl aya::Pod for super::IfaceKey {}
+    unsafe impl aya::Pod for super::Lpm4 {}
+    unsafe impl aya::Pod for super::Lpm6 {}
 }

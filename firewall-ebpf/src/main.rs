@@ -1,4 +1,5 @@
-//! The XDP entry point and the maps it reads; see lib.rs for the crate's role.
+//! The XDP entry point, the maps it reads, and the classifier; see lib.rs for the crate's
+//! role and firewall-userspace/src/compile for how the maps are laid out.
 #![no_std]
 #![no_main]
 
@@ -8,41 +9,70 @@ use aya_ebpf::{
     bindings::xdp_action::{XDP_ABORTED, XDP_DROP, XDP_PASS},
     helpers::bpf_loop,
     macros::{map, xdp},
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{
+        lpm_trie::{Key, LpmTrie},
+        Array, HashMap, PerCpuArray,
+    },
     programs::XdpContext,
 };
 use aya_log_ebpf::info;
 use firewall_common::{
-    header_index, policy_counter, rule_index, Config, Counter, IfName, Rule, RulesetHeader,
-    CONFIG_LOG_VERDICTS, FAMILIES, FAMILY_V4, GENERATIONS, MAX_COUNTERS, MAX_INTERFACES, MAX_RULES,
-    RULE_NEEDS_PORTS, VERDICT_ACCEPT,
+    policy_counter, table_index, tag, Config, Counter, Entry, IfaceKey, Lpm4, Lpm6, TableHeader,
+    ACTION_CONTINUE, BPF_F_MMAPABLE, CHAIN_INPUT, CONFIG_LOG_VERDICTS, ENTRIES_PER_GENERATION,
+    FAMILY_V4, FIELD_COUNT, FIELD_DPORT, FIELD_DST, FIELD_ICMP, FIELD_IFACE, FIELD_PROTO,
+    FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GENERATIONS, ICMP_KEYS, LPM_TAG_BITS,
+    MAX_COUNTERS, MAX_INTERFACES, POLICY_COUNTER_SLOTS, MAX_JUMP_DEPTH, MAX_PREFIXES, NO_COUNTER,
+    PORT_KEYS, POOL_WORDS_PER_GENERATION, PROTO_KEYS, TAGS, TCP_FLAG_KEYS, VERDICT_ACCEPT,
 };
 use firewall_ebpf::parse::{parse, Packet, Parsed};
 
-// Names and sizes are fixed by firewall-common; who writes and who reads each map is
-// documented there.
+// Names, sizes and writers/readers of every map are documented in firewall-common.
 #[map(name = "FW_CONFIG")]
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
-#[map(name = "FW_HEADERS")]
-static HEADERS: Array<RulesetHeader> = Array::with_max_entries(GENERATIONS * FAMILIES, 0);
-#[map(name = "FW_RULES")]
-static RULES: Array<Rule> = Array::with_max_entries(GENERATIONS * FAMILIES * MAX_RULES, 0);
+#[map(name = "FW_TABLES")]
+static TABLES: Array<TableHeader> = Array::with_max_entries(TAGS, 0);
+#[map(name = "FW_ENTRIES")]
+static ENTRIES: Array<Entry> =
+    Array::with_max_entries(GENERATIONS * ENTRIES_PER_GENERATION, BPF_F_MMAPABLE);
+#[map(name = "FW_POOL")]
+static POOL: Array<u64> =
+    Array::with_max_entries(GENERATIONS * POOL_WORDS_PER_GENERATION, BPF_F_MMAPABLE);
+#[map(name = "FW_PROTO")]
+static PROTO: Array<u32> = Array::with_max_entries(TAGS * PROTO_KEYS, BPF_F_MMAPABLE);
+#[map(name = "FW_SPORT")]
+static SPORT: Array<u32> = Array::with_max_entries(TAGS * PORT_KEYS, BPF_F_MMAPABLE);
+#[map(name = "FW_DPORT")]
+static DPORT: Array<u32> = Array::with_max_entries(TAGS * PORT_KEYS, BPF_F_MMAPABLE);
+#[map(name = "FW_ICMP")]
+static ICMP: Array<u32> = Array::with_max_entries(TAGS * ICMP_KEYS, BPF_F_MMAPABLE);
+#[map(name = "FW_TCPFLAGS")]
+static TCP_FLAGS: Array<u32> = Array::with_max_entries(TAGS * TCP_FLAG_KEYS, BPF_F_MMAPABLE);
+#[map(name = "FW_IFACE")]
+static IFACE: HashMap<IfaceKey, u32> = HashMap::with_max_entries(MAX_INTERFACES, 0);
+#[map(name = "FW_SRC4")]
+static SRC4: LpmTrie<Lpm4, u32> = LpmTrie::with_max_entries(MAX_PREFIXES, 0);
+#[map(name = "FW_DST4")]
+static DST4: LpmTrie<Lpm4, u32> = LpmTrie::with_max_entries(MAX_PREFIXES, 0);
+#[map(name = "FW_SRC6")]
+static SRC6: LpmTrie<Lpm6, u32> = LpmTrie::with_max_entries(MAX_PREFIXES, 0);
+#[map(name = "FW_DST6")]
+static DST6: LpmTrie<Lpm6, u32> = LpmTrie::with_max_entries(MAX_PREFIXES, 0);
 #[map(name = "FW_COUNTERS")]
 static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(MAX_COUNTERS, 0);
-#[map(name = "FW_IFNAMES")]
-static IFNAMES: HashMap<u32, IfName> = HashMap::with_max_entries(MAX_INTERFACES, 0);
+
+/// A missing map entry: only a broken install gets here.
+struct Broken;
 
 #[xdp]
 pub fn fw_ingress(ctx: XdpContext) -> u32 {
     match try_fw_ingress(&ctx) {
         Ok(action) => action,
-        // Only a missing map entry gets here, which would mean a broken install: abort (the
-        // packet is dropped and the xdp:xdp_exception tracepoint fires) rather than pass it.
-        Err(()) => XDP_ABORTED,
+        // Abort (the packet is dropped and xdp:xdp_exception fires) rather than pass it.
+        Err(Broken) => XDP_ABORTED,
     }
 }
 
-fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, ()> {
+fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
     let pkt = match parse(ctx) {
         Ok(Parsed::Ip(pkt)) => pkt,
         Ok(Parsed::NotIp) => return Ok(XDP_PASS),
@@ -50,21 +80,13 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, ()> {
         // letting them past a DROP policy would be failing open.
         Err(_) => return Ok(XDP_DROP),
     };
-    let config = CONFIG.get(0).ok_or(())?;
+    let config = CONFIG.get(0).ok_or(Broken)?;
     let generation = config.active % GENERATIONS;
-    let header = HEADERS
-        .get(header_index(generation, pkt.family))
-        .ok_or(())?;
-    // SAFETY: the value is copied out at once; fwctl only replaces whole entries.
-    let ifname = unsafe { IFNAMES.get(&(ctx.ingress_ifindex() as u32)) }
-        .copied()
-        .unwrap_or(IfName { name: [0; 2] });
-
-    let (family, proto, dport, ip_len) = (pkt.family, pkt.proto, pkt.dport, pkt.ip_len);
-    let (verdict, counter, position) = classify(pkt, ifname, generation, header);
-    count(counter, ip_len);
+    let table = table_index(pkt.family, CHAIN_INPUT);
+    let header = TABLES.get(tag(generation, table)).ok_or(Broken)?;
+    let (verdict, position) = decide(ctx, &pkt, generation, table, header)?;
     if config.flags & CONFIG_LOG_VERDICTS != 0 {
-        log_verdict(ctx, family, proto, dport, verdict, position);
+        log_verdict(ctx, &pkt, verdict, position);
     }
     Ok(if verdict == VERDICT_ACCEPT {
         XDP_PASS
@@ -73,99 +95,330 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, ()> {
     })
 }
 
-/// State of one scan through the rules, shared with the bpf_loop callback.
-struct Scan {
-    pkt: Packet,
-    ifname: IfName,
-    /// Index in FW_RULES of the generation's first rule of this family.
-    base: u32,
-    /// 1-based position of the matching rule, 0 while none matched.
-    position: u32,
-    verdict: u32,
-    counter: u32,
-}
-
-/// First match wins; no match means the chain policy. Returns the verdict, the counter slot
-/// to charge, and the 1-based rule number (0 for the policy).
-///
-/// The scan runs under bpf_loop so the verifier checks one iteration, not MAX_RULES of
-/// them (a plain loop of that length exceeds its jump-history limit).
+/// First match wins, through RETURNs and inlined user chains; no match means the policy.
+/// Returns the verdict and the built-in chain's rule number (0 for the policy).
 #[inline(always)]
-fn classify(
-    pkt: Packet,
-    ifname: IfName,
+fn decide(
+    ctx: &XdpContext,
+    pkt: &Packet,
     generation: u32,
-    header: &RulesetHeader,
-) -> (u32, u32, u32) {
-    let family = pkt.family;
-    let mut scan = Scan {
-        pkt,
-        ifname,
-        base: rule_index(generation, family, 0),
+    table: u32,
+    header: &TableHeader,
+) -> Result<(u32, u32), Broken> {
+    let mut walk = Walk {
+        offs: [0; FIELD_COUNT],
+        fields: 0,
+        pool_base: generation * POOL_WORDS_PER_GENERATION,
+        summary_words: header.summary_words,
+        entry_base: generation * ENTRIES_PER_GENERATION + header.entry_base,
+        entry_count: header.entry_count,
+        ip_len: pkt.ip_len,
+        start: 0,
+        summary: 0,
+        candidates: 0,
+        scanning: 0,
+        counted: [0; MAX_JUMP_DEPTH],
+        counted_depth: 0,
+        action: NOT_FOUND,
         position: 0,
-        verdict: header.policy,
-        counter: policy_counter(family),
     };
-    let count = if header.rule_count < MAX_RULES {
-        header.rule_count
-    } else {
-        MAX_RULES
-    };
-    // SAFETY: the callback only reads the scan through the pointer given, for this call.
-    unsafe {
-        bpf_loop(
-            count,
-            scan_one as *mut c_void,
-            &mut scan as *mut Scan as *mut c_void,
-            0,
-        );
+    if header.entry_count > 0 {
+        bitmaps(ctx, pkt, tag(generation, table), header, &mut walk)?;
+        // SAFETY: the callback only uses the walk through the pointer, for this call.
+        unsafe {
+            bpf_loop(
+                WALK_STEPS,
+                walk_step as *mut c_void,
+                &mut walk as *mut Walk as *mut c_void,
+                0,
+            );
+        }
     }
-    (scan.verdict, scan.counter, scan.position)
+    if walk.action != NOT_FOUND {
+        return Ok((walk.action, walk.position));
+    }
+    count(policy_counter(pkt.family, CHAIN_INPUT), pkt.ip_len);
+    Ok((header.policy, 0))
 }
 
-/// One iteration: 0 goes on, 1 stops (a match, or a missing rule: the policy then stands).
-extern "C" fn scan_one(index: u64, ctx: *mut c_void) -> i64 {
-    let scan = unsafe { &mut *(ctx as *mut Scan) };
-    let Some(rule) = RULES.get(scan.base + index as u32) else {
-        return 1;
+/// Steps of one packet's walk: a summary word scanned or a candidate word tried each.
+const WALK_STEPS: u32 = 1 << 18;
+
+/// A packet's way through a table, one step per bpf_loop iteration (a flat state machine:
+/// nested loops would make the verifier check every combination of their states).
+///
+/// It looks for the first entry at or after `start` that every field's bitmap contains:
+/// AND the fields' summary words into candidate bitmap words, then AND each candidate's
+/// words; the first set bit is the match. The entry found is counted; a RETURN or the end
+/// of an inlined chain resumes the search further on, anything else decides.
+struct Walk {
+    offs: [u32; FIELD_COUNT],
+    fields: u32,
+    pool_base: u32,
+    summary_words: u32,
+    entry_base: u32,
+    entry_count: u32,
+    ip_len: u32,
+    /// First entry the current search may return.
+    start: u32,
+    /// Summary word being scanned, and its candidate bitmap words not tried yet.
+    summary: u32,
+    candidates: u64,
+    /// 1 while candidates of `summary` are being tried.
+    scanning: u32,
+    /// Jump rules whose counters already counted this packet (the context of a restart).
+    counted: [u32; MAX_JUMP_DEPTH],
+    counted_depth: u32,
+    action: u32,
+    position: u32,
+}
+
+impl Walk {
+    #[inline(always)]
+    fn push(&mut self, at: u32) {
+        let n = self.fields as usize;
+        if n < FIELD_COUNT {
+            self.offs[n] = at;
+            self.fields += 1;
+        }
+    }
+}
+
+/// A pool word, or stop the walk: the null path must end at once, or the verifier walks
+/// every combination of found and missing words. Offsets come from the compiler, so a
+/// miss only happens with a broken install.
+macro_rules! pool {
+    ($i:expr) => {
+        match POOL.get($i) {
+            Some(word) => *word,
+            None => return 1,
+        }
     };
-    if matches(rule, &scan.pkt, &scan.ifname) {
-        scan.position = index as u32 + 1;
-        scan.verdict = rule.verdict;
-        scan.counter = rule.counter;
+}
+
+#[inline(always)]
+fn popcount(mut x: u64) -> u32 {
+    x -= (x >> 1) & 0x5555_5555_5555_5555;
+    x = (x & 0x3333_3333_3333_3333) + ((x >> 2) & 0x3333_3333_3333_3333);
+    x = (x + (x >> 4)) & 0x0f0f_0f0f_0f0f_0f0f;
+    (x.wrapping_mul(0x0101_0101_0101_0101) >> 56) as u32
+}
+
+#[inline(always)]
+fn trailing_zeros(x: u64) -> u32 {
+    popcount((x & x.wrapping_neg()).wrapping_sub(1))
+}
+
+/// One step. 0 goes on, 1 stops (decided, or nothing left: the policy decides).
+extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
+    let walk = unsafe { &mut *(ctx as *mut Walk) };
+    let start_word = walk.start / 64;
+    if walk.scanning == 0 {
+        // Next summary word: which bitmap words could hold a match?
+        let s = walk.summary;
+        if s >= walk.summary_words || walk.start >= walk.entry_count {
+            return 1;
+        }
+        let mut candidates = u64::MAX;
+        for f in 0..FIELD_COUNT {
+            if f as u32 >= walk.fields {
+                break;
+            }
+            candidates &= pool!(walk.pool_base + walk.offs[f] + s);
+        }
+        if s == start_word / 64 {
+            candidates &= !((1u64 << (start_word % 64)) - 1);
+        }
+        walk.candidates = candidates;
+        walk.scanning = 1;
+        return 0;
+    }
+    let candidates = walk.candidates;
+    let s = walk.summary;
+    if candidates == 0 {
+        walk.scanning = 0;
+        walk.summary = s + 1;
+        return 0;
+    }
+    // Try the lowest candidate word.
+    let nsum = walk.summary_words;
+    let bit = trailing_zeros(candidates);
+    let w = s * 64 + bit;
+    let mut word = u64::MAX;
+    for f in 0..FIELD_COUNT {
+        if f as u32 >= walk.fields {
+            break;
+        }
+        let b = walk.pool_base + walk.offs[f];
+        let summary = pool!(b + s);
+        let before = pool!(b + nsum + s) as u32;
+        let below = popcount(summary & ((1u64 << bit) - 1));
+        word &= pool!(b + 2 * nsum + before + below);
+    }
+    if w == start_word {
+        word &= !((1u64 << (walk.start % 64)) - 1);
+    }
+    walk.candidates = candidates & (candidates - 1);
+    if word == 0 {
+        return 0;
+    }
+    let found = w * 64 + trailing_zeros(word);
+    if found >= walk.entry_count {
         return 1;
     }
+    let Some(entry) = ENTRIES.get(walk.entry_base + found) else {
+        return 1;
+    };
+    // Counters are charged through a pointer whose null path ends the walk at once: a
+    // branch that rejoins would multiply the states the verifier must check.
+    macro_rules! charge {
+        ($slot:expr) => {
+            match COUNTERS.get_ptr_mut($slot) {
+                Some(c) => unsafe {
+                    (*c).packets += 1;
+                    (*c).bytes += walk.ip_len as u64;
+                },
+                None => return 1,
+            }
+        };
+    }
+    if entry.counter != NO_COUNTER {
+        charge!(entry.counter);
+    }
+    let depth = entry.depth;
+    let counted_depth = walk.counted_depth;
+    for i in 0..MAX_JUMP_DEPTH {
+        if i as u32 >= depth {
+            break;
+        }
+        // A jump that an earlier search of this packet already counted is not counted
+        // again; the sink slot takes the add instead, so there is no branch around it.
+        let seen = (i as u32) < counted_depth && walk.counted[i] == entry.jumps[i];
+        let slot = if seen { COUNTER_SINK } else { entry.jumps[i] };
+        charge!(slot);
+    }
+    if entry.action != ACTION_CONTINUE {
+        walk.action = entry.action;
+        walk.position = entry.position;
+        return 1;
+    }
+    // Resume after the RETURN or the inlined chain, in the context of the jump around it.
+    // Element by element: a whole-array copy becomes a byte-wise memcpy call.
+    walk.counted[0] = entry.jumps[0];
+    walk.counted[1] = entry.jumps[1];
+    walk.counted[2] = entry.jumps[2];
+    walk.counted[3] = entry.jumps[3];
+    walk.counted_depth = depth.saturating_sub(1);
+    walk.start = entry.next;
+    walk.summary = entry.next / 4096;
+    walk.scanning = 0;
     0
 }
 
+/// One bitmap offset per field the table uses, from the packet's values.
 #[inline(always)]
-fn matches(rule: &Rule, pkt: &Packet, ifname: &IfName) -> bool {
-    masked_eq(&ifname.name, &rule.iface_mask, &rule.iface)
-        && (rule.proto == 0 || rule.proto == pkt.proto)
-        && masked_eq(&pkt.src, &rule.src_mask, &rule.src)
-        && masked_eq(&pkt.dst, &rule.dst_mask, &rule.dst)
-        && (rule.flags & RULE_NEEDS_PORTS == 0
-            || (pkt.has_ports
-                && rule.sport_min <= pkt.sport
-                && pkt.sport <= rule.sport_max
-                && rule.dport_min <= pkt.dport
-                && pkt.dport <= rule.dport_max))
+fn bitmaps(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    tg: u32,
+    header: &TableHeader,
+    search: &mut Walk,
+) -> Result<(), Broken> {
+    let fields = header.fields;
+    search.fields = 0;
+    if fields & FIELD_IFACE != 0 {
+        let key = IfaceKey {
+            ifindex: ctx.ingress_ifindex() as u32,
+            tag: tg,
+        };
+        // SAFETY: the value is copied out at once.
+        let at = unsafe { IFACE.get(&key) }.copied().unwrap_or(header.unknown_iface);
+        search.push(at);
+    }
+    if fields & FIELD_SRC != 0 {
+        search.push(prefix(pkt, &pkt.src, tg, true)?);
+    }
+    if fields & FIELD_DST != 0 {
+        search.push(prefix(pkt, &pkt.dst, tg, false)?);
+    }
+    if fields & FIELD_PROTO != 0 {
+        let at = PROTO.get(tg * PROTO_KEYS + (pkt.proto & 0xff)).ok_or(Broken)?;
+        search.push(*at);
+    }
+    if fields & FIELD_SPORT != 0 {
+        let at = if pkt.has_ports {
+            *SPORT.get(tg * PORT_KEYS + pkt.sport as u32).ok_or(Broken)?
+        } else {
+            header.no_sport
+        };
+        search.push(at);
+    }
+    if fields & FIELD_DPORT != 0 {
+        let at = if pkt.has_ports {
+            *DPORT.get(tg * PORT_KEYS + pkt.dport as u32).ok_or(Broken)?
+        } else {
+            header.no_dport
+        };
+        search.push(at);
+    }
+    if fields & FIELD_ICMP != 0 {
+        let at = if pkt.has_icmp {
+            *ICMP.get(tg * ICMP_KEYS + pkt.icmp as u32).ok_or(Broken)?
+        } else {
+            header.no_icmp
+        };
+        search.push(at);
+    }
+    if fields & FIELD_TCP_FLAGS != 0 {
+        let at = if pkt.has_tcp {
+            *TCP_FLAGS
+                .get(tg * TCP_FLAG_KEYS + pkt.tcp_flags as u32)
+                .ok_or(Broken)?
+        } else {
+            header.no_tcp
+        };
+        search.push(at);
+    }
+    if search.fields == 0 {
+        search.push(header.all);
+    }
+    Ok(())
 }
 
+/// The bitmap of the longest prefix containing `addr`; the trie always holds /0.
 #[inline(always)]
-fn masked_eq<T, const N: usize>(value: &[T; N], mask: &[T; N], want: &[T; N]) -> bool
-where
-    T: Copy + core::ops::BitAnd<Output = T> + PartialEq,
-{
-    let mut i = 0;
-    while i < N {
-        if value[i] & mask[i] != want[i] {
-            return false;
+fn prefix(pkt: &Packet, addr: &[u32; 4], tg: u32, src: bool) -> Result<u32, Broken> {
+    if pkt.family == FAMILY_V4 {
+        let a = addr[0].to_ne_bytes();
+        let key = Key::new(
+            LPM_TAG_BITS + 32,
+            Lpm4 {
+                bytes: [tg as u8, a[0], a[1], a[2], a[3], 0, 0, 0],
+            },
+        );
+        let trie = if src { &SRC4 } else { &DST4 };
+        trie.get(&key).copied().ok_or(Broken)
+    } else {
+        let mut bytes = [0u8; 20];
+        bytes[0] = tg as u8;
+        let mut i = 0;
+        while i < 4 {
+            let w = addr[i].to_ne_bytes();
+            bytes[1 + 4 * i] = w[0];
+            bytes[2 + 4 * i] = w[1];
+            bytes[3 + 4 * i] = w[2];
+            bytes[4 + 4 * i] = w[3];
+            i += 1;
         }
-        i += 1;
+        let key = Key::new(LPM_TAG_BITS + 128, Lpm6 { bytes });
+        let trie = if src { &SRC6 } else { &DST6 };
+        trie.get(&key).copied().ok_or(Broken)
     }
-    true
 }
+
+const NOT_FOUND: u32 = u32::MAX;
+/// A counter slot nobody reads, for adds that must not count.
+const COUNTER_SINK: u32 = POLICY_COUNTER_SLOTS - 1;
 
 #[inline(always)]
 fn count(slot: u32, bytes: u32) {
@@ -178,13 +431,18 @@ fn count(slot: u32, bytes: u32) {
     }
 }
 
-fn log_verdict(ctx: &XdpContext, family: u32, proto: u32, dport: u16, verdict: u32, position: u32) {
+fn log_verdict(ctx: &XdpContext, pkt: &Packet, verdict: u32, position: u32) {
     let what = if verdict == VERDICT_ACCEPT {
         "ACCEPT"
     } else {
         "DROP"
     };
-    let family = if family == FAMILY_V4 { "IPv4" } else { "IPv6" };
+    let family = if pkt.family == FAMILY_V4 {
+        "IPv4"
+    } else {
+        "IPv6"
+    };
+    let (proto, dport) = (pkt.proto, pkt.dport);
     if position == 0 {
         info!(
             ctx,

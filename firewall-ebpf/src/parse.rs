@@ -18,12 +18,14 @@ const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 
 const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ROUTING: u8 = 43;
 const IPPROTO_FRAGMENT: u8 = 44;
 const IPPROTO_AH: u8 = 51;
 const IPPROTO_DSTOPTS: u8 = 60;
+const IPPROTO_ICMPV6: u8 = 58;
 
 /// VLAN tags looked through (802.1ad outer + 802.1Q inner).
 const MAX_VLAN_TAGS: usize = 2;
@@ -43,6 +45,12 @@ pub struct Packet {
     pub dport: u16,
     /// False for non-first fragments and for protocols without ports.
     pub has_ports: bool,
+    /// TCP header flags byte, valid when `has_tcp` (a TCP packet with its header).
+    pub tcp_flags: u8,
+    pub has_tcp: bool,
+    /// ICMP (ICMPv6 in IPv6) `type << 8 | code`, valid when `has_icmp`.
+    pub icmp: u16,
+    pub has_icmp: bool,
     /// Length of the IP packet, which is what iptables' byte counters count.
     pub ip_len: u32,
 }
@@ -112,10 +120,14 @@ fn parse_ipv4(ctx: &XdpContext, offset: usize) -> Result<Packet, Malformed> {
         sport: 0,
         dport: 0,
         has_ports: false,
+        tcp_flags: 0,
+        has_tcp: false,
+        icmp: 0,
+        has_icmp: false,
         ip_len: be16(ip.tot_len) as u32,
     };
     if first_fragment {
-        read_ports(ctx, offset + header_len, proto, &mut pkt)?;
+        read_l4(ctx, offset + header_len, proto, IPPROTO_ICMP, &mut pkt)?;
     }
     Ok(pkt)
 }
@@ -132,6 +144,10 @@ fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Result<Packet, Malformed> {
         sport: 0,
         dport: 0,
         has_ports: false,
+        tcp_flags: 0,
+        has_tcp: false,
+        icmp: 0,
+        has_icmp: false,
         ip_len: be16(ip.payload_len) as u32 + Ipv6Hdr::LEN as u32,
     };
     let mut next = ip.next_hdr;
@@ -163,27 +179,36 @@ fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Result<Packet, Malformed> {
     }
     pkt.proto = next as u32;
     if first_fragment {
-        read_ports(ctx, offset, next, &mut pkt)?;
+        read_l4(ctx, offset, next, IPPROTO_ICMPV6, &mut pkt)?;
     }
     Ok(pkt)
 }
 
+/// Reads what the matches of the transport protocol look at: ports, TCP flags, ICMP type
+/// and code. `icmp` is the ICMP protocol number of the packet's family.
 #[inline(always)]
-fn read_ports(
-    ctx: &XdpContext,
-    offset: usize,
-    proto: u8,
-    pkt: &mut Packet,
-) -> Result<(), Malformed> {
-    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
-        return Ok(());
+fn read_l4(ctx: &XdpContext, offset: usize, proto: u8, icmp: u8, pkt: &mut Packet) -> Result<(), Malformed> {
+    if proto == IPPROTO_TCP {
+        // Ports, then the flags byte at offset 13.
+        let tcp: *const [u8; 14] = ptr_at(ctx, offset)?;
+        let tcp = unsafe { *tcp };
+        pkt.sport = be16([tcp[0], tcp[1]]);
+        pkt.dport = be16([tcp[2], tcp[3]]);
+        pkt.has_ports = true;
+        pkt.tcp_flags = tcp[13];
+        pkt.has_tcp = true;
+    } else if proto == IPPROTO_UDP {
+        let udp: *const [u8; 4] = ptr_at(ctx, offset)?;
+        let udp = unsafe { *udp };
+        pkt.sport = be16([udp[0], udp[1]]);
+        pkt.dport = be16([udp[2], udp[3]]);
+        pkt.has_ports = true;
+    } else if proto == icmp {
+        let head: *const [u8; 2] = ptr_at(ctx, offset)?;
+        let head = unsafe { *head };
+        pkt.icmp = be16(head);
+        pkt.has_icmp = true;
     }
-    // TCP and UDP both start with source port, destination port.
-    let ports: *const [u8; 4] = ptr_at(ctx, offset)?;
-    let ports = unsafe { *ports };
-    pkt.sport = be16([ports[0], ports[1]]);
-    pkt.dport = be16([ports[2], ports[3]]);
-    pkt.has_ports = true;
     Ok(())
 }
 

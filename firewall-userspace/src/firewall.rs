@@ -7,18 +7,21 @@ use std::ffi::CString;
 use anyhow::{bail, Context, Result};
 use aya::programs::Xdp;
 use aya_obj::programs::XdpAttachType;
-use firewall_common::{policy_counter, Config, Counter, CONFIG_LOG_VERDICTS};
+use firewall_common::{policy_counter, Config, Counter, CHAIN_INPUT, CONFIG_LOG_VERDICTS};
 
 use crate::{
     cli::list::ChainCounters,
-    compile::compile,
+    compile::{compile, Interface},
     dataplane::{
         attach::{self, XdpMode},
         install::{remove_pins, PROGRAM_NAME},
         namespace::Namespace,
         Dataplane,
     },
-    rules::{edit::Editor, Chain, Family},
+    rules::{
+        edit::{EditError, Editor},
+        Chain, Family,
+    },
     state::{Attachment, State, StateStore},
 };
 
@@ -41,38 +44,63 @@ impl Firewall {
         Dataplane::open(&self.ns)
     }
 
-    /// Puts an edited ruleset in force: compile both families, write the idle generation,
+    fn interfaces(&self) -> Vec<Interface> {
+        self.state
+            .interfaces
+            .iter()
+            .map(|a| Interface {
+                name: a.name.clone(),
+                ifindex: a.ifindex,
+            })
+            .collect()
+    }
+
+    /// Puts an edited ruleset in force: compile every table, write the idle generation,
     /// flip, then record it. An error before the flip leaves the old ruleset in force.
     pub fn commit(&mut self, editor: Editor) -> Result<()> {
-        let images = Family::ALL
-            .iter()
-            .map(|&f| Ok((f, compile(&editor.ruleset, f)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let image = compile(&editor.ruleset, &self.interfaces())?;
         let mut dp = Dataplane::open_or_install(&self.ns)?;
         for &slot in &editor.new_slots {
             dp.maps.zero_counter(slot)?;
         }
-        dp.maps.install_ruleset(&images)?;
+        dp.maps.install(&image)?;
         self.state.ruleset = editor.ruleset;
         self.store.save(&self.state)
     }
 
-    /// Counters of a chain; zeros where nothing is installed or the chain is not enforced.
+    /// Recompiles the ruleset in force (after the set of attached interfaces changed).
+    fn recommit(&mut self) -> Result<()> {
+        self.commit(Editor::new(self.state.ruleset.clone()))
+    }
+
+    /// Counters of a chain; zeros where nothing is installed.
     pub fn counters(
         &self,
         dp: Option<&Dataplane>,
         family: Family,
-        chain: Chain,
+        chain: &str,
     ) -> Result<ChainCounters> {
-        let rules = &self.state.ruleset.family(family).chain(chain).rules;
-        let Some(dp) = dp.filter(|_| chain == Chain::Input) else {
+        let rules = self
+            .state
+            .ruleset
+            .family(family)
+            .rules(chain)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let Some(dp) = dp else {
             return Ok(ChainCounters {
                 policy: Counter::default(),
                 rules: vec![Counter::default(); rules.len()],
             });
         };
+        let policy = match Chain::from_name(chain) {
+            Some(Chain::Input) => dp
+                .maps
+                .counter(policy_counter(family.index(), CHAIN_INPUT))?,
+            _ => Counter::default(),
+        };
         Ok(ChainCounters {
-            policy: dp.maps.counter(policy_counter(family.index()))?,
+            policy,
             rules: rules
                 .iter()
                 .map(|r| dp.maps.counter(r.slot))
@@ -80,20 +108,21 @@ impl Firewall {
         })
     }
 
-    /// `-Z`: zero the counters of one chain (or all) of a family.
-    pub fn zero(&mut self, family: Family, chain: Option<Chain>) -> Result<()> {
+    /// `-Z [CHAIN]`: zero the counters of one chain (or all) of a family.
+    pub fn zero(&mut self, family: Family, chain: Option<&str>) -> Result<()> {
+        let rules = self.state.ruleset.family(family);
+        let names = crate::cli::list::chain_names(rules, chain)
+            .ok_or_else(|| EditError::NoSuchChain(chain.unwrap_or_default().to_string()))?;
         let Some(mut dp) = self.dataplane()? else {
             return Ok(());
         };
-        for c in Chain::ALL
-            .into_iter()
-            .filter(|c| chain.is_none_or(|o| o == *c))
-        {
-            for rule in &self.state.ruleset.family(family).chain(c).rules {
+        for name in names {
+            for rule in rules.rules(&name).into_iter().flatten() {
                 dp.maps.zero_counter(rule.slot)?;
             }
-            if c == Chain::Input {
-                dp.maps.zero_counter(policy_counter(family.index()))?;
+            if name == Chain::Input.name() {
+                dp.maps
+                    .zero_counter(policy_counter(family.index(), CHAIN_INPUT))?;
             }
         }
         Ok(())
@@ -104,33 +133,31 @@ impl Firewall {
         if self.state.interfaces.iter().any(|a| a.ifindex == ifindex) {
             bail!("{iface} is already attached (fwctl detach {iface} first)");
         }
-        // The ruleset must be in the maps before the program sees a packet.
-        let mut dp = match self.dataplane()? {
-            Some(dp) => dp,
-            None => {
-                self.commit(Editor::new(self.state.ruleset.clone()))?;
-                self.dataplane()?
-                    .context("firewall missing right after install")?
-            }
-        };
-        dp.maps.set_ifname(ifindex, iface)?;
-        let prog = Xdp::from_pin(dp.program_path(), XdpAttachType::Interface)
-            .context("opening the pinned XDP program")?;
-        let fd = prog.fd().context("pinned program has no fd")?;
-        let raw = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(fd));
-        attach::attach_pinned(
-            raw,
-            ifindex,
-            mode,
-            &attach::link_path(&dp.ns.pin_dir, ifindex),
-        )
-        .with_context(|| format!("attaching to {iface}"))?;
+        // The ruleset, compiled with this interface's name for `-i` matches, is in the maps
+        // before the program sees a packet from it.
         self.state.interfaces.push(Attachment {
             name: iface.to_string(),
             ifindex,
             mode,
         });
-        self.store.save(&self.state)
+        if let Err(e) = self.recommit() {
+            self.state.interfaces.pop();
+            return Err(e);
+        }
+        let dp = self
+            .dataplane()?
+            .context("firewall missing right after install")?;
+        let prog = Xdp::from_pin(dp.program_path(), XdpAttachType::Interface)
+            .context("opening the pinned XDP program")?;
+        let fd = prog.fd().context("pinned program has no fd")?;
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(fd));
+        let link = attach::link_path(&dp.ns.pin_dir, ifindex);
+        if let Err(e) = attach::attach_pinned(raw, ifindex, mode, &link) {
+            self.state.interfaces.pop();
+            self.recommit()?;
+            return Err(e.context(format!("attaching to {iface}")));
+        }
+        Ok(())
     }
 
     pub fn detach(&mut self, iface: &str) -> Result<()> {
@@ -139,10 +166,7 @@ impl Firewall {
         };
         let att = self.state.interfaces.remove(pos);
         attach::detach_pinned(&attach::link_path(&self.ns.pin_dir, att.ifindex))?;
-        if let Some(mut dp) = self.dataplane()? {
-            dp.maps.remove_ifname(att.ifindex)?;
-        }
-        self.store.save(&self.state)
+        self.recommit()
     }
 
     /// Detaches everything and removes every pin and the state: nothing of fwctl is left

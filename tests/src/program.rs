@@ -6,9 +6,9 @@ use aya::{
     programs::{TestRun, TestRunOptions, Xdp},
     Ebpf,
 };
-use firewall_common::{policy_counter, Counter};
+use firewall_common::{policy_counter, Counter, CHAIN_INPUT};
 use fwctl::{
-    compile::compile,
+    compile::{compile, Interface},
     dataplane::{install::load_object, install::PROGRAM_NAME, maps::Maps},
     rules::{
         edit::Editor,
@@ -28,6 +28,8 @@ pub struct Harness {
     ebpf: Ebpf,
     pub maps: Maps,
     pub ruleset: Ruleset,
+    /// Interfaces the ruleset is compiled for, as after `fwctl attach`.
+    pub interfaces: Vec<Interface>,
 }
 
 impl Harness {
@@ -37,43 +39,51 @@ impl Harness {
             ebpf.take_map(name)
                 .with_context(|| format!("object has no map {name}"))
         })?;
-        maps.set_ifname(LO_IFINDEX, "lo")?;
         let mut h = Harness {
             ebpf,
             maps,
             ruleset: Ruleset::default(),
+            interfaces: vec![Interface {
+                name: "lo".into(),
+                ifindex: LO_IFINDEX,
+            }],
         };
         h.apply(&[])?;
         Ok(h)
     }
 
-    /// Replaces the ruleset with the one the fwctl command lines build (only rule and
-    /// policy commands), through fwctl's own parser, editor and compiler, and zeroes every
+    /// Replaces the ruleset with the one the fwctl command lines build (rule, policy and
+    /// chain commands), through fwctl's own parser, editor and compiler, and zeroes every
     /// counter it uses.
     pub fn apply(&mut self, lines: &[&str]) -> Result<()> {
         let mut editor = Editor::new(Ruleset::default());
         for line in lines {
             let args: Vec<String> = line.split_whitespace().map(String::from).collect();
             let inv = parse_args(&args).with_context(|| format!("parsing {line:?}"))?;
+            let f = inv.family;
             match inv.command {
-                Command::Append(chain, spec) => editor.append(inv.family, chain, spec)?,
-                Command::Insert(chain, n, spec) => editor.insert(inv.family, chain, n, spec)?,
-                Command::Policy(chain, verdict) => editor.policy(inv.family, chain, verdict)?,
+                Command::Append(chain, specs) => editor.append(f, &chain, specs)?,
+                Command::Insert(chain, n, specs) => editor.insert(f, &chain, n, specs)?,
+                Command::Policy(chain, verdict) => editor.policy(f, chain, verdict)?,
+                Command::NewChain(name) => editor.new_chain(f, &name)?,
                 other => anyhow::bail!("not a ruleset command: {other:?}"),
             }
         }
-        let images = Family::ALL
-            .iter()
-            .map(|&f| Ok((f, compile(&editor.ruleset, f)?)))
-            .collect::<Result<Vec<_>>>()?;
-        for slot in editor.ruleset.slots() {
+        self.install(editor.ruleset)
+    }
+
+    /// Compiles and installs `ruleset`, zeroing every counter.
+    pub fn install(&mut self, ruleset: Ruleset) -> Result<()> {
+        let image = compile(&ruleset, &self.interfaces)?;
+        for slot in ruleset.slots() {
             self.maps.zero_counter(slot)?;
         }
         for family in Family::ALL {
-            self.maps.zero_counter(policy_counter(family.index()))?;
+            self.maps
+                .zero_counter(policy_counter(family.index(), CHAIN_INPUT))?;
         }
-        self.maps.install_ruleset(&images)?;
-        self.ruleset = editor.ruleset;
+        self.maps.install(&image)?;
+        self.ruleset = ruleset;
         Ok(())
     }
 
@@ -101,7 +111,7 @@ impl Harness {
     /// Counters of rule `n` (1-based) of INPUT, or of the policy for n = 0.
     pub fn counter(&self, family: Family, n: usize) -> Result<Counter> {
         let slot = if n == 0 {
-            policy_counter(family.index())
+            policy_counter(family.index(), CHAIN_INPUT)
         } else {
             self.ruleset
                 .family(family)

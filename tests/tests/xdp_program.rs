@@ -12,8 +12,8 @@ struct Fixture {
     what: &'static str,
     rules: &'static [&'static str],
     packet: Packet,
-    /// Received on loopback, whose name fwctl knows as "lo" (as after `fwctl attach lo`);
-    /// false: loopback is not in FW_IFNAMES, as an interface fwctl never attached to.
+    /// Received on loopback, an interface the ruleset was compiled for (as after
+    /// `fwctl attach lo`); false: one it was not compiled for.
     on_lo: bool,
     verdict: u32,
     /// INPUT rule (1-based) whose counter moves, 0 for the policy.
@@ -353,14 +353,15 @@ fn verdicts_and_counters_per_fixture() {
     let mut h = Harness::load().expect("loading the XDP program (run as root)");
     let mut failures = Vec::new();
     for f in fixtures() {
+        let interfaces = h.interfaces.clone();
+        if !f.on_lo {
+            h.interfaces.clear();
+        }
         h.apply(f.rules)
             .unwrap_or_else(|e| panic!("{}: {e:#}", f.what));
+        h.interfaces = interfaces;
         let frame = f.packet.bytes();
-        if !f.on_lo {
-            h.maps.remove_ifname(LO_IFINDEX).unwrap();
-        }
         let verdict = h.run(&frame, LO_IFINDEX).expect("test run");
-        h.maps.set_ifname(LO_IFINDEX, "lo").unwrap();
         let family = match f.packet.src {
             std::net::IpAddr::V4(_) => Family::V4,
             std::net::IpAddr::V6(_) => Family::V6,
@@ -415,31 +416,22 @@ fn a_ruleset_update_keeps_the_counters_of_unchanged_rules() {
     }
     // Insert a rule in front through the same path fwctl's commands take.
     let mut editor = fwctl::rules::edit::Editor::new(h.ruleset.clone());
-    let inv = fwctl::rules::parse::parse_args(
-        &"-I INPUT -p udp -j DROP"
-            .split_whitespace()
-            .map(String::from)
-            .collect::<Vec<_>>(),
-    )
-    .unwrap();
-    let fwctl::rules::parse::Command::Insert(chain, n, spec) = inv.command else {
+    let args: Vec<String> = "-I INPUT -p udp -j DROP"
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let inv = fwctl::rules::parse::parse_args(&args).unwrap();
+    let fwctl::rules::parse::Command::Insert(chain, n, specs) = inv.command else {
         panic!("not an insert")
     };
-    editor.insert(Family::V4, chain, n, spec).unwrap();
+    editor.insert(Family::V4, &chain, n, specs).unwrap();
     for &slot in &editor.new_slots {
         h.maps.zero_counter(slot).unwrap();
     }
-    let images = Family::ALL
-        .iter()
-        .map(|&f| (f, fwctl::compile::compile(&editor.ruleset, f).unwrap()))
-        .collect::<Vec<_>>();
+    let image = fwctl::compile::compile(&editor.ruleset, &h.interfaces).unwrap();
     let before = h.maps.config().unwrap().active;
-    h.maps.install_ruleset(&images).unwrap();
-    assert_ne!(
-        h.maps.config().unwrap().active,
-        before,
-        "generation flipped"
-    );
+    h.maps.install(&image).unwrap();
+    assert_ne!(h.maps.config().unwrap().active, before, "generation flipped");
     h.ruleset = editor.ruleset;
     assert_eq!(h.run(&frame, LO_IFINDEX).unwrap(), XDP_PASS);
     // The SSH rule is now rule 2 and has counted all four packets.

@@ -1,45 +1,49 @@
-//! `-L` and `-S` output, laid out byte for byte as iptables 1.8 lays it out (the iptables on
-//! the test machines is the oracle), so eyes and scripts used to iptables keep working.
+//! `-L` and `-S` output, laid out byte for byte as iptables 1.8 (nf_tables backend) lays it
+//! out; the iptables on the test machines is the oracle the tests compare against.
 
 use std::{fmt::Write, net::IpAddr};
 
 use firewall_common::Counter;
 
 use crate::rules::{
-    parse::ListOptions, services, Chain, ChainRules, Cidr, Family, FamilyRules, RuleSpec,
-    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+    icmp,
+    parse::{ListOptions, TCP_FLAG_NAMES},
+    services, Chain, Cidr, CtState, Family, FamilyRules, MultiportKind, Neg, PortRange, Rule,
+    RuleSpec, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, CT_STATES,
 };
 
-/// Counters of one chain: its policy and each rule, in order.
+/// Counters of one chain: its policy (built-in chains) and each rule, in order.
 pub struct ChainCounters {
     pub policy: Counter,
     pub rules: Vec<Counter>,
 }
 
-/// `-L [CHAIN]`. `counters` gives each chain's counters.
+/// The chains a listing covers: one by name, or every chain (built-ins first).
+pub fn chain_names(rules: &FamilyRules, only: Option<&str>) -> Option<Vec<String>> {
+    let all = Chain::ALL
+        .iter()
+        .map(|c| c.name().to_string())
+        .chain(rules.user.iter().map(|u| u.name.clone()));
+    match only {
+        None => Some(all.collect()),
+        Some(name) => rules.rules(name).map(|_| vec![name.to_string()]),
+    }
+}
+
+/// `-L`. `counters` gives each chain's counters.
 pub fn list(
     family: Family,
     rules: &FamilyRules,
-    only: Option<Chain>,
+    chains: &[String],
     opts: ListOptions,
-    counters: &dyn Fn(Chain) -> ChainCounters,
+    counters: &dyn Fn(&str) -> ChainCounters,
 ) -> String {
     let mut out = String::new();
-    let chains = Chain::ALL
-        .into_iter()
-        .filter(|c| only.is_none_or(|o| o == *c));
-    for (i, chain) in chains.enumerate() {
+    for (i, name) in chains.iter().enumerate() {
         if i > 0 {
             out.push('\n');
         }
-        list_chain(
-            &mut out,
-            family,
-            chain,
-            rules.chain(chain),
-            opts,
-            &counters(chain),
-        );
+        list_chain(&mut out, family, rules, name, opts, &counters(name));
     }
     out
 }
@@ -47,19 +51,27 @@ pub fn list(
 fn list_chain(
     out: &mut String,
     family: Family,
-    chain: Chain,
-    rules: &ChainRules,
+    all: &FamilyRules,
+    name: &str,
     opts: ListOptions,
     counters: &ChainCounters,
 ) {
-    let _ = write!(out, "Chain {} (policy {}", chain, rules.policy.name());
-    if opts.verbose {
-        let _ = write!(
-            out,
-            " {}packets, {}bytes",
-            num_inline(counters.policy.packets, opts),
-            num_inline(counters.policy.bytes, opts)
-        );
+    let _ = write!(out, "Chain {name} (");
+    match Chain::from_name(name) {
+        Some(c) => {
+            let _ = write!(out, "policy {}", all.chain(c).policy.name());
+            if opts.verbose {
+                let _ = write!(
+                    out,
+                    " {}packets, {}bytes",
+                    num_inline(counters.policy.packets, opts),
+                    num_inline(counters.policy.bytes, opts)
+                );
+            }
+        }
+        None => {
+            let _ = write!(out, "{} references", all.references(name));
+        }
     }
     out.push_str(")\n");
 
@@ -74,13 +86,14 @@ fn list_chain(
             let _ = write!(out, "{:>5} {:>5} ", "pkts", "bytes");
         }
     }
-    let _ = write!(out, "{:<9}  {:<5}opt", "target", "prot");
+    let _ = write!(out, "{:<9}  {:<4} opt", "target", "prot");
     if opts.verbose {
         let _ = write!(out, " {:<6} {:<6} ", "in", "out");
     }
     let _ = writeln!(out, " {:<19}  {:<19} ", "source", "destination");
 
-    for (i, rule) in rules.rules.iter().enumerate() {
+    let rules: &[Rule] = all.rules(name).map(Vec::as_slice).unwrap_or_default();
+    for (i, rule) in rules.iter().enumerate() {
         let count = counters.rules.get(i).copied().unwrap_or_default();
         if opts.line_numbers {
             let _ = write!(out, "{:<4} ", i + 1);
@@ -90,29 +103,41 @@ fn list_chain(
             out.push_str(&num_column(count.bytes, opts));
         }
         let spec = &rule.spec;
+        let (proto_neg, proto) = match &spec.proto {
+            Some(p) => (p.negated, Some(p.value)),
+            None => (false, None),
+        };
         let _ = write!(
             out,
-            "{:<9}  {:<4} -- ",
+            "{:<9} {}{:<4} -- ",
             spec.target.name(),
-            proto_column(spec.proto, opts.numeric)
+            bang(proto_neg),
+            proto_column(proto, opts.numeric)
         );
         if opts.verbose {
             let any = if opts.numeric { "*" } else { "any" };
-            let _ = write!(
-                out,
-                " {:<6} {:<6} ",
-                spec.in_iface.as_deref().unwrap_or(any),
-                any
-            );
+            let iface = match &spec.in_iface {
+                Some(i) => format!("{}{}", bang(i.negated), i.value),
+                None => any.to_string(),
+            };
+            let _ = write!(out, " {iface:<6} {any:<6} ");
         }
         let _ = write!(
             out,
             " {:<19}  {:<19} ",
-            addr_column(spec.src, family, opts.numeric),
-            addr_column(spec.dst, family, opts.numeric)
+            addr_column(&spec.src, family, opts.numeric),
+            addr_column(&spec.dst, family, opts.numeric)
         );
-        out.push_str(&ports_column(spec, opts.numeric));
+        out.push_str(&matches_column(spec, family, opts.numeric));
         out.push('\n');
+    }
+}
+
+fn bang(negated: bool) -> &'static str {
+    if negated {
+        "!"
+    } else {
+        ""
     }
 }
 
@@ -177,14 +202,14 @@ fn proto_name(proto: u8) -> Option<&'static str> {
     }
 }
 
-fn addr_column(cidr: Option<Cidr>, family: Family, numeric: bool) -> String {
+fn addr_column(cidr: &Option<Neg<Cidr>>, family: Family, numeric: bool) -> String {
     match cidr {
         None if !numeric => "anywhere".to_string(),
         None => match family {
             Family::V4 => "0.0.0.0/0".to_string(),
             Family::V6 => "::/0".to_string(),
         },
-        Some(c) => cidr_text(c, false),
+        Some(c) => format!("{}{}", bang(c.negated), cidr_text(c.value, false)),
     }
 }
 
@@ -201,82 +226,263 @@ fn cidr_text(cidr: Cidr, always_prefix: bool) -> String {
     }
 }
 
-fn ports_column(spec: &RuleSpec, numeric: bool) -> String {
-    let proto = match spec.proto {
-        Some(IPPROTO_TCP) => "tcp",
-        Some(IPPROTO_UDP) => "udp",
-        _ => return String::new(),
-    };
-    if spec.sport.is_none() && spec.dport.is_none() {
-        return String::new();
+fn l4_name(spec: &RuleSpec) -> Option<&'static str> {
+    match spec.proto.as_ref().filter(|p| !p.negated).map(|p| p.value) {
+        Some(IPPROTO_TCP) => Some("tcp"),
+        Some(IPPROTO_UDP) => Some("udp"),
+        _ => None,
     }
-    let port = |p: u16| {
-        (!numeric)
-            .then(|| services::name_by_port(p, proto))
-            .flatten()
-            .map(str::to_string)
-            .unwrap_or_else(|| p.to_string())
-    };
-    let mut out = format!(" {proto}");
-    for (name, range) in [("spt", spec.sport), ("dpt", spec.dport)] {
-        match range {
-            Some(r) if r.min == r.max => {
-                let _ = write!(out, " {name}:{}", port(r.min));
+}
+
+fn port_text(p: u16, proto: &str, numeric: bool) -> String {
+    (!numeric)
+        .then(|| services::name_by_port(p, proto))
+        .flatten()
+        .map(str::to_string)
+        .unwrap_or_else(|| p.to_string())
+}
+
+fn range_text(r: PortRange, proto: &str, numeric: bool) -> String {
+    if r.min == r.max {
+        port_text(r.min, proto, numeric)
+    } else {
+        format!("{}:{}", port_text(r.min, proto, numeric), port_text(r.max, proto, numeric))
+    }
+}
+
+fn tcp_flags_text(bits: u8, numeric: bool) -> String {
+    if numeric {
+        return format!("0x{bits:02X}");
+    }
+    if bits == 0 {
+        return "NONE".to_string();
+    }
+    TCP_FLAG_NAMES
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, n)| *n)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn ct_text(states: u8) -> String {
+    CT_STATES
+        .iter()
+        .filter(|(b, _)| states & b != 0)
+        .map(|(_, n)| *n)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The per-match descriptions after the destination column, in iptables' order.
+fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
+    let mut out = String::new();
+    if let Some(proto) = l4_name(spec) {
+        let mut parts = String::new();
+        for (name, range) in [("spt", &spec.sport), ("dpt", &spec.dport)] {
+            if let Some(r) = range {
+                let plural = if r.value.min == r.value.max { "" } else { "s" };
+                let _ = write!(
+                    parts,
+                    " {name}{plural}:{}{}",
+                    bang(r.negated),
+                    range_text(r.value, proto, numeric)
+                );
             }
-            Some(r) => {
-                let _ = write!(out, " {name}s:{}:{}", port(r.min), port(r.max));
+        }
+        if let Some(f) = &spec.tcp_flags {
+            let _ = write!(
+                parts,
+                " flags:{}{}/{}",
+                bang(f.negated),
+                tcp_flags_text(f.value.mask, numeric),
+                tcp_flags_text(f.value.comp, numeric)
+            );
+        }
+        if !parts.is_empty() {
+            let _ = write!(out, " {proto}{parts}");
+        }
+    }
+    if let Some(i) = &spec.icmp {
+        let v6 = family == Family::V6;
+        let t = i.value;
+        let name = (!numeric)
+            .then(|| icmp::name(t.kind, t.code_min, t.code_max, v6))
+            .flatten();
+        let (short, long) = if v6 { ("ipv6-icmp", "ipv6-icmptype") } else { ("icmp", "icmptype") };
+        match name {
+            Some(n) => {
+                let _ = write!(out, " {short} {}{n}", bang(i.negated));
             }
-            None => {}
+            None => {
+                if i.negated {
+                    let _ = write!(out, " {short} !type {}", t.kind);
+                } else {
+                    let _ = write!(out, " {long} {}", t.kind);
+                }
+                if !(t.code_min == 0 && t.code_max == 255) {
+                    if t.code_min == t.code_max {
+                        let _ = write!(out, " code {}", t.code_min);
+                    } else {
+                        let _ = write!(out, " codes {}-{}", t.code_min, t.code_max);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(m) = &spec.multiport {
+        let proto = l4_name(spec).unwrap_or("tcp");
+        let kind = match m.value.kind {
+            MultiportKind::Sports => "sports",
+            MultiportKind::Dports => "dports",
+            MultiportKind::Ports => "ports",
+        };
+        let list: Vec<String> = m
+            .value
+            .ports
+            .iter()
+            .map(|r| range_text(*r, proto, numeric))
+            .collect();
+        let neg = if m.negated { " !" } else { "" };
+        let _ = write!(out, " multiport {kind} {neg}{}", list.join(","));
+    }
+    if let Some(c) = &spec.ctstate {
+        let what = if c.value.legacy { "state" } else { "ctstate" };
+        let neg = if c.negated { " !" } else { "" };
+        let _ = write!(out, "{neg} {what} {}", ct_text(c.value.states));
+    }
+    if let Some(c) = &spec.comment {
+        let _ = write!(out, " /* {c} */");
+    }
+    out
+}
+
+/// `-S [CHAIN]`: policies, new chains, then each rule as the `-A` command that recreates it.
+pub fn list_rules(rules: &FamilyRules, chains: &[String]) -> String {
+    let mut out = String::new();
+    for name in chains {
+        match Chain::from_name(name) {
+            Some(c) => {
+                let _ = writeln!(out, "-P {} {}", name, rules.chain(c).policy.name());
+            }
+            None => {
+                let _ = writeln!(out, "-N {name}");
+            }
+        }
+    }
+    for name in chains {
+        for rule in rules.rules(name).into_iter().flatten() {
+            let _ = writeln!(out, "-A {} {}", name, rule_args(&rule.spec));
         }
     }
     out
 }
 
-/// `-S [CHAIN]`: policies, then each rule as the `-A` command that recreates it.
-pub fn list_rules(rules: &FamilyRules, only: Option<Chain>) -> String {
-    let mut out = String::new();
-    let chains: Vec<Chain> = Chain::ALL
-        .into_iter()
-        .filter(|c| only.is_none_or(|o| o == *c))
+fn neg_opt(negated: bool, opt: &str, value: impl std::fmt::Display) -> String {
+    format!("{}{opt} {value}", if negated { "! " } else { "" })
+}
+
+/// iptables-save quotes a string that would not survive the shell as one word.
+fn save_string(s: &str) -> String {
+    if !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || "\"'\\".contains(c)) {
+        return s.to_string();
+    }
+    let escaped: String = s
+        .chars()
+        .flat_map(|c| match c {
+            '"' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
         .collect();
-    for &chain in &chains {
-        let _ = writeln!(out, "-P {} {}", chain, rules.chain(chain).policy.name());
-    }
-    for &chain in &chains {
-        for rule in &rules.chain(chain).rules {
-            let _ = writeln!(out, "-A {} {}", chain, rule_args(&rule.spec));
-        }
-    }
-    out
+    format!("\"{escaped}\"")
 }
 
 /// A rule's options in iptables-save order: addresses, interface, protocol, matches, target.
 pub fn rule_args(spec: &RuleSpec) -> String {
     let mut parts: Vec<String> = Vec::new();
-    if let Some(c) = spec.src {
-        parts.push(format!("-s {}", cidr_text(c, true)));
+    if let Some(c) = &spec.src {
+        parts.push(neg_opt(c.negated, "-s", cidr_text(c.value, true)));
     }
-    if let Some(c) = spec.dst {
-        parts.push(format!("-d {}", cidr_text(c, true)));
+    if let Some(c) = &spec.dst {
+        parts.push(neg_opt(c.negated, "-d", cidr_text(c.value, true)));
     }
     if let Some(i) = &spec.in_iface {
-        parts.push(format!("-i {i}"));
+        parts.push(neg_opt(i.negated, "-i", &i.value));
     }
-    if let Some(p) = spec.proto {
-        let name = proto_name(p)
+    if let Some(p) = &spec.proto {
+        let name = proto_name(p.value)
             .map(str::to_string)
-            .unwrap_or_else(|| p.to_string());
-        parts.push(format!("-p {name}"));
-        if spec.sport.is_some() || spec.dport.is_some() {
-            parts.push(format!("-m {name}"));
+            .unwrap_or_else(|| p.value.to_string());
+        parts.push(neg_opt(p.negated, "-p", name));
+    }
+    if let Some(proto) = l4_name(spec) {
+        if spec.sport.is_some() || spec.dport.is_some() || spec.tcp_flags.is_some() {
+            parts.push(format!("-m {proto}"));
+        }
+        for (opt, range) in [("--sport", &spec.sport), ("--dport", &spec.dport)] {
+            if let Some(r) = range {
+                parts.push(neg_opt(r.negated, opt, range_text(r.value, proto, true)));
+            }
+        }
+        if let Some(f) = &spec.tcp_flags {
+            parts.push(neg_opt(
+                f.negated,
+                "--tcp-flags",
+                format!(
+                    "{} {}",
+                    tcp_flags_text(f.value.mask, false),
+                    tcp_flags_text(f.value.comp, false)
+                ),
+            ));
         }
     }
-    for (opt, range) in [("--sport", spec.sport), ("--dport", spec.dport)] {
-        match range {
-            Some(r) if r.min == r.max => parts.push(format!("{opt} {}", r.min)),
-            Some(r) => parts.push(format!("{opt} {}:{}", r.min, r.max)),
-            None => {}
-        }
+    if let Some(i) = &spec.icmp {
+        let t = i.value;
+        let (module, opt) = match spec.proto.as_ref().map(|p| p.value) {
+            Some(IPPROTO_ICMPV6) => ("icmp6", "--icmpv6-type"),
+            _ => ("icmp", "--icmp-type"),
+        };
+        let value = if t.kind == 255 && t.code_min == 0 && t.code_max == 255 && module == "icmp" {
+            "any".to_string()
+        } else if t.code_min == 0 && t.code_max == 255 {
+            t.kind.to_string()
+        } else {
+            format!("{}/{}", t.kind, t.code_min)
+        };
+        parts.push(format!("-m {module}"));
+        parts.push(neg_opt(i.negated, opt, value));
+    }
+    if let Some(m) = &spec.multiport {
+        let opt = match m.value.kind {
+            MultiportKind::Sports => "--sports",
+            MultiportKind::Dports => "--dports",
+            MultiportKind::Ports => "--ports",
+        };
+        let proto = l4_name(spec).unwrap_or("tcp");
+        let list: Vec<String> = m
+            .value
+            .ports
+            .iter()
+            .map(|r| range_text(*r, proto, true))
+            .collect();
+        parts.push("-m multiport".to_string());
+        parts.push(neg_opt(m.negated, opt, list.join(",")));
+    }
+    if let Some(Neg {
+        value: CtState { states, legacy },
+        negated,
+    }) = &spec.ctstate
+    {
+        let (module, opt) = if *legacy {
+            ("state", "--state")
+        } else {
+            ("conntrack", "--ctstate")
+        };
+        parts.push(format!("-m {module}"));
+        parts.push(neg_opt(*negated, opt, ct_text(*states)));
+    }
+    if let Some(c) = &spec.comment {
+        parts.push(format!("-m comment --comment {}", save_string(c)));
     }
     parts.push(format!("-j {}", spec.target.name()));
     parts.join(" ")
@@ -311,5 +517,12 @@ mod tests {
         };
         assert_eq!(num_column(98_765_432, x), "98765432 ");
         assert_eq!(num_inline(123_456, o), "123K ");
+    }
+
+    #[test]
+    fn strings_are_quoted_as_iptables_save_does() {
+        assert_eq!(save_string("ssh"), "ssh");
+        assert_eq!(save_string("hello world"), "\"hello world\"");
+        assert_eq!(save_string("say \"hi\""), "\"say \\\"hi\\\"\"");
     }
 }

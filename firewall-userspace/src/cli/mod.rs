@@ -15,7 +15,7 @@ use crate::{
     rules::{
         edit::{find, EditError, Editor},
         parse::{parse_args, Command, Invocation, ParseError},
-        Chain, Family,
+        Family,
     },
 };
 
@@ -26,14 +26,19 @@ Rules, in iptables syntax (fwctl alone or -4 is IPv4, -6 is IPv6):
   fwctl -A INPUT -p tcp --dport 22 -j ACCEPT        open SSH
   fwctl -I INPUT 2 -p tcp --dport 587 -j ACCEPT     insert before rule 2
   fwctl -A INPUT -s 10.0.0.0/8 -i tun+ -j DROP      addresses, interface prefixes
+  fwctl -A INPUT ! -s 192.168.0.0/16 -j DROP        negation, as in iptables
   fwctl -D INPUT 4                                  delete rule 4 (or give the rule)
   fwctl -C INPUT -p tcp --dport 22 -j ACCEPT        check whether a rule exists
+  fwctl -N MAIL ; fwctl -A INPUT -j MAIL            user chains (-N, -X, -E, RETURN)
   fwctl -L -n -v --line-numbers                     list with counters, as iptables does
   fwctl -S                                          list as commands
   fwctl -F / fwctl -Z                               flush rules / zero counters
-Matches: -i IFACE[+]  -s CIDR  -d CIDR  -p tcp|udp|icmp|icmpv6|all|NUM
-         --sport PORT[:PORT]  --dport PORT[:PORT]   (after -p tcp or -p udp)
-Targets: -j ACCEPT | -j DROP.  Chains: INPUT is enforced at XDP on attached interfaces.
+Matches: -i IFACE[+]  -s ADDR[/LEN][,ADDR...]  -d ...  -p tcp|udp|icmp|icmpv6|all|NAME|NUM
+         --sport/--dport PORT[:PORT]  (after -p tcp or -p udp)   --syn  --tcp-flags MASK COMP
+         -m multiport --sports/--dports/--ports P,P:P   --icmp-type T[/C]  --icmpv6-type T[/C]
+         -m comment --comment TEXT      (each negatable with ! where iptables allows it)
+Targets: ACCEPT, DROP, RETURN, or a user chain. INPUT is enforced at XDP on attached
+interfaces; FORWARD, OUTPUT and -m conntrack/state are not enforced yet and are refused.
 
 Rules take effect on the interfaces fwctl is attached to:
   fwctl attach eth0            fwctl detach eth0
@@ -157,7 +162,7 @@ fn with_root(f: impl FnOnce() -> Result<()>) -> Result<()> {
 fn edit_failed(e: EditError) -> anyhow::Error {
     Exit {
         message: e.to_string(),
-        status: 1,
+        status: e.status(),
     }
     .into()
 }
@@ -170,59 +175,53 @@ fn run_rule_command(inv: Invocation) -> Result<()> {
     } = inv;
     let mut fw = Firewall::lock()?;
     let mut editor = Editor::new(fw.state.ruleset.clone());
-    match command {
-        Command::Append(chain, spec) => editor.append(family, chain, spec).map_err(edit_failed)?,
-        Command::Insert(chain, n, spec) => {
-            editor.insert(family, chain, n, spec).map_err(edit_failed)?
+    let done = match command {
+        Command::Append(chain, specs) => editor.append(family, &chain, specs),
+        Command::Insert(chain, n, specs) => editor.insert(family, &chain, n, specs),
+        Command::DeleteNum(chain, n) => editor.delete_number(family, &chain, n),
+        Command::DeleteSpec(chain, specs) => editor.delete_specs(family, &chain, &specs),
+        Command::Policy(chain, verdict) => editor.policy(family, chain, verdict),
+        Command::Flush(chain) => editor.flush(family, chain.as_deref()),
+        Command::NewChain(name) => editor.new_chain(family, &name),
+        Command::DeleteChain(name) => editor.delete_chain(family, name.as_deref()),
+        Command::RenameChain(old, new) => editor.rename_chain(family, &old, &new),
+        Command::Check(chain, specs) => {
+            for spec in &specs {
+                find(&fw.state.ruleset, family, &chain, spec)
+                    .map_err(edit_failed)?
+                    .ok_or_else(|| edit_failed(EditError::NoSuchRule))?;
+            }
+            return Ok(());
         }
-        Command::DeleteNum(chain, n) => editor
-            .delete_number(family, chain, n)
-            .map_err(edit_failed)?,
-        Command::DeleteSpec(chain, spec) => editor
-            .delete_spec(family, chain, &spec)
-            .map_err(edit_failed)?,
-        Command::Policy(chain, verdict) => {
-            editor.policy(family, chain, verdict).map_err(edit_failed)?
-        }
-        Command::Flush(chain) => editor.flush(family, chain),
-        Command::Check(chain, spec) => {
-            return match find(&fw.state.ruleset, family, chain, &spec) {
-                Some(_) => Ok(()),
-                None => Err(edit_failed(EditError::NoSuchRule)),
-            };
-        }
-        Command::Zero(chain) => return fw.zero(family, chain),
+        Command::Zero(chain) => return fw.zero(family, chain.as_deref()),
         Command::List(chain) => {
+            let rules = fw.state.ruleset.family(family);
+            let names = list::chain_names(rules, chain.as_deref()).ok_or_else(|| {
+                edit_failed(EditError::NoSuchChain(chain.unwrap_or_default()))
+            })?;
             let dp = fw.dataplane()?;
-            let counters = |c: Chain| {
+            let counters = |c: &str| {
                 fw.counters(dp.as_ref(), family, c).unwrap_or_else(|e| {
                     eprintln!("fwctl: warning: counters unavailable: {e:#}");
-                    fw.counters(None, family, c).unwrap_or(list::ChainCounters {
+                    list::ChainCounters {
                         policy: Default::default(),
                         rules: Vec::new(),
-                    })
+                    }
                 })
             };
-            print!(
-                "{}",
-                list::list(
-                    family,
-                    fw.state.ruleset.family(family),
-                    chain,
-                    opts,
-                    &counters
-                )
-            );
+            print!("{}", list::list(family, rules, &names, opts, &counters));
             return Ok(());
         }
         Command::ListRules(chain) => {
-            print!(
-                "{}",
-                list::list_rules(fw.state.ruleset.family(family), chain)
-            );
+            let rules = fw.state.ruleset.family(family);
+            let names = list::chain_names(rules, chain.as_deref()).ok_or_else(|| {
+                edit_failed(EditError::NoSuchChain(chain.unwrap_or_default()))
+            })?;
+            print!("{}", list::list_rules(rules, &names));
             return Ok(());
         }
-    }
+    };
+    done.map_err(edit_failed)?;
     fw.commit(editor)
 }
 

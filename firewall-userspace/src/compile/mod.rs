@@ -1,51 +1,78 @@
-//! Ruleset -> map images: what the XDP program reads, computed once per change so the
-//! per-packet path only compares masked words.
+//! Ruleset -> the classifier's maps, computed once per change so the per-packet path only
+//! looks up one value per field, ANDs bitmaps and takes the first set bit.
+//!
+//! `flatten` inlines user chains into entries (conjunctions of conditions); `fields` gives,
+//! for every value a field can take, the bitmap of entries it satisfies; `pool` stores those
+//! bitmaps deduplicated and sparse.
 
-use std::net::IpAddr;
+pub mod fields;
+pub mod flatten;
+pub mod pool;
 
-use firewall_common::{RulesetHeader, MAX_RULES, RULE_NEEDS_PORTS, VERDICT_ACCEPT, VERDICT_DROP};
+use firewall_common::{
+    Entry, TableHeader, ENTRIES_PER_GENERATION, FIELD_DPORT, FIELD_DST, FIELD_ICMP, FIELD_IFACE,
+    FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, MAX_ENTRIES, POOL_WORDS_PER_GENERATION,
+    PROTO_KEYS, TCP_FLAG_KEYS, VERDICT_ACCEPT, VERDICT_DROP,
+};
 
-use crate::rules::{Chain, Cidr, Family, RuleSpec, Ruleset, Verdict};
-
-/// The compiled INPUT chain of one family.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FamilyImage {
-    pub header: RulesetHeader,
-    pub rules: Vec<firewall_common::Rule>,
-}
+use self::{
+    fields::{icmp_ranges, iface_holds, per_interval, per_prefix, per_value, port_ranges},
+    flatten::{Conds, Flat, Flattener},
+    pool::{Bits, Pool},
+};
+use crate::rules::{Chain, Cidr, Family, Ruleset, Verdict};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
-    #[error("{family} {chain} has {count} rules; this version enforces at most {max} per chain")]
-    TooManyRules {
+    #[error("{0} is not enforced at XDP yet")]
+    NotEnforced(&'static str),
+    #[error("user chain `{0}' is nested deeper than XDP inlining allows (4 levels)")]
+    TooDeep(String),
+    #[error("jump to `{0}', which does not exist")]
+    NoChain(String),
+    #[error("{0} RETURN rules and user-chain jumps in one chain; XDP allows at most 31")]
+    TooManyReturns(usize),
+    #[error("{family} {chain} compiles to {entries} classifier entries; the most is {max}")]
+    TooManyEntries {
         family: &'static str,
         chain: Chain,
-        count: usize,
+        entries: usize,
         max: u32,
     },
+    #[error("the ruleset needs {0} bitmap words, more than the {1} a generation holds")]
+    PoolFull(usize, u32),
 }
 
-pub fn compile(ruleset: &Ruleset, family: Family) -> Result<FamilyImage, CompileError> {
-    let chain = &ruleset.family(family).input;
-    if chain.rules.len() > MAX_RULES as usize {
-        return Err(CompileError::TooManyRules {
-            family: family.tool(),
-            chain: Chain::Input,
-            count: chain.rules.len(),
-            max: MAX_RULES,
-        });
-    }
-    Ok(FamilyImage {
-        header: RulesetHeader {
-            policy: verdict(chain.policy),
-            rule_count: chain.rules.len() as u32,
-        },
-        rules: chain
-            .rules
-            .iter()
-            .map(|r| compile_rule(&r.spec, r.slot))
-            .collect(),
-    })
+/// An attached interface, by the name rules match and the index packets carry.
+#[derive(Clone, Debug)]
+pub struct Interface {
+    pub name: String,
+    pub ifindex: u32,
+}
+
+/// One table (a built-in chain of a family) in classifier form. Fields the table does not
+/// use are `None`/empty: the program does not read them.
+#[derive(Debug, Default)]
+pub struct TableImage {
+    pub header: TableHeader,
+    pub entries: Vec<Entry>,
+    pub proto: Option<Vec<u32>>,
+    pub sport: Option<Vec<u32>>,
+    pub dport: Option<Vec<u32>>,
+    pub icmp: Option<Vec<u32>>,
+    pub tcp_flags: Option<Vec<u32>>,
+    /// (ifindex, bitmap).
+    pub iface: Vec<(u32, u32)>,
+    pub src: Vec<(Cidr, u32)>,
+    pub dst: Vec<(Cidr, u32)>,
+}
+
+/// A whole generation: every table and the pool their bitmaps live in.
+#[derive(Debug, Default)]
+pub struct Image {
+    /// (table index, image), one per family and built-in chain.
+    pub tables: Vec<(u32, TableImage)>,
+    pub pool: Vec<u64>,
 }
 
 pub fn verdict(v: Verdict) -> u32 {
@@ -55,134 +82,144 @@ pub fn verdict(v: Verdict) -> u32 {
     }
 }
 
-pub fn compile_rule(spec: &RuleSpec, slot: u32) -> firewall_common::Rule {
-    let (src, src_mask) = spec.src.map(addr_and_mask).unwrap_or_default();
-    let (dst, dst_mask) = spec.dst.map(addr_and_mask).unwrap_or_default();
-    let (iface, iface_mask) = spec
-        .in_iface
-        .as_deref()
-        .map(iface_and_mask)
-        .unwrap_or_default();
-    let sport = spec.sport.map(|p| (p.min, p.max)).unwrap_or((0, u16::MAX));
-    let dport = spec.dport.map(|p| (p.min, p.max)).unwrap_or((0, u16::MAX));
-    firewall_common::Rule {
-        src,
-        src_mask,
-        dst,
-        dst_mask,
-        iface,
-        iface_mask,
-        sport_min: sport.0,
-        sport_max: sport.1,
-        dport_min: dport.0,
-        dport_max: dport.1,
-        proto: spec.proto.unwrap_or(0) as u32,
-        flags: if spec.sport.is_some() || spec.dport.is_some() {
-            RULE_NEEDS_PORTS
-        } else {
-            0
-        },
-        verdict: verdict(spec.target),
-        counter: slot,
+fn chain_index(chain: Chain) -> u32 {
+    match chain {
+        Chain::Input => firewall_common::CHAIN_INPUT,
+        Chain::Forward => firewall_common::CHAIN_FORWARD,
+        Chain::Output => firewall_common::CHAIN_OUTPUT,
     }
 }
 
-/// Address and mask as the program reads packet addresses: network byte order, IPv4 in word
-/// 0 and the other words zero (mask zero, so they always compare equal).
-fn addr_and_mask(cidr: Cidr) -> ([u32; 4], [u32; 4]) {
-    let (bytes, len): ([u8; 16], usize) = match cidr.addr {
-        IpAddr::V4(a) => {
-            let mut b = [0u8; 16];
-            b[..4].copy_from_slice(&a.octets());
-            (b, 4)
+pub fn compile(ruleset: &Ruleset, interfaces: &[Interface]) -> Result<Image, CompileError> {
+    let mut pool = Pool::default();
+    let mut image = Image::default();
+    let mut entry_base = 0u32;
+    for family in Family::ALL {
+        for chain in Chain::ALL {
+            let table = firewall_common::table_index(family.index(), chain_index(chain));
+            let rules = ruleset.family(family);
+            let policy = rules.chain(chain).policy;
+            // Only INPUT is enforced at XDP so far; the others stay empty (their policy is
+            // ACCEPT, which the editor does not let anyone change yet).
+            let flats = if chain == Chain::Input {
+                let mut f = Flattener::new(rules, policy);
+                f.chain(&rules.chain(chain).rules, &Conds::default(), &[], None)?;
+                f.finish()?
+            } else {
+                Vec::new()
+            };
+            if flats.len() > MAX_ENTRIES as usize {
+                return Err(CompileError::TooManyEntries {
+                    family: family.tool(),
+                    chain,
+                    entries: flats.len(),
+                    max: MAX_ENTRIES,
+                });
+            }
+            let mut t = table_image(&flats, family, interfaces, &mut pool);
+            t.header.policy = verdict(policy);
+            t.header.entry_base = entry_base;
+            entry_base += t.entries.len() as u32;
+            image.tables.push((table, t));
         }
-        IpAddr::V6(a) => (a.octets(), 16),
+    }
+    if entry_base > ENTRIES_PER_GENERATION {
+        return Err(CompileError::TooManyEntries {
+            family: "all",
+            chain: Chain::Input,
+            entries: entry_base as usize,
+            max: ENTRIES_PER_GENERATION,
+        });
+    }
+    if pool.words.len() > POOL_WORDS_PER_GENERATION as usize {
+        return Err(CompileError::PoolFull(pool.words.len(), POOL_WORDS_PER_GENERATION));
+    }
+    image.pool = pool.words;
+    Ok(image)
+}
+
+fn table_image(flats: &[Flat], family: Family, interfaces: &[Interface], pool: &mut Pool) -> TableImage {
+    let mut t = TableImage {
+        entries: flats.iter().map(|f| f.entry).collect(),
+        ..TableImage::default()
     };
-    let mut mask = [0u8; 16];
-    for (i, m) in mask.iter_mut().enumerate().take(len) {
-        let bits = (cidr.prefix as usize).saturating_sub(i * 8).min(8);
-        *m = (0xffu16 << (8 - bits)) as u8;
+    let n = flats.len();
+    t.header.entry_count = n as u32;
+    if n == 0 {
+        return t;
     }
-    (words32(bytes), words32(mask))
-}
-
-fn words32(b: [u8; 16]) -> [u32; 4] {
-    std::array::from_fn(|i| {
-        u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
-    })
-}
-
-/// An interface name as two words, with the mask that compares the whole name (and its NUL
-/// padding) for `eth0`, only the prefix for `tun+`, and nothing for `+`.
-pub fn iface_and_mask(name: &str) -> ([u64; 2], [u64; 2]) {
-    let (prefix, wildcard) = match name.strip_suffix('+') {
-        Some(p) => (p, true),
-        None => (name, false),
-    };
-    let mut bytes = [0u8; 16];
-    let n = prefix.len().min(15);
-    bytes[..n].copy_from_slice(&prefix.as_bytes()[..n]);
-    let mut mask = [0xffu8; 16];
-    if wildcard {
-        mask = [0; 16];
-        mask[..n].fill(0xff);
-    }
-    (words64(bytes), words64(mask))
-}
-
-pub fn iface_words(name: &str) -> [u64; 2] {
-    iface_and_mask(name).0
-}
-
-fn words64(b: [u8; 16]) -> [u64; 2] {
-    std::array::from_fn(|i| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&b[8 * i..8 * i + 8]);
-        u64::from_ne_bytes(w)
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rules::parse::parse_cidr;
-
-    #[test]
-    fn ipv4_prefix_masks_only_word_zero() {
-        let (addr, mask) = addr_and_mask(parse_cidr("10.1.2.0/23", Family::V4).unwrap());
-        assert_eq!(addr, [u32::from_ne_bytes([10, 1, 2, 0]), 0, 0, 0]);
-        assert_eq!(mask, [u32::from_ne_bytes([255, 255, 254, 0]), 0, 0, 0]);
-    }
-
-    #[test]
-    fn ipv6_prefix_spans_words() {
-        let (_, mask) = addr_and_mask(parse_cidr("2001:db8::/36", Family::V6).unwrap());
-        assert_eq!(mask[0], u32::MAX);
-        assert_eq!(mask[1], u32::from_ne_bytes([0xf0, 0, 0, 0]));
-        assert_eq!(mask[2..], [0, 0]);
-    }
-
-    #[test]
-    fn interface_masks() {
-        let exact = iface_and_mask("eth0");
-        assert_eq!(exact.1, [u64::MAX; 2]);
-        assert_eq!(exact.0, iface_words("eth0"));
-        let wild = iface_and_mask("tun+");
-        assert_eq!(
-            wild.1,
-            [u64::from_ne_bytes([0xff, 0xff, 0xff, 0, 0, 0, 0, 0]), 0]
-        );
-        // `tun+` matches tun0 and tun12 but not tap0 or the name "tu".
-        for (name, hit) in [
-            ("tun0", true),
-            ("tun12", true),
-            ("tap0", false),
-            ("tu", false),
-        ] {
-            let w = iface_words(name);
-            let m = (w[0] & wild.1[0]) == wild.0[0] && (w[1] & wild.1[1]) == wild.0[1];
-            assert_eq!(m, hit, "{name}");
+    let nsum = n.div_ceil(64).div_ceil(64);
+    t.header.summary_words = nsum as u32;
+    let mut all = Bits::new(n);
+    (0..n).for_each(|e| all.set(e, true));
+    t.header.all = pool.add(&all, nsum);
+    let without = |used: &dyn Fn(&Conds) -> bool| {
+        let mut b = Bits::new(n);
+        for (e, f) in flats.iter().enumerate() {
+            b.set(e, !used(&f.conds));
         }
-        assert_eq!(iface_and_mask("+").1, [0, 0]);
+        b
+    };
+    let used = |f: fn(&Conds) -> bool| flats.iter().any(|fl| f(&fl.conds));
+
+    if used(|c| !c.iface.is_empty()) {
+        t.header.fields |= FIELD_IFACE;
+        let unknown = fields_bits(flats, |c| iface_holds(&c.iface, ""));
+        t.header.unknown_iface = pool.add(&unknown, nsum);
+        t.iface = interfaces
+            .iter()
+            .map(|i| {
+                let bits = fields_bits(flats, |c| iface_holds(&c.iface, &i.name));
+                (i.ifindex, pool.add(&bits, nsum))
+            })
+            .collect();
     }
+    if used(|c| !c.src.is_empty()) {
+        t.header.fields |= FIELD_SRC;
+        t.src = per_prefix(flats, pool, nsum, family, |f| &f.conds.src);
+    }
+    if used(|c| !c.dst.is_empty()) {
+        t.header.fields |= FIELD_DST;
+        t.dst = per_prefix(flats, pool, nsum, family, |f| &f.conds.dst);
+    }
+    if used(|c| !c.proto.is_empty()) {
+        t.header.fields |= FIELD_PROTO;
+        t.proto = Some(per_value(flats, pool, nsum, PROTO_KEYS, |f, v| {
+            f.conds.proto.iter().all(|c| (c.value as u32 == v) != c.negated)
+        }));
+    }
+    if used(|c| !c.sport.is_empty()) {
+        t.header.fields |= FIELD_SPORT;
+        t.header.no_sport = pool.add(&without(&|c| !c.sport.is_empty()), nsum);
+        t.sport = Some(per_interval(flats, pool, nsum, |f| port_ranges(&f.conds.sport)));
+    }
+    if used(|c| !c.dport.is_empty()) {
+        t.header.fields |= FIELD_DPORT;
+        t.header.no_dport = pool.add(&without(&|c| !c.dport.is_empty()), nsum);
+        t.dport = Some(per_interval(flats, pool, nsum, |f| port_ranges(&f.conds.dport)));
+    }
+    if used(|c| !c.icmp.is_empty()) {
+        t.header.fields |= FIELD_ICMP;
+        t.header.no_icmp = pool.add(&without(&|c| !c.icmp.is_empty()), nsum);
+        t.icmp = Some(per_interval(flats, pool, nsum, |f| icmp_ranges(&f.conds.icmp, family)));
+    }
+    if used(|c| !c.tcp_flags.is_empty()) {
+        t.header.fields |= FIELD_TCP_FLAGS;
+        t.header.no_tcp = pool.add(&without(&|c| !c.tcp_flags.is_empty()), nsum);
+        t.tcp_flags = Some(per_value(flats, pool, nsum, TCP_FLAG_KEYS, |f, v| {
+            f.conds
+                .tcp_flags
+                .iter()
+                .all(|c| ((v as u8 & c.value.mask) == c.value.comp) != c.negated)
+        }));
+    }
+    t
+}
+
+fn fields_bits(flats: &[Flat], holds: impl Fn(&Conds) -> bool) -> Bits {
+    let mut b = Bits::new(flats.len());
+    for (e, f) in flats.iter().enumerate() {
+        b.set(e, holds(&f.conds));
+    }
+    b
 }

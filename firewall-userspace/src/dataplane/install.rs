@@ -75,12 +75,7 @@ impl Dataplane {
                 .with_context(|| format!("object has no map {name}"))
         })?;
         maps.set_config(Config::default())?;
-        let empty = crate::rules::Ruleset::default();
-        let images = crate::rules::Family::ALL
-            .iter()
-            .map(|&f| Ok((f, crate::compile::compile(&empty, f)?)))
-            .collect::<Result<Vec<_>>>()?;
-        maps.install_ruleset(&images)?;
+        maps.install(&crate::compile::compile(&crate::rules::Ruleset::default(), &[])?)?;
         let prog: &mut Xdp = ebpf
             .program_mut(PROGRAM_NAME)
             .context("object has no fw_ingress")?

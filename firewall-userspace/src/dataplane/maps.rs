@@ -1,45 +1,98 @@
 //! Typed access to the program's maps, wherever they came from (pins, or a freshly loaded
 //! object in tests), and the one write sequence that changes a ruleset atomically.
 
-use std::path::Path;
+use std::{net::IpAddr, path::Path};
 
 use anyhow::{Context, Result};
 use aya::{
-    maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuValues},
+    maps::{
+        lpm_trie::{Key, LpmTrie},
+        Array, HashMap, Map, MapData, PerCpuArray, PerCpuValues,
+    },
     util::nr_cpus,
 };
 use firewall_common::{
-    header_index, rule_index, Config, Counter, IfName, Rule, RulesetHeader, GENERATIONS,
-    MAP_CONFIG, MAP_COUNTERS, MAP_HEADERS, MAP_IFNAMES, MAP_RULES,
+    tag, Config, Counter, IfaceKey, Lpm4, Lpm6, TableHeader, ENTRIES_PER_GENERATION,
+    GENERATIONS, ICMP_KEYS, LPM_TAG_BITS, MAP_CONFIG, MAP_COUNTERS, MAP_DPORT, MAP_DST4,
+    MAP_DST6, MAP_ENTRIES, MAP_ICMP, MAP_IFACE, MAP_POOL, MAP_PROTO, MAP_SPORT, MAP_SRC4,
+    MAP_SRC6, MAP_TABLES, MAP_TCP_FLAGS, PORT_KEYS, POOL_WORDS_PER_GENERATION, PROTO_KEYS,
+    TABLES, TCP_FLAG_KEYS,
 };
 
-use crate::{compile::FamilyImage, rules::Family};
+use super::mmap::MmapArray;
+use crate::{compile::Image, rules::Cidr};
 
-pub const MAP_NAMES: [&str; 5] = [
+/// Every map fwctl pins (aya-log's ring buffer is not: the program keeps it alive).
+pub const MAP_NAMES: [&str; 15] = [
     MAP_CONFIG,
-    MAP_HEADERS,
-    MAP_RULES,
+    MAP_TABLES,
+    MAP_ENTRIES,
+    MAP_POOL,
+    MAP_PROTO,
+    MAP_SPORT,
+    MAP_DPORT,
+    MAP_ICMP,
+    MAP_TCP_FLAGS,
+    MAP_IFACE,
+    MAP_SRC4,
+    MAP_DST4,
+    MAP_SRC6,
+    MAP_DST6,
     MAP_COUNTERS,
-    MAP_IFNAMES,
 ];
 
 pub struct Maps {
     config: Array<MapData, Config>,
-    headers: Array<MapData, RulesetHeader>,
-    rules: Array<MapData, Rule>,
+    tables: Array<MapData, TableHeader>,
+    entries: MmapArray,
+    pool: MmapArray,
+    proto: MmapArray,
+    sport: MmapArray,
+    dport: MmapArray,
+    icmp: MmapArray,
+    tcp_flags: MmapArray,
+    iface: HashMap<MapData, IfaceKey, u32>,
+    src4: LpmTrie<MapData, Lpm4, u32>,
+    dst4: LpmTrie<MapData, Lpm4, u32>,
+    src6: LpmTrie<MapData, Lpm6, u32>,
+    dst6: LpmTrie<MapData, Lpm6, u32>,
     counters: PerCpuArray<MapData, Counter>,
-    ifnames: HashMap<MapData, u32, IfName>,
+}
+
+fn data(map: Map, name: &str) -> Result<MapData> {
+    match map {
+        Map::Array(d) => Ok(d),
+        other => anyhow::bail!("{name} is a {other:?}, not an array"),
+    }
 }
 
 impl Maps {
     /// Builds from maps looked up by name, e.g. `|name| ebpf.take_map(name)`.
     pub fn from_source(mut take: impl FnMut(&str) -> Result<Map>) -> Result<Maps> {
+        let mut mm = |name: &str| -> Result<MmapArray> { MmapArray::new(data(take(name)?, name)?, name) };
+        let entries = mm(MAP_ENTRIES)?;
+        let pool = mm(MAP_POOL)?;
+        let proto = mm(MAP_PROTO)?;
+        let sport = mm(MAP_SPORT)?;
+        let dport = mm(MAP_DPORT)?;
+        let icmp = mm(MAP_ICMP)?;
+        let tcp_flags = mm(MAP_TCP_FLAGS)?;
         Ok(Maps {
             config: Array::try_from(take(MAP_CONFIG)?).context(MAP_CONFIG)?,
-            headers: Array::try_from(take(MAP_HEADERS)?).context(MAP_HEADERS)?,
-            rules: Array::try_from(take(MAP_RULES)?).context(MAP_RULES)?,
+            tables: Array::try_from(take(MAP_TABLES)?).context(MAP_TABLES)?,
+            entries,
+            pool,
+            proto,
+            sport,
+            dport,
+            icmp,
+            tcp_flags,
+            iface: HashMap::try_from(take(MAP_IFACE)?).context(MAP_IFACE)?,
+            src4: LpmTrie::try_from(take(MAP_SRC4)?).context(MAP_SRC4)?,
+            dst4: LpmTrie::try_from(take(MAP_DST4)?).context(MAP_DST4)?,
+            src6: LpmTrie::try_from(take(MAP_SRC6)?).context(MAP_SRC6)?,
+            dst6: LpmTrie::try_from(take(MAP_DST6)?).context(MAP_DST6)?,
             counters: PerCpuArray::try_from(take(MAP_COUNTERS)?).context(MAP_COUNTERS)?,
-            ifnames: HashMap::try_from(take(MAP_IFNAMES)?).context(MAP_IFNAMES)?,
         })
     }
 
@@ -60,31 +113,109 @@ impl Maps {
         self.config.set(0, config, 0).context("writing FW_CONFIG")
     }
 
-    /// Installs a whole ruleset: both families are written into the generation packets do
-    /// not read, then one write of `active` switches every CPU to it. A packet sees the old
-    /// ruleset or the new one, never a mix; if this fails before the flip, nothing changed.
-    pub fn install_ruleset(&mut self, images: &[(Family, FamilyImage)]) -> Result<u32> {
+    pub fn table(&self, generation: u32, table: u32) -> Result<TableHeader> {
+        self.tables
+            .get(&tag(generation, table), 0)
+            .context("reading FW_TABLES")
+    }
+
+    /// Installs a whole generation: every table, bitmap and field value is written into
+    /// the generation packets do not read, then one write of `active` switches every CPU to
+    /// it. A packet sees the old ruleset or the new one, never a mix; if this fails before
+    /// the flip, nothing in force changed.
+    pub fn install(&mut self, image: &Image) -> Result<u32> {
         let mut config = self.config()?;
         let next = (config.active + 1) % GENERATIONS;
-        for (family, image) in images {
-            for (position, rule) in image.rules.iter().enumerate() {
-                self.rules
-                    .set(rule_index(next, family.index(), position as u32), rule, 0)
-                    .context("writing FW_RULES")?;
+        self.pool
+            .write_all((next * POOL_WORDS_PER_GENERATION) as usize, &image.pool)
+            .context("writing FW_POOL")?;
+        self.clear_keyed(next)?;
+        for (table, t) in &image.tables {
+            let tg = tag(next, *table);
+            let base = (next * ENTRIES_PER_GENERATION + t.header.entry_base) as usize;
+            self.entries
+                .write_all(base, &t.entries)
+                .context("writing FW_ENTRIES")?;
+            let arrays: [(&mut MmapArray, &Option<Vec<u32>>, u32); 5] = [
+                (&mut self.proto, &t.proto, PROTO_KEYS),
+                (&mut self.sport, &t.sport, PORT_KEYS),
+                (&mut self.dport, &t.dport, PORT_KEYS),
+                (&mut self.icmp, &t.icmp, ICMP_KEYS),
+                (&mut self.tcp_flags, &t.tcp_flags, TCP_FLAG_KEYS),
+            ];
+            for (map, values, keys) in arrays {
+                if let Some(values) = values {
+                    map.write_all((tg * keys) as usize, values)?;
+                }
             }
-            self.headers
-                .set(header_index(next, family.index()), image.header, 0)
-                .context("writing FW_HEADERS")?;
+            for &(ifindex, at) in &t.iface {
+                self.iface
+                    .insert(IfaceKey { ifindex, tag: tg }, at, 0)
+                    .context("writing FW_IFACE")?;
+            }
+            for (src, prefixes) in [(true, &t.src), (false, &t.dst)] {
+                for &(cidr, at) in prefixes {
+                    self.insert_prefix(src, tg, cidr, at)?;
+                }
+            }
+            self.tables
+                .set(tg, t.header, 0)
+                .context("writing FW_TABLES")?;
         }
         config.active = next;
         self.set_config(config)?;
         Ok(next)
     }
 
-    pub fn header(&self, generation: u32, family: Family) -> Result<RulesetHeader> {
-        self.headers
-            .get(&header_index(generation, family.index()), 0)
-            .context("reading FW_HEADERS")
+    /// Removes the keyed entries (interfaces, prefixes) a generation was given last time.
+    fn clear_keyed(&mut self, generation: u32) -> Result<()> {
+        let ours = |t: u32| t / TABLES == generation;
+        let stale: Vec<IfaceKey> = self.iface.keys().filter_map(|k| k.ok()).filter(|k| ours(k.tag)).collect();
+        for k in stale {
+            self.iface.remove(&k).context("clearing FW_IFACE")?;
+        }
+        for trie in [&mut self.src4, &mut self.dst4] {
+            let stale: Vec<Key<Lpm4>> = trie
+                .keys()
+                .filter_map(|k| k.ok())
+                .filter(|k| ours(k.data().bytes[0] as u32))
+                .collect();
+            for k in stale {
+                trie.remove(&k).context("clearing an IPv4 trie")?;
+            }
+        }
+        for trie in [&mut self.src6, &mut self.dst6] {
+            let stale: Vec<Key<Lpm6>> = trie
+                .keys()
+                .filter_map(|k| k.ok())
+                .filter(|k| ours(k.data().bytes[0] as u32))
+                .collect();
+            for k in stale {
+                trie.remove(&k).context("clearing an IPv6 trie")?;
+            }
+        }
+        Ok(())
+    }
+
+    fn insert_prefix(&mut self, src: bool, tg: u32, cidr: Cidr, at: u32) -> Result<()> {
+        let len = LPM_TAG_BITS + cidr.prefix as u32;
+        match cidr.addr {
+            IpAddr::V4(a) => {
+                let mut bytes = [0u8; 8];
+                bytes[0] = tg as u8;
+                bytes[1..5].copy_from_slice(&a.octets());
+                let trie = if src { &mut self.src4 } else { &mut self.dst4 };
+                trie.insert(&Key::new(len, Lpm4 { bytes }), at, 0)
+            }
+            IpAddr::V6(a) => {
+                let mut bytes = [0u8; 20];
+                bytes[0] = tg as u8;
+                bytes[1..17].copy_from_slice(&a.octets());
+                let trie = if src { &mut self.src6 } else { &mut self.dst6 };
+                trie.insert(&Key::new(len, Lpm6 { bytes }), at, 0)
+            }
+        }
+        .context("writing an LPM trie")
     }
 
     /// A counter slot summed over CPUs.
@@ -106,21 +237,5 @@ impl Maps {
         self.counters
             .set(slot, zeros, 0)
             .with_context(|| format!("zeroing counter slot {slot}"))
-    }
-
-    pub fn set_ifname(&mut self, ifindex: u32, name: &str) -> Result<()> {
-        let value = IfName {
-            name: crate::compile::iface_words(name),
-        };
-        self.ifnames
-            .insert(ifindex, value, 0)
-            .context("writing FW_IFNAMES")
-    }
-
-    pub fn remove_ifname(&mut self, ifindex: u32) -> Result<()> {
-        match self.ifnames.remove(&ifindex) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(e).context("removing from FW_IFNAMES"),
-        }
     }
 }

@@ -5,6 +5,7 @@
 pub mod attach;
 pub mod install;
 pub mod maps;
+pub mod mmap;
 pub mod namespace;
 
 pub use install::Dataplane;

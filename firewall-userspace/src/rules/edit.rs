@@ -1,4 +1,5 @@
-//! Chain commands (-A, -I, -D, -P, -F) as pure edits of a ruleset, with iptables' errors.
+//! Chain commands (-A, -I, -D, -P, -F, -N, -X, -E) as pure edits of a ruleset, with
+//! iptables' errors.
 //!
 //! New rules get counter slots that neither the ruleset being edited nor the one in force
 //! uses, so a slot is never shared by an old rule still counting and a new rule.
@@ -7,9 +8,9 @@ use std::collections::HashSet;
 
 use firewall_common::{MAX_COUNTERS, POLICY_COUNTER_SLOTS};
 
-use super::{Chain, Family, Rule, RuleSpec, Ruleset, Verdict};
+use super::{Chain, Family, FamilyRules, Rule, RuleSpec, Ruleset, Target, UserChain, Verdict};
 
-/// A command that is well formed but cannot be done (iptables exits 1 for these).
+/// A command that cannot be done; `status()` is iptables' exit status for it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EditError {
     #[error("Index of insertion too big")]
@@ -20,8 +21,31 @@ pub enum EditError {
     NoSuchRule,
     #[error("{0} is not enforced yet: only INPUT rules and policy can be set in this version")]
     ChainNotEnforced(Chain),
+    #[error("Chain `{0}' does not exist")]
+    NoSuchChain(String),
+    #[error("Chain `{0}' already exists")]
+    ChainExists(String),
+    #[error("Couldn't load target `{0}': no chain by that name")]
+    NoSuchTarget(String),
+    #[error("Chain `{0}' is still referenced by {1} rule(s)")]
+    ChainReferenced(String, usize),
+    #[error("Chain `{0}' is not empty")]
+    ChainNotEmpty(String),
+    #[error("cannot {0} the built-in chain `{1}'")]
+    BuiltinChain(&'static str, String),
+    #[error("jumping to `{0}' would make a loop: {1}")]
+    Loop(String, String),
     #[error("no free counter slot: too many rules")]
     NoFreeSlot,
+}
+
+impl EditError {
+    pub fn status(&self) -> u8 {
+        match self {
+            EditError::NoSuchTarget(_) => 2,
+            _ => 1,
+        }
+    }
 }
 
 pub struct Editor {
@@ -44,60 +68,74 @@ impl Editor {
     fn alloc_slot(&mut self) -> Result<u32, EditError> {
         let used: HashSet<u32> = self.ruleset.slots().collect();
         let slot = (POLICY_COUNTER_SLOTS..MAX_COUNTERS)
-            .find(|s| {
-                !used.contains(s) && !self.in_force.contains(s) && !self.new_slots.contains(s)
-            })
+            .find(|s| !used.contains(s) && !self.in_force.contains(s) && !self.new_slots.contains(s))
             .ok_or(EditError::NoFreeSlot)?;
         self.new_slots.push(slot);
         Ok(slot)
     }
 
-    fn enforced(chain: Chain) -> Result<(), EditError> {
-        match chain {
-            Chain::Input => Ok(()),
-            other => Err(EditError::ChainNotEnforced(other)),
-        }
-    }
-
-    pub fn append(
-        &mut self,
-        family: Family,
-        chain: Chain,
-        spec: RuleSpec,
-    ) -> Result<(), EditError> {
-        let len = self.ruleset.family(family).chain(chain).rules.len();
-        self.insert(family, chain, len + 1, spec)
-    }
-
-    /// Inserts before rule `position` (1-based); `len + 1` appends.
-    pub fn insert(
-        &mut self,
-        family: Family,
-        chain: Chain,
-        position: usize,
-        spec: RuleSpec,
-    ) -> Result<(), EditError> {
-        Self::enforced(chain)?;
-        let len = self.ruleset.family(family).chain(chain).rules.len();
-        if position == 0 || position > len + 1 {
-            return Err(EditError::InsertIndex);
-        }
-        let slot = self.alloc_slot()?;
+    fn rules_mut(&mut self, family: Family, chain: &str) -> Result<&mut Vec<Rule>, EditError> {
         self.ruleset
             .family_mut(family)
-            .chain_mut(chain)
-            .rules
-            .insert(position - 1, Rule { spec, slot });
+            .rules_mut(chain)
+            .ok_or_else(|| EditError::NoSuchChain(chain.to_string()))
+    }
+
+    /// Rules may go into INPUT and user chains; FORWARD and OUTPUT are not enforced yet.
+    fn writable(&self, family: Family, chain: &str) -> Result<(), EditError> {
+        match Chain::from_name(chain) {
+            Some(Chain::Input) => Ok(()),
+            Some(other) => Err(EditError::ChainNotEnforced(other)),
+            None if self.ruleset.family(family).user_chain(chain).is_some() => Ok(()),
+            None => Err(EditError::NoSuchChain(chain.to_string())),
+        }
+    }
+
+    fn check_target(&self, family: Family, chain: &str, spec: &RuleSpec) -> Result<(), EditError> {
+        let Target::Jump(to) = &spec.target else {
+            return Ok(());
+        };
+        let rules = self.ruleset.family(family);
+        if rules.user_chain(to).is_none() {
+            return Err(EditError::NoSuchTarget(to.clone()));
+        }
+        if let Some(path) = reaches(rules, to, chain) {
+            return Err(EditError::Loop(to.clone(), path));
+        }
         Ok(())
     }
 
-    pub fn delete_number(
+    pub fn append(&mut self, family: Family, chain: &str, specs: Vec<RuleSpec>) -> Result<(), EditError> {
+        self.writable(family, chain)?;
+        let len = self.rules_mut(family, chain)?.len();
+        self.insert(family, chain, len + 1, specs)
+    }
+
+    /// Inserts before rule `position` (1-based); `len + 1` appends. Several specs (from
+    /// comma lists) go in one after the other.
+    pub fn insert(
         &mut self,
         family: Family,
-        chain: Chain,
+        chain: &str,
         position: usize,
+        specs: Vec<RuleSpec>,
     ) -> Result<(), EditError> {
-        let rules = &mut self.ruleset.family_mut(family).chain_mut(chain).rules;
+        self.writable(family, chain)?;
+        let len = self.rules_mut(family, chain)?.len();
+        if position == 0 || position > len + 1 {
+            return Err(EditError::InsertIndex);
+        }
+        for (i, spec) in specs.into_iter().enumerate() {
+            self.check_target(family, chain, &spec)?;
+            let slot = self.alloc_slot()?;
+            self.rules_mut(family, chain)?
+                .insert(position - 1 + i, Rule { spec, slot });
+        }
+        Ok(())
+    }
+
+    pub fn delete_number(&mut self, family: Family, chain: &str, position: usize) -> Result<(), EditError> {
+        let rules = self.rules_mut(family, chain)?;
         if position == 0 || position > rules.len() {
             return Err(EditError::DeleteIndex);
         }
@@ -105,65 +143,170 @@ impl Editor {
         Ok(())
     }
 
-    /// Deletes the first rule equal to `spec`, as `iptables -D CHAIN rule-spec` does.
-    pub fn delete_spec(
-        &mut self,
-        family: Family,
-        chain: Chain,
-        spec: &RuleSpec,
-    ) -> Result<(), EditError> {
-        let position = find(&self.ruleset, family, chain, spec).ok_or(EditError::NoSuchRule)?;
-        self.delete_number(family, chain, position)
+    /// Deletes the first rule equal to each spec, as `iptables -D CHAIN rule-spec` does.
+    pub fn delete_specs(&mut self, family: Family, chain: &str, specs: &[RuleSpec]) -> Result<(), EditError> {
+        for spec in specs {
+            let position = find(&self.ruleset, family, chain, spec)?.ok_or(EditError::NoSuchRule)?;
+            self.delete_number(family, chain, position)?;
+        }
+        Ok(())
     }
 
-    pub fn policy(
-        &mut self,
-        family: Family,
-        chain: Chain,
-        verdict: Verdict,
-    ) -> Result<(), EditError> {
-        Self::enforced(chain)?;
+    pub fn policy(&mut self, family: Family, chain: Chain, verdict: Verdict) -> Result<(), EditError> {
+        self.writable(family, chain.name())?;
         self.ruleset.family_mut(family).chain_mut(chain).policy = verdict;
         Ok(())
     }
 
-    pub fn flush(&mut self, family: Family, chain: Option<Chain>) {
-        for c in Chain::ALL
-            .into_iter()
-            .filter(|c| chain.is_none_or(|o| o == *c))
-        {
-            self.ruleset.family_mut(family).chain_mut(c).rules.clear();
+    /// `-F [CHAIN]`: empties one chain, or all of them (user chains included).
+    pub fn flush(&mut self, family: Family, chain: Option<&str>) -> Result<(), EditError> {
+        match chain {
+            Some(c) => self.rules_mut(family, c)?.clear(),
+            None => {
+                let rules = self.ruleset.family_mut(family);
+                for c in Chain::ALL {
+                    rules.chain_mut(c).rules.clear();
+                }
+                for u in &mut rules.user {
+                    u.rules.clear();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn new_chain(&mut self, family: Family, name: &str) -> Result<(), EditError> {
+        let rules = self.ruleset.family_mut(family);
+        if Chain::from_name(name).is_some() || rules.user_chain(name).is_some() {
+            return Err(EditError::ChainExists(name.to_string()));
+        }
+        let at = rules.user.partition_point(|c| c.name.as_str() < name);
+        rules.user.insert(
+            at,
+            UserChain {
+                name: name.to_string(),
+                rules: Vec::new(),
+            },
+        );
+        Ok(())
+    }
+
+    /// `-X [CHAIN]`: deletes an empty, unreferenced user chain, or every user chain.
+    pub fn delete_chain(&mut self, family: Family, name: Option<&str>) -> Result<(), EditError> {
+        let rules = self.ruleset.family_mut(family);
+        let Some(name) = name else {
+            let builtin_refs: usize = Chain::ALL
+                .iter()
+                .flat_map(|c| rules.chain(*c).rules.iter())
+                .filter(|r| matches!(r.spec.target, Target::Jump(_)))
+                .count();
+            if let Some(u) = rules.user.iter().find(|u| !u.rules.is_empty()) {
+                return Err(EditError::ChainNotEmpty(u.name.clone()));
+            }
+            if builtin_refs > 0 {
+                let first = rules.user.first().map(|u| u.name.clone()).unwrap_or_default();
+                return Err(EditError::ChainReferenced(first, builtin_refs));
+            }
+            rules.user.clear();
+            return Ok(());
+        };
+        if Chain::from_name(name).is_some() {
+            return Err(EditError::BuiltinChain("delete", name.to_string()));
+        }
+        let chain = rules
+            .user_chain(name)
+            .ok_or_else(|| EditError::NoSuchChain(name.to_string()))?;
+        if !chain.rules.is_empty() {
+            return Err(EditError::ChainNotEmpty(name.to_string()));
+        }
+        let refs = rules.references(name);
+        if refs > 0 {
+            return Err(EditError::ChainReferenced(name.to_string(), refs));
+        }
+        rules.user.retain(|c| c.name != name);
+        Ok(())
+    }
+
+    /// `-E OLD NEW`: renames a user chain and every jump to it.
+    pub fn rename_chain(&mut self, family: Family, old: &str, new: &str) -> Result<(), EditError> {
+        if Chain::from_name(old).is_some() {
+            return Err(EditError::BuiltinChain("rename", old.to_string()));
+        }
+        let rules = self.ruleset.family_mut(family);
+        if Chain::from_name(new).is_some() || rules.user_chain(new).is_some() {
+            return Err(EditError::ChainExists(new.to_string()));
+        }
+        let pos = rules
+            .user
+            .iter()
+            .position(|c| c.name == old)
+            .ok_or_else(|| EditError::NoSuchChain(old.to_string()))?;
+        let mut chain = rules.user.remove(pos);
+        chain.name = new.to_string();
+        let at = rules.user.partition_point(|c| c.name.as_str() < new);
+        rules.user.insert(at, chain);
+        for c in Chain::ALL {
+            retarget(&mut rules.chain_mut(c).rules, old, new);
+        }
+        for u in &mut rules.user {
+            retarget(&mut u.rules, old, new);
+        }
+        Ok(())
+    }
+}
+
+fn retarget(rules: &mut [Rule], old: &str, new: &str) {
+    for r in rules {
+        if matches!(&r.spec.target, Target::Jump(t) if t == old) {
+            r.spec.target = Target::Jump(new.to_string());
         }
     }
 }
 
+/// The jump path from `from` to `to`, if `from` reaches `to` (so a jump `to -> from` would
+/// close a loop).
+fn reaches(rules: &FamilyRules, from: &str, to: &str) -> Option<String> {
+    if from == to {
+        return Some(format!("{from} -> {to}"));
+    }
+    let mut stack = vec![(from.to_string(), from.to_string())];
+    let mut seen = HashSet::new();
+    while let Some((chain, path)) = stack.pop() {
+        if !seen.insert(chain.clone()) {
+            continue;
+        }
+        for r in rules.rules(&chain).into_iter().flatten() {
+            if let Target::Jump(next) = &r.spec.target {
+                let path = format!("{path} -> {next}");
+                if next == to {
+                    return Some(format!("{to} -> {path}"));
+                }
+                stack.push((next.clone(), path));
+            }
+        }
+    }
+    None
+}
+
 /// 1-based position of the first rule equal to `spec`.
-pub fn find(ruleset: &Ruleset, family: Family, chain: Chain, spec: &RuleSpec) -> Option<usize> {
-    ruleset
+pub fn find(ruleset: &Ruleset, family: Family, chain: &str, spec: &RuleSpec) -> Result<Option<usize>, EditError> {
+    let rules = ruleset
         .family(family)
-        .chain(chain)
-        .rules
-        .iter()
-        .position(|r| &r.spec == spec)
-        .map(|i| i + 1)
+        .rules(chain)
+        .ok_or_else(|| EditError::NoSuchChain(chain.to_string()))?;
+    Ok(rules.iter().position(|r| &r.spec == spec).map(|i| i + 1))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::{Neg, PortRange};
 
     fn spec(port: u16) -> RuleSpec {
         RuleSpec {
-            in_iface: None,
-            src: None,
-            dst: None,
-            proto: Some(6),
-            sport: None,
-            dport: Some(crate::rules::PortRange {
-                min: port,
-                max: port,
-            }),
-            target: Verdict::Accept,
+            proto: Some(Neg::plain(6)),
+            dport: Some(Neg::plain(PortRange { min: port, max: port })),
+            ..RuleSpec::any(Target::Accept)
         }
     }
 
@@ -171,53 +314,78 @@ mod tests {
         r.v4.input
             .rules
             .iter()
-            .map(|r| r.spec.dport.unwrap().min)
+            .map(|r| r.spec.dport.as_ref().unwrap().value.min)
             .collect()
     }
+
+    const IN: &str = "INPUT";
+    const V4: Family = Family::V4;
 
     #[test]
     fn insert_append_delete_keep_order_and_slots() {
         let mut e = Editor::new(Ruleset::default());
-        e.append(Family::V4, Chain::Input, spec(22)).unwrap();
-        e.append(Family::V4, Chain::Input, spec(80)).unwrap();
-        e.insert(Family::V4, Chain::Input, 2, spec(587)).unwrap();
-        e.insert(Family::V4, Chain::Input, 1, spec(1)).unwrap();
-        assert_eq!(ports(&e.ruleset), [1, 22, 587, 80]);
-        assert_eq!(
-            e.insert(Family::V4, Chain::Input, 6, spec(9)),
-            Err(EditError::InsertIndex)
-        );
-        e.delete_number(Family::V4, Chain::Input, 1).unwrap();
-        e.delete_spec(Family::V4, Chain::Input, &spec(80)).unwrap();
+        e.append(V4, IN, vec![spec(22)]).unwrap();
+        e.append(V4, IN, vec![spec(80)]).unwrap();
+        e.insert(V4, IN, 2, vec![spec(587)]).unwrap();
+        e.insert(V4, IN, 1, vec![spec(1), spec(2)]).unwrap();
+        assert_eq!(ports(&e.ruleset), [1, 2, 22, 587, 80]);
+        assert_eq!(e.insert(V4, IN, 7, vec![spec(9)]), Err(EditError::InsertIndex));
+        e.delete_number(V4, IN, 1).unwrap();
+        e.delete_specs(V4, IN, &[spec(80), spec(2)]).unwrap();
         assert_eq!(ports(&e.ruleset), [22, 587]);
-        assert_eq!(
-            e.delete_number(Family::V4, Chain::Input, 3),
-            Err(EditError::DeleteIndex)
-        );
-        assert_eq!(
-            e.delete_spec(Family::V4, Chain::Input, &spec(80)),
-            Err(EditError::NoSuchRule)
-        );
+        assert_eq!(e.delete_number(V4, IN, 3), Err(EditError::DeleteIndex));
+        assert_eq!(e.delete_specs(V4, IN, &[spec(80)]), Err(EditError::NoSuchRule));
 
         // A later change must not reuse slots of rules that are still in force.
         let in_force: Vec<u32> = e.ruleset.slots().collect();
         let mut next = Editor::new(e.ruleset.clone());
-        next.flush(Family::V4, None);
-        next.append(Family::V4, Chain::Input, spec(443)).unwrap();
+        next.flush(V4, None).unwrap();
+        next.append(V4, IN, vec![spec(443)]).unwrap();
         assert!(!in_force.contains(&next.new_slots[0]));
         assert!(next.new_slots[0] >= POLICY_COUNTER_SLOTS);
     }
 
     #[test]
-    fn only_input_is_enforced() {
+    fn only_input_and_user_chains_take_rules() {
         let mut e = Editor::new(Ruleset::default());
         assert_eq!(
-            e.policy(Family::V4, Chain::Forward, Verdict::Drop),
+            e.policy(V4, Chain::Forward, Verdict::Drop),
             Err(EditError::ChainNotEnforced(Chain::Forward))
         );
         assert_eq!(
-            e.append(Family::V4, Chain::Output, spec(1)),
+            e.append(V4, "OUTPUT", vec![spec(1)]),
             Err(EditError::ChainNotEnforced(Chain::Output))
         );
+        assert_eq!(e.append(V4, "MAIL", vec![spec(1)]), Err(EditError::NoSuchChain("MAIL".into())));
+    }
+
+    #[test]
+    fn user_chains_jumps_references_and_loops() {
+        let mut e = Editor::new(Ruleset::default());
+        let jump = |to: &str| RuleSpec::any(Target::Jump(to.into()));
+        assert_eq!(e.append(V4, IN, vec![jump("MAIL")]), Err(EditError::NoSuchTarget("MAIL".into())));
+        e.new_chain(V4, "MAIL").unwrap();
+        e.new_chain(V4, "A").unwrap();
+        assert_eq!(e.new_chain(V4, "MAIL"), Err(EditError::ChainExists("MAIL".into())));
+        assert_eq!(e.new_chain(V4, "INPUT"), Err(EditError::ChainExists("INPUT".into())));
+        assert_eq!(
+            e.ruleset.v4.user.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["A", "MAIL"]
+        );
+        e.append(V4, IN, vec![jump("MAIL")]).unwrap();
+        e.append(V4, "MAIL", vec![spec(25), jump("A")]).unwrap();
+        assert!(matches!(e.append(V4, "A", vec![jump("MAIL")]), Err(EditError::Loop(..))));
+        assert!(matches!(e.append(V4, "A", vec![jump("A")]), Err(EditError::Loop(..))));
+        assert_eq!(e.ruleset.v4.references("MAIL"), 1);
+        assert_eq!(e.delete_chain(V4, Some("A")), Err(EditError::ChainReferenced("A".into(), 1)));
+        assert_eq!(e.delete_chain(V4, Some("MAIL")), Err(EditError::ChainNotEmpty("MAIL".into())));
+        e.rename_chain(V4, "MAIL", "POST").unwrap();
+        assert_eq!(e.ruleset.v4.input.rules[0].spec.target, Target::Jump("POST".into()));
+        e.flush(V4, Some("POST")).unwrap();
+        e.delete_chain(V4, Some("A")).unwrap();
+        assert_eq!(e.delete_chain(V4, Some("POST")), Err(EditError::ChainReferenced("POST".into(), 1)));
+        e.delete_number(V4, IN, 1).unwrap();
+        e.delete_chain(V4, None).unwrap();
+        assert!(e.ruleset.v4.user.is_empty());
     }
 }

@@ -69,6 +69,7 @@ impl fmt::Display for Chain {
     }
 }
 
+/// A chain policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {
     Accept,
@@ -94,7 +95,7 @@ impl Verdict {
 
 /// An address with a prefix length; the address has its host bits cleared, as iptables
 /// stores it (`-s 10.1.2.3/24` lists as `10.1.2.0/24`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Cidr {
     pub addr: IpAddr,
     pub prefix: u8,
@@ -106,6 +107,23 @@ impl Cidr {
             IpAddr::V4(_) => Family::V4,
             IpAddr::V6(_) => Family::V6,
         }
+    }
+
+    /// The address as 128 bits (IPv4 in the top 32), for prefix arithmetic.
+    pub fn bits(&self) -> u128 {
+        match self.addr {
+            IpAddr::V4(a) => (u32::from(a) as u128) << 96,
+            IpAddr::V6(a) => u128::from(a),
+        }
+    }
+
+    /// Whether every address of `other` is in `self`.
+    pub fn contains(&self, other: &Cidr) -> bool {
+        if self.prefix > other.prefix || self.family() != other.family() {
+            return false;
+        }
+        let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
+        (self.bits() & mask) == (other.bits() & mask)
     }
 }
 
@@ -121,18 +139,131 @@ pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_ICMPV6: u8 = 58;
 
+/// A match and whether it was negated with `!`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Neg<T> {
+    pub value: T,
+    pub negated: bool,
+}
+
+impl<T> Neg<T> {
+    pub fn plain(value: T) -> Neg<T> {
+        Neg {
+            value,
+            negated: false,
+        }
+    }
+}
+
+/// `-m multiport --sports/--dports/--ports`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MultiportKind {
+    Sports,
+    Dports,
+    /// Source or destination port in the list.
+    Ports,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Multiport {
+    pub kind: MultiportKind,
+    pub ports: Vec<PortRange>,
+}
+
+/// `--icmp-type TYPE[/CODE]` (or `--icmpv6-type`); `any` is type 255 with every code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IcmpType {
+    pub kind: u8,
+    pub code_min: u8,
+    pub code_max: u8,
+}
+
+/// `--tcp-flags MASK COMP`: the flags in `mask` must be exactly those of `comp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpFlags {
+    pub mask: u8,
+    pub comp: u8,
+}
+
+/// Conntrack states, as bits in iptables' order of listing.
+pub const CT_INVALID: u8 = 1;
+pub const CT_NEW: u8 = 2;
+pub const CT_RELATED: u8 = 4;
+pub const CT_ESTABLISHED: u8 = 8;
+pub const CT_UNTRACKED: u8 = 16;
+pub const CT_STATES: [(u8, &str); 5] = [
+    (CT_INVALID, "INVALID"),
+    (CT_NEW, "NEW"),
+    (CT_RELATED, "RELATED"),
+    (CT_ESTABLISHED, "ESTABLISHED"),
+    (CT_UNTRACKED, "UNTRACKED"),
+];
+
+/// `-m conntrack --ctstate` or `-m state --state` (kept apart: they list differently).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtState {
+    pub states: u8,
+    /// Written as `-m state --state`.
+    pub legacy: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    Accept,
+    Drop,
+    Return,
+    Jump(String),
+}
+
+impl Target {
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Accept => "ACCEPT",
+            Target::Drop => "DROP",
+            Target::Return => "RETURN",
+            Target::Jump(c) => c,
+        }
+    }
+}
+
 /// One rule's matches and target. Absent fields match everything.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleSpec {
     /// `-i`: an interface name, or a prefix when it ends in `+` (`tun+`).
-    pub in_iface: Option<String>,
-    pub src: Option<Cidr>,
-    pub dst: Option<Cidr>,
+    pub in_iface: Option<Neg<String>>,
+    pub src: Option<Neg<Cidr>>,
+    pub dst: Option<Neg<Cidr>>,
     /// `-p`: protocol number; `None` is `all`.
-    pub proto: Option<u8>,
-    pub sport: Option<PortRange>,
-    pub dport: Option<PortRange>,
-    pub target: Verdict,
+    pub proto: Option<Neg<u8>>,
+    /// `--sport`/`--dport` of the tcp or udp match.
+    pub sport: Option<Neg<PortRange>>,
+    pub dport: Option<Neg<PortRange>>,
+    pub multiport: Option<Neg<Multiport>>,
+    pub icmp: Option<Neg<IcmpType>>,
+    pub tcp_flags: Option<Neg<TcpFlags>>,
+    pub ctstate: Option<Neg<CtState>>,
+    pub comment: Option<String>,
+    pub target: Target,
+}
+
+impl RuleSpec {
+    /// A rule that matches everything and jumps to `target`.
+    pub fn any(target: Target) -> RuleSpec {
+        RuleSpec {
+            in_iface: None,
+            src: None,
+            dst: None,
+            proto: None,
+            sport: None,
+            dport: None,
+            multiport: None,
+            icmp: None,
+            tcp_flags: None,
+            ctstate: None,
+            comment: None,
+            target,
+        }
+    }
 }
 
 /// A rule in the ruleset: the operator's spec and the counter slot it owns for as long as
@@ -158,12 +289,21 @@ impl Default for ChainRules {
     }
 }
 
+/// A chain created with `-N`: rules, no policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserChain {
+    pub name: String,
+    pub rules: Vec<Rule>,
+}
+
 /// The filter table of one family.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FamilyRules {
     pub input: ChainRules,
     pub forward: ChainRules,
     pub output: ChainRules,
+    /// Sorted by name, as iptables lists them.
+    pub user: Vec<UserChain>,
 }
 
 impl FamilyRules {
@@ -181,6 +321,44 @@ impl FamilyRules {
             Chain::Forward => &mut self.forward,
             Chain::Output => &mut self.output,
         }
+    }
+
+    pub fn user_chain(&self, name: &str) -> Option<&UserChain> {
+        self.user.iter().find(|c| c.name == name)
+    }
+
+    /// The rules of a chain given by name, built-in or user-defined.
+    pub fn rules(&self, name: &str) -> Option<&Vec<Rule>> {
+        match Chain::from_name(name) {
+            Some(c) => Some(&self.chain(c).rules),
+            None => self.user_chain(name).map(|c| &c.rules),
+        }
+    }
+
+    pub fn rules_mut(&mut self, name: &str) -> Option<&mut Vec<Rule>> {
+        match Chain::from_name(name) {
+            Some(c) => Some(&mut self.chain_mut(c).rules),
+            None => self
+                .user
+                .iter_mut()
+                .find(|c| c.name == name)
+                .map(|c| &mut c.rules),
+        }
+    }
+
+    /// Every rule of every chain.
+    pub fn all_rules(&self) -> impl Iterator<Item = &Rule> {
+        Chain::ALL
+            .into_iter()
+            .flat_map(move |c| self.chain(c).rules.iter())
+            .chain(self.user.iter().flat_map(|u| u.rules.iter()))
+    }
+
+    /// How many rules jump to `name` (iptables' "references").
+    pub fn references(&self, name: &str) -> usize {
+        self.all_rules()
+            .filter(|r| matches!(&r.spec.target, Target::Jump(t) if t == name))
+            .count()
     }
 }
 
@@ -208,10 +386,8 @@ impl Ruleset {
 
     /// Every counter slot in use, across families and chains.
     pub fn slots(&self) -> impl Iterator<Item = u32> + '_ {
-        [&self.v4, &self.v6].into_iter().flat_map(|f| {
-            Chain::ALL
-                .into_iter()
-                .flat_map(move |c| f.chain(c).rules.iter().map(|r| r.slot))
-        })
+        [&self.v4, &self.v6]
+            .into_iter()
+            .flat_map(|f| f.all_rules().map(|r| r.slot))
     }
 }

@@ -1,13 +1,18 @@
 //! The iptables command line, parsed into plain data with no side effect.
 //!
-//! Accepts what iptables accepts for the supported matches, long and short option names,
-//! `--opt=value`, and the implicit `-m tcp`/`-m udp`; every error names the argument and
-//! what was expected, and maps to iptables' exit status.
+//! Accepts what iptables accepts for the supported matches: long and short option names,
+//! `--opt=value`, `!` before a match, the implicit `-m tcp`/`-m udp`/`-m icmp`, comma lists
+//! of addresses (one rule per address, as iptables expands them). Every error names the
+//! argument and what was expected, and carries iptables' exit status.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{
-    model::{Chain, Cidr, Family, PortRange, RuleSpec, Verdict},
+    icmp,
+    model::{
+        Chain, Cidr, CtState, Family, IcmpType, Multiport, MultiportKind, Neg, PortRange,
+        RuleSpec, Target, TcpFlags, Verdict, CT_STATES,
+    },
     services, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
 };
 
@@ -35,19 +40,25 @@ pub struct ListOptions {
     pub line_numbers: bool,
 }
 
+/// A chain command. Chains are names: user chains exist only in a ruleset, so whether one
+/// exists is the editor's question, not the parser's. Rule commands carry one spec per
+/// address combination of comma lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Append(Chain, RuleSpec),
+    Append(String, Vec<RuleSpec>),
     /// Position is 1-based, as typed.
-    Insert(Chain, usize, RuleSpec),
-    DeleteNum(Chain, usize),
-    DeleteSpec(Chain, RuleSpec),
-    Check(Chain, RuleSpec),
+    Insert(String, usize, Vec<RuleSpec>),
+    DeleteNum(String, usize),
+    DeleteSpec(String, Vec<RuleSpec>),
+    Check(String, Vec<RuleSpec>),
     Policy(Chain, Verdict),
-    Flush(Option<Chain>),
-    Zero(Option<Chain>),
-    List(Option<Chain>),
-    ListRules(Option<Chain>),
+    Flush(Option<String>),
+    Zero(Option<String>),
+    List(Option<String>),
+    ListRules(Option<String>),
+    NewChain(String),
+    DeleteChain(Option<String>),
+    RenameChain(String, String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +68,6 @@ pub struct Invocation {
     pub list: ListOptions,
 }
 
-/// The command letters, for "can't use -A with -I".
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Verb {
     Append,
@@ -69,6 +79,9 @@ enum Verb {
     Zero,
     List,
     ListRules,
+    NewChain,
+    DeleteChain,
+    RenameChain,
 }
 
 impl Verb {
@@ -83,6 +96,9 @@ impl Verb {
             Verb::Zero => "-Z",
             Verb::List => "-L",
             Verb::ListRules => "-S",
+            Verb::NewChain => "-N",
+            Verb::DeleteChain => "-X",
+            Verb::RenameChain => "-E",
         }
     }
 
@@ -92,18 +108,46 @@ impl Verb {
             Verb::Append | Verb::Insert | Verb::Delete | Verb::Check
         )
     }
+
+    /// Verbs whose chain operand is required.
+    fn needs_chain(self) -> bool {
+        matches!(
+            self,
+            Verb::Append
+                | Verb::Insert
+                | Verb::Delete
+                | Verb::Check
+                | Verb::Policy
+                | Verb::NewChain
+                | Verb::RenameChain
+        )
+    }
 }
 
-/// What the matches and target options said, before the command decides what it needs.
+/// Match modules loaded with `-m`, which enable their options.
+#[derive(Default)]
+struct Modules {
+    multiport: bool,
+    comment: bool,
+    conntrack: bool,
+    state: bool,
+}
+
+/// What the match and target options said, before the command decides what it needs.
 #[derive(Default)]
 struct SpecBuilder {
-    in_iface: Option<String>,
-    src: Option<String>,
-    dst: Option<String>,
-    proto: Option<u8>,
-    sport: Option<PortRange>,
-    dport: Option<PortRange>,
-    target: Option<Verdict>,
+    in_iface: Option<Neg<String>>,
+    src: Option<(String, bool)>,
+    dst: Option<(String, bool)>,
+    proto: Option<Neg<u8>>,
+    sport: Option<Neg<PortRange>>,
+    dport: Option<Neg<PortRange>>,
+    multiport: Option<Neg<Multiport>>,
+    icmp: Option<Neg<IcmpType>>,
+    tcp_flags: Option<Neg<TcpFlags>>,
+    ctstate: Option<Neg<CtState>>,
+    comment: Option<String>,
+    target: Option<Target>,
     any: bool,
 }
 
@@ -130,7 +174,7 @@ impl<'a> Args<'a> {
     /// The next argument if it is not an option: optional operands such as `-L [CHAIN]`.
     fn operand(&mut self) -> Option<&'a str> {
         let arg = self.args.get(self.pos)?;
-        if arg.starts_with('-') && arg.len() > 1 {
+        if (arg.starts_with('-') && arg.len() > 1) || arg == "!" {
             return None;
         }
         self.pos += 1;
@@ -152,10 +196,50 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
     let mut verb: Option<(Verb, Option<&'a str>, Option<&'a str>)> = None;
     let mut list = ListOptions::default();
     let mut spec = SpecBuilder::default();
+    let mut modules = Modules::default();
+    let mut negate = false;
     let mut args = Args { args, pos: 0 };
 
     while let Some(raw) = args.next() {
         let (opt, inline) = split_long(raw);
+        if opt == "!" {
+            if negate {
+                return Err(bad("multiple `!' flags not allowed"));
+            }
+            negate = true;
+            continue;
+        }
+        let neg = std::mem::take(&mut negate);
+        let negatable = matches!(
+            opt,
+            "-i" | "--in-interface"
+                | "-s"
+                | "--source"
+                | "--src"
+                | "-d"
+                | "--destination"
+                | "--dst"
+                | "-p"
+                | "--protocol"
+                | "--sport"
+                | "--source-port"
+                | "--dport"
+                | "--destination-port"
+                | "--sports"
+                | "--source-ports"
+                | "--dports"
+                | "--destination-ports"
+                | "--ports"
+                | "--icmp-type"
+                | "--icmpv6-type"
+                | "--syn"
+                | "--tcp-flags"
+                | "--ctstate"
+                | "--state"
+        );
+        if neg && !negatable {
+            return Err(bad(format!("cannot have ! before {opt}")));
+        }
         let mut set_verb = |v: Verb, args: &mut Args<'a>| -> Result<(), ParseError> {
             if let Some((prev, _, _)) = verb {
                 return Err(bad(format!(
@@ -164,20 +248,23 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     prev.letter()
                 )));
             }
-            let chain = match v {
-                Verb::Append | Verb::Insert | Verb::Delete | Verb::Check | Verb::Policy => {
-                    Some(args.value(v.letter(), inline).map_err(|_| {
-                        bad(format!("option \"{}\" requires an argument", v.letter()))
-                    })?)
-                }
-                _ => inline.or_else(|| args.operand()),
+            let chain = if v.needs_chain() {
+                Some(
+                    args.value(v.letter(), inline)
+                        .map_err(|_| bad(format!("option \"{}\" requires an argument", v.letter())))?,
+                )
+            } else {
+                inline.or_else(|| args.operand())
             };
-            // The second operand: rule number for -I/-D, target for -P.
+            // The second operand: rule number for -I/-D, policy for -P, new name for -E.
             let extra = match v {
                 Verb::Insert | Verb::Delete => args.operand().filter(|s| s.parse::<i64>().is_ok()),
-                Verb::Policy => Some(
-                    args.next()
-                        .ok_or_else(|| bad("-P requires a chain and a policy (ACCEPT or DROP)"))?,
+                Verb::Policy => Some(args.next().ok_or_else(|| {
+                    bad("-P requires a chain and a policy (ACCEPT or DROP)")
+                })?),
+                Verb::RenameChain => Some(
+                    args.operand()
+                        .ok_or_else(|| bad("-E requires the old and the new chain name"))?,
                 ),
                 _ => None,
             };
@@ -194,6 +281,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             "-Z" | "--zero" => set_verb(Verb::Zero, &mut args)?,
             "-L" | "--list" => set_verb(Verb::List, &mut args)?,
             "-S" | "--list-rules" => set_verb(Verb::ListRules, &mut args)?,
+            "-N" | "--new-chain" => set_verb(Verb::NewChain, &mut args)?,
+            "-X" | "--delete-chain" => set_verb(Verb::DeleteChain, &mut args)?,
+            "-E" | "--rename-chain" => set_verb(Verb::RenameChain, &mut args)?,
             "-4" | "--ipv4" => family = Family::V4,
             "-6" | "--ipv6" => family = Family::V6,
             "-t" | "--table" => {
@@ -213,73 +303,170 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             "--line-numbers" => list.line_numbers = true,
             "-i" | "--in-interface" => {
                 let name = args.value(opt, inline)?;
-                spec.in_iface = Some(parse_iface(name)?);
+                spec.in_iface = Some(Neg {
+                    value: parse_iface(name)?,
+                    negated: neg,
+                });
                 spec.any = true;
             }
             "-s" | "--source" | "--src" => {
-                spec.src = Some(args.value(opt, inline)?.to_string());
+                spec.src = Some((args.value(opt, inline)?.to_string(), neg));
                 spec.any = true;
             }
             "-d" | "--destination" | "--dst" => {
-                spec.dst = Some(args.value(opt, inline)?.to_string());
+                spec.dst = Some((args.value(opt, inline)?.to_string(), neg));
                 spec.any = true;
             }
             "-p" | "--protocol" => {
-                spec.proto = parse_proto(args.value(opt, inline)?)?;
+                spec.proto = parse_proto(args.value(opt, inline)?)?.map(|p| Neg {
+                    value: p,
+                    negated: neg,
+                });
                 spec.any = true;
             }
             "-m" | "--match" => {
                 let name = args.value(opt, inline)?;
-                let implied = match (name, spec.proto) {
-                    ("tcp", Some(IPPROTO_TCP)) | ("udp", Some(IPPROTO_UDP)) => true,
-                    ("tcp", _) | ("udp", _) => {
-                        return Err(bad(format!("-m {name} needs -p {name} before it")));
+                let proto = spec.proto.as_ref().filter(|p| !p.negated).map(|p| p.value);
+                match (name, proto) {
+                    ("tcp", Some(IPPROTO_TCP))
+                    | ("udp", Some(IPPROTO_UDP))
+                    | ("icmp", Some(IPPROTO_ICMP))
+                    | ("icmp6", Some(IPPROTO_ICMPV6)) => {}
+                    ("tcp" | "udp" | "icmp" | "icmp6", _) => {
+                        let p = if name == "icmp6" { "icmpv6" } else { name };
+                        return Err(bad(format!("-m {name} needs -p {p} before it")));
                     }
-                    _ => false,
-                };
-                if !implied {
-                    return Err(bad(format!(
-                        "Couldn't load match `{name}': not supported by this version of fwctl"
-                    )));
+                    ("multiport", _) => modules.multiport = true,
+                    ("comment", _) => modules.comment = true,
+                    ("conntrack", _) => modules.conntrack = true,
+                    ("state", _) => modules.state = true,
+                    _ => {
+                        return Err(bad(format!(
+                            "Couldn't load match `{name}': not supported by this version of fwctl"
+                        )))
+                    }
                 }
             }
             "--sport" | "--source-port" | "--dport" | "--destination-port" => {
-                let proto = match spec.proto {
-                    Some(IPPROTO_TCP) => "tcp",
-                    Some(IPPROTO_UDP) => "udp",
-                    _ => {
-                        return Err(bad(format!(
-                        "unknown option \"{opt}\": port matches need -p tcp or -p udp before them"
-                    )))
-                    }
-                };
+                let proto = port_proto(&spec, opt)?;
                 let range = parse_ports(args.value(opt, inline)?, proto)?;
+                let value = Some(Neg {
+                    value: range,
+                    negated: neg,
+                });
                 if opt.starts_with("--s") {
-                    spec.sport = Some(range);
+                    spec.sport = value;
                 } else {
-                    spec.dport = Some(range);
+                    spec.dport = value;
                 }
+                spec.any = true;
+            }
+            "--sports" | "--source-ports" | "--dports" | "--destination-ports" | "--ports" => {
+                if !modules.multiport {
+                    return Err(bad(format!("unknown option \"{opt}\": it needs -m multiport")));
+                }
+                let proto = port_proto(&spec, opt)?;
+                let kind = match opt {
+                    "--sports" | "--source-ports" => MultiportKind::Sports,
+                    "--dports" | "--destination-ports" => MultiportKind::Dports,
+                    _ => MultiportKind::Ports,
+                };
+                let text = args.value(opt, inline)?;
+                let ports = text
+                    .split(',')
+                    .map(|p| parse_ports(p, proto))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let slots: usize = ports.iter().map(|r| if r.min == r.max { 1 } else { 2 }).sum();
+                if slots > 15 {
+                    return Err(bad(format!(
+                        "too many ports in `{text}': multiport takes at most 15 (a range counts 2)"
+                    )));
+                }
+                spec.multiport = Some(Neg {
+                    value: Multiport { kind, ports },
+                    negated: neg,
+                });
+                spec.any = true;
+            }
+            "--icmp-type" | "--icmpv6-type" => {
+                let v6 = opt == "--icmpv6-type";
+                let want = if v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
+                if spec.proto.as_ref().map(|p| (p.value, p.negated)) != Some((want, false)) {
+                    let p = if v6 { "icmpv6" } else { "icmp" };
+                    return Err(bad(format!("unknown option \"{opt}\": it needs -p {p} before it")));
+                }
+                let text = args.value(opt, inline)?;
+                let (kind, code_min, code_max) = icmp::parse(text, v6)
+                    .ok_or_else(|| bad(format!("Invalid ICMP type `{text}'")))?;
+                spec.icmp = Some(Neg {
+                    value: IcmpType {
+                        kind,
+                        code_min,
+                        code_max,
+                    },
+                    negated: neg,
+                });
+                spec.any = true;
+            }
+            "--syn" | "--tcp-flags" => {
+                if spec.proto.as_ref().map(|p| (p.value, p.negated)) != Some((IPPROTO_TCP, false)) {
+                    return Err(bad(format!("unknown option \"{opt}\": it needs -p tcp before it")));
+                }
+                let flags = if opt == "--syn" {
+                    TcpFlags {
+                        mask: FIN | SYN | RST | ACK,
+                        comp: SYN,
+                    }
+                } else {
+                    let mask = parse_tcp_flags(args.value(opt, inline)?)?;
+                    let comp = parse_tcp_flags(args.next().ok_or_else(|| {
+                        bad("--tcp-flags requires two arguments: MASK COMP")
+                    })?)?;
+                    TcpFlags { mask, comp }
+                };
+                spec.tcp_flags = Some(Neg {
+                    value: flags,
+                    negated: neg,
+                });
+                spec.any = true;
+            }
+            "--ctstate" | "--state" => {
+                let legacy = opt == "--state";
+                if (legacy && !modules.state) || (!legacy && !modules.conntrack) {
+                    let module = if legacy { "state" } else { "conntrack" };
+                    return Err(bad(format!("unknown option \"{opt}\": it needs -m {module}")));
+                }
+                let states = parse_ctstates(args.value(opt, inline)?)?;
+                spec.ctstate = Some(Neg {
+                    value: CtState { states, legacy },
+                    negated: neg,
+                });
+                spec.any = true;
+            }
+            "--comment" => {
+                if !modules.comment {
+                    return Err(bad("unknown option \"--comment\": it needs -m comment"));
+                }
+                let text = args.value(opt, inline)?;
+                if text.len() > 255 {
+                    return Err(bad("comment is longer than 255 characters"));
+                }
+                spec.comment = Some(text.to_string());
                 spec.any = true;
             }
             "-j" | "--jump" => {
                 let target = args.value(opt, inline)?;
-                spec.target = Some(Verdict::from_name(target).ok_or_else(|| {
-                    bad(format!(
-                        "Couldn't load target `{target}': fwctl supports ACCEPT and DROP so far"
-                    ))
-                })?);
+                spec.target = Some(parse_target(target)?);
                 spec.any = true;
-            }
-            "!" => {
-                return Err(bad(
-                    "negation with `!' is not supported by this version of fwctl",
-                ))
             }
             _ if opt.starts_with('-') => {
                 return Err(bad(format!("unknown option \"{raw}\"")));
             }
             _ => return Err(bad(format!("Bad argument `{raw}'"))),
         }
+    }
+    if negate {
+        return Err(bad("`!' at the end of the command: negate what?"));
     }
 
     let (verb, chain, extra) = verb.ok_or_else(|| bad("no command specified"))?;
@@ -289,8 +476,11 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             verb.letter()
         )));
     }
-    let chain = chain.map(parse_chain).transpose()?;
-    let needs_chain = |chain: Option<Chain>| {
+    if let Some(c) = chain {
+        check_chain_name(c)?;
+    }
+    let chain = chain.map(str::to_string);
+    let needs_chain = |chain: Option<String>| {
         chain.ok_or_else(|| bad(format!("{} requires a chain", verb.letter())))
     };
     let command = match verb {
@@ -309,15 +499,28 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             None => Command::DeleteSpec(needs_chain(chain)?, spec.build(family)?),
         },
         Verb::Policy => {
+            let name = needs_chain(chain)?;
+            let builtin = Chain::from_name(&name).ok_or_else(|| ParseError {
+                message: format!("Bad built-in chain name `{name}': policies belong to INPUT, FORWARD and OUTPUT"),
+                status: 1,
+            })?;
             let target = extra.unwrap_or_default();
-            let verdict = Verdict::from_name(target)
-                .ok_or_else(|| bad(format!("Bad policy name `{target}': use ACCEPT or DROP")))?;
-            Command::Policy(needs_chain(chain)?, verdict)
+            let verdict = Verdict::from_name(target).ok_or_else(|| {
+                bad(format!("Bad policy name `{target}': use ACCEPT or DROP"))
+            })?;
+            Command::Policy(builtin, verdict)
         }
         Verb::Flush => Command::Flush(chain),
         Verb::Zero => Command::Zero(chain),
         Verb::List => Command::List(chain),
         Verb::ListRules => Command::ListRules(chain),
+        Verb::NewChain => Command::NewChain(needs_chain(chain)?),
+        Verb::DeleteChain => Command::DeleteChain(chain),
+        Verb::RenameChain => {
+            let new = extra.unwrap_or_default();
+            check_chain_name(new)?;
+            Command::RenameChain(needs_chain(chain)?, new.to_string())
+        }
     };
     Ok(Invocation {
         family,
@@ -326,45 +529,143 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
     })
 }
 
-impl SpecBuilder {
-    fn build(&self, family: Family) -> Result<RuleSpec, ParseError> {
-        let target = self
-            .target
-            .ok_or_else(|| bad("a rule needs a target: -j ACCEPT or -j DROP"))?;
-        Ok(RuleSpec {
-            in_iface: self.in_iface.clone(),
-            src: any_is_none(
-                self.src
-                    .as_deref()
-                    .map(|s| parse_cidr(s, family))
-                    .transpose()?,
-            ),
-            dst: any_is_none(
-                self.dst
-                    .as_deref()
-                    .map(|s| parse_cidr(s, family))
-                    .transpose()?,
-            ),
-            proto: self.proto,
-            sport: self.sport,
-            dport: self.dport,
-            target,
-        })
+const FIN: u8 = 0x01;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const PSH: u8 = 0x08;
+const ACK: u8 = 0x10;
+const URG: u8 = 0x20;
+
+/// TCP flag names in the order iptables lists them.
+pub const TCP_FLAG_NAMES: [(u8, &str); 6] = [
+    (FIN, "FIN"),
+    (SYN, "SYN"),
+    (RST, "RST"),
+    (PSH, "PSH"),
+    (ACK, "ACK"),
+    (URG, "URG"),
+];
+
+fn parse_tcp_flags(text: &str) -> Result<u8, ParseError> {
+    text.split(',').try_fold(0u8, |acc, name| {
+        let bits = match name.to_ascii_uppercase().as_str() {
+            "ALL" => 0x3f,
+            "NONE" => 0,
+            upper => TCP_FLAG_NAMES
+                .iter()
+                .find(|(_, n)| *n == upper)
+                .map(|(b, _)| *b)
+                .ok_or_else(|| bad(format!("Unknown TCP flag `{name}'")))?,
+        };
+        Ok(acc | bits)
+    })
+}
+
+fn parse_ctstates(text: &str) -> Result<u8, ParseError> {
+    text.split(',').try_fold(0u8, |acc, name| {
+        let bit = CT_STATES
+            .iter()
+            .find(|(_, n)| n.eq_ignore_ascii_case(name))
+            .map(|(b, _)| *b)
+            .ok_or_else(|| bad(format!("Bad ctstate \"{name}\"")))?;
+        Ok(acc | bit)
+    })
+}
+
+fn parse_target(name: &str) -> Result<Target, ParseError> {
+    Ok(match name {
+        "ACCEPT" => Target::Accept,
+        "DROP" => Target::Drop,
+        "RETURN" => Target::Return,
+        "REJECT" | "LOG" | "MASQUERADE" | "SNAT" | "DNAT" | "REDIRECT" | "MARK" | "NFLOG"
+        | "TCPMSS" | "CT" | "NOTRACK" => {
+            return Err(bad(format!(
+                "Couldn't load target `{name}': not supported by this version of fwctl"
+            )))
+        }
+        _ => {
+            check_chain_name(name)?;
+            Target::Jump(name.to_string())
+        }
+    })
+}
+
+/// iptables' limits on chain names.
+fn check_chain_name(name: &str) -> Result<(), ParseError> {
+    if name.is_empty() || name.len() > 28 {
+        return Err(bad(format!("chain name `{name}' must be 1 to 28 characters")));
+    }
+    if name.starts_with('-') || name.starts_with('!') || name.contains(char::is_whitespace) {
+        return Err(bad(format!("Invalid chain name `{name}'")));
+    }
+    Ok(())
+}
+
+/// The protocol a port option belongs to: `-p tcp` or `-p udp` must come first.
+fn port_proto(spec: &SpecBuilder, opt: &str) -> Result<&'static str, ParseError> {
+    match spec.proto.as_ref().filter(|p| !p.negated).map(|p| p.value) {
+        Some(IPPROTO_TCP) => Ok("tcp"),
+        Some(IPPROTO_UDP) => Ok("udp"),
+        _ => Err(bad(format!(
+            "unknown option \"{opt}\": port matches need -p tcp or -p udp before them"
+        ))),
     }
 }
 
-/// `-s 0.0.0.0/0` is no match at all, and iptables stores (and lists) it as such.
-fn any_is_none(cidr: Option<Cidr>) -> Option<Cidr> {
-    cidr.filter(|c| c.prefix != 0)
-}
-
-fn parse_chain(name: &str) -> Result<Chain, ParseError> {
-    Chain::from_name(name).ok_or_else(|| ParseError {
-        message: format!(
-            "Chain `{name}' does not exist (built-in chains are INPUT, FORWARD and OUTPUT)"
-        ),
-        status: 1,
-    })
+impl SpecBuilder {
+    /// One spec per (source, destination) of the comma lists, sources outermost, as
+    /// iptables expands them.
+    fn build(&self, family: Family) -> Result<Vec<RuleSpec>, ParseError> {
+        let target = self
+            .target
+            .clone()
+            .ok_or_else(|| bad("a rule needs a target: -j ACCEPT, DROP, RETURN or a chain"))?;
+        let addrs = |field: &Option<(String, bool)>| -> Result<Vec<Option<Neg<Cidr>>>, ParseError> {
+            match field {
+                None => Ok(vec![None]),
+                Some((text, negated)) => {
+                    let list = text
+                        .split(',')
+                        .map(|s| parse_cidr(s, family))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    if *negated && list.len() > 1 {
+                        return Err(bad("! not allowed with multiple source or destination IP addresses"));
+                    }
+                    // `-s 0.0.0.0/0` is no match at all, and iptables lists it as such.
+                    Ok(list
+                        .into_iter()
+                        .map(|c| {
+                            (c.prefix != 0).then_some(Neg {
+                                value: c,
+                                negated: *negated,
+                            })
+                        })
+                        .collect())
+                }
+            }
+        };
+        let (srcs, dsts) = (addrs(&self.src)?, addrs(&self.dst)?);
+        let mut specs = Vec::with_capacity(srcs.len() * dsts.len());
+        for src in &srcs {
+            for dst in &dsts {
+                specs.push(RuleSpec {
+                    in_iface: self.in_iface.clone(),
+                    src: src.clone(),
+                    dst: dst.clone(),
+                    proto: self.proto.clone(),
+                    sport: self.sport.clone(),
+                    dport: self.dport.clone(),
+                    multiport: self.multiport.clone(),
+                    icmp: self.icmp.clone(),
+                    tcp_flags: self.tcp_flags.clone(),
+                    ctstate: self.ctstate.clone(),
+                    comment: self.comment.clone(),
+                    target: target.clone(),
+                });
+            }
+        }
+        Ok(specs)
+    }
 }
 
 fn parse_rule_number(text: &str) -> Result<usize, ParseError> {
@@ -383,16 +684,13 @@ fn parse_iface(name: &str) -> Result<String, ParseError> {
             "interface name `{name}' must be 1 to 15 characters"
         )));
     }
-    if name
-        .bytes()
-        .any(|b| b == b'/' || b.is_ascii_whitespace() || b == 0)
-    {
+    if name.bytes().any(|b| b == b'/' || b.is_ascii_whitespace() || b == 0) {
         return Err(bad(format!("invalid interface name `{name}'")));
     }
     Ok(name.to_string())
 }
 
-/// `-p`: a name iptables knows, `all`, or a number 0-255.
+/// `-p`: a name iptables knows, one from /etc/protocols, `all`, or a number 0-255.
 pub fn parse_proto(text: &str) -> Result<Option<u8>, ParseError> {
     let lower = text.to_ascii_lowercase();
     let number = match lower.as_str() {
@@ -492,394 +790,4 @@ fn network(addr: IpAddr, prefix: u8) -> IpAddr {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(line: &str) -> Result<Invocation, ParseError> {
-        let args: Vec<String> = line.split_whitespace().map(String::from).collect();
-        parse_args(&args)
-    }
-
-    fn rule(line: &str) -> RuleSpec {
-        match parse(line)
-            .unwrap_or_else(|e| panic!("{line}: {e}"))
-            .command
-        {
-            Command::Append(_, spec) | Command::Insert(_, _, spec) => spec,
-            other => panic!("{line}: not a rule command: {other:?}"),
-        }
-    }
-
-    fn cidr(s: &str, prefix: u8) -> Option<Cidr> {
-        Some(Cidr {
-            addr: s.parse().unwrap(),
-            prefix,
-        })
-    }
-
-    const ACCEPT_ALL: RuleSpec = RuleSpec {
-        in_iface: None,
-        src: None,
-        dst: None,
-        proto: None,
-        sport: None,
-        dport: None,
-        target: Verdict::Accept,
-    };
-
-    /// Every accepted form, with what it must parse to.
-    #[test]
-    fn accepted_rule_forms() {
-        let cases: Vec<(&str, RuleSpec)> = vec![
-            ("-A INPUT -j ACCEPT", ACCEPT_ALL),
-            ("-A INPUT -p all -j ACCEPT", ACCEPT_ALL),
-            ("--append INPUT --jump ACCEPT", ACCEPT_ALL),
-            (
-                "-A INPUT -i lo -j ACCEPT",
-                RuleSpec {
-                    in_iface: Some("lo".into()),
-                    ..ACCEPT_ALL
-                },
-            ),
-            (
-                "-A INPUT -i tun+ -j DROP",
-                RuleSpec {
-                    in_iface: Some("tun+".into()),
-                    target: Verdict::Drop,
-                    ..ACCEPT_ALL
-                },
-            ),
-            (
-                "-A INPUT -p tcp --dport 22 -j ACCEPT",
-                RuleSpec {
-                    proto: Some(6),
-                    dport: Some(PortRange { min: 22, max: 22 }),
-                    ..ACCEPT_ALL
-                },
-            ),
-            (
-                "-A INPUT -p tcp -m tcp --dport=22 -j ACCEPT",
-                RuleSpec {
-                    proto: Some(6),
-                    dport: Some(PortRange { min: 22, max: 22 }),
-                    ..ACCEPT_ALL
-                },
-            ),
-            (
-                "-A INPUT -p UDP --sport 1000:2000 --destination-port :53 -j DROP",
-                RuleSpec {
-                    proto: Some(17),
-                    sport: Some(PortRange {
-                        min: 1000,
-                        max: 2000,
-                    }),
-                    dport: Some(PortRange { min: 0, max: 53 }),
-                    target: Verdict::Drop,
-                    ..ACCEPT_ALL
-                },
-            ),
-            (
-                "-A INPUT -p udp --sport 1024: -j ACCEPT",
-                RuleSpec {
-                    proto: Some(17),
-                    sport: Some(PortRange {
-                        min: 1024,
-                        max: 65535,
-                    }),
-                    ..ACCEPT_ALL
-                },
-            ),
-            (
-                "-A INPUT -p icmp -j ACCEPT",
-                RuleSpec {
-                    proto: Some(1),
-                    ..ACCEPT_ALL
-                },
-            ),
-            (
-                "-A INPUT -p 47 -j ACCEPT",
-                RuleSpec {
-                    proto: Some(47),
-                    ..ACCEPT_ALL
-                },
-            ),
-            (
-                "-A INPUT -s 10.1.2.3/24 -d 192.168.1.1 -j ACCEPT",
-                RuleSpec {
-                    src: cidr("10.1.2.0", 24),
-                    dst: cidr("192.168.1.1", 32),
-                    ..ACCEPT_ALL
-                },
-            ),
-            (
-                "-A INPUT --source 10.0.0.0/255.0.0.0 -j ACCEPT",
-                RuleSpec {
-                    src: cidr("10.0.0.0", 8),
-                    ..ACCEPT_ALL
-                },
-            ),
-            ("-A INPUT -s 0.0.0.0/0 -j ACCEPT", ACCEPT_ALL),
-            (
-                "-6 -A INPUT -s 2001:db8::1/64 -p icmpv6 -j ACCEPT",
-                RuleSpec {
-                    src: cidr("2001:db8::", 64),
-                    proto: Some(58),
-                    ..ACCEPT_ALL
-                },
-            ),
-            (
-                "-I INPUT 2 -p tcp --dport 587 -j ACCEPT",
-                RuleSpec {
-                    proto: Some(6),
-                    dport: Some(PortRange { min: 587, max: 587 }),
-                    ..ACCEPT_ALL
-                },
-            ),
-        ];
-        for (line, want) in cases {
-            assert_eq!(rule(line), want, "{line}");
-        }
-    }
-
-    #[test]
-    fn accepted_commands() {
-        let cases: Vec<(&str, Family, Command, ListOptions)> = vec![
-            (
-                "-P INPUT DROP",
-                Family::V4,
-                Command::Policy(Chain::Input, Verdict::Drop),
-                ListOptions::default(),
-            ),
-            (
-                "-6 -P INPUT ACCEPT",
-                Family::V6,
-                Command::Policy(Chain::Input, Verdict::Accept),
-                ListOptions::default(),
-            ),
-            (
-                "-F",
-                Family::V4,
-                Command::Flush(None),
-                ListOptions::default(),
-            ),
-            (
-                "-F INPUT",
-                Family::V4,
-                Command::Flush(Some(Chain::Input)),
-                ListOptions::default(),
-            ),
-            (
-                "-Z INPUT",
-                Family::V4,
-                Command::Zero(Some(Chain::Input)),
-                ListOptions::default(),
-            ),
-            (
-                "-D INPUT 4",
-                Family::V4,
-                Command::DeleteNum(Chain::Input, 4),
-                ListOptions::default(),
-            ),
-            (
-                "-S",
-                Family::V4,
-                Command::ListRules(None),
-                ListOptions::default(),
-            ),
-            (
-                "-L -n -v --line-numbers",
-                Family::V4,
-                Command::List(None),
-                ListOptions {
-                    numeric: true,
-                    verbose: true,
-                    exact: false,
-                    line_numbers: true,
-                },
-            ),
-            (
-                "-n -L INPUT -v -x",
-                Family::V4,
-                Command::List(Some(Chain::Input)),
-                ListOptions {
-                    numeric: true,
-                    verbose: true,
-                    exact: true,
-                    line_numbers: false,
-                },
-            ),
-            (
-                "-t filter -L",
-                Family::V4,
-                Command::List(None),
-                ListOptions::default(),
-            ),
-        ];
-        for (line, family, command, list) in cases {
-            let got = parse(line).unwrap_or_else(|e| panic!("{line}: {e}"));
-            assert_eq!(
-                got,
-                Invocation {
-                    family,
-                    command,
-                    list
-                },
-                "{line}"
-            );
-        }
-        assert!(matches!(
-            parse("-I INPUT -j DROP").unwrap().command,
-            Command::Insert(Chain::Input, 1, _)
-        ));
-        assert!(matches!(
-            parse("-D INPUT -p tcp --dport 22 -j ACCEPT")
-                .unwrap()
-                .command,
-            Command::DeleteSpec(Chain::Input, _)
-        ));
-    }
-
-    /// Bad inputs with the message and exit status each must give.
-    #[test]
-    fn rejected_inputs() {
-        let cases: &[(&str, &str, u8)] = &[
-            ("", "no command specified", 2),
-            ("-n", "no command specified", 2),
-            ("-A", "option \"-A\" requires an argument", 2),
-            ("-A INPUT", "a rule needs a target: -j ACCEPT or -j DROP", 2),
-            (
-                "-A FOO -j ACCEPT",
-                "Chain `FOO' does not exist (built-in chains are INPUT, FORWARD and OUTPUT)",
-                1,
-            ),
-            (
-                "-A INPUT -j REJECTX",
-                "Couldn't load target `REJECTX': fwctl supports ACCEPT and DROP so far",
-                2,
-            ),
-            ("-A INPUT -j", "option \"-j\" requires an argument", 2),
-            (
-                "-A INPUT -p foo -j ACCEPT",
-                "unknown protocol \"foo\" specified",
-                2,
-            ),
-            (
-                "-A INPUT -p 256 -j ACCEPT",
-                "unknown protocol \"256\" specified",
-                2,
-            ),
-            (
-                "-A INPUT --dport 22 -j ACCEPT",
-                "unknown option \"--dport\": port matches need -p tcp or -p udp before them",
-                2,
-            ),
-            (
-                "-A INPUT -p icmp --dport 22 -j ACCEPT",
-                "unknown option \"--dport\": port matches need -p tcp or -p udp before them",
-                2,
-            ),
-            (
-                "-A INPUT -p tcp --dport 70000 -j ACCEPT",
-                "invalid port/service `70000' specified",
-                2,
-            ),
-            (
-                "-A INPUT -p tcp --dport nosuchservice -j ACCEPT",
-                "invalid port/service `nosuchservice' specified",
-                2,
-            ),
-            (
-                "-A INPUT -p tcp --dport 20:10 -j ACCEPT",
-                "invalid portrange `20:10': the first port is above the second",
-                2,
-            ),
-            (
-                "-A INPUT -s 300.1.1.1 -j ACCEPT",
-                "host/network `300.1.1.1' not found",
-                2,
-            ),
-            (
-                "-A INPUT -s 10.0.0.0/33 -j ACCEPT",
-                "invalid mask `33' specified",
-                2,
-            ),
-            (
-                "-A INPUT -s 10.0.0.0/255.0.255.0 -j ACCEPT",
-                "invalid mask `255.0.255.0' specified",
-                2,
-            ),
-            (
-                "-A INPUT -s ::1 -j ACCEPT",
-                "host/network `::1' not found",
-                2,
-            ),
-            (
-                "-6 -A INPUT -d 10.0.0.1 -j ACCEPT",
-                "host/network `10.0.0.1' not found",
-                2,
-            ),
-            (
-                "-A INPUT -i averyveryverylongname -j ACCEPT",
-                "interface name `averyveryverylongname' must be 1 to 15 characters",
-                2,
-            ),
-            (
-                "-A INPUT -m state --state NEW -j ACCEPT",
-                "Couldn't load match `state': not supported by this version of fwctl",
-                2,
-            ),
-            (
-                "-A INPUT -m tcp --dport 22 -j ACCEPT",
-                "-m tcp needs -p tcp before it",
-                2,
-            ),
-            (
-                "-A INPUT ! -s 10.0.0.1 -j ACCEPT",
-                "negation with `!' is not supported by this version of fwctl",
-                2,
-            ),
-            ("-A INPUT -j ACCEPT -I INPUT", "Can't use -I with -A", 2),
-            (
-                "-A INPUT --bogus -j ACCEPT",
-                "unknown option \"--bogus\"",
-                2,
-            ),
-            ("-A INPUT stray -j ACCEPT", "Bad argument `stray'", 2),
-            (
-                "-P INPUT",
-                "-P requires a chain and a policy (ACCEPT or DROP)",
-                2,
-            ),
-            (
-                "-P INPUT REJECT",
-                "Bad policy name `REJECT': use ACCEPT or DROP",
-                2,
-            ),
-            (
-                "-D INPUT 0",
-                "Invalid rule number `0': rules are numbered from 1",
-                2,
-            ),
-            (
-                "-I INPUT 0 -j ACCEPT",
-                "Invalid rule number `0': rules are numbered from 1",
-                2,
-            ),
-            (
-                "-L -p tcp",
-                "Illegal option with -L: rule options go with -A, -I, -D or -C",
-                2,
-            ),
-            (
-                "-t nat -L",
-                "table `nat' is not supported yet: fwctl manages the filter table",
-                3,
-            ),
-        ];
-        for (line, message, status) in cases {
-            let err = parse(line).expect_err(line);
-            assert_eq!(err.message, *message, "{line}");
-            assert_eq!(err.status, *status, "{line}");
-        }
-    }
-}
+mod tests;

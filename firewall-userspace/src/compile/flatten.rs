@@ -1,0 +1,250 @@
+//! A built-in chain with its user chains inlined into one ordered list of classifier
+//! entries, each a conjunction of per-field conditions. A jump's conditions are added to
+//! every entry of the chain it jumps to; RETURN and the end of an inlined chain become
+//! entries that count and resume the search after the jump.
+
+use firewall_common::{
+    Entry, ACTION_CONTINUE, MAX_JUMP_DEPTH, MAX_RESTARTS, NO_COUNTER, VERDICT_ACCEPT,
+    VERDICT_DROP,
+};
+
+use super::CompileError;
+use crate::rules::{
+    Cidr, FamilyRules, IcmpType, MultiportKind, Neg, PortRange, Rule, RuleSpec, Target,
+    TcpFlags, Verdict,
+};
+
+/// A port condition: the port is in one of `ranges` (after negation is applied).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortCond {
+    pub ranges: Vec<PortRange>,
+}
+
+impl PortCond {
+    fn new(ranges: &[PortRange], negated: bool) -> PortCond {
+        if !negated {
+            return PortCond {
+                ranges: ranges.to_vec(),
+            };
+        }
+        // The complement of a union of ranges.
+        let mut sorted = ranges.to_vec();
+        sorted.sort_by_key(|r| r.min);
+        let mut out = Vec::new();
+        let mut next: u32 = 0;
+        for r in sorted {
+            if (r.min as u32) > next {
+                out.push(PortRange {
+                    min: next as u16,
+                    max: r.min - 1,
+                });
+            }
+            next = next.max(r.max as u32 + 1);
+        }
+        if next <= u16::MAX as u32 {
+            out.push(PortRange {
+                min: next as u16,
+                max: u16::MAX,
+            });
+        }
+        PortCond { ranges: out }
+    }
+
+    pub fn contains(&self, port: u16) -> bool {
+        self.ranges.iter().any(|r| r.min <= port && port <= r.max)
+    }
+}
+
+/// Everything a packet must satisfy to reach an entry: every listed condition holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Conds {
+    pub iface: Vec<Neg<String>>,
+    pub src: Vec<Neg<Cidr>>,
+    pub dst: Vec<Neg<Cidr>>,
+    pub proto: Vec<Neg<u8>>,
+    pub sport: Vec<PortCond>,
+    pub dport: Vec<PortCond>,
+    pub icmp: Vec<Neg<IcmpType>>,
+    pub tcp_flags: Vec<Neg<TcpFlags>>,
+}
+
+impl Conds {
+    fn and(&self, other: &Conds) -> Conds {
+        fn cat<T: Clone>(a: &[T], b: &[T]) -> Vec<T> {
+            a.iter().chain(b).cloned().collect()
+        }
+        Conds {
+            iface: cat(&self.iface, &other.iface),
+            src: cat(&self.src, &other.src),
+            dst: cat(&self.dst, &other.dst),
+            proto: cat(&self.proto, &other.proto),
+            sport: cat(&self.sport, &other.sport),
+            dport: cat(&self.dport, &other.dport),
+            icmp: cat(&self.icmp, &other.icmp),
+            tcp_flags: cat(&self.tcp_flags, &other.tcp_flags),
+        }
+    }
+}
+
+/// A rule's matches as conditions: one set, or two for `-m multiport --ports` (source port
+/// or destination port), tried in that order.
+fn alternatives(spec: &RuleSpec) -> Result<Vec<Conds>, CompileError> {
+    if spec.ctstate.is_some() {
+        return Err(CompileError::NotEnforced("-m conntrack/-m state"));
+    }
+    fn opt<T: Clone>(o: &Option<T>) -> Vec<T> {
+        o.iter().cloned().collect()
+    }
+    let range = |o: &Option<Neg<PortRange>>| {
+        o.iter()
+            .map(|n| PortCond::new(&[n.value], n.negated))
+            .collect::<Vec<_>>()
+    };
+    let base = Conds {
+        iface: opt(&spec.in_iface),
+        src: opt(&spec.src),
+        dst: opt(&spec.dst),
+        proto: opt(&spec.proto),
+        sport: range(&spec.sport),
+        dport: range(&spec.dport),
+        icmp: opt(&spec.icmp),
+        tcp_flags: opt(&spec.tcp_flags),
+    };
+    let Some(m) = &spec.multiport else {
+        return Ok(vec![base]);
+    };
+    let cond = PortCond::new(&m.value.ports, m.negated);
+    let with = |sport: bool| {
+        let mut c = base.clone();
+        if sport {
+            c.sport.push(cond.clone());
+        } else {
+            c.dport.push(cond.clone());
+        }
+        c
+    };
+    Ok(match (m.value.kind, m.negated) {
+        (MultiportKind::Sports, _) => vec![with(true)],
+        (MultiportKind::Dports, _) => vec![with(false)],
+        // Source or destination in the list.
+        (MultiportKind::Ports, false) => vec![with(true), with(false)],
+        // Neither source nor destination in the list: both conditions at once.
+        (MultiportKind::Ports, true) => {
+            let mut c = with(true);
+            c.dport.push(cond.clone());
+            vec![c]
+        }
+    })
+}
+
+/// One classifier entry before it is laid out: its conditions and what it does.
+#[derive(Clone, Debug)]
+pub struct Flat {
+    pub conds: Conds,
+    pub entry: Entry,
+}
+
+pub struct Flattener<'a> {
+    rules: &'a FamilyRules,
+    policy: Verdict,
+    pub out: Vec<Flat>,
+}
+
+fn verdict(v: Verdict) -> u32 {
+    match v {
+        Verdict::Accept => VERDICT_ACCEPT,
+        Verdict::Drop => VERDICT_DROP,
+    }
+}
+
+impl<'a> Flattener<'a> {
+    pub fn new(rules: &'a FamilyRules, policy: Verdict) -> Flattener<'a> {
+        Flattener {
+            rules,
+            policy,
+            out: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, conds: Conds, action: u32, counter: u32, jumps: &[u32], position: u32) -> usize {
+        let mut entry = Entry {
+            action,
+            counter,
+            depth: jumps.len() as u32,
+            position,
+            ..Entry::default()
+        };
+        entry.jumps[..jumps.len()].copy_from_slice(jumps);
+        self.out.push(Flat { conds, entry });
+        self.out.len() - 1
+    }
+
+    /// Emits the entries of a chain's rules under `ctx` (the conditions of the jumps that
+    /// led here). Returns the RETURN entries, whose resume point is the caller's business.
+    pub fn chain(
+        &mut self,
+        rules: &[Rule],
+        ctx: &Conds,
+        jumps: &[u32],
+        position: Option<u32>,
+    ) -> Result<Vec<usize>, CompileError> {
+        let mut returns = Vec::new();
+        for (i, rule) in rules.iter().enumerate() {
+            let position = position.unwrap_or(i as u32 + 1);
+            let mut resume_after = Vec::new();
+            for alt in alternatives(&rule.spec)? {
+                let conds = ctx.and(&alt);
+                match &rule.spec.target {
+                    Target::Accept => {
+                        self.push(conds, VERDICT_ACCEPT, rule.slot, jumps, position);
+                    }
+                    Target::Drop => {
+                        self.push(conds, VERDICT_DROP, rule.slot, jumps, position);
+                    }
+                    // RETURN in a built-in chain ends it: the policy decides.
+                    Target::Return if jumps.is_empty() => {
+                        self.push(conds, verdict(self.policy), rule.slot, jumps, position);
+                    }
+                    Target::Return => {
+                        let at = self.push(conds, ACTION_CONTINUE, rule.slot, jumps, position);
+                        returns.push(at);
+                    }
+                    Target::Jump(name) => {
+                        if jumps.len() == MAX_JUMP_DEPTH {
+                            return Err(CompileError::TooDeep(name.clone()));
+                        }
+                        let inner = self
+                            .rules
+                            .user_chain(name)
+                            .ok_or_else(|| CompileError::NoChain(name.clone()))?;
+                        let mut inner_jumps = jumps.to_vec();
+                        inner_jumps.push(rule.slot);
+                        let ret = self.chain(&inner.rules, &conds, &inner_jumps, Some(position))?;
+                        resume_after.extend(ret);
+                        // Falling off the end of the chain: count the jump, go on after it.
+                        let end = self.push(conds, ACTION_CONTINUE, NO_COUNTER, &inner_jumps, position);
+                        resume_after.push(end);
+                    }
+                }
+            }
+            // Every way out of the jump's chain resumes after all of this rule's entries.
+            let after = self.out.len() as u32;
+            for at in resume_after {
+                self.out[at].entry.next = after;
+            }
+        }
+        Ok(returns)
+    }
+
+    pub fn finish(self) -> Result<Vec<Flat>, CompileError> {
+        let restarts = self
+            .out
+            .iter()
+            .filter(|f| f.entry.action == ACTION_CONTINUE)
+            .count();
+        if restarts >= MAX_RESTARTS as usize {
+            return Err(CompileError::TooManyReturns(restarts));
+        }
+        Ok(self.out)
+    }
+}

@@ -1,0 +1,99 @@
+//! BPF array maps created with BPF_F_MMAPABLE, written through shared memory: a generation
+//! of a few megabytes is memory writes, not a syscall per value.
+
+use std::{os::fd::AsFd, os::fd::AsRawFd, ptr::NonNull};
+
+use anyhow::{bail, Context, Result};
+use aya::maps::MapData;
+
+pub struct MmapArray {
+    ptr: NonNull<u8>,
+    len: usize,
+    /// Bytes per element: the value size rounded up to 8, as the kernel lays them out.
+    stride: usize,
+    entries: usize,
+    _map: MapData,
+}
+
+// SAFETY: the mapping is plain shared memory owned by this value.
+unsafe impl Send for MmapArray {}
+
+impl MmapArray {
+    pub fn new(map: MapData, name: &str) -> Result<MmapArray> {
+        let info = map.info().with_context(|| format!("{name}: map info"))?;
+        let stride = (info.value_size() as usize).div_ceil(8) * 8;
+        let entries = info.max_entries() as usize;
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let len = (stride * entries).div_ceil(page) * page;
+        let fd = map.fd().as_fd().as_raw_fd();
+        // SAFETY: mapping a BPF array fd; the kernel checks size and flags.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("mmap of {name} (created without BPF_F_MMAPABLE?)"));
+        }
+        Ok(MmapArray {
+            ptr: NonNull::new(ptr.cast()).context("mmap returned null")?,
+            len,
+            stride,
+            entries,
+            _map: map,
+        })
+    }
+
+    pub fn entries(&self) -> usize {
+        self.entries
+    }
+
+    fn slot(&self, index: usize, size: usize) -> Result<*mut u8> {
+        if index >= self.entries || size > self.stride {
+            bail!("index {index} outside the map ({} entries)", self.entries);
+        }
+        // SAFETY: in bounds of the mapping, checked above.
+        Ok(unsafe { self.ptr.as_ptr().add(index * self.stride) })
+    }
+
+    /// Writes `value` at `index`; values are written whole, never torn at the byte level
+    /// for the 4- and 8-byte values the classifier reads.
+    pub fn write<T: bytemuck::Pod>(&mut self, index: usize, value: &T) -> Result<()> {
+        let bytes = bytemuck::bytes_of(value);
+        let at = self.slot(index, bytes.len())?;
+        // SAFETY: `at` points to `stride >= bytes.len()` writable bytes.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), at, bytes.len()) };
+        Ok(())
+    }
+
+    /// Writes consecutive values from `index` on.
+    pub fn write_all<T: bytemuck::Pod>(&mut self, index: usize, values: &[T]) -> Result<()> {
+        if index + values.len() > self.entries {
+            bail!("{} values at {index} overflow the map ({} entries)", values.len(), self.entries);
+        }
+        for (i, v) in values.iter().enumerate() {
+            self.write(index + i, v)?;
+        }
+        Ok(())
+    }
+
+    pub fn read<T: bytemuck::Pod>(&self, index: usize) -> Result<T> {
+        let at = self.slot(index, std::mem::size_of::<T>())?;
+        // SAFETY: `at` points to at least size_of::<T>() readable bytes.
+        Ok(unsafe { std::ptr::read_unaligned(at as *const T) })
+    }
+}
+
+impl Drop for MmapArray {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what new() mapped.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}

@@ -1,0 +1,307 @@
+use super::*;
+use crate::rules::model::{CT_ESTABLISHED, CT_NEW, CT_RELATED};
+
+fn parse(line: &str) -> Result<Invocation, ParseError> {
+    let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+    parse_args(&args)
+}
+
+fn rules(line: &str) -> Vec<RuleSpec> {
+    match parse(line).unwrap_or_else(|e| panic!("{line}: {e}")).command {
+        Command::Append(_, specs) | Command::Insert(_, _, specs) => specs,
+        other => panic!("{line}: not a rule command: {other:?}"),
+    }
+}
+
+fn rule(line: &str) -> RuleSpec {
+    let mut specs = rules(line);
+    assert_eq!(specs.len(), 1, "{line}");
+    specs.remove(0)
+}
+
+fn cidr(s: &str, prefix: u8) -> Option<Neg<Cidr>> {
+    Some(Neg::plain(Cidr {
+        addr: s.parse().unwrap(),
+        prefix,
+    }))
+}
+
+fn not<T>(value: T) -> Option<Neg<T>> {
+    Some(Neg {
+        value,
+        negated: true,
+    })
+}
+
+fn yes<T>(value: T) -> Option<Neg<T>> {
+    Some(Neg::plain(value))
+}
+
+fn ports(min: u16, max: u16) -> PortRange {
+    PortRange { min, max }
+}
+
+fn accept() -> RuleSpec {
+    RuleSpec::any(Target::Accept)
+}
+
+/// Every accepted form, with what it must parse to.
+#[test]
+fn accepted_rule_forms() {
+    let cases: Vec<(&str, RuleSpec)> = vec![
+        ("-A INPUT -j ACCEPT", accept()),
+        ("-A INPUT -p all -j ACCEPT", accept()),
+        ("--append INPUT --jump ACCEPT", accept()),
+        ("-A INPUT -j RETURN", RuleSpec::any(Target::Return)),
+        ("-A INPUT -j MAIL", RuleSpec::any(Target::Jump("MAIL".into()))),
+        ("-A INPUT -i lo -j ACCEPT", RuleSpec { in_iface: yes("lo".into()), ..accept() }),
+        ("-A INPUT ! -i eth0 -j ACCEPT", RuleSpec { in_iface: not("eth0".into()), ..accept() }),
+        (
+            "-A INPUT -i tun+ -j DROP",
+            RuleSpec { in_iface: yes("tun+".into()), ..RuleSpec::any(Target::Drop) },
+        ),
+        (
+            "-A INPUT -p tcp --dport 22 -j ACCEPT",
+            RuleSpec { proto: yes(6), dport: yes(ports(22, 22)), ..accept() },
+        ),
+        (
+            "-A INPUT -p tcp -m tcp --dport=ssh -j ACCEPT",
+            RuleSpec { proto: yes(6), dport: yes(ports(22, 22)), ..accept() },
+        ),
+        (
+            "-A INPUT -p tcp ! --dport 22 ! --sport 1:1023 -j ACCEPT",
+            RuleSpec { proto: yes(6), dport: not(ports(22, 22)), sport: not(ports(1, 1023)), ..accept() },
+        ),
+        (
+            "-A INPUT -p UDP --sport 1000:2000 --destination-port :53 -j ACCEPT",
+            RuleSpec { proto: yes(17), sport: yes(ports(1000, 2000)), dport: yes(ports(0, 53)), ..accept() },
+        ),
+        (
+            "-A INPUT -p udp --sport 1024: -j ACCEPT",
+            RuleSpec { proto: yes(17), sport: yes(ports(1024, 65535)), ..accept() },
+        ),
+        ("-A INPUT -p icmp -j ACCEPT", RuleSpec { proto: yes(1), ..accept() }),
+        ("-A INPUT ! -p udp -j ACCEPT", RuleSpec { proto: not(17), ..accept() }),
+        ("-A INPUT -p 47 -j ACCEPT", RuleSpec { proto: yes(47), ..accept() }),
+        ("-A INPUT -p gre -j ACCEPT", RuleSpec { proto: yes(47), ..accept() }),
+        (
+            "-A INPUT -s 10.1.2.3/24 -d 192.168.1.1 -j ACCEPT",
+            RuleSpec { src: cidr("10.1.2.0", 24), dst: cidr("192.168.1.1", 32), ..accept() },
+        ),
+        (
+            "-A INPUT ! -s 10.0.0.0/8 -j ACCEPT",
+            RuleSpec { src: not(Cidr { addr: "10.0.0.0".parse().unwrap(), prefix: 8 }), ..accept() },
+        ),
+        (
+            "-A INPUT --source 10.0.0.0/255.0.0.0 -j ACCEPT",
+            RuleSpec { src: cidr("10.0.0.0", 8), ..accept() },
+        ),
+        ("-A INPUT -s 0.0.0.0/0 -j ACCEPT", accept()),
+        (
+            "-6 -A INPUT -s 2001:db8::1/64 -p icmpv6 -j ACCEPT",
+            RuleSpec { src: cidr("2001:db8::", 64), proto: yes(58), ..accept() },
+        ),
+        (
+            "-A INPUT -p tcp -m multiport --dports 25,587,110:143 -j ACCEPT",
+            RuleSpec {
+                proto: yes(6),
+                multiport: yes(Multiport {
+                    kind: MultiportKind::Dports,
+                    ports: vec![ports(25, 25), ports(587, 587), ports(110, 143)],
+                }),
+                ..accept()
+            },
+        ),
+        (
+            "-A INPUT -p udp -m multiport ! --sports 53,123 -j ACCEPT",
+            RuleSpec {
+                proto: yes(17),
+                multiport: not(Multiport {
+                    kind: MultiportKind::Sports,
+                    ports: vec![ports(53, 53), ports(123, 123)],
+                }),
+                ..accept()
+            },
+        ),
+        (
+            "-A INPUT -p tcp -m multiport --ports 80,443 -j ACCEPT",
+            RuleSpec {
+                proto: yes(6),
+                multiport: yes(Multiport {
+                    kind: MultiportKind::Ports,
+                    ports: vec![ports(80, 80), ports(443, 443)],
+                }),
+                ..accept()
+            },
+        ),
+        (
+            "-A INPUT -p icmp --icmp-type echo-request -j ACCEPT",
+            RuleSpec { proto: yes(1), icmp: yes(IcmpType { kind: 8, code_min: 0, code_max: 255 }), ..accept() },
+        ),
+        (
+            "-A INPUT -p icmp -m icmp ! --icmp-type 3/4 -j ACCEPT",
+            RuleSpec { proto: yes(1), icmp: not(IcmpType { kind: 3, code_min: 4, code_max: 4 }), ..accept() },
+        ),
+        (
+            "-6 -A INPUT -p icmpv6 --icmpv6-type neighbour-solicitation -j ACCEPT",
+            RuleSpec { proto: yes(58), icmp: yes(IcmpType { kind: 135, code_min: 0, code_max: 255 }), ..accept() },
+        ),
+        (
+            "-A INPUT -p tcp --syn -j ACCEPT",
+            RuleSpec { proto: yes(6), tcp_flags: yes(TcpFlags { mask: 0x17, comp: 0x02 }), ..accept() },
+        ),
+        (
+            "-A INPUT -p tcp ! --tcp-flags ALL NONE -j ACCEPT",
+            RuleSpec { proto: yes(6), tcp_flags: not(TcpFlags { mask: 0x3f, comp: 0 }), ..accept() },
+        ),
+        (
+            "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+            RuleSpec {
+                ctstate: yes(CtState { states: CT_ESTABLISHED | CT_RELATED, legacy: false }),
+                ..accept()
+            },
+        ),
+        (
+            "-A INPUT -m state ! --state NEW -j ACCEPT",
+            RuleSpec { ctstate: not(CtState { states: CT_NEW, legacy: true }), ..accept() },
+        ),
+        (
+            "-A INPUT -m comment --comment ssh -j ACCEPT",
+            RuleSpec { comment: Some("ssh".into()), ..accept() },
+        ),
+        (
+            "-I INPUT 2 -p tcp --dport 587 -j ACCEPT",
+            RuleSpec { proto: yes(6), dport: yes(ports(587, 587)), ..accept() },
+        ),
+    ];
+    for (line, want) in cases {
+        assert_eq!(rule(line), want, "{line}");
+    }
+}
+
+#[test]
+fn comma_lists_expand_as_iptables_does() {
+    let specs = rules("-A INPUT -s 1.1.1.1,2.2.2.0/24 -d 3.3.3.3,4.4.4.4 -j DROP");
+    let pairs: Vec<(String, String)> = specs
+        .iter()
+        .map(|s| {
+            (
+                s.src.as_ref().unwrap().value.addr.to_string(),
+                s.dst.as_ref().unwrap().value.addr.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pairs,
+        [("1.1.1.1", "3.3.3.3"), ("1.1.1.1", "4.4.4.4"), ("2.2.2.0", "3.3.3.3"), ("2.2.2.0", "4.4.4.4")]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+}
+
+#[test]
+fn accepted_commands() {
+    let v4 = Family::V4;
+    let none = ListOptions::default();
+    let cases: Vec<(&str, Family, Command, ListOptions)> = vec![
+        ("-P INPUT DROP", v4, Command::Policy(Chain::Input, Verdict::Drop), none),
+        ("-6 -P INPUT ACCEPT", Family::V6, Command::Policy(Chain::Input, Verdict::Accept), none),
+        ("-F", v4, Command::Flush(None), none),
+        ("-F INPUT", v4, Command::Flush(Some("INPUT".into())), none),
+        ("-Z INPUT", v4, Command::Zero(Some("INPUT".into())), none),
+        ("-D INPUT 4", v4, Command::DeleteNum("INPUT".into(), 4), none),
+        ("-S", v4, Command::ListRules(None), none),
+        ("-N MAIL", v4, Command::NewChain("MAIL".into()), none),
+        ("-X MAIL", v4, Command::DeleteChain(Some("MAIL".into())), none),
+        ("-X", v4, Command::DeleteChain(None), none),
+        ("-E MAIL POST", v4, Command::RenameChain("MAIL".into(), "POST".into()), none),
+        (
+            "-L -n -v --line-numbers",
+            v4,
+            Command::List(None),
+            ListOptions { numeric: true, verbose: true, exact: false, line_numbers: true },
+        ),
+        (
+            "-n -L INPUT -v -x",
+            v4,
+            Command::List(Some("INPUT".into())),
+            ListOptions { numeric: true, verbose: true, exact: true, line_numbers: false },
+        ),
+        ("-t filter -L", v4, Command::List(None), none),
+    ];
+    for (line, family, command, list) in cases {
+        let got = parse(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!(got, Invocation { family, command, list }, "{line}");
+    }
+    assert!(matches!(
+        parse("-I INPUT -j DROP").unwrap().command,
+        Command::Insert(c, 1, _) if c == "INPUT"
+    ));
+    assert!(matches!(
+        parse("-D INPUT -p tcp --dport 22 -j ACCEPT").unwrap().command,
+        Command::DeleteSpec(c, _) if c == "INPUT"
+    ));
+}
+
+/// Bad inputs with the message and exit status each must give.
+#[test]
+fn rejected_inputs() {
+    let cases: &[(&str, &str, u8)] = &[
+        ("", "no command specified", 2),
+        ("-n", "no command specified", 2),
+        ("-A", "option \"-A\" requires an argument", 2),
+        ("-A INPUT", "a rule needs a target: -j ACCEPT, DROP, RETURN or a chain", 2),
+        ("-A INPUT -j REJECT", "Couldn't load target `REJECT': not supported by this version of fwctl", 2),
+        ("-A INPUT -j", "option \"-j\" requires an argument", 2),
+        ("-A INPUT -p foo -j ACCEPT", "unknown protocol \"foo\" specified", 2),
+        ("-A INPUT -p 256 -j ACCEPT", "unknown protocol \"256\" specified", 2),
+        ("-A INPUT --dport 22 -j ACCEPT", "unknown option \"--dport\": port matches need -p tcp or -p udp before them", 2),
+        ("-A INPUT -p icmp --dport 22 -j ACCEPT", "unknown option \"--dport\": port matches need -p tcp or -p udp before them", 2),
+        ("-A INPUT ! -p tcp --dport 22 -j ACCEPT", "unknown option \"--dport\": port matches need -p tcp or -p udp before them", 2),
+        ("-A INPUT -p tcp --dport 70000 -j ACCEPT", "invalid port/service `70000' specified", 2),
+        ("-A INPUT -p tcp --dport nosuchservice -j ACCEPT", "invalid port/service `nosuchservice' specified", 2),
+        ("-A INPUT -p tcp --dport 20:10 -j ACCEPT", "invalid portrange `20:10': the first port is above the second", 2),
+        ("-A INPUT -s 300.1.1.1 -j ACCEPT", "host/network `300.1.1.1' not found", 2),
+        ("-A INPUT -s 10.0.0.0/33 -j ACCEPT", "invalid mask `33' specified", 2),
+        ("-A INPUT -s 10.0.0.0/255.0.255.0 -j ACCEPT", "invalid mask `255.0.255.0' specified", 2),
+        ("-A INPUT -s ::1 -j ACCEPT", "host/network `::1' not found", 2),
+        ("-A INPUT -s 1.1.1.1,bad -j ACCEPT", "host/network `bad' not found", 2),
+        ("-A INPUT ! -s 1.1.1.1,2.2.2.2 -j ACCEPT", "! not allowed with multiple source or destination IP addresses", 2),
+        ("-6 -A INPUT -d 10.0.0.1 -j ACCEPT", "host/network `10.0.0.1' not found", 2),
+        ("-A INPUT -i averyveryverylongname -j ACCEPT", "interface name `averyveryverylongname' must be 1 to 15 characters", 2),
+        ("-A INPUT -m recent --set -j ACCEPT", "Couldn't load match `recent': not supported by this version of fwctl", 2),
+        ("-A INPUT -m tcp --dport 22 -j ACCEPT", "-m tcp needs -p tcp before it", 2),
+        ("-A INPUT -p tcp --dports 22,80 -j ACCEPT", "unknown option \"--dports\": it needs -m multiport", 2),
+        ("-A INPUT -m multiport --dports 22,80 -j ACCEPT", "unknown option \"--dports\": port matches need -p tcp or -p udp before them", 2),
+        ("-A INPUT -p tcp -m multiport --dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16 -j ACCEPT", "too many ports in `1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16': multiport takes at most 15 (a range counts 2)", 2),
+        ("-A INPUT --icmp-type 8 -j ACCEPT", "unknown option \"--icmp-type\": it needs -p icmp before it", 2),
+        ("-A INPUT -p icmp --icmp-type bogus -j ACCEPT", "Invalid ICMP type `bogus'", 2),
+        ("-6 -A INPUT -p icmpv6 --icmpv6-type any -j ACCEPT", "Invalid ICMP type `any'", 2),
+        ("-A INPUT --syn -j ACCEPT", "unknown option \"--syn\": it needs -p tcp before it", 2),
+        ("-A INPUT -p tcp --tcp-flags SYN,BOGUS SYN -j ACCEPT", "Unknown TCP flag `BOGUS'", 2),
+        ("-A INPUT -p tcp --tcp-flags SYN -j ACCEPT", "--tcp-flags requires two arguments: MASK COMP", 2),
+        ("-A INPUT --ctstate NEW -j ACCEPT", "unknown option \"--ctstate\": it needs -m conntrack", 2),
+        ("-A INPUT -m conntrack --ctstate NEW,BOGUS -j ACCEPT", "Bad ctstate \"BOGUS\"", 2),
+        ("-A INPUT -m state --ctstate NEW -j ACCEPT", "unknown option \"--ctstate\": it needs -m conntrack", 2),
+        ("-A INPUT --comment hi -j ACCEPT", "unknown option \"--comment\": it needs -m comment", 2),
+        ("-A INPUT ! -j ACCEPT", "cannot have ! before -j", 2),
+        ("-A INPUT ! ! -s 1.1.1.1 -j ACCEPT", "multiple `!' flags not allowed", 2),
+        ("-A INPUT -j ACCEPT !", "`!' at the end of the command: negate what?", 2),
+        ("-A INPUT -j ACCEPT -I INPUT", "Can't use -I with -A", 2),
+        ("-A INPUT --bogus -j ACCEPT", "unknown option \"--bogus\"", 2),
+        ("-A INPUT stray -j ACCEPT", "Bad argument `stray'", 2),
+        ("-P INPUT", "-P requires a chain and a policy (ACCEPT or DROP)", 2),
+        ("-P INPUT REJECT", "Bad policy name `REJECT': use ACCEPT or DROP", 2),
+        ("-P MAIL DROP", "Bad built-in chain name `MAIL': policies belong to INPUT, FORWARD and OUTPUT", 1),
+        ("-D INPUT 0", "Invalid rule number `0': rules are numbered from 1", 2),
+        ("-I INPUT 0 -j ACCEPT", "Invalid rule number `0': rules are numbered from 1", 2),
+        ("-L -p tcp", "Illegal option with -L: rule options go with -A, -I, -D or -C", 2),
+        ("-N averyveryveryveryverylongchainname", "chain name `averyveryveryveryverylongchainname' must be 1 to 28 characters", 2),
+        ("-E MAIL", "-E requires the old and the new chain name", 2),
+        ("-t nat -L", "table `nat' is not supported yet: fwctl manages the filter table", 3),
+    ];
+    for (line, message, status) in cases {
+        let err = parse(line).expect_err(line);
+        assert_eq!(err.message, *message, "{line}");
+        assert_eq!(err.status, *status, "{line}");
+    }
+}
