@@ -180,7 +180,8 @@ pub struct Entry {
     /// ACTION_CONTINUE: the entry index to resume from.
     pub next: u32,
     /// Enclosing jump rules, outermost first: their counters count the packet once when it
-    /// first reaches an entry inside them.
+    /// first reaches an entry inside them. A RETURN in a built-in chain carries the policy's
+    /// counter here, since the policy then decides and counts.
     pub depth: u32,
     pub jumps: [u32; MAX_JUMP_DEPTH],
     /// 1-based number of the built-in chain's rule this entry comes from (for logs).

@@ -24,6 +24,9 @@ pub struct Packet {
     /// Fragment offset in 8-byte units; non-zero makes a non-first fragment.
     pub frag_offset: u16,
     pub payload: usize,
+    pub tcp_flags: u8,
+    /// ICMP or ICMPv6 type and code.
+    pub icmp: (u8, u8),
 }
 
 impl Packet {
@@ -36,6 +39,8 @@ impl Packet {
             hop_by_hop: false,
             frag_offset: 0,
             payload: 10,
+            tcp_flags: 0x02,
+            icmp: if matches!(l4, L4::Icmpv6) { (128, 0) } else { (8, 0) },
         }
     }
 
@@ -64,7 +69,7 @@ impl Packet {
                 h[0..2].copy_from_slice(&sport.to_be_bytes());
                 h[2..4].copy_from_slice(&dport.to_be_bytes());
                 h[12] = 5 << 4;
-                h[13] = 0x02; // SYN
+                h[13] = self.tcp_flags;
                 h
             }
             L4::Udp { sport, dport } => {
@@ -74,8 +79,7 @@ impl Packet {
                 h[4..6].copy_from_slice(&((8 + self.payload) as u16).to_be_bytes());
                 h
             }
-            L4::Icmp => vec![8, 0, 0, 0, 0, 1, 0, 1],
-            L4::Icmpv6 => vec![128, 0, 0, 0, 0, 1, 0, 1],
+            L4::Icmp | L4::Icmpv6 => vec![self.icmp.0, self.icmp.1, 0, 0, 0, 1, 0, 1],
             L4::Other(_) => Vec::new(),
         };
         t.extend(std::iter::repeat_n(0xab, self.payload));

@@ -235,11 +235,35 @@ fn listings_match_iptables() {
         "-A INPUT -p tcp --sport 1024: -j DROP",
         "-A INPUT -p 47 -j DROP",
         "-A INPUT -s 192.168.0.0/255.255.0.0 -j DROP",
+        "-N MAIL",
+        "-N zfirst",
+        "-A INPUT ! -i eth0 ! -s 10.0.0.0/8 ! -d 10.1.1.1 ! -p udp -j ACCEPT",
+        "-A INPUT -p tcp ! --dport 22 ! --sport 1:1023 -j DROP",
+        "-A INPUT -p tcp -m multiport --dports 25,587,110:143 -j MAIL",
+        "-A INPUT -p udp -m multiport ! --sports 53,123 -j DROP",
+        "-A INPUT -p tcp -m multiport --ports 80,443 -j ACCEPT",
+        "-A INPUT -p icmp --icmp-type echo-request -j ACCEPT",
+        "-A INPUT -p icmp --icmp-type 3/4 -j ACCEPT",
+        "-A INPUT -p icmp ! --icmp-type 0 -j DROP",
+        "-A INPUT -p icmp --icmp-type any -j ACCEPT",
+        "-A INPUT -p tcp --syn -j DROP",
+        "-A INPUT -p tcp ! --syn -j ACCEPT",
+        "-A INPUT -p tcp --dport 25 --tcp-flags SYN,ACK SYN -j DROP",
+        "-A INPUT -p tcp --tcp-flags ALL NONE -j DROP",
+        "-A INPUT -m comment --comment hello -j ACCEPT",
+        "-A INPUT -p tcp --dport 22 -m comment --comment ssh -j ACCEPT",
+        "-A MAIL -s 1.2.3.4 -j RETURN",
+        "-A MAIL -j ACCEPT",
+        "-A zfirst -j DROP",
+        "-A INPUT -s 1.1.1.1,2.2.2.0/24 -j DROP",
     ];
     let v6 = [
         "-P INPUT DROP",
         "-A INPUT -s 2001:db8::/32 -p tcp --dport 80 -j DROP",
         "-A INPUT -d fd00::1 -p icmpv6 -j ACCEPT",
+        "-A INPUT -p icmpv6 --icmpv6-type echo-request -j ACCEPT",
+        "-A INPUT -p ipv6-icmp --icmpv6-type 1/3 -j ACCEPT",
+        "-A INPUT -p icmpv6 ! --icmpv6-type 135 -j DROP",
     ];
     let run_ipt = |tool: &str, args: &[&str]| {
         let out = ipt.command(tool).args(args).output().expect("iptables");
@@ -280,6 +304,9 @@ fn listings_match_iptables() {
             run_ipt("ip6tables", &list),
             "fwctl {list6:?}"
         );
+    }
+    for list in [vec!["-S", "MAIL"], vec!["-L", "MAIL", "-v", "-n"]] {
+        assert_eq!(fw.fwctl_ok(&list), run_ipt("iptables", &list), "fwctl {list:?}");
     }
 }
 

@@ -111,7 +111,7 @@ fn list_chain(
             out,
             "{:<9} {}{:<4} -- ",
             spec.target.name(),
-            bang(proto_neg),
+            if proto_neg { '!' } else { ' ' },
             proto_column(proto, opts.numeric)
         );
         if opts.verbose {
@@ -122,12 +122,13 @@ fn list_chain(
             };
             let _ = write!(out, " {iface:<6} {any:<6} ");
         }
-        let _ = write!(
-            out,
-            " {:<19}  {:<19} ",
-            addr_column(&spec.src, family, opts.numeric),
-            addr_column(&spec.dst, family, opts.numeric)
-        );
+        // The separator before an address is where its `!` goes.
+        for (i, addr) in [&spec.src, &spec.dst].into_iter().enumerate() {
+            let bang = if addr.as_ref().is_some_and(|a| a.negated) { '!' } else { ' ' };
+            let pad = if i == 0 { "" } else { " " };
+            let _ = write!(out, "{pad}{bang}{:<19}", addr_column(addr, family, opts.numeric));
+        }
+        out.push(' ');
         out.push_str(&matches_column(spec, family, opts.numeric));
         out.push('\n');
     }
@@ -209,7 +210,7 @@ fn addr_column(cidr: &Option<Neg<Cidr>>, family: Family, numeric: bool) -> Strin
             Family::V4 => "0.0.0.0/0".to_string(),
             Family::V6 => "::/0".to_string(),
         },
-        Some(c) => format!("{}{}", bang(c.negated), cidr_text(c.value, false)),
+        Some(c) => cidr_text(c.value, false),
     }
 }
 

@@ -8,7 +8,7 @@ use super::{
     flatten::{Flat, PortCond},
     pool::{Bits, Pool},
 };
-use crate::rules::{Cidr, Family, IcmpType, Neg};
+use crate::rules::{iface_matches, Cidr, Family, IcmpType, Neg};
 
 /// Bitmap of entries whose conditions (of one field) hold for a value.
 fn bits_where(flats: &[Flat], holds: impl Fn(&Flat) -> bool) -> Bits {
@@ -128,14 +128,6 @@ pub fn icmp_ranges(conds: &[Neg<IcmpType>], family: Family) -> Vec<Ranges> {
             out
         })
         .collect()
-}
-
-/// Whether an interface name satisfies `-i PATTERN` (with `+` as a prefix wildcard).
-pub fn iface_matches(pattern: &str, name: &str) -> bool {
-    match pattern.strip_suffix('+') {
-        Some(prefix) => name.starts_with(prefix),
-        None => pattern == name,
-    }
 }
 
 pub fn iface_holds(conds: &[Neg<String>], name: &str) -> bool {

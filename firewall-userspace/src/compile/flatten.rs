@@ -147,6 +147,8 @@ pub struct Flat {
 pub struct Flattener<'a> {
     rules: &'a FamilyRules,
     policy: Verdict,
+    /// Counter slot of the built-in chain's policy.
+    policy_slot: u32,
     pub out: Vec<Flat>,
 }
 
@@ -158,10 +160,11 @@ fn verdict(v: Verdict) -> u32 {
 }
 
 impl<'a> Flattener<'a> {
-    pub fn new(rules: &'a FamilyRules, policy: Verdict) -> Flattener<'a> {
+    pub fn new(rules: &'a FamilyRules, policy: Verdict, policy_slot: u32) -> Flattener<'a> {
         Flattener {
             rules,
             policy,
+            policy_slot,
             out: Vec::new(),
         }
     }
@@ -201,9 +204,11 @@ impl<'a> Flattener<'a> {
                     Target::Drop => {
                         self.push(conds, VERDICT_DROP, rule.slot, jumps, position);
                     }
-                    // RETURN in a built-in chain ends it: the policy decides.
+                    // RETURN in a built-in chain ends it: the policy decides, and counts the
+                    // packet as iptables does (the extra counter rides in `jumps`).
                     Target::Return if jumps.is_empty() => {
-                        self.push(conds, verdict(self.policy), rule.slot, jumps, position);
+                        let policy = [self.policy_slot];
+                        self.push(conds, verdict(self.policy), rule.slot, &policy, position);
                     }
                     Target::Return => {
                         let at = self.push(conds, ACTION_CONTINUE, rule.slot, jumps, position);

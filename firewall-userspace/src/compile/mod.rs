@@ -102,7 +102,8 @@ pub fn compile(ruleset: &Ruleset, interfaces: &[Interface]) -> Result<Image, Com
             // Only INPUT is enforced at XDP so far; the others stay empty (their policy is
             // ACCEPT, which the editor does not let anyone change yet).
             let flats = if chain == Chain::Input {
-                let mut f = Flattener::new(rules, policy);
+                let slot = firewall_common::policy_counter(family.index(), chain_index(chain));
+                let mut f = Flattener::new(rules, policy, slot);
                 f.chain(&rules.chain(chain).rules, &Conds::default(), &[], None)?;
                 f.finish()?
             } else {

@@ -2,6 +2,7 @@
 //! the chain commands that edit it. Pure: nothing here touches the kernel.
 
 pub mod edit;
+pub mod eval;
 pub mod icmp;
 pub mod model;
 pub mod parse;

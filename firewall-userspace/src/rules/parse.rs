@@ -419,7 +419,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     }
                 } else {
                     let mask = parse_tcp_flags(args.value(opt, inline)?)?;
-                    let comp = parse_tcp_flags(args.next().ok_or_else(|| {
+                    let comp = parse_tcp_flags(args.operand().ok_or_else(|| {
                         bad("--tcp-flags requires two arguments: MASK COMP")
                     })?)?;
                     TcpFlags { mask, comp }

@@ -1,0 +1,123 @@
+//! iptables' semantics, evaluated directly on the rule model: the reference the compiled
+//! classifier is tested against. Slow and obvious on purpose.
+
+use std::net::IpAddr;
+
+use super::{
+    iface_matches, Chain, Cidr, Family, FamilyRules, MultiportKind, Neg, Rule, RuleSpec,
+    Target, Verdict,
+};
+
+/// What rules can see of a packet. `None` where the packet has no such header (a
+/// non-first fragment has no ports, flags or ICMP type).
+#[derive(Clone, Debug)]
+pub struct PacketView {
+    pub family: Family,
+    pub iface: String,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: u8,
+    pub ports: Option<(u16, u16)>,
+    pub tcp_flags: Option<u8>,
+    pub icmp: Option<(u8, u8)>,
+}
+
+/// The verdict, and every counter slot the packet was counted in (rules in the order met,
+/// jumps included); `policy` when the chain's policy decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    pub counted: Vec<u32>,
+    pub policy: bool,
+}
+
+fn neg<T>(m: &Option<Neg<T>>, holds: impl Fn(&T) -> bool) -> bool {
+    m.as_ref().is_none_or(|n| holds(&n.value) != n.negated)
+}
+
+fn host(addr: IpAddr) -> Cidr {
+    Cidr {
+        addr,
+        prefix: if addr.is_ipv4() { 32 } else { 128 },
+    }
+}
+
+pub fn matches(spec: &RuleSpec, p: &PacketView) -> bool {
+    let in_ranges = |port: u16, ranges: &[crate::rules::PortRange]| {
+        ranges.iter().any(|r| r.min <= port && port <= r.max)
+    };
+    let ports_ok = |m: &Option<Neg<crate::rules::PortRange>>, pick: fn((u16, u16)) -> u16| {
+        m.as_ref().is_none_or(|n| {
+            p.ports
+                .is_some_and(|ports| in_ranges(pick(ports), &[n.value]) != n.negated)
+        })
+    };
+    neg(&spec.in_iface, |pat| iface_matches(pat, &p.iface))
+        && neg(&spec.src, |c| c.contains(&host(p.src)))
+        && neg(&spec.dst, |c| c.contains(&host(p.dst)))
+        && neg(&spec.proto, |proto| *proto == p.proto)
+        && ports_ok(&spec.sport, |(s, _)| s)
+        && ports_ok(&spec.dport, |(_, d)| d)
+        && spec.multiport.as_ref().is_none_or(|m| {
+            p.ports.is_some_and(|(s, d)| {
+                let hit = match m.value.kind {
+                    MultiportKind::Sports => in_ranges(s, &m.value.ports),
+                    MultiportKind::Dports => in_ranges(d, &m.value.ports),
+                    MultiportKind::Ports => {
+                        in_ranges(s, &m.value.ports) || in_ranges(d, &m.value.ports)
+                    }
+                };
+                hit != m.negated
+            })
+        })
+        && spec.icmp.as_ref().is_none_or(|i| {
+            p.icmp.is_some_and(|(t, c)| {
+                let t0 = i.value;
+                let any = p.family == Family::V4 && t0.kind == 255;
+                let hit = any || (t == t0.kind && t0.code_min <= c && c <= t0.code_max);
+                hit != i.negated
+            })
+        })
+        && spec.tcp_flags.as_ref().is_none_or(|f| {
+            p.tcp_flags
+                .is_some_and(|flags| ((flags & f.value.mask) == f.value.comp) != f.negated)
+        })
+}
+
+/// Runs a chain; `None` when the packet falls off its end or hits RETURN.
+fn run(rules: &FamilyRules, chain: &[Rule], p: &PacketView, counted: &mut Vec<u32>) -> Option<Verdict> {
+    for rule in chain {
+        if !matches(&rule.spec, p) {
+            continue;
+        }
+        counted.push(rule.slot);
+        match &rule.spec.target {
+            Target::Accept => return Some(Verdict::Accept),
+            Target::Drop => return Some(Verdict::Drop),
+            Target::Return => return None,
+            Target::Jump(name) => {
+                let inner = rules.user_chain(name).map(|c| c.rules.as_slice()).unwrap_or_default();
+                if let Some(v) = run(rules, inner, p, counted) {
+                    return Some(v);
+                }
+            }
+        }
+    }
+    None
+}
+
+pub fn evaluate(rules: &FamilyRules, chain: Chain, p: &PacketView) -> Outcome {
+    let mut counted = Vec::new();
+    match run(rules, &rules.chain(chain).rules, p, &mut counted) {
+        Some(verdict) => Outcome {
+            verdict,
+            counted,
+            policy: false,
+        },
+        None => Outcome {
+            verdict: rules.chain(chain).policy,
+            counted,
+            policy: true,
+        },
+    }
+}
