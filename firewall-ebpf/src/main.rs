@@ -20,9 +20,9 @@ use firewall_common::{
     policy_counter, table_index, tag, Config, Counter, Entry, IfaceKey, Lpm4, Lpm6, TableHeader,
     ACTION_CONTINUE, BPF_F_MMAPABLE, CHAIN_INPUT, CONFIG_LOG_VERDICTS, ENTRIES_PER_GENERATION,
     FAMILY_V4, FIELD_COUNT, FIELD_DPORT, FIELD_DST, FIELD_ICMP, FIELD_IFACE, FIELD_PROTO,
-    FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GENERATIONS, ICMP_KEYS, LPM_TAG_BITS,
-    MAX_COUNTERS, MAX_INTERFACES, POLICY_COUNTER_SLOTS, MAX_JUMP_DEPTH, MAX_PREFIXES, NO_COUNTER,
-    PORT_KEYS, POOL_WORDS_PER_GENERATION, PROTO_KEYS, TAGS, TCP_FLAG_KEYS, VERDICT_ACCEPT,
+    FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GENERATIONS, ICMP_KEYS, LPM_TAG_BITS, MAX_COUNTERS,
+    MAX_INTERFACES, MAX_JUMP_DEPTH, MAX_PREFIXES, NO_COUNTER, POLICY_COUNTER_SLOTS,
+    POOL_WORDS_PER_GENERATION, PORT_KEYS, PROTO_KEYS, TAGS, TCP_FLAG_KEYS, VERDICT_ACCEPT,
 };
 use firewall_ebpf::parse::{parse, Packet, Parsed};
 
@@ -332,7 +332,9 @@ fn bitmaps(
             tag: tg,
         };
         // SAFETY: the value is copied out at once.
-        let at = unsafe { IFACE.get(&key) }.copied().unwrap_or(header.unknown_iface);
+        let at = unsafe { IFACE.get(&key) }
+            .copied()
+            .unwrap_or(header.unknown_iface);
         search.push(at);
     }
     if fields & FIELD_SRC != 0 {
@@ -342,7 +344,9 @@ fn bitmaps(
         search.push(prefix(pkt, &pkt.dst, tg, false)?);
     }
     if fields & FIELD_PROTO != 0 {
-        let at = PROTO.get(tg * PROTO_KEYS + (pkt.proto & 0xff)).ok_or(Broken)?;
+        let at = PROTO
+            .get(tg * PROTO_KEYS + (pkt.proto & 0xff))
+            .ok_or(Broken)?;
         search.push(*at);
     }
     if fields & FIELD_SPORT != 0 {

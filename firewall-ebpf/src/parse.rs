@@ -187,7 +187,13 @@ fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Result<Packet, Malformed> {
 /// Reads what the matches of the transport protocol look at: ports, TCP flags, ICMP type
 /// and code. `icmp` is the ICMP protocol number of the packet's family.
 #[inline(always)]
-fn read_l4(ctx: &XdpContext, offset: usize, proto: u8, icmp: u8, pkt: &mut Packet) -> Result<(), Malformed> {
+fn read_l4(
+    ctx: &XdpContext,
+    offset: usize,
+    proto: u8,
+    icmp: u8,
+    pkt: &mut Packet,
+) -> Result<(), Malformed> {
     if proto == IPPROTO_TCP {
         // Ports, then the flags byte at offset 13.
         let tcp: *const [u8; 14] = ptr_at(ctx, offset)?;

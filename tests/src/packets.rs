@@ -40,7 +40,11 @@ impl Packet {
             frag_offset: 0,
             payload: 10,
             tcp_flags: 0x02,
-            icmp: if matches!(l4, L4::Icmpv6) { (128, 0) } else { (8, 0) },
+            icmp: if matches!(l4, L4::Icmpv6) {
+                (128, 0)
+            } else {
+                (8, 0)
+            },
         }
     }
 

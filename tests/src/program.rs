@@ -35,7 +35,7 @@ pub struct Harness {
 impl Harness {
     pub fn load() -> Result<Harness> {
         let mut ebpf = load_object()?;
-        let mut maps = Maps::from_source(|name| {
+        let maps = Maps::from_source(|name| {
             ebpf.take_map(name)
                 .with_context(|| format!("object has no map {name}"))
         })?;

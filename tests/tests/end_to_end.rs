@@ -306,7 +306,11 @@ fn listings_match_iptables() {
         );
     }
     for list in [vec!["-S", "MAIL"], vec!["-L", "MAIL", "-v", "-n"]] {
-        assert_eq!(fw.fwctl_ok(&list), run_ipt("iptables", &list), "fwctl {list:?}");
+        assert_eq!(
+            fw.fwctl_ok(&list),
+            run_ipt("iptables", &list),
+            "fwctl {list:?}"
+        );
     }
 }
 

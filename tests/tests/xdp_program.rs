@@ -47,6 +47,16 @@ fn fixtures() -> Vec<Fixture> {
     let tcp = |dport| Packet::tcp("10.0.0.1", "10.0.0.2", 40000, dport);
     let udp = |dport| Packet::udp("10.0.0.1", "10.0.0.2", 40000, dport);
     let tcp6 = |dport| Packet::tcp("fd00::1", "fd00::2", 40000, dport);
+    let icmp = |t, c| {
+        let mut p = Packet::new("10.0.0.1", "10.0.0.2", L4::Icmp);
+        p.icmp = (t, c);
+        p
+    };
+    let icmp6 = |t, c| {
+        let mut p = Packet::new("fd00::1", "fd00::2", L4::Icmpv6);
+        p.icmp = (t, c);
+        p
+    };
     let udp6 = |dport| Packet::udp("fd00::1", "fd00::2", 40000, dport);
     let with = |mut p: Packet, f: fn(&mut Packet)| {
         f(&mut p);
@@ -291,6 +301,270 @@ fn fixtures() -> Vec<Fixture> {
             verdict: XDP_PASS,
             counted_by: 0,
         },
+        // Negations.
+        fx(
+            "! -s outside",
+            &["-A INPUT ! -s 192.168.0.0/16 -j DROP"],
+            tcp(80),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "! -s inside",
+            &["-A INPUT ! -s 10.0.0.0/8 -j DROP"],
+            tcp(80),
+            XDP_PASS,
+            0,
+        ),
+        fx(
+            "! -d inside",
+            &["-A INPUT ! -d 10.0.0.2 -j DROP"],
+            tcp(80),
+            XDP_PASS,
+            0,
+        ),
+        fx(
+            "! -p udp lets tcp match",
+            &["-A INPUT ! -p udp -j DROP"],
+            tcp(80),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "! -p tcp",
+            &["-A INPUT ! -p tcp -j DROP"],
+            tcp(80),
+            XDP_PASS,
+            0,
+        ),
+        fx(
+            "! -i eth0 on lo",
+            &["-A INPUT ! -i eth0 -j DROP"],
+            tcp(80),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "! -i l+ on lo",
+            &["-A INPUT ! -i l+ -j DROP"],
+            tcp(80),
+            XDP_PASS,
+            0,
+        ),
+        fx(
+            "! --dport 22 on 23",
+            &["-A INPUT -p tcp ! --dport 22 -j DROP"],
+            tcp(23),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "! --dport 22 on 22",
+            &["-A INPUT -p tcp ! --dport 22 -j DROP"],
+            tcp(22),
+            XDP_PASS,
+            0,
+        ),
+        fx(
+            "! --sport 1:1023",
+            &["-A INPUT -p tcp ! --sport 1:1023 -j DROP"],
+            tcp(80),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "a negated port never matches a fragment",
+            &["-A INPUT -p tcp ! --dport 22 -j DROP"],
+            with(tcp(80), |p| p.frag_offset = 100),
+            XDP_PASS,
+            0,
+        ),
+        fx(
+            "IPv6 ! -s",
+            &["-6 -A INPUT ! -s 2001:db8::/32 -j DROP"],
+            tcp6(80),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "IPv6 ! -p tcp",
+            &["-6 -A INPUT ! -p tcp -j DROP"],
+            udp6(80),
+            XDP_DROP,
+            1,
+        ),
+        // multiport.
+        fx(
+            "--dports hit",
+            &["-A INPUT -p tcp -m multiport --dports 22,80,1000:2000 -j DROP"],
+            tcp(1500),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "--dports miss",
+            &["-A INPUT -p tcp -m multiport --dports 22,80 -j DROP"],
+            tcp(81),
+            XDP_PASS,
+            0,
+        ),
+        fx(
+            "! --dports",
+            &["-A INPUT -p tcp -m multiport ! --dports 22,80 -j DROP"],
+            tcp(81),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "--sports",
+            &["-A INPUT -p tcp -m multiport --sports 40000,1 -j DROP"],
+            tcp(81),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "--ports by destination",
+            &["-A INPUT -p tcp -m multiport --ports 80,443 -j DROP"],
+            tcp(443),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "--ports by source",
+            &["-A INPUT -p tcp -m multiport --ports 40000 -j DROP"],
+            tcp(5),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "! --ports: neither end",
+            &["-A INPUT -p tcp -m multiport ! --ports 40000 -j DROP"],
+            tcp(5),
+            XDP_PASS,
+            0,
+        ),
+        fx(
+            "IPv6 --dports",
+            &["-6 -A INPUT -p udp -m multiport --dports 53,123 -j DROP"],
+            udp6(123),
+            XDP_DROP,
+            1,
+        ),
+        // ICMP.
+        fx(
+            "--icmp-type echo-request",
+            &["-A INPUT -p icmp --icmp-type echo-request -j DROP"],
+            icmp(8, 0),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "--icmp-type other type",
+            &["-A INPUT -p icmp --icmp-type echo-request -j DROP"],
+            icmp(0, 0),
+            XDP_PASS,
+            0,
+        ),
+        fx(
+            "--icmp-type 3/4",
+            &["-A INPUT -p icmp --icmp-type 3/4 -j DROP"],
+            icmp(3, 4),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "--icmp-type 3/4 other code",
+            &["-A INPUT -p icmp --icmp-type 3/4 -j DROP"],
+            icmp(3, 1),
+            XDP_PASS,
+            0,
+        ),
+        fx(
+            "! --icmp-type 0",
+            &["-A INPUT -p icmp ! --icmp-type 0 -j DROP"],
+            icmp(8, 0),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "--icmp-type any",
+            &["-A INPUT -p icmp --icmp-type any -j DROP"],
+            icmp(11, 1),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "--icmpv6-type neighbour-solicitation",
+            &["-6 -A INPUT -p icmpv6 --icmpv6-type neighbour-solicitation -j DROP"],
+            icmp6(135, 0),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "! --icmpv6-type 135",
+            &["-6 -A INPUT -p icmpv6 ! --icmpv6-type 135 -j DROP"],
+            icmp6(135, 0),
+            XDP_PASS,
+            0,
+        ),
+        // TCP flags.
+        fx(
+            "--syn on a SYN",
+            &["-A INPUT -p tcp --syn -j DROP"],
+            tcp(80),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "--syn on a SYN-ACK",
+            &["-A INPUT -p tcp --syn -j DROP"],
+            with(tcp(80), |p| p.tcp_flags = 0x12),
+            XDP_PASS,
+            0,
+        ),
+        fx(
+            "! --syn on an ACK",
+            &["-A INPUT -p tcp ! --syn -j DROP"],
+            with(tcp(80), |p| p.tcp_flags = 0x10),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "--tcp-flags ALL NONE",
+            &["-A INPUT -p tcp --tcp-flags ALL NONE -j DROP"],
+            with(tcp(80), |p| p.tcp_flags = 0),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "IPv6 --syn",
+            &["-6 -A INPUT -p tcp --syn -j DROP"],
+            tcp6(80),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "flags never match a fragment",
+            &["-A INPUT -p tcp ! --syn -j DROP"],
+            with(tcp(80), |p| p.frag_offset = 100),
+            XDP_PASS,
+            0,
+        ),
+        // Targets and comments.
+        fx(
+            "-m comment changes nothing",
+            &["-A INPUT -p tcp -m comment --comment web -j DROP"],
+            tcp(80),
+            XDP_DROP,
+            1,
+        ),
+        fx(
+            "comma list, second address",
+            &["-A INPUT -s 10.9.9.9,10.0.0.1 -j DROP"],
+            tcp(80),
+            XDP_DROP,
+            2,
+        ),
         // Order.
         fx(
             "first match wins",
@@ -431,10 +705,78 @@ fn a_ruleset_update_keeps_the_counters_of_unchanged_rules() {
     let image = fwctl::compile::compile(&editor.ruleset, &h.interfaces).unwrap();
     let before = h.maps.config().unwrap().active;
     h.maps.install(&image).unwrap();
-    assert_ne!(h.maps.config().unwrap().active, before, "generation flipped");
+    assert_ne!(
+        h.maps.config().unwrap().active,
+        before,
+        "generation flipped"
+    );
     h.ruleset = editor.ruleset;
     assert_eq!(h.run(&frame, LO_IFINDEX).unwrap(), XDP_PASS);
     // The SSH rule is now rule 2 and has counted all four packets.
     assert_eq!(h.counter(Family::V4, 2).unwrap().packets, 4);
     assert_eq!(h.counter(Family::V4, 1).unwrap().packets, 0);
+}
+
+/// Jumps and RETURN: the jump rule counts every packet that enters its chain, once; the
+/// rule that decides counts too; RETURN resumes after the jump; RETURN in INPUT is the
+/// policy, which counts.
+#[test]
+fn user_chains_jumps_and_return() {
+    let mut h = Harness::load().expect("loading the XDP program (run as root)");
+    h.apply(&[
+        "-P INPUT DROP",
+        "-N WEB",
+        "-N ADMIN",
+        "-A WEB -s 10.9.0.0/16 -j RETURN",
+        "-A WEB -p tcp --dport 80 -j ACCEPT",
+        "-A WEB -j ADMIN",
+        "-A ADMIN -p tcp --dport 22 -j ACCEPT",
+        "-A INPUT -p tcp -j WEB",
+        "-A INPUT -p udp -j RETURN",
+        "-A INPUT -p tcp --dport 443 -j ACCEPT",
+    ])
+    .unwrap();
+    let run = |h: &Harness, p: Packet| h.run(&p.bytes(), LO_IFINDEX).unwrap();
+    let counts = |h: &Harness| -> Vec<u64> {
+        let r = h.ruleset.family(Family::V4);
+        let mut slots: Vec<u32> = r.input.rules.iter().map(|r| r.slot).collect();
+        for c in ["WEB", "ADMIN"] {
+            slots.extend(r.user_chain(c).unwrap().rules.iter().map(|r| r.slot));
+        }
+        let mut v: Vec<u64> = slots
+            .iter()
+            .map(|&s| h.maps.counter(s).unwrap().packets)
+            .collect();
+        v.push(h.counter(Family::V4, 0).unwrap().packets);
+        v
+    };
+    // Slots listed: INPUT 1-3, WEB 1-3, ADMIN 1, policy.
+    assert_eq!(
+        run(&h, Packet::tcp("10.0.0.1", "10.0.0.2", 1, 80)),
+        XDP_PASS
+    );
+    assert_eq!(counts(&h), [1, 0, 0, 0, 1, 0, 0, 0]);
+    assert_eq!(
+        run(&h, Packet::tcp("10.0.0.1", "10.0.0.2", 1, 22)),
+        XDP_PASS
+    );
+    assert_eq!(counts(&h), [2, 0, 0, 0, 1, 1, 1, 0]);
+    // RETURN from WEB, then INPUT rule 3 accepts 443.
+    assert_eq!(
+        run(&h, Packet::tcp("10.9.1.1", "10.0.0.2", 1, 443)),
+        XDP_PASS
+    );
+    assert_eq!(counts(&h), [3, 0, 1, 1, 1, 1, 1, 0]);
+    // Through WEB and ADMIN without a match, then the policy.
+    assert_eq!(
+        run(&h, Packet::tcp("10.0.0.1", "10.0.0.2", 1, 25)),
+        XDP_DROP
+    );
+    assert_eq!(counts(&h), [4, 0, 1, 1, 1, 2, 1, 1]);
+    // RETURN in INPUT: the policy decides and counts.
+    assert_eq!(
+        run(&h, Packet::udp("10.0.0.1", "10.0.0.2", 1, 53)),
+        XDP_DROP
+    );
+    assert_eq!(counts(&h), [4, 1, 1, 1, 1, 2, 1, 2]);
 }

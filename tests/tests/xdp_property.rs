@@ -59,34 +59,86 @@ fn universe(family: Family) -> Universe {
     match family {
         Family::V4 => Universe {
             family,
-            prefixes: ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.3/32", "192.168.0.0/16", "10.1.2.0/24"]
-                .map(cidr)
-                .to_vec(),
-            addrs: ["10.1.2.3", "10.1.9.9", "10.200.0.1", "192.168.1.1", "8.8.8.8"]
-                .map(|a| a.parse().unwrap())
-                .to_vec(),
+            prefixes: [
+                "10.0.0.0/8",
+                "10.1.0.0/16",
+                "10.1.2.3/32",
+                "192.168.0.0/16",
+                "10.1.2.0/24",
+            ]
+            .map(cidr)
+            .to_vec(),
+            addrs: [
+                "10.1.2.3",
+                "10.1.9.9",
+                "10.200.0.1",
+                "192.168.1.1",
+                "8.8.8.8",
+            ]
+            .map(|a| a.parse().unwrap())
+            .to_vec(),
             icmp_proto: 1,
             icmp_types: vec![
-                IcmpType { kind: 8, code_min: 0, code_max: 255 },
-                IcmpType { kind: 3, code_min: 4, code_max: 4 },
-                IcmpType { kind: 255, code_min: 0, code_max: 255 },
-                IcmpType { kind: 0, code_min: 0, code_max: 255 },
+                IcmpType {
+                    kind: 8,
+                    code_min: 0,
+                    code_max: 255,
+                },
+                IcmpType {
+                    kind: 3,
+                    code_min: 4,
+                    code_max: 4,
+                },
+                IcmpType {
+                    kind: 255,
+                    code_min: 0,
+                    code_max: 255,
+                },
+                IcmpType {
+                    kind: 0,
+                    code_min: 0,
+                    code_max: 255,
+                },
             ],
             icmp_values: vec![(8, 0), (0, 0), (3, 4), (3, 1), (11, 0)],
         },
         Family::V6 => Universe {
             family,
-            prefixes: ["fd00::/16", "fd00:1::/32", "fd00:1::5/128", "2001:db8::/32", "fd00:1:0:1::/64"]
-                .map(cidr)
-                .to_vec(),
-            addrs: ["fd00:1::5", "fd00:1:0:1::9", "fd00:2::1", "2001:db8::1", "2001:4860::1"]
-                .map(|a| a.parse().unwrap())
-                .to_vec(),
+            prefixes: [
+                "fd00::/16",
+                "fd00:1::/32",
+                "fd00:1::5/128",
+                "2001:db8::/32",
+                "fd00:1:0:1::/64",
+            ]
+            .map(cidr)
+            .to_vec(),
+            addrs: [
+                "fd00:1::5",
+                "fd00:1:0:1::9",
+                "fd00:2::1",
+                "2001:db8::1",
+                "2001:4860::1",
+            ]
+            .map(|a| a.parse().unwrap())
+            .to_vec(),
             icmp_proto: 58,
             icmp_types: vec![
-                IcmpType { kind: 128, code_min: 0, code_max: 255 },
-                IcmpType { kind: 1, code_min: 3, code_max: 3 },
-                IcmpType { kind: 135, code_min: 0, code_max: 255 },
+                IcmpType {
+                    kind: 128,
+                    code_min: 0,
+                    code_max: 255,
+                },
+                IcmpType {
+                    kind: 1,
+                    code_min: 3,
+                    code_max: 3,
+                },
+                IcmpType {
+                    kind: 135,
+                    code_min: 0,
+                    code_max: 255,
+                },
             ],
             icmp_values: vec![(128, 0), (129, 0), (1, 3), (1, 4), (135, 0)],
         },
@@ -96,7 +148,10 @@ fn universe(family: Family) -> Universe {
 const PORTS: [PortRange; 5] = [
     PortRange { min: 22, max: 22 },
     PortRange { min: 53, max: 53 },
-    PortRange { min: 1000, max: 2000 },
+    PortRange {
+        min: 1000,
+        max: 2000,
+    },
     PortRange { min: 0, max: 1023 },
     PortRange { min: 80, max: 80 },
 ];
@@ -116,27 +171,45 @@ fn maybe<T>(rng: &mut Rng, percent: u64, value: impl FnOnce(&mut Rng) -> T) -> O
 
 fn random_spec(rng: &mut Rng, u: &Universe, targets: &[Target]) -> RuleSpec {
     let mut spec = RuleSpec::any(rng.pick(targets));
-    spec.in_iface = maybe(rng, 20, |r| r.pick(&["lo", "l+", "eth0", "tun+"]).to_string());
+    spec.in_iface = maybe(rng, 20, |r| {
+        r.pick(&["lo", "l+", "eth0", "tun+"]).to_string()
+    });
     spec.src = maybe(rng, 30, |r| r.pick(&u.prefixes));
     spec.dst = maybe(rng, 20, |r| r.pick(&u.prefixes));
     if rng.chance(60) {
         let proto = rng.pick(&[6u8, 17, u.icmp_proto, 47]);
         // Matches that need a protocol only come with it, un-negated, as iptables requires.
         let negated = rng.chance(15);
-        spec.proto = Some(Neg { value: proto, negated });
+        spec.proto = Some(Neg {
+            value: proto,
+            negated,
+        });
         if !negated && (proto == 6 || proto == 17) {
             spec.sport = maybe(rng, 25, |r| r.pick(&PORTS));
             spec.dport = maybe(rng, 40, |r| r.pick(&PORTS));
             spec.multiport = maybe(rng, 20, |r| Multiport {
-                kind: r.pick(&[MultiportKind::Sports, MultiportKind::Dports, MultiportKind::Ports]),
+                kind: r.pick(&[
+                    MultiportKind::Sports,
+                    MultiportKind::Dports,
+                    MultiportKind::Ports,
+                ]),
                 ports: vec![r.pick(&PORTS), r.pick(&PORTS)],
             });
             if proto == 6 {
                 spec.tcp_flags = maybe(rng, 25, |r| {
                     r.pick(&[
-                        TcpFlags { mask: 0x17, comp: 0x02 },
-                        TcpFlags { mask: 0x3f, comp: 0 },
-                        TcpFlags { mask: 0x12, comp: 0x12 },
+                        TcpFlags {
+                            mask: 0x17,
+                            comp: 0x02,
+                        },
+                        TcpFlags {
+                            mask: 0x3f,
+                            comp: 0,
+                        },
+                        TcpFlags {
+                            mask: 0x12,
+                            comp: 0x12,
+                        },
                     ])
                 });
             }
@@ -152,7 +225,11 @@ fn random_spec(rng: &mut Rng, u: &Universe, targets: &[Target]) -> RuleSpec {
 fn random_ruleset(rng: &mut Rng, u: &Universe) -> Ruleset {
     let mut e = Editor::new(Ruleset::default());
     let family = u.family;
-    let policy = if rng.chance(50) { Verdict::Drop } else { Verdict::Accept };
+    let policy = if rng.chance(50) {
+        Verdict::Drop
+    } else {
+        Verdict::Accept
+    };
     e.policy(family, Chain::Input, policy).unwrap();
     let chains: Vec<String> = (0..rng.below(3)).map(|i| format!("C{i}")).collect();
     for c in &chains {
@@ -180,8 +257,14 @@ fn random_packet(rng: &mut Rng, u: &Universe) -> (Packet, PacketView) {
     let dst = rng.pick(&u.addrs);
     let proto = rng.pick(&[6u8, 17, u.icmp_proto, 47]);
     let l4 = match proto {
-        6 => L4::Tcp { sport: rng.pick(&PACKET_PORTS), dport: rng.pick(&PACKET_PORTS) },
-        17 => L4::Udp { sport: rng.pick(&PACKET_PORTS), dport: rng.pick(&PACKET_PORTS) },
+        6 => L4::Tcp {
+            sport: rng.pick(&PACKET_PORTS),
+            dport: rng.pick(&PACKET_PORTS),
+        },
+        17 => L4::Udp {
+            sport: rng.pick(&PACKET_PORTS),
+            dport: rng.pick(&PACKET_PORTS),
+        },
         1 => L4::Icmp,
         58 => L4::Icmpv6,
         p => L4::Other(p),
@@ -219,17 +302,25 @@ fn xdp_agrees_with_the_reference_evaluator() {
     let mut rng = Rng(0x5eed_f00d_1234_5678);
     let mut checked = 0;
     for round in 0..ROUNDS {
-        let family = if round % 2 == 0 { Family::V4 } else { Family::V6 };
+        let family = if round % 2 == 0 {
+            Family::V4
+        } else {
+            Family::V6
+        };
         let u = universe(family);
         let ruleset = random_ruleset(&mut rng, &u);
-        h.install(ruleset.clone()).unwrap_or_else(|e| panic!("round {round}: {e:#}"));
+        h.install(ruleset.clone())
+            .unwrap_or_else(|e| panic!("round {round}: {e:#}"));
         let rules = ruleset.family(family);
         let policy_slot = policy_counter(family.index(), CHAIN_INPUT);
         let mut slots: Vec<u32> = rules.all_rules().map(|r| r.slot).collect();
         slots.push(policy_slot);
         for _ in 0..PACKETS {
             let (pkt, view) = random_packet(&mut rng, &u);
-            let before: Vec<u64> = slots.iter().map(|&s| h.maps.counter(s).unwrap().packets).collect();
+            let before: Vec<u64> = slots
+                .iter()
+                .map(|&s| h.maps.counter(s).unwrap().packets)
+                .collect();
             let got = h.run(&pkt.bytes(), LO_IFINDEX).unwrap();
             let want = evaluate(rules, Chain::Input, &view);
             let mut moved = BTreeMap::new();
@@ -240,10 +331,19 @@ fn xdp_agrees_with_the_reference_evaluator() {
                 }
             }
             let mut expected = BTreeMap::new();
-            for s in want.counted.iter().copied().chain(want.policy.then_some(policy_slot)) {
+            for s in want
+                .counted
+                .iter()
+                .copied()
+                .chain(want.policy.then_some(policy_slot))
+            {
                 *expected.entry(s).or_insert(0u64) += 1;
             }
-            let verdict = if want.verdict == Verdict::Accept { XDP_PASS } else { XDP_DROP };
+            let verdict = if want.verdict == Verdict::Accept {
+                XDP_PASS
+            } else {
+                XDP_DROP
+            };
             assert!(
                 got == verdict && moved == expected,
                 "round {round}: packet {view:?}\nXDP verdict {got} (want {verdict}), counters {moved:?} (want {expected:?})\nruleset:\n{}",

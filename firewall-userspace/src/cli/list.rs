@@ -9,7 +9,7 @@ use crate::rules::{
     icmp,
     parse::{ListOptions, TCP_FLAG_NAMES},
     services, Chain, Cidr, CtState, Family, FamilyRules, MultiportKind, Neg, PortRange, Rule,
-    RuleSpec, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, CT_STATES,
+    RuleSpec, CT_STATES, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
 };
 
 /// Counters of one chain: its policy (built-in chains) and each rule, in order.
@@ -124,9 +124,17 @@ fn list_chain(
         }
         // The separator before an address is where its `!` goes.
         for (i, addr) in [&spec.src, &spec.dst].into_iter().enumerate() {
-            let bang = if addr.as_ref().is_some_and(|a| a.negated) { '!' } else { ' ' };
+            let bang = if addr.as_ref().is_some_and(|a| a.negated) {
+                '!'
+            } else {
+                ' '
+            };
             let pad = if i == 0 { "" } else { " " };
-            let _ = write!(out, "{pad}{bang}{:<19}", addr_column(addr, family, opts.numeric));
+            let _ = write!(
+                out,
+                "{pad}{bang}{:<19}",
+                addr_column(addr, family, opts.numeric)
+            );
         }
         out.push(' ');
         out.push_str(&matches_column(spec, family, opts.numeric));
@@ -247,7 +255,11 @@ fn range_text(r: PortRange, proto: &str, numeric: bool) -> String {
     if r.min == r.max {
         port_text(r.min, proto, numeric)
     } else {
-        format!("{}:{}", port_text(r.min, proto, numeric), port_text(r.max, proto, numeric))
+        format!(
+            "{}:{}",
+            port_text(r.min, proto, numeric),
+            port_text(r.max, proto, numeric)
+        )
     }
 }
 
@@ -310,7 +322,11 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
         let name = (!numeric)
             .then(|| icmp::name(t.kind, t.code_min, t.code_max, v6))
             .flatten();
-        let (short, long) = if v6 { ("ipv6-icmp", "ipv6-icmptype") } else { ("icmp", "icmptype") };
+        let (short, long) = if v6 {
+            ("ipv6-icmp", "ipv6-icmptype")
+        } else {
+            ("icmp", "icmptype")
+        };
         match name {
             Some(n) => {
                 let _ = write!(out, " {short} {}{n}", bang(i.negated));

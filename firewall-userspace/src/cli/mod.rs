@@ -196,9 +196,8 @@ fn run_rule_command(inv: Invocation) -> Result<()> {
         Command::Zero(chain) => return fw.zero(family, chain.as_deref()),
         Command::List(chain) => {
             let rules = fw.state.ruleset.family(family);
-            let names = list::chain_names(rules, chain.as_deref()).ok_or_else(|| {
-                edit_failed(EditError::NoSuchChain(chain.unwrap_or_default()))
-            })?;
+            let names = list::chain_names(rules, chain.as_deref())
+                .ok_or_else(|| edit_failed(EditError::NoSuchChain(chain.unwrap_or_default())))?;
             let dp = fw.dataplane()?;
             let counters = |c: &str| {
                 fw.counters(dp.as_ref(), family, c).unwrap_or_else(|e| {
@@ -214,9 +213,8 @@ fn run_rule_command(inv: Invocation) -> Result<()> {
         }
         Command::ListRules(chain) => {
             let rules = fw.state.ruleset.family(family);
-            let names = list::chain_names(rules, chain.as_deref()).ok_or_else(|| {
-                edit_failed(EditError::NoSuchChain(chain.unwrap_or_default()))
-            })?;
+            let names = list::chain_names(rules, chain.as_deref())
+                .ok_or_else(|| edit_failed(EditError::NoSuchChain(chain.unwrap_or_default())))?;
             print!("{}", list::list_rules(rules, &names));
             return Ok(());
         }

@@ -40,7 +40,12 @@ pub type Ranges = Vec<(u32, u32)>;
 /// Value -> bitmap offset over 0..65536, where each entry's conditions are lists of ranges
 /// (the value must be in some range of every condition). One sweep over range boundaries,
 /// so the cost follows the number of ranges, not the domain times the entries.
-pub fn per_interval(flats: &[Flat], pool: &mut Pool, nsum: usize, conds: impl Fn(&Flat) -> Vec<Ranges>) -> Vec<u32> {
+pub fn per_interval(
+    flats: &[Flat],
+    pool: &mut Pool,
+    nsum: usize,
+    conds: impl Fn(&Flat) -> Vec<Ranges>,
+) -> Vec<u32> {
     const DOMAIN: u32 = 65_536;
     let mut need = vec![0usize; flats.len()];
     let mut events: Vec<(u32, usize, usize, i32)> = Vec::new(); // (at, entry, cond, delta)
@@ -97,7 +102,12 @@ pub fn per_interval(flats: &[Flat], pool: &mut Pool, nsum: usize, conds: impl Fn
 pub fn port_ranges(conds: &[PortCond]) -> Vec<Ranges> {
     conds
         .iter()
-        .map(|c| c.ranges.iter().map(|r| (r.min as u32, r.max as u32)).collect())
+        .map(|c| {
+            c.ranges
+                .iter()
+                .map(|r| (r.min as u32, r.max as u32))
+                .collect()
+        })
         .collect()
 }
 

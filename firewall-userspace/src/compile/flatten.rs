@@ -4,14 +4,13 @@
 //! entries that count and resume the search after the jump.
 
 use firewall_common::{
-    Entry, ACTION_CONTINUE, MAX_JUMP_DEPTH, MAX_RESTARTS, NO_COUNTER, VERDICT_ACCEPT,
-    VERDICT_DROP,
+    Entry, ACTION_CONTINUE, MAX_JUMP_DEPTH, MAX_RESTARTS, NO_COUNTER, VERDICT_ACCEPT, VERDICT_DROP,
 };
 
 use super::CompileError;
 use crate::rules::{
-    Cidr, FamilyRules, IcmpType, MultiportKind, Neg, PortRange, Rule, RuleSpec, Target,
-    TcpFlags, Verdict,
+    Cidr, FamilyRules, IcmpType, MultiportKind, Neg, PortRange, Rule, RuleSpec, Target, TcpFlags,
+    Verdict,
 };
 
 /// A port condition: the port is in one of `ranges` (after negation is applied).
@@ -169,7 +168,14 @@ impl<'a> Flattener<'a> {
         }
     }
 
-    fn push(&mut self, conds: Conds, action: u32, counter: u32, jumps: &[u32], position: u32) -> usize {
+    fn push(
+        &mut self,
+        conds: Conds,
+        action: u32,
+        counter: u32,
+        jumps: &[u32],
+        position: u32,
+    ) -> usize {
         let mut entry = Entry {
             action,
             counter,
@@ -227,7 +233,8 @@ impl<'a> Flattener<'a> {
                         let ret = self.chain(&inner.rules, &conds, &inner_jumps, Some(position))?;
                         resume_after.extend(ret);
                         // Falling off the end of the chain: count the jump, go on after it.
-                        let end = self.push(conds, ACTION_CONTINUE, NO_COUNTER, &inner_jumps, position);
+                        let end =
+                            self.push(conds, ACTION_CONTINUE, NO_COUNTER, &inner_jumps, position);
                         resume_after.push(end);
                     }
                 }

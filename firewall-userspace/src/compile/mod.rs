@@ -133,13 +133,21 @@ pub fn compile(ruleset: &Ruleset, interfaces: &[Interface]) -> Result<Image, Com
         });
     }
     if pool.words.len() > POOL_WORDS_PER_GENERATION as usize {
-        return Err(CompileError::PoolFull(pool.words.len(), POOL_WORDS_PER_GENERATION));
+        return Err(CompileError::PoolFull(
+            pool.words.len(),
+            POOL_WORDS_PER_GENERATION,
+        ));
     }
     image.pool = pool.words;
     Ok(image)
 }
 
-fn table_image(flats: &[Flat], family: Family, interfaces: &[Interface], pool: &mut Pool) -> TableImage {
+fn table_image(
+    flats: &[Flat],
+    family: Family,
+    interfaces: &[Interface],
+    pool: &mut Pool,
+) -> TableImage {
     let mut t = TableImage {
         entries: flats.iter().map(|f| f.entry).collect(),
         ..TableImage::default()
@@ -186,23 +194,32 @@ fn table_image(flats: &[Flat], family: Family, interfaces: &[Interface], pool: &
     if used(|c| !c.proto.is_empty()) {
         t.header.fields |= FIELD_PROTO;
         t.proto = Some(per_value(flats, pool, nsum, PROTO_KEYS, |f, v| {
-            f.conds.proto.iter().all(|c| (c.value as u32 == v) != c.negated)
+            f.conds
+                .proto
+                .iter()
+                .all(|c| (c.value as u32 == v) != c.negated)
         }));
     }
     if used(|c| !c.sport.is_empty()) {
         t.header.fields |= FIELD_SPORT;
         t.header.no_sport = pool.add(&without(&|c| !c.sport.is_empty()), nsum);
-        t.sport = Some(per_interval(flats, pool, nsum, |f| port_ranges(&f.conds.sport)));
+        t.sport = Some(per_interval(flats, pool, nsum, |f| {
+            port_ranges(&f.conds.sport)
+        }));
     }
     if used(|c| !c.dport.is_empty()) {
         t.header.fields |= FIELD_DPORT;
         t.header.no_dport = pool.add(&without(&|c| !c.dport.is_empty()), nsum);
-        t.dport = Some(per_interval(flats, pool, nsum, |f| port_ranges(&f.conds.dport)));
+        t.dport = Some(per_interval(flats, pool, nsum, |f| {
+            port_ranges(&f.conds.dport)
+        }));
     }
     if used(|c| !c.icmp.is_empty()) {
         t.header.fields |= FIELD_ICMP;
         t.header.no_icmp = pool.add(&without(&|c| !c.icmp.is_empty()), nsum);
-        t.icmp = Some(per_interval(flats, pool, nsum, |f| icmp_ranges(&f.conds.icmp, family)));
+        t.icmp = Some(per_interval(flats, pool, nsum, |f| {
+            icmp_ranges(&f.conds.icmp, family)
+        }));
     }
     if used(|c| !c.tcp_flags.is_empty()) {
         t.header.fields |= FIELD_TCP_FLAGS;

@@ -12,11 +12,10 @@ use aya::{
     util::nr_cpus,
 };
 use firewall_common::{
-    tag, Config, Counter, IfaceKey, Lpm4, Lpm6, TableHeader, ENTRIES_PER_GENERATION,
-    GENERATIONS, ICMP_KEYS, LPM_TAG_BITS, MAP_CONFIG, MAP_COUNTERS, MAP_DPORT, MAP_DST4,
-    MAP_DST6, MAP_ENTRIES, MAP_ICMP, MAP_IFACE, MAP_POOL, MAP_PROTO, MAP_SPORT, MAP_SRC4,
-    MAP_SRC6, MAP_TABLES, MAP_TCP_FLAGS, PORT_KEYS, POOL_WORDS_PER_GENERATION, PROTO_KEYS,
-    TABLES, TCP_FLAG_KEYS,
+    tag, Config, Counter, IfaceKey, Lpm4, Lpm6, TableHeader, ENTRIES_PER_GENERATION, GENERATIONS,
+    ICMP_KEYS, LPM_TAG_BITS, MAP_CONFIG, MAP_COUNTERS, MAP_DPORT, MAP_DST4, MAP_DST6, MAP_ENTRIES,
+    MAP_ICMP, MAP_IFACE, MAP_POOL, MAP_PROTO, MAP_SPORT, MAP_SRC4, MAP_SRC6, MAP_TABLES,
+    MAP_TCP_FLAGS, POOL_WORDS_PER_GENERATION, PORT_KEYS, PROTO_KEYS, TABLES, TCP_FLAG_KEYS,
 };
 
 use super::mmap::MmapArray;
@@ -69,7 +68,8 @@ fn data(map: Map, name: &str) -> Result<MapData> {
 impl Maps {
     /// Builds from maps looked up by name, e.g. `|name| ebpf.take_map(name)`.
     pub fn from_source(mut take: impl FnMut(&str) -> Result<Map>) -> Result<Maps> {
-        let mut mm = |name: &str| -> Result<MmapArray> { MmapArray::new(data(take(name)?, name)?, name) };
+        let mut mm =
+            |name: &str| -> Result<MmapArray> { MmapArray::new(data(take(name)?, name)?, name) };
         let entries = mm(MAP_ENTRIES)?;
         let pool = mm(MAP_POOL)?;
         let proto = mm(MAP_PROTO)?;
@@ -170,7 +170,12 @@ impl Maps {
     /// Removes the keyed entries (interfaces, prefixes) a generation was given last time.
     fn clear_keyed(&mut self, generation: u32) -> Result<()> {
         let ours = |t: u32| t / TABLES == generation;
-        let stale: Vec<IfaceKey> = self.iface.keys().filter_map(|k| k.ok()).filter(|k| ours(k.tag)).collect();
+        let stale: Vec<IfaceKey> = self
+            .iface
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| ours(k.tag))
+            .collect();
         for k in stale {
             self.iface.remove(&k).context("clearing FW_IFACE")?;
         }

@@ -76,7 +76,11 @@ impl MmapArray {
     /// Writes consecutive values from `index` on.
     pub fn write_all<T: bytemuck::Pod>(&mut self, index: usize, values: &[T]) -> Result<()> {
         if index + values.len() > self.entries {
-            bail!("{} values at {index} overflow the map ({} entries)", values.len(), self.entries);
+            bail!(
+                "{} values at {index} overflow the map ({} entries)",
+                values.len(),
+                self.entries
+            );
         }
         for (i, v) in values.iter().enumerate() {
             self.write(index + i, v)?;

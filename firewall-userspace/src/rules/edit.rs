@@ -68,7 +68,9 @@ impl Editor {
     fn alloc_slot(&mut self) -> Result<u32, EditError> {
         let used: HashSet<u32> = self.ruleset.slots().collect();
         let slot = (POLICY_COUNTER_SLOTS..MAX_COUNTERS)
-            .find(|s| !used.contains(s) && !self.in_force.contains(s) && !self.new_slots.contains(s))
+            .find(|s| {
+                !used.contains(s) && !self.in_force.contains(s) && !self.new_slots.contains(s)
+            })
             .ok_or(EditError::NoFreeSlot)?;
         self.new_slots.push(slot);
         Ok(slot)
@@ -105,7 +107,12 @@ impl Editor {
         Ok(())
     }
 
-    pub fn append(&mut self, family: Family, chain: &str, specs: Vec<RuleSpec>) -> Result<(), EditError> {
+    pub fn append(
+        &mut self,
+        family: Family,
+        chain: &str,
+        specs: Vec<RuleSpec>,
+    ) -> Result<(), EditError> {
         self.writable(family, chain)?;
         let len = self.rules_mut(family, chain)?.len();
         self.insert(family, chain, len + 1, specs)
@@ -134,7 +141,12 @@ impl Editor {
         Ok(())
     }
 
-    pub fn delete_number(&mut self, family: Family, chain: &str, position: usize) -> Result<(), EditError> {
+    pub fn delete_number(
+        &mut self,
+        family: Family,
+        chain: &str,
+        position: usize,
+    ) -> Result<(), EditError> {
         let rules = self.rules_mut(family, chain)?;
         if position == 0 || position > rules.len() {
             return Err(EditError::DeleteIndex);
@@ -144,15 +156,26 @@ impl Editor {
     }
 
     /// Deletes the first rule equal to each spec, as `iptables -D CHAIN rule-spec` does.
-    pub fn delete_specs(&mut self, family: Family, chain: &str, specs: &[RuleSpec]) -> Result<(), EditError> {
+    pub fn delete_specs(
+        &mut self,
+        family: Family,
+        chain: &str,
+        specs: &[RuleSpec],
+    ) -> Result<(), EditError> {
         for spec in specs {
-            let position = find(&self.ruleset, family, chain, spec)?.ok_or(EditError::NoSuchRule)?;
+            let position =
+                find(&self.ruleset, family, chain, spec)?.ok_or(EditError::NoSuchRule)?;
             self.delete_number(family, chain, position)?;
         }
         Ok(())
     }
 
-    pub fn policy(&mut self, family: Family, chain: Chain, verdict: Verdict) -> Result<(), EditError> {
+    pub fn policy(
+        &mut self,
+        family: Family,
+        chain: Chain,
+        verdict: Verdict,
+    ) -> Result<(), EditError> {
         self.writable(family, chain.name())?;
         self.ruleset.family_mut(family).chain_mut(chain).policy = verdict;
         Ok(())
@@ -204,7 +227,11 @@ impl Editor {
                 return Err(EditError::ChainNotEmpty(u.name.clone()));
             }
             if builtin_refs > 0 {
-                let first = rules.user.first().map(|u| u.name.clone()).unwrap_or_default();
+                let first = rules
+                    .user
+                    .first()
+                    .map(|u| u.name.clone())
+                    .unwrap_or_default();
                 return Err(EditError::ChainReferenced(first, builtin_refs));
             }
             rules.user.clear();
@@ -289,7 +316,12 @@ fn reaches(rules: &FamilyRules, from: &str, to: &str) -> Option<String> {
 }
 
 /// 1-based position of the first rule equal to `spec`.
-pub fn find(ruleset: &Ruleset, family: Family, chain: &str, spec: &RuleSpec) -> Result<Option<usize>, EditError> {
+pub fn find(
+    ruleset: &Ruleset,
+    family: Family,
+    chain: &str,
+    spec: &RuleSpec,
+) -> Result<Option<usize>, EditError> {
     let rules = ruleset
         .family(family)
         .rules(chain)
@@ -305,7 +337,10 @@ mod tests {
     fn spec(port: u16) -> RuleSpec {
         RuleSpec {
             proto: Some(Neg::plain(6)),
-            dport: Some(Neg::plain(PortRange { min: port, max: port })),
+            dport: Some(Neg::plain(PortRange {
+                min: port,
+                max: port,
+            })),
             ..RuleSpec::any(Target::Accept)
         }
     }
@@ -329,12 +364,18 @@ mod tests {
         e.insert(V4, IN, 2, vec![spec(587)]).unwrap();
         e.insert(V4, IN, 1, vec![spec(1), spec(2)]).unwrap();
         assert_eq!(ports(&e.ruleset), [1, 2, 22, 587, 80]);
-        assert_eq!(e.insert(V4, IN, 7, vec![spec(9)]), Err(EditError::InsertIndex));
+        assert_eq!(
+            e.insert(V4, IN, 7, vec![spec(9)]),
+            Err(EditError::InsertIndex)
+        );
         e.delete_number(V4, IN, 1).unwrap();
         e.delete_specs(V4, IN, &[spec(80), spec(2)]).unwrap();
         assert_eq!(ports(&e.ruleset), [22, 587]);
         assert_eq!(e.delete_number(V4, IN, 3), Err(EditError::DeleteIndex));
-        assert_eq!(e.delete_specs(V4, IN, &[spec(80)]), Err(EditError::NoSuchRule));
+        assert_eq!(
+            e.delete_specs(V4, IN, &[spec(80)]),
+            Err(EditError::NoSuchRule)
+        );
 
         // A later change must not reuse slots of rules that are still in force.
         let in_force: Vec<u32> = e.ruleset.slots().collect();
@@ -356,34 +397,69 @@ mod tests {
             e.append(V4, "OUTPUT", vec![spec(1)]),
             Err(EditError::ChainNotEnforced(Chain::Output))
         );
-        assert_eq!(e.append(V4, "MAIL", vec![spec(1)]), Err(EditError::NoSuchChain("MAIL".into())));
+        assert_eq!(
+            e.append(V4, "MAIL", vec![spec(1)]),
+            Err(EditError::NoSuchChain("MAIL".into()))
+        );
     }
 
     #[test]
     fn user_chains_jumps_references_and_loops() {
         let mut e = Editor::new(Ruleset::default());
         let jump = |to: &str| RuleSpec::any(Target::Jump(to.into()));
-        assert_eq!(e.append(V4, IN, vec![jump("MAIL")]), Err(EditError::NoSuchTarget("MAIL".into())));
+        assert_eq!(
+            e.append(V4, IN, vec![jump("MAIL")]),
+            Err(EditError::NoSuchTarget("MAIL".into()))
+        );
         e.new_chain(V4, "MAIL").unwrap();
         e.new_chain(V4, "A").unwrap();
-        assert_eq!(e.new_chain(V4, "MAIL"), Err(EditError::ChainExists("MAIL".into())));
-        assert_eq!(e.new_chain(V4, "INPUT"), Err(EditError::ChainExists("INPUT".into())));
         assert_eq!(
-            e.ruleset.v4.user.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            e.new_chain(V4, "MAIL"),
+            Err(EditError::ChainExists("MAIL".into()))
+        );
+        assert_eq!(
+            e.new_chain(V4, "INPUT"),
+            Err(EditError::ChainExists("INPUT".into()))
+        );
+        assert_eq!(
+            e.ruleset
+                .v4
+                .user
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>(),
             ["A", "MAIL"]
         );
         e.append(V4, IN, vec![jump("MAIL")]).unwrap();
         e.append(V4, "MAIL", vec![spec(25), jump("A")]).unwrap();
-        assert!(matches!(e.append(V4, "A", vec![jump("MAIL")]), Err(EditError::Loop(..))));
-        assert!(matches!(e.append(V4, "A", vec![jump("A")]), Err(EditError::Loop(..))));
+        assert!(matches!(
+            e.append(V4, "A", vec![jump("MAIL")]),
+            Err(EditError::Loop(..))
+        ));
+        assert!(matches!(
+            e.append(V4, "A", vec![jump("A")]),
+            Err(EditError::Loop(..))
+        ));
         assert_eq!(e.ruleset.v4.references("MAIL"), 1);
-        assert_eq!(e.delete_chain(V4, Some("A")), Err(EditError::ChainReferenced("A".into(), 1)));
-        assert_eq!(e.delete_chain(V4, Some("MAIL")), Err(EditError::ChainNotEmpty("MAIL".into())));
+        assert_eq!(
+            e.delete_chain(V4, Some("A")),
+            Err(EditError::ChainReferenced("A".into(), 1))
+        );
+        assert_eq!(
+            e.delete_chain(V4, Some("MAIL")),
+            Err(EditError::ChainNotEmpty("MAIL".into()))
+        );
         e.rename_chain(V4, "MAIL", "POST").unwrap();
-        assert_eq!(e.ruleset.v4.input.rules[0].spec.target, Target::Jump("POST".into()));
+        assert_eq!(
+            e.ruleset.v4.input.rules[0].spec.target,
+            Target::Jump("POST".into())
+        );
         e.flush(V4, Some("POST")).unwrap();
         e.delete_chain(V4, Some("A")).unwrap();
-        assert_eq!(e.delete_chain(V4, Some("POST")), Err(EditError::ChainReferenced("POST".into(), 1)));
+        assert_eq!(
+            e.delete_chain(V4, Some("POST")),
+            Err(EditError::ChainReferenced("POST".into(), 1))
+        );
         e.delete_number(V4, IN, 1).unwrap();
         e.delete_chain(V4, None).unwrap();
         assert!(e.ruleset.v4.user.is_empty());

@@ -4,8 +4,8 @@
 use std::net::IpAddr;
 
 use super::{
-    iface_matches, Chain, Cidr, Family, FamilyRules, MultiportKind, Neg, Rule, RuleSpec,
-    Target, Verdict,
+    iface_matches, Chain, Cidr, Family, FamilyRules, MultiportKind, Neg, Rule, RuleSpec, Target,
+    Verdict,
 };
 
 /// What rules can see of a packet. `None` where the packet has no such header (a
@@ -85,7 +85,12 @@ pub fn matches(spec: &RuleSpec, p: &PacketView) -> bool {
 }
 
 /// Runs a chain; `None` when the packet falls off its end or hits RETURN.
-fn run(rules: &FamilyRules, chain: &[Rule], p: &PacketView, counted: &mut Vec<u32>) -> Option<Verdict> {
+fn run(
+    rules: &FamilyRules,
+    chain: &[Rule],
+    p: &PacketView,
+    counted: &mut Vec<u32>,
+) -> Option<Verdict> {
     for rule in chain {
         if !matches(&rule.spec, p) {
             continue;
@@ -96,7 +101,10 @@ fn run(rules: &FamilyRules, chain: &[Rule], p: &PacketView, counted: &mut Vec<u3
             Target::Drop => return Some(Verdict::Drop),
             Target::Return => return None,
             Target::Jump(name) => {
-                let inner = rules.user_chain(name).map(|c| c.rules.as_slice()).unwrap_or_default();
+                let inner = rules
+                    .user_chain(name)
+                    .map(|c| c.rules.as_slice())
+                    .unwrap_or_default();
                 if let Some(v) = run(rules, inner, p, counted) {
                     return Some(v);
                 }

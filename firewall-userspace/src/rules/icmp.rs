@@ -91,7 +91,10 @@ pub fn parse(text: &str, v6: bool) -> Option<(u8, u8, u8)> {
     if text == "any" && !v6 {
         return Some((255, 0, 255));
     }
-    if let Some(&(_, t, code)) = table(v6).iter().find(|(n, _, _)| n.eq_ignore_ascii_case(text)) {
+    if let Some(&(_, t, code)) = table(v6)
+        .iter()
+        .find(|(n, _, _)| n.eq_ignore_ascii_case(text))
+    {
         return Some(match code {
             Some(c) => (t, c, c),
             None => (t, 0, 255),

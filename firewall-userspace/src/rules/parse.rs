@@ -10,8 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::{
     icmp,
     model::{
-        Chain, Cidr, CtState, Family, IcmpType, Multiport, MultiportKind, Neg, PortRange,
-        RuleSpec, Target, TcpFlags, Verdict, CT_STATES,
+        Chain, Cidr, CtState, Family, IcmpType, Multiport, MultiportKind, Neg, PortRange, RuleSpec,
+        Target, TcpFlags, Verdict, CT_STATES,
     },
     services, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
 };
@@ -248,20 +248,21 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     prev.letter()
                 )));
             }
-            let chain = if v.needs_chain() {
-                Some(
-                    args.value(v.letter(), inline)
-                        .map_err(|_| bad(format!("option \"{}\" requires an argument", v.letter())))?,
-                )
-            } else {
-                inline.or_else(|| args.operand())
-            };
+            let chain =
+                if v.needs_chain() {
+                    Some(args.value(v.letter(), inline).map_err(|_| {
+                        bad(format!("option \"{}\" requires an argument", v.letter()))
+                    })?)
+                } else {
+                    inline.or_else(|| args.operand())
+                };
             // The second operand: rule number for -I/-D, policy for -P, new name for -E.
             let extra = match v {
                 Verb::Insert | Verb::Delete => args.operand().filter(|s| s.parse::<i64>().is_ok()),
-                Verb::Policy => Some(args.next().ok_or_else(|| {
-                    bad("-P requires a chain and a policy (ACCEPT or DROP)")
-                })?),
+                Verb::Policy => Some(
+                    args.next()
+                        .ok_or_else(|| bad("-P requires a chain and a policy (ACCEPT or DROP)"))?,
+                ),
                 Verb::RenameChain => Some(
                     args.operand()
                         .ok_or_else(|| bad("-E requires the old and the new chain name"))?,
@@ -363,7 +364,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             }
             "--sports" | "--source-ports" | "--dports" | "--destination-ports" | "--ports" => {
                 if !modules.multiport {
-                    return Err(bad(format!("unknown option \"{opt}\": it needs -m multiport")));
+                    return Err(bad(format!(
+                        "unknown option \"{opt}\": it needs -m multiport"
+                    )));
                 }
                 let proto = port_proto(&spec, opt)?;
                 let kind = match opt {
@@ -376,7 +379,10 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     .split(',')
                     .map(|p| parse_ports(p, proto))
                     .collect::<Result<Vec<_>, _>>()?;
-                let slots: usize = ports.iter().map(|r| if r.min == r.max { 1 } else { 2 }).sum();
+                let slots: usize = ports
+                    .iter()
+                    .map(|r| if r.min == r.max { 1 } else { 2 })
+                    .sum();
                 if slots > 15 {
                     return Err(bad(format!(
                         "too many ports in `{text}': multiport takes at most 15 (a range counts 2)"
@@ -393,7 +399,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 let want = if v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
                 if spec.proto.as_ref().map(|p| (p.value, p.negated)) != Some((want, false)) {
                     let p = if v6 { "icmpv6" } else { "icmp" };
-                    return Err(bad(format!("unknown option \"{opt}\": it needs -p {p} before it")));
+                    return Err(bad(format!(
+                        "unknown option \"{opt}\": it needs -p {p} before it"
+                    )));
                 }
                 let text = args.value(opt, inline)?;
                 let (kind, code_min, code_max) = icmp::parse(text, v6)
@@ -410,7 +418,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             }
             "--syn" | "--tcp-flags" => {
                 if spec.proto.as_ref().map(|p| (p.value, p.negated)) != Some((IPPROTO_TCP, false)) {
-                    return Err(bad(format!("unknown option \"{opt}\": it needs -p tcp before it")));
+                    return Err(bad(format!(
+                        "unknown option \"{opt}\": it needs -p tcp before it"
+                    )));
                 }
                 let flags = if opt == "--syn" {
                     TcpFlags {
@@ -419,9 +429,10 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     }
                 } else {
                     let mask = parse_tcp_flags(args.value(opt, inline)?)?;
-                    let comp = parse_tcp_flags(args.operand().ok_or_else(|| {
-                        bad("--tcp-flags requires two arguments: MASK COMP")
-                    })?)?;
+                    let comp =
+                        parse_tcp_flags(args.operand().ok_or_else(|| {
+                            bad("--tcp-flags requires two arguments: MASK COMP")
+                        })?)?;
                     TcpFlags { mask, comp }
                 };
                 spec.tcp_flags = Some(Neg {
@@ -434,7 +445,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 let legacy = opt == "--state";
                 if (legacy && !modules.state) || (!legacy && !modules.conntrack) {
                     let module = if legacy { "state" } else { "conntrack" };
-                    return Err(bad(format!("unknown option \"{opt}\": it needs -m {module}")));
+                    return Err(bad(format!(
+                        "unknown option \"{opt}\": it needs -m {module}"
+                    )));
                 }
                 let states = parse_ctstates(args.value(opt, inline)?)?;
                 spec.ctstate = Some(Neg {
@@ -505,9 +518,8 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 status: 1,
             })?;
             let target = extra.unwrap_or_default();
-            let verdict = Verdict::from_name(target).ok_or_else(|| {
-                bad(format!("Bad policy name `{target}': use ACCEPT or DROP"))
-            })?;
+            let verdict = Verdict::from_name(target)
+                .ok_or_else(|| bad(format!("Bad policy name `{target}': use ACCEPT or DROP")))?;
             Command::Policy(builtin, verdict)
         }
         Verb::Flush => Command::Flush(chain),
@@ -593,7 +605,9 @@ fn parse_target(name: &str) -> Result<Target, ParseError> {
 /// iptables' limits on chain names.
 fn check_chain_name(name: &str) -> Result<(), ParseError> {
     if name.is_empty() || name.len() > 28 {
-        return Err(bad(format!("chain name `{name}' must be 1 to 28 characters")));
+        return Err(bad(format!(
+            "chain name `{name}' must be 1 to 28 characters"
+        )));
     }
     if name.starts_with('-') || name.starts_with('!') || name.contains(char::is_whitespace) {
         return Err(bad(format!("Invalid chain name `{name}'")));
@@ -629,7 +643,9 @@ impl SpecBuilder {
                         .map(|s| parse_cidr(s, family))
                         .collect::<Result<Vec<_>, _>>()?;
                     if *negated && list.len() > 1 {
-                        return Err(bad("! not allowed with multiple source or destination IP addresses"));
+                        return Err(bad(
+                            "! not allowed with multiple source or destination IP addresses",
+                        ));
                     }
                     // `-s 0.0.0.0/0` is no match at all, and iptables lists it as such.
                     Ok(list
@@ -684,7 +700,10 @@ fn parse_iface(name: &str) -> Result<String, ParseError> {
             "interface name `{name}' must be 1 to 15 characters"
         )));
     }
-    if name.bytes().any(|b| b == b'/' || b.is_ascii_whitespace() || b == 0) {
+    if name
+        .bytes()
+        .any(|b| b == b'/' || b.is_ascii_whitespace() || b == 0)
+    {
         return Err(bad(format!("invalid interface name `{name}'")));
     }
     Ok(name.to_string())

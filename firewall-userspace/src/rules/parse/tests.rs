@@ -7,7 +7,10 @@ fn parse(line: &str) -> Result<Invocation, ParseError> {
 }
 
 fn rules(line: &str) -> Vec<RuleSpec> {
-    match parse(line).unwrap_or_else(|e| panic!("{line}: {e}")).command {
+    match parse(line)
+        .unwrap_or_else(|e| panic!("{line}: {e}"))
+        .command
+    {
         Command::Append(_, specs) | Command::Insert(_, _, specs) => specs,
         other => panic!("{line}: not a rule command: {other:?}"),
     }
@@ -53,53 +56,134 @@ fn accepted_rule_forms() {
         ("-A INPUT -p all -j ACCEPT", accept()),
         ("--append INPUT --jump ACCEPT", accept()),
         ("-A INPUT -j RETURN", RuleSpec::any(Target::Return)),
-        ("-A INPUT -j MAIL", RuleSpec::any(Target::Jump("MAIL".into()))),
-        ("-A INPUT -i lo -j ACCEPT", RuleSpec { in_iface: yes("lo".into()), ..accept() }),
-        ("-A INPUT ! -i eth0 -j ACCEPT", RuleSpec { in_iface: not("eth0".into()), ..accept() }),
+        (
+            "-A INPUT -j MAIL",
+            RuleSpec::any(Target::Jump("MAIL".into())),
+        ),
+        (
+            "-A INPUT -i lo -j ACCEPT",
+            RuleSpec {
+                in_iface: yes("lo".into()),
+                ..accept()
+            },
+        ),
+        (
+            "-A INPUT ! -i eth0 -j ACCEPT",
+            RuleSpec {
+                in_iface: not("eth0".into()),
+                ..accept()
+            },
+        ),
         (
             "-A INPUT -i tun+ -j DROP",
-            RuleSpec { in_iface: yes("tun+".into()), ..RuleSpec::any(Target::Drop) },
+            RuleSpec {
+                in_iface: yes("tun+".into()),
+                ..RuleSpec::any(Target::Drop)
+            },
         ),
         (
             "-A INPUT -p tcp --dport 22 -j ACCEPT",
-            RuleSpec { proto: yes(6), dport: yes(ports(22, 22)), ..accept() },
+            RuleSpec {
+                proto: yes(6),
+                dport: yes(ports(22, 22)),
+                ..accept()
+            },
         ),
         (
             "-A INPUT -p tcp -m tcp --dport=ssh -j ACCEPT",
-            RuleSpec { proto: yes(6), dport: yes(ports(22, 22)), ..accept() },
+            RuleSpec {
+                proto: yes(6),
+                dport: yes(ports(22, 22)),
+                ..accept()
+            },
         ),
         (
             "-A INPUT -p tcp ! --dport 22 ! --sport 1:1023 -j ACCEPT",
-            RuleSpec { proto: yes(6), dport: not(ports(22, 22)), sport: not(ports(1, 1023)), ..accept() },
+            RuleSpec {
+                proto: yes(6),
+                dport: not(ports(22, 22)),
+                sport: not(ports(1, 1023)),
+                ..accept()
+            },
         ),
         (
             "-A INPUT -p UDP --sport 1000:2000 --destination-port :53 -j ACCEPT",
-            RuleSpec { proto: yes(17), sport: yes(ports(1000, 2000)), dport: yes(ports(0, 53)), ..accept() },
+            RuleSpec {
+                proto: yes(17),
+                sport: yes(ports(1000, 2000)),
+                dport: yes(ports(0, 53)),
+                ..accept()
+            },
         ),
         (
             "-A INPUT -p udp --sport 1024: -j ACCEPT",
-            RuleSpec { proto: yes(17), sport: yes(ports(1024, 65535)), ..accept() },
+            RuleSpec {
+                proto: yes(17),
+                sport: yes(ports(1024, 65535)),
+                ..accept()
+            },
         ),
-        ("-A INPUT -p icmp -j ACCEPT", RuleSpec { proto: yes(1), ..accept() }),
-        ("-A INPUT ! -p udp -j ACCEPT", RuleSpec { proto: not(17), ..accept() }),
-        ("-A INPUT -p 47 -j ACCEPT", RuleSpec { proto: yes(47), ..accept() }),
-        ("-A INPUT -p gre -j ACCEPT", RuleSpec { proto: yes(47), ..accept() }),
+        (
+            "-A INPUT -p icmp -j ACCEPT",
+            RuleSpec {
+                proto: yes(1),
+                ..accept()
+            },
+        ),
+        (
+            "-A INPUT ! -p udp -j ACCEPT",
+            RuleSpec {
+                proto: not(17),
+                ..accept()
+            },
+        ),
+        (
+            "-A INPUT -p 47 -j ACCEPT",
+            RuleSpec {
+                proto: yes(47),
+                ..accept()
+            },
+        ),
+        (
+            "-A INPUT -p gre -j ACCEPT",
+            RuleSpec {
+                proto: yes(47),
+                ..accept()
+            },
+        ),
         (
             "-A INPUT -s 10.1.2.3/24 -d 192.168.1.1 -j ACCEPT",
-            RuleSpec { src: cidr("10.1.2.0", 24), dst: cidr("192.168.1.1", 32), ..accept() },
+            RuleSpec {
+                src: cidr("10.1.2.0", 24),
+                dst: cidr("192.168.1.1", 32),
+                ..accept()
+            },
         ),
         (
             "-A INPUT ! -s 10.0.0.0/8 -j ACCEPT",
-            RuleSpec { src: not(Cidr { addr: "10.0.0.0".parse().unwrap(), prefix: 8 }), ..accept() },
+            RuleSpec {
+                src: not(Cidr {
+                    addr: "10.0.0.0".parse().unwrap(),
+                    prefix: 8,
+                }),
+                ..accept()
+            },
         ),
         (
             "-A INPUT --source 10.0.0.0/255.0.0.0 -j ACCEPT",
-            RuleSpec { src: cidr("10.0.0.0", 8), ..accept() },
+            RuleSpec {
+                src: cidr("10.0.0.0", 8),
+                ..accept()
+            },
         ),
         ("-A INPUT -s 0.0.0.0/0 -j ACCEPT", accept()),
         (
             "-6 -A INPUT -s 2001:db8::1/64 -p icmpv6 -j ACCEPT",
-            RuleSpec { src: cidr("2001:db8::", 64), proto: yes(58), ..accept() },
+            RuleSpec {
+                src: cidr("2001:db8::", 64),
+                proto: yes(58),
+                ..accept()
+            },
         ),
         (
             "-A INPUT -p tcp -m multiport --dports 25,587,110:143 -j ACCEPT",
@@ -136,42 +220,96 @@ fn accepted_rule_forms() {
         ),
         (
             "-A INPUT -p icmp --icmp-type echo-request -j ACCEPT",
-            RuleSpec { proto: yes(1), icmp: yes(IcmpType { kind: 8, code_min: 0, code_max: 255 }), ..accept() },
+            RuleSpec {
+                proto: yes(1),
+                icmp: yes(IcmpType {
+                    kind: 8,
+                    code_min: 0,
+                    code_max: 255,
+                }),
+                ..accept()
+            },
         ),
         (
             "-A INPUT -p icmp -m icmp ! --icmp-type 3/4 -j ACCEPT",
-            RuleSpec { proto: yes(1), icmp: not(IcmpType { kind: 3, code_min: 4, code_max: 4 }), ..accept() },
+            RuleSpec {
+                proto: yes(1),
+                icmp: not(IcmpType {
+                    kind: 3,
+                    code_min: 4,
+                    code_max: 4,
+                }),
+                ..accept()
+            },
         ),
         (
             "-6 -A INPUT -p icmpv6 --icmpv6-type neighbour-solicitation -j ACCEPT",
-            RuleSpec { proto: yes(58), icmp: yes(IcmpType { kind: 135, code_min: 0, code_max: 255 }), ..accept() },
+            RuleSpec {
+                proto: yes(58),
+                icmp: yes(IcmpType {
+                    kind: 135,
+                    code_min: 0,
+                    code_max: 255,
+                }),
+                ..accept()
+            },
         ),
         (
             "-A INPUT -p tcp --syn -j ACCEPT",
-            RuleSpec { proto: yes(6), tcp_flags: yes(TcpFlags { mask: 0x17, comp: 0x02 }), ..accept() },
+            RuleSpec {
+                proto: yes(6),
+                tcp_flags: yes(TcpFlags {
+                    mask: 0x17,
+                    comp: 0x02,
+                }),
+                ..accept()
+            },
         ),
         (
             "-A INPUT -p tcp ! --tcp-flags ALL NONE -j ACCEPT",
-            RuleSpec { proto: yes(6), tcp_flags: not(TcpFlags { mask: 0x3f, comp: 0 }), ..accept() },
+            RuleSpec {
+                proto: yes(6),
+                tcp_flags: not(TcpFlags {
+                    mask: 0x3f,
+                    comp: 0,
+                }),
+                ..accept()
+            },
         ),
         (
             "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
             RuleSpec {
-                ctstate: yes(CtState { states: CT_ESTABLISHED | CT_RELATED, legacy: false }),
+                ctstate: yes(CtState {
+                    states: CT_ESTABLISHED | CT_RELATED,
+                    legacy: false,
+                }),
                 ..accept()
             },
         ),
         (
             "-A INPUT -m state ! --state NEW -j ACCEPT",
-            RuleSpec { ctstate: not(CtState { states: CT_NEW, legacy: true }), ..accept() },
+            RuleSpec {
+                ctstate: not(CtState {
+                    states: CT_NEW,
+                    legacy: true,
+                }),
+                ..accept()
+            },
         ),
         (
             "-A INPUT -m comment --comment ssh -j ACCEPT",
-            RuleSpec { comment: Some("ssh".into()), ..accept() },
+            RuleSpec {
+                comment: Some("ssh".into()),
+                ..accept()
+            },
         ),
         (
             "-I INPUT 2 -p tcp --dport 587 -j ACCEPT",
-            RuleSpec { proto: yes(6), dport: yes(ports(587, 587)), ..accept() },
+            RuleSpec {
+                proto: yes(6),
+                dport: yes(ports(587, 587)),
+                ..accept()
+            },
         ),
     ];
     for (line, want) in cases {
@@ -193,8 +331,13 @@ fn comma_lists_expand_as_iptables_does() {
         .collect();
     assert_eq!(
         pairs,
-        [("1.1.1.1", "3.3.3.3"), ("1.1.1.1", "4.4.4.4"), ("2.2.2.0", "3.3.3.3"), ("2.2.2.0", "4.4.4.4")]
-            .map(|(a, b)| (a.to_string(), b.to_string()))
+        [
+            ("1.1.1.1", "3.3.3.3"),
+            ("1.1.1.1", "4.4.4.4"),
+            ("2.2.2.0", "3.3.3.3"),
+            ("2.2.2.0", "4.4.4.4")
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
     );
 }
 
@@ -203,34 +346,77 @@ fn accepted_commands() {
     let v4 = Family::V4;
     let none = ListOptions::default();
     let cases: Vec<(&str, Family, Command, ListOptions)> = vec![
-        ("-P INPUT DROP", v4, Command::Policy(Chain::Input, Verdict::Drop), none),
-        ("-6 -P INPUT ACCEPT", Family::V6, Command::Policy(Chain::Input, Verdict::Accept), none),
+        (
+            "-P INPUT DROP",
+            v4,
+            Command::Policy(Chain::Input, Verdict::Drop),
+            none,
+        ),
+        (
+            "-6 -P INPUT ACCEPT",
+            Family::V6,
+            Command::Policy(Chain::Input, Verdict::Accept),
+            none,
+        ),
         ("-F", v4, Command::Flush(None), none),
         ("-F INPUT", v4, Command::Flush(Some("INPUT".into())), none),
         ("-Z INPUT", v4, Command::Zero(Some("INPUT".into())), none),
-        ("-D INPUT 4", v4, Command::DeleteNum("INPUT".into(), 4), none),
+        (
+            "-D INPUT 4",
+            v4,
+            Command::DeleteNum("INPUT".into(), 4),
+            none,
+        ),
         ("-S", v4, Command::ListRules(None), none),
         ("-N MAIL", v4, Command::NewChain("MAIL".into()), none),
-        ("-X MAIL", v4, Command::DeleteChain(Some("MAIL".into())), none),
+        (
+            "-X MAIL",
+            v4,
+            Command::DeleteChain(Some("MAIL".into())),
+            none,
+        ),
         ("-X", v4, Command::DeleteChain(None), none),
-        ("-E MAIL POST", v4, Command::RenameChain("MAIL".into(), "POST".into()), none),
+        (
+            "-E MAIL POST",
+            v4,
+            Command::RenameChain("MAIL".into(), "POST".into()),
+            none,
+        ),
         (
             "-L -n -v --line-numbers",
             v4,
             Command::List(None),
-            ListOptions { numeric: true, verbose: true, exact: false, line_numbers: true },
+            ListOptions {
+                numeric: true,
+                verbose: true,
+                exact: false,
+                line_numbers: true,
+            },
         ),
         (
             "-n -L INPUT -v -x",
             v4,
             Command::List(Some("INPUT".into())),
-            ListOptions { numeric: true, verbose: true, exact: true, line_numbers: false },
+            ListOptions {
+                numeric: true,
+                verbose: true,
+                exact: true,
+                line_numbers: false,
+            },
         ),
         ("-t filter -L", v4, Command::List(None), none),
     ];
     for (line, family, command, list) in cases {
         let got = parse(line).unwrap_or_else(|e| panic!("{line}: {e}"));
-        assert_eq!(got, Invocation { family, command, list }, "{line}");
+        assert_eq!(
+            got,
+            Invocation {
+                family,
+                command,
+                list
+            },
+            "{line}"
+        );
     }
     assert!(matches!(
         parse("-I INPUT -j DROP").unwrap().command,
