@@ -13,6 +13,8 @@ fn main() -> anyhow::Result<()> {
     let root = root
         .to_str()
         .ok_or_else(|| anyhow!("non-UTF-8 path {}", root.display()))?;
+    // The program is built from firewall-common too; aya-build only watches its own crate.
+    println!("cargo:rerun-if-changed={root}/../firewall-common");
     aya_build::build_ebpf(
         [Package {
             name: "firewall-ebpf",

@@ -40,11 +40,10 @@ pub const fn tag(generation: u32, table: u32) -> u32 {
     generation * TABLES + table
 }
 
-/// Classifier entries (rules after user chains are inlined) per table: one bit each.
+/// Classifier entries (rules after user chains are inlined) per table: one bit each, in
+/// groups of 4096 (64 words); a bitmap's first word has one bit per group, so at most 64.
 pub const MAX_ENTRIES: u32 = 131_072;
-/// 64-bit words of a full bitmap, and the summary words over them (one bit per word).
-pub const MAX_WORDS: u32 = MAX_ENTRIES / 64;
-pub const MAX_SUMMARY: u32 = MAX_WORDS / 64;
+pub const GROUP_ENTRIES: u32 = 4096;
 /// Entry slots of one generation, shared by its tables.
 pub const ENTRIES_PER_GENERATION: u32 = 262_144;
 /// Bitmap pool words of one generation, shared by its tables.
@@ -150,8 +149,7 @@ pub struct TableHeader {
     pub entry_count: u32,
     /// Index in `FW_ENTRIES` (within the generation) of entry 0.
     pub entry_base: u32,
-    /// Summary words of every bitmap of this table.
-    pub summary_words: u32,
+    pub _reserved0: u32,
     /// `FIELD_*` bits of the fields some entry constrains.
     pub fields: u32,
     /// Bitmap of every entry, for a table that constrains no field.

@@ -20,8 +20,8 @@ use firewall_common::{
     policy_counter, table_index, tag, Config, Counter, Entry, IfaceKey, Lpm4, Lpm6, TableHeader,
     ACTION_CONTINUE, BPF_F_MMAPABLE, CHAIN_INPUT, CONFIG_LOG_VERDICTS, ENTRIES_PER_GENERATION,
     FAMILY_V4, FIELD_COUNT, FIELD_DPORT, FIELD_DST, FIELD_ICMP, FIELD_IFACE, FIELD_PROTO,
-    FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GENERATIONS, ICMP_KEYS, LPM_TAG_BITS, MAX_COUNTERS,
-    MAX_INTERFACES, MAX_JUMP_DEPTH, MAX_PREFIXES, NO_COUNTER, POLICY_COUNTER_SLOTS,
+    FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GENERATIONS, GROUP_ENTRIES, ICMP_KEYS, LPM_TAG_BITS,
+    MAX_COUNTERS, MAX_INTERFACES, MAX_JUMP_DEPTH, MAX_PREFIXES, NO_COUNTER, POLICY_COUNTER_SLOTS,
     POOL_WORDS_PER_GENERATION, PORT_KEYS, PROTO_KEYS, TAGS, TCP_FLAG_KEYS, VERDICT_ACCEPT,
 };
 use firewall_ebpf::parse::{parse, Packet, Parsed};
@@ -109,14 +109,15 @@ fn decide(
         offs: [0; FIELD_COUNT],
         fields: 0,
         pool_base: generation * POOL_WORDS_PER_GENERATION,
-        summary_words: header.summary_words,
         entry_base: generation * ENTRIES_PER_GENERATION + header.entry_base,
         entry_count: header.entry_count,
         ip_len: pkt.ip_len,
         start: 0,
-        summary: 0,
-        candidates: 0,
-        scanning: 0,
+        phase: PHASE_GROUP,
+        all_groups: 0,
+        groups: 0,
+        group: 0,
+        words: 0,
         counted: [0; MAX_JUMP_DEPTH],
         counted_depth: 0,
         action: NOT_FOUND,
@@ -124,6 +125,15 @@ fn decide(
     };
     if header.entry_count > 0 {
         bitmaps(ctx, pkt, tag(generation, table), header, &mut walk)?;
+        let mut groups = u64::MAX;
+        for f in 0..FIELD_COUNT {
+            if f as u32 >= walk.fields {
+                break;
+            }
+            groups &= *POOL.get(walk.pool_base + walk.offs[f]).ok_or(Broken)?;
+        }
+        walk.all_groups = groups;
+        walk.groups = groups;
         // SAFETY: the callback only uses the walk through the pointer, for this call.
         unsafe {
             bpf_loop(
@@ -141,31 +151,39 @@ fn decide(
     Ok((header.policy, 0))
 }
 
-/// Steps of one packet's walk: a summary word scanned or a candidate word tried each.
+/// Steps of one packet's walk: one group or one candidate word per step.
 const WALK_STEPS: u32 = 1 << 18;
+
+const PHASE_GROUP: u32 = 1;
+const PHASE_WORD: u32 = 2;
 
 /// A packet's way through a table, one step per bpf_loop iteration (a flat state machine:
 /// nested loops would make the verifier check every combination of their states).
 ///
-/// It looks for the first entry at or after `start` that every field's bitmap contains:
-/// AND the fields' summary words into candidate bitmap words, then AND each candidate's
-/// words; the first set bit is the match. The entry found is counted; a RETURN or the end
-/// of an inlined chain resumes the search further on, anything else decides.
+/// It looks for the first entry at or after `start` that every field's bitmap contains
+/// (layout in firewall-userspace/src/compile/pool.rs): the AND of the fields' group words
+/// gives the candidate groups (once, before the walk); for the lowest, AND their word
+/// summaries into candidate words (PHASE_GROUP); for each, AND the fields' words (PHASE_WORD): the first set bit is
+/// the match. The entry found is counted; a RETURN or the end of an inlined chain resumes
+/// the search further on, anything else decides.
 struct Walk {
     offs: [u32; FIELD_COUNT],
     fields: u32,
     pool_base: u32,
-    summary_words: u32,
     entry_base: u32,
     entry_count: u32,
     ip_len: u32,
     /// First entry the current search may return.
     start: u32,
-    /// Summary word being scanned, and its candidate bitmap words not tried yet.
-    summary: u32,
-    candidates: u64,
-    /// 1 while candidates of `summary` are being tried.
-    scanning: u32,
+    phase: u32,
+    /// Groups every field has bits in (the AND of their group words), computed once.
+    all_groups: u64,
+    /// Candidate groups not tried yet; the group being tried and its candidate words.
+    /// Only scalars: per-field arrays kept here would give the verifier a state per
+    /// combination of their contents, so each step re-reads what it needs from the pool.
+    groups: u64,
+    group: u32,
+    words: u64,
     /// Jump rules whose counters already counted this packet (the context of a restart).
     counted: [u32; MAX_JUMP_DEPTH],
     counted_depth: u32,
@@ -209,56 +227,64 @@ fn trailing_zeros(x: u64) -> u32 {
     popcount((x & x.wrapping_neg()).wrapping_sub(1))
 }
 
+#[inline(always)]
+fn below(bit: u32) -> u64 {
+    (1u64 << (bit & 63)) - 1
+}
+
 /// One step. 0 goes on, 1 stops (decided, or nothing left: the policy decides).
 extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
     let walk = unsafe { &mut *(ctx as *mut Walk) };
     let start_word = walk.start / 64;
-    if walk.scanning == 0 {
-        // Next summary word: which bitmap words could hold a match?
-        let s = walk.summary;
-        if s >= walk.summary_words || walk.start >= walk.entry_count {
+    let start_group = start_word / 64;
+    if walk.phase == PHASE_GROUP {
+        let groups = walk.groups;
+        if groups == 0 || walk.start >= walk.entry_count {
             return 1;
         }
-        let mut candidates = u64::MAX;
+        let g = trailing_zeros(groups);
+        walk.groups = groups & (groups - 1);
+        let mut words = u64::MAX;
         for f in 0..FIELD_COUNT {
             if f as u32 >= walk.fields {
                 break;
             }
-            candidates &= pool!(walk.pool_base + walk.offs[f] + s);
+            let b = walk.pool_base + walk.offs[f];
+            let gi = popcount(pool!(b) & below(g));
+            words &= pool!(b + 1 + 2 * gi);
         }
-        if s == start_word / 64 {
-            candidates &= !((1u64 << (start_word % 64)) - 1);
+        if g == start_group {
+            words &= !below(start_word % 64);
         }
-        walk.candidates = candidates;
-        walk.scanning = 1;
+        walk.group = g;
+        walk.words = words;
+        walk.phase = PHASE_WORD;
         return 0;
     }
-    let candidates = walk.candidates;
-    let s = walk.summary;
-    if candidates == 0 {
-        walk.scanning = 0;
-        walk.summary = s + 1;
+    let words = walk.words;
+    if words == 0 {
+        walk.phase = PHASE_GROUP;
         return 0;
     }
     // Try the lowest candidate word.
-    let nsum = walk.summary_words;
-    let bit = trailing_zeros(candidates);
-    let w = s * 64 + bit;
+    let k = trailing_zeros(words);
+    walk.words = words & (words - 1);
+    let w = walk.group * 64 + k;
     let mut word = u64::MAX;
     for f in 0..FIELD_COUNT {
         if f as u32 >= walk.fields {
             break;
         }
         let b = walk.pool_base + walk.offs[f];
-        let summary = pool!(b + s);
-        let before = pool!(b + nsum + s) as u32;
-        let below = popcount(summary & ((1u64 << bit) - 1));
-        word &= pool!(b + 2 * nsum + before + below);
+        let top = pool!(b);
+        let gi = popcount(top & below(walk.group));
+        let summary = pool!(b + 1 + 2 * gi);
+        let before = pool!(b + 2 + 2 * gi) as u32;
+        word &= pool!(b + 1 + 2 * popcount(top) + before + popcount(summary & below(k)));
     }
     if w == start_word {
-        word &= !((1u64 << (walk.start % 64)) - 1);
+        word &= !below(walk.start % 64);
     }
-    walk.candidates = candidates & (candidates - 1);
     if word == 0 {
         return 0;
     }
@@ -310,8 +336,8 @@ extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
     walk.counted[3] = entry.jumps[3];
     walk.counted_depth = depth.saturating_sub(1);
     walk.start = entry.next;
-    walk.summary = entry.next / 4096;
-    walk.scanning = 0;
+    walk.groups = walk.all_groups & !below(entry.next / GROUP_ENTRIES);
+    walk.phase = PHASE_GROUP;
     0
 }
 

@@ -25,12 +25,11 @@ fn bits_where(flats: &[Flat], holds: impl Fn(&Flat) -> bool) -> Bits {
 pub fn per_value(
     flats: &[Flat],
     pool: &mut Pool,
-    nsum: usize,
     domain: u32,
     holds: impl Fn(&Flat, u32) -> bool,
 ) -> Vec<u32> {
     (0..domain)
-        .map(|v| pool.add(&bits_where(flats, |f| holds(f, v)), nsum))
+        .map(|v| pool.add(&bits_where(flats, |f| holds(f, v))))
         .collect()
 }
 
@@ -43,7 +42,6 @@ pub type Ranges = Vec<(u32, u32)>;
 pub fn per_interval(
     flats: &[Flat],
     pool: &mut Pool,
-    nsum: usize,
     conds: impl Fn(&Flat) -> Vec<Ranges>,
 ) -> Vec<u32> {
     const DOMAIN: u32 = 65_536;
@@ -92,7 +90,7 @@ pub fn per_interval(
             i += 1;
         }
         let end = events.get(i).map_or(DOMAIN, |ev| ev.0);
-        let at = pool.add(&bits, nsum);
+        let at = pool.add(&bits);
         table[start as usize..end as usize].fill(at);
         start = end;
     }
@@ -153,7 +151,6 @@ pub fn iface_holds(conds: &[Neg<String>], name: &str) -> bool {
 pub fn per_prefix(
     flats: &[Flat],
     pool: &mut Pool,
-    nsum: usize,
     family: Family,
     conds: impl Fn(&Flat) -> &Vec<Neg<Cidr>>,
 ) -> Vec<(Cidr, u32)> {
@@ -214,7 +211,7 @@ pub fn per_prefix(
             pos_hits[e] = 0;
             neg_hits[e] = 0;
         }
-        out.push((p, pool.add(&bits, nsum)));
+        out.push((p, pool.add(&bits)));
     }
     out
 }

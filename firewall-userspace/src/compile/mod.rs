@@ -157,11 +157,9 @@ fn table_image(
     if n == 0 {
         return t;
     }
-    let nsum = n.div_ceil(64).div_ceil(64);
-    t.header.summary_words = nsum as u32;
     let mut all = Bits::new(n);
     (0..n).for_each(|e| all.set(e, true));
-    t.header.all = pool.add(&all, nsum);
+    t.header.all = pool.add(&all);
     let without = |used: &dyn Fn(&Conds) -> bool| {
         let mut b = Bits::new(n);
         for (e, f) in flats.iter().enumerate() {
@@ -174,26 +172,26 @@ fn table_image(
     if used(|c| !c.iface.is_empty()) {
         t.header.fields |= FIELD_IFACE;
         let unknown = fields_bits(flats, |c| iface_holds(&c.iface, ""));
-        t.header.unknown_iface = pool.add(&unknown, nsum);
+        t.header.unknown_iface = pool.add(&unknown);
         t.iface = interfaces
             .iter()
             .map(|i| {
                 let bits = fields_bits(flats, |c| iface_holds(&c.iface, &i.name));
-                (i.ifindex, pool.add(&bits, nsum))
+                (i.ifindex, pool.add(&bits))
             })
             .collect();
     }
     if used(|c| !c.src.is_empty()) {
         t.header.fields |= FIELD_SRC;
-        t.src = per_prefix(flats, pool, nsum, family, |f| &f.conds.src);
+        t.src = per_prefix(flats, pool, family, |f| &f.conds.src);
     }
     if used(|c| !c.dst.is_empty()) {
         t.header.fields |= FIELD_DST;
-        t.dst = per_prefix(flats, pool, nsum, family, |f| &f.conds.dst);
+        t.dst = per_prefix(flats, pool, family, |f| &f.conds.dst);
     }
     if used(|c| !c.proto.is_empty()) {
         t.header.fields |= FIELD_PROTO;
-        t.proto = Some(per_value(flats, pool, nsum, PROTO_KEYS, |f, v| {
+        t.proto = Some(per_value(flats, pool, PROTO_KEYS, |f, v| {
             f.conds
                 .proto
                 .iter()
@@ -202,29 +200,25 @@ fn table_image(
     }
     if used(|c| !c.sport.is_empty()) {
         t.header.fields |= FIELD_SPORT;
-        t.header.no_sport = pool.add(&without(&|c| !c.sport.is_empty()), nsum);
-        t.sport = Some(per_interval(flats, pool, nsum, |f| {
-            port_ranges(&f.conds.sport)
-        }));
+        t.header.no_sport = pool.add(&without(&|c| !c.sport.is_empty()));
+        t.sport = Some(per_interval(flats, pool, |f| port_ranges(&f.conds.sport)));
     }
     if used(|c| !c.dport.is_empty()) {
         t.header.fields |= FIELD_DPORT;
-        t.header.no_dport = pool.add(&without(&|c| !c.dport.is_empty()), nsum);
-        t.dport = Some(per_interval(flats, pool, nsum, |f| {
-            port_ranges(&f.conds.dport)
-        }));
+        t.header.no_dport = pool.add(&without(&|c| !c.dport.is_empty()));
+        t.dport = Some(per_interval(flats, pool, |f| port_ranges(&f.conds.dport)));
     }
     if used(|c| !c.icmp.is_empty()) {
         t.header.fields |= FIELD_ICMP;
-        t.header.no_icmp = pool.add(&without(&|c| !c.icmp.is_empty()), nsum);
-        t.icmp = Some(per_interval(flats, pool, nsum, |f| {
+        t.header.no_icmp = pool.add(&without(&|c| !c.icmp.is_empty()));
+        t.icmp = Some(per_interval(flats, pool, |f| {
             icmp_ranges(&f.conds.icmp, family)
         }));
     }
     if used(|c| !c.tcp_flags.is_empty()) {
         t.header.fields |= FIELD_TCP_FLAGS;
-        t.header.no_tcp = pool.add(&without(&|c| !c.tcp_flags.is_empty()), nsum);
-        t.tcp_flags = Some(per_value(flats, pool, nsum, TCP_FLAG_KEYS, |f, v| {
+        t.header.no_tcp = pool.add(&without(&|c| !c.tcp_flags.is_empty()));
+        t.tcp_flags = Some(per_value(flats, pool, TCP_FLAG_KEYS, |f, v| {
             f.conds
                 .tcp_flags
                 .iter()

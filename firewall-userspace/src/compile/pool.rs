@@ -1,14 +1,25 @@
 //! Bitmaps of classifier entries, stored deduplicated and sparse in the generation's pool.
 //!
-//! Layout of one bitmap at offset `b`, for a table whose bitmaps have `n` summary words:
-//! `pool[b..b+n]` are the summary words (bit `w % 64` of word `w / 64` set when bitmap word
-//! `w` is not zero); `pool[b+n..b+2n]` count the non-zero words before each summary word;
-//! then come the non-zero words in order. Word `w` is therefore
-//! `pool[b + 2n + prefix[w/64] + popcount(summary[w/64] & below(w % 64))]`, and a search
-//! scans summary words, not all words: its cost follows the entries that match, not the
-//! number of rules.
+//! A table's entries are split in groups of 4096 (64 words of 64 bits); a table has at most
+//! 32 groups, so one word says which groups of a bitmap are not empty. Layout of a bitmap
+//! at offset `b`:
+//!
+//! - `pool[b]`: bit g set when group g has a set bit;
+//! - for the i-th non-empty group: `pool[b + 1 + 2i]` has bit k set when word k of the
+//!   group is not zero, and `pool[b + 2 + 2i]` counts the non-zero words of the groups
+//!   before it;
+//! - then the non-zero words in order.
+//!
+//! A bitmap costs one word plus two per non-empty group plus its non-zero words, so a rule
+//! that matches one address costs a few words however many rules the table has, and a
+//! search visits groups and words that can match, not all of them.
 
-use std::collections::HashMap;
+use std::collections::{hash_map::DefaultHasher, HashMap};
+use std::hash::{Hash, Hasher};
+
+/// Words per group, and groups per bitmap.
+pub const GROUP_WORDS: usize = 64;
+pub const MAX_GROUPS: usize = 64;
 
 /// A dense set of entries being computed.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -41,49 +52,76 @@ impl Bits {
 #[derive(Default)]
 pub struct Pool {
     pub words: Vec<u64>,
-    seen: HashMap<(usize, Vec<u64>), u32>,
+    /// Fingerprint of an encoding -> its offsets (collisions are told apart by content).
+    seen: HashMap<u64, Vec<u32>>,
 }
 
-impl Pool {
-    /// Stores `bits` (once per distinct content and summary size) and returns its offset.
-    pub fn add(&mut self, bits: &Bits, summary_words: usize) -> u32 {
-        let key = (summary_words, bits.words.clone());
-        if let Some(&at) = self.seen.get(&key) {
-            return at;
-        }
-        let at = self.words.len() as u32;
-        let mut summary = vec![0u64; summary_words];
-        let mut nonzero = Vec::new();
-        for (w, &word) in bits.words.iter().enumerate() {
+/// The sparse form of a bitmap, as stored.
+fn encode(bits: &Bits) -> Vec<u64> {
+    let mut top = 0u64;
+    let mut groups = Vec::new();
+    let mut nonzero = Vec::new();
+    for (g, chunk) in bits.words.chunks(GROUP_WORDS).enumerate() {
+        let mut summary = 0u64;
+        let before = nonzero.len() as u64;
+        for (k, &word) in chunk.iter().enumerate() {
             if word != 0 {
-                summary[w / 64] |= 1 << (w % 64);
+                summary |= 1 << k;
                 nonzero.push(word);
             }
         }
-        let mut prefix = Vec::with_capacity(summary_words);
-        let mut before = 0u64;
-        for s in &summary {
-            prefix.push(before);
-            before += s.count_ones() as u64;
+        if summary != 0 {
+            top |= 1 << g;
+            groups.push(summary);
+            groups.push(before);
         }
-        self.words.extend(summary);
-        self.words.extend(prefix);
-        self.words.extend(nonzero);
-        self.seen.insert(key, at);
+    }
+    let mut out = Vec::with_capacity(1 + groups.len() + nonzero.len());
+    out.push(top);
+    out.extend(groups);
+    out.extend(nonzero);
+    out
+}
+
+impl Pool {
+    /// Stores `bits` (once per distinct content) and returns its offset.
+    pub fn add(&mut self, bits: &Bits) -> u32 {
+        let encoded = encode(bits);
+        let mut h = DefaultHasher::new();
+        encoded.hash(&mut h);
+        let key = h.finish();
+        if let Some(offsets) = self.seen.get(&key) {
+            for &at in offsets {
+                let at_us = at as usize;
+                if self.words.get(at_us..at_us + encoded.len()) == Some(encoded.as_slice()) {
+                    return at;
+                }
+            }
+        }
+        let at = self.words.len() as u32;
+        self.words.extend(&encoded);
+        self.seen.entry(key).or_default().push(at);
         at
     }
 }
 
 /// Reads word `w` of the bitmap at `at`, as the XDP program does (for tests).
-pub fn word(pool: &[u64], at: u32, summary_words: usize, w: usize) -> u64 {
+pub fn word(pool: &[u64], at: u32, w: usize) -> u64 {
     let b = at as usize;
-    let (s, bit) = (w / 64, w % 64);
-    let summary = pool[b + s];
-    if summary & (1 << bit) == 0 {
+    let (g, k) = (w / GROUP_WORDS, w % GROUP_WORDS);
+    let top = pool[b];
+    if top & (1 << g) == 0 {
         return 0;
     }
-    let below = summary & ((1u64 << bit) - 1);
-    pool[b + 2 * summary_words + pool[b + summary_words + s] as usize + below.count_ones() as usize]
+    let gi = (top & ((1u64 << g) - 1)).count_ones() as usize;
+    let groups = top.count_ones() as usize;
+    let summary = pool[b + 1 + 2 * gi];
+    if summary & (1 << k) == 0 {
+        return 0;
+    }
+    let before = pool[b + 2 + 2 * gi] as usize;
+    let below = (summary & ((1u64 << k) - 1)).count_ones() as usize;
+    pool[b + 1 + 2 * groups + before + below]
 }
 
 #[cfg(test)]
@@ -97,15 +135,16 @@ mod tests {
         for i in [0, 5, 64 * 70 + 3, 64 * 129 + 63] {
             a.set(i, true);
         }
-        let nsum = 3;
-        let at = pool.add(&a, nsum);
-        assert_eq!(pool.add(&a, nsum), at, "same content, same offset");
+        let at = pool.add(&a);
+        assert_eq!(pool.add(&a), at, "same content, same offset");
         for w in 0..130 {
-            assert_eq!(word(&pool.words, at, nsum, w), a.words[w], "word {w}");
+            assert_eq!(word(&pool.words, at, w), a.words[w], "word {w}");
         }
+        // Three groups with bits: 1 + 2*3 + 4 words.
+        assert_eq!(pool.words.len() - at as usize, 11);
         let b = Bits::new(64 * 130);
-        let at_b = pool.add(&b, nsum);
+        let at_b = pool.add(&b);
         assert_ne!(at_b, at);
-        assert!((0..130).all(|w| word(&pool.words, at_b, nsum, w) == 0));
+        assert!((0..130).all(|w| word(&pool.words, at_b, w) == 0));
     }
 }
