@@ -50,8 +50,11 @@ impl EditError {
 
 pub struct Editor {
     pub ruleset: Ruleset,
-    /// Slots of the ruleset in force, which must not be handed out again in this change.
-    in_force: HashSet<u32>,
+    /// Slots of the ruleset in force and those handed out since: none is handed out again
+    /// in this change, so a slot never serves an old rule still counting and a new one.
+    taken: HashSet<u32>,
+    /// Where the search for a free slot resumes.
+    cursor: u32,
     /// Slots handed out by this change: their counters start at zero.
     pub new_slots: Vec<u32>,
 }
@@ -59,19 +62,19 @@ pub struct Editor {
 impl Editor {
     pub fn new(ruleset: Ruleset) -> Editor {
         Editor {
-            in_force: ruleset.slots().collect(),
+            taken: ruleset.slots().collect(),
             ruleset,
+            cursor: POLICY_COUNTER_SLOTS,
             new_slots: Vec::new(),
         }
     }
 
     fn alloc_slot(&mut self) -> Result<u32, EditError> {
-        let used: HashSet<u32> = self.ruleset.slots().collect();
-        let slot = (POLICY_COUNTER_SLOTS..MAX_COUNTERS)
-            .find(|s| {
-                !used.contains(s) && !self.in_force.contains(s) && !self.new_slots.contains(s)
-            })
+        let slot = (self.cursor..MAX_COUNTERS)
+            .find(|s| !self.taken.contains(s))
             .ok_or(EditError::NoFreeSlot)?;
+        self.taken.insert(slot);
+        self.cursor = slot + 1;
         self.new_slots.push(slot);
         Ok(slot)
     }
