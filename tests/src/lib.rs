@@ -170,7 +170,7 @@ pub fn listed_counters(listing: &str, chain: &str, n: usize) -> Result<(u64, u64
         bail!("no chain {chain} in:\n{listing}");
     };
     if n == 0 {
-        // Chain INPUT (policy DROP 3 packets, 180 bytes)
+        // Chain INPUT (policy DROP 3 packets, 180 bytes); user chains have no policy.
         let words: Vec<&str> = head.split_whitespace().collect();
         let num = |i: usize| words.get(i).and_then(|w| w.parse::<u64>().ok());
         return match (num(4), num(6)) {

@@ -399,3 +399,57 @@ fn aya_log_lines_reach_fwctl_log() {
         "{text}"
     );
 }
+
+/// The rule engine on real traffic: a user chain with multiport and RETURN, a negated
+/// source, per-chain counters as `-L` shows them.
+#[test]
+fn user_chains_and_negation_on_real_traffic() {
+    let lab = Lab::new().unwrap();
+    lab.host.apply(&[
+        "-P INPUT DROP",
+        "-N SVC",
+        "-A SVC -p udp -m multiport --dports 5000,5001 -j ACCEPT",
+        "-A SVC -j RETURN",
+        "-A INPUT ! -s 10.201.0.0/24 -j DROP",
+        "-A INPUT -j SVC",
+        "-A INPUT -p udp --dport 5003 -j ACCEPT",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 5001, 3, 20), 3);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 5002, 2, 20), 0);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 5003, 4, 20), 4);
+    let list = lab
+        .host
+        .fwctl_ok(&["-L", "-n", "-v", "-x", "--line-numbers"]);
+    // Every datagram entered SVC (rule 2 of INPUT); 3 were accepted there, 6 returned.
+    assert_eq!(
+        listed_counters(&list, "INPUT", 1).unwrap(),
+        (0, 0),
+        "{list}"
+    );
+    assert_eq!(
+        listed_counters(&list, "INPUT", 2).unwrap(),
+        (9, 9 * 48),
+        "{list}"
+    );
+    assert_eq!(
+        listed_counters(&list, "SVC", 1).unwrap(),
+        (3, 3 * 48),
+        "{list}"
+    );
+    assert_eq!(
+        listed_counters(&list, "SVC", 2).unwrap(),
+        (6, 6 * 48),
+        "{list}"
+    );
+    assert_eq!(
+        listed_counters(&list, "INPUT", 3).unwrap(),
+        (4, 4 * 48),
+        "{list}"
+    );
+    assert_eq!(
+        listed_counters(&list, "INPUT", 0).unwrap(),
+        (2, 2 * 48),
+        "{list}"
+    );
+}

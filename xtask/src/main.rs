@@ -1,5 +1,6 @@
 //! Project tasks: set-up of a fresh machine, the lab (`run`), the tests.
 
+mod bench;
 mod build;
 mod cmd;
 mod lab;
@@ -34,6 +35,9 @@ enum Task {
         #[arg(long, default_value = "native")]
         mode: String,
     },
+    /// Benchmarks (release, as root): the classifier's per-packet cost against the rule
+    /// count; report in target/bench/.
+    Bench,
     /// Run every test: unit tests, then the kernel tests one at a time (needs root).
     Test {
         /// Only tests whose name contains this.
@@ -54,5 +58,6 @@ fn main() -> Result<()> {
             mode,
         }),
         Task::Test { filter } => test::test(filter),
+        Task::Bench => bench::bench(),
     }
 }

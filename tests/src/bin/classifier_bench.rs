@@ -77,7 +77,9 @@ fn main() -> Result<()> {
         let compiled = start.elapsed();
         h.install(ruleset)?;
         let install = start.elapsed() - compiled;
-        eprintln!("n={n}: ruleset built in {built:?}, compiled in {compiled:?}, installed in {install:?}");
+        eprintln!(
+            "n={n}: ruleset built in {built:?}, compiled in {compiled:?}, installed in {install:?}"
+        );
         let hit = h.time(&hit_first, LO_IFINDEX, repeat)?;
         let miss = h.time(&policy, LO_IFINDEX, repeat)?;
         let row = format!(
