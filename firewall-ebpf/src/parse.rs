@@ -59,6 +59,27 @@ pub struct Packet {
 #[derive(Debug)]
 pub struct Malformed;
 
+impl Packet {
+    /// A packet whose transport headers are not read yet.
+    #[inline(always)]
+    fn new(family: u32, src: [u32; 4], dst: [u32; 4], proto: u8, ip_len: u32) -> Packet {
+        Packet {
+            family,
+            src,
+            dst,
+            proto: proto as u32,
+            sport: 0,
+            dport: 0,
+            has_ports: false,
+            tcp_flags: 0,
+            has_tcp: false,
+            icmp: 0,
+            has_icmp: false,
+            ip_len,
+        }
+    }
+}
+
 pub enum Parsed {
     /// An IPv4 or IPv6 packet, judged by the ruleset of its family.
     Ip(Packet),
@@ -112,20 +133,13 @@ fn parse_ipv4(ctx: &XdpContext, offset: usize) -> Result<Packet, Malformed> {
     }
     let proto = ip.proto;
     let first_fragment = be16(ip.frags) & 0x1fff == 0;
-    let mut pkt = Packet {
-        family: FAMILY_V4,
-        src: [u32::from_ne_bytes(ip.src_addr), 0, 0, 0],
-        dst: [u32::from_ne_bytes(ip.dst_addr), 0, 0, 0],
-        proto: proto as u32,
-        sport: 0,
-        dport: 0,
-        has_ports: false,
-        tcp_flags: 0,
-        has_tcp: false,
-        icmp: 0,
-        has_icmp: false,
-        ip_len: be16(ip.tot_len) as u32,
-    };
+    let mut pkt = Packet::new(
+        FAMILY_V4,
+        [u32::from_ne_bytes(ip.src_addr), 0, 0, 0],
+        [u32::from_ne_bytes(ip.dst_addr), 0, 0, 0],
+        proto,
+        be16(ip.tot_len) as u32,
+    );
     if first_fragment {
         read_l4(ctx, offset + header_len, proto, IPPROTO_ICMP, &mut pkt)?;
     }
@@ -136,20 +150,13 @@ fn parse_ipv4(ctx: &XdpContext, offset: usize) -> Result<Packet, Malformed> {
 fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Result<Packet, Malformed> {
     let ip: *const Ipv6Hdr = ptr_at(ctx, offset)?;
     let ip = unsafe { &*ip };
-    let mut pkt = Packet {
-        family: FAMILY_V6,
-        src: words(ip.src_addr),
-        dst: words(ip.dst_addr),
-        proto: 0,
-        sport: 0,
-        dport: 0,
-        has_ports: false,
-        tcp_flags: 0,
-        has_tcp: false,
-        icmp: 0,
-        has_icmp: false,
-        ip_len: be16(ip.payload_len) as u32 + Ipv6Hdr::LEN as u32,
-    };
+    let mut pkt = Packet::new(
+        FAMILY_V6,
+        words(ip.src_addr),
+        words(ip.dst_addr),
+        0,
+        be16(ip.payload_len) as u32 + Ipv6Hdr::LEN as u32,
+    );
     let mut next = ip.next_hdr;
     let mut offset = offset + Ipv6Hdr::LEN;
     let mut first_fragment = true;

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use aya::{
-    programs::{TestRun, TestRunOptions, Xdp},
+    programs::{TestRun, TestRunOptions, TestRunResult, Xdp},
     Ebpf,
 };
 use firewall_common::{policy_counter, Counter, CHAIN_INPUT};
@@ -87,9 +87,9 @@ impl Harness {
         Ok(())
     }
 
-    /// Runs the program once on `frame`, received on `ifindex` (an interface of this
-    /// network namespace).
-    pub fn run(&self, frame: &[u8], ifindex: u32) -> Result<u32> {
+    /// Runs the program `repeat` times on `frame`, received on `ifindex` (an interface of
+    /// this network namespace).
+    fn test_run(&self, frame: &[u8], ifindex: u32, repeat: u32) -> Result<TestRunResult> {
         let prog: &Xdp = self
             .ebpf
             .program(PROGRAM_NAME)
@@ -99,35 +99,25 @@ impl Harness {
         // egress_ifindex.
         let md: [u32; 6] = [0, frame.len() as u32, 0, ifindex, 0, 0];
         let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
-        let result = prog.test_run(TestRunOptions {
-            data_in: Some(frame),
-            ctx_in: Some(ctx.as_slice()),
-            repeat: 1,
-            ..Default::default()
-        })?;
-        Ok(result.return_value)
-    }
-
-    /// Nanoseconds per run of the program on `frame`, over `repeat` runs in the kernel
-    /// (BPF_PROG_TEST_RUN's own clock, which leaves out the syscall).
-    pub fn time(&self, frame: &[u8], ifindex: u32, repeat: u32) -> Result<f64> {
-        let prog: &Xdp = self
-            .ebpf
-            .program(PROGRAM_NAME)
-            .context("no program")?
-            .try_into()?;
-        let md: [u32; 6] = [0, frame.len() as u32, 0, ifindex, 0, 0];
-        let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
-        let start = std::time::Instant::now();
-        let result = prog.test_run(TestRunOptions {
+        Ok(prog.test_run(TestRunOptions {
             data_in: Some(frame),
             ctx_in: Some(ctx.as_slice()),
             repeat,
             ..Default::default()
-        })?;
-        // The kernel reports whole nanoseconds per run; wall time over the repeats is finer
-        // and includes one syscall, negligible over a million runs.
-        let _ = result.duration;
+        })?)
+    }
+
+    /// The program's return value for one run on `frame`.
+    pub fn run(&self, frame: &[u8], ifindex: u32) -> Result<u32> {
+        Ok(self.test_run(frame, ifindex, 1)?.return_value)
+    }
+
+    /// Nanoseconds per run over `repeat` runs. Wall time over the repeats: the kernel
+    /// reports whole nanoseconds per run, too coarse here; one syscall over a million runs
+    /// is noise.
+    pub fn time(&self, frame: &[u8], ifindex: u32, repeat: u32) -> Result<f64> {
+        let start = std::time::Instant::now();
+        self.test_run(frame, ifindex, repeat)?;
         Ok(start.elapsed().as_nanos() as f64 / repeat as f64)
     }
 

@@ -40,6 +40,36 @@ pub const MAP_NAMES: [&str; 15] = [
     MAP_COUNTERS,
 ];
 
+/// LPM key data that starts with its table tag.
+trait Tagged: aya::Pod {
+    fn tag(&self) -> u32;
+}
+
+impl Tagged for Lpm4 {
+    fn tag(&self) -> u32 {
+        self.bytes[0] as u32
+    }
+}
+
+impl Tagged for Lpm6 {
+    fn tag(&self) -> u32 {
+        self.bytes[0] as u32
+    }
+}
+
+/// Removes a generation's prefixes from a trie.
+fn clear_trie<K: Tagged>(trie: &mut LpmTrie<MapData, K, u32>, generation: u32) -> Result<()> {
+    let stale: Vec<Key<K>> = trie
+        .keys()
+        .filter_map(|k| k.ok())
+        .filter(|k| k.data().tag() / TABLES == generation)
+        .collect();
+    for k in stale {
+        trie.remove(&k).context("clearing an LPM trie")?;
+    }
+    Ok(())
+}
+
 pub struct Maps {
     config: Array<MapData, Config>,
     tables: Array<MapData, TableHeader>,
@@ -180,24 +210,10 @@ impl Maps {
             self.iface.remove(&k).context("clearing FW_IFACE")?;
         }
         for trie in [&mut self.src4, &mut self.dst4] {
-            let stale: Vec<Key<Lpm4>> = trie
-                .keys()
-                .filter_map(|k| k.ok())
-                .filter(|k| ours(k.data().bytes[0] as u32))
-                .collect();
-            for k in stale {
-                trie.remove(&k).context("clearing an IPv4 trie")?;
-            }
+            clear_trie(trie, generation)?;
         }
         for trie in [&mut self.src6, &mut self.dst6] {
-            let stale: Vec<Key<Lpm6>> = trie
-                .keys()
-                .filter_map(|k| k.ok())
-                .filter(|k| ours(k.data().bytes[0] as u32))
-                .collect();
-            for k in stale {
-                trie.remove(&k).context("clearing an IPv6 trie")?;
-            }
+            clear_trie(trie, generation)?;
         }
         Ok(())
     }
