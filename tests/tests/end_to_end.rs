@@ -453,3 +453,157 @@ fn user_chains_and_negation_on_real_traffic() {
         "{list}"
     );
 }
+
+fn without_comments(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+fn fwctl_stdin(ns: &FwNs, args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = ns
+        .command(tests::fwctl_bin().to_str().unwrap())
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("fwctl");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// iptables-save output loads into fwctl unchanged, and fwctl save writes it back the
+/// same (the oracle is real iptables-save in a twin namespace); a bad line changes nothing.
+#[test]
+fn save_and_restore_match_iptables() {
+    let fw = FwNs::new("fwt-sfw").unwrap();
+    let ipt = netlab::Netns::new("fwt-sipt").unwrap();
+    let run = |tool: &str, args: &[&str]| {
+        let out = ipt.command(tool).args(args).output().expect("iptables");
+        assert!(out.status.success(), "{tool} {args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for c in [
+        "-P INPUT DROP",
+        "-N MAIL",
+        "-A INPUT -i lo -j ACCEPT",
+        "-A INPUT ! -s 10.0.0.0/8 -p tcp -m multiport --dports 25,587 -j MAIL",
+        "-A INPUT -p tcp --syn --dport 22 -m comment --comment \"ssh in\" -j ACCEPT",
+        "-A INPUT -p icmp --icmp-type 3/4 -j ACCEPT",
+        "-A MAIL -s 1.2.3.4 -j RETURN",
+        "-A MAIL -j ACCEPT",
+    ] {
+        // The comment needs its quotes kept as one argument.
+        let args: Vec<String> = if c.contains('"') {
+            let (head, comment) = c.split_once('"').unwrap();
+            let (comment, tail) = comment.split_once('"').unwrap();
+            head.split_whitespace()
+                .map(String::from)
+                .chain([comment.to_string()])
+                .chain(tail.split_whitespace().map(String::from))
+                .collect()
+        } else {
+            c.split_whitespace().map(String::from).collect()
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run("iptables", &args);
+    }
+    run(
+        "ip6tables",
+        &[
+            "-A",
+            "INPUT",
+            "-p",
+            "icmpv6",
+            "--icmpv6-type",
+            "135",
+            "-j",
+            "ACCEPT",
+        ],
+    );
+    let saved = run("iptables-save", &[]);
+    let saved6 = run("ip6tables-save", &[]);
+
+    let out = fwctl_stdin(&fw, &["restore"], &saved);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = fwctl_stdin(&fw, &["restore", "-6"], &saved6);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        without_comments(&fw.fwctl_ok(&["save"])),
+        without_comments(&saved)
+    );
+    assert_eq!(
+        without_comments(&fw.fwctl_ok(&["save", "-6"])),
+        without_comments(&saved6)
+    );
+    assert_eq!(fw.fwctl_ok(&["-S"]), run("iptables", &["-S"]));
+
+    // Round trip through fwctl alone.
+    let ours = fw.fwctl_ok(&["save"]);
+    let out = fwctl_stdin(&fw, &["restore"], &ours);
+    assert!(out.status.success());
+    assert_eq!(
+        without_comments(&fw.fwctl_ok(&["save"])),
+        without_comments(&ours)
+    );
+
+    // A bad line at the end: nothing applied, the error names the line.
+    let bad = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j ACCEPT\n-A INPUT -p tcp --dport 70000 -j DROP\nCOMMIT\n";
+    let out = fwctl_stdin(&fw, &["restore"], bad);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "fwctl: line 4: invalid port/service `70000' specified"
+    );
+    assert_eq!(
+        without_comments(&fw.fwctl_ok(&["save"])),
+        without_comments(&ours)
+    );
+
+    // --test changes nothing either.
+    let other = "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n";
+    assert!(fwctl_stdin(&fw, &["restore", "--test"], other)
+        .status
+        .success());
+    assert_eq!(
+        without_comments(&fw.fwctl_ok(&["save"])),
+        without_comments(&ours)
+    );
+}
+
+/// Counters survive `save -c` / `restore -c`.
+#[test]
+fn restore_with_counters() {
+    let lab = Lab::new().unwrap();
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    let text = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n[7:700] -A INPUT -p udp -m udp --dport 7100 -j ACCEPT\nCOMMIT\n";
+    let out = fwctl_stdin(&lab.host, &["restore", "-c"], text);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7100, 2, 10), 2);
+    let saved = lab.host.fwctl_ok(&["save", "-c"]);
+    assert!(
+        saved.contains("[9:776] -A INPUT -p udp -m udp --dport 7100 -j ACCEPT"),
+        "{saved}"
+    );
+}

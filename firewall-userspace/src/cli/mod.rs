@@ -6,7 +6,7 @@ mod log;
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::{
@@ -39,6 +39,9 @@ Matches: -i IFACE[+]  -s ADDR[/LEN][,ADDR...]  -d ...  -p tcp|udp|icmp|icmpv6|al
          -m comment --comment TEXT      (each negatable with ! where iptables allows it)
 Targets: ACCEPT, DROP, RETURN, or a user chain. INPUT is enforced at XDP on attached
 interfaces; FORWARD, OUTPUT and -m conntrack/state are not enforced yet and are refused.
+
+Whole rulesets, in the iptables-save format (a bad line changes nothing):
+  fwctl save > rules.v4        fwctl restore rules.v4       fwctl restore --test rules.v4
 
 Rules take effect on the interfaces fwctl is attached to:
   fwctl attach eth0            fwctl detach eth0
@@ -74,6 +77,42 @@ enum Sub {
     Status,
     /// Detach from every interface and remove all of fwctl's pinned state in this namespace.
     Down,
+    /// Write the ruleset in the iptables-save format.
+    ///
+    /// Example: fwctl save > /etc/fwctl/rules.v4 ; fwctl save -6 -c
+    Save {
+        /// The IPv6 ruleset (ip6tables-save).
+        #[arg(short = '6', long = "ipv6")]
+        v6: bool,
+        /// IPv4 (the default).
+        #[arg(short = '4', long = "ipv4", conflicts_with = "v6")]
+        v4: bool,
+        /// Include packet and byte counters.
+        #[arg(short = 'c', long)]
+        counters: bool,
+    },
+    /// Read a ruleset in the iptables-save format (from FILE or standard input) and put it
+    /// in force as one change: a bad line changes nothing and names the line.
+    ///
+    /// Example: fwctl restore < /etc/iptables/rules.v4 ; fwctl restore --test rules.v4
+    Restore {
+        file: Option<std::path::PathBuf>,
+        /// The IPv6 ruleset (ip6tables-restore).
+        #[arg(short = '6', long = "ipv6")]
+        v6: bool,
+        /// IPv4 (the default).
+        #[arg(short = '4', long = "ipv4", conflicts_with = "v6")]
+        v4: bool,
+        /// Check and compile only; change nothing.
+        #[arg(short = 't', long)]
+        test: bool,
+        /// Add to the rules in force instead of replacing them.
+        #[arg(short = 'n', long)]
+        noflush: bool,
+        /// Restore the packet and byte counters given as [packets:bytes].
+        #[arg(short = 'c', long)]
+        counters: bool,
+    },
     /// Print the XDP program's log lines (aya-log) until Ctrl-C.
     Log {
         /// Also log one line per judged packet while this runs (costly under load).
@@ -244,7 +283,106 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
             Ok(())
         }
         Sub::Log { verdicts, duration } => log::follow(verdicts, duration),
+        Sub::Save { v6, counters, .. } => save(family_of(v6), counters),
+        Sub::Restore {
+            file,
+            v6,
+            test,
+            noflush,
+            counters,
+            ..
+        } => restore(file, family_of(v6), test, noflush, counters),
     }
+}
+
+fn family_of(v6: bool) -> Family {
+    if v6 {
+        Family::V6
+    } else {
+        Family::V4
+    }
+}
+
+/// The date as iptables-save writes it (ctime's format, local time).
+fn now() -> String {
+    // SAFETY: time, localtime_r and strftime with buffers we own.
+    unsafe {
+        let t = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&t, &mut tm);
+        let mut buf = [0u8; 64];
+        let fmt = c"%a %b %e %H:%M:%S %Y";
+        let n = libc::strftime(buf.as_mut_ptr().cast(), buf.len(), fmt.as_ptr(), &tm);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+fn save(family: Family, with_counters: bool) -> Result<()> {
+    let fw = Firewall::lock()?;
+    let dp = fw.dataplane()?;
+    let counters = |c: &str| {
+        fw.counters(dp.as_ref(), family, c)
+            .unwrap_or_else(|_| list::ChainCounters {
+                policy: Default::default(),
+                rules: Vec::new(),
+            })
+    };
+    let counters: Option<&dyn Fn(&str) -> list::ChainCounters> =
+        if with_counters { Some(&counters) } else { None };
+    print!(
+        "{}",
+        list::save(fw.state.ruleset.family(family), counters, &now())
+    );
+    Ok(())
+}
+
+fn restore(
+    file: Option<std::path::PathBuf>,
+    family: Family,
+    test: bool,
+    noflush: bool,
+    with_counters: bool,
+) -> Result<()> {
+    use std::io::Read;
+    let text = match &file {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        None => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading standard input")?;
+            s
+        }
+    };
+    let mut fw = Firewall::lock()?;
+    let restored = crate::rules::restore::restore(&text, family, &fw.state.ruleset, noflush)
+        .map_err(|e| Exit {
+            message: e.to_string(),
+            status: e.status,
+        })?;
+    if test {
+        crate::compile::compile(&restored.editor.ruleset, &[])?;
+        return Ok(());
+    }
+    let ruleset = restored.editor.ruleset.clone();
+    fw.commit(restored.editor)?;
+    if with_counters {
+        if let Some(mut dp) = fw.dataplane()? {
+            for c in &restored.counters {
+                let rules = ruleset.family(family).rules(&c.chain);
+                if let Some(rule) = rules.and_then(|r| r.get(c.position - 1)) {
+                    let value = firewall_common::Counter {
+                        packets: c.packets,
+                        bytes: c.bytes,
+                    };
+                    dp.maps.set_counter(rule.slot, value)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn status() -> Result<()> {

@@ -252,11 +252,17 @@ impl Maps {
     }
 
     pub fn zero_counter(&mut self, slot: u32) -> Result<()> {
+        self.set_counter(slot, Counter::default())
+    }
+
+    /// Sets a counter: the value on the first CPU, zero on the others.
+    pub fn set_counter(&mut self, slot: u32, value: Counter) -> Result<()> {
         let cpus = nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
-        let zeros = PerCpuValues::try_from(vec![Counter::default(); cpus])
-            .context("building per-CPU zeros")?;
+        let mut values = vec![Counter::default(); cpus];
+        values[0] = value;
+        let values = PerCpuValues::try_from(values).context("building per-CPU values")?;
         self.counters
-            .set(slot, zeros, 0)
-            .with_context(|| format!("zeroing counter slot {slot}"))
+            .set(slot, values, 0)
+            .with_context(|| format!("writing counter slot {slot}"))
     }
 }
