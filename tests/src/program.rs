@@ -10,11 +10,7 @@ use firewall_common::{policy_counter, Counter, CHAIN_INPUT};
 use fwctl::{
     compile::{compile, Interface},
     dataplane::{install::load_object, install::PROGRAM_NAME, maps::Maps},
-    rules::{
-        edit::Editor,
-        parse::{parse_args, Command},
-        Family, Ruleset,
-    },
+    rules::{edit::Editor, parse::parse_args, Family, Ruleset},
 };
 
 pub const XDP_ABORTED: u32 = 0;
@@ -60,13 +56,8 @@ impl Harness {
         for line in lines {
             let args: Vec<String> = line.split_whitespace().map(String::from).collect();
             let inv = parse_args(&args).with_context(|| format!("parsing {line:?}"))?;
-            let f = inv.family;
-            match inv.command {
-                Command::Append(chain, specs) => editor.append(f, &chain, specs)?,
-                Command::Insert(chain, n, specs) => editor.insert(f, &chain, n, specs)?,
-                Command::Policy(chain, verdict) => editor.policy(f, chain, verdict)?,
-                Command::NewChain(name) => editor.new_chain(f, &name)?,
-                other => anyhow::bail!("not a ruleset command: {other:?}"),
+            if let Some(other) = editor.apply(inv.family, inv.command)? {
+                anyhow::bail!("not a ruleset command: {other:?}");
             }
         }
         self.install(editor.ruleset)

@@ -214,25 +214,19 @@ fn run_rule_command(inv: Invocation) -> Result<()> {
     } = inv;
     let mut fw = Firewall::lock()?;
     let mut editor = Editor::new(fw.state.ruleset.clone());
-    let done = match command {
-        Command::Append(chain, specs) => editor.append(family, &chain, specs),
-        Command::Insert(chain, n, specs) => editor.insert(family, &chain, n, specs),
-        Command::DeleteNum(chain, n) => editor.delete_number(family, &chain, n),
-        Command::DeleteSpec(chain, specs) => editor.delete_specs(family, &chain, &specs),
-        Command::Policy(chain, verdict) => editor.policy(family, chain, verdict),
-        Command::Flush(chain) => editor.flush(family, chain.as_deref()),
-        Command::NewChain(name) => editor.new_chain(family, &name),
-        Command::DeleteChain(name) => editor.delete_chain(family, name.as_deref()),
-        Command::RenameChain(old, new) => editor.rename_chain(family, &old, &new),
+    let Some(query) = editor.apply(family, command).map_err(edit_failed)? else {
+        return fw.commit(editor);
+    };
+    match query {
         Command::Check(chain, specs) => {
             for spec in &specs {
                 find(&fw.state.ruleset, family, &chain, spec)
                     .map_err(edit_failed)?
                     .ok_or_else(|| edit_failed(EditError::NoSuchRule))?;
             }
-            return Ok(());
+            Ok(())
         }
-        Command::Zero(chain) => return fw.zero(family, chain.as_deref()),
+        Command::Zero(chain) => fw.zero(family, chain.as_deref()),
         Command::List(chain) => {
             let rules = fw.state.ruleset.family(family);
             let names = list::chain_names(rules, chain.as_deref())
@@ -248,18 +242,18 @@ fn run_rule_command(inv: Invocation) -> Result<()> {
                 })
             };
             print!("{}", list::list(family, rules, &names, opts, &counters));
-            return Ok(());
+            Ok(())
         }
         Command::ListRules(chain) => {
             let rules = fw.state.ruleset.family(family);
             let names = list::chain_names(rules, chain.as_deref())
                 .ok_or_else(|| edit_failed(EditError::NoSuchChain(chain.unwrap_or_default())))?;
             print!("{}", list::list_rules(rules, &names));
-            return Ok(());
+            Ok(())
         }
-    };
-    done.map_err(edit_failed)?;
-    fw.commit(editor)
+        // apply() only hands back queries.
+        _ => Ok(()),
+    }
 }
 
 fn run_subcommand(cmd: Sub) -> Result<()> {

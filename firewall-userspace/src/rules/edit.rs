@@ -8,7 +8,9 @@ use std::collections::HashSet;
 
 use firewall_common::{MAX_COUNTERS, POLICY_COUNTER_SLOTS};
 
-use super::{Chain, Family, FamilyRules, Rule, RuleSpec, Ruleset, Target, UserChain, Verdict};
+use super::{
+    parse::Command, Chain, Family, FamilyRules, Rule, RuleSpec, Ruleset, Target, UserChain, Verdict,
+};
 
 /// A command that cannot be done; `status()` is iptables' exit status for it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,6 +19,8 @@ pub enum EditError {
     InsertIndex,
     #[error("Index of deletion too big")]
     DeleteIndex,
+    #[error("Index of replacement too big")]
+    ReplaceIndex,
     #[error("Bad rule (does a matching rule exist in that chain?)")]
     NoSuchRule,
     #[error("{0} is not enforced yet: only INPUT rules and policy can be set in this version")]
@@ -141,6 +145,51 @@ impl Editor {
             self.rules_mut(family, chain)?
                 .insert(position - 1 + i, Rule { spec, slot });
         }
+        Ok(())
+    }
+
+    /// Carries out a command that edits the ruleset; hands back the ones that do not
+    /// (`-C`, `-Z`, `-L`, `-S`), for the caller to answer.
+    pub fn apply(
+        &mut self,
+        family: Family,
+        command: Command,
+    ) -> Result<Option<Command>, EditError> {
+        match command {
+            Command::Append(chain, specs) => self.append(family, &chain, specs)?,
+            Command::Insert(chain, n, specs) => self.insert(family, &chain, n, specs)?,
+            Command::Replace(chain, n, spec) => self.replace(family, &chain, n, spec)?,
+            Command::DeleteNum(chain, n) => self.delete_number(family, &chain, n)?,
+            Command::DeleteSpec(chain, specs) => self.delete_specs(family, &chain, &specs)?,
+            Command::Policy(chain, verdict) => self.policy(family, chain, verdict)?,
+            Command::Flush(chain) => self.flush(family, chain.as_deref())?,
+            Command::NewChain(name) => self.new_chain(family, &name)?,
+            Command::DeleteChain(name) => self.delete_chain(family, name.as_deref())?,
+            Command::RenameChain(old, new) => self.rename_chain(family, &old, &new)?,
+            other @ (Command::Check(..)
+            | Command::Zero(_)
+            | Command::List(_)
+            | Command::ListRules(_)) => return Ok(Some(other)),
+        }
+        Ok(None)
+    }
+
+    /// `-R`: the rule at `position` becomes `spec`, with fresh counters.
+    pub fn replace(
+        &mut self,
+        family: Family,
+        chain: &str,
+        position: usize,
+        spec: RuleSpec,
+    ) -> Result<(), EditError> {
+        self.writable(family, chain)?;
+        let len = self.rules_mut(family, chain)?.len();
+        if position == 0 || position > len {
+            return Err(EditError::ReplaceIndex);
+        }
+        self.check_target(family, chain, &spec)?;
+        let slot = self.alloc_slot()?;
+        self.rules_mut(family, chain)?[position - 1] = Rule { spec, slot };
         Ok(())
     }
 

@@ -50,6 +50,8 @@ pub enum Command {
     Insert(String, usize, Vec<RuleSpec>),
     DeleteNum(String, usize),
     DeleteSpec(String, Vec<RuleSpec>),
+    /// `-R CHAIN N rule`: one spec (iptables refuses address lists here).
+    Replace(String, usize, RuleSpec),
     Check(String, Vec<RuleSpec>),
     Policy(Chain, Verdict),
     Flush(Option<String>),
@@ -71,6 +73,7 @@ pub struct Invocation {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Verb {
     Append,
+    Replace,
     Insert,
     Delete,
     Check,
@@ -88,6 +91,7 @@ impl Verb {
     fn letter(self) -> &'static str {
         match self {
             Verb::Append => "-A",
+            Verb::Replace => "-R",
             Verb::Insert => "-I",
             Verb::Delete => "-D",
             Verb::Check => "-C",
@@ -105,7 +109,7 @@ impl Verb {
     fn takes_rule(self) -> bool {
         matches!(
             self,
-            Verb::Append | Verb::Insert | Verb::Delete | Verb::Check
+            Verb::Append | Verb::Insert | Verb::Delete | Verb::Check | Verb::Replace
         )
     }
 
@@ -114,6 +118,7 @@ impl Verb {
         matches!(
             self,
             Verb::Append
+                | Verb::Replace
                 | Verb::Insert
                 | Verb::Delete
                 | Verb::Check
@@ -258,7 +263,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 };
             // The second operand: rule number for -I/-D, policy for -P, new name for -E.
             let extra = match v {
-                Verb::Insert | Verb::Delete => args.operand().filter(|s| s.parse::<i64>().is_ok()),
+                Verb::Insert | Verb::Delete | Verb::Replace => {
+                    args.operand().filter(|s| s.parse::<i64>().is_ok())
+                }
                 Verb::Policy => Some(
                     args.next()
                         .ok_or_else(|| bad("-P requires a chain and a policy (ACCEPT or DROP)"))?,
@@ -274,6 +281,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
         };
         match opt {
             "-A" | "--append" => set_verb(Verb::Append, &mut args)?,
+            "-R" | "--replace" => set_verb(Verb::Replace, &mut args)?,
             "-I" | "--insert" => set_verb(Verb::Insert, &mut args)?,
             "-D" | "--delete" => set_verb(Verb::Delete, &mut args)?,
             "-C" | "--check" => set_verb(Verb::Check, &mut args)?,
@@ -505,6 +513,18 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 None => 1,
             };
             Command::Insert(needs_chain(chain)?, position, spec.build(family)?)
+        }
+        Verb::Replace => {
+            let n = parse_rule_number(
+                extra.ok_or_else(|| bad("-R requires a chain and a rule number"))?,
+            )?;
+            let mut specs = spec.build(family)?;
+            if specs.len() != 1 {
+                return Err(bad(
+                    "-R takes one source and one destination address, not lists",
+                ));
+            }
+            Command::Replace(needs_chain(chain)?, n, specs.remove(0))
         }
         Verb::Delete => match extra {
             Some(n) if !spec.any => Command::DeleteNum(needs_chain(chain)?, parse_rule_number(n)?),

@@ -197,37 +197,13 @@ pub fn restore(
         }
         let inv =
             parse_args(&args).map_err(|ParseError { message, status }| fail(message, status))?;
-        let edit = |editor: &mut Editor, command: Command| -> Result<(), EditError> {
-            match command {
-                Command::Append(chain, specs) => editor.append(family, &chain, specs),
-                Command::Insert(chain, n, specs) => editor.insert(family, &chain, n, specs),
-                Command::DeleteNum(chain, n) => editor.delete_number(family, &chain, n),
-                Command::DeleteSpec(chain, specs) => editor.delete_specs(family, &chain, &specs),
-                Command::Policy(chain, verdict) => editor.policy(family, chain, verdict),
-                Command::Flush(chain) => editor.flush(family, chain.as_deref()),
-                Command::NewChain(name) => editor.new_chain(family, &name),
-                Command::DeleteChain(name) => editor.delete_chain(family, name.as_deref()),
-                Command::RenameChain(old, new) => editor.rename_chain(family, &old, &new),
-                Command::Check(..)
-                | Command::Zero(_)
-                | Command::List(_)
-                | Command::ListRules(_) => Ok(()),
-            }
-        };
-        if matches!(
-            inv.command,
-            Command::Check(..) | Command::Zero(_) | Command::List(_) | Command::ListRules(_)
-        ) {
-            return Err(fail(
-                format!("`{line}' is not a command iptables-restore accepts"),
-                2,
-            ));
-        }
         let appended = match &inv.command {
             Command::Append(chain, specs) => Some((chain.clone(), specs.len())),
             _ => None,
         };
-        edit(&mut editor, inv.command).map_err(|e| fail(e.to_string(), 1))?;
+        editor
+            .apply(family, inv.command)
+            .map_err(|e| fail(e.to_string(), e.status()))?;
         if let (Some((packets, bytes)), Some((chain, n))) = (count, appended) {
             let len = editor
                 .ruleset

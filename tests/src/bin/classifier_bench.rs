@@ -67,6 +67,12 @@ fn main() -> Result<()> {
     let mut table = String::from(
         "| extra rules | entries | compile + install | bitmap words | SSH (rule 2) ns/pkt | policy (no match) ns/pkt |\n|---:|---:|---:|---:|---:|---:|\n",
     );
+    // Baseline: no rule at all, so the program parses and applies the policy.
+    h.install(Ruleset::default())?;
+    let empty = h.time(&policy, LO_IFINDEX, repeat)?;
+    let row = format!("| empty ruleset (parse + policy) | 0 | - | 0 | - | {empty:.1} |\n");
+    print!("{row}");
+    table.push_str(&row);
     for n in [0usize, 10, 100, 1_000, 10_000, 100_000] {
         let t0 = Instant::now();
         let ruleset = with_extra(n)?;

@@ -483,6 +483,8 @@ fn rejected_inputs() {
         ("-L -p tcp", "Illegal option with -L: rule options go with -A, -I, -D or -C", 2),
         ("-N averyveryveryveryverylongchainname", "chain name `averyveryveryveryverylongchainname' must be 1 to 28 characters", 2),
         ("-E MAIL", "-E requires the old and the new chain name", 2),
+        ("-R INPUT -j DROP", "-R requires a chain and a rule number", 2),
+        ("-R INPUT 1 -s 1.1.1.1,2.2.2.2 -j DROP", "-R takes one source and one destination address, not lists", 2),
         ("-t nat -L", "table `nat' is not supported yet: fwctl manages the filter table", 3),
     ];
     for (line, message, status) in cases {
