@@ -11,3 +11,8 @@ pub mod state;
 
 /// The XDP program, built by build.rs from firewall-ebpf.
 pub static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/firewall-ebpf"));
+
+/// Reference programs for the benchmarks (a generator and a bare XDP_DROP); fwctl never
+/// loads them.
+pub static BENCH_PROGRAMS: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-xdp"));

@@ -20,11 +20,12 @@ pub fn fwctl_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/<test> -> target/<profile>/fwctl
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("fwctl"))
-        .expect("target directory")
+    // target/<profile>/deps/<test> or target/<profile>/<bin> -> target/<profile>/fwctl
+    let mut dir = exe.parent().expect("target directory");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("target directory");
+    }
+    dir.join("fwctl")
 }
 
 /// A namespace with fwctl in it; dropping it runs `fwctl down` before the namespace is

@@ -1,6 +1,6 @@
-//! `cargo xtask bench`: the benchmarks, in release builds, as root. So far the classifier's
-//! per-packet cost against the rule count (BPF_PROG_TEST_RUN); the report goes to
-//! target/bench/.
+//! `cargo xtask bench`: the benchmarks, in release builds, as root: the classifier's
+//! per-packet cost against the rule count (BPF_PROG_TEST_RUN), and the flood drop rate on a
+//! veth pair against a bare XDP_DROP. Reports go to target/bench/.
 
 use std::process::Command;
 
@@ -14,22 +14,27 @@ pub fn bench() -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("the benchmarks load XDP programs: run as root");
     }
-    eprintln!("[bench] classifier cost vs rule count (release build)");
-    run(Command::new("cargo")
-        .current_dir(build::workspace_root())
-        .args([
-            "run",
-            "--release",
-            "-p",
-            "tests",
-            "--bin",
-            "classifier_bench",
-        ]))?;
-    eprintln!(
-        "[bench] report: {}",
-        build::workspace_root()
-            .join("target/bench/classifier.md")
-            .display()
-    );
+    let root = build::workspace_root();
+    eprintln!("[bench] building fwctl and the benchmarks (release)");
+    run(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "-p",
+        "firewall-userspace",
+        "-p",
+        "tests",
+        "--bin",
+        "fwctl",
+        "--bin",
+        "classifier_bench",
+        "--bin",
+        "flood_bench",
+    ]))?;
+    let bin = root.join("target/release");
+    eprintln!("[bench] 1/2 classifier cost vs rule count (BPF_PROG_TEST_RUN)");
+    run(&mut Command::new(bin.join("classifier_bench")))?;
+    eprintln!("[bench] 2/2 flood drop rate on a veth pair (live frames, about 30 s)");
+    run(Command::new(bin.join("flood_bench")).env("FWCTL", bin.join("fwctl")))?;
+    eprintln!("[bench] reports in {}", root.join("target/bench").display());
     Ok(())
 }

@@ -36,7 +36,7 @@ enum Task {
         mode: String,
     },
     /// Benchmarks (release, as root): the classifier's per-packet cost against the rule
-    /// count; report in target/bench/.
+    /// count, and the flood drop rate against a bare XDP_DROP; reports in target/bench/.
     Bench,
     /// Run every test: unit tests, then the kernel tests one at a time (needs root).
     Test {

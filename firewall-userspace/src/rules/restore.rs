@@ -205,7 +205,10 @@ pub fn restore(
             .apply(family, inv.command)
             .map_err(|e| fail(e.to_string(), e.status()))?;
         if query.is_some() {
-            return Err(fail(format!("`{line}' is not a command iptables-restore accepts"), 2));
+            return Err(fail(
+                format!("`{line}' is not a command iptables-restore accepts"),
+                2,
+            ));
         }
         if let (Some((packets, bytes)), Some((chain, n))) = (count, appended) {
             let len = editor
