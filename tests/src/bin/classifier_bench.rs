@@ -67,6 +67,31 @@ fn main() -> Result<()> {
     let mut table = String::from(
         "| extra rules | entries | compile + install | bitmap words | SSH (rule 2) ns/pkt | policy (no match) ns/pkt |\n|---:|---:|---:|---:|---:|---:|\n",
     );
+    // Floor: a program that only returns XDP_DROP, run the same way.
+    let bare = {
+        let mut ebpf = aya::EbpfLoader::new().load(fwctl::BENCH_PROGRAMS)?;
+        let prog: &mut aya::programs::Xdp = ebpf
+            .program_mut("bench_drop")
+            .ok_or_else(|| anyhow::anyhow!("no bench_drop"))?
+            .try_into()?;
+        prog.load()?;
+        let md: [u32; 6] = [0, policy.len() as u32, 0, LO_IFINDEX, 0, 0];
+        let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let start = Instant::now();
+        aya::programs::TestRun::test_run(
+            &*prog,
+            aya::programs::TestRunOptions {
+                data_in: Some(&policy),
+                ctx_in: Some(&ctx),
+                repeat,
+                ..Default::default()
+            },
+        )?;
+        start.elapsed().as_nanos() as f64 / repeat as f64
+    };
+    let row = format!("| bare XDP_DROP program (floor) | - | - | - | - | {bare:.1} |\n");
+    print!("{row}");
+    table.push_str(&row);
     // Baseline: no rule at all, so the program parses and applies the policy.
     h.install(Ruleset::default())?;
     let empty = h.time(&policy, LO_IFINDEX, repeat)?;
