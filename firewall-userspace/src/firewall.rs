@@ -29,6 +29,8 @@ pub struct Firewall {
     pub ns: Namespace,
     store: StateStore,
     pub state: State,
+    /// Apply changes even if they would cut the caller's SSH session.
+    pub force: bool,
 }
 
 impl Firewall {
@@ -37,7 +39,12 @@ impl Firewall {
         let ns = Namespace::current()?;
         let store = StateStore::lock(&ns.state_dir)?;
         let state = store.load()?;
-        Ok(Firewall { ns, store, state })
+        Ok(Firewall {
+            ns,
+            store,
+            state,
+            force: std::env::var_os("FWCTL_FORCE").is_some_and(|v| v == "1"),
+        })
     }
 
     pub fn dataplane(&self) -> Result<Option<Dataplane>> {
@@ -58,6 +65,9 @@ impl Firewall {
     /// Puts an edited ruleset in force: compile every table, write the idle generation,
     /// flip, then record it. An error before the flip leaves the old ruleset in force.
     pub fn commit(&mut self, editor: Editor) -> Result<()> {
+        if !self.force {
+            self.refuse_lockout(&editor.ruleset)?;
+        }
         let image = compile(&editor.ruleset, &self.interfaces())?;
         let mut dp = Dataplane::open_or_install(&self.ns)?;
         for &slot in &editor.new_slots {
@@ -66,6 +76,24 @@ impl Firewall {
         dp.maps.install(&image)?;
         self.state.ruleset = editor.ruleset;
         self.store.save(&self.state)
+    }
+
+    /// Refuses a ruleset that would drop the caller's SSH session on an interface fwctl
+    /// judges at XDP.
+    fn refuse_lockout(&self, ruleset: &crate::rules::Ruleset) -> Result<()> {
+        let Some(session) = crate::guard::Session::from_env() else {
+            return Ok(());
+        };
+        let Some(iface) = crate::guard::interface_of(session.server) else {
+            return Ok(());
+        };
+        if !self.state.interfaces.iter().any(|a| a.name == iface) {
+            return Ok(());
+        }
+        if let Some(why) = crate::guard::would_cut(ruleset, &session, &iface) {
+            bail!("refusing the change: {why}; use --force (or FWCTL_FORCE=1) to apply it anyway");
+        }
+        Ok(())
     }
 
     /// Recompiles the ruleset in force (after the set of attached interfaces changed).

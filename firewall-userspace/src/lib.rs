@@ -2,10 +2,12 @@
 //! `rules` (parse, model, edit) -> `compile` (map images) -> `dataplane` (pins, maps,
 //! attach), with `state` as the canonical record and `cli` as the thin front.
 
+pub mod apply;
 pub mod cli;
 pub mod compile;
 pub mod dataplane;
 pub mod firewall;
+pub mod guard;
 pub mod rules;
 pub mod state;
 

@@ -87,19 +87,22 @@ impl StateStore {
     }
 
     pub fn save(&self, state: &State) -> Result<()> {
-        let path = self.path();
-        let tmp = self.dir.join("state.json.tmp");
-        let mut file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        serde_json::to_writer_pretty(&mut file, state)?;
-        file.write_all(b"\n")?;
-        file.sync_all()
-            .with_context(|| format!("syncing {}", tmp.display()))?;
-        fs::rename(&tmp, &path).with_context(|| format!("renaming to {}", path.display()))
+        write_json(&self.path(), state)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Removes the state (the lock file goes last, while still held).
     pub fn remove(self) -> Result<()> {
-        for name in ["state.json", "state.json.tmp", "lock"] {
+        for name in [
+            "state.json",
+            "state.json.tmp",
+            "pending.json",
+            "last-apply",
+            "lock",
+        ] {
             match fs::remove_file(self.dir.join(name)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -108,5 +111,32 @@ impl StateStore {
         }
         let _ = fs::remove_dir(&self.dir);
         Ok(())
+    }
+}
+
+/// Writes `value` as JSON to `path` through a temporary file and a rename: readers see the
+/// old file or the new one, whole.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    serde_json::to_writer_pretty(&mut file, value)?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+        .with_context(|| format!("syncing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+/// Reads a JSON file written by [`write_json`]; None if it does not exist.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match fs::read_to_string(path) {
+        Ok(text) => {
+            Ok(Some(serde_json::from_str(&text).with_context(|| {
+                format!("{} is corrupt", path.display())
+            })?))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
 }

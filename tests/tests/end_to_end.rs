@@ -675,3 +675,96 @@ fn replace_a_rule() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Index of replacement too big"));
 }
+
+/// A change that would drop the caller's SSH session is refused, naming the rule; a
+/// ruleset that keeps it open goes in; FWCTL_FORCE overrides.
+#[test]
+fn ssh_lockout_guard() {
+    let lab = Lab::new().unwrap();
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    let session = format!("{CLIENT_V4} 50022 {HOST_V4} 22");
+    let as_ssh = |args: &[&str], force: bool| {
+        let mut cmd = lab.host.command(tests::fwctl_bin().to_str().unwrap());
+        cmd.args(args).env("SSH_CONNECTION", &session);
+        if force {
+            cmd.env("FWCTL_FORCE", "1");
+        }
+        cmd.output().expect("fwctl")
+    };
+    let out = as_ssh(&["-P", "INPUT", "DROP"], false);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the INPUT policy DROP would drop your SSH session 10.201.0.1 port 50022 -> 10.201.0.2 port 22 on fwhost0"),
+        "{stderr}"
+    );
+    assert_eq!(lab.host.fwctl_ok(&["-S", "INPUT"]), "-P INPUT ACCEPT\n");
+    let out = as_ssh(&["-A", "INPUT", "-s", "10.201.0.0/24", "-j", "DROP"], false);
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("rule 1 of INPUT (-A INPUT -s 10.201.0.0/24 -j DROP)"));
+    assert!(as_ssh(
+        &["-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT"],
+        false
+    )
+    .status
+    .success());
+    assert!(as_ssh(&["-P", "INPUT", "DROP"], false).status.success());
+    // Forced: the operator asked for it.
+    assert!(as_ssh(&["-D", "INPUT", "1"], true).status.success());
+    assert_eq!(lab.host.fwctl_ok(&["-S", "INPUT"]), "-P INPUT DROP\n");
+}
+
+/// `apply --confirm`: unconfirmed, the previous ruleset comes back by itself (and the
+/// traffic it allowed); confirmed, the new one stays.
+#[test]
+fn apply_rolls_back_unless_confirmed() {
+    let lab = Lab::new().unwrap();
+    lab.host.apply(&["-A INPUT -p udp --dport 7301 -j DROP"]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    let before = lab.host.fwctl_ok(&["-S"]);
+    let file = std::env::temp_dir().join(format!("fwt-apply-{}", std::process::id()));
+    std::fs::write(
+        &file,
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p udp -m udp --dport 7300 -j DROP\nCOMMIT\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+
+    let diff = lab.host.fwctl_ok(&["apply", path, "--dry-run", "--diff"]);
+    assert_eq!(diff, format!("- -A INPUT -p udp -m udp --dport 7301 -j DROP\n+ -A INPUT -p udp -m udp --dport 7300 -j DROP\n{path}: checked and compiled; nothing applied\n"));
+    assert_eq!(lab.host.fwctl_ok(&["-S"]), before);
+
+    // Unconfirmed: `apply` waits, then reports the rollback.
+    let out = lab.host.fwctl(&["apply", path, "--confirm", "2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("not confirmed within 2 s: the previous ruleset is back"));
+    assert_eq!(lab.host.fwctl_ok(&["-S"]), before);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7300, 2, 10), 2);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7301, 2, 10), 0);
+
+    // Confirmed from another process while `apply` counts down.
+    let waiting = lab
+        .host
+        .command(tests::fwctl_bin().to_str().unwrap())
+        .args(["apply", path, "--confirm", "3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7300, 1, 10), 0);
+    lab.host.fwctl_ok(&["confirm"]);
+    let out = waiting.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7300, 2, 10), 0);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7301, 2, 10), 2);
+    let out = lab.host.fwctl(&["confirm"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to confirm"));
+    std::fs::remove_file(&file).unwrap();
+}

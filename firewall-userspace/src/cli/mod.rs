@@ -42,6 +42,8 @@ interfaces; FORWARD, OUTPUT and -m conntrack/state are not enforced yet and are 
 
 Whole rulesets, in the iptables-save format (a bad line changes nothing):
   fwctl save > rules.v4        fwctl restore rules.v4       fwctl restore --test rules.v4
+  fwctl apply rules.v4 --confirm 30     back to the previous ruleset unless `fwctl confirm`
+A change that would drop your own SSH session is refused: --force or FWCTL_FORCE=1.
 
 Rules take effect on the interfaces fwctl is attached to:
   fwctl attach eth0            fwctl detach eth0
@@ -112,7 +114,38 @@ enum Sub {
         /// Restore the packet and byte counters given as [packets:bytes].
         #[arg(short = 'c', long)]
         counters: bool,
+        /// Apply even if it would drop your own SSH session.
+        #[arg(long)]
+        force: bool,
     },
+    /// Put a whole ruleset (iptables-save format) in force, with a way back: with
+    /// --confirm, the previous ruleset returns after SECONDS unless `fwctl confirm` comes
+    /// first, even if this terminal is gone (the iptables-apply model).
+    ///
+    /// Example: fwctl apply /etc/fwctl/rules.v4 --confirm 30 ; fwctl apply new.rules --diff --dry-run
+    Apply {
+        file: std::path::PathBuf,
+        /// The IPv6 ruleset.
+        #[arg(short = '6', long = "ipv6")]
+        v6: bool,
+        /// Roll back after this many seconds unless confirmed.
+        #[arg(long, value_name = "SECONDS")]
+        confirm: Option<u64>,
+        /// Check and compile only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Show what would change, rule by rule.
+        #[arg(long)]
+        diff: bool,
+        /// Apply even if it would drop your own SSH session.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Keep the ruleset of a pending `fwctl apply --confirm`.
+    Confirm,
+    /// (internal) Wait for a pending apply's deadline and roll it back if unconfirmed.
+    #[command(hide = true)]
+    RollbackWatch,
     /// Print the XDP program's log lines (aya-log) until Ctrl-C.
     Log {
         /// Also log one line per judged packet while this runs (costly under load).
@@ -284,8 +317,23 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
             test,
             noflush,
             counters,
+            force,
             ..
-        } => restore(file, family_of(v6), test, noflush, counters),
+        } => restore(file, family_of(v6), test, noflush, counters, force),
+        Sub::Apply {
+            file,
+            v6,
+            confirm,
+            dry_run,
+            diff,
+            force,
+        } => apply(&file, family_of(v6), confirm, dry_run, diff, force),
+        Sub::Confirm => {
+            crate::apply::confirm(&Firewall::lock()?)?;
+            println!("confirmed: the applied ruleset stays");
+            Ok(())
+        }
+        Sub::RollbackWatch => crate::apply::watch(),
     }
 }
 
@@ -336,6 +384,7 @@ fn restore(
     test: bool,
     noflush: bool,
     with_counters: bool,
+    force: bool,
 ) -> Result<()> {
     use std::io::Read;
     let text = match &file {
@@ -351,6 +400,7 @@ fn restore(
         }
     };
     let mut fw = Firewall::lock()?;
+    fw.force |= force;
     let restored = crate::rules::restore::restore(&text, family, &fw.state.ruleset, noflush)
         .map_err(|e| Exit {
             message: e.to_string(),
@@ -377,6 +427,127 @@ fn restore(
         }
     }
     Ok(())
+}
+
+/// Rule lines (`-S`) only in `old` (-) and only in `new` (+).
+fn diff_rules(old: &str, new: &str) -> String {
+    let mut removed: Vec<&str> = old.lines().collect();
+    let mut out = String::new();
+    for line in new.lines() {
+        match removed.iter().position(|l| *l == line) {
+            Some(i) => {
+                removed.remove(i);
+            }
+            None => out.push_str(&format!("+ {line}\n")),
+        }
+    }
+    let mut minus: String = removed.iter().map(|l| format!("- {l}\n")).collect();
+    minus.push_str(&out);
+    minus
+}
+
+fn apply(
+    file: &std::path::Path,
+    family: Family,
+    confirm: Option<u64>,
+    dry_run: bool,
+    diff: bool,
+    force: bool,
+) -> Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut fw = Firewall::lock()?;
+    fw.force |= force;
+    let previous = fw.state.ruleset.clone();
+    let restored =
+        crate::rules::restore::restore(&text, family, &previous, false).map_err(|e| Exit {
+            message: format!("{}: {e}", file.display()),
+            status: e.status,
+        })?;
+    if diff {
+        let names = |r: &crate::rules::Ruleset| {
+            let f = r.family(family);
+            list::list_rules(f, &list::chain_names(f, None).unwrap_or_default())
+        };
+        let d = diff_rules(&names(&previous), &names(&restored.editor.ruleset));
+        print!(
+            "{}",
+            if d.is_empty() {
+                "no change\n".to_string()
+            } else {
+                d
+            }
+        );
+    }
+    if dry_run {
+        crate::compile::compile(&restored.editor.ruleset, &[])?;
+        println!("{}: checked and compiled; nothing applied", file.display());
+        return Ok(());
+    }
+    fw.commit(restored.editor)?;
+    let Some(seconds) = confirm else {
+        return Ok(());
+    };
+    crate::apply::arm(&fw, previous, seconds)?;
+    spawn_watcher()?;
+    drop(fw);
+    wait_for_confirmation(seconds)
+}
+
+/// Starts `fwctl rollback-watch` in its own session, so that neither Ctrl-C nor a lost
+/// terminal stops the rollback.
+fn spawn_watcher() -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("locating the fwctl binary")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("rollback-watch")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    cmd.spawn().context("starting the rollback watcher")?;
+    Ok(())
+}
+
+/// The countdown on the terminal, until the watcher or `fwctl confirm` decides.
+fn wait_for_confirmation(seconds: u64) -> Result<()> {
+    use std::io::Write;
+    let tty = unsafe { libc::isatty(1) } == 1;
+    loop {
+        let (pending, outcome) = {
+            let fw = Firewall::lock()?;
+            (crate::apply::pending(&fw)?, crate::apply::outcome(&fw))
+        };
+        match (pending, outcome.as_deref()) {
+            (None, Some(crate::apply::CONFIRMED)) => {
+                println!("\nconfirmed: the new ruleset stays");
+                return Ok(());
+            }
+            (None, _) => {
+                return Err(Exit {
+                    message: format!(
+                        "not confirmed within {seconds} s: the previous ruleset is back"
+                    ),
+                    status: 1,
+                }
+                .into());
+            }
+            (Some(p), _) => {
+                let left = p.deadline.saturating_sub(crate::apply::now());
+                if tty {
+                    print!("\rrun `fwctl confirm` within {left:>3} s, or the previous ruleset comes back ");
+                    let _ = std::io::stdout().flush();
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
 }
 
 fn status() -> Result<()> {

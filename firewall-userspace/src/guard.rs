@@ -1,0 +1,159 @@
+//! Never lock the operator out: a change that would drop the caller's own SSH session (as
+//! `SSH_CONNECTION` describes it) is refused unless forced, saying which rule and why.
+
+use std::{ffi::CStr, net::IpAddr};
+
+use crate::{
+    cli::list::rule_args,
+    rules::{
+        eval::{evaluate, PacketView},
+        Chain, Family, Ruleset, Verdict,
+    },
+};
+
+/// The caller's SSH session as this host sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub client: IpAddr,
+    pub client_port: u16,
+    pub server: IpAddr,
+    pub server_port: u16,
+}
+
+impl Session {
+    /// From `SSH_CONNECTION` ("client port server port").
+    pub fn from_env() -> Option<Session> {
+        Session::parse(&std::env::var("SSH_CONNECTION").ok()?)
+    }
+
+    pub fn parse(text: &str) -> Option<Session> {
+        let f: Vec<&str> = text.split_whitespace().collect();
+        let [client, cport, server, sport] = f.as_slice() else {
+            return None;
+        };
+        Some(Session {
+            client: client.parse().ok()?,
+            client_port: cport.parse().ok()?,
+            server: server.parse().ok()?,
+            server_port: sport.parse().ok()?,
+        })
+    }
+}
+
+/// The interface that holds `addr` in this network namespace.
+pub fn interface_of(addr: IpAddr) -> Option<String> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list`, freed below; every pointer is checked before use.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return None;
+        }
+        let mut found = None;
+        let mut cur = list;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            if !ifa.ifa_addr.is_null() {
+                let family = (*ifa.ifa_addr).sa_family as i32;
+                let here = match family {
+                    libc::AF_INET => {
+                        let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                        Some(IpAddr::from(
+                            u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                        ))
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                        Some(IpAddr::from(sin6.sin6_addr.s6_addr))
+                    }
+                    _ => None,
+                };
+                if here == Some(addr) {
+                    found = Some(CStr::from_ptr(ifa.ifa_name).to_string_lossy().into_owned());
+                    break;
+                }
+            }
+            cur = ifa.ifa_next;
+        }
+        libc::freeifaddrs(list);
+        found
+    }
+}
+
+/// Why `ruleset` would drop an ACK of `session` arriving on `iface`, or None if it passes.
+pub fn would_cut(ruleset: &Ruleset, session: &Session, iface: &str) -> Option<String> {
+    let family = match session.server {
+        IpAddr::V4(_) => Family::V4,
+        IpAddr::V6(_) => Family::V6,
+    };
+    let packet = PacketView {
+        family,
+        iface: iface.to_string(),
+        src: session.client,
+        dst: session.server,
+        proto: 6,
+        ports: Some((session.client_port, session.server_port)),
+        tcp_flags: Some(0x10),
+        icmp: None,
+    };
+    let rules = ruleset.family(family);
+    let outcome = evaluate(rules, Chain::Input, &packet);
+    if outcome.verdict == Verdict::Accept {
+        return None;
+    }
+    let what = if outcome.policy {
+        "the INPUT policy DROP".to_string()
+    } else {
+        // The last rule met is the one that decided.
+        let slot = outcome.counted.last().copied();
+        let found = crate::cli::list::chain_names(rules, None)
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|chain| {
+                let list = rules.rules(&chain)?;
+                let at = list.iter().position(|r| Some(r.slot) == slot)?;
+                Some(format!(
+                    "rule {} of {chain} (-A {chain} {})",
+                    at + 1,
+                    rule_args(&list[at].spec)
+                ))
+            });
+        found.unwrap_or_else(|| "a DROP rule".to_string())
+    };
+    Some(format!(
+        "{what} would drop your SSH session {} port {} -> {} port {} on {iface}",
+        session.client, session.client_port, session.server, session.server_port
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{edit::Editor, parse::parse_args};
+
+    fn ruleset(lines: &[&str]) -> Ruleset {
+        let mut e = Editor::new(Ruleset::default());
+        for l in lines {
+            let args: Vec<String> = l.split_whitespace().map(String::from).collect();
+            let inv = parse_args(&args).unwrap();
+            e.apply(inv.family, inv.command).unwrap();
+        }
+        e.ruleset
+    }
+
+    #[test]
+    fn finds_the_rule_or_policy_that_cuts() {
+        let s = Session::parse("10.0.0.9 50000 10.0.0.1 22").unwrap();
+        assert_eq!(would_cut(&ruleset(&[]), &s, "eth0"), None);
+        let cut = would_cut(&ruleset(&["-P INPUT DROP"]), &s, "eth0").unwrap();
+        assert!(cut.starts_with("the INPUT policy DROP would drop"), "{cut}");
+        let ok = ruleset(&["-P INPUT DROP", "-A INPUT -p tcp --dport 22 -j ACCEPT"]);
+        assert_eq!(would_cut(&ok, &s, "eth0"), None);
+        let rule = ruleset(&["-A INPUT -s 10.0.0.0/8 -j DROP"]);
+        let cut = would_cut(&rule, &s, "eth0").unwrap();
+        assert!(
+            cut.starts_with("rule 1 of INPUT (-A INPUT -s 10.0.0.0/8 -j DROP)"),
+            "{cut}"
+        );
+        assert!(Session::parse("garbage").is_none());
+    }
+}
