@@ -3,6 +3,7 @@
 //! attach), with `state` as the canonical record and `cli` as the thin front.
 
 pub mod apply;
+pub mod boot;
 pub mod cli;
 pub mod compile;
 pub mod dataplane;

@@ -117,12 +117,18 @@ impl StateStore {
 /// Writes `value` as JSON to `path` through a temporary file and a rename: readers see the
 /// old file or the new one, whole.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    write_text(path, &text)
+}
+
+/// Writes `text` to `path` through a temporary file, synced, then renamed over it.
+pub fn write_text(path: &Path, text: &str) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     let mut file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    serde_json::to_writer_pretty(&mut file, value)?;
-    file.write_all(b"\n")?;
+    file.write_all(text.as_bytes())?;
     file.sync_all()
         .with_context(|| format!("syncing {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))

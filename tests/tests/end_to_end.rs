@@ -768,3 +768,60 @@ fn apply_rolls_back_unless_confirmed() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to confirm"));
     std::fs::remove_file(&file).unwrap();
 }
+
+/// The path the systemd unit runs at boot, without systemd: rules restored from the
+/// config directory and XDP attached where fwctl.conf says; the unit installs with the
+/// binary's path in it.
+#[test]
+fn boot_restores_rules_and_attaches() {
+    let lab = Lab::new().unwrap();
+    let dir = std::env::temp_dir().join(format!("fwt-boot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("rules.v4"),
+        "*filter\n:INPUT DROP [0:0]\n-A INPUT -p udp -m udp --dport 7400 -j ACCEPT\nCOMMIT\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("rules.v6"),
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p udp -m udp --dport 7401 -j DROP\nCOMMIT\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("fwctl.conf"), format!("# lab\nattach {HOST_IF}\n")).unwrap();
+    let out = lab
+        .host
+        .fwctl_ok(&["boot", "--config-dir", dir.to_str().unwrap()]);
+    assert!(out.contains("attached to fwhost0 (native)"), "{out}");
+    assert_eq!(lab.xdp_mode().unwrap().as_deref(), Some("xdp"));
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7400, 2, 10), 2);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7402, 2, 10), 0);
+    assert_eq!(udp_exchange(&lab, CLIENT_V6, HOST_V6, 7401, 2, 10), 0);
+    // Booting again changes nothing; a broken file is refused whole.
+    assert!(lab
+        .host
+        .fwctl_ok(&["boot", "--config-dir", dir.to_str().unwrap()])
+        .contains("already attached"));
+    std::fs::write(
+        dir.join("rules.v4"),
+        "*filter\n-A INPUT -j ACCEPT\n-A INPUT -p tcp --dport x -j DROP\nCOMMIT\n",
+    )
+    .unwrap();
+    let bad = lab
+        .host
+        .fwctl(&["boot", "--config-dir", dir.to_str().unwrap()]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr)
+        .contains("rules.v4: line 3: invalid port/service `x' specified"));
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7402, 1, 10), 0);
+
+    let root = dir.join("root");
+    lab.host
+        .fwctl_ok(&["install-service", "--root", root.to_str().unwrap()]);
+    let unit = std::fs::read_to_string(root.join("etc/systemd/system/fwctl.service")).unwrap();
+    let exec = format!("ExecStart={} boot", tests::fwctl_bin().display());
+    assert!(
+        unit.contains(&exec) && unit.contains("Before=network-pre.target"),
+        "{unit}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -143,6 +143,18 @@ enum Sub {
     },
     /// Keep the ruleset of a pending `fwctl apply --confirm`.
     Confirm,
+    /// What the systemd unit runs at boot: restore DIR/rules.v4 and rules.v6, then attach
+    /// to the interfaces DIR/fwctl.conf names (`attach eth0 [native|generic]` lines).
+    Boot {
+        #[arg(long, default_value = crate::boot::CONFIG_DIR)]
+        config_dir: std::path::PathBuf,
+    },
+    /// Install the systemd unit that runs `fwctl boot` (then: systemctl enable fwctl).
+    InstallService {
+        /// Install under this root instead of / (for packaging).
+        #[arg(long, default_value = "/")]
+        root: std::path::PathBuf,
+    },
     /// (internal) Wait for a pending apply's deadline and roll it back if unconfirmed.
     #[command(hide = true)]
     RollbackWatch,
@@ -334,6 +346,13 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
             Ok(())
         }
         Sub::RollbackWatch => crate::apply::watch(),
+        Sub::Boot { config_dir } => {
+            for line in crate::boot::boot(&config_dir)? {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Sub::InstallService { root } => install_service(&root),
     }
 }
 
@@ -548,6 +567,22 @@ fn wait_for_confirmation(seconds: u64) -> Result<()> {
         }
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
+}
+
+const UNIT: &str = include_str!("../../../packaging/fwctl.service");
+
+fn install_service(root: &std::path::Path) -> Result<()> {
+    let exe = std::env::current_exe().context("locating the fwctl binary")?;
+    let exe = exe.to_str().context("the fwctl path is not UTF-8")?;
+    let dir = root.join("etc/systemd/system");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("fwctl.service");
+    crate::state::write_text(&path, &UNIT.replace("@FWCTL@", exe))?;
+    let conf = root.join("etc/fwctl");
+    std::fs::create_dir_all(&conf).with_context(|| format!("creating {}", conf.display()))?;
+    println!("installed {}", path.display());
+    println!("next: put your rules in {0}/rules.v4 (fwctl save > {0}/rules.v4), interfaces in {0}/fwctl.conf (attach eth0), then: systemctl daemon-reload && systemctl enable fwctl", conf.display());
+    Ok(())
 }
 
 fn status() -> Result<()> {
