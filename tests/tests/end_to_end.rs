@@ -825,3 +825,54 @@ fn boot_restores_rules_and_attaches() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `-o json` carries what the text listings carry: the counters equal `-L -v -x`'s.
+#[test]
+fn json_output() {
+    let lab = Lab::new().unwrap();
+    lab.host.apply(&[
+        "-N SVC",
+        "-A SVC -p udp -j ACCEPT",
+        "-A INPUT -j SVC",
+        "-P INPUT DROP",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7500, 3, 10), 3);
+    let listing: serde_json::Value =
+        serde_json::from_str(&lab.host.fwctl_ok(&["-L", "-o", "json"])).unwrap();
+    let text = lab
+        .host
+        .fwctl_ok(&["-L", "-n", "-v", "-x", "--line-numbers"]);
+    let chain = |name: &str| {
+        listing["chains"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let svc = chain("SVC");
+    assert_eq!(svc["references"], 1);
+    assert_eq!(svc["rules"][0]["rule"], "-p udp -j ACCEPT");
+    let (p, b) = listed_counters(&text, "SVC", 1).unwrap();
+    assert_eq!(
+        (
+            svc["rules"][0]["packets"].as_u64(),
+            svc["rules"][0]["bytes"].as_u64()
+        ),
+        (Some(p), Some(b))
+    );
+    assert_eq!(p, 3);
+    let input = chain("INPUT");
+    assert_eq!(input["policy"], "DROP");
+    assert_eq!(input["rules"][0]["target"], "SVC");
+    let status: serde_json::Value =
+        serde_json::from_str(&lab.host.fwctl_ok(&["status", "-o", "json"])).unwrap();
+    assert_eq!(status["interfaces"][0]["name"], HOST_IF);
+    assert_eq!(status["interfaces"][0]["attached"], true);
+    assert_eq!(status["rulesets"][0]["input_policy"], "DROP");
+    let saved: serde_json::Value =
+        serde_json::from_str(&lab.host.fwctl_ok(&["save", "-o", "json", "-c"])).unwrap();
+    assert_eq!(saved["chains"][3]["rules"][0]["packets"], 3);
+}

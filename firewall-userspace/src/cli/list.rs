@@ -395,6 +395,61 @@ pub fn list_rules(rules: &FamilyRules, chains: &[String]) -> String {
     out
 }
 
+/// `-L -o json` and `save -o json`: every chain with its policy, references and counters,
+/// and each rule as its `-A` arguments with its counters. Zeros where no counters are given.
+pub fn json(
+    family: Family,
+    rules: &FamilyRules,
+    chains: &[String],
+    counters: Option<&dyn Fn(&str) -> ChainCounters>,
+) -> serde_json::Value {
+    let chains: Vec<serde_json::Value> = chains
+        .iter()
+        .map(|name| {
+            let c = counters.map(|f| f(name));
+            let count = |i: Option<usize>| -> Counter {
+                match (&c, i) {
+                    (Some(c), None) => c.policy,
+                    (Some(c), Some(i)) => c.rules.get(i).copied().unwrap_or_default(),
+                    (None, _) => Counter::default(),
+                }
+            };
+            let list: Vec<serde_json::Value> = rules
+                .rules(name)
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, r)| {
+                    let n = count(Some(i));
+                    serde_json::json!({
+                        "number": i + 1,
+                        "rule": rule_args(&r.spec),
+                        "target": r.spec.target.name(),
+                        "comment": r.spec.comment,
+                        "packets": n.packets,
+                        "bytes": n.bytes,
+                    })
+                })
+                .collect();
+            let builtin = Chain::from_name(name);
+            let policy = count(None);
+            serde_json::json!({
+                "name": name,
+                "policy": builtin.map(|c| rules.chain(c).policy.name()),
+                "policy_packets": builtin.map(|_| policy.packets),
+                "policy_bytes": builtin.map(|_| policy.bytes),
+                "references": builtin.is_none().then(|| rules.references(name)),
+                "rules": list,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "family": match family { Family::V4 => "ipv4", Family::V6 => "ipv6" },
+        "table": "filter",
+        "chains": chains,
+    })
+}
+
 /// `save`: the iptables-save format. `counters` gives each chain's counters for `-c`;
 /// without it every counter is written as [0:0], as iptables-save does.
 pub fn save(

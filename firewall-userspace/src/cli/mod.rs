@@ -76,7 +76,11 @@ enum Sub {
     /// Detach the firewall from an interface.
     Detach { iface: String },
     /// Show interfaces, program, generation and rule counts of this namespace's firewall.
-    Status,
+    Status {
+        /// `json` for machines.
+        #[arg(short = 'o', long = "output", value_name = "FORMAT")]
+        output: Option<OutputFormat>,
+    },
     /// Detach from every interface and remove all of fwctl's pinned state in this namespace.
     Down,
     /// Write the ruleset in the iptables-save format.
@@ -92,6 +96,9 @@ enum Sub {
         /// Include packet and byte counters.
         #[arg(short = 'c', long)]
         counters: bool,
+        /// `json` for machines (chains, policies, rules as arguments, counters with -c).
+        #[arg(short = 'o', long = "output", value_name = "FORMAT")]
+        output: Option<OutputFormat>,
     },
     /// Read a ruleset in the iptables-save format (from FILE or standard input) and put it
     /// in force as one change: a bad line changes nothing and names the line.
@@ -167,6 +174,11 @@ enum Sub {
         #[arg(long)]
         duration: Option<u64>,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    Json,
 }
 
 /// Errors that carry their own exit status (iptables' conventions).
@@ -286,7 +298,12 @@ fn run_rule_command(inv: Invocation) -> Result<()> {
                     }
                 })
             };
-            print!("{}", list::list(family, rules, &names, opts, &counters));
+            if opts.json {
+                let value = list::json(family, rules, &names, Some(&counters));
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                print!("{}", list::list(family, rules, &names, opts, &counters));
+            }
             Ok(())
         }
         Command::ListRules(chain) => {
@@ -313,7 +330,7 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
             println!("detached from {iface}");
             Ok(())
         }
-        Sub::Status => status(),
+        Sub::Status { output } => status(output == Some(OutputFormat::Json)),
         Sub::Down => {
             let fw = Firewall::lock()?;
             let n = fw.state.interfaces.len();
@@ -322,7 +339,12 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
             Ok(())
         }
         Sub::Log { verdicts, duration } => log::follow(verdicts, duration),
-        Sub::Save { v6, counters, .. } => save(family_of(v6), counters),
+        Sub::Save {
+            v6,
+            counters,
+            output,
+            ..
+        } => save(family_of(v6), counters, output == Some(OutputFormat::Json)),
         Sub::Restore {
             file,
             v6,
@@ -378,7 +400,7 @@ fn now() -> String {
     }
 }
 
-fn save(family: Family, with_counters: bool) -> Result<()> {
+fn save(family: Family, with_counters: bool, json: bool) -> Result<()> {
     let fw = Firewall::lock()?;
     let dp = fw.dataplane()?;
     let counters = |c: &str| {
@@ -390,10 +412,14 @@ fn save(family: Family, with_counters: bool) -> Result<()> {
     };
     let counters: Option<&dyn Fn(&str) -> list::ChainCounters> =
         if with_counters { Some(&counters) } else { None };
-    print!(
-        "{}",
-        list::save(fw.state.ruleset.family(family), counters, &now())
-    );
+    let rules = fw.state.ruleset.family(family);
+    if json {
+        let names = list::chain_names(rules, None).unwrap_or_default();
+        let value = list::json(family, rules, &names, counters);
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{}", list::save(rules, counters, &now()));
+    }
     Ok(())
 }
 
@@ -585,42 +611,78 @@ fn install_service(root: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-fn status() -> Result<()> {
+fn status(json: bool) -> Result<()> {
     let fw = Firewall::lock()?;
     let dp = fw.dataplane()?;
+    let program = fw.program_id()?;
+    let generation = match &dp {
+        Some(dp) => Some(dp.maps.config()?.active),
+        None => None,
+    };
+    let interfaces: Vec<(String, u32, &str, bool)> = fw
+        .state
+        .interfaces
+        .iter()
+        .map(|a| {
+            let pinned = crate::dataplane::attach::link_path(&fw.ns.pin_dir, a.ifindex).exists();
+            (a.name.clone(), a.ifindex, a.mode.name(), pinned)
+        })
+        .collect();
+    if json {
+        let value = serde_json::json!({
+            "netns_cookie": fw.ns.cookie,
+            "program_id": program,
+            "pin_dir": program.map(|_| fw.ns.pin_dir.display().to_string()),
+            "generation": generation,
+            "interfaces": interfaces.iter().map(|(name, ifindex, mode, attached)| serde_json::json!({
+                "name": name, "ifindex": ifindex, "mode": mode, "attached": attached,
+            })).collect::<Vec<_>>(),
+            "rulesets": Family::ALL.iter().map(|&f| {
+                let r = fw.state.ruleset.family(f);
+                serde_json::json!({
+                    "family": f.tool(),
+                    "input_rules": r.input.rules.len(),
+                    "input_policy": r.input.policy.name(),
+                    "user_chains": r.user.len(),
+                })
+            }).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
     println!("network namespace: cookie {}", fw.ns.cookie);
-    match (&dp, fw.program_id()?) {
-        (Some(dp), Some(id)) => {
+    match (program, generation) {
+        (Some(id), Some(generation)) => {
             println!(
                 "program: fw_ingress, id {id}, pinned in {}",
                 fw.ns.pin_dir.display()
             );
-            println!("active generation: {}", dp.maps.config()?.active);
+            println!("active generation: {generation}");
         }
         _ => println!("program: not installed (the first rule or attach installs it)"),
     }
-    if fw.state.interfaces.is_empty() {
+    if interfaces.is_empty() {
         println!("interfaces: none attached");
     } else {
         println!("interfaces:");
-        for a in &fw.state.interfaces {
-            let pinned = crate::dataplane::attach::link_path(&fw.ns.pin_dir, a.ifindex).exists();
+        for (name, ifindex, mode, pinned) in &interfaces {
             println!(
                 "  {:<15} ifindex {:<4} xdp {:<8} {}",
-                a.name,
-                a.ifindex,
-                a.mode.name(),
-                if pinned { "attached" } else { "LINK MISSING" }
+                name,
+                ifindex,
+                mode,
+                if *pinned { "attached" } else { "LINK MISSING" }
             );
         }
     }
     for family in Family::ALL {
-        let input = &fw.state.ruleset.family(family).input;
+        let r = fw.state.ruleset.family(family);
         println!(
-            "{} INPUT: {} rule(s), policy {}",
+            "{} INPUT: {} rule(s), policy {}; {} user chain(s)",
             family.tool(),
-            input.rules.len(),
-            input.policy.name()
+            r.input.rules.len(),
+            r.input.policy.name(),
+            r.user.len()
         );
     }
     Ok(())

@@ -38,6 +38,8 @@ pub struct ListOptions {
     pub verbose: bool,
     pub exact: bool,
     pub line_numbers: bool,
+    /// `-o json`: the listing as JSON.
+    pub json: bool,
 }
 
 /// A chain command. Chains are names: user chains exist only in a ruleset, so whether one
@@ -218,6 +220,8 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
         let negatable = matches!(
             opt,
             "-i" | "--in-interface"
+                | "-o"
+                | "--out-interface"
                 | "-s"
                 | "--source"
                 | "--src"
@@ -310,6 +314,15 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             "-v" | "--verbose" => list.verbose = true,
             "-x" | "--exact" => list.exact = true,
             "--line-numbers" => list.line_numbers = true,
+            "-o" | "--out-interface" | "--output" => {
+                let value = args.value(opt, inline)?;
+                if value != "json" || neg {
+                    return Err(bad(format!(
+                        "-o {value}: output interfaces (FORWARD, OUTPUT) are not supported yet; `-o json' formats -L and -S"
+                    )));
+                }
+                list.json = true;
+            }
             "-i" | "--in-interface" => {
                 let name = args.value(opt, inline)?;
                 spec.in_iface = Some(Neg {

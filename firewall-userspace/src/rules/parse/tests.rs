@@ -391,6 +391,7 @@ fn accepted_commands() {
                 verbose: true,
                 exact: false,
                 line_numbers: true,
+                json: false,
             },
         ),
         (
@@ -402,9 +403,16 @@ fn accepted_commands() {
                 verbose: true,
                 exact: true,
                 line_numbers: false,
+                json: false,
             },
         ),
         ("-t filter -L", v4, Command::List(None), none),
+        (
+            "-L -o json",
+            v4,
+            Command::List(None),
+            ListOptions { json: true, ..none },
+        ),
     ];
     for (line, family, command, list) in cases {
         let got = parse(line).unwrap_or_else(|e| panic!("{line}: {e}"));
@@ -486,6 +494,7 @@ fn rejected_inputs() {
         ("-R INPUT -j DROP", "-R requires a chain and a rule number", 2),
         ("-R INPUT 1 -s 1.1.1.1,2.2.2.2 -j DROP", "-R takes one source and one destination address, not lists", 2),
         ("-t nat -L", "table `nat' is not supported yet: fwctl manages the filter table", 3),
+        ("-A INPUT -o eth0 -j DROP", "-o eth0: output interfaces (FORWARD, OUTPUT) are not supported yet; `-o json' formats -L and -S", 2),
     ];
     for (line, message, status) in cases {
         let err = parse(line).expect_err(line);
