@@ -48,7 +48,9 @@ A change that would drop your own SSH session is refused: --force or FWCTL_FORCE
 Rules take effect on the interfaces fwctl is attached to:
   fwctl attach eth0            fwctl detach eth0
   fwctl status                 fwctl down (remove everything)
-Every command works per network namespace: ip netns exec NS fwctl ...";
+Every command works per network namespace: ip netns exec NS fwctl ...
+The iptables commands also work with their names: fwctl iptables -L -n -v,
+fwctl ip6tables -A INPUT ..., fwctl iptables-save, fwctl iptables-restore < rules.v4";
 
 #[derive(Parser)]
 #[command(
@@ -189,8 +191,33 @@ struct Exit {
     status: u8,
 }
 
+/// `fwctl iptables -L`, `fwctl ip6tables-save > rules.v6`...: the commands operators know,
+/// with fwctl in front, mean what they meant.
+fn unalias(mut args: Vec<String>) -> Vec<String> {
+    let Some(first) = args.first().cloned() else {
+        return args;
+    };
+    let (replacement, v6): (&[&str], bool) = match first.as_str() {
+        "iptables" => (&[], false),
+        "ip6tables" => (&[], true),
+        "iptables-save" => (&["save"], false),
+        "ip6tables-save" => (&["save"], true),
+        "iptables-restore" => (&["restore"], false),
+        "ip6tables-restore" => (&["restore"], true),
+        "iptables-apply" => (&["apply"], false),
+        _ => return args,
+    };
+    args.remove(0);
+    let mut out: Vec<String> = replacement.iter().map(|s| s.to_string()).collect();
+    if v6 {
+        out.push("-6".into());
+    }
+    out.extend(args);
+    out
+}
+
 pub fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args = unalias(std::env::args().skip(1).collect());
     let iptables_style = args.first().is_some_and(|a| {
         a.starts_with('-') && !matches!(a.as_str(), "-h" | "--help" | "-V" | "--version")
     });
@@ -686,4 +713,28 @@ fn status(json: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unalias;
+
+    fn v(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn iptables_names_map_to_fwctl_commands() {
+        assert_eq!(unalias(v("iptables -L -n -v")), v("-L -n -v"));
+        assert_eq!(
+            unalias(v("ip6tables -A INPUT -j DROP")),
+            v("-6 -A INPUT -j DROP")
+        );
+        assert_eq!(unalias(v("ip6tables-save -c")), v("save -6 -c"));
+        assert_eq!(
+            unalias(v("iptables-restore --noflush")),
+            v("restore --noflush")
+        );
+        assert_eq!(unalias(v("status")), v("status"));
+    }
 }
