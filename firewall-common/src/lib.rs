@@ -149,7 +149,8 @@ pub struct TableHeader {
     pub entry_count: u32,
     /// Index in `FW_ENTRIES` (within the generation) of entry 0.
     pub entry_base: u32,
-    pub _reserved0: u32,
+    /// Counter slot of the chain's policy.
+    pub policy_slot: u32,
     /// `FIELD_*` bits of the fields some entry constrains.
     pub fields: u32,
     /// Bitmap of every entry, for a table that constrains no field.

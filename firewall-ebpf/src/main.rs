@@ -6,8 +6,12 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::xdp_action::{XDP_ABORTED, XDP_DROP, XDP_PASS},
-    helpers::bpf_loop,
+    bindings::{
+        bpf_fib_lookup as bpf_fib_lookup_t,
+        xdp_action::{XDP_ABORTED, XDP_DROP, XDP_PASS},
+        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
+    },
+    helpers::{bpf_fib_lookup, bpf_loop},
     macros::{map, xdp},
     maps::{
         lpm_trie::{Key, LpmTrie},
@@ -17,8 +21,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::info;
 use firewall_common::{
-    policy_counter, table_index, tag, Config, Counter, Entry, IfaceKey, Lpm4, Lpm6, TableHeader,
-    ACTION_CONTINUE, BPF_F_MMAPABLE, CHAIN_INPUT, CONFIG_LOG_VERDICTS, ENTRIES_PER_GENERATION,
+    table_index, tag, Config, Counter, Entry, IfaceKey, Lpm4, Lpm6, TableHeader, ACTION_CONTINUE,
+    BPF_F_MMAPABLE, CHAIN_FORWARD, CHAIN_INPUT, CONFIG_LOG_VERDICTS, ENTRIES_PER_GENERATION,
     FAMILY_V4, FIELD_COUNT, FIELD_DPORT, FIELD_DST, FIELD_ICMP, FIELD_IFACE, FIELD_PROTO,
     FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GENERATIONS, GROUP_ENTRIES, ICMP_KEYS, LPM_TAG_BITS,
     MAX_COUNTERS, MAX_INTERFACES, MAX_JUMP_DEPTH, MAX_PREFIXES, NO_COUNTER, POLICY_COUNTER_SLOTS,
@@ -82,7 +86,8 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
     };
     let config = CONFIG.get(0).ok_or(Broken)?;
     let generation = config.active % GENERATIONS;
-    let table = table_index(pkt.family, CHAIN_INPUT);
+    let chain = route(ctx, &pkt);
+    let table = table_index(pkt.family, chain);
     let header = TABLES.get(tag(generation, table)).ok_or(Broken)?;
     let (verdict, position) = decide(ctx, &pkt, generation, table, header)?;
     if config.flags & CONFIG_LOG_VERDICTS != 0 {
@@ -147,8 +152,63 @@ fn decide(
     if walk.action != NOT_FOUND {
         return Ok((walk.action, walk.position));
     }
-    count(policy_counter(pkt.family, CHAIN_INPUT), pkt.ip_len);
+    count(header.policy_slot, pkt.ip_len);
     Ok((header.policy, 0))
+}
+
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+
+/// INPUT or FORWARD, as the kernel's routing decision will say: a FIB lookup that the
+/// kernel would forward (a route out, with or without a neighbour yet) is FORWARD;
+/// anything for this host, or that will not be forwarded (forwarding off, no route), is
+/// judged by INPUT, where iptables would see it if anywhere.
+///
+/// Not inlined: the lookup's 64-byte parameter block then lives in a frame of its own that
+/// is gone before the classifier runs, instead of riding along in every verifier state.
+#[inline(never)]
+fn route(ctx: &XdpContext, pkt: &Packet) -> u32 {
+    // struct bpf_fib_lookup, 64 bytes, built as words: a struct literal can become a
+    // memset call the verifier rejects.
+    let mut p = [0u64; 8];
+    let family = if pkt.family == FAMILY_V4 {
+        AF_INET
+    } else {
+        AF_INET6
+    };
+    let (sport, dport) = if pkt.has_ports {
+        (pkt.sport.to_be(), pkt.dport.to_be())
+    } else {
+        (0, 0)
+    };
+    p[0] = family as u64
+        | ((pkt.proto as u64 & 0xff) << 8)
+        | ((sport as u64) << 16)
+        | ((dport as u64) << 32)
+        | ((pkt.ip_len as u64 & 0xffff) << 48);
+    p[1] = ctx.ingress_ifindex() as u64 & 0xffff_ffff;
+    // Source at byte 16, destination at byte 32, as network-order words.
+    p[2] = pkt.src[0] as u64 | ((pkt.src[1] as u64) << 32);
+    p[3] = pkt.src[2] as u64 | ((pkt.src[3] as u64) << 32);
+    p[4] = pkt.dst[0] as u64 | ((pkt.dst[1] as u64) << 32);
+    p[5] = pkt.dst[2] as u64 | ((pkt.dst[3] as u64) << 32);
+    // SAFETY: `p` is a live 64-byte struct bpf_fib_lookup for the call.
+    let ret = unsafe {
+        bpf_fib_lookup(
+            ctx.ctx as *mut c_void,
+            p.as_mut_ptr() as *mut bpf_fib_lookup_t,
+            64,
+            0,
+        )
+    };
+    // Arithmetic, not a branch: with two code paths out of here the verifier would check
+    // the whole classifier twice over, past its limit.
+    let is = |want: u32| {
+        let d = (ret as u64) ^ want as u64;
+        (((d | d.wrapping_neg()) >> 63) ^ 1) as u32
+    };
+    let forward = is(BPF_FIB_LKUP_RET_SUCCESS) | is(BPF_FIB_LKUP_RET_NO_NEIGH);
+    CHAIN_INPUT + forward * (CHAIN_FORWARD - CHAIN_INPUT)
 }
 
 /// Steps of one packet's walk: one group or one candidate word per step.

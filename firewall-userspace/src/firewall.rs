@@ -7,7 +7,9 @@ use std::ffi::CString;
 use anyhow::{bail, Context, Result};
 use aya::programs::Xdp;
 use aya_obj::programs::XdpAttachType;
-use firewall_common::{policy_counter, Config, Counter, CHAIN_INPUT, CONFIG_LOG_VERDICTS};
+use firewall_common::{
+    policy_counter, Config, Counter, CHAIN_FORWARD, CHAIN_INPUT, CONFIG_LOG_VERDICTS,
+};
 
 use crate::{
     cli::list::ChainCounters,
@@ -125,6 +127,9 @@ impl Firewall {
             Some(Chain::Input) => dp
                 .maps
                 .counter(policy_counter(family.index(), CHAIN_INPUT))?,
+            Some(Chain::Forward) => dp
+                .maps
+                .counter(policy_counter(family.index(), CHAIN_FORWARD))?,
             _ => Counter::default(),
         };
         Ok(ChainCounters {
@@ -148,9 +153,14 @@ impl Firewall {
             for rule in rules.rules(&name).into_iter().flatten() {
                 dp.maps.zero_counter(rule.slot)?;
             }
-            if name == Chain::Input.name() {
+            let chain = match Chain::from_name(&name) {
+                Some(Chain::Input) => Some(CHAIN_INPUT),
+                Some(Chain::Forward) => Some(CHAIN_FORWARD),
+                _ => None,
+            };
+            if let Some(chain) = chain {
                 dp.maps
-                    .zero_counter(policy_counter(family.index(), CHAIN_INPUT))?;
+                    .zero_counter(policy_counter(family.index(), chain))?;
             }
         }
         Ok(())

@@ -59,15 +59,16 @@ impl Netns {
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
         let path = format!("/run/netns/{}", self.name);
         thread::spawn(move || -> Result<T> {
-            let ns = File::open(&path).with_context(|| format!("opening {path}"))?;
-            // SAFETY: setns on an fd we own; affects only this thread.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error()).context("setns(CLONE_NEWNET)");
-            }
+            enter(&path)?;
             Ok(f())
         })
         .join()
         .map_err(|_| anyhow::anyhow!("thread in netns {} panicked", self.name))?
+    }
+
+    /// Moves the calling thread into the namespace for good (other threads stay put).
+    pub fn enter_on_this_thread(&self) -> Result<()> {
+        enter(&format!("/run/netns/{}", self.name))
     }
 
     /// A TCP listener inside the namespace that accepts connections and echoes one line.
@@ -91,6 +92,16 @@ impl Netns {
     pub fn tcp_connect(&self, addr: SocketAddr, timeout: Duration) -> Result<Probe> {
         self.run(move || tcp_probe(addr, timeout))
     }
+}
+
+/// setns(CLONE_NEWNET) for the calling thread.
+fn enter(path: &str) -> Result<()> {
+    let ns = File::open(path).with_context(|| format!("opening {path}"))?;
+    // SAFETY: setns on an fd we own; affects only this thread.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("setns(CLONE_NEWNET)");
+    }
+    Ok(())
 }
 
 impl Drop for Netns {

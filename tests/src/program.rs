@@ -21,6 +21,9 @@ pub const XDP_PASS: u32 = 2;
 pub const LO_IFINDEX: u32 = 1;
 
 pub struct Harness {
+    /// The namespace this thread runs test runs in: only loopback, forwarding off, so the
+    /// program's routing decision (INPUT) does not depend on the machine's own network.
+    _netns: netlab::Netns,
     ebpf: Ebpf,
     pub maps: Maps,
     pub ruleset: Ruleset,
@@ -30,12 +33,15 @@ pub struct Harness {
 
 impl Harness {
     pub fn load() -> Result<Harness> {
+        let netns = netlab::Netns::new("fwt-prog")?;
+        netns.enter_on_this_thread()?;
         let mut ebpf = load_object()?;
         let maps = Maps::from_source(|name| {
             ebpf.take_map(name)
                 .with_context(|| format!("object has no map {name}"))
         })?;
         let mut h = Harness {
+            _netns: netns,
             ebpf,
             maps,
             ruleset: Ruleset::default(),

@@ -331,7 +331,7 @@ fn errors_are_one_line_with_iptables_exit_codes() {
             1,
             "Bad rule (does a matching rule exist in that chain?)",
         ),
-        (&["-P", "FORWARD", "DROP"], 1, "FORWARD is not enforced yet"),
+        (&["-P", "OUTPUT", "DROP"], 1, "OUTPUT is not enforced yet"),
         (&["detach", "nosuchif0"], 1, "nosuchif0 is not attached"),
         (&["attach", "nosuchif0"], 1, "no interface named nosuchif0"),
     ];
@@ -875,4 +875,97 @@ fn json_output() {
     let saved: serde_json::Value =
         serde_json::from_str(&lab.host.fwctl_ok(&["save", "-o", "json", "-c"])).unwrap();
     assert_eq!(saved["chains"][3]["rules"][0]["packets"], 3);
+}
+
+/// On a router, forwarded packets are judged by FORWARD, not INPUT: the program asks the
+/// kernel's FIB whether a packet will be forwarded.
+#[test]
+fn forward_chain_on_a_router() {
+    let client = netlab::Netns::new("fwt-rc").unwrap();
+    let router = FwNs::new("fwt-rr").unwrap();
+    let server = netlab::Netns::new("fwt-rs").unwrap();
+    netlab::veth(
+        netlab::Link {
+            ns: &client,
+            ifname: "fwrc0",
+            addrs: &["10.202.1.2/24"],
+        },
+        netlab::Link {
+            ns: &router,
+            ifname: "fwrr0",
+            addrs: &["10.202.1.1/24"],
+        },
+    )
+    .unwrap();
+    netlab::veth(
+        netlab::Link {
+            ns: &router,
+            ifname: "fwrr1",
+            addrs: &["10.202.2.1/24"],
+        },
+        netlab::Link {
+            ns: &server,
+            ifname: "fwrs0",
+            addrs: &["10.202.2.2/24"],
+        },
+    )
+    .unwrap();
+    client
+        .ip(&["route", "add", "default", "via", "10.202.1.1"])
+        .unwrap();
+    server
+        .ip(&["route", "add", "default", "via", "10.202.2.1"])
+        .unwrap();
+    netlab::run(
+        router
+            .command("sysctl")
+            .args(["-qw", "net.ipv4.ip_forward=1"]),
+    )
+    .unwrap();
+    router.apply(&[
+        "-P INPUT DROP",
+        "-A FORWARD -p udp --dport 7600 -j DROP",
+        "-A FORWARD -i fwrr0 -p udp --dport 7601 -j ACCEPT",
+    ]);
+    router.fwctl_ok(&["attach", "fwrr0"]);
+    let send = |port: u16, n: usize| -> usize {
+        let rx = server.udp_socket(addr("10.202.2.2", port)).unwrap();
+        rx.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let tx = client.udp_socket(addr("10.202.1.2", 0)).unwrap();
+        for _ in 0..n {
+            tx.send_to(&[0u8; 10], addr("10.202.2.2", port)).unwrap();
+        }
+        let mut got = 0;
+        let mut buf = [0u8; 64];
+        while rx.recv_from(&mut buf).is_ok() {
+            got += 1;
+        }
+        got
+    };
+    // INPUT's DROP policy does not touch forwarded traffic; FORWARD's rules do.
+    assert_eq!(send(7601, 3), 3);
+    assert_eq!(send(7602, 2), 2);
+    assert_eq!(send(7600, 4), 0);
+    let list = router.fwctl_ok(&["-L", "-n", "-v", "-x", "--line-numbers"]);
+    assert_eq!(listed_counters(&list, "FORWARD", 1).unwrap().0, 4, "{list}");
+    assert_eq!(listed_counters(&list, "FORWARD", 2).unwrap().0, 3, "{list}");
+    assert_eq!(listed_counters(&list, "FORWARD", 0).unwrap().0, 2, "{list}");
+    // Packets for the router itself still meet INPUT.
+    let (input_policy, _) = listed_counters(&list, "INPUT", 0).unwrap();
+    let rx = router.udp_socket(addr("10.202.1.1", 7603)).unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let tx = client.udp_socket(addr("10.202.1.2", 0)).unwrap();
+    tx.send_to(&[0u8; 10], addr("10.202.1.1", 7603)).unwrap();
+    assert!(rx.recv_from(&mut [0u8; 64]).is_err());
+    let list = router.fwctl_ok(&["-L", "-n", "-v", "-x"]);
+    assert_eq!(
+        listed_counters(&list, "INPUT", 0).unwrap().0,
+        input_policy + 1,
+        "{list}"
+    );
+    // FORWARD's policy.
+    router.apply(&["-P FORWARD DROP"]);
+    assert_eq!(send(7602, 2), 0);
 }

@@ -99,9 +99,9 @@ pub fn compile(ruleset: &Ruleset, interfaces: &[Interface]) -> Result<Image, Com
             let table = firewall_common::table_index(family.index(), chain_index(chain));
             let rules = ruleset.family(family);
             let policy = rules.chain(chain).policy;
-            // Only INPUT is enforced at XDP so far; the others stay empty (their policy is
+            // INPUT and FORWARD are enforced at XDP; OUTPUT stays empty (its policy is
             // ACCEPT, which the editor does not let anyone change yet).
-            let flats = if chain == Chain::Input {
+            let flats = if chain != Chain::Output {
                 let slot = firewall_common::policy_counter(family.index(), chain_index(chain));
                 let mut f = Flattener::new(rules, policy, slot);
                 f.chain(&rules.chain(chain).rules, &Conds::default(), &[], None)?;
@@ -119,6 +119,8 @@ pub fn compile(ruleset: &Ruleset, interfaces: &[Interface]) -> Result<Image, Com
             }
             let mut t = table_image(&flats, family, interfaces, &mut pool);
             t.header.policy = verdict(policy);
+            t.header.policy_slot =
+                firewall_common::policy_counter(family.index(), chain_index(chain));
             t.header.entry_base = entry_base;
             entry_base += t.entries.len() as u32;
             image.tables.push((table, t));

@@ -23,7 +23,7 @@ pub enum EditError {
     ReplaceIndex,
     #[error("Bad rule (does a matching rule exist in that chain?)")]
     NoSuchRule,
-    #[error("{0} is not enforced yet: only INPUT rules and policy can be set in this version")]
+    #[error("{0} is not enforced yet: only INPUT and FORWARD rules and policies can be set in this version")]
     ChainNotEnforced(Chain),
     #[error("Chain `{0}' does not exist")]
     NoSuchChain(String),
@@ -90,10 +90,10 @@ impl Editor {
             .ok_or_else(|| EditError::NoSuchChain(chain.to_string()))
     }
 
-    /// Rules may go into INPUT and user chains; FORWARD and OUTPUT are not enforced yet.
+    /// Rules may go into INPUT, FORWARD and user chains; OUTPUT is not enforced yet.
     fn writable(&self, family: Family, chain: &str) -> Result<(), EditError> {
         match Chain::from_name(chain) {
-            Some(Chain::Input) => Ok(()),
+            Some(Chain::Input | Chain::Forward) => Ok(()),
             Some(other) => Err(EditError::ChainNotEnforced(other)),
             None if self.ruleset.family(family).user_chain(chain).is_some() => Ok(()),
             None => Err(EditError::NoSuchChain(chain.to_string())),
@@ -439,12 +439,13 @@ mod tests {
     }
 
     #[test]
-    fn only_input_and_user_chains_take_rules() {
+    fn output_does_not_take_rules_yet() {
         let mut e = Editor::new(Ruleset::default());
         assert_eq!(
-            e.policy(V4, Chain::Forward, Verdict::Drop),
-            Err(EditError::ChainNotEnforced(Chain::Forward))
+            e.policy(V4, Chain::Output, Verdict::Drop),
+            Err(EditError::ChainNotEnforced(Chain::Output))
         );
+        e.policy(V4, Chain::Forward, Verdict::Drop).unwrap();
         assert_eq!(
             e.append(V4, "OUTPUT", vec![spec(1)]),
             Err(EditError::ChainNotEnforced(Chain::Output))

@@ -155,8 +155,8 @@ pub fn restore(
                             1,
                         )
                     })?;
-                    // FORWARD and OUTPUT stay ACCEPT until they are enforced.
-                    if chain == Chain::Input || verdict != Verdict::Accept {
+                    // OUTPUT stays ACCEPT until it is enforced.
+                    if chain != Chain::Output || verdict != Verdict::Accept {
                         editor
                             .policy(family, chain, verdict)
                             .map_err(|e| fail(e.to_string(), 1))?;
@@ -244,7 +244,8 @@ pub fn restore(
 fn flush_family(editor: &mut Editor, family: Family) -> Result<(), EditError> {
     editor.flush(family, None)?;
     editor.delete_chain(family, None)?;
-    editor.policy(family, Chain::Input, Verdict::Accept)
+    editor.policy(family, Chain::Input, Verdict::Accept)?;
+    editor.policy(family, Chain::Forward, Verdict::Accept)
 }
 
 #[cfg(test)]
@@ -319,7 +320,7 @@ COMMIT
             ("*filter\n:INPUT MAYBE [0:0]\nCOMMIT\n", 2, "bad policy `MAYBE' for INPUT: use ACCEPT or DROP"),
             ("*filter\n:INPUT DROP [x:0]\nCOMMIT\n", 2, "bad counters `[x:0]': expected [packets:bytes]"),
             ("*filter\n:MAIL ACCEPT [0:0]\nCOMMIT\n", 2, "user chain MAIL has no policy: write `-', not `ACCEPT'"),
-            ("*filter\n:FORWARD DROP [0:0]\nCOMMIT\n", 2, "FORWARD is not enforced yet: only INPUT rules and policy can be set in this version"),
+            ("*filter\n:OUTPUT DROP [0:0]\nCOMMIT\n", 2, "OUTPUT is not enforced yet: only INPUT and FORWARD rules and policies can be set in this version"),
             ("*filter\n-A INPUT -m comment --comment \"open -j ACCEPT\nCOMMIT\n", 2, "unterminated quote"),
             ("*filter\n[1:x] -A INPUT -j DROP\nCOMMIT\n", 2, "bad counters `[1:x]': expected [packets:bytes]"),
             ("*filter\n-L INPUT\nCOMMIT\n", 2, "`-L INPUT' is not a command iptables-restore accepts"),
