@@ -37,8 +37,8 @@ Matches: -i IFACE[+]  -s ADDR[/LEN][,ADDR...]  -d ...  -p tcp|udp|icmp|icmpv6|al
          --sport/--dport PORT[:PORT]  (after -p tcp or -p udp)   --syn  --tcp-flags MASK COMP
          -m multiport --sports/--dports/--ports P,P:P   --icmp-type T[/C]  --icmpv6-type T[/C]
          -m comment --comment TEXT      (each negatable with ! where iptables allows it)
-Targets: ACCEPT, DROP, RETURN, or a user chain. INPUT is enforced at XDP on attached
-interfaces; FORWARD, OUTPUT and -m conntrack/state are not enforced yet and are refused.
+Targets: ACCEPT, DROP, RETURN, or a user chain. INPUT and FORWARD are enforced at XDP on
+attached interfaces; OUTPUT, -o and -m conntrack/state are not enforced yet and are refused.
 
 Whole rulesets, in the iptables-save format (a bad line changes nothing):
   fwctl save > rules.v4        fwctl restore rules.v4       fwctl restore --test rules.v4
