@@ -162,7 +162,7 @@ pub struct TableHeader {
     pub no_icmp: u32,
     /// Bitmap for packets that are not TCP with a header.
     pub no_tcp: u32,
-    /// Bitmap for an interface the table has no entry for.
+    /// Bitmap for an input interface the table has no entry for, with no output one.
     pub unknown_iface: u32,
     pub _reserved: u32,
 }
@@ -189,14 +189,18 @@ pub struct Entry {
 }
 const _: () = assert!(core::mem::size_of::<Entry>() == 40);
 
-/// Key of `FW_IFACE`.
+/// Key of `FW_IFACE`: `-i` and `-o` are one field, looked up by the pair (input interface,
+/// output interface); 0 stands for "none or not known to the compiled ruleset" (a packet
+/// for this host has no output interface). One field, not two, keeps the classifier's
+/// verifier budget: each field is another round of every per-field loop.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq, Eq, Hash)]
 pub struct IfaceKey {
-    pub ifindex: u32,
+    pub in_ifindex: u32,
+    pub out_ifindex: u32,
     pub tag: u32,
 }
-const _: () = assert!(core::mem::size_of::<IfaceKey>() == 8);
+const _: () = assert!(core::mem::size_of::<IfaceKey>() == 12);
 
 /// Data of an IPv4 LPM key: the tag byte, always matched in full, then the address.
 #[repr(C)]

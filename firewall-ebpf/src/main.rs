@@ -86,10 +86,12 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
     };
     let config = CONFIG.get(0).ok_or(Broken)?;
     let generation = config.active % GENERATIONS;
-    let chain = route(ctx, &pkt);
+    let routed = route(ctx, &pkt);
+    let chain = (routed & 0xffff_ffff) as u32;
+    let oif = (routed >> 32) as u32;
     let table = table_index(pkt.family, chain);
     let header = TABLES.get(tag(generation, table)).ok_or(Broken)?;
-    let (verdict, position) = decide(ctx, &pkt, generation, table, header)?;
+    let (verdict, position) = decide(ctx, &pkt, generation, table, oif, header)?;
     if config.flags & CONFIG_LOG_VERDICTS != 0 {
         log_verdict(ctx, &pkt, verdict, position);
     }
@@ -108,6 +110,7 @@ fn decide(
     pkt: &Packet,
     generation: u32,
     table: u32,
+    oif: u32,
     header: &TableHeader,
 ) -> Result<(u32, u32), Broken> {
     let mut walk = Walk {
@@ -129,7 +132,7 @@ fn decide(
         position: 0,
     };
     if header.entry_count > 0 {
-        bitmaps(ctx, pkt, tag(generation, table), header, &mut walk)?;
+        bitmaps(ctx, pkt, tag(generation, table), oif, header, &mut walk)?;
         let mut groups = u64::MAX;
         for f in 0..FIELD_COUNT {
             if f as u32 >= walk.fields {
@@ -167,7 +170,7 @@ const AF_INET6: u8 = 10;
 /// Not inlined: the lookup's 64-byte parameter block then lives in a frame of its own that
 /// is gone before the classifier runs, instead of riding along in every verifier state.
 #[inline(never)]
-fn route(ctx: &XdpContext, pkt: &Packet) -> u32 {
+fn route(ctx: &XdpContext, pkt: &Packet) -> u64 {
     // struct bpf_fib_lookup, 64 bytes, built as words: a struct literal can become a
     // memset call the verifier rejects.
     let mut p = [0u64; 8];
@@ -208,7 +211,9 @@ fn route(ctx: &XdpContext, pkt: &Packet) -> u32 {
         (((d | d.wrapping_neg()) >> 63) ^ 1) as u32
     };
     let forward = is(BPF_FIB_LKUP_RET_SUCCESS) | is(BPF_FIB_LKUP_RET_NO_NEIGH);
-    CHAIN_INPUT + forward * (CHAIN_FORWARD - CHAIN_INPUT)
+    // The lookup wrote the output interface where the input one was.
+    let oif = (p[1] & 0xffff_ffff) * forward as u64;
+    (CHAIN_INPUT + forward * (CHAIN_FORWARD - CHAIN_INPUT)) as u64 | (oif << 32)
 }
 
 /// Steps of one packet's walk: one group or one candidate word per step.
@@ -407,18 +412,27 @@ fn bitmaps(
     ctx: &XdpContext,
     pkt: &Packet,
     tg: u32,
+    oif: u32,
     header: &TableHeader,
     search: &mut Walk,
 ) -> Result<(), Broken> {
     let fields = header.fields;
     search.fields = 0;
     if fields & FIELD_IFACE != 0 {
-        let key = IfaceKey {
-            ifindex: ctx.ingress_ifindex() as u32,
+        let in_ifindex = ctx.ingress_ifindex() as u32;
+        let pair = IfaceKey {
+            in_ifindex,
+            out_ifindex: oif,
             tag: tg,
         };
-        // SAFETY: the value is copied out at once.
-        let at = unsafe { IFACE.get(&key) }
+        let no_out = IfaceKey {
+            in_ifindex,
+            out_ifindex: 0,
+            tag: tg,
+        };
+        // SAFETY: values are copied out at once. An output interface the compiled ruleset
+        // does not know (created since) counts as none, as does a missing input one.
+        let at = unsafe { IFACE.get(&pair).or_else(|| IFACE.get(&no_out)) }
             .copied()
             .unwrap_or(header.unknown_iface);
         search.push(at);

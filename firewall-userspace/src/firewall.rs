@@ -53,15 +53,30 @@ impl Firewall {
         Dataplane::open(&self.ns)
     }
 
+    /// The interfaces rules are compiled for: every interface of the namespace (`-o` can
+    /// name any of them), the attached ones as recorded. One created later is unknown to
+    /// the compiled ruleset until the next change: `-i`/`-o` patterns treat it as nameless.
     fn interfaces(&self) -> Vec<Interface> {
-        self.state
+        let mut list: Vec<Interface> = self
+            .state
             .interfaces
             .iter()
             .map(|a| Interface {
                 name: a.name.clone(),
                 ifindex: a.ifindex,
+                attached: true,
             })
-            .collect()
+            .collect();
+        for (ifindex, name) in interface_names() {
+            if !list.iter().any(|i| i.ifindex == ifindex) {
+                list.push(Interface {
+                    name,
+                    ifindex,
+                    attached: false,
+                });
+            }
+        }
+        list
     }
 
     /// Puts an edited ruleset in force: compile every table, write the idle generation,
@@ -249,6 +264,28 @@ impl Firewall {
         let prog = Xdp::from_pin(&path, XdpAttachType::Interface)?;
         Ok(Some(prog.info()?.id()))
     }
+}
+
+/// (ifindex, name) of every interface of this network namespace.
+fn interface_names() -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    // SAFETY: if_nameindex returns an array ended by a zero entry, freed below.
+    unsafe {
+        let list = libc::if_nameindex();
+        if list.is_null() {
+            return out;
+        }
+        let mut cur = list;
+        while (*cur).if_index != 0 && !(*cur).if_name.is_null() {
+            let name = std::ffi::CStr::from_ptr((*cur).if_name)
+                .to_string_lossy()
+                .into_owned();
+            out.push(((*cur).if_index, name));
+            cur = cur.add(1);
+        }
+        libc::if_freenameindex(list);
+    }
+    out
 }
 
 pub fn ifindex(iface: &str) -> Result<u32> {

@@ -88,6 +88,7 @@ pub fn would_cut(ruleset: &Ruleset, session: &Session, iface: &str) -> Option<St
     let packet = PacketView {
         family,
         iface: iface.to_string(),
+        out_iface: None,
         src: session.client,
         dst: session.server,
         proto: 6,

@@ -48,6 +48,7 @@ impl Harness {
             interfaces: vec![Interface {
                 name: "lo".into(),
                 ifindex: LO_IFINDEX,
+                attached: true,
             }],
         };
         h.apply(&[])?;

@@ -256,6 +256,9 @@ fn listings_match_iptables() {
         "-A MAIL -j ACCEPT",
         "-A zfirst -j DROP",
         "-A INPUT -s 1.1.1.1,2.2.2.0/24 -j DROP",
+        "-P FORWARD DROP",
+        "-A FORWARD -i eth1 ! -o eth0 -p tcp --dport 443 -j ACCEPT",
+        "-A FORWARD -o tun+ -j MAIL",
     ];
     let v6 = [
         "-P INPUT DROP",
@@ -968,4 +971,84 @@ fn forward_chain_on_a_router() {
     // FORWARD's policy.
     router.apply(&["-P FORWARD DROP"]);
     assert_eq!(send(7602, 2), 0);
+}
+
+/// `-o` on a router: the output interface comes from the same FIB lookup.
+#[test]
+fn forward_with_output_interface() {
+    let client = netlab::Netns::new("fwt-oc").unwrap();
+    let router = FwNs::new("fwt-or").unwrap();
+    let server = netlab::Netns::new("fwt-os").unwrap();
+    netlab::veth(
+        netlab::Link {
+            ns: &client,
+            ifname: "fwoc0",
+            addrs: &["10.203.1.2/24"],
+        },
+        netlab::Link {
+            ns: &router,
+            ifname: "fwor0",
+            addrs: &["10.203.1.1/24"],
+        },
+    )
+    .unwrap();
+    netlab::veth(
+        netlab::Link {
+            ns: &router,
+            ifname: "fwor1",
+            addrs: &["10.203.2.1/24"],
+        },
+        netlab::Link {
+            ns: &server,
+            ifname: "fwos0",
+            addrs: &["10.203.2.2/24"],
+        },
+    )
+    .unwrap();
+    client
+        .ip(&["route", "add", "default", "via", "10.203.1.1"])
+        .unwrap();
+    server
+        .ip(&["route", "add", "default", "via", "10.203.2.1"])
+        .unwrap();
+    netlab::run(
+        router
+            .command("sysctl")
+            .args(["-qw", "net.ipv4.ip_forward=1"]),
+    )
+    .unwrap();
+    router.apply(&[
+        "-A FORWARD -o fwor1 -p udp --dport 7700 -j DROP",
+        "-A FORWARD ! -o fwor+ -j DROP",
+        "-A FORWARD -i fwor0 -o fwor1 -j ACCEPT",
+        "-P FORWARD DROP",
+    ]);
+    router.fwctl_ok(&["attach", "fwor0"]);
+    let send = |port: u16| -> usize {
+        let rx = server.udp_socket(addr("10.203.2.2", port)).unwrap();
+        rx.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let tx = client.udp_socket(addr("10.203.1.2", 0)).unwrap();
+        for _ in 0..2 {
+            tx.send_to(&[0u8; 10], addr("10.203.2.2", port)).unwrap();
+        }
+        let mut got = 0;
+        while rx.recv_from(&mut [0u8; 64]).is_ok() {
+            got += 1;
+        }
+        got
+    };
+    assert_eq!(send(7700), 0);
+    assert_eq!(send(7701), 2);
+    let list = router.fwctl_ok(&["-L", "FORWARD", "-n", "-v", "-x", "--line-numbers"]);
+    assert_eq!(listed_counters(&list, "FORWARD", 1).unwrap().0, 2, "{list}");
+    assert_eq!(listed_counters(&list, "FORWARD", 2).unwrap().0, 0, "{list}");
+    assert_eq!(listed_counters(&list, "FORWARD", 3).unwrap().0, 2, "{list}");
+    assert!(list.contains(" fwor0  fwor1 "), "{list}");
+    assert_eq!(
+        router.fwctl_ok(&["-S", "FORWARD"]),
+        "-P FORWARD DROP\n-A FORWARD -o fwor1 -p udp -m udp --dport 7700 -j DROP\n-A FORWARD ! -o fwor+ -j DROP\n-A FORWARD -i fwor0 -o fwor1 -j ACCEPT\n"
+    );
+    let out = router.fwctl(&["-A", "INPUT", "-o", "fwor1", "-j", "DROP"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Can't use -o with INPUT"));
 }

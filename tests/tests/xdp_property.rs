@@ -280,6 +280,7 @@ fn random_packet(rng: &mut Rng, u: &Universe) -> (Packet, PacketView) {
     let view = PacketView {
         family: u.family,
         iface: "lo".into(),
+        out_iface: None,
         src,
         dst,
         proto,

@@ -120,7 +120,11 @@ fn list_chain(
                 Some(i) => format!("{}{}", bang(i.negated), i.value),
                 None => any.to_string(),
             };
-            let _ = write!(out, " {iface:<6} {any:<6} ");
+            let oface = match &spec.out_iface {
+                Some(o) => format!("{}{}", bang(o.negated), o.value),
+                None => any.to_string(),
+            };
+            let _ = write!(out, " {iface:<6} {oface:<6} ");
         }
         // The separator before an address is where its `!` goes.
         for (i, addr) in [&spec.src, &spec.dst].into_iter().enumerate() {
@@ -519,6 +523,9 @@ pub fn rule_args(spec: &RuleSpec) -> String {
     }
     if let Some(i) = &spec.in_iface {
         parts.push(neg_opt(i.negated, "-i", &i.value));
+    }
+    if let Some(o) = &spec.out_iface {
+        parts.push(neg_opt(o.negated, "-o", &o.value));
     }
     if let Some(p) = &spec.proto {
         let name = proto_name(p.value)

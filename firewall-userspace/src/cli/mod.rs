@@ -33,12 +33,12 @@ Rules, in iptables syntax (fwctl alone or -4 is IPv4, -6 is IPv6):
   fwctl -L -n -v --line-numbers                     list with counters, as iptables does
   fwctl -S                                          list as commands
   fwctl -F / fwctl -Z                               flush rules / zero counters
-Matches: -i IFACE[+]  -s ADDR[/LEN][,ADDR...]  -d ...  -p tcp|udp|icmp|icmpv6|all|NAME|NUM
+Matches: -i IFACE[+]  -o IFACE[+]  -s ADDR[/LEN][,ADDR...]  -d ...  -p tcp|udp|icmp|icmpv6|all|NAME|NUM
          --sport/--dport PORT[:PORT]  (after -p tcp or -p udp)   --syn  --tcp-flags MASK COMP
          -m multiport --sports/--dports/--ports P,P:P   --icmp-type T[/C]  --icmpv6-type T[/C]
          -m comment --comment TEXT      (each negatable with ! where iptables allows it)
 Targets: ACCEPT, DROP, RETURN, or a user chain. INPUT and FORWARD are enforced at XDP on
-attached interfaces; OUTPUT, -o and -m conntrack/state are not enforced yet and are refused.
+attached interfaces; OUTPUT and -m conntrack/state are not enforced yet and are refused.
 
 Whole rulesets, in the iptables-save format (a bad line changes nothing):
   fwctl save > rules.v4        fwctl restore rules.v4       fwctl restore --test rules.v4

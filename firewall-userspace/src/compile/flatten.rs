@@ -58,6 +58,7 @@ impl PortCond {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Conds {
     pub iface: Vec<Neg<String>>,
+    pub oiface: Vec<Neg<String>>,
     pub src: Vec<Neg<Cidr>>,
     pub dst: Vec<Neg<Cidr>>,
     pub proto: Vec<Neg<u8>>,
@@ -74,6 +75,7 @@ impl Conds {
         }
         Conds {
             iface: cat(&self.iface, &other.iface),
+            oiface: cat(&self.oiface, &other.oiface),
             src: cat(&self.src, &other.src),
             dst: cat(&self.dst, &other.dst),
             proto: cat(&self.proto, &other.proto),
@@ -101,6 +103,7 @@ fn alternatives(spec: &RuleSpec) -> Result<Vec<Conds>, CompileError> {
     };
     let base = Conds {
         iface: opt(&spec.in_iface),
+        oiface: opt(&spec.out_iface),
         src: opt(&spec.src),
         dst: opt(&spec.dst),
         proto: opt(&spec.proto),

@@ -43,11 +43,13 @@ pub enum CompileError {
     PoolFull(usize, u32),
 }
 
-/// An attached interface, by the name rules match and the index packets carry.
+/// An interface, by the name rules match and the index packets carry; `attached` when
+/// fwctl's program runs on it.
 #[derive(Clone, Debug)]
 pub struct Interface {
     pub name: String,
     pub ifindex: u32,
+    pub attached: bool,
 }
 
 /// One table (a built-in chain of a family) in classifier form. Fields the table does not
@@ -61,8 +63,8 @@ pub struct TableImage {
     pub dport: Option<Vec<u32>>,
     pub icmp: Option<Vec<u32>>,
     pub tcp_flags: Option<Vec<u32>>,
-    /// (ifindex, bitmap).
-    pub iface: Vec<(u32, u32)>,
+    /// (input ifindex, output ifindex, bitmap); 0 for none or unknown.
+    pub iface: Vec<(u32, u32, u32)>,
     pub src: Vec<(Cidr, u32)>,
     pub dst: Vec<(Cidr, u32)>,
 }
@@ -171,17 +173,34 @@ fn table_image(
     };
     let used = |f: fn(&Conds) -> bool| flats.iter().any(|fl| f(&fl.conds));
 
-    if used(|c| !c.iface.is_empty()) {
+    if used(|c| !c.iface.is_empty() || !c.oiface.is_empty()) {
         t.header.fields |= FIELD_IFACE;
-        let unknown = fields_bits(flats, |c| iface_holds(&c.iface, ""));
-        t.header.unknown_iface = pool.add(&unknown);
-        t.iface = interfaces
+        // Input: the attached interfaces (XDP runs nowhere else) and "unknown"; output:
+        // every interface and "none" (for this host, or created after this compile).
+        let inputs: Vec<(u32, &str)> = interfaces
             .iter()
-            .map(|i| {
-                let bits = fields_bits(flats, |c| iface_holds(&c.iface, &i.name));
-                (i.ifindex, pool.add(&bits))
-            })
+            .filter(|i| i.attached)
+            .map(|i| (i.ifindex, i.name.as_str()))
+            .chain([(0, "")])
             .collect();
+        let outputs: Vec<(u32, &str)> = interfaces
+            .iter()
+            .map(|i| (i.ifindex, i.name.as_str()))
+            .chain([(0, "")])
+            .collect();
+        for &(in_ifindex, in_name) in &inputs {
+            for &(out_ifindex, out_name) in &outputs {
+                let bits = fields_bits(flats, |c| {
+                    iface_holds(&c.iface, in_name) && iface_holds(&c.oiface, out_name)
+                });
+                let at = pool.add(&bits);
+                if in_ifindex == 0 && out_ifindex == 0 {
+                    t.header.unknown_iface = at;
+                } else {
+                    t.iface.push((in_ifindex, out_ifindex, at));
+                }
+            }
+        }
     }
     if used(|c| !c.src.is_empty()) {
         t.header.fields |= FIELD_SRC;

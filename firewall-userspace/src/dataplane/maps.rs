@@ -178,10 +178,13 @@ impl Maps {
                     map.write_all((tg * keys) as usize, values)?;
                 }
             }
-            for &(ifindex, at) in &t.iface {
-                self.iface
-                    .insert(IfaceKey { ifindex, tag: tg }, at, 0)
-                    .context("writing FW_IFACE")?;
+            for &(in_ifindex, out_ifindex, at) in &t.iface {
+                let key = IfaceKey {
+                    in_ifindex,
+                    out_ifindex,
+                    tag: tg,
+                };
+                self.iface.insert(key, at, 0).context("writing FW_IFACE")?;
             }
             for (src, prefixes) in [(true, &t.src), (false, &t.dst)] {
                 for &(cidr, at) in prefixes {

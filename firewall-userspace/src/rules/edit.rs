@@ -39,6 +39,8 @@ pub enum EditError {
     BuiltinChain(&'static str, String),
     #[error("jumping to `{0}' would make a loop: {1}")]
     Loop(String, String),
+    #[error("Can't use -o with INPUT")]
+    OutInInput,
     #[error("no free counter slot: too many rules")]
     NoFreeSlot,
 }
@@ -101,6 +103,9 @@ impl Editor {
     }
 
     fn check_target(&self, family: Family, chain: &str, spec: &RuleSpec) -> Result<(), EditError> {
+        if spec.out_iface.is_some() && chain == Chain::Input.name() {
+            return Err(EditError::OutInInput);
+        }
         let Target::Jump(to) = &spec.target else {
             return Ok(());
         };

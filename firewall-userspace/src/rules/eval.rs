@@ -14,6 +14,8 @@ use super::{
 pub struct PacketView {
     pub family: Family,
     pub iface: String,
+    /// The interface a forwarded packet leaves by; None for a packet for this host.
+    pub out_iface: Option<String>,
     pub src: IpAddr,
     pub dst: IpAddr,
     pub proto: u8,
@@ -53,6 +55,9 @@ pub fn matches(spec: &RuleSpec, p: &PacketView) -> bool {
         })
     };
     neg(&spec.in_iface, |pat| iface_matches(pat, &p.iface))
+        && neg(&spec.out_iface, |pat| {
+            iface_matches(pat, p.out_iface.as_deref().unwrap_or(""))
+        })
         && neg(&spec.src, |c| c.contains(&host(p.src)))
         && neg(&spec.dst, |c| c.contains(&host(p.dst)))
         && neg(&spec.proto, |proto| *proto == p.proto)

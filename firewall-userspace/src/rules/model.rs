@@ -239,6 +239,9 @@ impl Target {
 pub struct RuleSpec {
     /// `-i`: an interface name, or a prefix when it ends in `+` (`tun+`).
     pub in_iface: Option<Neg<String>>,
+    /// `-o`: the interface a forwarded packet leaves by (FORWARD), same patterns.
+    #[serde(default)]
+    pub out_iface: Option<Neg<String>>,
     pub src: Option<Neg<Cidr>>,
     pub dst: Option<Neg<Cidr>>,
     /// `-p`: protocol number; `None` is `all`.
@@ -259,6 +262,7 @@ impl RuleSpec {
     pub fn any(target: Target) -> RuleSpec {
         RuleSpec {
             in_iface: None,
+            out_iface: None,
             src: None,
             dst: None,
             proto: None,

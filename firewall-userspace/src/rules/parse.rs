@@ -144,6 +144,9 @@ struct Modules {
 #[derive(Default)]
 struct SpecBuilder {
     in_iface: Option<Neg<String>>,
+    out_iface: Option<Neg<String>>,
+    /// `-o VALUE`: an output interface for rule commands, `json` for listings.
+    out: Option<(String, bool)>,
     src: Option<(String, bool)>,
     dst: Option<(String, bool)>,
     proto: Option<Neg<u8>>,
@@ -316,12 +319,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             "--line-numbers" => list.line_numbers = true,
             "-o" | "--out-interface" | "--output" => {
                 let value = args.value(opt, inline)?;
-                if value != "json" || neg {
-                    return Err(bad(format!(
-                        "-o {value}: output interfaces (FORWARD, OUTPUT) are not supported yet; `-o json' formats -L and -S"
-                    )));
-                }
-                list.json = true;
+                spec.out = Some((value.to_string(), neg));
             }
             "-i" | "--in-interface" => {
                 let name = args.value(opt, inline)?;
@@ -504,6 +502,22 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
     }
 
     let (verb, chain, extra) = verb.ok_or_else(|| bad("no command specified"))?;
+    // `-o` is an output interface in a rule, the output format (json) of a listing.
+    if let Some((value, negated)) = spec.out.take() {
+        if verb.takes_rule() {
+            spec.out_iface = Some(Neg {
+                value: parse_iface(&value)?,
+                negated,
+            });
+            spec.any = true;
+        } else if matches!(verb, Verb::List | Verb::ListRules) && value == "json" && !negated {
+            list.json = true;
+        } else {
+            return Err(bad(format!(
+                "-o {value}: an output interface goes with -A, -I, -D, -R or -C; `-o json' formats -L"
+            )));
+        }
+    }
     if spec.any && !verb.takes_rule() {
         return Err(bad(format!(
             "Illegal option with {}: rule options go with -A, -I, -D or -C",
@@ -699,6 +713,7 @@ impl SpecBuilder {
             for dst in &dsts {
                 specs.push(RuleSpec {
                     in_iface: self.in_iface.clone(),
+                    out_iface: self.out_iface.clone(),
                     src: src.clone(),
                     dst: dst.clone(),
                     proto: self.proto.clone(),

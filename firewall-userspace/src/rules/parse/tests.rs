@@ -75,6 +75,14 @@ fn accepted_rule_forms() {
             },
         ),
         (
+            "-A FORWARD -i tun+ ! -o eth0 -j ACCEPT",
+            RuleSpec {
+                in_iface: yes("tun+".into()),
+                out_iface: not("eth0".into()),
+                ..accept()
+            },
+        ),
+        (
             "-A INPUT -i tun+ -j DROP",
             RuleSpec {
                 in_iface: yes("tun+".into()),
@@ -494,7 +502,7 @@ fn rejected_inputs() {
         ("-R INPUT -j DROP", "-R requires a chain and a rule number", 2),
         ("-R INPUT 1 -s 1.1.1.1,2.2.2.2 -j DROP", "-R takes one source and one destination address, not lists", 2),
         ("-t nat -L", "table `nat' is not supported yet: fwctl manages the filter table", 3),
-        ("-A INPUT -o eth0 -j DROP", "-o eth0: output interfaces (FORWARD, OUTPUT) are not supported yet; `-o json' formats -L and -S", 2),
+        ("-L -o eth0", "-o eth0: an output interface goes with -A, -I, -D, -R or -C; `-o json' formats -L", 2),
     ];
     for (line, message, status) in cases {
         let err = parse(line).expect_err(line);
