@@ -152,6 +152,86 @@ impl Lab {
     }
 }
 
+/// Three namespaces, client - router - server, with forwarding on in the router; fwctl
+/// runs in the router. Subnets 10.20N.1.0/24 (client side) and 10.20N.2.0/24 (server side).
+pub struct RouterLab {
+    pub client: Netns,
+    pub router: FwNs,
+    pub server: Netns,
+    net: u8,
+}
+
+impl RouterLab {
+    /// `net` picks the subnets (and keeps two router labs apart); interfaces are named
+    /// `{tag}c0` (client), `{tag}r0`/`{tag}r1` (router), `{tag}s0` (server).
+    pub fn new(tag: &str, net: u8) -> Result<RouterLab> {
+        let client = Netns::new(&format!("fwt-{tag}c"))?;
+        let router = FwNs::new(&format!("fwt-{tag}r"))?;
+        let server = Netns::new(&format!("fwt-{tag}s"))?;
+        let a = |side: u8, host: u8| format!("10.{net}.{side}.{host}/24");
+        netlab::veth(
+            Link {
+                ns: &client,
+                ifname: &format!("{tag}c0"),
+                addrs: &[&a(1, 2)],
+            },
+            Link {
+                ns: &router,
+                ifname: &format!("{tag}r0"),
+                addrs: &[&a(1, 1)],
+            },
+        )?;
+        netlab::veth(
+            Link {
+                ns: &router,
+                ifname: &format!("{tag}r1"),
+                addrs: &[&a(2, 1)],
+            },
+            Link {
+                ns: &server,
+                ifname: &format!("{tag}s0"),
+                addrs: &[&a(2, 2)],
+            },
+        )?;
+        client.ip(&["route", "add", "default", "via", &format!("10.{net}.1.1")])?;
+        server.ip(&["route", "add", "default", "via", &format!("10.{net}.2.1")])?;
+        netlab::run(
+            router
+                .command("sysctl")
+                .args(["-qw", "net.ipv4.ip_forward=1"]),
+        )?;
+        Ok(RouterLab {
+            client,
+            router,
+            server,
+            net,
+        })
+    }
+
+    pub fn server_addr(&self) -> String {
+        format!("10.{}.2.2", self.net)
+    }
+
+    /// Sends `n` datagrams from the client to the server's `port` through the router;
+    /// returns how many arrived.
+    pub fn send(&self, port: u16, n: usize) -> Result<usize> {
+        use std::net::SocketAddr;
+        let server: SocketAddr = format!("{}:{port}", self.server_addr()).parse()?;
+        let rx = self.server.udp_socket(server)?;
+        rx.set_read_timeout(Some(std::time::Duration::from_millis(300)))?;
+        let from: SocketAddr = format!("10.{}.1.2:0", self.net).parse()?;
+        let tx = self.client.udp_socket(from)?;
+        for _ in 0..n {
+            tx.send_to(&[0u8; 10], server)?;
+        }
+        let mut got = 0;
+        while rx.recv_from(&mut [0u8; 64]).is_ok() {
+            got += 1;
+        }
+        Ok(got)
+    }
+}
+
 fn mac(ns: &Netns, ifname: &str) -> Result<String> {
     let out = ns.ip(&["link", "show", ifname])?;
     out.split_whitespace()

@@ -6,7 +6,9 @@
 use std::{net::SocketAddr, path::Path, process::Command, time::Duration};
 
 use netlab::Probe;
-use tests::{listed_counters, FwNs, Lab, CLIENT_V4, CLIENT_V6, HOST_IF, HOST_V4, HOST_V6};
+use tests::{
+    listed_counters, FwNs, Lab, RouterLab, CLIENT_V4, CLIENT_V6, HOST_IF, HOST_V4, HOST_V6,
+};
 
 const SHORT: Duration = Duration::from_millis(700);
 
@@ -884,139 +886,47 @@ fn json_output() {
 /// kernel's FIB whether a packet will be forwarded.
 #[test]
 fn forward_chain_on_a_router() {
-    let client = netlab::Netns::new("fwt-rc").unwrap();
-    let router = FwNs::new("fwt-rr").unwrap();
-    let server = netlab::Netns::new("fwt-rs").unwrap();
-    netlab::veth(
-        netlab::Link {
-            ns: &client,
-            ifname: "fwrc0",
-            addrs: &["10.202.1.2/24"],
-        },
-        netlab::Link {
-            ns: &router,
-            ifname: "fwrr0",
-            addrs: &["10.202.1.1/24"],
-        },
-    )
-    .unwrap();
-    netlab::veth(
-        netlab::Link {
-            ns: &router,
-            ifname: "fwrr1",
-            addrs: &["10.202.2.1/24"],
-        },
-        netlab::Link {
-            ns: &server,
-            ifname: "fwrs0",
-            addrs: &["10.202.2.2/24"],
-        },
-    )
-    .unwrap();
-    client
-        .ip(&["route", "add", "default", "via", "10.202.1.1"])
-        .unwrap();
-    server
-        .ip(&["route", "add", "default", "via", "10.202.2.1"])
-        .unwrap();
-    netlab::run(
-        router
-            .command("sysctl")
-            .args(["-qw", "net.ipv4.ip_forward=1"]),
-    )
-    .unwrap();
-    router.apply(&[
+    let lab = RouterLab::new("fwr", 202).unwrap();
+    lab.router.apply(&[
         "-P INPUT DROP",
         "-A FORWARD -p udp --dport 7600 -j DROP",
         "-A FORWARD -i fwrr0 -p udp --dport 7601 -j ACCEPT",
     ]);
-    router.fwctl_ok(&["attach", "fwrr0"]);
-    let send = |port: u16, n: usize| -> usize {
-        let rx = server.udp_socket(addr("10.202.2.2", port)).unwrap();
-        rx.set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        let tx = client.udp_socket(addr("10.202.1.2", 0)).unwrap();
-        for _ in 0..n {
-            tx.send_to(&[0u8; 10], addr("10.202.2.2", port)).unwrap();
-        }
-        let mut got = 0;
-        let mut buf = [0u8; 64];
-        while rx.recv_from(&mut buf).is_ok() {
-            got += 1;
-        }
-        got
-    };
+    lab.router.fwctl_ok(&["attach", "fwrr0"]);
     // INPUT's DROP policy does not touch forwarded traffic; FORWARD's rules do.
-    assert_eq!(send(7601, 3), 3);
-    assert_eq!(send(7602, 2), 2);
-    assert_eq!(send(7600, 4), 0);
-    let list = router.fwctl_ok(&["-L", "-n", "-v", "-x", "--line-numbers"]);
+    assert_eq!(lab.send(7601, 3).unwrap(), 3);
+    assert_eq!(lab.send(7602, 2).unwrap(), 2);
+    assert_eq!(lab.send(7600, 4).unwrap(), 0);
+    let list = lab
+        .router
+        .fwctl_ok(&["-L", "-n", "-v", "-x", "--line-numbers"]);
     assert_eq!(listed_counters(&list, "FORWARD", 1).unwrap().0, 4, "{list}");
     assert_eq!(listed_counters(&list, "FORWARD", 2).unwrap().0, 3, "{list}");
     assert_eq!(listed_counters(&list, "FORWARD", 0).unwrap().0, 2, "{list}");
     // Packets for the router itself still meet INPUT.
     let (input_policy, _) = listed_counters(&list, "INPUT", 0).unwrap();
-    let rx = router.udp_socket(addr("10.202.1.1", 7603)).unwrap();
+    let rx = lab.router.udp_socket(addr("10.202.1.1", 7603)).unwrap();
     rx.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
-    let tx = client.udp_socket(addr("10.202.1.2", 0)).unwrap();
+    let tx = lab.client.udp_socket(addr("10.202.1.2", 0)).unwrap();
     tx.send_to(&[0u8; 10], addr("10.202.1.1", 7603)).unwrap();
     assert!(rx.recv_from(&mut [0u8; 64]).is_err());
-    let list = router.fwctl_ok(&["-L", "-n", "-v", "-x"]);
+    let list = lab.router.fwctl_ok(&["-L", "-n", "-v", "-x"]);
     assert_eq!(
         listed_counters(&list, "INPUT", 0).unwrap().0,
         input_policy + 1,
         "{list}"
     );
     // FORWARD's policy.
-    router.apply(&["-P FORWARD DROP"]);
-    assert_eq!(send(7602, 2), 0);
+    lab.router.apply(&["-P FORWARD DROP"]);
+    assert_eq!(lab.send(7602, 2).unwrap(), 0);
 }
 
 /// `-o` on a router: the output interface comes from the same FIB lookup.
 #[test]
 fn forward_with_output_interface() {
-    let client = netlab::Netns::new("fwt-oc").unwrap();
-    let router = FwNs::new("fwt-or").unwrap();
-    let server = netlab::Netns::new("fwt-os").unwrap();
-    netlab::veth(
-        netlab::Link {
-            ns: &client,
-            ifname: "fwoc0",
-            addrs: &["10.203.1.2/24"],
-        },
-        netlab::Link {
-            ns: &router,
-            ifname: "fwor0",
-            addrs: &["10.203.1.1/24"],
-        },
-    )
-    .unwrap();
-    netlab::veth(
-        netlab::Link {
-            ns: &router,
-            ifname: "fwor1",
-            addrs: &["10.203.2.1/24"],
-        },
-        netlab::Link {
-            ns: &server,
-            ifname: "fwos0",
-            addrs: &["10.203.2.2/24"],
-        },
-    )
-    .unwrap();
-    client
-        .ip(&["route", "add", "default", "via", "10.203.1.1"])
-        .unwrap();
-    server
-        .ip(&["route", "add", "default", "via", "10.203.2.1"])
-        .unwrap();
-    netlab::run(
-        router
-            .command("sysctl")
-            .args(["-qw", "net.ipv4.ip_forward=1"]),
-    )
-    .unwrap();
+    let lab = RouterLab::new("fwo", 203).unwrap();
+    let router = &lab.router;
     router.apply(&[
         "-A FORWARD -o fwor1 -p udp --dport 7700 -j DROP",
         "-A FORWARD ! -o fwor+ -j DROP",
@@ -1024,22 +934,8 @@ fn forward_with_output_interface() {
         "-P FORWARD DROP",
     ]);
     router.fwctl_ok(&["attach", "fwor0"]);
-    let send = |port: u16| -> usize {
-        let rx = server.udp_socket(addr("10.203.2.2", port)).unwrap();
-        rx.set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        let tx = client.udp_socket(addr("10.203.1.2", 0)).unwrap();
-        for _ in 0..2 {
-            tx.send_to(&[0u8; 10], addr("10.203.2.2", port)).unwrap();
-        }
-        let mut got = 0;
-        while rx.recv_from(&mut [0u8; 64]).is_ok() {
-            got += 1;
-        }
-        got
-    };
-    assert_eq!(send(7700), 0);
-    assert_eq!(send(7701), 2);
+    assert_eq!(lab.send(7700, 2).unwrap(), 0);
+    assert_eq!(lab.send(7701, 2).unwrap(), 2);
     let list = router.fwctl_ok(&["-L", "FORWARD", "-n", "-v", "-x", "--line-numbers"]);
     assert_eq!(listed_counters(&list, "FORWARD", 1).unwrap().0, 2, "{list}");
     assert_eq!(listed_counters(&list, "FORWARD", 2).unwrap().0, 0, "{list}");
