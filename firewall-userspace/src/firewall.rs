@@ -156,14 +156,20 @@ impl Firewall {
         })
     }
 
-    /// `-Z [CHAIN]`: zero the counters of one chain (or all) of a family.
-    pub fn zero(&mut self, family: Family, chain: Option<&str>) -> Result<()> {
+    /// `-Z [CHAIN [N]]`: zero the counters of one rule, one chain, or all of a family.
+    pub fn zero(&mut self, family: Family, chain: Option<&str>, rule: Option<usize>) -> Result<()> {
         let rules = self.state.ruleset.family(family);
         let names = crate::cli::list::chain_names(rules, chain)
             .ok_or_else(|| EditError::NoSuchChain(chain.unwrap_or_default().to_string()))?;
         let Some(mut dp) = self.dataplane()? else {
             return Ok(());
         };
+        if let (Some(n), Some(name)) = (rule, names.first()) {
+            if let Some(r) = rules.rules(name).and_then(|r| r.get(n - 1)) {
+                dp.maps.zero_counter(r.slot)?;
+            }
+            return Ok(());
+        }
         for name in names {
             for rule in rules.rules(&name).into_iter().flatten() {
                 dp.maps.zero_counter(rule.slot)?;

@@ -105,6 +105,19 @@ fn tcp_and_udp_are_accepted_and_dropped_with_exact_counters() {
         dropped_syns >= 1 && dropped_bytes == dropped_syns * 60,
         "{list}"
     );
+    // -Z on one rule leaves the others.
+    lab.host.fwctl_ok(&["-Z", "INPUT", "2"]);
+    let list = listing(&lab, "4");
+    assert_eq!(
+        listed_counters(&list, "INPUT", 2).unwrap(),
+        (0, 0),
+        "{list}"
+    );
+    assert_eq!(
+        listed_counters(&list, "INPUT", 0).unwrap(),
+        (5, 5 * 128),
+        "{list}"
+    );
 }
 
 #[test]
@@ -310,7 +323,15 @@ fn listings_match_iptables() {
             "fwctl {list6:?}"
         );
     }
-    for list in [vec!["-S", "MAIL"], vec!["-L", "MAIL", "-v", "-n"]] {
+    for list in [
+        vec!["-S", "MAIL"],
+        vec!["-L", "MAIL", "-v", "-n"],
+        vec!["-L", "INPUT", "2", "-n"],
+        vec!["-L", "INPUT", "3", "-n", "-v", "--line-numbers"],
+        vec!["-L", "INPUT", "99", "-n"],
+        vec!["-S", "INPUT", "2"],
+        vec!["-S", "FORWARD", "1"],
+    ] {
         assert_eq!(
             fw.fwctl_ok(&list),
             run_ipt("iptables", &list),

@@ -95,55 +95,83 @@ fn list_chain(
     let rules: &[Rule] = all.rules(name).map(Vec::as_slice).unwrap_or_default();
     for (i, rule) in rules.iter().enumerate() {
         let count = counters.rules.get(i).copied().unwrap_or_default();
-        if opts.line_numbers {
-            let _ = write!(out, "{:<4} ", i + 1);
-        }
-        if opts.verbose {
-            out.push_str(&num_column(count.packets, opts));
-            out.push_str(&num_column(count.bytes, opts));
-        }
-        let spec = &rule.spec;
-        let (proto_neg, proto) = match &spec.proto {
-            Some(p) => (p.negated, Some(p.value)),
-            None => (false, None),
+        rule_line(out, family, i + 1, rule, count, opts);
+    }
+}
+
+/// `-L CHAIN N`: the rule's line alone, as iptables prints it; nothing past the end.
+pub fn list_one(
+    family: Family,
+    all: &FamilyRules,
+    name: &str,
+    n: usize,
+    opts: ListOptions,
+    counters: &ChainCounters,
+) -> String {
+    let mut out = String::new();
+    if let Some(rule) = all.rules(name).and_then(|r| r.get(n - 1)) {
+        let count = counters.rules.get(n - 1).copied().unwrap_or_default();
+        rule_line(&mut out, family, n, rule, count, opts);
+    }
+    out
+}
+
+fn rule_line(
+    out: &mut String,
+    family: Family,
+    number: usize,
+    rule: &Rule,
+    count: Counter,
+    opts: ListOptions,
+) {
+    if opts.line_numbers {
+        let _ = write!(out, "{number:<4} ");
+    }
+    if opts.verbose {
+        out.push_str(&num_column(count.packets, opts));
+        out.push_str(&num_column(count.bytes, opts));
+    }
+    let spec = &rule.spec;
+    let (proto_neg, proto) = match &spec.proto {
+        Some(p) => (p.negated, Some(p.value)),
+        None => (false, None),
+    };
+    let _ = write!(
+        out,
+        "{:<9} {}{:<4} -- ",
+        spec.target.name(),
+        if proto_neg { '!' } else { ' ' },
+        proto_column(proto, opts.numeric)
+    );
+    if opts.verbose {
+        let any = if opts.numeric { "*" } else { "any" };
+        let iface = match &spec.in_iface {
+            Some(i) => format!("{}{}", bang(i.negated), i.value),
+            None => any.to_string(),
         };
+        let oface = match &spec.out_iface {
+            Some(o) => format!("{}{}", bang(o.negated), o.value),
+            None => any.to_string(),
+        };
+        let _ = write!(out, " {iface:<6} {oface:<6} ");
+    }
+    // The separator before an address is where its `!` goes.
+    for (i, addr) in [&spec.src, &spec.dst].into_iter().enumerate() {
+        let bang = if addr.as_ref().is_some_and(|a| a.negated) {
+            '!'
+        } else {
+            ' '
+        };
+        let pad = if i == 0 { "" } else { " " };
         let _ = write!(
             out,
-            "{:<9} {}{:<4} -- ",
-            spec.target.name(),
-            if proto_neg { '!' } else { ' ' },
-            proto_column(proto, opts.numeric)
+            "{pad}{bang}{:<19}",
+            addr_column(addr, family, opts.numeric)
         );
-        if opts.verbose {
-            let any = if opts.numeric { "*" } else { "any" };
-            let iface = match &spec.in_iface {
-                Some(i) => format!("{}{}", bang(i.negated), i.value),
-                None => any.to_string(),
-            };
-            let oface = match &spec.out_iface {
-                Some(o) => format!("{}{}", bang(o.negated), o.value),
-                None => any.to_string(),
-            };
-            let _ = write!(out, " {iface:<6} {oface:<6} ");
-        }
-        // The separator before an address is where its `!` goes.
-        for (i, addr) in [&spec.src, &spec.dst].into_iter().enumerate() {
-            let bang = if addr.as_ref().is_some_and(|a| a.negated) {
-                '!'
-            } else {
-                ' '
-            };
-            let pad = if i == 0 { "" } else { " " };
-            let _ = write!(
-                out,
-                "{pad}{bang}{:<19}",
-                addr_column(addr, family, opts.numeric)
-            );
-        }
-        out.push(' ');
-        out.push_str(&matches_column(spec, family, opts.numeric));
-        out.push('\n');
     }
+    out.push(' ');
+    out.push_str(&matches_column(spec, family, opts.numeric));
+    out.push('\n');
 }
 
 fn bang(negated: bool) -> &'static str {
@@ -376,6 +404,15 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
         let _ = write!(out, " /* {c} */");
     }
     out
+}
+
+/// `-S CHAIN N`: the rule as its `-A` command; nothing past the end.
+pub fn list_rule_one(rules: &FamilyRules, name: &str, n: usize) -> String {
+    rules
+        .rules(name)
+        .and_then(|r| r.get(n - 1))
+        .map(|r| format!("-A {name} {}\n", rule_args(&r.spec)))
+        .unwrap_or_default()
 }
 
 /// `-S [CHAIN]`: policies, new chains, then each rule as the `-A` command that recreates it.

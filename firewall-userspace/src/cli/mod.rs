@@ -310,8 +310,8 @@ fn run_rule_command(inv: Invocation) -> Result<()> {
             }
             Ok(())
         }
-        Command::Zero(chain) => fw.zero(family, chain.as_deref()),
-        Command::List(chain) => {
+        Command::Zero(chain, rule) => fw.zero(family, chain.as_deref(), rule),
+        Command::List(chain, rule) => {
             let rules = fw.state.ruleset.family(family);
             let names = list::chain_names(rules, chain.as_deref())
                 .ok_or_else(|| edit_failed(EditError::NoSuchChain(chain.unwrap_or_default())))?;
@@ -328,16 +328,24 @@ fn run_rule_command(inv: Invocation) -> Result<()> {
             if opts.json {
                 let value = list::json(family, rules, &names, Some(&counters));
                 println!("{}", serde_json::to_string_pretty(&value)?);
+            } else if let (Some(n), Some(name)) = (rule, names.first()) {
+                print!(
+                    "{}",
+                    list::list_one(family, rules, name, n, opts, &counters(name))
+                );
             } else {
                 print!("{}", list::list(family, rules, &names, opts, &counters));
             }
             Ok(())
         }
-        Command::ListRules(chain) => {
+        Command::ListRules(chain, rule) => {
             let rules = fw.state.ruleset.family(family);
             let names = list::chain_names(rules, chain.as_deref())
                 .ok_or_else(|| edit_failed(EditError::NoSuchChain(chain.unwrap_or_default())))?;
-            print!("{}", list::list_rules(rules, &names));
+            match (rule, names.first()) {
+                (Some(n), Some(name)) => print!("{}", list::list_rule_one(rules, name, n)),
+                _ => print!("{}", list::list_rules(rules, &names)),
+            }
             Ok(())
         }
         // apply() only hands back queries.

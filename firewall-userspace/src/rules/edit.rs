@@ -172,9 +172,9 @@ impl Editor {
             Command::DeleteChain(name) => self.delete_chain(family, name.as_deref())?,
             Command::RenameChain(old, new) => self.rename_chain(family, &old, &new)?,
             other @ (Command::Check(..)
-            | Command::Zero(_)
-            | Command::List(_)
-            | Command::ListRules(_)) => return Ok(Some(other)),
+            | Command::Zero(..)
+            | Command::List(..)
+            | Command::ListRules(..)) => return Ok(Some(other)),
         }
         Ok(None)
     }

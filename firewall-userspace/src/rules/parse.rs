@@ -57,9 +57,10 @@ pub enum Command {
     Check(String, Vec<RuleSpec>),
     Policy(Chain, Verdict),
     Flush(Option<String>),
-    Zero(Option<String>),
-    List(Option<String>),
-    ListRules(Option<String>),
+    /// `-Z [CHAIN [N]]`, `-L [CHAIN [N]]`, `-S [CHAIN [N]]`: N picks one rule.
+    Zero(Option<String>, Option<usize>),
+    List(Option<String>, Option<usize>),
+    ListRules(Option<String>, Option<usize>),
     NewChain(String),
     DeleteChain(Option<String>),
     RenameChain(String, String),
@@ -270,9 +271,12 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 };
             // The second operand: rule number for -I/-D, policy for -P, new name for -E.
             let extra = match v {
-                Verb::Insert | Verb::Delete | Verb::Replace => {
-                    args.operand().filter(|s| s.parse::<i64>().is_ok())
-                }
+                Verb::Insert
+                | Verb::Delete
+                | Verb::Replace
+                | Verb::Zero
+                | Verb::List
+                | Verb::ListRules => args.operand().filter(|s| s.parse::<i64>().is_ok()),
                 Verb::Policy => Some(
                     args.next()
                         .ok_or_else(|| bad("-P requires a chain and a policy (ACCEPT or DROP)"))?,
@@ -570,9 +574,20 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             Command::Policy(builtin, verdict)
         }
         Verb::Flush => Command::Flush(chain),
-        Verb::Zero => Command::Zero(chain),
-        Verb::List => Command::List(chain),
-        Verb::ListRules => Command::ListRules(chain),
+        Verb::Zero | Verb::List | Verb::ListRules => {
+            let n = extra.map(parse_rule_number).transpose()?;
+            if n.is_some() && chain.is_none() {
+                return Err(bad(format!(
+                    "{} with a rule number needs a chain",
+                    verb.letter()
+                )));
+            }
+            match verb {
+                Verb::Zero => Command::Zero(chain, n),
+                Verb::List => Command::List(chain, n),
+                _ => Command::ListRules(chain, n),
+            }
+        }
         Verb::NewChain => Command::NewChain(needs_chain(chain)?),
         Verb::DeleteChain => Command::DeleteChain(chain),
         Verb::RenameChain => {

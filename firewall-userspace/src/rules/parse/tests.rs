@@ -368,14 +368,40 @@ fn accepted_commands() {
         ),
         ("-F", v4, Command::Flush(None), none),
         ("-F INPUT", v4, Command::Flush(Some("INPUT".into())), none),
-        ("-Z INPUT", v4, Command::Zero(Some("INPUT".into())), none),
+        (
+            "-Z INPUT",
+            v4,
+            Command::Zero(Some("INPUT".into()), None),
+            none,
+        ),
+        (
+            "-Z INPUT 2",
+            v4,
+            Command::Zero(Some("INPUT".into()), Some(2)),
+            none,
+        ),
+        (
+            "-L INPUT 3 -n",
+            v4,
+            Command::List(Some("INPUT".into()), Some(3)),
+            ListOptions {
+                numeric: true,
+                ..none
+            },
+        ),
+        (
+            "-S INPUT 1",
+            v4,
+            Command::ListRules(Some("INPUT".into()), Some(1)),
+            none,
+        ),
         (
             "-D INPUT 4",
             v4,
             Command::DeleteNum("INPUT".into(), 4),
             none,
         ),
-        ("-S", v4, Command::ListRules(None), none),
+        ("-S", v4, Command::ListRules(None, None), none),
         ("-N MAIL", v4, Command::NewChain("MAIL".into()), none),
         (
             "-X MAIL",
@@ -393,7 +419,7 @@ fn accepted_commands() {
         (
             "-L -n -v --line-numbers",
             v4,
-            Command::List(None),
+            Command::List(None, None),
             ListOptions {
                 numeric: true,
                 verbose: true,
@@ -405,7 +431,7 @@ fn accepted_commands() {
         (
             "-n -L INPUT -v -x",
             v4,
-            Command::List(Some("INPUT".into())),
+            Command::List(Some("INPUT".into()), None),
             ListOptions {
                 numeric: true,
                 verbose: true,
@@ -414,11 +440,11 @@ fn accepted_commands() {
                 json: false,
             },
         ),
-        ("-t filter -L", v4, Command::List(None), none),
+        ("-t filter -L", v4, Command::List(None, None), none),
         (
             "-L -o json",
             v4,
-            Command::List(None),
+            Command::List(None, None),
             ListOptions { json: true, ..none },
         ),
     ];
