@@ -317,6 +317,14 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     });
                 }
             }
+            // fwctl always waits for the namespace's lock, so iptables' lock options are
+            // accepted and change nothing (scripts pass them routinely).
+            "-w" | "--wait" => {
+                args.operand().filter(|s| s.parse::<f64>().is_ok());
+            }
+            "-W" | "--wait-interval" => {
+                args.value(opt, inline)?;
+            }
             "-n" | "--numeric" => list.numeric = true,
             "-v" | "--verbose" => list.verbose = true,
             "-x" | "--exact" => list.exact = true,

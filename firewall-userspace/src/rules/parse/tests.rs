@@ -441,6 +441,8 @@ fn accepted_commands() {
             },
         ),
         ("-t filter -L", v4, Command::List(None, None), none),
+        ("-w -L", v4, Command::List(None, None), none),
+        ("-w 5 -W 100000 -L", v4, Command::List(None, None), none),
         (
             "-L -o json",
             v4,
