@@ -105,6 +105,16 @@ impl Harness {
         })?)
     }
 
+    /// Instructions the verifier processed to accept the program (its limit is 1,000,000).
+    pub fn verified_instructions(&self) -> Result<Option<u32>> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(PROGRAM_NAME)
+            .context("no program")?
+            .try_into()?;
+        Ok(prog.info()?.verified_instruction_count())
+    }
+
     /// The program's return value for one run on `frame`.
     pub fn run(&self, frame: &[u8], ifindex: u32) -> Result<u32> {
         Ok(self.test_run(frame, ifindex, 1)?.return_value)
