@@ -10,8 +10,8 @@ use super::{
 };
 use crate::rules::{iface_matches, Cidr, Family, IcmpType, Neg};
 
-/// Bitmap of entries whose conditions (of one field) hold for a value.
-fn bits_where(flats: &[Flat], holds: impl Fn(&Flat) -> bool) -> Bits {
+/// Bitmap of the entries for which `holds` is true.
+pub fn bits_where(flats: &[Flat], holds: impl Fn(&Flat) -> bool) -> Bits {
     let mut bits = Bits::new(flats.len());
     for (i, f) in flats.iter().enumerate() {
         if holds(f) {

@@ -16,7 +16,9 @@ use firewall_common::{
 };
 
 use self::{
-    fields::{icmp_ranges, iface_holds, per_interval, per_prefix, per_value, port_ranges},
+    fields::{
+        bits_where, icmp_ranges, iface_holds, per_interval, per_prefix, per_value, port_ranges,
+    },
     flatten::{Conds, Flat, Flattener},
     pool::{Bits, Pool},
 };
@@ -164,13 +166,7 @@ fn table_image(
     let mut all = Bits::new(n);
     (0..n).for_each(|e| all.set(e, true));
     t.header.all = pool.add(&all);
-    let without = |used: &dyn Fn(&Conds) -> bool| {
-        let mut b = Bits::new(n);
-        for (e, f) in flats.iter().enumerate() {
-            b.set(e, !used(&f.conds));
-        }
-        b
-    };
+    let without = |used: &dyn Fn(&Conds) -> bool| bits_where(flats, |f| !used(&f.conds));
     let used = |f: fn(&Conds) -> bool| flats.iter().any(|fl| f(&fl.conds));
 
     if used(|c| !c.iface.is_empty() || !c.oiface.is_empty()) {
@@ -190,8 +186,8 @@ fn table_image(
             .collect();
         for &(in_ifindex, in_name) in &inputs {
             for &(out_ifindex, out_name) in &outputs {
-                let bits = fields_bits(flats, |c| {
-                    iface_holds(&c.iface, in_name) && iface_holds(&c.oiface, out_name)
+                let bits = bits_where(flats, |f| {
+                    iface_holds(&f.conds.iface, in_name) && iface_holds(&f.conds.oiface, out_name)
                 });
                 let at = pool.add(&bits);
                 if in_ifindex == 0 && out_ifindex == 0 {
@@ -247,12 +243,4 @@ fn table_image(
         }));
     }
     t
-}
-
-fn fields_bits(flats: &[Flat], holds: impl Fn(&Conds) -> bool) -> Bits {
-    let mut b = Bits::new(flats.len());
-    for (e, f) in flats.iter().enumerate() {
-        b.set(e, holds(&f.conds));
-    }
-    b
 }
