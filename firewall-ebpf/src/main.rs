@@ -483,9 +483,22 @@ fn bitmaps(
         };
         search.push(at);
     }
-    if search.fields == 0 {
-        search.push(header.all);
+    // Pad to 4 or 8 fields with the bitmap of every entry, which changes no AND: the
+    // verifier then checks the walk for two field counts instead of eight, which keeps it
+    // far from its instruction limit, for one extra lookup at most on small rulesets.
+    let padded = if search.fields <= 4 {
+        4
+    } else {
+        FIELD_COUNT as u32
+    };
+    let mut i = 0;
+    while i < FIELD_COUNT {
+        if i as u32 >= search.fields {
+            search.offs[i] = header.all;
+        }
+        i += 1;
     }
+    search.fields = padded;
     Ok(())
 }
 
