@@ -109,6 +109,18 @@ pub const MAP_SRC6: &str = "FW_SRC6";
 pub const MAP_DST6: &str = "FW_DST6";
 /// Writer: the XDP program (per CPU). Reader: fwctl, which sums the CPUs.
 pub const MAP_COUNTERS: &str = "FW_COUNTERS";
+/// Writer: the XDP program (per CPU). Reader: fwctl. Packets decided without a rule, by
+/// reason (`REASON_*`).
+pub const MAP_REASONS: &str = "FW_REASONS";
+
+/// Why a packet was decided without a rule. Append-only: a code keeps its meaning for as
+/// long as maps built with it may exist; a retired one is renamed `_RESERVED`, never reused.
+pub const REASON_NOT_IP: u32 = 0;
+pub const REASON_MALFORMED: u32 = 1;
+pub const REASON_BROKEN_INSTALL: u32 = 2;
+pub const REASON_SLOTS: u32 = 16;
+/// Names of the reasons, by code, for listings and metrics.
+pub const REASON_NAMES: [&str; 3] = ["not_ip", "malformed", "broken_install"];
 pub const MAX_INTERFACES: u32 = 4096;
 pub const MAX_PREFIXES: u32 = 262_144;
 

@@ -26,7 +26,8 @@ use firewall_common::{
     FAMILY_V4, FIELD_COUNT, FIELD_DPORT, FIELD_DST, FIELD_ICMP, FIELD_IFACE, FIELD_PROTO,
     FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GENERATIONS, GROUP_ENTRIES, ICMP_KEYS, LPM_TAG_BITS,
     MAX_COUNTERS, MAX_INTERFACES, MAX_JUMP_DEPTH, MAX_PREFIXES, NO_COUNTER, POLICY_COUNTER_SLOTS,
-    POOL_WORDS_PER_GENERATION, PORT_KEYS, PROTO_KEYS, TAGS, TCP_FLAG_KEYS, VERDICT_ACCEPT,
+    POOL_WORDS_PER_GENERATION, PORT_KEYS, PROTO_KEYS, REASON_BROKEN_INSTALL, REASON_MALFORMED,
+    REASON_NOT_IP, REASON_SLOTS, TAGS, TCP_FLAG_KEYS, VERDICT_ACCEPT,
 };
 use firewall_ebpf::parse::{parse, Packet, Parsed};
 
@@ -63,6 +64,17 @@ static SRC6: LpmTrie<Lpm6, u32> = LpmTrie::with_max_entries(MAX_PREFIXES, 0);
 static DST6: LpmTrie<Lpm6, u32> = LpmTrie::with_max_entries(MAX_PREFIXES, 0);
 #[map(name = "FW_COUNTERS")]
 static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(MAX_COUNTERS, 0);
+#[map(name = "FW_REASONS")]
+static REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(REASON_SLOTS, 0);
+
+/// Counts a packet decided without a rule.
+#[inline(always)]
+fn reason(code: u32) {
+    if let Some(n) = REASONS.get_ptr_mut(code) {
+        // Per-CPU slot: plain add.
+        unsafe { *n += 1 };
+    }
+}
 
 /// A missing map entry: only a broken install gets here.
 struct Broken;
@@ -72,17 +84,26 @@ pub fn fw_ingress(ctx: XdpContext) -> u32 {
     match try_fw_ingress(&ctx) {
         Ok(action) => action,
         // Abort (the packet is dropped and xdp:xdp_exception fires) rather than pass it.
-        Err(Broken) => XDP_ABORTED,
+        Err(Broken) => {
+            reason(REASON_BROKEN_INSTALL);
+            XDP_ABORTED
+        }
     }
 }
 
 fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
     let pkt = match parse(ctx) {
         Ok(Parsed::Ip(pkt)) => pkt,
-        Ok(Parsed::NotIp) => return Ok(XDP_PASS),
+        Ok(Parsed::NotIp) => {
+            reason(REASON_NOT_IP);
+            return Ok(XDP_PASS);
+        }
         // A truncated or malformed IP header: the kernel's own IP stack drops these too, and
         // letting them past a DROP policy would be failing open.
-        Err(_) => return Ok(XDP_DROP),
+        Err(_) => {
+            reason(REASON_MALFORMED);
+            return Ok(XDP_DROP);
+        }
     };
     let config = CONFIG.get(0).ok_or(Broken)?;
     let generation = config.active % GENERATIONS;

@@ -898,6 +898,15 @@ fn json_output() {
     assert_eq!(status["interfaces"][0]["name"], HOST_IF);
     assert_eq!(status["interfaces"][0]["attached"], true);
     assert_eq!(status["rulesets"][0]["input_policy"], "DROP");
+    assert!(
+        status["decided_without_rule"]["malformed"].is_u64(),
+        "{status}"
+    );
+    let text = lab.host.fwctl_ok(&["status", "-v"]);
+    assert!(
+        text.contains("decided without a rule") && text.contains("malformed"),
+        "{text}"
+    );
     let saved: serde_json::Value =
         serde_json::from_str(&lab.host.fwctl_ok(&["save", "-o", "json", "-c"])).unwrap();
     assert_eq!(saved["chains"][3]["rules"][0]["packets"], 3);

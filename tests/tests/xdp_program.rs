@@ -678,6 +678,12 @@ fn frames_that_are_not_judged() {
     let mut bad = frame.clone();
     bad[14] = 0x44;
     assert_eq!(h.run(&bad, LO_IFINDEX).unwrap(), XDP_DROP);
+    // Each was counted under its reason, none under a rule or policy.
+    assert_eq!(
+        h.maps.reasons().unwrap(),
+        [("not_ip", 1), ("malformed", 2), ("broken_install", 0)]
+    );
+    assert_eq!(h.counter(Family::V4, 0).unwrap().packets, 0);
 }
 
 #[test]

@@ -82,6 +82,9 @@ enum Sub {
         /// `json` for machines.
         #[arg(short = 'o', long = "output", value_name = "FORMAT")]
         output: Option<OutputFormat>,
+        /// Also the packets decided without a rule, by reason (not IP, malformed...).
+        #[arg(short = 'v', long)]
+        verbose: bool,
     },
     /// Detach from every interface and remove all of fwctl's pinned state in this namespace.
     Down,
@@ -365,7 +368,7 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
             println!("detached from {iface}");
             Ok(())
         }
-        Sub::Status { output } => status(output == Some(OutputFormat::Json)),
+        Sub::Status { output, verbose } => status(output == Some(OutputFormat::Json), verbose),
         Sub::Down => {
             let fw = Firewall::lock()?;
             let n = fw.state.interfaces.len();
@@ -646,13 +649,17 @@ fn install_service(root: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-fn status(json: bool) -> Result<()> {
+fn status(json: bool, verbose: bool) -> Result<()> {
     let fw = Firewall::lock()?;
     let dp = fw.dataplane()?;
     let program = fw.program_id()?;
     let generation = match &dp {
         Some(dp) => Some(dp.maps.config()?.active),
         None => None,
+    };
+    let reasons = match &dp {
+        Some(dp) => dp.maps.reasons()?,
+        None => Vec::new(),
     };
     let interfaces: Vec<(String, u32, &str, bool)> = fw
         .state
@@ -672,6 +679,7 @@ fn status(json: bool) -> Result<()> {
             "interfaces": interfaces.iter().map(|(name, ifindex, mode, attached)| serde_json::json!({
                 "name": name, "ifindex": ifindex, "mode": mode, "attached": attached,
             })).collect::<Vec<_>>(),
+            "decided_without_rule": reasons.iter().map(|(name, n)| (name.to_string(), serde_json::json!(n))).collect::<serde_json::Map<_, _>>(),
             "rulesets": Family::ALL.iter().map(|&f| {
                 let r = fw.state.ruleset.family(f);
                 serde_json::json!({
@@ -719,6 +727,12 @@ fn status(json: bool) -> Result<()> {
             r.input.policy.name(),
             r.user.len()
         );
+    }
+    if verbose {
+        println!("decided without a rule (per reason, since load):");
+        for (name, n) in &reasons {
+            println!("  {name:<15} {n}");
+        }
     }
     Ok(())
 }

@@ -14,15 +14,16 @@ use aya::{
 use firewall_common::{
     tag, Config, Counter, IfaceKey, Lpm4, Lpm6, TableHeader, ENTRIES_PER_GENERATION, GENERATIONS,
     ICMP_KEYS, LPM_TAG_BITS, MAP_CONFIG, MAP_COUNTERS, MAP_DPORT, MAP_DST4, MAP_DST6, MAP_ENTRIES,
-    MAP_ICMP, MAP_IFACE, MAP_POOL, MAP_PROTO, MAP_SPORT, MAP_SRC4, MAP_SRC6, MAP_TABLES,
-    MAP_TCP_FLAGS, POOL_WORDS_PER_GENERATION, PORT_KEYS, PROTO_KEYS, TABLES, TCP_FLAG_KEYS,
+    MAP_ICMP, MAP_IFACE, MAP_POOL, MAP_PROTO, MAP_REASONS, MAP_SPORT, MAP_SRC4, MAP_SRC6,
+    MAP_TABLES, MAP_TCP_FLAGS, POOL_WORDS_PER_GENERATION, PORT_KEYS, PROTO_KEYS, REASON_NAMES,
+    TABLES, TCP_FLAG_KEYS,
 };
 
 use super::mmap::MmapArray;
 use crate::{compile::Image, rules::Cidr};
 
 /// Every map fwctl pins (aya-log's ring buffer is not: the program keeps it alive).
-pub const MAP_NAMES: [&str; 15] = [
+pub const MAP_NAMES: [&str; 16] = [
     MAP_CONFIG,
     MAP_TABLES,
     MAP_ENTRIES,
@@ -38,6 +39,7 @@ pub const MAP_NAMES: [&str; 15] = [
     MAP_SRC6,
     MAP_DST6,
     MAP_COUNTERS,
+    MAP_REASONS,
 ];
 
 /// LPM key data that starts with its table tag.
@@ -86,6 +88,7 @@ pub struct Maps {
     src6: LpmTrie<MapData, Lpm6, u32>,
     dst6: LpmTrie<MapData, Lpm6, u32>,
     counters: PerCpuArray<MapData, Counter>,
+    reasons: PerCpuArray<MapData, u64>,
 }
 
 fn data(map: Map, name: &str) -> Result<MapData> {
@@ -123,6 +126,7 @@ impl Maps {
             src6: LpmTrie::try_from(take(MAP_SRC6)?).context(MAP_SRC6)?,
             dst6: LpmTrie::try_from(take(MAP_DST6)?).context(MAP_DST6)?,
             counters: PerCpuArray::try_from(take(MAP_COUNTERS)?).context(MAP_COUNTERS)?,
+            reasons: PerCpuArray::try_from(take(MAP_REASONS)?).context(MAP_REASONS)?,
         })
     }
 
@@ -240,6 +244,21 @@ impl Maps {
             }
         }
         .context("writing an LPM trie")
+    }
+
+    /// Packets decided without a rule, per reason code, summed over CPUs.
+    pub fn reasons(&self) -> Result<Vec<(&'static str, u64)>> {
+        REASON_NAMES
+            .iter()
+            .enumerate()
+            .map(|(code, name)| {
+                let per_cpu = self
+                    .reasons
+                    .get(&(code as u32), 0)
+                    .with_context(|| format!("reading reason {name}"))?;
+                Ok((*name, per_cpu.iter().sum()))
+            })
+            .collect()
     }
 
     /// A counter slot summed over CPUs.
