@@ -7,9 +7,7 @@ use std::ffi::CString;
 use anyhow::{bail, Context, Result};
 use aya::programs::Xdp;
 use aya_obj::programs::XdpAttachType;
-use firewall_common::{
-    policy_counter, Config, Counter, CHAIN_FORWARD, CHAIN_INPUT, CONFIG_LOG_VERDICTS,
-};
+use firewall_common::{policy_counter, Config, Counter, CONFIG_LOG_VERDICTS};
 
 use crate::{
     cli::list::ChainCounters,
@@ -82,10 +80,12 @@ impl Firewall {
     /// Puts an edited ruleset in force: compile every table, write the idle generation,
     /// flip, then record it. An error before the flip leaves the old ruleset in force.
     pub fn commit(&mut self, editor: Editor) -> Result<()> {
+        // Compile first: the guard judges only a ruleset that can go in (one with matches
+        // the compiler refuses never reaches it).
+        let image = compile(&editor.ruleset, &self.interfaces())?;
         if !self.force {
             self.refuse_lockout(&editor.ruleset)?;
         }
-        let image = compile(&editor.ruleset, &self.interfaces())?;
         let mut dp = Dataplane::open_or_install(&self.ns)?;
         for &slot in &editor.new_slots {
             dp.maps.zero_counter(slot)?;
@@ -139,13 +139,8 @@ impl Firewall {
             });
         };
         let policy = match Chain::from_name(chain) {
-            Some(Chain::Input) => dp
-                .maps
-                .counter(policy_counter(family.index(), CHAIN_INPUT))?,
-            Some(Chain::Forward) => dp
-                .maps
-                .counter(policy_counter(family.index(), CHAIN_FORWARD))?,
-            _ => Counter::default(),
+            Some(c) => dp.maps.counter(policy_counter(family.index(), c.index()))?,
+            None => Counter::default(),
         };
         Ok(ChainCounters {
             policy,
@@ -174,14 +169,9 @@ impl Firewall {
             for rule in rules.rules(&name).into_iter().flatten() {
                 dp.maps.zero_counter(rule.slot)?;
             }
-            let chain = match Chain::from_name(&name) {
-                Some(Chain::Input) => Some(CHAIN_INPUT),
-                Some(Chain::Forward) => Some(CHAIN_FORWARD),
-                _ => None,
-            };
-            if let Some(chain) = chain {
+            if let Some(chain) = Chain::from_name(&name) {
                 dp.maps
-                    .zero_counter(policy_counter(family.index(), chain))?;
+                    .zero_counter(policy_counter(family.index(), chain.index()))?;
             }
         }
         Ok(())

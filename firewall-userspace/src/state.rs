@@ -90,10 +90,6 @@ impl StateStore {
         write_json(&self.path(), state)
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Removes the state (the lock file goes last, while still held).
     pub fn remove(self) -> Result<()> {
         for name in [

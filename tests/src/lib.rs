@@ -5,11 +5,7 @@
 pub mod packets;
 pub mod program;
 
-use std::{
-    ops::Deref,
-    path::PathBuf,
-    process::{Command, Output},
-};
+use std::{ops::Deref, path::PathBuf, process::Output};
 
 use anyhow::{bail, Result};
 use netlab::{Link, Netns};
@@ -266,9 +262,4 @@ pub fn listed_counters(listing: &str, chain: &str, n: usize) -> Result<(u64, u64
         }
     }
     bail!("no rule {n} in chain {chain}:\n{listing}")
-}
-
-/// Runs a command, failing with its stderr if it fails.
-pub fn sh(cmd: &mut Command) -> Result<String> {
-    netlab::output(cmd)
 }

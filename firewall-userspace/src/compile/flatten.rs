@@ -7,7 +7,7 @@ use firewall_common::{
     Entry, ACTION_CONTINUE, MAX_JUMP_DEPTH, MAX_RESTARTS, NO_COUNTER, VERDICT_ACCEPT, VERDICT_DROP,
 };
 
-use super::CompileError;
+use super::{verdict, CompileError};
 use crate::rules::{
     Cidr, FamilyRules, IcmpType, MultiportKind, Neg, PortRange, Rule, RuleSpec, Target, TcpFlags,
     Verdict,
@@ -152,13 +152,6 @@ pub struct Flattener<'a> {
     /// Counter slot of the built-in chain's policy.
     policy_slot: u32,
     pub out: Vec<Flat>,
-}
-
-fn verdict(v: Verdict) -> u32 {
-    match v {
-        Verdict::Accept => VERDICT_ACCEPT,
-        Verdict::Drop => VERDICT_DROP,
-    }
 }
 
 impl<'a> Flattener<'a> {

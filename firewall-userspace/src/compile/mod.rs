@@ -86,27 +86,19 @@ pub fn verdict(v: Verdict) -> u32 {
     }
 }
 
-fn chain_index(chain: Chain) -> u32 {
-    match chain {
-        Chain::Input => firewall_common::CHAIN_INPUT,
-        Chain::Forward => firewall_common::CHAIN_FORWARD,
-        Chain::Output => firewall_common::CHAIN_OUTPUT,
-    }
-}
-
 pub fn compile(ruleset: &Ruleset, interfaces: &[Interface]) -> Result<Image, CompileError> {
     let mut pool = Pool::default();
     let mut image = Image::default();
     let mut entry_base = 0u32;
     for family in Family::ALL {
         for chain in Chain::ALL {
-            let table = firewall_common::table_index(family.index(), chain_index(chain));
+            let table = firewall_common::table_index(family.index(), chain.index());
             let rules = ruleset.family(family);
             let policy = rules.chain(chain).policy;
             // INPUT and FORWARD are enforced at XDP; OUTPUT stays empty (its policy is
             // ACCEPT, which the editor does not let anyone change yet).
             let flats = if chain != Chain::Output {
-                let slot = firewall_common::policy_counter(family.index(), chain_index(chain));
+                let slot = firewall_common::policy_counter(family.index(), chain.index());
                 let mut f = Flattener::new(rules, policy, slot);
                 f.chain(&rules.chain(chain).rules, &Conds::default(), &[], None)?;
                 f.finish()?
@@ -123,8 +115,7 @@ pub fn compile(ruleset: &Ruleset, interfaces: &[Interface]) -> Result<Image, Com
             }
             let mut t = table_image(&flats, family, interfaces, &mut pool);
             t.header.policy = verdict(policy);
-            t.header.policy_slot =
-                firewall_common::policy_counter(family.index(), chain_index(chain));
+            t.header.policy_slot = firewall_common::policy_counter(family.index(), chain.index());
             t.header.entry_base = entry_base;
             entry_base += t.entries.len() as u32;
             image.tables.push((table, t));

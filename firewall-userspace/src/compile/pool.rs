@@ -42,10 +42,6 @@ impl Bits {
             self.words[w] &= !(1 << b);
         }
     }
-
-    pub fn get(&self, i: usize) -> bool {
-        self.words[i / 64] & (1 << (i % 64)) != 0
-    }
 }
 
 /// The pool of one generation being built, shared by its tables.
@@ -105,28 +101,28 @@ impl Pool {
     }
 }
 
-/// Reads word `w` of the bitmap at `at`, as the XDP program does (for tests).
-pub fn word(pool: &[u64], at: u32, w: usize) -> u64 {
-    let b = at as usize;
-    let (g, k) = (w / GROUP_WORDS, w % GROUP_WORDS);
-    let top = pool[b];
-    if top & (1 << g) == 0 {
-        return 0;
-    }
-    let gi = (top & ((1u64 << g) - 1)).count_ones() as usize;
-    let groups = top.count_ones() as usize;
-    let summary = pool[b + 1 + 2 * gi];
-    if summary & (1 << k) == 0 {
-        return 0;
-    }
-    let before = pool[b + 2 + 2 * gi] as usize;
-    let below = (summary & ((1u64 << k) - 1)).count_ones() as usize;
-    pool[b + 1 + 2 * groups + before + below]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads word `w` of the bitmap at `at`, as the XDP program does (for tests).
+    fn word(pool: &[u64], at: u32, w: usize) -> u64 {
+        let b = at as usize;
+        let (g, k) = (w / GROUP_WORDS, w % GROUP_WORDS);
+        let top = pool[b];
+        if top & (1 << g) == 0 {
+            return 0;
+        }
+        let gi = (top & ((1u64 << g) - 1)).count_ones() as usize;
+        let groups = top.count_ones() as usize;
+        let summary = pool[b + 1 + 2 * gi];
+        if summary & (1 << k) == 0 {
+            return 0;
+        }
+        let before = pool[b + 2 + 2 * gi] as usize;
+        let below = (summary & ((1u64 << k) - 1)).count_ones() as usize;
+        pool[b + 1 + 2 * groups + before + below]
+    }
 
     #[test]
     fn sparse_bitmaps_read_back_and_dedupe() {

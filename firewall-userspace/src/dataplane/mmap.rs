@@ -51,10 +51,6 @@ impl MmapArray {
         })
     }
 
-    pub fn entries(&self) -> usize {
-        self.entries
-    }
-
     fn slot(&self, index: usize, size: usize) -> Result<*mut u8> {
         if index >= self.entries || size > self.stride {
             bail!("index {index} outside the map ({} entries)", self.entries);
@@ -86,12 +82,6 @@ impl MmapArray {
             self.write(index + i, v)?;
         }
         Ok(())
-    }
-
-    pub fn read<T: bytemuck::Pod>(&self, index: usize) -> Result<T> {
-        let at = self.slot(index, std::mem::size_of::<T>())?;
-        // SAFETY: `at` points to at least size_of::<T>() readable bytes.
-        Ok(unsafe { std::ptr::read_unaligned(at as *const T) })
     }
 }
 

@@ -61,6 +61,15 @@ impl Chain {
     pub fn from_name(name: &str) -> Option<Chain> {
         Chain::ALL.into_iter().find(|c| c.name() == name)
     }
+
+    /// The chain's index in firewall-common's tables.
+    pub fn index(self) -> u32 {
+        match self {
+            Chain::Input => firewall_common::CHAIN_INPUT,
+            Chain::Forward => firewall_common::CHAIN_FORWARD,
+            Chain::Output => firewall_common::CHAIN_OUTPUT,
+        }
+    }
 }
 
 impl fmt::Display for Chain {
