@@ -121,7 +121,10 @@ pub const REASON_BROKEN_INSTALL: u32 = 2;
 pub const REASON_SLOTS: u32 = 16;
 /// Names of the reasons, by code, for listings and metrics.
 pub const REASON_NAMES: [&str; 3] = ["not_ip", "malformed", "broken_install"];
+/// FW_IFACE entries: (in, out) interface pairs of both generations, so one generation may
+/// use half ([`IFACE_PAIRS_PER_GENERATION`]).
 pub const MAX_INTERFACES: u32 = 4096;
+pub const IFACE_PAIRS_PER_GENERATION: u32 = MAX_INTERFACES / 2;
 pub const MAX_PREFIXES: u32 = 262_144;
 
 /// Array maps fwctl writes through mmap (BPF_F_MMAPABLE): a whole generation is a few

@@ -11,8 +11,8 @@ pub mod pool;
 
 use firewall_common::{
     Entry, TableHeader, ENTRIES_PER_GENERATION, FIELD_DPORT, FIELD_DST, FIELD_ICMP, FIELD_IFACE,
-    FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, MAX_ENTRIES, POOL_WORDS_PER_GENERATION,
-    PROTO_KEYS, TCP_FLAG_KEYS, VERDICT_ACCEPT, VERDICT_DROP,
+    FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, IFACE_PAIRS_PER_GENERATION, MAX_ENTRIES,
+    POOL_WORDS_PER_GENERATION, PROTO_KEYS, TCP_FLAG_KEYS, VERDICT_ACCEPT, VERDICT_DROP,
 };
 
 use self::{
@@ -43,6 +43,10 @@ pub enum CompileError {
     },
     #[error("the ruleset needs {0} bitmap words, more than the {1} a generation holds")]
     PoolFull(usize, u32),
+    #[error(
+        "-i/-o rules over {0} interface pairs (attached x all), more than the {1} a generation holds"
+    )]
+    TooManyInterfacePairs(usize, u32),
 }
 
 /// An interface, by the name rules match and the index packets carry; `attached` when
@@ -133,6 +137,14 @@ pub fn compile(ruleset: &Ruleset, interfaces: &[Interface]) -> Result<Image, Com
         return Err(CompileError::PoolFull(
             pool.words.len(),
             POOL_WORDS_PER_GENERATION,
+        ));
+    }
+    // Checked here, not left to the map insert: its E2BIG would not say which limit.
+    let pairs: usize = image.tables.iter().map(|(_, t)| t.iface.len()).sum();
+    if pairs > IFACE_PAIRS_PER_GENERATION as usize {
+        return Err(CompileError::TooManyInterfacePairs(
+            pairs,
+            IFACE_PAIRS_PER_GENERATION,
         ));
     }
     image.pool = pool.words;
@@ -234,4 +246,38 @@ fn table_image(
         }));
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::restore::restore;
+
+    fn interfaces(n: u32) -> Vec<Interface> {
+        (1..=n)
+            .map(|i| Interface {
+                name: format!("eth{i}"),
+                ifindex: i,
+                attached: true,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn interface_pairs_are_bounded_per_generation() {
+        let text = "*filter\n-A FORWARD -i eth1 -o eth2 -j ACCEPT\nCOMMIT\n";
+        let rules = restore(text, Family::V4, &Ruleset::default(), false).unwrap();
+        let ruleset = &rules.editor.ruleset;
+        // 10 attached: 10 x 11 input/output pairs (with "none") + 10 unknown-input ones.
+        let image = compile(ruleset, &interfaces(10)).unwrap();
+        let pairs: usize = image.tables.iter().map(|(_, t)| t.iface.len()).sum();
+        assert_eq!(pairs, 10 * 11 + 10);
+        match compile(ruleset, &interfaces(60)) {
+            Err(CompileError::TooManyInterfacePairs(n, max)) => {
+                assert_eq!(n, 60 * 61 + 60);
+                assert_eq!(max, IFACE_PAIRS_PER_GENERATION);
+            }
+            other => panic!("expected TooManyInterfacePairs, got {other:?}"),
+        }
+    }
 }
