@@ -144,6 +144,20 @@ pub const ACTION_CONTINUE: u32 = 2;
 /// costs a ring-buffer write per packet, so it is off in production).
 pub const CONFIG_LOG_VERDICTS: u32 = 1;
 
+/// XDP's verdict travels to netfilter in three skb mark bits from `mark_shift`: accepted
+/// at XDP, judged with generation 0, judged with generation 1.
+pub const DEFAULT_MARK_SHIFT: u32 = 24;
+pub const MARK_BITS: u32 = 7;
+pub const fn mark_accepted(shift: u32) -> u32 {
+    1 << shift
+}
+pub const fn mark_generation(shift: u32, generation: u32) -> u32 {
+    2 << (shift + generation)
+}
+pub const fn mark_mask(shift: u32) -> u32 {
+    MARK_BITS << shift
+}
+
 /// Global switches. Key 0 of `FW_CONFIG`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq, Eq)]

@@ -18,12 +18,19 @@ use crate::{
         namespace::Namespace,
         Dataplane,
     },
+    netfilter::{self, Marks, NftCounters},
     rules::{
         edit::{EditError, Editor},
         Chain, Family,
     },
     state::{Attachment, State, StateStore},
 };
+
+/// Counters of both paths, read once for a whole listing.
+pub struct CounterSource {
+    pub dp: Option<Dataplane>,
+    pub nft: NftCounters,
+}
 
 pub struct Firewall {
     pub ns: Namespace,
@@ -83,6 +90,8 @@ impl Firewall {
         // Compile first: the guard judges only a ruleset that can go in (one with matches
         // the compiler refuses never reaches it).
         let image = compile(&editor.ruleset, &self.interfaces())?;
+        // Translating for netfilter can refuse a rule too: find out before anything moves.
+        netfilter::translate(&editor.ruleset, 0, &NftCounters::default())?;
         if !self.force {
             self.refuse_lockout(&editor.ruleset)?;
         }
@@ -90,9 +99,45 @@ impl Firewall {
         for &slot in &editor.new_slots {
             dp.maps.zero_counter(slot)?;
         }
-        dp.maps.install(&image)?;
+        let marks = self.marks();
+        let current = dp.maps.config()?.active;
+        let baseline = &self.state.nft_baseline;
+        // Netfilter's idle generation is staged before XDP flips, the default switched after:
+        // see netfilter/mod.rs for why each packet then meets one whole ruleset.
+        let next = dp.maps.install(&image, |next| {
+            let counters = netfilter::counters(current)?.minus(baseline);
+            let chains = netfilter::translate(&editor.ruleset, next, &counters)?;
+            netfilter::stage(&chains, next, current, marks)?;
+            fault_point("staged");
+            Ok(())
+        })?;
+        fault_point("flipped");
+        if let Err(e) = netfilter::switch(next, marks) {
+            // Back to the previous generation on the XDP side too: it is still intact.
+            dp.maps.set_active(current)?;
+            return Err(e);
+        }
+        self.state.nft_baseline = NftCounters::default();
         self.state.ruleset = editor.ruleset;
         self.store.save(&self.state)
+    }
+
+    fn marks(&self) -> Marks {
+        Marks {
+            shift: firewall_common::DEFAULT_MARK_SHIFT,
+        }
+    }
+
+    /// Where counters are read from: the XDP maps and netfilter's table.
+    pub fn counter_source(&self) -> Result<CounterSource> {
+        let dp = self.dataplane()?;
+        let nft = match &dp {
+            Some(dp) => {
+                netfilter::counters(dp.maps.config()?.active)?.minus(&self.state.nft_baseline)
+            }
+            None => NftCounters::default(),
+        };
+        Ok(CounterSource { dp, nft })
     }
 
     /// Refuses a ruleset that would drop the caller's SSH session on an interface fwctl
@@ -120,6 +165,27 @@ impl Firewall {
 
     /// Counters of a chain; zeros where nothing is installed.
     pub fn counters(
+        &self,
+        src: &CounterSource,
+        family: Family,
+        chain: &str,
+    ) -> Result<ChainCounters> {
+        let mut out = self.xdp_counters(src.dp.as_ref(), family, chain)?;
+        let rules = self.state.ruleset.family(family).rules(chain);
+        for (c, rule) in out.rules.iter_mut().zip(rules.into_iter().flatten()) {
+            let (p, b) = src.nft.rule(rule.slot);
+            c.packets += p;
+            c.bytes += b;
+        }
+        if let Some(builtin) = Chain::from_name(chain) {
+            let (p, b) = src.nft.policy(family, builtin);
+            out.policy.packets += p;
+            out.policy.bytes += b;
+        }
+        Ok(out)
+    }
+
+    fn xdp_counters(
         &self,
         dp: Option<&Dataplane>,
         family: Family,
@@ -159,22 +225,33 @@ impl Firewall {
         let Some(mut dp) = self.dataplane()? else {
             return Ok(());
         };
+        let mut slots = Vec::new();
+        let mut policies = Vec::new();
         if let (Some(n), Some(name)) = (rule, names.first()) {
-            if let Some(r) = rules.rules(name).and_then(|r| r.get(n - 1)) {
-                dp.maps.zero_counter(r.slot)?;
-            }
-            return Ok(());
-        }
-        for name in names {
-            for rule in rules.rules(&name).into_iter().flatten() {
-                dp.maps.zero_counter(rule.slot)?;
-            }
-            if let Some(chain) = Chain::from_name(&name) {
-                dp.maps
-                    .zero_counter(policy_counter(family.index(), chain.index()))?;
+            slots.extend(rules.rules(name).and_then(|r| r.get(n - 1)).map(|r| r.slot));
+        } else {
+            for name in names {
+                slots.extend(rules.rules(&name).into_iter().flatten().map(|r| r.slot));
+                policies.extend(Chain::from_name(&name));
             }
         }
-        Ok(())
+        // Netfilter's counters cannot be zeroed in place: what they hold now becomes the
+        // baseline they are read against, until the next change rewrites them from zero.
+        let raw = netfilter::counters(dp.maps.config()?.active)?;
+        let baseline = &mut self.state.nft_baseline;
+        for slot in slots {
+            dp.maps.zero_counter(slot)?;
+            baseline.rules.insert(slot, raw.rule(slot));
+        }
+        for chain in policies {
+            dp.maps
+                .zero_counter(policy_counter(family.index(), chain.index()))?;
+            baseline.policies.insert(
+                netfilter::policy_key(family, chain),
+                raw.policy(family, chain),
+            );
+        }
+        self.store.save(&self.state)
     }
 
     pub fn attach(&mut self, iface: &str, mode: XdpMode) -> Result<()> {
@@ -221,6 +298,7 @@ impl Firewall {
     /// Detaches everything and removes every pin and the state: nothing of fwctl is left
     /// in this namespace.
     pub fn down(self) -> Result<()> {
+        netfilter::remove()?;
         remove_pins(&self.ns.pin_dir)?;
         remove_pins(&crate::dataplane::install::scratch_dir(&self.ns.pin_dir))?;
         // Leave no empty fwctl directories behind either.
@@ -259,6 +337,15 @@ impl Firewall {
         }
         let prog = Xdp::from_pin(&path, XdpAttachType::Interface)?;
         Ok(Some(prog.info()?.id()))
+    }
+}
+
+/// Test hook: `FWCTL_FAULT=staged` (or `flipped`) kills fwctl at that point of a commit,
+/// as a crash or `kill -9` would, so tests can show what stays in force.
+fn fault_point(name: &str) {
+    if std::env::var("FWCTL_FAULT").is_ok_and(|v| v == name) {
+        eprintln!("fwctl: FWCTL_FAULT={name}: aborting");
+        std::process::abort();
     }
 }
 

@@ -9,6 +9,7 @@ pub mod compile;
 pub mod dataplane;
 pub mod firewall;
 pub mod guard;
+pub mod netfilter;
 pub mod rules;
 pub mod state;
 

@@ -29,6 +29,9 @@ pub struct State {
     pub version: u32,
     pub ruleset: Ruleset,
     pub interfaces: Vec<Attachment>,
+    /// Netfilter's counters at the last `-Z`, subtracted when they are read.
+    #[serde(default)]
+    pub nft_baseline: crate::netfilter::NftCounters,
 }
 
 /// The state directory, locked for as long as this value lives.

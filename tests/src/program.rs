@@ -80,7 +80,7 @@ impl Harness {
             self.maps
                 .zero_counter(policy_counter(family.index(), CHAIN_INPUT))?;
         }
-        self.maps.install(&image)?;
+        self.maps.install(&image, |_| Ok(()))?;
         self.ruleset = ruleset;
         Ok(())
     }

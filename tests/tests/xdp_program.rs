@@ -710,7 +710,7 @@ fn a_ruleset_update_keeps_the_counters_of_unchanged_rules() {
     }
     let image = fwctl::compile::compile(&editor.ruleset, &h.interfaces).unwrap();
     let before = h.maps.config().unwrap().active;
-    h.maps.install(&image).unwrap();
+    h.maps.install(&image, |_| Ok(())).unwrap();
     assert_ne!(
         h.maps.config().unwrap().active,
         before,

@@ -14,8 +14,15 @@ use anyhow::{bail, Context, Result};
 use crate::cmd::run;
 
 /// Debian packages the tests and the lab use: `ip` for namespaces and veth, `nft` and
-/// `iptables` as oracles, `ethtool` to read NIC features.
-const APT_PACKAGES: &[&str] = &["iproute2", "nftables", "iptables", "ethtool"];
+/// `iptables` as oracles, `ethtool` to read NIC features, `libclang-dev` for rustables'
+/// bindgen (the netfilter table is written through it).
+const APT_PACKAGES: &[&str] = &[
+    "iproute2",
+    "nftables",
+    "iptables",
+    "ethtool",
+    "libclang-dev",
+];
 
 const BPF_LINKER_VERSION: &str = "0.13";
 

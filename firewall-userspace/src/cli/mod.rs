@@ -318,9 +318,9 @@ fn run_rule_command(inv: Invocation) -> Result<()> {
             let rules = fw.state.ruleset.family(family);
             let names = list::chain_names(rules, chain.as_deref())
                 .ok_or_else(|| edit_failed(EditError::NoSuchChain(chain.unwrap_or_default())))?;
-            let dp = fw.dataplane()?;
+            let src = fw.counter_source()?;
             let counters = |c: &str| {
-                fw.counters(dp.as_ref(), family, c).unwrap_or_else(|e| {
+                fw.counters(&src, family, c).unwrap_or_else(|e| {
                     eprintln!("fwctl: warning: counters unavailable: {e:#}");
                     list::ChainCounters {
                         policy: Default::default(),
@@ -440,9 +440,9 @@ fn now() -> String {
 
 fn save(family: Family, with_counters: bool, json: bool) -> Result<()> {
     let fw = Firewall::lock()?;
-    let dp = fw.dataplane()?;
+    let src = fw.counter_source()?;
     let counters = |c: &str| {
-        fw.counters(dp.as_ref(), family, c)
+        fw.counters(&src, family, c)
             .unwrap_or_else(|_| list::ChainCounters {
                 policy: Default::default(),
                 rules: Vec::new(),

@@ -75,10 +75,10 @@ impl Dataplane {
                 .with_context(|| format!("object has no map {name}"))
         })?;
         maps.set_config(Config::default())?;
-        maps.install(&crate::compile::compile(
-            &crate::rules::Ruleset::default(),
-            &[],
-        )?)?;
+        maps.install(
+            &crate::compile::compile(&crate::rules::Ruleset::default(), &[])?,
+            |_| Ok(()),
+        )?;
         let prog: &mut Xdp = ebpf
             .program_mut(PROGRAM_NAME)
             .context("object has no fw_ingress")?

@@ -147,6 +147,15 @@ impl Maps {
         self.config.set(0, config, 0).context("writing FW_CONFIG")
     }
 
+    /// Points packets at `generation`, which must be fully written.
+    pub fn set_active(&mut self, generation: u32) -> Result<()> {
+        let config = self.config()?;
+        self.set_config(Config {
+            active: generation,
+            ..config
+        })
+    }
+
     pub fn table(&self, generation: u32, table: u32) -> Result<TableHeader> {
         self.tables
             .get(&tag(generation, table), 0)
@@ -157,8 +166,15 @@ impl Maps {
     /// the generation packets do not read, then one write of `active` switches every CPU to
     /// it. A packet sees the old ruleset or the new one, never a mix; if this fails before
     /// the flip, nothing in force changed.
-    pub fn install(&mut self, image: &Image) -> Result<u32> {
-        let mut config = self.config()?;
+    ///
+    /// `before_flip` runs with the new generation's number once it is written, just before
+    /// the flip; its error leaves the old generation in force.
+    pub fn install(
+        &mut self,
+        image: &Image,
+        before_flip: impl FnOnce(u32) -> Result<()>,
+    ) -> Result<u32> {
+        let config = self.config()?;
         let next = (config.active + 1) % GENERATIONS;
         self.pool
             .write_all((next * POOL_WORDS_PER_GENERATION) as usize, &image.pool)
@@ -199,8 +215,8 @@ impl Maps {
                 .set(tg, t.header, 0)
                 .context("writing FW_TABLES")?;
         }
-        config.active = next;
-        self.set_config(config)?;
+        before_flip(next)?;
+        self.set_active(next)?;
         Ok(next)
     }
 

@@ -1,0 +1,193 @@
+//! Tests, verdicts and counters as rustables expressions: the only place that knows
+//! nftables' registers, payload offsets and byte orders.
+
+use rustables::expr::{
+    Bitwise, Cmp, CmpOp, Conntrack, ConntrackKey, Counter, Immediate, Meta, MetaType, Nat, NatType,
+    Payload, RawExpression, Register, VerdictKind,
+};
+use rustables::sys::{NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER};
+use rustables::ProtocolFamily;
+
+use super::translate::{nft_ct_bits, Test};
+use crate::rules::Family;
+
+fn op(equal: bool) -> CmpOp {
+    if equal {
+        CmpOp::Eq
+    } else {
+        CmpOp::Neq
+    }
+}
+
+fn load(base: u32, offset: u32, len: u32) -> RawExpression {
+    Payload::default()
+        .with_base(base)
+        .with_offset(offset)
+        .with_len(len)
+        .with_dreg(Register::Reg1)
+        .into()
+}
+
+fn meta(key: MetaType) -> RawExpression {
+    Meta::new(key).into()
+}
+
+/// `reg & mask` then compared: the shape of prefixes, flags and mark bits.
+fn masked(mask: Vec<u8>, op: CmpOp, value: Vec<u8>) -> [RawExpression; 2] {
+    let zero = vec![0; mask.len()];
+    // Lengths are equal by construction; Bitwise::new only checks that.
+    let bitwise = Bitwise::new(mask, zero).unwrap_or_default();
+    [bitwise.into(), Cmp::new(op, value).into()]
+}
+
+/// The expressions of one test, appended to `out`.
+pub fn test(t: &Test, family: Family, out: &mut Vec<RawExpression>) {
+    match t {
+        Test::Iface {
+            out: is_out,
+            name,
+            prefix,
+            equal,
+        } => {
+            out.push(meta(if *is_out {
+                MetaType::OifName
+            } else {
+                MetaType::IifName
+            }));
+            let mut bytes = name.as_bytes().to_vec();
+            if !prefix {
+                bytes.push(0);
+            }
+            out.push(Cmp::new(op(*equal), bytes).into());
+        }
+        Test::Addr { src, cidr, equal } => {
+            let (offset, len) = match (family, src) {
+                (Family::V4, true) => (12, 4),
+                (Family::V4, false) => (16, 4),
+                (Family::V6, true) => (8, 16),
+                (Family::V6, false) => (24, 16),
+            };
+            out.push(load(NFT_PAYLOAD_NETWORK_HEADER, offset, len));
+            let addr = match cidr.addr {
+                std::net::IpAddr::V4(a) => a.octets().to_vec(),
+                std::net::IpAddr::V6(a) => a.octets().to_vec(),
+            };
+            let bits = len * 8;
+            if (cidr.prefix as u32) < bits {
+                let mask_bits = u128::MAX
+                    .checked_shl(128 - cidr.prefix as u32)
+                    .unwrap_or(0)
+                    .to_be_bytes();
+                let mask = mask_bits[..len as usize].to_vec();
+                out.extend(masked(mask, op(*equal), addr));
+            } else {
+                out.push(Cmp::new(op(*equal), addr).into());
+            }
+        }
+        Test::Proto { proto, equal } => {
+            out.push(meta(MetaType::L4Proto));
+            out.push(Cmp::new(op(*equal), vec![*proto]).into());
+        }
+        Test::Port { src, min, max } => {
+            out.push(load(
+                NFT_PAYLOAD_TRANSPORT_HEADER,
+                if *src { 0 } else { 2 },
+                2,
+            ));
+            if min == max {
+                out.push(Cmp::new(CmpOp::Eq, min.to_be_bytes().to_vec()).into());
+            } else {
+                // Ports are big-endian, and nftables compares bytes in order: the
+                // comparison is numeric.
+                if *min > 0 {
+                    out.push(Cmp::new(CmpOp::Gte, min.to_be_bytes().to_vec()).into());
+                }
+                if *max < u16::MAX {
+                    out.push(Cmp::new(CmpOp::Lte, max.to_be_bytes().to_vec()).into());
+                }
+            }
+        }
+        Test::IcmpType { kind, equal } => {
+            out.push(load(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1));
+            out.push(Cmp::new(op(*equal), vec![*kind]).into());
+        }
+        Test::IcmpCode { min, max } => {
+            out.push(load(NFT_PAYLOAD_TRANSPORT_HEADER, 1, 1));
+            if min == max {
+                out.push(Cmp::new(CmpOp::Eq, vec![*min]).into());
+            } else {
+                out.push(Cmp::new(CmpOp::Gte, vec![*min]).into());
+                out.push(Cmp::new(CmpOp::Lte, vec![*max]).into());
+            }
+        }
+        Test::TcpFlags { mask, comp, equal } => {
+            out.push(load(NFT_PAYLOAD_TRANSPORT_HEADER, 13, 1));
+            out.extend(masked(vec![*mask], op(*equal), vec![*comp]));
+        }
+        Test::CtState { states, any } => {
+            out.push(Conntrack::new(ConntrackKey::State).into());
+            let bits = nft_ct_bits(*states).to_ne_bytes().to_vec();
+            // `any`: some bit set, i.e. not zero.
+            out.extend(masked(bits, op(!*any), vec![0; 4]));
+        }
+    }
+}
+
+/// `meta mark & mask == value`.
+pub fn mark(mask: u32, value: u32, out: &mut Vec<RawExpression>) {
+    out.push(meta(MetaType::Mark));
+    out.extend(masked(
+        mask.to_ne_bytes().to_vec(),
+        CmpOp::Eq,
+        value.to_ne_bytes().to_vec(),
+    ));
+}
+
+/// `meta nfproto ipv4|ipv6`.
+pub fn nfproto(family: Family, out: &mut Vec<RawExpression>) {
+    out.push(meta(MetaType::NfProto));
+    let proto = match family {
+        Family::V4 => libc::NFPROTO_IPV4,
+        Family::V6 => libc::NFPROTO_IPV6,
+    } as u8;
+    out.push(Cmp::new(CmpOp::Eq, vec![proto]).into());
+}
+
+pub fn counter(packets: u64, bytes: u64) -> RawExpression {
+    Counter {
+        nb_bytes: Some(bytes),
+        nb_packets: Some(packets),
+    }
+    .into()
+}
+
+pub fn verdict(kind: VerdictKind) -> RawExpression {
+    Immediate::new_verdict(kind).into()
+}
+
+/// SNAT or DNAT to one address and optionally one port.
+pub fn nat(
+    kind: NatType,
+    family: Family,
+    addr: std::net::IpAddr,
+    port: Option<u16>,
+    out: &mut Vec<RawExpression>,
+) {
+    let bytes = match addr {
+        std::net::IpAddr::V4(a) => a.octets().to_vec(),
+        std::net::IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    out.push(Immediate::new_data(bytes, Register::Reg1).into());
+    let mut nat = Nat::default()
+        .with_nat_type(kind)
+        .with_family(match family {
+            Family::V4 => ProtocolFamily::Ipv4,
+            Family::V6 => ProtocolFamily::Ipv6,
+        })
+        .with_ip_register(Register::Reg1);
+    if let Some(p) = port {
+        out.push(Immediate::new_data(p.to_be_bytes().to_vec(), Register::Reg2).into());
+        nat = nat.with_port_register(Register::Reg2);
+    }
+    out.push(nat.into());
+}

@@ -1,0 +1,452 @@
+//! The netfilter side: fwctl's own nftables table, `inet fwctl`, written only through
+//! netlink (rustables), one atomic batch per step, never touching another table.
+//!
+//! The table holds the whole ruleset, translated rule for rule, in two generations of
+//! chains (`0v4-INPUT`, `1v6-MYCHAIN`, ...), like the XDP maps. Hooked base chains only
+//! dispatch: a packet XDP accepted (mark bit) is accepted at once; one XDP judged but left
+//! undecided (conntrack state) goes to the generation XDP used (its mark says which), so
+//! both paths judge it with one ruleset; anything else (lo, an interface without XDP, XDP
+//! detached) goes to the default generation. A change stages the idle generation, flips
+//! XDP, then switches the default: killed anywhere, each packet is still judged by one
+//! complete ruleset, and before the XDP flip that is the previous one on both paths.
+
+pub mod exprs;
+pub mod translate;
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use rustables::{
+    expr::{RawExpression, VerdictKind},
+    list_chains_for_table, list_tables, Batch, Chain as NftChain, ChainPolicy, ChainType, Hook,
+    HookClass, MsgType, ProtocolFamily, Rule, Table,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::rules::{Chain, Family, Ruleset, Target, Verdict};
+use translate::{alternatives, TranslateError};
+
+pub const TABLE: &str = "fwctl";
+
+/// The mark bits XDP's verdict travels in (see firewall-common).
+#[derive(Clone, Copy, Debug)]
+pub struct Marks {
+    pub shift: u32,
+}
+
+impl Marks {
+    fn accepted(self) -> u32 {
+        firewall_common::mark_accepted(self.shift)
+    }
+    fn generation(self, generation: u32) -> u32 {
+        firewall_common::mark_generation(self.shift, generation)
+    }
+    fn generations(self) -> u32 {
+        self.generation(0) | self.generation(1)
+    }
+}
+
+/// Packets and bytes netfilter counted, per rule slot and per built-in chain policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NftCounters {
+    pub rules: BTreeMap<u32, (u64, u64)>,
+    /// Keyed by `v4-INPUT` and the like.
+    pub policies: BTreeMap<String, (u64, u64)>,
+}
+
+impl NftCounters {
+    pub fn rule(&self, slot: u32) -> (u64, u64) {
+        self.rules.get(&slot).copied().unwrap_or_default()
+    }
+
+    pub fn policy(&self, family: Family, chain: Chain) -> (u64, u64) {
+        self.policies
+            .get(&policy_key(family, chain))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// `self` minus a baseline taken at the last `-Z`, never below zero.
+    pub fn minus(&self, base: &NftCounters) -> NftCounters {
+        let sub = |a: (u64, u64), b: (u64, u64)| (a.0.saturating_sub(b.0), a.1.saturating_sub(b.1));
+        NftCounters {
+            rules: self
+                .rules
+                .iter()
+                .map(|(k, v)| (*k, sub(*v, base.rule(*k))))
+                .collect(),
+            policies: self
+                .policies
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        sub(*v, base.policies.get(k).copied().unwrap_or_default()),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+pub fn policy_key(family: Family, chain: Chain) -> String {
+    format!("{}-{}", family_tag(family), chain.name())
+}
+
+fn family_tag(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "v4",
+        Family::V6 => "v6",
+    }
+}
+
+fn chain_name(generation: u32, family: Family, chain: &str) -> String {
+    format!("{generation}{}-{chain}", family_tag(family))
+}
+
+/// The hooked chains: (name, hook, built-in chain dispatched to, XDP marks apply).
+const BASE_CHAINS: [(&str, HookClass, Chain, bool); 3] = [
+    ("input", HookClass::In, Chain::Input, true),
+    ("forward", HookClass::Forward, Chain::Forward, true),
+    ("output", HookClass::Out, Chain::Output, false),
+];
+
+/// Netfilter's filter priority, where iptables' filter table sits.
+const PRIORITY_FILTER: i32 = 0;
+
+/// Rule comments (nftables userdata) tie rules back to counter slots.
+const COMMENT_RULE: &str = "fwctl rule ";
+const COMMENT_POLICY: &str = "fwctl policy";
+
+fn comment(text: &str) -> Vec<u8> {
+    // NFTNL_UDATA_RULE_COMMENT: type 0, length with the NUL, text, NUL.
+    let mut text = text.as_bytes().to_vec();
+    text.truncate(254);
+    let mut out = vec![0u8, text.len() as u8 + 1];
+    out.extend(text);
+    out.push(0);
+    out
+}
+
+fn parse_comment(data: &[u8]) -> Option<&str> {
+    let (&kind, rest) = data.split_first()?;
+    let (&len, rest) = rest.split_first()?;
+    if kind != 0 || rest.len() < len as usize || len == 0 {
+        return None;
+    }
+    std::str::from_utf8(&rest[..len as usize - 1]).ok()
+}
+
+/// One chain of a generation: its name and its rules' expressions and comments.
+#[derive(Debug)]
+pub struct ChainImage {
+    pub name: String,
+    pub rules: Vec<(Vec<RawExpression>, Vec<u8>)>,
+}
+
+/// A chain to translate: its name, rules, and for a built-in chain, its policy.
+type ChainSource<'a> = (
+    String,
+    &'a Vec<crate::rules::Rule>,
+    Option<(Chain, Verdict)>,
+);
+
+/// Translates a whole ruleset into generation `generation`'s chains, counters preloaded
+/// from `counters` so they survive the change.
+pub fn translate(
+    ruleset: &Ruleset,
+    generation: u32,
+    counters: &NftCounters,
+) -> Result<Vec<ChainImage>, TranslateError> {
+    let mut out = Vec::new();
+    for family in Family::ALL {
+        let rules = ruleset.family(family);
+        let mut chains: Vec<ChainSource> = Chain::ALL
+            .into_iter()
+            .map(|c| {
+                let cr = rules.chain(c);
+                (c.name().to_string(), &cr.rules, Some((c, cr.policy)))
+            })
+            .collect();
+        chains.extend(rules.user.iter().map(|u| (u.name.clone(), &u.rules, None)));
+        for (name, list, policy) in chains {
+            let mut image = ChainImage {
+                name: chain_name(generation, family, &name),
+                rules: Vec::new(),
+            };
+            for rule in list {
+                let verdict = match &rule.spec.target {
+                    Target::Accept => VerdictKind::Accept,
+                    Target::Drop => VerdictKind::Drop,
+                    Target::Return => VerdictKind::Return,
+                    Target::Jump(to) => VerdictKind::Jump {
+                        chain: chain_name(generation, family, to),
+                    },
+                };
+                let (mut packets, mut bytes) = counters.rule(rule.slot);
+                for alt in alternatives(&rule.spec, family)? {
+                    let mut e = Vec::new();
+                    for t in &alt {
+                        exprs::test(t, family, &mut e);
+                    }
+                    // The preloaded counts go to the first alternative only.
+                    e.push(exprs::counter(packets, bytes));
+                    (packets, bytes) = (0, 0);
+                    e.push(exprs::verdict(verdict.clone()));
+                    image
+                        .rules
+                        .push((e, comment(&format!("{COMMENT_RULE}{}", rule.slot))));
+                }
+            }
+            if let Some((chain, policy)) = policy {
+                let (packets, bytes) = counters.policy(family, chain);
+                let verdict = match policy {
+                    Verdict::Accept => VerdictKind::Accept,
+                    Verdict::Drop => VerdictKind::Drop,
+                };
+                image.rules.push((
+                    vec![exprs::counter(packets, bytes), exprs::verdict(verdict)],
+                    comment(COMMENT_POLICY),
+                ));
+            }
+            out.push(image);
+        }
+    }
+    Ok(out)
+}
+
+fn table() -> Table {
+    Table::new(ProtocolFamily::Inet).with_name(TABLE)
+}
+
+fn base_chain(name: &str, hook: HookClass) -> NftChain {
+    NftChain::new(&table())
+        .with_name(name)
+        .with_hook(Hook::new(hook, PRIORITY_FILTER))
+        .with_type(ChainType::Filter)
+        .with_policy(ChainPolicy::Accept)
+}
+
+fn chain(name: &str) -> NftChain {
+    NftChain::new(&table()).with_name(name)
+}
+
+fn add_rule(
+    batch: &mut Batch,
+    chain: &NftChain,
+    exprs: Vec<RawExpression>,
+    userdata: Option<Vec<u8>>,
+) -> Result<()> {
+    let mut rule = Rule::new(chain).context("building an nftables rule")?;
+    for e in exprs {
+        rule.add_expr(e);
+    }
+    if let Some(u) = userdata {
+        rule.set_userdata(u);
+    }
+    batch.add(&rule, MsgType::Add);
+    Ok(())
+}
+
+/// Whether `inet fwctl` exists in this network namespace.
+pub fn table_exists() -> Result<bool> {
+    let tables = list_tables().context("listing nftables tables")?;
+    // rustables hides the family of listed objects; a table of another family with this
+    // name would count too, and fwctl never creates one.
+    Ok(tables
+        .iter()
+        .any(|t| t.get_name().map(String::as_str) == Some(TABLE)))
+}
+
+/// Names of the table's chains; empty when there is no table.
+fn chain_names() -> Result<Vec<String>> {
+    if !table_exists()? {
+        return Ok(Vec::new());
+    }
+    let chains = list_chains_for_table(&table()).context("listing fwctl's nftables chains")?;
+    Ok(chains
+        .iter()
+        .filter_map(|c| c.get_name().cloned())
+        .collect())
+}
+
+fn has_generation(names: &[String], generation: u32) -> bool {
+    let prefix = generation.to_string();
+    names
+        .iter()
+        .any(|n| n.starts_with(&prefix) && n.ends_with("-INPUT"))
+}
+
+/// The dispatch rules of every base chain, flushed and rewritten: accepted-at-XDP, each
+/// generation XDP may name, then the default generation.
+fn dispatch(batch: &mut Batch, marks: Marks, present: &[u32], default: u32) -> Result<()> {
+    for (name, _, builtin, xdp) in BASE_CHAINS {
+        let base = chain(name);
+        batch.add(
+            &Rule::new(&base).context("flushing a base chain")?,
+            MsgType::Del,
+        );
+        if xdp {
+            let mut e = Vec::new();
+            exprs::mark(marks.accepted(), marks.accepted(), &mut e);
+            e.push(exprs::verdict(VerdictKind::Accept));
+            add_rule(batch, &base, e, Some(comment("fwctl accepted at XDP")))?;
+            for &g in present {
+                for family in Family::ALL {
+                    let mut e = Vec::new();
+                    exprs::mark(marks.generations(), marks.generation(g), &mut e);
+                    exprs::nfproto(family, &mut e);
+                    e.push(exprs::verdict(VerdictKind::Goto {
+                        chain: chain_name(g, family, builtin.name()),
+                    }));
+                    add_rule(batch, &base, e, None)?;
+                }
+            }
+        }
+        for family in Family::ALL {
+            let mut e = Vec::new();
+            exprs::nfproto(family, &mut e);
+            e.push(exprs::verdict(VerdictKind::Goto {
+                chain: chain_name(default, family, builtin.name()),
+            }));
+            add_rule(batch, &base, e, None)?;
+        }
+    }
+    Ok(())
+}
+
+fn send(batch: Batch, what: &str) -> Result<()> {
+    batch
+        .send()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+        .with_context(|| format!("netlink: {what} (table inet {TABLE})"))
+}
+
+/// Writes generation `next` (replacing whatever it held) while the default stays on
+/// `current`, if that generation is in the table. One batch: all of it or none.
+pub fn stage(chains: &[ChainImage], next: u32, current: u32, marks: Marks) -> Result<()> {
+    let names = chain_names()?;
+    let mut batch = Batch::new();
+    batch.add(&table(), MsgType::Add);
+    for (name, hook, _, _) in BASE_CHAINS {
+        batch.add(&base_chain(name, hook), MsgType::Add);
+    }
+    // The base chains refer to both generations: empty them before the idle one goes.
+    for (name, _, _, _) in BASE_CHAINS {
+        batch.add(&Rule::new(&chain(name)).context("flushing")?, MsgType::Del);
+    }
+    let prefix = next.to_string();
+    let stale: Vec<&String> = names.iter().filter(|n| n.starts_with(&prefix)).collect();
+    for name in &stale {
+        batch.add(&Rule::new(&chain(name)).context("flushing")?, MsgType::Del);
+    }
+    for name in &stale {
+        batch.add(&chain(name), MsgType::Del);
+    }
+    for image in chains {
+        batch.add(&chain(&image.name), MsgType::Add);
+    }
+    for image in chains {
+        let c = chain(&image.name);
+        for (e, userdata) in &image.rules {
+            add_rule(&mut batch, &c, e.clone(), Some(userdata.clone()))?;
+        }
+    }
+    let keep_current = current != next && has_generation(&names, current);
+    let present: Vec<u32> = if keep_current {
+        vec![current, next]
+    } else {
+        vec![next]
+    };
+    dispatch(
+        &mut batch,
+        marks,
+        &present,
+        if keep_current { current } else { next },
+    )?;
+    send(batch, "staging the new ruleset")
+}
+
+/// Sends unmarked packets to generation `next` (already staged).
+pub fn switch(next: u32, marks: Marks) -> Result<()> {
+    let names = chain_names()?;
+    let present: Vec<u32> = [0, 1]
+        .into_iter()
+        .filter(|g| has_generation(&names, *g))
+        .collect();
+    let mut batch = Batch::new();
+    dispatch(&mut batch, marks, &present, next)?;
+    send(batch, "switching to the new ruleset")
+}
+
+/// Removes the table and everything in it; nothing when it is not there.
+pub fn remove() -> Result<()> {
+    if !table_exists()? {
+        return Ok(());
+    }
+    let mut batch = Batch::new();
+    batch.add(&table(), MsgType::Del);
+    send(batch, "removing")
+}
+
+/// What netfilter counted in generation `generation`, summed per rule slot and policy.
+pub fn counters(generation: u32) -> Result<NftCounters> {
+    let mut out = NftCounters::default();
+    if !table_exists()? {
+        return Ok(out);
+    }
+    // Every family's rules of tables named fwctl; chain prefixes and comments pick ours.
+    let filter = Rule::default().with_table(TABLE);
+    let mut rules: Vec<Rule> = Vec::new();
+    rustables::query::list_objects_with_data(
+        libc::NFT_MSG_GETRULE as u16,
+        &|rule: Rule, acc: &mut Vec<Rule>| {
+            acc.push(rule);
+            Ok(())
+        },
+        Some(&filter),
+        &mut rules,
+    )
+    .map_err(|e| anyhow::anyhow!("{e:?}"))
+    .context("netlink: reading fwctl's nftables counters")?;
+    let prefix = generation.to_string();
+    for rule in rules {
+        let Some(chain) = rule.get_chain().filter(|c| c.starts_with(&prefix)) else {
+            continue;
+        };
+        let Some(text) = rule.get_userdata().and_then(|u| parse_comment(u)) else {
+            continue;
+        };
+        let Some((packets, bytes)) = rule_counter(&rule) else {
+            continue;
+        };
+        let slot = if let Some(n) = text.strip_prefix(COMMENT_RULE) {
+            match n.parse::<u32>() {
+                Ok(n) => out.rules.entry(n).or_default(),
+                Err(_) => continue,
+            }
+        } else if text == COMMENT_POLICY {
+            // `0v4-INPUT` -> `v4-INPUT`.
+            out.policies
+                .entry(chain[prefix.len()..].to_string())
+                .or_default()
+        } else {
+            continue;
+        };
+        slot.0 += packets;
+        slot.1 += bytes;
+    }
+    Ok(out)
+}
+
+fn rule_counter(rule: &Rule) -> Option<(u64, u64)> {
+    rule.get_expressions()?
+        .iter()
+        .find_map(|e| match e.get_data() {
+            Some(rustables::expr::ExpressionVariant::Counter(c)) => Some((
+                c.get_nb_packets().copied().unwrap_or(0),
+                c.get_nb_bytes().copied().unwrap_or(0),
+            )),
+            _ => None,
+        })
+}
