@@ -21,7 +21,7 @@ use crate::{
     netfilter::{self, Marks, NftCounters},
     rules::{
         edit::{EditError, Editor},
-        Chain, Family,
+        Chain, Family, Table,
     },
     state::{Attachment, State, StateStore},
 };
@@ -167,18 +167,23 @@ impl Firewall {
     pub fn counters(
         &self,
         src: &CounterSource,
+        table: Table,
         family: Family,
         chain: &str,
     ) -> Result<ChainCounters> {
-        let mut out = self.xdp_counters(src.dp.as_ref(), family, chain)?;
-        let rules = self.state.ruleset.family(family).rules(chain);
-        for (c, rule) in out.rules.iter_mut().zip(rules.into_iter().flatten()) {
+        let mut out = self.xdp_counters(src.dp.as_ref(), table, family, chain)?;
+        let rules = self.state.ruleset.table(table, family);
+        for (c, rule) in out
+            .rules
+            .iter_mut()
+            .zip(rules.rules(chain).into_iter().flatten())
+        {
             let (p, b) = src.nft.rule(rule.slot);
             c.packets += p;
             c.bytes += b;
         }
-        if let Some(builtin) = Chain::from_name(chain) {
-            let (p, b) = src.nft.policy(family, builtin);
+        if let Some(builtin) = rules.builtin(chain) {
+            let (p, b) = src.nft.policy(table, family, builtin);
             out.policy.packets += p;
             out.policy.bytes += b;
         }
@@ -188,13 +193,14 @@ impl Firewall {
     fn xdp_counters(
         &self,
         dp: Option<&Dataplane>,
+        table: Table,
         family: Family,
         chain: &str,
     ) -> Result<ChainCounters> {
         let rules = self
             .state
             .ruleset
-            .family(family)
+            .table(table, family)
             .rules(chain)
             .map(Vec::as_slice)
             .unwrap_or_default();
@@ -204,9 +210,12 @@ impl Firewall {
                 rules: vec![Counter::default(); rules.len()],
             });
         };
+        // XDP judges the filter table only.
         let policy = match Chain::from_name(chain) {
-            Some(c) => dp.maps.counter(policy_counter(family.index(), c.index()))?,
-            None => Counter::default(),
+            Some(c) if table == Table::Filter => {
+                dp.maps.counter(policy_counter(family.index(), c.index()))?
+            }
+            _ => Counter::default(),
         };
         Ok(ChainCounters {
             policy,
@@ -218,8 +227,14 @@ impl Firewall {
     }
 
     /// `-Z [CHAIN [N]]`: zero the counters of one rule, one chain, or all of a family.
-    pub fn zero(&mut self, family: Family, chain: Option<&str>, rule: Option<usize>) -> Result<()> {
-        let rules = self.state.ruleset.family(family);
+    pub fn zero(
+        &mut self,
+        table: Table,
+        family: Family,
+        chain: Option<&str>,
+        rule: Option<usize>,
+    ) -> Result<()> {
+        let rules = self.state.ruleset.table(table, family);
         let names = crate::cli::list::chain_names(rules, chain)
             .ok_or_else(|| EditError::NoSuchChain(chain.unwrap_or_default().to_string()))?;
         let Some(mut dp) = self.dataplane()? else {
@@ -232,7 +247,7 @@ impl Firewall {
         } else {
             for name in names {
                 slots.extend(rules.rules(&name).into_iter().flatten().map(|r| r.slot));
-                policies.extend(Chain::from_name(&name));
+                policies.extend(rules.builtin(&name));
             }
         }
         // Netfilter's counters cannot be zeroed in place: what they hold now becomes the
@@ -244,11 +259,13 @@ impl Firewall {
             baseline.rules.insert(slot, raw.rule(slot));
         }
         for chain in policies {
-            dp.maps
-                .zero_counter(policy_counter(family.index(), chain.index()))?;
+            if table == Table::Filter {
+                dp.maps
+                    .zero_counter(policy_counter(family.index(), chain.index()))?;
+            }
             baseline.policies.insert(
-                netfilter::policy_key(family, chain),
-                raw.policy(family, chain),
+                netfilter::policy_key(table, family, chain),
+                raw.policy(table, family, chain),
             );
         }
         self.store.save(&self.state)
@@ -338,6 +355,13 @@ impl Firewall {
         let prog = Xdp::from_pin(&path, XdpAttachType::Interface)?;
         Ok(Some(prog.info()?.id()))
     }
+}
+
+/// Checks that a ruleset can go in, on both paths, without touching anything.
+pub fn check(ruleset: &crate::rules::Ruleset) -> Result<()> {
+    compile(ruleset, &[])?;
+    netfilter::translate(ruleset, 0, &NftCounters::default())?;
+    Ok(())
 }
 
 /// Test hook: `FWCTL_FAULT=staged` (or `flipped`) kills fwctl at that point of a commit,

@@ -136,7 +136,7 @@ mod tests {
         for l in lines {
             let args: Vec<String> = l.split_whitespace().map(String::from).collect();
             let inv = parse_args(&args).unwrap();
-            e.apply(inv.family, inv.command).unwrap();
+            e.apply(inv.table, inv.family, inv.command).unwrap();
         }
         e.ruleset
     }

@@ -82,6 +82,31 @@ impl Netns {
         Ok(())
     }
 
+    /// Accepts one TCP connection inside the namespace within `timeout` and returns the
+    /// peer's address as the server sees it (None if nothing arrived): what NAT did shows.
+    pub fn tcp_accept_peer(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<thread::JoinHandle<Option<SocketAddr>>> {
+        let listener = self.run(move || TcpListener::bind(addr))??;
+        listener.set_nonblocking(true)?;
+        Ok(thread::spawn(move || {
+            let deadline = std::time::Instant::now() + timeout;
+            while std::time::Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nonblocking(false);
+                        echo(stream);
+                        return Some(peer);
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(20)),
+                }
+            }
+            None
+        }))
+    }
+
     /// A UDP socket bound inside the namespace.
     pub fn udp_socket(&self, addr: SocketAddr) -> Result<UdpSocket> {
         let sock = self.run(move || UdpSocket::bind(addr))??;

@@ -161,41 +161,70 @@ impl RouterLab {
     /// `net` picks the subnets (and keeps two router labs apart); interfaces are named
     /// `{tag}c0` (client), `{tag}r0`/`{tag}r1` (router), `{tag}s0` (server).
     pub fn new(tag: &str, net: u8) -> Result<RouterLab> {
+        Self::build(tag, net, true)
+    }
+
+    /// A lab whose server has no route back to the client's subnet: only what the router
+    /// source-NATs can get an answer. IPv6 too (`fd00:{net}:1::/64`, `fd00:{net}:2::/64`).
+    pub fn isolated(tag: &str, net: u8) -> Result<RouterLab> {
+        Self::build(tag, net, false)
+    }
+
+    fn build(tag: &str, net: u8, server_routes_back: bool) -> Result<RouterLab> {
         let client = Netns::new(&format!("fwt-{tag}c"))?;
         let router = FwNs::new(&format!("fwt-{tag}r"))?;
         let server = Netns::new(&format!("fwt-{tag}s"))?;
         let a = |side: u8, host: u8| format!("10.{net}.{side}.{host}/24");
+        let a6 = |side: u8, host: u8| format!("fd00:{net}:{side}::{host}/64");
         netlab::veth(
             Link {
                 ns: &client,
                 ifname: &format!("{tag}c0"),
-                addrs: &[&a(1, 2)],
+                addrs: &[&a(1, 2), &a6(1, 2)],
             },
             Link {
                 ns: &router,
                 ifname: &format!("{tag}r0"),
-                addrs: &[&a(1, 1)],
+                addrs: &[&a(1, 1), &a6(1, 1)],
             },
         )?;
         netlab::veth(
             Link {
                 ns: &router,
                 ifname: &format!("{tag}r1"),
-                addrs: &[&a(2, 1)],
+                addrs: &[&a(2, 1), &a6(2, 1)],
             },
             Link {
                 ns: &server,
                 ifname: &format!("{tag}s0"),
-                addrs: &[&a(2, 2)],
+                addrs: &[&a(2, 2), &a6(2, 2)],
             },
         )?;
         client.ip(&["route", "add", "default", "via", &format!("10.{net}.1.1")])?;
-        server.ip(&["route", "add", "default", "via", &format!("10.{net}.2.1")])?;
-        netlab::run(
-            router
-                .command("sysctl")
-                .args(["-qw", "net.ipv4.ip_forward=1"]),
-        )?;
+        client.ip(&[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("fd00:{net}:1::1"),
+        ])?;
+        if server_routes_back {
+            server.ip(&["route", "add", "default", "via", &format!("10.{net}.2.1")])?;
+            server.ip(&[
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("fd00:{net}:2::1"),
+            ])?;
+        }
+        netlab::run(router.command("sysctl").args([
+            "-qw",
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+        ]))?;
         Ok(RouterLab {
             client,
             router,
@@ -225,6 +254,24 @@ impl RouterLab {
             got += 1;
         }
         Ok(got)
+    }
+}
+
+impl RouterLab {
+    /// A TCP connection from the client to `connect_to`, served in the server's namespace
+    /// at `listen`: whether the client got its echo, and the peer the server saw.
+    pub fn tcp_through(
+        &self,
+        listen: &str,
+        connect_to: &str,
+    ) -> Result<(netlab::Probe, Option<std::net::SocketAddr>)> {
+        let timeout = std::time::Duration::from_millis(1500);
+        let server = self.server.tcp_accept_peer(listen.parse()?, timeout * 2)?;
+        let probe = self.client.tcp_connect(connect_to.parse()?, timeout)?;
+        let peer = server
+            .join()
+            .map_err(|_| anyhow::anyhow!("server thread panicked"))?;
+        Ok((probe, peer))
     }
 }
 

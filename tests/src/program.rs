@@ -63,7 +63,7 @@ impl Harness {
         for line in lines {
             let args: Vec<String> = line.split_whitespace().map(String::from).collect();
             let inv = parse_args(&args).with_context(|| format!("parsing {line:?}"))?;
-            if let Some(other) = editor.apply(inv.family, inv.command)? {
+            if let Some(other) = editor.apply(inv.table, inv.family, inv.command)? {
                 anyhow::bail!("not a ruleset command: {other:?}");
             }
         }

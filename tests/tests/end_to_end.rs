@@ -909,7 +909,7 @@ fn json_output() {
     );
     let saved: serde_json::Value =
         serde_json::from_str(&lab.host.fwctl_ok(&["save", "-o", "json", "-c"])).unwrap();
-    assert_eq!(saved["chains"][3]["rules"][0]["packets"], 3);
+    assert_eq!(saved["tables"][0]["chains"][3]["rules"][0]["packets"], 3);
 }
 
 /// On a router, forwarded packets are judged by FORWARD, not INPUT: the program asks the

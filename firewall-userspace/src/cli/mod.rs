@@ -15,7 +15,7 @@ use crate::{
     rules::{
         edit::{find, EditError, Editor},
         parse::{parse_args, Command, Invocation, ParseError},
-        Family,
+        Family, Table,
     },
 };
 
@@ -296,31 +296,32 @@ fn edit_failed(e: EditError) -> anyhow::Error {
 fn run_rule_command(inv: Invocation) -> Result<()> {
     let Invocation {
         family,
+        table,
         command,
         list: opts,
     } = inv;
     let mut fw = Firewall::lock()?;
     let mut editor = Editor::new(fw.state.ruleset.clone());
-    let Some(query) = editor.apply(family, command).map_err(edit_failed)? else {
+    let Some(query) = editor.apply(table, family, command).map_err(edit_failed)? else {
         return fw.commit(editor);
     };
     match query {
         Command::Check(chain, specs) => {
             for spec in &specs {
-                find(&fw.state.ruleset, family, &chain, spec)
+                find(&fw.state.ruleset, table, family, &chain, spec)
                     .map_err(edit_failed)?
                     .ok_or_else(|| edit_failed(EditError::NoSuchRule))?;
             }
             Ok(())
         }
-        Command::Zero(chain, rule) => fw.zero(family, chain.as_deref(), rule),
+        Command::Zero(chain, rule) => fw.zero(table, family, chain.as_deref(), rule),
         Command::List(chain, rule) => {
-            let rules = fw.state.ruleset.family(family);
+            let rules = fw.state.ruleset.table(table, family);
             let names = list::chain_names(rules, chain.as_deref())
                 .ok_or_else(|| edit_failed(EditError::NoSuchChain(chain.unwrap_or_default())))?;
             let src = fw.counter_source()?;
             let counters = |c: &str| {
-                fw.counters(&src, family, c).unwrap_or_else(|e| {
+                fw.counters(&src, table, family, c).unwrap_or_else(|e| {
                     eprintln!("fwctl: warning: counters unavailable: {e:#}");
                     list::ChainCounters {
                         policy: Default::default(),
@@ -342,7 +343,7 @@ fn run_rule_command(inv: Invocation) -> Result<()> {
             Ok(())
         }
         Command::ListRules(chain, rule) => {
-            let rules = fw.state.ruleset.family(family);
+            let rules = fw.state.ruleset.table(table, family);
             let names = list::chain_names(rules, chain.as_deref())
                 .ok_or_else(|| edit_failed(EditError::NoSuchChain(chain.unwrap_or_default())))?;
             match (rule, names.first()) {
@@ -441,22 +442,44 @@ fn now() -> String {
 fn save(family: Family, with_counters: bool, json: bool) -> Result<()> {
     let fw = Firewall::lock()?;
     let src = fw.counter_source()?;
-    let counters = |c: &str| {
-        fw.counters(&src, family, c)
-            .unwrap_or_else(|_| list::ChainCounters {
-                policy: Default::default(),
-                rules: Vec::new(),
-            })
+    let counters_of = |table: Table| {
+        let (fw, src) = (&fw, &src);
+        move |c: &str| {
+            fw.counters(src, table, family, c)
+                .unwrap_or_else(|_| list::ChainCounters {
+                    policy: Default::default(),
+                    rules: Vec::new(),
+                })
+        }
     };
-    let counters: Option<&dyn Fn(&str) -> list::ChainCounters> =
-        if with_counters { Some(&counters) } else { None };
-    let rules = fw.state.ruleset.family(family);
-    if json {
-        let names = list::chain_names(rules, None).unwrap_or_default();
-        let value = list::json(family, rules, &names, counters);
-        println!("{}", serde_json::to_string_pretty(&value)?);
+    let (filter_counters, nat_counters) = (counters_of(Table::Filter), counters_of(Table::Nat));
+    type Counters<'a> = Option<&'a dyn Fn(&str) -> list::ChainCounters>;
+    let (filter_counters, nat_counters): (Counters, Counters) = if with_counters {
+        (Some(&filter_counters), Some(&nat_counters))
     } else {
-        print!("{}", list::save(rules, counters, &now()));
+        (None, None)
+    };
+    let tables = [
+        (
+            fw.state.ruleset.table(Table::Filter, family),
+            filter_counters,
+        ),
+        (fw.state.ruleset.table(Table::Nat, family), nat_counters),
+    ];
+    if json {
+        let value: Vec<serde_json::Value> = tables
+            .iter()
+            .map(|(rules, counters)| {
+                let names = list::chain_names(rules, None).unwrap_or_default();
+                list::json(family, rules, &names, *counters)
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "tables": value }))?
+        );
+    } else {
+        print!("{}", list::save(&tables, &now()));
     }
     Ok(())
 }
@@ -490,7 +513,7 @@ fn restore(
             status: e.status,
         })?;
     if test {
-        crate::compile::compile(&restored.editor.ruleset, &[])?;
+        crate::firewall::check(&restored.editor.ruleset)?;
         return Ok(());
     }
     let ruleset = restored.editor.ruleset.clone();
@@ -498,7 +521,7 @@ fn restore(
     if with_counters {
         if let Some(mut dp) = fw.dataplane()? {
             for c in &restored.counters {
-                let rules = ruleset.family(family).rules(&c.chain);
+                let rules = ruleset.table(c.table, family).rules(&c.chain);
                 if let Some(rule) = rules.and_then(|r| r.get(c.position - 1)) {
                     let value = firewall_common::Counter {
                         packets: c.packets,
@@ -549,8 +572,18 @@ fn apply(
         })?;
     if diff {
         let names = |r: &crate::rules::Ruleset| {
-            let f = r.family(family);
-            list::list_rules(f, &list::chain_names(f, None).unwrap_or_default())
+            Table::ALL
+                .map(|t| {
+                    let f = r.table(t, family);
+                    let rules =
+                        list::list_rules(f, &list::chain_names(f, None).unwrap_or_default());
+                    // `-t nat` on the nat table's lines, so the two tables' lines differ.
+                    match t {
+                        Table::Filter => rules,
+                        Table::Nat => rules.lines().map(|l| format!("-t nat {l}\n")).collect(),
+                    }
+                })
+                .concat()
         };
         let d = diff_rules(&names(&previous), &names(&restored.editor.ruleset));
         print!(
@@ -563,7 +596,7 @@ fn apply(
         );
     }
     if dry_run {
-        crate::compile::compile(&restored.editor.ruleset, &[])?;
+        crate::firewall::check(&restored.editor.ruleset)?;
         println!("{}: checked and compiled; nothing applied", file.display());
         return Ok(());
     }

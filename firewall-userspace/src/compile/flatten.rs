@@ -200,7 +200,8 @@ impl<'a> Flattener<'a> {
             for alt in alternatives(&rule.spec)? {
                 let conds = ctx.and(&alt);
                 match &rule.spec.target {
-                    Target::Accept => {
+                    // The editor keeps nat targets in the nat table, which XDP never sees.
+                    Target::Accept | Target::Masquerade | Target::Snat(_) | Target::Dnat(_) => {
                         self.push(conds, VERDICT_ACCEPT, rule.slot, jumps, position);
                     }
                     Target::Drop => {

@@ -17,13 +17,13 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use rustables::{
-    expr::{RawExpression, VerdictKind},
+    expr::{NatType, RawExpression, VerdictKind},
     list_chains_for_table, list_tables, Batch, Chain as NftChain, ChainPolicy, ChainType, Hook,
-    HookClass, MsgType, ProtocolFamily, Rule, Table,
+    HookClass, MsgType, ProtocolFamily, Rule, Table as NftTable,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::rules::{Chain, Family, Ruleset, Target, Verdict};
+use crate::rules::{Chain, Family, Ruleset, Table, Target, Verdict};
 use translate::{alternatives, TranslateError};
 
 pub const TABLE: &str = "fwctl";
@@ -59,9 +59,9 @@ impl NftCounters {
         self.rules.get(&slot).copied().unwrap_or_default()
     }
 
-    pub fn policy(&self, family: Family, chain: Chain) -> (u64, u64) {
+    pub fn policy(&self, table: Table, family: Family, chain: Chain) -> (u64, u64) {
         self.policies
-            .get(&policy_key(family, chain))
+            .get(&policy_key(table, family, chain))
             .copied()
             .unwrap_or_default()
     }
@@ -89,8 +89,13 @@ impl NftCounters {
     }
 }
 
-pub fn policy_key(family: Family, chain: Chain) -> String {
-    format!("{}-{}", family_tag(family), chain.name())
+pub fn policy_key(table: Table, family: Family, chain: Chain) -> String {
+    format!(
+        "{}-{}{}",
+        family_tag(family),
+        table_tag(table),
+        chain.name()
+    )
 }
 
 fn family_tag(family: Family) -> &'static str {
@@ -100,19 +105,99 @@ fn family_tag(family: Family) -> &'static str {
     }
 }
 
-fn chain_name(generation: u32, family: Family, chain: &str) -> String {
-    format!("{generation}{}-{chain}", family_tag(family))
+fn table_tag(table: Table) -> &'static str {
+    match table {
+        Table::Filter => "",
+        Table::Nat => "nat-",
+    }
 }
 
-/// The hooked chains: (name, hook, built-in chain dispatched to, XDP marks apply).
-const BASE_CHAINS: [(&str, HookClass, Chain, bool); 3] = [
-    ("input", HookClass::In, Chain::Input, true),
-    ("forward", HookClass::Forward, Chain::Forward, true),
-    ("output", HookClass::Out, Chain::Output, false),
-];
+fn chain_name(generation: u32, table: Table, family: Family, chain: &str) -> String {
+    format!(
+        "{generation}{}-{}{chain}",
+        family_tag(family),
+        table_tag(table)
+    )
+}
 
-/// Netfilter's filter priority, where iptables' filter table sits.
-const PRIORITY_FILTER: i32 = 0;
+/// A hooked chain of the table: it only dispatches to a generation's chain.
+struct BaseChain {
+    name: &'static str,
+    hook: HookClass,
+    priority: i32,
+    kind: ChainType,
+    table: Table,
+    chain: Chain,
+    /// XDP's marks apply (packets XDP saw arrive through these hooks).
+    xdp: bool,
+}
+
+/// iptables' priorities: filter at 0, DNAT at -100, SNAT at 100.
+const BASE_CHAINS: [BaseChain; 7] = [
+    BaseChain {
+        name: "input",
+        hook: HookClass::In,
+        priority: 0,
+        kind: ChainType::Filter,
+        table: Table::Filter,
+        chain: Chain::Input,
+        xdp: true,
+    },
+    BaseChain {
+        name: "forward",
+        hook: HookClass::Forward,
+        priority: 0,
+        kind: ChainType::Filter,
+        table: Table::Filter,
+        chain: Chain::Forward,
+        xdp: true,
+    },
+    BaseChain {
+        name: "output",
+        hook: HookClass::Out,
+        priority: 0,
+        kind: ChainType::Filter,
+        table: Table::Filter,
+        chain: Chain::Output,
+        xdp: false,
+    },
+    BaseChain {
+        name: "nat-prerouting",
+        hook: HookClass::PreRouting,
+        priority: -100,
+        kind: ChainType::Nat,
+        table: Table::Nat,
+        chain: Chain::PreRouting,
+        xdp: false,
+    },
+    BaseChain {
+        name: "nat-input",
+        hook: HookClass::In,
+        priority: 100,
+        kind: ChainType::Nat,
+        table: Table::Nat,
+        chain: Chain::Input,
+        xdp: false,
+    },
+    BaseChain {
+        name: "nat-output",
+        hook: HookClass::Out,
+        priority: -100,
+        kind: ChainType::Nat,
+        table: Table::Nat,
+        chain: Chain::Output,
+        xdp: false,
+    },
+    BaseChain {
+        name: "nat-postrouting",
+        hook: HookClass::PostRouting,
+        priority: 100,
+        kind: ChainType::Nat,
+        table: Table::Nat,
+        chain: Chain::PostRouting,
+        xdp: false,
+    },
+];
 
 /// Rule comments (nftables userdata) tie rules back to counter slots.
 const COMMENT_RULE: &str = "fwctl rule ";
@@ -159,71 +244,83 @@ pub fn translate(
     counters: &NftCounters,
 ) -> Result<Vec<ChainImage>, TranslateError> {
     let mut out = Vec::new();
-    for family in Family::ALL {
-        let rules = ruleset.family(family);
-        let mut chains: Vec<ChainSource> = Chain::ALL
-            .into_iter()
-            .map(|c| {
-                let cr = rules.chain(c);
-                (c.name().to_string(), &cr.rules, Some((c, cr.policy)))
-            })
-            .collect();
-        chains.extend(rules.user.iter().map(|u| (u.name.clone(), &u.rules, None)));
-        for (name, list, policy) in chains {
-            let mut image = ChainImage {
-                name: chain_name(generation, family, &name),
-                rules: Vec::new(),
-            };
-            for rule in list {
-                let verdict = match &rule.spec.target {
-                    Target::Accept => VerdictKind::Accept,
-                    Target::Drop => VerdictKind::Drop,
-                    Target::Return => VerdictKind::Return,
-                    Target::Jump(to) => VerdictKind::Jump {
-                        chain: chain_name(generation, family, to),
-                    },
+    for table in Table::ALL {
+        for family in Family::ALL {
+            let rules = ruleset.table(table, family);
+            let mut chains: Vec<ChainSource> = rules
+                .builtins()
+                .iter()
+                .map(|&c| {
+                    let cr = rules.chain(c);
+                    (c.name().to_string(), &cr.rules, Some((c, cr.policy)))
+                })
+                .collect();
+            chains.extend(rules.user.iter().map(|u| (u.name.clone(), &u.rules, None)));
+            for (name, list, policy) in chains {
+                let name = chain_name(generation, table, family, &name);
+                let mut image = ChainImage {
+                    name,
+                    rules: Vec::new(),
                 };
-                let (mut packets, mut bytes) = counters.rule(rule.slot);
-                for alt in alternatives(&rule.spec, family)? {
-                    let mut e = Vec::new();
-                    for t in &alt {
-                        exprs::test(t, family, &mut e);
+                for rule in list {
+                    let (mut packets, mut bytes) = counters.rule(rule.slot);
+                    for alt in alternatives(&rule.spec, family)? {
+                        let mut e = Vec::new();
+                        for t in &alt {
+                            exprs::test(t, family, &mut e);
+                        }
+                        // The preloaded counts go to the first alternative only.
+                        e.push(exprs::counter(packets, bytes));
+                        (packets, bytes) = (0, 0);
+                        target(&rule.spec.target, generation, table, family, &mut e);
+                        image
+                            .rules
+                            .push((e, comment(&format!("{COMMENT_RULE}{}", rule.slot))));
                     }
-                    // The preloaded counts go to the first alternative only.
-                    e.push(exprs::counter(packets, bytes));
-                    (packets, bytes) = (0, 0);
-                    e.push(exprs::verdict(verdict.clone()));
-                    image
-                        .rules
-                        .push((e, comment(&format!("{COMMENT_RULE}{}", rule.slot))));
                 }
+                if let Some((chain, policy)) = policy {
+                    let (packets, bytes) = counters.policy(table, family, chain);
+                    let verdict = match policy {
+                        Verdict::Accept => VerdictKind::Accept,
+                        Verdict::Drop => VerdictKind::Drop,
+                    };
+                    image.rules.push((
+                        vec![exprs::counter(packets, bytes), exprs::verdict(verdict)],
+                        comment(COMMENT_POLICY),
+                    ));
+                }
+                out.push(image);
             }
-            if let Some((chain, policy)) = policy {
-                let (packets, bytes) = counters.policy(family, chain);
-                let verdict = match policy {
-                    Verdict::Accept => VerdictKind::Accept,
-                    Verdict::Drop => VerdictKind::Drop,
-                };
-                image.rules.push((
-                    vec![exprs::counter(packets, bytes), exprs::verdict(verdict)],
-                    comment(COMMENT_POLICY),
-                ));
-            }
-            out.push(image);
         }
     }
     Ok(out)
 }
 
-fn table() -> Table {
-    Table::new(ProtocolFamily::Inet).with_name(TABLE)
+fn target(t: &Target, generation: u32, table: Table, family: Family, e: &mut Vec<RawExpression>) {
+    let verdict = match t {
+        Target::Accept => VerdictKind::Accept,
+        Target::Drop => VerdictKind::Drop,
+        Target::Return => VerdictKind::Return,
+        Target::Jump(to) => VerdictKind::Jump {
+            chain: chain_name(generation, table, family, to),
+        },
+        // A nat statement ends the chain for this packet by itself.
+        Target::Masquerade => return e.push(rustables::expr::Masquerade::default().into()),
+        Target::Snat(to) => return exprs::nat(NatType::SNat, family, to.addr, to.port, e),
+        Target::Dnat(to) => return exprs::nat(NatType::DNat, family, to.addr, to.port, e),
+    };
+    e.push(exprs::verdict(verdict));
 }
 
-fn base_chain(name: &str, hook: HookClass) -> NftChain {
+fn table() -> NftTable {
+    NftTable::new(ProtocolFamily::Inet).with_name(TABLE)
+}
+
+fn base_chain(b: &BaseChain) -> NftChain {
     NftChain::new(&table())
-        .with_name(name)
-        .with_hook(Hook::new(hook, PRIORITY_FILTER))
-        .with_type(ChainType::Filter)
+        .with_name(b.name)
+        .with_hook(Hook::new(b.hook, b.priority))
+        .with_type(b.kind)
         .with_policy(ChainPolicy::Accept)
 }
 
@@ -280,13 +377,13 @@ fn has_generation(names: &[String], generation: u32) -> bool {
 /// The dispatch rules of every base chain, flushed and rewritten: accepted-at-XDP, each
 /// generation XDP may name, then the default generation.
 fn dispatch(batch: &mut Batch, marks: Marks, present: &[u32], default: u32) -> Result<()> {
-    for (name, _, builtin, xdp) in BASE_CHAINS {
-        let base = chain(name);
+    for b in &BASE_CHAINS {
+        let base = chain(b.name);
         batch.add(
             &Rule::new(&base).context("flushing a base chain")?,
             MsgType::Del,
         );
-        if xdp {
+        if b.xdp {
             let mut e = Vec::new();
             exprs::mark(marks.accepted(), marks.accepted(), &mut e);
             e.push(exprs::verdict(VerdictKind::Accept));
@@ -297,7 +394,7 @@ fn dispatch(batch: &mut Batch, marks: Marks, present: &[u32], default: u32) -> R
                     exprs::mark(marks.generations(), marks.generation(g), &mut e);
                     exprs::nfproto(family, &mut e);
                     e.push(exprs::verdict(VerdictKind::Goto {
-                        chain: chain_name(g, family, builtin.name()),
+                        chain: chain_name(g, b.table, family, b.chain.name()),
                     }));
                     add_rule(batch, &base, e, None)?;
                 }
@@ -307,7 +404,7 @@ fn dispatch(batch: &mut Batch, marks: Marks, present: &[u32], default: u32) -> R
             let mut e = Vec::new();
             exprs::nfproto(family, &mut e);
             e.push(exprs::verdict(VerdictKind::Goto {
-                chain: chain_name(default, family, builtin.name()),
+                chain: chain_name(default, b.table, family, b.chain.name()),
             }));
             add_rule(batch, &base, e, None)?;
         }
@@ -328,12 +425,15 @@ pub fn stage(chains: &[ChainImage], next: u32, current: u32, marks: Marks) -> Re
     let names = chain_names()?;
     let mut batch = Batch::new();
     batch.add(&table(), MsgType::Add);
-    for (name, hook, _, _) in BASE_CHAINS {
-        batch.add(&base_chain(name, hook), MsgType::Add);
+    for b in &BASE_CHAINS {
+        batch.add(&base_chain(b), MsgType::Add);
     }
     // The base chains refer to both generations: empty them before the idle one goes.
-    for (name, _, _, _) in BASE_CHAINS {
-        batch.add(&Rule::new(&chain(name)).context("flushing")?, MsgType::Del);
+    for b in &BASE_CHAINS {
+        batch.add(
+            &Rule::new(&chain(b.name)).context("flushing")?,
+            MsgType::Del,
+        );
     }
     let prefix = next.to_string();
     let stale: Vec<&String> = names.iter().filter(|n| n.starts_with(&prefix)).collect();

@@ -9,7 +9,8 @@ use std::collections::HashSet;
 use firewall_common::{MAX_COUNTERS, POLICY_COUNTER_SLOTS};
 
 use super::{
-    parse::Command, Chain, Family, FamilyRules, Rule, RuleSpec, Ruleset, Target, UserChain, Verdict,
+    parse::Command, Chain, Family, FamilyRules, Rule, RuleSpec, Ruleset, Table, Target, UserChain,
+    Verdict,
 };
 
 /// A command that cannot be done; `status()` is iptables' exit status for it.
@@ -23,8 +24,12 @@ pub enum EditError {
     ReplaceIndex,
     #[error("Bad rule (does a matching rule exist in that chain?)")]
     NoSuchRule,
-    #[error("{0} is not enforced yet: only INPUT and FORWARD rules and policies can be set in this version")]
-    ChainNotEnforced(Chain),
+    #[error("the nat table is not intended for filtering: DROP is not allowed there")]
+    DropInNat,
+    #[error("{0} belongs to the nat table: use -t nat")]
+    NatTargetInFilter(&'static str),
+    #[error("{0} can only be used in {1} (or a user chain), not in {2}")]
+    WrongChainForTarget(&'static str, &'static str, String),
     #[error("Chain `{0}' does not exist")]
     NoSuchChain(String),
     #[error("Chain `{0}' already exists")]
@@ -56,6 +61,8 @@ impl EditError {
 
 pub struct Editor {
     pub ruleset: Ruleset,
+    /// The table commands apply to (iptables' `-t`).
+    pub table: Table,
     /// Slots of the ruleset in force and those handed out since: none is handed out again
     /// in this change, so a slot never serves an old rule still counting and a new one.
     taken: HashSet<u32>,
@@ -70,6 +77,7 @@ impl Editor {
         Editor {
             taken: ruleset.slots().collect(),
             ruleset,
+            table: Table::Filter,
             cursor: POLICY_COUNTER_SLOTS,
             new_slots: Vec::new(),
         }
@@ -85,20 +93,55 @@ impl Editor {
         Ok(slot)
     }
 
+    /// The table being edited, in `family`.
+    fn rules(&self, family: Family) -> &FamilyRules {
+        self.ruleset.table(self.table, family)
+    }
+
+    fn family_mut(&mut self, family: Family) -> &mut FamilyRules {
+        self.ruleset.table_mut(self.table, family)
+    }
+
     fn rules_mut(&mut self, family: Family, chain: &str) -> Result<&mut Vec<Rule>, EditError> {
-        self.ruleset
-            .family_mut(family)
+        self.family_mut(family)
             .rules_mut(chain)
             .ok_or_else(|| EditError::NoSuchChain(chain.to_string()))
     }
 
-    /// Rules may go into INPUT, FORWARD and user chains; OUTPUT is not enforced yet.
+    /// Rules go into the table's built-in chains and its user chains.
     fn writable(&self, family: Family, chain: &str) -> Result<(), EditError> {
+        let rules = self.rules(family);
+        if rules.builtin(chain).is_some() || rules.user_chain(chain).is_some() {
+            Ok(())
+        } else {
+            Err(EditError::NoSuchChain(chain.to_string()))
+        }
+    }
+
+    /// The nat table's targets in the chains netfilter allows them in, and no DROP there.
+    fn check_nat(&self, chain: &str, target: &Target) -> Result<(), EditError> {
+        let name = match target {
+            Target::Masquerade => "MASQUERADE",
+            Target::Snat(_) => "SNAT",
+            Target::Dnat(_) => "DNAT",
+            Target::Drop if self.table == Table::Nat => return Err(EditError::DropInNat),
+            _ => return Ok(()),
+        };
+        if self.table != Table::Nat {
+            return Err(EditError::NatTargetInFilter(name));
+        }
+        let (allowed, text): (&[Chain], _) = match target {
+            Target::Masquerade => (&[Chain::PostRouting], "POSTROUTING"),
+            Target::Snat(_) => (&[Chain::PostRouting, Chain::Input], "POSTROUTING and INPUT"),
+            _ => (&[Chain::PreRouting, Chain::Output], "PREROUTING and OUTPUT"),
+        };
         match Chain::from_name(chain) {
-            Some(Chain::Input | Chain::Forward) => Ok(()),
-            Some(other) => Err(EditError::ChainNotEnforced(other)),
-            None if self.ruleset.family(family).user_chain(chain).is_some() => Ok(()),
-            None => Err(EditError::NoSuchChain(chain.to_string())),
+            Some(c) if !allowed.contains(&c) => Err(EditError::WrongChainForTarget(
+                name,
+                text,
+                chain.to_string(),
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -106,10 +149,11 @@ impl Editor {
         if spec.out_iface.is_some() && chain == Chain::Input.name() {
             return Err(EditError::OutInInput);
         }
+        self.check_nat(chain, &spec.target)?;
         let Target::Jump(to) = &spec.target else {
             return Ok(());
         };
-        let rules = self.ruleset.family(family);
+        let rules = self.rules(family);
         if rules.user_chain(to).is_none() {
             return Err(EditError::NoSuchTarget(to.clone()));
         }
@@ -157,9 +201,11 @@ impl Editor {
     /// (`-C`, `-Z`, `-L`, `-S`), for the caller to answer.
     pub fn apply(
         &mut self,
+        table: Table,
         family: Family,
         command: Command,
     ) -> Result<Option<Command>, EditError> {
+        self.table = table;
         match command {
             Command::Append(chain, specs) => self.append(family, &chain, specs)?,
             Command::Insert(chain, n, specs) => self.insert(family, &chain, n, specs)?,
@@ -220,8 +266,8 @@ impl Editor {
         specs: &[RuleSpec],
     ) -> Result<(), EditError> {
         for spec in specs {
-            let position =
-                find(&self.ruleset, family, chain, spec)?.ok_or(EditError::NoSuchRule)?;
+            let position = find(&self.ruleset, self.table, family, chain, spec)?
+                .ok_or(EditError::NoSuchRule)?;
             self.delete_number(family, chain, position)?;
         }
         Ok(())
@@ -234,7 +280,10 @@ impl Editor {
         verdict: Verdict,
     ) -> Result<(), EditError> {
         self.writable(family, chain.name())?;
-        self.ruleset.family_mut(family).chain_mut(chain).policy = verdict;
+        if self.table == Table::Nat && verdict == Verdict::Drop {
+            return Err(EditError::DropInNat);
+        }
+        self.family_mut(family).chain_mut(chain).policy = verdict;
         Ok(())
     }
 
@@ -243,8 +292,8 @@ impl Editor {
         match chain {
             Some(c) => self.rules_mut(family, c)?.clear(),
             None => {
-                let rules = self.ruleset.family_mut(family);
-                for c in Chain::ALL {
+                let rules = self.family_mut(family);
+                for &c in rules.builtins() {
                     rules.chain_mut(c).rules.clear();
                 }
                 for u in &mut rules.user {
@@ -256,8 +305,8 @@ impl Editor {
     }
 
     pub fn new_chain(&mut self, family: Family, name: &str) -> Result<(), EditError> {
-        let rules = self.ruleset.family_mut(family);
-        if Chain::from_name(name).is_some() || rules.user_chain(name).is_some() {
+        let rules = self.family_mut(family);
+        if rules.builtin(name).is_some() || rules.user_chain(name).is_some() {
             return Err(EditError::ChainExists(name.to_string()));
         }
         let at = rules.user.partition_point(|c| c.name.as_str() < name);
@@ -273,9 +322,10 @@ impl Editor {
 
     /// `-X [CHAIN]`: deletes an empty, unreferenced user chain, or every user chain.
     pub fn delete_chain(&mut self, family: Family, name: Option<&str>) -> Result<(), EditError> {
-        let rules = self.ruleset.family_mut(family);
+        let rules = self.family_mut(family);
         let Some(name) = name else {
-            let builtin_refs: usize = Chain::ALL
+            let builtin_refs: usize = rules
+                .builtins()
                 .iter()
                 .flat_map(|c| rules.chain(*c).rules.iter())
                 .filter(|r| matches!(r.spec.target, Target::Jump(_)))
@@ -294,7 +344,7 @@ impl Editor {
             rules.user.clear();
             return Ok(());
         };
-        if Chain::from_name(name).is_some() {
+        if rules.builtin(name).is_some() {
             return Err(EditError::BuiltinChain("delete", name.to_string()));
         }
         let chain = rules
@@ -313,11 +363,11 @@ impl Editor {
 
     /// `-E OLD NEW`: renames a user chain and every jump to it.
     pub fn rename_chain(&mut self, family: Family, old: &str, new: &str) -> Result<(), EditError> {
-        if Chain::from_name(old).is_some() {
+        let rules = self.family_mut(family);
+        if rules.builtin(old).is_some() {
             return Err(EditError::BuiltinChain("rename", old.to_string()));
         }
-        let rules = self.ruleset.family_mut(family);
-        if Chain::from_name(new).is_some() || rules.user_chain(new).is_some() {
+        if rules.builtin(new).is_some() || rules.user_chain(new).is_some() {
             return Err(EditError::ChainExists(new.to_string()));
         }
         let pos = rules
@@ -329,7 +379,7 @@ impl Editor {
         chain.name = new.to_string();
         let at = rules.user.partition_point(|c| c.name.as_str() < new);
         rules.user.insert(at, chain);
-        for c in Chain::ALL {
+        for &c in rules.builtins() {
             retarget(&mut rules.chain_mut(c).rules, old, new);
         }
         for u in &mut rules.user {
@@ -375,12 +425,13 @@ fn reaches(rules: &FamilyRules, from: &str, to: &str) -> Option<String> {
 /// 1-based position of the first rule equal to `spec`.
 pub fn find(
     ruleset: &Ruleset,
+    table: Table,
     family: Family,
     chain: &str,
     spec: &RuleSpec,
 ) -> Result<Option<usize>, EditError> {
     let rules = ruleset
-        .family(family)
+        .table(table, family)
         .rules(chain)
         .ok_or_else(|| EditError::NoSuchChain(chain.to_string()))?;
     Ok(rules.iter().position(|r| &r.spec == spec).map(|i| i + 1))
@@ -444,21 +495,52 @@ mod tests {
     }
 
     #[test]
-    fn output_does_not_take_rules_yet() {
+    fn output_takes_rules_and_nat_targets_stay_in_their_chains() {
         let mut e = Editor::new(Ruleset::default());
-        assert_eq!(
-            e.policy(V4, Chain::Output, Verdict::Drop),
-            Err(EditError::ChainNotEnforced(Chain::Output))
-        );
-        e.policy(V4, Chain::Forward, Verdict::Drop).unwrap();
-        assert_eq!(
-            e.append(V4, "OUTPUT", vec![spec(1)]),
-            Err(EditError::ChainNotEnforced(Chain::Output))
-        );
+        e.policy(V4, Chain::Output, Verdict::Drop).unwrap();
+        e.append(V4, "OUTPUT", vec![spec(1)]).unwrap();
         assert_eq!(
             e.append(V4, "MAIL", vec![spec(1)]),
             Err(EditError::NoSuchChain("MAIL".into()))
         );
+        let nat = |target| RuleSpec { target, ..spec(80) };
+        let to = crate::rules::NatTo {
+            addr: "10.0.0.2".parse().unwrap(),
+            port: None,
+        };
+        // Nat targets need the nat table, and their own hooks there.
+        assert_eq!(
+            e.append(V4, "INPUT", vec![nat(Target::Masquerade)]),
+            Err(EditError::NatTargetInFilter("MASQUERADE"))
+        );
+        e.table = Table::Nat;
+        assert_eq!(
+            e.append(V4, "FORWARD", vec![nat(Target::Accept)]),
+            Err(EditError::NoSuchChain("FORWARD".into()))
+        );
+        e.append(V4, "POSTROUTING", vec![nat(Target::Masquerade)])
+            .unwrap();
+        e.append(V4, "PREROUTING", vec![nat(Target::Dnat(to))])
+            .unwrap();
+        e.append(V4, "INPUT", vec![nat(Target::Snat(to))]).unwrap();
+        assert_eq!(
+            e.append(V4, "PREROUTING", vec![nat(Target::Snat(to))]),
+            Err(EditError::WrongChainForTarget(
+                "SNAT",
+                "POSTROUTING and INPUT",
+                "PREROUTING".into()
+            ))
+        );
+        assert_eq!(
+            e.append(V4, "POSTROUTING", vec![nat(Target::Drop)]),
+            Err(EditError::DropInNat)
+        );
+        assert_eq!(
+            e.policy(V4, Chain::PreRouting, Verdict::Drop),
+            Err(EditError::DropInNat)
+        );
+        assert_eq!(e.ruleset.nat4.postrouting.rules.len(), 1);
+        assert!(e.ruleset.v4.postrouting.rules.is_empty());
     }
 
     #[test]

@@ -102,7 +102,10 @@ fn run(
         }
         counted.push(rule.slot);
         match &rule.spec.target {
-            Target::Accept => return Some(Verdict::Accept),
+            // A nat target ends the nat table's traversal as ACCEPT would.
+            Target::Accept | Target::Masquerade | Target::Snat(_) | Target::Dnat(_) => {
+                return Some(Verdict::Accept)
+            }
             Target::Drop => return Some(Verdict::Drop),
             Target::Return => return None,
             Target::Jump(name) => {

@@ -38,16 +38,19 @@ impl Family {
     }
 }
 
-/// Built-in chains of the filter table. Only INPUT is enforced so far (at XDP); FORWARD and
-/// OUTPUT exist so listings look like iptables' and keep their ACCEPT policy.
+/// Built-in chains. INPUT and FORWARD of the filter table are judged at XDP and by
+/// netfilter; everything else (OUTPUT, the nat table) by netfilter alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Chain {
     Input,
     Forward,
     Output,
+    PreRouting,
+    PostRouting,
 }
 
 impl Chain {
+    /// The filter table's built-in chains.
     pub const ALL: [Chain; 3] = [Chain::Input, Chain::Forward, Chain::Output];
 
     pub fn name(self) -> &'static str {
@@ -55,19 +58,63 @@ impl Chain {
             Chain::Input => "INPUT",
             Chain::Forward => "FORWARD",
             Chain::Output => "OUTPUT",
+            Chain::PreRouting => "PREROUTING",
+            Chain::PostRouting => "POSTROUTING",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Chain> {
-        Chain::ALL.into_iter().find(|c| c.name() == name)
+        Table::Nat
+            .builtins()
+            .iter()
+            .chain(&[Chain::Forward])
+            .copied()
+            .find(|c| c.name() == name)
     }
 
-    /// The chain's index in firewall-common's tables.
+    /// The chain's index in firewall-common's tables (filter chains only: the XDP side
+    /// has no nat table).
     pub fn index(self) -> u32 {
         match self {
             Chain::Input => firewall_common::CHAIN_INPUT,
             Chain::Forward => firewall_common::CHAIN_FORWARD,
-            Chain::Output => firewall_common::CHAIN_OUTPUT,
+            Chain::Output | Chain::PreRouting | Chain::PostRouting => firewall_common::CHAIN_OUTPUT,
+        }
+    }
+}
+
+/// The iptables tables fwctl manages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Table {
+    #[default]
+    Filter,
+    Nat,
+}
+
+impl Table {
+    pub const ALL: [Table; 2] = [Table::Filter, Table::Nat];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Filter => "filter",
+            Table::Nat => "nat",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// Built-in chains in iptables' listing order.
+    pub fn builtins(self) -> &'static [Chain] {
+        match self {
+            Table::Filter => &Chain::ALL,
+            Table::Nat => &[
+                Chain::PreRouting,
+                Chain::Input,
+                Chain::Output,
+                Chain::PostRouting,
+            ],
         }
     }
 }
@@ -224,12 +271,33 @@ pub struct CtState {
     pub legacy: bool,
 }
 
+/// Where SNAT/DNAT rewrite to: one address and optionally one port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatTo {
+    pub addr: IpAddr,
+    pub port: Option<u16>,
+}
+
+impl fmt::Display for NatTo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.addr, self.port) {
+            (IpAddr::V6(a), Some(p)) => write!(f, "[{a}]:{p}"),
+            (a, Some(p)) => write!(f, "{a}:{p}"),
+            (a, None) => write!(f, "{a}"),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Target {
     Accept,
     Drop,
     Return,
     Jump(String),
+    /// nat table: the source becomes the address of the interface the packet leaves by.
+    Masquerade,
+    Snat(NatTo),
+    Dnat(NatTo),
 }
 
 impl Target {
@@ -239,7 +307,15 @@ impl Target {
             Target::Drop => "DROP",
             Target::Return => "RETURN",
             Target::Jump(c) => c,
+            Target::Masquerade => "MASQUERADE",
+            Target::Snat(_) => "SNAT",
+            Target::Dnat(_) => "DNAT",
         }
+    }
+
+    /// The nat table's own targets.
+    pub fn is_nat(&self) -> bool {
+        matches!(self, Target::Masquerade | Target::Snat(_) | Target::Dnat(_))
     }
 }
 
@@ -317,22 +393,38 @@ pub struct UserChain {
     pub rules: Vec<Rule>,
 }
 
-/// The filter table of one family.
+/// One table (filter or nat) of one family.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FamilyRules {
+    #[serde(default)]
+    pub table: Table,
     pub input: ChainRules,
     pub forward: ChainRules,
     pub output: ChainRules,
+    /// The nat table's own chains.
+    #[serde(default)]
+    pub prerouting: ChainRules,
+    #[serde(default)]
+    pub postrouting: ChainRules,
     /// Sorted by name, as iptables lists them.
     pub user: Vec<UserChain>,
 }
 
 impl FamilyRules {
+    pub fn nat() -> FamilyRules {
+        FamilyRules {
+            table: Table::Nat,
+            ..FamilyRules::default()
+        }
+    }
+
     pub fn chain(&self, chain: Chain) -> &ChainRules {
         match chain {
             Chain::Input => &self.input,
             Chain::Forward => &self.forward,
             Chain::Output => &self.output,
+            Chain::PreRouting => &self.prerouting,
+            Chain::PostRouting => &self.postrouting,
         }
     }
 
@@ -341,7 +433,28 @@ impl FamilyRules {
             Chain::Input => &mut self.input,
             Chain::Forward => &mut self.forward,
             Chain::Output => &mut self.output,
+            Chain::PreRouting => &mut self.prerouting,
+            Chain::PostRouting => &mut self.postrouting,
         }
+    }
+
+    /// This table's built-in chains.
+    pub fn builtins(&self) -> &'static [Chain] {
+        self.table.builtins()
+    }
+
+    /// The built-in chain of this table called `name`.
+    pub fn builtin(&self, name: &str) -> Option<Chain> {
+        self.builtins().iter().copied().find(|c| c.name() == name)
+    }
+
+    /// Whether the table is as a fresh one is: no rule, no user chain, ACCEPT policies.
+    pub fn is_empty(&self) -> bool {
+        self.user.is_empty()
+            && self.builtins().iter().all(|c| {
+                let c = self.chain(*c);
+                c.rules.is_empty() && c.policy == Verdict::Accept
+            })
     }
 
     pub fn user_chain(&self, name: &str) -> Option<&UserChain> {
@@ -350,14 +463,14 @@ impl FamilyRules {
 
     /// The rules of a chain given by name, built-in or user-defined.
     pub fn rules(&self, name: &str) -> Option<&Vec<Rule>> {
-        match Chain::from_name(name) {
+        match self.builtin(name) {
             Some(c) => Some(&self.chain(c).rules),
             None => self.user_chain(name).map(|c| &c.rules),
         }
     }
 
     pub fn rules_mut(&mut self, name: &str) -> Option<&mut Vec<Rule>> {
-        match Chain::from_name(name) {
+        match self.builtin(name) {
             Some(c) => Some(&mut self.chain_mut(c).rules),
             None => self
                 .user
@@ -369,8 +482,9 @@ impl FamilyRules {
 
     /// Every rule of every chain.
     pub fn all_rules(&self) -> impl Iterator<Item = &Rule> {
-        Chain::ALL
-            .into_iter()
+        self.builtins()
+            .iter()
+            .copied()
             .flat_map(move |c| self.chain(c).rules.iter())
             .chain(self.user.iter().flat_map(|u| u.rules.iter()))
     }
@@ -384,13 +498,44 @@ impl FamilyRules {
 }
 
 /// Everything fwctl enforces in one network namespace.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ruleset {
     pub v4: FamilyRules,
     pub v6: FamilyRules,
+    #[serde(default = "FamilyRules::nat")]
+    pub nat4: FamilyRules,
+    #[serde(default = "FamilyRules::nat")]
+    pub nat6: FamilyRules,
+}
+
+impl Default for Ruleset {
+    fn default() -> Self {
+        Ruleset {
+            v4: FamilyRules::default(),
+            v6: FamilyRules::default(),
+            nat4: FamilyRules::nat(),
+            nat6: FamilyRules::nat(),
+        }
+    }
 }
 
 impl Ruleset {
+    pub fn table(&self, table: Table, family: Family) -> &FamilyRules {
+        match (table, family) {
+            (Table::Filter, f) => self.family(f),
+            (Table::Nat, Family::V4) => &self.nat4,
+            (Table::Nat, Family::V6) => &self.nat6,
+        }
+    }
+
+    pub fn table_mut(&mut self, table: Table, family: Family) -> &mut FamilyRules {
+        match (table, family) {
+            (Table::Filter, f) => self.family_mut(f),
+            (Table::Nat, Family::V4) => &mut self.nat4,
+            (Table::Nat, Family::V6) => &mut self.nat6,
+        }
+    }
+
     pub fn family(&self, family: Family) -> &FamilyRules {
         match family {
             Family::V4 => &self.v4,
@@ -407,7 +552,7 @@ impl Ruleset {
 
     /// Every counter slot in use, across families and chains.
     pub fn slots(&self) -> impl Iterator<Item = u32> + '_ {
-        [&self.v4, &self.v6]
+        [&self.v4, &self.v6, &self.nat4, &self.nat6]
             .into_iter()
             .flat_map(|f| f.all_rules().map(|r| r.slot))
     }

@@ -10,8 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::{
     icmp,
     model::{
-        Chain, Cidr, CtState, Family, IcmpType, Multiport, MultiportKind, Neg, PortRange, RuleSpec,
-        Target, TcpFlags, Verdict, CT_STATES,
+        Chain, Cidr, CtState, Family, IcmpType, Multiport, MultiportKind, NatTo, Neg, PortRange,
+        RuleSpec, Table, Target, TcpFlags, Verdict, CT_STATES,
     },
     services, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
 };
@@ -69,6 +69,7 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation {
     pub family: Family,
+    pub table: Table,
     pub command: Command,
     pub list: ListOptions,
 }
@@ -159,6 +160,8 @@ struct SpecBuilder {
     ctstate: Option<Neg<CtState>>,
     comment: Option<String>,
     target: Option<Target>,
+    /// `--to-source`/`--to-destination`, parsed once the family is known.
+    nat_to: Option<String>,
     any: bool,
 }
 
@@ -204,6 +207,7 @@ impl<'a> Args<'a> {
 /// Parses the arguments after the program name, iptables style.
 pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
     let mut family = Family::V4;
+    let mut table = Table::Filter;
     let mut verb: Option<(Verb, Option<&'a str>, Option<&'a str>)> = None;
     let mut list = ListOptions::default();
     let mut spec = SpecBuilder::default();
@@ -307,15 +311,13 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             "-4" | "--ipv4" => family = Family::V4,
             "-6" | "--ipv6" => family = Family::V6,
             "-t" | "--table" => {
-                let table = args.value(opt, inline)?;
-                if table != "filter" {
-                    return Err(ParseError {
-                        message: format!(
-                            "table `{table}' is not supported yet: fwctl manages the filter table"
-                        ),
-                        status: 3,
-                    });
-                }
+                let name = args.value(opt, inline)?;
+                table = Table::from_name(name).ok_or_else(|| ParseError {
+                    message: format!(
+                        "table `{name}' is not supported: fwctl manages the filter and nat tables"
+                    ),
+                    status: 3,
+                })?;
             }
             // fwctl always waits for the namespace's lock, so iptables' lock options are
             // accepted and change nothing (scripts pass them routinely).
@@ -503,6 +505,23 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 spec.target = Some(parse_target(target)?);
                 spec.any = true;
             }
+            "--to-source" | "--to-destination" => {
+                let wants = if opt == "--to-source" { "SNAT" } else { "DNAT" };
+                if spec.target.as_ref().map(Target::name) != Some(wants) {
+                    return Err(bad(format!(
+                        "unknown option \"{opt}\": it goes after -j {wants}"
+                    )));
+                }
+                if spec.nat_to.is_some() {
+                    return Err(bad(format!("{opt} given twice: fwctl takes one address")));
+                }
+                spec.nat_to = Some(args.value(opt, inline)?.to_string());
+            }
+            "--to-ports" | "--random" | "--random-fully" | "--persistent" => {
+                return Err(bad(format!(
+                    "{opt} is not supported by this version of fwctl (its netfilter library has no way to express it)"
+                )))
+            }
             _ if opt.starts_with('-') => {
                 return Err(bad(format!("unknown option \"{raw}\"")));
             }
@@ -606,6 +625,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
     };
     Ok(Invocation {
         family,
+        table,
         command,
         list,
     })
@@ -654,13 +674,67 @@ fn parse_ctstates(text: &str) -> Result<u8, ParseError> {
     })
 }
 
+const NAT_UNSET: NatTo = NatTo {
+    addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    port: None,
+};
+
+/// `ADDR[:PORT]`, IPv6 as `[ADDR]:PORT`; ranges are refused, not half-applied.
+pub fn parse_nat_to(text: &str, family: Family) -> Result<NatTo, ParseError> {
+    let unsupported = || {
+        bad(format!(
+            "`{text}': address and port ranges are not supported by this version of fwctl: give one ADDR[:PORT]"
+        ))
+    };
+    let (addr, port) = match family {
+        Family::V4 => match text.split_once(':') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        },
+        Family::V6 => match text.strip_prefix('[') {
+            Some(rest) => {
+                let (a, tail) = rest
+                    .split_once(']')
+                    .ok_or_else(|| bad(format!("Bad IP address `{text}'")))?;
+                match tail.strip_prefix(':') {
+                    Some(p) => (a, Some(p)),
+                    None if tail.is_empty() => (a, None),
+                    None => return Err(bad(format!("Bad IP address `{text}'"))),
+                }
+            }
+            None => (text, None),
+        },
+    };
+    if addr.contains('-') || port.is_some_and(|p| p.contains('-')) {
+        return Err(unsupported());
+    }
+    let addr = parse_cidr(addr, family)
+        .ok()
+        .filter(|c| c.prefix == family.max_prefix())
+        .map(|c| c.addr)
+        .ok_or_else(|| bad(format!("Bad IP address `{addr}'")))?;
+    let port = match port {
+        None => None,
+        Some(p) => Some(
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| bad(format!("Port `{p}' not valid")))?,
+        ),
+    };
+    Ok(NatTo { addr, port })
+}
+
 fn parse_target(name: &str) -> Result<Target, ParseError> {
     Ok(match name {
         "ACCEPT" => Target::Accept,
         "DROP" => Target::Drop,
         "RETURN" => Target::Return,
-        "REJECT" | "LOG" | "MASQUERADE" | "SNAT" | "DNAT" | "REDIRECT" | "MARK" | "NFLOG"
-        | "TCPMSS" | "CT" | "NOTRACK" => {
+        "MASQUERADE" => Target::Masquerade,
+        // The address comes with --to-source/--to-destination; build() fills it in.
+        "SNAT" => Target::Snat(NAT_UNSET),
+        "DNAT" => Target::Dnat(NAT_UNSET),
+        "REJECT" | "LOG" | "REDIRECT" | "MARK" | "NFLOG" | "TCPMSS" | "CT" | "NOTRACK" => {
             return Err(bad(format!(
                 "Couldn't load target `{name}': not supported by this version of fwctl"
             )))
@@ -700,10 +774,27 @@ impl SpecBuilder {
     /// One spec per (source, destination) of the comma lists, sources outermost, as
     /// iptables expands them.
     fn build(&self, family: Family) -> Result<Vec<RuleSpec>, ParseError> {
-        let target = self
+        let mut target = self
             .target
             .clone()
             .ok_or_else(|| bad("a rule needs a target: -j ACCEPT, DROP, RETURN or a chain"))?;
+        match (&mut target, &self.nat_to) {
+            (Target::Snat(to) | Target::Dnat(to), Some(text)) => *to = parse_nat_to(text, family)?,
+            (Target::Snat(_), None) => return Err(bad("SNAT needs --to-source ADDR[:PORT]")),
+            (Target::Dnat(_), None) => return Err(bad("DNAT needs --to-destination ADDR[:PORT]")),
+            _ => {}
+        }
+        if let Some(port) = match &target {
+            Target::Snat(to) | Target::Dnat(to) => to.port,
+            _ => None,
+        } {
+            // A port is only rewritten in a protocol that has ports.
+            if port_proto(self, "--to-source/--to-destination with a port").is_err() {
+                return Err(bad(format!(
+                    "a port ({port}) in the NAT address needs -p tcp or -p udp"
+                )));
+            }
+        }
         let addrs = |field: &Option<(String, bool)>| -> Result<Vec<Option<Neg<Cidr>>>, ParseError> {
             match field {
                 None => Ok(vec![None]),

@@ -4,7 +4,7 @@
 use super::{
     edit::{EditError, Editor},
     parse::{parse_args, Command, ParseError},
-    Chain, Family, Ruleset, Verdict,
+    Family, Ruleset, Table, Verdict,
 };
 
 /// A restore that failed at `line` (1-based); `status` is the exit status iptables-restore
@@ -21,6 +21,7 @@ pub struct RestoreError {
 /// bytes, to be written once the rules are in place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoredCounter {
+    pub table: Table,
     pub chain: String,
     pub position: usize,
     pub packets: u64,
@@ -89,6 +90,7 @@ pub fn restore(
     let mut editor = Editor::new(current.clone());
     let mut restored = Vec::new();
     let mut in_table = false;
+    let mut table = Table::Filter;
     let mut last_line = 0;
     for (i, raw) in text.lines().enumerate() {
         let line_no = i + 1;
@@ -102,22 +104,25 @@ pub fn restore(
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        if let Some(table) = line.strip_prefix('*') {
+        if let Some(name) = line.strip_prefix('*') {
             if in_table {
                 return Err(fail(
                     "a table starts before the last one's COMMIT".into(),
                     1,
                 ));
             }
-            if table != "filter" {
-                return Err(fail(
-                    format!("table `{table}' is not supported yet: fwctl manages the filter table"),
+            table = Table::from_name(name).ok_or_else(|| {
+                fail(
+                    format!(
+                        "table `{name}' is not supported: fwctl manages the filter and nat tables"
+                    ),
                     1,
-                ));
-            }
+                )
+            })?;
+            editor.table = table;
             in_table = true;
             if !noflush {
-                flush_family(&mut editor, family).map_err(|e| fail(e.to_string(), 1))?;
+                flush_table(&mut editor, family).map_err(|e| fail(e.to_string(), 1))?;
             }
             continue;
         }
@@ -147,7 +152,7 @@ pub fn restore(
                     fail(format!("bad counters `{c}': expected [packets:bytes]"), 1)
                 })?;
             }
-            match Chain::from_name(name) {
+            match editor.ruleset.table(table, family).builtin(name) {
                 Some(chain) => {
                     let verdict = Verdict::from_name(policy).ok_or_else(|| {
                         fail(
@@ -155,12 +160,9 @@ pub fn restore(
                             1,
                         )
                     })?;
-                    // OUTPUT stays ACCEPT until it is enforced.
-                    if chain != Chain::Output || verdict != Verdict::Accept {
-                        editor
-                            .policy(family, chain, verdict)
-                            .map_err(|e| fail(e.to_string(), 1))?;
-                    }
+                    editor
+                        .policy(family, chain, verdict)
+                        .map_err(|e| fail(e.to_string(), 1))?;
                 }
                 None => {
                     if policy != "-" {
@@ -169,7 +171,11 @@ pub fn restore(
                             1,
                         ));
                     }
-                    let exists = editor.ruleset.family(family).user_chain(name).is_some();
+                    let exists = editor
+                        .ruleset
+                        .table(table, family)
+                        .user_chain(name)
+                        .is_some();
                     if !exists {
                         editor
                             .new_chain(family, name)
@@ -195,14 +201,27 @@ pub fn restore(
         if family == Family::V6 && !args.iter().any(|a| a == "-6") {
             args.insert(0, "-6".into());
         }
+        if !args.iter().any(|a| a == "-t" || a.starts_with("--table")) {
+            args.splice(0..0, ["-t".to_string(), table.name().to_string()]);
+        }
         let inv =
             parse_args(&args).map_err(|ParseError { message, status }| fail(message, status))?;
+        if inv.table != table {
+            return Err(fail(
+                format!(
+                    "`-t {}' inside *{}: a line belongs to the table it is in",
+                    inv.table.name(),
+                    table.name()
+                ),
+                2,
+            ));
+        }
         let appended = match &inv.command {
             Command::Append(chain, specs) => Some((chain.clone(), specs.len())),
             _ => None,
         };
         let query = editor
-            .apply(family, inv.command)
+            .apply(table, family, inv.command)
             .map_err(|e| fail(e.to_string(), e.status()))?;
         if query.is_some() {
             return Err(fail(
@@ -213,11 +232,12 @@ pub fn restore(
         if let (Some((packets, bytes)), Some((chain, n))) = (count, appended) {
             let len = editor
                 .ruleset
-                .family(family)
+                .table(table, family)
                 .rules(&chain)
                 .map_or(0, Vec::len);
             for position in len + 1 - n..=len {
                 restored.push(RestoredCounter {
+                    table,
                     chain: chain.clone(),
                     position,
                     packets,
@@ -239,13 +259,15 @@ pub fn restore(
     })
 }
 
-/// What `*filter` does without --noflush: every chain emptied, user chains gone, policies
-/// back to ACCEPT (the file's `:CHAIN POLICY` lines set them).
-fn flush_family(editor: &mut Editor, family: Family) -> Result<(), EditError> {
+/// What `*TABLE` does without --noflush: every chain of the editor's table emptied, user
+/// chains gone, policies back to ACCEPT (the file's `:CHAIN POLICY` lines set them).
+fn flush_table(editor: &mut Editor, family: Family) -> Result<(), EditError> {
     editor.flush(family, None)?;
     editor.delete_chain(family, None)?;
-    editor.policy(family, Chain::Input, Verdict::Accept)?;
-    editor.policy(family, Chain::Forward, Verdict::Accept)
+    for &chain in editor.ruleset.table(editor.table, family).builtins() {
+        editor.policy(family, chain, Verdict::Accept)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -300,6 +322,7 @@ COMMIT
         assert_eq!(
             r.counters,
             [RestoredCounter {
+                table: Table::Filter,
                 chain: "INPUT".into(),
                 position: 1,
                 packets: 5,
@@ -312,20 +335,86 @@ COMMIT
     #[test]
     fn bad_files_name_the_line() {
         let cases: &[(&str, usize, &str)] = &[
-            ("-A INPUT -j DROP\n", 1, "`-A INPUT -j DROP' outside a table: expected *filter first"),
-            ("*nat\nCOMMIT\n", 1, "table `nat' is not supported yet: fwctl manages the filter table"),
-            ("*filter\n-A INPUT -j DROP\n", 2, "the file ends without COMMIT"),
-            ("*filter\n\n-A INPUT -p tcp --dport 99999 -j DROP\nCOMMIT\n", 3, "invalid port/service `99999' specified"),
-            ("*filter\n-A NOPE -j DROP\nCOMMIT\n", 2, "Chain `NOPE' does not exist"),
-            ("*filter\n:INPUT MAYBE [0:0]\nCOMMIT\n", 2, "bad policy `MAYBE' for INPUT: use ACCEPT or DROP"),
-            ("*filter\n:INPUT DROP [x:0]\nCOMMIT\n", 2, "bad counters `[x:0]': expected [packets:bytes]"),
-            ("*filter\n:MAIL ACCEPT [0:0]\nCOMMIT\n", 2, "user chain MAIL has no policy: write `-', not `ACCEPT'"),
-            ("*filter\n:OUTPUT DROP [0:0]\nCOMMIT\n", 2, "OUTPUT is not enforced yet: only INPUT and FORWARD rules and policies can be set in this version"),
-            ("*filter\n-A INPUT -m comment --comment \"open -j ACCEPT\nCOMMIT\n", 2, "unterminated quote"),
-            ("*filter\n[1:x] -A INPUT -j DROP\nCOMMIT\n", 2, "bad counters `[1:x]': expected [packets:bytes]"),
-            ("*filter\n-L INPUT\nCOMMIT\n", 2, "`-L INPUT' is not a command iptables-restore accepts"),
-            ("*filter\n*filter\nCOMMIT\n", 2, "a table starts before the last one's COMMIT"),
-            ("*filter\n-A INPUT -j NOCHAIN\nCOMMIT\n", 2, "Couldn't load target `NOCHAIN': no chain by that name"),
+            (
+                "-A INPUT -j DROP\n",
+                1,
+                "`-A INPUT -j DROP' outside a table: expected *filter first",
+            ),
+            (
+                "*mangle\nCOMMIT\n",
+                1,
+                "table `mangle' is not supported: fwctl manages the filter and nat tables",
+            ),
+            (
+                "*filter\n-A INPUT -j DROP\n",
+                2,
+                "the file ends without COMMIT",
+            ),
+            (
+                "*filter\n\n-A INPUT -p tcp --dport 99999 -j DROP\nCOMMIT\n",
+                3,
+                "invalid port/service `99999' specified",
+            ),
+            (
+                "*filter\n-A NOPE -j DROP\nCOMMIT\n",
+                2,
+                "Chain `NOPE' does not exist",
+            ),
+            (
+                "*filter\n:INPUT MAYBE [0:0]\nCOMMIT\n",
+                2,
+                "bad policy `MAYBE' for INPUT: use ACCEPT or DROP",
+            ),
+            (
+                "*filter\n:INPUT DROP [x:0]\nCOMMIT\n",
+                2,
+                "bad counters `[x:0]': expected [packets:bytes]",
+            ),
+            (
+                "*filter\n:MAIL ACCEPT [0:0]\nCOMMIT\n",
+                2,
+                "user chain MAIL has no policy: write `-', not `ACCEPT'",
+            ),
+            (
+                "*nat\n:PREROUTING DROP [0:0]\nCOMMIT\n",
+                2,
+                "the nat table is not intended for filtering: DROP is not allowed there",
+            ),
+            (
+                "*nat\n-A FORWARD -j ACCEPT\nCOMMIT\n",
+                2,
+                "Chain `FORWARD' does not exist",
+            ),
+            (
+                "*filter\n-t nat -A POSTROUTING -j MASQUERADE\nCOMMIT\n",
+                2,
+                "`-t nat' inside *filter: a line belongs to the table it is in",
+            ),
+            (
+                "*filter\n-A INPUT -m comment --comment \"open -j ACCEPT\nCOMMIT\n",
+                2,
+                "unterminated quote",
+            ),
+            (
+                "*filter\n[1:x] -A INPUT -j DROP\nCOMMIT\n",
+                2,
+                "bad counters `[1:x]': expected [packets:bytes]",
+            ),
+            (
+                "*filter\n-L INPUT\nCOMMIT\n",
+                2,
+                "`-L INPUT' is not a command iptables-restore accepts",
+            ),
+            (
+                "*filter\n*filter\nCOMMIT\n",
+                2,
+                "a table starts before the last one's COMMIT",
+            ),
+            (
+                "*filter\n-A INPUT -j NOCHAIN\nCOMMIT\n",
+                2,
+                "Couldn't load target `NOCHAIN': no chain by that name",
+            ),
         ];
         for (text, line, message) in cases {
             let err = restore(text, Family::V4, &Ruleset::default(), false)

@@ -1,5 +1,5 @@
 use super::*;
-use crate::rules::model::{CT_ESTABLISHED, CT_NEW, CT_RELATED};
+use crate::rules::model::{NatTo, CT_ESTABLISHED, CT_NEW, CT_RELATED};
 
 fn parse(line: &str) -> Result<Invocation, ParseError> {
     let args: Vec<String> = line.split_whitespace().map(String::from).collect();
@@ -319,6 +319,47 @@ fn accepted_rule_forms() {
                 ..accept()
             },
         ),
+        (
+            "-t nat -A POSTROUTING -s 10.8.0.0/24 -o eth0 -j MASQUERADE",
+            RuleSpec {
+                src: cidr("10.8.0.0", 24),
+                out_iface: yes("eth0".into()),
+                ..RuleSpec::any(Target::Masquerade)
+            },
+        ),
+        (
+            "-t nat -A POSTROUTING -o eth0 -j SNAT --to-source 192.0.2.7",
+            RuleSpec {
+                out_iface: yes("eth0".into()),
+                ..RuleSpec::any(Target::Snat(NatTo {
+                    addr: "192.0.2.7".parse().unwrap(),
+                    port: None,
+                }))
+            },
+        ),
+        (
+            "-t nat -A PREROUTING -i eth0 -p tcp --dport 8080 -j DNAT --to-destination 10.0.0.2:80",
+            RuleSpec {
+                in_iface: yes("eth0".into()),
+                proto: yes(6),
+                dport: yes(ports(8080, 8080)),
+                ..RuleSpec::any(Target::Dnat(NatTo {
+                    addr: "10.0.0.2".parse().unwrap(),
+                    port: Some(80),
+                }))
+            },
+        ),
+        (
+            "-6 -t nat -A PREROUTING -p tcp --dport 80 -j DNAT --to-destination [2001:db8::2]:8080",
+            RuleSpec {
+                proto: yes(6),
+                dport: yes(ports(80, 80)),
+                ..RuleSpec::any(Target::Dnat(NatTo {
+                    addr: "2001:db8::2".parse().unwrap(),
+                    port: Some(8080),
+                }))
+            },
+        ),
     ];
     for (line, want) in cases {
         assert_eq!(rule(line), want, "{line}");
@@ -456,6 +497,7 @@ fn accepted_commands() {
             got,
             Invocation {
                 family,
+                table: Table::Filter,
                 command,
                 list
             },
@@ -529,7 +571,20 @@ fn rejected_inputs() {
         ("-E MAIL", "-E requires the old and the new chain name", 2),
         ("-R INPUT -j DROP", "-R requires a chain and a rule number", 2),
         ("-R INPUT 1 -s 1.1.1.1,2.2.2.2 -j DROP", "-R takes one source and one destination address, not lists", 2),
-        ("-t nat -L", "table `nat' is not supported yet: fwctl manages the filter table", 3),
+        ("-t mangle -L", "table `mangle' is not supported: fwctl manages the filter and nat tables", 3),
+        ("-t nat -A POSTROUTING -j SNAT", "SNAT needs --to-source ADDR[:PORT]", 2),
+        ("-t nat -A PREROUTING -j DNAT", "DNAT needs --to-destination ADDR[:PORT]", 2),
+        ("-A INPUT --to-source 1.2.3.4 -j ACCEPT", "unknown option \"--to-source\": it goes after -j SNAT", 2),
+        ("-t nat -A POSTROUTING -j SNAT --to-destination 1.2.3.4", "unknown option \"--to-destination\": it goes after -j DNAT", 2),
+        ("-t nat -A PREROUTING -j DNAT --to-destination 10.0.0.1-10.0.0.5", "`10.0.0.1-10.0.0.5': address and port ranges are not supported by this version of fwctl: give one ADDR[:PORT]", 2),
+        ("-t nat -A PREROUTING -p tcp -j DNAT --to-destination 10.0.0.1:80-90", "`10.0.0.1:80-90': address and port ranges are not supported by this version of fwctl: give one ADDR[:PORT]", 2),
+        ("-t nat -A PREROUTING -j DNAT --to-destination 10.0.0.1:99", "a port (99) in the NAT address needs -p tcp or -p udp", 2),
+        ("-t nat -A PREROUTING -p tcp -j DNAT --to-destination 10.0.0.300", "Bad IP address `10.0.0.300'", 2),
+        ("-t nat -A PREROUTING -p tcp -j DNAT --to-destination 10.0.0.0/24", "Bad IP address `10.0.0.0/24'", 2),
+        ("-t nat -A PREROUTING -p tcp -j DNAT --to-destination 10.0.0.1:0", "Port `0' not valid", 2),
+        ("-6 -t nat -A PREROUTING -p tcp -j DNAT --to-destination [2001:db8::1", "Bad IP address `[2001:db8::1'", 2),
+        ("-t nat -A POSTROUTING -j MASQUERADE --to-ports 1000", "--to-ports is not supported by this version of fwctl (its netfilter library has no way to express it)", 2),
+        ("-t nat -A PREROUTING -p tcp -j REDIRECT", "Couldn't load target `REDIRECT': not supported by this version of fwctl", 2),
         ("-L -o eth0", "-o eth0: an output interface goes with -A, -I, -D, -R or -C; `-o json' formats -L", 2),
     ];
     for (line, message, status) in cases {
