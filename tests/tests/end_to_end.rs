@@ -274,6 +274,14 @@ fn listings_match_iptables() {
         "-P FORWARD DROP",
         "-A FORWARD -i eth1 ! -o eth0 -p tcp --dport 443 -j ACCEPT",
         "-A FORWARD -o tun+ -j MAIL",
+        "-A OUTPUT -o lo -j ACCEPT",
+        "-t nat -A POSTROUTING -s 10.8.0.0/24 -o eth0 -j MASQUERADE",
+        "-t nat -A POSTROUTING -p udp -j SNAT --to-source 1.2.3.4",
+        "-t nat -A PREROUTING -i eth0 -p tcp --dport 8080 -j DNAT --to-destination 10.0.0.2:80",
+        "-t nat -N FWD",
+        "-t nat -A PREROUTING -j FWD",
+        "-t nat -A FWD -d 10.0.0.9 -p tcp --dport 81 -j DNAT --to-destination 10.0.0.3",
+        "-t nat -A OUTPUT -p tcp --dport 25 -j DNAT --to-destination 10.0.0.4:2525",
     ];
     let v6 = [
         "-P INPUT DROP",
@@ -282,6 +290,8 @@ fn listings_match_iptables() {
         "-A INPUT -p icmpv6 --icmpv6-type echo-request -j ACCEPT",
         "-A INPUT -p ipv6-icmp --icmpv6-type 1/3 -j ACCEPT",
         "-A INPUT -p icmpv6 ! --icmpv6-type 135 -j DROP",
+        "-t nat -A PREROUTING -p tcp --dport 80 -j DNAT --to-destination [2001:db8::2]:8080",
+        "-t nat -A POSTROUTING -o eth0 -j MASQUERADE",
     ];
     let run_ipt = |tool: &str, args: &[&str]| {
         let out = ipt.command(tool).args(args).output().expect("iptables");
@@ -310,6 +320,9 @@ fn listings_match_iptables() {
         vec!["-L"],
         vec!["-S"],
         vec!["-S", "INPUT"],
+        vec!["-t", "nat", "-L", "-n", "-v", "--line-numbers"],
+        vec!["-t", "nat", "-L"],
+        vec!["-t", "nat", "-S"],
     ] {
         assert_eq!(
             fw.fwctl_ok(&list),

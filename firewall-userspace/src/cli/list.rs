@@ -12,6 +12,9 @@ use crate::rules::{
     Table, Target, CT_STATES, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
 };
 
+/// Gives a chain's counters by name.
+pub type CountersOf<'a> = &'a dyn Fn(&str) -> ChainCounters;
+
 /// Counters of one chain: its policy (built-in chains) and each rule, in order.
 pub struct ChainCounters {
     pub policy: Counter,
@@ -499,10 +502,7 @@ pub fn json(
 /// holds something, as iptables-save shows only tables in use). `counters` gives each
 /// chain's counters for `-c`; without it every counter is written as [0:0], as
 /// iptables-save does.
-pub fn save(
-    tables: &[(&FamilyRules, Option<&dyn Fn(&str) -> ChainCounters>)],
-    date: &str,
-) -> String {
+pub fn save(tables: &[(&FamilyRules, Option<CountersOf>)], date: &str) -> String {
     let mut out = String::new();
     for (rules, counters) in tables {
         if rules.table != Table::Filter && rules.is_empty() {

@@ -453,12 +453,12 @@ fn save(family: Family, with_counters: bool, json: bool) -> Result<()> {
         }
     };
     let (filter_counters, nat_counters) = (counters_of(Table::Filter), counters_of(Table::Nat));
-    type Counters<'a> = Option<&'a dyn Fn(&str) -> list::ChainCounters>;
-    let (filter_counters, nat_counters): (Counters, Counters) = if with_counters {
-        (Some(&filter_counters), Some(&nat_counters))
-    } else {
-        (None, None)
-    };
+    let (filter_counters, nat_counters): (Option<list::CountersOf>, Option<list::CountersOf>) =
+        if with_counters {
+            (Some(&filter_counters), Some(&nat_counters))
+        } else {
+            (None, None)
+        };
     let tables = [
         (
             fw.state.ruleset.table(Table::Filter, family),
