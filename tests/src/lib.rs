@@ -275,6 +275,96 @@ impl RouterLab {
     }
 }
 
+fn addr(ip: &str, port: u16) -> std::net::SocketAddr {
+    std::net::SocketAddr::new(ip.parse().expect("IP address"), port)
+}
+
+/// Sends `n` datagrams of `len` bytes from the client and returns how many the host's
+/// socket received.
+pub fn udp_exchange(
+    lab: &Lab,
+    client_ip: &str,
+    host_ip: &str,
+    port: u16,
+    n: usize,
+    len: usize,
+) -> usize {
+    udp_between(&lab.client, &lab.host, client_ip, host_ip, port, n, len)
+}
+
+/// Sends `n` datagrams of `len` bytes from `from` (bound to `src`) to `dst`:`port` in `to`
+/// and returns how many arrived.
+pub fn udp_between(
+    from: &Netns,
+    to: &Netns,
+    src: &str,
+    dst: &str,
+    port: u16,
+    n: usize,
+    len: usize,
+) -> usize {
+    let receiver = to.udp_socket(addr(dst, port)).expect("bind receiver");
+    receiver
+        .set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .expect("read timeout");
+    let sender = from.udp_socket(addr(src, 0)).expect("bind sender");
+    let payload = vec![0x5a; len];
+    for _ in 0..n {
+        sender.send_to(&payload, addr(dst, port)).expect("send");
+    }
+    let mut got = 0;
+    let mut buf = [0u8; 2048];
+    while receiver.recv_from(&mut buf).is_ok() {
+        got += 1;
+    }
+    got
+}
+
+/// A tun device in a namespace, up and addressed, with its file open: what is written to
+/// it arrives in the namespace as if received on the device.
+pub struct Tun {
+    file: std::fs::File,
+}
+
+impl Tun {
+    pub fn create(ns: &Netns, name: &str, addr: &str) -> Result<Tun> {
+        ns.ip(&["tuntap", "add", "dev", name, "mode", "tun"])?;
+        ns.ip(&["addr", "add", addr, "dev", name])?;
+        ns.ip(&["link", "set", name, "up"])?;
+        let name = name.to_string();
+        let file = ns.run(move || open_tun(&name))??;
+        Ok(Tun { file })
+    }
+
+    /// Injects an IP packet (the frame's Ethernet header is dropped: a tun carries IP).
+    pub fn inject(&mut self, packet: &packets::Packet) -> Result<()> {
+        use std::io::Write;
+        let frame = packet.bytes();
+        self.file.write_all(&frame[14..])?;
+        Ok(())
+    }
+}
+
+fn open_tun(name: &str) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+    const IFF_TUN: libc::c_short = 0x0001;
+    const IFF_NO_PI: libc::c_short = 0x1000;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")?;
+    // struct ifreq: the name, then the flags in the union.
+    let mut req = [0u8; 40];
+    req[..name.len()].copy_from_slice(name.as_bytes());
+    req[16..18].copy_from_slice(&(IFF_TUN | IFF_NO_PI).to_ne_bytes());
+    // SAFETY: TUNSETIFF reads and writes a struct ifreq, which `req` is large enough for.
+    if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, req.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(file)
+}
+
 fn mac(ns: &Netns, ifname: &str) -> Result<String> {
     let out = ns.ip(&["link", "show", ifname])?;
     out.split_whitespace()

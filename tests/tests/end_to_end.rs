@@ -7,46 +7,14 @@ use std::{net::SocketAddr, path::Path, process::Command, time::Duration};
 
 use netlab::Probe;
 use tests::{
-    listed_counters, FwNs, Lab, RouterLab, CLIENT_V4, CLIENT_V6, HOST_IF, HOST_V4, HOST_V6,
+    listed_counters, udp_exchange, FwNs, Lab, RouterLab, CLIENT_V4, CLIENT_V6, HOST_IF, HOST_V4,
+    HOST_V6,
 };
 
 const SHORT: Duration = Duration::from_millis(700);
 
 fn addr(ip: &str, port: u16) -> SocketAddr {
     SocketAddr::new(ip.parse().expect("IP address"), port)
-}
-
-/// Sends `n` datagrams of `len` bytes from the client and returns how many the host's
-/// socket received.
-fn udp_exchange(
-    lab: &Lab,
-    client_ip: &str,
-    host_ip: &str,
-    port: u16,
-    n: usize,
-    len: usize,
-) -> usize {
-    let receiver = lab
-        .host
-        .udp_socket(addr(host_ip, port))
-        .expect("bind on host");
-    receiver
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    let sender = lab
-        .client
-        .udp_socket(addr(client_ip, 0))
-        .expect("bind on client");
-    let payload = vec![0x5a; len];
-    for _ in 0..n {
-        sender.send_to(&payload, addr(host_ip, port)).expect("send");
-    }
-    let mut got = 0;
-    let mut buf = [0u8; 2048];
-    while receiver.recv_from(&mut buf).is_ok() {
-        got += 1;
-    }
-    got
 }
 
 fn listing(lab: &Lab, family: &str) -> String {

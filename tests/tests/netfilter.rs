@@ -2,8 +2,13 @@
 //! client, router and server, the nftables table as a safety net behind XDP (interfaces
 //! without XDP, XDP detached, an interrupted change), and nothing left behind.
 
+use std::time::Duration;
+
 use netlab::Probe;
-use tests::RouterLab;
+use tests::{
+    fwctl_bin, listed_counters, packets::Packet, udp_between, udp_exchange, FwNs, Lab, RouterLab,
+    Tun, CLIENT_V4, HOST_IF, HOST_V4,
+};
 
 /// MASQUERADE, SNAT and a DNAT port forward on a router whose server has no route back to
 /// the clients: without source NAT nothing arrives; with it the server sees the router's
@@ -122,4 +127,96 @@ fn nat_masquerade_snat_dnat() {
             "{saved}"
         );
     }
+}
+
+/// `-i tun+ -j ACCEPT` applied before any tun exists: a tun created afterwards (no XDP on
+/// it, unknown to the compiled classifier) is judged by netfilter, and its traffic passes;
+/// another new interface is held to the DROP policy.
+#[test]
+fn interfaces_created_after_the_rules_are_judged() {
+    let ns = FwNs::new("fwt-tun").unwrap();
+    ns.apply(&["-P INPUT DROP", "-A INPUT -i tun+ -j ACCEPT"]);
+    let mut tun = Tun::create(&ns, "tun0", "10.78.0.1/24").unwrap();
+    let mut other = Tun::create(&ns, "vpn0", "10.79.0.1/24").unwrap();
+    let delivered = |tun: &mut Tun, src: &str, dst: &str, port: u16| {
+        let rx = ns
+            .udp_socket(format!("{dst}:{port}").parse().unwrap())
+            .unwrap();
+        rx.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        for _ in 0..3 {
+            tun.inject(&Packet::udp(src, dst, 4000, port)).unwrap();
+        }
+        let mut got = 0;
+        while rx.recv_from(&mut [0u8; 64]).is_ok() {
+            got += 1;
+        }
+        got
+    };
+    assert_eq!(delivered(&mut tun, "10.78.0.2", "10.78.0.1", 9000), 3);
+    assert_eq!(delivered(&mut other, "10.79.0.2", "10.79.0.1", 9001), 0);
+    let text = ns.fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x", "--line-numbers"]);
+    assert_eq!(listed_counters(&text, "INPUT", 1).unwrap().0, 3, "{text}");
+    assert_eq!(listed_counters(&text, "INPUT", 0).unwrap().0, 3, "{text}");
+}
+
+/// A change killed after its netlink batch and before the XDP flip leaves the previous
+/// ruleset in force on both paths: at XDP on the attached interface, and in netfilter for
+/// traffic XDP never sees (lo). The next change then goes in whole.
+#[test]
+fn an_interrupted_change_leaves_the_previous_ruleset() {
+    let lab = Lab::new().unwrap();
+    lab.host.apply(&[
+        "-A INPUT -p udp --dport 7800 -j ACCEPT",
+        "-A INPUT -i lo -p udp --dport 7810 -j ACCEPT",
+        "-P INPUT DROP",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    let before = lab.host.fwctl_ok(&["-S"]);
+    let out = lab
+        .host
+        .command(fwctl_bin().to_str().unwrap())
+        .env("FWCTL_FAULT", "staged")
+        .args([
+            "-I", "INPUT", "-p", "udp", "--dport", "7801", "-j", "ACCEPT",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the fault did not fire");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FWCTL_FAULT=staged"));
+    assert_eq!(lab.host.fwctl_ok(&["-S"]), before);
+    let lo = |port| udp_between(&lab.host, &lab.host, "127.0.0.1", "127.0.0.1", port, 3, 10);
+    let xdp = |port| udp_exchange(&lab, CLIENT_V4, HOST_V4, port, 3, 10);
+    assert_eq!((xdp(7800), xdp(7801)), (3, 0), "XDP path");
+    assert_eq!((lo(7810), lo(7801)), (3, 0), "netfilter path");
+
+    lab.host.fwctl_ok(&[
+        "-I", "INPUT", "-p", "udp", "--dport", "7801", "-j", "ACCEPT",
+    ]);
+    assert_eq!(xdp(7801), 3, "XDP path after the next change");
+    assert_eq!(lo(7801), 3, "netfilter path after the next change");
+}
+
+/// `fwctl down` removes the nftables table with everything in it; other tables stay.
+#[test]
+fn down_removes_the_table_and_only_it() {
+    let ns = FwNs::new("fwt-down").unwrap();
+    let nft = |args: &[&str]| {
+        let out = ns.command("nft").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "nft {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    nft(&["add", "table", "inet", "operator"]);
+    ns.apply(&[
+        "-A INPUT -p tcp --dport 22 -j ACCEPT",
+        "-t nat -A POSTROUTING -j MASQUERADE",
+    ]);
+    let tables = nft(&["list", "tables"]);
+    assert!(tables.contains("table inet fwctl"), "{tables}");
+    ns.fwctl_ok(&["down"]);
+    assert_eq!(nft(&["list", "tables"]), "table inet operator\n");
 }
