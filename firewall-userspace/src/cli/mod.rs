@@ -703,9 +703,23 @@ fn status(json: bool, verbose: bool) -> Result<()> {
             (a.name.clone(), a.ifindex, a.mode.name(), pinned)
         })
         .collect();
+    let nft_table = crate::netfilter::table_exists()?;
+    // Rules that need conntrack in netfilter: conntrack state matches and NAT.
+    let conntrack_rules = Family::ALL
+        .iter()
+        .flat_map(|&f| {
+            let r = &fw.state.ruleset;
+            r.table(Table::Filter, f)
+                .all_rules()
+                .filter(|x| x.spec.ctstate.is_some())
+                .chain(r.table(Table::Nat, f).all_rules().filter(|x| x.spec.target.is_nat()))
+        })
+        .count();
     if json {
         let value = serde_json::json!({
             "netns_cookie": fw.ns.cookie,
+            "netfilter_table": nft_table.then_some(format!("inet {}", crate::netfilter::TABLE)),
+            "conntrack_rules": conntrack_rules,
             "program_id": program,
             "pin_dir": program.map(|_| fw.ns.pin_dir.display().to_string()),
             "generation": generation,
@@ -761,6 +775,14 @@ fn status(json: bool, verbose: bool) -> Result<()> {
             r.user.len()
         );
     }
+    match nft_table {
+        true => println!(
+            "netfilter: table inet {} in force (the whole ruleset, behind XDP and on every interface)",
+            crate::netfilter::TABLE
+        ),
+        false => println!("netfilter: no table (nothing applied yet)"),
+    }
+    println!("conntrack: used by {conntrack_rules} rule(s) (state matches and NAT)");
     if verbose {
         println!("decided without a rule (per reason, since load):");
         for (name, n) in &reasons {
