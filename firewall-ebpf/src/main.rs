@@ -226,6 +226,29 @@ fn decide(
                 0,
             );
         }
+        if walk.action == VERDICT_DEFER && walk.start != 0 {
+            // Netfilter judges a deferred packet again from the top and counts every rule
+            // it meets, so XDP must count nothing; but a search that restarted already
+            // charged RETURNs and jumps. Walk the same way again from entry 0 taking each
+            // charge back (per-CPU slots: exact); it stops at the same DEFER entry. A mode
+            // flag inside the callback instead made the verifier tell states apart by it,
+            // several times the instructions; a second call site only doubles them.
+            walk.add_packets = u64::MAX;
+            walk.add_bytes = (pkt.ip_len as u64).wrapping_neg();
+            walk.start = 0;
+            walk.counted_depth = 0;
+            walk.groups = groups;
+            walk.phase = PHASE_GROUP;
+            // SAFETY: as above.
+            unsafe {
+                bpf_loop(
+                    WALK_STEPS,
+                    walk_step as *mut c_void,
+                    &mut walk as *mut Walk as *mut c_void,
+                    0,
+                );
+            }
+        }
     }
     if walk.action != NOT_FOUND {
         return Ok((walk.action, walk.position));
@@ -440,19 +463,7 @@ extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
         return 1;
     };
     if entry.action == VERDICT_DEFER {
-        // Netfilter judges the packet again from the top and counts every rule it meets, so
-        // XDP must count nothing: a packet that got here after a restart was already
-        // charged for RETURNs and jumps, so the walk replays its way here taking each
-        // charge back (per-CPU slots: exact). The replay ends at this same entry.
-        if walk.start != 0 && walk.add_packets == 1 {
-            walk.add_packets = u64::MAX;
-            walk.add_bytes = (walk.ip_len as u64).wrapping_neg();
-            walk.start = 0;
-            walk.counted_depth = 0;
-            walk.groups = walk.all_groups;
-            walk.phase = PHASE_GROUP;
-            return 0;
-        }
+        // Counts nothing: see `decide`, which also takes back what was charged before.
         walk.action = VERDICT_DEFER;
         walk.position = entry.position;
         return 1;
