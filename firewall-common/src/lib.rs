@@ -9,7 +9,7 @@
 use bytemuck::{Pod, Zeroable};
 
 /// Bumped whenever a map's key or value layout changes; part of the pin path.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// Address families, in the order their tables are stored.
 pub const FAMILY_V4: u32 = 0;
@@ -86,7 +86,7 @@ pub const ICMP_KEYS: u32 = 65_536;
 pub const TCP_FLAG_KEYS: u32 = 256;
 
 /// Map names, shared so userspace opens exactly what the program declares.
-/// Writer: fwctl. Reader: the XDP program. One entry.
+/// Writer: fwctl. Readers: the XDP program and the TC program (mark_shift). One entry.
 pub const MAP_CONFIG: &str = "FW_CONFIG";
 /// Writer: fwctl. Reader: the XDP program. [`TableHeader`] per tag.
 pub const MAP_TABLES: &str = "FW_TABLES";
@@ -139,24 +139,14 @@ pub const VERDICT_ACCEPT: u32 = 1;
 /// An entry that counts and then resumes the search at [`Entry::next`] (a RETURN, or the
 /// end of an inlined user chain).
 pub const ACTION_CONTINUE: u32 = 2;
+/// An entry XDP cannot decide (its rule needs conntrack state): the packet passes unjudged
+/// and counts nothing at XDP, not even what the search charged before reaching it, since
+/// netfilter judges it again from the top of the chain with the same ruleset and counts it.
+pub const VERDICT_DEFER: u32 = 3;
 
 /// [`Config::flags`]: emit an aya-log line per decided packet (the lab turns it on; it
 /// costs a ring-buffer write per packet, so it is off in production).
 pub const CONFIG_LOG_VERDICTS: u32 = 1;
-
-/// XDP's verdict travels to netfilter in three skb mark bits from `mark_shift`: accepted
-/// at XDP, judged with generation 0, judged with generation 1.
-pub const DEFAULT_MARK_SHIFT: u32 = 24;
-pub const MARK_BITS: u32 = 7;
-pub const fn mark_accepted(shift: u32) -> u32 {
-    1 << shift
-}
-pub const fn mark_generation(shift: u32, generation: u32) -> u32 {
-    2 << (shift + generation)
-}
-pub const fn mark_mask(shift: u32) -> u32 {
-    MARK_BITS << shift
-}
 
 /// Global switches. Key 0 of `FW_CONFIG`.
 #[repr(C)]
@@ -165,8 +155,56 @@ pub struct Config {
     /// The generation packets are judged by.
     pub active: u32,
     pub flags: u32,
+    /// Where the verdict bits sit in skb->mark ([`mark_mask`]); the TC program reads it.
+    pub mark_shift: u32,
+    pub _reserved: u32,
 }
-const _: () = assert!(core::mem::size_of::<Config>() == 8);
+const _: () = assert!(core::mem::size_of::<Config>() == 16);
+
+/// How XDP tells netfilter what it did, through skb->mark: [`MARK_BITS`] bits starting at
+/// `mark_shift`. The XDP program cannot set the mark (there is no skb yet), so it leaves the
+/// bits unshifted in the packet's metadata area and the TC ingress program moves them into
+/// skb->mark. The nftables side matches on the same functions.
+///
+/// Accepted by XDP: netfilter accepts at once.
+pub const MARK_ACCEPTED: u32 = 1;
+/// Judged by XDP with generation 0 or 1 ([`MARK_GEN0`] << generation). A packet with a
+/// generation bit but not [`MARK_ACCEPTED`] was deferred: netfilter judges it fully.
+pub const MARK_GEN0: u32 = 2;
+pub const MARK_BITS: u32 = 7;
+/// Where the verdict bits go unless configured otherwise: clear of the low bits that
+/// routing policies and other tools commonly use.
+pub const DEFAULT_MARK_SHIFT: u32 = 24;
+
+pub const fn mark_accepted(shift: u32) -> u32 {
+    MARK_ACCEPTED << shift
+}
+
+pub const fn mark_generation(shift: u32, generation: u32) -> u32 {
+    (MARK_GEN0 << generation) << shift
+}
+
+pub const fn mark_mask(shift: u32) -> u32 {
+    MARK_BITS << shift
+}
+
+/// The u32 the XDP program puts in front of the packet (bpf_xdp_adjust_meta): this magic in
+/// the high 16 bits, the unshifted mark bits in the low ones. The magic keeps the TC program
+/// from reading metadata some other XDP program left there as a verdict.
+pub const XDP_META_MAGIC: u32 = 0xf3c7_0000;
+pub const XDP_META_MAGIC_MASK: u32 = 0xffff_0000;
+/// Bytes of metadata the XDP program reserves.
+pub const XDP_META_LEN: i32 = 4;
+
+/// The metadata word of a packet judged by `generation`, accepted or deferred.
+pub const fn xdp_meta(generation: u32, accepted: bool) -> u32 {
+    let gen = MARK_GEN0 << (generation & 1);
+    if accepted {
+        XDP_META_MAGIC | MARK_ACCEPTED | gen
+    } else {
+        XDP_META_MAGIC | gen
+    }
+}
 
 /// One table of one generation: where its entries and bitmaps are, and the bitmaps of
 /// packets a field does not apply to. Bitmap offsets are relative to the generation's pool.
@@ -201,7 +239,7 @@ const _: () = assert!(core::mem::size_of::<TableHeader>() == 48);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq, Eq)]
 pub struct Entry {
-    /// VERDICT_ACCEPT, VERDICT_DROP or ACTION_CONTINUE.
+    /// VERDICT_ACCEPT, VERDICT_DROP, VERDICT_DEFER or ACTION_CONTINUE.
     pub action: u32,
     /// Counter slot of the rule, or NO_COUNTER.
     pub counter: u32,

@@ -1,5 +1,6 @@
-//! The XDP entry point, the maps it reads, and the classifier; see lib.rs for the crate's
-//! role and firewall-userspace/src/compile for how the maps are laid out.
+//! The XDP entry point, the maps it reads, and the classifier; the TC ingress program that
+//! carries XDP's verdict into skb->mark for netfilter. See lib.rs for the crate's role and
+//! firewall-userspace/src/compile for how the maps are laid out.
 #![no_std]
 #![no_main]
 
@@ -9,25 +10,26 @@ use aya_ebpf::{
     bindings::{
         bpf_fib_lookup as bpf_fib_lookup_t,
         xdp_action::{XDP_ABORTED, XDP_DROP, XDP_PASS},
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
+        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, TC_ACT_UNSPEC,
     },
-    helpers::{bpf_fib_lookup, bpf_loop},
-    macros::{map, xdp},
+    helpers::{bpf_fib_lookup, bpf_loop, bpf_xdp_adjust_meta},
+    macros::{classifier, map, xdp},
     maps::{
         lpm_trie::{Key, LpmTrie},
         Array, HashMap, PerCpuArray,
     },
-    programs::XdpContext,
+    programs::{TcContext, XdpContext},
 };
 use aya_log_ebpf::info;
 use firewall_common::{
-    table_index, tag, Config, Counter, Entry, IfaceKey, Lpm4, Lpm6, TableHeader, ACTION_CONTINUE,
-    BPF_F_MMAPABLE, CHAIN_FORWARD, CHAIN_INPUT, CONFIG_LOG_VERDICTS, ENTRIES_PER_GENERATION,
-    FAMILY_V4, FIELD_COUNT, FIELD_DPORT, FIELD_DST, FIELD_ICMP, FIELD_IFACE, FIELD_PROTO,
-    FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GENERATIONS, GROUP_ENTRIES, ICMP_KEYS, LPM_TAG_BITS,
-    MAX_COUNTERS, MAX_INTERFACES, MAX_JUMP_DEPTH, MAX_PREFIXES, NO_COUNTER, POLICY_COUNTER_SLOTS,
-    POOL_WORDS_PER_GENERATION, PORT_KEYS, PROTO_KEYS, REASON_BROKEN_INSTALL, REASON_MALFORMED,
-    REASON_NOT_IP, REASON_SLOTS, TAGS, TCP_FLAG_KEYS, VERDICT_ACCEPT,
+    mark_mask, table_index, tag, xdp_meta, Config, Counter, Entry, IfaceKey, Lpm4, Lpm6,
+    TableHeader, ACTION_CONTINUE, BPF_F_MMAPABLE, CHAIN_FORWARD, CHAIN_INPUT, CONFIG_LOG_VERDICTS,
+    ENTRIES_PER_GENERATION, FAMILY_V4, FIELD_COUNT, FIELD_DPORT, FIELD_DST, FIELD_ICMP,
+    FIELD_IFACE, FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GENERATIONS, GROUP_ENTRIES,
+    ICMP_KEYS, LPM_TAG_BITS, MARK_BITS, MAX_COUNTERS, MAX_INTERFACES, MAX_JUMP_DEPTH, MAX_PREFIXES,
+    NO_COUNTER, POLICY_COUNTER_SLOTS, POOL_WORDS_PER_GENERATION, PORT_KEYS, PROTO_KEYS,
+    REASON_BROKEN_INSTALL, REASON_MALFORMED, REASON_NOT_IP, REASON_SLOTS, TAGS, TCP_FLAG_KEYS,
+    VERDICT_ACCEPT, VERDICT_DEFER, XDP_META_LEN, XDP_META_MAGIC, XDP_META_MAGIC_MASK,
 };
 use firewall_ebpf::parse::{parse, Packet, Parsed};
 
@@ -116,11 +118,61 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
     if config.flags & CONFIG_LOG_VERDICTS != 0 {
         log_verdict(ctx, &pkt, verdict, position);
     }
-    Ok(if verdict == VERDICT_ACCEPT {
-        XDP_PASS
+    if verdict == VERDICT_ACCEPT {
+        tell_netfilter(ctx, xdp_meta(generation, true));
+        Ok(XDP_PASS)
+    } else if verdict == VERDICT_DEFER {
+        tell_netfilter(ctx, xdp_meta(generation, false));
+        Ok(XDP_PASS)
     } else {
-        XDP_DROP
-    })
+        Ok(XDP_DROP)
+    }
+}
+
+/// Leaves the verdict in front of the packet for `fw_mark`, which turns it into skb->mark.
+/// A driver without metadata support refuses the room: the packet then reaches netfilter
+/// unmarked and is judged there in full, which is correct, only slower.
+#[inline(always)]
+fn tell_netfilter(ctx: &XdpContext, word: u32) {
+    // SAFETY: the helper only moves data_meta within the headroom, or fails.
+    if unsafe { bpf_xdp_adjust_meta(ctx.ctx, -XDP_META_LEN) } != 0 {
+        return;
+    }
+    // The helper invalidated every packet pointer: read them again, and bound-check for the
+    // verifier.
+    let meta = ctx.metadata();
+    if meta + XDP_META_LEN as usize > ctx.metadata_end() {
+        return;
+    }
+    // SAFETY: the 4 bytes were just checked to lie inside the metadata area.
+    unsafe { core::ptr::write_unaligned(meta as *mut u32, word) };
+}
+
+/// TC ingress (tcx), after XDP passed the packet and the kernel built its skb: moves the
+/// verdict `fw_ingress` left in the metadata into skb->mark, where nftables reads it. It
+/// never judges: TC_ACT_UNSPEC (TCX_NEXT) lets any other tcx or tc program run as if this
+/// one were not there.
+#[classifier]
+pub fn fw_mark(ctx: TcContext) -> i32 {
+    let skb = ctx.skb.skb;
+    // SAFETY: reading fields of the program's own context.
+    let (meta, data, mark) =
+        unsafe { ((*skb).data_meta as usize, (*skb).data as usize, (*skb).mark) };
+    if meta + XDP_META_LEN as usize > data {
+        return TC_ACT_UNSPEC;
+    }
+    // SAFETY: the 4 bytes were just checked to lie inside the metadata area.
+    let word = unsafe { core::ptr::read_unaligned(meta as *const u32) };
+    if word & XDP_META_MAGIC_MASK != XDP_META_MAGIC {
+        return TC_ACT_UNSPEC;
+    }
+    let Some(config) = CONFIG.get(0) else {
+        return TC_ACT_UNSPEC;
+    };
+    let shift = config.mark_shift;
+    let bits = (word & MARK_BITS).wrapping_shl(shift);
+    ctx.set_mark((mark & !mark_mask(shift)) | bits);
+    TC_ACT_UNSPEC
 }
 
 /// First match wins, through RETURNs and inlined user chains; no match means the policy.
@@ -151,6 +203,8 @@ fn decide(
         counted_depth: 0,
         action: NOT_FOUND,
         position: 0,
+        add_packets: 1,
+        add_bytes: pkt.ip_len as u64,
     };
     if header.entry_count > 0 {
         bitmaps(ctx, pkt, tag(generation, table), oif, header, &mut walk)?;
@@ -171,6 +225,29 @@ fn decide(
                 &mut walk as *mut Walk as *mut c_void,
                 0,
             );
+        }
+        if walk.action == VERDICT_DEFER && walk.start != 0 {
+            // Netfilter judges a deferred packet again from the top and counts every rule
+            // it meets, so XDP must count nothing; but a search that restarted already
+            // charged RETURNs and jumps. Walk the same way again from entry 0 taking each
+            // charge back (per-CPU slots: exact); it stops at the same DEFER entry. A mode
+            // flag inside the callback instead made the verifier tell states apart by it,
+            // several times the instructions; a second call site only doubles them.
+            walk.add_packets = u64::MAX;
+            walk.add_bytes = (pkt.ip_len as u64).wrapping_neg();
+            walk.start = 0;
+            walk.counted_depth = 0;
+            walk.groups = groups;
+            walk.phase = PHASE_GROUP;
+            // SAFETY: as above.
+            unsafe {
+                bpf_loop(
+                    WALK_STEPS,
+                    walk_step as *mut c_void,
+                    &mut walk as *mut Walk as *mut c_void,
+                    0,
+                );
+            }
         }
     }
     if walk.action != NOT_FOUND {
@@ -275,6 +352,10 @@ struct Walk {
     counted_depth: u32,
     action: u32,
     position: u32,
+    /// What a charge adds: 1 and the length, or their negatives while a deferred packet's
+    /// earlier charges are taken back.
+    add_packets: u64,
+    add_bytes: u64,
 }
 
 impl Walk {
@@ -381,14 +462,20 @@ extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
     let Some(entry) = ENTRIES.get(walk.entry_base + found) else {
         return 1;
     };
+    if entry.action == VERDICT_DEFER {
+        // Counts nothing: see `decide`, which also takes back what was charged before.
+        walk.action = VERDICT_DEFER;
+        walk.position = entry.position;
+        return 1;
+    }
     // Counters are charged through a pointer whose null path ends the walk at once: a
     // branch that rejoins would multiply the states the verifier must check.
     macro_rules! charge {
         ($slot:expr) => {
             match COUNTERS.get_ptr_mut($slot) {
                 Some(c) => unsafe {
-                    (*c).packets += 1;
-                    (*c).bytes += walk.ip_len as u64;
+                    (*c).packets = (*c).packets.wrapping_add(walk.add_packets);
+                    (*c).bytes = (*c).bytes.wrapping_add(walk.add_bytes);
                 },
                 None => return 1,
             }
@@ -572,6 +659,8 @@ fn count(slot: u32, bytes: u32) {
 fn log_verdict(ctx: &XdpContext, pkt: &Packet, verdict: u32, position: u32) {
     let what = if verdict == VERDICT_ACCEPT {
         "ACCEPT"
+    } else if verdict == VERDICT_DEFER {
+        "DEFER"
     } else {
         "DROP"
     };

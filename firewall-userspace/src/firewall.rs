@@ -5,7 +5,7 @@
 use std::ffi::CString;
 
 use anyhow::{bail, Context, Result};
-use aya::programs::Xdp;
+use aya::programs::{SchedClassifier, Xdp};
 use aya_obj::programs::XdpAttachType;
 use firewall_common::{policy_counter, Config, Counter, CONFIG_LOG_VERDICTS};
 
@@ -13,7 +13,7 @@ use crate::{
     cli::list::ChainCounters,
     compile::{compile, Interface},
     dataplane::{
-        attach::{self, XdpMode},
+        attach::{self, Hook, XdpMode},
         install::{remove_pins, PROGRAM_NAME},
         namespace::Namespace,
         Dataplane,
@@ -287,18 +287,31 @@ impl Firewall {
             self.state.interfaces.pop();
             return Err(e);
         }
-        let dp = self
-            .dataplane()?
-            .context("firewall missing right after install")?;
-        let prog = Xdp::from_pin(dp.program_path(), XdpAttachType::Interface)
-            .context("opening the pinned XDP program")?;
-        let fd = prog.fd().context("pinned program has no fd")?;
-        let raw = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(fd));
-        let link = attach::link_path(&dp.ns.pin_dir, ifindex);
-        if let Err(e) = attach::attach_pinned(raw, ifindex, mode, &link) {
+        if let Err(e) = self.attach_links(ifindex, mode) {
             self.state.interfaces.pop();
             self.recommit()?;
             return Err(e.context(format!("attaching to {iface}")));
+        }
+        Ok(())
+    }
+
+    /// The TC program first, then XDP: while only the TC program is attached there is no
+    /// verdict for it to carry, whereas XDP alone would accept packets that reach netfilter
+    /// unmarked. If XDP fails, the TC link goes again.
+    fn attach_links(&self, ifindex: u32, mode: XdpMode) -> Result<()> {
+        let dp = self
+            .dataplane()?
+            .context("firewall missing right after install")?;
+        let tc = SchedClassifier::from_pin(dp.tc_program_path())
+            .context("opening the pinned TC program")?;
+        let tc_link = attach::tc_link_path(&dp.ns.pin_dir, ifindex);
+        attach::attach_pinned(raw_fd(tc.fd()?), ifindex, Hook::TcxIngress, &tc_link)?;
+        let xdp = Xdp::from_pin(dp.program_path(), XdpAttachType::Interface)
+            .context("opening the pinned XDP program")?;
+        let link = attach::link_path(&dp.ns.pin_dir, ifindex);
+        if let Err(e) = attach::attach_pinned(raw_fd(xdp.fd()?), ifindex, Hook::Xdp(mode), &link) {
+            attach::detach_pinned(&tc_link)?;
+            return Err(e);
         }
         Ok(())
     }
@@ -308,13 +321,16 @@ impl Firewall {
             bail!("{iface} is not attached");
         };
         let att = self.state.interfaces.remove(pos);
-        attach::detach_pinned(&attach::link_path(&self.ns.pin_dir, att.ifindex))?;
+        detach_links(&self.ns.pin_dir, att.ifindex)?;
         self.recommit()
     }
 
     /// Detaches everything and removes every pin and the state: nothing of fwctl is left
     /// in this namespace.
     pub fn down(self) -> Result<()> {
+        for att in &self.state.interfaces {
+            detach_links(&self.ns.pin_dir, att.ifindex)?;
+        }
         netfilter::remove()?;
         remove_pins(&self.ns.pin_dir)?;
         remove_pins(&crate::dataplane::install::scratch_dir(&self.ns.pin_dir))?;
@@ -371,6 +387,17 @@ fn fault_point(name: &str) {
         eprintln!("fwctl: FWCTL_FAULT={name}: aborting");
         std::process::abort();
     }
+}
+
+/// XDP first, then TC, the reverse of attaching, so no XDP-accepted packet goes unmarked.
+fn detach_links(pin_dir: &std::path::Path, ifindex: u32) -> Result<()> {
+    attach::detach_pinned(&attach::link_path(pin_dir, ifindex))?;
+    attach::detach_pinned(&attach::tc_link_path(pin_dir, ifindex))?;
+    Ok(())
+}
+
+fn raw_fd(fd: &aya::programs::ProgramFd) -> i32 {
+    std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(fd))
 }
 
 /// (ifindex, name) of every interface of this network namespace.

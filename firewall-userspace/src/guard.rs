@@ -6,8 +6,8 @@ use std::{ffi::CStr, net::IpAddr};
 use crate::{
     cli::list::rule_args,
     rules::{
-        eval::{evaluate, PacketView},
-        Chain, Family, Ruleset, Verdict,
+        eval::{evaluate, Decision, PacketView},
+        Chain, Family, Ruleset,
     },
 };
 
@@ -95,10 +95,12 @@ pub fn would_cut(ruleset: &Ruleset, session: &Session, iface: &str) -> Option<St
         ports: Some((session.client_port, session.server_port)),
         tcp_flags: Some(0x10),
         icmp: None,
+        // The session's own packets: netfilter judges what XDP defers with this state.
+        ct_state: Some(crate::rules::model::CT_ESTABLISHED),
     };
     let rules = ruleset.family(family);
     let outcome = evaluate(rules, Chain::Input, &packet);
-    if outcome.verdict == Verdict::Accept {
+    if outcome.verdict == Decision::Accept {
         return None;
     }
     let what = if outcome.policy {
@@ -156,5 +158,23 @@ mod tests {
             "{cut}"
         );
         assert!(Session::parse("garbage").is_none());
+    }
+
+    /// XDP defers conntrack rules to netfilter, which sees the session's packets as
+    /// ESTABLISHED: the guard judges them as netfilter will.
+    #[test]
+    fn judges_conntrack_rules_as_netfilter_will() {
+        let s = Session::parse("10.0.0.9 50000 10.0.0.1 22").unwrap();
+        let established = ruleset(&[
+            "-P INPUT DROP",
+            "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+        ]);
+        assert_eq!(would_cut(&established, &s, "eth0"), None);
+        let new_only = ruleset(&[
+            "-P INPUT DROP",
+            "-A INPUT -p tcp -m state --state NEW -j ACCEPT",
+        ]);
+        let cut = would_cut(&new_only, &s, "eth0").unwrap();
+        assert!(cut.starts_with("the INPUT policy DROP"), "{cut}");
     }
 }

@@ -95,8 +95,13 @@ pub const HOST_IF: &str = "fwhost0";
 
 impl Lab {
     pub fn new() -> Result<Lab> {
-        let client = Netns::new("fwt-client")?;
-        let host = FwNs::new("fwt-host")?;
+        Lab::named("fwt")
+    }
+
+    /// A lab whose namespaces are named `{prefix}-client-…` and `{prefix}-host-…`.
+    pub fn named(prefix: &str) -> Result<Lab> {
+        let client = Netns::new(&format!("{prefix}-client"))?;
+        let host = FwNs::new(&format!("{prefix}-host"))?;
         netlab::veth(
             Link {
                 ns: &client,

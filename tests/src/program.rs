@@ -16,9 +16,20 @@ use fwctl::{
 pub const XDP_ABORTED: u32 = 0;
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
+/// Not a return value of the kernel's: what test tables expect of a deferred packet,
+/// XDP_PASS with the metadata of "judged, not accepted" and no counter moved.
+pub const DEFER: u32 = u32::MAX;
 /// The loopback interface: it exists in every namespace, so test runs can claim to have
 /// received a frame on it.
 pub const LO_IFINDEX: u32 = 1;
+
+/// What the XDP program did with one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Judged {
+    pub action: u32,
+    /// The word in the metadata area (for the TC program), if the program left one.
+    pub meta: Option<u32>,
+}
 
 pub struct Harness {
     /// The namespace this thread runs test runs in: only loopback, forwarding off, so the
@@ -86,8 +97,15 @@ impl Harness {
     }
 
     /// Runs the program `repeat` times on `frame`, received on `ifindex` (an interface of
-    /// this network namespace).
-    fn test_run(&self, frame: &[u8], ifindex: u32, repeat: u32) -> Result<TestRunResult> {
+    /// this network namespace), with the frame and context written back into `out` if
+    /// given.
+    fn test_run(
+        &self,
+        frame: &[u8],
+        ifindex: u32,
+        repeat: u32,
+        out: Option<(&mut [u8], &mut [u8])>,
+    ) -> Result<TestRunResult> {
         let prog: &Xdp = self
             .ebpf
             .program(PROGRAM_NAME)
@@ -97,9 +115,15 @@ impl Harness {
         // egress_ifindex.
         let md: [u32; 6] = [0, frame.len() as u32, 0, ifindex, 0, 0];
         let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let (data_out, ctx_out) = match out {
+            Some((data, ctx)) => (Some(data), Some(ctx)),
+            None => (None, None),
+        };
         Ok(prog.test_run(TestRunOptions {
             data_in: Some(frame),
             ctx_in: Some(ctx.as_slice()),
+            data_out,
+            ctx_out,
             repeat,
             ..Default::default()
         })?)
@@ -117,7 +141,30 @@ impl Harness {
 
     /// The program's return value for one run on `frame`.
     pub fn run(&self, frame: &[u8], ifindex: u32) -> Result<u32> {
-        Ok(self.test_run(frame, ifindex, 1)?.return_value)
+        Ok(self.judge(frame, ifindex)?.action)
+    }
+
+    /// The program's return value and the metadata it left for the TC program, for one run
+    /// on `frame`. The kernel writes the frame back from data_meta on, and in the context
+    /// `data` = the metadata's length.
+    pub fn judge(&self, frame: &[u8], ifindex: u32) -> Result<Judged> {
+        let mut data = vec![0u8; frame.len() + 256];
+        let mut ctx = [0u8; 24];
+        let r = self.test_run(frame, ifindex, 1, Some((&mut data, &mut ctx)))?;
+        let meta_len = u32::from_ne_bytes(ctx[0..4].try_into()?) as usize;
+        let meta = match meta_len {
+            0 => None,
+            4 => Some(u32::from_ne_bytes(data[0..4].try_into()?)),
+            n => anyhow::bail!("{n} bytes of metadata, expected 0 or 4"),
+        };
+        anyhow::ensure!(
+            r.data_size_out as usize == meta_len + frame.len(),
+            "the program changed the frame's length"
+        );
+        Ok(Judged {
+            action: r.return_value,
+            meta,
+        })
     }
 
     /// Nanoseconds per run over `repeat` runs. Wall time over the repeats: the kernel
@@ -125,8 +172,13 @@ impl Harness {
     /// is noise.
     pub fn time(&self, frame: &[u8], ifindex: u32, repeat: u32) -> Result<f64> {
         let start = std::time::Instant::now();
-        self.test_run(frame, ifindex, repeat)?;
+        self.test_run(frame, ifindex, repeat, None)?;
         Ok(start.elapsed().as_nanos() as f64 / repeat as f64)
+    }
+
+    /// The generation packets are judged by now.
+    pub fn generation(&self) -> Result<u32> {
+        Ok(self.maps.config()?.active % firewall_common::GENERATIONS)
     }
 
     /// Counters of rule `n` (1-based) of INPUT, or of the policy for n = 0.

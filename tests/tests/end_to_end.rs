@@ -170,7 +170,12 @@ fn generic_mode_and_detach() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already attached"));
     lab.host.fwctl_ok(&["detach", HOST_IF]);
     assert_eq!(lab.xdp_mode().unwrap(), None);
-    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7002, 2, 10), 2);
+    // Without XDP the netfilter table judges: the rule still drops, and counts.
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7002, 2, 10), 0);
+    let list = lab
+        .host
+        .fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x", "--line-numbers"]);
+    assert_eq!(listed_counters(&list, "INPUT", 1).unwrap().0, 4, "{list}");
 }
 
 #[test]
@@ -338,7 +343,11 @@ fn errors_are_one_line_with_iptables_exit_codes() {
             1,
             "Bad rule (does a matching rule exist in that chain?)",
         ),
-        (&["-P", "OUTPUT", "DROP"], 1, "OUTPUT is not enforced yet"),
+        (
+            &["-t", "nat", "-P", "PREROUTING", "DROP"],
+            1,
+            "the nat table is not intended for filtering",
+        ),
         (&["detach", "nosuchif0"], 1, "nosuchif0 is not attached"),
         (&["attach", "nosuchif0"], 1, "no interface named nosuchif0"),
     ];
@@ -958,4 +967,156 @@ fn forward_with_output_interface() {
     );
     let out = router.fwctl(&["-A", "INPUT", "-o", "fwor1", "-j", "DROP"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("Can't use -o with INPUT"));
+}
+
+/// An nftables table of the test's own in the host namespace, deleted on drop.
+struct NftTable<'a> {
+    ns: &'a FwNs,
+    name: &'static str,
+}
+
+impl<'a> NftTable<'a> {
+    fn new(ns: &'a FwNs, name: &'static str, rules: &[String]) -> NftTable<'a> {
+        let table = NftTable { ns, name };
+        table.nft(&["add", "table", "inet", name]);
+        table.nft(&[
+            "add",
+            "chain",
+            "inet",
+            name,
+            "in",
+            "{ type filter hook input priority 0; }",
+        ]);
+        for rule in rules {
+            let mut args = vec!["add", "rule", "inet", name, "in"];
+            args.extend(rule.split_whitespace());
+            table.nft(&args);
+        }
+        table
+    }
+
+    fn nft(&self, args: &[&str]) -> String {
+        let out = self.ns.command("nft").args(args).output().expect("nft");
+        assert!(
+            out.status.success(),
+            "nft {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Packets counted by the rule with `comment "NAME"`.
+    fn packets(&self, comment: &str) -> u64 {
+        let listing = self.nft(&["list", "chain", "inet", self.name, "in"]);
+        let line = listing
+            .lines()
+            .find(|l| l.contains(&format!("comment \"{comment}\"")))
+            .unwrap_or_else(|| panic!("no rule {comment} in:\n{listing}"));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words
+            .iter()
+            .position(|w| *w == "packets")
+            .and_then(|i| words.get(i + 1)?.parse().ok())
+            .unwrap_or_else(|| panic!("no counter in {line}"))
+    }
+}
+
+impl Drop for NftTable<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .ns
+            .command("nft")
+            .args(["delete", "table", "inet", self.name])
+            .output();
+    }
+}
+
+/// Programs attached at tcx ingress of the host's interface.
+fn tcx_programs(lab: &Lab) -> usize {
+    tcx_programs_on(lab, HOST_IF)
+}
+
+fn tcx_programs_on(lab: &Lab, iface: &'static str) -> usize {
+    use aya::programs::{tc::TcAttachType, SchedClassifier};
+    let (_, programs) = lab
+        .host
+        .run(move || SchedClassifier::query_tcx(iface, TcAttachType::Ingress))
+        .expect("thread in the namespace")
+        .expect("querying tcx");
+    programs.len()
+}
+
+/// The contract with netfilter: a packet XDP accepted arrives with the "accepted" and
+/// generation bits in skb->mark, a deferred one (conntrack rule) with the generation bit
+/// only; each counted once, by the path that decided it. In native and generic XDP, since the metadata
+/// reaches the TC program by different paths. Detach and down leave no tcx link.
+#[test]
+fn verdicts_reach_netfilter_in_the_mark() {
+    use firewall_common::{mark_accepted, mark_generation, mark_mask, DEFAULT_MARK_SHIFT};
+    let lab = Lab::named("fwm").unwrap();
+    lab.host.apply(&[
+        "-A INPUT -p udp --dport 7100 -j ACCEPT",
+        "-A INPUT -p udp --dport 7101 -m conntrack --ctstate NEW -j ACCEPT",
+    ]);
+    let shift = DEFAULT_MARK_SHIFT;
+    for mode in ["native", "generic"] {
+        lab.host.fwctl_ok(&["attach", HOST_IF, "--mode", mode]);
+        let want_mode = if mode == "native" {
+            "xdp"
+        } else {
+            "xdpgeneric"
+        };
+        assert_eq!(lab.xdp_mode().unwrap().as_deref(), Some(want_mode));
+        assert_eq!(tcx_programs(&lab), 1, "{mode}: fw_mark at tcx ingress");
+        let status: serde_json::Value =
+            serde_json::from_str(&lab.host.fwctl_ok(&["status", "-o", "json"])).unwrap();
+        let generation = status["generation"].as_u64().expect("generation") as u32 % 2;
+        let accepted = mark_accepted(shift) | mark_generation(shift, generation);
+        let deferred = mark_generation(shift, generation);
+        let mask = mark_mask(shift);
+        let rule = |port: u16, mark: u32, name: &str| {
+            format!("udp dport {port} meta mark & {mask:#010x} == {mark:#010x} counter comment \"{name}\"")
+        };
+        let nft = NftTable::new(
+            &lab.host,
+            "fwmtest",
+            &[
+                rule(7100, accepted, "accepted"),
+                rule(7101, deferred, "deferred"),
+                "udp dport 7100-7101 counter comment \"all\"".to_string(),
+            ],
+        );
+        lab.host.fwctl_ok(&["-Z"]);
+        assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7100, 5, 20), 5);
+        assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7101, 4, 20), 4);
+        assert_eq!(
+            (
+                nft.packets("accepted"),
+                nft.packets("deferred"),
+                nft.packets("all")
+            ),
+            (5, 4, 9),
+            "{mode}: marks seen by netfilter\n{}",
+            nft.nft(&["list", "table", "inet", "fwmtest"])
+        );
+        // Accepted: counted once, at XDP (netfilter accepts them unjudged). Deferred:
+        // counted once, by netfilter, which judged them.
+        let list = listing(&lab, "4");
+        assert_eq!(listed_counters(&list, "INPUT", 1).unwrap().0, 5, "{list}");
+        assert_eq!(listed_counters(&list, "INPUT", 2).unwrap().0, 4, "{list}");
+        drop(nft);
+        lab.host.fwctl_ok(&["detach", HOST_IF]);
+        assert_eq!(tcx_programs(&lab), 0, "{mode}: detach removes the tcx link");
+        assert_eq!(lab.xdp_mode().unwrap(), None);
+    }
+    // Loopback has no native XDP: the attach fails after the TC link was made, and takes
+    // it away again.
+    let failed = lab.host.fwctl(&["attach", "lo"]);
+    assert!(!failed.status.success());
+    assert_eq!(tcx_programs_on(&lab, "lo"), 0, "TC link undone");
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    assert_eq!(tcx_programs(&lab), 1);
+    lab.host.fwctl_ok(&["down"]);
+    assert_eq!(tcx_programs(&lab), 0, "down removes the tcx link");
+    assert_eq!(lab.xdp_mode().unwrap(), None);
 }

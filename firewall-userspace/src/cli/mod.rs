@@ -712,7 +712,11 @@ fn status(json: bool, verbose: bool) -> Result<()> {
             r.table(Table::Filter, f)
                 .all_rules()
                 .filter(|x| x.spec.ctstate.is_some())
-                .chain(r.table(Table::Nat, f).all_rules().filter(|x| x.spec.target.is_nat()))
+                .chain(
+                    r.table(Table::Nat, f)
+                        .all_rules()
+                        .filter(|x| x.spec.target.is_nat()),
+                )
         })
         .count();
     if json {

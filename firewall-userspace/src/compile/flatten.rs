@@ -1,10 +1,13 @@
 //! A built-in chain with its user chains inlined into one ordered list of classifier
 //! entries, each a conjunction of per-field conditions. A jump's conditions are added to
 //! every entry of the chain it jumps to; RETURN and the end of an inlined chain become
-//! entries that count and resume the search after the jump.
+//! entries that count and resume the search after the jump. A rule XDP cannot judge (it
+//! matches conntrack state) becomes a DEFER entry on its other matches: a packet that gets
+//! that far is handed to netfilter, which judges it again from the top of the chain.
 
 use firewall_common::{
-    Entry, ACTION_CONTINUE, MAX_JUMP_DEPTH, MAX_RESTARTS, NO_COUNTER, VERDICT_ACCEPT, VERDICT_DROP,
+    Entry, ACTION_CONTINUE, MAX_JUMP_DEPTH, MAX_RESTARTS, NO_COUNTER, VERDICT_ACCEPT,
+    VERDICT_DEFER, VERDICT_DROP,
 };
 
 use super::{verdict, CompileError};
@@ -88,11 +91,9 @@ impl Conds {
 }
 
 /// A rule's matches as conditions: one set, or two for `-m multiport --ports` (source port
-/// or destination port), tried in that order.
-fn alternatives(spec: &RuleSpec) -> Result<Vec<Conds>, CompileError> {
-    if spec.ctstate.is_some() {
-        return Err(CompileError::NotEnforced("-m conntrack/-m state"));
-    }
+/// or destination port), tried in that order. Conntrack state is not among them: XDP has no
+/// conntrack, so the caller defers instead.
+fn alternatives(spec: &RuleSpec) -> Vec<Conds> {
     fn opt<T: Clone>(o: &Option<T>) -> Vec<T> {
         o.iter().cloned().collect()
     }
@@ -113,7 +114,7 @@ fn alternatives(spec: &RuleSpec) -> Result<Vec<Conds>, CompileError> {
         tcp_flags: opt(&spec.tcp_flags),
     };
     let Some(m) = &spec.multiport else {
-        return Ok(vec![base]);
+        return vec![base];
     };
     let cond = PortCond::new(&m.value.ports, m.negated);
     let with = |sport: bool| {
@@ -125,7 +126,7 @@ fn alternatives(spec: &RuleSpec) -> Result<Vec<Conds>, CompileError> {
         }
         c
     };
-    Ok(match (m.value.kind, m.negated) {
+    match (m.value.kind, m.negated) {
         (MultiportKind::Sports, _) => vec![with(true)],
         (MultiportKind::Dports, _) => vec![with(false)],
         // Source or destination in the list.
@@ -136,7 +137,7 @@ fn alternatives(spec: &RuleSpec) -> Result<Vec<Conds>, CompileError> {
             c.dport.push(cond.clone());
             vec![c]
         }
-    })
+    }
 }
 
 /// One classifier entry before it is laid out: its conditions and what it does.
@@ -197,8 +198,16 @@ impl<'a> Flattener<'a> {
         for (i, rule) in rules.iter().enumerate() {
             let position = position.unwrap_or(i as u32 + 1);
             let mut resume_after = Vec::new();
-            for alt in alternatives(&rule.spec)? {
+            for alt in alternatives(&rule.spec) {
                 let conds = ctx.and(&alt);
+                if rule.spec.ctstate.is_some() {
+                    // Whatever the target: a packet matching the rest of the rule may or
+                    // may not match the state, so only netfilter can go on from here. For a
+                    // jump that includes every entry of the chain jumped to, RETURNs and
+                    // all, so the jump is one DEFER entry and its chain is not inlined.
+                    self.push(conds, VERDICT_DEFER, NO_COUNTER, jumps, position);
+                    continue;
+                }
                 match &rule.spec.target {
                     // The editor keeps nat targets in the nat table, which XDP never sees.
                     Target::Accept | Target::Masquerade | Target::Snat(_) | Target::Dnat(_) => {

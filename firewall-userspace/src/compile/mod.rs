@@ -26,8 +26,6 @@ use crate::rules::{Chain, Cidr, Family, Ruleset, Verdict};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
-    #[error("{0} is not enforced at XDP yet")]
-    NotEnforced(&'static str),
     #[error("user chain `{0}' is nested deeper than XDP inlining allows (4 levels)")]
     TooDeep(String),
     #[error("jump to `{0}', which does not exist")]

@@ -1,6 +1,7 @@
-//! Attaching the pinned program to an interface with a pinned BPF link, so the attachment
-//! outlives fwctl. aya 0.14 cannot turn its XDP link into a pinnable `FdLink`, so the two
-//! syscalls are made here; drop this module for aya's `FdLink::pin` once aya allows it.
+//! Attaching the pinned programs to an interface with pinned BPF links, so the attachments
+//! outlive fwctl: `fw_ingress` at XDP, `fw_mark` at tcx ingress. aya 0.14 cannot turn its
+//! XDP link into a pinnable `FdLink`, so the two syscalls are made here, for both hooks
+//! alike; drop this module for aya's `FdLink::pin` once aya allows it.
 
 use std::{
     ffi::CString,
@@ -13,8 +14,12 @@ use anyhow::{bail, Context, Result};
 const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_XDP: u32 = 37;
+const BPF_TCX_INGRESS: u32 = 46;
 const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
 const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+/// tcx: with no relative program, insert in front of the interface's other tcx programs,
+/// so one of theirs that ends the chain cannot keep the verdict from reaching skb->mark.
+const BPF_F_BEFORE: u32 = 1 << 3;
 
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
@@ -42,8 +47,38 @@ impl XdpMode {
     }
 }
 
+/// Where on an interface a program is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    Xdp(XdpMode),
+    TcxIngress,
+}
+
+impl Hook {
+    /// bpf_attr.link_create's attach_type and flags.
+    fn attach_type(self) -> (u32, u32) {
+        match self {
+            Hook::Xdp(mode) => (BPF_XDP, mode.flags()),
+            Hook::TcxIngress => (BPF_TCX_INGRESS, BPF_F_BEFORE),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Hook::Xdp(_) => "XDP",
+            Hook::TcxIngress => "tcx ingress",
+        }
+    }
+}
+
+/// The pin of the XDP link on `ifindex`.
 pub fn link_path(pin_dir: &Path, ifindex: u32) -> PathBuf {
     pin_dir.join(format!("link_{ifindex}"))
+}
+
+/// The pin of the tcx link on `ifindex`.
+pub fn tc_link_path(pin_dir: &Path, ifindex: u32) -> PathBuf {
+    pin_dir.join(format!("tclink_{ifindex}"))
 }
 
 fn bpf(cmd: libc::c_long, attr: &mut [u64; 16]) -> std::io::Result<libc::c_long> {
@@ -62,15 +97,18 @@ fn bpf(cmd: libc::c_long, attr: &mut [u64; 16]) -> std::io::Result<libc::c_long>
     Ok(rc)
 }
 
-/// Attaches `prog_fd` to `ifindex` and pins the link at `path`.
-pub fn attach_pinned(prog_fd: i32, ifindex: u32, mode: XdpMode, path: &Path) -> Result<()> {
-    // bpf_attr.link_create: prog_fd u32, target_ifindex u32, attach_type u32, flags u32.
+/// Attaches `prog_fd` to `ifindex` at `hook` and pins the link at `path`.
+pub fn attach_pinned(prog_fd: i32, ifindex: u32, hook: Hook, path: &Path) -> Result<()> {
+    // bpf_attr.link_create: prog_fd u32, target_ifindex u32, attach_type u32, flags u32,
+    // then (tcx) relative_fd u32 and expected_revision u64, left 0: no relative program,
+    // any revision.
+    let (attach_type, flags) = hook.attach_type();
     let mut attr = [0u64; 16];
     attr[0] = (prog_fd as u32 as u64) | ((ifindex as u64) << 32);
-    attr[1] = (BPF_XDP as u64) | ((mode.flags() as u64) << 32);
-    let fd = match bpf(BPF_LINK_CREATE, &mut attr) {
-        Ok(fd) => fd,
-        Err(e)
+    attr[1] = (attach_type as u64) | ((flags as u64) << 32);
+    let fd = match (bpf(BPF_LINK_CREATE, &mut attr), hook) {
+        (Ok(fd), _) => fd,
+        (Err(e), Hook::Xdp(mode))
             if e.raw_os_error() == Some(libc::EOPNOTSUPP)
                 || e.raw_os_error() == Some(libc::EINVAL) =>
         {
@@ -79,10 +117,13 @@ pub fn attach_pinned(prog_fd: i32, ifindex: u32, mode: XdpMode, path: &Path) -> 
                 mode.name()
             )
         }
-        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+        (Err(e), Hook::Xdp(_)) if e.raw_os_error() == Some(libc::EBUSY) => {
             bail!("another XDP program is already attached to this interface ({e})")
         }
-        Err(e) => return Err(e).context("BPF_LINK_CREATE"),
+        (Err(e), Hook::TcxIngress) if e.raw_os_error() == Some(libc::EINVAL) => {
+            bail!("the kernel refused a tcx link (tcx needs Linux 6.6 or later): {e}")
+        }
+        (Err(e), hook) => return Err(e).context(format!("BPF_LINK_CREATE ({})", hook.name())),
     };
     // SAFETY: the kernel just returned this fd to us.
     let link = unsafe { OwnedFd::from_raw_fd(fd as i32) };

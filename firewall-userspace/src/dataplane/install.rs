@@ -1,15 +1,35 @@
-//! Loading the XDP program and pinning it with its maps, once per network namespace.
+//! Loading the XDP and TC programs and pinning them with their maps, once per network
+//! namespace.
 
 use std::{fs, path::Path};
 
 use anyhow::{Context, Result};
-use aya::{programs::Xdp, Ebpf, EbpfLoader};
-use firewall_common::Config;
+use aya::{
+    programs::{SchedClassifier, Xdp},
+    Ebpf, EbpfLoader,
+};
+use firewall_common::{Config, DEFAULT_MARK_SHIFT};
 
 use super::{maps::Maps, maps::MAP_NAMES, namespace::Namespace};
 
-/// Name of the program in the object file and of its pin.
+/// Name of the XDP program in the object file and of its pin.
 pub const PROGRAM_NAME: &str = "fw_ingress";
+/// Name of the TC program (XDP's verdict into skb->mark) in the object file and of its pin.
+pub const TC_PROGRAM_NAME: &str = "fw_mark";
+
+/// Where the verdict bits go in skb->mark: the one place to read it from once it becomes
+/// configurable. The nftables side must use the same value.
+pub fn mark_shift() -> u32 {
+    DEFAULT_MARK_SHIFT
+}
+
+/// FW_CONFIG of a fresh install.
+pub fn initial_config() -> Config {
+    Config {
+        mark_shift: mark_shift(),
+        ..Config::default()
+    }
+}
 
 /// The pinned firewall of one network namespace.
 pub struct Dataplane {
@@ -30,6 +50,13 @@ pub fn load_object() -> Result<Ebpf> {
         .context("fw_ingress is not an XDP program")?;
     prog.load()
         .context("the kernel refused the XDP program (verifier or missing BPF support)")?;
+    let tc: &mut SchedClassifier = ebpf
+        .program_mut(TC_PROGRAM_NAME)
+        .context("the BPF object has no fw_mark program")?
+        .try_into()
+        .context("fw_mark is not a TC program")?;
+    tc.load()
+        .context("the kernel refused the TC program (verifier or missing BPF support)")?;
     Ok(ebpf)
 }
 
@@ -74,7 +101,7 @@ impl Dataplane {
             ebpf.take_map(name)
                 .with_context(|| format!("object has no map {name}"))
         })?;
-        maps.set_config(Config::default())?;
+        maps.set_config(initial_config())?;
         maps.install(
             &crate::compile::compile(&crate::rules::Ruleset::default(), &[])?,
             |_| Ok(()),
@@ -85,6 +112,12 @@ impl Dataplane {
             .try_into()?;
         prog.pin(scratch.join(PROGRAM_NAME))
             .context("pinning the XDP program")?;
+        let tc: &mut SchedClassifier = ebpf
+            .program_mut(TC_PROGRAM_NAME)
+            .context("object has no fw_mark")?
+            .try_into()?;
+        tc.pin(scratch.join(TC_PROGRAM_NAME))
+            .context("pinning the TC program")?;
         fs::rename(&scratch, &ns.pin_dir)
             .with_context(|| format!("moving {} to {}", scratch.display(), ns.pin_dir.display()))?;
         Dataplane::open(ns)?.context("the firewall vanished right after it was installed")
@@ -92,6 +125,10 @@ impl Dataplane {
 
     pub fn program_path(&self) -> std::path::PathBuf {
         self.ns.pin_dir.join(PROGRAM_NAME)
+    }
+
+    pub fn tc_program_path(&self) -> std::path::PathBuf {
+        self.ns.pin_dir.join(TC_PROGRAM_NAME)
     }
 }
 

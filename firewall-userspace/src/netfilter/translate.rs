@@ -415,6 +415,7 @@ mod tests {
                     ports: None,
                     tcp_flags: None,
                     icmp: None,
+                    ct_state: None,
                 };
                 for (s, d) in [(22, 80), (80, 22), (1024, 443), (53, 53), (65535, 0)] {
                     for flags in [0x02u8, 0x12, 0x10] {
@@ -493,11 +494,11 @@ mod tests {
                     let alts = alternatives(&spec, family).unwrap();
                     for p in &packets {
                         for ct in [CT_NEW, CT_ESTABLISHED, CT_RELATED, CT_INVALID] {
-                            let model = matches(&spec, p)
-                                && spec
-                                    .ctstate
-                                    .as_ref()
-                                    .is_none_or(|c| (c.value.states & ct != 0) != c.negated);
+                            let seen = PacketView {
+                                ct_state: Some(ct),
+                                ..p.clone()
+                            };
+                            let model = matches(&spec, &seen);
                             let hits = alts
                                 .iter()
                                 .filter(|alt| alt.iter().all(|t| holds(t, p, ct)))

@@ -1,5 +1,10 @@
 //! iptables' semantics, evaluated directly on the rule model: the reference the compiled
 //! classifier is tested against. Slow and obvious on purpose.
+//!
+//! Without a conntrack state it judges as XDP does: the first rule met that matches on
+//! conntrack state (or a jump that does) defers the packet to netfilter, and nothing counts,
+//! since netfilter then judges and counts it from the top. With a state, it judges as
+//! netfilter does.
 
 use std::net::IpAddr;
 
@@ -22,13 +27,32 @@ pub struct PacketView {
     pub ports: Option<(u16, u16)>,
     pub tcp_flags: Option<u8>,
     pub icmp: Option<(u8, u8)>,
+    /// The packet's conntrack state (one `CT_*` bit) as netfilter sees it; None at XDP.
+    pub ct_state: Option<u8>,
 }
 
-/// The verdict, and every counter slot the packet was counted in (rules in the order met,
-/// jumps included); `policy` when the chain's policy decided.
+/// What becomes of a packet: iptables' verdict, or (at XDP) netfilter's business.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Accept,
+    Drop,
+    Defer,
+}
+
+impl From<Verdict> for Decision {
+    fn from(v: Verdict) -> Decision {
+        match v {
+            Verdict::Accept => Decision::Accept,
+            Verdict::Drop => Decision::Drop,
+        }
+    }
+}
+
+/// The decision, and every counter slot the packet was counted in (rules in the order met,
+/// jumps included; none for a deferred packet); `policy` when the chain's policy decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
-    pub verdict: Verdict,
+    pub verdict: Decision,
     pub counted: Vec<u32>,
     pub policy: bool,
 }
@@ -87,6 +111,11 @@ pub fn matches(spec: &RuleSpec, p: &PacketView) -> bool {
             p.tcp_flags
                 .is_some_and(|flags| ((flags & f.value.mask) == f.value.comp) != f.negated)
         })
+        && spec.ctstate.as_ref().is_none_or(|c| {
+            // Unknown state: a caller that has none handles the rule before matching.
+            p.ct_state
+                .is_some_and(|state| (state & c.value.states != 0) != c.negated)
+        })
 }
 
 /// Runs a chain; `None` when the packet falls off its end or hits RETURN.
@@ -95,8 +124,18 @@ fn run(
     chain: &[Rule],
     p: &PacketView,
     counted: &mut Vec<u32>,
-) -> Option<Verdict> {
+) -> Option<Decision> {
     for rule in chain {
+        if p.ct_state.is_none() && rule.spec.ctstate.is_some() {
+            let others = RuleSpec {
+                ctstate: None,
+                ..rule.spec.clone()
+            };
+            if matches(&others, p) {
+                return Some(Decision::Defer);
+            }
+            continue;
+        }
         if !matches(&rule.spec, p) {
             continue;
         }
@@ -104,9 +143,9 @@ fn run(
         match &rule.spec.target {
             // A nat target ends the nat table's traversal as ACCEPT would.
             Target::Accept | Target::Masquerade | Target::Snat(_) | Target::Dnat(_) => {
-                return Some(Verdict::Accept)
+                return Some(Decision::Accept)
             }
-            Target::Drop => return Some(Verdict::Drop),
+            Target::Drop => return Some(Decision::Drop),
             Target::Return => return None,
             Target::Jump(name) => {
                 let inner = rules
@@ -125,13 +164,18 @@ fn run(
 pub fn evaluate(rules: &FamilyRules, chain: Chain, p: &PacketView) -> Outcome {
     let mut counted = Vec::new();
     match run(rules, &rules.chain(chain).rules, p, &mut counted) {
+        Some(Decision::Defer) => Outcome {
+            verdict: Decision::Defer,
+            counted: Vec::new(),
+            policy: false,
+        },
         Some(verdict) => Outcome {
             verdict,
             counted,
             policy: false,
         },
         None => Outcome {
-            verdict: rules.chain(chain).policy,
+            verdict: rules.chain(chain).policy.into(),
             counted,
             policy: true,
         },
