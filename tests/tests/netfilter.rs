@@ -129,6 +129,42 @@ fn nat_masquerade_snat_dnat() {
     }
 }
 
+/// NAT on a router judged at XDP with INPUT closed: XDP sees a port-forwarded packet, and a
+/// reply to a masqueraded connection, as packets for the router itself, while iptables
+/// judges them in FORWARD after NAT. They must get through as they do with iptables, and
+/// what NAT does not touch stays judged at XDP.
+#[test]
+fn nat_through_xdp_with_input_closed() {
+    let lab = RouterLab::isolated("fnx", 212).unwrap();
+    let r = &lab.router;
+    r.apply(&[
+        "-P INPUT DROP",
+        "-t nat -A POSTROUTING -o fnxr1 -j MASQUERADE",
+        "-t nat -A PREROUTING -i fnxr0 -p tcp --dport 8080 -j DNAT --to-destination 10.212.2.2:7711",
+    ]);
+    r.fwctl_ok(&["attach", "fnxr0"]);
+    r.fwctl_ok(&["attach", "fnxr1"]);
+    let (probe, peer) = lab
+        .tcp_through("10.212.2.2:7710", "10.212.2.2:7710")
+        .unwrap();
+    assert_eq!(probe, Probe::Echoed, "masqueraded connection");
+    assert_eq!(
+        peer.map(|p| p.ip().to_string()).as_deref(),
+        Some("10.212.2.1")
+    );
+    let (probe, peer) = lab
+        .tcp_through("10.212.2.2:7711", "10.212.1.1:8080")
+        .unwrap();
+    assert_eq!(probe, Probe::Echoed, "port forward");
+    assert!(peer.is_some());
+    // The router's own closed port: INPUT's policy, as iptables would decide.
+    let own = lab
+        .client
+        .tcp_connect("10.212.1.1:22".parse().unwrap(), Duration::from_millis(500))
+        .unwrap();
+    assert_eq!(own, Probe::TimedOut);
+}
+
 /// `-i tun+ -j ACCEPT` applied before any tun exists: a tun created afterwards (no XDP on
 /// it, unknown to the compiled classifier) is judged by netfilter, and its traffic passes;
 /// another new interface is held to the DROP policy.

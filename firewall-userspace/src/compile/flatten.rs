@@ -185,6 +185,14 @@ impl<'a> Flattener<'a> {
         self.out.len() - 1
     }
 
+    /// Emits DEFER entries for packets matching `spec` (its target aside): ones whose fate
+    /// depends on something XDP does not see, such as a DNAT that changes their route.
+    pub fn defer(&mut self, spec: &RuleSpec) {
+        for conds in alternatives(spec) {
+            self.push(conds, VERDICT_DEFER, NO_COUNTER, &[], 0);
+        }
+    }
+
     /// Emits the entries of a chain's rules under `ctx` (the conditions of the jumps that
     /// led here). Returns the RETURN entries, whose resume point is the caller's business.
     pub fn chain(

@@ -7,6 +7,7 @@
 
 pub mod fields;
 pub mod flatten;
+pub mod nat;
 pub mod pool;
 
 use firewall_common::{
@@ -22,7 +23,7 @@ use self::{
     flatten::{Conds, Flat, Flattener},
     pool::{Bits, Pool},
 };
-use crate::rules::{Chain, Cidr, Family, Ruleset, Verdict};
+use crate::rules::{Chain, Cidr, Family, Ruleset, Table, Verdict};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
@@ -102,6 +103,9 @@ pub fn compile(ruleset: &Ruleset, interfaces: &[Interface]) -> Result<Image, Com
             let flats = if chain != Chain::Output {
                 let slot = firewall_common::policy_counter(family.index(), chain.index());
                 let mut f = Flattener::new(rules, policy, slot);
+                for spec in nat::deferred(ruleset.table(Table::Nat, family), chain) {
+                    f.defer(&spec);
+                }
                 f.chain(&rules.chain(chain).rules, &Conds::default(), &[], None)?;
                 f.finish()?
             } else {
