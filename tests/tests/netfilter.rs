@@ -7,7 +7,7 @@ use std::time::Duration;
 use netlab::Probe;
 use tests::{
     fwctl_bin, listed_counters, packets::Packet, udp_between, udp_exchange, FwNs, Lab, RouterLab,
-    Tun, CLIENT_V4, HOST_IF, HOST_V4,
+    Tun, CLIENT_V4, CLIENT_V6, HOST_IF, HOST_V4, HOST_V6,
 };
 
 /// MASQUERADE, SNAT and a DNAT port forward on a router whose server has no route back to
@@ -163,6 +163,44 @@ fn nat_through_xdp_with_input_closed() {
         .tcp_connect("10.212.1.1:22".parse().unwrap(), Duration::from_millis(500))
         .unwrap();
     assert_eq!(own, Probe::TimedOut);
+}
+
+/// The same traffic gets the same per-rule verdicts and counts with XDP attached and with
+/// it detached (netfilter alone): the two paths are one ruleset.
+#[test]
+fn same_verdicts_with_and_without_xdp() {
+    let lab = Lab::new().unwrap();
+    lab.host.apply(&[
+        "-N SVC",
+        "-A SVC -p udp --dport 7901 -j RETURN",
+        "-A SVC -p udp -j ACCEPT",
+        "-A INPUT -p udp --dport 7900 -j ACCEPT",
+        "-A INPUT ! -s 10.201.0.0/24 -j DROP",
+        "-A INPUT -p udp -m multiport --dports 7901:7903 -j SVC",
+        "-A INPUT -p udp --dport 7904 -j DROP",
+        "-P INPUT DROP",
+        "-6 -A INPUT -p udp --dport 7900 -j ACCEPT",
+        "-6 -P INPUT DROP",
+    ]);
+    let run = || {
+        lab.host.fwctl_ok(&["-Z"]);
+        lab.host.fwctl_ok(&["-6", "-Z"]);
+        let delivered: Vec<usize> = (7900..=7905)
+            .map(|port| udp_exchange(&lab, CLIENT_V4, HOST_V4, port, 2, 30))
+            .chain([udp_exchange(&lab, CLIENT_V6, HOST_V6, 7900, 2, 30)])
+            .collect();
+        let v4 = lab.host.fwctl_ok(&["-L", "-n", "-v", "-x"]);
+        // IPv6's policy also meets the link's own ICMPv6 chatter, which comes when it
+        // likes: compare the rule.
+        let v6 = lab.host.fwctl_ok(&["-6", "-L", "INPUT", "1", "-n", "-v", "-x"]);
+        (delivered, v4, v6)
+    };
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    let with_xdp = run();
+    lab.host.fwctl_ok(&["detach", HOST_IF]);
+    let without = run();
+    assert_eq!(with_xdp.0, vec![2, 0, 2, 2, 0, 0, 2], "delivered per port");
+    assert_eq!(with_xdp, without);
 }
 
 /// `-i tun+ -j ACCEPT` applied before any tun exists: a tun created afterwards (no XDP on
