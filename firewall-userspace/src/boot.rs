@@ -14,31 +14,43 @@ use crate::{
 
 pub const CONFIG_DIR: &str = "/etc/fwctl";
 
-/// `fwctl.conf`: one `attach IFACE [native|generic]` per line, `#` comments.
-#[derive(Debug, PartialEq, Eq)]
+/// `fwctl.conf`: `attach IFACE [native|generic]` lines, an optional `mark-bits SHIFT`
+/// line, `#` comments.
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Config {
     pub attach: Vec<(String, XdpMode)>,
+    pub mark_shift: Option<u32>,
 }
 
 pub fn parse_config(text: &str) -> Result<Config> {
-    let mut attach = Vec::new();
+    let mut config = Config::default();
     for (i, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
         if line.is_empty() {
             continue;
         }
         let words: Vec<&str> = line.split_whitespace().collect();
+        if let ["mark-bits", shift] = words.as_slice() {
+            let shift = shift.parse().ok().filter(|s| *s <= 29).with_context(|| {
+                format!(
+                    "fwctl.conf line {}: expected `mark-bits SHIFT` with SHIFT 0 to 29, got `{line}'",
+                    i + 1
+                )
+            })?;
+            config.mark_shift = Some(shift);
+            continue;
+        }
         let mode = match words.as_slice() {
             ["attach", _] | ["attach", _, "native"] => XdpMode::Native,
             ["attach", _, "generic"] => XdpMode::Generic,
             _ => bail!(
-                "fwctl.conf line {}: expected `attach IFACE [native|generic]`, got `{line}'",
+                "fwctl.conf line {}: expected `attach IFACE [native|generic]` or `mark-bits SHIFT`, got `{line}'",
                 i + 1
             ),
         };
-        attach.push((words[1].to_string(), mode));
+        config.attach.push((words[1].to_string(), mode));
     }
-    Ok(Config { attach })
+    Ok(config)
 }
 
 /// Restores and attaches; returns one line per thing done.
@@ -48,6 +60,16 @@ pub fn boot(dir: &Path) -> Result<Vec<String>> {
     let mut fw = Firewall::lock()?;
     // Nobody is logged in through these rules yet.
     fw.force = true;
+    let conf = dir.join("fwctl.conf");
+    let config = match std::fs::read_to_string(&conf) {
+        Ok(t) => parse_config(&t)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", conf.display())),
+    };
+    // Before the rules: their netfilter side matches on these bits.
+    if let Some(shift) = config.mark_shift {
+        fw.state.mark_shift = shift;
+    }
     for (family, name) in [(Family::V4, "rules.v4"), (Family::V6, "rules.v6")] {
         let path: PathBuf = dir.join(name);
         let text = match std::fs::read_to_string(&path) {
@@ -60,12 +82,6 @@ pub fn boot(dir: &Path) -> Result<Vec<String>> {
         fw.commit(restored.editor)?;
         done.push(format!("restored {}", path.display()));
     }
-    let conf = dir.join("fwctl.conf");
-    let config = match std::fs::read_to_string(&conf) {
-        Ok(t) => parse_config(&t)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config { attach: Vec::new() },
-        Err(e) => return Err(e).with_context(|| format!("reading {}", conf.display())),
-    };
     for (iface, mode) in config.attach {
         if fw.state.interfaces.iter().any(|a| a.name == iface) {
             done.push(format!("{iface}: already attached"));
@@ -96,10 +112,17 @@ mod tests {
                 ("eth1".to_string(), XdpMode::Generic)
             ]
         );
+        assert_eq!(c.mark_shift, None);
         let e = parse_config("attach\n").unwrap_err().to_string();
         assert_eq!(
             e,
-            "fwctl.conf line 1: expected `attach IFACE [native|generic]`, got `attach'"
+            "fwctl.conf line 1: expected `attach IFACE [native|generic]` or `mark-bits SHIFT`, got `attach'"
+        );
+        assert_eq!(parse_config("mark-bits 16\n").unwrap().mark_shift, Some(16));
+        let e = parse_config("\nmark-bits 30\n").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "fwctl.conf line 2: expected `mark-bits SHIFT` with SHIFT 0 to 29, got `mark-bits 30'"
         );
     }
 }

@@ -117,6 +117,15 @@ impl Firewall {
             dp.maps.set_active(current)?;
             return Err(e);
         }
+        // After netfilter: until the TC program marks with the new bits, XDP-accepted
+        // packets are merely judged twice, never waved through.
+        let config = dp.maps.config()?;
+        if config.mark_shift != marks.shift {
+            dp.maps.set_config(firewall_common::Config {
+                mark_shift: marks.shift,
+                ..config
+            })?;
+        }
         self.state.nft_baseline = NftCounters::default();
         self.state.ruleset = editor.ruleset;
         self.store.save(&self.state)
@@ -124,8 +133,21 @@ impl Firewall {
 
     fn marks(&self) -> Marks {
         Marks {
-            shift: firewall_common::DEFAULT_MARK_SHIFT,
+            shift: self.state.mark_shift,
         }
+    }
+
+    /// Moves XDP's verdict bits to skb->mark bits `shift`..`shift + 2`, clear of other
+    /// fwmark users (policy routing, kube-proxy, Docker).
+    pub fn set_mark_shift(&mut self, shift: u32) -> Result<()> {
+        if shift > 32 - firewall_common::MARK_BITS.count_ones() {
+            bail!(
+                "mark bits {shift}..{} do not fit in the 32-bit mark: use 0 to 29",
+                shift + 2
+            );
+        }
+        self.state.mark_shift = shift;
+        self.recommit()
     }
 
     /// Where counters are read from: the XDP maps and netfilter's table.

@@ -24,7 +24,7 @@ pub struct Attachment {
     pub mode: XdpMode,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     pub version: u32,
     pub ruleset: Ruleset,
@@ -32,6 +32,25 @@ pub struct State {
     /// Netfilter's counters at the last `-Z`, subtracted when they are read.
     #[serde(default)]
     pub nft_baseline: crate::netfilter::NftCounters,
+    /// Where XDP's verdict bits sit in skb->mark (`fwctl mark-bits`).
+    #[serde(default = "default_mark_shift")]
+    pub mark_shift: u32,
+}
+
+fn default_mark_shift() -> u32 {
+    firewall_common::DEFAULT_MARK_SHIFT
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            version: 0,
+            ruleset: Ruleset::default(),
+            interfaces: Vec::new(),
+            nft_baseline: Default::default(),
+            mark_shift: default_mark_shift(),
+        }
+    }
 }
 
 /// The state directory, locked for as long as this value lives.

@@ -192,7 +192,9 @@ fn same_verdicts_with_and_without_xdp() {
         let v4 = lab.host.fwctl_ok(&["-L", "-n", "-v", "-x"]);
         // IPv6's policy also meets the link's own ICMPv6 chatter, which comes when it
         // likes: compare the rule.
-        let v6 = lab.host.fwctl_ok(&["-6", "-L", "INPUT", "1", "-n", "-v", "-x"]);
+        let v6 = lab
+            .host
+            .fwctl_ok(&["-6", "-L", "INPUT", "1", "-n", "-v", "-x"]);
         (delivered, v4, v6)
     };
     lab.host.fwctl_ok(&["attach", HOST_IF]);
@@ -201,6 +203,35 @@ fn same_verdicts_with_and_without_xdp() {
     let without = run();
     assert_eq!(with_xdp.0, vec![2, 0, 2, 2, 0, 0, 2], "delivered per port");
     assert_eq!(with_xdp, without);
+}
+
+/// `fwctl mark-bits` moves XDP's verdict to other mark bits on both sides: the netfilter
+/// table matches the new bits, and packets XDP accepted are still counted once.
+#[test]
+fn mark_bits_move_on_both_sides() {
+    let lab = Lab::new().unwrap();
+    lab.host
+        .apply(&["-A INPUT -p udp --dport 7950 -j ACCEPT", "-P INPUT DROP"]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    lab.host.fwctl_ok(&["mark-bits", "16"]);
+    let out = lab
+        .host
+        .command("nft")
+        .args(["list", "table", "inet", "fwctl"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("meta mark & 0x00010000 == 0x00010000 accept"),
+        "{table}"
+    );
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7950, 4, 10), 4);
+    let list = lab
+        .host
+        .fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x", "--line-numbers"]);
+    assert_eq!(listed_counters(&list, "INPUT", 1).unwrap().0, 4, "{list}");
+    let bad = lab.host.fwctl(&["mark-bits", "30"]);
+    assert_eq!(bad.status.code(), Some(1));
 }
 
 /// `-i tun+ -j ACCEPT` applied before any tun exists: a tun created afterwards (no XDP on

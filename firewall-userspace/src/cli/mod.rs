@@ -88,6 +88,11 @@ enum Sub {
     },
     /// Detach from every interface and remove all of fwctl's pinned state in this namespace.
     Down,
+    /// Choose the three skb->mark bits (SHIFT, SHIFT+1, SHIFT+2) that carry XDP's verdict to
+    /// netfilter, so they do not clash with other fwmark users. Default 24 (0x07000000).
+    ///
+    /// Example: fwctl mark-bits 16    # use 0x00070000
+    MarkBits { shift: u32 },
     /// Write the ruleset in the iptables-save format.
     ///
     /// Example: fwctl save > /etc/fwctl/rules.v4 ; fwctl save -6 -c
@@ -370,6 +375,14 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
             Ok(())
         }
         Sub::Status { output, verbose } => status(output == Some(OutputFormat::Json), verbose),
+        Sub::MarkBits { shift } => {
+            Firewall::lock()?.set_mark_shift(shift)?;
+            println!(
+                "XDP's verdict now travels in mark bits {:#010x}",
+                firewall_common::mark_mask(shift)
+            );
+            Ok(())
+        }
         Sub::Down => {
             let fw = Firewall::lock()?;
             let n = fw.state.interfaces.len();

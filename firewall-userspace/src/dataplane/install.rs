@@ -17,16 +17,10 @@ pub const PROGRAM_NAME: &str = "fw_ingress";
 /// Name of the TC program (XDP's verdict into skb->mark) in the object file and of its pin.
 pub const TC_PROGRAM_NAME: &str = "fw_mark";
 
-/// Where the verdict bits go in skb->mark: the one place to read it from once it becomes
-/// configurable. The nftables side must use the same value.
-pub fn mark_shift() -> u32 {
-    DEFAULT_MARK_SHIFT
-}
-
-/// FW_CONFIG of a fresh install.
+/// FW_CONFIG of a fresh install; each commit then writes the state's mark bits.
 pub fn initial_config() -> Config {
     Config {
-        mark_shift: mark_shift(),
+        mark_shift: DEFAULT_MARK_SHIFT,
         ..Config::default()
     }
 }
