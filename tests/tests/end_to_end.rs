@@ -248,6 +248,10 @@ fn listings_match_iptables() {
         "-A FORWARD -i eth1 ! -o eth0 -p tcp --dport 443 -j ACCEPT",
         "-A FORWARD -o tun+ -j MAIL",
         "-A OUTPUT -o lo -j ACCEPT",
+        "-A INPUT -p udp --dport 9 -j REJECT",
+        "-A INPUT -p tcp --dport 23 -j REJECT --reject-with tcp-reset",
+        "-A FORWARD -j REJECT --reject-with icmp-admin-prohibited",
+        "-A MAIL -p icmp -j REJECT --reject-with icmp-proto-unreachable",
         "-t nat -A POSTROUTING -s 10.8.0.0/24 -o eth0 -j MASQUERADE",
         "-t nat -A POSTROUTING -p udp -j SNAT --to-source 1.2.3.4",
         "-t nat -A PREROUTING -i eth0 -p tcp --dport 8080 -j DNAT --to-destination 10.0.0.2:80",
@@ -265,6 +269,9 @@ fn listings_match_iptables() {
         "-A INPUT -p icmpv6 ! --icmpv6-type 135 -j DROP",
         "-t nat -A PREROUTING -p tcp --dport 80 -j DNAT --to-destination [2001:db8::2]:8080",
         "-t nat -A POSTROUTING -o eth0 -j MASQUERADE",
+        "-A INPUT -p udp --dport 9 -j REJECT",
+        "-A INPUT -j REJECT --reject-with icmp6-adm-prohibited",
+        "-A FORWARD -p tcp -j REJECT --reject-with tcp-reset",
     ];
     let run_ipt = |tool: &str, args: &[&str]| {
         let out = ipt.command(tool).args(args).output().expect("iptables");

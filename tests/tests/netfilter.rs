@@ -234,6 +234,56 @@ fn mark_bits_move_on_both_sides() {
     assert_eq!(bad.status.code(), Some(1));
 }
 
+/// REJECT answers as iptables does, with XDP attached: a TCP reset for a port that has a
+/// listener, an ICMP port unreachable that a connected UDP socket sees as ECONNREFUSED.
+#[test]
+fn reject_answers_the_sender() {
+    let lab = Lab::new().unwrap();
+    lab.host.apply(&[
+        "-A INPUT -p tcp --dport 7970 -j REJECT --reject-with tcp-reset",
+        "-A INPUT -p udp --dport 7971 -j REJECT",
+        "-P INPUT DROP",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    lab.host
+        .tcp_echo(format!("{HOST_V4}:7970").parse().unwrap())
+        .unwrap();
+    let tcp = lab
+        .client
+        .tcp_connect(
+            format!("{HOST_V4}:7970").parse().unwrap(),
+            Duration::from_millis(700),
+        )
+        .unwrap();
+    assert_eq!(tcp, Probe::Refused, "a reset, although something listens");
+    let _listener = lab
+        .host
+        .udp_socket(format!("{HOST_V4}:7971").parse().unwrap())
+        .unwrap();
+    let client = lab
+        .client
+        .udp_socket(format!("{CLIENT_V4}:0").parse().unwrap())
+        .unwrap();
+    client
+        .connect(
+            format!("{HOST_V4}:7971")
+                .parse::<std::net::SocketAddr>()
+                .unwrap(),
+        )
+        .unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    client.send(b"hello").unwrap();
+    let err = client.recv(&mut [0u8; 16]).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    let list = lab
+        .host
+        .fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x", "--line-numbers"]);
+    assert_eq!(listed_counters(&list, "INPUT", 1).unwrap().0, 1, "{list}");
+    assert_eq!(listed_counters(&list, "INPUT", 2).unwrap().0, 1, "{list}");
+}
+
 /// `-i tun+ -j ACCEPT` applied before any tun exists: a tun created afterwards (no XDP on
 /// it, unknown to the compiled classifier) is judged by netfilter, and its traffic passes;
 /// another new interface is held to the DROP policy.

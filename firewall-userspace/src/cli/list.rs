@@ -407,8 +407,14 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
     if let Some(c) = &spec.comment {
         let _ = write!(out, " /* {c} */");
     }
-    if let Target::Snat(to) | Target::Dnat(to) = &spec.target {
-        let _ = write!(out, " to:{to}");
+    match &spec.target {
+        Target::Snat(to) | Target::Dnat(to) => {
+            let _ = write!(out, " to:{to}");
+        }
+        Target::Reject(with, family) => {
+            let _ = write!(out, " reject-with {}", with.name(*family));
+        }
+        _ => {}
     }
     out
 }
@@ -663,6 +669,7 @@ pub fn rule_args(spec: &RuleSpec) -> String {
     match &spec.target {
         Target::Snat(to) => parts.push(format!("--to-source {to}")),
         Target::Dnat(to) => parts.push(format!("--to-destination {to}")),
+        Target::Reject(with, family) => parts.push(format!("--reject-with {}", with.name(*family))),
         _ => {}
     }
     parts.join(" ")

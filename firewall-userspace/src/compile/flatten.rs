@@ -221,6 +221,11 @@ impl<'a> Flattener<'a> {
                     Target::Accept | Target::Masquerade | Target::Snat(_) | Target::Dnat(_) => {
                         self.push(conds, VERDICT_ACCEPT, rule.slot, jumps, position);
                     }
+                    // XDP could drop, but the answer (ICMP error, TCP reset) is netfilter's
+                    // to send, exactly as iptables sends it.
+                    Target::Reject(..) => {
+                        self.push(conds, VERDICT_DEFER, NO_COUNTER, jumps, position);
+                    }
                     Target::Drop => {
                         self.push(conds, VERDICT_DROP, rule.slot, jumps, position);
                     }

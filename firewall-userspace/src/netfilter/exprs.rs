@@ -2,14 +2,14 @@
 //! nftables' registers, payload offsets and byte orders.
 
 use rustables::expr::{
-    Bitwise, Cmp, CmpOp, Conntrack, ConntrackKey, Counter, Immediate, Meta, MetaType, Nat, NatType,
-    Payload, RawExpression, Register, VerdictKind,
+    Bitwise, Cmp, CmpOp, Conntrack, ConntrackKey, Counter, IcmpCode, Immediate, Meta, MetaType,
+    Nat, NatType, Payload, RawExpression, Register, Reject, RejectType, VerdictKind,
 };
 use rustables::sys::{NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER};
 use rustables::ProtocolFamily;
 
 use super::translate::{nft_ct_bits, Test};
-use crate::rules::Family;
+use crate::rules::{Family, RejectWith};
 
 fn op(equal: bool) -> CmpOp {
     if equal {
@@ -163,6 +163,29 @@ pub fn counter(packets: u64, bytes: u64) -> RawExpression {
 
 pub fn verdict(kind: VerdictKind) -> RawExpression {
     Immediate::new_verdict(kind).into()
+}
+
+/// What iptables' REJECT sends, as nftables' reject: the ICMPX codes become the family's
+/// own (port unreachable is ICMP 3/3 or ICMPv6 1/4, as iptables sends them).
+pub fn reject(with: RejectWith) -> RawExpression {
+    let icmpx = |code| {
+        Reject::default()
+            .with_type(RejectType::IcmpxUnreach)
+            .with_icmp_code(code)
+    };
+    match with {
+        RejectWith::NetUnreachable => icmpx(IcmpCode::NoRoute),
+        RejectWith::HostUnreachable => icmpx(IcmpCode::HostUnreach),
+        RejectWith::PortUnreachable => icmpx(IcmpCode::PortUnreach),
+        RejectWith::AdminProhibited => icmpx(IcmpCode::AdminProhibited),
+        // IPv4's own code 2, which has no ICMPX twin; rustables only names the values
+        // 0..=3, and 2 is the one spelled HostUnreach.
+        RejectWith::ProtoUnreachable => Reject::default()
+            .with_type(RejectType::IcmpUnreach)
+            .with_icmp_code(IcmpCode::HostUnreach),
+        RejectWith::TcpReset => Reject::default().with_type(RejectType::TcpRst),
+    }
+    .into()
 }
 
 /// SNAT or DNAT to one address and optionally one port.

@@ -308,6 +308,7 @@ fn target(t: &Target, generation: u32, table: Table, family: Family, e: &mut Vec
         Target::Masquerade => return e.push(rustables::expr::Masquerade::default().into()),
         Target::Snat(to) => return exprs::nat(NatType::SNat, family, to.addr, to.port, e),
         Target::Dnat(to) => return exprs::nat(NatType::DNat, family, to.addr, to.port, e),
+        Target::Reject(with, _) => return e.push(exprs::reject(*with)),
     };
     e.push(exprs::verdict(verdict));
 }

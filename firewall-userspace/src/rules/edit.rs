@@ -24,8 +24,8 @@ pub enum EditError {
     ReplaceIndex,
     #[error("Bad rule (does a matching rule exist in that chain?)")]
     NoSuchRule,
-    #[error("the nat table is not intended for filtering: DROP is not allowed there")]
-    DropInNat,
+    #[error("the nat table is not intended for filtering: {0} is not allowed there")]
+    FilteringInNat(&'static str),
     #[error("{0} belongs to the nat table: use -t nat")]
     NatTargetInFilter(&'static str),
     #[error("{0} can only be used in {1} (or a user chain), not in {2}")]
@@ -124,7 +124,12 @@ impl Editor {
             Target::Masquerade => "MASQUERADE",
             Target::Snat(_) => "SNAT",
             Target::Dnat(_) => "DNAT",
-            Target::Drop if self.table == Table::Nat => return Err(EditError::DropInNat),
+            Target::Drop if self.table == Table::Nat => {
+                return Err(EditError::FilteringInNat("DROP"))
+            }
+            Target::Reject(..) if self.table == Table::Nat => {
+                return Err(EditError::FilteringInNat("REJECT"))
+            }
             _ => return Ok(()),
         };
         if self.table != Table::Nat {
@@ -281,7 +286,7 @@ impl Editor {
     ) -> Result<(), EditError> {
         self.writable(family, chain.name())?;
         if self.table == Table::Nat && verdict == Verdict::Drop {
-            return Err(EditError::DropInNat);
+            return Err(EditError::FilteringInNat("DROP"));
         }
         self.family_mut(family).chain_mut(chain).policy = verdict;
         Ok(())
@@ -533,11 +538,11 @@ mod tests {
         );
         assert_eq!(
             e.append(V4, "POSTROUTING", vec![nat(Target::Drop)]),
-            Err(EditError::DropInNat)
+            Err(EditError::FilteringInNat("DROP"))
         );
         assert_eq!(
             e.policy(V4, Chain::PreRouting, Verdict::Drop),
-            Err(EditError::DropInNat)
+            Err(EditError::FilteringInNat("DROP"))
         );
         assert_eq!(e.ruleset.nat4.postrouting.rules.len(), 1);
         assert!(e.ruleset.v4.postrouting.rules.is_empty());

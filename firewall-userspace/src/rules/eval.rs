@@ -146,6 +146,9 @@ fn run(
                 return Some(Decision::Accept)
             }
             Target::Drop => return Some(Decision::Drop),
+            // Netfilter sends the answer: XDP leaves the packet to it.
+            Target::Reject(..) if p.ct_state.is_none() => return Some(Decision::Defer),
+            Target::Reject(..) => return Some(Decision::Drop),
             Target::Return => return None,
             Target::Jump(name) => {
                 let inner = rules

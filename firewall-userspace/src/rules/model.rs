@@ -288,6 +288,95 @@ impl fmt::Display for NatTo {
     }
 }
 
+/// `-j REJECT --reject-with`: what goes back to the sender.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RejectWith {
+    NetUnreachable,
+    HostUnreachable,
+    PortUnreachable,
+    /// IPv4 only.
+    ProtoUnreachable,
+    AdminProhibited,
+    TcpReset,
+}
+
+impl RejectWith {
+    /// iptables' (and ip6tables') names, long form first as they list them.
+    const NAMES: [(RejectWith, Family, &'static str, &'static str); 10] = [
+        (
+            RejectWith::NetUnreachable,
+            Family::V4,
+            "icmp-net-unreachable",
+            "net-unreach",
+        ),
+        (
+            RejectWith::HostUnreachable,
+            Family::V4,
+            "icmp-host-unreachable",
+            "host-unreach",
+        ),
+        (
+            RejectWith::PortUnreachable,
+            Family::V4,
+            "icmp-port-unreachable",
+            "port-unreach",
+        ),
+        (
+            RejectWith::ProtoUnreachable,
+            Family::V4,
+            "icmp-proto-unreachable",
+            "proto-unreach",
+        ),
+        (
+            RejectWith::AdminProhibited,
+            Family::V4,
+            "icmp-admin-prohibited",
+            "admin-prohib",
+        ),
+        (
+            RejectWith::NetUnreachable,
+            Family::V6,
+            "icmp6-no-route",
+            "no-route",
+        ),
+        (
+            RejectWith::AdminProhibited,
+            Family::V6,
+            "icmp6-adm-prohibited",
+            "adm-prohibited",
+        ),
+        (
+            RejectWith::HostUnreachable,
+            Family::V6,
+            "icmp6-addr-unreachable",
+            "addr-unreach",
+        ),
+        (
+            RejectWith::PortUnreachable,
+            Family::V6,
+            "icmp6-port-unreachable",
+            "port-unreach",
+        ),
+        (RejectWith::TcpReset, Family::V4, "tcp-reset", "tcp-rst"),
+    ];
+
+    pub fn name(self, family: Family) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(r, f, _, _)| *r == self && (*f == family || *r == RejectWith::TcpReset))
+            .map_or("tcp-reset", |(_, _, long, _)| long)
+    }
+
+    pub fn from_name(name: &str, family: Family) -> Option<RejectWith> {
+        Self::NAMES
+            .iter()
+            .find(|(r, f, long, short)| {
+                (*f == family || *r == RejectWith::TcpReset) && (name == *long || name == *short)
+            })
+            .map(|(r, _, _, _)| *r)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Target {
     Accept,
@@ -298,6 +387,9 @@ pub enum Target {
     Masquerade,
     Snat(NatTo),
     Dnat(NatTo),
+    /// Drops and answers: judged by netfilter, which sends what iptables sends. The family
+    /// names the answer (`icmp-port-unreachable` or `icmp6-port-unreachable`).
+    Reject(RejectWith, Family),
 }
 
 impl Target {
@@ -310,6 +402,7 @@ impl Target {
             Target::Masquerade => "MASQUERADE",
             Target::Snat(_) => "SNAT",
             Target::Dnat(_) => "DNAT",
+            Target::Reject(..) => "REJECT",
         }
     }
 

@@ -11,7 +11,7 @@ use super::{
     icmp,
     model::{
         Chain, Cidr, CtState, Family, IcmpType, Multiport, MultiportKind, NatTo, Neg, PortRange,
-        RuleSpec, Table, Target, TcpFlags, Verdict, CT_STATES,
+        RejectWith, RuleSpec, Table, Target, TcpFlags, Verdict, CT_STATES,
     },
     services, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
 };
@@ -162,6 +162,8 @@ struct SpecBuilder {
     target: Option<Target>,
     /// `--to-source`/`--to-destination`, parsed once the family is known.
     nat_to: Option<String>,
+    /// `--reject-with`, likewise.
+    reject_with: Option<String>,
     any: bool,
 }
 
@@ -517,6 +519,14 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 }
                 spec.nat_to = Some(args.value(opt, inline)?.to_string());
             }
+            "--reject-with" => {
+                if !matches!(spec.target, Some(Target::Reject(..))) {
+                    return Err(bad(
+                        "unknown option \"--reject-with\": it goes after -j REJECT",
+                    ));
+                }
+                spec.reject_with = Some(args.value(opt, inline)?.to_string());
+            }
             "--to-ports" | "--random" | "--random-fully" | "--persistent" => {
                 return Err(bad(format!(
                     "{opt} is not supported by this version of fwctl (its netfilter library has no way to express it)"
@@ -734,7 +744,9 @@ fn parse_target(name: &str) -> Result<Target, ParseError> {
         // The address comes with --to-source/--to-destination; build() fills it in.
         "SNAT" => Target::Snat(NAT_UNSET),
         "DNAT" => Target::Dnat(NAT_UNSET),
-        "REJECT" | "LOG" | "REDIRECT" | "MARK" | "NFLOG" | "TCPMSS" | "CT" | "NOTRACK" => {
+        // The default answer; --reject-with (applied in build()) may change it.
+        "REJECT" => Target::Reject(RejectWith::PortUnreachable, Family::V4),
+        "LOG" | "REDIRECT" | "MARK" | "NFLOG" | "TCPMSS" | "CT" | "NOTRACK" => {
             return Err(bad(format!(
                 "Couldn't load target `{name}': not supported by this version of fwctl"
             )))
@@ -783,6 +795,22 @@ impl SpecBuilder {
             (Target::Snat(_), None) => return Err(bad("SNAT needs --to-source ADDR[:PORT]")),
             (Target::Dnat(_), None) => return Err(bad("DNAT needs --to-destination ADDR[:PORT]")),
             _ => {}
+        }
+        if let Target::Reject(with, fam) = &mut target {
+            *fam = family;
+            if let Some(text) = &self.reject_with {
+                *with = RejectWith::from_name(text, family).ok_or_else(|| {
+                    bad(format!(
+                        "unknown reject type `{text}' for {}: see `fwctl --help' for the supported ones",
+                        family.tool()
+                    ))
+                })?;
+            }
+        }
+        if matches!(target, Target::Reject(RejectWith::TcpReset, _))
+            && self.proto.as_ref().map(|p| (p.value, p.negated)) != Some((IPPROTO_TCP, false))
+        {
+            return Err(bad("--reject-with tcp-reset needs -p tcp"));
         }
         if let Some(port) = match &target {
             Target::Snat(to) | Target::Dnat(to) => to.port,

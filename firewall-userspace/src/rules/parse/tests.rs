@@ -1,5 +1,5 @@
 use super::*;
-use crate::rules::model::{NatTo, CT_ESTABLISHED, CT_NEW, CT_RELATED};
+use crate::rules::model::{NatTo, RejectWith, CT_ESTABLISHED, CT_NEW, CT_RELATED};
 
 fn parse(line: &str) -> Result<Invocation, ParseError> {
     let args: Vec<String> = line.split_whitespace().map(String::from).collect();
@@ -320,6 +320,29 @@ fn accepted_rule_forms() {
             },
         ),
         (
+            "-A INPUT -p udp -j REJECT",
+            RuleSpec {
+                proto: yes(17),
+                ..RuleSpec::any(Target::Reject(RejectWith::PortUnreachable, Family::V4))
+            },
+        ),
+        (
+            "-A INPUT -p tcp --dport 23 -j REJECT --reject-with tcp-reset",
+            RuleSpec {
+                proto: yes(6),
+                dport: yes(ports(23, 23)),
+                ..RuleSpec::any(Target::Reject(RejectWith::TcpReset, Family::V4))
+            },
+        ),
+        (
+            "-6 -A INPUT -j REJECT --reject-with adm-prohibited",
+            RuleSpec::any(Target::Reject(RejectWith::AdminProhibited, Family::V6)),
+        ),
+        (
+            "-A FORWARD -j REJECT --reject-with icmp-host-unreachable",
+            RuleSpec::any(Target::Reject(RejectWith::HostUnreachable, Family::V4)),
+        ),
+        (
             "-t nat -A POSTROUTING -s 10.8.0.0/24 -o eth0 -j MASQUERADE",
             RuleSpec {
                 src: cidr("10.8.0.0", 24),
@@ -522,7 +545,7 @@ fn rejected_inputs() {
         ("-n", "no command specified", 2),
         ("-A", "option \"-A\" requires an argument", 2),
         ("-A INPUT", "a rule needs a target: -j ACCEPT, DROP, RETURN or a chain", 2),
-        ("-A INPUT -j REJECT", "Couldn't load target `REJECT': not supported by this version of fwctl", 2),
+        ("-A INPUT -j LOG", "Couldn't load target `LOG': not supported by this version of fwctl", 2),
         ("-A INPUT -j", "option \"-j\" requires an argument", 2),
         ("-A INPUT -p foo -j ACCEPT", "unknown protocol \"foo\" specified", 2),
         ("-A INPUT -p 256 -j ACCEPT", "unknown protocol \"256\" specified", 2),
@@ -573,6 +596,11 @@ fn rejected_inputs() {
         ("-R INPUT 1 -s 1.1.1.1,2.2.2.2 -j DROP", "-R takes one source and one destination address, not lists", 2),
         ("-t mangle -L", "table `mangle' is not supported: fwctl manages the filter and nat tables", 3),
         ("-t nat -A POSTROUTING -j SNAT", "SNAT needs --to-source ADDR[:PORT]", 2),
+        ("-A INPUT -p udp -j REJECT --reject-with tcp-reset", "--reject-with tcp-reset needs -p tcp", 2),
+        ("-A INPUT -j REJECT --reject-with icmp6-port-unreachable", "unknown reject type `icmp6-port-unreachable' for iptables: see `fwctl --help' for the supported ones", 2),
+        ("-6 -A INPUT -j REJECT --reject-with icmp-proto-unreachable", "unknown reject type `icmp-proto-unreachable' for ip6tables: see `fwctl --help' for the supported ones", 2),
+        ("-A INPUT -j REJECT --reject-with icmp-host-prohibited", "unknown reject type `icmp-host-prohibited' for iptables: see `fwctl --help' for the supported ones", 2),
+        ("-A INPUT --reject-with tcp-reset -j REJECT", "unknown option \"--reject-with\": it goes after -j REJECT", 2),
         ("-t nat -A PREROUTING -j DNAT", "DNAT needs --to-destination ADDR[:PORT]", 2),
         ("-A INPUT --to-source 1.2.3.4 -j ACCEPT", "unknown option \"--to-source\": it goes after -j SNAT", 2),
         ("-t nat -A POSTROUTING -j SNAT --to-destination 1.2.3.4", "unknown option \"--to-destination\": it goes after -j DNAT", 2),
