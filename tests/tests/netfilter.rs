@@ -284,6 +284,59 @@ fn reject_answers_the_sender() {
     assert_eq!(listed_counters(&list, "INPUT", 2).unwrap().0, 1, "{list}");
 }
 
+/// LOG with XDP attached: every matching packet is counted and goes on to the next rule;
+/// `fwctl log` writes one event per packet up to its rate limit, then reports how many it
+/// held back.
+#[test]
+fn log_events_reach_fwctl_log_up_to_the_limit() {
+    let lab = Lab::new().unwrap();
+    lab.host.apply(&[
+        "-A INPUT -p udp --dport 7980 -j LOG --log-prefix in:",
+        "-A INPUT -p udp --dport 7980 -j ACCEPT",
+        "-P INPUT DROP",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    let follower = lab
+        .host
+        .command(fwctl_bin().to_str().unwrap())
+        .args([
+            "log",
+            "--json",
+            "--duration",
+            "3",
+            "--limit",
+            "1",
+            "--burst",
+            "2",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7980, 6, 10), 6);
+    let out = follower.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let events: Vec<_> = lines.iter().filter(|l| l.get("dpt").is_some()).collect();
+    assert_eq!(events.len(), 2, "{text}");
+    for e in &events {
+        assert_eq!(e["prefix"], "in:");
+        assert_eq!(e["src"], CLIENT_V4);
+        assert_eq!(e["in"], HOST_IF);
+        assert_eq!(e["proto"], "UDP");
+    }
+    let suppressed: u64 = lines.iter().filter_map(|l| l["suppressed"].as_u64()).sum();
+    assert_eq!(suppressed, 4, "{text}");
+    let list = lab
+        .host
+        .fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x", "--line-numbers"]);
+    assert_eq!(listed_counters(&list, "INPUT", 1).unwrap().0, 6, "{list}");
+    assert_eq!(listed_counters(&list, "INPUT", 2).unwrap().0, 6, "{list}");
+}
+
 /// `-i tun+ -j ACCEPT` applied before any tun exists: a tun created afterwards (no XDP on
 /// it, unknown to the compiled classifier) is judged by netfilter, and its traffic passes;
 /// another new interface is held to the DROP policy.

@@ -9,7 +9,8 @@ use crate::rules::{
     icmp,
     parse::{ListOptions, TCP_FLAG_NAMES},
     services, Cidr, CtState, Family, FamilyRules, MultiportKind, Neg, PortRange, Rule, RuleSpec,
-    Table, Target, CT_STATES, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+    Table, Target, CT_STATES, DEFAULT_LOG_LEVEL, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP,
+    IPPROTO_UDP, LOG_LEVELS,
 };
 
 /// Gives a chain's counters by name.
@@ -414,6 +415,16 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
         Target::Reject(with, family) => {
             let _ = write!(out, " reject-with {}", with.name(*family));
         }
+        Target::Log(log) => {
+            if numeric {
+                let _ = write!(out, " LOG flags 0 level {}", log.level);
+            } else {
+                let _ = write!(out, " LOG level {}", LOG_LEVELS[log.level as usize & 7]);
+            }
+            if let Some(p) = &log.prefix {
+                let _ = write!(out, " prefix \"{p}\"");
+            }
+        }
         _ => {}
     }
     out
@@ -561,14 +572,17 @@ fn neg_opt(negated: bool, opt: &str, value: impl std::fmt::Display) -> String {
 }
 
 /// iptables-save quotes a string that would not survive the shell as one word.
+/// Like xtables_save_string: letters, digits, `_` and `-` go bare, anything else is quoted
+/// with `"`, `\` and `'` escaped.
 fn save_string(s: &str) -> String {
-    if !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || "\"'\\".contains(c)) {
+    let bare = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if !s.is_empty() && s.chars().all(bare) {
         return s.to_string();
     }
     let escaped: String = s
         .chars()
         .flat_map(|c| match c {
-            '"' | '\\' => vec!['\\', c],
+            '"' | '\\' | '\'' => vec!['\\', c],
             c => vec![c],
         })
         .collect();
@@ -670,6 +684,14 @@ pub fn rule_args(spec: &RuleSpec) -> String {
         Target::Snat(to) => parts.push(format!("--to-source {to}")),
         Target::Dnat(to) => parts.push(format!("--to-destination {to}")),
         Target::Reject(with, family) => parts.push(format!("--reject-with {}", with.name(*family))),
+        Target::Log(log) => {
+            if let Some(p) = &log.prefix {
+                parts.push(format!("--log-prefix {}", save_string(p)));
+            }
+            if log.level != DEFAULT_LOG_LEVEL {
+                parts.push(format!("--log-level {}", log.level));
+            }
+        }
         _ => {}
     }
     parts.join(" ")
@@ -711,5 +733,7 @@ mod tests {
         assert_eq!(save_string("ssh"), "ssh");
         assert_eq!(save_string("hello world"), "\"hello world\"");
         assert_eq!(save_string("say \"hi\""), "\"say \\\"hi\\\"\"");
+        assert_eq!(save_string("ssh:"), "\"ssh:\"");
+        assert_eq!(save_string("it's"), "\"it\\'s\"");
     }
 }

@@ -175,7 +175,11 @@ enum Sub {
     /// (internal) Wait for a pending apply's deadline and roll it back if unconfirmed.
     #[command(hide = true)]
     RollbackWatch,
-    /// Print the XDP program's log lines (aya-log) until Ctrl-C.
+    /// Follow LOG rules' events (the kernel's `IN= OUT= SRC= DST= ... PROTO= SPT= DPT=` lines)
+    /// and the XDP program's log lines until Ctrl-C. At most --limit lines per second per
+    /// LOG prefix after a burst; what was held back is counted and reported.
+    ///
+    /// Example: fwctl -A INPUT -p tcp --dport 22 -j LOG --log-prefix "ssh: " ; fwctl log --json
     Log {
         /// Also log one line per judged packet while this runs (costly under load).
         #[arg(long)]
@@ -183,6 +187,15 @@ enum Sub {
         /// Stop after this many seconds.
         #[arg(long)]
         duration: Option<u64>,
+        /// One JSON object per event, for a log pipeline.
+        #[arg(long)]
+        json: bool,
+        /// Lines per second per LOG prefix.
+        #[arg(long, default_value_t = 10.0)]
+        limit: f64,
+        /// Lines let through at once before the limit applies.
+        #[arg(long, default_value_t = 20)]
+        burst: u32,
     },
 }
 
@@ -390,7 +403,19 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
             println!("fwctl is down: detached from {n} interface(s), pinned state removed");
             Ok(())
         }
-        Sub::Log { verdicts, duration } => log::follow(verdicts, duration),
+        Sub::Log {
+            verdicts,
+            duration,
+            json,
+            limit,
+            burst,
+        } => log::follow(log::Options {
+            verdicts,
+            duration,
+            json,
+            limit,
+            burst,
+        }),
         Sub::Save {
             v6,
             counters,

@@ -223,7 +223,7 @@ impl<'a> Flattener<'a> {
                     }
                     // XDP could drop, but the answer (ICMP error, TCP reset) is netfilter's
                     // to send, exactly as iptables sends it.
-                    Target::Reject(..) => {
+                    Target::Reject(..) | Target::Log(_) => {
                         self.push(conds, VERDICT_DEFER, NO_COUNTER, jumps, position);
                     }
                     Target::Drop => {

@@ -2,8 +2,8 @@
 //! nftables' registers, payload offsets and byte orders.
 
 use rustables::expr::{
-    Bitwise, Cmp, CmpOp, Conntrack, ConntrackKey, Counter, IcmpCode, Immediate, Meta, MetaType,
-    Nat, NatType, Payload, RawExpression, Register, Reject, RejectType, VerdictKind,
+    Bitwise, Cmp, CmpOp, Conntrack, ConntrackKey, Counter, IcmpCode, Immediate, Log, Meta,
+    MetaType, Nat, NatType, Payload, RawExpression, Register, Reject, RejectType, VerdictKind,
 };
 use rustables::sys::{NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER};
 use rustables::ProtocolFamily;
@@ -186,6 +186,17 @@ pub fn reject(with: RejectWith) -> RawExpression {
         RejectWith::TcpReset => Reject::default().with_type(RejectType::TcpRst),
     }
     .into()
+}
+
+/// The netlink-log group LOG rules send their packets to; `fwctl log` listens on it. One
+/// group per network namespace, as netlink-log groups are.
+pub const LOG_GROUP: u16 = 0xf3c7;
+
+/// `log group LOG_GROUP prefix P`: the packet goes to `fwctl log`, which writes the line
+/// the kernel's LOG target would.
+pub fn log(prefix: Option<&str>) -> RawExpression {
+    // A prefix of at most 29 bytes (the parser's limit) always fits.
+    Log::new(Some(LOG_GROUP), prefix).unwrap_or_default().into()
 }
 
 /// SNAT or DNAT to one address and optionally one port.

@@ -11,6 +11,7 @@
 //! complete ruleset, and before the XDP flip that is the previous one on both paths.
 
 pub mod exprs;
+pub mod nflog;
 pub mod translate;
 
 use std::collections::BTreeMap;
@@ -309,6 +310,8 @@ fn target(t: &Target, generation: u32, table: Table, family: Family, e: &mut Vec
         Target::Snat(to) => return exprs::nat(NatType::SNat, family, to.addr, to.port, e),
         Target::Dnat(to) => return exprs::nat(NatType::DNat, family, to.addr, to.port, e),
         Target::Reject(with, _) => return e.push(exprs::reject(*with)),
+        // No verdict: the packet goes on to the next rule, as after iptables' LOG.
+        Target::Log(log) => return e.push(exprs::log(log.prefix.as_deref())),
     };
     e.push(exprs::verdict(verdict));
 }

@@ -147,7 +147,11 @@ fn run(
             }
             Target::Drop => return Some(Decision::Drop),
             // Netfilter sends the answer: XDP leaves the packet to it.
-            Target::Reject(..) if p.ct_state.is_none() => return Some(Decision::Defer),
+            Target::Reject(..) | Target::Log(_) if p.ct_state.is_none() => {
+                return Some(Decision::Defer)
+            }
+            // Logged, and on to the next rule.
+            Target::Log(_) => {}
             Target::Reject(..) => return Some(Decision::Drop),
             Target::Return => return None,
             Target::Jump(name) => {

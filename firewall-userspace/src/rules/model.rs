@@ -377,6 +377,20 @@ impl RejectWith {
     }
 }
 
+/// `-j LOG --log-prefix P --log-level L`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogOpts {
+    pub prefix: Option<String>,
+    /// syslog level, 0 (emerg) to 7 (debug); iptables' default is 4 (warning).
+    pub level: u8,
+}
+
+/// syslog level names as iptables lists them, by level.
+pub const LOG_LEVELS: [&str; 8] = [
+    "emerg", "alert", "crit", "err", "warn", "notice", "info", "debug",
+];
+pub const DEFAULT_LOG_LEVEL: u8 = 4;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Target {
     Accept,
@@ -390,6 +404,8 @@ pub enum Target {
     /// Drops and answers: judged by netfilter, which sends what iptables sends. The family
     /// names the answer (`icmp-port-unreachable` or `icmp6-port-unreachable`).
     Reject(RejectWith, Family),
+    /// Logs the packet and goes on with the next rule; the events reach `fwctl log`.
+    Log(LogOpts),
 }
 
 impl Target {
@@ -403,6 +419,7 @@ impl Target {
             Target::Snat(_) => "SNAT",
             Target::Dnat(_) => "DNAT",
             Target::Reject(..) => "REJECT",
+            Target::Log(_) => "LOG",
         }
     }
 

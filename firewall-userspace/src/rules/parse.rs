@@ -10,8 +10,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::{
     icmp,
     model::{
-        Chain, Cidr, CtState, Family, IcmpType, Multiport, MultiportKind, NatTo, Neg, PortRange,
-        RejectWith, RuleSpec, Table, Target, TcpFlags, Verdict, CT_STATES,
+        Chain, Cidr, CtState, Family, IcmpType, LogOpts, Multiport, MultiportKind, NatTo, Neg,
+        PortRange, RejectWith, RuleSpec, Table, Target, TcpFlags, Verdict, CT_STATES,
+        DEFAULT_LOG_LEVEL,
     },
     services, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
 };
@@ -527,6 +528,31 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 }
                 spec.reject_with = Some(args.value(opt, inline)?.to_string());
             }
+            "--log-prefix" | "--log-level" => {
+                let Some(Target::Log(log)) = &mut spec.target else {
+                    return Err(bad(format!(
+                        "unknown option \"{opt}\": it goes after -j LOG"
+                    )));
+                };
+                let value = args.value(opt, inline)?;
+                if opt == "--log-prefix" {
+                    if value.len() > 29 {
+                        return Err(bad(format!(
+                            "Maximum prefix length 29 for --log-prefix: `{value}' is {}",
+                            value.len()
+                        )));
+                    }
+                    log.prefix = Some(value.to_string());
+                } else {
+                    log.level = parse_log_level(value)?;
+                }
+            }
+            "--log-tcp-sequence" | "--log-tcp-options" | "--log-ip-options" | "--log-uid"
+            | "--log-macdecode" => {
+                return Err(bad(format!(
+                    "{opt} is not supported by this version of fwctl"
+                )))
+            }
             "--to-ports" | "--random" | "--random-fully" | "--persistent" => {
                 return Err(bad(format!(
                     "{opt} is not supported by this version of fwctl (its netfilter library has no way to express it)"
@@ -684,6 +710,26 @@ fn parse_ctstates(text: &str) -> Result<u8, ParseError> {
     })
 }
 
+/// `--log-level`: 0 to 7 or a syslog name, as iptables takes it.
+fn parse_log_level(text: &str) -> Result<u8, ParseError> {
+    let named = match text {
+        "emerg" | "panic" => Some(0),
+        "alert" => Some(1),
+        "crit" => Some(2),
+        "err" | "error" => Some(3),
+        "warn" | "warning" => Some(4),
+        "notice" => Some(5),
+        "info" => Some(6),
+        "debug" => Some(7),
+        _ => text.parse::<u8>().ok().filter(|l| *l <= 7),
+    };
+    named.ok_or_else(|| {
+        bad(format!(
+            "log-level `{text}' unknown: use 0 to 7 or a syslog name"
+        ))
+    })
+}
+
 const NAT_UNSET: NatTo = NatTo {
     addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     port: None,
@@ -746,7 +792,11 @@ fn parse_target(name: &str) -> Result<Target, ParseError> {
         "DNAT" => Target::Dnat(NAT_UNSET),
         // The default answer; --reject-with (applied in build()) may change it.
         "REJECT" => Target::Reject(RejectWith::PortUnreachable, Family::V4),
-        "LOG" | "REDIRECT" | "MARK" | "NFLOG" | "TCPMSS" | "CT" | "NOTRACK" => {
+        "LOG" => Target::Log(LogOpts {
+            prefix: None,
+            level: DEFAULT_LOG_LEVEL,
+        }),
+        "REDIRECT" | "MARK" | "NFLOG" | "TCPMSS" | "CT" | "NOTRACK" => {
             return Err(bad(format!(
                 "Couldn't load target `{name}': not supported by this version of fwctl"
             )))

@@ -1,0 +1,463 @@
+//! LOG events: packets that LOG rules send to netlink-log group [`LOG_GROUP`], received and
+//! written as the kernel's LOG target writes them (`IN= OUT= SRC= DST= ... PROTO= SPT= DPT=`).
+//! Netlink-log is bounded in the kernel (a full socket buffer drops events, never packets),
+//! and [`RateLimit`] bounds what reaches the terminal or the disk.
+
+use std::{
+    collections::HashMap,
+    ffi::CStr,
+    io,
+    net::{Ipv4Addr, Ipv6Addr},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    time::Instant,
+};
+
+use anyhow::{bail, Context, Result};
+
+pub use super::exprs::LOG_GROUP;
+
+const NETLINK_NETFILTER: i32 = 12;
+const NFNL_SUBSYS_ULOG: u16 = 4;
+const NFULNL_MSG_PACKET: u16 = 0;
+const NFULNL_MSG_CONFIG: u16 = 1;
+const NFULA_CFG_CMD: u16 = 1;
+const NFULA_CFG_MODE: u16 = 2;
+const NFULNL_CFG_CMD_BIND: u8 = 1;
+const NFULNL_COPY_PACKET: u8 = 2;
+const NFULA_IFINDEX_INDEV: u16 = 4;
+const NFULA_IFINDEX_OUTDEV: u16 = 5;
+const NFULA_PAYLOAD: u16 = 9;
+const NFULA_PREFIX: u16 = 10;
+/// Enough of each packet for its IP and transport headers.
+const COPY_RANGE: u32 = 128;
+
+/// One logged packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub prefix: String,
+    pub in_iface: String,
+    pub out_iface: String,
+    /// The fields after `IN= OUT=`, in the kernel's order, as (name, value); flags such as
+    /// `DF` or `SYN` have an empty value.
+    pub fields: Vec<(&'static str, String)>,
+}
+
+impl Event {
+    /// The kernel's LOG line.
+    pub fn line(&self) -> String {
+        let mut out = format!("{}IN={} OUT={}", self.prefix, self.in_iface, self.out_iface);
+        for (k, v) in &self.fields {
+            out.push(' ');
+            out.push_str(k);
+            if !v.is_empty() {
+                out.push('=');
+                out.push_str(v);
+            }
+        }
+        out
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        map.insert("prefix".into(), self.prefix.clone().into());
+        map.insert("in".into(), self.in_iface.clone().into());
+        map.insert("out".into(), self.out_iface.clone().into());
+        for (k, v) in &self.fields {
+            let value = if v.is_empty() {
+                serde_json::Value::Bool(true)
+            } else {
+                v.clone().into()
+            };
+            // UDP's own LEN follows IP's, as in the kernel's line: keep both.
+            let mut key = k.to_lowercase();
+            if map.contains_key(&key) {
+                key = format!("l4_{key}");
+            }
+            map.insert(key, value);
+        }
+        map.into()
+    }
+}
+
+/// The netlink-log group LOG rules write to, bound in this network namespace.
+pub struct Listener {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+}
+
+fn nlmsg(kind: u16, flags: u16, group: u16, attrs: &[(u16, &[u8])]) -> Vec<u8> {
+    let mut msg = vec![0u8; 16];
+    // struct nfgenmsg: family, version, res_id (the group, big-endian).
+    msg.extend([libc::AF_UNSPEC as u8, 0]);
+    msg.extend(group.to_be_bytes());
+    for (t, payload) in attrs {
+        let len = 4 + payload.len();
+        msg.extend((len as u16).to_ne_bytes());
+        msg.extend(t.to_ne_bytes());
+        msg.extend(*payload);
+        msg.resize(msg.len().next_multiple_of(4), 0);
+    }
+    let total = msg.len() as u32;
+    msg[0..4].copy_from_slice(&total.to_ne_bytes());
+    msg[4..6].copy_from_slice(&kind.to_ne_bytes());
+    msg[6..8].copy_from_slice(&flags.to_ne_bytes());
+    msg
+}
+
+impl Listener {
+    pub fn bind(group: u16) -> Result<Listener> {
+        // SAFETY: plain socket(2); the fd is owned below.
+        let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, NETLINK_NETFILTER) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error()).context("opening a netfilter netlink socket");
+        }
+        // SAFETY: raw is a new, valid fd nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // Room for bursts: events beyond it are dropped by the kernel, not queued forever.
+        let size: libc::c_int = 4 << 20;
+        // A receive timeout, so the reader can report suppressed events while all is quiet.
+        let timeout = libc::timeval {
+            tv_sec: 1,
+            tv_usec: 0,
+        };
+        // SAFETY: setsockopt with values we own, of the sizes given.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                &size as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as u32,
+            );
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &timeout as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
+        }
+        let config = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_CONFIG;
+        let flags = (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16;
+        let mut mode = COPY_RANGE.to_be_bytes().to_vec();
+        mode.extend([NFULNL_COPY_PACKET, 0]);
+        let listener = Listener {
+            fd,
+            buf: vec![0u8; 1 << 16],
+        };
+        listener.request(&nlmsg(
+            config,
+            flags,
+            group,
+            &[(NFULA_CFG_CMD, &[NFULNL_CFG_CMD_BIND])],
+        ))?;
+        listener.request(&nlmsg(config, flags, group, &[(NFULA_CFG_MODE, &mode)]))?;
+        Ok(listener)
+    }
+
+    /// Sends a request and waits for its acknowledgement.
+    fn request(&self, msg: &[u8]) -> Result<()> {
+        // SAFETY: send/recv on our fd with buffers we own.
+        let sent = unsafe { libc::send(self.fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+        if sent < 0 {
+            return Err(io::Error::last_os_error()).context("netlink-log request");
+        }
+        let mut ack = [0u8; 256];
+        let n = unsafe { libc::recv(self.fd.as_raw_fd(), ack.as_mut_ptr().cast(), ack.len(), 0) };
+        if n < 20 {
+            bail!("netlink-log: no acknowledgement");
+        }
+        // NLMSG_ERROR: the error code follows the header; 0 is the acknowledgement.
+        let code = i32::from_ne_bytes([ack[16], ack[17], ack[18], ack[19]]);
+        if code != 0 {
+            return Err(io::Error::from_raw_os_error(-code)).context(
+                "binding the LOG group (is another `fwctl log` running in this namespace?)",
+            );
+        }
+        Ok(())
+    }
+
+    /// Blocks for the next batch of events.
+    pub fn next_events(&mut self) -> Result<Vec<Event>> {
+        // SAFETY: recv into our own buffer.
+        let n = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                self.buf.as_mut_ptr().cast(),
+                self.buf.len(),
+                0,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            // The kernel dropped events because we were slow: say so, go on.
+            if e.raw_os_error() == Some(libc::ENOBUFS) {
+                eprintln!("fwctl: LOG events were lost: the kernel's queue overflowed");
+                return Ok(Vec::new());
+            }
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) {
+                return Ok(Vec::new());
+            }
+            return Err(e).context("receiving LOG events");
+        }
+        Ok(parse_messages(&self.buf[..n as usize]))
+    }
+}
+
+fn attrs(mut data: &[u8]) -> HashMap<u16, &[u8]> {
+    let mut out = HashMap::new();
+    while data.len() >= 4 {
+        let len = u16::from_ne_bytes([data[0], data[1]]) as usize;
+        let kind = u16::from_ne_bytes([data[2], data[3]]) & 0x3fff;
+        if len < 4 || len > data.len() {
+            break;
+        }
+        out.insert(kind, &data[4..len]);
+        data = &data[len.next_multiple_of(4).min(data.len())..];
+    }
+    out
+}
+
+fn parse_messages(mut data: &[u8]) -> Vec<Event> {
+    let mut out = Vec::new();
+    while data.len() >= 16 {
+        let len = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]) as usize;
+        let kind = u16::from_ne_bytes([data[4], data[5]]);
+        if len < 16 || len > data.len() {
+            break;
+        }
+        if kind == (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET && len >= 20 {
+            let family = data[16];
+            if let Some(e) = event(family, &attrs(&data[20..len])) {
+                out.push(e);
+            }
+        }
+        data = &data[len.next_multiple_of(4).min(data.len())..];
+    }
+    out
+}
+
+fn ifname(index: Option<&&[u8]>) -> String {
+    let Some(b) = index.filter(|b| b.len() == 4) else {
+        return String::new();
+    };
+    let index = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: if_indextoname writes at most IF_NAMESIZE bytes into name.
+    let p = unsafe { libc::if_indextoname(index, name.as_mut_ptr()) };
+    if p.is_null() {
+        return index.to_string();
+    }
+    // SAFETY: on success name holds a NUL-terminated string.
+    unsafe { CStr::from_ptr(name.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn event(family: u8, a: &HashMap<u16, &[u8]>) -> Option<Event> {
+    let prefix = a
+        .get(&NFULA_PREFIX)
+        .map(|p| {
+            String::from_utf8_lossy(p)
+                .trim_end_matches('\0')
+                .to_string()
+        })
+        .unwrap_or_default();
+    let payload = a.get(&NFULA_PAYLOAD)?;
+    let fields = match family as i32 {
+        libc::AF_INET => ipv4(payload)?,
+        libc::AF_INET6 => ipv6(payload)?,
+        _ => return None,
+    };
+    Some(Event {
+        prefix,
+        in_iface: ifname(a.get(&NFULA_IFINDEX_INDEV)),
+        out_iface: ifname(a.get(&NFULA_IFINDEX_OUTDEV)),
+        fields,
+    })
+}
+
+type Fields = Vec<(&'static str, String)>;
+
+fn ipv4(p: &[u8]) -> Option<Fields> {
+    let ihl = ((p.first()? & 0x0f) as usize) * 4;
+    if p.len() < 20 || ihl < 20 {
+        return None;
+    }
+    let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
+    let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+    let frag = u16::from_be_bytes([p[6], p[7]]);
+    let mut f: Fields = vec![
+        ("SRC", src.to_string()),
+        ("DST", dst.to_string()),
+        ("LEN", u16::from_be_bytes([p[2], p[3]]).to_string()),
+        ("TOS", format!("0x{:02X}", p[1] & 0x1e)),
+        ("PREC", format!("0x{:02X}", p[1] & 0xe0)),
+        ("TTL", p[8].to_string()),
+        ("ID", u16::from_be_bytes([p[4], p[5]]).to_string()),
+    ];
+    if frag & 0x4000 != 0 {
+        f.push(("DF", String::new()));
+    }
+    if frag & 0x1fff != 0 {
+        f.push(("FRAG", (frag & 0x1fff).to_string()));
+        return Some(f);
+    }
+    transport(p[9], p.get(ihl..)?, false, &mut f);
+    Some(f)
+}
+
+fn ipv6(p: &[u8]) -> Option<Fields> {
+    if p.len() < 40 {
+        return None;
+    }
+    let addr = |at: usize| {
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&p[at..at + 16]);
+        Ipv6Addr::from(b).to_string()
+    };
+    let mut f: Fields = vec![
+        ("SRC", addr(8)),
+        ("DST", addr(24)),
+        (
+            "LEN",
+            (u16::from_be_bytes([p[4], p[5]]) as usize + 40).to_string(),
+        ),
+        ("HOPLIMIT", p[7].to_string()),
+    ];
+    // Extension headers are not walked: their transport shows as PROTO=<number>.
+    transport(p[6], &p[40..], true, &mut f);
+    Some(f)
+}
+
+fn transport(proto: u8, t: &[u8], v6: bool, f: &mut Fields) {
+    let port = |at: usize| t.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    match proto {
+        6 | 17 => {
+            f.push(("PROTO", if proto == 6 { "TCP" } else { "UDP" }.into()));
+            if let (Some(s), Some(d)) = (port(0), port(2)) {
+                f.push(("SPT", s.to_string()));
+                f.push(("DPT", d.to_string()));
+            }
+            if proto == 17 {
+                if let Some(len) = port(4) {
+                    f.push(("LEN", len.to_string()));
+                }
+            } else if let (Some(win), Some(&flags)) = (port(14), t.get(13)) {
+                f.push(("WINDOW", win.to_string()));
+                for (bit, name) in [
+                    (0x20, "URG"),
+                    (0x10, "ACK"),
+                    (0x08, "PSH"),
+                    (0x04, "RST"),
+                    (0x02, "SYN"),
+                    (0x01, "FIN"),
+                ] {
+                    if flags & bit != 0 {
+                        f.push((name, String::new()));
+                    }
+                }
+            }
+        }
+        1 if !v6 => icmp("ICMP", t, f),
+        58 if v6 => icmp("ICMPv6", t, f),
+        other => f.push(("PROTO", other.to_string())),
+    }
+}
+
+fn icmp(name: &str, t: &[u8], f: &mut Fields) {
+    f.push(("PROTO", name.to_string()));
+    if let (Some(kind), Some(code)) = (t.first(), t.get(1)) {
+        f.push(("TYPE", kind.to_string()));
+        f.push(("CODE", code.to_string()));
+    }
+}
+
+/// Token buckets per LOG prefix: at most `burst` lines at once and `per_second` after, so
+/// a flood cannot fill the disk; what it held back is counted.
+pub struct RateLimit {
+    per_second: f64,
+    burst: f64,
+    buckets: HashMap<String, (f64, Instant)>,
+    pub suppressed: HashMap<String, u64>,
+}
+
+impl RateLimit {
+    pub fn new(per_second: f64, burst: u32) -> RateLimit {
+        RateLimit {
+            per_second,
+            burst: burst as f64,
+            buckets: HashMap::new(),
+            suppressed: HashMap::new(),
+        }
+    }
+
+    /// Whether an event of `prefix` may be written now.
+    pub fn allow(&mut self, prefix: &str, now: Instant) -> bool {
+        let (tokens, last) = self
+            .buckets
+            .entry(prefix.to_string())
+            .or_insert((self.burst, now));
+        let elapsed = now.saturating_duration_since(*last).as_secs_f64();
+        *tokens = (*tokens + elapsed * self.per_second).min(self.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            *self.suppressed.entry(prefix.to_string()).or_default() += 1;
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn ipv4_tcp_syn_reads_as_the_kernel_writes_it() {
+        let mut p = vec![0u8; 40];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&60u16.to_be_bytes());
+        p[4..6].copy_from_slice(&7u16.to_be_bytes());
+        p[6] = 0x40;
+        p[8] = 64;
+        p[9] = 6;
+        p[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        p[16..20].copy_from_slice(&[10, 0, 0, 2]);
+        p[20..22].copy_from_slice(&40000u16.to_be_bytes());
+        p[22..24].copy_from_slice(&22u16.to_be_bytes());
+        p[33] = 0x02;
+        p[34..36].copy_from_slice(&64240u16.to_be_bytes());
+        let e = Event {
+            prefix: "ssh: ".into(),
+            in_iface: "eth0".into(),
+            out_iface: String::new(),
+            fields: ipv4(&p).unwrap(),
+        };
+        assert_eq!(
+            e.line(),
+            "ssh: IN=eth0 OUT= SRC=10.0.0.1 DST=10.0.0.2 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=7 DF PROTO=TCP SPT=40000 DPT=22 WINDOW=64240 SYN"
+        );
+        assert_eq!(e.json()["dpt"], "22");
+        assert_eq!(e.json()["syn"], true);
+    }
+
+    #[test]
+    fn rate_limit_allows_the_burst_then_the_rate() {
+        let mut r = RateLimit::new(2.0, 3);
+        let t0 = Instant::now();
+        let allowed = (0..10).filter(|_| r.allow("x", t0)).count();
+        assert_eq!(allowed, 3);
+        assert_eq!(r.suppressed["x"], 7);
+        assert!(r.allow("x", t0 + Duration::from_millis(600)));
+        assert!(!r.allow("x", t0 + Duration::from_millis(600)));
+        assert!(r.allow("other", t0), "buckets are per prefix");
+    }
+}
