@@ -337,6 +337,43 @@ fn log_events_reach_fwctl_log_up_to_the_limit() {
     assert_eq!(listed_counters(&list, "INPUT", 2).unwrap().0, 6, "{list}");
 }
 
+/// A large ruleset goes into netfilter in one batch (past netlink's default socket buffer,
+/// where a naive send fails with EMSGSIZE), and a bad rule at its end changes nothing.
+#[test]
+fn large_restores_are_one_batch_or_nothing() {
+    let ns = FwNs::new("fwt-big").unwrap();
+    let mut file = String::from("*filter\n:INPUT DROP [0:0]\n");
+    for i in 0..5000u32 {
+        let a = std::net::Ipv4Addr::from(0x0b00_0000 + i);
+        file.push_str(&format!(
+            "-A INPUT -s {a}/32 -p tcp -m tcp --dport {} -j DROP\n",
+            10_000 + i
+        ));
+    }
+    file.push_str("COMMIT\n");
+    let path = std::env::temp_dir().join(format!("fwt-big-{}", std::process::id()));
+    std::fs::write(&path, &file).unwrap();
+    ns.fwctl_ok(&["restore", path.to_str().unwrap()]);
+    let nft = |args: &[&str]| {
+        let out = ns.command("nft").args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let rules = |t: &str| t.matches("comment \"fwctl rule ").count();
+    let table = nft(&["list", "table", "inet", "fwctl"]);
+    assert_eq!(rules(&table), 5000);
+    // The same file with one bad line at the end: refused whole, the 5000 rules stay.
+    let bad = file.replace(
+        "COMMIT\n",
+        "-A INPUT -p tcp --dport 99999 -j DROP\nCOMMIT\n",
+    );
+    std::fs::write(&path, &bad).unwrap();
+    let out = ns.fwctl(&["restore", path.to_str().unwrap()]);
+    std::fs::remove_file(&path).unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 5003"));
+    assert_eq!(nft(&["list", "table", "inet", "fwctl"]), table);
+}
+
 /// `-i tun+ -j ACCEPT` applied before any tun exists: a tun created afterwards (no XDP on
 /// it, unknown to the compiled classifier) is judged by netfilter, and its traffic passes;
 /// another new interface is held to the DROP policy.

@@ -10,6 +10,7 @@
 //! XDP, then switches the default: killed anywhere, each packet is still judged by one
 //! complete ruleset, and before the XDP flip that is the previous one on both paths.
 
+mod batch;
 pub mod exprs;
 pub mod nflog;
 pub mod translate;
@@ -417,10 +418,7 @@ fn dispatch(batch: &mut Batch, marks: Marks, present: &[u32], default: u32) -> R
 }
 
 fn send(batch: Batch, what: &str) -> Result<()> {
-    batch
-        .send()
-        .map_err(|e| anyhow::anyhow!("{e:?}"))
-        .with_context(|| format!("netlink: {what} (table inet {TABLE})"))
+    batch::send(batch).with_context(|| format!("netlink: {what} (table inet {TABLE})"))
 }
 
 /// Writes generation `next` (replacing whatever it held) while the default stays on

@@ -30,8 +30,16 @@ fn ifindex(ns: &Netns, name: &str) -> Result<u32> {
         .context("ifindex")
 }
 
+/// Frames per run for the netfilter receivers: they drop far fewer per second, and what
+/// they cannot take is lost in the veth before any counter.
+const NETFILTER_FRAMES: u32 = 5_000_000;
+
 /// Sends FRAMES copies of `frame` out of the generator's veth; returns the seconds taken.
 fn flood(gen: &Netns, frame: Vec<u8>) -> Result<f64> {
+    flood_n(gen, frame, FRAMES)
+}
+
+fn flood_n(gen: &Netns, frame: Vec<u8>, frames: u32) -> Result<f64> {
     let ifindex = ifindex(gen, GEN_IF)?;
     gen.run(move || -> Result<f64> {
         let mut ebpf = EbpfLoader::new().load(fwctl::BENCH_PROGRAMS)?;
@@ -46,7 +54,7 @@ fn flood(gen: &Netns, frame: Vec<u8>) -> Result<f64> {
         prog.test_run(TestRunOptions {
             data_in: Some(&frame),
             ctx_in: Some(&ctx),
-            repeat: FRAMES,
+            repeat: frames,
             attrs: TestRunAttrs::new().xdp_live_frames(64),
             ..Default::default()
         })?;
@@ -62,6 +70,152 @@ fn xdp_drops(host: &Netns) -> Result<u64> {
         .filter(|l| l.contains("xdp_drops"))
         .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
         .sum())
+}
+
+/// The netfilter receivers fwctl is compared with, on the same rules.
+#[derive(Clone, Copy)]
+enum Receiver {
+    /// iptables (nf_tables backend) in the raw table: before conntrack.
+    IptablesRaw,
+    /// iptables' filter INPUT, after conntrack, with the stateful rule first.
+    IptablesFilter,
+    /// nftables, the same rules in a table of its own at filter priority.
+    Nftables,
+}
+
+impl Receiver {
+    const ALL: [Receiver; 3] = [
+        Receiver::IptablesRaw,
+        Receiver::IptablesFilter,
+        Receiver::Nftables,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Receiver::IptablesRaw => "iptables raw PREROUTING",
+            Receiver::IptablesFilter => "iptables filter INPUT (conntrack)",
+            Receiver::Nftables => "nftables input",
+        }
+    }
+
+    /// The classic ruleset's ports and `extra` non-matching /32 rules, then a final DROP
+    /// counted for the flood (the raw table has no policy counter to read).
+    fn install(self, host: &Netns, classic: &[&str], extra: usize) -> Result<()> {
+        let ports: Vec<&str> = classic
+            .iter()
+            .filter_map(|l| l.split("--dport ").nth(1))
+            .map(|p| p.split_whitespace().next().unwrap_or(p))
+            .collect();
+        let extra_rule = |i: usize| {
+            (
+                std::net::Ipv4Addr::from(0x0b00_0000u32 + i as u32),
+                10_000 + i % 50_000,
+            )
+        };
+        let run_input = |program: &str, args: &[&str], input: String| -> Result<()> {
+            use std::io::Write;
+            let mut child = host
+                .command(program)
+                .args(args)
+                .stdin(std::process::Stdio::piped())
+                .spawn()?;
+            child
+                .stdin
+                .take()
+                .context("stdin")?
+                .write_all(input.as_bytes())?;
+            anyhow::ensure!(child.wait()?.success(), "{program} {args:?} failed");
+            Ok(())
+        };
+        match self {
+            Receiver::IptablesRaw | Receiver::IptablesFilter => {
+                let raw = matches!(self, Receiver::IptablesRaw);
+                let chain = if raw { "PREROUTING" } else { "INPUT" };
+                let mut f = format!("*{}\n", if raw { "raw" } else { "filter" });
+                if !raw {
+                    let _ = writeln!(
+                        f,
+                        "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"
+                    );
+                    let _ = writeln!(f, "-A INPUT -i lo -j ACCEPT");
+                }
+                for p in &ports {
+                    let _ = writeln!(f, "-A {chain} -p tcp -m tcp --dport {p} -j ACCEPT");
+                }
+                for i in 0..extra {
+                    let (a, p) = extra_rule(i);
+                    let _ = writeln!(f, "-A {chain} -s {a}/32 -p tcp -m tcp --dport {p} -j DROP");
+                }
+                let _ = writeln!(f, "-A {chain} -j DROP\nCOMMIT");
+                run_input("iptables-restore", &[], f)
+            }
+            Receiver::Nftables => {
+                let mut f = String::from(
+                    "table inet fwbench {\n chain input {\n  type filter hook input priority 0; policy accept;\n  ct state established,related accept\n  iifname \"lo\" accept\n",
+                );
+                for p in &ports {
+                    let _ = writeln!(f, "  tcp dport {p} accept");
+                }
+                for i in 0..extra {
+                    let (a, p) = extra_rule(i);
+                    let _ = writeln!(f, "  ip saddr {a} tcp dport {p} drop");
+                }
+                f.push_str("  counter drop\n }\n}\n");
+                run_input("nft", &["-f", "-"], f)
+            }
+        }
+    }
+
+    fn drops(self, host: &Netns) -> Result<u64> {
+        let out = match self {
+            Receiver::IptablesRaw => netlab::output(host.command("iptables").args([
+                "-t",
+                "raw",
+                "-L",
+                "PREROUTING",
+                "-v",
+                "-x",
+                "-n",
+            ]))?,
+            Receiver::IptablesFilter => netlab::output(
+                host.command("iptables")
+                    .args(["-L", "INPUT", "-v", "-x", "-n"]),
+            )?,
+            Receiver::Nftables => {
+                let out = netlab::output(
+                    host.command("nft")
+                        .args(["list", "chain", "inet", "fwbench", "input"]),
+                )?;
+                return out
+                    .lines()
+                    .find(|l| l.contains("counter packets") && l.contains("drop"))
+                    .and_then(|l| l.split("packets ").nth(1))
+                    .and_then(|l| l.split_whitespace().next())
+                    .and_then(|n| n.parse().ok())
+                    .context("nft drop counter");
+            }
+        };
+        // The last rule is the DROP that counts the flood.
+        out.lines()
+            .rev()
+            .find(|l| l.contains("DROP"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .context("iptables drop counter")
+    }
+
+    fn remove(self, host: &Netns) -> Result<()> {
+        match self {
+            Receiver::IptablesRaw => {
+                netlab::run(host.command("iptables").args(["-t", "raw", "-F"]))
+            }
+            Receiver::IptablesFilter => netlab::run(host.command("iptables").args(["-F"])),
+            Receiver::Nftables => netlab::run(
+                host.command("nft")
+                    .args(["delete", "table", "inet", "fwbench"]),
+            ),
+        }
+    }
 }
 
 fn rate(drops: u64, secs: f64) -> f64 {
@@ -156,6 +310,26 @@ fn main() -> Result<()> {
         );
         print!("{row}");
         table.push_str(&row);
+    }
+    host.fwctl_ok(&["down"]);
+    for receiver in Receiver::ALL {
+        for extra in [0usize, 10, 1_000, 10_000] {
+            receiver.install(&host, &classic, extra)?;
+            let before = receiver.drops(&host)?;
+            let secs = flood_n(&gen, frame.clone(), NETFILTER_FRAMES)?;
+            // Let the backlog drain into the counters.
+            std::thread::sleep(Duration::from_millis(300));
+            let drops = receiver.drops(&host)? - before;
+            let r = rate(drops, secs);
+            let row = format!(
+                "| {}, classic ruleset + {extra} rules | {drops} | {secs:.2} | {r:.3} | {:.1} |\n",
+                receiver.name(),
+                100.0 * r / bare
+            );
+            print!("{row}");
+            table.push_str(&row);
+            receiver.remove(&host)?;
+        }
     }
     std::thread::sleep(Duration::from_millis(100));
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");

@@ -1,0 +1,145 @@
+//! Sends a rustables batch as nft does: one sendmsg, whatever its size, with a socket buffer
+//! raised to fit (rustables' own send fails with EMSGSIZE past the default ~200 KB, a few
+//! hundred rules), and an acknowledgement asked for the last message only (one per message
+//! overflows the receive buffer on large batches). Errors come back for failing messages
+//! whether asked or not, so nothing goes unnoticed.
+
+use std::{
+    io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+};
+
+use anyhow::{bail, Context, Result};
+
+const NETLINK_NETFILTER: i32 = 12;
+const NLM_F_ACK: u16 = 4;
+const NLMSG_ERROR: u16 = 2;
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_MSG_BATCH_END: u16 = 0x11;
+
+struct Header {
+    at: usize,
+    len: usize,
+    kind: u16,
+    seq: u32,
+}
+
+fn headers(buf: &[u8]) -> Vec<Header> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 16 <= buf.len() {
+        let len = u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
+        if len < 16 || at + len > buf.len() {
+            break;
+        }
+        out.push(Header {
+            at,
+            len,
+            kind: u16::from_ne_bytes([buf[at + 4], buf[at + 5]]),
+            seq: u32::from_ne_bytes([buf[at + 8], buf[at + 9], buf[at + 10], buf[at + 11]]),
+        });
+        at += len.next_multiple_of(4);
+    }
+    out
+}
+
+fn set_buffer(fd: &OwnedFd, option: libc::c_int, size: usize) {
+    let size = size.min(i32::MAX as usize) as libc::c_int;
+    // SAFETY: setsockopt with a c_int we own. A failure leaves the default size, and the
+    // send then reports EMSGSIZE itself.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            &size as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as u32,
+        );
+    }
+}
+
+/// Sends the batch and waits until the kernel has applied it (all of it) or refused it
+/// (none of it).
+pub fn send(batch: rustables::Batch) -> Result<()> {
+    let mut buf = batch.finalize();
+    let messages = headers(&buf);
+    let objects: Vec<&Header> = messages
+        .iter()
+        .filter(|h| h.kind != NFNL_MSG_BATCH_BEGIN && h.kind != NFNL_MSG_BATCH_END)
+        .collect();
+    let Some(last) = objects.last().map(|h| h.seq) else {
+        return Ok(());
+    };
+    for h in &messages {
+        let flags_at = h.at + 6;
+        let mut flags = u16::from_ne_bytes([buf[flags_at], buf[flags_at + 1]]);
+        if h.seq == last && h.kind != NFNL_MSG_BATCH_END {
+            flags |= NLM_F_ACK;
+        } else {
+            flags &= !NLM_F_ACK;
+        }
+        buf[flags_at..flags_at + 2].copy_from_slice(&flags.to_ne_bytes());
+        debug_assert!(h.len >= 16);
+    }
+
+    // SAFETY: plain socket(2); the fd is owned right below.
+    let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, NETLINK_NETFILTER) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error()).context("opening a netfilter netlink socket");
+    }
+    // SAFETY: raw is a new fd nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // FORCE: above the system's wmem_max, as nft does (needs CAP_NET_ADMIN, which writing
+    // nftables needs anyway).
+    set_buffer(&fd, libc::SO_SNDBUFFORCE, buf.len() + (1 << 16));
+    set_buffer(&fd, libc::SO_RCVBUFFORCE, 4 << 20);
+    let timeout = libc::timeval {
+        tv_sec: 60,
+        tv_usec: 0,
+    };
+    // SAFETY: setsockopt with a timeval we own.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &timeout as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as u32,
+        );
+    }
+    // SAFETY: send from our buffer.
+    let sent = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error())
+            .with_context(|| format!("sending a {}-byte nftables batch", buf.len()));
+    }
+    let mut reply = vec![0u8; 1 << 16];
+    loop {
+        // SAFETY: recv into our buffer.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), reply.as_mut_ptr().cast(), reply.len(), 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error())
+                .context("waiting for the kernel to apply the nftables batch");
+        }
+        if n == 0 {
+            bail!("netlink closed before the nftables batch was acknowledged");
+        }
+        for h in headers(&reply[..n as usize]) {
+            if h.kind != NLMSG_ERROR || h.len < 20 {
+                continue;
+            }
+            let at = h.at + 16;
+            let code = i32::from_ne_bytes([reply[at], reply[at + 1], reply[at + 2], reply[at + 3]]);
+            if code != 0 {
+                let index = objects.iter().position(|o| o.seq == h.seq);
+                return Err(io::Error::from_raw_os_error(-code)).with_context(|| match index {
+                    Some(i) => format!("the kernel refused message {} of {}", i + 1, objects.len()),
+                    None => "the kernel refused the batch".to_string(),
+                });
+            }
+            if h.seq == last {
+                return Ok(());
+            }
+        }
+    }
+}
