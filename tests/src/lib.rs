@@ -370,7 +370,7 @@ fn open_tun(name: &str) -> Result<std::fs::File> {
     Ok(file)
 }
 
-fn mac(ns: &Netns, ifname: &str) -> Result<String> {
+pub fn mac(ns: &Netns, ifname: &str) -> Result<String> {
     let out = ns.ip(&["link", "show", ifname])?;
     out.split_whitespace()
         .skip_while(|w| *w != "link/ether")
