@@ -9,7 +9,7 @@
 use bytemuck::{Pod, Zeroable};
 
 /// Bumped whenever a map's key or value layout changes; part of the pin path.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// Address families, in the order their tables are stored.
 pub const FAMILY_V4: u32 = 0;
@@ -78,8 +78,21 @@ pub const FIELD_ICMP: u32 = 1 << 6;
 pub const FIELD_TCP_FLAGS: u32 = 1 << 7;
 pub const FIELD_COUNT: usize = 8;
 
+/// What XDP knows of a packet's conntrack state, from the kernel's own table
+/// (`bpf_xdp_ct_lookup`). Not a field of its own (each field is another round of every
+/// per-field loop of the walk): the class is folded into the protocol's key,
+/// `class * 256 + protocol`, so a protocol bitmap also says for which classes an entry can
+/// match. Class 0 is "nothing known", which is also every packet of a table that uses no
+/// conntrack state: such tables look up exactly what they did before classes existed.
+pub const CT_CLASS_UNKNOWN: u32 = 0;
+/// Certainly NEW, ESTABLISHED or RELATED, as netfilter will see the packet.
+pub const CT_CLASS_NEW: u32 = 1;
+pub const CT_CLASS_ESTABLISHED: u32 = 2;
+pub const CT_CLASS_RELATED: u32 = 3;
+pub const CT_CLASSES: u32 = 4;
+
 /// Keys per table in the value-indexed field arrays.
-pub const PROTO_KEYS: u32 = 256;
+pub const PROTO_KEYS: u32 = CT_CLASSES * 256;
 pub const PORT_KEYS: u32 = 65_536;
 /// ICMP type << 8 | code.
 pub const ICMP_KEYS: u32 = 65_536;
@@ -133,6 +146,24 @@ pub const BPF_F_MMAPABLE: u32 = 1 << 10;
 /// LPM tries must be created with BPF_F_NO_PREALLOC.
 pub const BPF_F_NO_PREALLOC: u32 = 1;
 
+/// `CT_MODE`, a read-only global the loader sets: how the program learns conntrack state.
+/// The verifier sees it as a constant and skips the code of the other modes.
+/// No conntrack kfuncs in this kernel's vmlinux BTF: every packet is class 0.
+pub const CT_MODE_OFF: u32 = 0;
+/// `bpf_xdp_ct_lookup` in the kernel's table.
+pub const CT_MODE_KERNEL: u32 = 1;
+/// Test fixtures only: the lookup's result comes from [`Config::fake_ct_lookup`].
+pub const CT_MODE_FAKE: u32 = 2;
+/// [`Config::fake_ct_lookup`]: an entry was found (else a miss), in the reply direction;
+/// the lookup failed otherwise than by a miss; `nf_conn.status` bits (IPS_*) from bit 8.
+pub const CT_FAKE_FOUND: u32 = 1;
+pub const CT_FAKE_REPLY: u32 = 2;
+pub const CT_FAKE_ERROR: u32 = 4;
+pub const CT_FAKE_STATUS_SHIFT: u32 = 8;
+/// `enum ip_conntrack_status` (uapi, stable): the bits the classes are made of.
+pub const IPS_EXPECTED: u64 = 1 << 0;
+pub const IPS_SEEN_REPLY: u64 = 1 << 1;
+
 /// Verdicts of policies and entries.
 pub const VERDICT_DROP: u32 = 0;
 pub const VERDICT_ACCEPT: u32 = 1;
@@ -157,7 +188,9 @@ pub struct Config {
     pub flags: u32,
     /// Where the verdict bits sit in skb->mark ([`mark_mask`]); the TC program reads it.
     pub mark_shift: u32,
-    pub _reserved: u32,
+    /// Only read by a program loaded with [`CT_MODE_FAKE`] (test fixtures, which cannot
+    /// create conntrack entries): the result its lookups pretend to get (`CT_FAKE_*`).
+    pub fake_ct_lookup: u32,
 }
 const _: () = assert!(core::mem::size_of::<Config>() == 16);
 
@@ -231,8 +264,14 @@ pub struct TableHeader {
     pub no_tcp: u32,
     /// Bitmap for an input interface the table has no entry for, with no output one.
     pub unknown_iface: u32,
-    pub _reserved: u32,
+    /// `TABLE_*` bits.
+    pub flags: u32,
 }
+
+/// [`TableHeader::flags`]: some entry depends on conntrack state, so the program looks the
+/// packet up in conntrack and uses its class in the protocol key (which the table then
+/// always uses).
+pub const TABLE_USES_CT: u32 = 1;
 const _: () = assert!(core::mem::size_of::<TableHeader>() == 48);
 
 /// What a classifier bit does when it is the first match.

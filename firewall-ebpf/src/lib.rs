@@ -6,4 +6,5 @@
 //! about) apart from the program's entry point in `main.rs`.
 #![no_std]
 
+pub mod ct;
 pub mod parse;

@@ -28,10 +28,24 @@ use firewall_common::{
     FIELD_IFACE, FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GENERATIONS, GROUP_ENTRIES,
     ICMP_KEYS, LPM_TAG_BITS, MARK_BITS, MAX_COUNTERS, MAX_INTERFACES, MAX_JUMP_DEPTH, MAX_PREFIXES,
     NO_COUNTER, POLICY_COUNTER_SLOTS, POOL_WORDS_PER_GENERATION, PORT_KEYS, PROTO_KEYS,
-    REASON_BROKEN_INSTALL, REASON_MALFORMED, REASON_NOT_IP, REASON_SLOTS, TAGS, TCP_FLAG_KEYS,
-    VERDICT_ACCEPT, VERDICT_DEFER, XDP_META_LEN, XDP_META_MAGIC, XDP_META_MAGIC_MASK,
+    REASON_BROKEN_INSTALL, REASON_MALFORMED, REASON_NOT_IP, REASON_SLOTS, TABLE_USES_CT, TAGS,
+    TCP_FLAG_KEYS, VERDICT_ACCEPT, VERDICT_DEFER, XDP_META_LEN, XDP_META_MAGIC,
+    XDP_META_MAGIC_MASK,
 };
-use firewall_ebpf::parse::{parse, Packet, Parsed};
+use firewall_ebpf::{
+    ct,
+    parse::{parse, Packet, Parsed},
+};
+
+// Read-only globals the loader sets (EbpfLoader::override_global) before the verifier runs,
+// which then takes them for constants: the code of other conntrack modes is never walked,
+// and `nf_conn.status` is read at a constant offset, as it must be.
+/// `CT_MODE_*`: how conntrack state is learnt.
+#[no_mangle]
+static CT_MODE: u32 = 0;
+/// Byte offset of `status` in this kernel's `struct nf_conn` (from its BTF).
+#[no_mangle]
+static NF_CONN_STATUS: u32 = 0;
 
 // Names, sizes and writers/readers of every map are documented in firewall-common.
 #[map(name = "FW_CONFIG")]
@@ -114,7 +128,19 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
     let oif = (routed >> 32) as u32;
     let table = table_index(pkt.family, chain);
     let header = TABLES.get(tag(generation, table)).ok_or(Broken)?;
-    let (verdict, position) = decide(ctx, &pkt, generation, table, oif, header)?;
+    let class = if header.flags & TABLE_USES_CT != 0 {
+        // SAFETY: plain reads of the program's own read-only globals.
+        let (mode, status) = unsafe {
+            (
+                core::ptr::read_volatile(&CT_MODE),
+                core::ptr::read_volatile(&NF_CONN_STATUS),
+            )
+        };
+        ct::class(ctx, &pkt, mode, status, config.fake_ct_lookup)
+    } else {
+        0
+    };
+    let (verdict, position) = decide(ctx, &pkt, generation, table, oif, class, header)?;
     if config.flags & CONFIG_LOG_VERDICTS != 0 {
         log_verdict(ctx, &pkt, verdict, position);
     }
@@ -184,6 +210,7 @@ fn decide(
     generation: u32,
     table: u32,
     oif: u32,
+    class: u32,
     header: &TableHeader,
 ) -> Result<(u32, u32), Broken> {
     let mut walk = Walk {
@@ -207,7 +234,15 @@ fn decide(
         add_bytes: pkt.ip_len as u64,
     };
     if header.entry_count > 0 {
-        bitmaps(ctx, pkt, tag(generation, table), oif, header, &mut walk)?;
+        bitmaps(
+            ctx,
+            pkt,
+            tag(generation, table),
+            oif,
+            class,
+            header,
+            &mut walk,
+        )?;
         let mut groups = u64::MAX;
         for f in 0..FIELD_COUNT {
             if f as u32 >= walk.fields {
@@ -521,6 +556,7 @@ fn bitmaps(
     pkt: &Packet,
     tg: u32,
     oif: u32,
+    class: u32,
     header: &TableHeader,
     search: &mut Walk,
 ) -> Result<(), Broken> {
@@ -552,8 +588,9 @@ fn bitmaps(
         search.push(prefix(pkt, &pkt.dst, tg, false)?);
     }
     if fields & FIELD_PROTO != 0 {
+        // The conntrack class rides in the protocol's key (see firewall-common).
         let at = PROTO
-            .get(tg * PROTO_KEYS + (pkt.proto & 0xff))
+            .get(tg * PROTO_KEYS + (class & 3) * 256 + (pkt.proto & 0xff))
             .ok_or(Broken)?;
         search.push(*at);
     }
@@ -689,7 +726,7 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
 }
 
-// GPL: the conntrack kfuncs the rule engine will call are GPL-only.
+// GPL: the conntrack kfuncs are GPL-only.
 #[link_section = "license"]
 #[no_mangle]
 static LICENSE: [u8; 4] = *b"GPL\0";

@@ -53,6 +53,9 @@ pub struct Packet {
     pub has_icmp: bool,
     /// Length of the IP packet, which is what iptables' byte counters count.
     pub ip_len: u32,
+    /// Any fragment, the first included: netfilter judges the reassembled packet, so what
+    /// conntrack will say of it is not XDP's to know.
+    pub fragment: bool,
 }
 
 /// A frame too short for the header it announces, or with an impossible header length.
@@ -76,6 +79,7 @@ impl Packet {
             icmp: 0,
             has_icmp: false,
             ip_len,
+            fragment: false,
         }
     }
 }
@@ -132,7 +136,8 @@ fn parse_ipv4(ctx: &XdpContext, offset: usize) -> Result<Packet, Malformed> {
         return Err(Malformed);
     }
     let proto = ip.proto;
-    let first_fragment = be16(ip.frags) & 0x1fff == 0;
+    let frags = be16(ip.frags);
+    let first_fragment = frags & 0x1fff == 0;
     let mut pkt = Packet::new(
         FAMILY_V4,
         [u32::from_ne_bytes(ip.src_addr), 0, 0, 0],
@@ -140,6 +145,8 @@ fn parse_ipv4(ctx: &XdpContext, offset: usize) -> Result<Packet, Malformed> {
         proto,
         be16(ip.tot_len) as u32,
     );
+    // More fragments (0x2000) or an offset.
+    pkt.fragment = frags & 0x3fff != 0;
     if first_fragment {
         read_l4(ctx, offset + header_len, proto, IPPROTO_ICMP, &mut pkt)?;
     }
@@ -173,6 +180,7 @@ fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Result<Packet, Malformed> {
                 let frag = unsafe { *frag };
                 next = frag[0];
                 first_fragment = be16([frag[2], frag[3]]) & 0xfff8 == 0;
+                pkt.fragment = true;
                 offset += 8;
             }
             IPPROTO_AH => {

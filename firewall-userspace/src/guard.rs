@@ -6,7 +6,7 @@ use std::{ffi::CStr, net::IpAddr};
 use crate::{
     cli::list::rule_args,
     rules::{
-        eval::{evaluate, Decision, PacketView},
+        eval::{evaluate_by, Decision, Judge, PacketView},
         Chain, Family, Ruleset,
     },
 };
@@ -99,7 +99,8 @@ pub fn would_cut(ruleset: &Ruleset, session: &Session, iface: &str) -> Option<St
         ct_state: Some(crate::rules::model::CT_ESTABLISHED),
     };
     let rules = ruleset.family(family);
-    let outcome = evaluate(rules, Chain::Input, &packet);
+    // Netfilter's view: a REJECT cuts the session as surely as a DROP.
+    let outcome = evaluate_by(rules, Chain::Input, &packet, Judge::Netfilter);
     if outcome.verdict == Decision::Accept {
         return None;
     }

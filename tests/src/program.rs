@@ -9,7 +9,10 @@ use aya::{
 use firewall_common::{policy_counter, Counter, CHAIN_INPUT};
 use fwctl::{
     compile::{compile, Interface},
-    dataplane::{install::load_object, install::PROGRAM_NAME, maps::Maps},
+    dataplane::{
+        install::{load_object_with, CtLookup, PROGRAM_NAME},
+        maps::Maps,
+    },
     rules::{edit::Editor, parse::parse_args, Family, Ruleset},
 };
 
@@ -43,10 +46,16 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// The program with faked conntrack lookups ([`Harness::fake_ct`]): test runs cannot
+    /// create conntrack entries, so fixtures say what the lookup finds.
     pub fn load() -> Result<Harness> {
+        Self::load_with(CtLookup::Fake)
+    }
+
+    pub fn load_with(ct: CtLookup) -> Result<Harness> {
         let netns = netlab::Netns::new("fwt-prog")?;
         netns.enter_on_this_thread()?;
-        let mut ebpf = load_object()?;
+        let mut ebpf = load_object_with(ct)?;
         let maps = Maps::from_source(|name| {
             ebpf.take_map(name)
                 .with_context(|| format!("object has no map {name}"))
@@ -63,6 +72,11 @@ impl Harness {
             }],
         };
         h.apply(&[])?;
+        // Nothing known of conntrack unless a test says so.
+        h.maps.set_config(firewall_common::Config {
+            fake_ct_lookup: firewall_common::CT_FAKE_ERROR,
+            ..h.maps.config()?
+        })?;
         Ok(h)
     }
 
@@ -174,6 +188,17 @@ impl Harness {
         let start = std::time::Instant::now();
         self.test_run(frame, ifindex, repeat, None)?;
         Ok(start.elapsed().as_nanos() as f64 / repeat as f64)
+    }
+
+    /// What the program's conntrack lookups find from now on (`CT_FAKE_*`; 0 is a miss),
+    /// for a harness loaded with [`CtLookup::Fake`].
+    pub fn fake_ct(&mut self, lookup: u32) -> Result<()> {
+        let config = self.maps.config()?;
+        self.maps.set_config(firewall_common::Config {
+            fake_ct_lookup: lookup,
+            ..config
+        })?;
+        Ok(())
     }
 
     /// The generation packets are judged by now.

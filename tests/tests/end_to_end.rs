@@ -1057,9 +1057,59 @@ fn tcx_programs_on(lab: &Lab, iface: &'static str) -> usize {
     programs.len()
 }
 
+/// Sends `n` ICMP echo requests from `from` to `dst` through a raw socket (no ping here),
+/// with identifiers from `first_id` on.
+fn icmp_echo(from: &netlab::Netns, dst: &str, first_id: u16, n: u16) {
+    let dst: std::net::Ipv4Addr = dst.parse().expect("IPv4 address");
+    from.run(move || {
+        // SAFETY: plain socket calls on a descriptor this closure owns and closes.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP);
+            assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+            let addr = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(dst.octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            for seq in 0..n {
+                // Echo request: type 8, code 0, checksum, identifier, sequence. A new
+                // identifier each time, so each is a NEW conntrack entry.
+                let id = first_id + seq;
+                let mut msg = [8u8, 0, 0, 0, (id >> 8) as u8, id as u8, 0, 1];
+                let sum: u32 = msg
+                    .chunks(2)
+                    .map(|w| u32::from(w[0]) << 8 | u32::from(w[1]))
+                    .sum();
+                let folded = !((sum & 0xffff) + (sum >> 16)) as u16;
+                msg[2..4].copy_from_slice(&folded.to_be_bytes());
+                let sent = libc::sendto(
+                    fd,
+                    msg.as_ptr().cast(),
+                    msg.len(),
+                    0,
+                    (&addr as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                );
+                assert_eq!(
+                    sent,
+                    msg.len() as isize,
+                    "{}",
+                    std::io::Error::last_os_error()
+                );
+            }
+            libc::close(fd);
+        }
+    })
+    .expect("thread in the namespace");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+}
+
 /// The contract with netfilter: a packet XDP accepted arrives with the "accepted" and
-/// generation bits in skb->mark, a deferred one (conntrack rule) with the generation bit
-/// only; each counted once, by the path that decided it. In native and generic XDP, since the metadata
+/// generation bits in skb->mark, a deferred one (conntrack rule on ICMP, whose state XDP
+/// never knows) with the generation bit only; each counted once, by the path that decided it. In native and generic XDP, since the metadata
 /// reaches the TC program by different paths. Detach and down leave no tcx link.
 #[test]
 fn verdicts_reach_netfilter_in_the_mark() {
@@ -1067,7 +1117,7 @@ fn verdicts_reach_netfilter_in_the_mark() {
     let lab = Lab::named("fwm").unwrap();
     lab.host.apply(&[
         "-A INPUT -p udp --dport 7100 -j ACCEPT",
-        "-A INPUT -p udp --dport 7101 -m conntrack --ctstate NEW -j ACCEPT",
+        "-A INPUT -p icmp -m conntrack --ctstate NEW -j ACCEPT",
     ]);
     let shift = DEFAULT_MARK_SHIFT;
     for mode in ["native", "generic"] {
@@ -1085,26 +1135,32 @@ fn verdicts_reach_netfilter_in_the_mark() {
         let accepted = mark_accepted(shift) | mark_generation(shift, generation);
         let deferred = mark_generation(shift, generation);
         let mask = mark_mask(shift);
-        let rule = |port: u16, mark: u32, name: &str| {
-            format!("udp dport {port} meta mark & {mask:#010x} == {mark:#010x} counter comment \"{name}\"")
+        let rule = |what: &str, mark: u32, name: &str| {
+            format!("{what} meta mark & {mask:#010x} == {mark:#010x} counter comment \"{name}\"")
         };
         let nft = NftTable::new(
             &lab.host,
             "fwmtest",
             &[
-                rule(7100, accepted, "accepted"),
-                rule(7101, deferred, "deferred"),
-                "udp dport 7100-7101 counter comment \"all\"".to_string(),
+                rule("udp dport 7100", accepted, "accepted"),
+                rule("icmp type echo-request", deferred, "deferred"),
+                "udp dport 7100 counter comment \"all udp\"".to_string(),
+                "icmp type echo-request counter comment \"all icmp\"".to_string(),
             ],
         );
         lab.host.fwctl_ok(&["-Z"]);
         assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7100, 5, 20), 5);
-        assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7101, 4, 20), 4);
+        icmp_echo(
+            &lab.client,
+            HOST_V4,
+            if mode == "native" { 0x100 } else { 0x200 },
+            4,
+        );
         assert_eq!(
             (
                 nft.packets("accepted"),
                 nft.packets("deferred"),
-                nft.packets("all")
+                nft.packets("all udp") + nft.packets("all icmp")
             ),
             (5, 4, 9),
             "{mode}: marks seen by netfilter\n{}",

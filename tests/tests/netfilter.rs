@@ -465,3 +465,121 @@ fn down_removes_the_table_and_only_it() {
     ns.fwctl_ok(&["down"]);
     assert_eq!(nft(&["list", "tables"]), "table inet operator\n");
 }
+
+/// The classic stateful ruleset with XDP on the host's interface: XDP reads the kernel's
+/// conntrack table, so it judges what conntrack makes certain and leaves netfilter only
+/// what it cannot know. Netfilter's own share shows in the active generation's chain, read
+/// with `nft`: XDP-accepted packets are accepted by the base chain's mark rule before they
+/// get there, and XDP-dropped ones never arrive.
+#[test]
+fn conntrack_state_is_judged_at_xdp() {
+    let lab = Lab::named("fwk-ct").unwrap();
+    lab.host.apply(&[
+        "-P INPUT DROP",
+        "-A INPUT -i lo -j ACCEPT",
+        "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+        "-A INPUT -p tcp --dport 22 -j ACCEPT",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    assert!(lab.xdp_mode().unwrap().is_some(), "XDP is not attached");
+    // Netfilter's INPUT counters of both generations: (state rule, policy) per chain.
+    // (`nft list chain` cannot name a chain that starts with a digit; the table can.)
+    let nft = || -> Vec<(u64, u64)> {
+        let out = lab
+            .host
+            .command("nft")
+            .args(["list", "table", "inet", "fwctl"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "nft list table inet fwctl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let chains: Vec<(u64, u64)> = ["chain 0v4-INPUT {", "chain 1v4-INPUT {"]
+            .iter()
+            .filter_map(|head| {
+                let body: Vec<&str> = text
+                    .lines()
+                    .skip_while(|l| l.trim() != *head)
+                    .take_while(|l| l.trim() != "}")
+                    .collect();
+                let packets = |needle: &str| {
+                    body.iter()
+                        .find(|l| l.contains(needle))
+                        .and_then(|l| l.split("packets ").nth(1))
+                        .and_then(|w| w.split_whitespace().next())
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .unwrap_or_else(|| panic!("no {needle:?} counter under {head}:\n{text}"))
+                };
+                (!body.is_empty()).then(|| (packets("ct state"), packets("fwctl policy")))
+            })
+            .collect();
+        assert!(!chains.is_empty(), "no INPUT chain in:\n{text}");
+        chains
+    };
+    let total = |n: usize| {
+        let text = lab
+            .host
+            .fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x", "--line-numbers"]);
+        listed_counters(&text, "INPUT", n).unwrap().0
+    };
+
+    // (a) The host's own connection out: every answer is ESTABLISHED at XDP.
+    let (nft0, state0) = (nft(), total(2));
+    let server = lab
+        .client
+        .tcp_accept_peer(
+            format!("{CLIENT_V4}:7900").parse().unwrap(),
+            Duration::from_secs(3),
+        )
+        .unwrap();
+    let probe = lab
+        .host
+        .tcp_connect(
+            format!("{CLIENT_V4}:7900").parse().unwrap(),
+            Duration::from_millis(1500),
+        )
+        .unwrap();
+    assert!(server.join().unwrap().is_some());
+    assert_eq!(probe, Probe::Echoed, "outbound connection");
+    let state1 = total(2);
+    assert!(
+        state1 >= state0 + 2,
+        "state rule counted {}",
+        state1 - state0
+    );
+    assert_eq!(nft(), nft0, "netfilter judged answers XDP could");
+
+    // (b) Unsolicited: a datagram and a SYN to closed ports are NEW, dropped at XDP.
+    let policy0 = total(0);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7901, 3, 10), 0);
+    let probe = lab
+        .client
+        .tcp_connect(
+            format!("{HOST_V4}:7902").parse().unwrap(),
+            Duration::from_millis(300),
+        )
+        .unwrap();
+    assert_eq!(probe, Probe::TimedOut, "SYN to a closed port");
+    assert!(
+        total(0) > policy0 + 3,
+        "policy counted {}",
+        total(0) - policy0
+    );
+    assert_eq!(nft(), nft0, "netfilter saw packets XDP dropped");
+    assert_eq!(total(2), state1, "nothing unsolicited is ESTABLISHED");
+
+    // (c) An ICMP error about a live flow is RELATED: XDP leaves it to netfilter, which
+    // lets it through, and the host's connected socket learns the port is closed.
+    let sock = lab
+        .host
+        .udp_socket(format!("{HOST_V4}:0").parse().unwrap())
+        .unwrap();
+    sock.connect(format!("{CLIENT_V4}:7903")).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    sock.send(b"anyone?").unwrap();
+    let err = sock.recv(&mut [0u8; 64]).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    let nft1 = nft();
+    let moved: u64 = nft1.iter().zip(&nft0).map(|(a, b)| a.0 - b.0).sum();
+    assert_eq!(moved, 1, "netfilter's state rule took the ICMP error");
+}

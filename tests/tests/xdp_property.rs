@@ -1,19 +1,24 @@
 //! Random rulesets and random packets: the XDP classifier (through BPF_PROG_TEST_RUN) must
 //! give the verdict of the reference evaluator (iptables' semantics on the rule model), and
-//! move exactly the counters it says: every rule met, jumps included, or the policy. Rules
-//! on conntrack state defer: XDP passes the packet marked "judged, not accepted" and counts
-//! nothing.
+//! move exactly the counters it says: every rule met, jumps included, or the policy. Each
+//! packet comes with a (faked) conntrack lookup result: where it makes the state certain
+//! (`xdp_ct_state`), rules on conntrack state are judged at XDP as netfilter would; where
+//! not, they defer: XDP passes the packet marked "judged, not accepted" and counts nothing.
 //! Deterministic: a fixed seed, so a failure prints a ruleset that reproduces it.
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use firewall_common::{policy_counter, xdp_meta, CHAIN_INPUT};
+use firewall_common::{
+    policy_counter, xdp_meta, CHAIN_INPUT, CT_FAKE_ERROR, CT_FAKE_FOUND, CT_FAKE_REPLY,
+    CT_FAKE_STATUS_SHIFT, IPS_EXPECTED, IPS_SEEN_REPLY,
+};
 use fwctl::compile::CompileError;
 use fwctl::rules::{
     edit::Editor,
-    eval::{evaluate, Decision, PacketView},
-    Chain, Cidr, CtState, Family, IcmpType, Multiport, MultiportKind, Neg, PortRange, RuleSpec,
-    Ruleset, Target, TcpFlags, Verdict, CT_ESTABLISHED, CT_INVALID, CT_NEW, CT_RELATED,
+    eval::{evaluate, xdp_ct_state, CtLookup, Decision, PacketView},
+    Chain, Cidr, CtState, Family, IcmpType, LogOpts, Multiport, MultiportKind, Neg, PortRange,
+    RejectWith, RuleSpec, Ruleset, Target, TcpFlags, Verdict, CT_ESTABLISHED, CT_INVALID, CT_NEW,
+    CT_RELATED,
 };
 use tests::{
     packets::{Packet, L4},
@@ -247,21 +252,51 @@ fn random_ruleset(rng: &mut Rng, u: &Universe) -> Ruleset {
     for c in &chains {
         e.new_chain(family, c).unwrap();
     }
+    // REJECT and LOG: netfilter's to carry out, so XDP defers where they match.
+    let reject = Target::Reject(RejectWith::PortUnreachable, family);
+    let log = Target::Log(LogOpts {
+        prefix: None,
+        level: 4,
+    });
     for (i, c) in chains.iter().enumerate() {
-        let mut targets = vec![Target::Accept, Target::Drop, Target::Return, Target::Return];
+        let mut targets = vec![
+            Target::Accept,
+            Target::Drop,
+            Target::Return,
+            Target::Return,
+            log.clone(),
+        ];
         targets.extend(chains[i + 1..].iter().map(|n| Target::Jump(n.clone())));
         for _ in 0..1 + rng.below(4) {
             let spec = random_spec(rng, u, &targets);
             e.append(family, c, vec![spec]).unwrap();
         }
     }
-    let mut targets = vec![Target::Accept, Target::Drop, Target::Return];
+    let mut targets = vec![Target::Accept, Target::Drop, Target::Return, reject, log];
     targets.extend(chains.iter().map(|n| Target::Jump(n.clone())));
     for _ in 0..1 + rng.below(12) {
         let spec = random_spec(rng, u, &targets);
         e.append(family, "INPUT", vec![spec]).unwrap();
     }
     e.ruleset
+}
+
+/// A conntrack lookup result and its encoding for the program's fake lookup.
+fn random_lookup(rng: &mut Rng) -> (CtLookup, u32) {
+    let found = |reply: bool, status: u64| {
+        let word = CT_FAKE_FOUND
+            | if reply { CT_FAKE_REPLY } else { 0 }
+            | (status as u32) << CT_FAKE_STATUS_SHIFT;
+        (CtLookup::Found { reply, status }, word)
+    };
+    match rng.below(6) {
+        0 => (CtLookup::Miss, 0),
+        1 => (CtLookup::Failed, CT_FAKE_ERROR),
+        2 => found(true, IPS_SEEN_REPLY),
+        3 => found(false, IPS_SEEN_REPLY),
+        4 => found(false, IPS_EXPECTED),
+        _ => found(rng.chance(20), 0),
+    }
 }
 
 fn random_packet(rng: &mut Rng, u: &Universe) -> (Packet, PacketView) {
@@ -316,6 +351,7 @@ fn xdp_agrees_with_the_reference_evaluator() {
     let mut rng = Rng(0x5eed_f00d_1234_5678);
     let mut checked = 0;
     let mut deferred = 0;
+    let mut known = 0;
     for round in 0..ROUNDS {
         let family = if round % 2 == 0 {
             Family::V4
@@ -342,7 +378,11 @@ fn xdp_agrees_with_the_reference_evaluator() {
         let mut slots: Vec<u32> = rules.all_rules().map(|r| r.slot).collect();
         slots.push(policy_slot);
         for _ in 0..PACKETS {
-            let (pkt, view) = random_packet(&mut rng, &u);
+            let (pkt, mut view) = random_packet(&mut rng, &u);
+            let (lookup, fake) = random_lookup(&mut rng);
+            view.ct_state = xdp_ct_state(&view, pkt.frag_offset != 0, lookup);
+            known += usize::from(view.ct_state.is_some());
+            h.fake_ct(fake).unwrap();
             let before: Vec<u64> = slots
                 .iter()
                 .map(|&s| h.maps.counter(s).unwrap().packets)
@@ -383,7 +423,7 @@ fn xdp_agrees_with_the_reference_evaluator() {
             deferred += usize::from(want.verdict == Decision::Defer);
             assert!(
                 got == verdict && moved == expected,
-                "round {round}: packet {view:?}\nXDP {got:x?} (want {verdict:x?}), counters {moved:?} (want {expected:?})\nruleset:\n{}",
+                "round {round}: packet {view:?} ({lookup:?})\nXDP {got:x?} (want {verdict:x?}), counters {moved:?} (want {expected:?})\nruleset:\n{}",
                 fwctl::cli::list::list_rules(rules, &fwctl::cli::list::chain_names(rules, None).unwrap())
             );
             checked += 1;
@@ -395,4 +435,6 @@ fn xdp_agrees_with_the_reference_evaluator() {
         deferred > checked / 50,
         "only {deferred} of {checked} deferred"
     );
+    // And enough packets whose state XDP knew.
+    assert!(known > checked / 4, "only {known} of {checked} known");
 }

@@ -1,20 +1,43 @@
 //! A built-in chain with its user chains inlined into one ordered list of classifier
 //! entries, each a conjunction of per-field conditions. A jump's conditions are added to
 //! every entry of the chain it jumps to; RETURN and the end of an inlined chain become
-//! entries that count and resume the search after the jump. A rule XDP cannot judge (it
-//! matches conntrack state) becomes a DEFER entry on its other matches: a packet that gets
-//! that far is handed to netfilter, which judges it again from the top of the chain.
+//! entries that count and resume the search after the jump.
+//!
+//! A rule on conntrack state is judged at XDP for the packets whose state XDP knows (its
+//! class, firewall-common `CT_CLASS_*`): the rule's entries carry the classes that satisfy
+//! its state match, and one DEFER entry on its other matches takes class 0 (nothing known):
+//! such a packet is handed to netfilter, which judges it again from the top of the chain.
+//! A jump on conntrack state is inlined the same way, its chain's entries limited to the
+//! classes that satisfy it.
 
 use firewall_common::{
-    Entry, ACTION_CONTINUE, MAX_JUMP_DEPTH, MAX_RESTARTS, NO_COUNTER, VERDICT_ACCEPT,
-    VERDICT_DEFER, VERDICT_DROP,
+    Entry, ACTION_CONTINUE, CT_CLASSES, CT_CLASS_ESTABLISHED, CT_CLASS_NEW, CT_CLASS_RELATED,
+    CT_CLASS_UNKNOWN, MAX_JUMP_DEPTH, MAX_RESTARTS, NO_COUNTER, VERDICT_ACCEPT, VERDICT_DEFER,
+    VERDICT_DROP,
 };
 
 use super::{verdict, CompileError};
 use crate::rules::{
-    Cidr, FamilyRules, IcmpType, MultiportKind, Neg, PortRange, Rule, RuleSpec, Target, TcpFlags,
-    Verdict,
+    Cidr, CtState, FamilyRules, IcmpType, MultiportKind, Neg, PortRange, Rule, RuleSpec, Target,
+    TcpFlags, Verdict, CT_ESTABLISHED, CT_NEW, CT_RELATED,
 };
+
+/// Bit `c` for conntrack class `c`.
+pub type Classes = u8;
+pub const ALL_CLASSES: Classes = (1 << CT_CLASSES) - 1;
+
+/// The classes whose packets certainly satisfy a state match: class 0 never does, since
+/// XDP knows nothing of its packets' state.
+pub fn satisfying(ct: &Neg<CtState>) -> Classes {
+    [
+        (CT_CLASS_NEW, CT_NEW),
+        (CT_CLASS_ESTABLISHED, CT_ESTABLISHED),
+        (CT_CLASS_RELATED, CT_RELATED),
+    ]
+    .iter()
+    .filter(|(_, state)| (ct.value.states & state != 0) != ct.negated)
+    .fold(0, |acc, (class, _)| acc | 1 << class)
+}
 
 /// A port condition: the port is in one of `ranges` (after negation is applied).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,9 +92,23 @@ pub struct Conds {
     pub dport: Vec<PortCond>,
     pub icmp: Vec<Neg<IcmpType>>,
     pub tcp_flags: Vec<Neg<TcpFlags>>,
+    /// Conntrack classes the entry is for; None for all of them.
+    pub classes: Option<Classes>,
 }
 
 impl Conds {
+    /// Whether a packet of conntrack class `class` can match.
+    pub fn for_class(&self, class: u32) -> bool {
+        self.classes.is_none_or(|c| c & (1 << class) != 0)
+    }
+
+    fn limited_to(&self, classes: Classes) -> Conds {
+        Conds {
+            classes: Some(self.classes.unwrap_or(ALL_CLASSES) & classes),
+            ..self.clone()
+        }
+    }
+
     fn and(&self, other: &Conds) -> Conds {
         fn cat<T: Clone>(a: &[T], b: &[T]) -> Vec<T> {
             a.iter().chain(b).cloned().collect()
@@ -86,13 +123,17 @@ impl Conds {
             dport: cat(&self.dport, &other.dport),
             icmp: cat(&self.icmp, &other.icmp),
             tcp_flags: cat(&self.tcp_flags, &other.tcp_flags),
+            classes: match (self.classes, other.classes) {
+                (Some(a), Some(b)) => Some(a & b),
+                (a, b) => a.or(b),
+            },
         }
     }
 }
 
 /// A rule's matches as conditions: one set, or two for `-m multiport --ports` (source port
-/// or destination port), tried in that order. Conntrack state is not among them: XDP has no
-/// conntrack, so the caller defers instead.
+/// or destination port), tried in that order. Conntrack state is not among them: the caller
+/// splits the rule by class.
 fn alternatives(spec: &RuleSpec) -> Vec<Conds> {
     fn opt<T: Clone>(o: &Option<T>) -> Vec<T> {
         o.iter().cloned().collect()
@@ -112,6 +153,7 @@ fn alternatives(spec: &RuleSpec) -> Vec<Conds> {
         dport: range(&spec.dport),
         icmp: opt(&spec.icmp),
         tcp_flags: opt(&spec.tcp_flags),
+        classes: None,
     };
     let Some(m) = &spec.multiport else {
         return vec![base];
@@ -208,54 +250,34 @@ impl<'a> Flattener<'a> {
             let mut resume_after = Vec::new();
             for alt in alternatives(&rule.spec) {
                 let conds = ctx.and(&alt);
-                if rule.spec.ctstate.is_some() {
-                    // Whatever the target: a packet matching the rest of the rule may or
-                    // may not match the state, so only netfilter can go on from here. For a
-                    // jump that includes every entry of the chain jumped to, RETURNs and
-                    // all, so the jump is one DEFER entry and its chain is not inlined.
-                    self.push(conds, VERDICT_DEFER, NO_COUNTER, jumps, position);
+                let Some(ct) = &rule.spec.ctstate else {
+                    self.rule(
+                        rule,
+                        conds,
+                        jumps,
+                        position,
+                        &mut returns,
+                        &mut resume_after,
+                    )?;
                     continue;
+                };
+                // Where XDP knows the state, the rule is judged as iptables would; where it
+                // does not (class 0), a packet matching the rest of the rule may or may not
+                // match the state, so only netfilter can go on from there.
+                let known = conds.limited_to(satisfying(ct));
+                if known.classes != Some(0) {
+                    self.rule(
+                        rule,
+                        known,
+                        jumps,
+                        position,
+                        &mut returns,
+                        &mut resume_after,
+                    )?;
                 }
-                match &rule.spec.target {
-                    // The editor keeps nat targets in the nat table, which XDP never sees.
-                    Target::Accept | Target::Masquerade | Target::Snat(_) | Target::Dnat(_) => {
-                        self.push(conds, VERDICT_ACCEPT, rule.slot, jumps, position);
-                    }
-                    // XDP could drop, but the answer (ICMP error, TCP reset) is netfilter's
-                    // to send, exactly as iptables sends it.
-                    Target::Reject(..) | Target::Log(_) => {
-                        self.push(conds, VERDICT_DEFER, NO_COUNTER, jumps, position);
-                    }
-                    Target::Drop => {
-                        self.push(conds, VERDICT_DROP, rule.slot, jumps, position);
-                    }
-                    // RETURN in a built-in chain ends it: the policy decides, and counts the
-                    // packet as iptables does (the extra counter rides in `jumps`).
-                    Target::Return if jumps.is_empty() => {
-                        let policy = [self.policy_slot];
-                        self.push(conds, verdict(self.policy), rule.slot, &policy, position);
-                    }
-                    Target::Return => {
-                        let at = self.push(conds, ACTION_CONTINUE, rule.slot, jumps, position);
-                        returns.push(at);
-                    }
-                    Target::Jump(name) => {
-                        if jumps.len() == MAX_JUMP_DEPTH {
-                            return Err(CompileError::TooDeep(name.clone()));
-                        }
-                        let inner = self
-                            .rules
-                            .user_chain(name)
-                            .ok_or_else(|| CompileError::NoChain(name.clone()))?;
-                        let mut inner_jumps = jumps.to_vec();
-                        inner_jumps.push(rule.slot);
-                        let ret = self.chain(&inner.rules, &conds, &inner_jumps, Some(position))?;
-                        resume_after.extend(ret);
-                        // Falling off the end of the chain: count the jump, go on after it.
-                        let end =
-                            self.push(conds, ACTION_CONTINUE, NO_COUNTER, &inner_jumps, position);
-                        resume_after.push(end);
-                    }
+                let unknown = conds.limited_to(1 << CT_CLASS_UNKNOWN);
+                if unknown.classes != Some(0) {
+                    self.push(unknown, VERDICT_DEFER, NO_COUNTER, jumps, position);
                 }
             }
             // Every way out of the jump's chain resumes after all of this rule's entries.
@@ -265,6 +287,59 @@ impl<'a> Flattener<'a> {
             }
         }
         Ok(returns)
+    }
+
+    /// The entries of one rule (one alternative of it) under `conds`.
+    fn rule(
+        &mut self,
+        rule: &Rule,
+        conds: Conds,
+        jumps: &[u32],
+        position: u32,
+        returns: &mut Vec<usize>,
+        resume_after: &mut Vec<usize>,
+    ) -> Result<(), CompileError> {
+        match &rule.spec.target {
+            // The editor keeps nat targets in the nat table, which XDP never sees.
+            Target::Accept | Target::Masquerade | Target::Snat(_) | Target::Dnat(_) => {
+                self.push(conds, VERDICT_ACCEPT, rule.slot, jumps, position);
+            }
+            // XDP could drop, but the answer (ICMP error, TCP reset) or the log event is
+            // netfilter's to send, exactly as iptables sends it.
+            Target::Reject(..) | Target::Log(_) => {
+                self.push(conds, VERDICT_DEFER, NO_COUNTER, jumps, position);
+            }
+            Target::Drop => {
+                self.push(conds, VERDICT_DROP, rule.slot, jumps, position);
+            }
+            // RETURN in a built-in chain ends it: the policy decides, and counts the
+            // packet as iptables does (the extra counter rides in `jumps`).
+            Target::Return if jumps.is_empty() => {
+                let policy = [self.policy_slot];
+                self.push(conds, verdict(self.policy), rule.slot, &policy, position);
+            }
+            Target::Return => {
+                let at = self.push(conds, ACTION_CONTINUE, rule.slot, jumps, position);
+                returns.push(at);
+            }
+            Target::Jump(name) => {
+                if jumps.len() == MAX_JUMP_DEPTH {
+                    return Err(CompileError::TooDeep(name.clone()));
+                }
+                let inner = self
+                    .rules
+                    .user_chain(name)
+                    .ok_or_else(|| CompileError::NoChain(name.clone()))?;
+                let mut inner_jumps = jumps.to_vec();
+                inner_jumps.push(rule.slot);
+                let ret = self.chain(&inner.rules, &conds, &inner_jumps, Some(position))?;
+                resume_after.extend(ret);
+                // Falling off the end of the chain: count the jump, go on after it.
+                let end = self.push(conds, ACTION_CONTINUE, NO_COUNTER, &inner_jumps, position);
+                resume_after.push(end);
+            }
+        }
+        Ok(())
     }
 
     pub fn finish(self) -> Result<Vec<Flat>, CompileError> {

@@ -13,7 +13,8 @@ pub mod pool;
 use firewall_common::{
     Entry, TableHeader, ENTRIES_PER_GENERATION, FIELD_DPORT, FIELD_DST, FIELD_ICMP, FIELD_IFACE,
     FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, IFACE_PAIRS_PER_GENERATION, MAX_ENTRIES,
-    POOL_WORDS_PER_GENERATION, PROTO_KEYS, TCP_FLAG_KEYS, VERDICT_ACCEPT, VERDICT_DROP,
+    POOL_WORDS_PER_GENERATION, PROTO_KEYS, TABLE_USES_CT, TCP_FLAG_KEYS, VERDICT_ACCEPT,
+    VERDICT_DROP,
 };
 
 use self::{
@@ -211,14 +212,26 @@ fn table_image(
         t.header.fields |= FIELD_DST;
         t.dst = per_prefix(flats, pool, family, |f| &f.conds.dst);
     }
-    if used(|c| !c.proto.is_empty()) {
+    let uses_ct = used(|c| c.classes.is_some());
+    if uses_ct || used(|c| !c.proto.is_empty()) {
         t.header.fields |= FIELD_PROTO;
-        t.proto = Some(per_value(flats, pool, PROTO_KEYS, |f, v| {
+        let proto_holds = |f: &Flat, p: u32| {
             f.conds
                 .proto
                 .iter()
-                .all(|c| (c.value as u32 == v) != c.negated)
-        }));
+                .all(|c| (c.value as u32 == p) != c.negated)
+        };
+        // Key: class * 256 + protocol. A table without conntrack rules only ever sees
+        // class 0; its other classes repeat it rather than cost a compile each.
+        let proto = if uses_ct {
+            t.header.flags |= TABLE_USES_CT;
+            per_value(flats, pool, PROTO_KEYS, |f, v| {
+                f.conds.for_class(v / 256) && proto_holds(f, v % 256)
+            })
+        } else {
+            per_value(flats, pool, 256, proto_holds).repeat((PROTO_KEYS / 256) as usize)
+        };
+        t.proto = Some(proto);
     }
     if used(|c| !c.sport.is_empty()) {
         t.header.fields |= FIELD_SPORT;

@@ -8,9 +8,14 @@ use aya::{
     programs::{SchedClassifier, Xdp},
     Ebpf, EbpfLoader,
 };
-use firewall_common::{Config, DEFAULT_MARK_SHIFT};
+use firewall_common::{Config, CT_MODE_FAKE, CT_MODE_KERNEL, CT_MODE_OFF, DEFAULT_MARK_SHIFT};
 
-use super::{maps::Maps, maps::MAP_NAMES, namespace::Namespace};
+use super::{
+    kfunc::{conntrack_support, patch_kfunc_calls, Kfuncs},
+    maps::Maps,
+    maps::MAP_NAMES,
+    namespace::Namespace,
+};
 
 /// Name of the XDP program in the object file and of its pin.
 pub const PROGRAM_NAME: &str = "fw_ingress";
@@ -31,12 +36,57 @@ pub struct Dataplane {
     pub maps: Maps,
 }
 
+/// Where the XDP program learns a packet's conntrack state from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CtLookup {
+    /// The kernel's conntrack table, if vmlinux BTF has the conntrack kfuncs; else none.
+    Auto,
+    /// None: every rule on conntrack state is left to netfilter (as on a kernel without
+    /// the kfuncs).
+    Off,
+    /// Test fixtures only: lookups pretend to return `Config::fake_ct_lookup`.
+    Fake,
+}
+
+/// Loads the embedded object, with conntrack lookups where the kernel offers them.
+pub fn load_object() -> Result<Ebpf> {
+    load_object_with(CtLookup::Auto)
+}
+
 /// Loads the embedded object. Errors here are the "no BPF" errors an operator sees, so they
 /// say what is missing.
-pub fn load_object() -> Result<Ebpf> {
-    let mut ebpf = EbpfLoader::new().load(crate::PROGRAM).context(
-        "cannot load fwctl's BPF object: is BPF available here (root or CAP_BPF, a kernel with BTF)?",
-    )?;
+pub fn load_object_with(ct: CtLookup) -> Result<Ebpf> {
+    let (mode, status_offset, kfuncs) = match ct {
+        CtLookup::Auto => {
+            let support = std::fs::read("/sys/kernel/btf/vmlinux")
+                .context("reading /sys/kernel/btf/vmlinux")
+                .and_then(|btf| conntrack_support(&btf));
+            match support {
+                Ok(ct) => (CT_MODE_KERNEL, ct.status_offset, Kfuncs::Ids(ct.kfuncs)),
+                Err(e) => {
+                    log::info!(
+                        "no conntrack lookups at XDP, rules on conntrack state go to netfilter: {e:#}"
+                    );
+                    (CT_MODE_OFF, 0, Kfuncs::Stubbed)
+                }
+            }
+        }
+        CtLookup::Off => (CT_MODE_OFF, 0, Kfuncs::Stubbed),
+        CtLookup::Fake => (CT_MODE_FAKE, 0, Kfuncs::Stubbed),
+    };
+    // u64 words: the ELF parser wants its headers aligned, as include_bytes_aligned! gives.
+    let len = crate::PROGRAM.len();
+    let mut words = vec![0u64; len.div_ceil(8)];
+    let elf = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..len];
+    elf.copy_from_slice(crate::PROGRAM);
+    patch_kfunc_calls(elf, &kfuncs).context("preparing the conntrack kfunc calls")?;
+    let mut ebpf = EbpfLoader::new()
+        .override_global("CT_MODE", &mode, true)
+        .override_global("NF_CONN_STATUS", &status_offset, true)
+        .load(elf)
+        .context(
+            "cannot load fwctl's BPF object: is BPF available here (root or CAP_BPF, a kernel with BTF)?",
+        )?;
     let prog: &mut Xdp = ebpf
         .program_mut(PROGRAM_NAME)
         .context("the BPF object has no fw_ingress program")?

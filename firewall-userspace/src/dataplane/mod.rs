@@ -4,6 +4,7 @@
 
 pub mod attach;
 pub mod install;
+pub mod kfunc;
 pub mod maps;
 pub mod mmap;
 pub mod namespace;

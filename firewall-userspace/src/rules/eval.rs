@@ -1,10 +1,11 @@
 //! iptables' semantics, evaluated directly on the rule model: the reference the compiled
 //! classifier is tested against. Slow and obvious on purpose.
 //!
-//! Without a conntrack state it judges as XDP does: the first rule met that matches on
-//! conntrack state (or a jump that does) defers the packet to netfilter, and nothing counts,
-//! since netfilter then judges and counts it from the top. With a state, it judges as
-//! netfilter does.
+//! Without a conntrack state it judges as XDP does when it does not know the state: the
+//! first rule met that matches on conntrack state (or a jump that does) defers the packet
+//! to netfilter, and nothing counts, since netfilter then judges and counts it from the
+//! top. With a state, it judges as netfilter does, which is also what XDP does when its
+//! conntrack lookup makes the state certain ([`xdp_ct_state`]).
 
 use std::net::IpAddr;
 
@@ -27,8 +28,47 @@ pub struct PacketView {
     pub ports: Option<(u16, u16)>,
     pub tcp_flags: Option<u8>,
     pub icmp: Option<(u8, u8)>,
-    /// The packet's conntrack state (one `CT_*` bit) as netfilter sees it; None at XDP.
+    /// The packet's conntrack state (one `CT_*` bit) as netfilter sees it, or as XDP knows
+    /// it ([`xdp_ct_state`]); None where it is not known (XDP without a certain answer).
     pub ct_state: Option<u8>,
+}
+
+/// What XDP's conntrack lookup of a packet's tuple returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CtLookup {
+    Miss,
+    /// An entry, found in the reply direction or not, with its `nf_conn.status` bits.
+    Found {
+        reply: bool,
+        status: u64,
+    },
+    /// Any other error (the lookup refuses ICMP and other protocols).
+    Failed,
+}
+
+/// The conntrack state XDP knows `p` to be in from `lookup`, as netfilter's
+/// `resolve_normal_ct()` will decide it; None where netfilter could decide otherwise.
+/// The reference for firewall-ebpf/src/ct.rs. `fragment`: any fragment, the first too.
+pub fn xdp_ct_state(p: &PacketView, fragment: bool, lookup: CtLookup) -> Option<u8> {
+    use firewall_common::{IPS_EXPECTED, IPS_SEEN_REPLY};
+    const SYN: u8 = 0x02;
+    // SYN, ACK, RST, FIN.
+    const DECIDING: u8 = 0x17;
+    if p.ports.is_none() || fragment || !matches!(p.proto, 6 | 17) {
+        return None;
+    }
+    let syn_only = p.tcp_flags.is_some_and(|f| f & DECIDING == SYN);
+    match lookup {
+        CtLookup::Failed => None,
+        // A TCP miss without a plain SYN may be picked up mid-stream or be INVALID.
+        CtLookup::Miss => (p.proto == 17 || syn_only).then_some(super::CT_NEW),
+        // A SYN on a known connection may reopen it as NEW.
+        CtLookup::Found { reply, status } if reply || status & IPS_SEEN_REPLY != 0 => {
+            (!syn_only).then_some(super::CT_ESTABLISHED)
+        }
+        CtLookup::Found { status, .. } if status & IPS_EXPECTED != 0 => Some(super::CT_RELATED),
+        CtLookup::Found { .. } => Some(super::CT_NEW),
+    }
 }
 
 /// What becomes of a packet: iptables' verdict, or (at XDP) netfilter's business.
@@ -119,10 +159,19 @@ pub fn matches(spec: &RuleSpec, p: &PacketView) -> bool {
 }
 
 /// Runs a chain; `None` when the packet falls off its end or hits RETURN.
+/// Who judges: XDP leaves REJECT and LOG to netfilter (the answer and the event are
+/// netfilter's to send); netfilter carries them out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Judge {
+    Xdp,
+    Netfilter,
+}
+
 fn run(
     rules: &FamilyRules,
     chain: &[Rule],
     p: &PacketView,
+    judge: Judge,
     counted: &mut Vec<u32>,
 ) -> Option<Decision> {
     for rule in chain {
@@ -147,7 +196,7 @@ fn run(
             }
             Target::Drop => return Some(Decision::Drop),
             // Netfilter sends the answer: XDP leaves the packet to it.
-            Target::Reject(..) | Target::Log(_) if p.ct_state.is_none() => {
+            Target::Reject(..) | Target::Log(_) if judge == Judge::Xdp => {
                 return Some(Decision::Defer)
             }
             // Logged, and on to the next rule.
@@ -159,7 +208,7 @@ fn run(
                     .user_chain(name)
                     .map(|c| c.rules.as_slice())
                     .unwrap_or_default();
-                if let Some(v) = run(rules, inner, p, counted) {
+                if let Some(v) = run(rules, inner, p, judge, counted) {
                     return Some(v);
                 }
             }
@@ -168,9 +217,14 @@ fn run(
     None
 }
 
+/// The outcome at XDP.
 pub fn evaluate(rules: &FamilyRules, chain: Chain, p: &PacketView) -> Outcome {
+    evaluate_by(rules, chain, p, Judge::Xdp)
+}
+
+pub fn evaluate_by(rules: &FamilyRules, chain: Chain, p: &PacketView, judge: Judge) -> Outcome {
     let mut counted = Vec::new();
-    match run(rules, &rules.chain(chain).rules, p, &mut counted) {
+    match run(rules, &rules.chain(chain).rules, p, judge, &mut counted) {
         Some(Decision::Defer) => Outcome {
             verdict: Decision::Defer,
             counted: Vec::new(),
