@@ -48,6 +48,8 @@ A change that would drop your own SSH session is refused: --force or FWCTL_FORCE
 Rules take effect on the interfaces fwctl is attached to:
   fwctl attach eth0            fwctl detach eth0
   fwctl status                 fwctl down (remove everything)
+Watching: fwctl top (live rates per rule, q quits); fwctl exporter --listen 127.0.0.1:9469
+(Prometheus, at /metrics)
 Every command works per network namespace: ip netns exec NS fwctl ...
 The iptables commands also work with their names: fwctl iptables -L -n -v,
 fwctl ip6tables -A INPUT ..., fwctl iptables-save, fwctl iptables-restore < rules.v4";
@@ -175,6 +177,34 @@ enum Sub {
     /// (internal) Wait for a pending apply's deadline and roll it back if unconfirmed.
     #[command(hide = true)]
     RollbackWatch,
+    /// Serve the firewall's counters to Prometheus at http://ADDR:PORT/metrics: per rule
+    /// (the numbers of `fwctl -L -v -x`), per policy, drops without a rule, generation,
+    /// last change. Each scrape reads everything once and lets go of the lock.
+    ///
+    /// Examples: fwctl exporter --listen 127.0.0.1:9469 ; curl -s localhost:9469/metrics
+    ///           ip netns exec blue fwctl exporter --listen 127.0.0.1:9470 (one per namespace)
+    /// Remote scrapers need a rule too: fwctl -I INPUT -s PROMETHEUS -p tcp --dport 9469 -j ACCEPT
+    Exporter {
+        /// Where to listen (a host name or an address, and a port).
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9469")]
+        listen: String,
+    },
+    /// Live packets/s and bytes/s of every rule and policy, busiest first, and of the
+    /// attached interfaces; XDP% is the share of a rule's packets XDP decided (the rest
+    /// netfilter did). `q` quits.
+    ///
+    /// Examples: fwctl top ; fwctl top -d 5 ; fwctl top --once | head ; fwctl top -n 3 > rates.txt
+    Top {
+        /// Seconds between refreshes.
+        #[arg(short = 'd', long, value_name = "SECONDS", default_value = "1", value_parser = parse_interval)]
+        interval: std::time::Duration,
+        /// Print one frame (rates over one interval) as plain text and exit.
+        #[arg(long, conflicts_with = "iterations")]
+        once: bool,
+        /// Print N frames as plain text, one per interval, and exit.
+        #[arg(short = 'n', long, value_name = "N")]
+        iterations: Option<u32>,
+    },
     /// Print the XDP program's log lines (aya-log) until Ctrl-C.
     Log {
         /// Also log one line per judged packet while this runs (costly under load).
@@ -184,6 +214,16 @@ enum Sub {
         #[arg(long)]
         duration: Option<u64>,
     },
+}
+
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}' is not a number of seconds"))?;
+    if !(0.1..=3600.0).contains(&seconds) {
+        return Err(format!("{seconds} s: use 0.1 to 3600"));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -391,6 +431,15 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
             Ok(())
         }
         Sub::Log { verdicts, duration } => log::follow(verdicts, duration),
+        Sub::Exporter { listen } => crate::observe::exporter::serve(&listen),
+        Sub::Top {
+            interval,
+            once,
+            iterations,
+        } => crate::observe::top::run(crate::observe::top::Options {
+            interval,
+            iterations: if once { Some(1) } else { iterations },
+        }),
         Sub::Save {
             v6,
             counters,
