@@ -168,7 +168,8 @@ enum Sub {
         #[arg(long, default_value = crate::boot::CONFIG_DIR)]
         config_dir: std::path::PathBuf,
     },
-    /// Install the systemd unit that runs `fwctl boot` (then: systemctl enable fwctl).
+    /// Install the systemd units: fwctl.service runs `fwctl boot` (then: systemctl enable
+    /// fwctl), fwctl-exporter.service runs `fwctl exporter` (systemctl enable fwctl-exporter).
     InstallService {
         /// Install under this root instead of / (for packaging).
         #[arg(long, default_value = "/")]
@@ -181,9 +182,12 @@ enum Sub {
     /// (the numbers of `fwctl -L -v -x`), per policy, drops without a rule, generation,
     /// last change. Each scrape reads everything once and lets go of the lock.
     ///
-    /// Examples: fwctl exporter --listen 127.0.0.1:9469 ; curl -s localhost:9469/metrics
-    ///           ip netns exec blue fwctl exporter --listen 127.0.0.1:9470 (one per namespace)
-    /// Remote scrapers need a rule too: fwctl -I INPUT -s PROMETHEUS -p tcp --dport 9469 -j ACCEPT
+    /// Example: fwctl exporter --listen 127.0.0.1:9469 ; curl -s localhost:9469/metrics
+    ///
+    /// One per network namespace: ip netns exec blue fwctl exporter --listen 127.0.0.1:9470
+    ///
+    /// A scraper on another host must get through the firewall and reach the address:
+    /// fwctl exporter --listen 0.0.0.0:9469 ; fwctl -I INPUT -s PROMETHEUS -p tcp --dport 9469 -j ACCEPT
     Exporter {
         /// Where to listen (a host name or an address, and a port).
         #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9469")]
@@ -193,7 +197,9 @@ enum Sub {
     /// attached interfaces; XDP% is the share of a rule's packets XDP decided (the rest
     /// netfilter did). `q` quits.
     ///
-    /// Examples: fwctl top ; fwctl top -d 5 ; fwctl top --once | head ; fwctl top -n 3 > rates.txt
+    /// Examples: fwctl top ; fwctl top -d 5 ; ip netns exec blue fwctl top
+    ///
+    /// For scripts (plain text, no screen control): fwctl top --once ; fwctl top -n 3 > rates.txt
     Top {
         /// Seconds between refreshes.
         #[arg(short = 'd', long, value_name = "SECONDS", default_value = "1", value_parser = parse_interval)]
@@ -729,18 +735,27 @@ fn wait_for_confirmation(seconds: u64) -> Result<()> {
 }
 
 const UNIT: &str = include_str!("../../../packaging/fwctl.service");
+const EXPORTER_UNIT: &str = include_str!("../../../packaging/fwctl-exporter.service");
 
 fn install_service(root: &std::path::Path) -> Result<()> {
     let exe = std::env::current_exe().context("locating the fwctl binary")?;
     let exe = exe.to_str().context("the fwctl path is not UTF-8")?;
     let dir = root.join("etc/systemd/system");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join("fwctl.service");
-    crate::state::write_text(&path, &UNIT.replace("@FWCTL@", exe))?;
+    for (name, unit) in [
+        ("fwctl.service", UNIT),
+        ("fwctl-exporter.service", EXPORTER_UNIT),
+    ] {
+        let path = dir.join(name);
+        crate::state::write_text(&path, &unit.replace("@FWCTL@", exe))?;
+        println!("installed {}", path.display());
+    }
     let conf = root.join("etc/fwctl");
     std::fs::create_dir_all(&conf).with_context(|| format!("creating {}", conf.display()))?;
-    println!("installed {}", path.display());
     println!("next: put your rules in {0}/rules.v4 (fwctl save > {0}/rules.v4), interfaces in {0}/fwctl.conf (attach eth0), then: systemctl daemon-reload && systemctl enable fwctl", conf.display());
+    println!(
+        "for Prometheus (http://127.0.0.1:9469/metrics): systemctl enable --now fwctl-exporter"
+    );
     Ok(())
 }
 
