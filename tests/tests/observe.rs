@@ -345,12 +345,12 @@ impl Drop for Tmux {
     }
 }
 
-/// The line of `screen` showing `rule`, if its rate (first column) is not zero.
+/// A line of `screen` (any frame of it) showing `rule` with a rate (first column) above zero.
 fn busy_line<'a>(screen: &'a str, rule: &str) -> Option<&'a str> {
     screen
         .lines()
-        .find(|l| l.ends_with(rule) || l.trim_end().ends_with(rule))
-        .filter(|l| l.split_whitespace().next().is_some_and(|rate| rate != "0"))
+        .filter(|l| l.trim_end().ends_with(rule))
+        .find(|l| l.split_whitespace().next().is_some_and(|rate| rate != "0"))
 }
 
 #[test]
