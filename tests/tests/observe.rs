@@ -249,6 +249,23 @@ fn exporter_serves_the_listing_numbers_as_prometheus_text() {
             "{page}"
         );
         assert!(page.contains("fwctl_build_info{version=\""), "{page}");
+        // The last change was this test's own, moments ago.
+        let applied = family("fwctl_last_apply_timestamp_seconds")
+            .iter_samples()
+            .map(|s| match &s.value {
+                PrometheusValue::Gauge(n) => n.as_f64(),
+                other => panic!("unexpected sample {other:?}"),
+            })
+            .next()
+            .unwrap_or_default();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(
+            now - 120.0 < applied && applied <= now,
+            "{applied} vs {now}"
+        );
         break;
     }
 
