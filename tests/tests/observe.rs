@@ -281,18 +281,29 @@ fn exporter_serves_the_listing_numbers_as_prometheus_text() {
 struct Tmux {
     socket: std::path::PathBuf,
     conf: std::path::PathBuf,
+    /// Where the shell around the command writes its exit status: tmux's own record of it
+    /// (`pane_dead_status`) is left empty when the pty closes before tmux reaps the child.
+    status: std::path::PathBuf,
 }
 
 impl Tmux {
-    /// Runs `command` in a detached 160x40 session. The pane stays after the command ends
-    /// so its exit status can be read.
+    /// Runs `command` through /bin/sh in a detached 160x40 session. The pane stays after
+    /// the command ends, so what it printed can still be read.
     fn start(command: &str) -> Tmux {
         let name = format!("fwo-top-{}", std::process::id());
+        let dir = std::env::temp_dir();
         let tmux = Tmux {
-            socket: std::env::temp_dir().join(format!("{name}.sock")),
-            conf: std::env::temp_dir().join(format!("{name}.conf")),
+            socket: dir.join(format!("{name}.sock")),
+            conf: dir.join(format!("{name}.conf")),
+            status: dir.join(format!("{name}.status")),
         };
-        std::fs::write(&tmux.conf, "set -g remain-on-exit on\n").unwrap();
+        let _ = std::fs::remove_file(&tmux.status);
+        std::fs::write(
+            &tmux.conf,
+            "set -g remain-on-exit on\nset -g default-shell /bin/sh\n",
+        )
+        .unwrap();
+        let wrapped = format!("{command}; echo $? > {}", tmux.status.display());
         let out = tmux
             .cmd()
             .args([
@@ -304,7 +315,7 @@ impl Tmux {
                 "160",
                 "-y",
                 "40",
-                command,
+                &wrapped,
             ])
             .output()
             .expect("running tmux");
@@ -331,25 +342,33 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// None while the command runs, then its exit status.
-    fn exit_status(&self) -> Option<i32> {
+    fn pane(&self, format: &str) -> String {
         let out = self
             .cmd()
-            .args([
-                "display-message",
-                "-p",
-                "-t",
-                "top",
-                "#{pane_dead} #{pane_dead_status}",
-            ])
+            .args(["display-message", "-p", "-t", "top", format])
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let mut words = text.split_whitespace();
-        match (words.next(), words.next()) {
-            (Some("1"), Some(status)) => status.parse().ok(),
-            _ => None,
-        }
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// None while the command runs, then its exit status.
+    fn exit_status(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(&self.status).ok()?;
+        text.trim().parse().ok()
+    }
+
+    /// What is running in the pane, for failure messages.
+    fn processes(&self) -> String {
+        let pid = self.pane("#{pane_pid}");
+        let out = Command::new("ps")
+            .args(["-o", "pid,stat,wchan:20,args", "--ppid", &pid, "-p", &pid])
+            .output()
+            .unwrap();
+        format!(
+            "pane {}\n{}",
+            self.pane("dead=#{pane_dead} status=#{pane_dead_status} signal=#{pane_dead_signal}"),
+            String::from_utf8_lossy(&out.stdout)
+        )
     }
 }
 
@@ -357,8 +376,9 @@ impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.cmd().args(["kill-session", "-t", "top"]).output();
         let _ = self.cmd().arg("kill-server").output();
-        let _ = std::fs::remove_file(&self.socket);
-        let _ = std::fs::remove_file(&self.conf);
+        for file in [&self.socket, &self.conf, &self.status] {
+            let _ = std::fs::remove_file(file);
+        }
     }
 }
 
@@ -419,15 +439,16 @@ fn top_shows_live_rates_in_a_terminal_and_quits_on_q() {
                 .args(["send-keys", "-t", "top", "q"])
                 .output()
                 .unwrap();
-            let deadline = Instant::now() + Duration::from_secs(5);
+            let deadline = Instant::now() + Duration::from_secs(10);
             let status = loop {
                 if let Some(status) = tmux.exit_status() {
                     break status;
                 }
                 assert!(
                     Instant::now() < deadline,
-                    "fwctl top did not quit on q:\n{}",
-                    tmux.capture()
+                    "fwctl top did not quit on q:\n{}\n{}",
+                    tmux.capture(),
+                    tmux.processes()
                 );
                 std::thread::sleep(Duration::from_millis(100));
             };

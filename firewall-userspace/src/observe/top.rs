@@ -122,8 +122,11 @@ fn interactive_loop(interval: Duration) -> Result<()> {
 }
 
 fn draw(prev: &Snapshot, cur: &Snapshot) -> Result<()> {
-    let (cols, rows) = terminal::size()?;
-    let lines = frame(prev, cur, Some(cols as usize), Some(rows as usize));
+    // A terminal that reports no size (a serial console, some SSH clients) gets every line,
+    // uncut, rather than none.
+    let (cols, rows) = terminal::size().unwrap_or((0, 0));
+    let known = |n: u16| (n > 0).then_some(n as usize);
+    let lines = frame(prev, cur, known(cols), known(rows));
     let mut out = std::io::stdout().lock();
     for (row, line) in lines.iter().enumerate() {
         queue!(
