@@ -128,6 +128,10 @@ impl Firewall {
         }
         self.state.nft_baseline = NftCounters::default();
         self.state.ruleset = editor.ruleset;
+        self.state.last_apply_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .and_then(|d| u64::try_from(d.as_millis()).ok());
         self.store.save(&self.state)
     }
 

@@ -10,6 +10,7 @@ pub mod dataplane;
 pub mod firewall;
 pub mod guard;
 pub mod netfilter;
+pub mod observe;
 pub mod rules;
 pub mod state;
 

@@ -35,6 +35,11 @@ pub struct State {
     /// Where XDP's verdict bits sit in skb->mark (`fwctl mark-bits`).
     #[serde(default = "default_mark_shift")]
     pub mark_shift: u32,
+    /// When the ruleset in force was last committed (Unix time in milliseconds), so
+    /// monitoring can tell when the firewall last changed. None before the first commit, and
+    /// in state files older than this field.
+    #[serde(default)]
+    pub last_apply_ms: Option<u64>,
 }
 
 fn default_mark_shift() -> u32 {
@@ -49,6 +54,7 @@ impl Default for State {
             interfaces: Vec::new(),
             nft_baseline: Default::default(),
             mark_shift: default_mark_shift(),
+            last_apply_ms: None,
         }
     }
 }

@@ -850,6 +850,13 @@ fn boot_restores_rules_and_attaches() {
         unit.contains(&exec) && unit.contains("Before=network-pre.target"),
         "{unit}"
     );
+    let exporter =
+        std::fs::read_to_string(root.join("etc/systemd/system/fwctl-exporter.service")).unwrap();
+    let exec = format!(
+        "ExecStart={} exporter --listen 127.0.0.1:9469",
+        tests::fwctl_bin().display()
+    );
+    assert!(exporter.contains(&exec), "{exporter}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

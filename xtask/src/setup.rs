@@ -15,13 +15,15 @@ use crate::cmd::run;
 
 /// Debian packages the tests and the lab use: `ip` for namespaces and veth, `nft` and
 /// `iptables` as oracles, `ethtool` to read NIC features, `libclang-dev` for rustables'
-/// bindgen (the netfilter table is written through it).
+/// bindgen (the netfilter table is written through it), `tmux` as the terminal `fwctl top`
+/// is tested in.
 const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "nftables",
     "iptables",
     "ethtool",
     "libclang-dev",
+    "tmux",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";

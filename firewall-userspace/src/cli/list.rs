@@ -509,7 +509,7 @@ pub fn json(
         })
         .collect();
     serde_json::json!({
-        "family": match family { Family::V4 => "ipv4", Family::V6 => "ipv6" },
+        "family": family.label(),
         "table": rules.table.name(),
         "chains": chains,
     })

@@ -48,6 +48,8 @@ A change that would drop your own SSH session is refused: --force or FWCTL_FORCE
 Rules take effect on the interfaces fwctl is attached to:
   fwctl attach eth0            fwctl detach eth0
   fwctl status                 fwctl down (remove everything)
+Watching: fwctl top (live rates per rule, q quits); fwctl exporter --listen 127.0.0.1:9469
+(Prometheus, at /metrics)
 Every command works per network namespace: ip netns exec NS fwctl ...
 The iptables commands also work with their names: fwctl iptables -L -n -v,
 fwctl ip6tables -A INPUT ..., fwctl iptables-save, fwctl iptables-restore < rules.v4";
@@ -166,7 +168,8 @@ enum Sub {
         #[arg(long, default_value = crate::boot::CONFIG_DIR)]
         config_dir: std::path::PathBuf,
     },
-    /// Install the systemd unit that runs `fwctl boot` (then: systemctl enable fwctl).
+    /// Install the systemd units: fwctl.service runs `fwctl boot` (then: systemctl enable
+    /// fwctl), fwctl-exporter.service runs `fwctl exporter` (systemctl enable fwctl-exporter).
     InstallService {
         /// Install under this root instead of / (for packaging).
         #[arg(long, default_value = "/")]
@@ -175,6 +178,39 @@ enum Sub {
     /// (internal) Wait for a pending apply's deadline and roll it back if unconfirmed.
     #[command(hide = true)]
     RollbackWatch,
+    /// Serve the firewall's counters to Prometheus at http://ADDR:PORT/metrics: per rule
+    /// (the numbers of `fwctl -L -v -x`), per policy, drops without a rule, generation,
+    /// last change. Each scrape reads everything once and lets go of the lock.
+    ///
+    /// Example: fwctl exporter --listen 127.0.0.1:9469 ; curl -s localhost:9469/metrics
+    ///
+    /// One per network namespace: ip netns exec blue fwctl exporter --listen 127.0.0.1:9470
+    ///
+    /// A scraper on another host must get through the firewall and reach the address:
+    /// fwctl exporter --listen 0.0.0.0:9469 ; fwctl -I INPUT -s PROMETHEUS -p tcp --dport 9469 -j ACCEPT
+    Exporter {
+        /// Where to listen (a host name or an address, and a port).
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9469")]
+        listen: String,
+    },
+    /// Live packets/s and bytes/s of every rule and policy, busiest first, and of the
+    /// attached interfaces; XDP% is the share of a rule's packets XDP decided (the rest
+    /// netfilter did). `q` quits.
+    ///
+    /// Examples: fwctl top ; fwctl top -d 5 ; ip netns exec blue fwctl top
+    ///
+    /// For scripts (plain text, no screen control): fwctl top --once ; fwctl top -n 3 > rates.txt
+    Top {
+        /// Seconds between refreshes.
+        #[arg(short = 'd', long, value_name = "SECONDS", default_value = "1", value_parser = parse_interval)]
+        interval: std::time::Duration,
+        /// Print one frame (rates over one interval) as plain text and exit.
+        #[arg(long, conflicts_with = "iterations")]
+        once: bool,
+        /// Print N frames as plain text, one per interval, and exit.
+        #[arg(short = 'n', long, value_name = "N")]
+        iterations: Option<u32>,
+    },
     /// Follow LOG rules' events (the kernel's `IN= OUT= SRC= DST= ... PROTO= SPT= DPT=` lines)
     /// and the XDP program's log lines until Ctrl-C. At most --limit lines per second per
     /// LOG prefix after a burst; what was held back is counted and reported.
@@ -197,6 +233,16 @@ enum Sub {
         #[arg(long, default_value_t = 20)]
         burst: u32,
     },
+}
+
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}' is not a number of seconds"))?;
+    if !(0.1..=3600.0).contains(&seconds) {
+        return Err(format!("{seconds} s: use 0.1 to 3600"));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -415,6 +461,15 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
             json,
             limit,
             burst,
+        }),
+        Sub::Exporter { listen } => crate::observe::exporter::serve(&listen),
+        Sub::Top {
+            interval,
+            once,
+            iterations,
+        } => crate::observe::top::run(crate::observe::top::Options {
+            interval,
+            iterations: if once { Some(1) } else { iterations },
         }),
         Sub::Save {
             v6,
@@ -705,18 +760,27 @@ fn wait_for_confirmation(seconds: u64) -> Result<()> {
 }
 
 const UNIT: &str = include_str!("../../../packaging/fwctl.service");
+const EXPORTER_UNIT: &str = include_str!("../../../packaging/fwctl-exporter.service");
 
 fn install_service(root: &std::path::Path) -> Result<()> {
     let exe = std::env::current_exe().context("locating the fwctl binary")?;
     let exe = exe.to_str().context("the fwctl path is not UTF-8")?;
     let dir = root.join("etc/systemd/system");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join("fwctl.service");
-    crate::state::write_text(&path, &UNIT.replace("@FWCTL@", exe))?;
+    for (name, unit) in [
+        ("fwctl.service", UNIT),
+        ("fwctl-exporter.service", EXPORTER_UNIT),
+    ] {
+        let path = dir.join(name);
+        crate::state::write_text(&path, &unit.replace("@FWCTL@", exe))?;
+        println!("installed {}", path.display());
+    }
     let conf = root.join("etc/fwctl");
     std::fs::create_dir_all(&conf).with_context(|| format!("creating {}", conf.display()))?;
-    println!("installed {}", path.display());
     println!("next: put your rules in {0}/rules.v4 (fwctl save > {0}/rules.v4), interfaces in {0}/fwctl.conf (attach eth0), then: systemctl daemon-reload && systemctl enable fwctl", conf.display());
+    println!(
+        "for Prometheus (http://127.0.0.1:9469/metrics): systemctl enable --now fwctl-exporter"
+    );
     Ok(())
 }
 
