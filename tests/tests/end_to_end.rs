@@ -263,6 +263,12 @@ fn listings_match_iptables() {
         "-t nat -A PREROUTING -j FWD",
         "-t nat -A FWD -d 10.0.0.9 -p tcp --dport 81 -j DNAT --to-destination 10.0.0.3",
         "-t nat -A OUTPUT -p tcp --dport 25 -j DNAT --to-destination 10.0.0.4:2525",
+        "-t nat -A PREROUTING -p tcp --dport 80 -j REDIRECT --to-ports 8080",
+        "-t nat -A PREROUTING -p tcp --dport 81 -j REDIRECT",
+        "-t nat -A OUTPUT -p udp --dport 53 -j REDIRECT --to-ports 5300-5310",
+        "-t nat -A POSTROUTING -p tcp -o eth1 -j MASQUERADE --to-ports 1024-2000",
+        "-t nat -A POSTROUTING -p udp -j SNAT --to-source 1.2.3.5:1024-2000",
+        "-t nat -A PREROUTING -p tcp --dport 82 -j DNAT --to-destination 10.0.0.2:80-90",
     ];
     let v6 = [
         "-P INPUT DROP",
@@ -272,6 +278,8 @@ fn listings_match_iptables() {
         "-A INPUT -p ipv6-icmp --icmpv6-type 1/3 -j ACCEPT",
         "-A INPUT -p icmpv6 ! --icmpv6-type 135 -j DROP",
         "-t nat -A PREROUTING -p tcp --dport 80 -j DNAT --to-destination [2001:db8::2]:8080",
+        "-t nat -A PREROUTING -p tcp --dport 81 -j REDIRECT --to-ports 8081",
+        "-t nat -A POSTROUTING -p tcp -j SNAT --to-source [2001:db8::1]:1000-2000",
         "-t nat -A POSTROUTING -o eth0 -j MASQUERADE",
         "-A INPUT -p udp --dport 9 -j REJECT",
         "-A INPUT -j REJECT --reject-with icmp6-adm-prohibited",

@@ -129,6 +129,42 @@ fn nat_masquerade_snat_dnat() {
     }
 }
 
+/// REDIRECT to a port of the router itself, and source NAT to a port range: what iptables
+/// does with `-j REDIRECT --to-ports` and `-j MASQUERADE --to-ports`, with XDP attached.
+#[test]
+fn redirect_and_nat_port_ranges() {
+    let lab = RouterLab::isolated("frd", 213).unwrap();
+    let r = &lab.router;
+    r.apply(&[
+        "-t nat -A PREROUTING -i frdr0 -p tcp --dport 7720 -j REDIRECT --to-ports 7721",
+        "-t nat -A POSTROUTING -o frdr1 -p tcp -j MASQUERADE --to-ports 40000-40009",
+    ]);
+    r.fwctl_ok(&["attach", "frdr0"]);
+    r.tcp_echo("10.213.1.1:7721".parse().unwrap()).unwrap();
+    // To the server's address, port 7720: the router answers itself, on 7721.
+    let probe = lab
+        .client
+        .tcp_connect(
+            "10.213.2.2:7720".parse().unwrap(),
+            Duration::from_millis(1000),
+        )
+        .unwrap();
+    assert_eq!(
+        probe,
+        Probe::Echoed,
+        "redirected to the router's own listener"
+    );
+    for port in 7722..7725 {
+        let (probe, peer) = lab
+            .tcp_through(&format!("10.213.2.2:{port}"), &format!("10.213.2.2:{port}"))
+            .unwrap();
+        assert_eq!(probe, Probe::Echoed);
+        let peer = peer.unwrap();
+        assert_eq!(peer.ip().to_string(), "10.213.2.1");
+        assert!((40000..=40009).contains(&peer.port()), "source port {peer}");
+    }
+}
+
 /// NAT on a router judged at XDP with INPUT closed: XDP sees a port-forwarded packet, and a
 /// reply to a masqueraded connection, as packets for the router itself, while iptables
 /// judges them in FORWARD after NAT. They must get through as they do with iptables, and

@@ -412,6 +412,12 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
         Target::Snat(to) | Target::Dnat(to) => {
             let _ = write!(out, " to:{to}");
         }
+        Target::Redirect(Some(ports)) => {
+            let _ = write!(out, " redir ports {ports}");
+        }
+        Target::Masquerade(Some(ports)) => {
+            let _ = write!(out, " masq ports: {ports}");
+        }
         Target::Reject(with, family) => {
             let _ = write!(out, " reject-with {}", with.name(*family));
         }
@@ -683,6 +689,9 @@ pub fn rule_args(spec: &RuleSpec) -> String {
     match &spec.target {
         Target::Snat(to) => parts.push(format!("--to-source {to}")),
         Target::Dnat(to) => parts.push(format!("--to-destination {to}")),
+        Target::Redirect(Some(ports)) | Target::Masquerade(Some(ports)) => {
+            parts.push(format!("--to-ports {ports}"))
+        }
         Target::Reject(with, family) => parts.push(format!("--reject-with {}", with.name(*family))),
         Target::Log(log) => {
             if let Some(p) = &log.prefix {

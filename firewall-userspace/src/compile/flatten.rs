@@ -301,7 +301,11 @@ impl<'a> Flattener<'a> {
     ) -> Result<(), CompileError> {
         match &rule.spec.target {
             // The editor keeps nat targets in the nat table, which XDP never sees.
-            Target::Accept | Target::Masquerade | Target::Snat(_) | Target::Dnat(_) => {
+            Target::Accept
+            | Target::Masquerade(_)
+            | Target::Snat(_)
+            | Target::Dnat(_)
+            | Target::Redirect(_) => {
                 self.push(conds, VERDICT_ACCEPT, rule.slot, jumps, position);
             }
             // XDP could drop, but the answer (ICMP error, TCP reset) or the log event is

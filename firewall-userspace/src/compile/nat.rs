@@ -14,8 +14,14 @@ pub fn deferred(nat: &FamilyRules, chain: Chain) -> Vec<RuleSpec> {
     // this host to FORWARD, or the other way round: defer what those rules could match.
     for rule in &nat.prerouting.rules {
         let dnat = match &rule.spec.target {
-            Target::Dnat(_) => true,
-            Target::Jump(to) => reaches(nat, to, &|t| matches!(t, Target::Dnat(_)), 0),
+            // REDIRECT is a DNAT to this host.
+            Target::Dnat(_) | Target::Redirect(_) => true,
+            Target::Jump(to) => reaches(
+                nat,
+                to,
+                &|t| matches!(t, Target::Dnat(_) | Target::Redirect(_)),
+                0,
+            ),
             _ => false,
         };
         if dnat {
@@ -29,7 +35,7 @@ pub fn deferred(nat: &FamilyRules, chain: Chain) -> Vec<RuleSpec> {
     // Replies to source-NATed connections arrive for this host's own address: XDP would
     // judge them in INPUT, iptables in FORWARD after de-NAT. Which ones, only conntrack
     // knows, so with any source NAT every packet XDP would judge in INPUT is deferred.
-    let snat = |t: &Target| matches!(t, Target::Masquerade | Target::Snat(_));
+    let snat = |t: &Target| matches!(t, Target::Masquerade(_) | Target::Snat(_));
     if chain == Chain::Input && nat.all_rules().any(|r| snat(&r.spec.target)) {
         out.push(RuleSpec::any(Target::Accept));
     }
@@ -89,6 +95,7 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert!(d[0].dst.is_some(), "the jump's own matches: {:?}", d[0]);
         let n = nat(&["-t nat -A POSTROUTING -o eth0 -j MASQUERADE"]);
+        assert_eq!(n.postrouting.rules.len(), 1);
         assert_eq!(
             deferred(&n, Chain::Input),
             vec![RuleSpec::any(Target::Accept)]

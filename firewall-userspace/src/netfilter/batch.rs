@@ -2,7 +2,8 @@
 //! raised to fit (rustables' own send fails with EMSGSIZE past the default ~200 KB, a few
 //! hundred rules), and an acknowledgement asked for the last message only (one per message
 //! overflows the receive buffer on large batches). Errors come back for failing messages
-//! whether asked or not, so nothing goes unnoticed.
+//! whether asked or not, so nothing goes unnoticed. Placeholders for expressions rustables
+//! cannot write ([`super::exprs::RAW_MARK`]) are swapped for the real ones on the way.
 
 use std::{
     io,
@@ -58,10 +59,79 @@ fn set_buffer(fd: &OwnedFd, option: libc::c_int, size: usize) {
     }
 }
 
+const NFTA_RULE_EXPRESSIONS: u16 = 4;
+const NFTA_EXPR_DATA: u16 = 2;
+const NFTA_LOG_PREFIX: u16 = 2;
+const NLA_TYPE_MASK: u16 = 0x3fff;
+
+/// (type, payload) of each attribute in `buf`.
+fn attributes(mut buf: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while buf.len() >= 4 {
+        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
+        if len < 4 || len > buf.len() {
+            break;
+        }
+        out.push((u16::from_ne_bytes([buf[2], buf[3]]), &buf[4..len]));
+        buf = &buf[len.next_multiple_of(4).min(buf.len())..];
+    }
+    out
+}
+
+/// The real expression a placeholder list element stands for, or None.
+fn placeholder(elem: &[u8]) -> Option<Vec<u8>> {
+    let mark = super::exprs::RAW_MARK.as_bytes();
+    let (_, data) = attributes(elem)
+        .into_iter()
+        .find(|(k, _)| k & NLA_TYPE_MASK == NFTA_EXPR_DATA)?;
+    let (_, prefix) = attributes(data)
+        .into_iter()
+        .find(|(k, p)| k & NLA_TYPE_MASK == NFTA_LOG_PREFIX && p.starts_with(mark))?;
+    let hex = prefix[mark.len()..].split(|b| *b == 0).next()?;
+    hex.chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+        .collect()
+}
+
+/// The batch with every placeholder expression replaced, lengths fixed up.
+fn substitute(buf: &[u8]) -> Vec<u8> {
+    let mark = super::exprs::RAW_MARK.as_bytes();
+    if !buf.windows(mark.len()).any(|w| w == mark) {
+        return buf.to_vec();
+    }
+    let nla = super::exprs::nla;
+    let mut out = Vec::with_capacity(buf.len());
+    for h in headers(buf) {
+        let msg = &buf[h.at..h.at + h.len];
+        // Header and nfgenmsg, then the attributes.
+        if msg.len() < 20 || !msg.windows(mark.len()).any(|w| w == mark) {
+            out.extend(msg);
+            out.resize(out.len().next_multiple_of(4), 0);
+            continue;
+        }
+        let mut body = msg[..20].to_vec();
+        for (kind, payload) in attributes(&msg[20..]) {
+            if kind & NLA_TYPE_MASK != NFTA_RULE_EXPRESSIONS {
+                body.extend(nla(kind, payload));
+                continue;
+            }
+            let list: Vec<u8> = attributes(payload)
+                .into_iter()
+                .flat_map(|(k, elem)| nla(k, &placeholder(elem).unwrap_or_else(|| elem.to_vec())))
+                .collect();
+            body.extend(nla(kind, &list));
+        }
+        let len = body.len() as u32;
+        body[0..4].copy_from_slice(&len.to_ne_bytes());
+        out.extend(body);
+    }
+    out
+}
+
 /// Sends the batch and waits until the kernel has applied it (all of it) or refused it
 /// (none of it).
 pub fn send(batch: rustables::Batch) -> Result<()> {
-    let mut buf = batch.finalize();
+    let mut buf = substitute(&batch.finalize());
     let messages = headers(&buf);
     let objects: Vec<&Header> = messages
         .iter()
@@ -141,5 +211,43 @@ pub fn send(batch: rustables::Batch) -> Result<()> {
                 return Ok(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::PortRange;
+
+    /// A placeholder leaves the batch as the real expression, and every length that holds
+    /// it (expression list, message) is fixed up.
+    #[test]
+    fn placeholders_become_real_expressions() {
+        let table = rustables::Table::new(rustables::ProtocolFamily::Inet).with_name("t");
+        let chain = rustables::Chain::new(&table).with_name("c");
+        let mut exprs = Vec::new();
+        super::super::exprs::redirect(Some(PortRange { min: 80, max: 81 }), &mut exprs);
+        let mut rule = rustables::Rule::new(&chain).unwrap();
+        for e in exprs {
+            rule.add_expr(e);
+        }
+        let mut batch = rustables::Batch::new();
+        batch.add(&rule, rustables::MsgType::Add);
+        let raw = batch.finalize();
+        let out = substitute(&raw);
+        let mark = super::super::exprs::RAW_MARK.as_bytes();
+        assert!(raw.windows(mark.len()).any(|w| w == mark));
+        assert!(!out.windows(mark.len()).any(|w| w == mark));
+        assert!(out.windows(6).any(|w| w == b"redir\0"));
+        let lengths: usize = headers(&out)
+            .iter()
+            .map(|h| h.len.next_multiple_of(4))
+            .sum();
+        assert_eq!(
+            lengths,
+            out.len(),
+            "message lengths cover the batch exactly"
+        );
+        assert_eq!(headers(&out).len(), headers(&raw).len());
     }
 }

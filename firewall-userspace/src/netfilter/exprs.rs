@@ -3,13 +3,12 @@
 
 use rustables::expr::{
     Bitwise, Cmp, CmpOp, Conntrack, ConntrackKey, Counter, IcmpCode, Immediate, Log, Meta,
-    MetaType, Nat, NatType, Payload, RawExpression, Register, Reject, RejectType, VerdictKind,
+    MetaType, NatType, Payload, RawExpression, Register, Reject, RejectType, VerdictKind,
 };
 use rustables::sys::{NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER};
-use rustables::ProtocolFamily;
 
 use super::translate::{nft_ct_bits, Test};
-use crate::rules::{Family, RejectWith};
+use crate::rules::{Family, NatTo, PortRange, RejectWith};
 
 fn op(equal: bool) -> CmpOp {
     if equal {
@@ -199,29 +198,118 @@ pub fn log(prefix: Option<&str>) -> RawExpression {
     Log::new(Some(LOG_GROUP), prefix).unwrap_or_default().into()
 }
 
-/// SNAT or DNAT to one address and optionally one port.
-pub fn nat(
-    kind: NatType,
-    family: Family,
-    addr: std::net::IpAddr,
-    port: Option<u16>,
-    out: &mut Vec<RawExpression>,
-) {
-    let bytes = match addr {
+/// Marks a placeholder for an expression rustables cannot write (nat with port ranges,
+/// masq and redir with ports): a `log` expression whose prefix carries the real
+/// expression's bytes in hex, swapped in by batch.rs before the batch leaves. Never sent.
+pub const RAW_MARK: &str = "\u{1}fwctl-raw:";
+
+const NFTA_EXPR_NAME: u16 = 1;
+const NFTA_EXPR_DATA: u16 = 2;
+const NLA_F_NESTED: u16 = 1 << 15;
+
+/// One netlink attribute, padded to 4 bytes.
+pub fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
+    let mut out = ((4 + payload.len()) as u16).to_ne_bytes().to_vec();
+    out.extend(kind.to_ne_bytes());
+    out.extend(payload);
+    out.resize(out.len().next_multiple_of(4), 0);
+    out
+}
+
+/// An expression as the contents of its list element: name, then nested data.
+fn raw(name: &str, attrs: &[(u16, u32)]) -> RawExpression {
+    let mut text = name.as_bytes().to_vec();
+    text.push(0);
+    let mut elem = nla(NFTA_EXPR_NAME, &text);
+    // Registers, types and families are big-endian 32-bit values in nftables.
+    let data: Vec<u8> = attrs
+        .iter()
+        .flat_map(|(k, v)| nla(*k, &v.to_be_bytes()))
+        .collect();
+    elem.extend(nla(NFTA_EXPR_DATA | NLA_F_NESTED, &data));
+    let hex: String = elem.iter().map(|b| format!("{b:02x}")).collect();
+    // Not Log::new: the hex is longer than a real prefix may be, and never sent as one.
+    Log::default()
+        .with_prefix(format!("{RAW_MARK}{hex}"))
+        .into()
+}
+
+/// NF_NAT_RANGE_PROTO_SPECIFIED: masq and redir apply their port registers only with it
+/// (nft sets it too).
+const PROTO_SPECIFIED: u32 = 2;
+
+/// Loads a port range into `first` and the register after it; returns the registers.
+fn load_ports(ports: PortRange, first: Register, out: &mut Vec<RawExpression>) -> (u32, u32) {
+    let (min, max) = match first {
+        Register::Reg1 => (Register::Reg1, Register::Reg2),
+        _ => (Register::Reg2, Register::Reg3),
+    };
+    out.push(Immediate::new_data(ports.min.to_be_bytes().to_vec(), min).into());
+    out.push(Immediate::new_data(ports.max.to_be_bytes().to_vec(), max).into());
+    (min as u32, max as u32)
+}
+
+/// SNAT or DNAT to one address and optionally a port or port range.
+pub fn nat(kind: NatType, family: Family, to: NatTo, out: &mut Vec<RawExpression>) {
+    const NFTA_NAT_TYPE: u16 = 1;
+    const NFTA_NAT_FAMILY: u16 = 2;
+    const NFTA_NAT_REG_ADDR_MIN: u16 = 3;
+    const NFTA_NAT_REG_PROTO_MIN: u16 = 5;
+    const NFTA_NAT_REG_PROTO_MAX: u16 = 6;
+    const NFTA_NAT_FLAGS: u16 = 7;
+    let bytes = match to.addr {
         std::net::IpAddr::V4(a) => a.octets().to_vec(),
         std::net::IpAddr::V6(a) => a.octets().to_vec(),
     };
     out.push(Immediate::new_data(bytes, Register::Reg1).into());
-    let mut nat = Nat::default()
-        .with_nat_type(kind)
-        .with_family(match family {
-            Family::V4 => ProtocolFamily::Ipv4,
-            Family::V6 => ProtocolFamily::Ipv6,
-        })
-        .with_ip_register(Register::Reg1);
-    if let Some(p) = port {
-        out.push(Immediate::new_data(p.to_be_bytes().to_vec(), Register::Reg2).into());
-        nat = nat.with_port_register(Register::Reg2);
+    let nfproto = match family {
+        Family::V4 => libc::NFPROTO_IPV4,
+        Family::V6 => libc::NFPROTO_IPV6,
+    } as u32;
+    let kind = match kind {
+        NatType::SNat => libc::NFT_NAT_SNAT,
+        NatType::DNat => libc::NFT_NAT_DNAT,
+    } as u32;
+    let mut attrs = vec![
+        (NFTA_NAT_TYPE, kind),
+        (NFTA_NAT_FAMILY, nfproto),
+        (NFTA_NAT_REG_ADDR_MIN, Register::Reg1 as u32),
+    ];
+    if let Some(ports) = to.ports {
+        let (min, max) = load_ports(ports, Register::Reg2, out);
+        attrs.push((NFTA_NAT_REG_PROTO_MIN, min));
+        attrs.push((NFTA_NAT_REG_PROTO_MAX, max));
+        attrs.push((NFTA_NAT_FLAGS, PROTO_SPECIFIED));
     }
-    out.push(nat.into());
+    out.push(raw("nat", &attrs));
+}
+
+/// MASQUERADE [--to-ports].
+pub fn masquerade(ports: Option<PortRange>, out: &mut Vec<RawExpression>) {
+    const NFTA_MASQ_FLAGS: u16 = 1;
+    const NFTA_MASQ_REG_PROTO_MIN: u16 = 2;
+    const NFTA_MASQ_REG_PROTO_MAX: u16 = 3;
+    let mut attrs = Vec::new();
+    if let Some(ports) = ports {
+        let (min, max) = load_ports(ports, Register::Reg1, out);
+        attrs.push((NFTA_MASQ_FLAGS, PROTO_SPECIFIED));
+        attrs.push((NFTA_MASQ_REG_PROTO_MIN, min));
+        attrs.push((NFTA_MASQ_REG_PROTO_MAX, max));
+    }
+    out.push(raw("masq", &attrs));
+}
+
+/// REDIRECT [--to-ports]: to this host, the incoming interface's address.
+pub fn redirect(ports: Option<PortRange>, out: &mut Vec<RawExpression>) {
+    const NFTA_REDIR_REG_PROTO_MIN: u16 = 1;
+    const NFTA_REDIR_REG_PROTO_MAX: u16 = 2;
+    const NFTA_REDIR_FLAGS: u16 = 3;
+    let mut attrs = Vec::new();
+    if let Some(ports) = ports {
+        let (min, max) = load_ports(ports, Register::Reg1, out);
+        attrs.push((NFTA_REDIR_REG_PROTO_MIN, min));
+        attrs.push((NFTA_REDIR_REG_PROTO_MAX, max));
+        attrs.push((NFTA_REDIR_FLAGS, PROTO_SPECIFIED));
+    }
+    out.push(raw("redir", &attrs));
 }

@@ -307,9 +307,10 @@ fn target(t: &Target, generation: u32, table: Table, family: Family, e: &mut Vec
             chain: chain_name(generation, table, family, to),
         },
         // A nat statement ends the chain for this packet by itself.
-        Target::Masquerade => return e.push(rustables::expr::Masquerade::default().into()),
-        Target::Snat(to) => return exprs::nat(NatType::SNat, family, to.addr, to.port, e),
-        Target::Dnat(to) => return exprs::nat(NatType::DNat, family, to.addr, to.port, e),
+        Target::Masquerade(ports) => return exprs::masquerade(*ports, e),
+        Target::Redirect(ports) => return exprs::redirect(*ports, e),
+        Target::Snat(to) => return exprs::nat(NatType::SNat, family, *to, e),
+        Target::Dnat(to) => return exprs::nat(NatType::DNat, family, *to, e),
         Target::Reject(with, _) => return e.push(exprs::reject(*with)),
         // No verdict: the packet goes on to the next rule, as after iptables' LOG.
         Target::Log(log) => return e.push(exprs::log(log.prefix.as_deref())),

@@ -121,9 +121,10 @@ impl Editor {
     /// The nat table's targets in the chains netfilter allows them in, and no DROP there.
     fn check_nat(&self, chain: &str, target: &Target) -> Result<(), EditError> {
         let name = match target {
-            Target::Masquerade => "MASQUERADE",
+            Target::Masquerade(_) => "MASQUERADE",
             Target::Snat(_) => "SNAT",
             Target::Dnat(_) => "DNAT",
+            Target::Redirect(_) => "REDIRECT",
             Target::Drop if self.table == Table::Nat => {
                 return Err(EditError::FilteringInNat("DROP"))
             }
@@ -136,7 +137,7 @@ impl Editor {
             return Err(EditError::NatTargetInFilter(name));
         }
         let (allowed, text): (&[Chain], _) = match target {
-            Target::Masquerade => (&[Chain::PostRouting], "POSTROUTING"),
+            Target::Masquerade(_) => (&[Chain::PostRouting], "POSTROUTING"),
             Target::Snat(_) => (&[Chain::PostRouting, Chain::Input], "POSTROUTING and INPUT"),
             _ => (&[Chain::PreRouting, Chain::Output], "PREROUTING and OUTPUT"),
         };
@@ -511,11 +512,11 @@ mod tests {
         let nat = |target| RuleSpec { target, ..spec(80) };
         let to = crate::rules::NatTo {
             addr: "10.0.0.2".parse().unwrap(),
-            port: None,
+            ports: None,
         };
         // Nat targets need the nat table, and their own hooks there.
         assert_eq!(
-            e.append(V4, "INPUT", vec![nat(Target::Masquerade)]),
+            e.append(V4, "INPUT", vec![nat(Target::Masquerade(None))]),
             Err(EditError::NatTargetInFilter("MASQUERADE"))
         );
         e.table = Table::Nat;
@@ -523,7 +524,7 @@ mod tests {
             e.append(V4, "FORWARD", vec![nat(Target::Accept)]),
             Err(EditError::NoSuchChain("FORWARD".into()))
         );
-        e.append(V4, "POSTROUTING", vec![nat(Target::Masquerade)])
+        e.append(V4, "POSTROUTING", vec![nat(Target::Masquerade(None))])
             .unwrap();
         e.append(V4, "PREROUTING", vec![nat(Target::Dnat(to))])
             .unwrap();

@@ -191,9 +191,11 @@ fn run(
         counted.push(rule.slot);
         match &rule.spec.target {
             // A nat target ends the nat table's traversal as ACCEPT would.
-            Target::Accept | Target::Masquerade | Target::Snat(_) | Target::Dnat(_) => {
-                return Some(Decision::Accept)
-            }
+            Target::Accept
+            | Target::Masquerade(_)
+            | Target::Snat(_)
+            | Target::Dnat(_)
+            | Target::Redirect(_) => return Some(Decision::Accept),
             Target::Drop => return Some(Decision::Drop),
             // Netfilter sends the answer: XDP leaves the packet to it.
             Target::Reject(..) | Target::Log(_) if judge == Judge::Xdp => {

@@ -279,16 +279,27 @@ pub struct CtState {
     pub legacy: bool,
 }
 
-/// Where SNAT/DNAT rewrite to: one address and optionally one port.
+/// Where SNAT/DNAT rewrite to: one address and optionally a port or port range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NatTo {
     pub addr: IpAddr,
-    pub port: Option<u16>,
+    pub ports: Option<PortRange>,
+}
+
+impl fmt::Display for PortRange {
+    /// `80` or `1024-2000`, as the NAT targets write ports.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.min == self.max {
+            write!(f, "{}", self.min)
+        } else {
+            write!(f, "{}-{}", self.min, self.max)
+        }
+    }
 }
 
 impl fmt::Display for NatTo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.addr, self.port) {
+        match (self.addr, self.ports) {
             (IpAddr::V6(a), Some(p)) => write!(f, "[{a}]:{p}"),
             (a, Some(p)) => write!(f, "{a}:{p}"),
             (a, None) => write!(f, "{a}"),
@@ -405,10 +416,13 @@ pub enum Target {
     Drop,
     Return,
     Jump(String),
-    /// nat table: the source becomes the address of the interface the packet leaves by.
-    Masquerade,
+    /// nat table: the source becomes the address of the interface the packet leaves by
+    /// (`--to-ports`: and the source port one of these).
+    Masquerade(Option<PortRange>),
     Snat(NatTo),
     Dnat(NatTo),
+    /// nat table: to this host, the address of the interface the packet came in by.
+    Redirect(Option<PortRange>),
     /// Drops and answers: judged by netfilter, which sends what iptables sends. The family
     /// names the answer (`icmp-port-unreachable` or `icmp6-port-unreachable`).
     Reject(RejectWith, Family),
@@ -423,7 +437,8 @@ impl Target {
             Target::Drop => "DROP",
             Target::Return => "RETURN",
             Target::Jump(c) => c,
-            Target::Masquerade => "MASQUERADE",
+            Target::Masquerade(_) => "MASQUERADE",
+            Target::Redirect(_) => "REDIRECT",
             Target::Snat(_) => "SNAT",
             Target::Dnat(_) => "DNAT",
             Target::Reject(..) => "REJECT",
@@ -433,7 +448,10 @@ impl Target {
 
     /// The nat table's own targets.
     pub fn is_nat(&self) -> bool {
-        matches!(self, Target::Masquerade | Target::Snat(_) | Target::Dnat(_))
+        matches!(
+            self,
+            Target::Masquerade(_) | Target::Snat(_) | Target::Dnat(_) | Target::Redirect(_)
+        )
     }
 }
 

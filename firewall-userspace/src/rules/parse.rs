@@ -553,7 +553,18 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     "{opt} is not supported by this version of fwctl"
                 )))
             }
-            "--to-ports" | "--random" | "--random-fully" | "--persistent" => {
+            "--to-ports" => {
+                let ports = match &mut spec.target {
+                    Some(Target::Masquerade(p) | Target::Redirect(p)) => p,
+                    _ => {
+                        return Err(bad(
+                            "unknown option \"--to-ports\": it goes after -j MASQUERADE or -j REDIRECT",
+                        ))
+                    }
+                };
+                *ports = Some(parse_nat_ports(args.value(opt, inline)?)?);
+            }
+            "--random" | "--random-fully" | "--persistent" => {
                 return Err(bad(format!(
                     "{opt} is not supported by this version of fwctl (its netfilter library has no way to express it)"
                 )))
@@ -732,14 +743,40 @@ fn parse_log_level(text: &str) -> Result<u8, ParseError> {
 
 const NAT_UNSET: NatTo = NatTo {
     addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-    port: None,
+    ports: None,
 };
 
-/// `ADDR[:PORT]`, IPv6 as `[ADDR]:PORT`; ranges are refused, not half-applied.
+/// NAT ports: `PORT` or `MIN-MAX`, numbers from 1.
+fn parse_nat_ports(text: &str) -> Result<PortRange, ParseError> {
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| bad(format!("Port `{p}' not valid")))
+    };
+    let range = match text.split_once('-') {
+        Some((lo, hi)) => PortRange {
+            min: port(lo)?,
+            max: port(hi)?,
+        },
+        None => {
+            let p = port(text)?;
+            PortRange { min: p, max: p }
+        }
+    };
+    if range.min > range.max {
+        return Err(bad(format!(
+            "invalid port range `{text}': the first port is above the second"
+        )));
+    }
+    Ok(range)
+}
+
+/// `ADDR[:PORTS]`, IPv6 as `[ADDR]:PORTS`; address ranges are refused, not half-applied.
 pub fn parse_nat_to(text: &str, family: Family) -> Result<NatTo, ParseError> {
     let unsupported = || {
         bad(format!(
-            "`{text}': address and port ranges are not supported by this version of fwctl: give one ADDR[:PORT]"
+            "`{text}': address ranges are not supported by this version of fwctl: give one address"
         ))
     };
     let (addr, port) = match family {
@@ -761,7 +798,7 @@ pub fn parse_nat_to(text: &str, family: Family) -> Result<NatTo, ParseError> {
             None => (text, None),
         },
     };
-    if addr.contains('-') || port.is_some_and(|p| p.contains('-')) {
+    if addr.contains('-') {
         return Err(unsupported());
     }
     let addr = parse_cidr(addr, family)
@@ -769,16 +806,8 @@ pub fn parse_nat_to(text: &str, family: Family) -> Result<NatTo, ParseError> {
         .filter(|c| c.prefix == family.max_prefix())
         .map(|c| c.addr)
         .ok_or_else(|| bad(format!("Bad IP address `{addr}'")))?;
-    let port = match port {
-        None => None,
-        Some(p) => Some(
-            p.parse::<u16>()
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| bad(format!("Port `{p}' not valid")))?,
-        ),
-    };
-    Ok(NatTo { addr, port })
+    let ports = port.map(parse_nat_ports).transpose()?;
+    Ok(NatTo { addr, ports })
 }
 
 fn parse_target(name: &str) -> Result<Target, ParseError> {
@@ -786,7 +815,8 @@ fn parse_target(name: &str) -> Result<Target, ParseError> {
         "ACCEPT" => Target::Accept,
         "DROP" => Target::Drop,
         "RETURN" => Target::Return,
-        "MASQUERADE" => Target::Masquerade,
+        "MASQUERADE" => Target::Masquerade(None),
+        "REDIRECT" => Target::Redirect(None),
         // The address comes with --to-source/--to-destination; build() fills it in.
         "SNAT" => Target::Snat(NAT_UNSET),
         "DNAT" => Target::Dnat(NAT_UNSET),
@@ -796,7 +826,7 @@ fn parse_target(name: &str) -> Result<Target, ParseError> {
             prefix: None,
             level: DEFAULT_LOG_LEVEL,
         }),
-        "REDIRECT" | "MARK" | "NFLOG" | "TCPMSS" | "CT" | "NOTRACK" => {
+        "MARK" | "NFLOG" | "TCPMSS" | "CT" | "NOTRACK" => {
             return Err(bad(format!(
                 "Couldn't load target `{name}': not supported by this version of fwctl"
             )))
@@ -862,15 +892,14 @@ impl SpecBuilder {
         {
             return Err(bad("--reject-with tcp-reset needs -p tcp"));
         }
-        if let Some(port) = match &target {
-            Target::Snat(to) | Target::Dnat(to) => to.port,
+        if let Some(ports) = match &target {
+            Target::Snat(to) | Target::Dnat(to) => to.ports,
+            Target::Masquerade(p) | Target::Redirect(p) => *p,
             _ => None,
         } {
             // A port is only rewritten in a protocol that has ports.
             if port_proto(self, "--to-source/--to-destination with a port").is_err() {
-                return Err(bad(format!(
-                    "a port ({port}) in the NAT address needs -p tcp or -p udp"
-                )));
+                return Err(bad(format!("NAT ports ({ports}) need -p tcp or -p udp")));
             }
         }
         let addrs = |field: &Option<(String, bool)>| -> Result<Vec<Option<Neg<Cidr>>>, ParseError> {

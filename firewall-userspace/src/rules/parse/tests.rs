@@ -347,7 +347,7 @@ fn accepted_rule_forms() {
             RuleSpec {
                 src: cidr("10.8.0.0", 24),
                 out_iface: yes("eth0".into()),
-                ..RuleSpec::any(Target::Masquerade)
+                ..RuleSpec::any(Target::Masquerade(None))
             },
         ),
         (
@@ -356,7 +356,7 @@ fn accepted_rule_forms() {
                 out_iface: yes("eth0".into()),
                 ..RuleSpec::any(Target::Snat(NatTo {
                     addr: "192.0.2.7".parse().unwrap(),
-                    port: None,
+                    ports: None,
                 }))
             },
         ),
@@ -368,7 +368,25 @@ fn accepted_rule_forms() {
                 dport: yes(ports(8080, 8080)),
                 ..RuleSpec::any(Target::Dnat(NatTo {
                     addr: "10.0.0.2".parse().unwrap(),
-                    port: Some(80),
+                    ports: Some(ports(80, 80)),
+                }))
+            },
+        ),
+        (
+            "-t nat -A PREROUTING -p tcp --dport 80 -j REDIRECT --to-ports 8080",
+            RuleSpec {
+                proto: yes(6),
+                dport: yes(ports(80, 80)),
+                ..RuleSpec::any(Target::Redirect(Some(ports(8080, 8080))))
+            },
+        ),
+        (
+            "-t nat -A POSTROUTING -p udp -j SNAT --to-source 192.0.2.7:1024-2000",
+            RuleSpec {
+                proto: yes(17),
+                ..RuleSpec::any(Target::Snat(NatTo {
+                    addr: "192.0.2.7".parse().unwrap(),
+                    ports: Some(ports(1024, 2000)),
                 }))
             },
         ),
@@ -379,7 +397,7 @@ fn accepted_rule_forms() {
                 dport: yes(ports(80, 80)),
                 ..RuleSpec::any(Target::Dnat(NatTo {
                     addr: "2001:db8::2".parse().unwrap(),
-                    port: Some(8080),
+                    ports: Some(ports(8080, 8080)),
                 }))
             },
         ),
@@ -607,15 +625,16 @@ fn rejected_inputs() {
         ("-t nat -A PREROUTING -j DNAT", "DNAT needs --to-destination ADDR[:PORT]", 2),
         ("-A INPUT --to-source 1.2.3.4 -j ACCEPT", "unknown option \"--to-source\": it goes after -j SNAT", 2),
         ("-t nat -A POSTROUTING -j SNAT --to-destination 1.2.3.4", "unknown option \"--to-destination\": it goes after -j DNAT", 2),
-        ("-t nat -A PREROUTING -j DNAT --to-destination 10.0.0.1-10.0.0.5", "`10.0.0.1-10.0.0.5': address and port ranges are not supported by this version of fwctl: give one ADDR[:PORT]", 2),
-        ("-t nat -A PREROUTING -p tcp -j DNAT --to-destination 10.0.0.1:80-90", "`10.0.0.1:80-90': address and port ranges are not supported by this version of fwctl: give one ADDR[:PORT]", 2),
-        ("-t nat -A PREROUTING -j DNAT --to-destination 10.0.0.1:99", "a port (99) in the NAT address needs -p tcp or -p udp", 2),
+        ("-t nat -A PREROUTING -j DNAT --to-destination 10.0.0.1-10.0.0.5", "`10.0.0.1-10.0.0.5': address ranges are not supported by this version of fwctl: give one address", 2),
+        ("-t nat -A PREROUTING -p tcp -j DNAT --to-destination 10.0.0.1:90-80", "invalid port range `90-80': the first port is above the second", 2),
+        ("-t nat -A PREROUTING -j DNAT --to-destination 10.0.0.1:99", "NAT ports (99) need -p tcp or -p udp", 2),
+        ("-t nat -A PREROUTING -j REDIRECT --to-ports 8080", "NAT ports (8080) need -p tcp or -p udp", 2),
+        ("-t nat -A PREROUTING -p tcp --to-ports 8080 -j REDIRECT", "unknown option \"--to-ports\": it goes after -j MASQUERADE or -j REDIRECT", 2),
         ("-t nat -A PREROUTING -p tcp -j DNAT --to-destination 10.0.0.300", "Bad IP address `10.0.0.300'", 2),
         ("-t nat -A PREROUTING -p tcp -j DNAT --to-destination 10.0.0.0/24", "Bad IP address `10.0.0.0/24'", 2),
         ("-t nat -A PREROUTING -p tcp -j DNAT --to-destination 10.0.0.1:0", "Port `0' not valid", 2),
         ("-6 -t nat -A PREROUTING -p tcp -j DNAT --to-destination [2001:db8::1", "Bad IP address `[2001:db8::1'", 2),
-        ("-t nat -A POSTROUTING -j MASQUERADE --to-ports 1000", "--to-ports is not supported by this version of fwctl (its netfilter library has no way to express it)", 2),
-        ("-t nat -A PREROUTING -p tcp -j REDIRECT", "Couldn't load target `REDIRECT': not supported by this version of fwctl", 2),
+        ("-t nat -A POSTROUTING -j MASQUERADE --random", "--random is not supported by this version of fwctl (its netfilter library has no way to express it)", 2),
         ("-L -o eth0", "-o eth0: an output interface goes with -A, -I, -D, -R or -C; `-o json' formats -L", 2),
     ];
     for (line, message, status) in cases {
