@@ -29,12 +29,18 @@ pub fn bench() -> Result<()> {
         "classifier_bench",
         "--bin",
         "flood_bench",
+        "--bin",
+        "update_bench",
     ]))?;
     let bin = root.join("target/release");
-    eprintln!("[bench] 1/2 classifier cost vs rule count (BPF_PROG_TEST_RUN)");
+    eprintln!("[bench] 1/3 classifier cost vs rule count (BPF_PROG_TEST_RUN)");
     run(&mut Command::new(bin.join("classifier_bench")))?;
-    eprintln!("[bench] 2/2 flood drop rate on a veth pair (live frames, about 30 s)");
+    eprintln!(
+        "[bench] 2/3 flood drop rate on a veth pair: fwctl, iptables, nftables (a few minutes)"
+    );
     run(Command::new(bin.join("flood_bench")).env("FWCTL", bin.join("fwctl")))?;
+    eprintln!("[bench] 3/3 update cost: fwctl restore vs iptables-restore");
+    run(Command::new(bin.join("update_bench")).env("FWCTL", bin.join("fwctl")))?;
     eprintln!("[bench] reports in {}", root.join("target/bench").display());
     Ok(())
 }

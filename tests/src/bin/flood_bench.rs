@@ -269,6 +269,7 @@ fn main() -> Result<()> {
     let classic = [
         "-P INPUT DROP",
         "-A INPUT -i lo -j ACCEPT",
+        "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
         "-A INPUT -p tcp --dport 22 -j ACCEPT",
         "-A INPUT -p tcp --dport 587 -j ACCEPT",
         "-A INPUT -p tcp --dport 110 -j ACCEPT",
