@@ -100,6 +100,7 @@ impl Firewall {
             dp.maps.zero_counter(slot)?;
         }
         let marks = self.marks();
+        let nat = netfilter::uses_nat(&editor.ruleset);
         let current = dp.maps.config()?.active;
         let baseline = &self.state.nft_baseline;
         // Netfilter's idle generation is staged before XDP flips, the default switched after:
@@ -107,12 +108,12 @@ impl Firewall {
         let next = dp.maps.install(&image, |next| {
             let counters = netfilter::counters(current)?.minus(baseline);
             let chains = netfilter::translate(&editor.ruleset, next, &counters)?;
-            netfilter::stage(&chains, next, current, marks)?;
+            netfilter::stage(&chains, next, current, marks, nat)?;
             fault_point("staged");
             Ok(())
         })?;
         fault_point("flipped");
-        if let Err(e) = netfilter::switch(next, marks) {
+        if let Err(e) = netfilter::switch(next, marks, nat) {
             // Back to the previous generation on the XDP side too: it is still intact.
             dp.maps.set_active(current)?;
             return Err(e);

@@ -382,8 +382,14 @@ fn has_generation(names: &[String], generation: u32) -> bool {
 
 /// The dispatch rules of every base chain, flushed and rewritten: accepted-at-XDP, each
 /// generation XDP may name, then the default generation.
-fn dispatch(batch: &mut Batch, marks: Marks, present: &[u32], default: u32) -> Result<()> {
-    for b in &BASE_CHAINS {
+fn dispatch(
+    batch: &mut Batch,
+    marks: Marks,
+    present: &[u32],
+    default: u32,
+    bases: &[&BaseChain],
+) -> Result<()> {
+    for b in bases {
         let base = chain(b.name);
         batch.add(
             &Rule::new(&base).context("flushing a base chain")?,
@@ -424,15 +430,34 @@ fn send(batch: Batch, what: &str) -> Result<()> {
 
 /// Writes generation `next` (replacing whatever it held) while the default stays on
 /// `current`, if that generation is in the table. One batch: all of it or none.
-pub fn stage(chains: &[ChainImage], next: u32, current: u32, marks: Marks) -> Result<()> {
+/// The hooked chains in use: the nat ones only while some ruleset has NAT rules, since a
+/// nat hook turns conntrack on for every packet of the namespace.
+fn bases(names: &[String], nat: bool) -> Vec<&'static BaseChain> {
+    BASE_CHAINS
+        .iter()
+        .filter(|b| b.table == Table::Filter || nat || names.iter().any(|n| n == b.name))
+        .collect()
+}
+
+/// Writes generation `next` (replacing whatever it held) while the default stays on
+/// `current`, if that generation is in the table. One batch: all of it or none. `nat`:
+/// the new ruleset has NAT rules.
+pub fn stage(
+    chains: &[ChainImage],
+    next: u32,
+    current: u32,
+    marks: Marks,
+    nat: bool,
+) -> Result<()> {
     let names = chain_names()?;
+    let bases = bases(&names, nat);
     let mut batch = Batch::new();
     batch.add(&table(), MsgType::Add);
-    for b in &BASE_CHAINS {
+    for b in &bases {
         batch.add(&base_chain(b), MsgType::Add);
     }
     // The base chains refer to both generations: empty them before the idle one goes.
-    for b in &BASE_CHAINS {
+    for b in &bases {
         batch.add(
             &Rule::new(&chain(b.name)).context("flushing")?,
             MsgType::Del,
@@ -466,20 +491,45 @@ pub fn stage(chains: &[ChainImage], next: u32, current: u32, marks: Marks) -> Re
         marks,
         &present,
         if keep_current { current } else { next },
+        &bases,
     )?;
     send(batch, "staging the new ruleset")
 }
 
 /// Sends unmarked packets to generation `next` (already staged).
-pub fn switch(next: u32, marks: Marks) -> Result<()> {
+/// `nat`: the ruleset now in force has NAT rules; without, the nat hooks go.
+pub fn switch(next: u32, marks: Marks, nat: bool) -> Result<()> {
     let names = chain_names()?;
     let present: Vec<u32> = [0, 1]
         .into_iter()
         .filter(|g| has_generation(&names, *g))
         .collect();
     let mut batch = Batch::new();
-    dispatch(&mut batch, marks, &present, next)?;
+    let keep = bases(&names, nat);
+    let gone: Vec<&BaseChain> = bases(&names, false)
+        .into_iter()
+        .filter(|b| b.table == Table::Nat && !nat)
+        .collect();
+    let kept: Vec<&BaseChain> = keep
+        .into_iter()
+        .filter(|b| !gone.iter().any(|g| g.name == b.name))
+        .collect();
+    dispatch(&mut batch, marks, &present, next, &kept)?;
+    for b in &gone {
+        batch.add(
+            &Rule::new(&chain(b.name)).context("flushing")?,
+            MsgType::Del,
+        );
+        batch.add(&chain(b.name), MsgType::Del);
+    }
     send(batch, "switching to the new ruleset")
+}
+
+/// Whether `ruleset` has rules that need the nat hooks.
+pub fn uses_nat(ruleset: &Ruleset) -> bool {
+    Family::ALL
+        .iter()
+        .any(|&f| ruleset.table(Table::Nat, f).all_rules().next().is_some())
 }
 
 /// Removes the table and everything in it; nothing when it is not there.
