@@ -492,10 +492,16 @@ fn down_removes_the_table_and_only_it() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     nft(&["add", "table", "inet", "operator"]);
-    ns.apply(&[
-        "-A INPUT -p tcp --dport 22 -j ACCEPT",
-        "-t nat -A POSTROUTING -j MASQUERADE",
-    ]);
+    // The nat hooks (which turn conntrack on) exist only while NAT rules do.
+    let nat_hooks = || {
+        nft(&["list", "table", "inet", "fwctl"])
+            .matches("chain nat-")
+            .count()
+    };
+    ns.apply(&["-A INPUT -p tcp --dport 22 -j ACCEPT"]);
+    assert_eq!(nat_hooks(), 0);
+    ns.apply(&["-t nat -A POSTROUTING -j MASQUERADE"]);
+    assert_eq!(nat_hooks(), 4);
     let tables = nft(&["list", "tables"]);
     assert!(tables.contains("table inet fwctl"), "{tables}");
     ns.fwctl_ok(&["down"]);
