@@ -58,6 +58,15 @@ impl FwNs {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Packets of rule `n` of IPv4 `chain` (0: its policy) as `fwctl -L -v -x` lists them;
+    /// panics with the listing if it has no such line.
+    pub fn packets(&self, chain: &str, n: usize) -> u64 {
+        let list = self.fwctl_ok(&["-L", chain, "-n", "-v", "-x", "--line-numbers"]);
+        listed_counters(&list, chain, n)
+            .unwrap_or_else(|e| panic!("{e}: {list}"))
+            .0
+    }
+
     /// Applies a ruleset given as fwctl command lines.
     pub fn apply(&self, lines: &[&str]) {
         for line in lines {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use netlab::Probe;
 use tests::{
-    fwctl_bin, listed_counters, packets::Packet, udp_between, udp_exchange, FwNs, Lab, RouterLab,
-    Tun, CLIENT_V4, CLIENT_V6, HOST_IF, HOST_V4, HOST_V6,
+    fwctl_bin, packets::Packet, udp_between, udp_exchange, FwNs, Lab, RouterLab, Tun, CLIENT_V4,
+    CLIENT_V6, HOST_IF, HOST_V4, HOST_V6,
 };
 
 /// MASQUERADE, SNAT and a DNAT port forward on a router whose server has no route back to
@@ -262,10 +262,7 @@ fn mark_bits_move_on_both_sides() {
         "{table}"
     );
     assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7950, 4, 10), 4);
-    let list = lab
-        .host
-        .fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x", "--line-numbers"]);
-    assert_eq!(listed_counters(&list, "INPUT", 1).unwrap().0, 4, "{list}");
+    assert_eq!(lab.host.packets("INPUT", 1), 4);
     let bad = lab.host.fwctl(&["mark-bits", "30"]);
     assert_eq!(bad.status.code(), Some(1));
 }
@@ -313,11 +310,8 @@ fn reject_answers_the_sender() {
     client.send(b"hello").unwrap();
     let err = client.recv(&mut [0u8; 16]).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
-    let list = lab
-        .host
-        .fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x", "--line-numbers"]);
-    assert_eq!(listed_counters(&list, "INPUT", 1).unwrap().0, 1, "{list}");
-    assert_eq!(listed_counters(&list, "INPUT", 2).unwrap().0, 1, "{list}");
+    assert_eq!(lab.host.packets("INPUT", 1), 1);
+    assert_eq!(lab.host.packets("INPUT", 2), 1);
 }
 
 /// LOG with XDP attached: every matching packet is counted and goes on to the next rule;
@@ -366,11 +360,8 @@ fn log_events_reach_fwctl_log_up_to_the_limit() {
     }
     let suppressed: u64 = lines.iter().filter_map(|l| l["suppressed"].as_u64()).sum();
     assert_eq!(suppressed, 4, "{text}");
-    let list = lab
-        .host
-        .fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x", "--line-numbers"]);
-    assert_eq!(listed_counters(&list, "INPUT", 1).unwrap().0, 6, "{list}");
-    assert_eq!(listed_counters(&list, "INPUT", 2).unwrap().0, 6, "{list}");
+    assert_eq!(lab.host.packets("INPUT", 1), 6);
+    assert_eq!(lab.host.packets("INPUT", 2), 6);
 }
 
 /// A large ruleset goes into netfilter in one batch (past netlink's default socket buffer,
@@ -436,9 +427,8 @@ fn interfaces_created_after_the_rules_are_judged() {
     };
     assert_eq!(delivered(&mut tun, "10.78.0.2", "10.78.0.1", 9000), 3);
     assert_eq!(delivered(&mut other, "10.79.0.2", "10.79.0.1", 9001), 0);
-    let text = ns.fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x", "--line-numbers"]);
-    assert_eq!(listed_counters(&text, "INPUT", 1).unwrap().0, 3, "{text}");
-    assert_eq!(listed_counters(&text, "INPUT", 0).unwrap().0, 3, "{text}");
+    assert_eq!(ns.packets("INPUT", 1), 3);
+    assert_eq!(ns.packets("INPUT", 0), 3);
 }
 
 /// A change killed after its netlink batch and before the XDP flip leaves the previous
@@ -557,12 +547,7 @@ fn conntrack_state_is_judged_at_xdp() {
         assert!(!chains.is_empty(), "no INPUT chain in:\n{text}");
         chains
     };
-    let total = |n: usize| {
-        let text = lab
-            .host
-            .fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x", "--line-numbers"]);
-        listed_counters(&text, "INPUT", n).unwrap().0
-    };
+    let total = |n: usize| lab.host.packets("INPUT", n);
 
     // (a) The host's own connection out: every answer is ESTABLISHED at XDP.
     let (nft0, state0) = (nft(), total(2));

@@ -5,14 +5,10 @@
 //! whether asked or not, so nothing goes unnoticed. Placeholders for expressions rustables
 //! cannot write ([`super::exprs::RAW_MARK`]) are swapped for the real ones on the way.
 
-use std::{
-    io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
-};
+use std::{io, os::fd::AsRawFd, time::Duration};
 
 use anyhow::{bail, Context, Result};
 
-const NETLINK_NETFILTER: i32 = 12;
 const NLM_F_ACK: u16 = 4;
 const NLMSG_ERROR: u16 = 2;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
@@ -42,21 +38,6 @@ fn headers(buf: &[u8]) -> Vec<Header> {
         at += len.next_multiple_of(4);
     }
     out
-}
-
-fn set_buffer(fd: &OwnedFd, option: libc::c_int, size: usize) {
-    let size = size.min(i32::MAX as usize) as libc::c_int;
-    // SAFETY: setsockopt with a c_int we own. A failure leaves the default size, and the
-    // send then reports EMSGSIZE itself.
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            option,
-            &size as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as u32,
-        );
-    }
 }
 
 const NFTA_RULE_EXPRESSIONS: u16 = 4;
@@ -152,31 +133,7 @@ pub fn send(batch: rustables::Batch) -> Result<()> {
         debug_assert!(h.len >= 16);
     }
 
-    // SAFETY: plain socket(2); the fd is owned right below.
-    let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, NETLINK_NETFILTER) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error()).context("opening a netfilter netlink socket");
-    }
-    // SAFETY: raw is a new fd nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    // FORCE: above the system's wmem_max, as nft does (needs CAP_NET_ADMIN, which writing
-    // nftables needs anyway).
-    set_buffer(&fd, libc::SO_SNDBUFFORCE, buf.len() + (1 << 16));
-    set_buffer(&fd, libc::SO_RCVBUFFORCE, 4 << 20);
-    let timeout = libc::timeval {
-        tv_sec: 60,
-        tv_usec: 0,
-    };
-    // SAFETY: setsockopt with a timeval we own.
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            &timeout as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::timeval>() as u32,
-        );
-    }
+    let fd = super::socket::open(buf.len() + (1 << 16), 4 << 20, Duration::from_secs(60))?;
     // SAFETY: send from our buffer.
     let sent = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) };
     if sent < 0 {

@@ -13,6 +13,7 @@
 mod batch;
 pub mod exprs;
 pub mod nflog;
+mod socket;
 pub mod translate;
 
 use std::collections::BTreeMap;

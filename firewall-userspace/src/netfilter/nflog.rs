@@ -8,15 +8,14 @@ use std::{
     ffi::CStr,
     io,
     net::{Ipv4Addr, Ipv6Addr},
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    time::Instant,
+    os::fd::{AsRawFd, OwnedFd},
+    time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
 
 pub use super::exprs::LOG_GROUP;
 
-const NETLINK_NETFILTER: i32 = 12;
 const NFNL_SUBSYS_ULOG: u16 = 4;
 const NFULNL_MSG_PACKET: u16 = 0;
 const NFULNL_MSG_CONFIG: u16 = 1;
@@ -106,37 +105,9 @@ fn nlmsg(kind: u16, flags: u16, group: u16, attrs: &[(u16, &[u8])]) -> Vec<u8> {
 
 impl Listener {
     pub fn bind(group: u16) -> Result<Listener> {
-        // SAFETY: plain socket(2); the fd is owned below.
-        let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, NETLINK_NETFILTER) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error()).context("opening a netfilter netlink socket");
-        }
-        // SAFETY: raw is a new, valid fd nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // Room for bursts: events beyond it are dropped by the kernel, not queued forever.
-        let size: libc::c_int = 4 << 20;
-        // A receive timeout, so the reader can report suppressed events while all is quiet.
-        let timeout = libc::timeval {
-            tv_sec: 1,
-            tv_usec: 0,
-        };
-        // SAFETY: setsockopt with values we own, of the sizes given.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                &size as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as u32,
-            );
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                &timeout as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::timeval>() as u32,
-            );
-        }
+        // Room for bursts: events beyond it are dropped by the kernel, not queued forever;
+        // a timeout, so the reader can report suppressed events while all is quiet.
+        let fd = super::socket::open(1 << 16, 4 << 20, Duration::from_secs(1))?;
         let config = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_CONFIG;
         let flags = (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16;
         let mut mode = COPY_RANGE.to_be_bytes().to_vec();
