@@ -148,6 +148,14 @@ impl Lab {
         Ok(Lab { client, host })
     }
 
+    /// A lab whose host has `rules` applied and XDP attached to its veth (native).
+    pub fn attached(rules: &[&str]) -> Result<Lab> {
+        let lab = Lab::new()?;
+        lab.host.apply(rules);
+        lab.host.fwctl_ok(&["attach", HOST_IF]);
+        Ok(lab)
+    }
+
     /// The XDP attachment on the host's interface as `ip link` reports it: "xdp" (native),
     /// "xdpgeneric", or None.
     pub fn xdp_mode(&self) -> Result<Option<String>> {

@@ -271,13 +271,12 @@ fn mark_bits_move_on_both_sides() {
 /// listener, an ICMP port unreachable that a connected UDP socket sees as ECONNREFUSED.
 #[test]
 fn reject_answers_the_sender() {
-    let lab = Lab::new().unwrap();
-    lab.host.apply(&[
+    let lab = Lab::attached(&[
         "-A INPUT -p tcp --dport 7970 -j REJECT --reject-with tcp-reset",
         "-A INPUT -p udp --dport 7971 -j REJECT",
         "-P INPUT DROP",
-    ]);
-    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    ])
+    .unwrap();
     lab.host
         .tcp_echo(format!("{HOST_V4}:7970").parse().unwrap())
         .unwrap();
@@ -319,13 +318,12 @@ fn reject_answers_the_sender() {
 /// held back.
 #[test]
 fn log_events_reach_fwctl_log_up_to_the_limit() {
-    let lab = Lab::new().unwrap();
-    lab.host.apply(&[
+    let lab = Lab::attached(&[
         "-A INPUT -p udp --dport 7980 -j LOG --log-prefix in:",
         "-A INPUT -p udp --dport 7980 -j ACCEPT",
         "-P INPUT DROP",
-    ]);
-    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    ])
+    .unwrap();
     let follower = lab
         .host
         .command(fwctl_bin().to_str().unwrap())
@@ -436,13 +434,12 @@ fn interfaces_created_after_the_rules_are_judged() {
 /// traffic XDP never sees (lo). The next change then goes in whole.
 #[test]
 fn an_interrupted_change_leaves_the_previous_ruleset() {
-    let lab = Lab::new().unwrap();
-    lab.host.apply(&[
+    let lab = Lab::attached(&[
         "-A INPUT -p udp --dport 7800 -j ACCEPT",
         "-A INPUT -i lo -p udp --dport 7810 -j ACCEPT",
         "-P INPUT DROP",
-    ]);
-    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    ])
+    .unwrap();
     let before = lab.host.fwctl_ok(&["-S"]);
     let out = lab
         .host
