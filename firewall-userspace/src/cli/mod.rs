@@ -890,6 +890,14 @@ fn status(json: bool, verbose: bool) -> Result<()> {
     }
     println!("conntrack: used by {conntrack_rules} rule(s) (state matches and NAT)");
     if verbose {
+        if let Some(dp) = &dp {
+            let memory = dp.map_memory()?;
+            let total: u64 = memory.iter().map(|(_, b)| b).sum();
+            println!("BPF map memory: {:.1} MiB", total as f64 / (1 << 20) as f64);
+            for (name, bytes) in &memory {
+                println!("  {name:<15} {:.1} MiB", *bytes as f64 / (1 << 20) as f64);
+            }
+        }
         println!("decided without a rule (per reason, since load):");
         for (name, n) in &reasons {
             println!("  {name:<15} {n}");

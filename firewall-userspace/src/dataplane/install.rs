@@ -167,6 +167,32 @@ impl Dataplane {
         Dataplane::open(ns)?.context("the firewall vanished right after it was installed")
     }
 
+    /// Bytes of kernel memory the pinned maps hold (the kernel's `memlock` figure), per map,
+    /// largest first.
+    pub fn map_memory(&self) -> Result<Vec<(String, u64)>> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.ns.pin_dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("FW_") {
+                continue;
+            }
+            let map = aya::maps::MapData::from_pin(entry.path())
+                .with_context(|| format!("opening pinned map {name}"))?;
+            let fd = map.fd().as_fd().as_raw_fd();
+            let info = fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))?;
+            let bytes = info
+                .lines()
+                .find_map(|l| l.strip_prefix("memlock:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            out.push((name, bytes));
+        }
+        out.sort_by(|a, b| b.1.cmp(&a.1));
+        Ok(out)
+    }
+
     pub fn program_path(&self) -> std::path::PathBuf {
         self.ns.pin_dir.join(PROGRAM_NAME)
     }
