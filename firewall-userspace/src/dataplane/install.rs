@@ -189,7 +189,7 @@ impl Dataplane {
                 .unwrap_or(0);
             out.push((name, bytes));
         }
-        out.sort_by(|a, b| b.1.cmp(&a.1));
+        out.sort_by_key(|m| std::cmp::Reverse(m.1));
         Ok(out)
     }
 
