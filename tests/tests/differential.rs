@@ -269,7 +269,10 @@ const CASES: &[Case] = &[
             "-A INPUT -p udp -j LOG --log-prefix udp: --log-level debug",
             "-A INPUT -p icmp -j ACCEPT",
         ],
-        v6: &["-A INPUT -j LOG --log-prefix all6:", "-A INPUT -p tcp -j DROP"],
+        v6: &[
+            "-A INPUT -j LOG --log-prefix all6:",
+            "-A INPUT -p tcp -j DROP",
+        ],
     },
     Case {
         name: "conntrack states",
@@ -500,8 +503,14 @@ fn corpus(round: u16, replies: &[(&str, u16)]) -> Vec<Vec<u8>> {
         for dport in [22, 25, 80, 110, 143, 443, 587, 993, 995, 1500, 8080] {
             push(Packet::tcp(src, dst, fresh(), dport), 0);
         }
-        for (sport, dport) in [(0, 53), (0, 123), (0, 514), (0, 1500), (0, 5000), (53, 40000)]
-        {
+        for (sport, dport) in [
+            (0, 53),
+            (0, 123),
+            (0, 514),
+            (0, 1500),
+            (0, 5000),
+            (53, 40000),
+        ] {
             let sport = if sport == 0 { fresh() } else { sport };
             push(Packet::udp(src, dst, sport, dport), 0);
         }
@@ -661,7 +670,15 @@ fn twin_host(ns: &Netns) {
     // Static neighbours: the hosts' answers leave at once, with no solicitation.
     for peer in SOURCES4.iter().chain(SOURCES6.iter()) {
         ns.ip(&[
-            "neigh", "replace", peer, "lladdr", CLIENT_MAC, "dev", TWIN_IF, "nud", "permanent",
+            "neigh",
+            "replace",
+            peer,
+            "lladdr",
+            CLIENT_MAC,
+            "dev",
+            TWIN_IF,
+            "nud",
+            "permanent",
         ])
         .unwrap();
     }
@@ -996,9 +1013,15 @@ fn rulesets_change_atomically_under_traffic() {
         elapsed.as_secs_f64(),
         elapsed.as_secs_f64() * 1000.0 / CHANGES as f64
     );
-    assert!(sent.iter().all(|&n| n > 1000), "too little traffic: {sent:?}");
+    assert!(
+        sent.iter().all(|&n| n > 1000),
+        "too little traffic: {sent:?}"
+    );
     assert_eq!(received[3], 0, "a packet neither ruleset accepts arrived");
-    assert_eq!(received[2], sent[2], "a packet both rulesets accept was lost");
+    assert_eq!(
+        received[2], sent[2],
+        "a packet both rulesets accept was lost"
+    );
     for class in 0..2 {
         assert!(
             0 < received[class] && received[class] < sent[class],
@@ -1011,4 +1034,26 @@ fn rulesets_change_atomically_under_traffic() {
         dropped, lost,
         "every packet not received is one the policy dropped\n{listing}"
     );
+}
+
+/// Fragmented UDP to an accepted port, with a stateless ruleset: iptables (and fwctl with
+/// no XDP attached) judge the reassembled datagram in INPUT, since IPv4 reassembles before
+/// LOCAL_IN, and deliver it. With XDP attached, fwctl judges each fragment: the first
+/// matches `--dport`, the others have no ports and fall to the DROP policy, so the datagram
+/// never reassembles. Known bug, reported; ignored until XDP defers fragments to netfilter.
+#[test]
+#[ignore = "fwctl bug: XDP drops non-first fragments a port rule would accept once reassembled"]
+fn fragmented_udp_arrives_as_with_iptables() {
+    let lab = Lab::named("fwd-frag").unwrap();
+    lab.host
+        .apply(&["-P INPUT DROP", "-A INPUT -p udp --dport 7010 -j ACCEPT"]);
+    let netfilter_only = tests::udp_exchange(&lab, CLIENT_V4, HOST_V4, 7010, 3, 3000);
+    assert_eq!(netfilter_only, 3);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    assert_eq!(
+        tests::udp_exchange(&lab, CLIENT_V4, HOST_V4, 7010, 3, 300),
+        3
+    );
+    let with_xdp = tests::udp_exchange(&lab, CLIENT_V4, HOST_V4, 7010, 3, 3000);
+    assert_eq!(with_xdp, 3, "fragmented datagrams lost at XDP");
 }
