@@ -1,0 +1,1059 @@
+//! fwctl against real iptables, on the wire, and rules changed under traffic.
+//!
+//! Differential: twin hosts with the same addresses, one running iptables (nf_tables
+//! backend, `iptables-restore`), the other fwctl (`fwctl restore`, XDP attached), get the
+//! same frames from one client namespace; the per-rule and policy counters of `-L -v -x -n`
+//! must be the same text. The client sends crafted frames through AF_PACKET and has no IP
+//! stack of its own (IPv6 disabled, no addresses), so nothing but the corpus reaches the
+//! hosts: no neighbour discovery, MLD or router solicitations to exclude. OUTPUT is left out
+//! of the comparison: it holds the hosts' own answers (RSTs, ICMP errors, MLD reports),
+//! which neither fwctl's XDP program nor this test is about.
+//!
+//! Atomicity: a client pushes UDP of four classes while two rulesets are applied in turn;
+//! no packet may get a verdict neither ruleset gives, and every packet sent is either
+//! received or counted as dropped.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use netlab::{Link, Netns};
+use tests::{
+    packets::{Packet, L4},
+    FwNs, Lab, CLIENT_V4, HOST_IF, HOST_V4,
+};
+
+/// The MACs `Packet::bytes` writes: destination (the hosts) and source (the client).
+const HOST_MAC: &str = "02:00:00:00:00:02";
+const CLIENT_MAC: &str = "02:00:00:00:00:01";
+/// Both twins' interface, as the rulesets name it.
+const TWIN_IF: &str = "fwdh0";
+/// The client's ends of the two veth pairs.
+const TO_IPT: &str = "fwdi0";
+const TO_FW: &str = "fwdf0";
+
+const HOST4: &str = "10.231.0.2";
+const HOST4_B: &str = "10.231.1.2";
+const HOST6: &str = "fd00:231::2";
+const HOST6_B: &str = "fd00:231:1::2";
+/// Sources of the corpus: on the twins' subnet, and beyond it (routed back over the veth).
+const SOURCES4: [&str; 4] = ["10.231.0.1", "10.231.0.5", "10.231.0.66", "192.0.2.9"];
+const SOURCES6: [&str; 3] = ["fd00:231::1", "fd00:231::5", "2001:db8:5::9"];
+/// The port the twins answer from, so the corpus can hold replies (conntrack ESTABLISHED).
+const REPLY_PORT: u16 = 5353;
+
+/// One ruleset of the corpus, as iptables commands (`-P`, `-N`, `-A`) per family.
+struct Case {
+    name: &'static str,
+    v4: &'static [&'static str],
+    v6: &'static [&'static str],
+}
+
+const CLASSIC: &[&str] = &[
+    "-P INPUT DROP",
+    "-A INPUT -i lo -j ACCEPT",
+    "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+    "-A INPUT -p tcp --dport 22 -j ACCEPT",
+    "-A INPUT -p tcp --dport 587 -j ACCEPT",
+    "-A INPUT -p tcp --dport 110 -j ACCEPT",
+    "-A INPUT -p tcp --dport 143 -j ACCEPT",
+    "-A INPUT -p tcp --dport 993 -j ACCEPT",
+    "-A INPUT -p tcp --dport 995 -j ACCEPT",
+];
+
+const CASES: &[Case] = &[
+    Case {
+        name: "classic how-to",
+        v4: CLASSIC,
+        v6: CLASSIC,
+    },
+    Case {
+        name: "empty, policy accept",
+        v4: &[],
+        v6: &[],
+    },
+    Case {
+        name: "empty, policy drop",
+        v4: &["-P INPUT DROP"],
+        v6: &["-P INPUT DROP"],
+    },
+    Case {
+        name: "source and destination prefixes",
+        v4: &[
+            "-P INPUT DROP",
+            "-A INPUT -s 10.231.0.0/29 -p tcp -j ACCEPT",
+            "-A INPUT -s 192.0.2.0/24 -p udp -j ACCEPT",
+            "-A INPUT -d 10.231.1.2 -j DROP",
+            "-A INPUT -s 10.231.0.64/255.255.255.192 -j ACCEPT",
+            "-A INPUT -d 10.231.0.0/16 -p icmp -j ACCEPT",
+        ],
+        v6: &[
+            "-P INPUT DROP",
+            "-A INPUT -s fd00:231::/125 -p tcp -j ACCEPT",
+            "-A INPUT -s 2001:db8::/32 -p udp -j ACCEPT",
+            "-A INPUT -d fd00:231:1::2 -j DROP",
+            "-A INPUT -d fd00:231::/48 -p icmpv6 -j ACCEPT",
+        ],
+    },
+    Case {
+        name: "comma lists",
+        v4: &[
+            "-A INPUT -s 10.231.0.1,192.0.2.9 -p tcp -j ACCEPT",
+            "-A INPUT -d 10.231.0.2,10.231.1.2/32 -p udp --dport 53 -j ACCEPT",
+            "-A INPUT -s 10.231.0.5,10.231.0.66/31 -d 10.231.1.2,10.231.0.2 -j DROP",
+            "-A INPUT -s 192.0.2.0/25,10.231.0.64/26 -p icmp -j DROP",
+        ],
+        v6: &[
+            "-A INPUT -s fd00:231::1,2001:db8:5::9 -p tcp -j ACCEPT",
+            "-A INPUT -s fd00:231::5,2001:db8::/32 -d fd00:231:1::2,fd00:231::2 -j DROP",
+        ],
+    },
+    Case {
+        name: "negations",
+        v4: &[
+            "-A INPUT ! -s 10.231.0.0/24 -j DROP",
+            "-A INPUT -p tcp ! --dport 22 ! --sport 1:1023 -j DROP",
+            "-A INPUT ! -p icmp ! -d 10.231.1.2 -j ACCEPT",
+            "-A INPUT -p udp ! --sport 53 -j DROP",
+            "-A INPUT ! -i fwdh0 -j DROP",
+            "-A INPUT -p tcp ! --dport 100:200 -j ACCEPT",
+        ],
+        v6: &[
+            "-A INPUT ! -s fd00:231::/64 -j DROP",
+            "-A INPUT -p tcp ! --dport 22 -j DROP",
+            "-A INPUT ! -p ipv6-icmp -j ACCEPT",
+        ],
+    },
+    Case {
+        name: "multiport",
+        v4: &[
+            "-P INPUT DROP",
+            "-A INPUT -p tcp -m multiport --dports 22,80,443 -j ACCEPT",
+            "-A INPUT -p udp -m multiport --sports 53,123 -j ACCEPT",
+            "-A INPUT -p tcp -m multiport ! --dports 1:1024,8080 -j DROP",
+            "-A INPUT -p tcp -m multiport --ports 25,587 -j ACCEPT",
+            "-A INPUT -p udp -m multiport --dports 500:600,5000 -j ACCEPT",
+            "-A INPUT -p udp -m multiport ! --sports 53,123 -j DROP",
+        ],
+        v6: &[
+            "-P INPUT DROP",
+            "-A INPUT -p tcp -m multiport --dports 22,443 -j ACCEPT",
+            "-A INPUT -p udp -m multiport ! --dports 53,546 -j ACCEPT",
+        ],
+    },
+    Case {
+        name: "ICMP types",
+        v4: &[
+            "-A INPUT -p icmp --icmp-type echo-request -j ACCEPT",
+            "-A INPUT -p icmp --icmp-type 3/4 -j ACCEPT",
+            "-A INPUT -p icmp --icmp-type time-exceeded -j ACCEPT",
+            "-A INPUT -p icmp ! --icmp-type 0 -j DROP",
+            "-A INPUT -p icmp --icmp-type any -j ACCEPT",
+            "-A INPUT -p icmp --icmp-type destination-unreachable -j DROP",
+        ],
+        v6: &[
+            "-A INPUT -p icmpv6 --icmpv6-type echo-request -j ACCEPT",
+            "-A INPUT -p ipv6-icmp --icmpv6-type 1/3 -j ACCEPT",
+            "-A INPUT -p icmpv6 --icmpv6-type packet-too-big -j DROP",
+            "-A INPUT -p icmpv6 ! --icmpv6-type 135 -j DROP",
+        ],
+    },
+    Case {
+        name: "TCP flags and --syn",
+        v4: &[
+            "-A INPUT -p tcp --tcp-flags ALL NONE -j DROP",
+            "-A INPUT -p tcp --tcp-flags FIN,PSH,URG FIN,PSH,URG -j DROP",
+            "-A INPUT -p tcp --tcp-flags SYN,FIN SYN,FIN -j DROP",
+            "-A INPUT -p tcp --dport 22 --syn -j ACCEPT",
+            "-A INPUT -p tcp --tcp-flags SYN,ACK SYN,ACK -j DROP",
+            "-A INPUT -p tcp ! --syn -j ACCEPT",
+            "-A INPUT -p tcp --syn -j DROP",
+        ],
+        v6: &[
+            "-A INPUT -p tcp --syn -j DROP",
+            "-A INPUT -p tcp --tcp-flags ACK ACK -j ACCEPT",
+        ],
+    },
+    Case {
+        name: "user chains with RETURN",
+        v4: &[
+            "-P INPUT DROP",
+            "-N SVC",
+            "-N BLOCK",
+            "-A INPUT -j BLOCK",
+            "-A INPUT -p tcp -j SVC",
+            "-A INPUT -p udp --dport 53 -j ACCEPT",
+            "-A BLOCK -s 10.231.0.66 -j DROP",
+            "-A BLOCK -s 192.0.2.0/24 -p tcp -j DROP",
+            "-A BLOCK -j RETURN",
+            "-A SVC -p tcp --dport 22 -j ACCEPT",
+            "-A SVC -s 10.231.0.5 -j RETURN",
+            "-A SVC -p tcp --dport 80:443 -j ACCEPT",
+        ],
+        v6: &[
+            "-N SVC",
+            "-A INPUT -p tcp -j SVC",
+            "-A INPUT -j DROP",
+            "-A SVC -s fd00:231::5 -j RETURN",
+            "-A SVC -j ACCEPT",
+        ],
+    },
+    Case {
+        name: "nested chains, one jumped to twice, RETURN from INPUT",
+        v4: &[
+            "-P INPUT DROP",
+            "-N OUTER",
+            "-N INNER",
+            "-N EMPTY",
+            "-A INPUT -j EMPTY",
+            "-A INPUT -p tcp -j OUTER",
+            "-A INPUT -p udp -j INNER",
+            "-A INPUT -s 10.231.0.1 -j RETURN",
+            "-A INPUT -p icmp -j ACCEPT",
+            "-A OUTER -d 10.231.1.2 -j RETURN",
+            "-A OUTER -j INNER",
+            "-A OUTER -p tcp --dport 80 -j ACCEPT",
+            "-A INNER -s 10.231.0.5 -j RETURN",
+            "-A INNER -p tcp --dport 22 -j ACCEPT",
+            "-A INNER -p udp --dport 53 -j ACCEPT",
+            "-A INNER -j DROP",
+        ],
+        v6: &[],
+    },
+    Case {
+        name: "interfaces with +",
+        v4: &[
+            "-P INPUT DROP",
+            "-A INPUT -i lo -j ACCEPT",
+            "-A INPUT -i other0 -j ACCEPT",
+            "-A INPUT -i fwdh0 -p icmp -j DROP",
+            "-A INPUT -i fwdh+ -p udp -j ACCEPT",
+            "-A INPUT ! -i eth+ -p tcp --dport 80 -j ACCEPT",
+            "-A INPUT -i fwd+ -s 192.0.2.0/24 -j ACCEPT",
+            "-A INPUT -i eth+ -j ACCEPT",
+        ],
+        v6: &[
+            "-P INPUT DROP",
+            "-A INPUT -i fwdh+ -p tcp -j ACCEPT",
+            "-A INPUT ! -i fwdh0 -j ACCEPT",
+        ],
+    },
+    Case {
+        name: "REJECT",
+        v4: &[
+            "-A INPUT -p udp --dport 514 -j REJECT",
+            "-A INPUT -p tcp --dport 25 -j REJECT --reject-with tcp-reset",
+            "-A INPUT -p icmp --icmp-type 13 -j REJECT --reject-with icmp-admin-prohibited",
+            "-A INPUT -p tcp --dport 22 -j ACCEPT",
+            "-A INPUT -s 192.0.2.0/24 -j REJECT --reject-with icmp-host-unreachable",
+            "-A INPUT -p udp -j REJECT --reject-with icmp-port-unreachable",
+        ],
+        v6: &[
+            "-A INPUT -p udp --dport 53 -j REJECT",
+            "-A INPUT -p tcp -j REJECT --reject-with tcp-reset",
+            "-A INPUT -p icmpv6 --icmpv6-type 128 -j REJECT --reject-with icmp6-adm-prohibited",
+        ],
+    },
+    Case {
+        name: "LOG",
+        v4: &[
+            "-P INPUT DROP",
+            "-A INPUT -p tcp --dport 22 -j LOG --log-prefix ssh:",
+            "-A INPUT -s 192.0.2.0/24 -j LOG --log-level 4",
+            "-A INPUT -p tcp --dport 22 -j ACCEPT",
+            "-A INPUT -p udp -j LOG --log-prefix udp: --log-level debug",
+            "-A INPUT -p icmp -j ACCEPT",
+        ],
+        v6: &[
+            "-A INPUT -j LOG --log-prefix all6:",
+            "-A INPUT -p tcp -j DROP",
+        ],
+    },
+    Case {
+        name: "conntrack states",
+        v4: &[
+            "-A INPUT -m state --state INVALID -j DROP",
+            "-A INPUT -m conntrack --ctstate ESTABLISHED -j ACCEPT",
+            "-A INPUT -p tcp --dport 22 -m conntrack --ctstate NEW -j ACCEPT",
+            "-A INPUT -p udp -m conntrack ! --ctstate NEW -j DROP",
+            "-A INPUT -p udp -m state --state NEW -j ACCEPT",
+            "-A INPUT -p icmp -m conntrack --ctstate NEW,RELATED -j ACCEPT",
+            "-A INPUT -j DROP",
+        ],
+        v6: &[
+            "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+            "-A INPUT -m conntrack --ctstate INVALID -j DROP",
+            "-A INPUT -p udp -j DROP",
+        ],
+    },
+    Case {
+        name: "port ranges",
+        v4: &[
+            "-A INPUT -p udp --dport 1000:2000 -j DROP",
+            "-A INPUT -p tcp --sport 1024: --dport :1023 -j ACCEPT",
+            "-A INPUT -p tcp ! --dport 100:200 -j DROP",
+            "-A INPUT -p udp --sport :1023 -j ACCEPT",
+            "-A INPUT -p udp --dport 5000:5000 -j ACCEPT",
+        ],
+        v6: &["-A INPUT -p udp --dport 500:600 -j DROP"],
+    },
+    Case {
+        name: "protocols",
+        v4: &[
+            "-P INPUT DROP",
+            "-A INPUT -p 47 -j ACCEPT",
+            "-A INPUT -p esp -j DROP",
+            "-A INPUT ! -p tcp -s 10.231.0.1 -j ACCEPT",
+            "-A INPUT -p udp -j ACCEPT",
+            "-A INPUT -p all -s 10.231.0.5 -j ACCEPT",
+        ],
+        v6: &["-A INPUT -p 58 -j DROP", "-A INPUT -p tcp -j ACCEPT"],
+    },
+    Case {
+        name: "IPv6 services",
+        v4: &[],
+        v6: &[
+            "-P INPUT DROP",
+            "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+            "-A INPUT -s 2001:db8::/32 -p tcp --dport 80 -j DROP",
+            "-A INPUT -d fd00:231::2 -p tcp -m multiport --dports 22,80,443 -j ACCEPT",
+            "-A INPUT -p icmpv6 --icmpv6-type echo-request -j ACCEPT",
+            "-A INPUT -p udp --sport 547 --dport 546 -j ACCEPT",
+            "-A INPUT -s fd00:231::/120 -p udp -j ACCEPT",
+        ],
+    },
+    Case {
+        name: "IPv6 user chains and negations",
+        v4: &[],
+        v6: &[
+            "-N LAN",
+            "-N WAN",
+            "-A INPUT -s fd00:231::/64 -j LAN",
+            "-A INPUT ! -s fd00:231::/64 -j WAN",
+            "-A LAN -p tcp ! --syn -j RETURN",
+            "-A LAN -p udp -m multiport --dports 53,5000 -j ACCEPT",
+            "-A LAN -d fd00:231:1::2 -j RETURN",
+            "-A LAN -j ACCEPT",
+            "-A WAN -p icmpv6 ! --icmpv6-type echo-request -j ACCEPT",
+            "-A WAN -j DROP",
+            "-A INPUT -p tcp -j DROP",
+        ],
+    },
+    Case {
+        name: "destination lists and prefixes",
+        v4: &[
+            "-A INPUT -d 10.231.1.0/24 -p tcp -j DROP",
+            "-A INPUT ! -d 10.231.0.0/24 -j ACCEPT",
+            "-A INPUT -d 10.231.0.2/31,10.231.1.2 -p udp -j DROP",
+            "-A INPUT -s 10.231.0.0/24 -d 10.231.0.2 -j ACCEPT",
+        ],
+        v6: &["-A INPUT -d fd00:231:1::/64,fd00:231::2/128 -p udp -j DROP"],
+    },
+    Case {
+        name: "REJECT and LOG in user chains",
+        v4: &[
+            "-P INPUT DROP",
+            "-N AUDIT",
+            "-N DENY",
+            "-A INPUT -p tcp -j AUDIT",
+            "-A INPUT -p udp --dport 123 -j ACCEPT",
+            "-A INPUT -j DENY",
+            "-A AUDIT -p tcp --dport 22 -j LOG --log-prefix audit:",
+            "-A AUDIT -p tcp --dport 22 -j RETURN",
+            "-A AUDIT -p tcp --dport 80 -j ACCEPT",
+            "-A DENY -p udp -j REJECT",
+            "-A DENY -s 10.231.0.5 -j RETURN",
+            "-A DENY -p tcp -j REJECT --reject-with tcp-reset",
+        ],
+        v6: &[
+            "-N DENY",
+            "-A INPUT -p tcp -j DENY",
+            "-A DENY -p tcp --dport 22 -j LOG",
+            "-A DENY -p tcp --dport 443 -j REJECT --reject-with tcp-reset",
+        ],
+    },
+    Case {
+        name: "many rules",
+        v4: &[
+            "-A INPUT -p tcp --dport 1 -j DROP",
+            "-A INPUT -p tcp --dport 2 -j DROP",
+            "-A INPUT -p tcp --dport 3:21 -j DROP",
+            "-A INPUT -s 10.231.0.64/30 -p udp -j DROP",
+            "-A INPUT -p tcp --dport 23:24 -j DROP",
+            "-A INPUT -p tcp --dport 25 -j ACCEPT",
+            "-A INPUT -p udp --dport 53 -j ACCEPT",
+            "-A INPUT -p udp --dport 123 -s 192.0.2.0/24 -j ACCEPT",
+            "-A INPUT -p tcp --dport 80 -s 10.231.0.1 -j ACCEPT",
+            "-A INPUT -p tcp --dport 80 -s 10.231.0.5 -j DROP",
+            "-A INPUT -p tcp --dport 80 -j ACCEPT",
+            "-A INPUT -p tcp --dport 110 -d 10.231.1.2 -j DROP",
+            "-A INPUT -p tcp --dport 110:143 -j ACCEPT",
+            "-A INPUT -p tcp --dport 443 -j ACCEPT",
+            "-A INPUT -p tcp --dport 587 -j DROP",
+            "-A INPUT -p tcp --dport 993:995 -j ACCEPT",
+            "-A INPUT -p udp --dport 1400:1600 -j DROP",
+            "-A INPUT -p icmp --icmp-type 8 -s 10.231.0.66 -j DROP",
+            "-A INPUT -p icmp --icmp-type 8 -j ACCEPT",
+            "-A INPUT -p tcp -j DROP",
+            "-A INPUT -p udp -j DROP",
+        ],
+        v6: &[],
+    },
+    Case {
+        name: "IPv6 REJECT, LOG and conntrack",
+        v4: &[],
+        v6: &[
+            "-P INPUT DROP",
+            "-A INPUT -m conntrack --ctstate ESTABLISHED -j ACCEPT",
+            "-A INPUT -p tcp --dport 22 -j LOG --log-prefix ssh6:",
+            "-A INPUT -p tcp --dport 22 -m conntrack --ctstate NEW -j ACCEPT",
+            "-A INPUT -p udp -j REJECT --reject-with icmp6-port-unreachable",
+            "-A INPUT -p icmpv6 --icmpv6-type 1 -j ACCEPT",
+        ],
+    },
+];
+
+/// The ruleset in iptables-save format, which `iptables-restore` and `fwctl restore` read.
+fn restore_text(commands: &[&str]) -> String {
+    let policy = |chain: &str| {
+        commands
+            .iter()
+            .find_map(|c| c.strip_prefix(&format!("-P {chain} ")))
+            .unwrap_or("ACCEPT")
+            .to_string()
+    };
+    let mut text = String::from("*filter\n");
+    for chain in ["INPUT", "FORWARD", "OUTPUT"] {
+        text.push_str(&format!(":{chain} {} [0:0]\n", policy(chain)));
+    }
+    for c in commands {
+        if let Some(chain) = c.strip_prefix("-N ") {
+            text.push_str(&format!(":{chain} - [0:0]\n"));
+        }
+    }
+    for c in commands.iter().filter(|c| c.starts_with("-A ")) {
+        text.push_str(c);
+        text.push('\n');
+    }
+    text.push_str("COMMIT\n");
+    text
+}
+
+/// The frame as it goes on the wire: ICMP identifier set, transport checksum right
+/// (conntrack calls a packet with a bad checksum INVALID, so it matters to the states).
+fn wire(packet: &Packet, icmp_id: u16) -> Vec<u8> {
+    let mut frame = packet.bytes();
+    let (l3, pseudo): (usize, Vec<u8>) = match (packet.src, packet.dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => (14 + 20, [s.octets(), d.octets()].concat()),
+        (IpAddr::V6(s), IpAddr::V6(d)) => (14 + 40, [s.octets(), d.octets()].concat()),
+        _ => panic!("mixed address families"),
+    };
+    let len = frame.len() - l3;
+    let (proto, sum_at) = match packet.l4 {
+        L4::Tcp { .. } => (6u8, 16),
+        L4::Udp { .. } => (17, 6),
+        L4::Icmp => (1, 2),
+        L4::Icmpv6 => (58, 2),
+        L4::Other(_) => return frame,
+    };
+    if matches!(packet.l4, L4::Icmp | L4::Icmpv6) {
+        frame[l3 + 4..l3 + 6].copy_from_slice(&icmp_id.to_be_bytes());
+    }
+    let mut sum: u32 = 0;
+    let mut add = |bytes: &[u8]| {
+        for c in bytes.chunks(2) {
+            sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+    };
+    if proto != 1 {
+        add(&pseudo);
+        add(&[0, proto]);
+        add(&(len as u32).to_be_bytes());
+    }
+    add(&frame[l3..]);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let mut folded = !(sum as u16);
+    if proto == 17 && folded == 0 {
+        folded = 0xffff;
+    }
+    frame[l3 + sum_at..l3 + sum_at + 2].copy_from_slice(&folded.to_be_bytes());
+    frame
+}
+
+/// The packet corpus of one round: every frame once. Source ports and ICMP identifiers are
+/// new in every round, so no conntrack entry of an earlier round makes a packet ESTABLISHED.
+/// `replies`: the client ports the twins sent to from `REPLY_PORT` this round.
+fn corpus(round: u16, replies: &[(&str, u16)]) -> Vec<Vec<u8>> {
+    let mut next = 0u16;
+    let mut fresh = || {
+        next += 1;
+        20000 + round * 200 + next
+    };
+    let mut frames = Vec::new();
+    let mut push = |p: Packet, id: u16| frames.push(wire(&p, id));
+    for (i, src) in SOURCES4.iter().enumerate() {
+        let dst = if i % 2 == 0 { HOST4 } else { HOST4_B };
+        for dport in [22, 25, 80, 110, 143, 443, 587, 993, 995, 1500, 8080] {
+            push(Packet::tcp(src, dst, fresh(), dport), 0);
+        }
+        for (sport, dport) in [
+            (0, 53),
+            (0, 123),
+            (0, 514),
+            (0, 1500),
+            (0, 5000),
+            (53, 40000),
+        ] {
+            let sport = if sport == 0 { fresh() } else { sport };
+            push(Packet::udp(src, dst, sport, dport), 0);
+        }
+        push(Packet::udp(src, HOST4, 123, 123), 0);
+        for icmp in [(8, 0), (0, 0), (3, 4), (3, 3), (11, 0), (13, 0)] {
+            let mut p = Packet::new(src, HOST4, L4::Icmp);
+            p.icmp = icmp;
+            push(p, fresh());
+        }
+    }
+    // TCP flag combinations, from one source.
+    for (flags, dport) in [
+        (0x10, 22),
+        (0x10, 80),
+        (0x00, 80),
+        (0x29, 80),
+        (0x12, 22),
+        (0x01, 443),
+        (0x03, 22),
+        (0x18, 8080),
+    ] {
+        let mut p = Packet::tcp(SOURCES4[0], HOST4, fresh(), dport);
+        p.tcp_flags = flags;
+        push(p, 0);
+    }
+    for proto in [47, 50] {
+        push(Packet::new(SOURCES4[1], HOST4, L4::Other(proto)), 0);
+    }
+    for (i, src) in SOURCES6.iter().enumerate() {
+        let dst = if i % 2 == 0 { HOST6 } else { HOST6_B };
+        for dport in [22, 80, 443, 587] {
+            push(Packet::tcp(src, dst, fresh(), dport), 0);
+        }
+        let mut ack = Packet::tcp(src, dst, fresh(), 22);
+        ack.tcp_flags = 0x10;
+        push(ack, 0);
+        for dport in [53, 5000] {
+            push(Packet::udp(src, dst, fresh(), dport), 0);
+        }
+        push(Packet::udp(src, dst, 547, 546), 0);
+        for icmp in [(128, 0), (129, 0), (1, 3), (2, 0), (1, 4)] {
+            let mut p = Packet::new(src, HOST6, L4::Icmpv6);
+            p.icmp = icmp;
+            push(p, fresh());
+        }
+    }
+    for (src, port) in replies {
+        let dst = if src.contains(':') { HOST6 } else { HOST4 };
+        push(Packet::udp(src, dst, *port, REPLY_PORT), 0);
+    }
+    frames
+}
+
+/// Client ports the twins send to before a round, from `REPLY_PORT`: the corpus answers.
+fn reply_flows(round: u16) -> Vec<(&'static str, u16)> {
+    let port = 40000 + round * 4;
+    vec![
+        (SOURCES4[0], port),
+        (SOURCES4[3], port + 1),
+        (SOURCES6[0], port + 2),
+        (SOURCES6[2], port + 3),
+    ]
+}
+
+/// An AF_PACKET socket on one of the client's interfaces: frames go out as written.
+struct Wire {
+    fd: libc::c_int,
+    ifindex: libc::c_int,
+}
+
+impl Wire {
+    fn open(ns: &Netns, ifname: &'static str) -> Wire {
+        ns.run(move || {
+            let name = std::ffi::CString::new(ifname).unwrap();
+            // SAFETY: a NUL-terminated name; socket() has no preconditions.
+            let (fd, ifindex) = unsafe {
+                (
+                    libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0),
+                    libc::if_nametoindex(name.as_ptr()),
+                )
+            };
+            assert!(fd >= 0, "AF_PACKET: {}", std::io::Error::last_os_error());
+            assert!(ifindex > 0, "no {ifname}");
+            Wire {
+                fd,
+                ifindex: ifindex as libc::c_int,
+            }
+        })
+        .unwrap()
+    }
+
+    fn send(&self, frame: &[u8]) {
+        // SAFETY: sockaddr_ll is plain data; zeroed is a valid value to fill in.
+        let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        to.sll_family = libc::AF_PACKET as u16;
+        to.sll_ifindex = self.ifindex;
+        to.sll_halen = 6;
+        to.sll_addr[..6].copy_from_slice(&frame[..6]);
+        // SAFETY: the frame and the address outlive the call; lengths are theirs.
+        let sent = unsafe {
+            libc::sendto(
+                self.fd,
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&to as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(
+            sent,
+            frame.len() as isize,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+impl Drop for Wire {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor is ours.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+fn run_in(ns: &Netns, program: &str, args: &[&str]) -> String {
+    let out = ns.command(program).args(args).output().expect(program);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} in {}: {}",
+        ns.name(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One twin host: its namespace, its interface set up like the other's.
+fn twin_host(ns: &Netns) {
+    for a in [
+        format!("{HOST4}/24"),
+        format!("{HOST4_B}/24"),
+        format!("{HOST6}/64"),
+        format!("{HOST6_B}/64"),
+    ] {
+        let mut args = vec!["addr", "add", &a, "dev", TWIN_IF];
+        if a.contains(':') {
+            args.push("nodad");
+        }
+        ns.ip(&args).unwrap();
+    }
+    ns.ip(&["link", "set", TWIN_IF, "address", HOST_MAC])
+        .unwrap();
+    ns.ip(&["route", "add", "192.0.2.0/24", "dev", TWIN_IF])
+        .unwrap();
+    ns.ip(&["-6", "route", "add", "2001:db8:5::/64", "dev", TWIN_IF])
+        .unwrap();
+    // Static neighbours: the hosts' answers leave at once, with no solicitation.
+    for peer in SOURCES4.iter().chain(SOURCES6.iter()) {
+        ns.ip(&[
+            "neigh",
+            "replace",
+            peer,
+            "lladdr",
+            CLIENT_MAC,
+            "dev",
+            TWIN_IF,
+            "nud",
+            "permanent",
+        ])
+        .unwrap();
+    }
+}
+
+/// Sum of the packet counters of one chain's block in a `-L -v -x -n` listing: the
+/// policy and every rule. Every packet that traverses INPUT adds at least one.
+fn chain_packets(listing: &str, chain: &str) -> u64 {
+    let mut lines = listing
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!("Chain {chain} ")));
+    let head = lines.next().expect("chain in listing");
+    let words: Vec<&str> = head.split_whitespace().collect();
+    let policy = words.get(4).and_then(|w| w.parse().ok()).unwrap_or(0);
+    policy
+        + lines
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .map(|l| l.split_whitespace().next().unwrap().parse::<u64>().unwrap())
+            .sum::<u64>()
+}
+
+fn without_output(listing: &str) -> String {
+    let mut out = String::new();
+    let mut skip = false;
+    for line in listing.lines() {
+        if line.starts_with("Chain ") {
+            skip = line.starts_with("Chain OUTPUT ");
+        }
+        if !skip {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Packets counted by the rule of `inet fwdcount` that matches `family` ("ipv4"/"ipv6").
+fn counted(ns: &Netns, family: &str) -> u64 {
+    let listing = run_in(ns, "nft", &["list", "chain", "inet", "fwdcount", "in"]);
+    let line = listing
+        .lines()
+        .find(|l| l.contains(&format!("nfproto {family}")))
+        .expect("count rule");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "packets").expect("packets");
+    words[at + 1].parse().unwrap()
+}
+
+/// A statistic of the veth driver (`ethtool -S`), summed over its receive queues:
+/// `xdp_packets` (what the XDP program saw), `xdp_drops`, `drops` (ring full).
+fn veth_stat(ns: &Netns, ifname: &str, stat: &str) -> u64 {
+    run_in(ns, "ethtool", &["-S", ifname])
+        .lines()
+        .filter_map(|l| l.trim().split_once(": "))
+        .filter(|(name, _)| {
+            name.strip_prefix("rx_queue_")
+                .and_then(|n| n.split_once('_'))
+                .is_some_and(|(_, name)| name == stat)
+        })
+        .map(|(_, v)| v.parse::<u64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn counters_match_iptables_on_the_wire() {
+    let start = Instant::now();
+    let client = Netns::new("fwd-client").unwrap();
+    let ipt = Netns::new("fwd-ipt").unwrap();
+    let fw = FwNs::new("fwd-fw").unwrap();
+    // No IP stack on the client: it sends the corpus and nothing else.
+    run_in(
+        &client,
+        "sysctl",
+        &[
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ],
+    );
+    for (ns, client_if) in [(&ipt, TO_IPT), (&*fw, TO_FW)] {
+        netlab::veth(
+            Link {
+                ns: &client,
+                ifname: client_if,
+                addrs: &[],
+            },
+            Link {
+                ns,
+                ifname: TWIN_IF,
+                addrs: &[],
+            },
+        )
+        .unwrap();
+        client
+            .ip(&["link", "set", client_if, "address", CLIENT_MAC])
+            .unwrap();
+        twin_host(ns);
+    }
+    // What reaches INPUT in the iptables twin, whatever the ruleset does with it.
+    for command in [
+        "add table inet fwdcount",
+        "add chain inet fwdcount in { type filter hook input priority -300; }",
+        "add rule inet fwdcount in meta nfproto ipv4 counter",
+        "add rule inet fwdcount in meta nfproto ipv6 counter",
+    ] {
+        run_in(&ipt, "nft", &[command]);
+    }
+    fw.fwctl_ok(&["attach", TWIN_IF]);
+    let to_ipt = Wire::open(&client, TO_IPT);
+    let to_fw = Wire::open(&client, TO_FW);
+    let answer = |ns: &Netns| {
+        let v4 = ns
+            .udp_socket(SocketAddr::new(HOST4.parse().unwrap(), REPLY_PORT))
+            .unwrap();
+        let v6 = ns
+            .udp_socket(SocketAddr::new(HOST6.parse().unwrap(), REPLY_PORT))
+            .unwrap();
+        (v4, v6)
+    };
+    let answers = [answer(&ipt), answer(&fw)];
+    let dir = std::env::temp_dir();
+    let file4 = dir.join(format!("fwd-{}-rules.v4", std::process::id()));
+    let file6 = dir.join(format!("fwd-{}-rules.v6", std::process::id()));
+
+    let mut total = 0;
+    let mut differences = Vec::new();
+    for (round, case) in CASES.iter().enumerate() {
+        std::fs::write(&file4, restore_text(case.v4)).unwrap();
+        std::fs::write(&file6, restore_text(case.v6)).unwrap();
+        let (f4, f6) = (file4.to_str().unwrap(), file6.to_str().unwrap());
+        run_in(&ipt, "iptables-restore", &[f4]);
+        run_in(&ipt, "ip6tables-restore", &[f6]);
+        run_in(&ipt, "iptables", &["-Z"]);
+        run_in(&ipt, "ip6tables", &["-Z"]);
+        fw.fwctl_ok(&["restore", f4]);
+        fw.fwctl_ok(&["restore", "-6", f6]);
+        fw.fwctl_ok(&["-Z"]);
+        fw.fwctl_ok(&["-6", "-Z"]);
+
+        let replies = reply_flows(round as u16);
+        for (v4, v6) in &answers {
+            for (client_ip, port) in &replies {
+                let to = SocketAddr::new(client_ip.parse().unwrap(), *port);
+                let sock = if client_ip.contains(':') { v6 } else { v4 };
+                sock.send_to(b"question", to).unwrap();
+            }
+        }
+        let frames = corpus(round as u16, &replies);
+        let (sent4, sent6) = frames.iter().fold((0, 0), |(a, b), f| {
+            if f[12..14] == [0x08, 0x00] {
+                (a + 1, b)
+            } else {
+                (a, b + 1)
+            }
+        });
+        let before = (counted(&ipt, "ipv4"), counted(&ipt, "ipv6"));
+        let xdp_before = veth_stat(&fw, TWIN_IF, "xdp_packets");
+        for frame in &frames {
+            to_ipt.send(frame);
+            to_fw.send(frame);
+        }
+        total += frames.len();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut seen = (0, 0);
+        while Instant::now() < deadline {
+            seen = (
+                counted(&ipt, "ipv4") - before.0,
+                counted(&ipt, "ipv6") - before.1,
+            );
+            if seen == (sent4, sent6) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            seen,
+            (sent4, sent6),
+            "{}: INPUT of the iptables twin saw (v4, v6)",
+            case.name
+        );
+        // The fwctl twin got the same frames at the same time; let its softirqs finish.
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            veth_stat(&fw, TWIN_IF, "xdp_packets") - xdp_before,
+            frames.len() as u64,
+            "{}: the XDP program saw every frame",
+            case.name
+        );
+        for (family, sent) in [("4", sent4), ("6", sent6)] {
+            let (tool, mut fw_args) = if family == "4" {
+                ("iptables", vec![])
+            } else {
+                ("ip6tables", vec!["-6"])
+            };
+            let list = ["-L", "-v", "-x", "-n"];
+            fw_args.extend(list);
+            let theirs = without_output(&run_in(&ipt, tool, &list));
+            let ours = without_output(&fw.fwctl_ok(&fw_args));
+            assert!(
+                chain_packets(&theirs, "INPUT") >= sent,
+                "{}: iptables counted fewer than the corpus",
+                case.name
+            );
+            assert!(
+                chain_packets(&ours, "INPUT") >= sent,
+                "{} (IPv{family}): fwctl counted fewer packets than the corpus sent ({sent}):\n{ours}",
+                case.name
+            );
+            if std::env::var_os("FWD_DUMP").is_some() {
+                eprintln!("== {} IPv{family}\n{theirs}-- fwctl\n{ours}", case.name);
+            }
+            if theirs != ours {
+                differences.push(format!(
+                    "{} (IPv{family}):\n--- iptables\n{theirs}--- fwctl\n{ours}",
+                    case.name
+                ));
+            }
+        }
+    }
+    // XDP judged, not only netfilter: it dropped some of the corpus itself.
+    let xdp_drops = veth_stat(&fw, TWIN_IF, "xdp_drops");
+    assert!(xdp_drops > 0, "XDP dropped nothing");
+    let _ = std::fs::remove_file(&file4);
+    let _ = std::fs::remove_file(&file6);
+    eprintln!(
+        "differential: {} rulesets, {} frames per twin ({xdp_drops} dropped at XDP), {:.1}s",
+        CASES.len(),
+        total,
+        start.elapsed().as_secs_f64()
+    );
+    assert!(
+        differences.is_empty(),
+        "{} of {} listings differ:\n{}",
+        differences.len(),
+        CASES.len() * 2,
+        differences.join("\n")
+    );
+}
+
+/// Four classes of UDP: accepted by ruleset A only, by B only, by both, by neither.
+const PORTS: [u16; 4] = [7001, 7002, 7003, 7004];
+const RULESET_A: &[&str] = &[
+    "-P INPUT DROP",
+    "-A INPUT -p udp --dport 7003 -j ACCEPT",
+    "-A INPUT -p udp --dport 7001 -j ACCEPT",
+];
+const RULESET_B: &[&str] = &[
+    "-P INPUT DROP",
+    "-A INPUT -p udp -m multiport --dports 7002,7003 -j ACCEPT",
+];
+const CHANGES: usize = 500;
+
+#[test]
+fn rulesets_change_atomically_under_traffic() {
+    let lab = Lab::named("fwd-atom").unwrap();
+    let host: &FwNs = &lab.host;
+    let dir = std::env::temp_dir();
+    let files: Vec<String> = [RULESET_A, RULESET_B]
+        .iter()
+        .enumerate()
+        .map(|(i, rules)| {
+            let path = dir.join(format!("fwd-{}-atom{i}.v4", std::process::id()));
+            std::fs::write(&path, restore_text(rules)).unwrap();
+            path.to_str().unwrap().to_string()
+        })
+        .collect();
+    host.fwctl_ok(&["restore", &files[0]]);
+    host.fwctl_ok(&["attach", HOST_IF]);
+    assert_eq!(lab.xdp_mode().unwrap().as_deref(), Some("xdp"));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let receivers: Vec<_> = PORTS
+        .iter()
+        .map(|&port| {
+            let sock = host
+                .udp_socket(SocketAddr::new(HOST_V4.parse().unwrap(), port))
+                .unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut got = 0u64;
+                let mut buf = [0u8; 64];
+                loop {
+                    match sock.recv_from(&mut buf) {
+                        Ok(_) => got += 1,
+                        Err(_) if stop.load(Ordering::Relaxed) => return got,
+                        Err(_) => {}
+                    }
+                }
+            })
+        })
+        .collect();
+    let sender = {
+        let sock = lab
+            .client
+            .udp_socket(SocketAddr::new(CLIENT_V4.parse().unwrap(), 0))
+            .unwrap();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut sent = [0u64; 4];
+            while !stop.load(Ordering::Relaxed) {
+                for (i, port) in PORTS.iter().enumerate() {
+                    let to = SocketAddr::new(HOST_V4.parse().unwrap(), *port);
+                    sock.send_to(&[0x5a; 16], to).unwrap();
+                    sent[i] += 1;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            sent
+        })
+    };
+
+    let start = Instant::now();
+    for change in 1..=CHANGES {
+        host.fwctl_ok(&["restore", &files[change % 2]]);
+    }
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let sent = sender.join().unwrap();
+    // Let the last datagrams land before the receivers give up.
+    std::thread::sleep(Duration::from_millis(300));
+    let received: Vec<u64> = receivers.into_iter().map(|r| r.join().unwrap()).collect();
+    let listing = host.fwctl_ok(&["-L", "-n", "-v", "-x", "--line-numbers"]);
+    let (dropped, _) = tests::listed_counters(&listing, "INPUT", 0).unwrap();
+    for f in &files {
+        let _ = std::fs::remove_file(f);
+    }
+    eprintln!(
+        "atomicity: {CHANGES} changes in {:.1}s ({:.1} ms each); sent {sent:?}, received {received:?}, policy dropped {dropped}",
+        elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1000.0 / CHANGES as f64
+    );
+    assert!(
+        sent.iter().all(|&n| n > 1000),
+        "too little traffic: {sent:?}"
+    );
+    assert_eq!(received[3], 0, "a packet neither ruleset accepts arrived");
+    assert_eq!(
+        received[2], sent[2],
+        "a packet both rulesets accept was lost"
+    );
+    for class in 0..2 {
+        assert!(
+            0 < received[class] && received[class] < sent[class],
+            "port {}: both rulesets should have judged it: {received:?} of {sent:?}",
+            PORTS[class]
+        );
+    }
+    let lost: u64 = sent.iter().zip(&received).map(|(s, r)| s - r).sum();
+    assert_eq!(
+        dropped, lost,
+        "every packet not received is one the policy dropped\n{listing}"
+    );
+}
+
+/// Fragmented UDP to an accepted port, with a stateless ruleset: iptables (and fwctl with
+/// no XDP attached) judge the reassembled datagram in INPUT, since IPv4 reassembles before
+/// LOCAL_IN, and deliver it. With XDP attached, fwctl judges each fragment: the first
+/// matches `--dport`, the others have no ports and fall to the DROP policy, so the datagram
+/// never reassembles. Known bug, reported; ignored until XDP defers fragments to netfilter.
+#[test]
+#[ignore = "fwctl bug: XDP drops non-first fragments a port rule would accept once reassembled"]
+fn fragmented_udp_arrives_as_with_iptables() {
+    let lab = Lab::named("fwd-frag").unwrap();
+    lab.host
+        .apply(&["-P INPUT DROP", "-A INPUT -p udp --dport 7010 -j ACCEPT"]);
+    let netfilter_only = tests::udp_exchange(&lab, CLIENT_V4, HOST_V4, 7010, 3, 3000);
+    assert_eq!(netfilter_only, 3);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    assert_eq!(
+        tests::udp_exchange(&lab, CLIENT_V4, HOST_V4, 7010, 3, 300),
+        3
+    );
+    let with_xdp = tests::udp_exchange(&lab, CLIENT_V4, HOST_V4, 7010, 3, 3000);
+    assert_eq!(with_xdp, 3, "fragmented datagrams lost at XDP");
+}
