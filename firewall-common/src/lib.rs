@@ -131,9 +131,12 @@ pub const MAP_REASONS: &str = "FW_REASONS";
 pub const REASON_NOT_IP: u32 = 0;
 pub const REASON_MALFORMED: u32 = 1;
 pub const REASON_BROKEN_INSTALL: u32 = 2;
+/// A fragment, first or not, passed to netfilter: the kernel reassembles before INPUT (and
+/// conntrack before everything), so iptables judges the datagram, never a fragment alone.
+pub const REASON_FRAGMENT: u32 = 3;
 pub const REASON_SLOTS: u32 = 16;
 /// Names of the reasons, by code, for listings and metrics.
-pub const REASON_NAMES: [&str; 3] = ["not_ip", "malformed", "broken_install"];
+pub const REASON_NAMES: [&str; 4] = ["not_ip", "malformed", "broken_install", "fragment"];
 /// FW_IFACE entries: (in, out) interface pairs of both generations, so one generation may
 /// use half ([`IFACE_PAIRS_PER_GENERATION`]).
 pub const MAX_INTERFACES: u32 = 4096;

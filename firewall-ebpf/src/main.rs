@@ -28,9 +28,9 @@ use firewall_common::{
     FIELD_IFACE, FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GENERATIONS, GROUP_ENTRIES,
     ICMP_KEYS, LPM_TAG_BITS, MARK_BITS, MAX_COUNTERS, MAX_INTERFACES, MAX_JUMP_DEPTH, MAX_PREFIXES,
     NO_COUNTER, POLICY_COUNTER_SLOTS, POOL_WORDS_PER_GENERATION, PORT_KEYS, PROTO_KEYS,
-    REASON_BROKEN_INSTALL, REASON_MALFORMED, REASON_NOT_IP, REASON_SLOTS, TABLE_USES_CT, TAGS,
-    TCP_FLAG_KEYS, VERDICT_ACCEPT, VERDICT_DEFER, XDP_META_LEN, XDP_META_MAGIC,
-    XDP_META_MAGIC_MASK,
+    REASON_BROKEN_INSTALL, REASON_FRAGMENT, REASON_MALFORMED, REASON_NOT_IP, REASON_SLOTS,
+    TABLE_USES_CT, TAGS, TCP_FLAG_KEYS, VERDICT_ACCEPT, VERDICT_DEFER, XDP_META_LEN,
+    XDP_META_MAGIC, XDP_META_MAGIC_MASK,
 };
 use firewall_ebpf::{
     ct,
@@ -123,6 +123,13 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
     };
     let config = CONFIG.get(0).ok_or(Broken)?;
     let generation = config.active % GENERATIONS;
+    if pkt.fragment {
+        // Netfilter sees the reassembled datagram (see REASON_FRAGMENT): judging a
+        // fragment here would drop the datagram whose first fragment a port rule accepts.
+        reason(REASON_FRAGMENT);
+        tell_netfilter(ctx, xdp_meta(generation, false));
+        return Ok(XDP_PASS);
+    }
     let routed = route(ctx, &pkt);
     let chain = (routed & 0xffff_ffff) as u32;
     let oif = (routed >> 32) as u32;

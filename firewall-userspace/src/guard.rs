@@ -97,6 +97,7 @@ pub fn would_cut(ruleset: &Ruleset, session: &Session, iface: &str) -> Option<St
         icmp: None,
         // The session's own packets: netfilter judges what XDP defers with this state.
         ct_state: Some(crate::rules::model::CT_ESTABLISHED),
+        fragment: false,
     };
     let rules = ruleset.family(family);
     // Netfilter's view: a REJECT cuts the session as surely as a DROP.

@@ -1038,11 +1038,10 @@ fn rulesets_change_atomically_under_traffic() {
 
 /// Fragmented UDP to an accepted port, with a stateless ruleset: iptables (and fwctl with
 /// no XDP attached) judge the reassembled datagram in INPUT, since IPv4 reassembles before
-/// LOCAL_IN, and deliver it. With XDP attached, fwctl judges each fragment: the first
-/// matches `--dport`, the others have no ports and fall to the DROP policy, so the datagram
-/// never reassembles. Known bug, reported; ignored until XDP defers fragments to netfilter.
+/// LOCAL_IN, and deliver it. XDP leaves every fragment to netfilter for that reason (had it
+/// judged each one, the others, without ports, would fall to the DROP policy and the
+/// datagram would never reassemble).
 #[test]
-#[ignore = "fwctl bug: XDP drops non-first fragments a port rule would accept once reassembled"]
 fn fragmented_udp_arrives_as_with_iptables() {
     let lab = Lab::named("fwd-frag").unwrap();
     lab.host

@@ -207,25 +207,25 @@ fn fixtures() -> Vec<Fixture> {
             0,
         ),
         fx(
-            "a port rule never matches a non-first fragment",
+            "a fragment is left to netfilter, which judges the datagram",
             &["-A INPUT -p tcp --dport 22 -j DROP"],
             with(tcp(22), |p| p.frag_offset = 100),
-            XDP_PASS,
+            DEFER,
             0,
         ),
         fx(
-            "IPv6 non-first fragment has no ports either",
+            "an IPv6 fragment too",
             &["-6 -A INPUT -p tcp --dport 22 -j DROP"],
             with(tcp6(22), |p| p.frag_offset = 100),
-            XDP_PASS,
+            DEFER,
             0,
         ),
         fx(
-            "a protocol-only rule matches a fragment",
+            "even where a protocol-only rule would match it",
             &["-A INPUT -p tcp -j DROP"],
             with(tcp(22), |p| p.frag_offset = 100),
-            XDP_DROP,
-            1,
+            DEFER,
+            0,
         ),
         fx(
             "icmp by name",
@@ -429,10 +429,10 @@ fn fixtures() -> Vec<Fixture> {
             1,
         ),
         fx(
-            "a negated port never matches a fragment",
+            "and where a negated port would",
             &["-A INPUT -p tcp ! --dport 22 -j DROP"],
             with(tcp(80), |p| p.frag_offset = 100),
-            XDP_PASS,
+            DEFER,
             0,
         ),
         fx(
@@ -600,10 +600,10 @@ fn fixtures() -> Vec<Fixture> {
             1,
         ),
         fx(
-            "flags never match a fragment",
+            "and where a negated flags match would",
             &["-A INPUT -p tcp ! --syn -j DROP"],
             with(tcp(80), |p| p.frag_offset = 100),
-            XDP_PASS,
+            DEFER,
             0,
         ),
         // Targets and comments.
@@ -1033,10 +1033,21 @@ fn frames_that_are_not_judged() {
     let mut bad = frame.clone();
     bad[14] = 0x44;
     assert_eq!(h.run(&bad, LO_IFINDEX).unwrap(), XDP_DROP);
+    // A fragment passes unjudged, for netfilter to judge the reassembled datagram.
+    let fragment = Packet {
+        frag_offset: 100,
+        ..Packet::udp("10.0.0.1", "10.0.0.2", 1, 53)
+    };
+    assert_eq!(h.run(&fragment.bytes(), LO_IFINDEX).unwrap(), XDP_PASS);
     // Each was counted under its reason, none under a rule or policy.
     assert_eq!(
         h.maps.reasons().unwrap(),
-        [("not_ip", 1), ("malformed", 2), ("broken_install", 0)]
+        [
+            ("not_ip", 1),
+            ("malformed", 2),
+            ("broken_install", 0),
+            ("fragment", 1)
+        ]
     );
     assert_eq!(h.counter(Family::V4, 0).unwrap().packets, 0);
 }

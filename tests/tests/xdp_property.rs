@@ -338,6 +338,7 @@ fn random_packet(rng: &mut Rng, u: &Universe) -> (Packet, PacketView) {
         tcp_flags: (proto == 6 && has_l4).then_some(pkt.tcp_flags),
         icmp: (proto == u.icmp_proto && has_l4).then_some(pkt.icmp),
         ct_state: None,
+        fragment,
     };
     (pkt, view)
 }

@@ -416,6 +416,7 @@ mod tests {
                     tcp_flags: None,
                     icmp: None,
                     ct_state: None,
+                    fragment: false,
                 };
                 for (s, d) in [(22, 80), (80, 22), (1024, 443), (53, 53), (65535, 0)] {
                     for flags in [0x02u8, 0x12, 0x10] {

@@ -31,6 +31,9 @@ pub struct PacketView {
     /// The packet's conntrack state (one `CT_*` bit) as netfilter sees it, or as XDP knows
     /// it ([`xdp_ct_state`]); None where it is not known (XDP without a certain answer).
     pub ct_state: Option<u8>,
+    /// A fragment, the first one included: XDP leaves it to netfilter, which judges the
+    /// reassembled datagram.
+    pub fragment: bool,
 }
 
 /// What XDP's conntrack lookup of a packet's tuple returned.
@@ -225,6 +228,13 @@ pub fn evaluate(rules: &FamilyRules, chain: Chain, p: &PacketView) -> Outcome {
 }
 
 pub fn evaluate_by(rules: &FamilyRules, chain: Chain, p: &PacketView, judge: Judge) -> Outcome {
+    if p.fragment && judge == Judge::Xdp {
+        return Outcome {
+            verdict: Decision::Defer,
+            counted: Vec::new(),
+            policy: false,
+        };
+    }
     let mut counted = Vec::new();
     match run(rules, &rules.chain(chain).rules, p, judge, &mut counted) {
         Some(Decision::Defer) => Outcome {
