@@ -9,7 +9,7 @@
 use bytemuck::{Pod, Zeroable};
 
 /// Bumped whenever a map's key or value layout changes; part of the pin path.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// Address families, in the order their tables are stored.
 pub const FAMILY_V4: u32 = 0;
@@ -135,6 +135,23 @@ pub const REASON_BROKEN_INSTALL: u32 = 2;
 /// conntrack before everything), so iptables judges the datagram, never a fragment alone.
 pub const REASON_FRAGMENT: u32 = 3;
 pub const REASON_SLOTS: u32 = 16;
+
+/// `FW_TALKERS`, per CPU: the sources of a sample of the packets XDP drops, one in
+/// [`TALKER_SAMPLE`], written round the ring; `fwctl top` shows the busiest prefixes.
+pub const MAP_TALKERS: &str = "FW_TALKERS";
+pub const TALKER_SLOTS: u32 = 256;
+/// One drop in this many is sampled (a power of two).
+pub const TALKER_SAMPLE: u32 = 16;
+
+/// A sampled dropped packet's source. `family` is FAMILY_V4 + 1 or FAMILY_V6 + 1, so a
+/// zeroed (never written) slot reads as empty.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq, Eq)]
+pub struct Talker {
+    pub src: [u32; 4],
+    pub family: u32,
+}
+const _: () = assert!(core::mem::size_of::<Talker>() == 20);
 /// Names of the reasons, by code, for listings and metrics.
 pub const REASON_NAMES: [&str; 4] = ["not_ip", "malformed", "broken_install", "fragment"];
 /// FW_IFACE entries: (in, out) interface pairs of both generations, so one generation may
@@ -344,6 +361,7 @@ mod user {
     unsafe impl aya::Pod for super::TableHeader {}
     unsafe impl aya::Pod for super::Entry {}
     unsafe impl aya::Pod for super::Counter {}
+    unsafe impl aya::Pod for super::Talker {}
     unsafe impl aya::Pod for super::IfaceKey {}
     unsafe impl aya::Pod for super::Lpm4 {}
     unsafe impl aya::Pod for super::Lpm6 {}

@@ -12,7 +12,7 @@ use aya_ebpf::{
         xdp_action::{XDP_ABORTED, XDP_DROP, XDP_PASS},
         BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, TC_ACT_UNSPEC,
     },
-    helpers::{bpf_fib_lookup, bpf_loop, bpf_xdp_adjust_meta},
+    helpers::{bpf_fib_lookup, bpf_get_prandom_u32, bpf_loop, bpf_xdp_adjust_meta},
     macros::{classifier, map, xdp},
     maps::{
         lpm_trie::{Key, LpmTrie},
@@ -23,14 +23,14 @@ use aya_ebpf::{
 use aya_log_ebpf::info;
 use firewall_common::{
     mark_mask, table_index, tag, xdp_meta, Config, Counter, Entry, IfaceKey, Lpm4, Lpm6,
-    TableHeader, ACTION_CONTINUE, BPF_F_MMAPABLE, CHAIN_FORWARD, CHAIN_INPUT, CONFIG_LOG_VERDICTS,
-    ENTRIES_PER_GENERATION, FAMILY_V4, FIELD_COUNT, FIELD_DPORT, FIELD_DST, FIELD_ICMP,
-    FIELD_IFACE, FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GENERATIONS, GROUP_ENTRIES,
-    ICMP_KEYS, LPM_TAG_BITS, MARK_BITS, MAX_COUNTERS, MAX_INTERFACES, MAX_JUMP_DEPTH, MAX_PREFIXES,
-    NO_COUNTER, POLICY_COUNTER_SLOTS, POOL_WORDS_PER_GENERATION, PORT_KEYS, PROTO_KEYS,
-    REASON_BROKEN_INSTALL, REASON_FRAGMENT, REASON_MALFORMED, REASON_NOT_IP, REASON_SLOTS,
-    TABLE_USES_CT, TAGS, TCP_FLAG_KEYS, VERDICT_ACCEPT, VERDICT_DEFER, XDP_META_LEN,
-    XDP_META_MAGIC, XDP_META_MAGIC_MASK,
+    TableHeader, Talker, ACTION_CONTINUE, BPF_F_MMAPABLE, CHAIN_FORWARD, CHAIN_INPUT,
+    CONFIG_LOG_VERDICTS, ENTRIES_PER_GENERATION, FAMILY_V4, FIELD_COUNT, FIELD_DPORT, FIELD_DST,
+    FIELD_ICMP, FIELD_IFACE, FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GENERATIONS,
+    GROUP_ENTRIES, ICMP_KEYS, LPM_TAG_BITS, MARK_BITS, MAX_COUNTERS, MAX_INTERFACES,
+    MAX_JUMP_DEPTH, MAX_PREFIXES, NO_COUNTER, POLICY_COUNTER_SLOTS, POOL_WORDS_PER_GENERATION,
+    PORT_KEYS, PROTO_KEYS, REASON_BROKEN_INSTALL, REASON_FRAGMENT, REASON_MALFORMED, REASON_NOT_IP,
+    REASON_SLOTS, TABLE_USES_CT, TAGS, TALKER_SAMPLE, TALKER_SLOTS, TCP_FLAG_KEYS, VERDICT_ACCEPT,
+    VERDICT_DEFER, XDP_META_LEN, XDP_META_MAGIC, XDP_META_MAGIC_MASK,
 };
 use firewall_ebpf::{
     ct,
@@ -80,6 +80,8 @@ static SRC6: LpmTrie<Lpm6, u32> = LpmTrie::with_max_entries(MAX_PREFIXES, 0);
 static DST6: LpmTrie<Lpm6, u32> = LpmTrie::with_max_entries(MAX_PREFIXES, 0);
 #[map(name = "FW_COUNTERS")]
 static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(MAX_COUNTERS, 0);
+#[map(name = "FW_TALKERS")]
+static TALKERS: PerCpuArray<Talker> = PerCpuArray::with_max_entries(TALKER_SLOTS, 0);
 #[map(name = "FW_REASONS")]
 static REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(REASON_SLOTS, 0);
 
@@ -158,7 +160,30 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
         tell_netfilter(ctx, xdp_meta(generation, false));
         Ok(XDP_PASS)
     } else {
+        sample_talker(&pkt);
         Ok(XDP_DROP)
+    }
+}
+
+/// Now and then, the source of a dropped packet, for `fwctl top`'s top talkers: one random
+/// draw per drop, a map write per [`TALKER_SAMPLE`] drops. Not inlined: its frame must not
+/// add to the entry point's, which the walk's already brings close to the stack limit.
+#[inline(never)]
+fn sample_talker(pkt: &Packet) {
+    // SAFETY: the helper has no preconditions.
+    let r = unsafe { bpf_get_prandom_u32() };
+    if r & (TALKER_SAMPLE - 1) != 0 {
+        return;
+    }
+    if let Some(slot) = TALKERS.get_ptr_mut((r >> 16) % TALKER_SLOTS) {
+        // SAFETY: a per-CPU slot of our own map; nothing else writes it on this CPU now.
+        // Field by field: no Talker built on the stack.
+        unsafe {
+            for i in 0..4 {
+                (*slot).src[i] = pkt.src[i];
+            }
+            (*slot).family = pkt.family + 1;
+        }
     }
 }
 

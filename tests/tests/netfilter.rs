@@ -399,6 +399,18 @@ fn large_restores_are_one_batch_or_nothing() {
     assert_eq!(nft(&["list", "table", "inet", "fwctl"]), table);
 }
 
+/// `fwctl top` names the source prefix of the packets XDP drops (sampled at XDP).
+#[test]
+fn top_shows_the_sources_of_drops() {
+    let lab = Lab::attached(&["-P INPUT DROP"]).unwrap();
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7990, 800, 10), 0);
+    let screen = lab.host.fwctl_ok(&["top", "--once", "-d", "0.2"]);
+    assert!(
+        screen.contains("TOP DROPPED SOURCES") && screen.contains("10.201.0.0/24 100%"),
+        "{screen}"
+    );
+}
+
 /// `-i tun+ -j ACCEPT` applied before any tun exists: a tun created afterwards (no XDP on
 /// it, unknown to the compiled classifier) is judged by netfilter, and its traffic passes;
 /// another new interface is held to the DROP policy.

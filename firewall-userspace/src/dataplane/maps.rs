@@ -12,18 +12,18 @@ use aya::{
     util::nr_cpus,
 };
 use firewall_common::{
-    tag, Config, Counter, IfaceKey, Lpm4, Lpm6, TableHeader, ENTRIES_PER_GENERATION, GENERATIONS,
-    ICMP_KEYS, LPM_TAG_BITS, MAP_CONFIG, MAP_COUNTERS, MAP_DPORT, MAP_DST4, MAP_DST6, MAP_ENTRIES,
-    MAP_ICMP, MAP_IFACE, MAP_POOL, MAP_PROTO, MAP_REASONS, MAP_SPORT, MAP_SRC4, MAP_SRC6,
-    MAP_TABLES, MAP_TCP_FLAGS, POOL_WORDS_PER_GENERATION, PORT_KEYS, PROTO_KEYS, REASON_NAMES,
-    TABLES, TCP_FLAG_KEYS,
+    tag, Config, Counter, IfaceKey, Lpm4, Lpm6, TableHeader, Talker, ENTRIES_PER_GENERATION,
+    GENERATIONS, ICMP_KEYS, LPM_TAG_BITS, MAP_CONFIG, MAP_COUNTERS, MAP_DPORT, MAP_DST4, MAP_DST6,
+    MAP_ENTRIES, MAP_ICMP, MAP_IFACE, MAP_POOL, MAP_PROTO, MAP_REASONS, MAP_SPORT, MAP_SRC4,
+    MAP_SRC6, MAP_TABLES, MAP_TALKERS, MAP_TCP_FLAGS, POOL_WORDS_PER_GENERATION, PORT_KEYS,
+    PROTO_KEYS, REASON_NAMES, TABLES, TALKER_SLOTS, TCP_FLAG_KEYS,
 };
 
 use super::mmap::MmapArray;
 use crate::{compile::Image, rules::Cidr};
 
 /// Every map fwctl pins (aya-log's ring buffer is not: the program keeps it alive).
-pub const MAP_NAMES: [&str; 16] = [
+pub const MAP_NAMES: [&str; 17] = [
     MAP_CONFIG,
     MAP_TABLES,
     MAP_ENTRIES,
@@ -40,6 +40,7 @@ pub const MAP_NAMES: [&str; 16] = [
     MAP_DST6,
     MAP_COUNTERS,
     MAP_REASONS,
+    MAP_TALKERS,
 ];
 
 /// LPM key data that starts with its table tag.
@@ -89,6 +90,7 @@ pub struct Maps {
     dst6: LpmTrie<MapData, Lpm6, u32>,
     counters: PerCpuArray<MapData, Counter>,
     reasons: PerCpuArray<MapData, u64>,
+    talkers: PerCpuArray<MapData, Talker>,
 }
 
 fn data(map: Map, name: &str) -> Result<MapData> {
@@ -127,6 +129,7 @@ impl Maps {
             dst6: LpmTrie::try_from(take(MAP_DST6)?).context(MAP_DST6)?,
             counters: PerCpuArray::try_from(take(MAP_COUNTERS)?).context(MAP_COUNTERS)?,
             reasons: PerCpuArray::try_from(take(MAP_REASONS)?).context(MAP_REASONS)?,
+            talkers: PerCpuArray::try_from(take(MAP_TALKERS)?).context(MAP_TALKERS)?,
         })
     }
 
@@ -275,6 +278,24 @@ impl Maps {
                 Ok((*name, per_cpu.iter().sum()))
             })
             .collect()
+    }
+
+    /// The sampled sources of recent drops, every CPU's ring together: (family, address).
+    pub fn talkers(&self) -> Result<Vec<(u32, [u32; 4])>> {
+        let mut out = Vec::new();
+        for slot in 0..TALKER_SLOTS {
+            for t in self
+                .talkers
+                .get(&slot, 0)
+                .context("reading FW_TALKERS")?
+                .iter()
+            {
+                if t.family != 0 {
+                    out.push((t.family - 1, t.src));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// A counter slot summed over CPUs.

@@ -229,6 +229,7 @@ mod tests {
                 netfilter: Counter::default(),
             }],
             interfaces: Vec::new(),
+            talkers: Vec::new(),
         }
     }
 

@@ -73,6 +73,32 @@ pub struct Snapshot {
     pub rules: Vec<RuleSample>,
     pub policies: Vec<PolicySample>,
     pub interfaces: Vec<InterfaceSample>,
+    /// Source prefixes (/24, /64) of sampled drops at XDP, busiest first, with their share
+    /// of the samples.
+    pub talkers: Vec<(String, f64)>,
+}
+
+/// The busiest source prefixes among sampled drops: (prefix, share of the samples).
+pub fn top_talkers(samples: &[(u32, [u32; 4])], most: usize) -> Vec<(String, f64)> {
+    // The program stores addresses as it read them from the packet: network order bytes.
+    let mut counts: std::collections::HashMap<String, usize> = Default::default();
+    for (family, src) in samples {
+        let bytes: Vec<u8> = src.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let prefix = if *family == firewall_common::FAMILY_V4 {
+            format!("{}.{}.{}.0/24", bytes[0], bytes[1], bytes[2])
+        } else {
+            let mut a = [0u8; 16];
+            a[..8].copy_from_slice(&bytes[..8]);
+            format!("{}/64", std::net::Ipv6Addr::from(a))
+        };
+        *counts.entry(prefix).or_default() += 1;
+    }
+    let mut list: Vec<(String, usize)> = counts.into_iter().collect();
+    list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    list.into_iter()
+        .take(most)
+        .map(|(p, n)| (p, n as f64 / samples.len().max(1) as f64))
+        .collect()
 }
 
 impl Snapshot {
@@ -81,9 +107,13 @@ impl Snapshot {
     pub fn take(fw: &Firewall) -> Result<Snapshot> {
         let src = fw.counter_source()?;
         let taken = Instant::now();
-        let (generation, reasons) = match &src.dp {
-            Some(dp) => (Some(dp.maps.config()?.active), dp.maps.reasons()?),
-            None => (None, Vec::new()),
+        let (generation, reasons, talkers) = match &src.dp {
+            Some(dp) => (
+                Some(dp.maps.config()?.active),
+                dp.maps.reasons()?,
+                top_talkers(&dp.maps.talkers()?, 5),
+            ),
+            None => (None, Vec::new(), Vec::new()),
         };
         let mut rules = Vec::new();
         let mut policies = Vec::new();
@@ -138,6 +168,7 @@ impl Snapshot {
             generation,
             last_apply_ms: fw.state.last_apply_ms,
             reasons,
+            talkers,
             rules,
             policies,
             interfaces,
@@ -199,5 +230,30 @@ fwhost0: 1280 10 0 3 0 0 0 0 640 5 0 0 0 0 0 0
             (1280, 10, 3, 640, 5)
         );
         assert!(proc_net_dev(text, "fwhost").is_none());
+    }
+}
+
+#[cfg(test)]
+mod talker_tests {
+    use super::top_talkers;
+
+    #[test]
+    fn samples_group_by_prefix_busiest_first() {
+        let v4 = |a: [u8; 4]| (firewall_common::FAMILY_V4, [u32::from_ne_bytes(a), 0, 0, 0]);
+        let mut v6 = [0u32; 4];
+        v6[0] = u32::from_ne_bytes([0x20, 0x01, 0x0d, 0xb8]);
+        let samples = [
+            v4([10, 0, 0, 1]),
+            v4([10, 0, 0, 9]),
+            v4([10, 0, 0, 200]),
+            v4([192, 0, 2, 1]),
+            (firewall_common::FAMILY_V6, v6),
+        ];
+        let top = top_talkers(&samples, 2);
+        assert_eq!(top[0].0, "10.0.0.0/24");
+        assert!((top[0].1 - 0.6).abs() < 1e-9);
+        assert_eq!(top.len(), 2);
+        let all = top_talkers(&samples, 5);
+        assert!(all.iter().any(|(p, _)| p == "2001:db8::/64"), "{all:?}");
     }
 }

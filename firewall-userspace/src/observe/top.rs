@@ -302,6 +302,18 @@ pub fn frame(
             ));
         }
     }
+    if !cur.talkers.is_empty() {
+        let list: Vec<String> = cur
+            .talkers
+            .iter()
+            .map(|(prefix, share)| format!("{prefix} {:.0}%", share * 100.0))
+            .collect();
+        lines.push(format!(
+            "TOP DROPPED SOURCES (1 in {} XDP drops sampled): {}",
+            firewall_common::TALKER_SAMPLE,
+            list.join("  ")
+        ));
+    }
     lines.push(String::new());
     lines.push(format!(
         "{:>8} {:>8} {:>5} {:>12} {:>14}  RULE",
@@ -406,6 +418,7 @@ mod tests {
                 rx_packets: rx,
                 ..Default::default()
             }],
+            talkers: vec![("10.0.0.0/24".into(), 0.75)],
         }
     }
 
