@@ -111,7 +111,8 @@ pub fn render(s: &Snapshot) -> String {
         "fwctl_drop_reason_packets_total",
         "counter",
         "Packets the XDP program decided without a rule, by reason: not_ip passes (iptables \
-         never sees it), malformed and broken_install are dropped.",
+         never sees it), fragment passes to netfilter (which judges the reassembled datagram), \
+         malformed and broken_install are dropped.",
     );
     for (reason, n) in &s.reasons {
         sample(
