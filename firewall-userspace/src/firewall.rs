@@ -42,7 +42,27 @@ pub struct Firewall {
 
 impl Firewall {
     /// Locks the current network namespace's firewall and reads its state.
+    ///
+    /// Refuses when the state says fwctl is installed here but its pins are not where this
+    /// process looks: a run in a private mount namespace whose operator shell is gone sees
+    /// an empty bpffs, and reading zeros there, or installing into it (pins that vanish at
+    /// exit, beside the real ones), would be worse than stopping.
     pub fn lock() -> Result<Firewall> {
+        let fw = Firewall::lock_for_down()?;
+        if fw.store.exists() && !fw.ns.pin_dir.join(PROGRAM_NAME).exists() {
+            bail!(
+                "the state in {} says fwctl is installed here, but its pinned programs and maps are not in {}: \
+                 run fwctl from the operator's shell (`ip netns exec NS fwctl ...` in the foreground), \
+                 or `fwctl down` to start afresh",
+                fw.ns.state_dir.display(),
+                fw.ns.pin_dir.display()
+            );
+        }
+        Ok(fw)
+    }
+
+    /// Locks without the consistency check, for `down`, which cleans up whatever is there.
+    pub fn lock_for_down() -> Result<Firewall> {
         let ns = Namespace::current()?;
         let store = StateStore::lock(&ns.state_dir)?;
         let state = store.load()?;

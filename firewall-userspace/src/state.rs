@@ -91,6 +91,11 @@ impl StateStore {
         self.dir.join("state.json")
     }
 
+    /// Whether a state was ever saved here (fwctl installed in this namespace).
+    pub fn exists(&self) -> bool {
+        self.path().exists()
+    }
+
     pub fn load(&self) -> Result<State> {
         let path = self.path();
         let text = match fs::read_to_string(&path) {

@@ -411,6 +411,29 @@ fn top_shows_the_sources_of_drops() {
     );
 }
 
+/// When the state says fwctl is installed but its pins are not where this run looks (a
+/// run in a private mount namespace whose shell is gone sees an empty bpffs), fwctl stops
+/// with an error instead of reading zeros or installing into a bpffs that vanishes.
+#[test]
+fn missing_pins_are_an_error_not_zeros() {
+    let ns = FwNs::new("fwt-pins").unwrap();
+    ns.apply(&["-A INPUT -p tcp --dport 22 -j ACCEPT"]);
+    let status: serde_json::Value =
+        serde_json::from_str(&ns.fwctl_ok(&["status", "-o", "json"])).unwrap();
+    let pins = status["pin_dir"].as_str().unwrap().to_string();
+    std::fs::remove_dir_all(&pins).unwrap();
+    let out = ns.fwctl(&["-L", "-n", "-v"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("its pinned programs and maps are not in"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!ns.fwctl(&["-A", "INPUT", "-j", "DROP"]).status.success());
+    ns.fwctl_ok(&["down"]);
+    ns.fwctl_ok(&["-A", "INPUT", "-j", "ACCEPT"]);
+}
+
 /// `-i tun+ -j ACCEPT` applied before any tun exists: a tun created afterwards (no XDP on
 /// it, unknown to the compiled classifier) is judged by netfilter, and its traffic passes;
 /// another new interface is held to the DROP policy.

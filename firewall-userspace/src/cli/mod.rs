@@ -443,7 +443,7 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
             Ok(())
         }
         Sub::Down => {
-            let fw = Firewall::lock()?;
+            let fw = Firewall::lock_for_down()?;
             let n = fw.state.interfaces.len();
             fw.down()?;
             println!("fwctl is down: detached from {n} interface(s), pinned state removed");
