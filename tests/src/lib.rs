@@ -95,6 +95,20 @@ pub struct Lab {
     pub host: FwNs,
 }
 
+/// The classic how-to's stateful ruleset: policy DROP, loopback, established sessions, SSH
+/// and the mail ports.
+pub const CLASSIC_RULESET: &[&str] = &[
+    "-P INPUT DROP",
+    "-A INPUT -i lo -j ACCEPT",
+    "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+    "-A INPUT -p tcp --dport 22 -j ACCEPT",
+    "-A INPUT -p tcp --dport 587 -j ACCEPT",
+    "-A INPUT -p tcp --dport 110 -j ACCEPT",
+    "-A INPUT -p tcp --dport 143 -j ACCEPT",
+    "-A INPUT -p tcp --dport 993 -j ACCEPT",
+    "-A INPUT -p tcp --dport 995 -j ACCEPT",
+];
+
 pub const CLIENT_V4: &str = "10.201.0.1";
 pub const HOST_V4: &str = "10.201.0.2";
 pub const CLIENT_V6: &str = "fd00:201::1";

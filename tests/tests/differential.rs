@@ -54,17 +54,7 @@ struct Case {
     v6: &'static [&'static str],
 }
 
-const CLASSIC: &[&str] = &[
-    "-P INPUT DROP",
-    "-A INPUT -i lo -j ACCEPT",
-    "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
-    "-A INPUT -p tcp --dport 22 -j ACCEPT",
-    "-A INPUT -p tcp --dport 587 -j ACCEPT",
-    "-A INPUT -p tcp --dport 110 -j ACCEPT",
-    "-A INPUT -p tcp --dport 143 -j ACCEPT",
-    "-A INPUT -p tcp --dport 993 -j ACCEPT",
-    "-A INPUT -p tcp --dport 995 -j ACCEPT",
-];
+const CLASSIC: &[&str] = tests::CLASSIC_RULESET;
 
 const CASES: &[Case] = &[
     Case {

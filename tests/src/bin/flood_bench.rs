@@ -272,18 +272,8 @@ fn main() -> Result<()> {
     print!("{row}");
     table.push_str(&row);
 
-    let classic = [
-        "-P INPUT DROP",
-        "-A INPUT -i lo -j ACCEPT",
-        "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
-        "-A INPUT -p tcp --dport 22 -j ACCEPT",
-        "-A INPUT -p tcp --dport 587 -j ACCEPT",
-        "-A INPUT -p tcp --dport 110 -j ACCEPT",
-        "-A INPUT -p tcp --dport 143 -j ACCEPT",
-        "-A INPUT -p tcp --dport 993 -j ACCEPT",
-        "-A INPUT -p tcp --dport 995 -j ACCEPT",
-    ];
-    host.apply(&classic);
+    let classic = tests::CLASSIC_RULESET;
+    host.apply(classic);
     host.fwctl_ok(&["attach", HOST_IF]);
     let mut added = 0usize;
     for extra in [0usize, 10, 1_000, 10_000] {
@@ -331,7 +321,7 @@ fn main() -> Result<()> {
     frame[..6].copy_from_slice(&host_mac);
     for receiver in Receiver::ALL {
         for extra in [0usize, 10, 1_000, 10_000] {
-            receiver.install(&host, &classic, extra)?;
+            receiver.install(&host, classic, extra)?;
             let before = receiver.drops(&host)?;
             let secs = flood_n(&gen, frame.clone(), netfilter_frames(extra))?;
             // Let the backlog drain into the counters.
