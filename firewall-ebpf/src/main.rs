@@ -251,7 +251,6 @@ fn decide(
         pool_base: generation * POOL_WORDS_PER_GENERATION,
         entry_base: generation * ENTRIES_PER_GENERATION + header.entry_base,
         entry_count: header.entry_count,
-        ip_len: pkt.ip_len,
         start: 0,
         phase: PHASE_GROUP,
         all_groups: 0,
@@ -402,7 +401,6 @@ struct Walk {
     pool_base: u32,
     entry_base: u32,
     entry_count: u32,
-    ip_len: u32,
     /// First entry the current search may return.
     start: u32,
     phase: u32,

@@ -18,8 +18,8 @@ use firewall_common::{
 
 use super::{verdict, CompileError};
 use crate::rules::{
-    Cidr, CtState, FamilyRules, IcmpType, MultiportKind, Neg, PortRange, Rule, RuleSpec, Target,
-    TcpFlags, Verdict, CT_ESTABLISHED, CT_NEW, CT_RELATED,
+    port_set, Cidr, CtState, FamilyRules, IcmpType, MultiportKind, Neg, PortRange, Rule, RuleSpec,
+    Target, TcpFlags, Verdict, CT_ESTABLISHED, CT_NEW, CT_RELATED,
 };
 
 /// Bit `c` for conntrack class `c`.
@@ -47,32 +47,9 @@ pub struct PortCond {
 
 impl PortCond {
     fn new(ranges: &[PortRange], negated: bool) -> PortCond {
-        if !negated {
-            return PortCond {
-                ranges: ranges.to_vec(),
-            };
+        PortCond {
+            ranges: port_set(ranges, negated),
         }
-        // The complement of a union of ranges.
-        let mut sorted = ranges.to_vec();
-        sorted.sort_by_key(|r| r.min);
-        let mut out = Vec::new();
-        let mut next: u32 = 0;
-        for r in sorted {
-            if (r.min as u32) > next {
-                out.push(PortRange {
-                    min: next as u16,
-                    max: r.min - 1,
-                });
-            }
-            next = next.max(r.max as u32 + 1);
-        }
-        if next <= u16::MAX as u32 {
-            out.push(PortRange {
-                min: next as u16,
-                max: u16::MAX,
-            });
-        }
-        PortCond { ranges: out }
     }
 
     pub fn contains(&self, port: u16) -> bool {

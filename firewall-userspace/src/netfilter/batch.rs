@@ -9,55 +9,16 @@ use std::{io, os::fd::AsRawFd, time::Duration};
 
 use anyhow::{bail, Context, Result};
 
+use super::netlink::{attributes, messages as headers, nla, Header, NLA_TYPE_MASK};
+
 const NLM_F_ACK: u16 = 4;
 const NLMSG_ERROR: u16 = 2;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 
-struct Header {
-    at: usize,
-    len: usize,
-    kind: u16,
-    seq: u32,
-}
-
-fn headers(buf: &[u8]) -> Vec<Header> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at + 16 <= buf.len() {
-        let len = u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
-        if len < 16 || at + len > buf.len() {
-            break;
-        }
-        out.push(Header {
-            at,
-            len,
-            kind: u16::from_ne_bytes([buf[at + 4], buf[at + 5]]),
-            seq: u32::from_ne_bytes([buf[at + 8], buf[at + 9], buf[at + 10], buf[at + 11]]),
-        });
-        at += len.next_multiple_of(4);
-    }
-    out
-}
-
 const NFTA_RULE_EXPRESSIONS: u16 = 4;
 const NFTA_EXPR_DATA: u16 = 2;
 const NFTA_LOG_PREFIX: u16 = 2;
-const NLA_TYPE_MASK: u16 = 0x3fff;
-
-/// (type, payload) of each attribute in `buf`.
-fn attributes(mut buf: &[u8]) -> Vec<(u16, &[u8])> {
-    let mut out = Vec::new();
-    while buf.len() >= 4 {
-        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
-        if len < 4 || len > buf.len() {
-            break;
-        }
-        out.push((u16::from_ne_bytes([buf[2], buf[3]]), &buf[4..len]));
-        buf = &buf[len.next_multiple_of(4).min(buf.len())..];
-    }
-    out
-}
 
 /// The real expression a placeholder list element stands for, or None.
 fn placeholder(elem: &[u8]) -> Option<Vec<u8>> {
@@ -80,7 +41,6 @@ fn substitute(buf: &[u8]) -> Vec<u8> {
     if !buf.windows(mark.len()).any(|w| w == mark) {
         return buf.to_vec();
     }
-    let nla = super::exprs::nla;
     let mut out = Vec::with_capacity(buf.len());
     for h in headers(buf) {
         let msg = &buf[h.at..h.at + h.len];
@@ -133,7 +93,7 @@ pub fn send(batch: rustables::Batch) -> Result<()> {
         debug_assert!(h.len >= 16);
     }
 
-    let fd = super::socket::open(buf.len() + (1 << 16), 4 << 20, Duration::from_secs(60))?;
+    let fd = super::netlink::open(buf.len() + (1 << 16), 4 << 20, Duration::from_secs(60))?;
     // SAFETY: send from our buffer.
     let sent = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) };
     if sent < 0 {

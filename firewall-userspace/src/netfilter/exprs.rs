@@ -7,6 +7,7 @@ use rustables::expr::{
 };
 use rustables::sys::{NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER};
 
+use super::netlink::nla;
 use super::translate::{nft_ct_bits, Test};
 use crate::rules::{Family, NatTo, PortRange, RejectWith};
 
@@ -206,15 +207,6 @@ pub const RAW_MARK: &str = "\u{1}fwctl-raw:";
 const NFTA_EXPR_NAME: u16 = 1;
 const NFTA_EXPR_DATA: u16 = 2;
 const NLA_F_NESTED: u16 = 1 << 15;
-
-/// One netlink attribute, padded to 4 bytes.
-pub fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
-    let mut out = ((4 + payload.len()) as u16).to_ne_bytes().to_vec();
-    out.extend(kind.to_ne_bytes());
-    out.extend(payload);
-    out.resize(out.len().next_multiple_of(4), 0);
-    out
-}
 
 /// An expression as the contents of its list element: name, then nested data.
 fn raw(name: &str, attrs: &[(u16, u32)]) -> RawExpression {

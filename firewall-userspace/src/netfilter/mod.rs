@@ -12,8 +12,8 @@
 
 mod batch;
 pub mod exprs;
+mod netlink;
 pub mod nflog;
-mod socket;
 pub mod translate;
 
 use std::collections::BTreeMap;
@@ -381,8 +381,19 @@ fn has_generation(names: &[String], generation: u32) -> bool {
         .any(|n| n.starts_with(&prefix) && n.ends_with("-INPUT"))
 }
 
-/// The dispatch rules of every base chain, flushed and rewritten: accepted-at-XDP, each
-/// generation XDP may name, then the default generation.
+/// Empties the base chains, in the batch.
+fn flush(batch: &mut Batch, bases: &[&BaseChain]) -> Result<()> {
+    for b in bases {
+        batch.add(
+            &Rule::new(&chain(b.name)).context("flushing a base chain")?,
+            MsgType::Del,
+        );
+    }
+    Ok(())
+}
+
+/// The dispatch rules of already emptied base chains: accepted-at-XDP, each generation XDP
+/// may name, then the default generation.
 fn dispatch(
     batch: &mut Batch,
     marks: Marks,
@@ -392,10 +403,6 @@ fn dispatch(
 ) -> Result<()> {
     for b in bases {
         let base = chain(b.name);
-        batch.add(
-            &Rule::new(&base).context("flushing a base chain")?,
-            MsgType::Del,
-        );
         if b.xdp {
             let mut e = Vec::new();
             exprs::mark(marks.accepted(), marks.accepted(), &mut e);
@@ -457,13 +464,9 @@ pub fn stage(
     for b in &bases {
         batch.add(&base_chain(b), MsgType::Add);
     }
-    // The base chains refer to both generations: empty them before the idle one goes.
-    for b in &bases {
-        batch.add(
-            &Rule::new(&chain(b.name)).context("flushing")?,
-            MsgType::Del,
-        );
-    }
+    // The base chains refer to both generations: empty them before the idle one goes
+    // (dispatch below fills them again).
+    flush(&mut batch, &bases)?;
     let prefix = next.to_string();
     let stale: Vec<&String> = names.iter().filter(|n| n.starts_with(&prefix)).collect();
     for name in &stale {
@@ -515,6 +518,7 @@ pub fn switch(next: u32, marks: Marks, nat: bool) -> Result<()> {
         .into_iter()
         .filter(|b| !gone.iter().any(|g| g.name == b.name))
         .collect();
+    flush(&mut batch, &kept)?;
     dispatch(&mut batch, marks, &present, next, &kept)?;
     for b in &gone {
         batch.add(

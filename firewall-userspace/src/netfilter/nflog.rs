@@ -15,6 +15,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 pub use super::exprs::LOG_GROUP;
+use super::netlink::{attributes, messages, nla, NLA_TYPE_MASK};
 
 const NFNL_SUBSYS_ULOG: u16 = 4;
 const NFULNL_MSG_PACKET: u16 = 0;
@@ -90,11 +91,7 @@ fn nlmsg(kind: u16, flags: u16, group: u16, attrs: &[(u16, &[u8])]) -> Vec<u8> {
     msg.extend([libc::AF_UNSPEC as u8, 0]);
     msg.extend(group.to_be_bytes());
     for (t, payload) in attrs {
-        let len = 4 + payload.len();
-        msg.extend((len as u16).to_ne_bytes());
-        msg.extend(t.to_ne_bytes());
-        msg.extend(*payload);
-        msg.resize(msg.len().next_multiple_of(4), 0);
+        msg.extend(nla(*t, payload));
     }
     let total = msg.len() as u32;
     msg[0..4].copy_from_slice(&total.to_ne_bytes());
@@ -107,7 +104,7 @@ impl Listener {
     pub fn bind(group: u16) -> Result<Listener> {
         // Room for bursts: events beyond it are dropped by the kernel, not queued forever;
         // a timeout, so the reader can report suppressed events while all is quiet.
-        let fd = super::socket::open(1 << 16, 4 << 20, Duration::from_secs(1))?;
+        let fd = super::netlink::open(1 << 16, 4 << 20, Duration::from_secs(1))?;
         let config = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_CONFIG;
         let flags = (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16;
         let mut mode = COPY_RANGE.to_be_bytes().to_vec();
@@ -178,37 +175,19 @@ impl Listener {
     }
 }
 
-fn attrs(mut data: &[u8]) -> HashMap<u16, &[u8]> {
-    let mut out = HashMap::new();
-    while data.len() >= 4 {
-        let len = u16::from_ne_bytes([data[0], data[1]]) as usize;
-        let kind = u16::from_ne_bytes([data[2], data[3]]) & 0x3fff;
-        if len < 4 || len > data.len() {
-            break;
-        }
-        out.insert(kind, &data[4..len]);
-        data = &data[len.next_multiple_of(4).min(data.len())..];
-    }
-    out
+fn attrs(data: &[u8]) -> HashMap<u16, &[u8]> {
+    attributes(data)
+        .into_iter()
+        .map(|(k, v)| (k & NLA_TYPE_MASK, v))
+        .collect()
 }
 
-fn parse_messages(mut data: &[u8]) -> Vec<Event> {
-    let mut out = Vec::new();
-    while data.len() >= 16 {
-        let len = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]) as usize;
-        let kind = u16::from_ne_bytes([data[4], data[5]]);
-        if len < 16 || len > data.len() {
-            break;
-        }
-        if kind == (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET && len >= 20 {
-            let family = data[16];
-            if let Some(e) = event(family, &attrs(&data[20..len])) {
-                out.push(e);
-            }
-        }
-        data = &data[len.next_multiple_of(4).min(data.len())..];
-    }
-    out
+fn parse_messages(data: &[u8]) -> Vec<Event> {
+    messages(data)
+        .into_iter()
+        .filter(|h| h.kind == (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET && h.len >= 20)
+        .filter_map(|h| event(data[h.at + 16], &attrs(&data[h.at + 20..h.at + h.len])))
+        .collect()
 }
 
 fn ifname(index: Option<&&[u8]>) -> String {

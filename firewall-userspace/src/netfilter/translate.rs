@@ -7,8 +7,8 @@
 use thiserror::Error;
 
 use crate::rules::{
-    Cidr, Family, IcmpType, MultiportKind, Neg, PortRange, RuleSpec, TcpFlags, CT_ESTABLISHED,
-    CT_INVALID, CT_NEW, CT_RELATED, CT_UNTRACKED,
+    port_set, Cidr, Family, IcmpType, MultiportKind, Neg, PortRange, RuleSpec, TcpFlags,
+    CT_ESTABLISHED, CT_INVALID, CT_NEW, CT_RELATED, CT_UNTRACKED,
 };
 
 /// One primitive test of an nftables rule.
@@ -136,51 +136,6 @@ fn addr(m: &Option<Neg<Cidr>>, src: bool) -> Alternatives {
             equal: !m.negated,
         })
     }))
-}
-
-/// Sorted, merged ranges: disjoint alternatives need disjoint ranges.
-fn normalise(ranges: &[PortRange]) -> Vec<PortRange> {
-    let mut sorted = ranges.to_vec();
-    sorted.sort_by_key(|r| r.min);
-    let mut out: Vec<PortRange> = Vec::new();
-    for r in sorted {
-        match out.last_mut() {
-            Some(last) if r.min as u32 <= last.max as u32 + 1 => last.max = last.max.max(r.max),
-            _ => out.push(r),
-        }
-    }
-    out
-}
-
-/// The ports not in `ranges` (already normalised).
-fn complement(ranges: &[PortRange]) -> Vec<PortRange> {
-    let mut out = Vec::new();
-    let mut next: u32 = 0;
-    for r in ranges {
-        if r.min as u32 > next {
-            out.push(PortRange {
-                min: next as u16,
-                max: r.min - 1,
-            });
-        }
-        next = r.max as u32 + 1;
-    }
-    if next <= u16::MAX as u32 {
-        out.push(PortRange {
-            min: next as u16,
-            max: u16::MAX,
-        });
-    }
-    out
-}
-
-fn port_set(ranges: &[PortRange], negated: bool) -> Vec<PortRange> {
-    let set = normalise(ranges);
-    if negated {
-        complement(&set)
-    } else {
-        set
-    }
 }
 
 fn port_tests(ranges: &[PortRange], src: bool) -> Alternatives {

@@ -198,6 +198,41 @@ pub struct PortRange {
     pub max: u16,
 }
 
+/// The ports of `ranges` (their complement when `negated`) as sorted, disjoint ranges:
+/// what the classifier and the netfilter rules both take a port condition to be.
+pub fn port_set(ranges: &[PortRange], negated: bool) -> Vec<PortRange> {
+    let mut sorted = ranges.to_vec();
+    sorted.sort_by_key(|r| r.min);
+    let mut merged: Vec<PortRange> = Vec::new();
+    for r in sorted {
+        match merged.last_mut() {
+            Some(last) if r.min as u32 <= last.max as u32 + 1 => last.max = last.max.max(r.max),
+            _ => merged.push(r),
+        }
+    }
+    if !negated {
+        return merged;
+    }
+    let mut out = Vec::new();
+    let mut next: u32 = 0;
+    for r in merged {
+        if r.min as u32 > next {
+            out.push(PortRange {
+                min: next as u16,
+                max: r.min - 1,
+            });
+        }
+        next = r.max as u32 + 1;
+    }
+    if next <= u16::MAX as u32 {
+        out.push(PortRange {
+            min: next as u16,
+            max: u16::MAX,
+        });
+    }
+    out
+}
+
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
