@@ -9,7 +9,7 @@
 use bytemuck::{Pod, Zeroable};
 
 /// Bumped whenever a map's key or value layout changes; part of the pin path.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;
 
 /// Address families, in the order their tables are stored.
 pub const FAMILY_V4: u32 = 0;
@@ -311,7 +311,9 @@ pub struct Entry {
     pub jumps: [u32; MAX_JUMP_DEPTH],
     /// 1-based number of the built-in chain's rule this entry comes from (for logs).
     pub position: u32,
-    pub _reserved: u32,
+    /// First of the entry's guards in `FW_GUARDS` (within the generation), or [`NO_GUARD`]:
+    /// conditions a field bitmap cannot express, checked when the entry is the first match.
+    pub guard: u32,
 }
 const _: () = assert!(core::mem::size_of::<Entry>() == 40);
 
@@ -354,6 +356,91 @@ pub struct Counter {
 }
 const _: () = assert!(core::mem::size_of::<Counter>() == 16);
 
+/// `FW_GUARDS`, per generation: matches that are not a function of one packet field's value
+/// (set membership, rate limits). The classifier finds the first entry its fields allow;
+/// if that entry has guards, they are checked in order, and if one fails the search goes on
+/// after the entry, as if its fields had not matched. Index 0 of a generation is unused, so
+/// `Entry::guard == 0` means none.
+pub const MAP_GUARDS: &str = "FW_GUARDS";
+pub const GUARDS_PER_GENERATION: u32 = 8192;
+pub const NO_GUARD: u32 = 0;
+/// Guards of one entry (its own and those of the jumps around it), at most.
+pub const MAX_GUARD_CHAIN: u32 = 4;
+
+/// [`Guard::kind`].
+/// `-m set --match-set`: the packet's address (and port) is in set storage `id`.
+pub const GUARD_SET: u32 = 1;
+/// `-m limit`: token bucket `FW_BUCKETS[id]`, one for the rule, shared by all CPUs.
+pub const GUARD_LIMIT: u32 = 2;
+/// `-m hashlimit`: token buckets in `FW_HASHLIMIT` keyed by table `id` and the packet's
+/// fields chosen by the mode; newcomers to the table draw from `FW_BUCKETS[id]` first.
+pub const GUARD_HASHLIMIT: u32 = 3;
+
+/// [`Guard::flags`]: the guard passes when its condition does not hold (`!`).
+pub const GUARD_NEGATE: u32 = 1 << 0;
+/// Sets: dimension 0 / 1 of the set's key is taken from the destination (else the source).
+pub const GUARD_SET_DIM0_DST: u32 = 1 << 1;
+pub const GUARD_SET_DIM1_DST: u32 = 1 << 2;
+/// Hashlimit modes: the fields a bucket's key is made of.
+pub const GUARD_HL_SRCIP: u32 = 1 << 4;
+pub const GUARD_HL_DSTIP: u32 = 1 << 5;
+pub const GUARD_HL_SRCPORT: u32 = 1 << 6;
+pub const GUARD_HL_DSTPORT: u32 = 1 << 7;
+/// Hashlimit `--hashlimit-above`: the guard passes when the packet is over the rate.
+pub const GUARD_HL_ABOVE: u32 = 1 << 8;
+
+/// One condition of an entry beyond its fields.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq, Eq)]
+pub struct Guard {
+    /// `GUARD_SET`, `GUARD_LIMIT` or `GUARD_HASHLIMIT`.
+    pub kind: u32,
+    /// `GUARD_*` flag bits.
+    pub flags: u32,
+    /// The next guard of the same entry (all must pass), or [`NO_GUARD`].
+    pub next: u32,
+    /// Set storage id, or bucket slot/table id.
+    pub id: u32,
+    /// Limits: nanoseconds per token (the rate's inverse).
+    pub interval_ns: u64,
+    /// Limits: tokens a bucket holds when full.
+    pub burst: u32,
+    /// Hashlimit: prefix lengths kept of source (low byte) and destination (next byte).
+    pub masks: u32,
+}
+const _: () = assert!(core::mem::size_of::<Guard>() == 32);
+
+/// `FW_BUCKETS`: writer both (fwctl creates and removes, XDP updates), key a rule's bucket
+/// slot or a hashlimit table's newcomer bucket.
+pub const MAP_BUCKETS: &str = "FW_BUCKETS";
+pub const MAX_BUCKETS: u32 = 16_384;
+/// `FW_HASHLIMIT`: writer XDP (LRU), reader fwctl (listing only).
+pub const MAP_HASHLIMIT: &str = "FW_HASHLIMIT";
+pub const MAX_HASHLIMIT_ENTRIES: u32 = 65_536;
+
+/// A token bucket as GCRA keeps it: the time at which the bucket would be full again. A
+/// packet conforms when that time is at most `(burst - 1) * interval` ahead of now, and
+/// then pushes it one interval further; an idle bucket's time lies in the past.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq, Eq)]
+pub struct Bucket {
+    pub tat_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<Bucket>() == 8);
+
+/// Key of `FW_HASHLIMIT`: the table and the packet's fields its mode selects (masked; the
+/// others zero).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq, Eq)]
+pub struct HashLimitKey {
+    pub id: u32,
+    /// Source port << 16 | destination port.
+    pub ports: u32,
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+}
+const _: () = assert!(core::mem::size_of::<HashLimitKey>() == 40);
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: all of these are #[repr(C)], Copy, without padding (sizes asserted above).
@@ -365,4 +452,7 @@ mod user {
     unsafe impl aya::Pod for super::IfaceKey {}
     unsafe impl aya::Pod for super::Lpm4 {}
     unsafe impl aya::Pod for super::Lpm6 {}
+    unsafe impl aya::Pod for super::Guard {}
+    unsafe impl aya::Pod for super::Bucket {}
+    unsafe impl aya::Pod for super::HashLimitKey {}
 }
