@@ -5,6 +5,8 @@ use std::{fmt, net::IpAddr};
 
 use serde::{Deserialize, Serialize};
 
+use super::ratelimit::RateMatches;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Family {
     V4,
@@ -509,6 +511,9 @@ pub struct RuleSpec {
     pub icmp: Option<Neg<IcmpType>>,
     pub tcp_flags: Option<Neg<TcpFlags>>,
     pub ctstate: Option<Neg<CtState>>,
+    /// `-m limit`, `-m hashlimit`, `-m connlimit`.
+    #[serde(default, skip_serializing_if = "RateMatches::is_empty")]
+    pub rate: RateMatches,
     pub comment: Option<String>,
     pub target: Target,
 }
@@ -528,6 +533,7 @@ impl RuleSpec {
             icmp: None,
             tcp_flags: None,
             ctstate: None,
+            rate: RateMatches::default(),
             comment: None,
             target,
         }

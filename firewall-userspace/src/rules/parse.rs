@@ -14,6 +14,7 @@ use super::{
         PortRange, RejectWith, RuleSpec, Table, Target, TcpFlags, Verdict, CT_STATES,
         DEFAULT_LOG_LEVEL,
     },
+    ratelimit::{self, RateMatches},
     services, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
 };
 
@@ -54,7 +55,7 @@ pub enum Command {
     DeleteNum(String, usize),
     DeleteSpec(String, Vec<RuleSpec>),
     /// `-R CHAIN N rule`: one spec (iptables refuses address lists here).
-    Replace(String, usize, RuleSpec),
+    Replace(String, usize, Box<RuleSpec>),
     Check(String, Vec<RuleSpec>),
     Policy(Chain, Verdict),
     Flush(Option<String>),
@@ -141,6 +142,8 @@ struct Modules {
     comment: bool,
     conntrack: bool,
     state: bool,
+    /// limit, hashlimit, connlimit.
+    rate: [bool; 3],
 }
 
 /// What the match and target options said, before the command decides what it needs.
@@ -159,6 +162,7 @@ struct SpecBuilder {
     icmp: Option<Neg<IcmpType>>,
     tcp_flags: Option<Neg<TcpFlags>>,
     ctstate: Option<Neg<CtState>>,
+    rate: RateMatches,
     comment: Option<String>,
     target: Option<Target>,
     /// `--to-source`/`--to-destination`, parsed once the family is known.
@@ -377,6 +381,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     ("comment", _) => modules.comment = true,
                     ("conntrack", _) => modules.conntrack = true,
                     ("state", _) => modules.state = true,
+                    ("limit", _) => modules.rate[0] = true,
+                    ("hashlimit", _) => modules.rate[1] = true,
+                    ("connlimit", _) => modules.rate[2] = true,
                     _ => {
                         return Err(bad(format!(
                             "Couldn't load match `{name}': not supported by this version of fwctl"
@@ -492,6 +499,24 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 });
                 spec.any = true;
             }
+            _ if ratelimit::module_of(opt).is_some() => {
+                let module = ratelimit::module_of(opt).unwrap_or_default();
+                let loaded = match module {
+                    "limit" => modules.rate[0],
+                    "hashlimit" => modules.rate[1],
+                    _ => modules.rate[2],
+                };
+                if !loaded {
+                    return Err(bad(format!(
+                        "unknown option \"{opt}\": it needs -m {module}"
+                    )));
+                }
+                ratelimit::take_option(&mut spec.rate, opt, neg, family == Family::V6, || {
+                    args.value(opt, inline).map_err(|e| e.message)
+                })
+                .map_err(bad)?;
+                spec.any = true;
+            }
             "--comment" => {
                 if !modules.comment {
                     return Err(bad("unknown option \"--comment\": it needs -m comment"));
@@ -578,6 +603,11 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
     if negate {
         return Err(bad("`!' at the end of the command: negate what?"));
     }
+    ratelimit::check(&spec.rate, modules.rate).map_err(bad)?;
+    if modules.rate[0] && spec.rate.limit.is_none() {
+        spec.rate.limit = Some(ratelimit::Limit::default_rate());
+        spec.any = true;
+    }
 
     let (verb, chain, extra) = verb.ok_or_else(|| bad("no command specified"))?;
     // `-o` is an output interface in a rule, the output format (json) of a listing.
@@ -629,7 +659,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     "-R takes one source and one destination address, not lists",
                 ));
             }
-            Command::Replace(needs_chain(chain)?, n, specs.remove(0))
+            Command::Replace(needs_chain(chain)?, n, Box::new(specs.remove(0)))
         }
         Verb::Delete => match extra {
             Some(n) if !spec.any => Command::DeleteNum(needs_chain(chain)?, parse_rule_number(n)?),
@@ -944,6 +974,7 @@ impl SpecBuilder {
                     icmp: self.icmp.clone(),
                     tcp_flags: self.tcp_flags.clone(),
                     ctstate: self.ctstate.clone(),
+                    rate: self.rate.clone(),
                     comment: self.comment.clone(),
                     target: target.clone(),
                 });
