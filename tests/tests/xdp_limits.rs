@@ -119,7 +119,7 @@ fn a_flood_of_new_sources_cannot_refill_buckets() {
     ])
     .unwrap();
     let known = udp_from("10.1.0.1");
-    assert_eq!(verdicts(&h, &[known.clone()]), [XDP_PASS]);
+    assert_eq!(verdicts(&h, std::slice::from_ref(&known)), [XDP_PASS]);
     let spoofed: Vec<Vec<u8>> = (0..200)
         .map(|i| udp_from(&format!("10.2.{}.{}", i / 250, 1 + i % 250)))
         .collect();
