@@ -22,7 +22,7 @@ use anyhow::{Context, Result};
 use rustables::{
     expr::{NatType, RawExpression, VerdictKind},
     list_chains_for_table, list_tables, Batch, Chain as NftChain, ChainPolicy, ChainType, Hook,
-    HookClass, MsgType, ProtocolFamily, Rule, Table as NftTable,
+    HookClass, MsgType, ProtocolFamily, Rule, Set as NftSet, Table as NftTable,
 };
 use serde::{Deserialize, Serialize};
 
@@ -230,6 +230,79 @@ fn parse_comment(data: &[u8]) -> Option<&str> {
 pub struct ChainImage {
     pub name: String,
     pub rules: Vec<(Vec<RawExpression>, Vec<u8>)>,
+    /// Sets its rules update (hashlimit meters, connlimit counts), made with the chain.
+    pub sets: Vec<RateSet>,
+}
+
+#[derive(Debug)]
+/// A set of per-key state for rate matches, named after its generation and rule slot.
+pub struct RateSet {
+    pub name: String,
+    pub key: exprs::Key,
+    /// How long a key's state outlives its last packet (ms); None: until conntrack's
+    /// connections of the key are gone (connlimit).
+    pub timeout_ms: Option<u64>,
+}
+
+/// Appends the tests of `rule`'s rate matches (after its other tests, as iptables checks
+/// them after the packet's fields) and records the sets they need.
+fn rate_exprs(
+    rule: &crate::rules::Rule,
+    generation: u32,
+    family: Family,
+    e: &mut Vec<RawExpression>,
+    sets: &mut Vec<RateSet>,
+) {
+    use crate::rules::ratelimit::{
+        rate_per_unit, HASHLIMIT_SCALE, HL_DSTIP, HL_DSTPORT, HL_SRCIP, HL_SRCPORT, LIMIT_SCALE,
+    };
+    let rate = &rule.spec.rate;
+    let full = if family == Family::V6 { 128 } else { 32 };
+    let mut want = |name: String, key: exprs::Key, timeout_ms: Option<u64>| {
+        if !sets.iter().any(|s| s.name == name) {
+            sets.push(RateSet {
+                name,
+                key,
+                timeout_ms,
+            });
+        }
+    };
+    if let Some(l) = &rate.limit {
+        e.push(exprs::limit(
+            rate_per_unit(l.avg, LIMIT_SCALE),
+            l.burst,
+            false,
+        ));
+    }
+    if let Some(h) = &rate.hashlimit {
+        let per_unit = rate_per_unit(h.avg, HASHLIMIT_SCALE);
+        if h.mode == 0 {
+            e.push(exprs::limit(per_unit, h.burst, h.above));
+        } else {
+            let mut addrs = Vec::new();
+            if h.mode & HL_SRCIP != 0 {
+                addrs.push((true, h.srcmask.unwrap_or(full)));
+            }
+            if h.mode & HL_DSTIP != 0 {
+                addrs.push((false, h.dstmask.unwrap_or(full)));
+            }
+            let ports: Vec<bool> = [(HL_SRCPORT, true), (HL_DSTPORT, false)]
+                .iter()
+                .filter(|(bit, _)| h.mode & bit != 0)
+                .map(|(_, src)| *src)
+                .collect();
+            let key = exprs::load_key(family, &addrs, &ports, e);
+            let name = format!("{generation}{}-hl{}", family_tag(family), rule.slot);
+            e.push(exprs::meter(&name, per_unit, h.burst, h.above));
+            want(name, key, Some(h.expire_ms()));
+        }
+    }
+    if let Some(c) = &rate.connlimit {
+        let key = exprs::load_key(family, &[(!c.daddr, c.mask)], &[], e);
+        let name = format!("{generation}{}-cl{}", family_tag(family), rule.slot);
+        e.push(exprs::conn_count(&name, c.count, c.above));
+        want(name, key, None);
+    }
 }
 
 /// A chain to translate: its name, rules, and for a built-in chain, its policy.
@@ -264,6 +337,7 @@ pub fn translate(
                 let mut image = ChainImage {
                     name,
                     rules: Vec::new(),
+                    sets: Vec::new(),
                 };
                 for rule in list {
                     let (mut packets, mut bytes) = counters.rule(rule.slot);
@@ -272,6 +346,7 @@ pub fn translate(
                         for t in &alt {
                             exprs::test(t, family, &mut e);
                         }
+                        rate_exprs(rule, generation, family, &mut e, &mut image.sets);
                         // The preloaded counts go to the first alternative only.
                         e.push(exprs::counter(packets, bytes));
                         (packets, bytes) = (0, 0);
@@ -317,6 +392,30 @@ fn target(t: &Target, generation: u32, table: Table, family: Family, e: &mut Vec
         Target::Log(log) => return e.push(exprs::log(log.prefix.as_deref())),
     };
     e.push(exprs::verdict(verdict));
+}
+
+/// Whether a set name is one of `RateSet`'s (`0v4-hl12`), not an operator's set.
+fn is_rate_set(name: &str) -> bool {
+    name.contains("-hl") || name.contains("-cl")
+}
+
+/// A rate set to create (with its definition) or delete (by name).
+fn rate_set(name: &str, def: Option<&RateSet>) -> NftSet {
+    // Flags: NFT_SET_TIMEOUT, NFT_SET_EVAL (updated from the packet path).
+    const NFT_SET_TIMEOUT: u32 = 0x10;
+    const NFT_SET_EVAL: u32 = 0x20;
+    let mut set = NftSet::default().with_table(TABLE).with_name(name);
+    set.family = ProtocolFamily::Inet;
+    if let Some(def) = def {
+        set = set
+            .with_key_len(def.key.len)
+            .with_key_type(def.key.kind)
+            .with_flags(NFT_SET_EVAL | def.timeout_ms.map_or(0, |_| NFT_SET_TIMEOUT));
+        if let Some(ms) = def.timeout_ms {
+            set = set.with_timeout(ms);
+        }
+    }
+    set
 }
 
 fn table() -> NftTable {
@@ -475,6 +574,20 @@ pub fn stage(
     for name in &stale {
         batch.add(&chain(name), MsgType::Del);
     }
+    // The idle generation's rate sets go with its rules (nothing else refers to them).
+    if !names.is_empty() {
+        for name in netlink::set_names(TABLE)?
+            .iter()
+            .filter(|n| n.starts_with(&prefix) && is_rate_set(n))
+        {
+            batch.add(&rate_set(name, None), MsgType::Del);
+        }
+    }
+    for (id, set) in chains.iter().flat_map(|c| &c.sets).enumerate() {
+        // The kernel wants an id for a set made in a batch, unique in the batch.
+        let made = rate_set(&set.name, Some(set)).with_id(id as u32 + 1);
+        batch.add(&made, MsgType::Add);
+    }
     for image in chains {
         batch.add(&chain(&image.name), MsgType::Add);
     }
@@ -553,29 +666,17 @@ pub fn counters(generation: u32) -> Result<NftCounters> {
     if !table_exists()? {
         return Ok(out);
     }
-    // Every family's rules of tables named fwctl; chain prefixes and comments pick ours.
-    let filter = Rule::default().with_table(TABLE);
-    let mut rules: Vec<Rule> = Vec::new();
-    rustables::query::list_objects_with_data(
-        libc::NFT_MSG_GETRULE as u16,
-        &|rule: Rule, acc: &mut Vec<Rule>| {
-            acc.push(rule);
-            Ok(())
-        },
-        Some(&filter),
-        &mut rules,
-    )
-    .map_err(|e| anyhow::anyhow!("{e:?}"))
-    .context("netlink: reading fwctl's nftables counters")?;
+    // Chain prefixes and comments pick ours.
     let prefix = generation.to_string();
-    for rule in rules {
-        let Some(chain) = rule.get_chain().filter(|c| c.starts_with(&prefix)) else {
+    for rule in netlink::rule_counts(TABLE).context("netlink: reading fwctl's nftables counters")? {
+        let chain = rule.chain.as_str();
+        if !chain.starts_with(&prefix) {
+            continue;
+        }
+        let Some(text) = parse_comment(&rule.userdata) else {
             continue;
         };
-        let Some(text) = rule.get_userdata().and_then(|u| parse_comment(u)) else {
-            continue;
-        };
-        let Some((packets, bytes)) = rule_counter(&rule) else {
+        let Some((packets, bytes)) = rule.counter else {
             continue;
         };
         let slot = if let Some(n) = text.strip_prefix(COMMENT_RULE) {
@@ -595,16 +696,4 @@ pub fn counters(generation: u32) -> Result<NftCounters> {
         slot.1 += bytes;
     }
     Ok(out)
-}
-
-fn rule_counter(rule: &Rule) -> Option<(u64, u64)> {
-    rule.get_expressions()?
-        .iter()
-        .find_map(|e| match e.get_data() {
-            Some(rustables::expr::ExpressionVariant::Counter(c)) => Some((
-                c.get_nb_packets().copied().unwrap_or(0),
-                c.get_nb_bytes().copied().unwrap_or(0),
-            )),
-            _ => None,
-        })
 }
