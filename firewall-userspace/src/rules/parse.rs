@@ -260,7 +260,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 | "--tcp-flags"
                 | "--ctstate"
                 | "--state"
-        );
+        ) || ratelimit::module_of(opt).is_some();
         if neg && !negatable {
             return Err(bad(format!("cannot have ! before {opt}")));
         }
