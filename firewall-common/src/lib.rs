@@ -9,18 +9,18 @@
 use bytemuck::{Pod, Zeroable};
 
 /// Bumped whenever a map's key or value layout changes; part of the pin path.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;
 
 /// Address families, in the order their tables are stored.
 pub const FAMILY_V4: u32 = 0;
 pub const FAMILY_V6: u32 = 1;
 pub const FAMILIES: u32 = 2;
 
-/// Built-in chains, in the order their tables are stored.
+/// The built-in chains XDP judges, in the order their tables are stored. OUTPUT has no
+/// table: locally generated packets never pass XDP, netfilter alone judges them.
 pub const CHAIN_INPUT: u32 = 0;
 pub const CHAIN_FORWARD: u32 = 1;
-pub const CHAIN_OUTPUT: u32 = 2;
-pub const CHAINS: u32 = 3;
+pub const CHAINS: u32 = 2;
 
 /// A table is one chain of one family with its user chains inlined.
 pub const TABLES: u32 = FAMILIES * CHAINS;
@@ -44,9 +44,12 @@ pub const fn tag(generation: u32, table: u32) -> u32 {
 /// groups of 4096 (64 words); a bitmap's first word has one bit per group, so at most 64.
 pub const MAX_ENTRIES: u32 = 131_072;
 pub const GROUP_ENTRIES: u32 = 4096;
-/// Entry slots of one generation, shared by its tables.
+/// The most entry slots one generation may use, shared by its tables. `FW_ENTRIES`,
+/// `FW_POOL` and `FW_COUNTERS` are created as large as the ruleset needs (fwctl sets their
+/// sizes at load time and loads a bigger instance when a ruleset outgrows them); these
+/// are the ceilings. The declared sizes in the program are placeholders.
 pub const ENTRIES_PER_GENERATION: u32 = 262_144;
-/// Bitmap pool words of one generation, shared by its tables.
+/// The most bitmap pool words one generation may use, shared by its tables.
 pub const POOL_WORDS_PER_GENERATION: u32 = 1 << 21;
 /// A packet restarts the search after a RETURN or the end of an inlined user chain at most
 /// this many times; the compiler refuses tables that could need more.
@@ -57,6 +60,8 @@ pub const MAX_JUMP_DEPTH: usize = 4;
 /// Counter slots: one per chain policy of each family first, then one per rule. A rule
 /// keeps its slot for as long as it exists, so its counters survive updates of the others.
 pub const POLICY_COUNTER_SLOTS: u32 = 16;
+/// The highest slot count: rules of two generations. `FW_COUNTERS` holds as many slots as
+/// the slots in use need (see [`ENTRIES_PER_GENERATION`]).
 pub const MAX_COUNTERS: u32 = POLICY_COUNTER_SLOTS + 2 * ENTRIES_PER_GENERATION;
 /// `Entry::counter` of entries that count nothing of their own (end of an inlined chain).
 pub const NO_COUNTER: u32 = u32::MAX;
@@ -267,7 +272,7 @@ pub struct TableHeader {
     /// Verdict when no entry matches.
     pub policy: u32,
     pub entry_count: u32,
-    /// Index in `FW_ENTRIES` (within the generation) of entry 0.
+    /// Index in `FW_ENTRIES` of entry 0 (the generation's part of the map included).
     pub entry_base: u32,
     /// Counter slot of the chain's policy.
     pub policy_slot: u32,
@@ -286,13 +291,18 @@ pub struct TableHeader {
     pub unknown_iface: u32,
     /// `TABLE_*` bits.
     pub flags: u32,
+    /// Index in `FW_POOL` of the generation's pool, which the bitmap offsets are relative
+    /// to: the map is sized to the ruleset, so the program cannot know where a generation
+    /// starts.
+    pub pool_base: u32,
+    pub _reserved: u32,
 }
 
 /// [`TableHeader::flags`]: some entry depends on conntrack state, so the program looks the
 /// packet up in conntrack and uses its class in the protocol key (which the table then
 /// always uses).
 pub const TABLE_USES_CT: u32 = 1;
-const _: () = assert!(core::mem::size_of::<TableHeader>() == 48);
+const _: () = assert!(core::mem::size_of::<TableHeader>() == 56);
 
 /// What a classifier bit does when it is the first match.
 #[repr(C)]

@@ -24,13 +24,13 @@ use aya_log_ebpf::info;
 use firewall_common::{
     mark_mask, table_index, tag, xdp_meta, Config, Counter, Entry, IfaceKey, Lpm4, Lpm6,
     TableHeader, Talker, ACTION_CONTINUE, BPF_F_MMAPABLE, CHAIN_FORWARD, CHAIN_INPUT,
-    CONFIG_LOG_VERDICTS, ENTRIES_PER_GENERATION, FAMILY_V4, FIELD_COUNT, FIELD_DPORT, FIELD_DST,
-    FIELD_ICMP, FIELD_IFACE, FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GENERATIONS,
-    GROUP_ENTRIES, ICMP_KEYS, LPM_TAG_BITS, MARK_BITS, MAX_COUNTERS, MAX_INTERFACES,
-    MAX_JUMP_DEPTH, MAX_PREFIXES, NO_COUNTER, POLICY_COUNTER_SLOTS, POOL_WORDS_PER_GENERATION,
-    PORT_KEYS, PROTO_KEYS, REASON_BROKEN_INSTALL, REASON_FRAGMENT, REASON_MALFORMED, REASON_NOT_IP,
-    REASON_SLOTS, TABLE_USES_CT, TAGS, TALKER_SAMPLE, TALKER_SLOTS, TCP_FLAG_KEYS, VERDICT_ACCEPT,
-    VERDICT_DEFER, XDP_META_LEN, XDP_META_MAGIC, XDP_META_MAGIC_MASK,
+    CONFIG_LOG_VERDICTS, FAMILY_V4, FIELD_COUNT, FIELD_DPORT, FIELD_DST, FIELD_ICMP, FIELD_IFACE,
+    FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GENERATIONS, GROUP_ENTRIES, ICMP_KEYS,
+    LPM_TAG_BITS, MARK_BITS, MAX_INTERFACES, MAX_JUMP_DEPTH, MAX_PREFIXES, NO_COUNTER,
+    POLICY_COUNTER_SLOTS, PORT_KEYS, PROTO_KEYS, REASON_BROKEN_INSTALL, REASON_FRAGMENT,
+    REASON_MALFORMED, REASON_NOT_IP, REASON_SLOTS, TABLE_USES_CT, TAGS, TALKER_SAMPLE,
+    TALKER_SLOTS, TCP_FLAG_KEYS, VERDICT_ACCEPT, VERDICT_DEFER, XDP_META_LEN, XDP_META_MAGIC,
+    XDP_META_MAGIC_MASK,
 };
 use firewall_ebpf::{
     ct,
@@ -52,12 +52,12 @@ static NF_CONN_STATUS: u32 = 0;
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 #[map(name = "FW_TABLES")]
 static TABLES: Array<TableHeader> = Array::with_max_entries(TAGS, 0);
+// FW_ENTRIES, FW_POOL and FW_COUNTERS: fwctl sets their sizes at load time, to what the
+// ruleset needs; the sizes declared here are placeholders.
 #[map(name = "FW_ENTRIES")]
-static ENTRIES: Array<Entry> =
-    Array::with_max_entries(GENERATIONS * ENTRIES_PER_GENERATION, BPF_F_MMAPABLE);
+static ENTRIES: Array<Entry> = Array::with_max_entries(GENERATIONS, BPF_F_MMAPABLE);
 #[map(name = "FW_POOL")]
-static POOL: Array<u64> =
-    Array::with_max_entries(GENERATIONS * POOL_WORDS_PER_GENERATION, BPF_F_MMAPABLE);
+static POOL: Array<u64> = Array::with_max_entries(GENERATIONS, BPF_F_MMAPABLE);
 #[map(name = "FW_PROTO")]
 static PROTO: Array<u32> = Array::with_max_entries(TAGS * PROTO_KEYS, BPF_F_MMAPABLE);
 #[map(name = "FW_SPORT")]
@@ -79,7 +79,7 @@ static SRC6: LpmTrie<Lpm6, u32> = LpmTrie::with_max_entries(MAX_PREFIXES, 0);
 #[map(name = "FW_DST6")]
 static DST6: LpmTrie<Lpm6, u32> = LpmTrie::with_max_entries(MAX_PREFIXES, 0);
 #[map(name = "FW_COUNTERS")]
-static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(MAX_COUNTERS, 0);
+static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(POLICY_COUNTER_SLOTS, 0);
 #[map(name = "FW_TALKERS")]
 static TALKERS: PerCpuArray<Talker> = PerCpuArray::with_max_entries(TALKER_SLOTS, 0);
 #[map(name = "FW_REASONS")]
@@ -248,8 +248,8 @@ fn decide(
     let mut walk = Walk {
         offs: [0; FIELD_COUNT],
         fields: 0,
-        pool_base: generation * POOL_WORDS_PER_GENERATION,
-        entry_base: generation * ENTRIES_PER_GENERATION + header.entry_base,
+        pool_base: header.pool_base,
+        entry_base: header.entry_base,
         entry_count: header.entry_count,
         start: 0,
         phase: PHASE_GROUP,

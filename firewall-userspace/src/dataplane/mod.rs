@@ -3,10 +3,12 @@
 //! generation and flip to it, read counters.
 
 pub mod attach;
+pub mod capacity;
 pub mod install;
 pub mod kfunc;
 pub mod maps;
 pub mod mmap;
 pub mod namespace;
+pub mod resize;
 
 pub use install::Dataplane;
