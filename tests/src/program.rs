@@ -124,12 +124,13 @@ impl Harness {
 
     /// Compiles and installs `ruleset`, zeroing every counter. A ruleset the maps cannot
     /// hold gets a new instance of the program with maps of the size fwctl would make
-    /// (keeping the configuration, not the other generation).
+    /// (keeping the configuration, not the other generation); maps never shrink here, as
+    /// reloading costs the verifier's time.
     pub fn install(&mut self, ruleset: Ruleset) -> Result<()> {
         let image = compile(&ruleset, &self.interfaces)?;
         let slots_end = ruleset.slots().max().map_or(0, |s| s + 1);
         let need = Capacity::needed(&image, slots_end);
-        if !self.maps.capacity().fits(need) {
+        if !self.maps.capacity().holds(need) {
             let config = self.maps.config()?;
             (self.ebpf, self.maps) = instance(self.ct, need.sized())?;
             self.maps.set_config(config)?;

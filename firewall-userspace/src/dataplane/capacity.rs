@@ -69,15 +69,22 @@ impl Capacity {
         }
     }
 
+    /// Whether maps of this size can take `need`.
+    pub fn holds(self, need: Capacity) -> bool {
+        self.pool_words >= need.pool_words
+            && self.entries >= need.entries
+            && self.counters >= need.counters
+    }
+
     /// Whether maps of this size can take `need`, and are not so much larger than it that
     /// their memory is better given back.
     pub fn fits(self, need: Capacity) -> bool {
         let ideal = need.sized();
-        let holds =
-            |have: u32, need: u32, ideal: u32| have >= need && have / SHRINK_FACTOR < ideal.max(1);
-        holds(self.pool_words, need.pool_words, ideal.pool_words)
-            && holds(self.entries, need.entries, ideal.entries)
-            && holds(self.counters, need.counters, ideal.counters)
+        let modest = |have: u32, ideal: u32| have / SHRINK_FACTOR < ideal;
+        self.holds(need)
+            && modest(self.pool_words, ideal.pool_words)
+            && modest(self.entries, ideal.entries)
+            && modest(self.counters, ideal.counters)
     }
 }
 
