@@ -49,6 +49,24 @@ impl Dataplane {
         slots: impl IntoIterator<Item = u32>,
         before_flip: impl FnOnce(u32) -> Result<()>,
     ) -> Result<u32> {
+        self.swap_in(capacity, in_force, image, slots, before_flip)
+            // Every link back on the instance in place, as the next run would do.
+            .map_err(|e| match repair(&self.ns) {
+                Ok(()) => e,
+                Err(undo) => e.context(format!("and moving the links back failed: {undo:#}")),
+            })
+    }
+
+    /// [`Dataplane::resize`] up to the first error, which leaves the scratch directory
+    /// and maybe some links on its programs.
+    fn swap_in(
+        &mut self,
+        capacity: Capacity,
+        in_force: &Image,
+        image: &Image,
+        slots: impl IntoIterator<Item = u32>,
+        before_flip: impl FnOnce(u32) -> Result<()>,
+    ) -> Result<u32> {
         let pin_dir = self.ns.pin_dir.clone();
         let scratch = scratch_dir(&pin_dir);
         let (ebpf, mut maps) = load_and_pin(&scratch, capacity)?;
@@ -76,7 +94,10 @@ impl Dataplane {
         // What the old programs counted until their links moved.
         self.maps.add_counters_since(&mut maps, &copied)?;
         exchange(&scratch, &pin_dir)?;
-        remove_pins(&scratch)?;
+        // The old instance; if this fails, the next run's repair removes it.
+        if let Err(e) = remove_pins(&scratch) {
+            log::warn!("{e:#}");
+        }
         self.maps = maps;
         Ok(next)
     }
