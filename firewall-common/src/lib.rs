@@ -96,12 +96,23 @@ pub const CT_CLASS_ESTABLISHED: u32 = 2;
 pub const CT_CLASS_RELATED: u32 = 3;
 pub const CT_CLASSES: u32 = 4;
 
-/// Keys per table in the value-indexed field arrays.
+/// Keys per table in the value-indexed field arrays (`FW_PROTO`, `FW_SPORT`, `FW_DPORT`,
+/// `FW_ICMP`, `FW_TCPFLAGS`), whose values are bitmap offsets. An array value takes 8 bytes
+/// of kernel memory whatever its size, so these hold two u32 offsets per u64 element: see
+/// [`field_slot`].
 pub const PROTO_KEYS: u32 = CT_CLASSES * 256;
 pub const PORT_KEYS: u32 = 65_536;
 /// ICMP type << 8 | code.
 pub const ICMP_KEYS: u32 = 65_536;
 pub const TCP_FLAG_KEYS: u32 = 256;
+
+/// The element of a value-indexed field array holding `key` of table tag `tag`, and the
+/// shift of its u32 in that u64 (the low half for even keys: every table's key count is
+/// even, so a table starts on an element).
+pub const fn field_slot(tag: u32, keys: u32, key: u32) -> (u32, u32) {
+    let i = tag * keys + key;
+    (i / 2, (i & 1) * 32)
+}
 
 /// Map names, shared so userspace opens exactly what the program declares.
 /// Writer: fwctl. Readers: the XDP program and the TC program (mark_shift). One entry.

@@ -22,8 +22,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::info;
 use firewall_common::{
-    mark_mask, table_index, tag, xdp_meta, Config, Counter, Entry, IfaceKey, Lpm4, Lpm6,
-    TableHeader, Talker, ACTION_CONTINUE, BPF_F_MMAPABLE, CHAIN_FORWARD, CHAIN_INPUT,
+    field_slot, mark_mask, table_index, tag, xdp_meta, Config, Counter, Entry, IfaceKey, Lpm4,
+    Lpm6, TableHeader, Talker, ACTION_CONTINUE, BPF_F_MMAPABLE, CHAIN_FORWARD, CHAIN_INPUT,
     CONFIG_LOG_VERDICTS, FAMILY_V4, FIELD_COUNT, FIELD_DPORT, FIELD_DST, FIELD_ICMP, FIELD_IFACE,
     FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GENERATIONS, GROUP_ENTRIES, ICMP_KEYS,
     LPM_TAG_BITS, MARK_BITS, MAX_INTERFACES, MAX_JUMP_DEPTH, MAX_PREFIXES, NO_COUNTER,
@@ -58,16 +58,17 @@ static TABLES: Array<TableHeader> = Array::with_max_entries(TAGS, 0);
 static ENTRIES: Array<Entry> = Array::with_max_entries(GENERATIONS, BPF_F_MMAPABLE);
 #[map(name = "FW_POOL")]
 static POOL: Array<u64> = Array::with_max_entries(GENERATIONS, BPF_F_MMAPABLE);
+// Two offsets per element: see firewall_common::field_slot.
 #[map(name = "FW_PROTO")]
-static PROTO: Array<u32> = Array::with_max_entries(TAGS * PROTO_KEYS, BPF_F_MMAPABLE);
+static PROTO: Array<u64> = Array::with_max_entries(TAGS * PROTO_KEYS / 2, BPF_F_MMAPABLE);
 #[map(name = "FW_SPORT")]
-static SPORT: Array<u32> = Array::with_max_entries(TAGS * PORT_KEYS, BPF_F_MMAPABLE);
+static SPORT: Array<u64> = Array::with_max_entries(TAGS * PORT_KEYS / 2, BPF_F_MMAPABLE);
 #[map(name = "FW_DPORT")]
-static DPORT: Array<u32> = Array::with_max_entries(TAGS * PORT_KEYS, BPF_F_MMAPABLE);
+static DPORT: Array<u64> = Array::with_max_entries(TAGS * PORT_KEYS / 2, BPF_F_MMAPABLE);
 #[map(name = "FW_ICMP")]
-static ICMP: Array<u32> = Array::with_max_entries(TAGS * ICMP_KEYS, BPF_F_MMAPABLE);
+static ICMP: Array<u64> = Array::with_max_entries(TAGS * ICMP_KEYS / 2, BPF_F_MMAPABLE);
 #[map(name = "FW_TCPFLAGS")]
-static TCP_FLAGS: Array<u32> = Array::with_max_entries(TAGS * TCP_FLAG_KEYS, BPF_F_MMAPABLE);
+static TCP_FLAGS: Array<u64> = Array::with_max_entries(TAGS * TCP_FLAG_KEYS / 2, BPF_F_MMAPABLE);
 #[map(name = "FW_IFACE")]
 static IFACE: HashMap<IfaceKey, u32> = HashMap::with_max_entries(MAX_INTERFACES, 0);
 #[map(name = "FW_SRC4")]
@@ -619,14 +620,12 @@ fn bitmaps(
     }
     if fields & FIELD_PROTO != 0 {
         // The conntrack class rides in the protocol's key (see firewall-common).
-        let at = PROTO
-            .get(tg * PROTO_KEYS + (class & 3) * 256 + (pkt.proto & 0xff))
-            .ok_or(Broken)?;
-        search.push(*at);
+        let key = (class & 3) * 256 + (pkt.proto & 0xff);
+        search.push(offset(&PROTO, tg, PROTO_KEYS, key)?);
     }
     if fields & FIELD_SPORT != 0 {
         let at = if pkt.has_ports {
-            *SPORT.get(tg * PORT_KEYS + pkt.sport as u32).ok_or(Broken)?
+            offset(&SPORT, tg, PORT_KEYS, pkt.sport as u32)?
         } else {
             header.no_sport
         };
@@ -634,7 +633,7 @@ fn bitmaps(
     }
     if fields & FIELD_DPORT != 0 {
         let at = if pkt.has_ports {
-            *DPORT.get(tg * PORT_KEYS + pkt.dport as u32).ok_or(Broken)?
+            offset(&DPORT, tg, PORT_KEYS, pkt.dport as u32)?
         } else {
             header.no_dport
         };
@@ -642,7 +641,7 @@ fn bitmaps(
     }
     if fields & FIELD_ICMP != 0 {
         let at = if pkt.has_icmp {
-            *ICMP.get(tg * ICMP_KEYS + pkt.icmp as u32).ok_or(Broken)?
+            offset(&ICMP, tg, ICMP_KEYS, pkt.icmp as u32)?
         } else {
             header.no_icmp
         };
@@ -650,9 +649,7 @@ fn bitmaps(
     }
     if fields & FIELD_TCP_FLAGS != 0 {
         let at = if pkt.has_tcp {
-            *TCP_FLAGS
-                .get(tg * TCP_FLAG_KEYS + pkt.tcp_flags as u32)
-                .ok_or(Broken)?
+            offset(&TCP_FLAGS, tg, TCP_FLAG_KEYS, pkt.tcp_flags as u32)?
         } else {
             header.no_tcp
         };
@@ -675,6 +672,13 @@ fn bitmaps(
     }
     search.fields = padded;
     Ok(())
+}
+
+/// The bitmap offset of `key` in a value-indexed field array.
+#[inline(always)]
+fn offset(map: &Array<u64>, tg: u32, keys: u32, key: u32) -> Result<u32, Broken> {
+    let (i, shift) = field_slot(tg, keys, key);
+    Ok((*map.get(i).ok_or(Broken)? >> shift) as u32)
 }
 
 /// The bitmap of the longest prefix containing `addr`; the trie always holds /0.

@@ -12,11 +12,11 @@ use aya::{
     util::nr_cpus,
 };
 use firewall_common::{
-    tag, Config, Counter, IfaceKey, Lpm4, Lpm6, TableHeader, Talker, GENERATIONS, ICMP_KEYS,
-    LPM_TAG_BITS, MAP_CONFIG, MAP_COUNTERS, MAP_DPORT, MAP_DST4, MAP_DST6, MAP_ENTRIES, MAP_ICMP,
-    MAP_IFACE, MAP_POOL, MAP_PROTO, MAP_REASONS, MAP_SPORT, MAP_SRC4, MAP_SRC6, MAP_TABLES,
-    MAP_TALKERS, MAP_TCP_FLAGS, PORT_KEYS, PROTO_KEYS, REASON_NAMES, REASON_SLOTS, TABLES,
-    TALKER_SLOTS, TCP_FLAG_KEYS,
+    field_slot, tag, Config, Counter, IfaceKey, Lpm4, Lpm6, TableHeader, Talker, GENERATIONS,
+    ICMP_KEYS, LPM_TAG_BITS, MAP_CONFIG, MAP_COUNTERS, MAP_DPORT, MAP_DST4, MAP_DST6, MAP_ENTRIES,
+    MAP_ICMP, MAP_IFACE, MAP_POOL, MAP_PROTO, MAP_REASONS, MAP_SPORT, MAP_SRC4, MAP_SRC6,
+    MAP_TABLES, MAP_TALKERS, MAP_TCP_FLAGS, PORT_KEYS, PROTO_KEYS, REASON_NAMES, REASON_SLOTS,
+    TABLES, TALKER_SLOTS, TCP_FLAG_KEYS,
 };
 
 use super::{capacity::Capacity, mmap::MmapArray};
@@ -225,7 +225,13 @@ impl Maps {
             ];
             for (map, values, keys) in arrays {
                 if let Some(values) = values {
-                    map.write_all((tg * keys) as usize, values)?;
+                    // Two offsets per element (see firewall_common::field_slot).
+                    let pairs: Vec<u64> = values
+                        .chunks(2)
+                        .map(|p| p[0] as u64 | (p.get(1).copied().unwrap_or(0) as u64) << 32)
+                        .collect();
+                    let (first, _) = field_slot(tg, keys, 0);
+                    map.write_all(first as usize, &pairs)?;
                 }
             }
             for &(in_ifindex, out_ifindex, at) in &t.iface {
