@@ -119,7 +119,9 @@ impl Firewall {
             self.refuse_lockout(&editor.ruleset)?;
         }
         // Counter slots of both generations' rules must exist.
-        let slots_end = (editor.ruleset.slots())
+        let slots_end = editor
+            .ruleset
+            .slots()
             .chain(self.state.ruleset.slots())
             .max()
             .map_or(0, |s| s + 1);
