@@ -1227,8 +1227,28 @@ fn maps_follow_the_ruleset_size() {
             .unwrap()
     };
     let xdp = |port| udp_exchange(&lab, CLIENT_V4, HOST_V4, port, 3, 10);
+    // The XDP program on the interface, which must be the pinned one, and the tcx one.
+    let programs = || {
+        let link = lab.host.ip(&["-j", "-d", "link", "show", HOST_IF]).unwrap();
+        let link: serde_json::Value = serde_json::from_str(&link).unwrap();
+        let attached = link[0]["xdp"]["prog"]["id"].as_u64();
+        let status: serde_json::Value =
+            serde_json::from_str(&lab.host.fwctl_ok(&["status", "-o", "json"])).unwrap();
+        assert_eq!(attached, status["program_id"].as_u64(), "{link}");
+        let tc = lab
+            .host
+            .run(|| {
+                use aya::programs::{tc::TcAttachType, SchedClassifier};
+                SchedClassifier::query_tcx(HOST_IF, TcAttachType::Ingress)
+                    .map(|(_, p)| p.iter().map(|p| p.id()).collect::<Vec<_>>())
+            })
+            .unwrap()
+            .unwrap();
+        (attached.unwrap(), tc)
+    };
     assert_eq!((xdp(7900), xdp(7901)), (3, 0));
     let small = memory();
+    let (small_xdp, small_tc) = programs();
 
     // 3,000 more rules: more entries than the smallest maps hold.
     let mut text = String::from("*filter\n");
@@ -1248,7 +1268,11 @@ fn maps_follow_the_ruleset_size() {
     assert!(large > small, "{small} MiB, then {large} MiB");
     assert!(!scratch_left());
     assert_eq!(lab.xdp_mode().unwrap().as_deref(), Some("xdp"));
-    assert_eq!(tcx_programs(&lab), 1);
+    // Both links moved to the new instance's programs.
+    let (large_xdp, large_tc) = programs();
+    assert_ne!(large_xdp, small_xdp);
+    assert_eq!(large_tc.len(), 1);
+    assert_ne!(large_tc, small_tc);
     // Judged by the new instance, the first rule's counter carried over.
     assert_eq!((xdp(7900), xdp(7901), xdp(7902)), (3, 3, 0));
     assert_eq!(lab.host.packets("INPUT", 1), 6);
@@ -1279,6 +1303,7 @@ fn maps_follow_the_ruleset_size() {
     // The next run puts the links back on the instance the state describes.
     assert_eq!(lab.host.fwctl_ok(&["-S"]), before);
     assert!(!scratch_left());
+    assert_eq!(programs(), (large_xdp, large_tc));
     assert_eq!(xdp(7900), 0);
 
     lab.host.fwctl_ok(&accept);
