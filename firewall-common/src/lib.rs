@@ -9,18 +9,18 @@
 use bytemuck::{Pod, Zeroable};
 
 /// Bumped whenever a map's key or value layout changes; part of the pin path.
-pub const ABI_VERSION: u32 = 6;
+pub const ABI_VERSION: u32 = 7;
 
 /// Address families, in the order their tables are stored.
 pub const FAMILY_V4: u32 = 0;
 pub const FAMILY_V6: u32 = 1;
 pub const FAMILIES: u32 = 2;
 
-/// Built-in chains, in the order their tables are stored.
+/// The built-in chains XDP judges, in the order their tables are stored. OUTPUT has no
+/// table: locally generated packets never pass XDP, netfilter alone judges them.
 pub const CHAIN_INPUT: u32 = 0;
 pub const CHAIN_FORWARD: u32 = 1;
-pub const CHAIN_OUTPUT: u32 = 2;
-pub const CHAINS: u32 = 3;
+pub const CHAINS: u32 = 2;
 
 /// A table is one chain of one family with its user chains inlined.
 pub const TABLES: u32 = FAMILIES * CHAINS;
@@ -44,9 +44,12 @@ pub const fn tag(generation: u32, table: u32) -> u32 {
 /// groups of 4096 (64 words); a bitmap's first word has one bit per group, so at most 64.
 pub const MAX_ENTRIES: u32 = 131_072;
 pub const GROUP_ENTRIES: u32 = 4096;
-/// Entry slots of one generation, shared by its tables.
+/// The most entry slots one generation may use, shared by its tables. `FW_ENTRIES`,
+/// `FW_POOL` and `FW_COUNTERS` are created as large as the ruleset needs (fwctl sets their
+/// sizes at load time and loads a bigger instance when a ruleset outgrows them); these
+/// are the ceilings. The declared sizes in the program are placeholders.
 pub const ENTRIES_PER_GENERATION: u32 = 262_144;
-/// Bitmap pool words of one generation, shared by its tables.
+/// The most bitmap pool words one generation may use, shared by its tables.
 pub const POOL_WORDS_PER_GENERATION: u32 = 1 << 21;
 /// A packet restarts the search after a RETURN or the end of an inlined user chain at most
 /// this many times; the compiler refuses tables that could need more.
@@ -57,6 +60,8 @@ pub const MAX_JUMP_DEPTH: usize = 4;
 /// Counter slots: one per chain policy of each family first, then one per rule. A rule
 /// keeps its slot for as long as it exists, so its counters survive updates of the others.
 pub const POLICY_COUNTER_SLOTS: u32 = 16;
+/// The highest slot count: rules of two generations. `FW_COUNTERS` holds as many slots as
+/// the slots in use need (see [`ENTRIES_PER_GENERATION`]).
 pub const MAX_COUNTERS: u32 = POLICY_COUNTER_SLOTS + 2 * ENTRIES_PER_GENERATION;
 /// `Entry::counter` of entries that count nothing of their own (end of an inlined chain).
 pub const NO_COUNTER: u32 = u32::MAX;
@@ -91,12 +96,23 @@ pub const CT_CLASS_ESTABLISHED: u32 = 2;
 pub const CT_CLASS_RELATED: u32 = 3;
 pub const CT_CLASSES: u32 = 4;
 
-/// Keys per table in the value-indexed field arrays.
+/// Keys per table in the value-indexed field arrays (`FW_PROTO`, `FW_SPORT`, `FW_DPORT`,
+/// `FW_ICMP`, `FW_TCPFLAGS`), whose values are bitmap offsets. An array value takes 8 bytes
+/// of kernel memory whatever its size, so these hold two u32 offsets per u64 element: see
+/// [`field_slot`].
 pub const PROTO_KEYS: u32 = CT_CLASSES * 256;
 pub const PORT_KEYS: u32 = 65_536;
 /// ICMP type << 8 | code.
 pub const ICMP_KEYS: u32 = 65_536;
 pub const TCP_FLAG_KEYS: u32 = 256;
+
+/// The element of a value-indexed field array holding `key` of table tag `tag`, and the
+/// shift of its u32 in that u64 (the low half for even keys: every table's key count is
+/// even, so a table starts on an element).
+pub const fn field_slot(tag: u32, keys: u32, key: u32) -> (u32, u32) {
+    let i = tag * keys + key;
+    (i / 2, (i & 1) * 32)
+}
 
 /// Map names, shared so userspace opens exactly what the program declares.
 /// Writer: fwctl. Readers: the XDP program and the TC program (mark_shift). One entry.
@@ -276,7 +292,7 @@ pub struct TableHeader {
     /// Verdict when no entry matches.
     pub policy: u32,
     pub entry_count: u32,
-    /// Index in `FW_ENTRIES` (within the generation) of entry 0.
+    /// Index in `FW_ENTRIES` of entry 0 (the generation's part of the map included).
     pub entry_base: u32,
     /// Counter slot of the chain's policy.
     pub policy_slot: u32,
@@ -295,6 +311,11 @@ pub struct TableHeader {
     pub unknown_iface: u32,
     /// `TABLE_*` bits.
     pub flags: u32,
+    /// Index in `FW_POOL` of the generation's pool, which the bitmap offsets are relative
+    /// to: the map is sized to the ruleset, so the program cannot know where a generation
+    /// starts.
+    pub pool_base: u32,
+    pub _reserved: u32,
 }
 
 /// [`TableHeader::flags`]: some entry depends on conntrack state, so the program looks the
@@ -303,7 +324,7 @@ pub struct TableHeader {
 pub const TABLE_USES_CT: u32 = 1;
 /// Some entry has guards: the program records the packet for them before the walk.
 pub const TABLE_USES_GUARDS: u32 = 2;
-const _: () = assert!(core::mem::size_of::<TableHeader>() == 48);
+const _: () = assert!(core::mem::size_of::<TableHeader>() == 56);
 
 /// What a classifier bit does when it is the first match.
 #[repr(C)]

@@ -33,6 +33,8 @@ static HASHLIMIT: LruHashMap<HashLimitKey, Bucket> =
 static SUBJECT: PerCpuArray<Subject> = PerCpuArray::with_max_entries(1, 0);
 
 pub struct Subject {
+    /// The generation whose guards apply.
+    generation: u32,
     /// Network-order addresses.
     pub src: [u32; 4],
     pub dst: [u32; 4],
@@ -46,13 +48,14 @@ pub struct Subject {
 /// Not inlined, and the test inside: a branch around the call would give the verifier two
 /// states to carry into the walk.
 #[inline(never)]
-pub fn set_subject(pkt: &Packet, wanted: bool) {
+pub fn set_subject(pkt: &Packet, generation: u32, wanted: bool) {
     if !wanted {
         return;
     }
     if let Some(s) = SUBJECT.get_ptr_mut(0) {
         // SAFETY: a per-CPU slot of our own map; field by field, nothing built on the stack.
         unsafe {
+            (*s).generation = generation;
             for i in 0..4 {
                 (*s).src[i] = pkt.src[i];
                 (*s).dst[i] = pkt.dst[i];
@@ -74,14 +77,14 @@ pub const FAIL: u32 = 1;
 /// packet on the spot, counted by no rule (`hotdrop`), and so does XDP.
 pub const HOTDROP: u32 = 2;
 
-/// Checks the guards of one entry, from `first` on, in `generation`'s table.
+/// Checks the guards of one entry, from `first` on, in the generation `set_subject` named.
 ///
 /// A global function (exported, C ABI, scalar arguments): the verifier checks it once on its
 /// own, instead of once for every state of the walk's callback that reaches the call, which
 /// for this body would be past its limit.
 #[no_mangle]
 #[inline(never)]
-pub extern "C" fn fw_guard_check(generation: u32, first: u32) -> u32 {
+pub extern "C" fn fw_guard_check(first: u32) -> u32 {
     if first == NO_GUARD {
         return PASS;
     }
@@ -90,7 +93,7 @@ pub extern "C" fn fw_guard_check(generation: u32, first: u32) -> u32 {
     };
     // SAFETY: this CPU's slot, used by this program run alone.
     let subject = unsafe { &mut *subject };
-    let base = generation * GUARDS_PER_GENERATION;
+    let base = (subject.generation % GENERATIONS) * GUARDS_PER_GENERATION;
     let mut at = first;
     let mut now = 0;
     for _ in 0..MAX_GUARD_CHAIN {

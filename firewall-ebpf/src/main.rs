@@ -22,16 +22,15 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::info;
 use firewall_common::{
-    mark_mask, table_index, tag, xdp_meta, Config, Counter, Entry, IfaceKey, Lpm4, Lpm6,
-    TableHeader, Talker, ACTION_CONTINUE, BPF_F_MMAPABLE, CHAIN_FORWARD, CHAIN_INPUT,
-    CONFIG_LOG_VERDICTS, ENTRIES_PER_GENERATION, FAMILY_V4, FIELD_COUNT, FIELD_DPORT, FIELD_DST,
-    FIELD_ICMP, FIELD_IFACE, FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GENERATIONS,
-    GROUP_ENTRIES, ICMP_KEYS, LPM_TAG_BITS, MARK_BITS, MAX_COUNTERS, MAX_INTERFACES,
-    MAX_JUMP_DEPTH, MAX_PREFIXES, MAX_RESTARTS, NO_COUNTER, NO_GUARD, POOL_WORDS_PER_GENERATION,
-    PORT_KEYS, PROTO_KEYS, REASON_BROKEN_INSTALL, REASON_FRAGMENT, REASON_HASHLIMIT_FULL,
-    REASON_MALFORMED, REASON_NOT_IP, REASON_SLOTS, TABLE_USES_CT, TABLE_USES_GUARDS, TAGS,
-    TALKER_SAMPLE, TALKER_SLOTS, TCP_FLAG_KEYS, VERDICT_ACCEPT, VERDICT_DEFER, VERDICT_DROP,
-    XDP_META_LEN, XDP_META_MAGIC, XDP_META_MAGIC_MASK,
+    field_slot, mark_mask, table_index, tag, xdp_meta, Config, Counter, Entry, IfaceKey, Lpm4,
+    Lpm6, TableHeader, Talker, ACTION_CONTINUE, BPF_F_MMAPABLE, CHAIN_FORWARD, CHAIN_INPUT,
+    CONFIG_LOG_VERDICTS, FAMILY_V4, FIELD_COUNT, FIELD_DPORT, FIELD_DST, FIELD_ICMP, FIELD_IFACE,
+    FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GENERATIONS, GROUP_ENTRIES, ICMP_KEYS,
+    LPM_TAG_BITS, MARK_BITS, MAX_INTERFACES, MAX_JUMP_DEPTH, MAX_PREFIXES, MAX_RESTARTS,
+    NO_COUNTER, NO_GUARD, POLICY_COUNTER_SLOTS, PORT_KEYS, PROTO_KEYS, REASON_BROKEN_INSTALL,
+    REASON_FRAGMENT, REASON_HASHLIMIT_FULL, REASON_MALFORMED, REASON_NOT_IP, REASON_SLOTS,
+    TABLE_USES_CT, TABLE_USES_GUARDS, TAGS, TALKER_SAMPLE, TALKER_SLOTS, TCP_FLAG_KEYS,
+    VERDICT_ACCEPT, VERDICT_DEFER, VERDICT_DROP, XDP_META_LEN, XDP_META_MAGIC, XDP_META_MAGIC_MASK,
 };
 use firewall_ebpf::{
     ct,
@@ -55,22 +54,23 @@ static NF_CONN_STATUS: u32 = 0;
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 #[map(name = "FW_TABLES")]
 static TABLES: Array<TableHeader> = Array::with_max_entries(TAGS, 0);
+// FW_ENTRIES, FW_POOL and FW_COUNTERS: fwctl sets their sizes at load time, to what the
+// ruleset needs; the sizes declared here are placeholders.
 #[map(name = "FW_ENTRIES")]
-static ENTRIES: Array<Entry> =
-    Array::with_max_entries(GENERATIONS * ENTRIES_PER_GENERATION, BPF_F_MMAPABLE);
+static ENTRIES: Array<Entry> = Array::with_max_entries(GENERATIONS, BPF_F_MMAPABLE);
 #[map(name = "FW_POOL")]
-static POOL: Array<u64> =
-    Array::with_max_entries(GENERATIONS * POOL_WORDS_PER_GENERATION, BPF_F_MMAPABLE);
+static POOL: Array<u64> = Array::with_max_entries(GENERATIONS, BPF_F_MMAPABLE);
+// Two offsets per element: see firewall_common::field_slot.
 #[map(name = "FW_PROTO")]
-static PROTO: Array<u32> = Array::with_max_entries(TAGS * PROTO_KEYS, BPF_F_MMAPABLE);
+static PROTO: Array<u64> = Array::with_max_entries(TAGS * PROTO_KEYS / 2, BPF_F_MMAPABLE);
 #[map(name = "FW_SPORT")]
-static SPORT: Array<u32> = Array::with_max_entries(TAGS * PORT_KEYS, BPF_F_MMAPABLE);
+static SPORT: Array<u64> = Array::with_max_entries(TAGS * PORT_KEYS / 2, BPF_F_MMAPABLE);
 #[map(name = "FW_DPORT")]
-static DPORT: Array<u32> = Array::with_max_entries(TAGS * PORT_KEYS, BPF_F_MMAPABLE);
+static DPORT: Array<u64> = Array::with_max_entries(TAGS * PORT_KEYS / 2, BPF_F_MMAPABLE);
 #[map(name = "FW_ICMP")]
-static ICMP: Array<u32> = Array::with_max_entries(TAGS * ICMP_KEYS, BPF_F_MMAPABLE);
+static ICMP: Array<u64> = Array::with_max_entries(TAGS * ICMP_KEYS / 2, BPF_F_MMAPABLE);
 #[map(name = "FW_TCPFLAGS")]
-static TCP_FLAGS: Array<u32> = Array::with_max_entries(TAGS * TCP_FLAG_KEYS, BPF_F_MMAPABLE);
+static TCP_FLAGS: Array<u64> = Array::with_max_entries(TAGS * TCP_FLAG_KEYS / 2, BPF_F_MMAPABLE);
 #[map(name = "FW_IFACE")]
 static IFACE: HashMap<IfaceKey, u32> = HashMap::with_max_entries(MAX_INTERFACES, 0);
 #[map(name = "FW_SRC4")]
@@ -82,7 +82,7 @@ static SRC6: LpmTrie<Lpm6, u32> = LpmTrie::with_max_entries(MAX_PREFIXES, 0);
 #[map(name = "FW_DST6")]
 static DST6: LpmTrie<Lpm6, u32> = LpmTrie::with_max_entries(MAX_PREFIXES, 0);
 #[map(name = "FW_COUNTERS")]
-static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(MAX_COUNTERS, 0);
+static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(POLICY_COUNTER_SLOTS, 0);
 #[map(name = "FW_TALKERS")]
 static TALKERS: PerCpuArray<Talker> = PerCpuArray::with_max_entries(TALKER_SLOTS, 0);
 #[map(name = "FW_REASONS")]
@@ -255,8 +255,8 @@ fn decide(
     let mut walk = Walk {
         offs: [0; FIELD_COUNT],
         fields: 0,
-        pool_base: generation * POOL_WORDS_PER_GENERATION,
-        entry_base: generation * ENTRIES_PER_GENERATION + header.entry_base,
+        pool_base: header.pool_base,
+        entry_base: header.entry_base,
         entry_count: header.entry_count,
         start: 0,
         phase: PHASE_GROUP,
@@ -268,7 +268,7 @@ fn decide(
         action: NOT_FOUND,
         position: 0,
     };
-    guard::set_subject(pkt, header.flags & TABLE_USES_GUARDS != 0);
+    guard::set_subject(pkt, generation, header.flags & TABLE_USES_GUARDS != 0);
     if header.entry_count > 0 {
         // Packed: a BPF call takes five arguments at most.
         let keys = (oif as u64) << 32 | ((class & 3) as u64) << 16 | tag(generation, table) as u64;
@@ -511,8 +511,7 @@ extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
         return 1;
     }
     if entry.guard != NO_GUARD {
-        let generation = (walk.pool_base != 0) as u32;
-        let outcome = guard::fw_guard_check(generation, entry.guard);
+        let outcome = guard::fw_guard_check(entry.guard);
         if outcome == guard::HOTDROP {
             walk.action = ACTION_HOTDROP;
             walk.position = entry.position;
@@ -662,14 +661,12 @@ fn bitmaps(
     }
     if fields & FIELD_PROTO != 0 {
         // The conntrack class rides in the protocol's key (see firewall-common).
-        let at = PROTO
-            .get(tg * PROTO_KEYS + (class & 3) * 256 + (pkt.proto & 0xff))
-            .ok_or(Broken)?;
-        search.push(*at);
+        let key = (class & 3) * 256 + (pkt.proto & 0xff);
+        search.push(offset(&PROTO, tg, PROTO_KEYS, key)?);
     }
     if fields & FIELD_SPORT != 0 {
         let at = if pkt.has_ports {
-            *SPORT.get(tg * PORT_KEYS + pkt.sport as u32).ok_or(Broken)?
+            offset(&SPORT, tg, PORT_KEYS, pkt.sport as u32)?
         } else {
             header.no_sport
         };
@@ -677,7 +674,7 @@ fn bitmaps(
     }
     if fields & FIELD_DPORT != 0 {
         let at = if pkt.has_ports {
-            *DPORT.get(tg * PORT_KEYS + pkt.dport as u32).ok_or(Broken)?
+            offset(&DPORT, tg, PORT_KEYS, pkt.dport as u32)?
         } else {
             header.no_dport
         };
@@ -685,7 +682,7 @@ fn bitmaps(
     }
     if fields & FIELD_ICMP != 0 {
         let at = if pkt.has_icmp {
-            *ICMP.get(tg * ICMP_KEYS + pkt.icmp as u32).ok_or(Broken)?
+            offset(&ICMP, tg, ICMP_KEYS, pkt.icmp as u32)?
         } else {
             header.no_icmp
         };
@@ -693,9 +690,7 @@ fn bitmaps(
     }
     if fields & FIELD_TCP_FLAGS != 0 {
         let at = if pkt.has_tcp {
-            *TCP_FLAGS
-                .get(tg * TCP_FLAG_KEYS + pkt.tcp_flags as u32)
-                .ok_or(Broken)?
+            offset(&TCP_FLAGS, tg, TCP_FLAG_KEYS, pkt.tcp_flags as u32)?
         } else {
             header.no_tcp
         };
@@ -718,6 +713,13 @@ fn bitmaps(
     }
     search.fields = padded;
     Ok(())
+}
+
+/// The bitmap offset of `key` in a value-indexed field array.
+#[inline(always)]
+fn offset(map: &Array<u64>, tg: u32, keys: u32, key: u32) -> Result<u32, Broken> {
+    let (i, shift) = field_slot(tg, keys, key);
+    Ok((*map.get(i).ok_or(Broken)? >> shift) as u32)
 }
 
 /// The bitmap of the longest prefix containing `addr`; the trie always holds /0.

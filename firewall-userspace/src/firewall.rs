@@ -7,17 +7,19 @@ use std::ffi::CString;
 use anyhow::{bail, Context, Result};
 use aya::programs::{SchedClassifier, Xdp};
 use aya_obj::programs::XdpAttachType;
-use firewall_common::{policy_counter, Config, Counter, CONFIG_LOG_VERDICTS};
+use firewall_common::{policy_counter, Config, Counter, CONFIG_LOG_VERDICTS, POLICY_COUNTER_SLOTS};
 
 use crate::{
     cli::list::ChainCounters,
-    compile::{compile, Interface},
+    compile::{compile, Image, Interface},
     dataplane::{
         attach::{self, Hook, XdpMode},
+        capacity::Capacity,
         install::{remove_pins, PROGRAM_NAME},
         namespace::Namespace,
         Dataplane,
     },
+    fault_point,
     netfilter::{self, Marks, NftCounters},
     rules::{
         edit::{EditError, Editor},
@@ -58,6 +60,7 @@ impl Firewall {
                 fw.ns.pin_dir.display()
             );
         }
+        crate::dataplane::resize::repair(&fw.ns)?;
         Ok(fw)
     }
 
@@ -115,23 +118,42 @@ impl Firewall {
         if !self.force {
             self.refuse_lockout(&editor.ruleset)?;
         }
-        let mut dp = Dataplane::open_or_install(&self.ns)?;
-        for &slot in &editor.new_slots {
-            dp.maps.zero_counter(slot)?;
-        }
+        // Counter slots of both generations' rules must exist.
+        let slots_end = editor
+            .ruleset
+            .slots()
+            .chain(self.state.ruleset.slots())
+            .max()
+            .map_or(0, |s| s + 1);
+        let need = Capacity::needed(&image, slots_end);
+        let mut dp = Dataplane::open_or_install(&self.ns, need.sized())?;
+        let resize = self.resize_for(&dp, need)?;
         let marks = self.marks();
         let nat = netfilter::uses_nat(&editor.ruleset);
         let current = dp.maps.config()?.active;
         let baseline = &self.state.nft_baseline;
         // Netfilter's idle generation is staged before XDP flips, the default switched after:
         // see netfilter/mod.rs for why each packet then meets one whole ruleset.
-        let next = dp.maps.install(&image, |next| {
+        let stage = |next| {
             let counters = netfilter::counters(current)?.minus(baseline);
             let chains = netfilter::translate(&editor.ruleset, next, &counters)?;
             netfilter::stage(&chains, next, current, marks, nat)?;
             fault_point("staged");
             Ok(())
-        })?;
+        };
+        let next = match resize {
+            None => {
+                for &slot in &editor.new_slots {
+                    dp.maps.zero_counter(slot)?;
+                }
+                dp.maps.install(&image, stage)?
+            }
+            // New maps: the new rules' slots are zero there already.
+            Some((capacity, in_force)) => {
+                let slots = (0..POLICY_COUNTER_SLOTS).chain(self.state.ruleset.slots());
+                dp.resize(capacity, &in_force, &image, slots, stage)?
+            }
+        };
         fault_point("flipped");
         if let Err(e) = netfilter::switch(next, marks, nat) {
             // Back to the previous generation on the XDP side too: it is still intact.
@@ -154,6 +176,23 @@ impl Firewall {
             .ok()
             .and_then(|d| u64::try_from(d.as_millis()).ok());
         self.store.save(&self.state)
+    }
+
+    /// The map sizes to move to, with the ruleset in force compiled for the new maps, when
+    /// the maps in place cannot take a ruleset that needs `need` (or are far larger than
+    /// both generations need).
+    fn resize_for(&self, dp: &Dataplane, need: Capacity) -> Result<Option<(Capacity, Image)>> {
+        let have = dp.maps.capacity();
+        if have.fits(need) {
+            return Ok(None);
+        }
+        let in_force = compile(&self.state.ruleset, &self.interfaces())?;
+        let capacity = need.max(Capacity::needed(&in_force, 0)).sized();
+        if capacity == have {
+            return Ok(None);
+        }
+        log::info!("resizing the BPF maps from {have:?} to {capacity:?}");
+        Ok(Some((capacity, in_force)))
     }
 
     fn marks(&self) -> Marks {
@@ -258,9 +297,9 @@ impl Firewall {
             });
         };
         // XDP judges the filter table only.
-        let policy = match Chain::from_name(chain) {
-            Some(c) if table == Table::Filter => {
-                dp.maps.counter(policy_counter(family.index(), c.index()))?
+        let policy = match Chain::from_name(chain).and_then(Chain::xdp_index) {
+            Some(index) if table == Table::Filter => {
+                dp.maps.counter(policy_counter(family.index(), index))?
             }
             _ => Counter::default(),
         };
@@ -306,9 +345,9 @@ impl Firewall {
             baseline.rules.insert(slot, raw.rule(slot));
         }
         for chain in policies {
-            if table == Table::Filter {
+            if let (Table::Filter, Some(index)) = (table, chain.xdp_index()) {
                 dp.maps
-                    .zero_counter(policy_counter(family.index(), chain.index()))?;
+                    .zero_counter(policy_counter(family.index(), index))?;
             }
             baseline.policies.insert(
                 netfilter::policy_key(table, family, chain),
@@ -425,15 +464,6 @@ pub fn check(ruleset: &crate::rules::Ruleset) -> Result<()> {
     compile(ruleset, &[])?;
     netfilter::translate(ruleset, 0, &NftCounters::default())?;
     Ok(())
-}
-
-/// Test hook: `FWCTL_FAULT=staged` (or `flipped`) kills fwctl at that point of a commit,
-/// as a crash or `kill -9` would, so tests can show what stays in force.
-fn fault_point(name: &str) {
-    if std::env::var("FWCTL_FAULT").is_ok_and(|v| v == name) {
-        eprintln!("fwctl: FWCTL_FAULT={name}: aborting");
-        std::process::abort();
-    }
 }
 
 /// XDP first, then TC, the reverse of attaching, so no XDP-accepted packet goes unmarked.

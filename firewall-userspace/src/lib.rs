@@ -21,3 +21,13 @@ pub static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 /// loads them.
 pub static BENCH_PROGRAMS: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-xdp"));
+
+/// Test hook: `FWCTL_FAULT=staged` (or `flipped`, or `relinked` in a resize) kills fwctl at
+/// that point of a commit, as a crash or `kill -9` would, so tests can show what stays in
+/// force.
+pub(crate) fn fault_point(name: &str) {
+    if std::env::var("FWCTL_FAULT").is_ok_and(|v| v == name) {
+        eprintln!("fwctl: FWCTL_FAULT={name}: aborting");
+        std::process::abort();
+    }
+}

@@ -1,6 +1,8 @@
 //! The XDP program loaded straight from fwctl's embedded object (no pins, no attachment),
 //! fed crafted frames through BPF_PROG_TEST_RUN.
 
+use std::os::fd::AsFd;
+
 use anyhow::{Context, Result};
 use aya::{
     programs::{TestRun, TestRunOptions, TestRunResult, Xdp},
@@ -8,9 +10,10 @@ use aya::{
 };
 use firewall_common::{policy_counter, Counter, CHAIN_INPUT};
 use fwctl::{
-    compile::{compile, Interface},
+    compile::{compile, Image, Interface},
     dataplane::{
-        install::{load_object_with, CtLookup, PROGRAM_NAME},
+        capacity::Capacity,
+        install::{load_object_with, map_memlock, CtLookup, PROGRAM_NAME},
         maps::Maps,
     },
     rules::{edit::Editor, parse::parse_args, Family, Ruleset},
@@ -48,11 +51,22 @@ pub struct Harness {
     /// The namespace this thread runs test runs in: only loopback, forwarding off, so the
     /// program's routing decision (INPUT) does not depend on the machine's own network.
     _netns: netlab::Netns,
+    ct: CtLookup,
     ebpf: Ebpf,
     pub maps: Maps,
     pub ruleset: Ruleset,
     /// Interfaces the ruleset is compiled for, as after `fwctl attach`.
     pub interfaces: Vec<Interface>,
+}
+
+/// The program loaded with maps of `capacity`, unpinned.
+fn instance(ct: CtLookup, capacity: Capacity) -> Result<(Ebpf, Maps)> {
+    let mut ebpf = load_object_with(ct, capacity)?;
+    let maps = Maps::from_source(|name| {
+        ebpf.take_map(name)
+            .with_context(|| format!("object has no map {name}"))
+    })?;
+    Ok((ebpf, maps))
 }
 
 impl Harness {
@@ -65,13 +79,11 @@ impl Harness {
     pub fn load_with(ct: CtLookup) -> Result<Harness> {
         let netns = netlab::Netns::new("fwt-prog")?;
         netns.enter_on_this_thread()?;
-        let mut ebpf = load_object_with(ct)?;
-        let maps = Maps::from_source(|name| {
-            ebpf.take_map(name)
-                .with_context(|| format!("object has no map {name}"))
-        })?;
+        let capacity = Capacity::needed(&Image::default(), 0).sized();
+        let (ebpf, maps) = instance(ct, capacity)?;
         let mut h = Harness {
             _netns: netns,
+            ct,
             ebpf,
             maps,
             ruleset: Ruleset::default(),
@@ -90,6 +102,21 @@ impl Harness {
         Ok(h)
     }
 
+    /// Kernel memory of the maps the XDP program uses (`memlock` of each), in bytes.
+    pub fn map_memory(&self) -> Result<u64> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(PROGRAM_NAME)
+            .context("no XDP program")?
+            .try_into()?;
+        let mut total = 0;
+        for id in prog.info()?.map_ids()?.unwrap_or_default() {
+            let map = aya::maps::MapData::from_id(id)?;
+            total += map_memlock(map.fd().as_fd())?;
+        }
+        Ok(total)
+    }
+
     /// Replaces the ruleset with the one the fwctl command lines build (rule, policy and
     /// chain commands), through fwctl's own parser, editor and compiler, and zeroes every
     /// counter it uses.
@@ -105,9 +132,19 @@ impl Harness {
         self.install(editor.ruleset)
     }
 
-    /// Compiles and installs `ruleset`, zeroing every counter.
+    /// Compiles and installs `ruleset`, zeroing every counter. A ruleset the maps cannot
+    /// hold gets a new instance of the program with maps of the size fwctl would make
+    /// (keeping the configuration, not the other generation); maps never shrink here, as
+    /// reloading costs the verifier's time.
     pub fn install(&mut self, ruleset: Ruleset) -> Result<()> {
         let image = compile(&ruleset, &self.interfaces)?;
+        let slots_end = ruleset.slots().max().map_or(0, |s| s + 1);
+        let need = Capacity::needed(&image, slots_end);
+        if !self.maps.capacity().holds(need) {
+            let config = self.maps.config()?;
+            (self.ebpf, self.maps) = instance(self.ct, need.sized())?;
+            self.maps.set_config(config)?;
+        }
         for slot in ruleset.slots() {
             self.maps.zero_counter(slot)?;
         }

@@ -1202,3 +1202,116 @@ fn verdicts_reach_netfilter_in_the_mark() {
     assert_eq!(tcx_programs(&lab), 0, "down removes the tcx link");
     assert_eq!(lab.xdp_mode().unwrap(), None);
 }
+
+/// The maps grow with the ruleset and shrink back: a ruleset too large for them moves the
+/// interface to a new program instance, atomically, with the rules' counters; a change
+/// killed after the links moved is undone by the next fwctl run (every link back on the
+/// installed instance, whose ruleset the state records).
+#[test]
+fn maps_follow_the_ruleset_size() {
+    let lab = Lab::attached(&["-P INPUT DROP", "-A INPUT -p udp --dport 7900 -j ACCEPT"]).unwrap();
+    let memory = || {
+        let status = lab.host.fwctl_ok(&["status", "-v"]);
+        let mib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("BPF map memory: "))
+            .and_then(|l| l.strip_suffix(" MiB"))
+            .and_then(|v| v.parse::<f64>().ok());
+        mib.unwrap_or_else(|| panic!("no map memory in {status}"))
+    };
+    let scratch_left = || {
+        lab.host
+            .run(|| fwctl::dataplane::namespace::Namespace::current().map(|ns| ns.pin_dir))
+            .unwrap()
+            .map(|dir| fwctl::dataplane::install::scratch_dir(&dir).exists())
+            .unwrap()
+    };
+    let xdp = |port| udp_exchange(&lab, CLIENT_V4, HOST_V4, port, 3, 10);
+    // The XDP program on the interface, which must be the pinned one, and the tcx one.
+    let programs = || {
+        let link = lab.host.ip(&["-j", "-d", "link", "show", HOST_IF]).unwrap();
+        let link: serde_json::Value = serde_json::from_str(&link).unwrap();
+        let attached = link[0]["xdp"]["prog"]["id"].as_u64();
+        let status: serde_json::Value =
+            serde_json::from_str(&lab.host.fwctl_ok(&["status", "-o", "json"])).unwrap();
+        assert_eq!(attached, status["program_id"].as_u64(), "{link}");
+        let tc = lab
+            .host
+            .run(|| {
+                use aya::programs::{tc::TcAttachType, SchedClassifier};
+                SchedClassifier::query_tcx(HOST_IF, TcAttachType::Ingress)
+                    .map(|(_, p)| p.iter().map(|p| p.id()).collect::<Vec<_>>())
+            })
+            .unwrap()
+            .unwrap();
+        (attached.unwrap(), tc)
+    };
+    assert_eq!((xdp(7900), xdp(7901)), (3, 0));
+    let small = memory();
+    let (small_xdp, small_tc) = programs();
+
+    // 3,000 more rules: more entries than the smallest maps hold.
+    let mut text = String::from("*filter\n");
+    for i in 0..3000u32 {
+        let [_, _, a, b] = (0x0b00_0000 + i).to_be_bytes();
+        let port = 10_000 + i;
+        text += &format!("-A INPUT -s 11.0.{a}.{b}/32 -p tcp --dport {port} -j DROP\n");
+    }
+    text += "-A INPUT -p udp --dport 7901 -j ACCEPT\nCOMMIT\n";
+    let out = fwctl_stdin(&lab.host, &["restore", "--noflush"], &text);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let large = memory();
+    assert!(large > small, "{small} MiB, then {large} MiB");
+    assert!(!scratch_left());
+    assert_eq!(lab.xdp_mode().unwrap().as_deref(), Some("xdp"));
+    // Both links moved to the new instance's programs.
+    let (large_xdp, large_tc) = programs();
+    assert_ne!(large_xdp, small_xdp);
+    assert_eq!(large_tc.len(), 1);
+    assert_ne!(large_tc, small_tc);
+    // Judged by the new instance, the first rule's counter carried over.
+    assert_eq!((xdp(7900), xdp(7901), xdp(7902)), (3, 3, 0));
+    assert_eq!(lab.host.packets("INPUT", 1), 6);
+    assert_eq!(lab.host.packets("INPUT", 3002), 3);
+
+    // Flushed: the maps stay large while the generation behind holds the large ruleset.
+    lab.host.fwctl_ok(&["-F", "INPUT"]);
+    assert_eq!(xdp(7900), 0);
+    assert!(memory() >= large);
+
+    // The next change moves to small maps; killed once every link is on them.
+    let before = lab.host.fwctl_ok(&["-S"]);
+    let accept = [
+        "-A", "INPUT", "-p", "udp", "--dport", "7900", "-j", "ACCEPT",
+    ];
+    let out = lab
+        .host
+        .command(tests::fwctl_bin().to_str().unwrap())
+        .env("FWCTL_FAULT", "relinked")
+        .args(accept)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the fault did not fire");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FWCTL_FAULT=relinked"));
+    assert!(scratch_left());
+    // Meanwhile the new instance judges, with the whole new ruleset.
+    assert_eq!(xdp(7900), 3);
+    // The next run puts the links back on the instance the state describes.
+    assert_eq!(lab.host.fwctl_ok(&["-S"]), before);
+    assert!(!scratch_left());
+    assert_eq!(programs(), (large_xdp, large_tc));
+    assert_eq!(xdp(7900), 0);
+
+    lab.host.fwctl_ok(&accept);
+    assert_eq!(xdp(7900), 3);
+    assert_eq!(lab.host.packets("INPUT", 1), 3);
+    assert_eq!(tcx_programs(&lab), 1);
+    assert_eq!(lab.xdp_mode().unwrap().as_deref(), Some("xdp"));
+    let after = memory();
+    assert!(after < large, "{large} MiB, then {after} MiB");
+    assert!(!scratch_left());
+}

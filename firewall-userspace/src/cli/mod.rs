@@ -894,6 +894,11 @@ fn status(json: bool, verbose: bool) -> Result<()> {
             let memory = dp.map_memory()?;
             let total: u64 = memory.iter().map(|(_, b)| b).sum();
             println!("BPF map memory: {:.1} MiB", total as f64 / (1 << 20) as f64);
+            let c = dp.maps.capacity();
+            println!(
+                "  sized to the ruleset: {} pool words and {} entries per generation, {} counter slots",
+                c.pool_words, c.entries, c.counters
+            );
             for (name, bytes) in &memory {
                 println!("  {name:<15} {:.1} MiB", *bytes as f64 / (1 << 20) as f64);
             }

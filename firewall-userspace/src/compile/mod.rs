@@ -132,22 +132,20 @@ pub fn compile(ruleset: &Ruleset, interfaces: &[Interface]) -> Result<Image, Com
     let mut entry_base = 0u32;
     for family in Family::ALL {
         for chain in Chain::ALL {
-            let table = firewall_common::table_index(family.index(), chain.index());
+            // OUTPUT has no table: locally generated packets never pass XDP.
+            let Some(index) = chain.xdp_index() else {
+                continue;
+            };
+            let table = firewall_common::table_index(family.index(), index);
+            let slot = firewall_common::policy_counter(family.index(), index);
             let rules = ruleset.family(family);
             let policy = rules.chain(chain).policy;
-            // INPUT and FORWARD are enforced at XDP; OUTPUT stays empty (its policy is
-            // ACCEPT, which the editor does not let anyone change yet).
-            let flats = if chain != Chain::Output {
-                let slot = firewall_common::policy_counter(family.index(), chain.index());
-                let mut f = Flattener::new(rules, family, policy, slot);
-                for spec in nat::deferred(ruleset.table(Table::Nat, family), chain) {
-                    f.defer(&spec);
-                }
-                f.chain(&rules.chain(chain).rules, &Conds::default(), &[], None)?;
-                f.finish()?
-            } else {
-                Vec::new()
-            };
+            let mut f = Flattener::new(rules, family, policy, slot);
+            for spec in nat::deferred(ruleset.table(Table::Nat, family), chain) {
+                f.defer(&spec);
+            }
+            f.chain(&rules.chain(chain).rules, &Conds::default(), &[], None)?;
+            let flats = f.finish()?;
             if flats.len() > MAX_ENTRIES as usize {
                 return Err(CompileError::TooManyEntries {
                     family: family.tool(),
@@ -164,7 +162,7 @@ pub fn compile(ruleset: &Ruleset, interfaces: &[Interface]) -> Result<Image, Com
                 t.header.flags |= TABLE_USES_GUARDS;
             }
             t.header.policy = verdict(policy);
-            t.header.policy_slot = firewall_common::policy_counter(family.index(), chain.index());
+            t.header.policy_slot = slot;
             t.header.entry_base = entry_base;
             entry_base += t.entries.len() as u32;
             image.tables.push((table, t));

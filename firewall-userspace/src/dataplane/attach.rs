@@ -12,7 +12,9 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 const BPF_OBJ_PIN: libc::c_long = 6;
+const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_LINK_UPDATE: libc::c_long = 29;
 const BPF_XDP: u32 = 37;
 const BPF_TCX_INGRESS: u32 = 46;
 const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
@@ -127,6 +129,12 @@ pub fn attach_pinned(prog_fd: i32, ifindex: u32, hook: Hook, path: &Path) -> Res
     };
     // SAFETY: the kernel just returned this fd to us.
     let link = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // Dropping `link` closes our fd; the pin keeps the link, hence the attachment.
+    pin_link(&link, path)
+}
+
+/// Pins a link (another pin of the same link, if it has one already).
+fn pin_link(link: &OwnedFd, path: &Path) -> Result<()> {
     // bpf_attr obj_pin: pathname u64, bpf_fd u32, file_flags u32.
     let c_path = CString::new(path.as_os_str().as_encoded_bytes())?;
     let mut attr = [0u64; 16];
@@ -134,7 +142,52 @@ pub fn attach_pinned(prog_fd: i32, ifindex: u32, hook: Hook, path: &Path) -> Res
     attr[1] = link.as_raw_fd() as u32 as u64;
     bpf(BPF_OBJ_PIN, &mut attr)
         .with_context(|| format!("pinning the link at {}", path.display()))?;
-    // Dropping `link` closes our fd; the pin keeps the link, hence the attachment.
+    Ok(())
+}
+
+/// Which program a pinned link runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkKind {
+    Xdp,
+    Tcx,
+}
+
+/// The pinned links of a pin directory, by file name.
+pub fn pinned_links(pin_dir: &Path) -> Result<Vec<(String, LinkKind)>> {
+    let mut out = Vec::new();
+    for entry in
+        std::fs::read_dir(pin_dir).with_context(|| format!("reading {}", pin_dir.display()))?
+    {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.starts_with("link_") {
+            out.push((name, LinkKind::Xdp));
+        } else if name.starts_with("tclink_") {
+            out.push((name, LinkKind::Tcx));
+        }
+    }
+    Ok(out)
+}
+
+/// Points the pinned link at `path` to another program (BPF_LINK_UPDATE: one atomic swap
+/// on its hook, no moment without a program), and pins the link at `also` as well first,
+/// if given, so that it survives the removal of its first pin.
+pub fn relink(path: &Path, prog_fd: i32, also: Option<&Path>) -> Result<()> {
+    // bpf_attr obj_get: pathname u64, bpf_fd u32, file_flags u32.
+    let c_path = CString::new(path.as_os_str().as_encoded_bytes())?;
+    let mut attr = [0u64; 16];
+    attr[0] = c_path.as_ptr() as u64;
+    let fd = bpf(BPF_OBJ_GET, &mut attr)
+        .with_context(|| format!("opening the link pinned at {}", path.display()))?;
+    // SAFETY: the kernel just returned this fd to us.
+    let link = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    if let Some(also) = also {
+        pin_link(&link, also)?;
+    }
+    // bpf_attr link_update: link_fd u32, new_prog_fd u32, flags u32, old_prog_fd u32.
+    let mut attr = [0u64; 16];
+    attr[0] = (link.as_raw_fd() as u32 as u64) | ((prog_fd as u32 as u64) << 32);
+    bpf(BPF_LINK_UPDATE, &mut attr)
+        .with_context(|| format!("moving the link at {} to the new program", path.display()))?;
     Ok(())
 }
 

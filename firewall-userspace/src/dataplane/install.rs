@@ -8,9 +8,13 @@ use aya::{
     programs::{SchedClassifier, Xdp},
     Ebpf, EbpfLoader,
 };
-use firewall_common::{Config, CT_MODE_FAKE, CT_MODE_KERNEL, CT_MODE_OFF, DEFAULT_MARK_SHIFT};
+use firewall_common::{
+    Config, CT_MODE_FAKE, CT_MODE_KERNEL, CT_MODE_OFF, DEFAULT_MARK_SHIFT, GENERATIONS,
+    MAP_COUNTERS, MAP_ENTRIES, MAP_POOL,
+};
 
 use super::{
+    capacity::Capacity,
     kfunc::{conntrack_support, patch_kfunc_calls, Kfuncs},
     maps::Maps,
     maps::MAP_NAMES,
@@ -48,14 +52,15 @@ pub enum CtLookup {
     Fake,
 }
 
-/// Loads the embedded object, with conntrack lookups where the kernel offers them.
-pub fn load_object() -> Result<Ebpf> {
-    load_object_with(CtLookup::Auto)
+/// Loads the embedded object with maps of `capacity`, with conntrack lookups where the
+/// kernel offers them.
+pub fn load_object(capacity: Capacity) -> Result<Ebpf> {
+    load_object_with(CtLookup::Auto, capacity)
 }
 
-/// Loads the embedded object. Errors here are the "no BPF" errors an operator sees, so they
-/// say what is missing.
-pub fn load_object_with(ct: CtLookup) -> Result<Ebpf> {
+/// Loads the embedded object with maps of `capacity`. Errors here are the "no BPF" errors
+/// an operator sees, so they say what is missing.
+pub fn load_object_with(ct: CtLookup, capacity: Capacity) -> Result<Ebpf> {
     let (mode, status_offset, kfuncs) = match ct {
         CtLookup::Auto => {
             let support = std::fs::read("/sys/kernel/btf/vmlinux")
@@ -83,6 +88,9 @@ pub fn load_object_with(ct: CtLookup) -> Result<Ebpf> {
     let mut ebpf = EbpfLoader::new()
         .override_global("CT_MODE", &mode, true)
         .override_global("NF_CONN_STATUS", &status_offset, true)
+        .map_max_entries(MAP_POOL, GENERATIONS * capacity.pool_words)
+        .map_max_entries(MAP_ENTRIES, GENERATIONS * capacity.entries)
+        .map_max_entries(MAP_COUNTERS, capacity.counters)
         .load(elf)
         .context(
             "cannot load fwctl's BPF object: is BPF available here (root or CAP_BPF, a kernel with BTF)?",
@@ -116,13 +124,14 @@ impl Dataplane {
         }))
     }
 
-    /// Opens the namespace's firewall, loading and pinning it first if needed.
+    /// Opens the namespace's firewall, loading and pinning it first if needed, with maps of
+    /// `capacity`.
     ///
     /// A new install starts with empty rulesets and ACCEPT policies in generation 0, as
     /// iptables starts; nothing is attached yet, so no packet sees it before the caller
     /// writes the operator's ruleset. Pins are made in a scratch directory renamed into
     /// place, so a crash mid-install never leaves a half-pinned firewall to be opened.
-    pub fn open_or_install(ns: &Namespace) -> Result<Dataplane> {
+    pub fn open_or_install(ns: &Namespace, capacity: Capacity) -> Result<Dataplane> {
         if let Some(dp) = Dataplane::open(ns)? {
             return Ok(dp);
         }
@@ -130,38 +139,12 @@ impl Dataplane {
         let parent = ns.pin_dir.parent().context("pin directory has no parent")?;
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         let scratch = scratch_dir(&ns.pin_dir);
-        remove_pins(&scratch)?;
-        fs::create_dir(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
-
-        let mut ebpf = load_object()?;
-        for name in MAP_NAMES {
-            let map = ebpf
-                .map(name)
-                .with_context(|| format!("object has no map {name}"))?;
-            map.pin(scratch.join(name))
-                .with_context(|| format!("pinning map {name}"))?;
-        }
-        let mut maps = Maps::from_source(|name| {
-            ebpf.take_map(name)
-                .with_context(|| format!("object has no map {name}"))
-        })?;
+        let (_ebpf, mut maps) = load_and_pin(&scratch, capacity)?;
         maps.set_config(initial_config())?;
         maps.install(
             &crate::compile::compile(&crate::rules::Ruleset::default(), &[])?,
             |_| Ok(()),
         )?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROGRAM_NAME)
-            .context("object has no fw_ingress")?
-            .try_into()?;
-        prog.pin(scratch.join(PROGRAM_NAME))
-            .context("pinning the XDP program")?;
-        let tc: &mut SchedClassifier = ebpf
-            .program_mut(TC_PROGRAM_NAME)
-            .context("object has no fw_mark")?
-            .try_into()?;
-        tc.pin(scratch.join(TC_PROGRAM_NAME))
-            .context("pinning the TC program")?;
         fs::rename(&scratch, &ns.pin_dir)
             .with_context(|| format!("moving {} to {}", scratch.display(), ns.pin_dir.display()))?;
         Dataplane::open(ns)?.context("the firewall vanished right after it was installed")
@@ -170,7 +153,7 @@ impl Dataplane {
     /// Bytes of kernel memory the pinned maps hold (the kernel's `memlock` figure), per map,
     /// largest first.
     pub fn map_memory(&self) -> Result<Vec<(String, u64)>> {
-        use std::os::fd::{AsFd, AsRawFd};
+        use std::os::fd::AsFd;
         let mut out = Vec::new();
         for entry in fs::read_dir(&self.ns.pin_dir)? {
             let entry = entry?;
@@ -180,14 +163,7 @@ impl Dataplane {
             }
             let map = aya::maps::MapData::from_pin(entry.path())
                 .with_context(|| format!("opening pinned map {name}"))?;
-            let fd = map.fd().as_fd().as_raw_fd();
-            let info = fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))?;
-            let bytes = info
-                .lines()
-                .find_map(|l| l.strip_prefix("memlock:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            out.push((name, bytes));
+            out.push((name, map_memlock(map.fd().as_fd())?));
         }
         out.sort_by_key(|m| std::cmp::Reverse(m.1));
         Ok(out)
@@ -200,6 +176,49 @@ impl Dataplane {
     pub fn tc_program_path(&self) -> std::path::PathBuf {
         self.ns.pin_dir.join(TC_PROGRAM_NAME)
     }
+}
+
+/// Loads the programs with maps of `capacity` and pins them all in `dir`, made afresh.
+pub fn load_and_pin(dir: &Path, capacity: Capacity) -> Result<(Ebpf, Maps)> {
+    remove_pins(dir)?;
+    fs::create_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut ebpf = load_object(capacity)?;
+    for name in MAP_NAMES {
+        let map = ebpf
+            .map(name)
+            .with_context(|| format!("object has no map {name}"))?;
+        map.pin(dir.join(name))
+            .with_context(|| format!("pinning map {name}"))?;
+    }
+    let maps = Maps::from_source(|name| {
+        ebpf.take_map(name)
+            .with_context(|| format!("object has no map {name}"))
+    })?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(PROGRAM_NAME)
+        .context("object has no fw_ingress")?
+        .try_into()?;
+    prog.pin(dir.join(PROGRAM_NAME))
+        .context("pinning the XDP program")?;
+    let tc: &mut SchedClassifier = ebpf
+        .program_mut(TC_PROGRAM_NAME)
+        .context("object has no fw_mark")?
+        .try_into()?;
+    tc.pin(dir.join(TC_PROGRAM_NAME))
+        .context("pinning the TC program")?;
+    Ok((ebpf, maps))
+}
+
+/// Bytes of kernel memory a map holds: the kernel's `memlock` figure for its fd.
+pub fn map_memlock(fd: std::os::fd::BorrowedFd) -> Result<u64> {
+    use std::os::fd::AsRawFd;
+    let info = fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
+        .context("reading a map's fdinfo")?;
+    Ok(info
+        .lines()
+        .find_map(|l| l.strip_prefix("memlock:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0))
 }
 
 /// Removes a pin directory and everything in it: unpinning a link detaches it, unpinning the

@@ -3,7 +3,7 @@
 
 use std::{net::IpAddr, path::Path};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use aya::{
     maps::{
         lpm_trie::{Key, LpmTrie},
@@ -12,15 +12,14 @@ use aya::{
     util::nr_cpus,
 };
 use firewall_common::{
-    tag, Config, Counter, IfaceKey, Lpm4, Lpm6, TableHeader, Talker, ENTRIES_PER_GENERATION,
-    GENERATIONS, ICMP_KEYS, LPM_TAG_BITS, MAP_BUCKETS, MAP_CONFIG, MAP_COUNTERS, MAP_DPORT,
-    MAP_DST4, MAP_DST6, MAP_ENTRIES, MAP_GUARDS, MAP_HASHLIMIT, MAP_ICMP, MAP_IFACE, MAP_POOL,
-    MAP_PROTO, MAP_REASONS, MAP_SPORT, MAP_SRC4, MAP_SRC6, MAP_TABLES, MAP_TALKERS, MAP_TCP_FLAGS,
-    POOL_WORDS_PER_GENERATION, PORT_KEYS, PROTO_KEYS, REASON_NAMES, TABLES, TALKER_SLOTS,
-    TCP_FLAG_KEYS,
+    field_slot, tag, Config, Counter, IfaceKey, Lpm4, Lpm6, TableHeader, Talker, GENERATIONS,
+    ICMP_KEYS, LPM_TAG_BITS, MAP_BUCKETS, MAP_CONFIG, MAP_COUNTERS, MAP_DPORT, MAP_DST4, MAP_DST6,
+    MAP_ENTRIES, MAP_GUARDS, MAP_HASHLIMIT, MAP_ICMP, MAP_IFACE, MAP_POOL, MAP_PROTO, MAP_REASONS,
+    MAP_SPORT, MAP_SRC4, MAP_SRC6, MAP_TABLES, MAP_TALKERS, MAP_TCP_FLAGS, PORT_KEYS, PROTO_KEYS,
+    REASON_NAMES, REASON_SLOTS, TABLES, TALKER_SLOTS, TCP_FLAG_KEYS,
 };
 
-use super::{guards::GuardMaps, mmap::MmapArray};
+use super::{capacity::Capacity, guards::GuardMaps, mmap::MmapArray};
 use crate::{compile::Image, rules::Cidr};
 
 /// Every map fwctl pins (aya-log's ring buffer is not: the program keeps it alive).
@@ -171,6 +170,15 @@ impl Maps {
             .context("reading FW_TABLES")
     }
 
+    /// How many elements the maps sized to the ruleset hold.
+    pub fn capacity(&self) -> Capacity {
+        Capacity {
+            pool_words: (self.pool.entries() / GENERATIONS as usize) as u32,
+            entries: (self.entries.entries() / GENERATIONS as usize) as u32,
+            counters: self.counters.len(),
+        }
+    }
+
     /// Installs a whole generation: every table, bitmap and field value is written into
     /// the generation packets do not read, then one write of `active` switches every CPU to
     /// it. A packet sees the old ruleset or the new one, never a mix; if this fails before
@@ -185,15 +193,34 @@ impl Maps {
     ) -> Result<u32> {
         let config = self.config()?;
         let next = (config.active + 1) % GENERATIONS;
+        self.write_generation(next, image)?;
+        before_flip(next)?;
+        self.set_active(next)?;
+        self.guards.prune(image)?;
+        Ok(next)
+    }
+
+    /// Writes `image` as `generation`, which packets must not be reading.
+    pub fn write_generation(&mut self, generation: u32, image: &Image) -> Result<()> {
+        let capacity = self.capacity();
+        let need = Capacity::needed(image, 0);
+        if need.pool_words > capacity.pool_words || need.entries > capacity.entries {
+            bail!("the ruleset needs {need:?}, more than these maps hold ({capacity:?})");
+        }
+        let pool_base = generation * capacity.pool_words;
         self.pool
-            .write_all((next * POOL_WORDS_PER_GENERATION) as usize, &image.pool)
+            .write_all(pool_base as usize, &image.pool)
             .context("writing FW_POOL")?;
-        self.clear_keyed(next)?;
+        self.clear_keyed(generation)?;
         for (table, t) in &image.tables {
-            let tg = tag(next, *table);
-            let base = (next * ENTRIES_PER_GENERATION + t.header.entry_base) as usize;
+            let tg = tag(generation, *table);
+            let header = TableHeader {
+                entry_base: generation * capacity.entries + t.header.entry_base,
+                pool_base,
+                ..t.header
+            };
             self.entries
-                .write_all(base, &t.entries)
+                .write_all(header.entry_base as usize, &t.entries)
                 .context("writing FW_ENTRIES")?;
             let arrays: [(&mut MmapArray, &Option<Vec<u32>>, u32); 5] = [
                 (&mut self.proto, &t.proto, PROTO_KEYS),
@@ -204,7 +231,13 @@ impl Maps {
             ];
             for (map, values, keys) in arrays {
                 if let Some(values) = values {
-                    map.write_all((tg * keys) as usize, values)?;
+                    // Two offsets per element (see firewall_common::field_slot).
+                    let pairs: Vec<u64> = values
+                        .chunks(2)
+                        .map(|p| p[0] as u64 | (p.get(1).copied().unwrap_or(0) as u64) << 32)
+                        .collect();
+                    let (first, _) = field_slot(tg, keys, 0);
+                    map.write_all(first as usize, &pairs)?;
                 }
             }
             for &(in_ifindex, out_ifindex, at) in &t.iface {
@@ -221,14 +254,11 @@ impl Maps {
                 }
             }
             self.tables
-                .set(tg, t.header, 0)
+                .set(tg, header, 0)
                 .context("writing FW_TABLES")?;
         }
-        self.guards.write(next, image)?;
-        before_flip(next)?;
-        self.set_active(next)?;
-        self.guards.prune(image)?;
-        Ok(next)
+        self.guards.write(generation, image)?;
+        Ok(())
     }
 
     /// Removes the keyed entries (interfaces, prefixes) a generation was given last time.
@@ -312,10 +342,57 @@ impl Maps {
             .counters
             .get(&slot, 0)
             .with_context(|| format!("reading counter slot {slot}"))?;
-        Ok(values.iter().fold(Counter::default(), |sum, c| Counter {
-            packets: sum.packets + c.packets,
-            bytes: sum.bytes + c.bytes,
-        }))
+        Ok(sum(&values))
+    }
+
+    /// Carries counters over to another instance's maps (a resize): `slots` as they are now,
+    /// each CPU's value to the same CPU, and every reason code. Returns the sums copied, for
+    /// [`Maps::add_counters_since`].
+    pub fn copy_counters_to(
+        &self,
+        other: &mut Maps,
+        slots: impl IntoIterator<Item = u32>,
+    ) -> Result<Vec<(u32, Counter)>> {
+        let mut copied = Vec::new();
+        for slot in slots {
+            let values = self
+                .counters
+                .get(&slot, 0)
+                .with_context(|| format!("reading counter slot {slot}"))?;
+            copied.push((slot, sum(&values)));
+            other
+                .counters
+                .set(slot, values, 0)
+                .with_context(|| format!("writing counter slot {slot}"))?;
+        }
+        for code in 0..REASON_SLOTS {
+            let values = self.reasons.get(&code, 0).context("reading FW_REASONS")?;
+            other
+                .reasons
+                .set(code, values, 0)
+                .context("writing FW_REASONS")?;
+        }
+        Ok(copied)
+    }
+
+    /// Adds to `other` what this instance counted in `copied`'s slots since they were
+    /// copied (packets it judged until the links moved to `other`'s program).
+    pub fn add_counters_since(&self, other: &mut Maps, copied: &[(u32, Counter)]) -> Result<()> {
+        for &(slot, before) in copied {
+            let now = self.counter(slot)?;
+            if now == before {
+                continue;
+            }
+            let theirs = other.counter(slot)?;
+            other.set_counter(
+                slot,
+                Counter {
+                    packets: theirs.packets + now.packets.wrapping_sub(before.packets),
+                    bytes: theirs.bytes + now.bytes.wrapping_sub(before.bytes),
+                },
+            )?;
+        }
+        Ok(())
     }
 
     pub fn zero_counter(&mut self, slot: u32) -> Result<()> {
@@ -332,4 +409,11 @@ impl Maps {
             .set(slot, values, 0)
             .with_context(|| format!("writing counter slot {slot}"))
     }
+}
+
+fn sum(values: &PerCpuValues<Counter>) -> Counter {
+    values.iter().fold(Counter::default(), |sum, c| Counter {
+        packets: sum.packets.wrapping_add(c.packets),
+        bytes: sum.bytes.wrapping_add(c.bytes),
+    })
 }

@@ -51,6 +51,11 @@ impl MmapArray {
         })
     }
 
+    /// Elements of the array (its max_entries).
+    pub fn entries(&self) -> usize {
+        self.entries
+    }
+
     fn slot(&self, index: usize, size: usize) -> Result<*mut u8> {
         if index >= self.entries || size > self.stride {
             bail!("index {index} outside the map ({} entries)", self.entries);

@@ -3,11 +3,13 @@
 //! generation and flip to it, read counters.
 
 pub mod attach;
+pub mod capacity;
 pub mod guards;
 pub mod install;
 pub mod kfunc;
 pub mod maps;
 pub mod mmap;
 pub mod namespace;
+pub mod resize;
 
 pub use install::Dataplane;

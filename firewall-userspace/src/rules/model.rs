@@ -82,13 +82,13 @@ impl Chain {
             .find(|c| c.name() == name)
     }
 
-    /// The chain's index in firewall-common's tables (filter chains only: the XDP side
-    /// has no nat table).
-    pub fn index(self) -> u32 {
+    /// The chain's index in firewall-common's tables, for the chains XDP judges (INPUT and
+    /// FORWARD of the filter table; netfilter alone judges the others).
+    pub fn xdp_index(self) -> Option<u32> {
         match self {
-            Chain::Input => firewall_common::CHAIN_INPUT,
-            Chain::Forward => firewall_common::CHAIN_FORWARD,
-            Chain::Output | Chain::PreRouting | Chain::PostRouting => firewall_common::CHAIN_OUTPUT,
+            Chain::Input => Some(firewall_common::CHAIN_INPUT),
+            Chain::Forward => Some(firewall_common::CHAIN_FORWARD),
+            Chain::Output | Chain::PreRouting | Chain::PostRouting => None,
         }
     }
 }

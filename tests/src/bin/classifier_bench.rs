@@ -57,6 +57,10 @@ fn with_extra(n: usize) -> Result<Ruleset> {
     Ok(e.ruleset)
 }
 
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
 fn main() -> Result<()> {
     // The program as fwctl loads it: real conntrack lookups where the kernel has them.
     let mut h = Harness::load_with(fwctl::dataplane::install::CtLookup::Auto)?;
@@ -66,7 +70,7 @@ fn main() -> Result<()> {
     // Matches the last extra rule's port but not its source: every field lookup succeeds
     // and only the AND rules it out.
     let mut table = String::from(
-        "| extra rules | entries | compile + install | bitmap words | SSH (rule 2) ns/pkt | policy (no match) ns/pkt |\n|---:|---:|---:|---:|---:|---:|\n",
+        "| extra rules | entries | compile + install | bitmap words | map memory | SSH (rule 2) ns/pkt | policy (no match) ns/pkt |\n|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     // Floor: a program that only returns XDP_DROP, run the same way.
     let bare = {
@@ -90,13 +94,16 @@ fn main() -> Result<()> {
         )?;
         start.elapsed().as_nanos() as f64 / repeat as f64
     };
-    let row = format!("| bare XDP_DROP program (floor) | - | - | - | - | {bare:.1} |\n");
+    let row = format!("| bare XDP_DROP program (floor) | - | - | - | - | - | {bare:.1} |\n");
     print!("{row}");
     table.push_str(&row);
     // Baseline: no rule at all, so the program parses and applies the policy.
     h.install(Ruleset::default())?;
     let empty = h.time(&policy, LO_IFINDEX, repeat)?;
-    let row = format!("| empty ruleset (parse + policy) | 0 | - | 0 | - | {empty:.1} |\n");
+    let row = format!(
+        "| empty ruleset (parse + policy) | 0 | - | 0 | {} | - | {empty:.1} |\n",
+        mib(h.map_memory()?)
+    );
     print!("{row}");
     table.push_str(&row);
     for n in [0usize, 10, 100, 1_000, 10_000, 100_000] {
@@ -115,9 +122,10 @@ fn main() -> Result<()> {
         let hit = h.time(&hit_first, LO_IFINDEX, repeat)?;
         let miss = h.time(&policy, LO_IFINDEX, repeat)?;
         let row = format!(
-            "| {n} | {} | {:.1} ms | {words} | {hit:.1} | {miss:.1} |\n",
+            "| {n} | {} | {:.1} ms | {words} | {} | {hit:.1} | {miss:.1} |\n",
             n + 7,
-            (compiled + install).as_secs_f64() * 1e3
+            (compiled + install).as_secs_f64() * 1e3,
+            mib(h.map_memory()?)
         );
         print!("{row}");
         table.push_str(&row);
@@ -135,7 +143,7 @@ fn main() -> Result<()> {
     h.apply(&[stateful[0], stateful[1], stateful[3]])?;
     let no_ct = h.time(&policy, LO_IFINDEX, repeat)?;
     let row = format!(
-        "| classic stateful ruleset, SYN to a closed port: conntrack miss, NEW, policy at XDP | 4 | - | - | - | {ct_miss:.1} (without the state rule: {no_ct:.1}) |\n"
+        "| classic stateful ruleset, SYN to a closed port: conntrack miss, NEW, policy at XDP | 4 | - | - | - | - | {ct_miss:.1} (without the state rule: {no_ct:.1}) |\n"
     );
     print!("{row}");
     table.push_str(&row);
@@ -143,10 +151,11 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let verified = h.verified_instructions()?.unwrap_or(0);
     println!("verifier: {verified} instructions processed to load the program (limit 1,000,000)");
+    let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
     let mut doc = String::new();
     let _ = writeln!(
         doc,
-        "# XDP classifier cost vs rule count\n\nBPF_PROG_TEST_RUN, {repeat} runs per cell, 64-byte TCP SYN frames. The verifier processed {verified} instructions to accept the program (limit 1,000,000).\n"
+        "# XDP classifier cost vs rule count\n\nBPF_PROG_TEST_RUN, {repeat} runs per cell, 64-byte TCP SYN frames. Map memory: the kernel's memlock figure of every map the program uses, on {cpus} CPUs (the counters are per CPU), with the maps sized as fwctl sizes them for a ruleset installed from scratch. The verifier processed {verified} instructions to accept the program (limit 1,000,000).\n"
     );
     doc.push_str(&table);
     std::fs::write(dir.join("classifier.md"), doc)?;
