@@ -22,15 +22,16 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::info;
 use firewall_common::{
-    mark_mask, table_index, tag, xdp_meta, Config, Counter, Entry, IfaceKey, Lpm4, Lpm6,
-    TableHeader, Talker, ACTION_CONTINUE, BPF_F_MMAPABLE, CHAIN_FORWARD, CHAIN_INPUT,
+    mark_mask, table_index, tag, xdp_meta, Config, Counter, Entry, IfaceKey, Lpm4, Lpm6, SetKey4,
+    SetKey6, TableHeader, Talker, ACTION_CONTINUE, BPF_F_MMAPABLE, CHAIN_FORWARD, CHAIN_INPUT,
     CONFIG_LOG_VERDICTS, ENTRIES_PER_GENERATION, FAMILY_V4, FIELD_COUNT, FIELD_DPORT, FIELD_DST,
     FIELD_ICMP, FIELD_IFACE, FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GENERATIONS,
     GROUP_ENTRIES, ICMP_KEYS, LPM_TAG_BITS, MARK_BITS, MAX_COUNTERS, MAX_INTERFACES,
-    MAX_JUMP_DEPTH, MAX_PREFIXES, NO_COUNTER, POLICY_COUNTER_SLOTS, POOL_WORDS_PER_GENERATION,
-    PORT_KEYS, PROTO_KEYS, REASON_BROKEN_INSTALL, REASON_FRAGMENT, REASON_MALFORMED, REASON_NOT_IP,
-    REASON_SLOTS, TABLE_USES_CT, TAGS, TALKER_SAMPLE, TALKER_SLOTS, TCP_FLAG_KEYS, VERDICT_ACCEPT,
-    VERDICT_DEFER, XDP_META_LEN, XDP_META_MAGIC, XDP_META_MAGIC_MASK,
+    MAX_JUMP_DEPTH, MAX_PREFIXES, MAX_SET_MEMBERS, NO_COUNTER, POLICY_COUNTER_SLOTS,
+    POOL_WORDS_PER_GENERATION, PORT_KEYS, PROTO_KEYS, REASON_BROKEN_INSTALL, REASON_FRAGMENT,
+    REASON_MALFORMED, REASON_NOT_IP, REASON_SLOTS, TABLE_USES_CT, TAGS, TALKER_SAMPLE,
+    TALKER_SLOTS, TCP_FLAG_KEYS, VERDICT_ACCEPT, VERDICT_DEFER, XDP_META_LEN, XDP_META_MAGIC,
+    XDP_META_MAGIC_MASK,
 };
 use firewall_ebpf::{
     ct,
@@ -84,6 +85,10 @@ static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(MAX_COUNTE
 static TALKERS: PerCpuArray<Talker> = PerCpuArray::with_max_entries(TALKER_SLOTS, 0);
 #[map(name = "FW_REASONS")]
 static REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(REASON_SLOTS, 0);
+#[map(name = "FW_SET4")]
+pub static SET4: LpmTrie<SetKey4, u64> = LpmTrie::with_max_entries(MAX_SET_MEMBERS, 0);
+#[map(name = "FW_SET6")]
+pub static SET6: LpmTrie<SetKey6, u64> = LpmTrie::with_max_entries(MAX_SET_MEMBERS, 0);
 
 /// Counts a packet decided without a rule.
 #[inline(always)]

@@ -107,11 +107,18 @@ impl Firewall {
     /// Puts an edited ruleset in force: compile every table, write the idle generation,
     /// flip, then record it. An error before the flip leaves the old ruleset in force.
     pub fn commit(&mut self, editor: Editor) -> Result<()> {
+        // Rules may only name sets that exist, as iptables refuses them.
+        crate::sets::check(&editor.ruleset, &self.state.sets)?;
         // Compile first: the guard judges only a ruleset that can go in (one with matches
         // the compiler refuses never reaches it).
         let image = compile(&editor.ruleset, &self.interfaces())?;
         // Translating for netfilter can refuse a rule too: find out before anything moves.
-        netfilter::translate(&editor.ruleset, 0, &NftCounters::default())?;
+        netfilter::translate(
+            &editor.ruleset,
+            0,
+            &NftCounters::default(),
+            &self.state.sets,
+        )?;
         if !self.force {
             self.refuse_lockout(&editor.ruleset)?;
         }
@@ -123,12 +130,27 @@ impl Firewall {
         let nat = netfilter::uses_nat(&editor.ruleset);
         let current = dp.maps.config()?.active;
         let baseline = &self.state.nft_baseline;
+        let set_registry = &self.state.sets;
+        let mut retired_gone = false;
         // Netfilter's idle generation is staged before XDP flips, the default switched after:
         // see netfilter/mod.rs for why each packet then meets one whole ruleset.
         let next = dp.maps.install(&image, |next| {
             let counters = netfilter::counters(current)?.minus(baseline);
-            let chains = netfilter::translate(&editor.ruleset, next, &counters)?;
+            let chains = netfilter::translate(&editor.ruleset, next, &counters, set_registry)?;
             netfilter::stage(&chains, next, current, marks, nat)?;
+            // The idle generation's old rules were the last to name replaced sets.
+            let retired: Vec<&str> = set_registry
+                .nft_retired
+                .iter()
+                .filter_map(|id| set_registry.storages.get(id))
+                .map(|s| s.nft_name.as_str())
+                .collect();
+            match netfilter::sets::destroy(&retired) {
+                Ok(()) => retired_gone = true,
+                Err(e) => log::warn!(
+                    "replaced sets stay in table inet fwctl until the next change: {e:#}"
+                ),
+            }
             fault_point("staged");
             Ok(())
         })?;
@@ -148,6 +170,11 @@ impl Firewall {
             })?;
         }
         self.state.nft_baseline = NftCounters::default();
+        if retired_gone {
+            for id in std::mem::take(&mut self.state.sets.nft_retired) {
+                self.state.sets.storages.remove(&id);
+            }
+        }
         self.state.ruleset = editor.ruleset;
         self.state.last_apply_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -205,8 +232,14 @@ impl Firewall {
         Ok(())
     }
 
-    /// Recompiles the ruleset in force (after the set of attached interfaces changed).
-    fn recommit(&mut self) -> Result<()> {
+    /// Records the state as it is now.
+    pub fn save_state(&self) -> Result<()> {
+        self.store.save(&self.state)
+    }
+
+    /// Recompiles the ruleset in force (after the set of attached interfaces changed, or a
+    /// set its rules use moved to another storage).
+    pub fn recommit(&mut self) -> Result<()> {
         self.commit(Editor::new(self.state.ruleset.clone()))
     }
 
@@ -421,9 +454,10 @@ impl Firewall {
 }
 
 /// Checks that a ruleset can go in, on both paths, without touching anything.
-pub fn check(ruleset: &crate::rules::Ruleset) -> Result<()> {
+pub fn check(ruleset: &crate::rules::Ruleset, sets: &crate::sets::model::Registry) -> Result<()> {
+    crate::sets::check(ruleset, sets)?;
     compile(ruleset, &[])?;
-    netfilter::translate(ruleset, 0, &NftCounters::default())?;
+    netfilter::translate(ruleset, 0, &NftCounters::default(), sets)?;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 
 pub mod list;
 mod log;
+mod set;
 
 use std::process::ExitCode;
 
@@ -95,6 +96,17 @@ enum Sub {
     ///
     /// Example: fwctl mark-bits 16    # use 0x00070000
     MarkBits { shift: u32 },
+    /// Sets, as ipset has them: create, add, del, test, list, save, restore, flush, destroy,
+    /// swap, with ipset's words. `fwctl set help` shows them all.
+    ///
+    /// Example: fwctl set create bl hash:net ; fwctl set add bl 10.0.0.0/8 ;
+    /// fwctl -A INPUT -m set --match-set bl src -j DROP ; fwctl set restore < blocklist.txt
+    #[command(after_help = set::HELP)]
+    Set {
+        /// The command and its words, as ipset takes them.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
     /// Write the ruleset in the iptables-save format.
     ///
     /// Example: fwctl save > /etc/fwctl/rules.v4 ; fwctl save -6 -c
@@ -434,6 +446,7 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
             Ok(())
         }
         Sub::Status { output, verbose } => status(output == Some(OutputFormat::Json), verbose),
+        Sub::Set { args } => set::run(&args),
         Sub::MarkBits { shift } => {
             Firewall::lock()?.set_mark_shift(shift)?;
             println!(
@@ -606,7 +619,7 @@ fn restore(
             status: e.status,
         })?;
     if test {
-        crate::firewall::check(&restored.editor.ruleset)?;
+        crate::firewall::check(&restored.editor.ruleset, &fw.state.sets)?;
         return Ok(());
     }
     let ruleset = restored.editor.ruleset.clone();
@@ -689,7 +702,7 @@ fn apply(
         );
     }
     if dry_run {
-        crate::firewall::check(&restored.editor.ruleset)?;
+        crate::firewall::check(&restored.editor.ruleset, &fw.state.sets)?;
         println!("{}: checked and compiled; nothing applied", file.display());
         return Ok(());
     }

@@ -227,6 +227,11 @@ impl<'a> Flattener<'a> {
             let mut resume_after = Vec::new();
             for alt in alternatives(&rule.spec) {
                 let conds = ctx.and(&alt);
+                if !rule.spec.sets.is_empty() {
+                    // Set membership is netfilter's to judge until XDP has set guards.
+                    self.push(conds, VERDICT_DEFER, NO_COUNTER, jumps, position);
+                    continue;
+                }
                 let Some(ct) = &rule.spec.ctstate else {
                     self.rule(
                         rule,

@@ -13,7 +13,7 @@ use firewall_common::{Config, CT_MODE_FAKE, CT_MODE_KERNEL, CT_MODE_OFF, DEFAULT
 use super::{
     kfunc::{conntrack_support, patch_kfunc_calls, Kfuncs},
     maps::Maps,
-    maps::MAP_NAMES,
+    maps::{MAP_NAMES, SET_MAP_NAMES},
     namespace::Namespace,
 };
 
@@ -134,7 +134,7 @@ impl Dataplane {
         fs::create_dir(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
 
         let mut ebpf = load_object()?;
-        for name in MAP_NAMES {
+        for name in MAP_NAMES.iter().chain(&SET_MAP_NAMES) {
             let map = ebpf
                 .map(name)
                 .with_context(|| format!("object has no map {name}"))?;

@@ -43,6 +43,9 @@ pub const MAP_NAMES: [&str; 17] = [
     MAP_TALKERS,
 ];
 
+/// The set tries, pinned beside the others; sets/xdp.rs opens them.
+pub const SET_MAP_NAMES: [&str; 2] = [firewall_common::MAP_SET4, firewall_common::MAP_SET6];
+
 /// LPM key data that starts with its table tag.
 trait Tagged: aya::Pod {
     fn tag(&self) -> u32;

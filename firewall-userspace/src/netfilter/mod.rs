@@ -14,6 +14,7 @@ mod batch;
 pub mod exprs;
 mod netlink;
 pub mod nflog;
+pub mod sets;
 pub mod translate;
 
 use std::collections::BTreeMap;
@@ -245,6 +246,7 @@ pub fn translate(
     ruleset: &Ruleset,
     generation: u32,
     counters: &NftCounters,
+    set_registry: &crate::sets::model::Registry,
 ) -> Result<Vec<ChainImage>, TranslateError> {
     let mut out = Vec::new();
     for table in Table::ALL {
@@ -271,6 +273,18 @@ pub fn translate(
                         let mut e = Vec::new();
                         for t in &alt {
                             exprs::test(t, family, &mut e);
+                        }
+                        for m in &rule.spec.sets {
+                            let (def, info) = set_registry
+                                .resolve(&m.value, family)
+                                .map_err(TranslateError::Set)?;
+                            let set = sets::NftSet {
+                                name: &info.nft_name,
+                                kind: def.kind,
+                                family: def.family,
+                                timeouts: info.timeouts,
+                            };
+                            exprs::set_lookup(&set, &m.value.dst, m.negated, &mut e);
                         }
                         // The preloaded counts go to the first alternative only.
                         e.push(exprs::counter(packets, bytes));

@@ -159,6 +159,8 @@ pub fn matches(spec: &RuleSpec, p: &PacketView) -> bool {
             p.ct_state
                 .is_some_and(|state| (state & c.value.states != 0) != c.negated)
         })
+        // The model has no set contents: here a packet is in no set.
+        && spec.sets.iter().all(|m| m.negated)
 }
 
 /// Runs a chain; `None` when the packet falls off its end or hits RETURN.
