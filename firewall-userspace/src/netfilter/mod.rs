@@ -11,6 +11,7 @@
 //! complete ruleset, and before the XDP flip that is the previous one on both paths.
 
 mod batch;
+mod dump;
 pub mod exprs;
 mod netlink;
 pub mod nflog;
@@ -567,29 +568,16 @@ pub fn counters(generation: u32) -> Result<NftCounters> {
     if !table_exists()? {
         return Ok(out);
     }
-    // Every family's rules of tables named fwctl; chain prefixes and comments pick ours.
-    let filter = Rule::default().with_table(TABLE);
-    let mut rules: Vec<Rule> = Vec::new();
-    rustables::query::list_objects_with_data(
-        libc::NFT_MSG_GETRULE as u16,
-        &|rule: Rule, acc: &mut Vec<Rule>| {
-            acc.push(rule);
-            Ok(())
-        },
-        Some(&filter),
-        &mut rules,
-    )
-    .map_err(|e| anyhow::anyhow!("{e:?}"))
-    .context("netlink: reading fwctl's nftables counters")?;
+    let rules = dump::rules(TABLE).context("netlink: reading fwctl's nftables counters")?;
     let prefix = generation.to_string();
     for rule in rules {
-        let Some(chain) = rule.get_chain().filter(|c| c.starts_with(&prefix)) else {
+        if !rule.chain.starts_with(&prefix) {
+            continue;
+        }
+        let Some(text) = parse_comment(&rule.userdata) else {
             continue;
         };
-        let Some(text) = rule.get_userdata().and_then(|u| parse_comment(u)) else {
-            continue;
-        };
-        let Some((packets, bytes)) = rule_counter(&rule) else {
+        let Some((packets, bytes)) = rule.counter else {
             continue;
         };
         let slot = if let Some(n) = text.strip_prefix(COMMENT_RULE) {
@@ -600,7 +588,7 @@ pub fn counters(generation: u32) -> Result<NftCounters> {
         } else if text == COMMENT_POLICY {
             // `0v4-INPUT` -> `v4-INPUT`.
             out.policies
-                .entry(chain[prefix.len()..].to_string())
+                .entry(rule.chain[prefix.len()..].to_string())
                 .or_default()
         } else {
             continue;
@@ -609,16 +597,4 @@ pub fn counters(generation: u32) -> Result<NftCounters> {
         slot.1 += bytes;
     }
     Ok(out)
-}
-
-fn rule_counter(rule: &Rule) -> Option<(u64, u64)> {
-    rule.get_expressions()?
-        .iter()
-        .find_map(|e| match e.get_data() {
-            Some(rustables::expr::ExpressionVariant::Counter(c)) => Some((
-                c.get_nb_packets().copied().unwrap_or(0),
-                c.get_nb_bytes().copied().unwrap_or(0),
-            )),
-            _ => None,
-        })
 }

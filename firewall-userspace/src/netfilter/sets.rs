@@ -39,6 +39,7 @@ const NFTA_SET_NAME: u16 = 2;
 const NFTA_SET_FLAGS: u16 = 3;
 const NFTA_SET_KEY_TYPE: u16 = 4;
 const NFTA_SET_KEY_LEN: u16 = 5;
+const NFTA_SET_ID: u16 = 10;
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
@@ -220,6 +221,8 @@ pub fn create(set: &NftSet, pieces: &[Piece], now: u64) -> Result<()> {
     attrs.extend(nla(NFTA_SET_FLAGS, &set.flags().to_be_bytes()));
     attrs.extend(nla(NFTA_SET_KEY_TYPE, &set.key_type().to_be_bytes()));
     attrs.extend(nla(NFTA_SET_KEY_LEN, &set.key_len().to_be_bytes()));
+    // The kernel requires an id for the set within the batch, though nothing here uses it.
+    attrs.extend(nla(NFTA_SET_ID, &1u32.to_be_bytes()));
     batch.add(NFT_MSG_NEWSET, NLM_F_CREATE, NFPROTO_INET, &attrs);
     set.element_messages(&mut batch, NFT_MSG_NEWSETELEM, pieces, now);
     send(batch, &format!("creating set {}", set.name))

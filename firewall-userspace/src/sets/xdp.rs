@@ -143,11 +143,13 @@ impl Tries {
                         );
                         batched = false;
                     }
-                    Err(e) => return Err(e).context(format!(
+                    Err(e) => {
+                        return Err(e).context(format!(
                         "writing set members into the XDP trie ({} of {} in this batch written)",
                         attr.count,
                         chunk.len()
-                    )),
+                    ))
+                    }
                 }
             }
             for (i, v) in vals.iter().enumerate() {
