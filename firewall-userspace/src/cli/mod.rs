@@ -174,8 +174,9 @@ enum Sub {
     },
     /// Keep the ruleset of a pending `fwctl apply --confirm`.
     Confirm,
-    /// What the systemd unit runs at boot: restore DIR/rules.v4 and rules.v6, then attach
-    /// to the interfaces DIR/fwctl.conf names (`attach eth0 [native|generic]` lines).
+    /// What the systemd unit runs at boot: restore DIR/sets (ipset save format), rules.v4
+    /// and rules.v6, then attach to the interfaces DIR/fwctl.conf names (`attach eth0
+    /// [native|generic]` lines).
     Boot {
         #[arg(long, default_value = crate::boot::CONFIG_DIR)]
         config_dir: std::path::PathBuf,

@@ -215,7 +215,7 @@ impl Editor {
         match command {
             Command::Append(chain, specs) => self.append(family, &chain, specs)?,
             Command::Insert(chain, n, specs) => self.insert(family, &chain, n, specs)?,
-            Command::Replace(chain, n, spec) => self.replace(family, &chain, n, spec)?,
+            Command::Replace(chain, n, spec) => self.replace(family, &chain, n, *spec)?,
             Command::DeleteNum(chain, n) => self.delete_number(family, &chain, n)?,
             Command::DeleteSpec(chain, specs) => self.delete_specs(family, &chain, &specs)?,
             Command::Policy(chain, verdict) => self.policy(family, chain, verdict)?,

@@ -54,7 +54,8 @@ pub enum Command {
     DeleteNum(String, usize),
     DeleteSpec(String, Vec<RuleSpec>),
     /// `-R CHAIN N rule`: one spec (iptables refuses address lists here).
-    Replace(String, usize, RuleSpec),
+    /// Boxed: a spec is large beside the other commands.
+    Replace(String, usize, Box<RuleSpec>),
     Check(String, Vec<RuleSpec>),
     Policy(Chain, Verdict),
     Flush(Option<String>),
@@ -657,7 +658,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     "-R takes one source and one destination address, not lists",
                 ));
             }
-            Command::Replace(needs_chain(chain)?, n, specs.remove(0))
+            Command::Replace(needs_chain(chain)?, n, Box::new(specs.remove(0)))
         }
         Verb::Delete => match extra {
             Some(n) if !spec.any => Command::DeleteNum(needs_chain(chain)?, parse_rule_number(n)?),
