@@ -381,6 +381,9 @@ pub const GUARD_NEGATE: u32 = 1 << 0;
 /// Sets: dimension 0 / 1 of the set's key is taken from the destination (else the source).
 pub const GUARD_SET_DIM0_DST: u32 = 1 << 1;
 pub const GUARD_SET_DIM1_DST: u32 = 1 << 2;
+/// Sets: the set's members have a protocol and port (`hash:ip,port`); the key's
+/// protocol/port word is the packet's (0 for a packet without ports), else 0.
+pub const GUARD_SET_PORTS: u32 = 1 << 3;
 /// Hashlimit modes: the fields a bucket's key is made of.
 pub const GUARD_HL_SRCIP: u32 = 1 << 4;
 pub const GUARD_HL_DSTIP: u32 = 1 << 5;

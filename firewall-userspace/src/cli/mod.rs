@@ -840,6 +840,7 @@ fn status(json: bool, verbose: bool) -> Result<()> {
             "netns_cookie": fw.ns.cookie,
             "netfilter_table": nft_table.then_some(format!("inet {}", crate::netfilter::TABLE)),
             "conntrack_rules": conntrack_rules,
+            "sets": fw.state.sets.sets.iter().map(|s| &s.name).collect::<Vec<_>>(),
             "program_id": program,
             "pin_dir": program.map(|_| fw.ns.pin_dir.display().to_string()),
             "generation": generation,
@@ -903,6 +904,7 @@ fn status(json: bool, verbose: bool) -> Result<()> {
         false => println!("netfilter: no table (nothing applied yet)"),
     }
     println!("conntrack: used by {conntrack_rules} rule(s) (state matches and NAT)");
+    println!("sets: {} (fwctl set list -t)", fw.state.sets.sets.len());
     if verbose {
         if let Some(dp) = &dp {
             let memory = dp.map_memory()?;
