@@ -134,6 +134,9 @@ pub const REASON_BROKEN_INSTALL: u32 = 2;
 /// A fragment, first or not, passed to netfilter: the kernel reassembles before INPUT (and
 /// conntrack before everything), so iptables judges the datagram, never a fragment alone.
 pub const REASON_FRAGMENT: u32 = 3;
+/// Dropped because a hashlimit table could not take the packet's key yet (`hotdrop`, as
+/// iptables does when a table is full): see `GUARD_HASHLIMIT`.
+pub const REASON_HASHLIMIT_FULL: u32 = 4;
 pub const REASON_SLOTS: u32 = 16;
 
 /// `FW_TALKERS`, per CPU: the sources of a sample of the packets XDP drops, one in
@@ -153,7 +156,13 @@ pub struct Talker {
 }
 const _: () = assert!(core::mem::size_of::<Talker>() == 20);
 /// Names of the reasons, by code, for listings and metrics.
-pub const REASON_NAMES: [&str; 4] = ["not_ip", "malformed", "broken_install", "fragment"];
+pub const REASON_NAMES: [&str; 5] = [
+    "not_ip",
+    "malformed",
+    "broken_install",
+    "fragment",
+    "hashlimit_full",
+];
 /// FW_IFACE entries: (in, out) interface pairs of both generations, so one generation may
 /// use half ([`IFACE_PAIRS_PER_GENERATION`]).
 pub const MAX_INTERFACES: u32 = 4096;
@@ -292,6 +301,8 @@ pub struct TableHeader {
 /// packet up in conntrack and uses its class in the protocol key (which the table then
 /// always uses).
 pub const TABLE_USES_CT: u32 = 1;
+/// Some entry has guards: the program records the packet for them before the walk.
+pub const TABLE_USES_GUARDS: u32 = 2;
 const _: () = assert!(core::mem::size_of::<TableHeader>() == 48);
 
 /// What a classifier bit does when it is the first match.
@@ -402,21 +413,31 @@ pub struct Guard {
     pub flags: u32,
     /// The next guard of the same entry (all must pass), or [`NO_GUARD`].
     pub next: u32,
-    /// Set storage id, or bucket slot/table id.
+    /// Set storage id; `FW_BUCKETS` key of the limit or of the hashlimit's newcomer meter,
+    /// which is also the hashlimit table's id.
     pub id: u32,
-    /// Limits: nanoseconds per token (the rate's inverse).
+    /// Hashlimit: nanoseconds per token of a key's bucket (the rate's inverse).
     pub interval_ns: u64,
-    /// Limits: tokens a bucket holds when full.
+    /// Hashlimit: tokens a key's bucket holds when full.
     pub burst: u32,
     /// Hashlimit: prefix lengths kept of source (low byte) and destination (next byte).
     pub masks: u32,
 }
 const _: () = assert!(core::mem::size_of::<Guard>() == 32);
 
-/// `FW_BUCKETS`: writer both (fwctl creates and removes, XDP updates), key a rule's bucket
-/// slot or a hashlimit table's newcomer bucket.
+/// `FW_BUCKETS`: writer both (fwctl creates and removes [`Meter`]s, XDP takes tokens), key
+/// [`limit_bucket`] or [`newcomer_bucket`] of a rule's counter slot, so a rule keeps its
+/// bucket across updates as it keeps its counters.
 pub const MAP_BUCKETS: &str = "FW_BUCKETS";
 pub const MAX_BUCKETS: u32 = 16_384;
+
+pub const fn limit_bucket(slot: u32) -> u32 {
+    slot << 1
+}
+
+pub const fn newcomer_bucket(slot: u32) -> u32 {
+    (slot << 1) | 1
+}
 /// `FW_HASHLIMIT`: writer XDP (LRU), reader fwctl (listing only).
 pub const MAP_HASHLIMIT: &str = "FW_HASHLIMIT";
 pub const MAX_HASHLIMIT_ENTRIES: u32 = 65_536;
@@ -430,6 +451,18 @@ pub struct Bucket {
     pub tat_ns: u64,
 }
 const _: () = assert!(core::mem::size_of::<Bucket>() == 8);
+
+/// Value of `FW_BUCKETS`: a bucket with its own rate (`-m limit`, or a hashlimit table's
+/// newcomer meter), so the rate lives where the bucket does.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq, Eq)]
+pub struct Meter {
+    pub tat_ns: u64,
+    pub interval_ns: u64,
+    pub burst: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<Meter>() == 24);
 
 /// Key of `FW_HASHLIMIT`: the table and the packet's fields its mode selects (masked; the
 /// others zero).
@@ -489,6 +522,7 @@ mod user {
     unsafe impl aya::Pod for super::Lpm6 {}
     unsafe impl aya::Pod for super::Guard {}
     unsafe impl aya::Pod for super::Bucket {}
+    unsafe impl aya::Pod for super::Meter {}
     unsafe impl aya::Pod for super::HashLimitKey {}
     unsafe impl aya::Pod for super::SetKey4 {}
     unsafe impl aya::Pod for super::SetKey6 {}

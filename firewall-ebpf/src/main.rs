@@ -27,16 +27,18 @@ use firewall_common::{
     CONFIG_LOG_VERDICTS, ENTRIES_PER_GENERATION, FAMILY_V4, FIELD_COUNT, FIELD_DPORT, FIELD_DST,
     FIELD_ICMP, FIELD_IFACE, FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GENERATIONS,
     GROUP_ENTRIES, ICMP_KEYS, LPM_TAG_BITS, MARK_BITS, MAX_COUNTERS, MAX_INTERFACES,
-    MAX_JUMP_DEPTH, MAX_PREFIXES, MAX_SET_MEMBERS, NO_COUNTER, POLICY_COUNTER_SLOTS,
+    MAX_JUMP_DEPTH, MAX_PREFIXES, MAX_RESTARTS, MAX_SET_MEMBERS, NO_COUNTER, NO_GUARD,
     POOL_WORDS_PER_GENERATION, PORT_KEYS, PROTO_KEYS, REASON_BROKEN_INSTALL, REASON_FRAGMENT,
-    REASON_MALFORMED, REASON_NOT_IP, REASON_SLOTS, TABLE_USES_CT, TAGS, TALKER_SAMPLE,
-    TALKER_SLOTS, TCP_FLAG_KEYS, VERDICT_ACCEPT, VERDICT_DEFER, XDP_META_LEN, XDP_META_MAGIC,
-    XDP_META_MAGIC_MASK,
+    REASON_HASHLIMIT_FULL, REASON_MALFORMED, REASON_NOT_IP, REASON_SLOTS, TABLE_USES_CT,
+    TABLE_USES_GUARDS, TAGS, TALKER_SAMPLE, TALKER_SLOTS, TCP_FLAG_KEYS, VERDICT_ACCEPT,
+    VERDICT_DEFER, VERDICT_DROP, XDP_META_LEN, XDP_META_MAGIC, XDP_META_MAGIC_MASK,
 };
 use firewall_ebpf::{
     ct,
     parse::{parse, Packet, Parsed},
 };
+
+mod guard;
 
 // Read-only globals the loader sets (EbpfLoader::override_global) before the verifier runs,
 // which then takes them for constants: the code of other conntrack modes is never walked,
@@ -154,7 +156,11 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
     } else {
         0
     };
-    let (verdict, position) = decide(ctx, &pkt, generation, table, oif, class, header)?;
+    let (mut verdict, position) = decide(ctx, &pkt, generation, table, oif, class, header)?;
+    if verdict == ACTION_HOTDROP {
+        reason(REASON_HASHLIMIT_FULL);
+        verdict = VERDICT_DROP;
+    }
     if config.flags & CONFIG_LOG_VERDICTS != 0 {
         log_verdict(ctx, &pkt, verdict, position);
     }
@@ -262,23 +268,15 @@ fn decide(
         groups: 0,
         group: 0,
         words: 0,
-        counted: [0; MAX_JUMP_DEPTH],
-        counted_depth: 0,
+        stops: 0,
         action: NOT_FOUND,
         position: 0,
-        add_packets: 1,
-        add_bytes: pkt.ip_len as u64,
     };
+    guard::set_subject(pkt, header.flags & TABLE_USES_GUARDS != 0);
     if header.entry_count > 0 {
-        bitmaps(
-            ctx,
-            pkt,
-            tag(generation, table),
-            oif,
-            class,
-            header,
-            &mut walk,
-        )?;
+        // Packed: a BPF call takes five arguments at most.
+        let keys = (oif as u64) << 32 | ((class & 3) as u64) << 16 | tag(generation, table) as u64;
+        bitmaps(ctx, pkt, keys, header, &mut walk)?;
         let mut groups = u64::MAX;
         for f in 0..FIELD_COUNT {
             if f as u32 >= walk.fields {
@@ -297,34 +295,17 @@ fn decide(
                 0,
             );
         }
-        if walk.action == VERDICT_DEFER && walk.start != 0 {
-            // Netfilter judges a deferred packet again from the top and counts every rule
-            // it meets, so XDP must count nothing; but a search that restarted already
-            // charged RETURNs and jumps. Walk the same way again from entry 0 taking each
-            // charge back (per-CPU slots: exact); it stops at the same DEFER entry. A mode
-            // flag inside the callback instead made the verifier tell states apart by it,
-            // several times the instructions; a second call site only doubles them.
-            walk.add_packets = u64::MAX;
-            walk.add_bytes = (pkt.ip_len as u64).wrapping_neg();
-            walk.start = 0;
-            walk.counted_depth = 0;
-            walk.groups = groups;
-            walk.phase = PHASE_GROUP;
-            // SAFETY: as above.
-            unsafe {
-                bpf_loop(
-                    WALK_STEPS,
-                    walk_step as *mut c_void,
-                    &mut walk as *mut Walk as *mut c_void,
-                    0,
-                );
-            }
-        }
+    }
+    // Netfilter judges a deferred packet again from the top and counts every rule it meets,
+    // so XDP counts nothing for it: the walk only recorded where it stopped, and the charges
+    // are made now, once the verdict is known.
+    if walk.action != VERDICT_DEFER && walk.stops > 0 {
+        charge_stops(walk.entry_base, walk.stops, pkt.ip_len);
     }
     if walk.action != NOT_FOUND {
         return Ok((walk.action, walk.position));
     }
-    count(header.policy_slot, pkt.ip_len);
+    count(header.policy_slot, pkt.ip_len as u64);
     Ok((header.policy, 0))
 }
 
@@ -417,15 +398,10 @@ struct Walk {
     groups: u64,
     group: u32,
     words: u64,
-    /// Jump rules whose counters already counted this packet (the context of a restart).
-    counted: [u32; MAX_JUMP_DEPTH],
-    counted_depth: u32,
+    /// Entries the walk stopped at so far, recorded in `FW_STOPS`.
+    stops: u32,
     action: u32,
     position: u32,
-    /// What a charge adds: 1 and the length, or their negatives while a deferred packet's
-    /// earlier charges are taken back.
-    add_packets: u64,
-    add_bytes: u64,
 }
 
 impl Walk {
@@ -538,63 +514,129 @@ extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
         walk.position = entry.position;
         return 1;
     }
-    // Counters are charged through a pointer whose null path ends the walk at once: a
-    // branch that rejoins would multiply the states the verifier must check.
-    macro_rules! charge {
-        ($slot:expr) => {
-            match COUNTERS.get_ptr_mut($slot) {
-                Some(c) => unsafe {
-                    (*c).packets = (*c).packets.wrapping_add(walk.add_packets);
-                    (*c).bytes = (*c).bytes.wrapping_add(walk.add_bytes);
-                },
-                None => return 1,
-            }
-        };
-    }
-    if entry.counter != NO_COUNTER {
-        charge!(entry.counter);
-    }
-    let depth = entry.depth;
-    let counted_depth = walk.counted_depth;
-    for i in 0..MAX_JUMP_DEPTH {
-        if i as u32 >= depth {
-            break;
+    if entry.guard != NO_GUARD {
+        let generation = (walk.pool_base != 0) as u32;
+        let outcome = guard::fw_guard_check(generation, entry.guard);
+        if outcome == guard::HOTDROP {
+            walk.action = ACTION_HOTDROP;
+            walk.position = entry.position;
+            return 1;
         }
-        // A jump that an earlier search of this packet already counted is not counted
-        // again; the sink slot takes the add instead, so there is no branch around it.
-        let seen = (i as u32) < counted_depth && walk.counted[i] == entry.jumps[i];
-        let slot = if seen { COUNTER_SINK } else { entry.jumps[i] };
-        charge!(slot);
+        if outcome != guard::PASS {
+            // The entry does not match after all: search on after it.
+            walk.start = found + 1;
+            walk.groups = walk.all_groups & !below(walk.start / GROUP_ENTRIES);
+            walk.phase = PHASE_GROUP;
+            return 0;
+        }
     }
+    // Recorded, not charged: the charges wait for the verdict (see `decide`).
+    let n = walk.stops;
+    match STOPS.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot, used by this program run alone.
+        Some(stops) => unsafe { (*stops)[(n % MAX_STOPS) as usize] = found },
+        None => return 1,
+    }
+    walk.stops = n + 1;
     if entry.action != ACTION_CONTINUE {
         walk.action = entry.action;
         walk.position = entry.position;
         return 1;
     }
-    // Resume after the RETURN or the inlined chain, in the context of the jump around it.
-    // Element by element: a whole-array copy becomes a byte-wise memcpy call.
-    walk.counted[0] = entry.jumps[0];
-    walk.counted[1] = entry.jumps[1];
-    walk.counted[2] = entry.jumps[2];
-    walk.counted[3] = entry.jumps[3];
-    walk.counted_depth = depth.saturating_sub(1);
+    // Resume after the RETURN or the inlined chain.
     walk.start = entry.next;
     walk.groups = walk.all_groups & !below(entry.next / GROUP_ENTRIES);
     walk.phase = PHASE_GROUP;
     0
 }
 
+/// Entries a walk may stop at: every restart, and the entry that decides.
+const MAX_STOPS: u32 = 64;
+const _: () = assert!(MAX_RESTARTS < MAX_STOPS);
+
+/// Where the walk stopped (entry indexes, in order), per CPU: too big for the stack.
+#[map(name = "FW_STOPS")]
+static STOPS: PerCpuArray<[u32; MAX_STOPS as usize]> = PerCpuArray::with_max_entries(1, 0);
+
+/// The charging pass over the walk's stops, as iptables counts: each entry's rule, and each
+/// enclosing jump rule once per packet (a restart inside the same jump does not count it
+/// again).
+struct Charges {
+    entry_base: u32,
+    bytes: u64,
+    /// Jump rules already counted, and how many of them still enclose the search.
+    counted: [u32; MAX_JUMP_DEPTH],
+    counted_depth: u32,
+}
+
+/// Not inlined, and its loop a bpf_loop: verified once, apart from the walk.
+#[inline(never)]
+fn charge_stops(entry_base: u32, stops: u32, ip_len: u32) {
+    let mut charges = Charges {
+        entry_base,
+        bytes: ip_len as u64,
+        counted: [0; MAX_JUMP_DEPTH],
+        counted_depth: 0,
+    };
+    // SAFETY: the callback only uses `charges` through the pointer, for this call.
+    unsafe {
+        bpf_loop(
+            stops.min(MAX_STOPS),
+            charge_step as *mut c_void,
+            &mut charges as *mut Charges as *mut c_void,
+            0,
+        );
+    }
+}
+
+extern "C" fn charge_step(index: u64, ctx: *mut c_void) -> i64 {
+    let charges = unsafe { &mut *(ctx as *mut Charges) };
+    let Some(stops) = STOPS.get(0) else {
+        return 1;
+    };
+    let found = stops[(index as u32 % MAX_STOPS) as usize];
+    let Some(entry) = ENTRIES.get(charges.entry_base + found) else {
+        return 1;
+    };
+    if entry.counter != NO_COUNTER {
+        count(entry.counter, charges.bytes);
+    }
+    let depth = entry.depth;
+    let counted_depth = charges.counted_depth;
+    for i in 0..MAX_JUMP_DEPTH {
+        if i as u32 >= depth {
+            break;
+        }
+        let seen = (i as u32) < counted_depth && charges.counted[i] == entry.jumps[i];
+        if !seen {
+            count(entry.jumps[i], charges.bytes);
+        }
+    }
+    // A restart goes on in the context of the jump around the RETURN or inlined chain.
+    // Element by element: a whole-array copy becomes a byte-wise memcpy call.
+    charges.counted[0] = entry.jumps[0];
+    charges.counted[1] = entry.jumps[1];
+    charges.counted[2] = entry.jumps[2];
+    charges.counted[3] = entry.jumps[3];
+    charges.counted_depth = depth.saturating_sub(1);
+    0
+}
+
 /// One bitmap offset per field the table uses, from the packet's values.
-#[inline(always)]
+/// Not inlined: its keys then live in a frame that is gone before the walk, whose own frame
+/// and the guards' must fit under the stack limit with the entry point's.
+#[inline(never)]
 fn bitmaps(
     ctx: &XdpContext,
     pkt: &Packet,
-    tg: u32,
-    oif: u32,
-    class: u32,
+    keys: u64,
     header: &TableHeader,
     search: &mut Walk,
 ) -> Result<(), Broken> {
+    // Unpacked from `keys`: the tag, the conntrack class, the output interface.
+    let tg = (keys & 0xffff) as u32;
+    let class = ((keys >> 16) & 3) as u32;
+    let oif = (keys >> 32) as u32;
     let fields = header.fields;
     search.fields = 0;
     if fields & FIELD_IFACE != 0 {
@@ -714,16 +756,15 @@ fn prefix(pkt: &Packet, addr: &[u32; 4], tg: u32, src: bool) -> Result<u32, Brok
 }
 
 const NOT_FOUND: u32 = u32::MAX;
-/// A counter slot nobody reads, for adds that must not count.
-const COUNTER_SINK: u32 = POLICY_COUNTER_SLOTS - 1;
-
+/// The walk's result when a hashlimit table turned the packet away (`guard::HOTDROP`).
+const ACTION_HOTDROP: u32 = u32::MAX - 1;
 #[inline(always)]
-fn count(slot: u32, bytes: u32) {
+fn count(slot: u32, bytes: u64) {
     if let Some(counter) = COUNTERS.get_ptr_mut(slot) {
         // Per-CPU slot: no other CPU writes it, so plain adds are exact.
         unsafe {
             (*counter).packets += 1;
-            (*counter).bytes += bytes as u64;
+            (*counter).bytes += bytes;
         }
     }
 }

@@ -11,7 +11,7 @@ use firewall_common::{policy_counter, Config, Counter, CONFIG_LOG_VERDICTS};
 
 use crate::{
     cli::list::ChainCounters,
-    compile::{compile, Interface},
+    compile::{compile_with_sets, Interface},
     dataplane::{
         attach::{self, Hook, XdpMode},
         install::{remove_pins, PROGRAM_NAME},
@@ -111,7 +111,7 @@ impl Firewall {
         crate::sets::check(&editor.ruleset, &self.state.sets)?;
         // Compile first: the guard judges only a ruleset that can go in (one with matches
         // the compiler refuses never reaches it).
-        let image = compile(&editor.ruleset, &self.interfaces())?;
+        let image = compile_with_sets(&editor.ruleset, &self.interfaces(), &self.state.sets)?;
         // Translating for netfilter can refuse a rule too: find out before anything moves.
         netfilter::translate(
             &editor.ruleset,
@@ -456,7 +456,7 @@ impl Firewall {
 /// Checks that a ruleset can go in, on both paths, without touching anything.
 pub fn check(ruleset: &crate::rules::Ruleset, sets: &crate::sets::model::Registry) -> Result<()> {
     crate::sets::check(ruleset, sets)?;
-    compile(ruleset, &[])?;
+    compile_with_sets(ruleset, &[], sets)?;
     netfilter::translate(ruleset, 0, &NftCounters::default(), sets)?;
     Ok(())
 }

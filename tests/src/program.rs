@@ -34,6 +34,16 @@ pub struct Judged {
     pub meta: Option<u32>,
 }
 
+impl Judged {
+    /// XDP_PASS (accepted), DEFER (passed for netfilter to judge), or the action.
+    pub fn verdict(&self) -> u32 {
+        match (self.action, self.meta) {
+            (XDP_PASS, Some(word)) if word & firewall_common::MARK_ACCEPTED == 0 => DEFER,
+            (action, _) => action,
+        }
+    }
+}
+
 pub struct Harness {
     /// The namespace this thread runs test runs in: only loopback, forwarding off, so the
     /// program's routing decision (INPUT) does not depend on the machine's own network.

@@ -1046,7 +1046,8 @@ fn frames_that_are_not_judged() {
             ("not_ip", 1),
             ("malformed", 2),
             ("broken_install", 0),
-            ("fragment", 1)
+            ("fragment", 1),
+            ("hashlimit_full", 0)
         ]
     );
     assert_eq!(h.counter(Family::V4, 0).unwrap().packets, 0);

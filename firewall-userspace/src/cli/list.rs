@@ -8,9 +8,9 @@ use firewall_common::Counter;
 use crate::rules::{
     icmp,
     parse::{ListOptions, TCP_FLAG_NAMES},
-    services, Cidr, CtState, Family, FamilyRules, MultiportKind, Neg, PortRange, Rule, RuleSpec,
-    Table, Target, CT_STATES, DEFAULT_LOG_LEVEL, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP,
-    IPPROTO_UDP, LOG_LEVELS,
+    ratelimit, services, Cidr, CtState, Family, FamilyRules, MultiportKind, Neg, PortRange, Rule,
+    RuleSpec, Table, Target, CT_STATES, DEFAULT_LOG_LEVEL, IPPROTO_ICMP, IPPROTO_ICMPV6,
+    IPPROTO_TCP, IPPROTO_UDP, LOG_LEVELS,
 };
 
 /// Gives a chain's counters by name.
@@ -409,6 +409,7 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
         let neg = if m.negated { " !" } else { "" };
         let _ = write!(out, "{neg} match-set {} {}", m.value.name, m.value.flags());
     }
+    out.push_str(&ratelimit::list_text(&spec.rate));
     if let Some(c) = &spec.comment {
         let _ = write!(out, " /* {c} */");
     }
@@ -693,6 +694,10 @@ pub fn rule_args(spec: &RuleSpec) -> String {
             "--match-set",
             format!("{} {}", m.value.name, m.value.flags()),
         ));
+    }
+    let rate = ratelimit::save_text(&spec.rate);
+    if !rate.is_empty() {
+        parts.push(rate.trim_start().to_string());
     }
     if let Some(c) = &spec.comment {
         parts.push(format!("-m comment --comment {}", save_string(c)));

@@ -12,14 +12,19 @@
 
 use firewall_common::{
     Entry, ACTION_CONTINUE, CT_CLASSES, CT_CLASS_ESTABLISHED, CT_CLASS_NEW, CT_CLASS_RELATED,
-    CT_CLASS_UNKNOWN, MAX_JUMP_DEPTH, MAX_RESTARTS, NO_COUNTER, VERDICT_ACCEPT, VERDICT_DEFER,
-    VERDICT_DROP,
+    CT_CLASS_UNKNOWN, MAX_GUARD_CHAIN, MAX_JUMP_DEPTH, MAX_RESTARTS, NO_COUNTER, VERDICT_ACCEPT,
+    VERDICT_DEFER, VERDICT_DROP,
 };
 
-use super::{verdict, CompileError};
+use crate::sets::model::Registry;
+
+use super::{
+    guards::{self, fits, GuardSpec, RuleGuards},
+    verdict, CompileError,
+};
 use crate::rules::{
-    port_set, Cidr, CtState, FamilyRules, IcmpType, MultiportKind, Neg, PortRange, Rule, RuleSpec,
-    Target, TcpFlags, Verdict, CT_ESTABLISHED, CT_NEW, CT_RELATED,
+    port_set, Cidr, CtState, Family, FamilyRules, IcmpType, MultiportKind, Neg, PortRange, Rule,
+    RuleSpec, Target, TcpFlags, Verdict, CT_ESTABLISHED, CT_NEW, CT_RELATED,
 };
 
 /// Bit `c` for conntrack class `c`.
@@ -71,6 +76,8 @@ pub struct Conds {
     pub tcp_flags: Vec<Neg<TcpFlags>>,
     /// Conntrack classes the entry is for; None for all of them.
     pub classes: Option<Classes>,
+    /// Checked at XDP once the fields match, in order (the jumps' first).
+    pub guards: Vec<GuardSpec>,
 }
 
 impl Conds {
@@ -100,6 +107,7 @@ impl Conds {
             dport: cat(&self.dport, &other.dport),
             icmp: cat(&self.icmp, &other.icmp),
             tcp_flags: cat(&self.tcp_flags, &other.tcp_flags),
+            guards: cat(&self.guards, &other.guards),
             classes: match (self.classes, other.classes) {
                 (Some(a), Some(b)) => Some(a & b),
                 (a, b) => a.or(b),
@@ -131,6 +139,7 @@ fn alternatives(spec: &RuleSpec) -> Vec<Conds> {
         icmp: opt(&spec.icmp),
         tcp_flags: opt(&spec.tcp_flags),
         classes: None,
+        guards: Vec::new(),
     };
     let Some(m) = &spec.multiport else {
         return vec![base];
@@ -168,6 +177,8 @@ pub struct Flat {
 
 pub struct Flattener<'a> {
     rules: &'a FamilyRules,
+    family: Family,
+    sets: &'a Registry,
     policy: Verdict,
     /// Counter slot of the built-in chain's policy.
     policy_slot: u32,
@@ -175,9 +186,17 @@ pub struct Flattener<'a> {
 }
 
 impl<'a> Flattener<'a> {
-    pub fn new(rules: &'a FamilyRules, policy: Verdict, policy_slot: u32) -> Flattener<'a> {
+    pub fn new(
+        rules: &'a FamilyRules,
+        family: Family,
+        sets: &'a Registry,
+        policy: Verdict,
+        policy_slot: u32,
+    ) -> Flattener<'a> {
         Flattener {
             rules,
+            family,
+            sets,
             policy,
             policy_slot,
             out: Vec::new(),
@@ -225,12 +244,21 @@ impl<'a> Flattener<'a> {
         for (i, rule) in rules.iter().enumerate() {
             let position = position.unwrap_or(i as u32 + 1);
             let mut resume_after = Vec::new();
+            let own = guards::of_rule(rule, self.family, self.sets);
             for alt in alternatives(&rule.spec) {
-                let conds = ctx.and(&alt);
-                if !rule.spec.sets.is_empty() {
-                    // Set membership is netfilter's to judge until XDP has set guards.
-                    self.push(conds, VERDICT_DEFER, NO_COUNTER, jumps, position);
-                    continue;
+                let mut conds = ctx.and(&alt);
+                match &own {
+                    RuleGuards::Check(g)
+                        if fits(&conds.guards)
+                            && conds.guards.len() + g.len() <= MAX_GUARD_CHAIN as usize =>
+                    {
+                        conds.guards.extend(g.iter().copied());
+                    }
+                    // Netfilter judges what XDP cannot check exactly once per packet.
+                    _ => {
+                        self.push(conds, VERDICT_DEFER, NO_COUNTER, jumps, position);
+                        continue;
+                    }
                 }
                 let Some(ct) = &rule.spec.ctstate else {
                     self.rule(

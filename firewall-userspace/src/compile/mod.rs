@@ -7,14 +7,17 @@
 
 pub mod fields;
 pub mod flatten;
+pub mod guards;
 pub mod nat;
 pub mod pool;
 
+use std::collections::BTreeMap;
+
 use firewall_common::{
-    Entry, TableHeader, ENTRIES_PER_GENERATION, FIELD_DPORT, FIELD_DST, FIELD_ICMP, FIELD_IFACE,
-    FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, IFACE_PAIRS_PER_GENERATION, MAX_ENTRIES,
-    POOL_WORDS_PER_GENERATION, PROTO_KEYS, TABLE_USES_CT, TCP_FLAG_KEYS, VERDICT_ACCEPT,
-    VERDICT_DROP,
+    Entry, Guard, Meter, TableHeader, ENTRIES_PER_GENERATION, FIELD_DPORT, FIELD_DST, FIELD_ICMP,
+    FIELD_IFACE, FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GUARDS_PER_GENERATION,
+    IFACE_PAIRS_PER_GENERATION, MAX_ENTRIES, NO_GUARD, POOL_WORDS_PER_GENERATION, PROTO_KEYS,
+    TABLE_USES_CT, TABLE_USES_GUARDS, TCP_FLAG_KEYS, VERDICT_ACCEPT, VERDICT_DROP,
 };
 
 use self::{
@@ -22,9 +25,13 @@ use self::{
         bits_where, icmp_ranges, iface_holds, per_interval, per_prefix, per_value, port_ranges,
     },
     flatten::{Conds, Flat, Flattener},
+    guards::GuardSpec,
     pool::{Bits, Pool},
 };
-use crate::rules::{Chain, Cidr, Family, Ruleset, Table, Verdict};
+use crate::{
+    rules::{Chain, Cidr, Family, Ruleset, Table, Verdict},
+    sets::model::Registry,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
@@ -41,6 +48,10 @@ pub enum CompileError {
         entries: usize,
         max: u32,
     },
+    #[error(
+        "the ruleset needs {0} limit and set checks at XDP, more than the {1} a generation holds"
+    )]
+    TooManyGuards(usize, u32),
     #[error("the ruleset needs {0} bitmap words, more than the {1} a generation holds")]
     PoolFull(usize, u32),
     #[error(
@@ -81,6 +92,34 @@ pub struct Image {
     /// (table index, image), one per family and built-in chain.
     pub tables: Vec<(u32, TableImage)>,
     pub pool: Vec<u64>,
+    /// The generation's `FW_GUARDS`, from index 1 (0 stands for none).
+    pub guards: Vec<Guard>,
+    /// The buckets the guards draw from, by `FW_BUCKETS` key.
+    pub meters: BTreeMap<u32, Meter>,
+}
+
+impl Image {
+    /// Stores an entry's guards as a chain; returns its first index, or NO_GUARD.
+    fn add_guards(&mut self, specs: &[GuardSpec]) -> u32 {
+        if specs.is_empty() {
+            return NO_GUARD;
+        }
+        if self.guards.is_empty() {
+            self.guards.push(Guard::default());
+        }
+        let first = self.guards.len() as u32;
+        for (i, spec) in specs.iter().enumerate() {
+            let last = i + 1 == specs.len();
+            self.guards.push(Guard {
+                next: if last { NO_GUARD } else { first + i as u32 + 1 },
+                ..spec.guard
+            });
+            if let Some((key, meter)) = spec.meter {
+                self.meters.insert(key, meter);
+            }
+        }
+        first
+    }
 }
 
 pub fn verdict(v: Verdict) -> u32 {
@@ -90,7 +129,17 @@ pub fn verdict(v: Verdict) -> u32 {
     }
 }
 
+/// Compiles without sets: rules that match on one are left to netfilter.
 pub fn compile(ruleset: &Ruleset, interfaces: &[Interface]) -> Result<Image, CompileError> {
+    compile_with_sets(ruleset, interfaces, &Registry::default())
+}
+
+/// Compiles with set matches checked at XDP against the storages `sets` has in force.
+pub fn compile_with_sets(
+    ruleset: &Ruleset,
+    interfaces: &[Interface],
+    sets: &Registry,
+) -> Result<Image, CompileError> {
     let mut pool = Pool::default();
     let mut image = Image::default();
     let mut entry_base = 0u32;
@@ -103,7 +152,7 @@ pub fn compile(ruleset: &Ruleset, interfaces: &[Interface]) -> Result<Image, Com
             // ACCEPT, which the editor does not let anyone change yet).
             let flats = if chain != Chain::Output {
                 let slot = firewall_common::policy_counter(family.index(), chain.index());
-                let mut f = Flattener::new(rules, policy, slot);
+                let mut f = Flattener::new(rules, family, sets, policy, slot);
                 for spec in nat::deferred(ruleset.table(Table::Nat, family), chain) {
                     f.defer(&spec);
                 }
@@ -121,6 +170,12 @@ pub fn compile(ruleset: &Ruleset, interfaces: &[Interface]) -> Result<Image, Com
                 });
             }
             let mut t = table_image(&flats, family, interfaces, &mut pool);
+            for (entry, flat) in t.entries.iter_mut().zip(&flats) {
+                entry.guard = image.add_guards(&flat.conds.guards);
+            }
+            if flats.iter().any(|f| !f.conds.guards.is_empty()) {
+                t.header.flags |= TABLE_USES_GUARDS;
+            }
             t.header.policy = verdict(policy);
             t.header.policy_slot = firewall_common::policy_counter(family.index(), chain.index());
             t.header.entry_base = entry_base;
@@ -135,6 +190,12 @@ pub fn compile(ruleset: &Ruleset, interfaces: &[Interface]) -> Result<Image, Com
             entries: entry_base as usize,
             max: ENTRIES_PER_GENERATION,
         });
+    }
+    if image.guards.len() > GUARDS_PER_GENERATION as usize {
+        return Err(CompileError::TooManyGuards(
+            image.guards.len() - 1,
+            GUARDS_PER_GENERATION - 1,
+        ));
     }
     if pool.words.len() > POOL_WORDS_PER_GENERATION as usize {
         return Err(CompileError::PoolFull(

@@ -13,17 +13,18 @@ use aya::{
 };
 use firewall_common::{
     tag, Config, Counter, IfaceKey, Lpm4, Lpm6, TableHeader, Talker, ENTRIES_PER_GENERATION,
-    GENERATIONS, ICMP_KEYS, LPM_TAG_BITS, MAP_CONFIG, MAP_COUNTERS, MAP_DPORT, MAP_DST4, MAP_DST6,
-    MAP_ENTRIES, MAP_ICMP, MAP_IFACE, MAP_POOL, MAP_PROTO, MAP_REASONS, MAP_SPORT, MAP_SRC4,
-    MAP_SRC6, MAP_TABLES, MAP_TALKERS, MAP_TCP_FLAGS, POOL_WORDS_PER_GENERATION, PORT_KEYS,
-    PROTO_KEYS, REASON_NAMES, TABLES, TALKER_SLOTS, TCP_FLAG_KEYS,
+    GENERATIONS, ICMP_KEYS, LPM_TAG_BITS, MAP_BUCKETS, MAP_CONFIG, MAP_COUNTERS, MAP_DPORT,
+    MAP_DST4, MAP_DST6, MAP_ENTRIES, MAP_GUARDS, MAP_HASHLIMIT, MAP_ICMP, MAP_IFACE, MAP_POOL,
+    MAP_PROTO, MAP_REASONS, MAP_SPORT, MAP_SRC4, MAP_SRC6, MAP_TABLES, MAP_TALKERS, MAP_TCP_FLAGS,
+    POOL_WORDS_PER_GENERATION, PORT_KEYS, PROTO_KEYS, REASON_NAMES, TABLES, TALKER_SLOTS,
+    TCP_FLAG_KEYS,
 };
 
-use super::mmap::MmapArray;
+use super::{guards::GuardMaps, mmap::MmapArray};
 use crate::{compile::Image, rules::Cidr};
 
 /// Every map fwctl pins (aya-log's ring buffer is not: the program keeps it alive).
-pub const MAP_NAMES: [&str; 17] = [
+pub const MAP_NAMES: [&str; 20] = [
     MAP_CONFIG,
     MAP_TABLES,
     MAP_ENTRIES,
@@ -41,6 +42,9 @@ pub const MAP_NAMES: [&str; 17] = [
     MAP_COUNTERS,
     MAP_REASONS,
     MAP_TALKERS,
+    MAP_GUARDS,
+    MAP_BUCKETS,
+    MAP_HASHLIMIT,
 ];
 
 /// The set tries, pinned beside the others; sets/xdp.rs opens them.
@@ -94,6 +98,7 @@ pub struct Maps {
     counters: PerCpuArray<MapData, Counter>,
     reasons: PerCpuArray<MapData, u64>,
     talkers: PerCpuArray<MapData, Talker>,
+    guards: GuardMaps,
 }
 
 fn data(map: Map, name: &str) -> Result<MapData> {
@@ -133,6 +138,7 @@ impl Maps {
             counters: PerCpuArray::try_from(take(MAP_COUNTERS)?).context(MAP_COUNTERS)?,
             reasons: PerCpuArray::try_from(take(MAP_REASONS)?).context(MAP_REASONS)?,
             talkers: PerCpuArray::try_from(take(MAP_TALKERS)?).context(MAP_TALKERS)?,
+            guards: GuardMaps::from_source(&mut take)?,
         })
     }
 
@@ -221,8 +227,10 @@ impl Maps {
                 .set(tg, t.header, 0)
                 .context("writing FW_TABLES")?;
         }
+        self.guards.write(next, image)?;
         before_flip(next)?;
         self.set_active(next)?;
+        self.guards.prune(image)?;
         Ok(next)
     }
 

@@ -3,6 +3,7 @@
 //! generation and flip to it, read counters.
 
 pub mod attach;
+pub mod guards;
 pub mod install;
 pub mod kfunc;
 pub mod maps;

@@ -6,6 +6,7 @@ pub mod eval;
 pub mod icmp;
 pub mod model;
 pub mod parse;
+pub mod ratelimit;
 pub mod restore;
 pub mod services;
 

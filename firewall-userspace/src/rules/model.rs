@@ -5,6 +5,8 @@ use std::{fmt, net::IpAddr};
 
 use serde::{Deserialize, Serialize};
 
+use super::ratelimit::RateMatches;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Family {
     V4,
@@ -532,6 +534,9 @@ pub struct RuleSpec {
     /// `-m set` matches, in the order given; all must hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sets: Vec<Neg<SetMatch>>,
+    /// `-m limit`, `-m hashlimit`, `-m connlimit`.
+    #[serde(default, skip_serializing_if = "RateMatches::is_empty")]
+    pub rate: RateMatches,
     pub comment: Option<String>,
     pub target: Target,
 }
@@ -552,6 +557,7 @@ impl RuleSpec {
             tcp_flags: None,
             ctstate: None,
             sets: Vec::new(),
+            rate: RateMatches::default(),
             comment: None,
             target,
         }

@@ -14,6 +14,7 @@ use super::{
         PortRange, RejectWith, RuleSpec, SetMatch, Table, Target, TcpFlags, Verdict, CT_STATES,
         DEFAULT_LOG_LEVEL,
     },
+    ratelimit::{self, RateMatches},
     services, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
 };
 
@@ -54,7 +55,6 @@ pub enum Command {
     DeleteNum(String, usize),
     DeleteSpec(String, Vec<RuleSpec>),
     /// `-R CHAIN N rule`: one spec (iptables refuses address lists here).
-    /// Boxed: a spec is large beside the other commands.
     Replace(String, usize, Box<RuleSpec>),
     Check(String, Vec<RuleSpec>),
     Policy(Chain, Verdict),
@@ -144,6 +144,8 @@ struct Modules {
     state: bool,
     /// `-m set` given and not yet used by a `--match-set` (each takes its own).
     set: usize,
+    /// limit, hashlimit, connlimit.
+    rate: [bool; 3],
 }
 
 /// What the match and target options said, before the command decides what it needs.
@@ -163,6 +165,7 @@ struct SpecBuilder {
     tcp_flags: Option<Neg<TcpFlags>>,
     ctstate: Option<Neg<CtState>>,
     sets: Vec<Neg<SetMatch>>,
+    rate: RateMatches,
     comment: Option<String>,
     target: Option<Target>,
     /// `--to-source`/`--to-destination`, parsed once the family is known.
@@ -383,6 +386,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     ("conntrack", _) => modules.conntrack = true,
                     ("state", _) => modules.state = true,
                     ("set", _) => modules.set += 1,
+                    ("limit", _) => modules.rate[0] = true,
+                    ("hashlimit", _) => modules.rate[1] = true,
+                    ("connlimit", _) => modules.rate[2] = true,
                     _ => {
                         return Err(bad(format!(
                             "Couldn't load match `{name}': not supported by this version of fwctl"
@@ -521,6 +527,24 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     "{opt} is not supported by this version of fwctl"
                 )))
             }
+            _ if ratelimit::module_of(opt).is_some() => {
+                let module = ratelimit::module_of(opt).unwrap_or_default();
+                let loaded = match module {
+                    "limit" => modules.rate[0],
+                    "hashlimit" => modules.rate[1],
+                    _ => modules.rate[2],
+                };
+                if !loaded {
+                    return Err(bad(format!(
+                        "unknown option \"{opt}\": it needs -m {module}"
+                    )));
+                }
+                ratelimit::take_option(&mut spec.rate, opt, neg, family == Family::V6, || {
+                    args.value(opt, inline).map_err(|e| e.message)
+                })
+                .map_err(bad)?;
+                spec.any = true;
+            }
             "--comment" => {
                 if !modules.comment {
                     return Err(bad("unknown option \"--comment\": it needs -m comment"));
@@ -606,6 +630,11 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
     }
     if negate {
         return Err(bad("`!' at the end of the command: negate what?"));
+    }
+    ratelimit::check(&spec.rate, modules.rate).map_err(bad)?;
+    if modules.rate[0] && spec.rate.limit.is_none() {
+        spec.rate.limit = Some(ratelimit::Limit::default_rate());
+        spec.any = true;
     }
 
     let (verb, chain, extra) = verb.ok_or_else(|| bad("no command specified"))?;
@@ -974,6 +1003,7 @@ impl SpecBuilder {
                     tcp_flags: self.tcp_flags.clone(),
                     ctstate: self.ctstate.clone(),
                     sets: self.sets.clone(),
+                    rate: self.rate.clone(),
                     comment: self.comment.clone(),
                     target: target.clone(),
                 });
