@@ -139,11 +139,7 @@ pub extern "C" fn fw_guard_check(generation: u32, first: u32) -> u32 {
 #[inline(always)]
 fn in_set(g: &Guard, s: &mut Subject, now: u64) -> bool {
     let f = g.flags;
-    let addr = if f & GUARD_SET_DIM0_DST != 0 {
-        s.dst
-    } else {
-        s.src
-    };
+    let dst = f & GUARD_SET_DIM0_DST != 0;
     let port_word = if f & GUARD_SET_PORTS != 0 {
         let port = if f & GUARD_SET_DIM1_DST != 0 {
             s.ports & 0xffff
@@ -154,36 +150,34 @@ fn in_set(g: &Guard, s: &mut Subject, now: u64) -> bool {
     } else {
         0
     };
-    let id = g.id.to_be_bytes();
-    let pp = port_word.to_be_bytes();
+    // The key is written word by word into the per-CPU subject: arrays built on the stack
+    // would take the program past its stack limit.
     let expiry = if s.family == FAMILY_V4 {
-        let k = &mut s.set4;
-        k.prefix_len = SET_KEY_FIXED_BITS + 32;
-        let a = addr[0].to_ne_bytes();
-        k.data.bytes = [
-            id[0], id[1], id[2], id[3], pp[0], pp[1], pp[2], pp[3], a[0], a[1], a[2], a[3],
-        ];
-        crate::SET4.get(&*k).copied()
+        s.set4.prefix_len = SET_KEY_FIXED_BITS + 32;
+        let words = s.set4.data.bytes.as_mut_ptr() as *mut u32;
+        let addr = if dst { s.dst[0] } else { s.src[0] };
+        // SAFETY: three u32 writes within the key's 12 bytes.
+        unsafe {
+            core::ptr::write_unaligned(words, g.id.to_be());
+            core::ptr::write_unaligned(words.add(1), port_word.to_be());
+            core::ptr::write_unaligned(words.add(2), addr);
+        }
+        crate::SET4.get(&s.set4).copied()
     } else {
-        let k = &mut s.set6;
-        k.prefix_len = SET_KEY_FIXED_BITS + 128;
-        let mut i = 0;
-        while i < 4 {
-            k.data.bytes[i] = id[i];
-            k.data.bytes[4 + i] = pp[i];
-            i += 1;
-        }
-        let mut w = 0;
-        while w < 4 {
-            let a = addr[w].to_ne_bytes();
-            let mut b = 0;
-            while b < 4 {
-                k.data.bytes[8 + 4 * w + b] = a[b];
-                b += 1;
+        s.set6.prefix_len = SET_KEY_FIXED_BITS + 128;
+        let words = s.set6.data.bytes.as_mut_ptr() as *mut u32;
+        // SAFETY: six u32 writes within the key's 24 bytes.
+        unsafe {
+            core::ptr::write_unaligned(words, g.id.to_be());
+            core::ptr::write_unaligned(words.add(1), port_word.to_be());
+            let mut w = 0;
+            while w < 4 {
+                let addr = if dst { s.dst[w] } else { s.src[w] };
+                core::ptr::write_unaligned(words.add(2 + w), addr);
+                w += 1;
             }
-            w += 1;
         }
-        crate::SET6.get(&*k).copied()
+        crate::SET6.get(&s.set6).copied()
     };
     match expiry {
         Some(e) => e == SET_NO_EXPIRY || e > now,

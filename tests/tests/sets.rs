@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use tests::{listed_counters, udp_between, udp_exchange, FwNs, Lab, CLIENT_V4, HOST_IF, HOST_V4};
+use tests::{
+    listed_counters, udp_between, udp_exchange, FwNs, Lab, CLIENT_V4, CLIENT_V6, HOST_IF, HOST_V4,
+    HOST_V6,
+};
 
 /// Datagrams from the client that reach the host's port.
 fn from_client(lab: &Lab, port: u16) -> usize {
@@ -21,6 +24,22 @@ fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("fwctl-sets-{}-{name}", std::process::id()));
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// Packets netfilter counted on rules that look a set up and drop (both generations).
+fn netfilter_set_drops(ns: &FwNs) -> u64 {
+    let out = netlab::output(ns.command("nft").args(["list", "table", "inet", "fwctl"])).unwrap();
+    out.lines()
+        .filter(|l| l.contains("@set") && l.contains(" drop "))
+        .map(|l| {
+            let after = l.split("counter packets ").nth(1).unwrap_or("0");
+            after
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
 }
 
 fn stderr(out: &std::process::Output) -> String {
@@ -41,6 +60,11 @@ fn a_blocklist_drops_listed_sources_at_xdp_and_on_loopback() {
     host.fwctl_ok(&["set", "add", "bl", "10.201.0.0/24"]);
     assert_eq!(from_client(&lab, 7100), 0, "the client's network is listed");
     assert_eq!(host.packets("INPUT", 1), 5);
+    assert_eq!(
+        netfilter_set_drops(host),
+        0,
+        "dropped at XDP, unseen by netfilter"
+    );
     // A member inside another: deleting it leaves the outer one in force.
     host.fwctl_ok(&["set", "add", "bl", "10.201.0.1"]);
     host.fwctl_ok(&["set", "del", "bl", "10.201.0.1"]);
@@ -54,6 +78,32 @@ fn a_blocklist_drops_listed_sources_at_xdp_and_on_loopback() {
     assert_eq!(on_lo(host, "127.0.0.2", 7101), 0);
     assert_eq!(on_lo(host, "127.0.0.1", 7101), 5);
     assert_eq!(host.packets("INPUT", 1), 15);
+    assert_eq!(netfilter_set_drops(host), 5, "loopback: netfilter's lookup");
+
+    // IPv6: its own trie, its own family of sets.
+    host.fwctl_ok(&["set", "create", "bl6", "hash:net", "family", "inet6"]);
+    host.apply(&["-6 -A INPUT -m set --match-set bl6 src -j DROP"]);
+    let v6 = |port| udp_exchange(&lab, CLIENT_V6, HOST_V6, port, 5, 50);
+    assert_eq!(v6(7102), 5);
+    host.fwctl_ok(&["set", "add", "bl6", "fd00:201::/64"]);
+    assert_eq!(v6(7102), 0);
+    let out = host.fwctl(&[
+        "-6",
+        "-A",
+        "INPUT",
+        "-m",
+        "set",
+        "--match-set",
+        "bl",
+        "src",
+        "-j",
+        "DROP",
+    ]);
+    assert!(
+        stderr(&out).contains("The protocol family of set bl is inet"),
+        "{}",
+        stderr(&out)
+    );
 
     let listed = host.fwctl_ok(&["-L", "INPUT", "-n"]);
     assert!(listed.contains("match-set bl src"), "{listed}");
