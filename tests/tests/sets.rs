@@ -259,6 +259,7 @@ fn restore_reads_ipset_save_and_a_bad_line_changes_nothing() {
         "{}",
         stderr(&out)
     );
+    assert_eq!(out.status.code(), Some(2), "iptables' exit status");
     let out = host.fwctl(&["set", "test", "bl", "10.99.1.1"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = host.fwctl(&["set", "test", "bl", CLIENT_V4]);

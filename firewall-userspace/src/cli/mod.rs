@@ -380,7 +380,17 @@ fn run_rule_command(inv: Invocation) -> Result<()> {
     let mut fw = Firewall::lock()?;
     let mut editor = Editor::new(fw.state.ruleset.clone());
     let Some(query) = editor.apply(table, family, command).map_err(edit_failed)? else {
-        return fw.commit(editor);
+        // iptables refuses a rule naming a missing or unfit set as a usage error.
+        return fw
+            .commit(editor)
+            .map_err(|e| match e.downcast::<crate::sets::SetRefError>() {
+                Ok(set) => Exit {
+                    message: set.to_string(),
+                    status: 2,
+                }
+                .into(),
+                Err(other) => other,
+            });
     };
     match query {
         Command::Check(chain, specs) => {

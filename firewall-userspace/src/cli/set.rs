@@ -125,7 +125,7 @@ fn test_member(words: &[&str]) -> Result<()> {
 
 /// Kernel memory of one member, measured (README, Sets): XDP trie nodes and the netfilter
 /// set's element, roughly.
-const BYTES_PER_MEMBER: u64 = 200;
+const BYTES_PER_MEMBER: u64 = 240;
 
 /// `list` (`save`: ipset's save format) of one set or all.
 fn list(words: &[&str], save: bool) -> Result<()> {
