@@ -275,3 +275,31 @@ fn restore_reads_ipset_save_and_a_bad_line_changes_nothing() {
         let _ = std::fs::remove_file(f);
     }
 }
+
+/// `fwctl boot` restores DIR/sets before the rules that name them, and again (a restart)
+/// without complaint.
+#[test]
+fn boot_restores_sets_before_rules() {
+    let lab = Lab::named("fws-boot").unwrap();
+    let dir = std::env::temp_dir().join(format!("fws-boot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("sets"),
+        "create bl hash:net family inet hashsize 1024 maxelem 65536\nadd bl 10.201.0.0/24\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("rules.v4"),
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m set --match-set bl src -j DROP\nCOMMIT\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("fwctl.conf"), format!("attach {HOST_IF}\n")).unwrap();
+    for _ in 0..2 {
+        let out = lab
+            .host
+            .fwctl_ok(&["boot", "--config-dir", dir.to_str().unwrap()]);
+        assert!(out.contains("sets"), "{out}");
+        assert_eq!(from_client(&lab, 7500), 0);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

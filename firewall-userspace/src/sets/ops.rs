@@ -58,7 +58,7 @@ fn live(members: Members, now: u64) -> Members {
         .collect()
 }
 
-/// Adds members; Ok(false) when `exist` made an add of a present member a no-op.
+/// Adds members; with `exist` a present member is no error (its timeout is renewed).
 fn add(
     members: &mut Members,
     def: &SetDef,
@@ -487,4 +487,86 @@ pub fn test(def: &SetDef, members: &Members, text: &str) -> Result<bool, String>
             })
         })
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{rules::Family, sets::model::SetKind};
+
+    fn def(kind: SetKind, timeout: Option<u32>) -> SetDef {
+        SetDef {
+            name: "s".into(),
+            kind,
+            family: Family::V4,
+            timeout,
+            maxelem: 2,
+            hashsize: 1024,
+            storage: 1,
+        }
+    }
+
+    #[test]
+    fn test_finds_addresses_inside_networks_and_exact_members() {
+        let d = def(SetKind::HashNet, None);
+        let mut m = Members::new();
+        add(
+            &mut m,
+            &d,
+            &parse_member("10.0.0.0/8", d.kind, d.family).unwrap(),
+            0,
+            false,
+        )
+        .unwrap();
+        assert_eq!(test(&d, &m, "10.1.2.3"), Ok(true));
+        assert_eq!(test(&d, &m, "10.0.0.0/8"), Ok(true));
+        assert_eq!(test(&d, &m, "10.0.0.0/16"), Ok(false));
+        assert_eq!(test(&d, &m, "11.0.0.1"), Ok(false));
+        let p = def(SetKind::HashIpPort, None);
+        let mut m = Members::new();
+        add(
+            &mut m,
+            &p,
+            &parse_member("1.2.3.4,udp:53", p.kind, p.family).unwrap(),
+            0,
+            false,
+        )
+        .unwrap();
+        assert_eq!(test(&p, &m, "1.2.3.4,udp:53"), Ok(true));
+        assert_eq!(test(&p, &m, "1.2.3.4,53"), Ok(false));
+    }
+
+    #[test]
+    fn adds_and_deletes_say_what_ipset_says() {
+        let d = def(SetKind::HashIp, None);
+        let one = parse_member("1.1.1.1", d.kind, d.family).unwrap();
+        let mut m = Members::new();
+        add(&mut m, &d, &one, 0, false).unwrap();
+        assert!(add(&mut m, &d, &one, 0, false)
+            .unwrap_err()
+            .contains("it's already added"));
+        add(&mut m, &d, &one, 0, true).unwrap();
+        let more = parse_member("1.1.1.2", d.kind, d.family).unwrap();
+        add(&mut m, &d, &more, 0, false).unwrap();
+        let full = parse_member("1.1.1.3", d.kind, d.family).unwrap();
+        assert!(add(&mut m, &d, &full, 0, false)
+            .unwrap_err()
+            .contains("Hash is full"));
+        del(&mut m, &one, false).unwrap();
+        assert!(del(&mut m, &one, false)
+            .unwrap_err()
+            .contains("it's not added"));
+        del(&mut m, &one, true).unwrap();
+    }
+
+    #[test]
+    fn timeouts_need_a_set_made_for_them() {
+        let now = 1_000_000_000;
+        assert!(expiry(&def(SetKind::HashIp, None), Some(5), now).is_err());
+        assert_eq!(expiry(&def(SetKind::HashIp, None), None, now), Ok(0));
+        let t = def(SetKind::HashIp, Some(10));
+        assert_eq!(expiry(&t, None, now), Ok(now + 10_000_000_000));
+        assert_eq!(expiry(&t, Some(2), now), Ok(now + 2_000_000_000));
+        assert_eq!(expiry(&t, Some(0), now), Ok(0));
+    }
 }
