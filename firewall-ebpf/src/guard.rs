@@ -10,19 +10,20 @@ use aya_ebpf::{
     maps::{lpm_trie::Key, Array, HashMap, LruHashMap, PerCpuArray},
 };
 use firewall_common::{
-    Bucket, Guard, HashLimitKey, Meter, SetKey4, SetKey6, FAMILY_V4, GENERATIONS,
-    GUARDS_PER_GENERATION, GUARD_HASHLIMIT, GUARD_HL_ABOVE, GUARD_HL_DSTIP, GUARD_HL_DSTPORT,
-    GUARD_HL_SRCIP, GUARD_HL_SRCPORT, GUARD_LIMIT, GUARD_NEGATE, GUARD_SET, GUARD_SET_DIM0_DST,
-    GUARD_SET_DIM1_DST, GUARD_SET_PORTS, MAX_BUCKETS, MAX_GUARD_CHAIN, MAX_HASHLIMIT_ENTRIES,
-    NO_GUARD, SET_KEY_FIXED_BITS, SET_NO_EXPIRY,
+    Bucket, Guard, HashLimitKey, Meter, SetKey4, SetKey6, BPF_F_NO_PREALLOC, FAMILY_V4,
+    GENERATIONS, GUARDS_PER_GENERATION, GUARD_HASHLIMIT, GUARD_HL_ABOVE, GUARD_HL_DSTIP,
+    GUARD_HL_DSTPORT, GUARD_HL_SRCIP, GUARD_HL_SRCPORT, GUARD_LIMIT, GUARD_NEGATE, GUARD_SET,
+    GUARD_SET_DIM0_DST, GUARD_SET_DIM1_DST, GUARD_SET_PORTS, MAX_BUCKETS, MAX_GUARD_CHAIN,
+    MAX_HASHLIMIT_ENTRIES, NO_GUARD, SET_KEY_FIXED_BITS, SET_NO_EXPIRY,
 };
 use firewall_ebpf::parse::Packet;
 
-// Names, sizes and writers/readers are documented in firewall-common.
+// Names, sizes and writers/readers are documented in firewall-common. The meters are
+// allocated as rules need them (fwctl creates them), so an idle table costs nothing.
 #[map(name = "FW_GUARDS")]
 static GUARDS: Array<Guard> = Array::with_max_entries(GENERATIONS * GUARDS_PER_GENERATION, 0);
 #[map(name = "FW_BUCKETS")]
-static BUCKETS: HashMap<u32, Meter> = HashMap::with_max_entries(MAX_BUCKETS, 0);
+static BUCKETS: HashMap<u32, Meter> = HashMap::with_max_entries(MAX_BUCKETS, BPF_F_NO_PREALLOC);
 #[map(name = "FW_HASHLIMIT")]
 static HASHLIMIT: LruHashMap<HashLimitKey, Bucket> =
     LruHashMap::with_max_entries(MAX_HASHLIMIT_ENTRIES, 0);

@@ -12,8 +12,8 @@
 
 use firewall_common::{
     Entry, ACTION_CONTINUE, CT_CLASSES, CT_CLASS_ESTABLISHED, CT_CLASS_NEW, CT_CLASS_RELATED,
-    CT_CLASS_UNKNOWN, MAX_GUARD_CHAIN, MAX_JUMP_DEPTH, MAX_RESTARTS, NO_COUNTER, VERDICT_ACCEPT,
-    VERDICT_DEFER, VERDICT_DROP,
+    CT_CLASS_UNKNOWN, MAX_JUMP_DEPTH, MAX_RESTARTS, NO_COUNTER, VERDICT_ACCEPT, VERDICT_DEFER,
+    VERDICT_DROP,
 };
 
 use crate::sets::model::Registry;
@@ -248,13 +248,11 @@ impl<'a> Flattener<'a> {
             for alt in alternatives(&rule.spec) {
                 let mut conds = ctx.and(&alt);
                 match &own {
-                    RuleGuards::Check(g)
-                        if fits(&conds.guards)
-                            && conds.guards.len() + g.len() <= MAX_GUARD_CHAIN as usize =>
-                    {
+                    RuleGuards::Check(g) if fits(conds.guards.len() + g.len()) => {
                         conds.guards.extend(g.iter().copied());
                     }
-                    // Netfilter judges what XDP cannot check exactly once per packet.
+                    // Netfilter judges what XDP cannot check exactly once per packet, and
+                    // entries with more guards than the program follows.
                     _ => {
                         self.push(conds, VERDICT_DEFER, NO_COUNTER, jumps, position);
                         continue;

@@ -144,7 +144,7 @@ pub fn of_rule(rule: &Rule, family: Family, sets: &Registry) -> RuleGuards {
     RuleGuards::Check(out)
 }
 
-/// Whether an entry with these guards can be checked at XDP.
-pub fn fits(guards: &[GuardSpec]) -> bool {
-    guards.len() <= MAX_GUARD_CHAIN as usize
+/// Whether an entry with this many guards can be checked at XDP.
+pub fn fits(guards: usize) -> bool {
+    guards <= MAX_GUARD_CHAIN as usize
 }

@@ -208,28 +208,217 @@ const NFTA_EXPR_NAME: u16 = 1;
 const NFTA_EXPR_DATA: u16 = 2;
 const NLA_F_NESTED: u16 = 1 << 15;
 
-/// An expression as the contents of its list element: name, then nested data.
-fn raw(name: &str, attrs: &[(u16, u32)]) -> RawExpression {
-    // Registers, types and families are big-endian 32-bit values in nftables.
-    let attrs: Vec<(u16, Vec<u8>)> = attrs
-        .iter()
-        .map(|(k, v)| (*k, v.to_be_bytes().to_vec()))
-        .collect();
-    raw_bytes(name, &attrs)
+/// An attribute of an expression written here.
+enum Attr<'a> {
+    U32(u16, u32),
+    U64(u16, u64),
+    Str(u16, &'a str),
+    /// Nested `NFTA_DATA_VALUE` bytes.
+    Value(u16, &'a [u8]),
+    /// A nested expression (its list element's contents).
+    Expr(u16, Vec<u8>),
 }
 
-/// As [`raw`], with attributes of any bytes.
-fn raw_bytes(name: &str, attrs: &[(u16, Vec<u8>)]) -> RawExpression {
+/// An expression as the contents of its list element: name, then nested data.
+fn element(name: &str, attrs: &[Attr]) -> Vec<u8> {
+    const NFTA_DATA_VALUE: u16 = 1;
     let mut text = name.as_bytes().to_vec();
     text.push(0);
     let mut elem = nla(NFTA_EXPR_NAME, &text);
-    let data: Vec<u8> = attrs.iter().flat_map(|(k, v)| nla(*k, v)).collect();
+    // Numbers are big-endian in nftables.
+    let data: Vec<u8> = attrs
+        .iter()
+        .flat_map(|a| match a {
+            Attr::U32(k, v) => nla(*k, &v.to_be_bytes()),
+            Attr::U64(k, v) => nla(*k, &v.to_be_bytes()),
+            Attr::Str(k, v) => {
+                let mut t = v.as_bytes().to_vec();
+                t.push(0);
+                nla(*k, &t)
+            }
+            Attr::Value(k, v) => nla(*k | NLA_F_NESTED, &nla(NFTA_DATA_VALUE, v)),
+            Attr::Expr(k, e) => nla(*k | NLA_F_NESTED, e),
+        })
+        .collect();
     elem.extend(nla(NFTA_EXPR_DATA | NLA_F_NESTED, &data));
+    elem
+}
+
+/// The placeholder that batch.rs swaps for `elem` before the batch leaves.
+fn placeholder(elem: &[u8]) -> RawExpression {
     let hex: String = elem.iter().map(|b| format!("{b:02x}")).collect();
     // Not Log::new: the hex is longer than a real prefix may be, and never sent as one.
     Log::default()
         .with_prefix(format!("{RAW_MARK}{hex}"))
         .into()
+}
+
+fn raw(name: &str, attrs: &[(u16, u32)]) -> RawExpression {
+    let attrs: Vec<Attr> = attrs.iter().map(|&(k, v)| Attr::U32(k, v)).collect();
+    placeholder(&element(name, &attrs))
+}
+
+/// The limit expression of a rate (`N/unit` from `rate_per_unit`) with its burst; `over`
+/// matches packets beyond the rate instead (`NFT_LIMIT_F_INV`).
+fn limit_element(per_unit: (u64, u64), burst: u32, over: bool) -> Vec<u8> {
+    const NFTA_LIMIT_RATE: u16 = 1;
+    const NFTA_LIMIT_UNIT: u16 = 2;
+    const NFTA_LIMIT_BURST: u16 = 3;
+    const NFTA_LIMIT_TYPE: u16 = 4;
+    const NFTA_LIMIT_FLAGS: u16 = 5;
+    const NFT_LIMIT_PKTS: u32 = 0;
+    let (rate, unit) = per_unit;
+    element(
+        "limit",
+        &[
+            Attr::U64(NFTA_LIMIT_RATE, rate),
+            Attr::U64(NFTA_LIMIT_UNIT, unit),
+            Attr::U32(NFTA_LIMIT_BURST, burst),
+            Attr::U32(NFTA_LIMIT_TYPE, NFT_LIMIT_PKTS),
+            Attr::U32(NFTA_LIMIT_FLAGS, over as u32),
+        ],
+    )
+}
+
+/// `limit rate N/unit burst B packets`: one bucket for the rule.
+pub fn limit(per_unit: (u64, u64), burst: u32, over: bool) -> RawExpression {
+    placeholder(&limit_element(per_unit, burst, over))
+}
+
+/// `NFT_REG32_00`: the first 32-bit register, where keys are assembled.
+const REG32_00: u32 = 8;
+
+/// nftables' data type numbers, for the key type of a set (what `nft list` shows).
+const TYPE_IPV4_ADDR: u32 = 7;
+const TYPE_IPV6_ADDR: u32 = 8;
+const TYPE_INET_SERVICE: u32 = 13;
+
+#[derive(Debug)]
+/// A key assembled from the packet in consecutive 32-bit registers, and the set type that
+/// holds it.
+pub struct Key {
+    /// Bytes, a multiple of 4.
+    pub len: u32,
+    /// nftables' (concatenated) data type.
+    pub kind: u32,
+}
+
+/// Loads the packet's fields (`(source?, prefix length)` addresses, then `source?` ports)
+/// into registers from REG32_00, masking addresses to their prefix; returns the key.
+pub fn load_key(
+    family: Family,
+    addrs: &[(bool, u8)],
+    ports: &[bool],
+    out: &mut Vec<RawExpression>,
+) -> Key {
+    const NFTA_PAYLOAD_DREG: u16 = 1;
+    const NFTA_PAYLOAD_BASE: u16 = 2;
+    const NFTA_PAYLOAD_OFFSET: u16 = 3;
+    const NFTA_PAYLOAD_LEN: u16 = 4;
+    const NFTA_BITWISE_SREG: u16 = 1;
+    const NFTA_BITWISE_DREG: u16 = 2;
+    const NFTA_BITWISE_LEN: u16 = 3;
+    const NFTA_BITWISE_MASK: u16 = 4;
+    const NFTA_BITWISE_XOR: u16 = 5;
+    let mut reg = REG32_00;
+    let mut kind = 0;
+    let mut push = |base: u32, offset: u32, len: u32, mask: Option<&[u8]>, t: u32| {
+        out.push(raw(
+            "payload",
+            &[
+                (NFTA_PAYLOAD_DREG, reg),
+                (NFTA_PAYLOAD_BASE, base),
+                (NFTA_PAYLOAD_OFFSET, offset),
+                (NFTA_PAYLOAD_LEN, len),
+            ],
+        ));
+        if let Some(mask) = mask {
+            let zero = vec![0; mask.len()];
+            out.push(placeholder(&element(
+                "bitwise",
+                &[
+                    Attr::U32(NFTA_BITWISE_SREG, reg),
+                    Attr::U32(NFTA_BITWISE_DREG, reg),
+                    Attr::U32(NFTA_BITWISE_LEN, len),
+                    Attr::Value(NFTA_BITWISE_MASK, mask),
+                    Attr::Value(NFTA_BITWISE_XOR, &zero),
+                ],
+            )));
+        }
+        reg += len.div_ceil(4);
+        // Concatenated types: 6 bits per component, first component highest.
+        kind = (kind << 6) | t;
+    };
+    for &(src, prefix) in addrs {
+        let (offset, len, t) = match (family, src) {
+            (Family::V4, true) => (12, 4, TYPE_IPV4_ADDR),
+            (Family::V4, false) => (16, 4, TYPE_IPV4_ADDR),
+            (Family::V6, true) => (8, 16, TYPE_IPV6_ADDR),
+            (Family::V6, false) => (24, 16, TYPE_IPV6_ADDR),
+        };
+        let mask = ((prefix as u32) < len * 8).then(|| {
+            let bits = u128::MAX.checked_shl(128 - prefix as u32).unwrap_or(0);
+            bits.to_be_bytes()[..len as usize].to_vec()
+        });
+        push(NFT_PAYLOAD_NETWORK_HEADER, offset, len, mask.as_deref(), t);
+    }
+    for &src in ports {
+        let offset = if src { 0 } else { 2 };
+        push(
+            NFT_PAYLOAD_TRANSPORT_HEADER,
+            offset,
+            2,
+            None,
+            TYPE_INET_SERVICE,
+        );
+    }
+    Key {
+        len: (reg - REG32_00) * 4,
+        kind,
+    }
+}
+
+/// `update @set { key limit rate ... }`: one bucket per key, made on first sight and kept
+/// for the set's timeout after the key's last packet. The rule goes on only while the key
+/// is within its rate (`over`: beyond it).
+pub fn meter(set: &str, per_unit: (u64, u64), burst: u32, over: bool) -> RawExpression {
+    const NFT_DYNSET_OP_UPDATE: u32 = 1;
+    dynset(
+        set,
+        NFT_DYNSET_OP_UPDATE,
+        limit_element(per_unit, burst, over),
+    )
+}
+
+/// `add @set { key ct count [over] N }`: the connections of each key (conntrack's own).
+pub fn conn_count(set: &str, count: u32, over: bool) -> RawExpression {
+    const NFTA_CONNLIMIT_COUNT: u16 = 1;
+    const NFTA_CONNLIMIT_FLAGS: u16 = 2;
+    const NFT_DYNSET_OP_ADD: u32 = 0;
+    let connlimit = element(
+        "connlimit",
+        &[
+            Attr::U32(NFTA_CONNLIMIT_COUNT, count),
+            Attr::U32(NFTA_CONNLIMIT_FLAGS, over as u32),
+        ],
+    );
+    dynset(set, NFT_DYNSET_OP_ADD, connlimit)
+}
+
+fn dynset(set: &str, op: u32, expr: Vec<u8>) -> RawExpression {
+    const NFTA_DYNSET_SET_NAME: u16 = 1;
+    const NFTA_DYNSET_OP: u16 = 3;
+    const NFTA_DYNSET_SREG_KEY: u16 = 4;
+    const NFTA_DYNSET_EXPR: u16 = 7;
+    placeholder(&element(
+        "dynset",
+        &[
+            Attr::Str(NFTA_DYNSET_SET_NAME, set),
+            Attr::U32(NFTA_DYNSET_OP, op),
+            Attr::U32(NFTA_DYNSET_SREG_KEY, REG32_00),
+            Attr::Expr(NFTA_DYNSET_EXPR, expr),
+        ],
+    ))
 }
 
 /// NF_NAT_RANGE_PROTO_SPECIFIED: masq and redir apply their port registers only with it
@@ -322,7 +511,6 @@ pub fn set_lookup(
     out: &mut Vec<RawExpression>,
 ) {
     const NFT_REG_1: u32 = 1;
-    const NFT_REG32_00: u32 = 8;
     const NFTA_PAYLOAD_DREG: u16 = 1;
     const NFTA_PAYLOAD_BASE: u16 = 2;
     const NFTA_PAYLOAD_OFFSET: u16 = 3;
@@ -343,7 +531,7 @@ pub fn set_lookup(
     };
     let ports = set.kind == crate::sets::model::SetKind::HashIpPort;
     // A concatenation starts at a 32-bit register, each field in its own words.
-    let first = if ports { NFT_REG32_00 } else { NFT_REG_1 };
+    let first = if ports { REG32_00 } else { NFT_REG_1 };
     let payload = |dreg: u32, base: u32, offset: u32, len: u32| {
         raw(
             "payload",
@@ -373,15 +561,13 @@ pub fn set_lookup(
             2,
         ));
     }
-    let mut name = set.name.as_bytes().to_vec();
-    name.push(0);
     let flags = if negated { NFT_LOOKUP_F_INV } else { 0 };
-    out.push(raw_bytes(
+    out.push(placeholder(&element(
         "lookup",
         &[
-            (NFTA_LOOKUP_SET, name),
-            (NFTA_LOOKUP_SREG, first.to_be_bytes().to_vec()),
-            (NFTA_LOOKUP_FLAGS, flags.to_be_bytes().to_vec()),
+            Attr::Str(NFTA_LOOKUP_SET, set.name),
+            Attr::U32(NFTA_LOOKUP_SREG, first),
+            Attr::U32(NFTA_LOOKUP_FLAGS, flags),
         ],
-    ));
+    )));
 }

@@ -11,7 +11,6 @@
 //! complete ruleset, and before the XDP flip that is the previous one on both paths.
 
 mod batch;
-mod dump;
 pub mod exprs;
 mod netlink;
 pub mod nflog;
@@ -24,7 +23,7 @@ use anyhow::{Context, Result};
 use rustables::{
     expr::{NatType, RawExpression, VerdictKind},
     list_chains_for_table, list_tables, Batch, Chain as NftChain, ChainPolicy, ChainType, Hook,
-    HookClass, MsgType, ProtocolFamily, Rule, Table as NftTable,
+    HookClass, MsgType, ProtocolFamily, Rule, Set as NftSet, Table as NftTable,
 };
 use serde::{Deserialize, Serialize};
 
@@ -232,6 +231,79 @@ fn parse_comment(data: &[u8]) -> Option<&str> {
 pub struct ChainImage {
     pub name: String,
     pub rules: Vec<(Vec<RawExpression>, Vec<u8>)>,
+    /// Sets its rules update (hashlimit meters, connlimit counts), made with the chain.
+    pub sets: Vec<RateSet>,
+}
+
+#[derive(Debug)]
+/// A set of per-key state for rate matches, named after its generation and rule slot.
+pub struct RateSet {
+    pub name: String,
+    pub key: exprs::Key,
+    /// How long a key's state outlives its last packet (ms); None: until conntrack's
+    /// connections of the key are gone (connlimit).
+    pub timeout_ms: Option<u64>,
+}
+
+/// Appends the tests of `rule`'s rate matches (after its other tests, as iptables checks
+/// them after the packet's fields) and records the sets they need.
+fn rate_exprs(
+    rule: &crate::rules::Rule,
+    generation: u32,
+    family: Family,
+    e: &mut Vec<RawExpression>,
+    sets: &mut Vec<RateSet>,
+) {
+    use crate::rules::ratelimit::{
+        rate_per_unit, HASHLIMIT_SCALE, HL_DSTIP, HL_DSTPORT, HL_SRCIP, HL_SRCPORT, LIMIT_SCALE,
+    };
+    let rate = &rule.spec.rate;
+    let full = if family == Family::V6 { 128 } else { 32 };
+    let mut want = |name: String, key: exprs::Key, timeout_ms: Option<u64>| {
+        if !sets.iter().any(|s| s.name == name) {
+            sets.push(RateSet {
+                name,
+                key,
+                timeout_ms,
+            });
+        }
+    };
+    if let Some(l) = &rate.limit {
+        e.push(exprs::limit(
+            rate_per_unit(l.avg, LIMIT_SCALE),
+            l.burst,
+            false,
+        ));
+    }
+    if let Some(h) = &rate.hashlimit {
+        let per_unit = rate_per_unit(h.avg, HASHLIMIT_SCALE);
+        if h.mode == 0 {
+            e.push(exprs::limit(per_unit, h.burst, h.above));
+        } else {
+            let mut addrs = Vec::new();
+            if h.mode & HL_SRCIP != 0 {
+                addrs.push((true, h.srcmask.unwrap_or(full)));
+            }
+            if h.mode & HL_DSTIP != 0 {
+                addrs.push((false, h.dstmask.unwrap_or(full)));
+            }
+            let ports: Vec<bool> = [(HL_SRCPORT, true), (HL_DSTPORT, false)]
+                .iter()
+                .filter(|(bit, _)| h.mode & bit != 0)
+                .map(|(_, src)| *src)
+                .collect();
+            let key = exprs::load_key(family, &addrs, &ports, e);
+            let name = format!("{generation}{}-hl{}", family_tag(family), rule.slot);
+            e.push(exprs::meter(&name, per_unit, h.burst, h.above));
+            want(name, key, Some(h.expire_ms()));
+        }
+    }
+    if let Some(c) = &rate.connlimit {
+        let key = exprs::load_key(family, &[(!c.daddr, c.mask)], &[], e);
+        let name = format!("{generation}{}-cl{}", family_tag(family), rule.slot);
+        e.push(exprs::conn_count(&name, c.count, c.above));
+        want(name, key, None);
+    }
 }
 
 /// A chain to translate: its name, rules, and for a built-in chain, its policy.
@@ -267,6 +339,7 @@ pub fn translate(
                 let mut image = ChainImage {
                     name,
                     rules: Vec::new(),
+                    sets: Vec::new(),
                 };
                 for rule in list {
                     let (mut packets, mut bytes) = counters.rule(rule.slot);
@@ -287,6 +360,7 @@ pub fn translate(
                             };
                             exprs::set_lookup(&set, &m.value.dst, m.negated, &mut e);
                         }
+                        rate_exprs(rule, generation, family, &mut e, &mut image.sets);
                         // The preloaded counts go to the first alternative only.
                         e.push(exprs::counter(packets, bytes));
                         (packets, bytes) = (0, 0);
@@ -332,6 +406,30 @@ fn target(t: &Target, generation: u32, table: Table, family: Family, e: &mut Vec
         Target::Log(log) => return e.push(exprs::log(log.prefix.as_deref())),
     };
     e.push(exprs::verdict(verdict));
+}
+
+/// Whether a set name is one of `RateSet`'s (`0v4-hl12`), not an operator's set.
+fn is_rate_set(name: &str) -> bool {
+    name.contains("-hl") || name.contains("-cl")
+}
+
+/// A rate set to create (with its definition) or delete (by name).
+fn rate_set(name: &str, def: Option<&RateSet>) -> NftSet {
+    // Flags: NFT_SET_TIMEOUT, NFT_SET_EVAL (updated from the packet path).
+    const NFT_SET_TIMEOUT: u32 = 0x10;
+    const NFT_SET_EVAL: u32 = 0x20;
+    let mut set = NftSet::default().with_table(TABLE).with_name(name);
+    set.family = ProtocolFamily::Inet;
+    if let Some(def) = def {
+        set = set
+            .with_key_len(def.key.len)
+            .with_key_type(def.key.kind)
+            .with_flags(NFT_SET_EVAL | def.timeout_ms.map_or(0, |_| NFT_SET_TIMEOUT));
+        if let Some(ms) = def.timeout_ms {
+            set = set.with_timeout(ms);
+        }
+    }
+    set
 }
 
 fn table() -> NftTable {
@@ -490,6 +588,20 @@ pub fn stage(
     for name in &stale {
         batch.add(&chain(name), MsgType::Del);
     }
+    // The idle generation's rate sets go with its rules (nothing else refers to them).
+    if !names.is_empty() {
+        for name in netlink::set_names(TABLE)?
+            .iter()
+            .filter(|n| n.starts_with(&prefix) && is_rate_set(n))
+        {
+            batch.add(&rate_set(name, None), MsgType::Del);
+        }
+    }
+    for (id, set) in chains.iter().flat_map(|c| &c.sets).enumerate() {
+        // The kernel wants an id for a set made in a batch, unique in the batch.
+        let made = rate_set(&set.name, Some(set)).with_id(id as u32 + 1);
+        batch.add(&made, MsgType::Add);
+    }
     for image in chains {
         batch.add(&chain(&image.name), MsgType::Add);
     }
@@ -568,10 +680,11 @@ pub fn counters(generation: u32) -> Result<NftCounters> {
     if !table_exists()? {
         return Ok(out);
     }
-    let rules = dump::rules(TABLE).context("netlink: reading fwctl's nftables counters")?;
+    // Chain prefixes and comments pick ours.
     let prefix = generation.to_string();
-    for rule in rules {
-        if !rule.chain.starts_with(&prefix) {
+    for rule in netlink::rule_counts(TABLE).context("netlink: reading fwctl's nftables counters")? {
+        let chain = rule.chain.as_str();
+        if !chain.starts_with(&prefix) {
             continue;
         }
         let Some(text) = parse_comment(&rule.userdata) else {

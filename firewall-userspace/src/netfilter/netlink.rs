@@ -100,3 +100,148 @@ pub fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
     out.resize(out.len().next_multiple_of(4), 0);
     out
 }
+
+/// Calls `each` with the attributes of every object a netfilter dump request returns
+/// (nftables message `msg`, family inet, filtered by table `table`). Raw, because rustables
+/// cannot read back sets, nor rules whose expressions use registers it does not know.
+fn dump(msg: u16, table: &str, mut each: impl FnMut(Vec<(u16, &[u8])>)) -> Result<()> {
+    const NFNL_SUBSYS_NFTABLES: u16 = 10;
+    // NFTA_SET_TABLE and NFTA_RULE_TABLE alike.
+    const NFTA_TABLE: u16 = 1;
+    const NLMSG_ERROR: u16 = 2;
+    const NLMSG_DONE: u16 = 3;
+    let mut name = table.as_bytes().to_vec();
+    name.push(0);
+    let attrs = nla(NFTA_TABLE, &name);
+    let len = 16 + 4 + attrs.len();
+    let mut req = (len as u32).to_ne_bytes().to_vec();
+    req.extend((NFNL_SUBSYS_NFTABLES << 8 | msg).to_ne_bytes());
+    req.extend(((libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16).to_ne_bytes());
+    req.extend(1u32.to_ne_bytes());
+    req.extend(0u32.to_ne_bytes());
+    // nfgenmsg: family inet, version 0, resource id 0.
+    req.extend([libc::NFPROTO_INET as u8, 0, 0, 0]);
+    req.extend(attrs);
+    let fd = open(1 << 16, 4 << 20, Duration::from_secs(10))?;
+    // SAFETY: send from our buffer.
+    if unsafe { libc::send(fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) } < 0 {
+        return Err(io::Error::last_os_error()).context("sending a netfilter dump request");
+    }
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        // SAFETY: recv into our buffer.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n <= 0 {
+            return Err(io::Error::last_os_error()).context("reading a netfilter dump");
+        }
+        let buf = &buf[..n as usize];
+        for h in messages(buf) {
+            match h.kind {
+                NLMSG_DONE => return Ok(()),
+                NLMSG_ERROR => {
+                    let at = h.at + 16;
+                    let code = buf
+                        .get(at..at + 4)
+                        .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                    // No such table: nothing to list.
+                    if code == -libc::ENOENT {
+                        return Ok(());
+                    }
+                    if code != 0 {
+                        return Err(io::Error::from_raw_os_error(-code))
+                            .context("a netfilter dump");
+                    }
+                }
+                _ if h.len >= 20 => each(attributes(&buf[h.at + 20..h.at + h.len])),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A NUL-terminated string attribute.
+pub fn text(value: &[u8]) -> String {
+    let bytes = value.split(|&b| b == 0).next().unwrap_or_default();
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Names of the sets of table `table` (family inet).
+pub fn set_names(table: &str) -> Result<Vec<String>> {
+    const NFT_MSG_GETSET: u16 = 10;
+    const NFTA_SET_NAME: u16 = 2;
+    let mut names = Vec::new();
+    dump(NFT_MSG_GETSET, table, |attrs| {
+        names.extend(
+            attrs
+                .iter()
+                .filter(|(k, _)| k & NLA_TYPE_MASK == NFTA_SET_NAME)
+                .map(|(_, v)| text(v)),
+        )
+    })
+    .context("listing fwctl's nftables sets")?;
+    Ok(names)
+}
+
+/// A rule as the counters need it: its chain, its comment (userdata) and its first
+/// counter expression's (packets, bytes).
+pub struct RuleCount {
+    pub chain: String,
+    pub userdata: Vec<u8>,
+    pub counter: Option<(u64, u64)>,
+}
+
+/// Every rule of table `table` (family inet), reduced to what `RuleCount` keeps.
+pub fn rule_counts(table: &str) -> Result<Vec<RuleCount>> {
+    const NFT_MSG_GETRULE: u16 = 7;
+    const NFTA_RULE_CHAIN: u16 = 2;
+    const NFTA_RULE_EXPRESSIONS: u16 = 4;
+    const NFTA_RULE_USERDATA: u16 = 7;
+    const NFTA_EXPR_NAME: u16 = 1;
+    const NFTA_EXPR_DATA: u16 = 2;
+    const NFTA_COUNTER_BYTES: u16 = 1;
+    const NFTA_COUNTER_PACKETS: u16 = 2;
+    let be64 = |v: &[u8]| v.try_into().map(u64::from_be_bytes).unwrap_or(0);
+    let mut out = Vec::new();
+    dump(NFT_MSG_GETRULE, table, |attrs| {
+        let mut rule = RuleCount {
+            chain: String::new(),
+            userdata: Vec::new(),
+            counter: None,
+        };
+        for (kind, value) in attrs {
+            match kind & NLA_TYPE_MASK {
+                NFTA_RULE_CHAIN => rule.chain = text(value),
+                NFTA_RULE_USERDATA => rule.userdata = value.to_vec(),
+                NFTA_RULE_EXPRESSIONS => {
+                    for (_, elem) in attributes(value) {
+                        let parts = attributes(elem);
+                        let is_counter = parts.iter().any(|(k, v)| {
+                            k & NLA_TYPE_MASK == NFTA_EXPR_NAME && text(v) == "counter"
+                        });
+                        if !is_counter || rule.counter.is_some() {
+                            continue;
+                        }
+                        let mut c = (0, 0);
+                        for (_, data) in parts
+                            .iter()
+                            .filter(|(k, _)| k & NLA_TYPE_MASK == NFTA_EXPR_DATA)
+                        {
+                            for (k, v) in attributes(data) {
+                                match k & NLA_TYPE_MASK {
+                                    NFTA_COUNTER_PACKETS => c.0 = be64(v),
+                                    NFTA_COUNTER_BYTES => c.1 = be64(v),
+                                    _ => {}
+                                }
+                            }
+                        }
+                        rule.counter = Some(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.push(rule);
+    })
+    .context("reading fwctl's nftables rules")?;
+    Ok(out)
+}

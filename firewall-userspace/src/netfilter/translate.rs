@@ -64,8 +64,6 @@ pub const MAX_ALTERNATIVES: usize = 256;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TranslateError {
-    #[error("-m limit, -m hashlimit and -m connlimit are not written to netfilter yet")]
-    RateNotYet,
     #[error(
         "the rule needs {0} netfilter rules (at most {MAX_ALTERNATIVES}): split its port lists"
     )]
@@ -76,9 +74,6 @@ pub enum TranslateError {
 
 /// Every way a packet can satisfy `spec`, as disjoint conjunctions of tests.
 pub fn alternatives(spec: &RuleSpec, family: Family) -> Result<Alternatives, TranslateError> {
-    if !spec.rate.is_empty() {
-        return Err(TranslateError::RateNotYet);
-    }
     let mut out: Alternatives = vec![Vec::new()];
     let fields: [Alternatives; 9] = [
         iface(&spec.in_iface, false),

@@ -264,7 +264,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 | "--ctstate"
                 | "--state"
                 | "--match-set"
-        );
+        ) || ratelimit::module_of(opt).is_some();
         if neg && !negatable {
             return Err(bad(format!("cannot have ! before {opt}")));
         }

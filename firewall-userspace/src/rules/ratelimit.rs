@@ -102,6 +102,7 @@ pub fn parse_rate(text: &str, scale: u64) -> Result<u64, String> {
         Some((n, u)) => (n, u),
         None => (text, "second"),
     };
+    // iptables' own message, stray quote included.
     let n: u64 = count
         .parse()
         .ok()
@@ -235,7 +236,9 @@ pub fn take_option<'a>(
         }
         "--hashlimit-upto" | "--hashlimit" | "--hashlimit-above" => {
             let text = value()?;
-            if text.contains('b') && !text.contains("/") {
+            // Byte rates (`--hashlimit-upto 5kb/s`): a count ending in b.
+            let count = text.split('/').next().unwrap_or_default();
+            if count.ends_with(['b', 'B']) {
                 return Err(format!(
                     "hashlimit: byte rates (\"{text}\") are not supported"
                 ));
