@@ -226,7 +226,10 @@ impl Firewall {
         if !self.state.interfaces.iter().any(|a| a.name == iface) {
             return Ok(());
         }
-        if let Some(why) = crate::guard::would_cut(ruleset, &session, &iface) {
+        let in_set = |family, m: &crate::rules::Neg<crate::rules::SetMatch>| {
+            self.session_in_set(&session, family, m)
+        };
+        if let Some(why) = crate::guard::would_cut(ruleset, &session, &iface, &in_set) {
             bail!("refusing the change: {why}; use --force (or FWCTL_FORCE=1) to apply it anyway");
         }
         Ok(())

@@ -303,3 +303,48 @@ fn boot_restores_sets_before_rules() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The SSH lockout guard knows what the sets hold: an allow-list with the caller's address
+/// keeps the session, a block-list with it is refused, naming the rule.
+#[test]
+fn the_lockout_guard_reads_sets() {
+    let lab = Lab::named("fws-ssh").unwrap();
+    let host = &lab.host;
+    host.fwctl_ok(&["attach", HOST_IF]);
+    host.fwctl_ok(&["set", "create", "admins", "hash:ip"]);
+    host.fwctl_ok(&["set", "add", "admins", CLIENT_V4]);
+    host.fwctl_ok(&["set", "create", "bl", "hash:net"]);
+    host.fwctl_ok(&["set", "add", "bl", "10.201.0.0/24"]);
+    let session = format!("{CLIENT_V4} 50022 {HOST_V4} 22");
+    let as_ssh = |args: &[&str]| {
+        host.command(tests::fwctl_bin().to_str().unwrap())
+            .args(args)
+            .env("SSH_CONNECTION", &session)
+            .output()
+            .expect("fwctl")
+    };
+    host.apply(&["-A INPUT -m set --match-set admins src -j ACCEPT"]);
+    let out = as_ssh(&["-P", "INPUT", "DROP"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = as_ssh(&[
+        "-I",
+        "INPUT",
+        "-m",
+        "set",
+        "--match-set",
+        "bl",
+        "src",
+        "-j",
+        "DROP",
+    ]);
+    assert!(
+        stderr(&out).contains("rule 1 of INPUT (-A INPUT -m set --match-set bl src -j DROP)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        from_client(&lab, 7600),
+        5,
+        "the allow-list still lets the client in"
+    );
+}

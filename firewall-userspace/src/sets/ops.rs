@@ -465,28 +465,80 @@ impl Firewall {
 /// `hash:net` and a plain address, a member containing it.
 pub fn test(def: &SetDef, members: &Members, text: &str) -> Result<bool, String> {
     let list = parse_member(text, def.kind, def.family)?;
+    Ok(list
+        .iter()
+        .all(|m| contains(def, members, m, !text.contains('/'))))
+}
+
+/// Whether `m` is a member, or with `address` (a packet's address, not a network) inside a
+/// `hash:net` member.
+fn contains(def: &SetDef, members: &Members, m: &Member, address: bool) -> bool {
+    if members.contains_key(m) {
+        return true;
+    }
     let max = def.family.max_prefix();
-    Ok(list.iter().all(|m| {
-        if members.contains_key(m) {
-            return true;
-        }
-        if def.kind != super::model::SetKind::HashNet || text.contains('/') {
-            return false;
-        }
-        (1..max).any(|len| {
-            let host = (max - len) as u32;
-            let addr = if host >= 128 {
-                0
-            } else {
-                m.addr & !((1u128 << host) - 1)
-            };
-            members.contains_key(&Member {
-                addr,
-                prefix: len,
-                ..*m
-            })
+    if def.kind != super::model::SetKind::HashNet || !address {
+        return false;
+    }
+    (1..max).any(|len| {
+        let host = (max - len) as u32;
+        let addr = if host >= 128 {
+            0
+        } else {
+            m.addr & !((1u128 << host) - 1)
+        };
+        members.contains_key(&Member {
+            addr,
+            prefix: len,
+            ..*m
         })
-    }))
+    })
+}
+
+impl Firewall {
+    /// Whether set match `m` holds (its negation included) for a packet of the caller's SSH
+    /// session, for the lockout guard. A set that cannot be read counts as not holding the
+    /// session's addresses.
+    pub fn session_in_set(
+        &self,
+        session: &crate::guard::Session,
+        family: crate::rules::Family,
+        m: &crate::rules::Neg<crate::rules::SetMatch>,
+    ) -> bool {
+        let Ok((def, _)) = self.state.sets.resolve(&m.value, family) else {
+            return m.negated;
+        };
+        let Ok(members) = self.set_members(def) else {
+            return m.negated;
+        };
+        let pick = |dim: usize| m.value.dst.get(dim).copied().unwrap_or(false);
+        let addr = match if pick(0) {
+            session.server
+        } else {
+            session.client
+        } {
+            std::net::IpAddr::V4(a) => u32::from(a) as u128,
+            std::net::IpAddr::V6(a) => u128::from(a),
+        };
+        let (proto, port) = match def.kind {
+            super::model::SetKind::HashIpPort => (
+                crate::rules::IPPROTO_TCP,
+                if pick(1) {
+                    session.server_port
+                } else {
+                    session.client_port
+                },
+            ),
+            _ => (0, 0),
+        };
+        let member = Member {
+            addr,
+            prefix: family.max_prefix(),
+            proto,
+            port,
+        };
+        contains(def, &members, &member, true) != m.negated
+    }
 }
 
 #[cfg(test)]
