@@ -9,7 +9,7 @@
 //! Pieces never cross a top-level member's bounds, so a change within one top-level member
 //! rewrites only that member's pieces.
 
-use super::model::{Member, Members, SetKind};
+use super::model::{network, Member, Members, SetKind};
 use crate::rules::Family;
 
 /// A run of addresses (inclusive) with one protocol/port and expiry (0: never).
@@ -128,19 +128,8 @@ pub fn layout<'a>(
 /// member of `members` containing it, or its own.
 pub fn region(members: &Members, member: &Member, family: Family) -> (u128, u128) {
     for len in 1..member.prefix {
-        let (start, _) = Member {
-            prefix: len,
-            ..*member
-        }
-        .range(family);
-        let host_bits = (family.max_prefix() - len) as u32;
-        let addr = if host_bits >= 128 {
-            0
-        } else {
-            start & !((1u128 << host_bits) - 1)
-        };
         let outer = Member {
-            addr,
+            addr: network(member.addr, len, family),
             prefix: len,
             ..*member
         };

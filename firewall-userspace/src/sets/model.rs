@@ -129,7 +129,8 @@ fn proto_name(proto: u8) -> &'static str {
         .map_or("tcp", |(n, _)| n)
 }
 
-fn mask(addr: u128, prefix: u8, family: Family) -> u128 {
+/// `addr` with the bits past `prefix` cleared.
+pub fn network(addr: u128, prefix: u8, family: Family) -> u128 {
     let host_bits = (family.max_prefix() - prefix) as u32;
     if host_bits >= 128 {
         0
@@ -170,7 +171,7 @@ fn parse_cidr(text: &str, family: Family) -> Result<(u128, u8), String> {
             (a, len)
         }
     };
-    Ok((mask(parse_addr(addr, family)?, prefix, family), prefix))
+    Ok((network(parse_addr(addr, family)?, prefix, family), prefix))
 }
 
 /// `[PROTO:]PORT[-PORT]`: the protocol and the ports (TCP when none is named, as ipset).

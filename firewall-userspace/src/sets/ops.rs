@@ -12,7 +12,7 @@ use anyhow::{anyhow, Context, Result};
 use super::{
     ipset_format::Cmd,
     layout::{layout, region, within, Piece},
-    model::{parse_member, Member, Members, SetDef},
+    model::{network, parse_member, Member, Members, SetDef},
     store,
     xdp::{now_ns, Tries},
 };
@@ -481,14 +481,8 @@ fn contains(def: &SetDef, members: &Members, m: &Member, address: bool) -> bool 
         return false;
     }
     (1..max).any(|len| {
-        let host = (max - len) as u32;
-        let addr = if host >= 128 {
-            0
-        } else {
-            m.addr & !((1u128 << host) - 1)
-        };
         members.contains_key(&Member {
-            addr,
+            addr: network(m.addr, len, def.family),
             prefix: len,
             ..*m
         })
