@@ -466,7 +466,7 @@ pub fn check(ruleset: &crate::rules::Ruleset, sets: &crate::sets::model::Registr
 
 /// Test hook: `FWCTL_FAULT=staged` (or `flipped`) kills fwctl at that point of a commit,
 /// as a crash or `kill -9` would, so tests can show what stays in force.
-fn fault_point(name: &str) {
+pub(crate) fn fault_point(name: &str) {
     if std::env::var("FWCTL_FAULT").is_ok_and(|v| v == name) {
         eprintln!("fwctl: FWCTL_FAULT={name}: aborting");
         std::process::abort();

@@ -348,3 +348,36 @@ fn the_lockout_guard_reads_sets() {
         "the allow-list still lets the client in"
     );
 }
+
+/// A restore killed after loading the new members, before rules switch to them: packets
+/// still meet the old members, and the next set command removes what was loaded.
+#[test]
+fn a_restore_killed_half_way_changes_nothing() {
+    let lab = Lab::named("fws-kill").unwrap();
+    let host = &lab.host;
+    host.fwctl_ok(&["set", "create", "bl", "hash:net"]);
+    host.fwctl_ok(&["set", "add", "bl", "10.201.0.0/24"]);
+    host.apply(&["-A INPUT -m set --match-set bl src -j DROP"]);
+    host.fwctl_ok(&["attach", HOST_IF]);
+    let saved = host.fwctl_ok(&["set", "save"]);
+    let next = temp_file("killed", "create bl hash:net\nadd bl 10.99.0.0/16\n");
+    let out = host
+        .command(tests::fwctl_bin().to_str().unwrap())
+        .args(["set", "restore", next.to_str().unwrap()])
+        .env("FWCTL_FAULT", "sets-loaded")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the fault point stops it");
+    assert_eq!(from_client(&lab, 7700), 0, "the old members are in force");
+    assert_eq!(host.fwctl_ok(&["set", "save"]), saved);
+    let table =
+        netlab::output(host.command("nft").args(["list", "table", "inet", "fwctl"])).unwrap();
+    assert!(table.contains("10.99.0.0/16"), "loaded beside: {table}");
+    // The next change cleans up: the half-loaded netfilter set is emptied.
+    host.fwctl_ok(&["set", "add", "bl", "10.98.0.0/16"]);
+    let table =
+        netlab::output(host.command("nft").args(["list", "table", "inet", "fwctl"])).unwrap();
+    assert!(!table.contains("10.99.0.0/16"), "{table}");
+    assert_eq!(from_client(&lab, 7700), 0);
+    let _ = std::fs::remove_file(next);
+}

@@ -37,7 +37,8 @@ Rules, in iptables syntax (fwctl alone or -4 is IPv4, -6 is IPv6):
 Matches: -i IFACE[+]  -o IFACE[+]  -s ADDR[/LEN][,ADDR...]  -d ...  -p tcp|udp|icmp|icmpv6|all|NAME|NUM
          --sport/--dport PORT[:PORT]  (after -p tcp or -p udp)   --syn  --tcp-flags MASK COMP
          -m multiport --sports/--dports/--ports P,P:P   --icmp-type T[/C]  --icmpv6-type T[/C]
-         -m comment --comment TEXT      (each negatable with ! where iptables allows it)
+         -m comment --comment TEXT      -m set --match-set NAME src|dst[,src|dst] (fwctl set help)
+         (each negatable with ! where iptables allows it)
 Targets: ACCEPT, DROP, RETURN, or a user chain. INPUT and FORWARD are enforced at XDP on
 attached interfaces; OUTPUT and -m conntrack/state are not enforced yet and are refused.
 

@@ -324,6 +324,7 @@ impl Firewall {
             defs[i].storage = id;
             self.state.sets.adopt(id);
         }
+        crate::firewall::fault_point("sets-loaded");
         for old in &before {
             if !defs.iter().any(|d| d.storage == old.storage) {
                 self.state.sets.discard(old.storage);
