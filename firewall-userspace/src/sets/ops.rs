@@ -294,7 +294,49 @@ impl Firewall {
         }
         // Recorded as scrap before anything is loaded: a crash leaves nothing unaccounted.
         self.save_state()?;
-        for (i, id) in loads {
+        if let Err(e) = self.load(&tries, &defs, &loads, members, now) {
+            // Nothing uses the new storages yet: take them out again now rather than at
+            // the next command (best effort; the state keeps them as scrap otherwise).
+            let _ = self.collect_scrap();
+            return Err(e);
+        }
+        for &(i, id) in &loads {
+            defs[i].storage = id;
+            self.state.sets.adopt(id);
+        }
+        crate::firewall::fault_point("sets-loaded");
+        for old in &before {
+            if !defs.iter().any(|d| d.storage == old.storage) {
+                self.state.sets.discard(old.storage);
+            }
+        }
+        let moved = before.iter().any(|old| {
+            self.state.ruleset.set_references(&old.name) > 0
+                && defs
+                    .iter()
+                    .find(|d| d.name == old.name)
+                    .is_none_or(|d| d.storage != old.storage)
+        });
+        self.state.sets.sets = defs;
+        if moved {
+            self.recommit()?;
+        } else {
+            self.save_state()?;
+        }
+        self.collect_scrap()
+    }
+
+    /// Writes each new storage (`loads`: the set's index in `defs`, the storage) to disk,
+    /// the trie and netfilter.
+    fn load(
+        &self,
+        tries: &Tries,
+        defs: &[SetDef],
+        loads: &[(usize, u32)],
+        members: &mut BTreeMap<String, Members>,
+        now: u64,
+    ) -> Result<()> {
+        for &(i, id) in loads {
             let def = &defs[i];
             let list = members.remove(&def.name).unwrap_or_default();
             let t0 = std::time::Instant::now();
@@ -321,29 +363,8 @@ impl Firewall {
                     t2.elapsed().as_secs_f64()
                 );
             }
-            defs[i].storage = id;
-            self.state.sets.adopt(id);
         }
-        crate::firewall::fault_point("sets-loaded");
-        for old in &before {
-            if !defs.iter().any(|d| d.storage == old.storage) {
-                self.state.sets.discard(old.storage);
-            }
-        }
-        let moved = before.iter().any(|old| {
-            self.state.ruleset.set_references(&old.name) > 0
-                && defs
-                    .iter()
-                    .find(|d| d.name == old.name)
-                    .is_none_or(|d| d.storage != old.storage)
-        });
-        self.state.sets.sets = defs;
-        if moved {
-            self.recommit()?;
-        } else {
-            self.save_state()?;
-        }
-        self.collect_scrap()
+        Ok(())
     }
 
     /// One `add` or `del` in the set's own storage.
@@ -381,6 +402,8 @@ impl Firewall {
         let mut gone: Vec<Member> = expired.into_keys().collect();
         let mut values = Vec::new();
         let (mut remove, mut insert) = (Vec::<Piece>::new(), Vec::<Piece>::new());
+        // What puts the trie back if a later step fails.
+        let (mut undo_values, mut undo_delete) = (Vec::new(), Vec::new());
         for m in &list {
             // Members strictly containing `m` decide the region, with or without `m`.
             let r = region(&members, m, def.family);
@@ -393,11 +416,17 @@ impl Firewall {
             let (new_values, new_pieces) = layout(within(&members, r), def.kind, def.family);
             let old: BTreeMap<Member, u64> = old_values.into_iter().collect();
             for (k, v) in &new_values {
-                if old.get(k) != Some(v) {
-                    values.push((*k, *v));
+                match old.get(k) {
+                    Some(was) if was == v => continue,
+                    Some(was) => undo_values.push((*k, *was)),
+                    None => undo_delete.push(*k),
                 }
+                values.push((*k, *v));
             }
-            gone.extend(old.keys().filter(|k| !members.contains_key(k)));
+            for (k, was) in old.iter().filter(|(k, _)| !members.contains_key(k)) {
+                gone.push(*k);
+                undo_values.push((*k, *was));
+            }
             remove.extend(old_pieces.iter().filter(|p| !new_pieces.contains(p)));
             insert.extend(new_pieces.iter().filter(|p| !old_pieces.contains(p)));
         }
@@ -409,10 +438,25 @@ impl Firewall {
             .nft_name(&def)
             .context("the set's storage has no record")?
             .to_string();
-        tries.update(def.family, def.storage, &values)?;
-        tries.delete(def.family, def.storage, &gone)?;
-        nft::change(&nft_set(&def, &nft_name), &remove, &insert, now)?;
-        store::write(&dir, def.storage, &members)
+        let set = nft_set(&def, &nft_name);
+        // Best effort: the error that made it necessary is the one to report.
+        let undo_trie = || {
+            let _ = tries.update(def.family, def.storage, &undo_values);
+            let _ = tries.delete(def.family, def.storage, &undo_delete);
+        };
+        let applied = tries
+            .update(def.family, def.storage, &values)
+            .and_then(|()| tries.delete(def.family, def.storage, &gone));
+        if let Err(e) = applied.and_then(|()| nft::change(&set, &remove, &insert, now)) {
+            undo_trie();
+            return Err(e);
+        }
+        if let Err(e) = store::write(&dir, def.storage, &members) {
+            undo_trie();
+            let _ = nft::change(&set, &insert, &remove, now);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// After a run that stopped half-way: makes the kernel's rules agree with the state
