@@ -228,14 +228,22 @@ fn restore_reads_ipset_save_and_a_bad_line_changes_nothing() {
     assert_eq!(host.fwctl_ok(&["set", "save"]), saved);
     assert_eq!(from_client(&lab, 7400), 0);
 
-    // A restore that creates a set anew replaces its members, atomically for packets.
-    let next = temp_file("next", "create bl hash:net\nadd bl 10.99.0.0/16\n");
+    // A restore that creates a set anew replaces it, atomically for packets; `set create`
+    // of an existing set is refused, as ipset refuses it.
+    let out = host.fwctl(&["set", "create", "bl", "hash:net"]);
+    assert!(stderr(&out).contains("set with the same name already exists"));
+    let next = temp_file(
+        "next",
+        "create bl hash:net maxelem 100000\nadd bl 10.99.0.0/16\n",
+    );
     host.fwctl_ok(&["set", "restore", next.to_str().unwrap()]);
     assert_eq!(
         from_client(&lab, 7400),
         5,
         "the client's network was replaced"
     );
+    let header = host.fwctl_ok(&["set", "list", "bl", "-t"]);
+    assert!(header.contains("maxelem 100000"), "{header}");
 
     let out = host.fwctl(&["set", "destroy", "bl"]);
     assert!(

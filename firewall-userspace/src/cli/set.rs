@@ -23,8 +23,8 @@ Sets, as ipset has them (the same words, and ipset's save format for save and re
   fwctl set restore [FILE|-]                  one change: a bad line changes nothing
   fwctl set flush [NAME] / destroy [NAME] / swap A B
 Types: hash:ip (1.2.3.4), hash:net (10.0.0.0/8), hash:ip,port (1.2.3.4,80 1.2.3.4,udp:53).
-A `create` in a restore file for a set that exists with the same type replaces its members
-with the file's, atomically (ipset would refuse it); with -exist it adds to them.
+A `create` in a restore file for a set that exists with the same type and family replaces
+it, options and members, atomically (ipset would refuse it); with -exist it adds to it.
 Rules: fwctl -A INPUT -m set --match-set bl src -j DROP  (! --match-set to negate)";
 
 fn failed(e: SetError) -> anyhow::Error {

@@ -36,6 +36,8 @@ struct Work<'a> {
     members: BTreeMap<String, Members>,
     /// Sets whose members go into a new storage.
     reload: BTreeSet<String>,
+    /// A `create` of an existing set of the same type replaces it (restore files).
+    replace: bool,
     now: u64,
 }
 
@@ -135,16 +137,19 @@ impl Work<'_> {
         match cmd {
             Cmd::Create(spec, exist) => match self.defs.iter().position(|d| d.name == spec.name) {
                 Some(i) => {
-                    let same = self.defs[i].same_options(&spec.def(self.defs[i].storage));
-                    if *exist && same {
+                    let old = &self.defs[i];
+                    if *exist && old.same_options(&spec.def(old.storage)) {
                         return Ok(());
                     }
-                    if !same || *exist {
+                    let same_type = (old.kind, old.family) == (spec.kind, spec.family);
+                    if *exist || !self.replace || !same_type {
                         anyhow::bail!(
                             "Set cannot be created: set with the same name already exists"
                         );
                     }
-                    // fwctl's restore: a set the file creates holds what the file adds.
+                    // fwctl's restore: a set the file creates is what the file says, its
+                    // options and the members the file adds.
+                    self.defs[i] = spec.def(old.storage);
                     self.members.insert(spec.name.clone(), Members::new());
                     self.reload.insert(spec.name.clone());
                 }
@@ -256,6 +261,7 @@ impl Firewall {
             defs: self.state.sets.sets.clone(),
             members: BTreeMap::new(),
             reload: BTreeSet::new(),
+            replace: cmds.iter().any(|(line, _)| line.is_some()),
             now: now_ns(),
         };
         for (line, cmd) in cmds {
