@@ -413,6 +413,9 @@ pub const GUARD_NEGATE: u32 = 1 << 0;
 /// Sets: dimension 0 / 1 of the set's key is taken from the destination (else the source).
 pub const GUARD_SET_DIM0_DST: u32 = 1 << 1;
 pub const GUARD_SET_DIM1_DST: u32 = 1 << 2;
+/// Sets: the set's members have a protocol and port (`hash:ip,port`); the key's
+/// protocol/port word is the packet's (0 for a packet without ports), else 0.
+pub const GUARD_SET_PORTS: u32 = 1 << 3;
 /// Hashlimit modes: the fields a bucket's key is made of.
 pub const GUARD_HL_SRCIP: u32 = 1 << 4;
 pub const GUARD_HL_DSTIP: u32 = 1 << 5;
@@ -495,6 +498,38 @@ pub struct HashLimitKey {
 }
 const _: () = assert!(core::mem::size_of::<HashLimitKey>() == 40);
 
+/// `FW_SET4` / `FW_SET6`: the members of every set (`fwctl set`), one LPM trie per address
+/// family shared by all sets. Writer: fwctl (a whole set is loaded under a new storage id,
+/// then rules are switched to it through the generation flip, then the old id's members go).
+/// Reader: the XDP program, for `GUARD_SET` guards. Key: [`SetKey4`] / [`SetKey6`], matched
+/// in full up to the address, whose prefix is the member's; value: the member's expiry in
+/// `bpf_ktime_get_ns` time (CLOCK_MONOTONIC), or [`SET_NO_EXPIRY`].
+pub const MAP_SET4: &str = "FW_SET4";
+pub const MAP_SET6: &str = "FW_SET6";
+/// Members per family across all sets, with room for a set being replaced beside the one it
+/// replaces. LPM tries allocate per member (BPF_F_NO_PREALLOC), so this is only a ceiling.
+pub const MAX_SET_MEMBERS: u32 = 1 << 24;
+pub const SET_NO_EXPIRY: u64 = 0;
+/// Bits of a set key before the address: the storage id and the protocol/port word.
+pub const SET_KEY_FIXED_BITS: u32 = 64;
+
+/// Data of an IPv4 set key: storage id (big-endian), `proto << 16 | port` (big-endian; 0 for
+/// sets without ports), address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq, Eq)]
+pub struct SetKey4 {
+    pub bytes: [u8; 12],
+}
+const _: () = assert!(core::mem::size_of::<SetKey4>() == 12);
+
+/// Data of an IPv6 set key: as [`SetKey4`] with a 16-byte address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq, Eq)]
+pub struct SetKey6 {
+    pub bytes: [u8; 24],
+}
+const _: () = assert!(core::mem::size_of::<SetKey6>() == 24);
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: all of these are #[repr(C)], Copy, without padding (sizes asserted above).
@@ -510,4 +545,6 @@ mod user {
     unsafe impl aya::Pod for super::Bucket {}
     unsafe impl aya::Pod for super::Meter {}
     unsafe impl aya::Pod for super::HashLimitKey {}
+    unsafe impl aya::Pod for super::SetKey4 {}
+    unsafe impl aya::Pod for super::SetKey6 {}
 }

@@ -7,13 +7,14 @@
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{lpm_trie::Key, Array, HashMap, LruHashMap, PerCpuArray},
 };
 use firewall_common::{
-    Bucket, Guard, HashLimitKey, Meter, BPF_F_NO_PREALLOC, GENERATIONS, GUARDS_PER_GENERATION,
-    GUARD_HASHLIMIT, GUARD_HL_ABOVE, GUARD_HL_DSTIP, GUARD_HL_DSTPORT, GUARD_HL_SRCIP,
-    GUARD_HL_SRCPORT, GUARD_LIMIT, GUARD_NEGATE, MAX_BUCKETS, MAX_GUARD_CHAIN,
-    MAX_HASHLIMIT_ENTRIES, NO_GUARD,
+    Bucket, Guard, HashLimitKey, Meter, SetKey4, SetKey6, BPF_F_NO_PREALLOC, FAMILY_V4,
+    GENERATIONS, GUARDS_PER_GENERATION, GUARD_HASHLIMIT, GUARD_HL_ABOVE, GUARD_HL_DSTIP,
+    GUARD_HL_DSTPORT, GUARD_HL_SRCIP, GUARD_HL_SRCPORT, GUARD_LIMIT, GUARD_NEGATE, GUARD_SET,
+    GUARD_SET_DIM0_DST, GUARD_SET_DIM1_DST, GUARD_SET_PORTS, MAX_BUCKETS, MAX_GUARD_CHAIN,
+    MAX_HASHLIMIT_ENTRIES, NO_GUARD, SET_KEY_FIXED_BITS, SET_NO_EXPIRY,
 };
 use firewall_ebpf::parse::Packet;
 
@@ -40,8 +41,12 @@ pub struct Subject {
     pub dst: [u32; 4],
     /// Source port << 16 | destination port (host order); 0 without ports.
     pub ports: u32,
+    pub proto: u32,
+    pub family: u32,
     key: HashLimitKey,
     fresh: Bucket,
+    set4: Key<SetKey4>,
+    set6: Key<SetKey6>,
 }
 
 /// Records the packet for the guards of its walk; only tables with guards pay for it.
@@ -65,6 +70,8 @@ pub fn set_subject(pkt: &Packet, generation: u32, wanted: bool) {
             } else {
                 0
             };
+            (*s).proto = pkt.proto as u32;
+            (*s).family = pkt.family;
         }
     }
 }
@@ -107,7 +114,9 @@ pub extern "C" fn fw_guard_check(first: u32) -> u32 {
             // SAFETY: the helper has no preconditions.
             now = unsafe { bpf_ktime_get_ns() };
         }
-        let held = if g.kind == GUARD_LIMIT {
+        let held = if g.kind == GUARD_SET {
+            in_set(g, subject, now)
+        } else if g.kind == GUARD_LIMIT {
             limit(g, now)
         } else if g.kind == GUARD_HASHLIMIT {
             match hashlimit(g, subject, now) {
@@ -125,6 +134,59 @@ pub extern "C" fn fw_guard_check(first: u32) -> u32 {
         at = g.next;
     }
     PASS
+}
+
+/// `-m set`: whether the packet is a live member of set storage `id`: its address (and for
+/// sets with ports its protocol and port), from the source or the destination as the flags
+/// say, looked up under the storage's id (layout in firewall-common `SetKey4`). A member
+/// whose expiry has passed is not one: fwctl removes it later, at its own pace.
+#[inline(always)]
+fn in_set(g: &Guard, s: &mut Subject, now: u64) -> bool {
+    let f = g.flags;
+    let dst = f & GUARD_SET_DIM0_DST != 0;
+    let port_word = if f & GUARD_SET_PORTS != 0 {
+        let port = if f & GUARD_SET_DIM1_DST != 0 {
+            s.ports & 0xffff
+        } else {
+            s.ports >> 16
+        };
+        (s.proto & 0xff) << 16 | port
+    } else {
+        0
+    };
+    // The key is written word by word into the per-CPU subject: arrays built on the stack
+    // would take the program past its stack limit.
+    let expiry = if s.family == FAMILY_V4 {
+        s.set4.prefix_len = SET_KEY_FIXED_BITS + 32;
+        let words = s.set4.data.bytes.as_mut_ptr() as *mut u32;
+        let addr = if dst { s.dst[0] } else { s.src[0] };
+        // SAFETY: three u32 writes within the key's 12 bytes.
+        unsafe {
+            core::ptr::write_unaligned(words, g.id.to_be());
+            core::ptr::write_unaligned(words.add(1), port_word.to_be());
+            core::ptr::write_unaligned(words.add(2), addr);
+        }
+        crate::SET4.get(&s.set4).copied()
+    } else {
+        s.set6.prefix_len = SET_KEY_FIXED_BITS + 128;
+        let words = s.set6.data.bytes.as_mut_ptr() as *mut u32;
+        // SAFETY: six u32 writes within the key's 24 bytes.
+        unsafe {
+            core::ptr::write_unaligned(words, g.id.to_be());
+            core::ptr::write_unaligned(words.add(1), port_word.to_be());
+            let mut w = 0;
+            while w < 4 {
+                let addr = if dst { s.dst[w] } else { s.src[w] };
+                core::ptr::write_unaligned(words.add(2 + w), addr);
+                w += 1;
+            }
+        }
+        crate::SET6.get(&s.set6).copied()
+    };
+    match expiry {
+        Some(e) => e == SET_NO_EXPIRY || e > now,
+        None => false,
+    }
 }
 
 /// GCRA: whether a packet at `now` conforms, and if so, takes its token.

@@ -1,5 +1,5 @@
-//! What the systemd unit runs at boot: restore /etc/fwctl/rules.v4 and rules.v6, then
-//! attach to the interfaces /etc/fwctl/fwctl.conf names. Each ruleset goes in whole or not
+//! What the systemd unit runs at boot: restore /etc/fwctl/sets (ipset's save format),
+//! rules.v4 and rules.v6, then attach to the interfaces /etc/fwctl/fwctl.conf names. Each ruleset goes in whole or not
 //! at all; an interface that cannot be attached is reported and the others still are.
 
 use std::path::{Path, PathBuf};
@@ -69,6 +69,20 @@ pub fn boot(dir: &Path) -> Result<Vec<String>> {
     // Before the rules: their netfilter side matches on these bits.
     if let Some(shift) = config.mark_shift {
         fw.state.mark_shift = shift;
+    }
+    // Sets before the rules that name them: DIR/sets, in ipset's save format.
+    let sets = dir.join("sets");
+    match std::fs::read_to_string(&sets) {
+        Ok(text) => {
+            let cmds = crate::sets::ipset_format::parse_restore(&text)
+                .map_err(|(line, e)| anyhow::anyhow!("{}: line {line}: {e}", sets.display()))?;
+            let cmds: Vec<_> = cmds.into_iter().map(|(l, c)| (Some(l), c)).collect();
+            fw.set_commands(&cmds)
+                .with_context(|| format!("{}", sets.display()))?;
+            done.push(format!("restored {}", sets.display()));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", sets.display())),
     }
     for (family, name) in [(Family::V4, "rules.v4"), (Family::V6, "rules.v6")] {
         let path: PathBuf = dir.join(name);

@@ -11,7 +11,7 @@ use firewall_common::{policy_counter, Config, Counter, CONFIG_LOG_VERDICTS, POLI
 
 use crate::{
     cli::list::ChainCounters,
-    compile::{compile, Image, Interface},
+    compile::{compile, compile_with_sets, Image, Interface},
     dataplane::{
         attach::{self, Hook, XdpMode},
         capacity::Capacity,
@@ -110,11 +110,18 @@ impl Firewall {
     /// Puts an edited ruleset in force: compile every table, write the idle generation,
     /// flip, then record it. An error before the flip leaves the old ruleset in force.
     pub fn commit(&mut self, editor: Editor) -> Result<()> {
+        // Rules may only name sets that exist, as iptables refuses them.
+        crate::sets::check(&editor.ruleset, &self.state.sets)?;
         // Compile first: the guard judges only a ruleset that can go in (one with matches
         // the compiler refuses never reaches it).
-        let image = compile(&editor.ruleset, &self.interfaces())?;
+        let image = compile_with_sets(&editor.ruleset, &self.interfaces(), &self.state.sets)?;
         // Translating for netfilter can refuse a rule too: find out before anything moves.
-        netfilter::translate(&editor.ruleset, 0, &NftCounters::default())?;
+        netfilter::translate(
+            &editor.ruleset,
+            0,
+            &NftCounters::default(),
+            &self.state.sets,
+        )?;
         if !self.force {
             self.refuse_lockout(&editor.ruleset)?;
         }
@@ -132,12 +139,27 @@ impl Firewall {
         let nat = netfilter::uses_nat(&editor.ruleset);
         let current = dp.maps.config()?.active;
         let baseline = &self.state.nft_baseline;
+        let set_registry = &self.state.sets;
+        let mut retired_gone = false;
         // Netfilter's idle generation is staged before XDP flips, the default switched after:
         // see netfilter/mod.rs for why each packet then meets one whole ruleset.
         let stage = |next| {
             let counters = netfilter::counters(current)?.minus(baseline);
-            let chains = netfilter::translate(&editor.ruleset, next, &counters)?;
+            let chains = netfilter::translate(&editor.ruleset, next, &counters, set_registry)?;
             netfilter::stage(&chains, next, current, marks, nat)?;
+            // The idle generation's old rules were the last to name replaced sets.
+            let retired: Vec<&str> = set_registry
+                .nft_retired
+                .iter()
+                .filter_map(|id| set_registry.storages.get(id))
+                .map(|s| s.nft_name.as_str())
+                .collect();
+            match netfilter::sets::destroy(&retired) {
+                Ok(()) => retired_gone = true,
+                Err(e) => log::warn!(
+                    "replaced sets stay in table inet fwctl until the next change: {e:#}"
+                ),
+            }
             fault_point("staged");
             Ok(())
         };
@@ -151,7 +173,10 @@ impl Firewall {
             // New maps: the new rules' slots are zero there already.
             Some((capacity, in_force)) => {
                 let slots = (0..POLICY_COUNTER_SLOTS).chain(self.state.ruleset.slots());
-                dp.resize(capacity, &in_force, &image, slots, stage)?
+                let fill = |dir: &std::path::Path| {
+                    crate::sets::xdp::reload_sets(dir, &self.ns.state_dir, &self.state.sets)
+                };
+                dp.resize(capacity, &in_force, &image, slots, fill, stage)?
             }
         };
         fault_point("flipped");
@@ -170,6 +195,11 @@ impl Firewall {
             })?;
         }
         self.state.nft_baseline = NftCounters::default();
+        if retired_gone {
+            for id in std::mem::take(&mut self.state.sets.nft_retired) {
+                self.state.sets.storages.remove(&id);
+            }
+        }
         self.state.ruleset = editor.ruleset;
         self.state.last_apply_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -238,14 +268,23 @@ impl Firewall {
         if !self.state.interfaces.iter().any(|a| a.name == iface) {
             return Ok(());
         }
-        if let Some(why) = crate::guard::would_cut(ruleset, &session, &iface) {
+        let in_set = |family, m: &crate::rules::Neg<crate::rules::SetMatch>| {
+            self.session_in_set(&session, family, m)
+        };
+        if let Some(why) = crate::guard::would_cut(ruleset, &session, &iface, &in_set) {
             bail!("refusing the change: {why}; use --force (or FWCTL_FORCE=1) to apply it anyway");
         }
         Ok(())
     }
 
-    /// Recompiles the ruleset in force (after the set of attached interfaces changed).
-    fn recommit(&mut self) -> Result<()> {
+    /// Records the state as it is now.
+    pub fn save_state(&self) -> Result<()> {
+        self.store.save(&self.state)
+    }
+
+    /// Recompiles the ruleset in force (after the set of attached interfaces changed, or a
+    /// set its rules use moved to another storage).
+    pub fn recommit(&mut self) -> Result<()> {
         self.commit(Editor::new(self.state.ruleset.clone()))
     }
 
@@ -460,9 +499,10 @@ impl Firewall {
 }
 
 /// Checks that a ruleset can go in, on both paths, without touching anything.
-pub fn check(ruleset: &crate::rules::Ruleset) -> Result<()> {
-    compile(ruleset, &[])?;
-    netfilter::translate(ruleset, 0, &NftCounters::default())?;
+pub fn check(ruleset: &crate::rules::Ruleset, sets: &crate::sets::model::Registry) -> Result<()> {
+    crate::sets::check(ruleset, sets)?;
+    compile_with_sets(ruleset, &[], sets)?;
+    netfilter::translate(ruleset, 0, &NftCounters::default(), sets)?;
     Ok(())
 }
 

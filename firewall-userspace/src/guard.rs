@@ -6,8 +6,8 @@ use std::{ffi::CStr, net::IpAddr};
 use crate::{
     cli::list::rule_args,
     rules::{
-        eval::{evaluate_by, Decision, Judge, PacketView},
-        Chain, Family, Ruleset,
+        eval::{evaluate_by, with_set_answers, Decision, Judge, PacketView},
+        Chain, Family, Neg, Ruleset, SetMatch,
     },
 };
 
@@ -80,7 +80,13 @@ pub fn interface_of(addr: IpAddr) -> Option<String> {
 }
 
 /// Why `ruleset` would drop an ACK of `session` arriving on `iface`, or None if it passes.
-pub fn would_cut(ruleset: &Ruleset, session: &Session, iface: &str) -> Option<String> {
+/// `in_set` says whether a set match holds for the session's packet.
+pub fn would_cut(
+    ruleset: &Ruleset,
+    session: &Session,
+    iface: &str,
+    in_set: &dyn Fn(Family, &Neg<SetMatch>) -> bool,
+) -> Option<String> {
     let family = match session.server {
         IpAddr::V4(_) => Family::V4,
         IpAddr::V6(_) => Family::V6,
@@ -100,8 +106,9 @@ pub fn would_cut(ruleset: &Ruleset, session: &Session, iface: &str) -> Option<St
         fragment: false,
     };
     let rules = ruleset.family(family);
+    let judged = with_set_answers(rules, |m| in_set(family, m));
     // Netfilter's view: a REJECT cuts the session as surely as a DROP.
-    let outcome = evaluate_by(rules, Chain::Input, &packet, Judge::Netfilter);
+    let outcome = evaluate_by(&judged, Chain::Input, &packet, Judge::Netfilter);
     if outcome.verdict == Decision::Accept {
         return None;
     }
@@ -135,6 +142,10 @@ mod tests {
     use super::*;
     use crate::rules::{edit::Editor, parse::parse_args};
 
+    fn no_sets(_: Family, m: &Neg<SetMatch>) -> bool {
+        m.negated
+    }
+
     fn ruleset(lines: &[&str]) -> Ruleset {
         let mut e = Editor::new(Ruleset::default());
         for l in lines {
@@ -148,13 +159,13 @@ mod tests {
     #[test]
     fn finds_the_rule_or_policy_that_cuts() {
         let s = Session::parse("10.0.0.9 50000 10.0.0.1 22").unwrap();
-        assert_eq!(would_cut(&ruleset(&[]), &s, "eth0"), None);
-        let cut = would_cut(&ruleset(&["-P INPUT DROP"]), &s, "eth0").unwrap();
+        assert_eq!(would_cut(&ruleset(&[]), &s, "eth0", &no_sets), None);
+        let cut = would_cut(&ruleset(&["-P INPUT DROP"]), &s, "eth0", &no_sets).unwrap();
         assert!(cut.starts_with("the INPUT policy DROP would drop"), "{cut}");
         let ok = ruleset(&["-P INPUT DROP", "-A INPUT -p tcp --dport 22 -j ACCEPT"]);
-        assert_eq!(would_cut(&ok, &s, "eth0"), None);
+        assert_eq!(would_cut(&ok, &s, "eth0", &no_sets), None);
         let rule = ruleset(&["-A INPUT -s 10.0.0.0/8 -j DROP"]);
-        let cut = would_cut(&rule, &s, "eth0").unwrap();
+        let cut = would_cut(&rule, &s, "eth0", &no_sets).unwrap();
         assert!(
             cut.starts_with("rule 1 of INPUT (-A INPUT -s 10.0.0.0/8 -j DROP)"),
             "{cut}"
@@ -171,12 +182,35 @@ mod tests {
             "-P INPUT DROP",
             "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
         ]);
-        assert_eq!(would_cut(&established, &s, "eth0"), None);
+        assert_eq!(would_cut(&established, &s, "eth0", &no_sets), None);
         let new_only = ruleset(&[
             "-P INPUT DROP",
             "-A INPUT -p tcp -m state --state NEW -j ACCEPT",
         ]);
-        let cut = would_cut(&new_only, &s, "eth0").unwrap();
+        let cut = would_cut(&new_only, &s, "eth0", &no_sets).unwrap();
         assert!(cut.starts_with("the INPUT policy DROP"), "{cut}");
+    }
+
+    /// Set matches are answered for the session's packet: an allow-list holding the client
+    /// keeps the session, a block-list holding it cuts it, naming the rule as written.
+    #[test]
+    fn answers_set_matches_for_the_session() {
+        let s = Session::parse("10.0.0.9 50000 10.0.0.1 22").unwrap();
+        let admins = |_: Family, m: &Neg<SetMatch>| (m.value.name == "admins") != m.negated;
+        let allow = ruleset(&[
+            "-P INPUT DROP",
+            "-A INPUT -m set --match-set admins src -j ACCEPT",
+        ]);
+        assert_eq!(would_cut(&allow, &s, "eth0", &admins), None);
+        assert!(would_cut(&allow, &s, "eth0", &no_sets).is_some());
+        let block = ruleset(&[
+            "-A INPUT -p udp -j DROP",
+            "-A INPUT -m set --match-set admins src -j DROP",
+        ]);
+        let cut = would_cut(&block, &s, "eth0", &admins).unwrap();
+        assert!(
+            cut.starts_with("rule 2 of INPUT (-A INPUT -m set --match-set admins src -j DROP)"),
+            "{cut}"
+        );
     }
 }

@@ -12,6 +12,7 @@ pub mod guard;
 pub mod netfilter;
 pub mod observe;
 pub mod rules;
+pub mod sets;
 pub mod state;
 
 /// The XDP program, built by build.rs from firewall-ebpf.

@@ -40,6 +40,9 @@ pub struct State {
     /// in state files older than this field.
     #[serde(default)]
     pub last_apply_ms: Option<u64>,
+    /// Sets (`fwctl set`); their members are in files beside this one (sets/store.rs).
+    #[serde(default)]
+    pub sets: crate::sets::model::Registry,
 }
 
 fn default_mark_shift() -> u32 {
@@ -55,6 +58,7 @@ impl Default for State {
             nft_baseline: Default::default(),
             mark_shift: default_mark_shift(),
             last_apply_ms: None,
+            sets: Default::default(),
         }
     }
 }
@@ -138,6 +142,7 @@ impl StateStore {
                 Err(e) => return Err(e).with_context(|| format!("removing {name}")),
             }
         }
+        crate::sets::store::remove_all(&self.dir)?;
         let _ = fs::remove_dir(&self.dir);
         Ok(())
     }

@@ -1247,6 +1247,14 @@ fn maps_follow_the_ruleset_size() {
         (attached.unwrap(), tc)
     };
     assert_eq!((xdp(7900), xdp(7901)), (3, 0));
+    // A set the new instance's tries must hold too: the client is in a blocklist.
+    lab.host.fwctl_ok(&["set", "create", "bl", "hash:ip"]);
+    lab.host.fwctl_ok(&["set", "add", "bl", CLIENT_V4]);
+    lab.host.apply(&[
+        "-A INPUT -p udp --dport 7902 -m set --match-set bl src -j DROP",
+        "-A INPUT -p udp --dport 7902 -j ACCEPT",
+    ]);
+    assert_eq!(xdp(7902), 0);
     let small = memory();
     let (small_xdp, small_tc) = programs();
 
@@ -1266,6 +1274,7 @@ fn maps_follow_the_ruleset_size() {
     );
     let large = memory();
     assert!(large > small, "{small} MiB, then {large} MiB");
+    assert_eq!(xdp(7902), 0, "the blocklist must hold in the new instance");
     assert!(!scratch_left());
     assert_eq!(lab.xdp_mode().unwrap().as_deref(), Some("xdp"));
     // Both links moved to the new instance's programs.
@@ -1276,7 +1285,8 @@ fn maps_follow_the_ruleset_size() {
     // Judged by the new instance, the first rule's counter carried over.
     assert_eq!((xdp(7900), xdp(7901), xdp(7902)), (3, 3, 0));
     assert_eq!(lab.host.packets("INPUT", 1), 6);
-    assert_eq!(lab.host.packets("INPUT", 3002), 3);
+    assert_eq!(lab.host.packets("INPUT", 2), 9, "the blocklist rule");
+    assert_eq!(lab.host.packets("INPUT", 3004), 3);
 
     // Flushed: the maps stay large while the generation behind holds the large ruleset.
     lab.host.fwctl_ok(&["-F", "INPUT"]);

@@ -405,6 +405,10 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
         let neg = if c.negated { " !" } else { "" };
         let _ = write!(out, "{neg} {what} {}", ct_text(c.value.states));
     }
+    for m in &spec.sets {
+        let neg = if m.negated { " !" } else { "" };
+        let _ = write!(out, "{neg} match-set {} {}", m.value.name, m.value.flags());
+    }
     out.push_str(&ratelimit::list_text(&spec.rate));
     if let Some(c) = &spec.comment {
         let _ = write!(out, " /* {c} */");
@@ -682,6 +686,14 @@ pub fn rule_args(spec: &RuleSpec) -> String {
         };
         parts.push(format!("-m {module}"));
         parts.push(neg_opt(*negated, opt, ct_text(*states)));
+    }
+    for m in &spec.sets {
+        parts.push("-m set".to_string());
+        parts.push(neg_opt(
+            m.negated,
+            "--match-set",
+            format!("{} {}", m.value.name, m.value.flags()),
+        ));
     }
     let rate = ratelimit::save_text(&spec.rate);
     if !rate.is_empty() {

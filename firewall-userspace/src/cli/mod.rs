@@ -3,6 +3,7 @@
 
 pub mod list;
 mod log;
+mod set;
 
 use std::process::ExitCode;
 
@@ -36,7 +37,8 @@ Rules, in iptables syntax (fwctl alone or -4 is IPv4, -6 is IPv6):
 Matches: -i IFACE[+]  -o IFACE[+]  -s ADDR[/LEN][,ADDR...]  -d ...  -p tcp|udp|icmp|icmpv6|all|NAME|NUM
          --sport/--dport PORT[:PORT]  (after -p tcp or -p udp)   --syn  --tcp-flags MASK COMP
          -m multiport --sports/--dports/--ports P,P:P   --icmp-type T[/C]  --icmpv6-type T[/C]
-         -m comment --comment TEXT      (each negatable with ! where iptables allows it)
+         -m comment --comment TEXT      -m set --match-set NAME src|dst[,src|dst] (fwctl set help)
+         (each negatable with ! where iptables allows it)
 Targets: ACCEPT, DROP, RETURN, or a user chain. INPUT and FORWARD are enforced at XDP on
 attached interfaces; OUTPUT and -m conntrack/state are not enforced yet and are refused.
 
@@ -95,6 +97,17 @@ enum Sub {
     ///
     /// Example: fwctl mark-bits 16    # use 0x00070000
     MarkBits { shift: u32 },
+    /// Sets, as ipset has them: create, add, del, test, list, save, restore, flush, destroy,
+    /// swap, with ipset's words. `fwctl set help` shows them all.
+    ///
+    /// Example: fwctl set create bl hash:net ; fwctl set add bl 10.0.0.0/8 ;
+    /// fwctl -A INPUT -m set --match-set bl src -j DROP ; fwctl set restore < blocklist.txt
+    #[command(after_help = set::HELP)]
+    Set {
+        /// The command and its words, as ipset takes them.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
     /// Write the ruleset in the iptables-save format.
     ///
     /// Example: fwctl save > /etc/fwctl/rules.v4 ; fwctl save -6 -c
@@ -162,8 +175,9 @@ enum Sub {
     },
     /// Keep the ruleset of a pending `fwctl apply --confirm`.
     Confirm,
-    /// What the systemd unit runs at boot: restore DIR/rules.v4 and rules.v6, then attach
-    /// to the interfaces DIR/fwctl.conf names (`attach eth0 [native|generic]` lines).
+    /// What the systemd unit runs at boot: restore DIR/sets (ipset save format), rules.v4
+    /// and rules.v6, then attach to the interfaces DIR/fwctl.conf names (`attach eth0
+    /// [native|generic]` lines).
     Boot {
         #[arg(long, default_value = crate::boot::CONFIG_DIR)]
         config_dir: std::path::PathBuf,
@@ -367,7 +381,17 @@ fn run_rule_command(inv: Invocation) -> Result<()> {
     let mut fw = Firewall::lock()?;
     let mut editor = Editor::new(fw.state.ruleset.clone());
     let Some(query) = editor.apply(table, family, command).map_err(edit_failed)? else {
-        return fw.commit(editor);
+        // iptables refuses a rule naming a missing or unfit set as a usage error.
+        return fw
+            .commit(editor)
+            .map_err(|e| match e.downcast::<crate::sets::SetRefError>() {
+                Ok(set) => Exit {
+                    message: set.to_string(),
+                    status: 2,
+                }
+                .into(),
+                Err(other) => other,
+            });
     };
     match query {
         Command::Check(chain, specs) => {
@@ -434,6 +458,7 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
             Ok(())
         }
         Sub::Status { output, verbose } => status(output == Some(OutputFormat::Json), verbose),
+        Sub::Set { args } => set::run(&args),
         Sub::MarkBits { shift } => {
             Firewall::lock()?.set_mark_shift(shift)?;
             println!(
@@ -606,7 +631,7 @@ fn restore(
             status: e.status,
         })?;
     if test {
-        crate::firewall::check(&restored.editor.ruleset)?;
+        crate::firewall::check(&restored.editor.ruleset, &fw.state.sets)?;
         return Ok(());
     }
     let ruleset = restored.editor.ruleset.clone();
@@ -689,7 +714,7 @@ fn apply(
         );
     }
     if dry_run {
-        crate::firewall::check(&restored.editor.ruleset)?;
+        crate::firewall::check(&restored.editor.ruleset, &fw.state.sets)?;
         println!("{}: checked and compiled; nothing applied", file.display());
         return Ok(());
     }
@@ -826,6 +851,7 @@ fn status(json: bool, verbose: bool) -> Result<()> {
             "netns_cookie": fw.ns.cookie,
             "netfilter_table": nft_table.then_some(format!("inet {}", crate::netfilter::TABLE)),
             "conntrack_rules": conntrack_rules,
+            "sets": fw.state.sets.sets.iter().map(|s| &s.name).collect::<Vec<_>>(),
             "program_id": program,
             "pin_dir": program.map(|_| fw.ns.pin_dir.display().to_string()),
             "generation": generation,
@@ -889,6 +915,7 @@ fn status(json: bool, verbose: bool) -> Result<()> {
         false => println!("netfilter: no table (nothing applied yet)"),
     }
     println!("conntrack: used by {conntrack_rules} rule(s) (state matches and NAT)");
+    println!("sets: {} (fwctl set list -t)", fw.state.sets.sets.len());
     if verbose {
         if let Some(dp) = &dp {
             let memory = dp.map_memory()?;

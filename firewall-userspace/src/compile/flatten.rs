@@ -16,6 +16,8 @@ use firewall_common::{
     VERDICT_DROP,
 };
 
+use crate::sets::model::Registry;
+
 use super::{
     guards::{self, fits, GuardSpec, RuleGuards},
     verdict, CompileError,
@@ -176,6 +178,7 @@ pub struct Flat {
 pub struct Flattener<'a> {
     rules: &'a FamilyRules,
     family: Family,
+    sets: &'a Registry,
     policy: Verdict,
     /// Counter slot of the built-in chain's policy.
     policy_slot: u32,
@@ -186,12 +189,14 @@ impl<'a> Flattener<'a> {
     pub fn new(
         rules: &'a FamilyRules,
         family: Family,
+        sets: &'a Registry,
         policy: Verdict,
         policy_slot: u32,
     ) -> Flattener<'a> {
         Flattener {
             rules,
             family,
+            sets,
             policy,
             policy_slot,
             out: Vec::new(),
@@ -239,7 +244,7 @@ impl<'a> Flattener<'a> {
         for (i, rule) in rules.iter().enumerate() {
             let position = position.unwrap_or(i as u32 + 1);
             let mut resume_after = Vec::new();
-            let own = guards::of_rule(rule, self.family);
+            let own = guards::of_rule(rule, self.family, self.sets);
             for alt in alternatives(&rule.spec) {
                 let mut conds = ctx.and(&alt);
                 match &own {

@@ -10,7 +10,8 @@
 
 use firewall_common::{
     limit_bucket, newcomer_bucket, Guard, Meter, GUARD_HASHLIMIT, GUARD_HL_ABOVE, GUARD_HL_DSTIP,
-    GUARD_HL_DSTPORT, GUARD_HL_SRCIP, GUARD_HL_SRCPORT, GUARD_LIMIT, MAX_GUARD_CHAIN,
+    GUARD_HL_DSTPORT, GUARD_HL_SRCIP, GUARD_HL_SRCPORT, GUARD_LIMIT, GUARD_NEGATE, GUARD_SET,
+    GUARD_SET_DIM0_DST, GUARD_SET_DIM1_DST, GUARD_SET_PORTS, MAX_GUARD_CHAIN,
     MAX_HASHLIMIT_ENTRIES,
 };
 
@@ -20,6 +21,7 @@ use crate::rules::{
     },
     Family, Rule, Target,
 };
+use crate::sets::model::{Registry, SetKind};
 
 /// One guard of an entry, with the meter it needs installed (if any).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,13 +47,43 @@ fn meter(interval_ns: u64, burst: u32) -> Meter {
     }
 }
 
-/// The guards of `rule` (its own, not those of jumps around it).
-pub fn of_rule(rule: &Rule, family: Family) -> RuleGuards {
+/// The guards of `rule` (its own, not those of jumps around it). Set matches name the
+/// set's storage in force; one `sets` does not know (a compile without them) leaves the
+/// rule to netfilter.
+pub fn of_rule(rule: &Rule, family: Family, sets: &Registry) -> RuleGuards {
     let rate = &rule.spec.rate;
     if rate.connlimit.is_some() {
         return RuleGuards::Defer;
     }
     let mut out = Vec::new();
+    for m in &rule.spec.sets {
+        let Ok((def, _)) = sets.resolve(&m.value, family) else {
+            return RuleGuards::Defer;
+        };
+        let mut flags = 0;
+        for (on, flag) in [
+            (m.negated, GUARD_NEGATE),
+            (m.value.dst.first() == Some(&true), GUARD_SET_DIM0_DST),
+            (m.value.dst.get(1) == Some(&true), GUARD_SET_DIM1_DST),
+            (def.kind == SetKind::HashIpPort, GUARD_SET_PORTS),
+        ] {
+            if on {
+                flags |= flag;
+            }
+        }
+        out.push(GuardSpec {
+            guard: Guard {
+                kind: GUARD_SET,
+                flags,
+                id: def.storage,
+                ..Guard::default()
+            },
+            meter: None,
+        });
+    }
+    // Membership takes nothing from the packet's way: checked again on every entry a jump's
+    // conditions are repeated on, it gives the same answer.
+    let idempotent = out.len();
     if let Some(l) = &rate.limit {
         out.push(GuardSpec {
             guard: Guard {
@@ -103,7 +135,7 @@ pub fn of_rule(rule: &Rule, family: Family) -> RuleGuards {
             meter: Some((id, meter(newcomer_interval.max(1), max))),
         });
     }
-    if out.is_empty() {
+    if out.len() == idempotent {
         return RuleGuards::Check(out);
     }
     if matches!(rule.spec.target, Target::Jump(_) | Target::Return) {

@@ -28,7 +28,10 @@ use self::{
     guards::GuardSpec,
     pool::{Bits, Pool},
 };
-use crate::rules::{Chain, Cidr, Family, Ruleset, Table, Verdict};
+use crate::{
+    rules::{Chain, Cidr, Family, Ruleset, Table, Verdict},
+    sets::model::Registry,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
@@ -126,7 +129,17 @@ pub fn verdict(v: Verdict) -> u32 {
     }
 }
 
+/// Compiles without sets: rules that match on one are left to netfilter.
 pub fn compile(ruleset: &Ruleset, interfaces: &[Interface]) -> Result<Image, CompileError> {
+    compile_with_sets(ruleset, interfaces, &Registry::default())
+}
+
+/// Compiles with set matches checked at XDP against the storages `sets` has in force.
+pub fn compile_with_sets(
+    ruleset: &Ruleset,
+    interfaces: &[Interface],
+    sets: &Registry,
+) -> Result<Image, CompileError> {
     let mut pool = Pool::default();
     let mut image = Image::default();
     let mut entry_base = 0u32;
@@ -140,7 +153,7 @@ pub fn compile(ruleset: &Ruleset, interfaces: &[Interface]) -> Result<Image, Com
             let slot = firewall_common::policy_counter(family.index(), index);
             let rules = ruleset.family(family);
             let policy = rules.chain(chain).policy;
-            let mut f = Flattener::new(rules, family, policy, slot);
+            let mut f = Flattener::new(rules, family, sets, policy, slot);
             for spec in nat::deferred(ruleset.table(Table::Nat, family), chain) {
                 f.defer(&spec);
             }

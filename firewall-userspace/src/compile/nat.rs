@@ -25,8 +25,11 @@ pub fn deferred(nat: &FamilyRules, chain: Chain) -> Vec<RuleSpec> {
             _ => false,
         };
         if dnat {
+            // Without its state and set matches the rule matches more packets: XDP then
+            // defers more, never fewer, than the DNAT could take.
             out.push(RuleSpec {
                 ctstate: None,
+                sets: Vec::new(),
                 comment: None,
                 ..rule.spec.clone()
             });

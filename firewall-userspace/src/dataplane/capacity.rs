@@ -30,6 +30,11 @@ const MIN: Capacity = Capacity {
 const SHRINK_FACTOR: u32 = 4;
 
 impl Capacity {
+    /// The smallest maps made, for an install that has no ruleset to size them by yet.
+    pub fn minimum() -> Capacity {
+        MIN
+    }
+
     /// Exactly what `image` needs, and counter slots below `slots_end`.
     pub fn needed(image: &Image, slots_end: u32) -> Capacity {
         Capacity {

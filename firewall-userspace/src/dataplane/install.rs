@@ -17,7 +17,7 @@ use super::{
     capacity::Capacity,
     kfunc::{conntrack_support, patch_kfunc_calls, Kfuncs},
     maps::Maps,
-    maps::MAP_NAMES,
+    maps::{MAP_NAMES, SET_MAP_NAMES},
     namespace::Namespace,
 };
 
@@ -183,7 +183,7 @@ pub fn load_and_pin(dir: &Path, capacity: Capacity) -> Result<(Ebpf, Maps)> {
     remove_pins(dir)?;
     fs::create_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut ebpf = load_object(capacity)?;
-    for name in MAP_NAMES {
+    for name in MAP_NAMES.iter().chain(&SET_MAP_NAMES) {
         let map = ebpf
             .map(name)
             .with_context(|| format!("object has no map {name}"))?;

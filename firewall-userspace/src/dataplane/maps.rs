@@ -46,6 +46,9 @@ pub const MAP_NAMES: [&str; 20] = [
     MAP_HASHLIMIT,
 ];
 
+/// The set tries, pinned beside the others; sets/xdp.rs opens them.
+pub const SET_MAP_NAMES: [&str; 2] = [firewall_common::MAP_SET4, firewall_common::MAP_SET6];
+
 /// LPM key data that starts with its table tag.
 trait Tagged: aya::Pod {
     fn tag(&self) -> u32;

@@ -39,7 +39,8 @@ impl Dataplane {
     /// [`Maps::install`] does. The new instance is a copy of the old one first (`in_force`,
     /// the compiled ruleset in force, in the active generation; the counters of `slots` and
     /// the reason counts), so a caller that must go back to the previous generation after
-    /// this returns can, as after an install in place. `before_flip` runs once the new
+    /// this returns can, as after an install in place. `fill` gets the new instance's pin
+    /// directory to load what the ruleset does not carry (sets). `before_flip` runs once the new
     /// generation is written, before any packet can meet it.
     pub fn resize(
         &mut self,
@@ -47,9 +48,10 @@ impl Dataplane {
         in_force: &Image,
         image: &Image,
         slots: impl IntoIterator<Item = u32>,
+        fill: impl FnOnce(&Path) -> Result<()>,
         before_flip: impl FnOnce(u32) -> Result<()>,
     ) -> Result<u32> {
-        self.swap_in(capacity, in_force, image, slots, before_flip)
+        self.swap_in(capacity, in_force, image, slots, fill, before_flip)
             // Every link back on the instance in place, as the next run would do.
             .map_err(|e| match repair(&self.ns) {
                 Ok(()) => e,
@@ -65,11 +67,15 @@ impl Dataplane {
         in_force: &Image,
         image: &Image,
         slots: impl IntoIterator<Item = u32>,
+        fill: impl FnOnce(&Path) -> Result<()>,
         before_flip: impl FnOnce(u32) -> Result<()>,
     ) -> Result<u32> {
         let pin_dir = self.ns.pin_dir.clone();
         let scratch = scratch_dir(&pin_dir);
         let (ebpf, mut maps) = load_and_pin(&scratch, capacity)?;
+        // Maps that do not follow the ruleset (the sets' tries) start empty: filled from
+        // what they hold in the instance in place, before any packet can reach this one.
+        fill(&scratch)?;
         let config = self.maps.config()?;
         maps.set_config(config)?;
         maps.write_generation(config.active % GENERATIONS, in_force)?;

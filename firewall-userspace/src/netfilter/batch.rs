@@ -69,10 +69,72 @@ fn substitute(buf: &[u8]) -> Vec<u8> {
     out
 }
 
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NLM_F_REQUEST: u16 = 1;
+
+/// A batch of nftables messages written by hand, for what rustables cannot express (set
+/// elements with interval ends and timeouts, concatenated keys); sent by [`send_raw`].
+pub struct RawBatch {
+    buf: Vec<u8>,
+    seq: u32,
+}
+
+impl RawBatch {
+    pub fn new() -> RawBatch {
+        let mut b = RawBatch {
+            buf: Vec::new(),
+            seq: 0,
+        };
+        b.push(NFNL_MSG_BATCH_BEGIN, 0, 0, NFNL_SUBSYS_NFTABLES, &[]);
+        b
+    }
+
+    fn push(&mut self, kind: u16, flags: u16, family: u8, res_id: u16, attrs: &[u8]) {
+        let len = 16 + 4 + attrs.len();
+        self.buf.extend((len as u32).to_ne_bytes());
+        self.buf.extend(kind.to_ne_bytes());
+        self.buf.extend((NLM_F_REQUEST | flags).to_ne_bytes());
+        self.buf.extend(self.seq.to_ne_bytes());
+        self.buf.extend(0u32.to_ne_bytes());
+        // nfgenmsg: family, version 0, resource id (big-endian).
+        self.buf.push(family);
+        self.buf.push(0);
+        self.buf.extend(res_id.to_be_bytes());
+        self.buf.extend(attrs);
+        self.buf.resize(self.buf.len().next_multiple_of(4), 0);
+        self.seq += 1;
+    }
+
+    /// An nftables message (`NFT_MSG_*`) for an object of `family` (NFPROTO_*).
+    pub fn add(&mut self, msg: u16, flags: u16, family: u8, attrs: &[u8]) {
+        self.push(NFNL_SUBSYS_NFTABLES << 8 | msg, flags, family, 0, attrs);
+    }
+
+    /// Whether anything but the begin message is in.
+    pub fn is_empty(&self) -> bool {
+        self.seq <= 1
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        self.push(NFNL_MSG_BATCH_END, 0, 0, NFNL_SUBSYS_NFTABLES, &[]);
+        self.buf
+    }
+}
+
+impl Default for RawBatch {
+    fn default() -> Self {
+        RawBatch::new()
+    }
+}
+
 /// Sends the batch and waits until the kernel has applied it (all of it) or refused it
 /// (none of it).
 pub fn send(batch: rustables::Batch) -> Result<()> {
-    let mut buf = substitute(&batch.finalize());
+    send_raw(substitute(&batch.finalize()))
+}
+
+/// Sends a finalized batch (begin and end messages included), as [`send`].
+pub fn send_raw(mut buf: Vec<u8>) -> Result<()> {
     let messages = headers(&buf);
     let objects: Vec<&Header> = messages
         .iter()

@@ -500,3 +500,74 @@ pub fn redirect(ports: Option<PortRange>, out: &mut Vec<RawExpression>) {
     }
     out.push(raw("redir", &attrs));
 }
+
+/// `-m set [!] --match-set NAME src|dst[,src|dst]`: the key loaded as the set's members
+/// are laid out (netfilter/sets.rs), then looked up, inverted for `!`. `dst`: which of the
+/// set's dimensions come from the destination.
+pub fn set_lookup(
+    set: &super::sets::NftSet,
+    dst: &[bool],
+    negated: bool,
+    out: &mut Vec<RawExpression>,
+) {
+    const NFT_REG_1: u32 = 1;
+    const NFTA_PAYLOAD_DREG: u16 = 1;
+    const NFTA_PAYLOAD_BASE: u16 = 2;
+    const NFTA_PAYLOAD_OFFSET: u16 = 3;
+    const NFTA_PAYLOAD_LEN: u16 = 4;
+    const NFTA_META_DREG: u16 = 1;
+    const NFTA_META_KEY: u16 = 2;
+    const NFT_META_L4PROTO: u32 = 16;
+    const NFTA_LOOKUP_SET: u16 = 1;
+    const NFTA_LOOKUP_SREG: u16 = 2;
+    const NFTA_LOOKUP_FLAGS: u16 = 5;
+    const NFT_LOOKUP_F_INV: u32 = 1;
+    let from_dst = |dim: usize| dst.get(dim).copied().unwrap_or(false);
+    let (offset, len) = match (set.family, from_dst(0)) {
+        (Family::V4, false) => (12, 4),
+        (Family::V4, true) => (16, 4),
+        (Family::V6, false) => (8, 16),
+        (Family::V6, true) => (24, 16),
+    };
+    let ports = set.kind == crate::sets::model::SetKind::HashIpPort;
+    // A concatenation starts at a 32-bit register, each field in its own words.
+    let first = if ports { REG32_00 } else { NFT_REG_1 };
+    let payload = |dreg: u32, base: u32, offset: u32, len: u32| {
+        raw(
+            "payload",
+            &[
+                (NFTA_PAYLOAD_DREG, dreg),
+                (NFTA_PAYLOAD_BASE, base),
+                (NFTA_PAYLOAD_OFFSET, offset),
+                (NFTA_PAYLOAD_LEN, len),
+            ],
+        )
+    };
+    out.push(payload(first, NFT_PAYLOAD_NETWORK_HEADER, offset, len));
+    if ports {
+        let proto_reg = first + len / 4;
+        out.push(raw(
+            "meta",
+            &[
+                (NFTA_META_DREG, proto_reg),
+                (NFTA_META_KEY, NFT_META_L4PROTO),
+            ],
+        ));
+        let port_offset = if from_dst(1) { 2 } else { 0 };
+        out.push(payload(
+            proto_reg + 1,
+            NFT_PAYLOAD_TRANSPORT_HEADER,
+            port_offset,
+            2,
+        ));
+    }
+    let flags = if negated { NFT_LOOKUP_F_INV } else { 0 };
+    out.push(placeholder(&element(
+        "lookup",
+        &[
+            Attr::Str(NFTA_LOOKUP_SET, set.name),
+            Attr::U32(NFTA_LOOKUP_SREG, first),
+            Attr::U32(NFTA_LOOKUP_FLAGS, flags),
+        ],
+    )));
+}

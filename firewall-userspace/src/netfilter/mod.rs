@@ -14,6 +14,7 @@ mod batch;
 pub mod exprs;
 mod netlink;
 pub mod nflog;
+pub mod sets;
 pub mod translate;
 
 use std::collections::BTreeMap;
@@ -318,6 +319,7 @@ pub fn translate(
     ruleset: &Ruleset,
     generation: u32,
     counters: &NftCounters,
+    set_registry: &crate::sets::model::Registry,
 ) -> Result<Vec<ChainImage>, TranslateError> {
     let mut out = Vec::new();
     for table in Table::ALL {
@@ -345,6 +347,18 @@ pub fn translate(
                         let mut e = Vec::new();
                         for t in &alt {
                             exprs::test(t, family, &mut e);
+                        }
+                        for m in &rule.spec.sets {
+                            let (def, info) = set_registry
+                                .resolve(&m.value, family)
+                                .map_err(TranslateError::Set)?;
+                            let set = sets::NftSet {
+                                name: &info.nft_name,
+                                kind: def.kind,
+                                family: def.family,
+                                timeouts: info.timeouts,
+                            };
+                            exprs::set_lookup(&set, &m.value.dst, m.negated, &mut e);
                         }
                         rate_exprs(rule, generation, family, &mut e, &mut image.sets);
                         // The preloaded counts go to the first alternative only.
@@ -687,7 +701,7 @@ pub fn counters(generation: u32) -> Result<NftCounters> {
         } else if text == COMMENT_POLICY {
             // `0v4-INPUT` -> `v4-INPUT`.
             out.policies
-                .entry(chain[prefix.len()..].to_string())
+                .entry(rule.chain[prefix.len()..].to_string())
                 .or_default()
         } else {
             continue;

@@ -68,6 +68,8 @@ pub enum TranslateError {
         "the rule needs {0} netfilter rules (at most {MAX_ALTERNATIVES}): split its port lists"
     )]
     TooManyAlternatives(usize),
+    #[error(transparent)]
+    Set(crate::sets::SetRefError),
 }
 
 /// Every way a packet can satisfy `spec`, as disjoint conjunctions of tests.

@@ -159,6 +159,38 @@ pub fn matches(spec: &RuleSpec, p: &PacketView) -> bool {
             p.ct_state
                 .is_some_and(|state| (state & c.value.states != 0) != c.negated)
         })
+        // The model has no set contents: here a packet is in no set, unless the rules were
+        // first given the packet's answers (`with_set_answers`).
+        && spec.sets.iter().all(|m| m.negated)
+}
+
+/// `rules` as they are for one packet, given whether each of its set matches holds for it
+/// (negation included): a rule whose set matches all hold loses them, one with a failing
+/// match goes, since it cannot match the packet. Counter slots stay with their rules.
+pub fn with_set_answers(
+    rules: &FamilyRules,
+    holds: impl Fn(&super::Neg<super::SetMatch>) -> bool,
+) -> FamilyRules {
+    let answer = |list: &[Rule]| -> Vec<Rule> {
+        list.iter()
+            .filter(|r| r.spec.sets.iter().all(&holds))
+            .map(|r| Rule {
+                spec: RuleSpec {
+                    sets: Vec::new(),
+                    ..r.spec.clone()
+                },
+                slot: r.slot,
+            })
+            .collect()
+    };
+    let mut out = rules.clone();
+    for &c in rules.builtins() {
+        out.chain_mut(c).rules = answer(&rules.chain(c).rules);
+    }
+    for u in out.user.iter_mut() {
+        u.rules = answer(&u.rules);
+    }
+    out
 }
 
 /// Runs a chain; `None` when the packet falls off its end or hits RETURN.

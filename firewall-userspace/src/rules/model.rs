@@ -492,6 +492,26 @@ impl Target {
     }
 }
 
+/// `-m set --match-set NAME src|dst[,src|dst]`: membership in a set (`fwctl set`), each of
+/// the set's dimensions taken from the packet's source or destination.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SetMatch {
+    pub name: String,
+    /// Per dimension, in order: taken from the destination (else the source).
+    pub dst: Vec<bool>,
+}
+
+impl SetMatch {
+    /// `src`, `dst`, `src,dst`... as iptables writes the flags.
+    pub fn flags(&self) -> String {
+        self.dst
+            .iter()
+            .map(|d| if *d { "dst" } else { "src" })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
 /// One rule's matches and target. Absent fields match everything.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleSpec {
@@ -511,6 +531,9 @@ pub struct RuleSpec {
     pub icmp: Option<Neg<IcmpType>>,
     pub tcp_flags: Option<Neg<TcpFlags>>,
     pub ctstate: Option<Neg<CtState>>,
+    /// `-m set` matches, in the order given; all must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sets: Vec<Neg<SetMatch>>,
     /// `-m limit`, `-m hashlimit`, `-m connlimit`.
     #[serde(default, skip_serializing_if = "RateMatches::is_empty")]
     pub rate: RateMatches,
@@ -533,6 +556,7 @@ impl RuleSpec {
             icmp: None,
             tcp_flags: None,
             ctstate: None,
+            sets: Vec::new(),
             rate: RateMatches::default(),
             comment: None,
             target,
@@ -666,6 +690,13 @@ impl FamilyRules {
             .chain(self.user.iter().flat_map(|u| u.rules.iter()))
     }
 
+    /// How many rules match on set `name`.
+    pub fn set_references(&self, name: &str) -> usize {
+        self.all_rules()
+            .filter(|r| r.spec.sets.iter().any(|m| m.value.name == name))
+            .count()
+    }
+
     /// How many rules jump to `name` (iptables' "references").
     pub fn references(&self, name: &str) -> usize {
         self.all_rules()
@@ -725,6 +756,29 @@ impl Ruleset {
             Family::V4 => &mut self.v4,
             Family::V6 => &mut self.v6,
         }
+    }
+
+    /// Rules of every table and family that match on set `name`.
+    pub fn set_references(&self, name: &str) -> usize {
+        [&self.v4, &self.v6, &self.nat4, &self.nat6]
+            .into_iter()
+            .map(|f| f.set_references(name))
+            .sum()
+    }
+
+    /// Every set match of every rule, with the family of its table.
+    pub fn set_matches(&self) -> impl Iterator<Item = (Family, &Neg<SetMatch>)> + '_ {
+        [
+            (Family::V4, &self.v4),
+            (Family::V6, &self.v6),
+            (Family::V4, &self.nat4),
+            (Family::V6, &self.nat6),
+        ]
+        .into_iter()
+        .flat_map(|(family, f)| {
+            f.all_rules()
+                .flat_map(move |r| r.spec.sets.iter().map(move |m| (family, m)))
+        })
     }
 
     /// Every counter slot in use, across families and chains.

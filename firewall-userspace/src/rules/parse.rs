@@ -11,7 +11,7 @@ use super::{
     icmp,
     model::{
         Chain, Cidr, CtState, Family, IcmpType, LogOpts, Multiport, MultiportKind, NatTo, Neg,
-        PortRange, RejectWith, RuleSpec, Table, Target, TcpFlags, Verdict, CT_STATES,
+        PortRange, RejectWith, RuleSpec, SetMatch, Table, Target, TcpFlags, Verdict, CT_STATES,
         DEFAULT_LOG_LEVEL,
     },
     ratelimit::{self, RateMatches},
@@ -142,6 +142,8 @@ struct Modules {
     comment: bool,
     conntrack: bool,
     state: bool,
+    /// `-m set` given and not yet used by a `--match-set` (each takes its own).
+    set: usize,
     /// limit, hashlimit, connlimit.
     rate: [bool; 3],
 }
@@ -162,6 +164,7 @@ struct SpecBuilder {
     icmp: Option<Neg<IcmpType>>,
     tcp_flags: Option<Neg<TcpFlags>>,
     ctstate: Option<Neg<CtState>>,
+    sets: Vec<Neg<SetMatch>>,
     rate: RateMatches,
     comment: Option<String>,
     target: Option<Target>,
@@ -260,6 +263,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 | "--tcp-flags"
                 | "--ctstate"
                 | "--state"
+                | "--match-set"
         ) || ratelimit::module_of(opt).is_some();
         if neg && !negatable {
             return Err(bad(format!("cannot have ! before {opt}")));
@@ -381,6 +385,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     ("comment", _) => modules.comment = true,
                     ("conntrack", _) => modules.conntrack = true,
                     ("state", _) => modules.state = true,
+                    ("set", _) => modules.set += 1,
                     ("limit", _) => modules.rate[0] = true,
                     ("hashlimit", _) => modules.rate[1] = true,
                     ("connlimit", _) => modules.rate[2] = true,
@@ -498,6 +503,29 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     negated: neg,
                 });
                 spec.any = true;
+            }
+            "--match-set" => {
+                if modules.set == 0 {
+                    return Err(bad(
+                        "unknown option \"--match-set\": each one needs its own -m set",
+                    ));
+                }
+                modules.set -= 1;
+                let name = args.value(opt, inline)?;
+                let flags = args
+                    .operand()
+                    .ok_or_else(|| bad("--match-set requires two args: NAME src|dst[,src|dst]"))?;
+                spec.sets.push(Neg {
+                    value: parse_set_match(name, flags)?,
+                    negated: neg,
+                });
+                spec.any = true;
+            }
+            "--return-nomatch" | "--update-counters" | "--update-subcounters" | "--packets-eq"
+            | "--packets-lt" | "--packets-gt" | "--bytes-eq" | "--bytes-lt" | "--bytes-gt" => {
+                return Err(bad(format!(
+                    "{opt} is not supported by this version of fwctl"
+                )))
             }
             _ if ratelimit::module_of(opt).is_some() => {
                 let module = ratelimit::module_of(opt).unwrap_or_default();
@@ -974,6 +1002,7 @@ impl SpecBuilder {
                     icmp: self.icmp.clone(),
                     tcp_flags: self.tcp_flags.clone(),
                     ctstate: self.ctstate.clone(),
+                    sets: self.sets.clone(),
                     rate: self.rate.clone(),
                     comment: self.comment.clone(),
                     target: target.clone(),
@@ -982,6 +1011,33 @@ impl SpecBuilder {
         }
         Ok(specs)
     }
+}
+
+/// `--match-set NAME FLAGS`: the flags are `src` or `dst` per dimension of the set, as
+/// iptables takes them (whether their number fits the set is checked against the set).
+fn parse_set_match(name: &str, flags: &str) -> Result<SetMatch, ParseError> {
+    if name.is_empty() || name.len() > crate::sets::model::MAX_NAME_LEN {
+        return Err(bad(format!("setname `{name}' too long, max 31 characters")));
+    }
+    let dst = flags
+        .split(',')
+        .map(|f| match f {
+            "src" => Ok(false),
+            "dst" => Ok(true),
+            _ => Err(bad(format!(
+                "You must specify (the comma separated list of) 'src' or 'dst', not `{flags}'"
+            ))),
+        })
+        .collect::<Result<Vec<bool>, _>>()?;
+    if dst.len() > 6 {
+        return Err(bad(format!(
+            "Can't be more src/dst options than 6: `{flags}'"
+        )));
+    }
+    Ok(SetMatch {
+        name: name.to_string(),
+        dst,
+    })
 }
 
 fn parse_rule_number(text: &str) -> Result<usize, ParseError> {

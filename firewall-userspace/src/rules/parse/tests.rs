@@ -401,6 +401,35 @@ fn accepted_rule_forms() {
                 }))
             },
         ),
+        (
+            "-A INPUT -m set --match-set bl src -j ACCEPT",
+            RuleSpec {
+                sets: vec![Neg::plain(SetMatch {
+                    name: "bl".into(),
+                    dst: vec![false],
+                })],
+                ..accept()
+            },
+        ),
+        (
+            "-A INPUT -m set ! --match-set svc dst,src -m set --match-set bl src -j ACCEPT",
+            RuleSpec {
+                sets: vec![
+                    Neg {
+                        value: SetMatch {
+                            name: "svc".into(),
+                            dst: vec![true, false],
+                        },
+                        negated: true,
+                    },
+                    Neg::plain(SetMatch {
+                        name: "bl".into(),
+                        dst: vec![false],
+                    }),
+                ],
+                ..accept()
+            },
+        ),
     ];
     for (line, want) in cases {
         assert_eq!(rule(line), want, "{line}");
@@ -608,6 +637,11 @@ fn rejected_inputs() {
         ("-A INPUT --ctstate NEW -j ACCEPT", "unknown option \"--ctstate\": it needs -m conntrack", 2),
         ("-A INPUT -m conntrack --ctstate NEW,BOGUS -j ACCEPT", "Bad ctstate \"BOGUS\"", 2),
         ("-A INPUT -m state --ctstate NEW -j ACCEPT", "unknown option \"--ctstate\": it needs -m conntrack", 2),
+        ("-A INPUT --match-set bl src -j ACCEPT", "unknown option \"--match-set\": each one needs its own -m set", 2),
+        ("-A INPUT -m set --match-set bl src --match-set b2 src -j ACCEPT", "unknown option \"--match-set\": each one needs its own -m set", 2),
+        ("-A INPUT -m set --match-set bl -j ACCEPT", "--match-set requires two args: NAME src|dst[,src|dst]", 2),
+        ("-A INPUT -m set --match-set bl source -j ACCEPT", "You must specify (the comma separated list of) 'src' or 'dst', not `source'", 2),
+        ("-A INPUT -m set --match-set bl src --return-nomatch -j ACCEPT", "--return-nomatch is not supported by this version of fwctl", 2),
         ("-A INPUT --comment hi -j ACCEPT", "unknown option \"--comment\": it needs -m comment", 2),
         ("-A INPUT ! -j ACCEPT", "cannot have ! before -j", 2),
         ("-A INPUT ! ! -s 1.1.1.1 -j ACCEPT", "multiple `!' flags not allowed", 2),

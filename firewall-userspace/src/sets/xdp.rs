@@ -1,0 +1,267 @@
+//! The XDP side of sets: the members of every storage in the `FW_SET4`/`FW_SET6` LPM tries
+//! (layout in firewall-common). A whole storage goes in with BPF_MAP_UPDATE_BATCH, many
+//! thousand members a system call; aya 0.14 has no batch calls, hence the raw `bpf(2)`.
+
+use std::{
+    io,
+    os::fd::{AsFd, AsRawFd},
+    path::Path,
+};
+
+use anyhow::{Context, Result};
+use aya::maps::MapData;
+use firewall_common::{MAP_SET4, MAP_SET6, SET_KEY_FIXED_BITS};
+
+use super::model::Member;
+use crate::rules::Family;
+
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
+/// Members per batch call: large enough that the calls cost nothing beside the inserts,
+/// small enough that the key buffer stays a few MB.
+const BATCH: usize = 65_536;
+
+/// `union bpf_attr` as the batch commands read it.
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// `union bpf_attr` as the element commands read it.
+#[repr(C)]
+#[derive(Default)]
+struct ElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<()> {
+    // SAFETY: `attr` is a live bpf_attr prefix of its own size; the kernel reads (and for
+    // batches writes `count` of) it and the buffers it points to, which outlive the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut T,
+            std::mem::size_of::<T>() as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// The two tries, opened from their pins.
+pub struct Tries {
+    v4: MapData,
+    v6: MapData,
+}
+
+/// `struct bpf_lpm_trie_key` followed by the set key's data (firewall-common `SetKey4/6`).
+fn key(family: Family, storage: u32, m: &Member) -> Vec<u8> {
+    let mut k = Vec::with_capacity(28);
+    k.extend((SET_KEY_FIXED_BITS + m.prefix as u32).to_ne_bytes());
+    k.extend(storage.to_be_bytes());
+    k.extend(((m.proto as u32) << 16 | m.port as u32).to_be_bytes());
+    match family {
+        Family::V4 => k.extend((m.addr as u32).to_be_bytes()),
+        Family::V6 => k.extend(m.addr.to_be_bytes()),
+    }
+    k
+}
+
+fn key_len(family: Family) -> usize {
+    match family {
+        Family::V4 => 4 + 12,
+        Family::V6 => 4 + 24,
+    }
+}
+
+impl Tries {
+    pub fn open(pin_dir: &Path) -> Result<Tries> {
+        let open = |name: &str| {
+            let path = pin_dir.join(name);
+            MapData::from_pin(&path)
+                .with_context(|| format!("opening pinned map {}", path.display()))
+        };
+        Ok(Tries {
+            v4: open(MAP_SET4)?,
+            v6: open(MAP_SET6)?,
+        })
+    }
+
+    fn fd(&self, family: Family) -> u32 {
+        let map = match family {
+            Family::V4 => &self.v4,
+            Family::V6 => &self.v6,
+        };
+        map.fd().as_fd().as_raw_fd() as u32
+    }
+
+    /// Writes members with their values (expiries), in batches; a kernel without batch
+    /// calls for tries gets one call per member.
+    pub fn update(&self, family: Family, storage: u32, values: &[(Member, u64)]) -> Result<()> {
+        let fd = self.fd(family);
+        let mut batched = true;
+        for chunk in values.chunks(BATCH) {
+            let keys: Vec<u8> = chunk
+                .iter()
+                .flat_map(|(m, _)| key(family, storage, m))
+                .collect();
+            let vals: Vec<u64> = chunk.iter().map(|(_, v)| *v).collect();
+            if batched {
+                let mut attr = BatchAttr {
+                    keys: keys.as_ptr() as u64,
+                    values: vals.as_ptr() as u64,
+                    count: chunk.len() as u32,
+                    map_fd: fd,
+                    ..Default::default()
+                };
+                match bpf(BPF_MAP_UPDATE_BATCH, &mut attr) {
+                    Ok(()) => continue,
+                    Err(e)
+                        if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(524))
+                            && attr.count == 0 =>
+                    {
+                        log::info!(
+                            "no batch updates for LPM tries here ({e}): one call per member"
+                        );
+                        batched = false;
+                    }
+                    Err(e) => {
+                        return Err(e).context(format!(
+                        "writing set members into the XDP trie ({} of {} in this batch written)",
+                        attr.count,
+                        chunk.len()
+                    ))
+                    }
+                }
+            }
+            for (i, v) in vals.iter().enumerate() {
+                let k = &keys[i * key_len(family)..];
+                let mut attr = ElemAttr {
+                    map_fd: fd,
+                    key: k.as_ptr() as u64,
+                    value: v as *const u64 as u64,
+                    ..Default::default()
+                };
+                bpf(BPF_MAP_UPDATE_ELEM, &mut attr)
+                    .context("writing a set member into the XDP trie")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes members; those already gone are no error.
+    pub fn delete(&self, family: Family, storage: u32, members: &[Member]) -> Result<()> {
+        let fd = self.fd(family);
+        let len = key_len(family);
+        for chunk in members.chunks(BATCH) {
+            let keys: Vec<u8> = chunk.iter().flat_map(|m| key(family, storage, m)).collect();
+            let mut from = 0;
+            while from < chunk.len() {
+                let mut attr = BatchAttr {
+                    keys: keys[from * len..].as_ptr() as u64,
+                    count: (chunk.len() - from) as u32,
+                    map_fd: fd,
+                    ..Default::default()
+                };
+                match bpf(BPF_MAP_DELETE_BATCH, &mut attr) {
+                    Ok(()) => break,
+                    // The batch stops at a missing key, after `count` deletions.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                        from += attr.count as usize + 1;
+                    }
+                    Err(e)
+                        if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(524))
+                            && attr.count == 0 =>
+                    {
+                        for i in from..chunk.len() {
+                            let mut attr = ElemAttr {
+                                map_fd: fd,
+                                key: keys[i * len..].as_ptr() as u64,
+                                ..Default::default()
+                            };
+                            match bpf(BPF_MAP_DELETE_ELEM, &mut attr) {
+                                Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
+                                    return Err(e)
+                                        .context("removing a set member from the XDP trie")
+                                }
+                                _ => {}
+                            }
+                        }
+                        break;
+                    }
+                    Err(e) => return Err(e).context("removing set members from the XDP trie"),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Now in the XDP program's clock (`bpf_ktime_get_ns`: CLOCK_MONOTONIC), in nanoseconds.
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Fills the tries of a program instance pinned in `pin_dir` with the members of every set
+/// in `registry`, from their storage files: a new instance (a resize) starts with empty
+/// tries, and rules checking sets at XDP must find them full before a packet reaches it.
+pub fn reload_sets(
+    pin_dir: &Path,
+    state_dir: &Path,
+    registry: &super::model::Registry,
+) -> Result<()> {
+    let tries = Tries::open(pin_dir)?;
+    for def in &registry.sets {
+        let members = super::store::read(state_dir, def.storage)
+            .with_context(|| format!("reading the members of set {}", def.name))?;
+        let (values, _) = super::layout::layout(members.iter(), def.kind, def.family);
+        tries
+            .update(def.family, def.storage, &values)
+            .with_context(|| format!("loading set {} into the new instance", def.name))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_laid_out_as_the_program_reads_them() {
+        let m = Member {
+            addr: 0x0102_0304,
+            prefix: 24,
+            proto: 6,
+            port: 80,
+        };
+        let k = key(Family::V4, 5, &m);
+        assert_eq!(k.len(), key_len(Family::V4));
+        assert_eq!(&k[..4], &(64u32 + 24).to_ne_bytes());
+        assert_eq!(&k[4..], &[0, 0, 0, 5, 0, 6, 0, 80, 1, 2, 3, 4]);
+        assert_eq!(key(Family::V6, 5, &m).len(), key_len(Family::V6));
+    }
+}
