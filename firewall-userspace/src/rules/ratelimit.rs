@@ -360,6 +360,28 @@ impl HashLimit {
         rate_per_unit(self.avg, HASHLIMIT_SCALE).1 * 1_000
     }
 
+    /// The table options that differ from their defaults, in iptables' order, by the name
+    /// both the listing and (after `--hashlimit-`) the save use.
+    fn table_options(&self) -> Vec<(&'static str, u32)> {
+        [
+            ("htable-size", self.htable_size),
+            ("htable-max", self.htable_max),
+            (
+                "htable-gcinterval",
+                self.htable_gcinterval.filter(|v| *v != 1_000),
+            ),
+            (
+                "htable-expire",
+                self.htable_expire.filter(|v| *v as u64 != self.unit_ms()),
+            ),
+            ("srcmask", self.srcmask.map(u32::from)),
+            ("dstmask", self.dstmask.map(u32::from)),
+        ]
+        .into_iter()
+        .filter_map(|(name, v)| Some((name, v?)))
+        .collect()
+    }
+
     pub fn expire_ms(&self) -> u64 {
         self.htable_expire
             .map_or_else(|| self.unit_ms(), |e| e as u64)
@@ -386,23 +408,8 @@ pub fn list_text(m: &RateMatches) -> String {
         if h.mode != 0 {
             out += &format!(" mode {}", mode_text(h.mode, '-'));
         }
-        if let Some(v) = h.htable_size {
-            out += &format!(" htable-size {v}");
-        }
-        if let Some(v) = h.htable_max {
-            out += &format!(" htable-max {v}");
-        }
-        if let Some(v) = h.htable_gcinterval.filter(|v| *v != 1_000) {
-            out += &format!(" htable-gcinterval {v}");
-        }
-        if let Some(v) = h.htable_expire.filter(|v| *v as u64 != h.unit_ms()) {
-            out += &format!(" htable-expire {v}");
-        }
-        if let Some(v) = h.srcmask {
-            out += &format!(" srcmask {v}");
-        }
-        if let Some(v) = h.dstmask {
-            out += &format!(" dstmask {v}");
+        for (name, v) in h.table_options() {
+            out += &format!(" {name} {v}");
         }
     }
     if let Some(c) = &m.connlimit {
@@ -433,23 +440,8 @@ pub fn save_text(m: &RateMatches) -> String {
             out += &format!(" --hashlimit-mode {}", mode_text(h.mode, ','));
         }
         out += &format!(" --hashlimit-name {}", h.name);
-        if let Some(v) = h.htable_size {
-            out += &format!(" --hashlimit-htable-size {v}");
-        }
-        if let Some(v) = h.htable_max {
-            out += &format!(" --hashlimit-htable-max {v}");
-        }
-        if let Some(v) = h.htable_gcinterval.filter(|v| *v != 1_000) {
-            out += &format!(" --hashlimit-htable-gcinterval {v}");
-        }
-        if let Some(v) = h.htable_expire.filter(|v| *v as u64 != h.unit_ms()) {
-            out += &format!(" --hashlimit-htable-expire {v}");
-        }
-        if let Some(v) = h.srcmask {
-            out += &format!(" --hashlimit-srcmask {v}");
-        }
-        if let Some(v) = h.dstmask {
-            out += &format!(" --hashlimit-dstmask {v}");
+        for (name, v) in h.table_options() {
+            out += &format!(" --hashlimit-{name} {v}");
         }
     }
     if let Some(c) = &m.connlimit {
