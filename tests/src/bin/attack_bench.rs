@@ -1,0 +1,458 @@
+//! A service under attack: a TCP request/response service in a protected namespace, a
+//! client in an outside namespace doing one-byte transactions on one connection (netperf
+//! TCP_RR style), first alone, then while a spoofed SYN flood (a random source address in
+//! every frame, BPF_PROG_TEST_RUN live frames) hits a closed port of the same address at
+//! the generator's full rate. The protected namespace runs fwctl with the classic ruleset,
+//! the same ruleset through iptables-restore, or no firewall. Run by `cargo xtask bench`.
+
+use std::{
+    io::{ErrorKind, Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+use netlab::{Link, Netns};
+use tests::{
+    generator::{ifindex, Generator},
+    packets::Packet,
+    report::{
+        self,
+        svg::{BarSeries, Bars},
+        Table,
+    },
+    FwNs, CLASSIC_RULESET,
+};
+
+const OUT_IF: &str = "fwbout0";
+const SVC_IF: &str = "fwbsvc0";
+const OUT_V4: &str = "10.211.0.1";
+const SVC_V4: &str = "10.211.0.2";
+const SERVICE_PORT: u16 = 8000;
+/// Nothing listens there; the classic ruleset does not open it.
+const CLOSED_PORT: u16 = 8080;
+const SERVICE_RULE: &str = "-A INPUT -p tcp --dport 8000 -j ACCEPT";
+/// Length of each transaction-rate measurement.
+const MEASURE: Duration = Duration::from_secs(5);
+/// The flood runs this long before the measurement starts, so it sees the steady state.
+const WARMUP: Duration = Duration::from_millis(500);
+/// Two vCPUs: the generator (and the receive processing it drives, which runs in its
+/// softirqs) on one, the service and the client on the other, so a flood can only hurt the
+/// service through the shared receive path and the firewall's cost, not by taking the
+/// service's CPU away.
+const GEN_CPU: usize = 1;
+const SERVICE_CPU: usize = 0;
+/// Frames per generator run: short enough to stop within a fraction of a second.
+const BATCH: u32 = 1 << 18;
+
+#[derive(Clone, Copy)]
+enum Firewall {
+    Fwctl,
+    Iptables,
+    Nothing,
+}
+
+impl Firewall {
+    fn name(self) -> &'static str {
+        match self {
+            Firewall::Fwctl => "fwctl (XDP + nftables)",
+            Firewall::Iptables => "iptables (iptables-restore, nf_tables)",
+            Firewall::Nothing => "no firewall",
+        }
+    }
+}
+
+/// An outside namespace (client and attacker) and the protected one, joined by a veth pair.
+struct Lab {
+    out: Netns,
+    svc: FwNs,
+}
+
+impl Lab {
+    fn new() -> Result<Lab> {
+        let out = Netns::new("fwb-out")?;
+        let svc = FwNs::new("fwb-svc")?;
+        netlab::veth(
+            Link {
+                ns: &out,
+                ifname: OUT_IF,
+                addrs: &[&format!("{OUT_V4}/24")],
+            },
+            Link {
+                ns: &svc,
+                ifname: SVC_IF,
+                addrs: &[&format!("{SVC_V4}/24")],
+            },
+        )?;
+        let out_mac = tests::mac(&out, OUT_IF)?;
+        let svc_mac = tests::mac(&svc, SVC_IF)?;
+        // No neighbour resolution in flight while the flood fills the link.
+        out.ip(&[
+            "neigh",
+            "replace",
+            SVC_V4,
+            "lladdr",
+            &svc_mac,
+            "dev",
+            OUT_IF,
+            "nud",
+            "permanent",
+        ])?;
+        svc.ip(&[
+            "neigh",
+            "replace",
+            OUT_V4,
+            "lladdr",
+            &out_mac,
+            "dev",
+            SVC_IF,
+            "nud",
+            "permanent",
+        ])?;
+        // A server has a default route: what it answers to spoofed sources (RSTs when no
+        // firewall drops the SYNs) leaves as it would on a real link.
+        svc.ip(&["route", "add", "default", "via", OUT_V4])?;
+        // Without an XDP program of its own, a veth takes the peer's XDP_TX frames only in
+        // NAPI mode, which GRO turns on; the same for every firewall, fwctl's included.
+        netlab::run(svc.command("ethtool").args(["-K", SVC_IF, "gro", "on"]))?;
+        Ok(Lab { out, svc })
+    }
+
+    fn install(&self, firewall: Firewall) -> Result<()> {
+        match firewall {
+            Firewall::Fwctl => {
+                self.svc.apply(CLASSIC_RULESET);
+                self.svc.apply(&[SERVICE_RULE]);
+                self.svc.fwctl_ok(&["attach", SVC_IF]);
+            }
+            Firewall::Iptables => {
+                let mut file = String::from("*filter\n");
+                for line in CLASSIC_RULESET.iter().chain([&SERVICE_RULE]) {
+                    if let Some(policy) = line.strip_prefix("-P ") {
+                        file.push_str(&format!(":{policy} [0:0]\n"));
+                    } else {
+                        file.push_str(&format!("{line}\n"));
+                    }
+                }
+                file.push_str("COMMIT\n");
+                report::run_with_input(&mut self.svc.command("iptables-restore"), Some(&file))?;
+            }
+            Firewall::Nothing => {}
+        }
+        Ok(())
+    }
+
+    /// The protected namespace's count of what it did with the flood: packets the policy
+    /// dropped (fwctl, iptables) or RSTs sent (no firewall).
+    fn flood_handled(&self, firewall: Firewall) -> Result<u64> {
+        match firewall {
+            Firewall::Fwctl => {
+                let list = self.svc.fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x"]);
+                Ok(tests::listed_counters(&list, "INPUT", 0)?.0)
+            }
+            Firewall::Iptables => {
+                let list = netlab::output(
+                    self.svc
+                        .command("iptables")
+                        .args(["-L", "INPUT", "-n", "-v", "-x"]),
+                )?;
+                Ok(tests::listed_counters(&list, "INPUT", 0)?.0)
+            }
+            Firewall::Nothing => tcp_mib(&self.svc, "OutRsts"),
+        }
+    }
+}
+
+/// A counter of the namespace's `Tcp:` MIB (/proc/net/snmp as seen from inside it).
+fn tcp_mib(ns: &Netns, name: &str) -> Result<u64> {
+    let snmp = netlab::output(ns.command("cat").arg("/proc/net/snmp"))?;
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else {
+        bail!("no Tcp lines in /proc/net/snmp:\n{snmp}");
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, v)| v.parse().ok())
+        .with_context(|| format!("no Tcp {name} in /proc/net/snmp"))
+}
+
+/// Pins the calling thread to one CPU.
+fn pin(cpu: usize) -> Result<()> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET stays within it for
+    // cpu < CPU_SETSIZE, and sched_setaffinity(0) affects only the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error()).context("sched_setaffinity");
+        }
+    }
+    Ok(())
+}
+
+/// A thread that enters `ns`, pins itself to `cpu` and runs `f`.
+fn spawn_in<T: Send + 'static>(
+    ns: &Netns,
+    cpu: usize,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> JoinHandle<Result<T>> {
+    let path = format!("/run/netns/{}", ns.name());
+    thread::spawn(move || {
+        let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+        // SAFETY: setns on a file we hold open; it moves only this thread.
+        if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) }
+            != 0
+        {
+            return Err(std::io::Error::last_os_error()).context("setns");
+        }
+        pin(cpu)?;
+        f()
+    })
+}
+
+fn join<T>(handle: JoinHandle<Result<T>>, what: &str) -> Result<T> {
+    handle
+        .join()
+        .map_err(|_| anyhow!("{what} thread panicked"))?
+}
+
+/// The service: answers every byte with a byte, on every connection, until `stop`.
+fn serve(lab: &Lab, stop: Arc<AtomicBool>) -> Result<JoinHandle<Result<()>>> {
+    let addr: SocketAddr = format!("{SVC_V4}:{SERVICE_PORT}").parse()?;
+    let listener = lab.svc.run(move || TcpListener::bind(addr))??;
+    listener.set_nonblocking(true)?;
+    Ok(spawn_in(&lab.svc, SERVICE_CPU, move || {
+        let mut conns = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    let stop = stop.clone();
+                    conns.push(thread::spawn(move || answer(stream, &stop)));
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => return Err(e).context("accept"),
+            }
+        }
+        for c in conns {
+            let _ = c.join();
+        }
+        Ok(())
+    }))
+}
+
+/// One connection of the service; threads inherit the accepting thread's CPU pin.
+fn answer(mut stream: TcpStream, stop: &AtomicBool) {
+    let _ = stream.set_nodelay(true);
+    // Wakes up now and then to see `stop`.
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+    let mut byte = [0u8; 1];
+    while !stop.load(Ordering::Relaxed) {
+        match stream.read(&mut byte) {
+            Ok(0) => return,
+            Ok(_) => {
+                if stream.write_all(&byte).is_err() {
+                    return;
+                }
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// One connection, one-byte request and response, for MEASURE: transactions per second.
+fn transactions(lab: &Lab) -> Result<f64> {
+    let addr: SocketAddr = format!("{SVC_V4}:{SERVICE_PORT}").parse()?;
+    let client = spawn_in(&lab.out, SERVICE_CPU, move || -> Result<f64> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .context("connecting to the service")?;
+        s.set_nodelay(true)?;
+        // A lost segment waits for a retransmission; the deadline is checked meanwhile.
+        s.set_read_timeout(Some(Duration::from_millis(50)))?;
+        let start = Instant::now();
+        let deadline = start + MEASURE;
+        let mut done = 0u64;
+        let mut byte = [0u8; 1];
+        'run: while Instant::now() < deadline {
+            s.write_all(b"r")?;
+            loop {
+                match s.read(&mut byte) {
+                    Ok(1) => break,
+                    Ok(_) => bail!("the service closed the connection"),
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                        if Instant::now() >= deadline {
+                            break 'run;
+                        }
+                    }
+                    Err(e) => return Err(e).context("reading the response"),
+                }
+            }
+            done += 1;
+        }
+        Ok(done as f64 / start.elapsed().as_secs_f64())
+    });
+    join(client, "client")
+}
+
+/// The flood's frame: a 54-byte SYN (no options, no payload) to the closed port, addressed to the service's MAC, with
+/// correct IPv4 and TCP checksums (the generator keeps them right as it changes the
+/// source): a receiver's stack must not discard it for its checksum before the firewall
+/// or conntrack sees it.
+fn syn_frame(lab: &Lab) -> Result<Vec<u8>> {
+    let mut frame = Packet {
+        payload: 0,
+        ..Packet::tcp(OUT_V4, SVC_V4, 40000, CLOSED_PORT)
+    }
+    .bytes();
+    let parse_mac = |mac: String| -> Result<Vec<u8>> {
+        mac.split(':')
+            .map(|b| u8::from_str_radix(b, 16).map_err(anyhow::Error::from))
+            .collect()
+    };
+    frame[..6].copy_from_slice(&parse_mac(tests::mac(&lab.svc, SVC_IF)?)?);
+    frame[6..12].copy_from_slice(&parse_mac(tests::mac(&lab.out, OUT_IF)?)?);
+    let tcp = 14 + 20;
+    anyhow::ensure!(frame.len() == tcp + 20, "unexpected SYN frame layout");
+    // Pseudo-header (source, destination, protocol, TCP length), then the segment.
+    let mut sum: u32 = 6 + 20;
+    for chunk in frame[26..34].chunks(2).chain(frame[tcp..].chunks(2)) {
+        sum += u32::from(u16::from_be_bytes([chunk[0], chunk[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    frame[tcp + 16..tcp + 18].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    Ok(frame)
+}
+
+/// Floods from the outside namespace until `stop`; returns (frames sent, seconds).
+fn start_flood(lab: &Lab, stop: Arc<AtomicBool>) -> Result<JoinHandle<Result<(u64, f64)>>> {
+    let ifindex = ifindex(&lab.out, OUT_IF)?;
+    let frame = syn_frame(lab)?;
+    Ok(spawn_in(&lab.out, GEN_CPU, move || {
+        let mut gen = Generator::new("bench_tx_spoof", ifindex, frame)?;
+        let (mut frames, mut secs) = (0u64, 0.0);
+        while !stop.load(Ordering::Relaxed) {
+            secs += gen.send(BATCH)?;
+            frames += u64::from(BATCH);
+        }
+        Ok((frames, secs))
+    }))
+}
+
+struct Measured {
+    quiet: f64,
+    attacked: f64,
+    offered_mpps: f64,
+    handled: u64,
+    frames: u64,
+}
+
+fn measure(firewall: Firewall) -> Result<Measured> {
+    let lab = Lab::new()?;
+    lab.install(firewall)?;
+    let stop_service = Arc::new(AtomicBool::new(false));
+    let service = serve(&lab, stop_service.clone())?;
+    let result = (|| -> Result<Measured> {
+        let quiet = transactions(&lab)?;
+        let before = lab.flood_handled(firewall)?;
+        let stop_flood = Arc::new(AtomicBool::new(false));
+        let flood = start_flood(&lab, stop_flood.clone())?;
+        thread::sleep(WARMUP);
+        let attacked = transactions(&lab);
+        stop_flood.store(true, Ordering::Relaxed);
+        let (frames, secs) = join(flood, "generator")?;
+        let attacked = attacked?;
+        // Let the backlog drain into the counters.
+        thread::sleep(Duration::from_millis(300));
+        let handled = lab.flood_handled(firewall)? - before;
+        Ok(Measured {
+            quiet,
+            attacked,
+            offered_mpps: frames as f64 / secs / 1e6,
+            handled,
+            frames,
+        })
+    })();
+    stop_service.store(true, Ordering::Relaxed);
+    join(service, "service")?;
+    result
+}
+
+fn main() -> Result<()> {
+    let mut table = Table::new(&[
+        "firewall",
+        "traffic",
+        "transactions/s",
+        "% of no attack",
+        "flood sent (Mpps)",
+        "flood frames the service's side counted",
+    ]);
+    let mut chart = Bars {
+        title: "TCP request/response rate, without and under a spoofed SYN flood".into(),
+        unit: "transactions/s (one connection, 1-byte request and response)".into(),
+        categories: Vec::new(),
+        series: vec![
+            BarSeries {
+                name: "no attack".into(),
+                values: Vec::new(),
+            },
+            BarSeries {
+                name: "under SYN flood".into(),
+                values: Vec::new(),
+            },
+        ],
+    };
+    for firewall in [Firewall::Fwctl, Firewall::Iptables, Firewall::Nothing] {
+        let m = measure(firewall)?;
+        let counted = match firewall {
+            Firewall::Nothing => "RSTs sent",
+            _ => "policy drops",
+        };
+        table.row(vec![
+            firewall.name().into(),
+            "no attack".into(),
+            format!("{:.0}", m.quiet),
+            "100".into(),
+            "-".into(),
+            "-".into(),
+        ]);
+        table.row(vec![
+            firewall.name().into(),
+            "spoofed SYN flood to a closed port".into(),
+            format!("{:.0}", m.attacked),
+            format!("{:.1}", 100.0 * m.attacked / m.quiet),
+            format!("{:.2}", m.offered_mpps),
+            format!(
+                "{} {counted} ({:.0} % of {} sent)",
+                m.handled,
+                100.0 * m.handled as f64 / m.frames.max(1) as f64,
+                m.frames
+            ),
+        ]);
+        chart.categories.push(firewall.name().into());
+        chart.series[0].values.push(Some(m.quiet));
+        chart.series[1].values.push(Some(m.attacked));
+    }
+    report::write_markdown(
+        "attack",
+        "A service under attack",
+        &format!(
+            "A TCP service in a protected namespace answers one-byte requests with one byte; a client in the outside namespace sends them one at a time on one connection (netperf TCP_RR style) for {} s, without attack, then while BPF_PROG_TEST_RUN live frames (XDP_TX on the outside veth, bench_tx_spoof) flood a closed port of the same address with 54-byte SYNs from random sources in 32.0.0.0/3, as fast as the generator goes (after {} ms of flood). The protected namespace runs the classic stateful ruleset plus `{SERVICE_RULE}` in fwctl (XDP attached natively) or through iptables-restore, or no firewall. The generator is pinned to CPU {GEN_CPU}, the service and the client to CPU {SERVICE_CPU}; the protected veth's receive processing runs where the kernel schedules it.",
+            MEASURE.as_secs(),
+            WARMUP.as_millis()
+        ),
+        &[("", &table)],
+    )?;
+    report::write_svg("attack", &chart.svg())?;
+    Ok(())
+}
