@@ -52,7 +52,7 @@ impl Generator {
         })
     }
 
-    /// Sends `frames` frames; returns the seconds it took.
+    /// Runs the program on `frames` frames; returns the seconds it took.
     pub fn send(&mut self, frames: u32) -> Result<f64> {
         let prog: &mut Xdp = self
             .ebpf

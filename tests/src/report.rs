@@ -27,6 +27,8 @@ pub struct Machine {
     pub cpus: usize,
     pub cpu_model: String,
     pub mem_gib: f64,
+    /// /proc/loadavg's 1-minute figure: other work on a shared machine moves the numbers.
+    pub load: String,
 }
 
 impl Machine {
@@ -51,14 +53,19 @@ impl Machine {
             cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
             cpu_model,
             mem_gib: mem_kib / (1024.0 * 1024.0),
+            load: read("/proc/loadavg")
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
         }
     }
 
-    /// "Linux 6.18.44, 2 CPUs (Intel(R) Xeon(R) Processor), 23.5 GiB".
+    /// "Linux 6.18.44, 2 CPUs (Intel(R) Xeon(R) Processor), 23.5 GiB, load 0.52".
     pub fn describe(&self) -> String {
         format!(
-            "Linux {}, {} CPUs ({}), {:.1} GiB",
-            self.kernel, self.cpus, self.cpu_model, self.mem_gib
+            "Linux {}, {} CPUs ({}), {:.1} GiB, load average {}",
+            self.kernel, self.cpus, self.cpu_model, self.mem_gib, self.load
         )
     }
 }
@@ -111,8 +118,8 @@ impl Table {
     }
 }
 
-/// Writes target/bench/NAME.md: a title, what was measured, the machine, then the tables
-/// with their captions. Returns the path.
+/// Writes target/bench/NAME.md: a title, what was measured, the machine (with the load at
+/// the end of the run), then the tables with their captions. Returns the path.
 pub fn write_markdown(
     name: &str,
     title: &str,

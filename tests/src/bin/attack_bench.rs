@@ -29,8 +29,16 @@ use tests::{
     FwNs, CLASSIC_RULESET,
 };
 
-const OUT_IF: &str = "fwbout0";
-const SVC_IF: &str = "fwbsvc0";
+/// The veths' names carry the pid: the receive thread of the protected one is found by
+/// its name (`napi/<ifname>-<id>`) among the machine's threads.
+fn out_if() -> String {
+    format!("fbo{}", std::process::id())
+}
+
+fn svc_if() -> String {
+    format!("fbs{}", std::process::id())
+}
+
 const OUT_V4: &str = "10.211.0.1";
 const SVC_V4: &str = "10.211.0.2";
 const SERVICE_PORT: u16 = 8000;
@@ -47,8 +55,9 @@ const WARMUP: Duration = Duration::from_millis(500);
 /// service's CPU away.
 const GEN_CPU: usize = 1;
 const SERVICE_CPU: usize = 0;
-/// Frames per generator run: short enough to stop within a fraction of a second.
-const BATCH: u32 = 1 << 18;
+/// Frames in the generator's first run; later runs are sized to last RUN_SECS.
+const FIRST_RUN: u32 = 1 << 20;
+const RUN_SECS: f64 = 1.0;
 
 #[derive(Clone, Copy)]
 enum Firewall {
@@ -63,6 +72,14 @@ impl Firewall {
             Firewall::Fwctl => "fwctl (XDP + nftables)",
             Firewall::Iptables => "iptables (iptables-restore, nf_tables)",
             Firewall::Nothing => "no firewall",
+        }
+    }
+
+    fn short_name(self) -> &'static str {
+        match self {
+            Firewall::Fwctl => "fwctl",
+            Firewall::Iptables => "iptables",
+            Firewall::Nothing => "none",
         }
     }
 }
@@ -80,17 +97,17 @@ impl Lab {
         netlab::veth(
             Link {
                 ns: &out,
-                ifname: OUT_IF,
+                ifname: &out_if(),
                 addrs: &[&format!("{OUT_V4}/24")],
             },
             Link {
                 ns: &svc,
-                ifname: SVC_IF,
+                ifname: &svc_if(),
                 addrs: &[&format!("{SVC_V4}/24")],
             },
         )?;
-        let out_mac = tests::mac(&out, OUT_IF)?;
-        let svc_mac = tests::mac(&svc, SVC_IF)?;
+        let out_mac = tests::mac(&out, &out_if())?;
+        let svc_mac = tests::mac(&svc, &svc_if())?;
         // No neighbour resolution in flight while the flood fills the link.
         out.ip(&[
             "neigh",
@@ -99,7 +116,7 @@ impl Lab {
             "lladdr",
             &svc_mac,
             "dev",
-            OUT_IF,
+            &out_if(),
             "nud",
             "permanent",
         ])?;
@@ -110,7 +127,7 @@ impl Lab {
             "lladdr",
             &out_mac,
             "dev",
-            SVC_IF,
+            &svc_if(),
             "nud",
             "permanent",
         ])?;
@@ -119,7 +136,11 @@ impl Lab {
         svc.ip(&["route", "add", "default", "via", OUT_V4])?;
         // Without an XDP program of its own, a veth takes the peer's XDP_TX frames only in
         // NAPI mode, which GRO turns on; the same for every firewall, fwctl's included.
-        netlab::run(svc.command("ethtool").args(["-K", SVC_IF, "gro", "on"]))?;
+        netlab::run(svc.command("ethtool").args(["-K", &svc_if(), "gro", "on"]))?;
+        // A veth hands TSO-capable skbs to the peer's backlog, past the receive ring the
+        // flood fills, unless XDP runs there: without TSO the client's segments queue in
+        // the same ring as the flood whatever the firewall, as on a NIC.
+        netlab::run(out.command("ethtool").args(["-K", &out_if(), "tso", "off"]))?;
         Ok(Lab { out, svc })
     }
 
@@ -128,7 +149,7 @@ impl Lab {
             Firewall::Fwctl => {
                 self.svc.apply(CLASSIC_RULESET);
                 self.svc.apply(&[SERVICE_RULE]);
-                self.svc.fwctl_ok(&["attach", SVC_IF]);
+                self.svc.fwctl_ok(&["attach", &svc_if()]);
             }
             Firewall::Iptables => {
                 let mut file = String::from("*filter\n");
@@ -144,6 +165,34 @@ impl Lab {
             }
             Firewall::Nothing => {}
         }
+        Ok(())
+    }
+
+    /// Moves the protected veth's receive processing (NAPI) into a kernel thread of its own
+    /// and pins that to `cpu`.
+    fn receive_on(&self, cpu: usize) -> Result<()> {
+        let ifname = svc_if();
+        netlab::run(
+            self.svc
+                .command("sh")
+                .args(["-c", &format!("echo 1 > /sys/class/net/{ifname}/threaded")]),
+        )?;
+        let prefix = format!("napi/{ifname}-");
+        let mut pinned = 0;
+        for entry in std::fs::read_dir("/proc")?.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            if comm.starts_with(&prefix) {
+                pin_task(pid, cpu)?;
+                pinned += 1;
+            }
+        }
+        anyhow::ensure!(
+            pinned > 0,
+            "no {prefix}* kernel thread after turning on threaded NAPI"
+        );
         Ok(())
     }
 
@@ -168,6 +217,34 @@ impl Lab {
     }
 }
 
+/// The counters `ethtool -S` shows for a veth (per-queue XDP and drop counters).
+fn nic_stats(ns: &Netns, ifname: &str) -> Result<Vec<(String, u64)>> {
+    let out = netlab::output(ns.command("ethtool").args(["-S", ifname]))?;
+    Ok(out
+        .lines()
+        .filter_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            Some((name.trim().to_string(), value.trim().parse().ok()?))
+        })
+        .collect())
+}
+
+/// Prints on stderr what changed in the veths' counters between two reads: where the
+/// flood's frames went (received, dropped at XDP, lost on a full ring).
+fn print_nic_changes(label: &str, before: &[(String, u64)], after: &[(String, u64)]) {
+    let changed: Vec<String> = after
+        .iter()
+        .filter_map(|(name, v)| {
+            let old = before
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0, |(_, o)| *o);
+            (*v != old).then(|| format!("{name} +{}", v.saturating_sub(old)))
+        })
+        .collect();
+    eprintln!("{label}: {}", changed.join(", "));
+}
+
 /// A counter of the namespace's `Tcp:` MIB (/proc/net/snmp as seen from inside it).
 fn tcp_mib(ns: &Netns, name: &str) -> Result<u64> {
     let snmp = netlab::output(ns.command("cat").arg("/proc/net/snmp"))?;
@@ -185,13 +262,19 @@ fn tcp_mib(ns: &Netns, name: &str) -> Result<u64> {
 
 /// Pins the calling thread to one CPU.
 fn pin(cpu: usize) -> Result<()> {
+    pin_task(0, cpu)
+}
+
+/// Pins thread `tid` (0: the calling thread) to one CPU.
+fn pin_task(tid: i32, cpu: usize) -> Result<()> {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET stays within it for
-    // cpu < CPU_SETSIZE, and sched_setaffinity(0) affects only the calling thread.
+    // cpu < CPU_SETSIZE, and sched_setaffinity only reads the set.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(std::io::Error::last_os_error()).context("sched_setaffinity");
+        if libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("sched_setaffinity({tid}, CPU {cpu})"));
         }
     }
     Ok(())
@@ -207,9 +290,7 @@ fn spawn_in<T: Send + 'static>(
     thread::spawn(move || {
         let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
         // SAFETY: setns on a file we hold open; it moves only this thread.
-        if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) }
-            != 0
-        {
+        if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) } != 0 {
             return Err(std::io::Error::last_os_error()).context("setns");
         }
         pin(cpu)?;
@@ -318,8 +399,8 @@ fn syn_frame(lab: &Lab) -> Result<Vec<u8>> {
             .map(|b| u8::from_str_radix(b, 16).map_err(anyhow::Error::from))
             .collect()
     };
-    frame[..6].copy_from_slice(&parse_mac(tests::mac(&lab.svc, SVC_IF)?)?);
-    frame[6..12].copy_from_slice(&parse_mac(tests::mac(&lab.out, OUT_IF)?)?);
+    frame[..6].copy_from_slice(&parse_mac(tests::mac(&lab.svc, &svc_if())?)?);
+    frame[6..12].copy_from_slice(&parse_mac(tests::mac(&lab.out, &out_if())?)?);
     let tcp = 14 + 20;
     anyhow::ensure!(frame.len() == tcp + 20, "unexpected SYN frame layout");
     // Pseudo-header (source, destination, protocol, TCP length), then the segment.
@@ -334,19 +415,56 @@ fn syn_frame(lab: &Lab) -> Result<Vec<u8>> {
     Ok(frame)
 }
 
-/// Floods from the outside namespace until `stop`; returns (frames sent, seconds).
-fn start_flood(lab: &Lab, stop: Arc<AtomicBool>) -> Result<JoinHandle<Result<(u64, f64)>>> {
-    let ifindex = ifindex(&lab.out, OUT_IF)?;
+/// Where the protected veth's receive processing (NAPI: XDP, the stack, netfilter) runs.
+#[derive(Clone, Copy)]
+enum Receive {
+    /// The kernel's default: in softirq on the CPU whose transmit scheduled it, the
+    /// generator's; a slow receiver then slows the generator, as in the flood benchmark.
+    GeneratorCpu,
+    /// Threaded NAPI pinned to the service's CPU: the generator stands for the outside
+    /// world with a CPU of its own, the protected host has one CPU for everything.
+    ServiceCpu,
+}
+
+impl Receive {
+    fn name(self) -> &'static str {
+        match self {
+            Receive::GeneratorCpu => "receive in softirq on the generator's CPU",
+            Receive::ServiceCpu => "receive in a NAPI thread on the service's CPU",
+        }
+    }
+
+    fn short_name(self) -> &'static str {
+        match self {
+            Receive::GeneratorCpu => "rx on generator CPU",
+            Receive::ServiceCpu => "rx on service CPU",
+        }
+    }
+}
+
+/// Floods from the outside namespace until `stop`, as fast as the generator goes.
+fn start_flood(lab: &Lab, stop: Arc<AtomicBool>) -> Result<JoinHandle<Result<()>>> {
+    let ifindex = ifindex(&lab.out, &out_if())?;
     let frame = syn_frame(lab)?;
     Ok(spawn_in(&lab.out, GEN_CPU, move || {
         let mut gen = Generator::new("bench_tx_spoof", ifindex, frame)?;
-        let (mut frames, mut secs) = (0u64, 0.0);
+        let mut frames = FIRST_RUN;
         while !stop.load(Ordering::Relaxed) {
-            secs += gen.send(BATCH)?;
-            frames += u64::from(BATCH);
+            let secs = gen.send(frames)?;
+            // Runs of about RUN_SECS: each run starts after a pause of tens of
+            // milliseconds (setting up and tearing down the live frames) in which nothing
+            // is sent, so short runs would leave the service gaps to recover in; long ones
+            // would outlast the measurement.
+            frames = (f64::from(frames) * RUN_SECS / secs.max(1e-3)).clamp(1e5, 1e8) as u32;
         }
-        Ok((frames, secs))
+        Ok(())
     }))
+}
+
+/// The change of one counter between two reads of `nic_stats`.
+fn delta(before: &[(String, u64)], after: &[(String, u64)], name: &str) -> u64 {
+    let get = |stats: &[(String, u64)]| stats.iter().find(|(n, _)| n == name).map_or(0, |s| s.1);
+    get(after).saturating_sub(get(before))
 }
 
 struct Measured {
@@ -357,28 +475,63 @@ struct Measured {
     frames: u64,
 }
 
-fn measure(firewall: Firewall) -> Result<Measured> {
+fn measure(receive: Receive, firewall: Firewall) -> Result<Measured> {
     let lab = Lab::new()?;
     lab.install(firewall)?;
+    if let Receive::ServiceCpu = receive {
+        lab.receive_on(SERVICE_CPU)?;
+    }
     let stop_service = Arc::new(AtomicBool::new(false));
     let service = serve(&lab, stop_service.clone())?;
     let result = (|| -> Result<Measured> {
         let quiet = transactions(&lab)?;
         let before = lab.flood_handled(firewall)?;
+        let nics_before = [
+            nic_stats(&lab.out, &out_if())?,
+            nic_stats(&lab.svc, &svc_if())?,
+        ];
         let stop_flood = Arc::new(AtomicBool::new(false));
         let flood = start_flood(&lab, stop_flood.clone())?;
         thread::sleep(WARMUP);
+        let out_before = nic_stats(&lab.out, &out_if())?;
+        let start = Instant::now();
         let attacked = transactions(&lab);
+        let out_after = nic_stats(&lab.out, &out_if())?;
+        let secs = start.elapsed().as_secs_f64();
         stop_flood.store(true, Ordering::Relaxed);
-        let (frames, secs) = join(flood, "generator")?;
+        join(flood, "generator")?;
         let attacked = attacked?;
         // Let the backlog drain into the counters.
         thread::sleep(Duration::from_millis(300));
         let handled = lab.flood_handled(firewall)? - before;
+        let label = format!("{}, {}", receive.name(), firewall.name());
+        print_nic_changes(
+            &format!("{label}: outside veth"),
+            &nics_before[0],
+            &nic_stats(&lab.out, &out_if())?,
+        );
+        print_nic_changes(
+            &format!("{label}: protected veth"),
+            &nics_before[1],
+            &nic_stats(&lab.svc, &svc_if())?,
+        );
+        // What the generator's veth sent or failed to hand over because the receiving
+        // ring was full: the offered load while the client measured.
+        let offered = delta(&out_before, &out_after, "tx_queue_0_xdp_xmit")
+            + delta(&out_before, &out_after, "tx_queue_0_xdp_xmit_errors");
+        let frames = delta(
+            &nics_before[0],
+            &nic_stats(&lab.out, &out_if())?,
+            "tx_queue_0_xdp_xmit",
+        ) + delta(
+            &nics_before[0],
+            &nic_stats(&lab.out, &out_if())?,
+            "tx_queue_0_xdp_xmit_errors",
+        );
         Ok(Measured {
             quiet,
             attacked,
-            offered_mpps: frames as f64 / secs / 1e6,
+            offered_mpps: offered as f64 / secs / 1e6,
             handled,
             frames,
         })
@@ -390,12 +543,13 @@ fn measure(firewall: Firewall) -> Result<Measured> {
 
 fn main() -> Result<()> {
     let mut table = Table::new(&[
+        "receive path",
         "firewall",
-        "traffic",
-        "transactions/s",
+        "no attack (transactions/s)",
+        "under attack (transactions/s)",
         "% of no attack",
-        "flood sent (Mpps)",
-        "flood frames the service's side counted",
+        "flood offered (Mpps)",
+        "flood frames the protected side handled (of all offered)",
     ]);
     let mut chart = Bars {
         title: "TCP request/response rate, without and under a spoofed SYN flood".into(),
@@ -412,42 +566,42 @@ fn main() -> Result<()> {
             },
         ],
     };
-    for firewall in [Firewall::Fwctl, Firewall::Iptables, Firewall::Nothing] {
-        let m = measure(firewall)?;
-        let counted = match firewall {
-            Firewall::Nothing => "RSTs sent",
-            _ => "policy drops",
-        };
-        table.row(vec![
-            firewall.name().into(),
-            "no attack".into(),
-            format!("{:.0}", m.quiet),
-            "100".into(),
-            "-".into(),
-            "-".into(),
-        ]);
-        table.row(vec![
-            firewall.name().into(),
-            "spoofed SYN flood to a closed port".into(),
-            format!("{:.0}", m.attacked),
-            format!("{:.1}", 100.0 * m.attacked / m.quiet),
-            format!("{:.2}", m.offered_mpps),
-            format!(
-                "{} {counted} ({:.0} % of {} sent)",
-                m.handled,
-                100.0 * m.handled as f64 / m.frames.max(1) as f64,
-                m.frames
-            ),
-        ]);
-        chart.categories.push(firewall.name().into());
-        chart.series[0].values.push(Some(m.quiet));
-        chart.series[1].values.push(Some(m.attacked));
+    for receive in [Receive::GeneratorCpu, Receive::ServiceCpu] {
+        for firewall in [Firewall::Fwctl, Firewall::Iptables, Firewall::Nothing] {
+            let m = measure(receive, firewall)?;
+            let handled = match firewall {
+                Firewall::Nothing => "RSTs sent",
+                _ => "policy drops",
+            };
+            table.row(vec![
+                receive.name().into(),
+                firewall.name().into(),
+                format!("{:.0}", m.quiet),
+                format!("{:.0}", m.attacked),
+                format!("{:.1}", 100.0 * m.attacked / m.quiet),
+                format!("{:.2}", m.offered_mpps),
+                format!(
+                    "{} {handled} ({:.0} % of {})",
+                    m.handled,
+                    100.0 * m.handled as f64 / m.frames.max(1) as f64,
+                    m.frames
+                ),
+            ]);
+            chart.categories.push(format!(
+                "{}: {}",
+                receive.short_name(),
+                firewall.short_name()
+            ));
+            chart.series[0].values.push(Some(m.quiet));
+            chart.series[1].values.push(Some(m.attacked));
+        }
     }
     report::write_markdown(
         "attack",
         "A service under attack",
         &format!(
-            "A TCP service in a protected namespace answers one-byte requests with one byte; a client in the outside namespace sends them one at a time on one connection (netperf TCP_RR style) for {} s, without attack, then while BPF_PROG_TEST_RUN live frames (XDP_TX on the outside veth, bench_tx_spoof) flood a closed port of the same address with 54-byte SYNs from random sources in 32.0.0.0/3, as fast as the generator goes (after {} ms of flood). The protected namespace runs the classic stateful ruleset plus `{SERVICE_RULE}` in fwctl (XDP attached natively) or through iptables-restore, or no firewall. The generator is pinned to CPU {GEN_CPU}, the service and the client to CPU {SERVICE_CPU}; the protected veth's receive processing runs where the kernel schedules it.",
+            "A TCP service in a protected namespace answers one-byte requests with one byte; a client in the outside namespace sends them one at a time on one connection (netperf TCP_RR style) for {} s without attack, then for {} s while BPF_PROG_TEST_RUN live frames (bench_tx_spoof, XDP_TX on the outside veth) flood a closed port of the same address with 54-byte SYNs from random sources in 32.0.0.0/3 (measured after {} ms of flood). The protected namespace runs the classic stateful ruleset plus `{SERVICE_RULE}` in fwctl (XDP attached natively) or through iptables-restore, or no firewall; a fresh pair of namespaces for each row. The generator is pinned to CPU {GEN_CPU}, the service and the client to CPU {SERVICE_CPU}; the protected veth's receive processing runs in softirq on the generator's CPU (the kernel's default here) or in a NAPI thread pinned to the service's CPU (sharing it with the service and the client as an ordinary thread). TSO is off on the outside veth, so the client's segments share the protected veth's 256-frame receive ring with the flood whatever the firewall (with TSO, a veth without XDP hands them to the backlog, past the ring). The flood offered is what the generator's veth handed over or found the ring full for (xdp_xmit + xdp_xmit_errors) per second while the client measured.",
+            MEASURE.as_secs(),
             MEASURE.as_secs(),
             WARMUP.as_millis()
         ),

@@ -11,11 +11,7 @@ use fwctl::rules::{
 use tests::{
     packets::Packet,
     program::{Harness, LO_IFINDEX},
-    report::{
-        self,
-        svg::{Lines},
-        Table,
-    },
+    report::{self, svg::Lines, Table},
 };
 
 /// The how-to's ruleset: policy DROP, loopback, SSH and the mail ports.

@@ -74,7 +74,11 @@ fn main() -> Result<()> {
             ];
             let t_fw = timed(fw.command(fwctl).args(insert), None)?;
             let t_ipt = timed(ipt.command("iptables").args(insert), None)?;
-            table.row(vec![format!("one insert into {n} rules"), ms(t_fw), ms(t_ipt)]);
+            table.row(vec![
+                format!("one insert into {n} rules"),
+                ms(t_fw),
+                ms(t_ipt),
+            ]);
         }
     }
 
@@ -95,7 +99,8 @@ fn main() -> Result<()> {
     drop(fw);
     let ips = Netns::new("fwb-ipset")?;
     let t_ipset = timed(
-        ips.command("ipset").args(["restore", "-file", set.path_str()?]),
+        ips.command("ipset")
+            .args(["restore", "-file", set.path_str()?]),
         None,
     )?;
     let listed = netlab::output(ips.command("ipset").args(["list", "-terse", "fwbench"]))?;
