@@ -134,7 +134,7 @@ fn main() -> Result<()> {
         categories: table
             .rows()
             .iter()
-            .map(|r| r[0].split(':').next().unwrap_or_default().to_string())
+            .map(|r| r[0].split(": ").next().unwrap_or_default().to_string())
             .collect(),
         series: vec![
             BarSeries {

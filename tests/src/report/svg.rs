@@ -40,6 +40,16 @@ fn tick_label(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
+/// A bar's value with three significant digits or as an integer: 17.0, 0.0830, 146471.
+fn value_label(v: f64) -> String {
+    if v.abs() >= 100.0 || v == 0.0 {
+        format!("{v:.0}")
+    } else {
+        let decimals = (2 - v.abs().log10().floor() as i32).max(0) as usize;
+        format!("{v:.decimals$}")
+    }
+}
+
 /// One series of a bar chart: a value per category, None where nothing was measured.
 pub struct BarSeries {
     pub name: String,
@@ -131,7 +141,7 @@ impl Bars {
                             bar_h - 2.0,
                             x(v) + 4.0,
                             y + bar_h - 5.0,
-                            tick_label(v)
+                            value_label(v)
                         );
                     }
                     None => {
@@ -287,6 +297,14 @@ fn legend<'a>(s: &mut String, x0: f64, y: f64, names: impl Iterator<Item = &'a s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_keep_three_digits() {
+        assert_eq!(value_label(146_470.633), "146471");
+        assert_eq!(value_label(17.034), "17.0");
+        assert_eq!(value_label(0.0831), "0.0831");
+        assert_eq!(value_label(0.0), "0");
+    }
 
     #[test]
     fn ticks_are_round() {
