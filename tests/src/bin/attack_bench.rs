@@ -47,6 +47,8 @@ const CLOSED_PORT: u16 = 8080;
 const SERVICE_RULE: &str = "-A INPUT -p tcp --dport 8000 -j ACCEPT";
 /// Length of each transaction-rate measurement.
 const MEASURE: Duration = Duration::from_secs(5);
+/// Measurements per row: single runs of a flood on this machine disagree widely.
+const RUNS: usize = 3;
 /// The flood runs this long before the measurement starts, so it sees the steady state.
 const WARMUP: Duration = Duration::from_millis(500);
 /// Two vCPUs: the generator (and the receive processing it drives, which runs in its
@@ -243,6 +245,23 @@ fn print_nic_changes(label: &str, before: &[(String, u64)], after: &[(String, u6
         })
         .collect();
     eprintln!("{label}: {}", changed.join(", "));
+}
+
+/// Softirq time of each CPU so far, in clock ticks (/proc/stat): which CPU did the receive
+/// work, the generator's or the service's.
+fn softirq_ticks() -> Vec<u64> {
+    std::fs::read_to_string("/proc/stat")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        // cpuN user nice system idle iowait irq softirq ...
+        .map(|l| {
+            l.split_whitespace()
+                .nth(7)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        })
+        .collect()
 }
 
 /// A counter of the namespace's `Tcp:` MIB (/proc/net/snmp as seen from inside it).
@@ -473,6 +492,8 @@ struct Measured {
     offered_mpps: f64,
     handled: u64,
     frames: u64,
+    /// Segments the client sent again while under attack: lost requests, not late ones.
+    retransmitted: u64,
 }
 
 fn measure(receive: Receive, firewall: Firewall) -> Result<Measured> {
@@ -494,9 +515,17 @@ fn measure(receive: Receive, firewall: Firewall) -> Result<Measured> {
         let flood = start_flood(&lab, stop_flood.clone())?;
         thread::sleep(WARMUP);
         let out_before = nic_stats(&lab.out, &out_if())?;
+        let retrans_before = tcp_mib(&lab.out, "RetransSegs")?;
+        let softirq_before = softirq_ticks();
         let start = Instant::now();
         let attacked = transactions(&lab);
         let out_after = nic_stats(&lab.out, &out_if())?;
+        let retransmitted = tcp_mib(&lab.out, "RetransSegs")? - retrans_before;
+        let softirq: Vec<u64> = softirq_ticks()
+            .iter()
+            .zip(&softirq_before)
+            .map(|(a, b)| a.saturating_sub(*b))
+            .collect();
         let secs = start.elapsed().as_secs_f64();
         stop_flood.store(true, Ordering::Relaxed);
         join(flood, "generator")?;
@@ -505,6 +534,18 @@ fn measure(receive: Receive, firewall: Firewall) -> Result<Measured> {
         thread::sleep(Duration::from_millis(300));
         let handled = lab.flood_handled(firewall)? - before;
         let label = format!("{}, {}", receive.name(), firewall.name());
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let busy: Vec<String> = softirq
+            .iter()
+            .enumerate()
+            .map(|(cpu, t)| format!("CPU {cpu} {:.0} %", 100.0 * *t as f64 / hz / secs))
+            .collect();
+        eprintln!(
+            "{label}: {:.0} % of no attack; softirq time {}",
+            100.0 * attacked / quiet,
+            busy.join(", ")
+        );
         print_nic_changes(
             &format!("{label}: outside veth"),
             &nics_before[0],
@@ -534,11 +575,18 @@ fn measure(receive: Receive, firewall: Firewall) -> Result<Measured> {
             offered_mpps: offered as f64 / secs / 1e6,
             handled,
             frames,
+            retransmitted,
         })
     })();
     stop_service.store(true, Ordering::Relaxed);
     join(service, "service")?;
     result
+}
+
+/// The middle value (the upper one of two middles); 0 for none.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 fn main() -> Result<()> {
@@ -547,12 +595,15 @@ fn main() -> Result<()> {
         "firewall",
         "no attack (transactions/s)",
         "under attack (transactions/s)",
-        "% of no attack",
+        "% of no attack (each run)",
         "flood offered (Mpps)",
-        "flood frames the protected side handled (of all offered)",
+        "flood frames the protected side handled",
+        "client retransmissions",
     ]);
     let mut chart = Bars {
-        title: "TCP request/response rate, without and under a spoofed SYN flood".into(),
+        title: format!(
+            "TCP request/response rate without and under a spoofed SYN flood (median of {RUNS})"
+        ),
         unit: "transactions/s (one connection, 1-byte request and response)".into(),
         categories: Vec::new(),
         series: vec![
@@ -568,7 +619,12 @@ fn main() -> Result<()> {
     };
     for receive in [Receive::GeneratorCpu, Receive::ServiceCpu] {
         for firewall in [Firewall::Fwctl, Firewall::Iptables, Firewall::Nothing] {
-            let m = measure(receive, firewall)?;
+            let runs = (0..RUNS)
+                .map(|_| measure(receive, firewall))
+                .collect::<Result<Vec<_>>>()?;
+            let med = |f: &dyn Fn(&Measured) -> f64| median(runs.iter().map(f).collect());
+            let pct = |m: &Measured| 100.0 * m.attacked / m.quiet;
+            let each: Vec<String> = runs.iter().map(|m| format!("{:.1}", pct(m))).collect();
             let handled = match firewall {
                 Firewall::Nothing => "RSTs sent",
                 _ => "policy drops",
@@ -576,31 +632,33 @@ fn main() -> Result<()> {
             table.row(vec![
                 receive.name().into(),
                 firewall.name().into(),
-                format!("{:.0}", m.quiet),
-                format!("{:.0}", m.attacked),
-                format!("{:.1}", 100.0 * m.attacked / m.quiet),
-                format!("{:.2}", m.offered_mpps),
+                format!("{:.0}", med(&|m| m.quiet)),
+                format!("{:.0}", med(&|m| m.attacked)),
+                format!("{:.1} ({})", med(&pct), each.join(", ")),
+                format!("{:.2}", med(&|m| m.offered_mpps)),
                 format!(
-                    "{} {handled} ({:.0} % of {})",
-                    m.handled,
-                    100.0 * m.handled as f64 / m.frames.max(1) as f64,
-                    m.frames
+                    "{:.0} % ({handled})",
+                    med(&|m| 100.0 * m.handled as f64 / m.frames.max(1) as f64)
                 ),
+                runs.iter()
+                    .map(|m| m.retransmitted)
+                    .sum::<u64>()
+                    .to_string(),
             ]);
             chart.categories.push(format!(
                 "{}: {}",
                 receive.short_name(),
                 firewall.short_name()
             ));
-            chart.series[0].values.push(Some(m.quiet));
-            chart.series[1].values.push(Some(m.attacked));
+            chart.series[0].values.push(Some(med(&|m| m.quiet)));
+            chart.series[1].values.push(Some(med(&|m| m.attacked)));
         }
     }
     report::write_markdown(
         "attack",
         "A service under attack",
         &format!(
-            "A TCP service in a protected namespace answers one-byte requests with one byte; a client in the outside namespace sends them one at a time on one connection (netperf TCP_RR style) for {} s without attack, then for {} s while BPF_PROG_TEST_RUN live frames (bench_tx_spoof, XDP_TX on the outside veth) flood a closed port of the same address with 54-byte SYNs from random sources in 32.0.0.0/3 (measured after {} ms of flood). The protected namespace runs the classic stateful ruleset plus `{SERVICE_RULE}` in fwctl (XDP attached natively) or through iptables-restore, or no firewall; a fresh pair of namespaces for each row. The generator is pinned to CPU {GEN_CPU}, the service and the client to CPU {SERVICE_CPU}; the protected veth's receive processing runs in softirq on the generator's CPU (the kernel's default here) or in a NAPI thread pinned to the service's CPU (sharing it with the service and the client as an ordinary thread). TSO is off on the outside veth, so the client's segments share the protected veth's 256-frame receive ring with the flood whatever the firewall (with TSO, a veth without XDP hands them to the backlog, past the ring). The flood offered is what the generator's veth handed over or found the ring full for (xdp_xmit + xdp_xmit_errors) per second while the client measured.",
+            "A TCP service in a protected namespace answers one-byte requests with one byte; a client in the outside namespace sends them one at a time on one connection (netperf TCP_RR style) for {} s without attack, then for {} s while BPF_PROG_TEST_RUN live frames (bench_tx_spoof, XDP_TX on the outside veth) flood a closed port of the same address with 54-byte SYNs from random sources in 32.0.0.0/3 (measured after {} ms of flood). The protected namespace runs the classic stateful ruleset plus `{SERVICE_RULE}` in fwctl (XDP attached natively) or through iptables-restore, or no firewall; a fresh pair of namespaces for each of {RUNS} runs per row; the row gives medians and the share kept in each run (the runs disagree: see BENCHMARKS.md). The generator is pinned to CPU {GEN_CPU}, the service and the client to CPU {SERVICE_CPU}; the protected veth's receive processing runs in softirq on the generator's CPU (the kernel's default here) or in a NAPI thread pinned to the service's CPU (sharing it with the service and the client as an ordinary thread). TSO is off on the outside veth, so the client's segments share the protected veth's 256-frame receive ring with the flood whatever the firewall (with TSO, a veth without XDP hands them to the backlog, past the ring). The flood offered is what the generator's veth handed over or found the ring full for (xdp_xmit + xdp_xmit_errors) per second while the client measured.",
             MEASURE.as_secs(),
             MEASURE.as_secs(),
             WARMUP.as_millis()
