@@ -54,7 +54,7 @@ pub fn bench() -> Result<()> {
         ),
         (
             "attack_bench",
-            "a TCP service under a spoofed SYN flood: fwctl, iptables, no firewall (about 2 minutes)",
+            "a TCP service under a spoofed SYN flood: fwctl, iptables, no firewall (about 4 minutes)",
         ),
     ];
     for (i, (program, what)) in steps.iter().enumerate() {

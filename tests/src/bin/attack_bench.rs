@@ -369,15 +369,23 @@ fn answer(mut stream: TcpStream, stop: &AtomicBool) {
     }
 }
 
-/// One connection, one-byte request and response, for MEASURE: transactions per second.
-fn transactions(lab: &Lab) -> Result<f64> {
+/// A client connection to the service, made from the outside namespace. Made before a
+/// flood starts: a connect under a flood can time out, which is not what is measured.
+fn connect(lab: &Lab) -> Result<TcpStream> {
     let addr: SocketAddr = format!("{SVC_V4}:{SERVICE_PORT}").parse()?;
+    let s = lab
+        .out
+        .run(move || TcpStream::connect_timeout(&addr, Duration::from_secs(5)))?
+        .context("connecting to the service")?;
+    s.set_nodelay(true)?;
+    // A late response is waited for; the deadline is checked meanwhile.
+    s.set_read_timeout(Some(Duration::from_millis(50)))?;
+    Ok(s)
+}
+
+/// One-byte requests and responses on `s` for MEASURE: transactions per second.
+fn transactions(lab: &Lab, mut s: TcpStream) -> Result<f64> {
     let client = spawn_in(&lab.out, SERVICE_CPU, move || -> Result<f64> {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .context("connecting to the service")?;
-        s.set_nodelay(true)?;
-        // A lost segment waits for a retransmission; the deadline is checked meanwhile.
-        s.set_read_timeout(Some(Duration::from_millis(50)))?;
         let start = Instant::now();
         let deadline = start + MEASURE;
         let mut done = 0u64;
@@ -403,10 +411,10 @@ fn transactions(lab: &Lab) -> Result<f64> {
     join(client, "client")
 }
 
-/// The flood's frame: a 54-byte SYN (no options, no payload) to the closed port, addressed to the service's MAC, with
-/// correct IPv4 and TCP checksums (the generator keeps them right as it changes the
-/// source): a receiver's stack must not discard it for its checksum before the firewall
-/// or conntrack sees it.
+/// The flood's frame: a 54-byte SYN (no options, no payload) to the closed port, addressed
+/// to the service's MAC, with correct IPv4 and TCP checksums (the generator keeps them
+/// right as it changes the source): a receiver's stack must not discard it for its
+/// checksum before the firewall or conntrack sees it.
 fn syn_frame(lab: &Lab) -> Result<Vec<u8>> {
     let mut frame = Packet {
         payload: 0,
@@ -505,7 +513,8 @@ fn measure(receive: Receive, firewall: Firewall) -> Result<Measured> {
     let stop_service = Arc::new(AtomicBool::new(false));
     let service = serve(&lab, stop_service.clone())?;
     let result = (|| -> Result<Measured> {
-        let quiet = transactions(&lab)?;
+        let quiet = transactions(&lab, connect(&lab)?)?;
+        let under_attack = connect(&lab)?;
         let before = lab.flood_handled(firewall)?;
         let nics_before = [
             nic_stats(&lab.out, &out_if())?,
@@ -518,7 +527,7 @@ fn measure(receive: Receive, firewall: Firewall) -> Result<Measured> {
         let retrans_before = tcp_mib(&lab.out, "RetransSegs")?;
         let softirq_before = softirq_ticks();
         let start = Instant::now();
-        let attacked = transactions(&lab);
+        let attacked = transactions(&lab, under_attack);
         let out_after = nic_stats(&lab.out, &out_if())?;
         let retransmitted = tcp_mib(&lab.out, "RetransSegs")? - retrans_before;
         let softirq: Vec<u64> = softirq_ticks()
