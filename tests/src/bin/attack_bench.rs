@@ -3,7 +3,9 @@
 //! TCP_RR style), first alone, then while a spoofed SYN flood (a random source address in
 //! every frame, BPF_PROG_TEST_RUN live frames) hits a closed port of the same address at
 //! the generator's full rate. The protected namespace runs fwctl with the classic ruleset,
-//! the same ruleset through iptables-restore, or no firewall. Run by `cargo xtask bench`.
+//! the same ruleset through iptables-restore, or no firewall; its receive work runs in
+//! softirq (the kernel's choice) or in a NAPI thread on the service's CPU. Run by
+//! `cargo xtask bench`.
 
 use std::{
     io::{ErrorKind, Read, Write},
@@ -51,10 +53,9 @@ const MEASURE: Duration = Duration::from_secs(5);
 const RUNS: usize = 3;
 /// The flood runs this long before the measurement starts, so it sees the steady state.
 const WARMUP: Duration = Duration::from_millis(500);
-/// Two vCPUs: the generator (and the receive processing it drives, which runs in its
-/// softirqs) on one, the service and the client on the other, so a flood can only hurt the
-/// service through the shared receive path and the firewall's cost, not by taking the
-/// service's CPU away.
+/// Two vCPUs: the generator on one, the service and the client on the other, so the
+/// generator's own work never takes the service's CPU; where the receive work runs is
+/// what `Receive` chooses.
 const GEN_CPU: usize = 1;
 const SERVICE_CPU: usize = 0;
 /// Frames in the generator's first run; later runs are sized to last RUN_SECS.
@@ -445,8 +446,9 @@ fn syn_frame(lab: &Lab) -> Result<Vec<u8>> {
 /// Where the protected veth's receive processing (NAPI: XDP, the stack, netfilter) runs.
 #[derive(Clone, Copy)]
 enum Receive {
-    /// The kernel's default: in softirq on the CPU whose transmit scheduled it, the
-    /// generator's; a slow receiver then slows the generator, as in the flood benchmark.
+    /// The kernel's default: in softirq on the CPU whose transmit scheduled it, mostly the
+    /// generator's (/proc/stat shows the service's CPU in some runs); a slow receiver then
+    /// slows the generator, as in the flood benchmark.
     GeneratorCpu,
     /// Threaded NAPI pinned to the service's CPU: the generator stands for the outside
     /// world with a CPU of its own, the protected host has one CPU for everything.
