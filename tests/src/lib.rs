@@ -1,9 +1,12 @@
 //! Shared pieces of fwctl's kernel tests: the fwctl binary under `ip netns exec`, a
 //! namespace guard that takes fwctl down before the namespace goes, a two-namespace lab,
-//! packet builders, and a harness that runs the XDP program on crafted packets.
+//! packet builders, a harness that runs the XDP program on crafted packets, and what the
+//! benchmark binaries share (the generator, reports and charts).
 
+pub mod generator;
 pub mod packets;
 pub mod program;
+pub mod report;
 
 use std::{ops::Deref, path::PathBuf, process::Output};
 

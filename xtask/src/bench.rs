@@ -1,14 +1,17 @@
 //! `cargo xtask bench`: the benchmarks, in release builds, as root: the classifier's
-//! per-packet cost against the rule count (BPF_PROG_TEST_RUN), and the flood drop rate on a
-//! veth pair against a bare XDP_DROP. Reports go to target/bench/.
+//! per-packet cost against the rule count (BPF_PROG_TEST_RUN), the flood drop rate on a
+//! veth pair against a bare XDP_DROP, the update cost (rules and a 1,000,000-entry set),
+//! and a TCP service's transaction rate under a spoofed SYN flood. Each prints its tables;
+//! the reports (Markdown) and their charts (SVG) go to target/bench/.
 
-use std::process::Command;
+use std::{process::Command, time::Instant};
 
 use anyhow::{bail, Result};
 
 use crate::{build, cmd::run, setup};
 
 pub fn bench() -> Result<()> {
+    let start = Instant::now();
     setup::ensure()?;
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -31,16 +34,44 @@ pub fn bench() -> Result<()> {
         "flood_bench",
         "--bin",
         "update_bench",
+        "--bin",
+        "attack_bench",
     ]))?;
     let bin = root.join("target/release");
-    eprintln!("[bench] 1/3 classifier cost vs rule count (BPF_PROG_TEST_RUN)");
-    run(&mut Command::new(bin.join("classifier_bench")))?;
+    let fwctl = bin.join("fwctl");
+    let steps: [(&str, &str); 4] = [
+        (
+            "classifier_bench",
+            "classifier cost vs rule count (BPF_PROG_TEST_RUN)",
+        ),
+        (
+            "flood_bench",
+            "flood drop rate on a veth pair: fwctl, iptables, nftables (a few minutes)",
+        ),
+        (
+            "update_bench",
+            "update cost: fwctl restore vs iptables-restore, 1,000,000 set entries vs ipset restore",
+        ),
+        (
+            "attack_bench",
+            "a TCP service under a spoofed SYN flood: fwctl, iptables, no firewall (about 4 minutes)",
+        ),
+    ];
+    for (i, (program, what)) in steps.iter().enumerate() {
+        let step = Instant::now();
+        eprintln!("[bench] {}/{} {what}", i + 1, steps.len());
+        run(Command::new(bin.join(program)).env("FWCTL", &fwctl))?;
+        eprintln!(
+            "[bench] {}/{} done in {:.0}s",
+            i + 1,
+            steps.len(),
+            step.elapsed().as_secs_f64()
+        );
+    }
     eprintln!(
-        "[bench] 2/3 flood drop rate on a veth pair: fwctl, iptables, nftables (a few minutes)"
+        "[bench] reports and charts (*.md, *.svg) in {}; {:.0}s in all",
+        root.join("target/bench").display(),
+        start.elapsed().as_secs_f64()
     );
-    run(Command::new(bin.join("flood_bench")).env("FWCTL", bin.join("fwctl")))?;
-    eprintln!("[bench] 3/3 update cost: fwctl restore vs iptables-restore");
-    run(Command::new(bin.join("update_bench")).env("FWCTL", bin.join("fwctl")))?;
-    eprintln!("[bench] reports in {}", root.join("target/bench").display());
     Ok(())
 }

@@ -36,7 +36,8 @@ enum Task {
         mode: String,
     },
     /// Benchmarks (release, as root): the classifier's per-packet cost against the rule
-    /// count, and the flood drop rate against a bare XDP_DROP; reports in target/bench/.
+    /// count, the flood drop rate against a bare XDP_DROP, the update cost, and a service
+    /// under a SYN flood; tables and SVG charts in target/bench/.
     Bench,
     /// Run every test: unit tests, then the kernel tests one at a time (needs root).
     Test {

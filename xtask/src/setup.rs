@@ -16,7 +16,7 @@ use crate::cmd::run;
 /// Debian packages the tests and the lab use: `ip` for namespaces and veth, `nft` and
 /// `iptables` as oracles, `ethtool` to read NIC features, `libclang-dev` for rustables'
 /// bindgen (the netfilter table is written through it), `tmux` as the terminal `fwctl top`
-/// is tested in.
+/// is tested in, `ipset` as what `fwctl set restore` is benchmarked against.
 const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "nftables",
@@ -24,6 +24,7 @@ const APT_PACKAGES: &[&str] = &[
     "ethtool",
     "libclang-dev",
     "tmux",
+    "ipset",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";

@@ -1,8 +1,8 @@
 //! Per-packet cost of the XDP classifier against the number of rules, and the cost of
 //! compiling and installing each ruleset. Run by `cargo xtask bench` (as root); prints a
-//! table and writes it to target/bench/classifier.md.
+//! table and writes it to target/bench/classifier.md, with the chart classifier.svg.
 
-use std::{fmt::Write as _, time::Instant};
+use std::time::Instant;
 
 use anyhow::Result;
 use fwctl::rules::{
@@ -11,6 +11,7 @@ use fwctl::rules::{
 use tests::{
     packets::Packet,
     program::{Harness, LO_IFINDEX},
+    report::{self, svg::Lines, Table},
 };
 
 /// The how-to's ruleset: policy DROP, loopback, SSH and the mail ports.
@@ -69,9 +70,17 @@ fn main() -> Result<()> {
     let policy = Packet::tcp("10.0.0.1", "10.0.0.2", 40000, 8080).bytes();
     // Matches the last extra rule's port but not its source: every field lookup succeeds
     // and only the AND rules it out.
-    let mut table = String::from(
-        "| extra rules | entries | compile + install | bitmap words | map memory | SSH (rule 2) ns/pkt | policy (no match) ns/pkt |\n|---:|---:|---:|---:|---:|---:|---:|\n",
-    );
+    let mut table = Table::new(&[
+        "extra rules",
+        "entries",
+        "compile + install",
+        "bitmap words",
+        "map memory",
+        "SSH (rule 2) ns/pkt",
+        "policy (no match) ns/pkt",
+    ]);
+    // (entries, SSH, policy) for the chart.
+    let mut points = Vec::new();
     // Floor: a program that only returns XDP_DROP, run the same way.
     let bare = {
         let mut ebpf = aya::EbpfLoader::new().load(fwctl::BENCH_PROGRAMS)?;
@@ -94,18 +103,23 @@ fn main() -> Result<()> {
         )?;
         start.elapsed().as_nanos() as f64 / repeat as f64
     };
-    let row = format!("| bare XDP_DROP program (floor) | - | - | - | - | - | {bare:.1} |\n");
-    print!("{row}");
-    table.push_str(&row);
+    table.row(
+        ["bare XDP_DROP program (floor)", "-", "-", "-", "-", "-"]
+            .map(String::from)
+            .into_iter()
+            .chain([format!("{bare:.1}")])
+            .collect(),
+    );
     // Baseline: no rule at all, so the program parses and applies the policy.
     h.install(Ruleset::default())?;
     let empty = h.time(&policy, LO_IFINDEX, repeat)?;
-    let row = format!(
-        "| empty ruleset (parse + policy) | 0 | - | 0 | {} | - | {empty:.1} |\n",
-        mib(h.map_memory()?)
+    table.row(
+        ["empty ruleset (parse + policy)", "0", "-", "0"]
+            .map(String::from)
+            .into_iter()
+            .chain([mib(h.map_memory()?), "-".to_string(), format!("{empty:.1}")])
+            .collect(),
     );
-    print!("{row}");
-    table.push_str(&row);
     for n in [0usize, 10, 100, 1_000, 10_000, 100_000] {
         let t0 = Instant::now();
         let ruleset = with_extra(n)?;
@@ -121,14 +135,16 @@ fn main() -> Result<()> {
         );
         let hit = h.time(&hit_first, LO_IFINDEX, repeat)?;
         let miss = h.time(&policy, LO_IFINDEX, repeat)?;
-        let row = format!(
-            "| {n} | {} | {:.1} ms | {words} | {} | {hit:.1} | {miss:.1} |\n",
-            n + 7,
-            (compiled + install).as_secs_f64() * 1e3,
-            mib(h.map_memory()?)
-        );
-        print!("{row}");
-        table.push_str(&row);
+        table.row(vec![
+            n.to_string(),
+            (n + 7).to_string(),
+            format!("{:.1} ms", (compiled + install).as_secs_f64() * 1e3),
+            words.to_string(),
+            mib(h.map_memory()?),
+            format!("{hit:.1}"),
+            format!("{miss:.1}"),
+        ]);
+        points.push(((n + 7) as f64, hit, miss));
     }
     // A conntrack lookup (a miss: test runs cannot create entries, and the harness's
     // namespace has none), against the same ruleset without the state rule.
@@ -142,22 +158,43 @@ fn main() -> Result<()> {
     let ct_miss = h.time(&policy, LO_IFINDEX, repeat)?;
     h.apply(&[stateful[0], stateful[1], stateful[3]])?;
     let no_ct = h.time(&policy, LO_IFINDEX, repeat)?;
-    let row = format!(
-        "| classic stateful ruleset, SYN to a closed port: conntrack miss, NEW, policy at XDP | 4 | - | - | - | - | {ct_miss:.1} (without the state rule: {no_ct:.1}) |\n"
-    );
-    print!("{row}");
-    table.push_str(&row);
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&dir)?;
+    table.row(vec![
+        "classic stateful ruleset, SYN to a closed port: conntrack miss, NEW, policy at XDP"
+            .to_string(),
+        "4".to_string(),
+        "-".to_string(),
+        "-".to_string(),
+        "-".to_string(),
+        "-".to_string(),
+        format!("{ct_miss:.1} (without the state rule: {no_ct:.1})"),
+    ]);
     let verified = h.verified_instructions()?.unwrap_or(0);
     println!("verifier: {verified} instructions processed to load the program (limit 1,000,000)");
-    let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
-    let mut doc = String::new();
-    let _ = writeln!(
-        doc,
-        "# XDP classifier cost vs rule count\n\nBPF_PROG_TEST_RUN, {repeat} runs per cell, 64-byte TCP SYN frames. Map memory: the kernel's memlock figure of every map the program uses, on {cpus} CPUs (the counters are per CPU), with the maps sized as fwctl sizes them for a ruleset installed from scratch. The verifier processed {verified} instructions to accept the program (limit 1,000,000).\n"
-    );
-    doc.push_str(&table);
-    std::fs::write(dir.join("classifier.md"), doc)?;
+    report::write_markdown(
+        "classifier",
+        "XDP classifier cost vs rule count",
+        &format!("BPF_PROG_TEST_RUN, {repeat} runs per cell, 64-byte TCP SYN frames. Map memory: the kernel's memlock figure of every map the program uses, on this machine's CPUs (the counters are per CPU), with the maps sized as fwctl sizes them for a ruleset installed from scratch. The verifier processed {verified} instructions to accept the program (limit 1,000,000)."),
+        &[("", &table)],
+    )?;
+    let flat = |y: f64| points.iter().map(|p| (p.0, y)).collect::<Vec<_>>();
+    let chart = Lines {
+        title: "fwctl per-packet cost vs rule count (BPF_PROG_TEST_RUN)".into(),
+        x_label: "classifier entries (log scale)".into(),
+        y_label: "ns per packet".into(),
+        log_x: true,
+        series: vec![
+            (
+                "SSH (rule 2)".into(),
+                points.iter().map(|p| (p.0, p.1)).collect(),
+            ),
+            (
+                "policy (no match)".into(),
+                points.iter().map(|p| (p.0, p.2)).collect(),
+            ),
+            ("empty ruleset".into(), flat(empty)),
+            ("bare XDP_DROP".into(), flat(bare)),
+        ],
+    };
+    report::write_svg("classifier", &chart.svg())?;
     Ok(())
 }

@@ -3,32 +3,30 @@
 //! on the sending veth) can, and the host drops them at XDP: with a bare XDP_DROP program,
 //! then with fwctl and the how-to's ruleset plus N extra rules. Run by `cargo xtask bench`.
 
-use std::{
-    fmt::Write as _,
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::{fmt::Write as _, time::Duration};
 
 use anyhow::{Context, Result};
 use aya::{
-    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
+    programs::{Xdp, XdpMode},
     EbpfLoader,
 };
 use netlab::{Link, Netns};
-use tests::{listed_counters, packets::Packet, FwNs};
+use tests::{
+    generator::{self, ifindex},
+    listed_counters,
+    packets::Packet,
+    report::{
+        self,
+        svg::{BarSeries, Bars},
+        Table, TempFile,
+    },
+    FwNs,
+};
 
 const GEN_IF: &str = "fwbgen0";
 const HOST_IF: &str = "fwbhost0";
 /// Frames per generator run; about five seconds at the rates seen here.
 const FRAMES: u32 = 30_000_000;
-
-fn ifindex(ns: &Netns, name: &str) -> Result<u32> {
-    let out = ns.ip(&["-o", "link", "show", name])?;
-    out.split(':')
-        .next()
-        .and_then(|n| n.trim().parse().ok())
-        .context("ifindex")
-}
 
 /// Frames per run for the netfilter receivers, by extra rules: a slow receiver slows the
 /// sender too (they share the CPUs), so the count keeps each run to a few seconds.
@@ -40,32 +38,9 @@ fn netfilter_frames(extra: usize) -> u32 {
     }
 }
 
-/// Sends FRAMES copies of `frame` out of the generator's veth; returns the seconds taken.
-fn flood(gen: &Netns, frame: Vec<u8>) -> Result<f64> {
-    flood_n(gen, frame, FRAMES)
-}
-
-fn flood_n(gen: &Netns, frame: Vec<u8>, frames: u32) -> Result<f64> {
-    let ifindex = ifindex(gen, GEN_IF)?;
-    gen.run(move || -> Result<f64> {
-        let mut ebpf = EbpfLoader::new().load(fwctl::BENCH_PROGRAMS)?;
-        let prog: &mut Xdp = ebpf
-            .program_mut("bench_tx")
-            .context("bench_tx")?
-            .try_into()?;
-        prog.load()?;
-        let md: [u32; 6] = [0, frame.len() as u32, 0, ifindex, 0, 0];
-        let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
-        let start = Instant::now();
-        prog.test_run(TestRunOptions {
-            data_in: Some(&frame),
-            ctx_in: Some(&ctx),
-            repeat: frames,
-            attrs: TestRunAttrs::new().xdp_live_frames(64),
-            ..Default::default()
-        })?;
-        Ok(start.elapsed().as_secs_f64())
-    })?
+/// Sends `frames` copies of `frame` out of the generator's veth; returns the seconds taken.
+fn flood(gen: &Netns, frame: Vec<u8>, frames: u32) -> Result<f64> {
+    generator::flood(gen, GEN_IF, "bench_tx", frame, frames)
 }
 
 /// XDP drops the host's veth reports (ethtool -S), summed over its queues.
@@ -118,21 +93,6 @@ impl Receiver {
                 10_000 + i % 50_000,
             )
         };
-        let run_input = |program: &str, args: &[&str], input: String| -> Result<()> {
-            use std::io::Write;
-            let mut child = host
-                .command(program)
-                .args(args)
-                .stdin(std::process::Stdio::piped())
-                .spawn()?;
-            child
-                .stdin
-                .take()
-                .context("stdin")?
-                .write_all(input.as_bytes())?;
-            anyhow::ensure!(child.wait()?.success(), "{program} {args:?} failed");
-            Ok(())
-        };
         match self {
             Receiver::IptablesRaw | Receiver::IptablesFilter => {
                 let raw = matches!(self, Receiver::IptablesRaw);
@@ -153,7 +113,7 @@ impl Receiver {
                     let _ = writeln!(f, "-A {chain} -s {a}/32 -p tcp -m tcp --dport {p} -j DROP");
                 }
                 let _ = writeln!(f, "-A {chain} -j DROP\nCOMMIT");
-                run_input("iptables-restore", &[], f)
+                report::run_with_input(&mut host.command("iptables-restore"), Some(&f))
             }
             Receiver::Nftables => {
                 let mut f = String::from(
@@ -167,7 +127,7 @@ impl Receiver {
                     let _ = writeln!(f, "  ip saddr {a} tcp dport {p} drop");
                 }
                 f.push_str("  counter drop\n }\n}\n");
-                run_input("nft", &["-f", "-"], f)
+                report::run_with_input(host.command("nft").args(["-f", "-"]), Some(&f))
             }
         }
     }
@@ -244,7 +204,13 @@ fn main() -> Result<()> {
         },
     )?;
     let frame = Packet::tcp("10.210.0.1", "10.210.0.2", 40000, 8080).bytes();
-    let mut table = String::from("| receiver | drops | seconds | Mpps dropped | % of bare XDP_DROP |\n|---|---:|---:|---:|---:|\n");
+    let mut table = Table::new(&[
+        "receiver",
+        "drops",
+        "seconds",
+        "Mpps dropped",
+        "% of bare XDP_DROP",
+    ]);
 
     // Bare XDP_DROP, attached by this process for the run.
     let host_if = ifindex(&host, HOST_IF)?;
@@ -262,15 +228,19 @@ fn main() -> Result<()> {
             Ok(ebpf)
         })??;
         let before = xdp_drops(&host)?;
-        let secs = flood(&gen, frame.clone())?;
+        let secs = flood(&gen, frame.clone(), FRAMES)?;
         let drops = xdp_drops(&host)? - before;
         (drops, secs)
     };
     let (bare_drops, bare_secs) = bare;
     let bare = rate(bare_drops, bare_secs);
-    let row = format!("| bare XDP_DROP | {bare_drops} | {bare_secs:.2} | {bare:.2} | 100 |\n");
-    print!("{row}");
-    table.push_str(&row);
+    table.row(vec![
+        "bare XDP_DROP".into(),
+        bare_drops.to_string(),
+        format!("{bare_secs:.2}"),
+        format!("{bare:.2}"),
+        "100".into(),
+    ]);
 
     let classic = tests::CLASSIC_RULESET;
     host.apply(classic);
@@ -290,23 +260,22 @@ fn main() -> Result<()> {
         }
         file.push_str("COMMIT\n");
         if extra > added {
-            let path = std::env::temp_dir().join(format!("fwb-rules-{}", std::process::id()));
-            std::fs::write(&path, &file)?;
-            host.fwctl_ok(&["restore", "--noflush", path.to_str().context("path")?]);
-            std::fs::remove_file(&path)?;
+            let rules = TempFile::new("fwb-rules", &file)?;
+            host.fwctl_ok(&["restore", "--noflush", rules.path_str()?]);
             added = extra;
         }
         host.fwctl_ok(&["-Z"]);
-        let secs = flood(&gen, frame.clone())?;
+        let secs = flood(&gen, frame.clone(), FRAMES)?;
         let list = host.fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x"]);
         let (drops, _) = listed_counters(&list, "INPUT", 0)?;
         let r = rate(drops, secs);
-        let row = format!(
-            "| fwctl, classic ruleset + {extra} rules | {drops} | {secs:.2} | {r:.2} | {:.0} |\n",
-            100.0 * r / bare
-        );
-        print!("{row}");
-        table.push_str(&row);
+        table.row(vec![
+            format!("fwctl, classic ruleset + {extra} rules"),
+            drops.to_string(),
+            format!("{secs:.2}"),
+            format!("{r:.2}"),
+            format!("{:.0}", 100.0 * r / bare),
+        ]);
     }
     host.fwctl_ok(&["down"]);
     // Without an XDP program of its own, a veth takes the peer's XDP_TX frames only in
@@ -323,31 +292,36 @@ fn main() -> Result<()> {
         for extra in [0usize, 10, 1_000, 10_000] {
             receiver.install(&host, classic, extra)?;
             let before = receiver.drops(&host)?;
-            let secs = flood_n(&gen, frame.clone(), netfilter_frames(extra))?;
+            let secs = flood(&gen, frame.clone(), netfilter_frames(extra))?;
             // Let the backlog drain into the counters.
             std::thread::sleep(Duration::from_millis(300));
             let drops = receiver.drops(&host)? - before;
             let r = rate(drops, secs);
-            let row = format!(
-                "| {}, classic ruleset + {extra} rules | {drops} | {secs:.2} | {r:.3} | {:.1} |\n",
-                receiver.name(),
-                100.0 * r / bare
-            );
-            print!("{row}");
-            table.push_str(&row);
+            table.row(vec![
+                format!("{}, classic ruleset + {extra} rules", receiver.name()),
+                drops.to_string(),
+                format!("{secs:.2}"),
+                format!("{r:.3}"),
+                format!("{:.1}", 100.0 * r / bare),
+            ]);
             receiver.remove(&host)?;
         }
     }
-    std::thread::sleep(Duration::from_millis(100));
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&dir)?;
-    let cpu = Command::new("nproc")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let doc = format!(
-        "# Flood drop rate on a veth pair\n\n64-byte TCP SYNs to a closed port, {FRAMES} frames per run from BPF_PROG_TEST_RUN live frames (XDP_TX on the sender), {cpu} CPUs shared by sender and receiver; drops counted at the receiver.\n\n{table}"
-    );
-    std::fs::write(dir.join("flood.md"), doc)?;
+    report::write_markdown(
+        "flood",
+        "Flood drop rate on a veth pair",
+        &format!("64-byte TCP SYNs to a closed port from BPF_PROG_TEST_RUN live frames (XDP_TX on the sender), {FRAMES} frames per run for XDP receivers, fewer for netfilter ones; sender and receiver share the CPUs; drops counted at the receiver."),
+        &[("", &table)],
+    )?;
+    let chart = Bars {
+        title: "Flood drop rate by receiver (64-byte SYNs, veth)".into(),
+        unit: "Mpps dropped".into(),
+        categories: table.rows().iter().map(|r| r[0].clone()).collect(),
+        series: vec![BarSeries {
+            name: "Mpps".into(),
+            values: table.rows().iter().map(|r| report::number(&r[3])).collect(),
+        }],
+    };
+    report::write_svg("flood", &chart.svg())?;
     Ok(())
 }
