@@ -43,6 +43,23 @@ impl Netns {
     }
 
     /// `ip -n NAME ARGS...`
+    /// A counter of the namespace's SNMP MIB (`/proc/net/snmp` as seen from inside it),
+    /// e.g. `("Udp", "RcvbufErrors")`.
+    pub fn snmp(&self, group: &str, name: &str) -> Result<u64> {
+        let text = output(self.command("cat").arg("/proc/net/snmp"))?;
+        let prefix = format!("{group}:");
+        let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
+        let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+            bail!("no {group} lines in /proc/net/snmp:\n{text}");
+        };
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v.parse().ok())
+            .with_context(|| format!("no {group} {name} in /proc/net/snmp"))
+    }
+
     pub fn ip(&self, args: &[&str]) -> Result<String> {
         output(Command::new("ip").args(["-n", &self.name]).args(args))
     }

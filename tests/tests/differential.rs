@@ -1000,7 +1000,7 @@ fn rulesets_change_atomically_under_traffic() {
         })
     };
 
-    let overflows_before = udp_buffer_drops(host);
+    let overflows_before = host.snmp("Udp", "RcvbufErrors").expect("Udp RcvbufErrors");
     let start = Instant::now();
     for change in 1..=CHANGES {
         host.fwctl_ok(&["restore", &files[change % 2]]);
@@ -1039,33 +1039,13 @@ fn rulesets_change_atomically_under_traffic() {
     }
     // A receiver starved of CPU (the machine is small) loses datagrams its socket had no
     // room for, after the firewall let them in: the kernel counts those apart.
-    let overflowed = udp_buffer_drops(host) - overflows_before;
+    let overflowed = host.snmp("Udp", "RcvbufErrors").expect("Udp RcvbufErrors") - overflows_before;
     let lost: u64 = sent.iter().zip(&received).map(|(s, r)| s - r).sum();
     assert_eq!(
         dropped + overflowed,
         lost,
         "every packet not received is one the policy dropped ({overflowed} socket overflows)\n{listing}"
     );
-}
-
-/// UDP datagrams a namespace dropped for a full socket buffer (`RcvbufErrors`).
-fn udp_buffer_drops(ns: &Netns) -> u64 {
-    let out = ns
-        .command("cat")
-        .arg("/proc/net/snmp")
-        .output()
-        .expect("reading /proc/net/snmp");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
-    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
-        panic!("no Udp lines in /proc/net/snmp: {text}");
-    };
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(n, _)| *n == "RcvbufErrors")
-        .and_then(|(_, v)| v.parse().ok())
-        .expect("RcvbufErrors in /proc/net/snmp")
 }
 
 /// Fragmented UDP to an accepted port, with a stateless ruleset: iptables (and fwctl with

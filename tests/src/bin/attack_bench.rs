@@ -215,7 +215,7 @@ impl Lab {
                 )?;
                 Ok(tests::listed_counters(&list, "INPUT", 0)?.0)
             }
-            Firewall::Nothing => tcp_mib(&self.svc, "OutRsts"),
+            Firewall::Nothing => self.svc.snmp("Tcp", "OutRsts"),
         }
     }
 }
@@ -263,21 +263,6 @@ fn softirq_ticks() -> Vec<u64> {
                 .unwrap_or(0)
         })
         .collect()
-}
-
-/// A counter of the namespace's `Tcp:` MIB (/proc/net/snmp as seen from inside it).
-fn tcp_mib(ns: &Netns, name: &str) -> Result<u64> {
-    let snmp = netlab::output(ns.command("cat").arg("/proc/net/snmp"))?;
-    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
-    let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else {
-        bail!("no Tcp lines in /proc/net/snmp:\n{snmp}");
-    };
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(n, _)| *n == name)
-        .and_then(|(_, v)| v.parse().ok())
-        .with_context(|| format!("no Tcp {name} in /proc/net/snmp"))
 }
 
 /// Pins the calling thread to one CPU.
@@ -526,12 +511,12 @@ fn measure(receive: Receive, firewall: Firewall) -> Result<Measured> {
         let flood = start_flood(&lab, stop_flood.clone())?;
         thread::sleep(WARMUP);
         let out_before = nic_stats(&lab.out, &out_if())?;
-        let retrans_before = tcp_mib(&lab.out, "RetransSegs")?;
+        let retrans_before = lab.out.snmp("Tcp", "RetransSegs")?;
         let softirq_before = softirq_ticks();
         let start = Instant::now();
         let attacked = transactions(&lab, under_attack);
         let out_after = nic_stats(&lab.out, &out_if())?;
-        let retransmitted = tcp_mib(&lab.out, "RetransSegs")? - retrans_before;
+        let retransmitted = lab.out.snmp("Tcp", "RetransSegs")? - retrans_before;
         let softirq: Vec<u64> = softirq_ticks()
             .iter()
             .zip(&softirq_before)
