@@ -38,9 +38,18 @@ Matches: -i IFACE[+]  -o IFACE[+]  -s ADDR[/LEN][,ADDR...]  -d ...  -p tcp|udp|i
          --sport/--dport PORT[:PORT]  (after -p tcp or -p udp)   --syn  --tcp-flags MASK COMP
          -m multiport --sports/--dports/--ports P,P:P   --icmp-type T[/C]  --icmpv6-type T[/C]
          -m comment --comment TEXT      -m set --match-set NAME src|dst[,src|dst] (fwctl set help)
+         -m conntrack --ctstate NEW,ESTABLISHED,RELATED,INVALID,UNTRACKED   -m state --state ...
+         -m limit --limit N/sec|min|hour|day --limit-burst B
+         -m hashlimit --hashlimit-upto|--hashlimit-above N/sec --hashlimit-burst B
+            --hashlimit-mode srcip,srcport,dstip,dstport --hashlimit-srcmask M --hashlimit-name X
+            --hashlimit-htable-max N --hashlimit-htable-expire MS
+         -m connlimit --connlimit-above|--connlimit-upto N --connlimit-mask M --connlimit-saddr|daddr
          (each negatable with ! where iptables allows it)
-Targets: ACCEPT, DROP, RETURN, or a user chain. INPUT and FORWARD are enforced at XDP on
-attached interfaces; OUTPUT and -m conntrack/state are not enforced yet and are refused.
+Targets: ACCEPT, DROP, RETURN, a user chain, REJECT [--reject-with TYPE], LOG [--log-prefix P]
+[--log-level L]; in -t nat: MASQUERADE, SNAT --to-source, DNAT --to-destination, REDIRECT.
+INPUT and FORWARD are judged at XDP on attached interfaces, OUTPUT and what XDP cannot
+decide (conntrack states it cannot be sure of, REJECT, LOG, connlimit) by fwctl's nftables
+table, with the same rules.
 
 Whole rulesets, in the iptables-save format (a bad line changes nothing):
   fwctl save > rules.v4        fwctl restore rules.v4       fwctl restore --test rules.v4
