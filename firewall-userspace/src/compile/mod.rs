@@ -11,7 +11,7 @@ pub mod guards;
 pub mod nat;
 pub mod pool;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use firewall_common::{
     Entry, Guard, Meter, TableHeader, ENTRIES_PER_GENERATION, FIELD_DPORT, FIELD_DST, FIELD_ICMP,
@@ -96,6 +96,9 @@ pub struct Image {
     pub guards: Vec<Guard>,
     /// The buckets the guards draw from, by `FW_BUCKETS` key.
     pub meters: BTreeMap<u32, Meter>,
+    /// Chains already stored, by their guards' bytes: a rule's entries (its alternatives,
+    /// conntrack classes, the entries of a chain it jumps to) share one chain.
+    chains: HashMap<Vec<u8>, u32>,
 }
 
 impl Image {
@@ -103,6 +106,13 @@ impl Image {
     fn add_guards(&mut self, specs: &[GuardSpec]) -> u32 {
         if specs.is_empty() {
             return NO_GUARD;
+        }
+        let bytes: Vec<u8> = specs
+            .iter()
+            .flat_map(|s| bytemuck::bytes_of(&s.guard).to_vec())
+            .collect();
+        if let Some(&first) = self.chains.get(&bytes) {
+            return first;
         }
         if self.guards.is_empty() {
             self.guards.push(Guard::default());
@@ -118,6 +128,7 @@ impl Image {
                 self.meters.insert(key, meter);
             }
         }
+        self.chains.insert(bytes, first);
         first
     }
 }
@@ -335,6 +346,24 @@ mod tests {
                 attached: true,
             })
             .collect()
+    }
+
+    #[test]
+    fn entries_of_one_rule_share_its_guard_chain() {
+        // --ports: two entries (source port, destination port), one limit.
+        let text = "*filter\n-A INPUT -p tcp -m multiport --ports 25,587 -m limit --limit 5/sec -j ACCEPT\nCOMMIT\n";
+        let rules = restore(text, Family::V4, &Ruleset::default(), false).unwrap();
+        let image = compile(&rules.editor.ruleset, &[]).unwrap();
+        let guarded: Vec<u32> = image
+            .tables
+            .iter()
+            .flat_map(|(_, t)| t.entries.iter().map(|e| e.guard))
+            .filter(|&g| g != NO_GUARD)
+            .collect();
+        assert_eq!(guarded.len(), 2);
+        assert_eq!(guarded[0], guarded[1]);
+        // Index 0 stands for none; one stored guard.
+        assert_eq!(image.guards.len(), 2);
     }
 
     #[test]

@@ -293,14 +293,14 @@ fn rate_exprs(
                 .map(|(_, src)| *src)
                 .collect();
             let key = exprs::load_key(family, &addrs, &ports, e);
-            let name = format!("{generation}{}-hl{}", family_tag(family), rule.slot);
+            let name = rate_set_name(generation, family, "hl", rule.slot);
             e.push(exprs::meter(&name, per_unit, h.burst, h.above));
             want(name, key, Some(h.expire_ms()));
         }
     }
     if let Some(c) = &rate.connlimit {
         let key = exprs::load_key(family, &[(!c.daddr, c.mask)], &[], e);
-        let name = format!("{generation}{}-cl{}", family_tag(family), rule.slot);
+        let name = rate_set_name(generation, family, "cl", rule.slot);
         e.push(exprs::conn_count(&name, c.count, c.above));
         want(name, key, None);
     }
@@ -410,7 +410,17 @@ fn target(t: &Target, generation: u32, table: Table, family: Family, e: &mut Vec
 
 /// Whether a set name is one of `RateSet`'s (`0v4-hl12`), not an operator's set.
 fn is_rate_set(name: &str) -> bool {
-    name.contains("-hl") || name.contains("-cl")
+    let rest = name
+        .strip_prefix(['0', '1'])
+        .and_then(|r| r.strip_prefix("v4-").or_else(|| r.strip_prefix("v6-")))
+        .and_then(|r| r.strip_prefix("hl").or_else(|| r.strip_prefix("cl")));
+    rest.is_some_and(|slot| !slot.is_empty() && slot.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The name of a rate set: generation, family, kind (`hl` meter, `cl` connection count)
+/// and the rule's slot, e.g. `0v4-hl17`; [`is_rate_set`] reads it back.
+fn rate_set_name(generation: u32, family: Family, kind: &str, slot: u32) -> String {
+    format!("{generation}{}-{kind}{slot}", family_tag(family))
 }
 
 /// A rate set to create (with its definition) or delete (by name).
@@ -710,4 +720,26 @@ pub fn counters(generation: u32) -> Result<NftCounters> {
         slot.1 += bytes;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_set_names_read_back_and_nothing_else_does() {
+        for (g, f, kind, slot) in [(0, Family::V4, "hl", 17), (1, Family::V6, "cl", 3)] {
+            assert!(is_rate_set(&rate_set_name(g, f, kind, slot)));
+        }
+        for other in [
+            "0v4-hl",
+            "0v4-hlx",
+            "set3-my-hlist",
+            "2v4-hl1",
+            "0v4-INPUT",
+            "hl17",
+        ] {
+            assert!(!is_rate_set(other), "{other}");
+        }
+    }
 }

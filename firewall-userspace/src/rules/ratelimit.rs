@@ -125,35 +125,34 @@ pub fn parse_rate(text: &str, scale: u64) -> Result<u64, String> {
     Ok(period)
 }
 
-/// A period as iptables prints it: the largest unit the rate is a whole number in (its
-/// `print_rate`, for both modules).
+/// The unit iptables shows a period in: the largest one the rate is a whole number in (its
+/// `print_rate`, for both modules), as (name, seconds).
+fn unit_of(period: u64, scale: u64) -> (&'static str, u64) {
+    let mut best = UNITS[0];
+    for unit in &UNITS[1..] {
+        let mult = scale * unit.1;
+        if period > mult || mult / period < mult % period {
+            break;
+        }
+        best = *unit;
+    }
+    best
+}
+
+/// A period as iptables prints it: `N/unit`.
 pub fn rate_text(period: u64, scale: u64) -> String {
     if period == 0 {
         return "inf".to_string();
     }
-    let mut best = UNITS[0];
-    for unit in &UNITS[1..] {
-        let mult = scale * unit.1;
-        if period > mult || mult / period < mult % period {
-            break;
-        }
-        best = *unit;
-    }
-    format!("{}/{}", scale * best.1 / period, best.0)
+    let (name, seconds) = unit_of(period, scale);
+    format!("{}/{name}", scale * seconds / period)
 }
 
-/// Seconds in the unit `rate_text` picks, and the count per unit: nftables' `limit rate
-/// N/unit` for the same rate.
+/// The same rate as (packets, seconds per unit): nftables' `limit rate N/unit`.
 pub fn rate_per_unit(period: u64, scale: u64) -> (u64, u64) {
-    let mut best = UNITS[0];
-    for unit in &UNITS[1..] {
-        let mult = scale * unit.1;
-        if period > mult || mult / period < mult % period {
-            break;
-        }
-        best = *unit;
-    }
-    ((scale * best.1 / period.max(1)).max(1), best.1)
+    let period = period.max(1);
+    let (_, seconds) = unit_of(period, scale);
+    ((scale * seconds / period).max(1), seconds)
 }
 
 /// Nanoseconds between tokens.
