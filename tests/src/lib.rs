@@ -413,6 +413,19 @@ pub fn mac(ns: &Netns, ifname: &str) -> Result<String> {
         .ok_or_else(|| anyhow::anyhow!("no MAC address for {ifname} in {out}"))
 }
 
+/// Packets netfilter (fwctl's nftables table, both generations) counted on the rules whose
+/// listed line contains `needle` (`nft list table inet fwctl`): what XDP left to netfilter.
+pub fn netfilter_packets(ns: &Netns, needle: &str) -> u64 {
+    let text = netlab::output(ns.command("nft").args(["list", "table", "inet", "fwctl"]))
+        .expect("nft list table inet fwctl");
+    text.lines()
+        .filter(|l| l.contains(needle))
+        .filter_map(|l| l.split("counter packets ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter_map(|n| n.parse::<u64>().ok())
+        .sum()
+}
+
 /// A counter line of `fwctl -L -v -x -n --line-numbers`: (packets, bytes) of rule `n`, or
 /// of the policy for n = 0.
 pub fn listed_counters(listing: &str, chain: &str, n: usize) -> Result<(u64, u64)> {

@@ -3,7 +3,7 @@
 //! XDP detached, by fwctl's nftables table. The rates are per hour, so the bucket does not
 //! refill while a test runs and the expected counts are exact.
 
-use tests::{udp_between, udp_exchange, FwNs, Lab, CLIENT_V4, HOST_IF, HOST_V4};
+use tests::{netfilter_packets, udp_between, udp_exchange, FwNs, Lab, CLIENT_V4, HOST_IF, HOST_V4};
 
 const PORT: u16 = 7911;
 
@@ -27,6 +27,8 @@ fn limit_lets_its_burst_through_at_xdp_and_in_netfilter() {
     assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, PORT, 20, 32), 4);
     assert_eq!(lab.host.packets("INPUT", 1), 4);
     assert_eq!(lab.host.packets("INPUT", 0), 16);
+    // All of it at XDP: netfilter's limit rule saw nothing.
+    assert_eq!(netfilter_packets(&lab.host, "limit rate"), 0);
 
     // The netfilter path: a fresh ruleset (new rule, new bucket), XDP detached.
     lab.host.fwctl_ok(&["detach", HOST_IF]);
@@ -78,6 +80,14 @@ fn hashlimit_gives_each_source_its_burst() {
         let other = udp_between(&lab.client, &lab.host, second, HOST_V4, PORT, 10, 32);
         assert_eq!((first, other), (3, 3), "attached: {attached}");
         assert_eq!(lab.host.packets("INPUT", 1), 6, "attached: {attached}");
+        // Attached, XDP's buckets did it and netfilter's meter saw nothing; detached, the
+        // meter did.
+        let in_netfilter = netfilter_packets(&lab.host, "update @");
+        assert_eq!(
+            in_netfilter,
+            if attached { 0 } else { 6 },
+            "attached: {attached}"
+        );
     }
 }
 
@@ -142,5 +152,11 @@ fn limit_refills_at_its_rate() {
             "attached {attached}: {got} of {sent} datagrams in {seconds:.2}s, expected {expected:.0}"
         );
         assert_eq!(lab.host.packets("INPUT", 1), got, "attached {attached}");
+        let in_netfilter = netfilter_packets(&lab.host, "limit rate");
+        assert_eq!(
+            in_netfilter,
+            if attached { 0 } else { got },
+            "attached {attached}"
+        );
     }
 }
