@@ -379,9 +379,11 @@ const PHASE_WORD: u32 = 2;
 /// It looks for the first entry at or after `start` that every field's bitmap contains
 /// (layout in firewall-userspace/src/compile/pool.rs): the AND of the fields' group words
 /// gives the candidate groups (once, before the walk); for the lowest, AND their word
-/// summaries into candidate words (PHASE_GROUP); for each, AND the fields' words (PHASE_WORD): the first set bit is
-/// the match. The entry found is counted; a RETURN or the end of an inlined chain resumes
-/// the search further on, anything else decides.
+/// summaries into candidate words (PHASE_GROUP); for each, AND the fields' words
+/// (PHASE_WORD): the first set bit is the match. An entry with guards that fail does not
+/// match after all. The entry found is recorded as a stop (charged once the verdict is
+/// known); a RETURN or the end of an inlined chain resumes the search further on, anything
+/// else decides.
 struct Walk {
     offs: [u32; FIELD_COUNT],
     fields: u32,
@@ -510,7 +512,7 @@ extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
         return 1;
     };
     if entry.action == VERDICT_DEFER {
-        // Counts nothing: see `decide`, which also takes back what was charged before.
+        // Counts nothing, not even the stops before it: see `decide`.
         walk.action = VERDICT_DEFER;
         walk.position = entry.position;
         return 1;
