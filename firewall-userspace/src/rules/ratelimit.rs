@@ -298,7 +298,9 @@ pub fn take_option<'a>(
                 .htable_expire = Some(parse_u32(opt, value()?)?)
         }
         "--connlimit-above" | "--connlimit-upto" => {
-            let count = parse_u32(opt, value()?)?;
+            let count = Some(parse_u32(opt, value()?)?)
+                .filter(|n| *n != COUNT_UNSET)
+                .ok_or_else(|| format!("connlimit: {opt} takes 0 to {}", COUNT_UNSET - 1))?;
             let c = connlimit(m, full);
             c.count = count;
             c.above = opt == "--connlimit-above";
@@ -311,9 +313,13 @@ pub fn take_option<'a>(
     Ok(())
 }
 
+/// `ConnLimit::count` while neither `--connlimit-above` nor `--connlimit-upto` was given
+/// (a mask may come first); `check` refuses a rule left so. 0 is a count iptables takes.
+const COUNT_UNSET: u32 = u32::MAX;
+
 fn connlimit(m: &mut RateMatches, full: u8) -> &mut ConnLimit {
     m.connlimit.get_or_insert(ConnLimit {
-        count: 0,
+        count: COUNT_UNSET,
         above: true,
         mask: full,
         daddr: false,
@@ -335,7 +341,7 @@ pub fn check(m: &RateMatches, loaded: [bool; 3]) -> Result<(), String> {
             None => return Err("hashlimit: option \"--hashlimit-upto\" must be specified".into()),
         }
     }
-    if loaded[2] && m.connlimit.as_ref().is_none_or(|c| c.count == 0 && c.above) {
+    if loaded[2] && m.connlimit.as_ref().is_none_or(|c| c.count == COUNT_UNSET) {
         return Err(
             "connlimit: option \"--connlimit-above\" or \"--connlimit-upto\" must be specified"
                 .into(),
@@ -515,5 +521,15 @@ mod tests {
             " -m connlimit --connlimit-upto 3 --connlimit-mask 24 --connlimit-daddr"
         );
         assert!(take_option(&mut m, "--limit", true, false, || Ok("1/s")).is_err());
+        // A mask alone is not a connlimit; a count of 0 is one (any connection is above it).
+        let mut m = RateMatches::default();
+        take_option(&mut m, "--connlimit-mask", false, false, || Ok("24")).unwrap();
+        assert!(check(&m, [false, false, true]).is_err());
+        take_option(&mut m, "--connlimit-above", false, false, || Ok("0")).unwrap();
+        assert!(check(&m, [false, false, true]).is_ok());
+        assert_eq!(
+            save_text(&m),
+            " -m connlimit --connlimit-above 0 --connlimit-mask 24 --connlimit-saddr"
+        );
     }
 }
