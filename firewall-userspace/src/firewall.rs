@@ -11,7 +11,7 @@ use firewall_common::{policy_counter, Config, Counter, CONFIG_LOG_VERDICTS, POLI
 
 use crate::{
     cli::list::ChainCounters,
-    compile::{compile, compile_with_sets, Image, Interface},
+    compile::{compile_with_sets, Image, Interface},
     dataplane::{
         attach::{self, Hook, XdpMode},
         capacity::Capacity,
@@ -216,7 +216,10 @@ impl Firewall {
         if have.fits(need) {
             return Ok(None);
         }
-        let in_force = compile(&self.state.ruleset, &self.interfaces())?;
+        // The sets are loaded into the new instance before it sees a packet (`resize`'s
+        // fill), so the ruleset in force checks them at XDP there as it does here.
+        let in_force =
+            compile_with_sets(&self.state.ruleset, &self.interfaces(), &self.state.sets)?;
         let capacity = need.max(Capacity::needed(&in_force, 0)).sized();
         if capacity == have {
             return Ok(None);
