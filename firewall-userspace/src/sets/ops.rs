@@ -143,7 +143,7 @@ impl Work<'_> {
             Cmd::Create(spec, exist) => match self.defs.iter().position(|d| d.name == spec.name) {
                 Some(i) => {
                     let old = &self.defs[i];
-                    if *exist && old.same_options(&spec.def(old.storage)) {
+                    if *exist && old.same_options(spec) {
                         return Ok(());
                     }
                     let same_type = (old.kind, old.family) == (spec.kind, spec.family);
@@ -154,12 +154,15 @@ impl Work<'_> {
                     }
                     // fwctl's restore: a set the file creates is what the file says, its
                     // options and the members the file adds.
-                    self.defs[i] = spec.def(old.storage);
+                    self.defs[i] = SetDef {
+                        storage: old.storage,
+                        ..spec.clone()
+                    };
                     self.members.insert(spec.name.clone(), Members::new());
                     self.reload.insert(spec.name.clone());
                 }
                 None => {
-                    self.defs.push(spec.def(0));
+                    self.defs.push(spec.clone());
                     self.members.insert(spec.name.clone(), Members::new());
                     self.reload.insert(spec.name.clone());
                 }
