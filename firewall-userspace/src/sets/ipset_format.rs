@@ -5,8 +5,8 @@
 use std::fmt::Write;
 
 use super::model::{
-    check_name, family_from_name, format_member, Members, SetDef, SetKind, DEFAULT_HASHSIZE,
-    DEFAULT_MAXELEM, MAX_TIMEOUT,
+    check_name, family_from_name, format_member, live_at, Members, SetDef, SetKind,
+    DEFAULT_HASHSIZE, DEFAULT_MAXELEM, MAX_TIMEOUT,
 };
 use crate::rules::Family;
 
@@ -180,7 +180,7 @@ fn member_timeout(def: &SetDef, expiry: u64, now: u64) -> String {
 fn live(members: &Members, now: u64) -> impl Iterator<Item = (&super::model::Member, u64)> {
     members
         .iter()
-        .filter(move |(_, e)| **e == 0 || **e > now)
+        .filter(move |(_, e)| live_at(**e, now))
         .map(|(m, e)| (m, *e))
 }
 

@@ -114,6 +114,12 @@ impl Member {
 /// Members of one set and when each expires (`bpf_ktime_get_ns` time), 0 for never.
 pub type Members = BTreeMap<Member, u64>;
 
+/// Whether a member (or piece) with this expiry is still in its set at `now`: 0 never
+/// expires (firewall-common `SET_NO_EXPIRY`, as XDP reads it).
+pub fn live_at(expiry: u64, now: u64) -> bool {
+    expiry == firewall_common::SET_NO_EXPIRY || expiry > now
+}
+
 /// Protocols a `hash:ip,port` member may name, as ipset spells them.
 const PORT_PROTOS: [(&str, u8); 4] = [
     ("tcp", IPPROTO_TCP),

@@ -12,7 +12,7 @@ use anyhow::{anyhow, Context, Result};
 use super::{
     ipset_format::Cmd,
     layout::{layout, region, within, Piece},
-    model::{network, parse_member, Member, Members, SetDef},
+    model::{live_at, network, parse_member, Member, Members, SetDef},
     store,
     xdp::{now_ns, Tries},
 };
@@ -61,7 +61,7 @@ fn expiry(def: &SetDef, timeout: Option<u32>, now: u64) -> Result<u64, String> {
 fn live(members: Members, now: u64) -> Members {
     members
         .into_iter()
-        .filter(|(_, e)| *e == 0 || *e > now)
+        .filter(|(_, e)| live_at(*e, now))
         .collect()
 }
 
@@ -409,7 +409,7 @@ impl Firewall {
         let dir = self.ns.state_dir.clone();
         let (mut members, expired): (Members, Members) = store::read(&dir, def.storage)?
             .into_iter()
-            .partition(|(_, e)| *e == 0 || *e > now);
+            .partition(|(_, e)| live_at(*e, now));
         // Expired members leave the trie here, since the program only ignores them; a
         // value the trie holds for a member inside an expired one stays right (sets/layout.rs:
         // the later of the two expiries).
