@@ -611,32 +611,24 @@ mod tests {
         }
     }
 
+    /// A set of `d`'s type holding `member` alone.
+    fn holding(d: &SetDef, member: &str) -> Members {
+        let list = parse_member(member, d.kind, d.family).unwrap();
+        let mut m = Members::new();
+        add(&mut m, d, &list, 0, false).unwrap();
+        m
+    }
+
     #[test]
     fn test_finds_addresses_inside_networks_and_exact_members() {
         let d = def(SetKind::HashNet, None);
-        let mut m = Members::new();
-        add(
-            &mut m,
-            &d,
-            &parse_member("10.0.0.0/8", d.kind, d.family).unwrap(),
-            0,
-            false,
-        )
-        .unwrap();
+        let m = holding(&d, "10.0.0.0/8");
         assert_eq!(test(&d, &m, "10.1.2.3"), Ok(true));
         assert_eq!(test(&d, &m, "10.0.0.0/8"), Ok(true));
         assert_eq!(test(&d, &m, "10.0.0.0/16"), Ok(false));
         assert_eq!(test(&d, &m, "11.0.0.1"), Ok(false));
         let p = def(SetKind::HashIpPort, None);
-        let mut m = Members::new();
-        add(
-            &mut m,
-            &p,
-            &parse_member("1.2.3.4,udp:53", p.kind, p.family).unwrap(),
-            0,
-            false,
-        )
-        .unwrap();
+        let m = holding(&p, "1.2.3.4,udp:53");
         assert_eq!(test(&p, &m, "1.2.3.4,udp:53"), Ok(true));
         assert_eq!(test(&p, &m, "1.2.3.4,53"), Ok(false));
     }
