@@ -19,7 +19,7 @@ use crate::{
     rules::Family,
     sets::{
         layout::Piece,
-        model::{live_at, SetKind},
+        model::{live_at, SetKind, StorageInfo},
     },
 };
 
@@ -74,6 +74,18 @@ pub struct NftSet<'a> {
     pub kind: SetKind,
     pub family: Family,
     pub timeouts: bool,
+}
+
+impl<'a> From<&'a StorageInfo> for NftSet<'a> {
+    /// The netfilter set of a storage, as the storage was made.
+    fn from(info: &'a StorageInfo) -> NftSet<'a> {
+        NftSet {
+            name: &info.nft_name,
+            kind: info.kind,
+            family: info.family,
+            timeouts: info.timeouts,
+        }
+    }
 }
 
 fn string(text: &str) -> Vec<u8> {

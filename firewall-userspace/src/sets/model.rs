@@ -416,11 +416,6 @@ impl Registry {
             self.scrap.push(id);
         }
     }
-
-    /// The netfilter set name of a set's current storage.
-    pub fn nft_name(&self, def: &SetDef) -> Option<&str> {
-        self.storages.get(&def.storage).map(|s| s.nft_name.as_str())
-    }
 }
 
 /// ipset's limits on set names.

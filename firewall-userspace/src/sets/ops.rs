@@ -245,16 +245,6 @@ impl Work<'_> {
     }
 }
 
-/// The kernel's view of a storage.
-fn nft_set<'a>(def: &SetDef, name: &'a str) -> nft::NftSet<'a> {
-    nft::NftSet {
-        name,
-        kind: def.kind,
-        family: def.family,
-        timeouts: def.timeout.is_some(),
-    }
-}
-
 impl Firewall {
     /// Runs set commands (with the line each came from, for errors) as one change: all of
     /// them or, at the first error, none.
@@ -359,14 +349,13 @@ impl Firewall {
             let t1 = std::time::Instant::now();
             tries.update(def.family, id, &values)?;
             let t2 = std::time::Instant::now();
-            let nft_name = self
+            let info = self
                 .state
                 .sets
                 .storages
                 .get(&id)
-                .map(|s| s.nft_name.clone())
                 .context("a new storage has no record")?;
-            nft::create(&nft_set(def, &nft_name), &pieces, now)?;
+            nft::create(&info.into(), &pieces, now)?;
             if std::env::var_os("FWCTL_DEBUG").is_some() {
                 eprintln!(
                     "fwctl: set {}: {} members: file and layout {:.2} s, XDP trie {:.2} s, nftables {:.2} s",
@@ -446,13 +435,14 @@ impl Firewall {
         }
         let dp = Dataplane::open_or_install(&self.ns, Capacity::minimum())?;
         let tries = Tries::open(&dp.ns.pin_dir)?;
-        let nft_name = self
+        let info = self
             .state
             .sets
-            .nft_name(&def)
+            .storages
+            .get(&def.storage)
             .context("the set's storage has no record")?
-            .to_string();
-        let set = nft_set(&def, &nft_name);
+            .clone();
+        let set = nft::NftSet::from(&info);
         // Best effort: the error that made it necessary is the one to report.
         let undo_trie = || {
             let _ = tries.update(def.family, def.storage, &undo_values);
