@@ -145,6 +145,23 @@ pub fn network(addr: u128, prefix: u8, family: Family) -> u128 {
     }
 }
 
+/// The members of `members` that strictly contain `member` (same protocol and port), the
+/// outermost first.
+pub fn containing<'a>(
+    members: &'a Members,
+    member: &Member,
+    family: Family,
+) -> impl Iterator<Item = Member> + 'a {
+    let m = *member;
+    (1..m.prefix)
+        .map(move |len| Member {
+            addr: network(m.addr, len, family),
+            prefix: len,
+            ..m
+        })
+        .filter(|outer| members.contains_key(outer))
+}
+
 fn parse_addr(text: &str, family: Family) -> Result<u128, String> {
     let wrong = || {
         format!(

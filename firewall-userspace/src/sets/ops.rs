@@ -12,7 +12,7 @@ use anyhow::{anyhow, Context, Result};
 use super::{
     ipset_format::Cmd,
     layout::{layout, region, within, Piece},
-    model::{live_at, network, parse_member, Member, Members, SetDef},
+    model::{containing, live_at, parse_member, Member, Members, SetDef},
     store,
     xdp::{now_ns, Tries},
 };
@@ -522,20 +522,10 @@ pub fn test(def: &SetDef, members: &Members, text: &str) -> Result<bool, String>
 /// Whether `m` is a member, or with `address` (a packet's address, not a network) inside a
 /// `hash:net` member.
 fn contains(def: &SetDef, members: &Members, m: &Member, address: bool) -> bool {
-    if members.contains_key(m) {
-        return true;
-    }
-    let max = def.family.max_prefix();
-    if def.kind != super::model::SetKind::HashNet || !address {
-        return false;
-    }
-    (1..max).any(|len| {
-        members.contains_key(&Member {
-            addr: network(m.addr, len, def.family),
-            prefix: len,
-            ..*m
-        })
-    })
+    members.contains_key(m)
+        || (def.kind == super::model::SetKind::HashNet
+            && address
+            && containing(members, m, def.family).next().is_some())
 }
 
 impl Firewall {
