@@ -31,7 +31,8 @@ pub struct SetError {
     pub message: String,
 }
 
-const NO_SET: &str = "The set with the given name does not exist";
+/// ipset's words for a name no set has.
+pub const NO_SET: &str = "The set with the given name does not exist";
 
 /// The sets as the commands leave them, before anything is put in force.
 struct Work<'a> {
