@@ -102,6 +102,7 @@ pub extern "C" fn fw_guard_check(first: u32) -> u32 {
     let subject = unsafe { &mut *subject };
     let base = (subject.generation % GENERATIONS) * GUARDS_PER_GENERATION;
     let mut at = first;
+    // Read at the first guard that needs it: a set without timeouts does not.
     let mut now = 0;
     for _ in 0..MAX_GUARD_CHAIN {
         if at == NO_GUARD {
@@ -110,16 +111,12 @@ pub extern "C" fn fw_guard_check(first: u32) -> u32 {
         let Some(g) = GUARDS.get(base + (at % GUARDS_PER_GENERATION)) else {
             return FAIL;
         };
-        if now == 0 {
-            // SAFETY: the helper has no preconditions.
-            now = unsafe { bpf_ktime_get_ns() };
-        }
         let held = if g.kind == GUARD_SET {
-            in_set(g, subject, now)
+            in_set(g, subject, &mut now)
         } else if g.kind == GUARD_LIMIT {
-            limit(g, now)
+            limit(g, clock(&mut now))
         } else if g.kind == GUARD_HASHLIMIT {
-            match hashlimit(g, subject, now) {
+            match hashlimit(g, subject, clock(&mut now)) {
                 Some(held) => held,
                 None => return HOTDROP,
             }
@@ -136,12 +133,22 @@ pub extern "C" fn fw_guard_check(first: u32) -> u32 {
     PASS
 }
 
+/// The time, read once per check (0: not read yet).
+#[inline(always)]
+fn clock(now: &mut u64) -> u64 {
+    if *now == 0 {
+        // SAFETY: the helper has no preconditions.
+        *now = unsafe { bpf_ktime_get_ns() };
+    }
+    *now
+}
+
 /// `-m set`: whether the packet is a live member of set storage `id`: its address (and for
 /// sets with ports its protocol and port), from the source or the destination as the flags
 /// say, looked up under the storage's id (layout in firewall-common `SetKey4`). A member
 /// whose expiry has passed is not one: fwctl removes it later, at its own pace.
 #[inline(always)]
-fn in_set(g: &Guard, s: &mut Subject, now: u64) -> bool {
+fn in_set(g: &Guard, s: &mut Subject, now: &mut u64) -> bool {
     let f = g.flags;
     let dst = f & GUARD_SET_DIM0_DST != 0;
     let port_word = if f & GUARD_SET_PORTS != 0 {
@@ -184,7 +191,7 @@ fn in_set(g: &Guard, s: &mut Subject, now: u64) -> bool {
         crate::SET6.get(&s.set6).copied()
     };
     match expiry {
-        Some(e) => e == SET_NO_EXPIRY || e > now,
+        Some(e) => e == SET_NO_EXPIRY || e > clock(now),
         None => false,
     }
 }

@@ -9,7 +9,7 @@ use crate::{
     sets::{
         ipset_format::{self, parse_restore, parse_words, ListInfo},
         model::SetDef,
-        ops::{test, SetError},
+        ops::{test, SetError, NO_SET},
         xdp::now_ns,
     },
 };
@@ -99,11 +99,7 @@ fn test_member(words: &[&str]) -> Result<()> {
         anyhow::bail!("set test takes a set name and a member");
     };
     let fw = Firewall::lock()?;
-    let def = fw
-        .state
-        .sets
-        .get(name)
-        .context("The set with the given name does not exist")?;
+    let def = fw.state.sets.get(name).context(NO_SET)?;
     let members = fw.set_members(def)?;
     let hit = test(def, &members, member).map_err(|message| {
         failed(SetError {
@@ -147,11 +143,7 @@ fn list(words: &[&str], save: bool) -> Result<()> {
     }
     let fw = Firewall::lock()?;
     let defs: Vec<&SetDef> = match name {
-        Some(n) => vec![fw
-            .state
-            .sets
-            .get(n)
-            .context("The set with the given name does not exist")?],
+        Some(n) => vec![fw.state.sets.get(n).context(NO_SET)?],
         None => fw.state.sets.sets.iter().collect(),
     };
     let now = now_ns();

@@ -83,8 +83,12 @@ pub fn tc_link_path(pin_dir: &Path, ifindex: u32) -> PathBuf {
     pin_dir.join(format!("tclink_{ifindex}"))
 }
 
-fn bpf(cmd: libc::c_long, attr: &mut [u64; 16]) -> std::io::Result<libc::c_long> {
-    // SAFETY: attr is a zeroed 128-byte bpf_attr the kernel reads (size passed).
+/// The raw bpf(2) call, for what aya 0.14 lacks (these links, batch map writes in
+/// sets/xdp.rs). `attr` is a 128-byte `union bpf_attr`, zero past the command's fields;
+/// u32 pairs are packed low word first.
+pub(crate) fn bpf(cmd: libc::c_long, attr: &mut [u64; 16]) -> std::io::Result<libc::c_long> {
+    // SAFETY: attr is a zeroed 128-byte bpf_attr the kernel reads (size passed) and, for
+    // batch calls, writes `count` of; the buffers it points to outlive the call.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_bpf,

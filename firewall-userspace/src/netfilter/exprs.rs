@@ -19,6 +19,34 @@ fn op(equal: bool) -> CmpOp {
     }
 }
 
+/// Where a packet's address sits in the network header: offset and length.
+fn addr_field(family: Family, src: bool) -> (u32, u32) {
+    match (family, src) {
+        (Family::V4, true) => (12, 4),
+        (Family::V4, false) => (16, 4),
+        (Family::V6, true) => (8, 16),
+        (Family::V6, false) => (24, 16),
+    }
+}
+
+/// A payload load into register `dreg`, by number (the 32-bit registers of a concatenated
+/// key included).
+fn load_into(dreg: u32, base: u32, offset: u32, len: u32) -> RawExpression {
+    const NFTA_PAYLOAD_DREG: u16 = 1;
+    const NFTA_PAYLOAD_BASE: u16 = 2;
+    const NFTA_PAYLOAD_OFFSET: u16 = 3;
+    const NFTA_PAYLOAD_LEN: u16 = 4;
+    raw(
+        "payload",
+        &[
+            (NFTA_PAYLOAD_DREG, dreg),
+            (NFTA_PAYLOAD_BASE, base),
+            (NFTA_PAYLOAD_OFFSET, offset),
+            (NFTA_PAYLOAD_LEN, len),
+        ],
+    )
+}
+
 fn load(base: u32, offset: u32, len: u32) -> RawExpression {
     Payload::default()
         .with_base(base)
@@ -61,12 +89,7 @@ pub fn test(t: &Test, family: Family, out: &mut Vec<RawExpression>) {
             out.push(Cmp::new(op(*equal), bytes).into());
         }
         Test::Addr { src, cidr, equal } => {
-            let (offset, len) = match (family, src) {
-                (Family::V4, true) => (12, 4),
-                (Family::V4, false) => (16, 4),
-                (Family::V6, true) => (8, 16),
-                (Family::V6, false) => (24, 16),
-            };
+            let (offset, len) = addr_field(family, *src);
             out.push(load(NFT_PAYLOAD_NETWORK_HEADER, offset, len));
             let addr = match cidr.addr {
                 std::net::IpAddr::V4(a) => a.octets().to_vec(),
@@ -311,10 +334,6 @@ pub fn load_key(
     ports: &[bool],
     out: &mut Vec<RawExpression>,
 ) -> Key {
-    const NFTA_PAYLOAD_DREG: u16 = 1;
-    const NFTA_PAYLOAD_BASE: u16 = 2;
-    const NFTA_PAYLOAD_OFFSET: u16 = 3;
-    const NFTA_PAYLOAD_LEN: u16 = 4;
     const NFTA_BITWISE_SREG: u16 = 1;
     const NFTA_BITWISE_DREG: u16 = 2;
     const NFTA_BITWISE_LEN: u16 = 3;
@@ -323,15 +342,7 @@ pub fn load_key(
     let mut reg = REG32_00;
     let mut kind = 0;
     let mut push = |base: u32, offset: u32, len: u32, mask: Option<&[u8]>, t: u32| {
-        out.push(raw(
-            "payload",
-            &[
-                (NFTA_PAYLOAD_DREG, reg),
-                (NFTA_PAYLOAD_BASE, base),
-                (NFTA_PAYLOAD_OFFSET, offset),
-                (NFTA_PAYLOAD_LEN, len),
-            ],
-        ));
+        out.push(load_into(reg, base, offset, len));
         if let Some(mask) = mask {
             let zero = vec![0; mask.len()];
             out.push(placeholder(&element(
@@ -350,11 +361,10 @@ pub fn load_key(
         kind = (kind << 6) | t;
     };
     for &(src, prefix) in addrs {
-        let (offset, len, t) = match (family, src) {
-            (Family::V4, true) => (12, 4, TYPE_IPV4_ADDR),
-            (Family::V4, false) => (16, 4, TYPE_IPV4_ADDR),
-            (Family::V6, true) => (8, 16, TYPE_IPV6_ADDR),
-            (Family::V6, false) => (24, 16, TYPE_IPV6_ADDR),
+        let (offset, len) = addr_field(family, src);
+        let t = match family {
+            Family::V4 => TYPE_IPV4_ADDR,
+            Family::V6 => TYPE_IPV6_ADDR,
         };
         let mask = ((prefix as u32) < len * 8).then(|| {
             let bits = u128::MAX.checked_shl(128 - prefix as u32).unwrap_or(0);
@@ -511,10 +521,6 @@ pub fn set_lookup(
     out: &mut Vec<RawExpression>,
 ) {
     const NFT_REG_1: u32 = 1;
-    const NFTA_PAYLOAD_DREG: u16 = 1;
-    const NFTA_PAYLOAD_BASE: u16 = 2;
-    const NFTA_PAYLOAD_OFFSET: u16 = 3;
-    const NFTA_PAYLOAD_LEN: u16 = 4;
     const NFTA_META_DREG: u16 = 1;
     const NFTA_META_KEY: u16 = 2;
     const NFT_META_L4PROTO: u32 = 16;
@@ -523,27 +529,11 @@ pub fn set_lookup(
     const NFTA_LOOKUP_FLAGS: u16 = 5;
     const NFT_LOOKUP_F_INV: u32 = 1;
     let from_dst = |dim: usize| dst.get(dim).copied().unwrap_or(false);
-    let (offset, len) = match (set.family, from_dst(0)) {
-        (Family::V4, false) => (12, 4),
-        (Family::V4, true) => (16, 4),
-        (Family::V6, false) => (8, 16),
-        (Family::V6, true) => (24, 16),
-    };
+    let (offset, len) = addr_field(set.family, !from_dst(0));
     let ports = set.kind == crate::sets::model::SetKind::HashIpPort;
     // A concatenation starts at a 32-bit register, each field in its own words.
     let first = if ports { REG32_00 } else { NFT_REG_1 };
-    let payload = |dreg: u32, base: u32, offset: u32, len: u32| {
-        raw(
-            "payload",
-            &[
-                (NFTA_PAYLOAD_DREG, dreg),
-                (NFTA_PAYLOAD_BASE, base),
-                (NFTA_PAYLOAD_OFFSET, offset),
-                (NFTA_PAYLOAD_LEN, len),
-            ],
-        )
-    };
-    out.push(payload(first, NFT_PAYLOAD_NETWORK_HEADER, offset, len));
+    out.push(load_into(first, NFT_PAYLOAD_NETWORK_HEADER, offset, len));
     if ports {
         let proto_reg = first + len / 4;
         out.push(raw(
@@ -554,7 +544,7 @@ pub fn set_lookup(
             ],
         ));
         let port_offset = if from_dst(1) { 2 } else { 0 };
-        out.push(payload(
+        out.push(load_into(
             proto_reg + 1,
             NFT_PAYLOAD_TRANSPORT_HEADER,
             port_offset,

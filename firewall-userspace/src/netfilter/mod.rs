@@ -349,15 +349,10 @@ pub fn translate(
                             exprs::test(t, family, &mut e);
                         }
                         for m in &rule.spec.sets {
-                            let (def, info) = set_registry
+                            let (_, info) = set_registry
                                 .resolve(&m.value, family)
                                 .map_err(TranslateError::Set)?;
-                            let set = sets::NftSet {
-                                name: &info.nft_name,
-                                kind: def.kind,
-                                family: def.family,
-                                timeouts: info.timeouts,
-                            };
+                            let set = sets::NftSet::from(info);
                             exprs::set_lookup(&set, &m.value.dst, m.negated, &mut e);
                         }
                         rate_exprs(rule, generation, family, &mut e, &mut image.sets);

@@ -17,7 +17,10 @@ use super::{
 };
 use crate::{
     rules::Family,
-    sets::{layout::Piece, model::SetKind},
+    sets::{
+        layout::Piece,
+        model::{live_at, SetKind, StorageInfo},
+    },
 };
 
 const NFT_MSG_NEWTABLE: u16 = 0;
@@ -71,6 +74,18 @@ pub struct NftSet<'a> {
     pub kind: SetKind,
     pub family: Family,
     pub timeouts: bool,
+}
+
+impl<'a> From<&'a StorageInfo> for NftSet<'a> {
+    /// The netfilter set of a storage, as the storage was made.
+    fn from(info: &'a StorageInfo) -> NftSet<'a> {
+        NftSet {
+            name: &info.nft_name,
+            kind: info.kind,
+            family: info.family,
+            timeouts: info.timeouts,
+        }
+    }
 }
 
 fn string(text: &str) -> Vec<u8> {
@@ -178,7 +193,7 @@ impl NftSet<'_> {
     /// since the kernel has removed them or will.
     fn element_messages(&self, batch: &mut RawBatch, msg: u16, pieces: &[Piece], now: u64) {
         let add = msg == NFT_MSG_NEWSETELEM;
-        let live = pieces.iter().filter(|p| p.expiry == 0 || p.expiry > now);
+        let live = pieces.iter().filter(|p| live_at(p.expiry, now));
         let elements: Vec<Vec<u8>> = live
             .flat_map(|p| self.elements(p, now, add && self.timeouts))
             .collect();

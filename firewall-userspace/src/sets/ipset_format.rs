@@ -5,41 +5,17 @@
 use std::fmt::Write;
 
 use super::model::{
-    check_name, family_from_name, format_member, Members, SetDef, SetKind, DEFAULT_HASHSIZE,
-    DEFAULT_MAXELEM, MAX_TIMEOUT,
+    check_name, family_from_name, format_member, live_at, Members, SetDef, SetKind,
+    DEFAULT_HASHSIZE, DEFAULT_MAXELEM, MAX_TIMEOUT,
 };
 use crate::rules::Family;
-
-/// `create NAME TYPE [options]`, before it has a storage.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CreateSpec {
-    pub name: String,
-    pub kind: SetKind,
-    pub family: Family,
-    pub timeout: Option<u32>,
-    pub maxelem: u32,
-    pub hashsize: u32,
-}
-
-impl CreateSpec {
-    pub fn def(&self, storage: u32) -> SetDef {
-        SetDef {
-            name: self.name.clone(),
-            kind: self.kind,
-            family: self.family,
-            timeout: self.timeout,
-            maxelem: self.maxelem,
-            hashsize: self.hashsize,
-            storage,
-        }
-    }
-}
 
 /// One command, as ipset's restore format and `fwctl set` write it. `exist`: ipset's
 /// `-exist`, no error for what is already so.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cmd {
-    Create(CreateSpec, bool),
+    /// The set as the line defines it, with no storage yet (0).
+    Create(SetDef, bool),
     /// A member as written (its parsing needs the set's type), and its timeout.
     Add {
         set: String,
@@ -98,13 +74,14 @@ pub fn parse_words(words: &[&str]) -> Result<Cmd, String> {
             let kind = SetKind::from_name(type_name).ok_or_else(|| {
                 format!("typename '{type_name}' is unknown: fwctl has hash:ip, hash:net and hash:ip,port")
             })?;
-            let mut spec = CreateSpec {
+            let mut spec = SetDef {
                 name,
                 kind,
                 family: Family::V4,
                 timeout: None,
                 maxelem: DEFAULT_MAXELEM,
                 hashsize: DEFAULT_HASHSIZE,
+                storage: 0,
             };
             while let Some(opt) = it.next() {
                 match opt {
@@ -203,7 +180,7 @@ fn member_timeout(def: &SetDef, expiry: u64, now: u64) -> String {
 fn live(members: &Members, now: u64) -> impl Iterator<Item = (&super::model::Member, u64)> {
     members
         .iter()
-        .filter(move |(_, e)| **e == 0 || **e > now)
+        .filter(move |(_, e)| live_at(**e, now))
         .map(|(m, e)| (m, *e))
 }
 
@@ -317,11 +294,10 @@ add bl 192.168.1.1 -exist
 
     #[test]
     fn list_and_save_are_laid_out_as_ipset_does() {
-        let spec = match parse_words(&["create", "bl", "hash:net", "timeout", "300"]).unwrap() {
-            Cmd::Create(s, _) => s,
+        let def = match parse_words(&["create", "bl", "hash:net", "timeout", "300"]).unwrap() {
+            Cmd::Create(s, _) => SetDef { storage: 1, ..s },
             other => panic!("{other:?}"),
         };
-        let def = spec.def(1);
         let mut members = Members::new();
         let now = 1_000_000_000_000;
         for (text, expiry) in [("10.0.0.0/24", now + 299_500_000_000), ("192.168.1.1", 0)] {

@@ -9,7 +9,7 @@
 //! Pieces never cross a top-level member's bounds, so a change within one top-level member
 //! rewrites only that member's pieces.
 
-use super::model::{network, Member, Members, SetKind};
+use super::model::{containing, Member, Members, SetKind};
 use crate::rules::Family;
 
 /// A run of addresses (inclusive) with one protocol/port and expiry (0: never).
@@ -127,17 +127,10 @@ pub fn layout<'a>(
 /// The addresses a change of `member` can affect the layout of: the range of the outermost
 /// member of `members` containing it, or its own.
 pub fn region(members: &Members, member: &Member, family: Family) -> (u128, u128) {
-    for len in 1..member.prefix {
-        let outer = Member {
-            addr: network(member.addr, len, family),
-            prefix: len,
-            ..*member
-        };
-        if members.contains_key(&outer) {
-            return outer.range(family);
-        }
-    }
-    member.range(family)
+    containing(members, member, family)
+        .next()
+        .unwrap_or(*member)
+        .range(family)
 }
 
 /// The members of `members` that lie within `range`.

@@ -114,6 +114,12 @@ impl Member {
 /// Members of one set and when each expires (`bpf_ktime_get_ns` time), 0 for never.
 pub type Members = BTreeMap<Member, u64>;
 
+/// Whether a member (or piece) with this expiry is still in its set at `now`: 0 never
+/// expires (firewall-common `SET_NO_EXPIRY`, as XDP reads it).
+pub fn live_at(expiry: u64, now: u64) -> bool {
+    expiry == firewall_common::SET_NO_EXPIRY || expiry > now
+}
+
 /// Protocols a `hash:ip,port` member may name, as ipset spells them.
 const PORT_PROTOS: [(&str, u8); 4] = [
     ("tcp", IPPROTO_TCP),
@@ -137,6 +143,23 @@ pub fn network(addr: u128, prefix: u8, family: Family) -> u128 {
     } else {
         addr & !((1u128 << host_bits) - 1)
     }
+}
+
+/// The members of `members` that strictly contain `member` (same protocol and port), the
+/// outermost first.
+pub fn containing<'a>(
+    members: &'a Members,
+    member: &Member,
+    family: Family,
+) -> impl Iterator<Item = Member> + 'a {
+    let m = *member;
+    (1..m.prefix)
+        .map(move |len| Member {
+            addr: network(m.addr, len, family),
+            prefix: len,
+            ..m
+        })
+        .filter(|outer| members.contains_key(outer))
 }
 
 fn parse_addr(text: &str, family: Family) -> Result<u128, String> {
@@ -409,11 +432,6 @@ impl Registry {
         if !self.scrap.contains(&id) {
             self.scrap.push(id);
         }
-    }
-
-    /// The netfilter set name of a set's current storage.
-    pub fn nft_name(&self, def: &SetDef) -> Option<&str> {
-        self.storages.get(&def.storage).map(|s| s.nft_name.as_str())
     }
 }
 

@@ -12,7 +12,7 @@ use anyhow::{anyhow, Context, Result};
 use super::{
     ipset_format::Cmd,
     layout::{layout, region, within, Piece},
-    model::{network, parse_member, Member, Members, SetDef},
+    model::{containing, live_at, parse_member, Member, Members, SetDef},
     store,
     xdp::{now_ns, Tries},
 };
@@ -31,7 +31,8 @@ pub struct SetError {
     pub message: String,
 }
 
-const NO_SET: &str = "The set with the given name does not exist";
+/// ipset's words for a name no set has.
+pub const NO_SET: &str = "The set with the given name does not exist";
 
 /// The sets as the commands leave them, before anything is put in force.
 struct Work<'a> {
@@ -61,7 +62,7 @@ fn expiry(def: &SetDef, timeout: Option<u32>, now: u64) -> Result<u64, String> {
 fn live(members: Members, now: u64) -> Members {
     members
         .into_iter()
-        .filter(|(_, e)| *e == 0 || *e > now)
+        .filter(|(_, e)| live_at(*e, now))
         .collect()
 }
 
@@ -143,7 +144,7 @@ impl Work<'_> {
             Cmd::Create(spec, exist) => match self.defs.iter().position(|d| d.name == spec.name) {
                 Some(i) => {
                     let old = &self.defs[i];
-                    if *exist && old.same_options(&spec.def(old.storage)) {
+                    if *exist && old.same_options(spec) {
                         return Ok(());
                     }
                     let same_type = (old.kind, old.family) == (spec.kind, spec.family);
@@ -154,12 +155,15 @@ impl Work<'_> {
                     }
                     // fwctl's restore: a set the file creates is what the file says, its
                     // options and the members the file adds.
-                    self.defs[i] = spec.def(old.storage);
+                    self.defs[i] = SetDef {
+                        storage: old.storage,
+                        ..spec.clone()
+                    };
                     self.members.insert(spec.name.clone(), Members::new());
                     self.reload.insert(spec.name.clone());
                 }
                 None => {
-                    self.defs.push(spec.def(0));
+                    self.defs.push(spec.clone());
                     self.members.insert(spec.name.clone(), Members::new());
                     self.reload.insert(spec.name.clone());
                 }
@@ -239,16 +243,6 @@ impl Work<'_> {
             }
         }
         Ok(())
-    }
-}
-
-/// The kernel's view of a storage.
-fn nft_set<'a>(def: &SetDef, name: &'a str) -> nft::NftSet<'a> {
-    nft::NftSet {
-        name,
-        kind: def.kind,
-        family: def.family,
-        timeouts: def.timeout.is_some(),
     }
 }
 
@@ -356,14 +350,13 @@ impl Firewall {
             let t1 = std::time::Instant::now();
             tries.update(def.family, id, &values)?;
             let t2 = std::time::Instant::now();
-            let nft_name = self
+            let info = self
                 .state
                 .sets
                 .storages
                 .get(&id)
-                .map(|s| s.nft_name.clone())
                 .context("a new storage has no record")?;
-            nft::create(&nft_set(def, &nft_name), &pieces, now)?;
+            nft::create(&info.into(), &pieces, now)?;
             if std::env::var_os("FWCTL_DEBUG").is_some() {
                 eprintln!(
                     "fwctl: set {}: {} members: file and layout {:.2} s, XDP trie {:.2} s, nftables {:.2} s",
@@ -406,7 +399,7 @@ impl Firewall {
         let dir = self.ns.state_dir.clone();
         let (mut members, expired): (Members, Members) = store::read(&dir, def.storage)?
             .into_iter()
-            .partition(|(_, e)| *e == 0 || *e > now);
+            .partition(|(_, e)| live_at(*e, now));
         // Expired members leave the trie here, since the program only ignores them; a
         // value the trie holds for a member inside an expired one stays right (sets/layout.rs:
         // the later of the two expiries).
@@ -443,13 +436,14 @@ impl Firewall {
         }
         let dp = Dataplane::open_or_install(&self.ns, Capacity::minimum())?;
         let tries = Tries::open(&dp.ns.pin_dir)?;
-        let nft_name = self
+        let info = self
             .state
             .sets
-            .nft_name(&def)
+            .storages
+            .get(&def.storage)
             .context("the set's storage has no record")?
-            .to_string();
-        let set = nft_set(&def, &nft_name);
+            .clone();
+        let set = nft::NftSet::from(&info);
         // Best effort: the error that made it necessary is the one to report.
         let undo_trie = || {
             let _ = tries.update(def.family, def.storage, &undo_values);
@@ -529,20 +523,10 @@ pub fn test(def: &SetDef, members: &Members, text: &str) -> Result<bool, String>
 /// Whether `m` is a member, or with `address` (a packet's address, not a network) inside a
 /// `hash:net` member.
 fn contains(def: &SetDef, members: &Members, m: &Member, address: bool) -> bool {
-    if members.contains_key(m) {
-        return true;
-    }
-    let max = def.family.max_prefix();
-    if def.kind != super::model::SetKind::HashNet || !address {
-        return false;
-    }
-    (1..max).any(|len| {
-        members.contains_key(&Member {
-            addr: network(m.addr, len, def.family),
-            prefix: len,
-            ..*m
-        })
-    })
+    members.contains_key(m)
+        || (def.kind == super::model::SetKind::HashNet
+            && address
+            && containing(members, m, def.family).next().is_some())
 }
 
 impl Firewall {
@@ -608,32 +592,24 @@ mod tests {
         }
     }
 
+    /// A set of `d`'s type holding `member` alone.
+    fn holding(d: &SetDef, member: &str) -> Members {
+        let list = parse_member(member, d.kind, d.family).unwrap();
+        let mut m = Members::new();
+        add(&mut m, d, &list, 0, false).unwrap();
+        m
+    }
+
     #[test]
     fn test_finds_addresses_inside_networks_and_exact_members() {
         let d = def(SetKind::HashNet, None);
-        let mut m = Members::new();
-        add(
-            &mut m,
-            &d,
-            &parse_member("10.0.0.0/8", d.kind, d.family).unwrap(),
-            0,
-            false,
-        )
-        .unwrap();
+        let m = holding(&d, "10.0.0.0/8");
         assert_eq!(test(&d, &m, "10.1.2.3"), Ok(true));
         assert_eq!(test(&d, &m, "10.0.0.0/8"), Ok(true));
         assert_eq!(test(&d, &m, "10.0.0.0/16"), Ok(false));
         assert_eq!(test(&d, &m, "11.0.0.1"), Ok(false));
         let p = def(SetKind::HashIpPort, None);
-        let mut m = Members::new();
-        add(
-            &mut m,
-            &p,
-            &parse_member("1.2.3.4,udp:53", p.kind, p.family).unwrap(),
-            0,
-            false,
-        )
-        .unwrap();
+        let m = holding(&p, "1.2.3.4,udp:53");
         assert_eq!(test(&p, &m, "1.2.3.4,udp:53"), Ok(true));
         assert_eq!(test(&p, &m, "1.2.3.4,53"), Ok(false));
     }

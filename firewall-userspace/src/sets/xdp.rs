@@ -1,9 +1,9 @@
 //! The XDP side of sets: the members of every storage in the `FW_SET4`/`FW_SET6` LPM tries
 //! (layout in firewall-common). A whole storage goes in with BPF_MAP_UPDATE_BATCH, many
-//! thousand members a system call; aya 0.14 has no batch calls, hence the raw `bpf(2)`.
+//! thousand members a system call; aya 0.14 has no batch calls, hence the raw `bpf(2)`
+//! (dataplane/attach.rs).
 
 use std::{
-    io,
     os::fd::{AsFd, AsRawFd},
     path::Path,
 };
@@ -13,7 +13,7 @@ use aya::maps::MapData;
 use firewall_common::{MAP_SET4, MAP_SET6, SET_KEY_FIXED_BITS};
 
 use super::model::Member;
-use crate::rules::Family;
+use crate::{dataplane::attach::bpf, rules::Family};
 
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
@@ -23,47 +23,29 @@ const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 /// small enough that the key buffer stays a few MB.
 const BATCH: usize = 65_536;
 
-/// `union bpf_attr` as the batch commands read it.
-#[repr(C)]
-#[derive(Default)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
+/// `union bpf_attr` as the batch commands read it: in_batch, out_batch, keys, values,
+/// count u32 and map_fd u32, elem_flags, flags.
+fn batch_attr(fd: u32, keys: &[u8], values: Option<&[u64]>, count: usize) -> [u64; 16] {
+    let mut attr = [0u64; 16];
+    attr[2] = keys.as_ptr() as u64;
+    attr[3] = values.map_or(0, |v| v.as_ptr() as u64);
+    attr[4] = count as u64 | (fd as u64) << 32;
+    attr
 }
 
-/// `union bpf_attr` as the element commands read it.
-#[repr(C)]
-#[derive(Default)]
-struct ElemAttr {
-    map_fd: u32,
-    _pad: u32,
-    key: u64,
-    value: u64,
-    flags: u64,
+/// How many elements a batch call got through (the kernel writes it back).
+fn batch_count(attr: &[u64; 16]) -> u32 {
+    attr[4] as u32
 }
 
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<()> {
-    // SAFETY: `attr` is a live bpf_attr prefix of its own size; the kernel reads (and for
-    // batches writes `count` of) it and the buffers it points to, which outlive the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut T,
-            std::mem::size_of::<T>() as libc::c_uint,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+/// `union bpf_attr` as the element commands read it: map_fd u32 (and padding), key,
+/// value, flags.
+fn elem_attr(fd: u32, key: &[u8], value: Option<&u64>) -> [u64; 16] {
+    let mut attr = [0u64; 16];
+    attr[0] = fd as u64;
+    attr[1] = key.as_ptr() as u64;
+    attr[2] = value.map_or(0, |v| v as *const u64 as u64);
+    attr
 }
 
 /// The two tries, opened from their pins.
@@ -125,18 +107,12 @@ impl Tries {
                 .collect();
             let vals: Vec<u64> = chunk.iter().map(|(_, v)| *v).collect();
             if batched {
-                let mut attr = BatchAttr {
-                    keys: keys.as_ptr() as u64,
-                    values: vals.as_ptr() as u64,
-                    count: chunk.len() as u32,
-                    map_fd: fd,
-                    ..Default::default()
-                };
+                let mut attr = batch_attr(fd, &keys, Some(&vals), chunk.len());
                 match bpf(BPF_MAP_UPDATE_BATCH, &mut attr) {
-                    Ok(()) => continue,
+                    Ok(_) => continue,
                     Err(e)
                         if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(524))
-                            && attr.count == 0 =>
+                            && batch_count(&attr) == 0 =>
                     {
                         log::info!(
                             "no batch updates for LPM tries here ({e}): one call per member"
@@ -146,7 +122,7 @@ impl Tries {
                     Err(e) => {
                         return Err(e).context(format!(
                         "writing set members into the XDP trie ({} of {} in this batch written)",
-                        attr.count,
+                        batch_count(&attr),
                         chunk.len()
                     ))
                     }
@@ -154,12 +130,7 @@ impl Tries {
             }
             for (i, v) in vals.iter().enumerate() {
                 let k = &keys[i * key_len(family)..];
-                let mut attr = ElemAttr {
-                    map_fd: fd,
-                    key: k.as_ptr() as u64,
-                    value: v as *const u64 as u64,
-                    ..Default::default()
-                };
+                let mut attr = elem_attr(fd, k, Some(v));
                 bpf(BPF_MAP_UPDATE_ELEM, &mut attr)
                     .context("writing a set member into the XDP trie")?;
             }
@@ -175,28 +146,19 @@ impl Tries {
             let keys: Vec<u8> = chunk.iter().flat_map(|m| key(family, storage, m)).collect();
             let mut from = 0;
             while from < chunk.len() {
-                let mut attr = BatchAttr {
-                    keys: keys[from * len..].as_ptr() as u64,
-                    count: (chunk.len() - from) as u32,
-                    map_fd: fd,
-                    ..Default::default()
-                };
+                let mut attr = batch_attr(fd, &keys[from * len..], None, chunk.len() - from);
                 match bpf(BPF_MAP_DELETE_BATCH, &mut attr) {
-                    Ok(()) => break,
+                    Ok(_) => break,
                     // The batch stops at a missing key, after `count` deletions.
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                        from += attr.count as usize + 1;
+                        from += batch_count(&attr) as usize + 1;
                     }
                     Err(e)
                         if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(524))
-                            && attr.count == 0 =>
+                            && batch_count(&attr) == 0 =>
                     {
                         for i in from..chunk.len() {
-                            let mut attr = ElemAttr {
-                                map_fd: fd,
-                                key: keys[i * len..].as_ptr() as u64,
-                                ..Default::default()
-                            };
+                            let mut attr = elem_attr(fd, &keys[i * len..], None);
                             match bpf(BPF_MAP_DELETE_ELEM, &mut attr) {
                                 Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
                                     return Err(e)
