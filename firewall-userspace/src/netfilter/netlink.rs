@@ -101,6 +101,13 @@ pub fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A NUL-terminated string attribute.
+pub fn nla_text(kind: u16, text: &str) -> Vec<u8> {
+    let mut bytes = text.as_bytes().to_vec();
+    bytes.push(0);
+    nla(kind, &bytes)
+}
+
 /// One netlink message of the netfilter family: header (`seq`, no port id), nfgenmsg
 /// (`family`, version 0, `res_id` big-endian), then `attrs` (already padded, as [`nla`]
 /// makes them).
@@ -170,15 +177,13 @@ fn dump(msg: u16, table: &str, mut each: impl FnMut(Vec<(u16, &[u8])>)) -> Resul
     const NFNL_SUBSYS_NFTABLES: u16 = 10;
     // NFTA_SET_TABLE and NFTA_RULE_TABLE alike.
     const NFTA_TABLE: u16 = 1;
-    let mut name = table.as_bytes().to_vec();
-    name.push(0);
     let req = message(
         NFNL_SUBSYS_NFTABLES << 8 | msg,
         (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16,
         1,
         libc::NFPROTO_INET as u8,
         0,
-        &nla(NFTA_TABLE, &name),
+        &nla_text(NFTA_TABLE, table),
     );
     let fd = open(1 << 16, 4 << 20, Duration::from_secs(10))?;
     exchange(&fd, &req, 1 << 20, |h, buf| match error_code(buf, h) {
@@ -196,7 +201,7 @@ fn dump(msg: u16, table: &str, mut each: impl FnMut(Vec<(u16, &[u8])>)) -> Resul
     .context("reading a netfilter dump")
 }
 
-/// A NUL-terminated string attribute.
+/// The text of a NUL-terminated string attribute.
 pub fn text(value: &[u8]) -> String {
     let bytes = value.split(|&b| b == 0).next().unwrap_or_default();
     String::from_utf8_lossy(bytes).into_owned()

@@ -15,7 +15,9 @@ use std::{
 use anyhow::{Context, Result};
 
 pub use super::exprs::LOG_GROUP;
-use super::netlink::{attributes, error_code, exchange, message, messages, nla, NLA_TYPE_MASK};
+use super::netlink::{
+    attributes, error_code, exchange, message, messages, nla, text, NLA_TYPE_MASK,
+};
 
 const NFNL_SUBSYS_ULOG: u16 = 4;
 const NFULNL_MSG_PACKET: u16 = 0;
@@ -179,14 +181,7 @@ fn ifname(index: Option<&&[u8]>) -> String {
 }
 
 fn event(family: u8, a: &HashMap<u16, &[u8]>) -> Option<Event> {
-    let prefix = a
-        .get(&NFULA_PREFIX)
-        .map(|p| {
-            String::from_utf8_lossy(p)
-                .trim_end_matches('\0')
-                .to_string()
-        })
-        .unwrap_or_default();
+    let prefix = a.get(&NFULA_PREFIX).map(|p| text(p)).unwrap_or_default();
     let payload = a.get(&NFULA_PAYLOAD)?;
     let fields = match family as i32 {
         libc::AF_INET => ipv4(payload)?,
