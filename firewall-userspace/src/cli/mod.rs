@@ -652,12 +652,12 @@ fn restore(
         crate::firewall::check(&restored.editor.ruleset, &fw.state.sets)?;
         return Ok(());
     }
-    let ruleset = restored.editor.ruleset.clone();
     fw.commit(restored.editor)?;
     if with_counters {
         if let Some(mut dp) = fw.dataplane()? {
+            // The restored ruleset is the one in force now.
             for c in &restored.counters {
-                let rules = ruleset.table(c.table, family).rules(&c.chain);
+                let rules = fw.state.ruleset.table(c.table, family).rules(&c.chain);
                 if let Some(rule) = rules.and_then(|r| r.get(c.position - 1)) {
                     let value = firewall_common::Counter {
                         packets: c.packets,
