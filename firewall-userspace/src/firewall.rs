@@ -2,7 +2,7 @@
 //! the operations the CLI offers on them. Each operation validates and compiles everything
 //! before it touches the kernel, and records the new state only after the kernel took it.
 
-use std::ffi::CString;
+use std::{ffi::CString, os::fd::AsFd};
 
 use anyhow::{bail, Context, Result};
 use aya::programs::{SchedClassifier, Xdp};
@@ -32,6 +32,16 @@ use crate::{
 pub struct CounterSource {
     pub dp: Option<Dataplane>,
     pub nft: NftCounters,
+}
+
+impl CounterSource {
+    /// Reads nothing: every counter is zero (for listings that do not print them).
+    pub fn none() -> CounterSource {
+        CounterSource {
+            dp: None,
+            nft: NftCounters::default(),
+        }
+    }
 }
 
 pub struct Firewall {
@@ -433,11 +443,11 @@ impl Firewall {
         let tc = SchedClassifier::from_pin(dp.tc_program_path())
             .context("opening the pinned TC program")?;
         let tc_link = attach::tc_link_path(&dp.ns.pin_dir, ifindex);
-        attach::attach_pinned(raw_fd(tc.fd()?), ifindex, Hook::TcxIngress, &tc_link)?;
+        attach::attach_pinned(tc.fd()?.as_fd(), ifindex, Hook::TcxIngress, &tc_link)?;
         let xdp = Xdp::from_pin(dp.program_path(), XdpAttachType::Interface)
             .context("opening the pinned XDP program")?;
         let link = attach::link_path(&dp.ns.pin_dir, ifindex);
-        if let Err(e) = attach::attach_pinned(raw_fd(xdp.fd()?), ifindex, Hook::Xdp(mode), &link) {
+        if let Err(e) = attach::attach_pinned(xdp.fd()?.as_fd(), ifindex, Hook::Xdp(mode), &link) {
             attach::detach_pinned(&tc_link)?;
             return Err(e);
         }
@@ -514,10 +524,6 @@ fn detach_links(pin_dir: &std::path::Path, ifindex: u32) -> Result<()> {
     attach::detach_pinned(&attach::link_path(pin_dir, ifindex))?;
     attach::detach_pinned(&attach::tc_link_path(pin_dir, ifindex))?;
     Ok(())
-}
-
-fn raw_fd(fd: &aya::programs::ProgramFd) -> i32 {
-    std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(fd))
 }
 
 /// (ifindex, name) of every interface of this network namespace.

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     dataplane::{attach::XdpMode, namespace},
-    firewall::Firewall,
+    firewall::{CounterSource, Firewall},
     rules::{
         edit::{find, EditError, Editor},
         parse::{parse_args, Command, Invocation, ParseError},
@@ -416,7 +416,12 @@ fn run_rule_command(inv: Invocation) -> Result<()> {
             let rules = fw.state.ruleset.table(table, family);
             let names = list::chain_names(rules, chain.as_deref())
                 .ok_or_else(|| edit_failed(EditError::NoSuchChain(chain.unwrap_or_default())))?;
-            let src = fw.counter_source()?;
+            // Only -v and --json print counters: no netfilter dump for a plain -L.
+            let src = if opts.verbose || opts.json {
+                fw.counter_source()?
+            } else {
+                CounterSource::none()
+            };
             let counters = |c: &str| {
                 fw.counters(&src, table, family, c).unwrap_or_else(|e| {
                     eprintln!("fwctl: warning: counters unavailable: {e:#}");
@@ -568,7 +573,11 @@ fn now() -> String {
 
 fn save(family: Family, with_counters: bool, json: bool) -> Result<()> {
     let fw = Firewall::lock()?;
-    let src = fw.counter_source()?;
+    let src = if with_counters {
+        fw.counter_source()?
+    } else {
+        CounterSource::none()
+    };
     let counters_of = |table: Table| {
         let (fw, src) = (&fw, &src);
         move |c: &str| {
@@ -643,12 +652,12 @@ fn restore(
         crate::firewall::check(&restored.editor.ruleset, &fw.state.sets)?;
         return Ok(());
     }
-    let ruleset = restored.editor.ruleset.clone();
     fw.commit(restored.editor)?;
     if with_counters {
         if let Some(mut dp) = fw.dataplane()? {
+            // The restored ruleset is the one in force now.
             for c in &restored.counters {
-                let rules = ruleset.table(c.table, family).rules(&c.chain);
+                let rules = fw.state.ruleset.table(c.table, family).rules(&c.chain);
                 if let Some(rule) = rules.and_then(|r| r.get(c.position - 1)) {
                     let value = firewall_common::Counter {
                         packets: c.packets,

@@ -5,7 +5,7 @@
 
 use std::{
     ffi::CString,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
     path::{Path, PathBuf},
 };
 
@@ -103,14 +103,14 @@ pub(crate) fn bpf(cmd: libc::c_long, attr: &mut [u64; 16]) -> std::io::Result<li
     Ok(rc)
 }
 
-/// Attaches `prog_fd` to `ifindex` at `hook` and pins the link at `path`.
-pub fn attach_pinned(prog_fd: i32, ifindex: u32, hook: Hook, path: &Path) -> Result<()> {
+/// Attaches `prog` to `ifindex` at `hook` and pins the link at `path`.
+pub fn attach_pinned(prog: BorrowedFd, ifindex: u32, hook: Hook, path: &Path) -> Result<()> {
     // bpf_attr.link_create: prog_fd u32, target_ifindex u32, attach_type u32, flags u32,
     // then (tcx) relative_fd u32 and expected_revision u64, left 0: no relative program,
     // any revision.
     let (attach_type, flags) = hook.attach_type();
     let mut attr = [0u64; 16];
-    attr[0] = (prog_fd as u32 as u64) | ((ifindex as u64) << 32);
+    attr[0] = (prog.as_raw_fd() as u32 as u64) | ((ifindex as u64) << 32);
     attr[1] = (attach_type as u64) | ((flags as u64) << 32);
     let fd = match (bpf(BPF_LINK_CREATE, &mut attr), hook) {
         (Ok(fd), _) => fd,
@@ -175,7 +175,7 @@ pub fn pinned_links(pin_dir: &Path) -> Result<Vec<(String, LinkKind)>> {
 /// Points the pinned link at `path` to another program (BPF_LINK_UPDATE: one atomic swap
 /// on its hook, no moment without a program), and pins the link at `also` as well first,
 /// if given, so that it survives the removal of its first pin.
-pub fn relink(path: &Path, prog_fd: i32, also: Option<&Path>) -> Result<()> {
+pub fn relink(path: &Path, prog: BorrowedFd, also: Option<&Path>) -> Result<()> {
     // bpf_attr obj_get: pathname u64, bpf_fd u32, file_flags u32.
     let c_path = CString::new(path.as_os_str().as_encoded_bytes())?;
     let mut attr = [0u64; 16];
@@ -189,7 +189,7 @@ pub fn relink(path: &Path, prog_fd: i32, also: Option<&Path>) -> Result<()> {
     }
     // bpf_attr link_update: link_fd u32, new_prog_fd u32, flags u32, old_prog_fd u32.
     let mut attr = [0u64; 16];
-    attr[0] = (link.as_raw_fd() as u32 as u64) | ((prog_fd as u32 as u64) << 32);
+    attr[0] = (link.as_raw_fd() as u32 as u64) | ((prog.as_raw_fd() as u32 as u64) << 32);
     bpf(BPF_LINK_UPDATE, &mut attr)
         .with_context(|| format!("moving the link at {} to the new program", path.display()))?;
     Ok(())

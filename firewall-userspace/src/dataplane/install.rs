@@ -194,18 +194,12 @@ pub fn load_and_pin(dir: &Path, capacity: Capacity) -> Result<(Ebpf, Maps)> {
         ebpf.take_map(name)
             .with_context(|| format!("object has no map {name}"))
     })?;
-    let prog: &mut Xdp = ebpf
-        .program_mut(PROGRAM_NAME)
-        .context("object has no fw_ingress")?
-        .try_into()?;
-    prog.pin(dir.join(PROGRAM_NAME))
-        .context("pinning the XDP program")?;
-    let tc: &mut SchedClassifier = ebpf
-        .program_mut(TC_PROGRAM_NAME)
-        .context("object has no fw_mark")?
-        .try_into()?;
-    tc.pin(dir.join(TC_PROGRAM_NAME))
-        .context("pinning the TC program")?;
+    for name in [PROGRAM_NAME, TC_PROGRAM_NAME] {
+        ebpf.program_mut(name)
+            .with_context(|| format!("object has no program {name}"))?
+            .pin(dir.join(name))
+            .with_context(|| format!("pinning program {name}"))?;
+    }
     Ok((ebpf, maps))
 }
 

@@ -10,10 +10,7 @@
 //! beside an installed firewall is the trace of an interrupted swap: [`repair`] points
 //! every link at the installed programs, whichever they were, and removes it.
 
-use std::{
-    os::fd::{AsFd, AsRawFd},
-    path::Path,
-};
+use std::{os::fd::AsFd, path::Path};
 
 use anyhow::{Context, Result};
 use aya::programs::{ProgramFd, SchedClassifier, Xdp};
@@ -28,10 +25,6 @@ use super::{
     Dataplane,
 };
 use crate::compile::Image;
-
-fn raw(fd: &ProgramFd) -> i32 {
-    fd.as_fd().as_raw_fd()
-}
 
 impl Dataplane {
     /// Installs `image` in a new instance with maps of `capacity` and puts that instance in
@@ -82,13 +75,16 @@ impl Dataplane {
         let copied = self.maps.copy_counters_to(&mut maps, slots)?;
         // Nothing runs the new programs yet: this flip only chooses what they will judge by.
         let next = maps.install(image, before_flip)?;
-        let program = |name: &str| -> Result<i32> {
+        let program = |name: &str| -> Result<&ProgramFd> {
             let prog = ebpf
                 .program(name)
                 .with_context(|| format!("object has no {name}"))?;
-            Ok(raw(prog.fd()?))
+            Ok(prog.fd()?)
         };
-        let (xdp, tc) = (program(PROGRAM_NAME)?, program(TC_PROGRAM_NAME)?);
+        let (xdp, tc) = (
+            program(PROGRAM_NAME)?.as_fd(),
+            program(TC_PROGRAM_NAME)?.as_fd(),
+        );
         for (name, kind) in pinned_links(&pin_dir)? {
             let prog = match kind {
                 LinkKind::Xdp => xdp,
@@ -128,8 +124,8 @@ pub fn repair(ns: &Namespace) -> Result<()> {
         .context("opening the pinned TC program")?;
     for (name, kind) in pinned_links(&ns.pin_dir)? {
         let prog = match kind {
-            LinkKind::Xdp => raw(xdp.fd()?),
-            LinkKind::Tcx => raw(tc.fd()?),
+            LinkKind::Xdp => xdp.fd()?.as_fd(),
+            LinkKind::Tcx => tc.fd()?.as_fd(),
         };
         relink(&ns.pin_dir.join(name), prog, None)?;
     }

@@ -5,14 +5,15 @@
 //! whether asked or not, so nothing goes unnoticed. Placeholders for expressions rustables
 //! cannot write ([`super::exprs::RAW_MARK`]) are swapped for the real ones on the way.
 
-use std::{io, os::fd::AsRawFd, time::Duration};
+use std::{io, time::Duration};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
-use super::netlink::{attributes, messages as headers, nla, Header, NLA_TYPE_MASK};
+use super::netlink::{
+    attributes, error_code, exchange, message, messages as headers, nla, Header, NLA_TYPE_MASK,
+};
 
 const NLM_F_ACK: u16 = 4;
-const NLMSG_ERROR: u16 = 2;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 
@@ -90,18 +91,8 @@ impl RawBatch {
     }
 
     fn push(&mut self, kind: u16, flags: u16, family: u8, res_id: u16, attrs: &[u8]) {
-        let len = 16 + 4 + attrs.len();
-        self.buf.extend((len as u32).to_ne_bytes());
-        self.buf.extend(kind.to_ne_bytes());
-        self.buf.extend((NLM_F_REQUEST | flags).to_ne_bytes());
-        self.buf.extend(self.seq.to_ne_bytes());
-        self.buf.extend(0u32.to_ne_bytes());
-        // nfgenmsg: family, version 0, resource id (big-endian).
-        self.buf.push(family);
-        self.buf.push(0);
-        self.buf.extend(res_id.to_be_bytes());
-        self.buf.extend(attrs);
-        self.buf.resize(self.buf.len().next_multiple_of(4), 0);
+        let msg = message(kind, NLM_F_REQUEST | flags, self.seq, family, res_id, attrs);
+        self.buf.extend(msg);
         self.seq += 1;
     }
 
@@ -156,41 +147,20 @@ pub fn send_raw(mut buf: Vec<u8>) -> Result<()> {
     }
 
     let fd = super::netlink::open(buf.len() + (1 << 16), 4 << 20, Duration::from_secs(60))?;
-    // SAFETY: send from our buffer.
-    let sent = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) };
-    if sent < 0 {
-        return Err(io::Error::last_os_error())
-            .with_context(|| format!("sending a {}-byte nftables batch", buf.len()));
-    }
-    let mut reply = vec![0u8; 1 << 16];
-    loop {
-        // SAFETY: recv into our buffer.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), reply.as_mut_ptr().cast(), reply.len(), 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error())
-                .context("waiting for the kernel to apply the nftables batch");
-        }
-        if n == 0 {
-            bail!("netlink closed before the nftables batch was acknowledged");
-        }
-        for h in headers(&reply[..n as usize]) {
-            if h.kind != NLMSG_ERROR || h.len < 20 {
-                continue;
-            }
-            let at = h.at + 16;
-            let code = i32::from_ne_bytes([reply[at], reply[at + 1], reply[at + 2], reply[at + 3]]);
-            if code != 0 {
-                let index = objects.iter().position(|o| o.seq == h.seq);
-                return Err(io::Error::from_raw_os_error(-code)).with_context(|| match index {
+    exchange(&fd, &buf, 1 << 16, |h, reply| match error_code(reply, h) {
+        Some(0) if h.seq == last => Some(Ok(())),
+        Some(code) if code != 0 => {
+            let index = objects.iter().position(|o| o.seq == h.seq);
+            Some(
+                Err(io::Error::from_raw_os_error(-code)).with_context(|| match index {
                     Some(i) => format!("the kernel refused message {} of {}", i + 1, objects.len()),
                     None => "the kernel refused the batch".to_string(),
-                });
-            }
-            if h.seq == last {
-                return Ok(());
-            }
+                }),
+            )
         }
-    }
+        _ => None,
+    })
+    .with_context(|| format!("applying a {}-byte nftables batch", buf.len()))
 }
 
 #[cfg(test)]

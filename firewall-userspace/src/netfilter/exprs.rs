@@ -7,7 +7,7 @@ use rustables::expr::{
 };
 use rustables::sys::{NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER};
 
-use super::netlink::nla;
+use super::netlink::{nla, nla_text};
 use super::translate::{nft_ct_bits, Test};
 use crate::rules::{Family, NatTo, PortRange, RejectWith};
 
@@ -245,20 +245,14 @@ enum Attr<'a> {
 /// An expression as the contents of its list element: name, then nested data.
 fn element(name: &str, attrs: &[Attr]) -> Vec<u8> {
     const NFTA_DATA_VALUE: u16 = 1;
-    let mut text = name.as_bytes().to_vec();
-    text.push(0);
-    let mut elem = nla(NFTA_EXPR_NAME, &text);
+    let mut elem = nla_text(NFTA_EXPR_NAME, name);
     // Numbers are big-endian in nftables.
     let data: Vec<u8> = attrs
         .iter()
         .flat_map(|a| match a {
             Attr::U32(k, v) => nla(*k, &v.to_be_bytes()),
             Attr::U64(k, v) => nla(*k, &v.to_be_bytes()),
-            Attr::Str(k, v) => {
-                let mut t = v.as_bytes().to_vec();
-                t.push(0);
-                nla(*k, &t)
-            }
+            Attr::Str(k, v) => nla_text(*k, v),
             Attr::Value(k, v) => nla(*k | NLA_F_NESTED, &nla(NFTA_DATA_VALUE, v)),
             Attr::Expr(k, e) => nla(*k | NLA_F_NESTED, e),
         })

@@ -554,8 +554,6 @@ fn send(batch: Batch, what: &str) -> Result<()> {
     batch::send(batch).with_context(|| format!("netlink: {what} (table inet {TABLE})"))
 }
 
-/// Writes generation `next` (replacing whatever it held) while the default stays on
-/// `current`, if that generation is in the table. One batch: all of it or none.
 /// The hooked chains in use: the nat ones only while some ruleset has NAT rules, since a
 /// nat hook turns conntrack on for every packet of the namespace.
 fn bases(names: &[String], nat: bool) -> Vec<&'static BaseChain> {
@@ -641,15 +639,10 @@ pub fn switch(next: u32, marks: Marks, nat: bool) -> Result<()> {
         .filter(|g| has_generation(&names, *g))
         .collect();
     let mut batch = Batch::new();
-    let keep = bases(&names, nat);
-    let gone: Vec<&BaseChain> = bases(&names, false)
+    // Without NAT rules, the nat hooks still in the table go.
+    let (gone, kept): (Vec<&BaseChain>, Vec<&BaseChain>) = bases(&names, nat)
         .into_iter()
-        .filter(|b| b.table == Table::Nat && !nat)
-        .collect();
-    let kept: Vec<&BaseChain> = keep
-        .into_iter()
-        .filter(|b| !gone.iter().any(|g| g.name == b.name))
-        .collect();
+        .partition(|b| b.table == Table::Nat && !nat);
     flush(&mut batch, &kept)?;
     dispatch(&mut batch, marks, &present, next, &kept)?;
     for b in &gone {
@@ -682,10 +675,7 @@ pub fn remove() -> Result<()> {
 /// What netfilter counted in generation `generation`, summed per rule slot and policy.
 pub fn counters(generation: u32) -> Result<NftCounters> {
     let mut out = NftCounters::default();
-    if !table_exists()? {
-        return Ok(out);
-    }
-    // Chain prefixes and comments pick ours.
+    // No table: the dump finds no rules. Chain prefixes and comments pick ours.
     let prefix = generation.to_string();
     for rule in netlink::rule_counts(TABLE).context("netlink: reading fwctl's nftables counters")? {
         let chain = rule.chain.as_str();

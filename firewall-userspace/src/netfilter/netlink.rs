@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 const NETLINK_NETFILTER: i32 = 12;
 
@@ -101,6 +101,75 @@ pub fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A NUL-terminated string attribute.
+pub fn nla_text(kind: u16, text: &str) -> Vec<u8> {
+    let mut bytes = text.as_bytes().to_vec();
+    bytes.push(0);
+    nla(kind, &bytes)
+}
+
+/// One netlink message of the netfilter family: header (`seq`, no port id), nfgenmsg
+/// (`family`, version 0, `res_id` big-endian), then `attrs` (already padded, as [`nla`]
+/// makes them).
+pub fn message(kind: u16, flags: u16, seq: u32, family: u8, res_id: u16, attrs: &[u8]) -> Vec<u8> {
+    let len = 16 + 4 + attrs.len();
+    let mut msg = (len as u32).to_ne_bytes().to_vec();
+    msg.extend(kind.to_ne_bytes());
+    msg.extend(flags.to_ne_bytes());
+    msg.extend(seq.to_ne_bytes());
+    msg.extend(0u32.to_ne_bytes());
+    msg.push(family);
+    msg.push(0);
+    msg.extend(res_id.to_be_bytes());
+    msg.extend(attrs);
+    msg.resize(msg.len().next_multiple_of(4), 0);
+    msg
+}
+
+pub const NLMSG_ERROR: u16 = 2;
+pub const NLMSG_DONE: u16 = 3;
+
+/// The error code of an NLMSG_ERROR message (0: an acknowledgement); None for any other.
+pub fn error_code(buf: &[u8], h: &Header) -> Option<i32> {
+    if h.kind != NLMSG_ERROR || h.len < 20 {
+        return None;
+    }
+    let b = &buf[h.at + 16..h.at + 20];
+    Some(i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Sends `request` on `fd`, then reads the replies (datagrams of up to `reply_size` bytes),
+/// handing each message and the datagram it is in to `each`, until `each` has an answer.
+pub fn exchange<T>(
+    fd: &OwnedFd,
+    request: &[u8],
+    reply_size: usize,
+    mut each: impl FnMut(&Header, &[u8]) -> Option<Result<T>>,
+) -> Result<T> {
+    // SAFETY: send from our buffer.
+    if unsafe { libc::send(fd.as_raw_fd(), request.as_ptr().cast(), request.len(), 0) } < 0 {
+        return Err(io::Error::last_os_error())
+            .with_context(|| format!("sending a {}-byte netlink request", request.len()));
+    }
+    let mut buf = vec![0u8; reply_size];
+    loop {
+        // SAFETY: recv into our buffer.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error()).context("waiting for netlink's answer");
+        }
+        if n == 0 {
+            bail!("netlink closed before answering");
+        }
+        let buf = &buf[..n as usize];
+        for h in messages(buf) {
+            if let Some(answer) = each(&h, buf) {
+                return answer;
+            }
+        }
+    }
+}
+
 /// Calls `each` with the attributes of every object a netfilter dump request returns
 /// (nftables message `msg`, family inet, filtered by table `table`). Raw, because rustables
 /// cannot read back sets, nor rules whose expressions use registers it does not know.
@@ -108,58 +177,31 @@ fn dump(msg: u16, table: &str, mut each: impl FnMut(Vec<(u16, &[u8])>)) -> Resul
     const NFNL_SUBSYS_NFTABLES: u16 = 10;
     // NFTA_SET_TABLE and NFTA_RULE_TABLE alike.
     const NFTA_TABLE: u16 = 1;
-    const NLMSG_ERROR: u16 = 2;
-    const NLMSG_DONE: u16 = 3;
-    let mut name = table.as_bytes().to_vec();
-    name.push(0);
-    let attrs = nla(NFTA_TABLE, &name);
-    let len = 16 + 4 + attrs.len();
-    let mut req = (len as u32).to_ne_bytes().to_vec();
-    req.extend((NFNL_SUBSYS_NFTABLES << 8 | msg).to_ne_bytes());
-    req.extend(((libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16).to_ne_bytes());
-    req.extend(1u32.to_ne_bytes());
-    req.extend(0u32.to_ne_bytes());
-    // nfgenmsg: family inet, version 0, resource id 0.
-    req.extend([libc::NFPROTO_INET as u8, 0, 0, 0]);
-    req.extend(attrs);
+    let req = message(
+        NFNL_SUBSYS_NFTABLES << 8 | msg,
+        (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16,
+        1,
+        libc::NFPROTO_INET as u8,
+        0,
+        &nla_text(NFTA_TABLE, table),
+    );
     let fd = open(1 << 16, 4 << 20, Duration::from_secs(10))?;
-    // SAFETY: send from our buffer.
-    if unsafe { libc::send(fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) } < 0 {
-        return Err(io::Error::last_os_error()).context("sending a netfilter dump request");
-    }
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        // SAFETY: recv into our buffer.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n <= 0 {
-            return Err(io::Error::last_os_error()).context("reading a netfilter dump");
+    exchange(&fd, &req, 1 << 20, |h, buf| match error_code(buf, h) {
+        _ if h.kind == NLMSG_DONE => Some(Ok(())),
+        // No such table: nothing to list.
+        Some(code) if code == -libc::ENOENT => Some(Ok(())),
+        Some(0) => None,
+        Some(code) => Some(Err(io::Error::from_raw_os_error(-code)).context("a netfilter dump")),
+        None if h.len >= 20 => {
+            each(attributes(&buf[h.at + 20..h.at + h.len]));
+            None
         }
-        let buf = &buf[..n as usize];
-        for h in messages(buf) {
-            match h.kind {
-                NLMSG_DONE => return Ok(()),
-                NLMSG_ERROR => {
-                    let at = h.at + 16;
-                    let code = buf
-                        .get(at..at + 4)
-                        .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-                    // No such table: nothing to list.
-                    if code == -libc::ENOENT {
-                        return Ok(());
-                    }
-                    if code != 0 {
-                        return Err(io::Error::from_raw_os_error(-code))
-                            .context("a netfilter dump");
-                    }
-                }
-                _ if h.len >= 20 => each(attributes(&buf[h.at + 20..h.at + h.len])),
-                _ => {}
-            }
-        }
-    }
+        None => None,
+    })
+    .context("reading a netfilter dump")
 }
 
-/// A NUL-terminated string attribute.
+/// The text of a NUL-terminated string attribute.
 pub fn text(value: &[u8]) -> String {
     let bytes = value.split(|&b| b == 0).next().unwrap_or_default();
     String::from_utf8_lossy(bytes).into_owned()

@@ -12,10 +12,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 pub use super::exprs::LOG_GROUP;
-use super::netlink::{attributes, messages, nla, NLA_TYPE_MASK};
+use super::netlink::{
+    attributes, error_code, exchange, message, messages, nla, text, NLA_TYPE_MASK,
+};
 
 const NFNL_SUBSYS_ULOG: u16 = 4;
 const NFULNL_MSG_PACKET: u16 = 0;
@@ -85,21 +87,6 @@ pub struct Listener {
     buf: Vec<u8>,
 }
 
-fn nlmsg(kind: u16, flags: u16, group: u16, attrs: &[(u16, &[u8])]) -> Vec<u8> {
-    let mut msg = vec![0u8; 16];
-    // struct nfgenmsg: family, version, res_id (the group, big-endian).
-    msg.extend([libc::AF_UNSPEC as u8, 0]);
-    msg.extend(group.to_be_bytes());
-    for (t, payload) in attrs {
-        msg.extend(nla(*t, payload));
-    }
-    let total = msg.len() as u32;
-    msg[0..4].copy_from_slice(&total.to_ne_bytes());
-    msg[4..6].copy_from_slice(&kind.to_ne_bytes());
-    msg[6..8].copy_from_slice(&flags.to_ne_bytes());
-    msg
-}
-
 impl Listener {
     pub fn bind(group: u16) -> Result<Listener> {
         // Room for bursts: events beyond it are dropped by the kernel, not queued forever;
@@ -113,36 +100,22 @@ impl Listener {
             fd,
             buf: vec![0u8; 1 << 16],
         };
-        listener.request(&nlmsg(
-            config,
-            flags,
-            group,
-            &[(NFULA_CFG_CMD, &[NFULNL_CFG_CMD_BIND])],
-        ))?;
-        listener.request(&nlmsg(config, flags, group, &[(NFULA_CFG_MODE, &mode)]))?;
+        // struct nfgenmsg's resource id is the group.
+        let request = |attr: &[u8]| message(config, flags, 0, libc::AF_UNSPEC as u8, group, attr);
+        listener.request(&request(&nla(NFULA_CFG_CMD, &[NFULNL_CFG_CMD_BIND])))?;
+        listener.request(&request(&nla(NFULA_CFG_MODE, &mode)))?;
         Ok(listener)
     }
 
     /// Sends a request and waits for its acknowledgement.
     fn request(&self, msg: &[u8]) -> Result<()> {
-        // SAFETY: send/recv on our fd with buffers we own.
-        let sent = unsafe { libc::send(self.fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
-        if sent < 0 {
-            return Err(io::Error::last_os_error()).context("netlink-log request");
-        }
-        let mut ack = [0u8; 256];
-        let n = unsafe { libc::recv(self.fd.as_raw_fd(), ack.as_mut_ptr().cast(), ack.len(), 0) };
-        if n < 20 {
-            bail!("netlink-log: no acknowledgement");
-        }
-        // NLMSG_ERROR: the error code follows the header; 0 is the acknowledgement.
-        let code = i32::from_ne_bytes([ack[16], ack[17], ack[18], ack[19]]);
-        if code != 0 {
-            return Err(io::Error::from_raw_os_error(-code)).context(
+        exchange(&self.fd, msg, 1 << 12, |h, buf| match error_code(buf, h)? {
+            0 => Some(Ok(())),
+            code => Some(Err(io::Error::from_raw_os_error(-code)).context(
                 "binding the LOG group (is another `fwctl log` running in this namespace?)",
-            );
-        }
-        Ok(())
+            )),
+        })
+        .context("netlink-log request")
     }
 
     /// Blocks for the next batch of events.
@@ -208,14 +181,7 @@ fn ifname(index: Option<&&[u8]>) -> String {
 }
 
 fn event(family: u8, a: &HashMap<u16, &[u8]>) -> Option<Event> {
-    let prefix = a
-        .get(&NFULA_PREFIX)
-        .map(|p| {
-            String::from_utf8_lossy(p)
-                .trim_end_matches('\0')
-                .to_string()
-        })
-        .unwrap_or_default();
+    let prefix = a.get(&NFULA_PREFIX).map(|p| text(p)).unwrap_or_default();
     let payload = a.get(&NFULA_PAYLOAD)?;
     let fields = match family as i32 {
         libc::AF_INET => ipv4(payload)?,

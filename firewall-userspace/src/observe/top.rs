@@ -214,33 +214,37 @@ fn rows(prev: &Snapshot, cur: &Snapshot) -> Vec<Row> {
             )
         })
         .collect();
+    // What was counted since `before` ((total, netfilter) then); a line new since then
+    // counts from now.
+    let row =
+        |text: String, total: Counter, netfilter: Counter, before: Option<&(Counter, Counter)>| {
+            let (total_then, netfilter_then) = before.copied().unwrap_or((total, netfilter));
+            Row {
+                text,
+                delta: sub(total, total_then),
+                delta_netfilter: sub(netfilter, netfilter_then),
+                total,
+            }
+        };
     let mut rows: Vec<Row> = cur
         .rules
         .iter()
         .map(|r| {
-            let (total, nft) = before
-                .get(&(r.table, r.family, r.slot))
-                .copied()
-                .unwrap_or((r.total, r.netfilter));
-            Row {
-                text: command(r.family, r.table, &format!("-A {} {}", r.chain, r.args)),
-                delta: sub(r.total, total),
-                delta_netfilter: sub(r.netfilter, nft),
-                total: r.total,
-            }
+            row(
+                command(r.family, r.table, &format!("-A {} {}", r.chain, r.args)),
+                r.total,
+                r.netfilter,
+                before.get(&(r.table, r.family, r.slot)),
+            )
         })
         .collect();
     rows.extend(cur.policies.iter().map(|p| {
-        let (total, nft) = policies_before
-            .get(&(p.table, p.family, p.chain.as_str()))
-            .copied()
-            .unwrap_or((p.total, p.netfilter));
-        Row {
-            text: command(p.family, p.table, &format!("-P {} {}", p.chain, p.policy)),
-            delta: sub(p.total, total),
-            delta_netfilter: sub(p.netfilter, nft),
-            total: p.total,
-        }
+        row(
+            command(p.family, p.table, &format!("-P {} {}", p.chain, p.policy)),
+            p.total,
+            p.netfilter,
+            policies_before.get(&(p.table, p.family, p.chain.as_str())),
+        )
     }));
     // Busiest first; a stable sort keeps listing order among equals.
     rows.sort_by(|a, b| {
