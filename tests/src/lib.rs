@@ -70,6 +70,32 @@ impl FwNs {
             .0
     }
 
+    /// What netfilter counted in fwctl's nftables table, in the IPv4 chains of `chain`
+    /// (both generations, `0v4-INPUT` and `1v4-INPUT`): (rule line, packets) of each line
+    /// with a counter. What XDP judged, netfilter never counts.
+    pub fn nft_counters(&self, chain: &str) -> Vec<(String, u64)> {
+        // `nft list chain` cannot name a chain that starts with a digit; the table can.
+        let table = netlab::output(self.command("nft").args(["list", "table", "inet", "fwctl"]))
+            .expect("nft list table inet fwctl");
+        let heads = [
+            format!("chain 0v4-{chain} {{"),
+            format!("chain 1v4-{chain} {{"),
+        ];
+        let mut counters = Vec::new();
+        let mut inside = false;
+        for line in table.lines().map(str::trim) {
+            if heads.iter().any(|h| h == line) {
+                inside = true;
+            } else if line == "}" {
+                inside = false;
+            } else if let (true, Some(after)) = (inside, line.split("counter packets ").nth(1)) {
+                let packets = after.split_whitespace().next().and_then(|n| n.parse().ok());
+                counters.push((line.to_string(), packets.expect("a packet count")));
+            }
+        }
+        counters
+    }
+
     /// Applies a ruleset given as fwctl command lines.
     pub fn apply(&self, lines: &[&str]) {
         for line in lines {
