@@ -28,17 +28,10 @@ fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
 
 /// Packets netfilter counted on rules that look a set up and drop (both generations).
 fn netfilter_set_drops(ns: &FwNs) -> u64 {
-    let out = netlab::output(ns.command("nft").args(["list", "table", "inet", "fwctl"])).unwrap();
-    out.lines()
-        .filter(|l| l.contains("@set") && l.contains(" drop "))
-        .map(|l| {
-            let after = l.split("counter packets ").nth(1).unwrap_or("0");
-            after
-                .split_whitespace()
-                .next()
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0)
-        })
+    ns.nft_counters("INPUT")
+        .iter()
+        .filter(|(rule, _)| rule.contains("@set") && rule.contains(" drop "))
+        .map(|(_, n)| n)
         .sum()
 }
 
