@@ -8,7 +8,11 @@ pub mod packets;
 pub mod program;
 pub mod report;
 
-use std::{ops::Deref, path::PathBuf, process::Output};
+use std::{
+    ops::Deref,
+    path::PathBuf,
+    process::{Command, Output},
+};
 
 use anyhow::{bail, Result};
 use netlab::{Link, Netns};
@@ -40,10 +44,15 @@ impl FwNs {
         })
     }
 
+    /// A command that runs fwctl in the namespace, for a test that spawns it, gives it
+    /// input or sets its environment.
+    pub fn fwctl_command(&self) -> Command {
+        self.ns.command(fwctl_bin().to_str().expect("utf-8 path"))
+    }
+
     /// Runs fwctl in the namespace, returning its output whatever the exit status.
     pub fn fwctl(&self, args: &[&str]) -> Output {
-        self.ns
-            .command(fwctl_bin().to_str().expect("utf-8 path"))
+        self.fwctl_command()
             .args(args)
             .output()
             .expect("running fwctl")

@@ -419,7 +419,7 @@ fn aya_log_lines_reach_fwctl_log() {
     lab.host.fwctl_ok(&["attach", HOST_IF]);
     let log = lab
         .host
-        .command(tests::fwctl_bin().to_str().unwrap())
+        .fwctl_command()
         .args(["log", "--verdicts", "--duration", "3"])
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -499,7 +499,7 @@ fn without_comments(text: &str) -> String {
 fn fwctl_stdin(ns: &FwNs, args: &[&str], input: &str) -> std::process::Output {
     use std::io::Write;
     let mut child = ns
-        .command(tests::fwctl_bin().to_str().unwrap())
+        .fwctl_command()
         .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -719,7 +719,7 @@ fn ssh_lockout_guard() {
     lab.host.fwctl_ok(&["attach", HOST_IF]);
     let session = format!("{CLIENT_V4} 50022 {HOST_V4} 22");
     let as_ssh = |args: &[&str], force: bool| {
-        let mut cmd = lab.host.command(tests::fwctl_bin().to_str().unwrap());
+        let mut cmd = lab.host.fwctl_command();
         cmd.args(args).env("SSH_CONNECTION", &session);
         if force {
             cmd.env("FWCTL_FORCE", "1");
@@ -781,7 +781,7 @@ fn apply_rolls_back_unless_confirmed() {
     // Confirmed from another process while `apply` counts down.
     let waiting = lab
         .host
-        .command(tests::fwctl_bin().to_str().unwrap())
+        .fwctl_command()
         .args(["apply", path, "--confirm", "3"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -1300,7 +1300,7 @@ fn maps_follow_the_ruleset_size() {
     ];
     let out = lab
         .host
-        .command(tests::fwctl_bin().to_str().unwrap())
+        .fwctl_command()
         .env("FWCTL_FAULT", "relinked")
         .args(accept)
         .output()

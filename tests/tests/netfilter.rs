@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use netlab::Probe;
 use tests::{
-    fwctl_bin, packets::Packet, udp_between, udp_exchange, FwNs, Lab, RouterLab, Tun, CLIENT_V4,
-    CLIENT_V6, HOST_IF, HOST_V4, HOST_V6,
+    packets::Packet, udp_between, udp_exchange, FwNs, Lab, RouterLab, Tun, CLIENT_V4, CLIENT_V6,
+    HOST_IF, HOST_V4, HOST_V6,
 };
 
 /// MASQUERADE, SNAT and a DNAT port forward on a router whose server has no route back to
@@ -326,7 +326,7 @@ fn log_events_reach_fwctl_log_up_to_the_limit() {
     .unwrap();
     let follower = lab
         .host
-        .command(fwctl_bin().to_str().unwrap())
+        .fwctl_command()
         .args([
             "log",
             "--json",
@@ -478,7 +478,7 @@ fn an_interrupted_change_leaves_the_previous_ruleset() {
     let before = lab.host.fwctl_ok(&["-S"]);
     let out = lab
         .host
-        .command(fwctl_bin().to_str().unwrap())
+        .fwctl_command()
         .env("FWCTL_FAULT", "staged")
         .args([
             "-I", "INPUT", "-p", "udp", "--dport", "7801", "-j", "ACCEPT",

@@ -318,7 +318,7 @@ fn the_lockout_guard_reads_sets() {
     host.fwctl_ok(&["set", "add", "bl", "10.201.0.0/24"]);
     let session = format!("{CLIENT_V4} 50022 {HOST_V4} 22");
     let as_ssh = |args: &[&str]| {
-        host.command(tests::fwctl_bin().to_str().unwrap())
+        host.fwctl_command()
             .args(args)
             .env("SSH_CONNECTION", &session)
             .output()
@@ -363,7 +363,7 @@ fn a_restore_killed_half_way_changes_nothing() {
     let saved = host.fwctl_ok(&["set", "save"]);
     let next = temp_file("killed", "create bl hash:net\nadd bl 10.99.0.0/16\n");
     let out = host
-        .command(tests::fwctl_bin().to_str().unwrap())
+        .fwctl_command()
         .args(["set", "restore", next.to_str().unwrap()])
         .env("FWCTL_FAULT", "sets-loaded")
         .output()
