@@ -218,27 +218,37 @@ fn same_verdicts_with_and_without_xdp() {
         "-6 -A INPUT -p udp --dport 7900 -j ACCEPT",
         "-6 -P INPUT DROP",
     ]);
+    // The traffic, what fwctl lists of it, and what netfilter counted in IPv4's INPUT
+    // meanwhile (nothing where XDP judged).
+    let netfilter = || -> u64 { lab.host.nft_counters("INPUT").iter().map(|c| c.1).sum() };
     let run = || {
         lab.host.fwctl_ok(&["-Z"]);
         lab.host.fwctl_ok(&["-6", "-Z"]);
+        let before = netfilter();
         let delivered: Vec<usize> = (7900..=7905)
             .map(|port| udp_exchange(&lab, CLIENT_V4, HOST_V4, port, 2, 30))
             .chain([udp_exchange(&lab, CLIENT_V6, HOST_V6, 7900, 2, 30)])
             .collect();
+        let judged_by_netfilter = netfilter() - before;
         let v4 = lab.host.fwctl_ok(&["-L", "-n", "-v", "-x"]);
         // IPv6's policy also meets the link's own ICMPv6 chatter, which comes when it
         // likes: compare the rule.
         let v6 = lab
             .host
             .fwctl_ok(&["-6", "-L", "INPUT", "1", "-n", "-v", "-x"]);
-        (delivered, v4, v6)
+        ((delivered, v4, v6), judged_by_netfilter)
     };
     lab.host.fwctl_ok(&["attach", HOST_IF]);
-    let with_xdp = run();
+    let (with_xdp, netfilter_with_xdp) = run();
     lab.host.fwctl_ok(&["detach", HOST_IF]);
-    let without = run();
+    let (without, netfilter_without) = run();
     assert_eq!(with_xdp.0, vec![2, 0, 2, 2, 0, 0, 2], "delivered per port");
     assert_eq!(with_xdp, without);
+    assert_eq!(netfilter_with_xdp, 0, "judged at XDP");
+    assert!(
+        netfilter_without >= 12,
+        "judged by netfilter: {netfilter_without}"
+    );
 }
 
 /// `fwctl mark-bits` moves XDP's verdict to other mark bits on both sides: the netfilter
@@ -263,6 +273,8 @@ fn mark_bits_move_on_both_sides() {
     );
     assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7950, 4, 10), 4);
     assert_eq!(lab.host.packets("INPUT", 1), 4);
+    let counted: u64 = lab.host.nft_counters("INPUT").iter().map(|c| c.1).sum();
+    assert_eq!(counted, 0, "netfilter took XDP's accept from the new bits");
     let bad = lab.host.fwctl(&["mark-bits", "30"]);
     assert_eq!(bad.status.code(), Some(1));
 }
