@@ -167,8 +167,9 @@ fn redirect_and_nat_port_ranges() {
 
 /// NAT on a router judged at XDP with INPUT closed: XDP sees a port-forwarded packet, and a
 /// reply to a masqueraded connection, as packets for the router itself, while iptables
-/// judges them in FORWARD after NAT. They must get through as they do with iptables, and
-/// what NAT does not touch stays judged at XDP.
+/// judges them in FORWARD after NAT. They must get through as they do with iptables. (Under
+/// source NAT, XDP leaves INPUT as a whole to netfilter: the router's own port is judged by
+/// netfilter's policy here, not at XDP.)
 #[test]
 fn nat_through_xdp_with_input_closed() {
     let lab = RouterLab::isolated("fnx", 212).unwrap();
@@ -193,7 +194,7 @@ fn nat_through_xdp_with_input_closed() {
         .unwrap();
     assert_eq!(probe, Probe::Echoed, "port forward");
     assert!(peer.is_some());
-    // The router's own closed port: INPUT's policy, as iptables would decide.
+    // The router's own closed port: INPUT's policy, as iptables would decide (in netfilter).
     let own = lab
         .client
         .tcp_connect("10.212.1.1:22".parse().unwrap(), Duration::from_millis(500))
