@@ -105,6 +105,11 @@ impl FwNs {
         counters
     }
 
+    /// All packets netfilter counted in the IPv4 chains of `chain` (see `nft_counters`).
+    pub fn nft_packets(&self, chain: &str) -> u64 {
+        self.nft_counters(chain).iter().map(|(_, n)| n).sum()
+    }
+
     /// Applies a ruleset given as fwctl command lines.
     pub fn apply(&self, lines: &[&str]) {
         for line in lines {

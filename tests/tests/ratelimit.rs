@@ -14,12 +14,6 @@ fn limit_rules() -> Vec<String> {
     ]
 }
 
-/// Packets netfilter counted in INPUT: none while XDP judges the rule, all the client sent
-/// when netfilter does.
-fn netfilter_packets(host: &FwNs) -> u64 {
-    host.nft_counters("INPUT").iter().map(|(_, n)| n).sum()
-}
-
 fn apply(host: &FwNs, rules: &[String]) {
     let lines: Vec<&str> = rules.iter().map(String::as_str).collect();
     host.apply(&lines);
@@ -33,7 +27,7 @@ fn limit_lets_its_burst_through_at_xdp_and_in_netfilter() {
     assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, PORT, 20, 32), 4);
     assert_eq!(lab.host.packets("INPUT", 1), 4);
     assert_eq!(lab.host.packets("INPUT", 0), 16);
-    assert_eq!(netfilter_packets(&lab.host), 0, "judged at XDP");
+    assert_eq!(lab.host.nft_packets("INPUT"), 0, "judged at XDP");
 
     // The netfilter path: a fresh ruleset (new rule, new bucket), XDP detached.
     lab.host.fwctl_ok(&["detach", HOST_IF]);
@@ -41,7 +35,7 @@ fn limit_lets_its_burst_through_at_xdp_and_in_netfilter() {
     apply(&lab.host, &limit_rules());
     assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, PORT, 20, 32), 4);
     assert_eq!(lab.host.packets("INPUT", 1), 4);
-    assert_eq!(netfilter_packets(&lab.host), 20, "judged by netfilter");
+    assert_eq!(lab.host.nft_packets("INPUT"), 20, "judged by netfilter");
 }
 
 fn hashlimit_rules() -> Vec<String> {
@@ -88,7 +82,7 @@ fn hashlimit_gives_each_source_its_burst() {
         assert_eq!(lab.host.packets("INPUT", 1), 6, "attached: {attached}");
         let judged_by_netfilter = if attached { 0 } else { 20 };
         assert_eq!(
-            netfilter_packets(&lab.host),
+            lab.host.nft_packets("INPUT"),
             judged_by_netfilter,
             "attached: {attached}"
         );
@@ -135,7 +129,7 @@ fn limit_refills_at_its_rate() {
             .udp_socket(format!("{CLIENT_V4}:0").parse().unwrap())
             .expect("bind");
         let to: std::net::SocketAddr = format!("{HOST_V4}:{PORT}").parse().unwrap();
-        let counted_before = netfilter_packets(&lab.host);
+        let counted_before = lab.host.nft_packets("INPUT");
         let start = std::time::Instant::now();
         let mut sent = 0u64;
         while start.elapsed() < std::time::Duration::from_millis(1500) {
@@ -157,7 +151,7 @@ fn limit_refills_at_its_rate() {
             "attached {attached}: {got} of {sent} datagrams in {seconds:.2}s, expected {expected:.0}"
         );
         assert_eq!(lab.host.packets("INPUT", 1), got, "attached {attached}");
-        let by_netfilter = netfilter_packets(&lab.host) - counted_before;
+        let by_netfilter = lab.host.nft_packets("INPUT") - counted_before;
         assert_eq!(
             by_netfilter,
             if attached { 0 } else { sent },
