@@ -21,6 +21,26 @@ pub fn ifindex(ns: &Netns, name: &str) -> Result<u32> {
         .with_context(|| format!("no ifindex for {name} in {out:?}"))
 }
 
+/// The MAC address of `name` in `ns` as bytes, for a frame's Ethernet header.
+pub fn mac_bytes(ns: &Netns, name: &str) -> Result<Vec<u8>> {
+    crate::mac(ns, name)?
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).map_err(anyhow::Error::from))
+        .collect()
+}
+
+/// The counters `ethtool -S` shows for a veth (per-queue XDP and drop counters).
+pub fn nic_stats(ns: &Netns, name: &str) -> Result<Vec<(String, u64)>> {
+    let out = netlab::output(ns.command("ethtool").args(["-S", name]))?;
+    Ok(out
+        .lines()
+        .filter_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            Some((name.trim().to_string(), value.trim().parse().ok()?))
+        })
+        .collect())
+}
+
 /// A loaded generator program for one frame out of one interface. Create and use it on a
 /// thread that is in the interface's namespace: the ifindex is resolved there.
 pub struct Generator {

@@ -8,7 +8,11 @@ pub mod packets;
 pub mod program;
 pub mod report;
 
-use std::{ops::Deref, path::PathBuf, process::Output};
+use std::{
+    ops::Deref,
+    path::PathBuf,
+    process::{Command, Output},
+};
 
 use anyhow::{bail, Result};
 use netlab::{Link, Netns};
@@ -40,10 +44,15 @@ impl FwNs {
         })
     }
 
+    /// A command that runs fwctl in the namespace, for a test that spawns it, gives it
+    /// input or sets its environment.
+    pub fn fwctl_command(&self) -> Command {
+        self.ns.command(fwctl_bin().to_str().expect("utf-8 path"))
+    }
+
     /// Runs fwctl in the namespace, returning its output whatever the exit status.
     pub fn fwctl(&self, args: &[&str]) -> Output {
-        self.ns
-            .command(fwctl_bin().to_str().expect("utf-8 path"))
+        self.fwctl_command()
             .args(args)
             .output()
             .expect("running fwctl")
@@ -68,6 +77,37 @@ impl FwNs {
         listed_counters(&list, chain, n)
             .unwrap_or_else(|e| panic!("{e}: {list}"))
             .0
+    }
+
+    /// What netfilter counted in fwctl's nftables table, in the IPv4 chains of `chain`
+    /// (both generations, `0v4-INPUT` and `1v4-INPUT`): (rule line, packets) of each line
+    /// with a counter. What XDP judged, netfilter never counts.
+    pub fn nft_counters(&self, chain: &str) -> Vec<(String, u64)> {
+        // `nft list chain` cannot name a chain that starts with a digit; the table can.
+        let table = netlab::output(self.command("nft").args(["list", "table", "inet", "fwctl"]))
+            .expect("nft list table inet fwctl");
+        let heads = [
+            format!("chain 0v4-{chain} {{"),
+            format!("chain 1v4-{chain} {{"),
+        ];
+        let mut counters = Vec::new();
+        let mut inside = false;
+        for line in table.lines().map(str::trim) {
+            if heads.iter().any(|h| h == line) {
+                inside = true;
+            } else if line == "}" {
+                inside = false;
+            } else if let (true, Some(after)) = (inside, line.split("counter packets ").nth(1)) {
+                let packets = after.split_whitespace().next().and_then(|n| n.parse().ok());
+                counters.push((line.to_string(), packets.expect("a packet count")));
+            }
+        }
+        counters
+    }
+
+    /// All packets netfilter counted in the IPv4 chains of `chain` (see `nft_counters`).
+    pub fn nft_packets(&self, chain: &str) -> u64 {
+        self.nft_counters(chain).iter().map(|(_, n)| n).sum()
     }
 
     /// Applies a ruleset given as fwctl command lines.
@@ -411,19 +451,6 @@ pub fn mac(ns: &Netns, ifname: &str) -> Result<String> {
         .nth(1)
         .map(str::to_string)
         .ok_or_else(|| anyhow::anyhow!("no MAC address for {ifname} in {out}"))
-}
-
-/// Packets netfilter (fwctl's nftables table, both generations) counted on the rules whose
-/// listed line contains `needle` (`nft list table inet fwctl`): what XDP left to netfilter.
-pub fn netfilter_packets(ns: &Netns, needle: &str) -> u64 {
-    let text = netlab::output(ns.command("nft").args(["list", "table", "inet", "fwctl"]))
-        .expect("nft list table inet fwctl");
-    text.lines()
-        .filter(|l| l.contains(needle))
-        .filter_map(|l| l.split("counter packets ").nth(1))
-        .filter_map(|rest| rest.split_whitespace().next())
-        .filter_map(|n| n.parse::<u64>().ok())
-        .sum()
 }
 
 /// A counter line of `fwctl -L -v -x -n --line-numbers`: (packets, bytes) of rule `n`, or

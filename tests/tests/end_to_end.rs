@@ -73,6 +73,7 @@ fn tcp_and_udp_are_accepted_and_dropped_with_exact_counters() {
         dropped_syns >= 1 && dropped_bytes == dropped_syns * 60,
         "{list}"
     );
+    assert_eq!(lab.host.nft_packets("INPUT"), 0, "judged at XDP");
     // -Z on one rule leaves the others.
     lab.host.fwctl_ok(&["-Z", "INPUT", "2"]);
     let list = listing(&lab, "4");
@@ -182,16 +183,22 @@ fn generic_mode_and_detach() {
 fn rules_change_under_traffic_without_reattaching() {
     let lab = Lab::new().unwrap();
     lab.host.fwctl_ok(&["attach", HOST_IF]);
-    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7003, 2, 10), 2);
+    // Each ruleset judged at XDP: netfilter counts none of the datagrams.
+    let through = || {
+        let got = udp_exchange(&lab, CLIENT_V4, HOST_V4, 7003, 2, 10);
+        assert_eq!(lab.host.nft_packets("INPUT"), 0, "judged at XDP");
+        got
+    };
+    assert_eq!(through(), 2);
     lab.host.apply(&["-I INPUT -p udp --dport 7003 -j DROP"]);
-    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7003, 2, 10), 0);
+    assert_eq!(through(), 0);
     lab.host.apply(&["-D INPUT 1"]);
-    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7003, 2, 10), 2);
+    assert_eq!(through(), 2);
     lab.host
         .apply(&["-A INPUT -s 10.201.0.0/24 -i fwhost+ -j DROP"]);
-    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7003, 2, 10), 0);
+    assert_eq!(through(), 0);
     lab.host.apply(&["-F"]);
-    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7003, 2, 10), 2);
+    assert_eq!(through(), 2);
 }
 
 #[test]
@@ -419,7 +426,7 @@ fn aya_log_lines_reach_fwctl_log() {
     lab.host.fwctl_ok(&["attach", HOST_IF]);
     let log = lab
         .host
-        .command(tests::fwctl_bin().to_str().unwrap())
+        .fwctl_command()
         .args(["log", "--verdicts", "--duration", "3"])
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -499,7 +506,7 @@ fn without_comments(text: &str) -> String {
 fn fwctl_stdin(ns: &FwNs, args: &[&str], input: &str) -> std::process::Output {
     use std::io::Write;
     let mut child = ns
-        .command(tests::fwctl_bin().to_str().unwrap())
+        .fwctl_command()
         .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -719,7 +726,7 @@ fn ssh_lockout_guard() {
     lab.host.fwctl_ok(&["attach", HOST_IF]);
     let session = format!("{CLIENT_V4} 50022 {HOST_V4} 22");
     let as_ssh = |args: &[&str], force: bool| {
-        let mut cmd = lab.host.command(tests::fwctl_bin().to_str().unwrap());
+        let mut cmd = lab.host.fwctl_command();
         cmd.args(args).env("SSH_CONNECTION", &session);
         if force {
             cmd.env("FWCTL_FORCE", "1");
@@ -781,7 +788,7 @@ fn apply_rolls_back_unless_confirmed() {
     // Confirmed from another process while `apply` counts down.
     let waiting = lab
         .host
-        .command(tests::fwctl_bin().to_str().unwrap())
+        .fwctl_command()
         .args(["apply", path, "--confirm", "3"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -949,6 +956,7 @@ fn forward_chain_on_a_router() {
     assert_eq!(listed_counters(&list, "FORWARD", 1).unwrap().0, 4, "{list}");
     assert_eq!(listed_counters(&list, "FORWARD", 2).unwrap().0, 3, "{list}");
     assert_eq!(listed_counters(&list, "FORWARD", 0).unwrap().0, 2, "{list}");
+    assert_eq!(lab.router.nft_packets("FORWARD"), 0, "judged at XDP");
     // Packets for the router itself still meet INPUT.
     let (input_policy, _) = listed_counters(&list, "INPUT", 0).unwrap();
     let rx = lab.router.udp_socket(addr("10.202.1.1", 7603)).unwrap();
@@ -963,6 +971,7 @@ fn forward_chain_on_a_router() {
         input_policy + 1,
         "{list}"
     );
+    assert_eq!(lab.router.nft_packets("INPUT"), 0, "judged at XDP");
     // FORWARD's policy.
     lab.router.apply(&["-P FORWARD DROP"]);
     assert_eq!(lab.send(7602, 2).unwrap(), 0);
@@ -987,6 +996,7 @@ fn forward_with_output_interface() {
     assert_eq!(listed_counters(&list, "FORWARD", 2).unwrap().0, 0, "{list}");
     assert_eq!(listed_counters(&list, "FORWARD", 3).unwrap().0, 2, "{list}");
     assert!(list.contains(" fwor0  fwor1 "), "{list}");
+    assert_eq!(router.nft_packets("FORWARD"), 0, "judged at XDP");
     assert_eq!(
         router.fwctl_ok(&["-S", "FORWARD"]),
         "-P FORWARD DROP\n-A FORWARD -o fwor1 -p udp -m udp --dport 7700 -j DROP\n-A FORWARD ! -o fwor+ -j DROP\n-A FORWARD -i fwor0 -o fwor1 -j ACCEPT\n"
@@ -1300,7 +1310,7 @@ fn maps_follow_the_ruleset_size() {
     ];
     let out = lab
         .host
-        .command(tests::fwctl_bin().to_str().unwrap())
+        .fwctl_command()
         .env("FWCTL_FAULT", "relinked")
         .args(accept)
         .output()

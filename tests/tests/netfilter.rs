@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use netlab::Probe;
 use tests::{
-    fwctl_bin, packets::Packet, udp_between, udp_exchange, FwNs, Lab, RouterLab, Tun, CLIENT_V4,
-    CLIENT_V6, HOST_IF, HOST_V4, HOST_V6,
+    packets::Packet, udp_between, udp_exchange, FwNs, Lab, RouterLab, Tun, CLIENT_V4, CLIENT_V6,
+    HOST_IF, HOST_V4, HOST_V6,
 };
 
 /// MASQUERADE, SNAT and a DNAT port forward on a router whose server has no route back to
@@ -167,8 +167,9 @@ fn redirect_and_nat_port_ranges() {
 
 /// NAT on a router judged at XDP with INPUT closed: XDP sees a port-forwarded packet, and a
 /// reply to a masqueraded connection, as packets for the router itself, while iptables
-/// judges them in FORWARD after NAT. They must get through as they do with iptables, and
-/// what NAT does not touch stays judged at XDP.
+/// judges them in FORWARD after NAT. They must get through as they do with iptables. (Under
+/// source NAT, XDP leaves INPUT as a whole to netfilter: the router's own port is judged by
+/// netfilter's policy here, not at XDP.)
 #[test]
 fn nat_through_xdp_with_input_closed() {
     let lab = RouterLab::isolated("fnx", 212).unwrap();
@@ -193,7 +194,7 @@ fn nat_through_xdp_with_input_closed() {
         .unwrap();
     assert_eq!(probe, Probe::Echoed, "port forward");
     assert!(peer.is_some());
-    // The router's own closed port: INPUT's policy, as iptables would decide.
+    // The router's own closed port: INPUT's policy, as iptables would decide (in netfilter).
     let own = lab
         .client
         .tcp_connect("10.212.1.1:22".parse().unwrap(), Duration::from_millis(500))
@@ -218,27 +219,36 @@ fn same_verdicts_with_and_without_xdp() {
         "-6 -A INPUT -p udp --dport 7900 -j ACCEPT",
         "-6 -P INPUT DROP",
     ]);
+    // The traffic, what fwctl lists of it, and what netfilter counted in IPv4's INPUT
+    // meanwhile (nothing where XDP judged).
     let run = || {
         lab.host.fwctl_ok(&["-Z"]);
         lab.host.fwctl_ok(&["-6", "-Z"]);
+        let before = lab.host.nft_packets("INPUT");
         let delivered: Vec<usize> = (7900..=7905)
             .map(|port| udp_exchange(&lab, CLIENT_V4, HOST_V4, port, 2, 30))
             .chain([udp_exchange(&lab, CLIENT_V6, HOST_V6, 7900, 2, 30)])
             .collect();
+        let judged_by_netfilter = lab.host.nft_packets("INPUT") - before;
         let v4 = lab.host.fwctl_ok(&["-L", "-n", "-v", "-x"]);
         // IPv6's policy also meets the link's own ICMPv6 chatter, which comes when it
         // likes: compare the rule.
         let v6 = lab
             .host
             .fwctl_ok(&["-6", "-L", "INPUT", "1", "-n", "-v", "-x"]);
-        (delivered, v4, v6)
+        ((delivered, v4, v6), judged_by_netfilter)
     };
     lab.host.fwctl_ok(&["attach", HOST_IF]);
-    let with_xdp = run();
+    let (with_xdp, netfilter_with_xdp) = run();
     lab.host.fwctl_ok(&["detach", HOST_IF]);
-    let without = run();
+    let (without, netfilter_without) = run();
     assert_eq!(with_xdp.0, vec![2, 0, 2, 2, 0, 0, 2], "delivered per port");
     assert_eq!(with_xdp, without);
+    assert_eq!(netfilter_with_xdp, 0, "judged at XDP");
+    assert!(
+        netfilter_without >= 12,
+        "judged by netfilter: {netfilter_without}"
+    );
 }
 
 /// `fwctl mark-bits` moves XDP's verdict to other mark bits on both sides: the netfilter
@@ -263,6 +273,8 @@ fn mark_bits_move_on_both_sides() {
     );
     assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7950, 4, 10), 4);
     assert_eq!(lab.host.packets("INPUT", 1), 4);
+    let counted = lab.host.nft_packets("INPUT");
+    assert_eq!(counted, 0, "netfilter took XDP's accept from the new bits");
     let bad = lab.host.fwctl(&["mark-bits", "30"]);
     assert_eq!(bad.status.code(), Some(1));
 }
@@ -326,7 +338,7 @@ fn log_events_reach_fwctl_log_up_to_the_limit() {
     .unwrap();
     let follower = lab
         .host
-        .command(fwctl_bin().to_str().unwrap())
+        .fwctl_command()
         .args([
             "log",
             "--json",
@@ -478,7 +490,7 @@ fn an_interrupted_change_leaves_the_previous_ruleset() {
     let before = lab.host.fwctl_ok(&["-S"]);
     let out = lab
         .host
-        .command(fwctl_bin().to_str().unwrap())
+        .fwctl_command()
         .env("FWCTL_FAULT", "staged")
         .args([
             "-I", "INPUT", "-p", "udp", "--dport", "7801", "-j", "ACCEPT",

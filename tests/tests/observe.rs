@@ -27,7 +27,7 @@ struct Exporter(Child);
 impl Exporter {
     fn start(ns: &FwNs) -> Exporter {
         let child = ns
-            .command(fwctl_bin().to_str().expect("utf-8 path"))
+            .fwctl_command()
             .args(["exporter", "--listen", EXPORTER])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -28,17 +28,10 @@ fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
 
 /// Packets netfilter counted on rules that look a set up and drop (both generations).
 fn netfilter_set_drops(ns: &FwNs) -> u64 {
-    let out = netlab::output(ns.command("nft").args(["list", "table", "inet", "fwctl"])).unwrap();
-    out.lines()
-        .filter(|l| l.contains("@set") && l.contains(" drop "))
-        .map(|l| {
-            let after = l.split("counter packets ").nth(1).unwrap_or("0");
-            after
-                .split_whitespace()
-                .next()
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0)
-        })
+    ns.nft_counters("INPUT")
+        .iter()
+        .filter(|(rule, _)| rule.contains("@set") && rule.contains(" drop "))
+        .map(|(_, n)| n)
         .sum()
 }
 
@@ -152,6 +145,7 @@ fn negation_destination_and_address_port_sets() {
     assert_eq!(listed_counters(&list, "INPUT", 3).unwrap().0, 5, "{list}");
     assert!(list.contains("! match-set allow src"), "{list}");
     assert!(list.contains("match-set svc dst,dst"), "{list}");
+    assert_eq!(host.nft_packets("INPUT"), 0, "all judged at XDP");
 }
 
 #[test]
@@ -189,6 +183,7 @@ fn swap_takes_effect_and_members_expire() {
     assert_eq!(from_client(&lab, 7301), 5, "expired");
     let listed = host.fwctl_ok(&["set", "list", "brief", "-t"]);
     assert!(listed.contains("Number of entries: 0"), "{listed}");
+    assert_eq!(host.nft_packets("INPUT"), 0, "all judged at XDP");
 }
 
 #[test]
@@ -325,7 +320,7 @@ fn the_lockout_guard_reads_sets() {
     host.fwctl_ok(&["set", "add", "bl", "10.201.0.0/24"]);
     let session = format!("{CLIENT_V4} 50022 {HOST_V4} 22");
     let as_ssh = |args: &[&str]| {
-        host.command(tests::fwctl_bin().to_str().unwrap())
+        host.fwctl_command()
             .args(args)
             .env("SSH_CONNECTION", &session)
             .output()
@@ -370,7 +365,7 @@ fn a_restore_killed_half_way_changes_nothing() {
     let saved = host.fwctl_ok(&["set", "save"]);
     let next = temp_file("killed", "create bl hash:net\nadd bl 10.99.0.0/16\n");
     let out = host
-        .command(tests::fwctl_bin().to_str().unwrap())
+        .fwctl_command()
         .args(["set", "restore", next.to_str().unwrap()])
         .env("FWCTL_FAULT", "sets-loaded")
         .output()
@@ -387,5 +382,6 @@ fn a_restore_killed_half_way_changes_nothing() {
         netlab::output(host.command("nft").args(["list", "table", "inet", "fwctl"])).unwrap();
     assert!(!table.contains("10.99.0.0/16"), "{table}");
     assert_eq!(from_client(&lab, 7700), 0);
+    assert_eq!(host.nft_packets("INPUT"), 0, "all judged at XDP");
     let _ = std::fs::remove_file(next);
 }

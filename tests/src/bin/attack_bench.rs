@@ -21,7 +21,7 @@ use std::{
 use anyhow::{anyhow, bail, Context, Result};
 use netlab::{Link, Netns};
 use tests::{
-    generator::{ifindex, Generator},
+    generator::{self, ifindex, Generator},
     packets::Packet,
     report::{
         self,
@@ -220,18 +220,6 @@ impl Lab {
     }
 }
 
-/// The counters `ethtool -S` shows for a veth (per-queue XDP and drop counters).
-fn nic_stats(ns: &Netns, ifname: &str) -> Result<Vec<(String, u64)>> {
-    let out = netlab::output(ns.command("ethtool").args(["-S", ifname]))?;
-    Ok(out
-        .lines()
-        .filter_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            Some((name.trim().to_string(), value.trim().parse().ok()?))
-        })
-        .collect())
-}
-
 /// Prints on stderr what changed in the veths' counters between two reads: where the
 /// flood's frames went (received, dropped at XDP, lost on a full ring).
 fn print_nic_changes(label: &str, before: &[(String, u64)], after: &[(String, u64)]) {
@@ -407,13 +395,8 @@ fn syn_frame(lab: &Lab) -> Result<Vec<u8>> {
         ..Packet::tcp(OUT_V4, SVC_V4, 40000, CLOSED_PORT)
     }
     .bytes();
-    let parse_mac = |mac: String| -> Result<Vec<u8>> {
-        mac.split(':')
-            .map(|b| u8::from_str_radix(b, 16).map_err(anyhow::Error::from))
-            .collect()
-    };
-    frame[..6].copy_from_slice(&parse_mac(tests::mac(&lab.svc, &svc_if())?)?);
-    frame[6..12].copy_from_slice(&parse_mac(tests::mac(&lab.out, &out_if())?)?);
+    frame[..6].copy_from_slice(&generator::mac_bytes(&lab.svc, &svc_if())?);
+    frame[6..12].copy_from_slice(&generator::mac_bytes(&lab.out, &out_if())?);
     let tcp = 14 + 20;
     anyhow::ensure!(frame.len() == tcp + 20, "unexpected SYN frame layout");
     // Pseudo-header (source, destination, protocol, TCP length), then the segment.
@@ -504,18 +487,18 @@ fn measure(receive: Receive, firewall: Firewall) -> Result<Measured> {
         let under_attack = connect(&lab)?;
         let before = lab.flood_handled(firewall)?;
         let nics_before = [
-            nic_stats(&lab.out, &out_if())?,
-            nic_stats(&lab.svc, &svc_if())?,
+            generator::nic_stats(&lab.out, &out_if())?,
+            generator::nic_stats(&lab.svc, &svc_if())?,
         ];
         let stop_flood = Arc::new(AtomicBool::new(false));
         let flood = start_flood(&lab, stop_flood.clone())?;
         thread::sleep(WARMUP);
-        let out_before = nic_stats(&lab.out, &out_if())?;
+        let out_before = generator::nic_stats(&lab.out, &out_if())?;
         let retrans_before = lab.out.snmp("Tcp", "RetransSegs")?;
         let softirq_before = softirq_ticks();
         let start = Instant::now();
         let attacked = transactions(&lab, under_attack);
-        let out_after = nic_stats(&lab.out, &out_if())?;
+        let out_after = generator::nic_stats(&lab.out, &out_if())?;
         let retransmitted = lab.out.snmp("Tcp", "RetransSegs")? - retrans_before;
         let softirq: Vec<u64> = softirq_ticks()
             .iter()
@@ -545,12 +528,12 @@ fn measure(receive: Receive, firewall: Firewall) -> Result<Measured> {
         print_nic_changes(
             &format!("{label}: outside veth"),
             &nics_before[0],
-            &nic_stats(&lab.out, &out_if())?,
+            &generator::nic_stats(&lab.out, &out_if())?,
         );
         print_nic_changes(
             &format!("{label}: protected veth"),
             &nics_before[1],
-            &nic_stats(&lab.svc, &svc_if())?,
+            &generator::nic_stats(&lab.svc, &svc_if())?,
         );
         // What the generator's veth sent or failed to hand over because the receiving
         // ring was full: the offered load while the client measured.
@@ -558,11 +541,11 @@ fn measure(receive: Receive, firewall: Firewall) -> Result<Measured> {
             + delta(&out_before, &out_after, "tx_queue_0_xdp_xmit_errors");
         let frames = delta(
             &nics_before[0],
-            &nic_stats(&lab.out, &out_if())?,
+            &generator::nic_stats(&lab.out, &out_if())?,
             "tx_queue_0_xdp_xmit",
         ) + delta(
             &nics_before[0],
-            &nic_stats(&lab.out, &out_if())?,
+            &generator::nic_stats(&lab.out, &out_if())?,
             "tx_queue_0_xdp_xmit_errors",
         );
         Ok(Measured {

@@ -45,11 +45,10 @@ fn flood(gen: &Netns, frame: Vec<u8>, frames: u32) -> Result<f64> {
 
 /// XDP drops the host's veth reports (ethtool -S), summed over its queues.
 fn xdp_drops(host: &Netns) -> Result<u64> {
-    let out = netlab::output(host.command("ethtool").args(["-S", HOST_IF]))?;
-    Ok(out
-        .lines()
-        .filter(|l| l.contains("xdp_drops"))
-        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
+    Ok(generator::nic_stats(host, HOST_IF)?
+        .iter()
+        .filter(|(name, _)| name.contains("xdp_drops"))
+        .map(|(_, n)| n)
         .sum())
 }
 
@@ -283,11 +282,7 @@ fn main() -> Result<()> {
     netlab::run(host.command("ethtool").args(["-K", HOST_IF, "gro", "on"]))?;
     // The stack (unlike XDP) drops frames for another MAC before netfilter sees them.
     let mut frame = frame;
-    let host_mac: Vec<u8> = tests::mac(&host, HOST_IF)?
-        .split(':')
-        .map(|b| u8::from_str_radix(b, 16))
-        .collect::<Result<_, _>>()?;
-    frame[..6].copy_from_slice(&host_mac);
+    frame[..6].copy_from_slice(&generator::mac_bytes(&host, HOST_IF)?);
     for receiver in Receiver::ALL {
         for extra in [0usize, 10, 1_000, 10_000] {
             receiver.install(&host, classic, extra)?;
