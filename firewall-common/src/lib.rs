@@ -9,7 +9,7 @@
 use bytemuck::{Pod, Zeroable};
 
 /// Bumped whenever a map's key or value layout changes; part of the pin path.
-pub const ABI_VERSION: u32 = 7;
+pub const ABI_VERSION: u32 = 8;
 
 /// Address families, in the order their tables are stored.
 pub const FAMILY_V4: u32 = 0;
@@ -221,8 +221,76 @@ pub const ACTION_CONTINUE: u32 = 2;
 pub const VERDICT_DEFER: u32 = 3;
 
 /// [`Config::flags`]: emit an aya-log line per decided packet (the lab turns it on; it
-/// costs a ring-buffer write per packet, so it is off in production).
+/// costs a ring-buffer write per packet, so it is off in production). The fast path is
+/// off while it is on, so that every packet is logged.
 pub const CONFIG_LOG_VERDICTS: u32 = 1;
+/// [`Config::flags`], one bit per family ([`config_fast`]): the namespace does not forward
+/// that family on any attached interface, so every packet XDP sees is INPUT's (or for no
+/// chain at all) and the fast table ([`MAP_FAST`]) may decide it without a FIB lookup.
+/// fwctl sets it from the forwarding sysctls at every change; if forwarding is turned on
+/// in between, what XDP accepted as INPUT carries no [`MARK_FORWARD`], so netfilter's
+/// forward hook judges such a packet in full instead of trusting the mark.
+pub const CONFIG_FAST_V4: u32 = 2;
+pub const CONFIG_FAST_V6: u32 = 4;
+
+pub const fn config_fast(family: u32) -> u32 {
+    CONFIG_FAST_V4 << (family & 1)
+}
+
+/// `FW_FAST`: the verdict table in front of the classifier. Writer: fwctl (mmap), per
+/// generation, computed with the classifier from the same ruleset; reader: the XDP
+/// program. For each family and each (fast class, value) of INPUT, the outcome every
+/// packet with that key gets, when one rule (or the policy) decides them all:
+/// [`fast_final`]; or the index of a [`MAP_FAST_CT`] element, when the outcome depends on
+/// the conntrack class only; or 0: the full classifier decides. Keys:
+/// [`FAST_TCP_SYN`] and [`FAST_TCP`] by destination port, [`FAST_UDP`] by destination
+/// port, [`FAST_ICMP`] by `type << 8 | code`.
+pub const MAP_FAST: &str = "FW_FAST";
+/// A TCP segment with SYN and none of ACK, RST, FIN (what `--syn` matches, and the only
+/// TCP segment a conntrack miss makes NEW).
+pub const FAST_TCP_SYN: u32 = 0;
+pub const FAST_TCP: u32 = 1;
+pub const FAST_UDP: u32 = 2;
+/// ICMP in IPv4 tables, ICMPv6 in IPv6 ones.
+pub const FAST_ICMP: u32 = 3;
+pub const FAST_CLASSES: u32 = 4;
+pub const FAST_KEYS: u32 = 65_536;
+/// Words of `FW_FAST`: both generations and families. The kernel lays array values out
+/// 8 bytes apart whatever their size, so the map holds two words per u64 element, the even
+/// word in the low half: word `i` is element `i / 2`, shifted by `(i & 1) * 32`.
+pub const FAST_ENTRIES: u32 = GENERATIONS * FAMILIES * FAST_CLASSES * FAST_KEYS;
+pub const FAST_ELEMENTS: u32 = FAST_ENTRIES / 2;
+
+pub const fn fast_index(generation: u32, family: u32, class: u32, value: u32) -> u32 {
+    (((generation & 1) * FAMILIES + (family & 1)) * FAST_CLASSES + (class & 3)) * FAST_KEYS
+        + (value & 0xffff)
+}
+
+/// An outcome that is final: the verdict (`VERDICT_*`) and the counter slot it charges
+/// ([`FAST_NO_SLOT`] for a DEFER, which counts nothing at XDP).
+pub const FAST_FINAL: u32 = 1 << 31;
+pub const FAST_VERDICT_SHIFT: u32 = 24;
+pub const FAST_SLOT_MASK: u32 = (1 << FAST_VERDICT_SHIFT) - 1;
+pub const FAST_NO_SLOT: u32 = FAST_SLOT_MASK;
+const _: () = assert!(MAX_COUNTERS < FAST_NO_SLOT);
+
+pub const fn fast_final(verdict: u32, slot: u32) -> u32 {
+    FAST_FINAL | (verdict & 3) << FAST_VERDICT_SHIFT | (slot & FAST_SLOT_MASK)
+}
+
+/// `FW_FASTCT`: per generation, outcomes by conntrack class (`CT_CLASS_*`), each 0 (the
+/// classifier decides) or [`fast_final`]. Index 0 of a generation is unused. Writer:
+/// fwctl (mmap); reader: the XDP program, after its conntrack lookup.
+pub const MAP_FAST_CT: &str = "FW_FASTCT";
+pub const FAST_CT_PER_GENERATION: u32 = 16_384;
+
+/// Value of `FW_FASTCT`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq, Eq, Hash)]
+pub struct FastCt {
+    pub by_class: [u32; CT_CLASSES as usize],
+}
+const _: () = assert!(core::mem::size_of::<FastCt>() == 16);
 
 /// Global switches. Key 0 of `FW_CONFIG`.
 #[repr(C)]
@@ -249,7 +317,12 @@ pub const MARK_ACCEPTED: u32 = 1;
 /// Judged by XDP with generation 0 or 1 ([`MARK_GEN0`] << generation). A packet with a
 /// generation bit but not [`MARK_ACCEPTED`] was deferred: netfilter judges it fully.
 pub const MARK_GEN0: u32 = 2;
-pub const MARK_BITS: u32 = 7;
+/// With [`MARK_ACCEPTED`]: XDP accepted the packet as FORWARD's, not INPUT's. Netfilter's
+/// input hook trusts only an INPUT acceptance and its forward hook only a FORWARD one, so
+/// a routing decision that differs from XDP's (an address or sysctl changed since) is
+/// judged in full, never let through by the other chain's verdict.
+pub const MARK_FORWARD: u32 = 8;
+pub const MARK_BITS: u32 = 15;
 /// Where the verdict bits go unless configured otherwise: clear of the low bits that
 /// routing policies and other tools commonly use.
 pub const DEFAULT_MARK_SHIFT: u32 = 24;
@@ -260,6 +333,10 @@ pub const fn mark_accepted(shift: u32) -> u32 {
 
 pub const fn mark_generation(shift: u32, generation: u32) -> u32 {
     (MARK_GEN0 << generation) << shift
+}
+
+pub const fn mark_forward(shift: u32) -> u32 {
+    MARK_FORWARD << shift
 }
 
 pub const fn mark_mask(shift: u32) -> u32 {
@@ -274,11 +351,16 @@ pub const XDP_META_MAGIC_MASK: u32 = 0xffff_0000;
 /// Bytes of metadata the XDP program reserves.
 pub const XDP_META_LEN: i32 = 4;
 
-/// The metadata word of a packet judged by `generation`, accepted or deferred.
+/// The metadata word of a packet judged by INPUT of `generation`, accepted or deferred.
 pub const fn xdp_meta(generation: u32, accepted: bool) -> u32 {
+    xdp_meta_chain(generation, accepted, false)
+}
+
+/// The metadata word of a packet judged by INPUT or FORWARD (`forward`) of `generation`.
+pub const fn xdp_meta_chain(generation: u32, accepted: bool, forward: bool) -> u32 {
     let gen = MARK_GEN0 << (generation & 1);
     if accepted {
-        XDP_META_MAGIC | MARK_ACCEPTED | gen
+        XDP_META_MAGIC | MARK_ACCEPTED | gen | if forward { MARK_FORWARD } else { 0 }
     } else {
         XDP_META_MAGIC | gen
     }
@@ -547,4 +629,5 @@ mod user {
     unsafe impl aya::Pod for super::HashLimitKey {}
     unsafe impl aya::Pod for super::SetKey4 {}
     unsafe impl aya::Pod for super::SetKey6 {}
+    unsafe impl aya::Pod for super::FastCt {}
 }

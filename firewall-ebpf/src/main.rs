@@ -24,21 +24,24 @@ use aya_log_ebpf::info;
 use firewall_common::{
     field_slot, mark_mask, table_index, tag, xdp_meta, Config, Counter, Entry, IfaceKey, Lpm4,
     Lpm6, SetKey4, SetKey6, TableHeader, Talker, ACTION_CONTINUE, BPF_F_MMAPABLE, CHAIN_FORWARD,
-    CHAIN_INPUT, CONFIG_LOG_VERDICTS, FAMILY_V4, FIELD_COUNT, FIELD_DPORT, FIELD_DST, FIELD_ICMP,
-    FIELD_IFACE, FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GENERATIONS, GROUP_ENTRIES,
-    ICMP_KEYS, LPM_TAG_BITS, MARK_BITS, MAX_INTERFACES, MAX_JUMP_DEPTH, MAX_PREFIXES, MAX_RESTARTS,
-    MAX_SET_MEMBERS, NO_COUNTER, NO_GUARD, POLICY_COUNTER_SLOTS, PORT_KEYS, PROTO_KEYS,
-    REASON_BROKEN_INSTALL, REASON_FRAGMENT, REASON_HASHLIMIT_FULL, REASON_MALFORMED, REASON_NOT_IP,
-    REASON_SLOTS, TABLE_USES_CT, TABLE_USES_GUARDS, TAGS, TALKER_SAMPLE, TALKER_SLOTS,
-    TCP_FLAG_KEYS, VERDICT_ACCEPT, VERDICT_DEFER, VERDICT_DROP, XDP_META_LEN, XDP_META_MAGIC,
-    XDP_META_MAGIC_MASK,
+    CHAIN_INPUT, CONFIG_LOG_VERDICTS, FAMILY_V4, FAST_SLOT_MASK, FAST_VERDICT_SHIFT, FIELD_COUNT,
+    FIELD_DPORT, FIELD_DST, FIELD_ICMP, FIELD_IFACE, FIELD_PROTO, FIELD_SPORT, FIELD_SRC,
+    FIELD_TCP_FLAGS, GENERATIONS, GROUP_ENTRIES, ICMP_KEYS, LPM_TAG_BITS, MARK_BITS, MARK_FORWARD,
+    MAX_INTERFACES, MAX_JUMP_DEPTH, MAX_PREFIXES, MAX_RESTARTS, MAX_SET_MEMBERS, NO_COUNTER,
+    NO_GUARD, POLICY_COUNTER_SLOTS, PORT_KEYS, PROTO_KEYS, REASON_BROKEN_INSTALL, REASON_FRAGMENT,
+    REASON_HASHLIMIT_FULL, REASON_MALFORMED, REASON_NOT_IP, REASON_SLOTS, TABLE_USES_CT,
+    TABLE_USES_GUARDS, TAGS, TALKER_SAMPLE, TALKER_SLOTS, TCP_FLAG_KEYS, VERDICT_ACCEPT,
+    VERDICT_DEFER, VERDICT_DROP, XDP_META_LEN, XDP_META_MAGIC, XDP_META_MAGIC_MASK,
 };
 use firewall_ebpf::{
     ct,
     parse::{parse, Packet, Parsed},
 };
 
+mod fast;
 mod guard;
+
+use fast::Fast;
 
 // Read-only globals the loader sets (EbpfLoader::override_global) before the verifier runs,
 // which then takes them for constants: the code of other conntrack modes is never walked,
@@ -140,20 +143,23 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
         tell_netfilter(ctx, xdp_meta(generation, false));
         return Ok(XDP_PASS);
     }
+    match fast::lookup(&pkt, generation, config.flags) {
+        Fast::Final(outcome) => return Ok(finish(ctx, &pkt, generation, outcome)),
+        Fast::ByClass(index) => {
+            let outcome = fast::by_class(generation, index, ct_class(ctx, &pkt, config));
+            if outcome != 0 {
+                return Ok(finish(ctx, &pkt, generation, outcome));
+            }
+        }
+        Fast::Classify => {}
+    }
     let routed = route(ctx, &pkt);
     let chain = (routed & 0xffff_ffff) as u32;
     let oif = (routed >> 32) as u32;
     let table = table_index(pkt.family, chain);
     let header = TABLES.get(tag(generation, table)).ok_or(Broken)?;
     let class = if header.flags & TABLE_USES_CT != 0 {
-        // SAFETY: plain reads of the program's own read-only globals.
-        let (mode, status) = unsafe {
-            (
-                core::ptr::read_volatile(&CT_MODE),
-                core::ptr::read_volatile(&NF_CONN_STATUS),
-            )
-        };
-        ct::class(ctx, &pkt, mode, status, config.fake_ct_lookup)
+        ct_class(ctx, &pkt, config)
     } else {
         0
     };
@@ -166,28 +172,61 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
         log_verdict(ctx, &pkt, verdict, position);
     }
     if verdict == VERDICT_ACCEPT {
-        tell_netfilter(ctx, xdp_meta(generation, true));
+        // Arithmetic, not a branch (see `route`): FORWARD's acceptance is marked as such.
+        tell_netfilter(ctx, xdp_meta(generation, true) | (chain & 1) * MARK_FORWARD);
         Ok(XDP_PASS)
     } else if verdict == VERDICT_DEFER {
         tell_netfilter(ctx, xdp_meta(generation, false));
         Ok(XDP_PASS)
     } else {
-        sample_talker(&pkt);
+        // SAFETY: the helper has no preconditions.
+        let r = unsafe { bpf_get_prandom_u32() };
+        if r & (TALKER_SAMPLE - 1) == 0 {
+            record_talker(&pkt, r >> 16);
+        }
         Ok(XDP_DROP)
     }
 }
 
-/// Now and then, the source of a dropped packet, for `fwctl top`'s top talkers: one random
-/// draw per drop, a map write per [`TALKER_SAMPLE`] drops. Not inlined: its frame must not
-/// add to the entry point's, which the walk's already brings close to the stack limit.
-#[inline(never)]
-fn sample_talker(pkt: &Packet) {
-    // SAFETY: the helper has no preconditions.
-    let r = unsafe { bpf_get_prandom_u32() };
-    if r & (TALKER_SAMPLE - 1) != 0 {
-        return;
+/// The packet's conntrack class, as the loader's mode says to learn it.
+#[inline(always)]
+fn ct_class(ctx: &XdpContext, pkt: &Packet, config: &Config) -> u32 {
+    // SAFETY: plain reads of the program's own read-only globals.
+    let (mode, status) = unsafe {
+        (
+            core::ptr::read_volatile(&CT_MODE),
+            core::ptr::read_volatile(&NF_CONN_STATUS),
+        )
+    };
+    ct::class(ctx, pkt, mode, status, config.fake_ct_lookup)
+}
+
+/// Applies a fast-path outcome (`firewall_common::fast_final`). No helper call on a drop:
+/// the rule's own per-CPU packet count picks which drops are sampled for the top talkers.
+#[inline(always)]
+fn finish(ctx: &XdpContext, pkt: &Packet, generation: u32, outcome: u32) -> u32 {
+    let verdict = (outcome >> FAST_VERDICT_SHIFT) & 3;
+    if verdict == VERDICT_DEFER {
+        tell_netfilter(ctx, xdp_meta(generation, false));
+        return XDP_PASS;
     }
-    if let Some(slot) = TALKERS.get_ptr_mut((r >> 16) % TALKER_SLOTS) {
+    let packets = count(outcome & FAST_SLOT_MASK, pkt.ip_len as u64);
+    if verdict == VERDICT_ACCEPT {
+        tell_netfilter(ctx, xdp_meta(generation, true));
+        return XDP_PASS;
+    }
+    if packets & (TALKER_SAMPLE as u64 - 1) == 0 {
+        record_talker(pkt, (packets / TALKER_SAMPLE as u64) as u32);
+    }
+    XDP_DROP
+}
+
+/// The source of a sampled dropped packet, for `fwctl top`'s top talkers, into ring slot
+/// `n` (modulo the ring). Not inlined: its frame must not add to the entry point's, which
+/// the walk's already brings close to the stack limit.
+#[inline(never)]
+fn record_talker(pkt: &Packet, n: u32) {
+    if let Some(slot) = TALKERS.get_ptr_mut(n % TALKER_SLOTS) {
         // SAFETY: a per-CPU slot of our own map; nothing else writes it on this CPU now.
         // Field by field: no Talker built on the stack.
         unsafe {
@@ -763,14 +802,18 @@ fn prefix(pkt: &Packet, addr: &[u32; 4], tg: u32, src: bool) -> Result<u32, Brok
 const NOT_FOUND: u32 = u32::MAX;
 /// The walk's result when a hashlimit table turned the packet away (`guard::HOTDROP`).
 const ACTION_HOTDROP: u32 = u32::MAX - 1;
+/// Charges a packet to a counter slot; returns the slot's packet count on this CPU.
 #[inline(always)]
-fn count(slot: u32, bytes: u64) {
-    if let Some(counter) = COUNTERS.get_ptr_mut(slot) {
+fn count(slot: u32, bytes: u64) -> u64 {
+    match COUNTERS.get_ptr_mut(slot) {
         // Per-CPU slot: no other CPU writes it, so plain adds are exact.
-        unsafe {
-            (*counter).packets += 1;
+        Some(counter) => unsafe {
+            let packets = (*counter).packets + 1;
+            (*counter).packets = packets;
             (*counter).bytes += bytes;
-        }
+            packets
+        },
+        None => 0,
     }
 }
 

@@ -7,7 +7,13 @@ use std::{ffi::CString, os::fd::AsFd};
 use anyhow::{bail, Context, Result};
 use aya::programs::{SchedClassifier, Xdp};
 use aya_obj::programs::XdpAttachType;
-use firewall_common::{policy_counter, Config, Counter, CONFIG_LOG_VERDICTS, POLICY_COUNTER_SLOTS};
+use firewall_common::{
+    policy_counter, Config, Counter, CONFIG_FAST_V4, CONFIG_FAST_V6, CONFIG_LOG_VERDICTS,
+    POLICY_COUNTER_SLOTS,
+};
+
+/// The `Config::flags` bits a commit recomputes from the namespace's forwarding sysctls.
+const FAST_FLAGS: u32 = CONFIG_FAST_V4 | CONFIG_FAST_V6;
 
 use crate::{
     cli::list::ChainCounters,
@@ -198,9 +204,14 @@ impl Firewall {
         // After netfilter: until the TC program marks with the new bits, XDP-accepted
         // packets are merely judged twice, never waved through.
         let config = dp.maps.config()?;
-        if config.mark_shift != marks.shift {
+        let fast = crate::dataplane::forwarding::fast_flags(
+            self.state.interfaces.iter().map(|i| i.name.as_str()),
+        );
+        let flags = (config.flags & !FAST_FLAGS) | fast;
+        if config.mark_shift != marks.shift || config.flags != flags {
             dp.maps.set_config(firewall_common::Config {
                 mark_shift: marks.shift,
+                flags,
                 ..config
             })?;
         }

@@ -13,6 +13,7 @@ use fwctl::{
     compile::{compile, Image, Interface},
     dataplane::{
         capacity::Capacity,
+        forwarding::fast_flags,
         install::{load_object_with, map_memlock, CtLookup, PROGRAM_NAME},
         maps::Maps,
     },
@@ -57,6 +58,8 @@ pub struct Harness {
     pub ruleset: Ruleset,
     /// Interfaces the ruleset is compiled for, as after `fwctl attach`.
     pub interfaces: Vec<Interface>,
+    /// What the last install wrote.
+    pub image: Image,
 }
 
 /// The program loaded with maps of `capacity`, unpinned.
@@ -92,14 +95,58 @@ impl Harness {
                 ifindex: LO_IFINDEX,
                 attached: true,
             }],
+            image: Image::default(),
         };
         h.apply(&[])?;
-        // Nothing known of conntrack unless a test says so.
+        // Nothing known of conntrack unless a test says so; the fast table on where fwctl
+        // would turn it on (this namespace forwards nothing).
         h.maps.set_config(firewall_common::Config {
             fake_ct_lookup: firewall_common::CT_FAKE_ERROR,
+            flags: fast_flags(["lo"]),
             ..h.maps.config()?
         })?;
+        anyhow::ensure!(
+            h.fast()?,
+            "the test namespace forwards packets: the fast path would not run"
+        );
         Ok(h)
+    }
+
+    /// Turns the fast table on or off (off: every packet goes through the classifier, as
+    /// on a namespace that forwards).
+    pub fn set_fast(&mut self, on: bool) -> Result<()> {
+        let config = self.maps.config()?;
+        let bits = firewall_common::CONFIG_FAST_V4 | firewall_common::CONFIG_FAST_V6;
+        self.maps.set_config(firewall_common::Config {
+            flags: if on {
+                config.flags | bits
+            } else {
+                config.flags & !bits
+            },
+            ..config
+        })?;
+        Ok(())
+    }
+
+    /// The fast table's word for a packet under the ruleset installed last (0 when it has
+    /// no key for it, or the classifier decides).
+    pub fn fast_word(&self, pkt: &fwctl::rules::eval::PacketView) -> u32 {
+        let Some((class, value)) = fwctl::compile::fast::key(pkt) else {
+            return 0;
+        };
+        self.image
+            .fast
+            .iter()
+            .find(|(f, _)| *f == pkt.family.index())
+            .and_then(|(_, words)| words.get((class * firewall_common::FAST_KEYS + value) as usize))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Whether the fast table is on for both families.
+    pub fn fast(&self) -> Result<bool> {
+        let bits = firewall_common::CONFIG_FAST_V4 | firewall_common::CONFIG_FAST_V6;
+        Ok(self.maps.config()?.flags & bits == bits)
     }
 
     /// Kernel memory of the maps the XDP program uses (`memlock` of each), in bytes.
@@ -154,6 +201,7 @@ impl Harness {
         }
         self.maps.install(&image, |_| Ok(()))?;
         self.ruleset = ruleset;
+        self.image = image;
         Ok(())
     }
 

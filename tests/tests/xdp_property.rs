@@ -14,15 +14,15 @@ use std::{cell::RefCell, collections::BTreeMap, net::IpAddr};
 
 use firewall_common::{
     policy_counter, xdp_meta, CHAIN_INPUT, CT_FAKE_ERROR, CT_FAKE_FOUND, CT_FAKE_REPLY,
-    CT_FAKE_STATUS_SHIFT, IPS_EXPECTED, IPS_SEEN_REPLY,
+    CT_FAKE_STATUS_SHIFT, FAST_FINAL, IPS_EXPECTED, IPS_SEEN_REPLY,
 };
 use fwctl::compile::CompileError;
 use fwctl::rules::{
     edit::Editor,
-    eval::{evaluate, xdp_ct_state, CtLookup, Decision, PacketView},
-    Chain, Cidr, CtState, Family, IcmpType, LogOpts, Multiport, MultiportKind, Neg, PortRange,
-    RejectWith, RuleSpec, Ruleset, Target, TcpFlags, Verdict, CT_ESTABLISHED, CT_INVALID, CT_NEW,
-    CT_RELATED,
+    eval::{evaluate, xdp_ct_state, CtLookup, Decision, Outcome, PacketView},
+    Chain, Cidr, CtState, Family, FamilyRules, IcmpType, LogOpts, Multiport, MultiportKind, Neg,
+    PortRange, RejectWith, RuleSpec, Ruleset, Target, TcpFlags, Verdict, CT_ESTABLISHED,
+    CT_INVALID, CT_NEW, CT_RELATED,
 };
 use proptest::{
     collection::vec,
@@ -500,6 +500,10 @@ const PACKETS: usize = 40;
 #[derive(Default)]
 struct Seen {
     packets: usize,
+    /// Packets whose fast-table word is final (decided without the classifier), and
+    /// whose word sends them to the per-conntrack-class outcomes.
+    fast: usize,
+    by_class: usize,
     deferred: usize,
     known: usize,
     rulesets: usize,
@@ -554,9 +558,62 @@ fn check(
     let rules = ruleset.family(family);
     seen.rulesets += 1;
     seen.largest = seen.largest.max(rules.input.rules.len());
-    let policy_slot = policy_counter(family.index(), CHAIN_INPUT);
     let mut slots: Vec<u32> = rules.all_rules().map(|r| r.slot).collect();
-    slots.push(policy_slot);
+    slots.push(policy_counter(family.index(), CHAIN_INPUT));
+    for (i, p) in probes.iter().enumerate() {
+        let (pkt, view, fake) = p.build(&u);
+        seen.known += usize::from(view.ct_state.is_some());
+        h.fake_ct(fake)
+            .map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
+        let want = evaluate(rules, Chain::Input, &view);
+        let word = h.fast_word(&view);
+        seen.fast += usize::from(word & FAST_FINAL != 0);
+        seen.by_class += usize::from(word != 0 && word & FAST_FINAL == 0);
+        // The same packet through the fast table and, forced, through the classifier
+        // alone: both must agree with the reference.
+        for fast in [true, false] {
+            h.set_fast(fast)
+                .map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
+            judge_one(
+                h,
+                seen,
+                &slots,
+                &text,
+                rules,
+                p,
+                &probes[..=i],
+                &pkt,
+                &view,
+                &want,
+                fast,
+            )?;
+        }
+        seen.deferred += usize::from(want.verdict == Decision::Defer);
+        seen.packets += 1;
+    }
+    h.set_fast(true)
+        .map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
+    Ok(())
+}
+
+/// Judges one packet with the fast table on or off and compares the verdict and every
+/// counter it moved with the reference's.
+#[allow(clippy::too_many_arguments)]
+fn judge_one(
+    h: &mut Harness,
+    seen: &mut Seen,
+    slots: &[u32],
+    text: &str,
+    rules: &FamilyRules,
+    p: &Probe,
+    probes: &[Probe],
+    pkt: &Packet,
+    view: &PacketView,
+    want: &Outcome,
+    fast: bool,
+) -> Result<(), TestCaseError> {
+    let family = view.family;
+    let policy_slot = policy_counter(family.index(), CHAIN_INPUT);
     let counters = |h: &Harness| -> Result<Vec<u64>, TestCaseError> {
         slots
             .iter()
@@ -564,17 +621,12 @@ fn check(
             .collect::<anyhow::Result<_>>()
             .map_err(|e| TestCaseError::fail(format!("{e:#}")))
     };
-    for (i, p) in probes.iter().enumerate() {
-        let (pkt, view, fake) = p.build(&u);
-        seen.known += usize::from(view.ct_state.is_some());
-        h.fake_ct(fake)
-            .map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
+    {
         let before = counters(h)?;
         let got = h
             .judge(&pkt.bytes(), LO_IFINDEX)
             .map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
         let after = counters(h)?;
-        let want = evaluate(rules, Chain::Input, &view);
         let moved: BTreeMap<u32, u64> = slots
             .iter()
             .zip(before.iter().zip(&after))
@@ -607,18 +659,21 @@ fn check(
                 meta: None,
             },
         };
-        seen.deferred += usize::from(want.verdict == Decision::Defer);
-        seen.packets += 1;
         if got != verdict || moved != expected {
+            let path = if fast {
+                "fast table on"
+            } else {
+                "classifier only"
+            };
             let why = format!(
-                "packet {view:?} ({:?})\nXDP {got:x?} (want {verdict:x?}), counters {moved:?} (want {expected:?}) by slot\nruleset (slots: {:?}):\n{text}",
+                "packet {view:?} ({:?}), {path}\nXDP {got:x?} (want {verdict:x?}), counters {moved:?} (want {expected:?}) by slot\nruleset (slots: {:?}):\n{text}",
                 p.lookup,
                 rules.all_rules().map(|r| r.slot).collect::<Vec<_>>(),
             );
             seen.last_failure = Some(Failure {
-                ruleset: text,
-                probes: format!("{:?}", &probes[..=i]),
-                count: i + 1,
+                ruleset: text.to_string(),
+                probes: format!("{probes:?}"),
+                count: probes.len(),
                 why: why.clone(),
             });
             return Err(TestCaseError::fail(why));
@@ -681,6 +736,19 @@ fn xdp_agrees_with_the_reference_evaluator() {
         seen.packets
     );
     assert!(seen.rulesets >= 390, "{} rulesets", seen.rulesets);
+    // The fast table decided a fair share on its own, and sent some to the per-class
+    // outcomes: both paths were compared above, not one path twice.
+    assert!(
+        seen.fast > seen.packets / 10,
+        "only {} of {} decided by the fast table",
+        seen.fast,
+        seen.packets
+    );
+    assert!(seen.by_class > 0, "no packet took the per-class outcomes");
+    eprintln!(
+        "{} packets: {} decided by the fast table, {} by class, {} deferred",
+        seen.packets, seen.fast, seen.by_class, seen.deferred
+    );
 }
 
 /// The search past many words and groups of entries.

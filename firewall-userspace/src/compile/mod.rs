@@ -5,6 +5,7 @@
 //! for every value a field can take, the bitmap of entries it satisfies; `pool` stores those
 //! bitmaps deduplicated and sparse.
 
+pub mod fast;
 pub mod fields;
 pub mod flatten;
 pub mod guards;
@@ -14,10 +15,11 @@ pub mod pool;
 use std::collections::{BTreeMap, HashMap};
 
 use firewall_common::{
-    Entry, Guard, Meter, TableHeader, ENTRIES_PER_GENERATION, FIELD_DPORT, FIELD_DST, FIELD_ICMP,
-    FIELD_IFACE, FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GUARDS_PER_GENERATION,
-    IFACE_PAIRS_PER_GENERATION, MAX_ENTRIES, NO_GUARD, POOL_WORDS_PER_GENERATION, PROTO_KEYS,
-    TABLE_USES_CT, TABLE_USES_GUARDS, TCP_FLAG_KEYS, VERDICT_ACCEPT, VERDICT_DROP,
+    fast_final, Entry, Guard, Meter, TableHeader, ENTRIES_PER_GENERATION, FIELD_DPORT, FIELD_DST,
+    FIELD_ICMP, FIELD_IFACE, FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS,
+    GUARDS_PER_GENERATION, IFACE_PAIRS_PER_GENERATION, MAX_ENTRIES, NO_GUARD,
+    POOL_WORDS_PER_GENERATION, PROTO_KEYS, TABLE_USES_CT, TABLE_USES_GUARDS, TCP_FLAG_KEYS,
+    VERDICT_ACCEPT, VERDICT_DROP,
 };
 
 use self::{
@@ -99,6 +101,10 @@ pub struct Image {
     /// Chains already stored, by their guards' bytes: a rule's entries (its alternatives,
     /// conntrack classes, the entries of a chain it jumps to) share one chain.
     chains: HashMap<Vec<u8>, u32>,
+    /// The fast table of each family's INPUT (family index, `FW_FAST` words), and the
+    /// per-conntrack-class outcomes they point to (see fast.rs).
+    pub fast: Vec<(u32, Vec<u32>)>,
+    pub by_class: fast::ByClass,
 }
 
 impl Image {
@@ -187,6 +193,22 @@ pub fn compile_with_sets(
             }
             t.header.policy = verdict(policy);
             t.header.policy_slot = slot;
+            if chain == Chain::Input {
+                let inputs: Vec<&str> = interfaces
+                    .iter()
+                    .filter(|i| i.attached)
+                    .map(|i| i.name.as_str())
+                    .chain([""])
+                    .collect();
+                let spec = fast::Chain {
+                    family,
+                    inputs: &inputs,
+                    policy: fast_final(verdict(policy), slot),
+                    uses_ct: t.header.flags & TABLE_USES_CT != 0,
+                };
+                let words = fast::table(&flats, &spec, &mut image.by_class);
+                image.fast.push((family.index(), words));
+            }
             t.header.entry_base = entry_base;
             entry_base += t.entries.len() as u32;
             image.tables.push((table, t));

@@ -12,18 +12,19 @@ use aya::{
     util::nr_cpus,
 };
 use firewall_common::{
-    field_slot, tag, Config, Counter, IfaceKey, Lpm4, Lpm6, TableHeader, Talker, GENERATIONS,
-    ICMP_KEYS, LPM_TAG_BITS, MAP_BUCKETS, MAP_CONFIG, MAP_COUNTERS, MAP_DPORT, MAP_DST4, MAP_DST6,
-    MAP_ENTRIES, MAP_GUARDS, MAP_HASHLIMIT, MAP_ICMP, MAP_IFACE, MAP_POOL, MAP_PROTO, MAP_REASONS,
-    MAP_SPORT, MAP_SRC4, MAP_SRC6, MAP_TABLES, MAP_TALKERS, MAP_TCP_FLAGS, PORT_KEYS, PROTO_KEYS,
-    REASON_NAMES, REASON_SLOTS, TABLES, TALKER_SLOTS, TCP_FLAG_KEYS,
+    fast_index, field_slot, tag, Config, Counter, IfaceKey, Lpm4, Lpm6, TableHeader, Talker,
+    FAMILIES, FAST_CLASSES, FAST_CT_PER_GENERATION, FAST_KEYS, GENERATIONS, ICMP_KEYS,
+    LPM_TAG_BITS, MAP_BUCKETS, MAP_CONFIG, MAP_COUNTERS, MAP_DPORT, MAP_DST4, MAP_DST6,
+    MAP_ENTRIES, MAP_FAST, MAP_FAST_CT, MAP_GUARDS, MAP_HASHLIMIT, MAP_ICMP, MAP_IFACE, MAP_POOL,
+    MAP_PROTO, MAP_REASONS, MAP_SPORT, MAP_SRC4, MAP_SRC6, MAP_TABLES, MAP_TALKERS, MAP_TCP_FLAGS,
+    PORT_KEYS, PROTO_KEYS, REASON_NAMES, REASON_SLOTS, TABLES, TALKER_SLOTS, TCP_FLAG_KEYS,
 };
 
 use super::{capacity::Capacity, guards::GuardMaps, mmap::MmapArray};
 use crate::{compile::Image, rules::Cidr};
 
 /// Every map fwctl pins (aya-log's ring buffer is not: the program keeps it alive).
-pub const MAP_NAMES: [&str; 20] = [
+pub const MAP_NAMES: [&str; 22] = [
     MAP_CONFIG,
     MAP_TABLES,
     MAP_ENTRIES,
@@ -44,6 +45,8 @@ pub const MAP_NAMES: [&str; 20] = [
     MAP_GUARDS,
     MAP_BUCKETS,
     MAP_HASHLIMIT,
+    MAP_FAST,
+    MAP_FAST_CT,
 ];
 
 /// The set tries, pinned beside the others; sets/xdp.rs opens them.
@@ -98,6 +101,8 @@ pub struct Maps {
     reasons: PerCpuArray<MapData, u64>,
     talkers: PerCpuArray<MapData, Talker>,
     guards: GuardMaps,
+    fast: MmapArray,
+    fast_ct: MmapArray,
 }
 
 fn data(map: Map, name: &str) -> Result<MapData> {
@@ -119,6 +124,8 @@ impl Maps {
         let dport = mm(MAP_DPORT)?;
         let icmp = mm(MAP_ICMP)?;
         let tcp_flags = mm(MAP_TCP_FLAGS)?;
+        let fast = mm(MAP_FAST)?;
+        let fast_ct = mm(MAP_FAST_CT)?;
         Ok(Maps {
             config: Array::try_from(take(MAP_CONFIG)?).context(MAP_CONFIG)?,
             tables: Array::try_from(take(MAP_TABLES)?).context(MAP_TABLES)?,
@@ -138,6 +145,8 @@ impl Maps {
             reasons: PerCpuArray::try_from(take(MAP_REASONS)?).context(MAP_REASONS)?,
             talkers: PerCpuArray::try_from(take(MAP_TALKERS)?).context(MAP_TALKERS)?,
             guards: GuardMaps::from_source(&mut take)?,
+            fast,
+            fast_ct,
         })
     }
 
@@ -261,7 +270,47 @@ impl Maps {
                 .context("writing FW_TABLES")?;
         }
         self.guards.write(generation, image)?;
-        Ok(())
+        self.write_fast(generation, image)
+    }
+
+    /// The generation's fast table. A family without one (an image compiled for no
+    /// table) gets zeros: every packet goes to the classifier.
+    fn write_fast(&mut self, generation: u32, image: &Image) -> Result<()> {
+        for family in 0..FAMILIES {
+            let words = image
+                .fast
+                .iter()
+                .find(|(f, _)| *f == family)
+                .map(|(_, w)| w.as_slice())
+                .unwrap_or(&[]);
+            let start = fast_index(generation, family, 0, 0);
+            let len = (FAST_CLASSES * FAST_KEYS) as usize;
+            if !words.is_empty() && words.len() != len {
+                bail!("a fast table of {} words, not {len}", words.len());
+            }
+            // Two words per element (see firewall_common::FAST_ELEMENTS).
+            let pairs: Vec<u64> = if words.is_empty() {
+                vec![0; len / 2]
+            } else {
+                words
+                    .chunks(2)
+                    .map(|p| p[0] as u64 | (p[1] as u64) << 32)
+                    .collect()
+            };
+            self.fast
+                .write_all(start as usize / 2, &pairs)
+                .context("writing FW_FAST")?;
+        }
+        let outcomes = &image.by_class.outcomes;
+        if outcomes.len() > FAST_CT_PER_GENERATION as usize {
+            bail!(
+                "{} FW_FASTCT elements, more than a generation holds",
+                outcomes.len()
+            );
+        }
+        self.fast_ct
+            .write_all((generation * FAST_CT_PER_GENERATION) as usize, outcomes)
+            .context("writing FW_FASTCT")
     }
 
     /// Removes the keyed entries (interfaces, prefixes) a generation was given last time.

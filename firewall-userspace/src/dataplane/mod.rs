@@ -4,6 +4,7 @@
 
 pub mod attach;
 pub mod capacity;
+pub mod forwarding;
 pub mod guards;
 pub mod install;
 pub mod kfunc;

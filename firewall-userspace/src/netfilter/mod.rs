@@ -42,6 +42,9 @@ impl Marks {
     fn accepted(self) -> u32 {
         firewall_common::mark_accepted(self.shift)
     }
+    fn forward(self) -> u32 {
+        firewall_common::mark_forward(self.shift)
+    }
     fn generation(self, generation: u32) -> u32 {
         firewall_common::mark_generation(self.shift, generation)
     }
@@ -522,8 +525,19 @@ fn dispatch(
     for b in bases {
         let base = chain(b.name);
         if b.xdp {
+            // Only the chain XDP judged the packet by: if routing now disagrees with
+            // XDP's view (an address or a sysctl changed since), judge it in full.
+            let chain_bit = if b.chain == Chain::Forward {
+                marks.forward()
+            } else {
+                0
+            };
             let mut e = Vec::new();
-            exprs::mark(marks.accepted(), marks.accepted(), &mut e);
+            exprs::mark(
+                marks.accepted() | marks.forward(),
+                marks.accepted() | chain_bit,
+                &mut e,
+            );
             e.push(exprs::verdict(VerdictKind::Accept));
             add_rule(batch, &base, e, Some(comment("fwctl accepted at XDP")))?;
             for &g in present {

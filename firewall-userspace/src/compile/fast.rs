@@ -1,0 +1,385 @@
+//! The fast table (`FW_FAST`, `FW_FASTCT`): for every (fast class, key value) of an INPUT
+//! table, the outcome all its packets get, where one entry (or the policy) decides them all.
+//!
+//! A key fixes the protocol, the TCP flag class (SYN or not) and the destination port (ICMP
+//! type and code). For each key the first entry some packet with that key can reach is
+//! found; if every packet with that key satisfies that entry (its other fields cannot
+//! fail: no address, source port, guard or undecided flag condition) and the entry decides
+//! without charging anything but its own counter, its verdict and counter are the key's
+//! outcome. Entries before it cannot match any packet of the key, so the classifier would
+//! find the same entry: first match and counters stay exact by construction. Anything else
+//! is 0, "ask the classifier". Where the ruleset uses conntrack state, the same is done
+//! once per conntrack class, so a packet whose class decides it needs only the lookup.
+//!
+//! Conditions are judged field by field, so "can reach" is a superset and "every packet
+//! satisfies" a subset of the truth: errors only ever send packets to the classifier.
+
+use std::collections::HashMap;
+
+use firewall_common::{
+    fast_final, FastCt, ACTION_CONTINUE, CT_CLASSES, FAST_CLASSES, FAST_CT_PER_GENERATION,
+    FAST_ICMP, FAST_KEYS, FAST_NO_SLOT, FAST_TCP, FAST_TCP_SYN, FAST_UDP, NO_COUNTER,
+    VERDICT_DEFER,
+};
+
+use super::{
+    fields::{icmp_ranges, iface_holds, port_ranges, Ranges},
+    flatten::{Flat, ALL_CLASSES},
+};
+use crate::rules::{eval::PacketView, Family};
+
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+
+/// The `FW_FASTCT` elements of one generation, deduplicated; index 0 stands for none.
+#[derive(Debug, Default)]
+pub struct ByClass {
+    pub outcomes: Vec<FastCt>,
+    index: HashMap<FastCt, u32>,
+}
+
+impl ByClass {
+    /// The index of `outcomes`, or 0 (the classifier decides) when the generation's share
+    /// of the map is full.
+    fn add(&mut self, outcomes: FastCt) -> u32 {
+        if let Some(&i) = self.index.get(&outcomes) {
+            return i;
+        }
+        if self.outcomes.is_empty() {
+            self.outcomes.push(FastCt::default());
+        }
+        let i = self.outcomes.len() as u32;
+        if i >= FAST_CT_PER_GENERATION {
+            return 0;
+        }
+        self.outcomes.push(outcomes);
+        self.index.insert(outcomes, i);
+        i
+    }
+}
+
+/// What a table needs to know of its chain to build its fast table.
+pub struct Chain<'a> {
+    pub family: Family,
+    /// Names of the interfaces packets can arrive on: the attached ones, and "" for one the
+    /// compiled ruleset does not know.
+    pub inputs: &'a [&'a str],
+    /// The policy's `fast_final` outcome.
+    pub policy: u32,
+    pub uses_ct: bool,
+}
+
+/// An entry as the fast table sees it.
+struct Shape {
+    /// Per fast class: some / every packet of the class satisfies the entry's conditions
+    /// on the fields the key does not fix (conntrack state aside).
+    possible: [bool; FAST_CLASSES as usize],
+    certain: [bool; FAST_CLASSES as usize],
+    /// Destination ports (TCP and UDP keys) and ICMP type/codes (ICMP keys) it allows.
+    ports: Ranges,
+    icmp: Ranges,
+    classes: Option<u8>,
+    /// The entry's outcome if it can be a key's outcome.
+    outcome: Option<u32>,
+}
+
+/// Which conntrack class the outcome is for: any (no lookup made), or one.
+#[derive(Clone, Copy)]
+enum View {
+    Any,
+    Class(u32),
+}
+
+impl Shape {
+    fn of(flat: &Flat, chain: &Chain) -> Shape {
+        let c = &flat.conds;
+        let iface: Vec<bool> = chain
+            .inputs
+            .iter()
+            .map(|name| iface_holds(&c.iface, name) && iface_holds(&c.oiface, ""))
+            .collect();
+        let any_iface = iface.iter().any(|&b| b);
+        let every_iface = iface.iter().all(|&b| b);
+        let addr_possible = c
+            .src
+            .iter()
+            .chain(&c.dst)
+            .all(|n| !(n.negated && n.value.prefix == 0));
+        let addr_certain = c
+            .src
+            .iter()
+            .chain(&c.dst)
+            .all(|n| !n.negated && n.value.prefix == 0);
+        let sport = intersect_all(port_ranges(&c.sport));
+        let sport_any = sport == [(0, 65_535)];
+        let icmp_proto = match chain.family {
+            Family::V4 => 1u8,
+            Family::V6 => 58,
+        };
+        let mut possible = [false; FAST_CLASSES as usize];
+        let mut certain = [false; FAST_CLASSES as usize];
+        for class in 0..FAST_CLASSES {
+            let proto = match class {
+                FAST_TCP_SYN | FAST_TCP => 6u8,
+                FAST_UDP => 17,
+                _ => icmp_proto,
+            };
+            let proto_ok = c.proto.iter().all(|n| (n.value == proto) != n.negated);
+            let ported = class != FAST_ICMP;
+            // Ports exist for TCP and UDP keys only; ICMP fields for ICMP keys only.
+            let (sport_possible, sport_certain) = if ported {
+                (!sport.is_empty(), sport_any)
+            } else {
+                (c.sport.is_empty(), c.sport.is_empty())
+            };
+            let no_other_key = if ported {
+                c.icmp.is_empty()
+            } else {
+                c.dport.is_empty()
+            };
+            let (flags_possible, flags_certain) = match class {
+                FAST_TCP_SYN | FAST_TCP => {
+                    let syn = class == FAST_TCP_SYN;
+                    let in_class = (0..=255u8).filter(|v| {
+                        (v & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN) == syn
+                    });
+                    let holds = |v: u8| {
+                        c.tcp_flags
+                            .iter()
+                            .all(|n| ((v & n.value.mask) == n.value.comp) != n.negated)
+                    };
+                    let mut some = false;
+                    let mut every = true;
+                    for v in in_class {
+                        let h = holds(v);
+                        some |= h;
+                        every &= h;
+                    }
+                    (some, every)
+                }
+                _ => (c.tcp_flags.is_empty(), c.tcp_flags.is_empty()),
+            };
+            let i = class as usize;
+            possible[i] = any_iface
+                && addr_possible
+                && proto_ok
+                && sport_possible
+                && no_other_key
+                && flags_possible;
+            certain[i] = possible[i]
+                && every_iface
+                && addr_certain
+                && sport_certain
+                && flags_certain
+                && c.guards.is_empty();
+        }
+        let e = &flat.entry;
+        // A DEFER counts nothing wherever it is; anything else must charge its own counter
+        // alone (no jump rules around it, no RETURN charging the policy).
+        let outcome = if e.action == VERDICT_DEFER {
+            Some(fast_final(VERDICT_DEFER, FAST_NO_SLOT))
+        } else if e.action != ACTION_CONTINUE && e.depth == 0 && e.counter != NO_COUNTER {
+            Some(fast_final(e.action, e.counter))
+        } else {
+            None
+        };
+        Shape {
+            possible,
+            certain,
+            ports: intersect_all(port_ranges(&c.dport)),
+            icmp: intersect_all(icmp_ranges(&c.icmp, chain.family)),
+            classes: c.classes,
+            outcome,
+        }
+    }
+
+    fn ct_possible(&self, view: View) -> bool {
+        match view {
+            View::Any => self.classes.is_none_or(|c| c != 0),
+            View::Class(k) => self.classes.is_none_or(|c| c & (1 << k) != 0),
+        }
+    }
+
+    fn ct_certain(&self, view: View) -> bool {
+        match view {
+            View::Any => self.classes.is_none_or(|c| c & ALL_CLASSES == ALL_CLASSES),
+            View::Class(k) => self.classes.is_none_or(|c| c & (1 << k) != 0),
+        }
+    }
+}
+
+/// The values every condition allows: the intersection of unions of inclusive ranges.
+fn intersect_all(conds: Vec<Ranges>) -> Ranges {
+    let mut acc: Ranges = vec![(0, 65_535)];
+    for mut ranges in conds {
+        ranges.sort_unstable();
+        let mut out = Vec::new();
+        let (mut i, mut j) = (0, 0);
+        while i < acc.len() && j < ranges.len() {
+            let lo = acc[i].0.max(ranges[j].0);
+            let hi = acc[i].1.min(ranges[j].1);
+            if lo <= hi {
+                out.push((lo, hi));
+            }
+            if acc[i].1 < ranges[j].1 {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+        acc = out;
+    }
+    acc
+}
+
+/// For every key value, the first entry (in order) among `entries` whose ranges hold it,
+/// or None. Each value is written once: a "next unfilled value" forest skips filled runs.
+fn first_covering<'a>(entries: impl Iterator<Item = (usize, &'a Ranges)>) -> Vec<Option<usize>> {
+    const N: usize = FAST_KEYS as usize;
+    let mut first = vec![None; N];
+    // next[v]: the smallest unfilled value >= v is found by following the links; N = none.
+    let mut next: Vec<usize> = (0..=N).collect();
+    fn find(next: &mut [usize], mut v: usize) -> usize {
+        let mut root = v;
+        while next[root] != root {
+            root = next[root];
+        }
+        while next[v] != root {
+            let up = next[v];
+            next[v] = root;
+            v = up;
+        }
+        root
+    }
+    let mut left = N;
+    for (e, ranges) in entries {
+        for &(lo, hi) in ranges {
+            let mut v = find(&mut next, lo as usize);
+            while v <= hi as usize && v < N {
+                first[v] = Some(e);
+                left -= 1;
+                next[v] = v + 1;
+                v = find(&mut next, v + 1);
+            }
+        }
+        if left == 0 {
+            break;
+        }
+    }
+    first
+}
+
+/// A packet's fast class and key value, as the XDP program computes them
+/// (firewall-ebpf/src/fast.rs), or None when the table has no key for it.
+pub fn key(pkt: &PacketView) -> Option<(u32, u32)> {
+    if pkt.fragment {
+        return None;
+    }
+    let icmp = match pkt.family {
+        Family::V4 => 1,
+        Family::V6 => 58,
+    };
+    match (pkt.proto, pkt.ports, pkt.tcp_flags, pkt.icmp) {
+        (6, Some((_, dport)), Some(flags), _) => {
+            let syn = flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN;
+            Some((if syn { FAST_TCP_SYN } else { FAST_TCP }, dport as u32))
+        }
+        (17, Some((_, dport)), _, _) => Some((FAST_UDP, dport as u32)),
+        (p, _, _, Some((kind, code))) if p == icmp => {
+            Some((FAST_ICMP, (kind as u32) << 8 | code as u32))
+        }
+        _ => None,
+    }
+}
+
+/// The `FW_FAST` words of one INPUT table: `FAST_CLASSES * FAST_KEYS` of them, class by
+/// class. `by_class` collects the per-class outcomes the words point to.
+pub fn table(flats: &[Flat], chain: &Chain, by_class: &mut ByClass) -> Vec<u32> {
+    let shapes: Vec<Shape> = flats.iter().map(|f| Shape::of(f, chain)).collect();
+    let mut words = Vec::with_capacity((FAST_CLASSES * FAST_KEYS) as usize);
+    for class in 0..FAST_CLASSES {
+        let outcomes = |view: View| -> Vec<u32> {
+            let reachable = shapes
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.possible[class as usize] && s.ct_possible(view));
+            let first = first_covering(reachable.map(|(e, s)| {
+                (
+                    e,
+                    if class == FAST_ICMP {
+                        &s.icmp
+                    } else {
+                        &s.ports
+                    },
+                )
+            }));
+            first
+                .into_iter()
+                .map(|found| match found {
+                    None => chain.policy,
+                    Some(e) => {
+                        let s = &shapes[e];
+                        match s.outcome {
+                            Some(o) if s.certain[class as usize] && s.ct_certain(view) => o,
+                            _ => 0,
+                        }
+                    }
+                })
+                .collect()
+        };
+        let any = outcomes(View::Any);
+        if !chain.uses_ct {
+            words.extend(any);
+            continue;
+        }
+        let per_class: Vec<Vec<u32>> = (0..CT_CLASSES).map(|k| outcomes(View::Class(k))).collect();
+        for (v, &word) in any.iter().enumerate() {
+            if word != 0 {
+                words.push(word);
+                continue;
+            }
+            let mut o = FastCt::default();
+            for k in 0..CT_CLASSES as usize {
+                o.by_class[k] = per_class[k][v];
+            }
+            words.push(if o == FastCt::default() {
+                0
+            } else {
+                by_class.add(o)
+            });
+        }
+    }
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_intersect() {
+        assert_eq!(intersect_all(vec![]), vec![(0, 65_535)]);
+        assert_eq!(
+            intersect_all(vec![vec![(0, 10), (20, 30)], vec![(5, 25)]]),
+            vec![(5, 10), (20, 25)]
+        );
+        assert!(intersect_all(vec![vec![(0, 10)], vec![(11, 20)]]).is_empty());
+    }
+
+    #[test]
+    fn first_entry_wins_each_value() {
+        let a: Ranges = vec![(10, 20)];
+        let b: Ranges = vec![(0, 65_535)];
+        let c: Ranges = vec![(15, 15)];
+        let first = first_covering([(0, &a), (1, &b), (2, &c)].into_iter());
+        assert_eq!(first[9], Some(1));
+        assert_eq!(first[10], Some(0));
+        assert_eq!(first[15], Some(0));
+        assert_eq!(first[21], Some(1));
+        let first = first_covering([(2, &c)].into_iter());
+        assert_eq!(first[15], Some(2));
+        assert_eq!(first[16], None);
+    }
+}
