@@ -112,6 +112,25 @@ impl Harness {
         Ok(h)
     }
 
+    /// Adds an interface `name` (a veth, whose peer stays idle: this kernel has no dummy
+    /// driver) to the harness's namespace and compiles rulesets for
+    /// it as the one attached interface, as on a host where fwctl judges one NIC; returns
+    /// its ifindex, for test runs that claim to have received a frame on it.
+    pub fn attach_dummy(&mut self, name: &str) -> Result<u32> {
+        let peer = format!("{name}p");
+        self._netns
+            .ip(&["link", "add", name, "type", "veth", "peer", "name", &peer])?;
+        self._netns.ip(&["link", "set", name, "up"])?;
+        let ifindex = crate::generator::ifindex(&self._netns, name)?;
+        self.interfaces = vec![Interface {
+            name: name.into(),
+            ifindex,
+            attached: true,
+        }];
+        self.install(self.ruleset.clone())?;
+        Ok(ifindex)
+    }
+
     /// Turns the fast table on or off (off: every packet goes through the classifier, as
     /// on a namespace that forwards).
     pub fn set_fast(&mut self, on: bool) -> Result<()> {

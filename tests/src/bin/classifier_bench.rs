@@ -10,7 +10,7 @@ use fwctl::rules::{
 };
 use tests::{
     packets::Packet,
-    program::{Harness, LO_IFINDEX},
+    program::Harness,
     report::{self, svg::Lines, Table},
 };
 
@@ -65,6 +65,9 @@ fn mib(bytes: u64) -> String {
 fn main() -> Result<()> {
     // The program as fwctl loads it: real conntrack lookups where the kernel has them.
     let mut h = Harness::load_with(fwctl::dataplane::install::CtLookup::Auto)?;
+    // Frames arrive on an attached NIC, not on lo: the ruleset's first rule (`-i lo`)
+    // must not be what the columns time.
+    let nic = h.attach_dummy("fwtnic0")?;
     let repeat = 1_000_000;
     let hit_first = Packet::tcp("10.0.0.1", "10.0.0.2", 40000, 22).bytes();
     let policy = Packet::tcp("10.0.0.1", "10.0.0.2", 40000, 8080).bytes();
@@ -78,6 +81,8 @@ fn main() -> Result<()> {
         "map memory",
         "SSH (rule 2) ns/pkt",
         "policy (no match) ns/pkt",
+        "last rule ns/pkt",
+        "policy, classifier only ns/pkt",
     ]);
     // (entries, SSH, policy) for the chart.
     let mut points = Vec::new();
@@ -89,7 +94,7 @@ fn main() -> Result<()> {
             .ok_or_else(|| anyhow::anyhow!("no bench_drop"))?
             .try_into()?;
         prog.load()?;
-        let md: [u32; 6] = [0, policy.len() as u32, 0, LO_IFINDEX, 0, 0];
+        let md: [u32; 6] = [0, policy.len() as u32, 0, nic, 0, 0];
         let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
         let start = Instant::now();
         aya::programs::TestRun::test_run(
@@ -104,20 +109,35 @@ fn main() -> Result<()> {
         start.elapsed().as_nanos() as f64 / repeat as f64
     };
     table.row(
-        ["bare XDP_DROP program (floor)", "-", "-", "-", "-", "-"]
-            .map(String::from)
-            .into_iter()
-            .chain([format!("{bare:.1}")])
-            .collect(),
+        [
+            "bare XDP_DROP program (floor)",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+        ]
+        .map(String::from)
+        .into_iter()
+        .chain([format!("{bare:.1}")])
+        .collect(),
     );
     // Baseline: no rule at all, so the program parses and applies the policy.
     h.install(Ruleset::default())?;
-    let empty = h.time(&policy, LO_IFINDEX, repeat)?;
+    let empty = h.time(&policy, nic, repeat)?;
     table.row(
         ["empty ruleset (parse + policy)", "0", "-", "0"]
             .map(String::from)
             .into_iter()
-            .chain([mib(h.map_memory()?), "-".to_string(), format!("{empty:.1}")])
+            .chain([
+                mib(h.map_memory()?),
+                "-".to_string(),
+                format!("{empty:.1}"),
+                "-".to_string(),
+                "-".to_string(),
+            ])
             .collect(),
     );
     for n in [0usize, 10, 100, 1_000, 10_000, 100_000] {
@@ -133,8 +153,19 @@ fn main() -> Result<()> {
         eprintln!(
             "n={n}: ruleset built in {built:?}, compiled in {compiled:?}, installed in {install:?}"
         );
-        let hit = h.time(&hit_first, LO_IFINDEX, repeat)?;
-        let miss = h.time(&policy, LO_IFINDEX, repeat)?;
+        let hit = h.time(&hit_first, nic, repeat)?;
+        let miss = h.time(&policy, nic, repeat)?;
+        // The last rule: its source and its port (the classic ruleset's last when n = 0).
+        let last = if n == 0 {
+            Packet::tcp("10.0.0.1", "10.0.0.2", 40000, 995).bytes()
+        } else {
+            let src = std::net::Ipv4Addr::from(0x0b00_0000u32 + (n - 1) as u32).to_string();
+            Packet::tcp(&src, "10.0.0.2", 40000, 10_000 + ((n - 1) % 50_000) as u16).bytes()
+        };
+        let last = h.time(&last, nic, repeat)?;
+        h.set_fast(false)?;
+        let slow = h.time(&policy, nic, repeat)?;
+        h.set_fast(true)?;
         table.row(vec![
             n.to_string(),
             (n + 7).to_string(),
@@ -143,6 +174,8 @@ fn main() -> Result<()> {
             mib(h.map_memory()?),
             format!("{hit:.1}"),
             format!("{miss:.1}"),
+            format!("{last:.1}"),
+            format!("{slow:.1}"),
         ]);
         points.push(((n + 7) as f64, hit, miss));
     }
@@ -155,9 +188,9 @@ fn main() -> Result<()> {
         "-A INPUT -p tcp --dport 22 -j ACCEPT",
     ];
     h.apply(&stateful)?;
-    let ct_miss = h.time(&policy, LO_IFINDEX, repeat)?;
+    let ct_miss = h.time(&policy, nic, repeat)?;
     h.apply(&[stateful[0], stateful[1], stateful[3]])?;
-    let no_ct = h.time(&policy, LO_IFINDEX, repeat)?;
+    let no_ct = h.time(&policy, nic, repeat)?;
     table.row(vec![
         "classic stateful ruleset, SYN to a closed port: conntrack miss, NEW, policy at XDP"
             .to_string(),
@@ -167,6 +200,8 @@ fn main() -> Result<()> {
         "-".to_string(),
         "-".to_string(),
         format!("{ct_miss:.1} (without the state rule: {no_ct:.1})"),
+        "-".to_string(),
+        "-".to_string(),
     ]);
     let verified = h.verified_instructions()?.unwrap_or(0);
     println!("verifier: {verified} instructions processed to load the program (limit 1,000,000)");

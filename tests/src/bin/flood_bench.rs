@@ -28,19 +28,14 @@ const HOST_IF: &str = "fwbhost0";
 /// Frames per generator run; about five seconds at the rates seen here.
 const FRAMES: u32 = 30_000_000;
 
-/// Frames per run for the netfilter receivers, by extra rules: a slow receiver slows the
-/// sender too (they share the CPUs), so the count keeps each run to a few seconds.
-fn netfilter_frames(extra: usize) -> u32 {
-    match extra {
-        0..=10 => 2_000_000,
-        11..=1_000 => 200_000,
+/// Frames per run for the netfilter receivers: a slow receiver slows the sender too (they
+/// share the CPUs), so the count keeps each run to a few seconds.
+fn netfilter_frames(receiver: Receiver, extra: usize) -> u32 {
+    match (receiver, extra) {
+        (Receiver::NftablesSet, _) | (_, 0..=10) => 2_000_000,
+        (_, 11..=1_000) => 200_000,
         _ => 20_000,
     }
-}
-
-/// Sends `frames` copies of `frame` out of the generator's veth; returns the seconds taken.
-fn flood(gen: &Netns, frame: Vec<u8>, frames: u32) -> Result<f64> {
-    generator::flood(gen, GEN_IF, "bench_tx", frame, frames)
 }
 
 /// XDP drops the host's veth reports (ethtool -S), summed over its queues.
@@ -61,13 +56,17 @@ enum Receiver {
     IptablesFilter,
     /// nftables, the same rules in a table of its own at filter priority.
     Nftables,
+    /// nftables at netdev ingress, the allow rules as one lookup in a concatenated set of
+    /// (source . port): what an nftables expert would write.
+    NftablesSet,
 }
 
 impl Receiver {
-    const ALL: [Receiver; 3] = [
+    const ALL: [Receiver; 4] = [
         Receiver::IptablesRaw,
         Receiver::IptablesFilter,
         Receiver::Nftables,
+        Receiver::NftablesSet,
     ];
 
     fn name(self) -> &'static str {
@@ -75,6 +74,14 @@ impl Receiver {
             Receiver::IptablesRaw => "iptables raw PREROUTING",
             Receiver::IptablesFilter => "iptables filter INPUT (conntrack)",
             Receiver::Nftables => "nftables input",
+            Receiver::NftablesSet => "nftables netdev ingress",
+        }
+    }
+
+    fn ruleset(self) -> &'static str {
+        match self {
+            Receiver::NftablesSet => "1000 allow pairs in one set, then drop",
+            _ => "how-to ruleset + 1000 allow rules, then drop",
         }
     }
 
@@ -109,7 +116,10 @@ impl Receiver {
                 }
                 for i in 0..extra {
                     let (a, p) = extra_rule(i);
-                    let _ = writeln!(f, "-A {chain} -s {a}/32 -p tcp -m tcp --dport {p} -j DROP");
+                    let _ = writeln!(
+                        f,
+                        "-A {chain} -s {a}/32 -p tcp -m tcp --dport {p} -j ACCEPT"
+                    );
                 }
                 let _ = writeln!(f, "-A {chain} -j DROP\nCOMMIT");
                 report::run_with_input(&mut host.command("iptables-restore"), Some(&f))
@@ -123,9 +133,22 @@ impl Receiver {
                 }
                 for i in 0..extra {
                     let (a, p) = extra_rule(i);
-                    let _ = writeln!(f, "  ip saddr {a} tcp dport {p} drop");
+                    let _ = writeln!(f, "  ip saddr {a} tcp dport {p} accept");
                 }
                 f.push_str("  counter drop\n }\n}\n");
+                report::run_with_input(host.command("nft").args(["-f", "-"]), Some(&f))
+            }
+            Receiver::NftablesSet => {
+                let elements: Vec<String> = (0..extra)
+                    .map(|i| {
+                        let (a, p) = extra_rule(i);
+                        format!("{a} . {p}")
+                    })
+                    .collect();
+                let f = format!(
+                    "table netdev fwbench {{\n set allow {{\n  type ipv4_addr . inet_service\n  elements = {{ {} }}\n }}\n chain ingress {{\n  type filter hook ingress device \"{HOST_IF}\" priority 0; policy accept;\n  ip saddr . tcp dport @allow accept\n  counter drop\n }}\n}}\n",
+                    elements.join(", ")
+                );
                 report::run_with_input(host.command("nft").args(["-f", "-"]), Some(&f))
             }
         }
@@ -146,10 +169,14 @@ impl Receiver {
                 host.command("iptables")
                     .args(["-L", "INPUT", "-v", "-x", "-n"]),
             )?,
-            Receiver::Nftables => {
+            Receiver::Nftables | Receiver::NftablesSet => {
+                let (family, chain) = match self {
+                    Receiver::Nftables => ("inet", "input"),
+                    _ => ("netdev", "ingress"),
+                };
                 let out = netlab::output(
                     host.command("nft")
-                        .args(["list", "chain", "inet", "fwbench", "input"]),
+                        .args(["list", "chain", family, "fwbench", chain]),
                 )?;
                 return out
                     .lines()
@@ -179,6 +206,10 @@ impl Receiver {
                 host.command("nft")
                     .args(["delete", "table", "inet", "fwbench"]),
             ),
+            Receiver::NftablesSet => netlab::run(
+                host.command("nft")
+                    .args(["delete", "table", "netdev", "fwbench"]),
+            ),
         }
     }
 }
@@ -186,6 +217,73 @@ impl Receiver {
 fn rate(drops: u64, secs: f64) -> f64 {
     drops as f64 / secs / 1e6
 }
+
+/// A flood: the generator program and the frame it sends.
+struct Flood {
+    what: &'static str,
+    program: &'static str,
+    frame: Vec<u8>,
+}
+
+/// The bare XDP_DROP's rate (Mpps) on `flood`, attached by this process for the run.
+fn bare_rate(gen: &Netns, host: &Netns, flood: &Flood) -> Result<f64> {
+    let host_if = ifindex(host, HOST_IF)?;
+    // Attached from inside the host's namespace, where the ifindex means HOST_IF; the
+    // attachment lasts as long as the object returned.
+    let _attached = host.run(move || -> Result<aya::Ebpf> {
+        let mut ebpf = EbpfLoader::new().load(fwctl::BENCH_PROGRAMS)?;
+        let prog: &mut Xdp = ebpf
+            .program_mut("bench_drop")
+            .context("bench_drop")?
+            .try_into()?;
+        prog.load()?;
+        prog.attach_to_if_index(host_if, XdpMode::Driver)?;
+        Ok(ebpf)
+    })??;
+    let before = xdp_drops(host)?;
+    let secs = generator::flood(gen, GEN_IF, flood.program, flood.frame.clone(), FRAMES)?;
+    Ok(rate(xdp_drops(host)? - before, secs))
+}
+
+/// `extra` rules `-s 11.x.y.z/32 -p tcp --dport P -j ACCEPT`, none matching the floods.
+fn allow_rules(extra: usize) -> String {
+    let mut file = String::from("*filter\n");
+    for i in 0..extra {
+        let a = 0x0b00_0000u32 + i as u32;
+        let _ = writeln!(
+            file,
+            "-A INPUT -s {}/32 -p tcp -m tcp --dport {} -j ACCEPT",
+            std::net::Ipv4Addr::from(a),
+            10_000 + i % 50_000
+        );
+    }
+    file.push_str("COMMIT\n");
+    file
+}
+
+/// One fwctl row: the ruleset (`base` commands, then the allow rules) attached to the
+/// host's veth, the flood sent, the policy's drops read back from `-L -v`. Fails unless
+/// the policy dropped what was sent: the row must time the rule it names.
+fn fwctl_rate(gen: &Netns, host: &FwNs, base: &[&str], flood: &Flood) -> Result<(u64, f64)> {
+    host.apply(base);
+    let rules = TempFile::new("fwb-rules", &allow_rules(EXTRA))?;
+    host.fwctl_ok(&["restore", "--noflush", rules.path_str()?]);
+    host.fwctl_ok(&["attach", HOST_IF]);
+    host.fwctl_ok(&["-Z"]);
+    let secs = generator::flood(gen, GEN_IF, flood.program, flood.frame.clone(), FRAMES)?;
+    let list = host.fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x"]);
+    let (drops, _) = listed_counters(&list, "INPUT", 0)?;
+    host.fwctl_ok(&["down"]);
+    anyhow::ensure!(
+        drops >= FRAMES as u64 * 99 / 100,
+        "{}: the policy dropped {drops} of {FRAMES} frames",
+        flood.what
+    );
+    Ok((drops, rate(drops, secs)))
+}
+
+/// Non-matching rules beside the ruleset, as in issue 12's table.
+const EXTRA: usize = 1_000;
 
 fn main() -> Result<()> {
     let gen = Netns::new("fwb-gen")?;
@@ -202,119 +300,110 @@ fn main() -> Result<()> {
             addrs: &["10.210.0.2/24"],
         },
     )?;
-    let frame = Packet::tcp("10.210.0.1", "10.210.0.2", 40000, 8080).bytes();
+    let syn = Packet::tcp("10.210.0.1", "10.210.0.2", 40000, 8080).bytes();
+    let udp = Packet::udp("10.210.0.1", "10.210.0.2", 40000, 8080).bytes();
+    let fixed = Flood {
+        what: "TCP SYNs from one source",
+        program: "bench_tx",
+        frame: syn.clone(),
+    };
+    let spoofed = Flood {
+        what: "TCP SYNs from random spoofed sources",
+        program: "bench_tx_spoof",
+        frame: syn.clone(),
+    };
+    let spoofed_udp = Flood {
+        what: "UDP from random spoofed sources",
+        program: "bench_tx_spoof",
+        frame: udp,
+    };
+    let stateless: &[&str] = &["-P INPUT DROP"];
+    let stateful = tests::CLASSIC_RULESET;
+    let rows: [(&str, &[&str], &Flood); 4] = [
+        ("policy DROP + 1000 allow rules", stateless, &fixed),
+        ("policy DROP + 1000 allow rules", stateless, &spoofed),
+        (
+            "how-to stateful ruleset + 1000 allow rules",
+            stateful,
+            &spoofed,
+        ),
+        (
+            "how-to stateful ruleset + 1000 allow rules",
+            stateful,
+            &spoofed_udp,
+        ),
+    ];
     let mut table = Table::new(&[
         "receiver",
-        "drops",
-        "seconds",
+        "flood",
         "Mpps dropped",
-        "% of bare XDP_DROP",
+        "bare XDP_DROP before / after (Mpps)",
+        "share of bare",
     ]);
-
-    // Bare XDP_DROP, attached by this process for the run.
-    let host_if = ifindex(&host, HOST_IF)?;
-    let bare = {
-        // Attached from inside the host's namespace, where the ifindex means HOST_IF; the
-        // attachment lasts as long as the object returned.
-        let _attached = host.run(move || -> Result<aya::Ebpf> {
-            let mut ebpf = EbpfLoader::new().load(fwctl::BENCH_PROGRAMS)?;
-            let prog: &mut Xdp = ebpf
-                .program_mut("bench_drop")
-                .context("bench_drop")?
-                .try_into()?;
-            prog.load()?;
-            prog.attach_to_if_index(host_if, XdpMode::Driver)?;
-            Ok(ebpf)
-        })??;
-        let before = xdp_drops(&host)?;
-        let secs = flood(&gen, frame.clone(), FRAMES)?;
-        let drops = xdp_drops(&host)? - before;
-        (drops, secs)
-    };
-    let (bare_drops, bare_secs) = bare;
-    let bare = rate(bare_drops, bare_secs);
-    table.row(vec![
-        "bare XDP_DROP".into(),
-        bare_drops.to_string(),
-        format!("{bare_secs:.2}"),
-        format!("{bare:.2}"),
-        "100".into(),
-    ]);
-
-    let classic = tests::CLASSIC_RULESET;
-    host.apply(classic);
-    host.fwctl_ok(&["attach", HOST_IF]);
-    let mut added = 0usize;
-    for extra in [0usize, 10, 1_000, 10_000] {
-        // Extra rules: distinct /32 sources on their own ports, none matching the flood.
-        let mut file = String::from("*filter\n");
-        for i in added..extra {
-            let a = 0x0b00_0000u32 + i as u32;
-            let _ = writeln!(
-                file,
-                "-A INPUT -s {}/32 -p tcp -m tcp --dport {} -j DROP",
-                std::net::Ipv4Addr::from(a),
-                10_000 + i % 50_000
-            );
-        }
-        file.push_str("COMMIT\n");
-        if extra > added {
-            let rules = TempFile::new("fwb-rules", &file)?;
-            host.fwctl_ok(&["restore", "--noflush", rules.path_str()?]);
-            added = extra;
-        }
-        host.fwctl_ok(&["-Z"]);
-        let secs = flood(&gen, frame.clone(), FRAMES)?;
-        let list = host.fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x"]);
-        let (drops, _) = listed_counters(&list, "INPUT", 0)?;
-        let r = rate(drops, secs);
+    // Every fwctl row between two bare runs of the same generator: the share is against
+    // their mean, so drift in the machine's speed during the run shows, not hides.
+    for (ruleset, base, flood) in rows {
+        let before = bare_rate(&gen, &host, flood)?;
+        let (_, r) = fwctl_rate(&gen, &host, base, flood)?;
+        let after = bare_rate(&gen, &host, flood)?;
+        let bare = (before + after) / 2.0;
         table.row(vec![
-            format!("fwctl, classic ruleset + {extra} rules"),
-            drops.to_string(),
-            format!("{secs:.2}"),
+            format!("fwctl, {ruleset}"),
+            flood.what.to_string(),
             format!("{r:.2}"),
-            format!("{:.0}", 100.0 * r / bare),
+            format!("{before:.2} / {after:.2}"),
+            format!("{:.2}", r / bare),
         ]);
+        eprintln!("{:?}", table.rows().last());
     }
-    host.fwctl_ok(&["down"]);
+    // The netfilter peers, on the fixed flood (their drop rates are far lower).
+    let bare = bare_rate(&gen, &host, &fixed)?;
     // Without an XDP program of its own, a veth takes the peer's XDP_TX frames only in
     // NAPI mode, which GRO turns on.
     netlab::run(host.command("ethtool").args(["-K", HOST_IF, "gro", "on"]))?;
     // The stack (unlike XDP) drops frames for another MAC before netfilter sees them.
-    let mut frame = frame;
+    let mut frame = syn;
     frame[..6].copy_from_slice(&generator::mac_bytes(&host, HOST_IF)?);
     for receiver in Receiver::ALL {
-        for extra in [0usize, 10, 1_000, 10_000] {
-            receiver.install(&host, classic, extra)?;
-            let before = receiver.drops(&host)?;
-            let secs = flood(&gen, frame.clone(), netfilter_frames(extra))?;
-            // Let the backlog drain into the counters.
-            std::thread::sleep(Duration::from_millis(300));
-            let drops = receiver.drops(&host)? - before;
-            let r = rate(drops, secs);
-            table.row(vec![
-                format!("{}, classic ruleset + {extra} rules", receiver.name()),
-                drops.to_string(),
-                format!("{secs:.2}"),
-                format!("{r:.3}"),
-                format!("{:.1}", 100.0 * r / bare),
-            ]);
-            receiver.remove(&host)?;
-        }
+        receiver.install(&host, stateful, EXTRA)?;
+        let before = receiver.drops(&host)?;
+        let secs = generator::flood(
+            &gen,
+            GEN_IF,
+            "bench_tx",
+            frame.clone(),
+            netfilter_frames(receiver, EXTRA),
+        )?;
+        // Let the backlog drain into the counters.
+        std::thread::sleep(Duration::from_millis(300));
+        let drops = receiver.drops(&host)? - before;
+        let r = rate(drops, secs);
+        table.row(vec![
+            format!("{}, {}", receiver.name(), receiver.ruleset()),
+            fixed.what.to_string(),
+            format!("{r:.3}"),
+            format!("{bare:.2}"),
+            format!("{:.3}", r / bare),
+        ]);
+        receiver.remove(&host)?;
     }
     report::write_markdown(
         "flood",
         "Flood drop rate on a veth pair",
-        &format!("64-byte TCP SYNs to a closed port from BPF_PROG_TEST_RUN live frames (XDP_TX on the sender), {FRAMES} frames per run for XDP receivers, fewer for netfilter ones; sender and receiver share the CPUs; drops counted at the receiver."),
+        &format!("64-byte frames to a closed port from BPF_PROG_TEST_RUN live frames (XDP_TX on the sender, `bench_tx_spoof` for random source addresses and ports), {FRAMES} frames per XDP run, fewer for netfilter ones; sender and receiver share the CPUs; drops counted at the receiver (fwctl: its INPUT policy counter, which must hold 99 % of the frames sent). Each fwctl row is bracketed by bare XDP_DROP runs of the same generator; its share is against their mean."),
         &[("", &table)],
     )?;
     let chart = Bars {
-        title: "Flood drop rate by receiver (64-byte SYNs, veth)".into(),
-        unit: "Mpps dropped".into(),
-        categories: table.rows().iter().map(|r| r[0].clone()).collect(),
+        title: "Flood drop rate, share of a bare XDP_DROP".into(),
+        unit: "share of bare XDP_DROP".into(),
+        categories: table
+            .rows()
+            .iter()
+            .map(|r| format!("{} ({})", r[0], r[1]))
+            .collect(),
         series: vec![BarSeries {
-            name: "Mpps".into(),
-            values: table.rows().iter().map(|r| report::number(&r[3])).collect(),
+            name: "share".into(),
+            values: table.rows().iter().map(|r| report::number(&r[4])).collect(),
         }],
     };
     report::write_svg("flood", &chart.svg())?;
