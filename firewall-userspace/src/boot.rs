@@ -223,29 +223,41 @@ pub fn boot(dir: &Path) -> Result<Outcome> {
         .as_ref()
         .map(|c| c.failsafe.clone())
         .unwrap_or_default();
-    if !crate::netfilter::table_exists()? {
+    // The state is saved once a change is in force on both paths: a table without it is
+    // a first change killed half-way, which judges nothing yet.
+    if !(fw.state_exists() && crate::netfilter::table_exists()?) {
         put_failsafe(&mut fw, &failsafe, "fwctl boot has not finished".into())?;
         done.push(format!("fail-safe in force while booting: {}", failsafe.describe()));
         fault_point("boot-failsafe");
     }
     let mut problem = None;
-    let config = match config.and_then(|c| load(&mut fw, dir, &c, Source::Config, None).map(|_| c))
-    {
-        Ok(c) => {
+    // The rules may fail while fwctl.conf is fine: its interfaces are still the ones to
+    // attach to, whatever ruleset ends up in force.
+    let (config, own_config) = match config {
+        Ok(c) => (
+            load(&mut fw, dir, &c, Source::Config, None).map(|notes| done.extend(notes)),
+            Some(c),
+        ),
+        Err(e) => (Err(e), None),
+    };
+    let config = match config {
+        Ok(()) => {
             done.push(format!("loaded {}", dir.display()));
-            Some(c)
+            own_config
         }
         Err(e) => {
-            let why = format!("{}: {e:#}", dir.display());
+            let why = format!("{e:#}");
             let fallback = last_good::dir()?;
-            let config = if last_good::exists(&fallback) {
+            let last = if last_good::exists(&fallback) {
                 read_config(&fallback).and_then(|c| {
-                    load(&mut fw, &fallback, &c, Source::LastGood, Some(why.clone())).map(|_| c)
+                    load(&mut fw, &fallback, &c, Source::LastGood, Some(why.clone()))
+                        .map(|notes| done.extend(notes))
+                        .map(|()| c)
                 })
             } else {
                 Err(anyhow::anyhow!("there is no last good ruleset"))
             };
-            match config {
+            match last {
                 Ok(c) => {
                     done.push(format!(
                         "loaded the last good ruleset from {}",
@@ -264,7 +276,7 @@ pub fn boot(dir: &Path) -> Result<Outcome> {
                         "{why}; the fail-safe is in force: {}",
                         failsafe.describe()
                     ));
-                    None
+                    own_config
                 }
             }
         }
@@ -326,14 +338,15 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
 
 /// Puts `dir`'s sets and rules in force: everything is read and parsed first, so a bad
 /// line changes nothing; the sets go in, then both families' rules as one change. A family
-/// without its file gets the fail-safe's rules, never none.
+/// without its file gets the fail-safe's rules, never none (said in the notes returned).
 fn load(
     fw: &mut Firewall,
     dir: &Path,
     config: &Config,
     source: Source,
     why: Option<String>,
-) -> Result<()> {
+) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
     let sets_path = dir.join("sets");
     let sets = read_optional(&sets_path)?;
     let mut files = Vec::new();
@@ -342,7 +355,10 @@ fn load(
         files.push((family, read_optional(&path)?, path));
     }
     if sets.is_none() && files.iter().all(|(_, text, _)| text.is_none()) {
-        bail!("no configuration: none of sets, rules.v4, rules.v6");
+        bail!(
+            "{}: no configuration (none of sets, rules.v4, rules.v6)",
+            dir.display()
+        );
     }
     let set_cmds = match &sets {
         Some(text) => {
@@ -354,7 +370,14 @@ fn load(
     };
     let mut editor = Editor::new(fw.state.ruleset.clone());
     for (family, text, path) in files {
-        let text = text.unwrap_or_else(|| config.failsafe.rules(family));
+        let text = text.unwrap_or_else(|| {
+            notes.push(format!(
+                "{}: none; {} has the fail-safe's rules",
+                path.display(),
+                family.tool()
+            ));
+            config.failsafe.rules(family)
+        });
         editor = restore_onto(&text, family, editor, false)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
             .editor;
@@ -373,6 +396,8 @@ fn load(
         why,
     });
     fw.commit(editor)
+        .with_context(|| format!("{}: putting it in force", dir.display()))?;
+    Ok(notes)
 }
 
 fn put_failsafe(fw: &mut Firewall, failsafe: &Failsafe, why: String) -> Result<()> {

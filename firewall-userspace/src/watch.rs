@@ -45,12 +45,17 @@ pub fn run() -> Result<()> {
     let sock = subscribe()?;
     loop {
         {
-            let mut fw = Firewall::lock()?;
-            if !fw.state_exists() {
+            // Checked before locking too: the lock would make the state directory again.
+            let gone = !ns.state_dir.join("state.json").exists();
+            let mut fw = match gone {
+                true => None,
+                false => Some(Firewall::lock()?).filter(|fw| fw.state_exists()),
+            };
+            let Some(fw) = fw.as_mut() else {
                 println!("fwctl was taken down in this network namespace: watcher done");
                 return Ok(());
-            }
-            for result in reconcile(&mut fw) {
+            };
+            for result in reconcile(fw) {
                 match result {
                     Ok(line) => println!("{line}"),
                     Err(line) => eprintln!("fwctl watch: {line}"),
