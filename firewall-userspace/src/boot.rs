@@ -243,7 +243,7 @@ pub fn boot(dir: &Path) -> Result<Outcome> {
     let config = match config {
         Ok(()) => {
             done.push(format!("loaded {}", dir.display()));
-            own_config
+            None
         }
         Err(e) => {
             let why = format!("{e:#}");
@@ -276,12 +276,14 @@ pub fn boot(dir: &Path) -> Result<Outcome> {
                         "{why}; the fail-safe is in force: {}",
                         failsafe.describe()
                     ));
-                    own_config
+                    None
                 }
             }
         }
     };
-    let config = config.unwrap_or_default();
+    // fwctl.conf's interfaces when it reads, even if the rules did not load; else the
+    // last good copy's.
+    let config = own_config.or(config).unwrap_or_default();
     fw.state.watch = config.attach.clone();
     fw.state.failsafe = failsafe;
     fw.save_state()?;

@@ -22,7 +22,11 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use crate::{dataplane::attach, firewall::Firewall, netfilter::netlink};
+use crate::{
+    dataplane::attach::{self, XdpMode},
+    firewall::Firewall,
+    netfilter::netlink,
+};
 
 const NETLINK_ROUTE: libc::c_int = 0;
 /// The legacy group bit of RTNLGRP_LINK: new, changed and removed links.
@@ -187,11 +191,16 @@ pub fn reconcile(fw: &mut Firewall) -> Vec<Result<String, String>> {
             continue;
         };
         attached_any = true;
-        out.push(
-            fw.attach(&name, line.mode)
-                .map(|()| format!("attached to {name} ({})", line.mode.name()))
-                .map_err(|e| format!("{name}: {e:#}")),
-        );
+        let result = match fw.attach(&name, line.mode) {
+            Ok(()) => Ok(format!("attached to {name} ({})", line.mode.name())),
+            // A pattern matches interfaces of any kind, some without native XDP (a tun
+            // device): generic XDP is slower, but better than leaving it to netfilter alone.
+            Err(e) if line.mode == XdpMode::Native => fw
+                .attach(&name, XdpMode::Generic)
+                .map(|()| format!("attached to {name} (generic: native failed: {e:#})")),
+            Err(e) => Err(e),
+        };
+        out.push(result.map_err(|e| format!("{name}: {e:#}")));
     }
     // Attaching recompiles for the interfaces present; forgetting alone must too, so
     // `-i` no longer names the gone interface's index.
