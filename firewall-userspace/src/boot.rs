@@ -118,7 +118,9 @@ impl Failsafe {
         }
         match ssh.as_slice() {
             [] => {}
-            [port] => out.push_str(&format!("-A INPUT -p tcp -m tcp --dport {port} -j ACCEPT\n")),
+            [port] => out.push_str(&format!(
+                "-A INPUT -p tcp -m tcp --dport {port} -j ACCEPT\n"
+            )),
             many => out.push_str(&format!(
                 "-A INPUT -p tcp -m multiport --dports {} -j ACCEPT\n",
                 ports(many)
@@ -199,9 +201,7 @@ pub fn parse_config(text: &str) -> Result<Config> {
 /// with an optional `+` at the end, as iptables' `-i` takes it.
 fn valid_iface(name: &str) -> bool {
     let base = name.strip_suffix('+').unwrap_or(name);
-    name.len() <= 15
-        && !base.contains(['/', ':', '+'])
-        && (name.ends_with('+') || !base.is_empty())
+    name.len() <= 15 && !base.contains(['/', ':', '+']) && (name.ends_with('+') || !base.is_empty())
 }
 
 /// What boot did, line by line, and, if it could not put the configuration in force,
@@ -227,7 +227,10 @@ pub fn boot(dir: &Path) -> Result<Outcome> {
     // a first change killed half-way, which judges nothing yet.
     if !(fw.state_exists() && crate::netfilter::table_exists()?) {
         put_failsafe(&mut fw, &failsafe, "fwctl boot has not finished".into())?;
-        done.push(format!("fail-safe in force while booting: {}", failsafe.describe()));
+        done.push(format!(
+            "fail-safe in force while booting: {}",
+            failsafe.describe()
+        ));
         fault_point("boot-failsafe");
     }
     let mut problem = None;
@@ -306,9 +309,8 @@ pub fn boot(dir: &Path) -> Result<Outcome> {
                 "{}: no such interface yet; fwctl watch attaches it when it appears",
                 line.iface
             ));
-        } else if !line.is_pattern() && fw.state.interfaces.iter().any(|a| a.name == line.iface)
-        {
-            done.push(format!("{}: attached", line.iface));
+        } else if !line.is_pattern() && fw.state.interfaces.iter().any(|a| a.name == line.iface) {
+            done.push(format!("{}: already attached", line.iface));
         }
     }
     if !failed.is_empty() {
@@ -364,14 +366,23 @@ fn load(
     }
     let set_cmds = match &sets {
         Some(text) => {
-            let cmds = crate::sets::ipset_format::parse_restore(text)
-                .map_err(|(line, e)| anyhow::anyhow!("{}: line {line}: {e}", sets_path.display()))?;
-            Some(cmds.into_iter().map(|(l, c)| (Some(l), c)).collect::<Vec<_>>())
+            let cmds = crate::sets::ipset_format::parse_restore(text).map_err(|(line, e)| {
+                anyhow::anyhow!("{}: line {line}: {e}", sets_path.display())
+            })?;
+            Some(
+                cmds.into_iter()
+                    .map(|(l, c)| (Some(l), c))
+                    .collect::<Vec<_>>(),
+            )
         }
         None => None,
     };
     let mut editor = Editor::new(fw.state.ruleset.clone());
+    let mut restored = Vec::new();
     for (family, text, path) in files {
+        if text.is_some() {
+            restored.push(format!("restored {}", path.display()));
+        }
         let text = text.unwrap_or_else(|| {
             notes.push(format!(
                 "{}: none; {} has the fail-safe's rules",
@@ -390,6 +401,7 @@ fn load(
     if let Some(cmds) = set_cmds {
         fw.set_commands(&cmds)
             .with_context(|| sets_path.display().to_string())?;
+        notes.push(format!("restored {}", sets_path.display()));
         fault_point("boot-sets");
     }
     fw.origin = Some(Origin {
@@ -399,6 +411,7 @@ fn load(
     });
     fw.commit(editor)
         .with_context(|| format!("{}: putting it in force", dir.display()))?;
+    notes.extend(restored);
     Ok(notes)
 }
 
@@ -455,12 +468,17 @@ mod tests {
 
     #[test]
     fn patterns_and_failsafe_lines() {
-        let c = parse_config("attach tun+\nattach eth+ generic\nfailsafe drop ssh 22,2222\n")
-            .unwrap();
+        let c =
+            parse_config("attach tun+\nattach eth+ generic\nfailsafe drop ssh 22,2222\n").unwrap();
         assert!(c.attach[0].matches("tun0") && !c.attach[0].matches("eth0"));
         assert!(c.attach[1].matches("eth12") && c.attach[1].is_pattern());
         assert!(!line("eth1", XdpMode::Native).matches("eth10"));
-        assert_eq!(c.failsafe, Failsafe::Drop { ssh: vec![22, 2222] });
+        assert_eq!(
+            c.failsafe,
+            Failsafe::Drop {
+                ssh: vec![22, 2222]
+            }
+        );
         assert_eq!(
             parse_config("failsafe accept\n").unwrap().failsafe,
             Failsafe::Accept
@@ -474,7 +492,9 @@ mod tests {
             Failsafe::Accept,
             Failsafe::default(),
             Failsafe::Drop { ssh: vec![] },
-            Failsafe::Drop { ssh: vec![22, 2222] },
+            Failsafe::Drop {
+                ssh: vec![22, 2222],
+            },
         ] {
             assert_eq!(parse_config(&f.to_string()).unwrap().failsafe, f);
         }
@@ -486,7 +506,9 @@ mod tests {
         for f in [
             Failsafe::Accept,
             Failsafe::default(),
-            Failsafe::Drop { ssh: vec![22, 2222] },
+            Failsafe::Drop {
+                ssh: vec![22, 2222],
+            },
         ] {
             let mut editor = Editor::new(Default::default());
             for family in Family::ALL {

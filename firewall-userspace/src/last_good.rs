@@ -72,7 +72,9 @@ pub fn exists(dir: &Path) -> bool {
 /// would cost seconds.
 pub fn record(fw: &Firewall, sets: bool) -> Result<()> {
     let dir = dir()?;
-    let parent = dir.parent().context("the last good directory has no parent")?;
+    let parent = dir
+        .parent()
+        .context("the last good directory has no parent")?;
     fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     let new = sibling(&dir, "new");
     // Left over by a run that died while writing, or the copy before the last exchange.

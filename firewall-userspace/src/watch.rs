@@ -206,7 +206,9 @@ pub fn reconcile(fw: &mut Firewall) -> Vec<Result<String, String>> {
     // `-i` no longer names the gone interface's index.
     if !stale.is_empty() && !attached_any {
         if let Err(e) = fw.recommit() {
-            out.push(Err(format!("recompiling without the gone interfaces: {e:#}")));
+            out.push(Err(format!(
+                "recompiling without the gone interfaces: {e:#}"
+            )));
         }
     }
     out

@@ -35,7 +35,8 @@ const GOOD_V4: &str = "*filter\n:INPUT DROP [0:0]\n\
 const SETS: &str = "create blocked hash:net family inet hashsize 1024 maxelem 65536\n\
     add blocked 192.0.2.0/24\n";
 /// What the issue found: one bad line.
-const BAD_V4: &str = "*filter\n:INPUT DROP [0:0]\n-A INPUT -p tcp --dport 99999 -j ACCEPT\nCOMMIT\n";
+const BAD_V4: &str =
+    "*filter\n:INPUT DROP [0:0]\n-A INPUT -p tcp --dport 99999 -j ACCEPT\nCOMMIT\n";
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -230,7 +231,11 @@ fn bad_rules_with_last_good_bring_it_back() {
         stderr(&out)
     );
     b.assert_closed_but_ssh("last good");
-    assert_eq!(b.probe(OPEN), Probe::Echoed, "the last good ruleset's own port");
+    assert_eq!(
+        b.probe(OPEN),
+        Probe::Echoed,
+        "the last good ruleset's own port"
+    );
     assert!(xdp_attached(&b.lab.host, HOST_IF));
     let status = b.status();
     assert!(
@@ -238,7 +243,10 @@ fn bad_rules_with_last_good_bring_it_back() {
         "{status}"
     );
     // Until an operator changes the rules.
-    let out = b.fwctl_with(None, &["-A", "INPUT", "-p", "tcp", "--dport", "9", "-j", "DROP"]);
+    let out = b.fwctl_with(
+        None,
+        &["-A", "INPUT", "-p", "tcp", "--dport", "9", "-j", "DROP"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!b.status().contains("LAST GOOD"));
 }
@@ -251,10 +259,15 @@ fn no_configuration_at_all() {
     let b = BootLab::new(&state.0);
     let out = b.boot();
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("no configuration"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no configuration"),
+        "{}",
+        stderr(&out)
+    );
     b.assert_closed_but_ssh("no configuration");
     // Another SSH port, chosen in fwctl.conf: 22 is closed then.
-    b.config.write("fwctl.conf", &format!("failsafe drop ssh {OPEN}\n"));
+    b.config
+        .write("fwctl.conf", &format!("failsafe drop ssh {OPEN}\n"));
     let out = b.boot();
     assert!(!out.status.success());
     assert_eq!(b.probe(OPEN), Probe::Echoed);
@@ -366,7 +379,11 @@ fn interfaces_created_after_boot_are_attached() {
             wait_until(ATTACH_WITHIN * 3, || xdp_attached(&b.lab.host, &name)),
             "{fault}: attached by the next watcher"
         );
-        assert_ne!(probe(&host_addr, CLOSED), Probe::Echoed, "{fault}: attached");
+        assert_ne!(
+            probe(&host_addr, CLOSED),
+            Probe::Echoed,
+            "{fault}: attached"
+        );
         watcher.kill();
     }
     let status = b.status();
@@ -443,7 +460,11 @@ fn boot_killed_at_each_step_never_opens() {
         let out = b.boot();
         assert!(out.status.success(), "{fault}: {}", stderr(&out));
         b.assert_closed_but_ssh(fault);
-        assert_eq!(b.probe(OPEN), Probe::Echoed, "{fault}: configuration in force");
+        assert_eq!(
+            b.probe(OPEN),
+            Probe::Echoed,
+            "{fault}: configuration in force"
+        );
         assert!(xdp_attached(&b.lab.host, HOST_IF), "{fault}");
         drop(b);
     }
@@ -456,9 +477,8 @@ fn units_order_boot_and_watcher() {
     let root = TempDir::new("root");
     let ns = FwNs::new("fwb-units").unwrap();
     ns.fwctl_ok(&["install-service", "--root", root.0.to_str().unwrap()]);
-    let unit = |name: &str| {
-        std::fs::read_to_string(root.0.join("etc/systemd/system").join(name)).unwrap()
-    };
+    let unit =
+        |name: &str| std::fs::read_to_string(root.0.join("etc/systemd/system").join(name)).unwrap();
     let (boot, watch) = (unit("fwctl.service"), unit("fwctl-watch.service"));
     let bin = tests::fwctl_bin();
     assert!(

@@ -475,7 +475,9 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
                 println!("{line}");
             }
             if !crate::watch::running(&fw.ns.state_dir) {
-                println!("{iface}: interfaces that appear later are attached while `fwctl watch` runs");
+                println!(
+                    "{iface}: interfaces that appear later are attached while `fwctl watch` runs"
+                );
             }
             Ok(())
         }
