@@ -31,7 +31,7 @@ use crate::{
         edit::{EditError, Editor},
         Chain, Family, Table,
     },
-    state::{Attachment, State, StateStore},
+    state::{Attachment, Origin, Source, State, StateStore},
 };
 
 /// Counters of both paths, read once for a whole listing.
@@ -56,6 +56,11 @@ pub struct Firewall {
     pub state: State,
     /// Apply changes even if they would cut the caller's SSH session.
     pub force: bool,
+    /// Where the next commit's ruleset comes from, when boot chose it; a commit that
+    /// changes the rules without one is an operator's, and clears the recorded origin.
+    pub origin: Option<Origin>,
+    /// Boot records the last good copy once, at its end, not at each of its steps.
+    pub defer_last_good: bool,
 }
 
 impl Firewall {
@@ -90,7 +95,14 @@ impl Firewall {
             store,
             state,
             force: std::env::var_os("FWCTL_FORCE").is_some_and(|v| v == "1"),
+            origin: None,
+            defer_last_good: false,
         })
+    }
+
+    /// Whether fwctl is installed here (a state was saved; `down` removes it).
+    pub fn state_exists(&self) -> bool {
+        self.store.exists()
     }
 
     pub fn dataplane(&self) -> Result<Option<Dataplane>> {
@@ -221,12 +233,39 @@ impl Firewall {
                 self.state.sets.storages.remove(&id);
             }
         }
+        match self.origin.take() {
+            Some(origin) => self.state.origin = Some(origin),
+            None if editor.ruleset != self.state.ruleset => self.state.origin = None,
+            None => {}
+        }
         self.state.ruleset = editor.ruleset;
         self.state.last_apply_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .ok()
             .and_then(|d| u64::try_from(d.as_millis()).ok());
-        self.store.save(&self.state)
+        self.store.save(&self.state)?;
+        self.record_last_good(false);
+        Ok(())
+    }
+
+    /// Keeps what is in force now as the last good copy on disk (`sets`: with the sets'
+    /// members, which changed). Not the fail-safe: it is what boot falls back to when there
+    /// is nothing good, and must not pass for something good at the next boot. A failure is
+    /// reported, not returned: the change is in force already, and the previous copy stays
+    /// whole.
+    pub fn record_last_good(&self, sets: bool) {
+        if self.defer_last_good
+            || self
+                .state
+                .origin
+                .as_ref()
+                .is_some_and(|o| o.source == Source::FailSafe)
+        {
+            return;
+        }
+        if let Err(e) = crate::last_good::record(self, sets) {
+            eprintln!("fwctl: warning: the last good ruleset was not recorded: {e:#}");
+        }
     }
 
     /// The map sizes to move to, with the ruleset in force compiled for the new maps, when
@@ -455,6 +494,7 @@ impl Firewall {
             .context("opening the pinned TC program")?;
         let tc_link = attach::tc_link_path(&dp.ns.pin_dir, ifindex);
         attach::attach_pinned(tc.fd()?.as_fd(), ifindex, Hook::TcxIngress, &tc_link)?;
+        fault_point("attach-tc");
         let xdp = Xdp::from_pin(dp.program_path(), XdpAttachType::Interface)
             .context("opening the pinned XDP program")?;
         let link = attach::link_path(&dp.ns.pin_dir, ifindex);
@@ -465,13 +505,68 @@ impl Firewall {
         Ok(())
     }
 
-    pub fn detach(&mut self, iface: &str) -> Result<()> {
-        let Some(pos) = self.state.interfaces.iter().position(|a| a.name == iface) else {
-            bail!("{iface} is not attached");
+    /// Links again an interface the state records as attached whose XDP link is missing
+    /// (a run killed between recording the interface and linking it). What a killed run
+    /// may have linked already goes first, so it is never linked twice.
+    pub fn relink(&mut self, ifindex: u32) -> Result<()> {
+        let Some(att) = self.state.interfaces.iter().find(|a| a.ifindex == ifindex) else {
+            bail!("interface {ifindex} is not attached");
         };
-        let att = self.state.interfaces.remove(pos);
-        detach_links(&self.ns.pin_dir, att.ifindex)?;
+        let mode = att.mode;
+        detach_links(&self.ns.pin_dir, ifindex)?;
+        self.attach_links(ifindex, mode)
+    }
+
+    /// Forgets an attached interface that is gone (or now has another name): its links
+    /// went with it; their pins and its entry go now, so that an interface that appears
+    /// under its name is attached afresh. The caller recommits.
+    pub fn forget(&mut self, ifindex: u32) -> Result<()> {
+        self.state.interfaces.retain(|a| a.ifindex != ifindex);
+        detach_links(&self.ns.pin_dir, ifindex)
+    }
+
+    /// Detaches an interface, or every interface a pattern (`eth+`) matches; either stops
+    /// being watched for (`fwctl watch` would attach it again otherwise).
+    pub fn detach(&mut self, iface: &str) -> Result<()> {
+        let watched = self.state.watch.len();
+        self.state.watch.retain(|l| l.iface != iface);
+        let line = crate::boot::AttachLine {
+            iface: iface.to_string(),
+            mode: XdpMode::Native,
+        };
+        let gone: Vec<u32> = self
+            .state
+            .interfaces
+            .iter()
+            .filter(|a| line.matches(&a.name))
+            .map(|a| a.ifindex)
+            .collect();
+        if gone.is_empty() && watched == self.state.watch.len() {
+            bail!("{iface} is not attached");
+        }
+        for ifindex in gone {
+            self.state.interfaces.retain(|a| a.ifindex != ifindex);
+            detach_links(&self.ns.pin_dir, ifindex)?;
+        }
         self.recommit()
+    }
+
+    /// `fwctl attach eth+`: attaches the interfaces a prefix matches, now and (through
+    /// `fwctl watch`) when they appear. Returns what was done, interface by interface.
+    pub fn attach_pattern(&mut self, iface: &str, mode: XdpMode) -> Result<Vec<String>> {
+        let line = crate::boot::AttachLine {
+            iface: iface.to_string(),
+            mode,
+        };
+        self.state.watch.retain(|l| l.iface != iface);
+        self.state.watch.push(line);
+        self.save_state()?;
+        let mut done = Vec::new();
+        for result in crate::watch::reconcile(self) {
+            done.push(result.map_err(|e| anyhow::anyhow!(e))?);
+        }
+        self.record_last_good(false);
+        Ok(done)
     }
 
     /// Detaches everything and removes every pin and the state: nothing of fwctl is left
@@ -493,6 +588,7 @@ impl Firewall {
             }
             dir = d.parent();
         }
+        crate::last_good::remove()?;
         self.store.remove()?;
         crate::dataplane::namespace::release_bpffs_if_unused()
     }
@@ -538,7 +634,7 @@ fn detach_links(pin_dir: &std::path::Path, ifindex: u32) -> Result<()> {
 }
 
 /// (ifindex, name) of every interface of this network namespace.
-fn interface_names() -> Vec<(u32, String)> {
+pub fn interface_names() -> Vec<(u32, String)> {
     let mut out = Vec::new();
     // SAFETY: if_nameindex returns an array ended by a zero entry, freed below.
     unsafe {

@@ -9,11 +9,13 @@ pub mod compile;
 pub mod dataplane;
 pub mod firewall;
 pub mod guard;
+pub mod last_good;
 pub mod netfilter;
 pub mod observe;
 pub mod rules;
 pub mod sets;
 pub mod state;
+pub mod watch;
 
 /// The XDP program, built by build.rs from firewall-ebpf.
 pub static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/firewall-ebpf"));
@@ -23,12 +25,21 @@ pub static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 pub static BENCH_PROGRAMS: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-xdp"));
 
-/// Test hook: `FWCTL_FAULT=staged` (or `flipped`, or `relinked` in a resize) kills fwctl at
-/// that point of a commit, as a crash or `kill -9` would, so tests can show what stays in
-/// force.
+/// Test hook: `FWCTL_FAULT=staged` (or `flipped`, or `relinked` in a resize, or one of
+/// boot's and attach's steps) kills fwctl at that point, as a crash or `kill -9` would, so
+/// tests can show what stays in force. `NAME@N` kills at the Nth time the point is reached
+/// (boot commits more than once).
 pub(crate) fn fault_point(name: &str) {
-    if std::env::var("FWCTL_FAULT").is_ok_and(|v| v == name) {
-        eprintln!("fwctl: FWCTL_FAULT={name}: aborting");
+    static HITS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let Ok(fault) = std::env::var("FWCTL_FAULT") else {
+        return;
+    };
+    let (point, nth) = match fault.split_once('@') {
+        Some((point, n)) => (point, n.parse().unwrap_or(1)),
+        None => (fault.as_str(), 1),
+    };
+    if point == name && HITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 == nth {
+        eprintln!("fwctl: FWCTL_FAULT={fault}: aborting");
         std::process::abort();
     }
 }

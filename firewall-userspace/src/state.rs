@@ -43,6 +43,38 @@ pub struct State {
     /// Sets (`fwctl set`); their members are in files beside this one (sets/store.rs).
     #[serde(default)]
     pub sets: crate::sets::model::Registry,
+    /// Which ruleset `fwctl boot` put in force and why, kept until an operator changes the
+    /// rules (`fwctl status` shows it). None for rules an operator put in force.
+    #[serde(default)]
+    pub origin: Option<Origin>,
+    /// fwctl.conf's `attach` lines (names or `-i` style prefixes such as `eth+`): interfaces
+    /// that match are attached when they exist, now or later (`fwctl watch`).
+    #[serde(default)]
+    pub watch: Vec<crate::boot::AttachLine>,
+    /// fwctl.conf's fail-safe, recorded so the last good copy of fwctl.conf keeps it.
+    #[serde(default)]
+    pub failsafe: crate::boot::Failsafe,
+}
+
+/// Where the ruleset in force came from, when `fwctl boot` chose it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub source: Source,
+    /// The directory it was read from (none for the fail-safe).
+    pub from: Option<PathBuf>,
+    /// Why boot did not use the configuration (none when it did).
+    pub why: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// The configuration boot was given (/etc/fwctl).
+    Config,
+    /// The last ruleset fwctl put in force, kept on disk (last_good.rs).
+    LastGood,
+    /// fwctl.conf's fail-safe: nothing better could be loaded.
+    FailSafe,
 }
 
 fn default_mark_shift() -> u32 {
@@ -59,6 +91,9 @@ impl Default for State {
             mark_shift: default_mark_shift(),
             last_apply_ms: None,
             sets: Default::default(),
+            origin: None,
+            watch: Vec::new(),
+            failsafe: Default::default(),
         }
     }
 }
@@ -134,6 +169,7 @@ impl StateStore {
             "state.json.tmp",
             "pending.json",
             "last-apply",
+            "watch.lock",
             "lock",
         ] {
             match fs::remove_file(self.dir.join(name)) {

@@ -216,15 +216,21 @@ impl Lab {
     /// The XDP attachment on the host's interface as `ip link` reports it: "xdp" (native),
     /// "xdpgeneric", or None.
     pub fn xdp_mode(&self) -> Result<Option<String>> {
-        let out = self.host.ip(&["-d", "link", "show", HOST_IF])?;
-        let first = out.lines().next().unwrap_or_default();
-        for mode in ["xdpgeneric", "xdpdrv", "xdpoffload", "xdp"] {
-            if first.split_whitespace().any(|w| w == mode) {
-                return Ok(Some(mode.to_string()));
-            }
-        }
-        Ok(None)
+        xdp_mode(&self.host, HOST_IF)
     }
+}
+
+/// The XDP attachment on `ifname` in `ns` as `ip link` reports it: "xdp" (native),
+/// "xdpgeneric", or None.
+pub fn xdp_mode(ns: &Netns, ifname: &str) -> Result<Option<String>> {
+    let out = ns.ip(&["-d", "link", "show", ifname])?;
+    let first = out.lines().next().unwrap_or_default();
+    for mode in ["xdpgeneric", "xdpdrv", "xdpoffload", "xdp"] {
+        if first.split_whitespace().any(|w| w == mode) {
+            return Ok(Some(mode.to_string()));
+        }
+    }
+    Ok(None)
 }
 
 /// Three namespaces, client - router - server, with forwarding on in the router; fwctl

@@ -80,8 +80,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Sub {
     /// Attach the firewall to an interface: from now on its packets are judged at XDP.
+    /// A prefix (`eth+`, as `-i` takes it) attaches those present and, through `fwctl
+    /// watch`, those that appear later.
     ///
-    /// Example: fwctl attach eth0 --mode native
+    /// Example: fwctl attach eth0 --mode native ; fwctl attach 'tun+'
     Attach {
         iface: String,
         /// native runs in the driver (fastest); generic works on any interface.
@@ -186,7 +188,10 @@ enum Sub {
     Confirm,
     /// What the systemd unit runs at boot: restore DIR/sets (ipset save format), rules.v4
     /// and rules.v6, then attach to the interfaces DIR/fwctl.conf names (`attach eth0
-    /// [native|generic]` lines).
+    /// [native|generic]` lines, or prefixes: `attach eth+`). If the configuration does not
+    /// load, the last good ruleset goes in instead (kept in /var/lib/fwctl, or
+    /// $FWCTL_STATE_DIR), or else the fail-safe (fwctl.conf: `failsafe drop [ssh PORT,...]`,
+    /// the default with port 22, or `failsafe accept`); boot then exits 1.
     Boot {
         #[arg(long, default_value = crate::boot::CONFIG_DIR)]
         config_dir: std::path::PathBuf,
@@ -198,6 +203,9 @@ enum Sub {
         #[arg(long, default_value = "/")]
         root: std::path::PathBuf,
     },
+    /// Attach XDP to interfaces that appear later (fwctl.conf's `attach` lines, `fwctl
+    /// attach eth+`) as they appear, until `fwctl down`. The unit fwctl-watch.service runs it.
+    Watch,
     /// (internal) Wait for a pending apply's deadline and roll it back if unconfirmed.
     #[command(hide = true)]
     RollbackWatch,
@@ -461,6 +469,18 @@ fn run_rule_command(inv: Invocation) -> Result<()> {
 
 fn run_subcommand(cmd: Sub) -> Result<()> {
     match cmd {
+        Sub::Attach { iface, mode } if iface.ends_with('+') => {
+            let mut fw = Firewall::lock()?;
+            for line in fw.attach_pattern(&iface, mode)? {
+                println!("{line}");
+            }
+            if !crate::watch::running(&fw.ns.state_dir) {
+                println!(
+                    "{iface}: interfaces that appear later are attached while `fwctl watch` runs"
+                );
+            }
+            Ok(())
+        }
         Sub::Attach { iface, mode } => {
             Firewall::lock()?.attach(&iface, mode)?;
             println!("attached to {iface} ({})", mode.name());
@@ -540,11 +560,17 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
         }
         Sub::RollbackWatch => crate::apply::watch(),
         Sub::Boot { config_dir } => {
-            for line in crate::boot::boot(&config_dir)? {
+            let outcome = crate::boot::boot(&config_dir)?;
+            for line in outcome.done {
                 println!("{line}");
             }
-            Ok(())
+            match outcome.problem {
+                // stderr is the journal's under systemd; the status makes the unit failed.
+                Some(problem) => Err(anyhow::anyhow!(problem)),
+                None => Ok(()),
+            }
         }
+        Sub::Watch => crate::watch::run(),
         Sub::InstallService { root } => install_service(&root),
     }
 }
@@ -558,7 +584,7 @@ fn family_of(v6: bool) -> Family {
 }
 
 /// The date as iptables-save writes it (ctime's format, local time).
-fn now() -> String {
+pub(crate) fn date() -> String {
     // SAFETY: time, localtime_r and strftime with buffers we own.
     unsafe {
         let t = libc::time(std::ptr::null_mut());
@@ -615,7 +641,7 @@ fn save(family: Family, with_counters: bool, json: bool) -> Result<()> {
             serde_json::to_string_pretty(&serde_json::json!({ "tables": value }))?
         );
     } else {
-        print!("{}", list::save(&tables, &now()));
+        print!("{}", list::save(&tables, &date()));
     }
     Ok(())
 }
@@ -804,6 +830,7 @@ fn wait_for_confirmation(seconds: u64) -> Result<()> {
 
 const UNIT: &str = include_str!("../../../packaging/fwctl.service");
 const EXPORTER_UNIT: &str = include_str!("../../../packaging/fwctl-exporter.service");
+const WATCH_UNIT: &str = include_str!("../../../packaging/fwctl-watch.service");
 
 fn install_service(root: &std::path::Path) -> Result<()> {
     let exe = std::env::current_exe().context("locating the fwctl binary")?;
@@ -813,6 +840,7 @@ fn install_service(root: &std::path::Path) -> Result<()> {
     for (name, unit) in [
         ("fwctl.service", UNIT),
         ("fwctl-exporter.service", EXPORTER_UNIT),
+        ("fwctl-watch.service", WATCH_UNIT),
     ] {
         let path = dir.join(name);
         crate::state::write_text(&path, &unit.replace("@FWCTL@", exe))?;
@@ -820,11 +848,37 @@ fn install_service(root: &std::path::Path) -> Result<()> {
     }
     let conf = root.join("etc/fwctl");
     std::fs::create_dir_all(&conf).with_context(|| format!("creating {}", conf.display()))?;
-    println!("next: put your rules in {0}/rules.v4 (fwctl save > {0}/rules.v4), interfaces in {0}/fwctl.conf (attach eth0), then: systemctl daemon-reload && systemctl enable fwctl", conf.display());
+    println!("next: put your rules in {0}/rules.v4 (fwctl save > {0}/rules.v4), interfaces in {0}/fwctl.conf (attach eth0), then: systemctl daemon-reload && systemctl enable fwctl fwctl-watch", conf.display());
     println!(
         "for Prometheus (http://127.0.0.1:9469/metrics): systemctl enable --now fwctl-exporter"
     );
     Ok(())
+}
+
+/// Which ruleset is in force and why, as status says it.
+fn origin_line(state: &crate::state::State) -> String {
+    use crate::state::Source;
+    let Some(o) = &state.origin else {
+        return "as fwctl commands last set it".into();
+    };
+    let from = o
+        .from
+        .as_ref()
+        .map_or(String::new(), |d| format!(" from {}", d.display()));
+    let why = o
+        .why
+        .as_ref()
+        .map_or(String::new(), |w| format!(", because {w}"));
+    match o.source {
+        Source::Config => format!("the configuration{from} (fwctl boot)"),
+        Source::LastGood => {
+            format!("the LAST GOOD ruleset{from} (fwctl boot){why}; until an operator changes the rules")
+        }
+        Source::FailSafe => format!(
+            "the FAIL-SAFE ({}){why}; until an operator changes the rules",
+            state.failsafe.describe()
+        ),
+    }
 }
 
 fn status(json: bool, verbose: bool) -> Result<()> {
@@ -849,6 +903,8 @@ fn status(json: bool, verbose: bool) -> Result<()> {
         })
         .collect();
     let nft_table = crate::netfilter::table_exists()?;
+    let watcher = crate::watch::running(&fw.ns.state_dir);
+    let origin = origin_line(&fw.state);
     // Rules that need conntrack in netfilter: conntrack state matches and NAT.
     let conntrack_rules = Family::ALL
         .iter()
@@ -870,6 +926,10 @@ fn status(json: bool, verbose: bool) -> Result<()> {
             "netfilter_table": nft_table.then_some(format!("inet {}", crate::netfilter::TABLE)),
             "conntrack_rules": conntrack_rules,
             "sets": fw.state.sets.sets.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            "origin": fw.state.origin,
+            "ruleset_in_force": origin,
+            "watch": fw.state.watch.iter().map(|l| serde_json::json!({"iface": l.iface, "mode": l.mode.name()})).collect::<Vec<_>>(),
+            "watcher_running": watcher,
             "program_id": program,
             "pin_dir": program.map(|_| fw.ns.pin_dir.display().to_string()),
             "generation": generation,
@@ -891,6 +951,7 @@ fn status(json: bool, verbose: bool) -> Result<()> {
         return Ok(());
     }
     println!("network namespace: cookie {}", fw.ns.cookie);
+    println!("ruleset: {origin}");
     match (program, generation) {
         (Some(id), Some(generation)) => {
             println!(
@@ -931,6 +992,19 @@ fn status(json: bool, verbose: bool) -> Result<()> {
             crate::netfilter::TABLE
         ),
         false => println!("netfilter: no table (nothing applied yet)"),
+    }
+    if !fw.state.watch.is_empty() {
+        let lines: Vec<String> = fw
+            .state
+            .watch
+            .iter()
+            .map(|l| format!("{} ({})", l.iface, l.mode.name()))
+            .collect();
+        println!(
+            "watching for: {} (fwctl watch {})",
+            lines.join(", "),
+            if watcher { "running" } else { "NOT RUNNING" }
+        );
     }
     println!("conntrack: used by {conntrack_rules} rule(s) (state matches and NAT)");
     println!("sets: {} (fwctl set list -t)", fw.state.sets.sets.len());

@@ -133,7 +133,7 @@ pub fn repair(ns: &Namespace) -> Result<()> {
 }
 
 /// Swaps two directories in one step (renameat2 RENAME_EXCHANGE, which bpffs supports).
-fn exchange(a: &Path, b: &Path) -> Result<()> {
+pub(crate) fn exchange(a: &Path, b: &Path) -> Result<()> {
     let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes());
     let (ca, cb) = (c(a)?, c(b)?);
     // SAFETY: both paths are NUL-terminated and outlive the call.

@@ -12,7 +12,7 @@
 
 mod batch;
 pub mod exprs;
-mod netlink;
+pub(crate) mod netlink;
 pub mod nflog;
 pub mod sets;
 pub mod translate;

@@ -29,10 +29,27 @@ fn set<T>(fd: &OwnedFd, option: libc::c_int, value: &T) {
 /// `send_buffer`/`receive_buffer` in bytes, set with the FORCE options (above the system's
 /// maximum, as nft does; they need CAP_NET_ADMIN, which writing nftables needs anyway).
 pub fn open(send_buffer: usize, receive_buffer: usize, timeout: Duration) -> Result<OwnedFd> {
+    open_protocol(NETLINK_NETFILTER, send_buffer, receive_buffer, timeout)
+        .context("opening a netfilter netlink socket")
+}
+
+/// As [`open`], for another netlink protocol (`NETLINK_ROUTE` for link events).
+pub fn open_protocol(
+    protocol: libc::c_int,
+    send_buffer: usize,
+    receive_buffer: usize,
+    timeout: Duration,
+) -> Result<OwnedFd> {
     // SAFETY: plain socket(2); the fd is owned right below.
-    let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, NETLINK_NETFILTER) };
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            protocol,
+        )
+    };
     if raw < 0 {
-        return Err(io::Error::last_os_error()).context("opening a netfilter netlink socket");
+        return Err(io::Error::last_os_error()).context("socket(AF_NETLINK)");
     }
     // SAFETY: raw is a new fd nobody else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };

@@ -87,7 +87,17 @@ pub fn restore(
     current: &Ruleset,
     noflush: bool,
 ) -> Result<Restored, RestoreError> {
-    let mut editor = Editor::new(current.clone());
+    restore_onto(text, family, Editor::new(current.clone()), noflush)
+}
+
+/// As [`restore`], continuing an edit in progress, so that two files (boot's rules.v4 and
+/// rules.v6) become one change whose new rules never reuse a slot of the rules in force.
+pub fn restore_onto(
+    text: &str,
+    family: Family,
+    mut editor: Editor,
+    noflush: bool,
+) -> Result<Restored, RestoreError> {
     let mut restored = Vec::new();
     let mut in_table = false;
     let mut table = Table::Filter;

@@ -250,6 +250,12 @@ impl Firewall {
     /// Runs set commands (with the line each came from, for errors) as one change: all of
     /// them or, at the first error, none.
     pub fn set_commands(&mut self, cmds: &[(Option<usize>, Cmd)]) -> Result<()> {
+        self.apply_set_commands(cmds)?;
+        self.record_last_good(true);
+        Ok(())
+    }
+
+    fn apply_set_commands(&mut self, cmds: &[(Option<usize>, Cmd)]) -> Result<()> {
         self.recover_sets()?;
         if let [(None, cmd @ (Cmd::Add { .. } | Cmd::Del { .. }))] = cmds {
             return self.change_in_place(cmd);

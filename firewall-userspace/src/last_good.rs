@@ -1,0 +1,183 @@
+//! The last good ruleset: every change fwctl puts in force is also kept on disk (not on
+//! tmpfs, unlike the state and the pins), as a configuration directory `fwctl boot` can read
+//! as it reads /etc/fwctl: `rules.v4` and `rules.v6` (iptables-save), `sets` (ipset save)
+//! and `fwctl.conf` (the interfaces, mark bits and fail-safe). Boot falls back to it when
+//! the configuration does not load.
+//!
+//! The directory is replaced as a whole: the new copy is written beside it (each file
+//! synced), then the two are exchanged with one renameat2(RENAME_EXCHANGE) and the parent
+//! synced, so a crash leaves the old copy or the new one, never a mix of both.
+
+use std::{
+    fs::{self, File},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result};
+
+use crate::{
+    firewall::Firewall,
+    rules::{Family, Table},
+    state::write_text,
+};
+
+/// Where fwctl keeps what must survive a reboot.
+pub const DEFAULT_ROOT: &str = "/var/lib/fwctl";
+/// Overrides [`DEFAULT_ROOT`] (tests, or a host whose /var/lib is not persistent).
+pub const ROOT_ENV: &str = "FWCTL_STATE_DIR";
+
+/// The last good copy's directory for this network namespace: `$FWCTL_STATE_DIR/last-good`
+/// if set; else /var/lib/fwctl/last-good, or /var/lib/fwctl/netns/NAME/last-good in a named
+/// namespace (`ip netns exec NAME fwctl ...`), so that a namespace's firewall never
+/// overwrites the host's. Network namespace cookies do not survive a reboot; names do.
+pub fn dir() -> Result<PathBuf> {
+    if let Some(root) = std::env::var_os(ROOT_ENV).filter(|r| !r.is_empty()) {
+        return Ok(PathBuf::from(root).join("last-good"));
+    }
+    let root = Path::new(DEFAULT_ROOT);
+    Ok(match netns_name()? {
+        Some(name) => root.join("netns").join(name).join("last-good"),
+        None => root.join("last-good"),
+    })
+}
+
+/// The name `ip netns` gave this process's network namespace, if any (a bind mount of it
+/// in /run/netns has its inode).
+fn netns_name() -> Result<Option<String>> {
+    use std::os::unix::fs::MetadataExt;
+    let own = fs::metadata("/proc/self/ns/net").context("reading /proc/self/ns/net")?;
+    let Ok(entries) = fs::read_dir("/run/netns") else {
+        return Ok(None);
+    };
+    for entry in entries.flatten() {
+        if let Ok(meta) = fs::metadata(entry.path()) {
+            if meta.dev() == own.dev() && meta.ino() == own.ino() {
+                return Ok(Some(entry.file_name().to_string_lossy().into_owned()));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Whether a last good copy exists (one with at least one of its files).
+pub fn exists(dir: &Path) -> bool {
+    ["rules.v4", "rules.v6", "sets"]
+        .iter()
+        .any(|f| dir.join(f).exists())
+}
+
+/// Writes the firewall in force as the last good copy. The sets' members are written when
+/// `sets` says they changed (or the copy has none yet); otherwise the previous copy's
+/// file is linked into the new one, since writing a million members at every rule change
+/// would cost seconds.
+pub fn record(fw: &Firewall, sets: bool) -> Result<()> {
+    let dir = dir()?;
+    let parent = dir
+        .parent()
+        .context("the last good directory has no parent")?;
+    fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let new = sibling(&dir, "new");
+    // Left over by a run that died while writing, or the copy before the last exchange.
+    remove_dir(&new)?;
+    fs::create_dir(&new).with_context(|| format!("creating {}", new.display()))?;
+    for family in Family::ALL {
+        let tables = [
+            (fw.state.ruleset.table(Table::Filter, family), None),
+            (fw.state.ruleset.table(Table::Nat, family), None),
+        ];
+        let text = crate::cli::list::save(&tables, &crate::cli::date());
+        write_text(&new.join(rules_file(family)), &text)?;
+    }
+    let old_sets = dir.join("sets");
+    if fw.state.sets.sets.is_empty() {
+        // No file: nothing to restore (an empty file would be as good, but says less).
+    } else if sets || !old_sets.exists() {
+        write_text(&new.join("sets"), &sets_text(fw)?)?;
+    } else {
+        fs::hard_link(&old_sets, new.join("sets"))
+            .with_context(|| format!("linking {}", old_sets.display()))?;
+    }
+    write_text(&new.join("fwctl.conf"), &conf_text(fw))?;
+    sync(&new)?;
+    if dir.exists() {
+        crate::dataplane::resize::exchange(&new, &dir)?;
+    } else {
+        fs::rename(&new, &dir).with_context(|| format!("renaming to {}", dir.display()))?;
+    }
+    sync(parent)?;
+    remove_dir(&new)
+}
+
+/// Removes the last good copy (`fwctl down`: no trace of fwctl is left).
+pub fn remove() -> Result<()> {
+    let dir = dir()?;
+    remove_dir(&dir)?;
+    remove_dir(&sibling(&dir, "new"))?;
+    // The per-namespace folders, if now empty; never /var/lib/fwctl's other contents.
+    if let Some(parent) = dir.parent() {
+        if parent.parent().is_some_and(|p| p.ends_with("netns")) {
+            let _ = fs::remove_dir(parent);
+        }
+    }
+    Ok(())
+}
+
+pub fn rules_file(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "rules.v4",
+        Family::V6 => "rules.v6",
+    }
+}
+
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir.as_os_str().to_owned();
+    name.push(format!(".{suffix}"));
+    PathBuf::from(name)
+}
+
+fn sets_text(fw: &Firewall) -> Result<String> {
+    let mut out = String::new();
+    let now = crate::sets::xdp::now_ns();
+    for def in &fw.state.sets.sets {
+        let members = fw.set_members(def)?;
+        crate::sets::ipset_format::save(&mut out, def, &members, now);
+    }
+    Ok(out)
+}
+
+/// fwctl.conf as boot reads it: the interfaces attached now (each by name) and the watched
+/// names and patterns, the mark bits and the fail-safe.
+fn conf_text(fw: &Firewall) -> String {
+    let state = &fw.state;
+    let mut out = String::from("# Written by fwctl: the last good configuration's options.\n");
+    out.push_str(&format!("mark-bits {}\n", state.mark_shift));
+    out.push_str(&format!("{}\n", state.failsafe));
+    let mut lines: Vec<crate::boot::AttachLine> = state.watch.clone();
+    for a in &state.interfaces {
+        if !lines.iter().any(|l| l.matches(&a.name)) {
+            lines.push(crate::boot::AttachLine {
+                iface: a.name.clone(),
+                mode: a.mode,
+            });
+        }
+    }
+    for line in lines {
+        out.push_str(&format!("attach {} {}\n", line.iface, line.mode.name()));
+    }
+    out
+}
+
+fn remove_dir(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", dir.display())),
+    }
+}
+
+/// fsync on a directory: the names written or renamed in it reach the disk.
+fn sync(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
+}
