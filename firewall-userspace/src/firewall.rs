@@ -464,6 +464,12 @@ impl Firewall {
         if self.state.interfaces.iter().any(|a| a.ifindex == ifindex) {
             bail!("{iface} is already attached (fwctl detach {iface} first)");
         }
+        if !xdp_can_judge(iface)? {
+            bail!(
+                "{iface} has no Ethernet header (link type {}): XDP would misread its packets, so fwctl leaves it to its nftables table, which judges it with the same rules",
+                link_type(iface)?
+            );
+        }
         // The ruleset, compiled with this interface's name for `-i` matches, is in the maps
         // before the program sees a packet from it.
         self.state.interfaces.push(Attachment {
@@ -653,6 +659,44 @@ pub fn interface_names() -> Vec<(u32, String)> {
         libc::if_freenameindex(list);
     }
     out
+}
+
+/// Link types whose frames start with an Ethernet header, the only kind the XDP program
+/// parses (loopback's frames carry one too).
+const ETHERNET_LINKS: [u16; 2] = [libc::ARPHRD_ETHER, libc::ARPHRD_LOOPBACK];
+
+/// The interface's link type (`ARPHRD_*`), from this network namespace's view of it.
+pub fn link_type(iface: &str) -> Result<u16> {
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let name = iface.as_bytes();
+    if name.len() >= req.ifr_name.len() {
+        bail!("bad interface name {iface:?}");
+    }
+    for (d, s) in req.ifr_name.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: a plain datagram socket, closed below; the ioctl fills `req`, which lives
+    // through the call.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("socket for SIOCGIFHWADDR");
+        }
+        let r = libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req);
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if r < 0 {
+            return Err(err).with_context(|| format!("link type of {iface}"));
+        }
+        Ok(req.ifr_ifru.ifru_hwaddr.sa_family)
+    }
+}
+
+/// Whether fwctl's XDP program can judge `iface`'s frames: a device without an Ethernet
+/// header (tun, WireGuard, IP tunnels) hands XDP bare IP packets, which the program would
+/// misread. Netfilter's table judges such an interface, as any fwctl is not attached to.
+pub fn xdp_can_judge(iface: &str) -> Result<bool> {
+    Ok(ETHERNET_LINKS.contains(&link_type(iface)?))
 }
 
 pub fn ifindex(iface: &str) -> Result<u32> {

@@ -190,11 +190,15 @@ pub fn reconcile(fw: &mut Firewall) -> Vec<Result<String, String>> {
         let Some(line) = fw.state.watch.iter().find(|l| l.matches(&name)).cloned() else {
             continue;
         };
+        // A pattern also matches devices XDP cannot parse (a tun): netfilter judges those.
+        if !crate::firewall::xdp_can_judge(&name).unwrap_or(false) {
+            continue;
+        }
         attached_any = true;
         let result = match fw.attach(&name, line.mode) {
             Ok(()) => Ok(format!("attached to {name} ({})", line.mode.name())),
-            // A pattern matches interfaces of any kind, some without native XDP (a tun
-            // device): generic XDP is slower, but better than leaving it to netfilter alone.
+            // A pattern matches interfaces of any kind, some without native XDP: generic
+            // XDP is slower, but better than leaving it to netfilter alone.
             Err(e) if line.mode == XdpMode::Native => fw
                 .attach(&name, XdpMode::Generic)
                 .map(|()| format!("attached to {name} (generic: native failed: {e:#})")),

@@ -48,6 +48,38 @@ impl Packet {
         }
     }
 
+    /// The fields of this frame that rules match, as fwctl's reference evaluator reads them
+    /// (received on `iface`, for this host, conntrack state unknown).
+    pub fn view(&self, iface: &str) -> fwctl::rules::eval::PacketView {
+        let ports = match self.l4 {
+            L4::Tcp { sport, dport } | L4::Udp { sport, dport } if self.frag_offset == 0 => {
+                Some((sport, dport))
+            }
+            _ => None,
+        };
+        let first = self.frag_offset == 0;
+        fwctl::rules::eval::PacketView {
+            family: match self.src {
+                IpAddr::V4(_) => fwctl::rules::Family::V4,
+                IpAddr::V6(_) => fwctl::rules::Family::V6,
+            },
+            iface: iface.to_string(),
+            out_iface: None,
+            src: self.src,
+            dst: self.dst,
+            proto: self.proto(),
+            ports,
+            tcp_flags: matches!(self.l4, L4::Tcp { .. })
+                .then_some(self.tcp_flags)
+                .filter(|_| first),
+            icmp: matches!(self.l4, L4::Icmp | L4::Icmpv6)
+                .then_some(self.icmp)
+                .filter(|_| first),
+            ct_state: None,
+            fragment: self.frag_offset != 0,
+        }
+    }
+
     pub fn tcp(src: &str, dst: &str, sport: u16, dport: u16) -> Packet {
         Packet::new(src, dst, L4::Tcp { sport, dport })
     }

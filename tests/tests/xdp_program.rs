@@ -5,8 +5,8 @@
 //! (DEFER) the "judged, not accepted" one and no counter at all, a dropped one none.
 
 use firewall_common::{
-    xdp_meta, CT_FAKE_ERROR, CT_FAKE_FOUND, CT_FAKE_REPLY, CT_FAKE_STATUS_SHIFT, IPS_EXPECTED,
-    IPS_SEEN_REPLY,
+    xdp_meta, CT_FAKE_ERROR, CT_FAKE_FOUND, CT_FAKE_REPLY, CT_FAKE_STATUS_SHIFT, FAST_FINAL,
+    IPS_EXPECTED, IPS_SEEN_REPLY,
 };
 use fwctl::dataplane::install::CtLookup;
 use fwctl::rules::Family;
@@ -15,6 +15,7 @@ use tests::{
     program::{Harness, Judged, DEFER, LO_IFINDEX, XDP_DROP, XDP_PASS},
 };
 
+#[derive(Clone)]
 struct Fixture {
     what: &'static str,
     rules: &'static [&'static str],
@@ -964,7 +965,18 @@ fn fixtures() -> Vec<Fixture> {
 fn verdicts_and_counters_per_fixture() {
     let mut h = Harness::load().expect("loading the XDP program (run as root)");
     let mut failures = Vec::new();
-    for f in fixtures() {
+    let mut decided_fast = 0;
+    // Each fixture through the fast table and, forced, through the classifier alone.
+    for (f, fast) in fixtures()
+        .into_iter()
+        .flat_map(|f| [(f.clone(), true), (f, false)])
+    {
+        h.set_fast(fast).expect("fast table switch");
+        let path = if fast {
+            "fast table"
+        } else {
+            "classifier only"
+        };
         let interfaces = h.interfaces.clone();
         if !f.on_lo {
             h.interfaces.clear();
@@ -975,6 +987,9 @@ fn verdicts_and_counters_per_fixture() {
         h.fake_ct(f.ct).expect("fake conntrack lookup");
         let frame = f.packet.bytes();
         let got = h.judge(&frame, LO_IFINDEX).expect("test run");
+        if fast && h.fast_word(&f.packet.view("lo")) & FAST_FINAL != 0 {
+            decided_fast += 1;
+        }
         let want = expected(f.verdict, h.generation().expect("generation"));
         let family = match f.packet.src {
             std::net::IpAddr::V4(_) => Family::V4,
@@ -987,7 +1002,7 @@ fn verdicts_and_counters_per_fixture() {
         if f.verdict == DEFER {
             if got != want || all.iter().any(|&n| n != 0) {
                 failures.push(format!(
-                    "{}: {got:x?} (want {want:x?}), counters {all:?} (want none)",
+                    "{} ({path}): {got:x?} (want {want:x?}), counters {all:?} (want none)",
                     f.what
                 ));
             }
@@ -1002,7 +1017,7 @@ fn verdicts_and_counters_per_fixture() {
         if got != want || counted.packets != 1 || counted.bytes != f.packet.ip_len() || others != 0
         {
             failures.push(format!(
-                "{}: {got:x?} (want {want:x?}), counter {} = {counted:?} (want 1 packet, {} bytes), others {others}",
+                "{} ({path}): {got:x?} (want {want:x?}), counter {} = {counted:?} (want 1 packet, {} bytes), others {others}",
                 f.what,
                 f.counted_by,
                 f.packet.ip_len()
@@ -1010,6 +1025,10 @@ fn verdicts_and_counters_per_fixture() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        decided_fast > 10,
+        "only {decided_fast} fixtures decided by the fast table"
+    );
 }
 
 #[test]
