@@ -1,6 +1,7 @@
 //! The `fwctl` command line: iptables syntax (`fwctl -A INPUT ...`) for rules, subcommands
 //! (`fwctl attach eth0`) for the rest. Parse first, with no side effect; then act.
 
+mod docs;
 pub mod list;
 mod log;
 mod set;
@@ -65,10 +66,20 @@ Every command works per network namespace: ip netns exec NS fwctl ...
 The iptables commands also work with their names: fwctl iptables -L -n -v,
 fwctl ip6tables -A INPUT ..., fwctl iptables-save, fwctl iptables-restore < rules.v4";
 
+/// `fwctl --version`: the package's version and the layout of the pinned maps it reads, which
+/// an upgrade keeps or migrates (a new ABI version pins under a new path).
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (BPF ABI {})",
+        env!("CARGO_PKG_VERSION"),
+        firewall_common::ABI_VERSION
+    )
+});
+
 #[derive(Parser)]
 #[command(
     name = "fwctl",
-    version,
+    version = VERSION.as_str(),
     about = "An XDP firewall that speaks iptables",
     after_help = IPTABLES_HELP
 )]
@@ -209,6 +220,17 @@ enum Sub {
     /// (internal) Wait for a pending apply's deadline and roll it back if unconfirmed.
     #[command(hide = true)]
     RollbackWatch,
+    /// Print the completion script for a shell (bash completes chains, sets and interfaces
+    /// too).
+    ///
+    /// Example: fwctl completions bash > /etc/bash_completion.d/fwctl
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// (internal) Print the manual page fwctl(8) in roff, for packaging.
+    #[command(hide = true)]
+    Manpage,
     /// Serve the firewall's counters to Prometheus at http://ADDR:PORT/metrics: per rule
     /// (the numbers of `fwctl -L -v -x`), per policy, drops without a rule, generation,
     /// last change. Each scrape reads everything once and lets go of the lock.
@@ -329,7 +351,12 @@ pub fn main() -> ExitCode {
         }
     } else {
         let cli = Cli::parse_from(std::iter::once("fwctl".to_string()).chain(args));
-        with_root(|| run_subcommand(cli.command))
+        match cli.command {
+            // Documentation only: no root, no namespace, nothing touched.
+            Sub::Completions { shell } => docs::completions(shell, &mut std::io::stdout()),
+            Sub::Manpage => docs::manpage(&mut std::io::stdout()),
+            command => with_root(|| run_subcommand(command)),
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -572,6 +599,8 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
         }
         Sub::Watch => crate::watch::run(),
         Sub::InstallService { root } => install_service(&root),
+        // Answered in main() before with_root: documentation needs no root.
+        Sub::Completions { .. } | Sub::Manpage => Ok(()),
     }
 }
 
