@@ -336,11 +336,35 @@ fn unalias(mut args: Vec<String>) -> Vec<String> {
     out
 }
 
+/// Warnings from anywhere in the library (an interrupted resize repaired, replaced sets
+/// left behind) reach the operator, or the journal under systemd, on stderr, as
+/// `fwctl: warning: ...`. RUST_LOG=info (or debug) shows more. `fwctl log` sets up its own
+/// logger, with timestamps, for the program's records.
+fn init_warnings() {
+    use std::io::Write;
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .target(env_logger::Target::Stderr)
+        .format(|buf, record| {
+            let level = match record.level() {
+                ::log::Level::Error => "error",
+                ::log::Level::Warn => "warning",
+                ::log::Level::Info => "info",
+                ::log::Level::Debug => "debug",
+                ::log::Level::Trace => "trace",
+            };
+            writeln!(buf, "fwctl: {level}: {}", record.args())
+        })
+        .try_init();
+}
+
 pub fn main() -> ExitCode {
     let args = unalias(std::env::args().skip(1).collect());
     let iptables_style = args.first().is_some_and(|a| {
         a.starts_with('-') && !matches!(a.as_str(), "-h" | "--help" | "-V" | "--version")
     });
+    if args.first().map(String::as_str) != Some("log") {
+        init_warnings();
+    }
     let result = if iptables_style {
         match parse_args(&args) {
             Ok(inv) => with_root(|| run_rule_command(inv)),
@@ -518,7 +542,10 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
             println!("detached from {iface}");
             Ok(())
         }
-        Sub::Status { output, verbose } => status(output == Some(OutputFormat::Json), verbose),
+        Sub::Status { output, verbose } => {
+            collect_garbage();
+            status(output == Some(OutputFormat::Json), verbose)
+        }
         Sub::Set { args } => set::run(&args),
         Sub::MarkBits { shift } => {
             Firewall::lock()?.set_mark_shift(shift)?;
@@ -533,6 +560,7 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
             let n = fw.state.interfaces.len();
             fw.down()?;
             println!("fwctl is down: detached from {n} interface(s), pinned state removed");
+            collect_garbage();
             Ok(())
         }
         Sub::Log {
@@ -587,6 +615,7 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
         }
         Sub::RollbackWatch => crate::apply::watch(),
         Sub::Boot { config_dir } => {
+            collect_garbage();
             let outcome = crate::boot::boot(&config_dir)?;
             for line in outcome.done {
                 println!("{line}");
@@ -601,6 +630,20 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
         Sub::InstallService { root } => install_service(&root),
         // Answered in main() before with_root: documentation needs no root.
         Sub::Completions { .. } | Sub::Manpage => Ok(()),
+    }
+}
+
+/// Takes away the pins and state of network namespaces deleted without `fwctl down`; a
+/// failure costs only memory, so it is a warning and the command goes on.
+fn collect_garbage() {
+    match crate::dataplane::gc::collect() {
+        Ok(gone) if gone.is_empty() => {}
+        Ok(gone) => eprintln!(
+            "fwctl: removed the pinned state of {} network namespace(s) that no longer exist (cookies {})",
+            gone.len(),
+            gone.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+        ),
+        Err(e) => ::log::warn!("removing the pins of deleted network namespaces: {e:#}"),
     }
 }
 

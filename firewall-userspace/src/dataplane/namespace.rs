@@ -44,7 +44,7 @@ impl Namespace {
     }
 }
 
-fn netns_cookie() -> Result<u64> {
+pub(crate) fn netns_cookie() -> Result<u64> {
     // SAFETY: plain socket syscall; the fd is closed by File's drop.
     let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
