@@ -2,10 +2,10 @@
 //! fwctl's mark bits seen by other tables, another program's XDP on an interface.
 //! Namespaces are named `fwd…`. Run one at a time (`--test-threads=1`): they share bpffs.
 
-use std::{path::Path, process::Stdio};
+use std::{io::Write, path::Path, process::Stdio};
 
 use netlab::Netns;
-use tests::{fwctl_bin, FwNs};
+use tests::{fwctl_bin, udp_exchange, FwNs, Lab, CLIENT_V4, HOST_IF, HOST_V4};
 
 fn cookie(ns: &Netns) -> u64 {
     let out = ns
@@ -81,4 +81,66 @@ fn pins_of_deleted_namespaces_go_and_live_ones_stay() {
     assert!(String::from_utf8_lossy(&out.stderr).contains(&held_cookie.to_string()));
     assert!(!pinned(held_cookie));
     assert_eq!(live.fwctl_ok(&["-S"]), live_rules);
+}
+
+/// Packets of each counted rule of `chain` in table `inet fwdmark`, in order.
+fn late_counts(ns: &Netns, chain: &str) -> Vec<u64> {
+    let text = netlab::output(
+        ns.command("nft")
+            .args(["list", "chain", "inet", "fwdmark", chain]),
+    )
+    .expect("nft list chain");
+    text.lines()
+        .filter_map(|l| l.split("counter packets ").nth(1))
+        .map(|rest| {
+            rest.split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .expect("a packet count")
+        })
+        .collect()
+}
+
+#[test]
+fn a_later_hook_sees_the_mark_the_packet_arrived_with() {
+    let lab = Lab::named("fwdmark").expect("lab");
+    lab.host.apply(&["-A INPUT -p udp -j ACCEPT"]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    // Another table: an earlier hook marks port 7001 (keeping other bits), a later one
+    // counts what the packets carry when they reach it.
+    let table = "table inet fwdmark {
+        chain early { type filter hook prerouting priority -150; udp dport 7001 meta mark set meta mark | 0x5; }
+        chain late {
+            type filter hook input priority 10;
+            udp dport 7000 meta mark 0x0 counter
+            udp dport 7000 counter
+            udp dport 7001 meta mark 0x5 counter
+            udp dport 7001 counter
+        }
+    }";
+    let mut nft = lab
+        .host
+        .command("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("nft -f -");
+    nft.stdin
+        .take()
+        .expect("stdin")
+        .write_all(table.as_bytes())
+        .expect("writing the table");
+    assert!(nft.wait().expect("nft").success());
+
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7000, 5, 64), 5);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7001, 5, 64), 5);
+    // XDP accepted them all (netfilter's own rules counted none: the mark said so).
+    assert_eq!(lab.host.packets("INPUT", 1), 10);
+    assert_eq!(lab.host.nft_packets("INPUT"), 0);
+    assert_eq!(late_counts(&lab.host, "late"), vec![5, 5, 5, 5]);
+    lab.host
+        .command("nft")
+        .args(["delete", "table", "inet", "fwdmark"])
+        .status()
+        .expect("nft delete table");
 }
