@@ -144,3 +144,38 @@ fn a_later_hook_sees_the_mark_the_packet_arrived_with() {
         .status()
         .expect("nft delete table");
 }
+
+#[test]
+fn attach_names_the_xdp_program_already_there() {
+    let lab = Lab::named("fwdbusy").expect("lab");
+    lab.host.apply(&["-A INPUT -p udp -j ACCEPT"]);
+    // Another tool's XDP program on the interface, held by this test through its link.
+    lab.host
+        .enter_on_this_thread()
+        .expect("entering the namespace");
+    let mut other = aya::Ebpf::load(fwctl::BENCH_PROGRAMS).expect("loading bench-xdp");
+    let prog: &mut aya::programs::Xdp = other
+        .program_mut("bench_drop")
+        .expect("bench_drop")
+        .try_into()
+        .expect("an XDP program");
+    prog.load().expect("load");
+    let id = prog.info().expect("program info").id();
+    prog.attach(HOST_IF, aya::programs::xdp::XdpMode::Driver)
+        .expect("attaching bench_drop");
+
+    let out = lab.host.fwctl(&["attach", HOST_IF]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains(&format!("bench_drop (id {id})")), "{said}");
+    assert!(
+        said.contains(&format!("ip link set dev {HOST_IF} xdp off")),
+        "{said}"
+    );
+    assert!(!lab.host.fwctl_ok(&["status"]).contains(HOST_IF));
+
+    // Once it is gone, fwctl attaches.
+    drop(other);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    assert_eq!(lab.xdp_mode().expect("ip link").as_deref(), Some("xdp"));
+}
