@@ -38,6 +38,7 @@ pub fn setup() -> Result<()> {
     step("rust-src for the nightly toolchain", ensure_rust_src)?;
     step("bpf-linker against nightly's LLVM", ensure_bpf_linker)?;
     step("cargo-deb", ensure_cargo_deb)?;
+    step("fail2ban (not started)", ensure_fail2ban)?;
     eprintln!("[setup] done");
     Ok(())
 }
@@ -45,7 +46,11 @@ pub fn setup() -> Result<()> {
 /// True when everything `setup` provides is already there; cheap enough to run before every
 /// `xtask run` and `xtask test`.
 pub fn is_complete() -> bool {
-    missing_apt_packages().is_empty() && has_rust_src() && bpf_linker_works() && cargo_deb_works()
+    missing_apt_packages().is_empty()
+        && has_rust_src()
+        && bpf_linker_works()
+        && cargo_deb_works()
+        && installed(FAIL2BAN)
 }
 
 fn step(name: &str, f: fn() -> Result<bool>) -> Result<()> {
@@ -62,17 +67,53 @@ fn step(name: &str, f: fn() -> Result<bool>) -> Result<()> {
     Ok(())
 }
 
+fn installed(pkg: &str) -> bool {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output();
+    matches!(out, Ok(o) if String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
 fn missing_apt_packages() -> Vec<&'static str> {
     APT_PACKAGES
         .iter()
         .copied()
-        .filter(|pkg| {
-            let out = Command::new("dpkg-query")
-                .args(["-W", "-f=${Status}", pkg])
-                .output();
-            !matches!(out, Ok(o) if String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
-        })
+        .filter(|pkg| !installed(pkg))
         .collect()
+}
+
+/// The fail2ban test runs a private fail2ban-server of its own in a namespace.
+const FAIL2BAN: &str = "fail2ban";
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+
+/// Installs fail2ban without letting its postinst start the system's server (which would
+/// ban into the host's iptables): invoke-rc.d asks policy-rc.d, and 101 means "no". One
+/// that is already there is left as it is; ours goes once the install is over.
+fn ensure_fail2ban() -> Result<bool> {
+    if installed(FAIL2BAN) {
+        return Ok(false);
+    }
+    let ours = !Path::new(POLICY_RC_D).exists();
+    if ours {
+        fs::write(
+            POLICY_RC_D,
+            "#!/bin/sh\n# fwctl's xtask setup: start no service\nexit 101\n",
+        )
+        .with_context(|| format!("writing {POLICY_RC_D}"))?;
+        fs::set_permissions(
+            POLICY_RC_D,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .with_context(|| format!("making {POLICY_RC_D} executable"))?;
+    }
+    let result = run(Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-q", "--no-install-recommends", FAIL2BAN]));
+    if ours {
+        fs::remove_file(POLICY_RC_D).with_context(|| format!("removing {POLICY_RC_D}"))?;
+    }
+    result?;
+    Ok(true)
 }
 
 fn ensure_apt_packages() -> Result<bool> {
