@@ -9,7 +9,27 @@
 use bytemuck::{Pod, Zeroable};
 
 /// Bumped whenever a map's key or value layout changes; part of the pin path.
-pub const ABI_VERSION: u32 = 8;
+/// `FWCTL_ABI_BUMP=N` at build time adds N: the upgrade test's second build (tests/tests/
+/// upgrade.rs) changes the ABI without changing the source.
+pub const ABI_VERSION: u32 = 8 + abi_bump();
+
+const fn abi_bump() -> u32 {
+    let Some(text) = option_env!("FWCTL_ABI_BUMP") else {
+        return 0;
+    };
+    let digits = text.as_bytes();
+    let mut n = 0;
+    let mut i = 0;
+    while i < digits.len() {
+        assert!(
+            digits[i].is_ascii_digit(),
+            "FWCTL_ABI_BUMP must be a number"
+        );
+        n = n * 10 + (digits[i] - b'0') as u32;
+        i += 1;
+    }
+    n
+}
 
 /// Address families, in the order their tables are stored.
 pub const FAMILY_V4: u32 = 0;

@@ -71,7 +71,11 @@ impl Firewall {
     /// an empty bpffs, and reading zeros there, or installing into it (pins that vanish at
     /// exit, beside the real ones), would be worse than stopping.
     pub fn lock() -> Result<Firewall> {
-        let fw = Firewall::lock_for_down()?;
+        let mut fw = Firewall::lock_for_down()?;
+        let older = crate::dataplane::upgrade::older_instances(&fw.ns);
+        if fw.store.exists() && !older.is_empty() {
+            fw.upgrade(&older)?;
+        }
         if fw.store.exists() && !fw.ns.pin_dir.join(PROGRAM_NAME).exists() {
             bail!(
                 "the state in {} says fwctl is installed here, but its pinned programs and maps are not in {}: \
@@ -83,6 +87,58 @@ impl Firewall {
         }
         crate::dataplane::resize::repair(&fw.ns)?;
         Ok(fw)
+    }
+
+    /// Moves the firewall in force from the instances of another BPF ABI (`older`, pinned
+    /// by the fwctl this one replaced) to one of this ABI: see `dataplane::upgrade`. Then
+    /// commits the ruleset again, so netfilter's table follows this version too.
+    fn upgrade(&mut self, older: &[(u32, std::path::PathBuf)]) -> Result<()> {
+        use crate::dataplane::upgrade;
+        let from: Vec<String> = older.iter().map(|(abi, _)| abi.to_string()).collect();
+        if !self.ns.pin_dir.join(PROGRAM_NAME).exists() {
+            let Some(generation) = self.state.generation else {
+                bail!(
+                    "the firewall in force was installed by an fwctl of BPF ABI {} that did not record its generation; \
+                     it stays in force, untouched. To move it to this fwctl (ABI {}): `fwctl save` and `fwctl set save` \
+                     with the old binary, `fwctl down`, then restore them with this one",
+                    from.join(", "),
+                    firewall_common::ABI_VERSION
+                );
+            };
+            let image =
+                compile_with_sets(&self.state.ruleset, &self.interfaces(), &self.state.sets)?;
+            let slots_end = self.state.ruleset.slots().max().map_or(0, |s| s + 1);
+            let capacity = Capacity::needed(&image, slots_end).sized();
+            let flags = crate::dataplane::forwarding::fast_flags(
+                self.state.interfaces.iter().map(|i| i.name.as_str()),
+            );
+            let config = firewall_common::Config {
+                active: generation,
+                mark_shift: self.state.mark_shift,
+                flags,
+                ..crate::dataplane::install::initial_config()
+            };
+            let fill = |dir: &std::path::Path| {
+                crate::sets::xdp::reload_sets(dir, &self.ns.state_dir, &self.state.sets)
+            };
+            upgrade::build(&self.ns, capacity, &image, config, fill)?;
+            fault_point("upgrade-built");
+        }
+        let mut moved = 0;
+        for (_, dir) in older {
+            moved += upgrade::move_links(dir, &self.ns)?;
+        }
+        fault_point("upgrade-relinked");
+        for (_, dir) in older {
+            remove_pins(dir)?;
+        }
+        eprintln!(
+            "fwctl: moved the firewall in force from BPF ABI {} to {} ({moved} link(s)): rules, sets and \
+             interfaces carried over; XDP's share of the rule counters restarts at 0, netfilter's carries over",
+            from.join(", "),
+            firewall_common::ABI_VERSION
+        );
+        self.recommit()
     }
 
     /// Locks without the consistency check, for `down`, which cleans up whatever is there.
@@ -239,6 +295,7 @@ impl Firewall {
             None => {}
         }
         self.state.ruleset = editor.ruleset;
+        self.state.generation = Some(next);
         self.state.last_apply_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .ok()
@@ -588,6 +645,10 @@ impl Firewall {
         netfilter::remove()?;
         remove_pins(&self.ns.pin_dir)?;
         remove_pins(&crate::dataplane::install::scratch_dir(&self.ns.pin_dir))?;
+        // An instance an fwctl of another ABI left (its links go with their pins).
+        for (_, dir) in crate::dataplane::upgrade::older_instances(&self.ns) {
+            remove_pins(&dir)?;
+        }
         // Leave no empty fwctl directories behind either.
         let mut dir = self.ns.pin_dir.parent();
         while let Some(d) = dir {

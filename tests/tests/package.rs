@@ -4,11 +4,15 @@
 //! /usr and /etc, so the test purges it at the end, and first if a failed run left it.
 
 use std::{
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Command, Output},
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
 };
 
-use tests::FwNs;
+use netlab::Probe;
+use tests::{FwNs, Lab, HOST_IF, HOST_V4};
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -17,22 +21,29 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn package() -> PathBuf {
-    if let Some(p) = std::env::var_os("FWCTL_DEB") {
+/// The package of this workspace (`FWCTL_DEB` if set), or with `next` its second build:
+/// version 0.1.1 and the BPF ABI one higher (`FWCTL_DEB_NEXT` if set), as an upgrade
+/// brings. Built with `cargo xtask deb` when not given.
+fn package(next: bool) -> PathBuf {
+    let var = if next { "FWCTL_DEB_NEXT" } else { "FWCTL_DEB" };
+    if let Some(p) = std::env::var_os(var) {
         return PathBuf::from(p);
     }
     let root = workspace_root();
-    let status = Command::new("cargo")
-        .current_dir(&root)
-        .args(["xtask", "deb"])
-        .status()
-        .expect("running cargo xtask deb");
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(&root).args(["xtask", "deb"]);
+    let (target, version) = if next {
+        cmd.args(["--version", NEXT_VERSION, "--abi-bump", "1"]);
+        ("target/abi-bump-1", NEXT_VERSION)
+    } else {
+        ("target", env!("CARGO_PKG_VERSION"))
+    };
+    let status = cmd.status().expect("running cargo xtask deb");
     assert!(status.success(), "cargo xtask deb failed: {status}");
-    root.join(format!(
-        "target/debian/fwctl_{}_amd64.deb",
-        env!("CARGO_PKG_VERSION")
-    ))
+    root.join(format!("{target}/debian/fwctl_{version}_amd64.deb"))
 }
+
+const NEXT_VERSION: &str = "0.1.1";
 
 fn run(program: &str, args: &[&str]) -> Output {
     Command::new(program)
@@ -67,7 +78,7 @@ fn in_force(ns: &FwNs) -> (String, String) {
 
 #[test]
 fn install_check_and_purge_never_touch_the_firewall_in_force() {
-    let deb = package();
+    let deb = package(false);
     assert!(deb.exists(), "no package at {}", deb.display());
     if installed() {
         ok("dpkg", &["--purge", "fwctl"]);
@@ -198,4 +209,171 @@ fn install_check_and_purge_never_touch_the_firewall_in_force() {
         before,
         "purging changed the firewall in force"
     );
+}
+
+const OPEN: u16 = 8081;
+const CLOSED: u16 = 8080;
+
+/// Probes the open and the closed port from the client until stopped; returns how many
+/// probes ran and every one that went wrong (the open port unanswered, the closed one
+/// answered).
+fn probe_until(lab: &Lab, stop: &AtomicBool) -> (usize, Vec<String>) {
+    let addr = |port| SocketAddr::new(HOST_V4.parse().expect("address"), port);
+    let (mut runs, mut wrong) = (0, Vec::new());
+    while !stop.load(Ordering::Relaxed) {
+        let open = lab
+            .client
+            .tcp_connect(addr(OPEN), Duration::from_millis(500));
+        let closed = lab
+            .client
+            .tcp_connect(addr(CLOSED), Duration::from_millis(200));
+        runs += 1;
+        if !matches!(open, Ok(Probe::Echoed)) {
+            wrong.push(format!("probe {runs}: open port {open:?}"));
+        }
+        if matches!(closed, Ok(Probe::Echoed)) {
+            wrong.push(format!("probe {runs}: closed port answered"));
+        }
+    }
+    (runs, wrong)
+}
+
+/// /usr/sbin/fwctl (the installed package's) in the lab's host namespace.
+fn packaged(lab: &Lab, args: &[&str], fault: Option<&str>) -> Output {
+    let mut cmd = lab.host.command(SBIN_FWCTL);
+    if let Some(f) = fault {
+        cmd.env("FWCTL_FAULT", f);
+    }
+    cmd.args(args).output().expect("running /usr/sbin/fwctl")
+}
+
+fn packaged_ok(lab: &Lab, args: &[&str]) -> String {
+    let out = packaged(lab, args, None);
+    assert!(
+        out.status.success(),
+        "fwctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const SBIN_FWCTL: &str = "/usr/sbin/fwctl";
+
+/// Version N's firewall in force under a steady probe; version N+1 (another BPF ABI)
+/// installed over it; its first command moves the firewall to the new ABI, killed with
+/// `fault` first if given (then the next command finishes the move).
+fn upgrade_under_traffic(fault: Option<&str>) {
+    let (old, new) = (package(false), package(true));
+    let abi = firewall_common::ABI_VERSION;
+    ok("dpkg", &["-i", old.to_str().expect("utf-8 path")]);
+    assert!(ok(SBIN_FWCTL, &["--version"]).contains(&format!("(BPF ABI {abi})")));
+
+    let lab = Lab::named("fwdup").expect("lab");
+    for port in [OPEN, CLOSED] {
+        lab.host
+            .tcp_echo(SocketAddr::new(HOST_V4.parse().expect("address"), port))
+            .expect("listener");
+    }
+    for rule in [
+        "-P INPUT DROP",
+        "-A INPUT -m set --match-set fwdbl src -j DROP",
+        "-A INPUT -p tcp --dport 8081 -j ACCEPT",
+    ] {
+        if rule.contains("fwdbl") {
+            packaged_ok(&lab, &["set", "create", "fwdbl", "hash:ip"]);
+            packaged_ok(&lab, &["set", "add", "fwdbl", "192.0.2.7"]);
+        }
+        packaged_ok(&lab, &rule.split_whitespace().collect::<Vec<_>>());
+    }
+    packaged_ok(&lab, &["attach", HOST_IF]);
+    let rules = packaged_ok(&lab, &["-S"]);
+    let sets = packaged_ok(&lab, &["set", "save"]);
+    let cookie: u64 =
+        serde_json::from_str::<serde_json::Value>(&packaged_ok(&lab, &["status", "-o", "json"]))
+            .expect("status JSON")["netns_cookie"]
+            .as_u64()
+            .expect("a cookie");
+    let pins = |abi: u32| Path::new(&format!("/sys/fs/bpf/fwctl/v{abi}/ns-{cookie}")).exists();
+    assert!(pins(abi));
+
+    let stop = AtomicBool::new(false);
+    /// Stops the prober however the scope ends (a failed assertion too), so the scope's
+    /// join never waits forever.
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let (runs, wrong, said) = std::thread::scope(|s| {
+        let prober = s.spawn(|| probe_until(&lab, &stop));
+        let _stop = Stop(&stop);
+        std::thread::sleep(Duration::from_millis(500));
+        ok("dpkg", &["-i", new.to_str().expect("utf-8 path")]);
+        std::thread::sleep(Duration::from_millis(500));
+        let mut said = String::new();
+        if let Some(f) = fault {
+            let out = packaged(&lab, &["-S"], Some(f));
+            assert!(!out.status.success(), "{f}: the fault did not fire");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let out = packaged(&lab, &["-S"], None);
+        said.push_str(&String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{said}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), rules);
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        let (runs, wrong) = prober.join().expect("prober");
+        (runs, wrong, said)
+    });
+    assert!(wrong.is_empty(), "{fault:?}: {wrong:?}");
+    assert!(runs >= 5, "only {runs} probes");
+    assert!(
+        said.contains(&format!("from BPF ABI {abi} to {}", abi + 1))
+            && said.contains("XDP's share of the rule counters restarts at 0"),
+        "{said}"
+    );
+
+    // The new version's instance, in place of the old one, with everything carried over.
+    assert!(ok(SBIN_FWCTL, &["--version"]).contains(&format!("(BPF ABI {})", abi + 1)));
+    assert_eq!(
+        ok("dpkg-query", &["-W", "-f=${Version}", "fwctl"]),
+        NEXT_VERSION
+    );
+    assert!(!pins(abi) && pins(abi + 1));
+    assert_eq!(packaged_ok(&lab, &["set", "save"]), sets);
+    assert!(packaged_ok(&lab, &["status"]).contains("attached"));
+    assert_eq!(
+        tests::xdp_mode(&lab.host, HOST_IF)
+            .expect("ip link")
+            .as_deref(),
+        Some("xdp")
+    );
+    // XDP judges with the new instance: netfilter counts none of these.
+    let nft_before = lab.host.nft_packets("INPUT");
+    let addr = SocketAddr::new(HOST_V4.parse().expect("address"), OPEN);
+    assert_eq!(
+        lab.client
+            .tcp_connect(addr, Duration::from_secs(1))
+            .expect("probe"),
+        Probe::Echoed
+    );
+    assert_eq!(lab.host.nft_packets("INPUT"), nft_before);
+    let listed = packaged_ok(&lab, &["-L", "INPUT", "-n", "-v", "-x", "--line-numbers"]);
+    let (packets, _) = tests::listed_counters(&listed, "INPUT", 2).expect("rule 2's counters");
+    assert!(packets > 0, "{listed}");
+    // Down with the new version takes everything away.
+    packaged_ok(&lab, &["down"]);
+    assert!(!pins(abi + 1));
+    ok("dpkg", &["--purge", "fwctl"]);
+}
+
+#[test]
+fn upgrade_to_another_abi_under_traffic_never_opens() {
+    if installed() {
+        ok("dpkg", &["--purge", "fwctl"]);
+    }
+    for fault in [None, Some("upgrade-built"), Some("upgrade-relinked")] {
+        upgrade_under_traffic(fault);
+    }
 }

@@ -21,19 +21,37 @@ const UNITS: [&str; 3] = [
 pub struct Options {
     /// The package's version instead of the workspace's (a test's second build).
     pub version: Option<String>,
+    /// Adds this to the BPF ABI version (FWCTL_ABI_BUMP), for the upgrade test's second
+    /// build; built in target/abi-bump-N/ so the usual build stays as it is.
+    pub abi_bump: Option<u32>,
 }
 
 pub fn deb(opts: Options) -> Result<()> {
     setup::ensure()?;
     let root = workspace_root();
+    let target = match opts.abi_bump {
+        Some(n) => root.join(format!("target/abi-bump-{n}")),
+        None => root.join("target"),
+    };
+    // Both cargo and cargo-deb read these.
+    let cargo = |args: &[&str]| {
+        let mut cmd = Command::new("cargo");
+        cmd.current_dir(&root)
+            .env("CARGO_TARGET_DIR", &target)
+            .args(args);
+        if let Some(n) = opts.abi_bump {
+            cmd.env("FWCTL_ABI_BUMP", n.to_string());
+        }
+        cmd
+    };
     eprintln!("[deb] cargo build --release -p firewall-userspace");
-    run(Command::new("cargo").current_dir(&root).args([
+    run(&mut cargo(&[
         "build",
         "--release",
         "-p",
         "firewall-userspace",
     ]))?;
-    let release = root.join("target/release");
+    let release = target.join("release");
     let fwctl = release.join("fwctl");
     let assets = release.join("deb-assets");
     fs::create_dir_all(&assets).with_context(|| format!("creating {}", assets.display()))?;
@@ -58,9 +76,17 @@ pub fn deb(opts: Options) -> Result<()> {
     }
 
     eprintln!("[deb] cargo deb -p firewall-userspace --no-build");
-    let mut cmd = Command::new("cargo");
-    cmd.current_dir(&root)
-        .args(["deb", "-p", "firewall-userspace", "--no-build"]);
+    // cargo-deb clears the folder of the package's other versions: each build its own.
+    let out_dir = target.join("debian");
+    let out_dir = out_dir.to_str().context("non-UTF-8 target path")?;
+    let mut cmd = cargo(&[
+        "deb",
+        "-p",
+        "firewall-userspace",
+        "--no-build",
+        "--output",
+        out_dir,
+    ]);
     if let Some(v) = &opts.version {
         cmd.args(["--deb-version", v]);
     }

@@ -46,6 +46,10 @@ enum Task {
         /// The package's version instead of the workspace's.
         #[arg(long)]
         version: Option<String>,
+        /// Add N to the BPF ABI version (a test's second build), built in target/abi-bump-N
+        /// (the package in target/abi-bump-N/debian/).
+        #[arg(long, value_name = "N")]
+        abi_bump: Option<u32>,
     },
     /// Run every test: unit tests, then the kernel tests one at a time (needs root).
     Test {
@@ -68,6 +72,6 @@ fn main() -> Result<()> {
         }),
         Task::Test { filter } => test::test(filter),
         Task::Bench => bench::bench(),
-        Task::Deb { version } => deb::deb(deb::Options { version }),
+        Task::Deb { version, abi_bump } => deb::deb(deb::Options { version, abi_bump }),
     }
 }

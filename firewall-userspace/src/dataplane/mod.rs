@@ -13,5 +13,6 @@ pub mod maps;
 pub mod mmap;
 pub mod namespace;
 pub mod resize;
+pub mod upgrade;
 
 pub use install::Dataplane;
