@@ -16,7 +16,8 @@ use crate::cmd::run;
 /// Debian packages the tests and the lab use: `ip` for namespaces and veth, `nft` and
 /// `iptables` as oracles, `ethtool` to read NIC features, `libclang-dev` for rustables'
 /// bindgen (the netfilter table is written through it), `tmux` as the terminal `fwctl top`
-/// is tested in, `ipset` as what `fwctl set restore` is benchmarked against.
+/// is tested in, `ipset` as what `fwctl set restore` is benchmarked against, `xdp-tools`
+/// for xdp-filter, the XDP peer the flood benchmark runs beside fwctl.
 const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "nftables",
@@ -25,6 +26,7 @@ const APT_PACKAGES: &[&str] = &[
     "libclang-dev",
     "tmux",
     "ipset",
+    "xdp-tools",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";
