@@ -344,7 +344,10 @@ impl XdpReceiver for XdpFilter {
     }
 
     fn remove(&self, host: &FwNs) -> Result<()> {
-        netlab::run(host.command("ip").args(["link", "set", "dev", HOST_IF, "xdp", "off"]))
+        netlab::run(
+            host.command("ip")
+                .args(["link", "set", "dev", HOST_IF, "xdp", "off"]),
+        )
     }
 }
 
