@@ -233,6 +233,12 @@ pub const CONFIG_LOG_VERDICTS: u32 = 1;
 pub const CONFIG_FAST_V4: u32 = 2;
 pub const CONFIG_FAST_V6: u32 = 4;
 
+/// [`Config::flags`]: conntrack helpers may be attached to connections in this namespace
+/// (an nftables ct helper or ct expectation object, iptables' CT target): a new connection
+/// may then be RELATED through an expectation, which XDP's lookup cannot see, so a miss is
+/// not certainly NEW and the packet goes to netfilter. fwctl checks at every change.
+pub const CONFIG_CT_HELPERS: u32 = 8;
+
 pub const fn config_fast(family: u32) -> u32 {
     CONFIG_FAST_V4 << (family & 1)
 }

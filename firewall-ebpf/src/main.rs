@@ -223,7 +223,7 @@ fn ct_class(ctx: &XdpContext, pkt: &Packet, config: &Config) -> u32 {
             core::ptr::read_volatile(&NF_CONN_STATUS),
         )
     };
-    ct::class(ctx, pkt, mode, status, config.fake_ct_lookup)
+    ct::class(ctx, pkt, mode, status, config)
 }
 
 /// Applies a fast-path outcome (`firewall_common::fast_final`). No helper call on a drop:

@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use aya::programs::{SchedClassifier, Xdp};
 use aya_obj::programs::XdpAttachType;
 use firewall_common::{
-    policy_counter, Config, Counter, CONFIG_FAST_V4, CONFIG_FAST_V6, CONFIG_LOG_VERDICTS,
-    POLICY_COUNTER_SLOTS,
+    policy_counter, Config, Counter, CONFIG_CT_HELPERS, CONFIG_FAST_V4, CONFIG_FAST_V6,
+    CONFIG_LOG_VERDICTS, POLICY_COUNTER_SLOTS,
 };
 
 /// The `Config::flags` bits a commit recomputes from the namespace's forwarding sysctls.
@@ -219,7 +219,16 @@ impl Firewall {
         let fast = crate::dataplane::forwarding::fast_flags(
             self.state.interfaces.iter().map(|i| i.name.as_str()),
         );
-        let flags = (config.flags & !FAST_FLAGS) | fast;
+        // Unknown counts as "helpers about": XDP then leaves conntrack misses to netfilter.
+        let helpers = match netfilter::netlink::helpers_in_use(netfilter::TABLE) {
+            Ok(false) => 0,
+            Ok(true) => CONFIG_CT_HELPERS,
+            Err(e) => {
+                log::warn!("could not tell whether conntrack helpers are in use: {e:#}");
+                CONFIG_CT_HELPERS
+            }
+        };
+        let flags = (config.flags & !(FAST_FLAGS | CONFIG_CT_HELPERS)) | fast | helpers;
         if config.mark_shift != marks.shift || config.flags != flags {
             dp.maps.set_config(firewall_common::Config {
                 mark_shift: marks.shift,
