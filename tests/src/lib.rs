@@ -7,6 +7,7 @@ pub mod generator;
 pub mod packets;
 pub mod program;
 pub mod report;
+pub mod twins;
 
 use std::{
     ops::Deref,
