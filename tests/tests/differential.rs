@@ -661,24 +661,3 @@ fn rulesets_change_atomically_under_traffic() {
         "every packet not received is one the policy dropped ({overflowed} socket overflows)\n{listing}"
     );
 }
-
-/// Fragmented UDP to an accepted port, with a stateless ruleset: iptables (and fwctl with
-/// no XDP attached) judge the reassembled datagram in INPUT, since IPv4 reassembles before
-/// LOCAL_IN, and deliver it. XDP leaves every fragment to netfilter for that reason (had it
-/// judged each one, the others, without ports, would fall to the DROP policy and the
-/// datagram would never reassemble).
-#[test]
-fn fragmented_udp_arrives_as_with_iptables() {
-    let lab = Lab::named("fwd-frag").unwrap();
-    lab.host
-        .apply(&["-P INPUT DROP", "-A INPUT -p udp --dport 7010 -j ACCEPT"]);
-    let netfilter_only = tests::udp_exchange(&lab, CLIENT_V4, HOST_V4, 7010, 3, 3000);
-    assert_eq!(netfilter_only, 3);
-    lab.host.fwctl_ok(&["attach", HOST_IF]);
-    assert_eq!(
-        tests::udp_exchange(&lab, CLIENT_V4, HOST_V4, 7010, 3, 300),
-        3
-    );
-    let with_xdp = tests::udp_exchange(&lab, CLIENT_V4, HOST_V4, 7010, 3, 3000);
-    assert_eq!(with_xdp, 3, "fragmented datagrams lost at XDP");
-}
