@@ -280,13 +280,9 @@ impl Drop for Twins {
     }
 }
 
-/// Polls `done` every 20 ms; panics with `why()` if it is still false after `DEADLINE`.
-pub fn wait_for(mut done: impl FnMut() -> bool, why: impl FnOnce() -> String) {
-    let deadline = Instant::now() + DEADLINE;
-    while !done() {
-        assert!(Instant::now() < deadline, "{}", why());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Waits for `done` up to `DEADLINE`, else panics with `why()`.
+pub fn wait_for(done: impl FnMut() -> bool, why: impl FnOnce() -> String) {
+    crate::wait_for(DEADLINE, done, why)
 }
 
 /// A ruleset given as iptables commands (`-P`, `-N`, `-A`) in iptables-save format, which
