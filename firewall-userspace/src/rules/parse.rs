@@ -1080,7 +1080,8 @@ pub fn parse_proto(text: &str) -> Result<Option<u8>, ParseError> {
             .or_else(|| services::proto_by_name(&lower))
             .ok_or_else(|| bad(format!("unknown protocol \"{text}\" specified")))?,
     };
-    Ok(Some(number))
+    // Protocol number 0 is `all` however it is written (`00`, `+0`), as in iptables.
+    Ok(Some(number).filter(|&n| n != 0))
 }
 
 /// `--dport`: a port, a service name, or `a:b` with either side optional (`:1024`, `1024:`).

@@ -687,3 +687,16 @@ fn rejected_inputs() {
         assert_eq!(err.status, *status, "{line}");
     }
 }
+
+/// Found by the rule_grammar fuzz target: `-p 00` was a match on protocol number 0, which
+/// no packet carries as iptables reads it; iptables takes any spelling of 0 as `all`.
+#[test]
+fn protocol_zero_is_all_however_written() {
+    for p in ["0", "00", "+0", "all", "ALL"] {
+        assert_eq!(
+            rule(&format!("-A INPUT -p {p} -j DROP")).proto,
+            None,
+            "-p {p}"
+        );
+    }
+}
