@@ -700,3 +700,20 @@ fn protocol_zero_is_all_however_written() {
         );
     }
 }
+
+/// Found by the iptables_save fuzz target: `-p icmp --icmp-type 6 ... -p udp` was a UDP
+/// rule with an ICMP match, saved as a line `fwctl restore` refuses. iptables refuses a
+/// second -p, -s, -d or -i.
+#[test]
+fn options_iptables_takes_once_are_refused_twice() {
+    for line in [
+        "-A INPUT -p icmp --icmp-type 6 -j DROP -p udp",
+        "-A INPUT -p all -p tcp -j DROP",
+        "-A INPUT -s 10.0.0.1 -s 10.0.0.2 -j DROP",
+        "-A INPUT -d 10.0.0.1 ! -d 10.0.0.2 -j DROP",
+        "-A INPUT -i eth0 -i eth1 -j DROP",
+    ] {
+        let err = parse(line).expect_err(line);
+        assert!(err.message.contains("multiple"), "{line}: {err}");
+    }
+}
