@@ -9,7 +9,7 @@ use fwctl::{
     rules::{
         parse::{parse_args, Command},
         restore::{restore, words},
-        Family, Ruleset, Table, Target,
+        Family, RuleSpec, Ruleset, Table, Target,
     },
     sets::{
         ipset_format::{parse_restore, save, Cmd},
@@ -42,7 +42,9 @@ pub fn iptables_save(text: &str) {
             Ok(r) => r,
             Err(e) => return names_a_line(e.line, text.lines().count(), &e.message),
         };
-        fixed_point(&restored.editor.ruleset, family);
+        if names_round_trip(&restored.editor.ruleset, family) {
+            fixed_point(&restored.editor.ruleset, family);
+        }
     }
 }
 
@@ -71,7 +73,7 @@ pub fn rule_grammar(line: &str) {
         _ => return,
     };
     for spec in specs {
-        if !round_trips(chain) || matches!(&spec.target, Target::Jump(to) if !round_trips(to)) {
+        if !round_trips(chain) || !raw_names(&spec).all(round_trips) {
             continue;
         }
         let text = list::rule_args(&spec);
@@ -90,10 +92,43 @@ pub fn rule_grammar(line: &str) {
     }
 }
 
-/// Whether a chain name can be read back from a saved rule line. iptables takes `"` and
-/// `\\` in chain names and iptables-save writes them raw, which neither iptables-restore
-/// nor `fwctl restore` reads back as the same name; fwctl does the same, so such names are
-/// outside the fixed point (found by this target; reported, not changed).
+/// Whether a name saved raw (a chain, an interface, a hashlimit table, a set) can be read back from a
+/// saved rule line. iptables takes `"` and `\\` in such names and iptables-save writes
+/// them raw, which neither iptables-restore nor `fwctl restore` reads back as the same
+/// name; fwctl does the same, so such names are outside the fixed point (found by this
+/// target; reported, not changed).
+fn raw_names(spec: &RuleSpec) -> impl Iterator<Item = &str> {
+    let jump = match &spec.target {
+        Target::Jump(to) => Some(to.as_str()),
+        _ => None,
+    };
+    let ifaces = [&spec.in_iface, &spec.out_iface].map(|i| i.as_ref().map(|i| i.value.as_str()));
+    let hashlimit = spec.rate.hashlimit.as_ref().map(|h| h.name.as_str());
+    [jump, hashlimit]
+        .into_iter()
+        .chain(ifaces)
+        .flatten()
+        .chain(spec.sets.iter().map(|m| m.value.name.as_str()))
+}
+
+/// Whether every name the family's tables save raw reads back (see `round_trips`).
+fn names_round_trip(ruleset: &Ruleset, family: Family) -> bool {
+    Table::ALL.iter().all(|&table| {
+        let rules = ruleset.table(table, family);
+        let builtin = rules.builtins().iter().map(|&c| &rules.chain(c).rules);
+        let user = rules
+            .user
+            .iter()
+            .filter(|u| round_trips(&u.name))
+            .map(|u| &u.rules);
+        rules.user.iter().all(|u| round_trips(&u.name))
+            && builtin
+                .chain(user)
+                .flatten()
+                .all(|rule| raw_names(&rule.spec).all(round_trips))
+    })
+}
+
 fn round_trips(name: &str) -> bool {
     !name.contains(['"', '\\']) && !name.chars().any(char::is_control)
 }
