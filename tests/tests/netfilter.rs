@@ -733,4 +733,30 @@ fn shell_words(cmd: &str) -> Vec<String> {
         out.push(word);
     }
     out
+
+/// A RETURN in INPUT applies INPUT's policy (iptables), counted on the rule and on the
+/// policy. Netfilter once returned from the generation chain to the hooked chain, whose
+/// own `accept` let the packet in past a DROP policy and counted no policy (found by the
+/// random differential test). Counts survive a change of the ruleset.
+#[test]
+fn return_in_input_applies_the_policy_in_netfilter() {
+    let lab = Lab::named("fwq-ret").unwrap();
+    let host = &lab.host;
+    host.apply(&[
+        "-P INPUT DROP",
+        "-A INPUT -p udp --dport 7020 -j RETURN",
+        "-A INPUT -p udp -j ACCEPT",
+    ]);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7020, 2, 10), 0);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7021, 1, 10), 1);
+    assert_eq!((host.packets("INPUT", 1), host.packets("INPUT", 0)), (2, 2));
+    host.apply(&["-A INPUT -p tcp -j ACCEPT"]);
+    assert_eq!(
+        (host.packets("INPUT", 1), host.packets("INPUT", 0)),
+        (2, 2),
+        "counts after a change"
+    );
+    host.apply(&["-P INPUT ACCEPT"]);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7020, 1, 10), 1);
+    assert_eq!((host.packets("INPUT", 1), host.packets("INPUT", 0)), (3, 3));
 }

@@ -16,8 +16,9 @@ use crate::cmd::run;
 /// Debian packages the tests and the lab use: `ip` for namespaces and veth, `nft` and
 /// `iptables` as oracles, `ethtool` to read NIC features, `libclang-dev` for rustables'
 /// bindgen (the netfilter table is written through it), `tmux` as the terminal `fwctl top`
-/// is tested in, `ipset` as what `fwctl set restore` is benchmarked against, `xdp-tools`
-/// for xdp-filter, the XDP peer the flood benchmark runs beside fwctl.
+/// is tested in, `ipset` as what `fwctl set restore` is benchmarked and compared against,
+/// `conntrack` to forget connections between random differential cases, `xdp-tools` for
+/// xdp-filter, the XDP peer the flood benchmark runs beside fwctl.
 const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "nftables",
@@ -26,15 +27,19 @@ const APT_PACKAGES: &[&str] = &[
     "libclang-dev",
     "tmux",
     "ipset",
+    "conntrack",
     "xdp-tools",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";
+/// cargo-fuzz runs the parser fuzz targets (`cargo xtask fuzz --parsers`) on nightly.
+const CARGO_FUZZ_VERSION: &str = "0.13";
 
 pub fn setup() -> Result<()> {
     step("Debian packages", ensure_apt_packages)?;
     step("rust-src for the nightly toolchain", ensure_rust_src)?;
     step("bpf-linker against nightly's LLVM", ensure_bpf_linker)?;
+    step("cargo-fuzz", ensure_cargo_fuzz)?;
     eprintln!("[setup] done");
     Ok(())
 }
@@ -42,7 +47,7 @@ pub fn setup() -> Result<()> {
 /// True when everything `setup` provides is already there; cheap enough to run before every
 /// `xtask run` and `xtask test`.
 pub fn is_complete() -> bool {
-    missing_apt_packages().is_empty() && has_rust_src() && bpf_linker_works()
+    missing_apt_packages().is_empty() && has_rust_src() && bpf_linker_works() && cargo_fuzz_works()
 }
 
 fn step(name: &str, f: fn() -> Result<bool>) -> Result<()> {
@@ -148,6 +153,31 @@ fn ensure_bpf_linker() -> Result<bool> {
         ))?;
     if !bpf_linker_works() {
         bail!("bpf-linker was installed but `bpf-linker --version` does not run");
+    }
+    Ok(true)
+}
+
+fn cargo_fuzz_works() -> bool {
+    Command::new("cargo")
+        .args(["+nightly", "fuzz", "--version"])
+        .output()
+        .map(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout).contains(&format!(" {CARGO_FUZZ_VERSION}."))
+        })
+        .unwrap_or(false)
+}
+
+fn ensure_cargo_fuzz() -> Result<bool> {
+    if cargo_fuzz_works() {
+        return Ok(false);
+    }
+    eprintln!("[setup]   cargo install cargo-fuzz {CARGO_FUZZ_VERSION}; a few minutes");
+    run(Command::new("cargo")
+        .args(["install", "cargo-fuzz", "--locked", "--force", "--version"])
+        .arg(format!("~{CARGO_FUZZ_VERSION}")))?;
+    if !cargo_fuzz_works() {
+        bail!("cargo-fuzz was installed but `cargo +nightly fuzz --version` does not run");
     }
     Ok(true)
 }

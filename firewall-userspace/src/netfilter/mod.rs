@@ -209,6 +209,9 @@ const BASE_CHAINS: [BaseChain; 7] = [
 /// Rule comments (nftables userdata) tie rules back to counter slots.
 const COMMENT_RULE: &str = "fwctl rule ";
 const COMMENT_POLICY: &str = "fwctl policy";
+/// After a rule's slot: the rule is a RETURN in a built-in chain, which iptables ends with
+/// the chain's policy, counting both the rule and the policy.
+const COMMENT_AND_POLICY: &str = " and policy";
 
 fn comment(text: &str) -> Vec<u8> {
     // NFTNL_UDATA_RULE_COMMENT: type 0, length with the NUL, text, NUL.
@@ -339,6 +342,15 @@ pub fn translate(
             chains.extend(rules.user.iter().map(|u| (u.name.clone(), &u.rules, None)));
             for (name, list, policy) in chains {
                 let name = chain_name(generation, table, family, &name);
+                // A RETURN in a built-in chain applies the policy (iptables), where an
+                // nftables `return` would leave the generation chain for the hooked chain
+                // and its own `accept`: such a rule gets the policy's verdict instead, and a
+                // comment that counts it for the policy too. The policy rule at the end is
+                // preloaded with the rest of the policy's count.
+                let returns_to_policy = |rule: &crate::rules::Rule| {
+                    policy.is_some() && rule.spec.target == Target::Return
+                };
+                let mut returned = (0u64, 0u64);
                 let mut image = ChainImage {
                     name,
                     rules: Vec::new(),
@@ -346,6 +358,11 @@ pub fn translate(
                 };
                 for rule in list {
                     let (mut packets, mut bytes) = counters.rule(rule.slot);
+                    let to_policy = returns_to_policy(rule);
+                    if to_policy {
+                        returned = (returned.0 + packets, returned.1 + bytes);
+                    }
+                    let note = if to_policy { COMMENT_AND_POLICY } else { "" };
                     for alt in alternatives(&rule.spec, family)? {
                         let mut e = Vec::new();
                         for t in &alt {
@@ -362,20 +379,28 @@ pub fn translate(
                         // The preloaded counts go to the first alternative only.
                         e.push(exprs::counter(packets, bytes));
                         (packets, bytes) = (0, 0);
-                        target(&rule.spec.target, generation, table, family, &mut e);
+                        match policy {
+                            Some((_, verdict)) if to_policy => {
+                                e.push(exprs::verdict(policy_verdict(verdict)));
+                            }
+                            _ => target(&rule.spec.target, generation, table, family, &mut e),
+                        }
                         image
                             .rules
-                            .push((e, comment(&format!("{COMMENT_RULE}{}", rule.slot))));
+                            .push((e, comment(&format!("{COMMENT_RULE}{}{note}", rule.slot))));
                     }
                 }
                 if let Some((chain, policy)) = policy {
                     let (packets, bytes) = counters.policy(table, family, chain);
-                    let verdict = match policy {
-                        Verdict::Accept => VerdictKind::Accept,
-                        Verdict::Drop => VerdictKind::Drop,
-                    };
+                    let (packets, bytes) = (
+                        packets.saturating_sub(returned.0),
+                        bytes.saturating_sub(returned.1),
+                    );
                     image.rules.push((
-                        vec![exprs::counter(packets, bytes), exprs::verdict(verdict)],
+                        vec![
+                            exprs::counter(packets, bytes),
+                            exprs::verdict(policy_verdict(policy)),
+                        ],
                         comment(COMMENT_POLICY),
                     ));
                 }
@@ -384,6 +409,13 @@ pub fn translate(
         }
     }
     Ok(out)
+}
+
+fn policy_verdict(policy: Verdict) -> VerdictKind {
+    match policy {
+        Verdict::Accept => VerdictKind::Accept,
+        Verdict::Drop => VerdictKind::Drop,
+    }
 }
 
 fn target(t: &Target, generation: u32, table: Table, family: Family, e: &mut Vec<RawExpression>) {
@@ -702,16 +734,24 @@ pub fn counters(generation: u32) -> Result<NftCounters> {
         let Some((packets, bytes)) = rule.counter else {
             continue;
         };
+        // `0v4-INPUT` -> `v4-INPUT`.
+        let policy_key = || rule.chain[prefix.len()..].to_string();
         let slot = if let Some(n) = text.strip_prefix(COMMENT_RULE) {
-            match n.parse::<u32>() {
-                Ok(n) => out.rules.entry(n).or_default(),
-                Err(_) => continue,
+            let (n, and_policy) = match n.strip_suffix(COMMENT_AND_POLICY) {
+                Some(n) => (n, true),
+                None => (n, false),
+            };
+            let Ok(n) = n.parse::<u32>() else {
+                continue;
+            };
+            if and_policy {
+                let policy = out.policies.entry(policy_key()).or_default();
+                policy.0 += packets;
+                policy.1 += bytes;
             }
+            out.rules.entry(n).or_default()
         } else if text == COMMENT_POLICY {
-            // `0v4-INPUT` -> `v4-INPUT`.
-            out.policies
-                .entry(rule.chain[prefix.len()..].to_string())
-                .or_default()
+            out.policies.entry(policy_key()).or_default()
         } else {
             continue;
         };

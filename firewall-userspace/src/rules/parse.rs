@@ -175,6 +175,15 @@ struct SpecBuilder {
     any: bool,
 }
 
+/// Fails on the second use of an option iptables takes once (`-p`, `-s`, `-d`, `-i`).
+fn once(given: &mut Vec<&'static str>, opt: &'static str) -> Result<(), ParseError> {
+    if given.contains(&opt) {
+        return Err(bad(format!("multiple {opt} flags not allowed")));
+    }
+    given.push(opt);
+    Ok(())
+}
+
 /// Splits `--opt=value` so both spellings take the same path.
 fn split_long(arg: &str) -> (&str, Option<&str>) {
     match arg.split_once('=') {
@@ -224,6 +233,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
     let mut modules = Modules::default();
     let mut negate = false;
     let mut args = Args { args, pos: 0 };
+    // Options iptables takes once per rule: a second `-p` would leave the first one's
+    // matches (`--icmp-type`) on a rule of another protocol, which no save could restore.
+    let mut given: Vec<&'static str> = Vec::new();
 
     while let Some(raw) = args.next() {
         let (opt, inline) = split_long(raw);
@@ -347,6 +359,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 spec.out = Some((value.to_string(), neg));
             }
             "-i" | "--in-interface" => {
+                once(&mut given, "-i")?;
                 let name = args.value(opt, inline)?;
                 spec.in_iface = Some(Neg {
                     value: parse_iface(name)?,
@@ -355,14 +368,17 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 spec.any = true;
             }
             "-s" | "--source" | "--src" => {
+                once(&mut given, "-s")?;
                 spec.src = Some((args.value(opt, inline)?.to_string(), neg));
                 spec.any = true;
             }
             "-d" | "--destination" | "--dst" => {
+                once(&mut given, "-d")?;
                 spec.dst = Some((args.value(opt, inline)?.to_string(), neg));
                 spec.any = true;
             }
             "-p" | "--protocol" => {
+                once(&mut given, "-p")?;
                 spec.proto = parse_proto(args.value(opt, inline)?)?.map(|p| Neg {
                     value: p,
                     negated: neg,
@@ -1080,7 +1096,8 @@ pub fn parse_proto(text: &str) -> Result<Option<u8>, ParseError> {
             .or_else(|| services::proto_by_name(&lower))
             .ok_or_else(|| bad(format!("unknown protocol \"{text}\" specified")))?,
     };
-    Ok(Some(number))
+    // Protocol number 0 is `all` however it is written (`00`, `+0`), as in iptables.
+    Ok(Some(number).filter(|&n| n != 0))
 }
 
 /// `--dport`: a port, a service name, or `a:b` with either side optional (`:1024`, `1024:`).

@@ -34,8 +34,9 @@ pub struct Restored {
 }
 
 /// Splits a line into words as a shell would for iptables-save output: whitespace
-/// separates, double quotes group, backslash escapes the next character.
-fn words(line: &str) -> Result<Vec<String>, String> {
+/// separates, double quotes group, backslash escapes the next character. Public for the
+/// parser fuzz targets, which read a rule's saved form back as restore does.
+pub fn words(line: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut word = String::new();
     let mut in_word = false;

@@ -687,3 +687,33 @@ fn rejected_inputs() {
         assert_eq!(err.status, *status, "{line}");
     }
 }
+
+/// Found by the rule_grammar fuzz target: `-p 00` was a match on protocol number 0, which
+/// no packet carries as iptables reads it; iptables takes any spelling of 0 as `all`.
+#[test]
+fn protocol_zero_is_all_however_written() {
+    for p in ["0", "00", "+0", "all", "ALL"] {
+        assert_eq!(
+            rule(&format!("-A INPUT -p {p} -j DROP")).proto,
+            None,
+            "-p {p}"
+        );
+    }
+}
+
+/// Found by the iptables_save fuzz target: `-p icmp --icmp-type 6 ... -p udp` was a UDP
+/// rule with an ICMP match, saved as a line `fwctl restore` refuses. iptables refuses a
+/// second -p, -s, -d or -i.
+#[test]
+fn options_iptables_takes_once_are_refused_twice() {
+    for line in [
+        "-A INPUT -p icmp --icmp-type 6 -j DROP -p udp",
+        "-A INPUT -p all -p tcp -j DROP",
+        "-A INPUT -s 10.0.0.1 -s 10.0.0.2 -j DROP",
+        "-A INPUT -d 10.0.0.1 ! -d 10.0.0.2 -j DROP",
+        "-A INPUT -i eth0 -i eth1 -j DROP",
+    ] {
+        let err = parse(line).expect_err(line);
+        assert!(err.message.contains("multiple"), "{line}: {err}");
+    }
+}
