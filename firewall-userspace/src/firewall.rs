@@ -473,6 +473,10 @@ impl Firewall {
         if self.state.interfaces.iter().any(|a| a.ifindex == ifindex) {
             bail!("{iface} is already attached (fwctl detach {iface} first)");
         }
+        // Refused before anything changes, naming the program in the way.
+        if let Some(id) = attach::xdp_program_on(ifindex)? {
+            bail!("{}", attach::busy(iface, id));
+        }
         if !xdp_can_judge(iface)? {
             bail!(
                 "{iface} has no Ethernet header (link type {}): XDP would misread its packets, so fwctl leaves it to its nftables table, which judges it with the same rules",

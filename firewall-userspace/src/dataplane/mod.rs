@@ -5,6 +5,7 @@
 pub mod attach;
 pub mod capacity;
 pub mod forwarding;
+pub mod gc;
 pub mod guards;
 pub mod install;
 pub mod kfunc;

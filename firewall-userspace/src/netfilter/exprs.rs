@@ -166,6 +166,21 @@ pub fn mark(mask: u32, value: u32, out: &mut Vec<RawExpression>) {
     ));
 }
 
+/// `meta mark set meta mark & ~mask`: takes fwctl's bits off the packet once its table
+/// has read them, so later hooks, policy routing and other tools' `-m mark` see the mark
+/// the packet arrived with.
+pub fn clear_mark(mask: u32, out: &mut Vec<RawExpression>) {
+    out.push(meta(MetaType::Mark));
+    let keep = Bitwise::new((!mask).to_ne_bytes().to_vec(), vec![0; 4]).unwrap_or_default();
+    out.push(keep.into());
+    out.push(
+        Meta::default()
+            .with_key(MetaType::Mark)
+            .with_sreg(Register::Reg1)
+            .into(),
+    );
+}
+
 /// `meta nfproto ipv4|ipv6`.
 pub fn nfproto(family: Family, out: &mut Vec<RawExpression>) {
     out.push(meta(MetaType::NfProto));

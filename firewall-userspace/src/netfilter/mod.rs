@@ -51,6 +51,9 @@ impl Marks {
     fn generations(self) -> u32 {
         self.generation(0) | self.generation(1)
     }
+    fn all(self) -> u32 {
+        firewall_common::mark_mask(self.shift)
+    }
 }
 
 /// Packets and bytes netfilter counted, per rule slot and per built-in chain policy.
@@ -570,6 +573,7 @@ fn dispatch(
                 marks.accepted() | chain_bit,
                 &mut e,
             );
+            exprs::clear_mark(marks.all(), &mut e);
             e.push(exprs::verdict(VerdictKind::Accept));
             add_rule(batch, &base, e, Some(comment("fwctl accepted at XDP")))?;
             for &g in present {
@@ -577,6 +581,7 @@ fn dispatch(
                     let mut e = Vec::new();
                     exprs::mark(marks.generations(), marks.generation(g), &mut e);
                     exprs::nfproto(family, &mut e);
+                    exprs::clear_mark(marks.all(), &mut e);
                     e.push(exprs::verdict(VerdictKind::Goto {
                         chain: chain_name(g, b.table, family, b.chain.name()),
                     }));
@@ -587,6 +592,10 @@ fn dispatch(
         for family in Family::ALL {
             let mut e = Vec::new();
             exprs::nfproto(family, &mut e);
+            // Bits XDP set that no rule above took (routing changed its mind) go too.
+            if b.xdp {
+                exprs::clear_mark(marks.all(), &mut e);
+            }
             e.push(exprs::verdict(VerdictKind::Goto {
                 chain: chain_name(default, b.table, family, b.chain.name()),
             }));
