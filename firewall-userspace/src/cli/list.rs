@@ -446,7 +446,7 @@ pub fn list_rule_one(rules: &FamilyRules, name: &str, n: usize) -> String {
     rules
         .rules(name)
         .and_then(|r| r.get(n - 1))
-        .map(|r| format!("-A {name} {}\n", rule_args(&r.spec)))
+        .map(|r| format!("{}\n", append_command(name, &r.spec)))
         .unwrap_or_default()
 }
 
@@ -465,7 +465,7 @@ pub fn list_rules(rules: &FamilyRules, chains: &[String]) -> String {
     }
     for name in chains {
         for rule in rules.rules(name).into_iter().flatten() {
-            let _ = writeln!(out, "-A {} {}", name, rule_args(&rule.spec));
+            let _ = writeln!(out, "{}", append_command(name, &rule.spec));
         }
     }
     out
@@ -571,7 +571,7 @@ fn save_table(
                 let n = c.rules.get(i).copied().unwrap_or_default();
                 let _ = write!(out, "[{}:{}] ", n.packets, n.bytes);
             }
-            let _ = writeln!(out, "-A {name} {}", rule_args(&rule.spec));
+            let _ = writeln!(out, "{}", append_command(name, &rule.spec));
         }
     }
     out.push_str("COMMIT\n");
@@ -598,6 +598,17 @@ fn save_string(s: &str) -> String {
         })
         .collect();
     format!("\"{escaped}\"")
+}
+
+/// `-A CHAIN` and the rule's options; a rule that matches everything and has no target is
+/// `-A CHAIN` alone, as iptables writes it.
+pub fn append_command(chain: &str, spec: &RuleSpec) -> String {
+    let args = rule_args(spec);
+    if args.is_empty() {
+        format!("-A {chain}")
+    } else {
+        format!("-A {chain} {args}")
+    }
 }
 
 /// A rule's options in iptables-save order: addresses, interface, protocol, matches, target.
@@ -702,7 +713,9 @@ pub fn rule_args(spec: &RuleSpec) -> String {
     if let Some(c) = &spec.comment {
         parts.push(format!("-m comment --comment {}", save_string(c)));
     }
-    parts.push(format!("-j {}", spec.target.name()));
+    if spec.target != Target::Count {
+        parts.push(format!("-j {}", spec.target.name()));
+    }
     match &spec.target {
         Target::Snat(to) => parts.push(format!("--to-source {to}")),
         Target::Dnat(to) => parts.push(format!("--to-destination {to}")),

@@ -317,8 +317,9 @@ impl<'a> Flattener<'a> {
                 self.push(conds, VERDICT_ACCEPT, rule.slot, jumps, position);
             }
             // XDP could drop, but the answer (ICMP error, TCP reset) or the log event is
-            // netfilter's to send, exactly as iptables sends it.
-            Target::Reject(..) | Target::Log(_) => {
+            // netfilter's to send, exactly as iptables sends it. A rule with no target
+            // would need an entry that counts and goes on; netfilter does that already.
+            Target::Reject(..) | Target::Log(_) | Target::Count => {
                 self.push(conds, VERDICT_DEFER, NO_COUNTER, jumps, position);
             }
             Target::Drop => {

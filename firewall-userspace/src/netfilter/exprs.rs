@@ -2,8 +2,8 @@
 //! nftables' registers, payload offsets and byte orders.
 
 use rustables::expr::{
-    Bitwise, Cmp, CmpOp, Conntrack, ConntrackKey, Counter, IcmpCode, Immediate, Log, Meta,
-    MetaType, NatType, Payload, RawExpression, Register, Reject, RejectType, VerdictKind,
+    Bitwise, Cmp, CmpOp, Conntrack, ConntrackKey, Counter, Immediate, Log, Meta, MetaType, NatType,
+    Payload, RawExpression, Register, Reject, RejectType, VerdictKind,
 };
 use rustables::sys::{NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER};
 
@@ -188,27 +188,24 @@ pub fn verdict(kind: VerdictKind) -> RawExpression {
     Immediate::new_verdict(kind).into()
 }
 
-/// What iptables' REJECT sends, as nftables' reject: the ICMPX codes become the family's
-/// own (port unreachable is ICMP 3/3 or ICMPv6 1/4, as iptables sends them).
-pub fn reject(with: RejectWith) -> RawExpression {
-    let icmpx = |code| {
-        Reject::default()
-            .with_type(RejectType::IcmpxUnreach)
-            .with_icmp_code(code)
-    };
-    match with {
-        RejectWith::NetUnreachable => icmpx(IcmpCode::NoRoute),
-        RejectWith::HostUnreachable => icmpx(IcmpCode::HostUnreach),
-        RejectWith::PortUnreachable => icmpx(IcmpCode::PortUnreach),
-        RejectWith::AdminProhibited => icmpx(IcmpCode::AdminProhibited),
-        // IPv4's own code 2, which has no ICMPX twin; rustables only names the values
-        // 0..=3, and 2 is the one spelled HostUnreach.
-        RejectWith::ProtoUnreachable => Reject::default()
-            .with_type(RejectType::IcmpUnreach)
-            .with_icmp_code(IcmpCode::HostUnreach),
-        RejectWith::TcpReset => Reject::default().with_type(RejectType::TcpRst),
+/// What iptables' REJECT sends, as nftables' reject: a TCP reset, or a destination
+/// unreachable (ICMP type 3, ICMPv6 type 1) with the family's own code, as iptables sends
+/// it (`reject with icmp host-prohibited`). The rule sits in a chain of one family, so the
+/// kernel's inet reject sends the code in that family's ICMP.
+pub fn reject(with: RejectWith, family: Family) -> RawExpression {
+    const NFTA_REJECT_TYPE: u16 = 1;
+    const NFTA_REJECT_ICMP_CODE: u16 = 2;
+    const NFT_REJECT_ICMP_UNREACH: u32 = 0;
+    match with.icmp_code(family) {
+        None => Reject::default().with_type(RejectType::TcpRst).into(),
+        Some(code) => placeholder(&element(
+            "reject",
+            &[
+                Attr::U32(NFTA_REJECT_TYPE, NFT_REJECT_ICMP_UNREACH),
+                Attr::U8(NFTA_REJECT_ICMP_CODE, code),
+            ],
+        )),
     }
-    .into()
 }
 
 /// The netlink-log group LOG rules send their packets to; `fwctl log` listens on it. One
@@ -233,6 +230,7 @@ const NLA_F_NESTED: u16 = 1 << 15;
 
 /// An attribute of an expression written here.
 enum Attr<'a> {
+    U8(u16, u8),
     U32(u16, u32),
     U64(u16, u64),
     Str(u16, &'a str),
@@ -250,6 +248,7 @@ fn element(name: &str, attrs: &[Attr]) -> Vec<u8> {
     let data: Vec<u8> = attrs
         .iter()
         .flat_map(|a| match a {
+            Attr::U8(k, v) => nla(*k, &[*v]),
             Attr::U32(k, v) => nla(*k, &v.to_be_bytes()),
             Attr::U64(k, v) => nla(*k, &v.to_be_bytes()),
             Attr::Str(k, v) => nla_text(*k, v),

@@ -396,9 +396,11 @@ fn target(t: &Target, generation: u32, table: Table, family: Family, e: &mut Vec
         Target::Redirect(ports) => return exprs::redirect(*ports, e),
         Target::Snat(to) => return exprs::nat(NatType::SNat, family, *to, e),
         Target::Dnat(to) => return exprs::nat(NatType::DNat, family, *to, e),
-        Target::Reject(with, _) => return e.push(exprs::reject(*with)),
+        Target::Reject(with, family) => return e.push(exprs::reject(*with, *family)),
         // No verdict: the packet goes on to the next rule, as after iptables' LOG.
         Target::Log(log) => return e.push(exprs::log(log.prefix.as_deref())),
+        // The rule's counter has counted; the next rule goes on.
+        Target::Count => return,
     };
     e.push(exprs::verdict(verdict));
 }

@@ -233,11 +233,11 @@ fn run(
             | Target::Redirect(_) => return Some(Decision::Accept),
             Target::Drop => return Some(Decision::Drop),
             // Netfilter sends the answer: XDP leaves the packet to it.
-            Target::Reject(..) | Target::Log(_) if judge == Judge::Xdp => {
+            Target::Reject(..) | Target::Log(_) | Target::Count if judge == Judge::Xdp => {
                 return Some(Decision::Defer)
             }
-            // Logged, and on to the next rule.
-            Target::Log(_) => {}
+            // Logged (or only counted), and on to the next rule.
+            Target::Log(_) | Target::Count => {}
             Target::Reject(..) => return Some(Decision::Drop),
             Target::Return => return None,
             Target::Jump(name) => {

@@ -5,8 +5,10 @@ pub mod edit;
 pub mod eval;
 pub mod icmp;
 pub mod model;
+pub mod options;
 pub mod parse;
 pub mod ratelimit;
+pub mod reject;
 pub mod restore;
 pub mod services;
 

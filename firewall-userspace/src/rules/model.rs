@@ -344,94 +344,7 @@ impl fmt::Display for NatTo {
     }
 }
 
-/// `-j REJECT --reject-with`: what goes back to the sender.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RejectWith {
-    NetUnreachable,
-    HostUnreachable,
-    PortUnreachable,
-    /// IPv4 only.
-    ProtoUnreachable,
-    AdminProhibited,
-    TcpReset,
-}
-
-impl RejectWith {
-    /// iptables' (and ip6tables') names, long form first as they list them.
-    const NAMES: [(RejectWith, Family, &'static str, &'static str); 10] = [
-        (
-            RejectWith::NetUnreachable,
-            Family::V4,
-            "icmp-net-unreachable",
-            "net-unreach",
-        ),
-        (
-            RejectWith::HostUnreachable,
-            Family::V4,
-            "icmp-host-unreachable",
-            "host-unreach",
-        ),
-        (
-            RejectWith::PortUnreachable,
-            Family::V4,
-            "icmp-port-unreachable",
-            "port-unreach",
-        ),
-        (
-            RejectWith::ProtoUnreachable,
-            Family::V4,
-            "icmp-proto-unreachable",
-            "proto-unreach",
-        ),
-        (
-            RejectWith::AdminProhibited,
-            Family::V4,
-            "icmp-admin-prohibited",
-            "admin-prohib",
-        ),
-        (
-            RejectWith::NetUnreachable,
-            Family::V6,
-            "icmp6-no-route",
-            "no-route",
-        ),
-        (
-            RejectWith::AdminProhibited,
-            Family::V6,
-            "icmp6-adm-prohibited",
-            "adm-prohibited",
-        ),
-        (
-            RejectWith::HostUnreachable,
-            Family::V6,
-            "icmp6-addr-unreachable",
-            "addr-unreach",
-        ),
-        (
-            RejectWith::PortUnreachable,
-            Family::V6,
-            "icmp6-port-unreachable",
-            "port-unreach",
-        ),
-        (RejectWith::TcpReset, Family::V4, "tcp-reset", "tcp-rst"),
-    ];
-
-    pub fn name(self, family: Family) -> &'static str {
-        Self::NAMES
-            .iter()
-            .find(|(r, f, _, _)| *r == self && (*f == family || *r == RejectWith::TcpReset))
-            .map_or("tcp-reset", |(_, _, long, _)| long)
-    }
-
-    pub fn from_name(name: &str, family: Family) -> Option<RejectWith> {
-        Self::NAMES
-            .iter()
-            .find(|(r, f, long, short)| {
-                (*f == family || *r == RejectWith::TcpReset) && (name == *long || name == *short)
-            })
-            .map(|(r, _, _, _)| *r)
-    }
-}
+pub use super::reject::RejectWith;
 
 /// `-j LOG --log-prefix P --log-level L`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -465,6 +378,9 @@ pub enum Target {
     Reject(RejectWith, Family),
     /// Logs the packet and goes on with the next rule; the events reach `fwctl log`.
     Log(LogOpts),
+    /// No `-j`: the rule counts what it matches and the next rule goes on, as iptables'
+    /// rules without a target do.
+    Count,
 }
 
 impl Target {
@@ -480,6 +396,7 @@ impl Target {
             Target::Dnat(_) => "DNAT",
             Target::Reject(..) => "REJECT",
             Target::Log(_) => "LOG",
+            Target::Count => "",
         }
     }
 

@@ -14,6 +14,7 @@ use super::{
         PortRange, RejectWith, RuleSpec, SetMatch, Table, Target, TcpFlags, Verdict, CT_STATES,
         DEFAULT_LOG_LEVEL,
     },
+    options,
     ratelimit::{self, RateMatches},
     services, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
 };
@@ -138,6 +139,14 @@ impl Verb {
 /// Match modules loaded with `-m`, which enable their options.
 #[derive(Default)]
 struct Modules {
+    /// `-m tcp`, `-m udp`, `-m icmp`, `-m icmp6`, which may come before the `-p` they
+    /// need (RHEL writes `-m state --state NEW -m tcp -p tcp --dport 22`); checked against
+    /// `-p` once the whole rule is read.
+    proto: [bool; 4],
+    /// The protocol match `-p` implies, loaded as iptables loads it: only once an option
+    /// is not one of those already known (so `-p tcp -m multiport --dpo` is `--dports`,
+    /// while `-p tcp --dp` is `--dport`).
+    implied: [bool; 4],
     multiport: bool,
     comment: bool,
     conntrack: bool,
@@ -146,6 +155,107 @@ struct Modules {
     set: usize,
     /// limit, hashlimit, connlimit.
     rate: [bool; 3],
+}
+
+/// The protocol matches `-m` can name, with the protocol each needs and the words of
+/// iptables' complaint when it is missing.
+const PROTO_MATCHES: [(&str, u8, &str); 4] = [
+    ("tcp", IPPROTO_TCP, "TCP match requires '-p tcp'"),
+    ("udp", IPPROTO_UDP, "UDP match requires '-p udp'"),
+    ("icmp", IPPROTO_ICMP, "icmp match requires '-p icmp'"),
+    ("icmp6", IPPROTO_ICMPV6, "icmp6 match requires '-p icmpv6'"),
+];
+
+impl Modules {
+    /// The long options iptables knows at this point of the command line: its own, those
+    /// of the matches loaded (the protocol's too, once `-p` names it) and of the target.
+    fn known(&self, spec: &SpecBuilder) -> Vec<options::Options> {
+        let mut out = vec![options::BASE];
+        let protos = [options::TCP, options::UDP, options::ICMP, options::ICMP6];
+        for i in 0..protos.len() {
+            if self.proto[i] || self.implied[i] {
+                out.push(protos[i]);
+            }
+        }
+        for (loaded, opts) in [
+            (self.multiport, options::MULTIPORT),
+            (self.comment, options::COMMENT),
+            (self.conntrack, options::CONNTRACK),
+            (self.state, options::STATE),
+            (self.set > 0, options::SET),
+            (self.rate[0], options::LIMIT),
+            (self.rate[1], options::HASHLIMIT),
+            (self.rate[2], options::CONNLIMIT),
+        ] {
+            if loaded {
+                out.push(opts);
+            }
+        }
+        out.extend(match &spec.target {
+            Some(Target::Snat(_)) => Some(options::SNAT),
+            Some(Target::Dnat(_)) => Some(options::DNAT),
+            Some(Target::Masquerade(_)) => Some(options::MASQUERADE),
+            Some(Target::Redirect(_)) => Some(options::REDIRECT),
+            Some(Target::Reject(..)) => Some(options::REJECT),
+            Some(Target::Log(_)) => Some(options::LOG),
+            _ => None,
+        });
+        out
+    }
+
+    /// `opt` as getopt_long reads it with the options known so far; if it names none of
+    /// them (or is ambiguous among them), iptables loads the match `-p` implies and tries
+    /// again, and so does this.
+    fn resolve<'a>(&mut self, opt: &'a str, spec: &SpecBuilder) -> Result<&'a str, ParseError> {
+        let first = options::resolve(opt, &self.known(spec));
+        let proto = spec.proto.as_ref().filter(|p| !p.negated).map(|p| p.value);
+        let implied = PROTO_MATCHES
+            .iter()
+            .position(|(_, n, _)| Some(*n) == proto)
+            .filter(|i| !self.implied[*i]);
+        let result = match (first, implied) {
+            (Ok(None) | Err(_), Some(i)) => {
+                self.implied[i] = true;
+                options::resolve(opt, &self.known(spec))
+            }
+            (first, _) => first,
+        };
+        // An option no one knows stays as written, for the caller to refuse by name.
+        Ok(result.map_err(bad)?.unwrap_or(opt))
+    }
+
+    /// The protocol of the port options: an explicit `-m tcp`/`-m udp` first, else `-p`.
+    fn port_proto(&self, spec: &SpecBuilder) -> Option<&'static str> {
+        match (self.proto[0], self.proto[1]) {
+            (true, _) => Some("tcp"),
+            (false, true) => Some("udp"),
+            _ => match spec.proto.as_ref().filter(|p| !p.negated).map(|p| p.value) {
+                Some(IPPROTO_TCP) => Some("tcp"),
+                Some(IPPROTO_UDP) => Some("udp"),
+                _ => None,
+            },
+        }
+    }
+
+    /// Whether the match for `proto` is there: loaded with `-m`, or implied by `-p`.
+    fn has_proto(&self, spec: &SpecBuilder, proto: u8) -> bool {
+        let loaded = PROTO_MATCHES
+            .iter()
+            .zip(self.proto)
+            .any(|((_, p, _), on)| on && *p == proto);
+        loaded || spec.proto.as_ref().map(|p| (p.value, p.negated)) == Some((proto, false))
+    }
+
+    /// iptables' final check of `-m tcp` and the like: the rule's `-p` must be theirs.
+    fn check_proto(&self, spec: &SpecBuilder) -> Result<(), ParseError> {
+        let proto = spec.proto.as_ref().filter(|p| !p.negated).map(|p| p.value);
+        for ((_, number, message), loaded) in PROTO_MATCHES.iter().zip(self.proto) {
+            if loaded && proto != Some(*number) {
+                return Err(bad(*message));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What the match and target options said, before the command decides what it needs.
@@ -227,6 +337,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
 
     while let Some(raw) = args.next() {
         let (opt, inline) = split_long(raw);
+        let opt = modules.resolve(opt, &spec)?;
         if opt == "!" {
             if negate {
                 return Err(bad("multiple `!' flags not allowed"));
@@ -371,24 +482,19 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             }
             "-m" | "--match" => {
                 let name = args.value(opt, inline)?;
-                let proto = spec.proto.as_ref().filter(|p| !p.negated).map(|p| p.value);
-                match (name, proto) {
-                    ("tcp", Some(IPPROTO_TCP))
-                    | ("udp", Some(IPPROTO_UDP))
-                    | ("icmp", Some(IPPROTO_ICMP))
-                    | ("icmp6", Some(IPPROTO_ICMPV6)) => {}
-                    ("tcp" | "udp" | "icmp" | "icmp6", _) => {
-                        let p = if name == "icmp6" { "icmpv6" } else { name };
-                        return Err(bad(format!("-m {name} needs -p {p} before it")));
-                    }
-                    ("multiport", _) => modules.multiport = true,
-                    ("comment", _) => modules.comment = true,
-                    ("conntrack", _) => modules.conntrack = true,
-                    ("state", _) => modules.state = true,
-                    ("set", _) => modules.set += 1,
-                    ("limit", _) => modules.rate[0] = true,
-                    ("hashlimit", _) => modules.rate[1] = true,
-                    ("connlimit", _) => modules.rate[2] = true,
+                if let Some(i) = PROTO_MATCHES.iter().position(|(n, _, _)| *n == name) {
+                    modules.proto[i] = true;
+                    continue;
+                }
+                match name {
+                    "multiport" => modules.multiport = true,
+                    "comment" => modules.comment = true,
+                    "conntrack" => modules.conntrack = true,
+                    "state" => modules.state = true,
+                    "set" => modules.set += 1,
+                    "limit" => modules.rate[0] = true,
+                    "hashlimit" => modules.rate[1] = true,
+                    "connlimit" => modules.rate[2] = true,
                     _ => {
                         return Err(bad(format!(
                             "Couldn't load match `{name}': not supported by this version of fwctl"
@@ -397,7 +503,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 }
             }
             "--sport" | "--source-port" | "--dport" | "--destination-port" => {
-                let proto = port_proto(&spec, opt)?;
+                let proto = modules.port_proto(&spec).ok_or_else(|| port_needs_proto(opt))?;
                 let range = parse_ports(args.value(opt, inline)?, proto)?;
                 let value = Some(Neg {
                     value: range,
@@ -416,7 +522,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                         "unknown option \"{opt}\": it needs -m multiport"
                     )));
                 }
-                let proto = port_proto(&spec, opt)?;
+                let proto = modules.port_proto(&spec).ok_or_else(|| port_needs_proto(opt))?;
                 let kind = match opt {
                     "--sports" | "--source-ports" => MultiportKind::Sports,
                     "--dports" | "--destination-ports" => MultiportKind::Dports,
@@ -445,7 +551,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             "--icmp-type" | "--icmpv6-type" => {
                 let v6 = opt == "--icmpv6-type";
                 let want = if v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
-                if spec.proto.as_ref().map(|p| (p.value, p.negated)) != Some((want, false)) {
+                if !modules.has_proto(&spec, want) {
                     let p = if v6 { "icmpv6" } else { "icmp" };
                     return Err(bad(format!(
                         "unknown option \"{opt}\": it needs -p {p} before it"
@@ -465,7 +571,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 spec.any = true;
             }
             "--syn" | "--tcp-flags" => {
-                if spec.proto.as_ref().map(|p| (p.value, p.negated)) != Some((IPPROTO_TCP, false)) {
+                if !modules.has_proto(&spec, IPPROTO_TCP) {
                     return Err(bad(format!(
                         "unknown option \"{opt}\": it needs -p tcp before it"
                     )));
@@ -631,6 +737,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
     if negate {
         return Err(bad("`!' at the end of the command: negate what?"));
     }
+    modules.check_proto(&spec)?;
     ratelimit::check(&spec.rate, modules.rate).map_err(bad)?;
     if modules.rate[0] && spec.rate.limit.is_none() {
         spec.rate.limit = Some(ratelimit::Limit::default_rate());
@@ -914,20 +1021,21 @@ fn port_proto(spec: &SpecBuilder, opt: &str) -> Result<&'static str, ParseError>
     match spec.proto.as_ref().filter(|p| !p.negated).map(|p| p.value) {
         Some(IPPROTO_TCP) => Ok("tcp"),
         Some(IPPROTO_UDP) => Ok("udp"),
-        _ => Err(bad(format!(
-            "unknown option \"{opt}\": port matches need -p tcp or -p udp before them"
-        ))),
+        _ => Err(port_needs_proto(opt)),
     }
+}
+
+fn port_needs_proto(opt: &str) -> ParseError {
+    bad(format!(
+        "unknown option \"{opt}\": port matches need -p tcp or -p udp (or -m tcp, -m udp) before them"
+    ))
 }
 
 impl SpecBuilder {
     /// One spec per (source, destination) of the comma lists, sources outermost, as
     /// iptables expands them.
     fn build(&self, family: Family) -> Result<Vec<RuleSpec>, ParseError> {
-        let mut target = self
-            .target
-            .clone()
-            .ok_or_else(|| bad("a rule needs a target: -j ACCEPT, DROP, RETURN or a chain"))?;
+        let mut target = self.target.clone().unwrap_or(Target::Count);
         match (&mut target, &self.nat_to) {
             (Target::Snat(to) | Target::Dnat(to), Some(text)) => *to = parse_nat_to(text, family)?,
             (Target::Snat(_), None) => return Err(bad("SNAT needs --to-source ADDR[:PORT]")),
@@ -938,9 +1046,12 @@ impl SpecBuilder {
             *fam = family;
             if let Some(text) = &self.reject_with {
                 *with = RejectWith::from_name(text, family).ok_or_else(|| {
+                    let known: Vec<&str> =
+                        RejectWith::all(family).map(|w| w.name(family)).collect();
                     bad(format!(
-                        "unknown reject type `{text}' for {}: see `fwctl --help' for the supported ones",
-                        family.tool()
+                        "unknown reject type \"{text}\" ({} knows {})",
+                        family.tool(),
+                        known.join(", ")
                     ))
                 })?;
             }

@@ -137,52 +137,7 @@ pub fn restore(
             continue;
         }
         if let Some(decl) = line.strip_prefix(':') {
-            let parts: Vec<&str> = decl.split_whitespace().collect();
-            let (name, policy) = match parts.as_slice() {
-                [name, policy] | [name, policy, _] => (*name, *policy),
-                _ => {
-                    return Err(fail(
-                        format!("bad chain line `{line}': expected :CHAIN POLICY [packets:bytes]"),
-                        1,
-                    ))
-                }
-            };
-            if let Some(c) = parts.get(2) {
-                counters(c).ok_or_else(|| {
-                    fail(format!("bad counters `{c}': expected [packets:bytes]"), 1)
-                })?;
-            }
-            match editor.ruleset.table(table, family).builtin(name) {
-                Some(chain) => {
-                    let verdict = Verdict::from_name(policy).ok_or_else(|| {
-                        fail(
-                            format!("bad policy `{policy}' for {name}: use ACCEPT or DROP"),
-                            1,
-                        )
-                    })?;
-                    editor
-                        .policy(family, chain, verdict)
-                        .map_err(|e| fail(e.to_string(), 1))?;
-                }
-                None => {
-                    if policy != "-" {
-                        return Err(fail(
-                            format!("user chain {name} has no policy: write `-', not `{policy}'"),
-                            1,
-                        ));
-                    }
-                    let exists = editor
-                        .ruleset
-                        .table(table, family)
-                        .user_chain(name)
-                        .is_some();
-                    if !exists {
-                        editor
-                            .new_chain(family, name)
-                            .map_err(|e| fail(e.to_string(), 1))?;
-                    }
-                }
-            }
+            chain_line(&mut editor, table, family, decl).map_err(|m| fail(m, 1))?;
             continue;
         }
         let mut args = words(line).map_err(|m| fail(m, 1))?;
@@ -259,6 +214,41 @@ pub fn restore(
     })
 }
 
+/// `:CHAIN POLICY [packets:bytes]`, read as iptables-restore reads it: the name and a
+/// policy word are required; a built-in chain takes ACCEPT, DROP or `-` (policy unchanged),
+/// a user chain is created whatever its policy word says. The counters and any further
+/// words are not read: iptables-restore reads policy counters only with `-c`, and fwctl
+/// keeps its own policy counters.
+fn chain_line(editor: &mut Editor, table: Table, family: Family, decl: &str) -> Result<(), String> {
+    let mut words = decl.split_whitespace();
+    let (Some(name), Some(policy)) = (words.next(), words.next()) else {
+        return Err(format!(
+            "chain line `:{decl}' has no policy: expected :CHAIN POLICY [packets:bytes]"
+        ));
+    };
+    match editor.ruleset.table(table, family).builtin(name) {
+        Some(_) if policy == "-" => Ok(()),
+        Some(chain) => {
+            let verdict = Verdict::from_name(policy)
+                .ok_or_else(|| format!("bad policy `{policy}' for {name}: use ACCEPT or DROP"))?;
+            editor
+                .policy(family, chain, verdict)
+                .map_err(|e| e.to_string())
+        }
+        None => {
+            let exists = editor
+                .ruleset
+                .table(table, family)
+                .user_chain(name)
+                .is_some();
+            if exists {
+                return Ok(());
+            }
+            editor.new_chain(family, name).map_err(|e| e.to_string())
+        }
+    }
+}
+
 /// What `*TABLE` does without --noflush: every chain of the editor's table emptied, user
 /// chains gone, policies back to ACCEPT (the file's `:CHAIN POLICY` lines set them).
 fn flush_table(editor: &mut Editor, family: Family) -> Result<(), EditError> {
@@ -331,6 +321,35 @@ COMMIT
         );
     }
 
+    /// Chain lines as iptables-restore 1.8.9 takes them (each checked with
+    /// `iptables-restore --test`): extra words and bad counters are ignored without `-c`,
+    /// a user chain's policy word is not read, `-` leaves a built-in chain's policy.
+    #[test]
+    fn chain_lines_as_iptables_restore_reads_them() {
+        let text = "*filter\n:INPUT DROP [5:6x] extra words\n:FORWARD - [0:0]\n:OUTPUT DROP\n\
+                    :LOGGING - [0:0] foo bar\n:MAIL ACCEPT [x]\n:LOG;GING -\nCOMMIT\n";
+        let r = restore(text, Family::V4, &Ruleset::default(), false).unwrap();
+        let v4 = &r.editor.ruleset.v4;
+        assert_eq!(v4.input.policy, Verdict::Drop);
+        assert_eq!(v4.forward.policy, Verdict::Accept);
+        assert_eq!(v4.output.policy, Verdict::Drop);
+        let names: Vec<&str> = v4.user.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["LOG;GING", "LOGGING", "MAIL"]);
+    }
+
+    /// Rules without `-j` count and go on; `-A CHAIN` alone is one.
+    #[test]
+    fn rules_without_target() {
+        let text = "*filter\n:FOO - [0:0]\n-A INPUT -p tcp --dport 22\n-A FOO\nCOMMIT\n";
+        let r = restore(text, Family::V4, &Ruleset::default(), false).unwrap();
+        let v4 = &r.editor.ruleset.v4;
+        assert_eq!(v4.input.rules[0].spec.target, crate::rules::Target::Count);
+        assert_eq!(
+            v4.user_chain("FOO").unwrap().rules[0].spec,
+            crate::rules::RuleSpec::any(crate::rules::Target::Count)
+        );
+    }
+
     /// Bad files with the line and message each must give.
     #[test]
     fn bad_files_name_the_line() {
@@ -366,14 +385,9 @@ COMMIT
                 "bad policy `MAYBE' for INPUT: use ACCEPT or DROP",
             ),
             (
-                "*filter\n:INPUT DROP [x:0]\nCOMMIT\n",
+                "*filter\n:MAIL\nCOMMIT\n",
                 2,
-                "bad counters `[x:0]': expected [packets:bytes]",
-            ),
-            (
-                "*filter\n:MAIL ACCEPT [0:0]\nCOMMIT\n",
-                2,
-                "user chain MAIL has no policy: write `-', not `ACCEPT'",
+                "chain line `:MAIL' has no policy: expected :CHAIN POLICY [packets:bytes]",
             ),
             (
                 "*nat\n:PREROUTING DROP [0:0]\nCOMMIT\n",

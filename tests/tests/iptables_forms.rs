@@ -1,0 +1,328 @@
+//! The forms real rules.v4 files are written in, against real iptables (1.8.9, nf_tables
+//! backend) in a twin namespace: the same file goes to `iptables-restore` and to `fwctl
+//! restore`, and every listing and the save must be the same text. Then what netfilter
+//! does with them on real traffic.
+
+use std::{net::SocketAddr, time::Duration};
+
+use tests::{FwNs, Lab, CLIENT_V4, CLIENT_V6, HOST_IF, HOST_V4, HOST_V6};
+
+fn stdin_run(cmd: &mut std::process::Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+fn without_comments(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Loads `v4` and `v6` (iptables-save files) into iptables and into fwctl, then compares
+/// `listings` (each given to iptables/ip6tables and to fwctl/fwctl -6) and the saves.
+fn same_as_iptables(tag: &str, v4: &str, v6: &str, listings: &[&[&str]]) {
+    let fw = FwNs::new(&format!("fwr-{tag}")).unwrap();
+    let ipt = netlab::Netns::new(&format!("fwr-{tag}-ipt")).unwrap();
+    let ok = |out: std::process::Output, what: &str| {
+        assert!(
+            out.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for (text, tool, flag) in [(v4, "iptables", None), (v6, "ip6tables", Some("-6"))] {
+        if text.is_empty() {
+            continue;
+        }
+        ok(
+            stdin_run(&mut ipt.command(&format!("{tool}-restore")), text),
+            &format!("{tool}-restore"),
+        );
+        let mut cmd = fw.fwctl_command();
+        cmd.arg("restore");
+        cmd.args(flag);
+        ok(
+            stdin_run(&mut cmd, text),
+            &format!("fwctl restore {flag:?}"),
+        );
+        for list in listings {
+            let theirs = ok(ipt.command(tool).args(*list).output().unwrap(), tool);
+            let mut args: Vec<&str> = flag.into_iter().collect();
+            args.extend_from_slice(list);
+            assert_eq!(fw.fwctl_ok(&args), theirs, "fwctl {args:?}");
+        }
+        let theirs = ok(
+            ipt.command(&format!("{tool}-save")).output().unwrap(),
+            "save",
+        );
+        let mut args = vec!["save"];
+        args.extend(flag);
+        assert_eq!(
+            without_comments(&fw.fwctl_ok(&args)),
+            without_comments(&theirs),
+            "fwctl {args:?}"
+        );
+    }
+}
+
+const FILTER_LISTINGS: &[&[&str]] = &[
+    &["-S"],
+    &["-L"],
+    &["-L", "-n", "-v", "--line-numbers"],
+    &["-L", "INPUT", "-v", "-x"],
+];
+
+/// iptables' option grammar: prefixes of long options, `-m tcp` before `-p tcp`, chain
+/// lines with more words, rules with no `-j`.
+#[test]
+fn grammar_forms_list_as_iptables() {
+    let v4 = "\
+*filter
+:INPUT ACCEPT [0:0] extra words
+:FORWARD DROP [12:3456]
+:OUTPUT ACCEPT
+:LOGGING - [0:0] more
+:COUNTS ACCEPT [0:0]
+-A INPUT --sou 10.0.0.0/8 --jum ACCEPT
+-A INPUT -m tcp -p tcp --dp 22 -j ACCEPT
+-A INPUT -m udp -p udp --sport 53 -j ACCEPT
+-A INPUT -p tcp --destination-p 80 --sy -j DROP
+-A INPUT -p tcp -m multiport --dpo 25,587 -j LOGGING
+-A INPUT -m icmp --icmp-type 8 -p icmp -j ACCEPT
+-A INPUT -p tcp --dport 443
+-A INPUT -j COUNTS
+-A INPUT -p tcp -j REJECT --reject tcp-reset
+-A LOGGING -j LOG --log-p dropped: --log-l 6
+-A COUNTS
+-A COUNTS -s 192.0.2.1
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -p tcp --dport 8080 -j DNAT --to 10.0.0.2:80
+-A POSTROUTING -s 10.8.0.0/24 -j SNAT --to 192.0.2.9
+COMMIT
+";
+    let v6 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m tcp -p tcp --dp 22 -j ACCEPT
+-A INPUT -p udp --dport 53
+COMMIT
+";
+    let mut listings = FILTER_LISTINGS.to_vec();
+    listings.extend_from_slice(&[&["-t", "nat", "-S"], &["-t", "nat", "-L", "-n"]]);
+    same_as_iptables("gram", v4, v6, &listings);
+}
+
+/// Every REJECT type of both tools, by name and alias, lists and saves as iptables does.
+#[test]
+fn reject_types_list_as_iptables() {
+    let v4 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -j REJECT --reject-with icmp-host-prohibited
+-A INPUT -j REJECT --reject-with host-prohib
+-A INPUT -j REJECT --reject-with icmp-net-prohibited
+-A INPUT -j REJECT --reject-with net-prohib
+-A INPUT -j REJECT --reject-with icmp-admin-prohibited
+-A INPUT -j REJECT --reject-with admin-prohib
+-A INPUT -j REJECT --reject-with icmp-net-unreachable
+-A INPUT -j REJECT --reject-with icmp-host-unreachable
+-A INPUT -j REJECT --reject-with icmp-proto-unreachable
+-A INPUT -j REJECT --reject-with icmp-port-unreachable
+-A INPUT -j REJECT --reject-with ICMP-HOST
+-A INPUT -p tcp -j REJECT --reject-with tcp-rst
+-A INPUT -j REJECT
+COMMIT
+";
+    let v6 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -j REJECT --reject-with icmp6-no-route
+-A INPUT -j REJECT --reject-with no-route
+-A INPUT -j REJECT --reject-with icmp6-adm-prohibited
+-A INPUT -j REJECT --reject-with icmp6-addr-unreachable
+-A INPUT -j REJECT --reject-with icmp6-port-unreachable
+-A INPUT -j REJECT --reject-with icmp6-policy-fail
+-A INPUT -j REJECT --reject-with policy-fail
+-A INPUT -j REJECT --reject-with icmp6-reject-route
+-A INPUT -p tcp -j REJECT --reject-with tcp-reset
+COMMIT
+";
+    same_as_iptables("rejl", v4, v6, FILTER_LISTINGS);
+}
+
+/// A raw ICMP (or ICMPv6) socket in the client's namespace: what comes back.
+struct IcmpListener {
+    fd: i32,
+    v6: bool,
+}
+
+impl IcmpListener {
+    fn open(v6: bool) -> IcmpListener {
+        let (domain, proto) = if v6 {
+            (libc::AF_INET6, libc::IPPROTO_ICMPV6)
+        } else {
+            (libc::AF_INET, libc::IPPROTO_ICMP)
+        };
+        // SAFETY: a plain socket call; the descriptor is checked and owned by the value.
+        let fd = unsafe { libc::socket(domain, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
+        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        let timeout = libc::timeval {
+            tv_sec: 2,
+            tv_usec: 0,
+        };
+        // SAFETY: the option value is a timeval that lives across the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &timeout as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as u32,
+            )
+        };
+        assert_eq!(rc, 0);
+        IcmpListener { fd, v6 }
+    }
+
+    /// The next destination unreachable's (type, code), skipping anything else.
+    fn unreachable(&self) -> Option<(u8, u8)> {
+        let mut buf = [0u8; 1500];
+        loop {
+            // SAFETY: the buffer is ours and its length is passed.
+            let n = unsafe { libc::recv(self.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n <= 0 {
+                return None;
+            }
+            // IPv4 raw sockets deliver the IP header (no options on these packets).
+            let at = if self.v6 { 0 } else { 20 };
+            let (kind, code) = (buf[at], buf[at + 1]);
+            let unreach = if self.v6 { 1 } else { 3 };
+            if kind == unreach {
+                return Some((kind, code));
+            }
+        }
+    }
+}
+
+impl Drop for IcmpListener {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor is ours and closed once.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// Each REJECT type sends its own ICMP or ICMPv6 code on real traffic, with XDP attached
+/// (it leaves REJECT rules to netfilter) and the counters of the rules that matched.
+#[test]
+fn reject_types_send_their_codes() {
+    let lab = Lab::named("fwr-rej").unwrap();
+    // The host answers every datagram: no ICMP rate limit between the replies.
+    for key in ["net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0"] {
+        netlab::run(lab.host.command("sysctl").args(["-qw", key])).unwrap();
+    }
+    let v4: &[(&str, u8)] = &[
+        ("icmp-net-unreachable", 0),
+        ("icmp-host-unreachable", 1),
+        ("icmp-proto-unreachable", 2),
+        ("icmp-port-unreachable", 3),
+        ("icmp-net-prohibited", 9),
+        ("icmp-host-prohibited", 10),
+        ("icmp-admin-prohibited", 13),
+    ];
+    let v6: &[(&str, u8)] = &[
+        ("icmp6-no-route", 0),
+        ("icmp6-adm-prohibited", 1),
+        ("icmp6-addr-unreachable", 3),
+        ("icmp6-port-unreachable", 4),
+        ("icmp6-policy-fail", 5),
+        ("icmp6-reject-route", 6),
+    ];
+    let mut rules = Vec::new();
+    for (family, list) in [("", v4), ("-6 ", v6)] {
+        for (i, (name, _)) in list.iter().enumerate() {
+            rules.push(format!(
+                "{family}-A INPUT -p udp --dport {} -j REJECT --reject-with {name}",
+                7000 + i
+            ));
+        }
+    }
+    let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
+    lab.host.apply(&rules);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+
+    for (v6, list, (client, host)) in [
+        (false, v4, (CLIENT_V4, HOST_V4)),
+        (true, v6, (CLIENT_V6, HOST_V6)),
+    ] {
+        let codes: Vec<Option<(u8, u8)>> = lab
+            .client
+            .run(move || {
+                let listener = IcmpListener::open(v6);
+                let local: SocketAddr = if v6 {
+                    format!("[{client}]:0")
+                } else {
+                    format!("{client}:0")
+                }
+                .parse()
+                .unwrap();
+                let socket = std::net::UdpSocket::bind(local).unwrap();
+                (0..list.len())
+                    .map(|i| {
+                        let port = 7000 + i as u16;
+                        let to: SocketAddr = if v6 {
+                            format!("[{host}]:{port}")
+                        } else {
+                            format!("{host}:{port}")
+                        }
+                        .parse()
+                        .unwrap();
+                        socket.send_to(b"x", to).unwrap();
+                        std::thread::sleep(Duration::from_millis(20));
+                        listener.unreachable()
+                    })
+                    .collect()
+            })
+            .unwrap();
+        let want: Vec<Option<(u8, u8)>> = list
+            .iter()
+            .map(|(_, code)| Some((if v6 { 1 } else { 3 }, *code)))
+            .collect();
+        assert_eq!(codes, want, "v6: {v6}");
+        // Each rule counted its datagram.
+        let flag: &[&str] = if v6 { &["-6"] } else { &[] };
+        let listing = lab
+            .host
+            .fwctl_ok(&[flag, &["-L", "INPUT", "-n", "-v", "-x"]].concat());
+        let counted: Vec<&str> = listing
+            .lines()
+            .skip(2)
+            .map(|l| l.split_whitespace().next().unwrap_or_default())
+            .collect();
+        assert_eq!(counted, vec!["1"; list.len()], "{listing}");
+    }
+}
