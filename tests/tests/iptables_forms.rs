@@ -326,3 +326,137 @@ fn reject_types_send_their_codes() {
         assert_eq!(counted, vec!["1"; list.len()], "{listing}");
     }
 }
+
+/// The mangle and raw tables: empty sections as iptables-save writes them, policies, user
+/// chains, jumps and RETURN, MARK, CT --notrack and NOTRACK, `-m mark`.
+#[test]
+fn mangle_and_raw_list_as_iptables() {
+    let v4 = "\
+*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:MARKS - [0:0]
+-A PREROUTING -i eth0 -p udp --dport 53 -j MARKS
+-A PREROUTING -m mark --mark 0x7/0xff -j ACCEPT
+-A PREROUTING -m mark ! --mark 3 -j RETURN
+-A FORWARD -p tcp -j MARK --set-mark 1
+-A FORWARD -j MARK --set-mark 0x10/0xff
+-A FORWARD -j MARK --and-mark 0xf0
+-A FORWARD -j MARK --or-mark 4
+-A FORWARD -j MARK --xor-mark 2
+-A FORWARD -j MARK --set-xmark 0x5/0xf
+-A MARKS -s 10.0.0.0/8 -j MARK --set-xmark 7
+-A MARKS -j DROP
+-A MARKS
+COMMIT
+*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT DROP [0:0]
+-A PREROUTING -p udp --dport 53 -j CT --notrack
+-A PREROUTING -j NOTRACK
+-A OUTPUT -o lo -j CT --notrack
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m mark --mark 0x1 -j DROP
+COMMIT
+";
+    let v6 = "\
+*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+COMMIT
+*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A PREROUTING -p udp -j NOTRACK
+COMMIT
+";
+    let mut listings: Vec<&[&str]> = FILTER_LISTINGS.to_vec();
+    for table in ["mangle", "raw"] {
+        let t: &'static str = table;
+        listings.push(Box::leak(Box::new(["-t", t, "-S"])));
+        listings.push(Box::leak(Box::new(["-t", t, "-L"])));
+        listings.push(Box::leak(Box::new([
+            "-t",
+            t,
+            "-L",
+            "-n",
+            "-v",
+            "--line-numbers",
+        ])));
+        listings.push(Box::leak(Box::new(["-t", t, "-S", "PREROUTING"])));
+    }
+    same_as_iptables("tabl", v4, v6, &listings);
+}
+
+/// Netfilter judges the mangle and raw tables before the filter table, with XDP attached:
+/// a raw DROP drops, a MARK set in mangle PREROUTING is seen by `-m mark` in INPUT, and a
+/// NOTRACK in raw makes the packet UNTRACKED where XDP's own conntrack lookup would have
+/// called it NEW (XDP defers what raw and mangle rules could match).
+#[test]
+fn mangle_and_raw_judge_real_traffic() {
+    let lab = Lab::named("fwr-tab").unwrap();
+    lab.host.apply(&[
+        "-t raw -A PREROUTING -p udp --dport 7100 -j DROP",
+        "-t mangle -A PREROUTING -p udp --dport 7101 -j MARK --set-mark 0x7",
+        "-t raw -A PREROUTING -p udp --dport 7103 -j CT --notrack",
+        // XDP alone would call 7103's first datagram NEW (a UDP miss) and accept it here.
+        "-A INPUT -p udp --dport 7103 -m conntrack --ctstate UNTRACKED -j DROP",
+        "-A INPUT -p udp --dport 7103 -m conntrack --ctstate NEW -j ACCEPT",
+        "-A INPUT -p udp -m mark --mark 0x7 -j DROP",
+        "-A INPUT -p udp -m conntrack --ctstate NEW -j ACCEPT",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    let received = |port: u16| -> bool {
+        let sock = lab
+            .host
+            .udp_socket(format!("{HOST_V4}:{port}").parse().unwrap())
+            .unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let to: SocketAddr = format!("{HOST_V4}:{port}").parse().unwrap();
+        lab.client
+            .run(move || {
+                let s = std::net::UdpSocket::bind(format!("{CLIENT_V4}:0")).unwrap();
+                s.send_to(b"x", to).unwrap();
+            })
+            .unwrap();
+        let mut buf = [0u8; 16];
+        sock.recv_from(&mut buf).is_ok()
+    };
+    // Port 7102 has no raw or mangle rule: accepted as NEW.
+    assert!(received(7102), "7102 is accepted");
+    assert!(!received(7100), "raw PREROUTING dropped 7100");
+    assert!(
+        !received(7101),
+        "the mark set in mangle dropped 7101 in INPUT"
+    );
+    assert!(!received(7103), "NOTRACK made 7103 UNTRACKED");
+    let count = |table: &str, chain: &str, n: usize| -> u64 {
+        let listing =
+            lab.host
+                .fwctl_ok(&["-t", table, "-L", chain, "-n", "-v", "-x", "--line-numbers"]);
+        tests::listed_counters(&listing, chain, n)
+            .unwrap_or_else(|e| panic!("{e}: {listing}"))
+            .0
+    };
+    assert_eq!(
+        [
+            count("raw", "PREROUTING", 1),
+            count("mangle", "PREROUTING", 1),
+            count("raw", "PREROUTING", 2)
+        ],
+        [1, 1, 1]
+    );
+    let input: Vec<u64> = (1..=4).map(|n| count("filter", "INPUT", n)).collect();
+    assert_eq!(input, [1, 0, 1, 1]);
+}

@@ -410,6 +410,9 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
         let _ = write!(out, "{neg} match-set {} {}", m.value.name, m.value.flags());
     }
     out.push_str(&ratelimit::list_text(&spec.rate));
+    for m in &spec.nf {
+        out.push_str(&m.value.list_text(m.negated, numeric));
+    }
     if let Some(c) = &spec.comment {
         let _ = write!(out, " /* {c} */");
     }
@@ -426,6 +429,9 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
         Target::Reject(with, family) => {
             let _ = write!(out, " reject-with {}", with.name(*family));
         }
+        Target::Mark(m) => out.push_str(&m.list_text()),
+        Target::Notrack { legacy: false } => out.push_str(" CT notrack"),
+        Target::Notrack { legacy: true } => out.push_str(" NOTRACK"),
         Target::Log(log) => {
             if numeric {
                 let _ = write!(out, " LOG flags 0 level {}", log.level);
@@ -526,14 +532,14 @@ pub fn json(
     })
 }
 
-/// `save`: the iptables-save format, one section per table (the nat table only when it
-/// holds something, as iptables-save shows only tables in use). `counters` gives each
+/// `save`: the iptables-save format, one section per table that exists
+/// ([`FamilyRules::exists`]), as iptables-save shows only tables that exist. `counters` gives each
 /// chain's counters for `-c`; without it every counter is written as [0:0], as
 /// iptables-save does.
 pub fn save(tables: &[(&FamilyRules, Option<CountersOf>)], date: &str) -> String {
     let mut out = String::new();
     for (rules, counters) in tables {
-        if rules.table != Table::Filter && rules.is_empty() {
+        if !rules.exists() {
             continue;
         }
         save_table(&mut out, rules, *counters, date);
@@ -710,11 +716,16 @@ pub fn rule_args(spec: &RuleSpec) -> String {
     if !rate.is_empty() {
         parts.push(rate.trim_start().to_string());
     }
+    parts.extend(spec.nf.iter().map(|m| m.value.save_text(m.negated)));
     if let Some(c) = &spec.comment {
         parts.push(format!("-m comment --comment {}", save_string(c)));
     }
-    if spec.target != Target::Count {
-        parts.push(format!("-j {}", spec.target.name()));
+    match &spec.target {
+        Target::Count => {}
+        Target::Notrack { legacy: true } => parts.push("-j NOTRACK".to_string()),
+        Target::Notrack { legacy: false } => parts.push("-j CT --notrack".to_string()),
+        Target::Mark(m) => parts.push(format!("-j MARK {}", m.save_text())),
+        t => parts.push(format!("-j {}", t.name())),
     }
     match &spec.target {
         Target::Snat(to) => parts.push(format!("--to-source {to}")),

@@ -166,6 +166,46 @@ pub fn mark(mask: u32, value: u32, out: &mut Vec<RawExpression>) {
     ));
 }
 
+/// `meta mark set meta mark & ~mask ^ value`: iptables' MARK (`--set-xmark value/mask`).
+pub fn set_mark(m: crate::rules::mark::Mark, out: &mut Vec<RawExpression>) {
+    const NFTA_META_KEY: u16 = 2;
+    const NFTA_META_SREG: u16 = 3;
+    const NFT_META_MARK: u32 = 3;
+    const NFT_REG_1: u32 = 1;
+    out.push(meta(MetaType::Mark));
+    // The mark is a host-order u32 in the register.
+    let bitwise = Bitwise::new(
+        (!m.mask).to_ne_bytes().to_vec(),
+        m.value.to_ne_bytes().to_vec(),
+    )
+    .unwrap_or_default();
+    out.push(bitwise.into());
+    out.push(raw(
+        "meta",
+        &[(NFTA_META_KEY, NFT_META_MARK), (NFTA_META_SREG, NFT_REG_1)],
+    ));
+}
+
+/// `notrack`: conntrack leaves the packet alone (iptables' `-j CT --notrack`).
+pub fn notrack() -> RawExpression {
+    placeholder(&element("notrack", &[]))
+}
+
+/// A match only netfilter judges (rules::matches), negated with `!`.
+pub fn nf_match(m: &crate::rules::matches::NfMatch, negated: bool, out: &mut Vec<RawExpression>) {
+    use crate::rules::matches::NfMatch;
+    match m {
+        NfMatch::Mark(m) => {
+            out.push(meta(MetaType::Mark));
+            out.extend(masked(
+                m.mask.to_ne_bytes().to_vec(),
+                op(!negated),
+                m.value.to_ne_bytes().to_vec(),
+            ));
+        }
+    }
+}
+
 /// `meta nfproto ipv4|ipv6`.
 pub fn nfproto(family: Family, out: &mut Vec<RawExpression>) {
     out.push(meta(MetaType::NfProto));

@@ -28,6 +28,8 @@ pub enum EditError {
     FilteringInNat(&'static str),
     #[error("{0} belongs to the nat table: use -t nat")]
     NatTargetInFilter(&'static str),
+    #[error("CT belongs to the raw table: use -t raw")]
+    CtOutsideRaw,
     #[error("{0} can only be used in {1} (or a user chain), not in {2}")]
     WrongChainForTarget(&'static str, &'static str, String),
     #[error("Chain `{0}' does not exist")]
@@ -155,6 +157,10 @@ impl Editor {
         if spec.out_iface.is_some() && chain == Chain::Input.name() {
             return Err(EditError::OutInInput);
         }
+        // The kernel's CT target is the raw table's alone (xt_CT's `.table`).
+        if matches!(spec.target, Target::Notrack { .. }) && self.table != Table::Raw {
+            return Err(EditError::CtOutsideRaw);
+        }
         self.check_nat(chain, &spec.target)?;
         let Target::Jump(to) = &spec.target else {
             return Ok(());
@@ -228,6 +234,9 @@ impl Editor {
             | Command::List(..)
             | Command::ListRules(..)) => return Ok(Some(other)),
         }
+        // A command that changed the table made it, as iptables-nft makes it: it is saved
+        // from now on even when empty again.
+        self.family_mut(family).declared = true;
         Ok(None)
     }
 

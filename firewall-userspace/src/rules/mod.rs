@@ -4,6 +4,8 @@
 pub mod edit;
 pub mod eval;
 pub mod icmp;
+pub mod mark;
+pub mod matches;
 pub mod model;
 pub mod options;
 pub mod parse;

@@ -93,21 +93,29 @@ impl Chain {
     }
 }
 
-/// The iptables tables fwctl manages.
+/// The iptables tables fwctl manages. The mangle and raw tables are judged by netfilter
+/// alone, at iptables' hook priorities (raw -300, mangle -150).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Table {
     #[default]
     Filter,
     Nat,
+    Mangle,
+    Raw,
 }
 
 impl Table {
-    pub const ALL: [Table; 2] = [Table::Filter, Table::Nat];
+    pub const ALL: [Table; 4] = [Table::Filter, Table::Nat, Table::Mangle, Table::Raw];
+
+    /// The order iptables-save (nf_tables) writes the tables in.
+    pub const SAVE_ORDER: [Table; 4] = [Table::Mangle, Table::Raw, Table::Filter, Table::Nat];
 
     pub fn name(self) -> &'static str {
         match self {
             Table::Filter => "filter",
             Table::Nat => "nat",
+            Table::Mangle => "mangle",
+            Table::Raw => "raw",
         }
     }
 
@@ -125,6 +133,14 @@ impl Table {
                 Chain::Output,
                 Chain::PostRouting,
             ],
+            Table::Mangle => &[
+                Chain::PreRouting,
+                Chain::Input,
+                Chain::Forward,
+                Chain::Output,
+                Chain::PostRouting,
+            ],
+            Table::Raw => &[Chain::PreRouting, Chain::Output],
         }
     }
 }
@@ -381,6 +397,13 @@ pub enum Target {
     /// No `-j`: the rule counts what it matches and the next rule goes on, as iptables'
     /// rules without a target do.
     Count,
+    /// `-j MARK`: sets the packet's mark and goes on.
+    Mark(super::mark::Mark),
+    /// `-j CT --notrack` (`legacy`: written `-j NOTRACK`): conntrack leaves the packet
+    /// alone (UNTRACKED); the raw table's, and goes on.
+    Notrack {
+        legacy: bool,
+    },
 }
 
 impl Target {
@@ -397,7 +420,15 @@ impl Target {
             Target::Reject(..) => "REJECT",
             Target::Log(_) => "LOG",
             Target::Count => "",
+            Target::Mark(_) => "MARK",
+            Target::Notrack { .. } => "CT",
         }
+    }
+
+    /// Targets that change the packet (or its conntrack entry) and go on: netfilter's to
+    /// carry out.
+    pub fn is_mangle(&self) -> bool {
+        matches!(self, Target::Mark(_) | Target::Notrack { .. })
     }
 
     /// The nat table's own targets.
@@ -454,6 +485,9 @@ pub struct RuleSpec {
     /// `-m limit`, `-m hashlimit`, `-m connlimit`.
     #[serde(default, skip_serializing_if = "RateMatches::is_empty")]
     pub rate: RateMatches,
+    /// Matches netfilter judges alone (`-m mark`...), in the order given; all must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nf: Vec<Neg<super::matches::NfMatch>>,
     pub comment: Option<String>,
     pub target: Target,
 }
@@ -475,6 +509,7 @@ impl RuleSpec {
             ctstate: None,
             sets: Vec::new(),
             rate: RateMatches::default(),
+            nf: Vec::new(),
             comment: None,
             target,
         }
@@ -511,11 +546,16 @@ pub struct UserChain {
     pub rules: Vec<Rule>,
 }
 
-/// One table (filter or nat) of one family.
+/// One table (filter, nat, mangle or raw) of one family.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FamilyRules {
     #[serde(default)]
     pub table: Table,
+    /// The table exists even if empty, as iptables-nft keeps a table a restore file or a
+    /// command made (iptables-save then writes it): an empty `*mangle` section is saved
+    /// back, and a table nothing made is not saved, the filter table included.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub declared: bool,
     pub input: ChainRules,
     pub forward: ChainRules,
     pub output: ChainRules,
@@ -530,10 +570,27 @@ pub struct FamilyRules {
 
 impl FamilyRules {
     pub fn nat() -> FamilyRules {
+        FamilyRules::of(Table::Nat)
+    }
+
+    pub fn mangle() -> FamilyRules {
+        FamilyRules::of(Table::Mangle)
+    }
+
+    pub fn raw() -> FamilyRules {
+        FamilyRules::of(Table::Raw)
+    }
+
+    pub fn of(table: Table) -> FamilyRules {
         FamilyRules {
-            table: Table::Nat,
+            table,
             ..FamilyRules::default()
         }
+    }
+
+    /// Whether iptables-save would write this table: once a restore or a command made it.
+    pub fn exists(&self) -> bool {
+        self.declared || !self.is_empty()
     }
 
     pub fn chain(&self, chain: Chain) -> &ChainRules {
@@ -631,6 +688,14 @@ pub struct Ruleset {
     pub nat4: FamilyRules,
     #[serde(default = "FamilyRules::nat")]
     pub nat6: FamilyRules,
+    #[serde(default = "FamilyRules::mangle")]
+    pub mangle4: FamilyRules,
+    #[serde(default = "FamilyRules::mangle")]
+    pub mangle6: FamilyRules,
+    #[serde(default = "FamilyRules::raw")]
+    pub raw4: FamilyRules,
+    #[serde(default = "FamilyRules::raw")]
+    pub raw6: FamilyRules,
 }
 
 impl Default for Ruleset {
@@ -640,6 +705,10 @@ impl Default for Ruleset {
             v6: FamilyRules::default(),
             nat4: FamilyRules::nat(),
             nat6: FamilyRules::nat(),
+            mangle4: FamilyRules::mangle(),
+            mangle6: FamilyRules::mangle(),
+            raw4: FamilyRules::raw(),
+            raw6: FamilyRules::raw(),
         }
     }
 }
@@ -650,7 +719,18 @@ impl Ruleset {
             (Table::Filter, f) => self.family(f),
             (Table::Nat, Family::V4) => &self.nat4,
             (Table::Nat, Family::V6) => &self.nat6,
+            (Table::Mangle, Family::V4) => &self.mangle4,
+            (Table::Mangle, Family::V6) => &self.mangle6,
+            (Table::Raw, Family::V4) => &self.raw4,
+            (Table::Raw, Family::V6) => &self.raw6,
         }
+    }
+
+    /// Every table of both families, with its family.
+    pub fn all_tables(&self) -> impl Iterator<Item = (Family, &FamilyRules)> + '_ {
+        Table::ALL
+            .into_iter()
+            .flat_map(move |t| Family::ALL.map(|f| (f, self.table(t, f))))
     }
 
     pub fn table_mut(&mut self, table: Table, family: Family) -> &mut FamilyRules {
@@ -658,6 +738,10 @@ impl Ruleset {
             (Table::Filter, f) => self.family_mut(f),
             (Table::Nat, Family::V4) => &mut self.nat4,
             (Table::Nat, Family::V6) => &mut self.nat6,
+            (Table::Mangle, Family::V4) => &mut self.mangle4,
+            (Table::Mangle, Family::V6) => &mut self.mangle6,
+            (Table::Raw, Family::V4) => &mut self.raw4,
+            (Table::Raw, Family::V6) => &mut self.raw6,
         }
     }
 
@@ -677,22 +761,12 @@ impl Ruleset {
 
     /// Rules of every table and family that match on set `name`.
     pub fn set_references(&self, name: &str) -> usize {
-        [&self.v4, &self.v6, &self.nat4, &self.nat6]
-            .into_iter()
-            .map(|f| f.set_references(name))
-            .sum()
+        self.all_tables().map(|(_, f)| f.set_references(name)).sum()
     }
 
     /// Every set match of every rule, with the family of its table.
     pub fn set_matches(&self) -> impl Iterator<Item = (Family, &Neg<SetMatch>)> + '_ {
-        [
-            (Family::V4, &self.v4),
-            (Family::V6, &self.v6),
-            (Family::V4, &self.nat4),
-            (Family::V6, &self.nat6),
-        ]
-        .into_iter()
-        .flat_map(|(family, f)| {
+        self.all_tables().flat_map(|(family, f)| {
             f.all_rules()
                 .flat_map(move |r| r.spec.sets.iter().map(move |m| (family, m)))
         })
@@ -700,8 +774,7 @@ impl Ruleset {
 
     /// Every counter slot in use, across families and chains.
     pub fn slots(&self) -> impl Iterator<Item = u32> + '_ {
-        [&self.v4, &self.v6, &self.nat4, &self.nat6]
-            .into_iter()
-            .flat_map(|f| f.all_rules().map(|r| r.slot))
+        self.all_tables()
+            .flat_map(|(_, f)| f.all_rules().map(|r| r.slot))
     }
 }

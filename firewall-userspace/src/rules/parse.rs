@@ -9,6 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{
     icmp,
+    mark::{self, Mark},
+    matches::{self, NfMatch},
     model::{
         Chain, Cidr, CtState, Family, IcmpType, LogOpts, Multiport, MultiportKind, NatTo, Neg,
         PortRange, RejectWith, RuleSpec, SetMatch, Table, Target, TcpFlags, Verdict, CT_STATES,
@@ -155,6 +157,8 @@ struct Modules {
     set: usize,
     /// limit, hashlimit, connlimit.
     rate: [bool; 3],
+    /// Netfilter-only matches loaded, in order, with what each has taken so far.
+    nf: Vec<(&'static matches::Module, Option<Neg<NfMatch>>)>,
 }
 
 /// The protocol matches `-m` can name, with the protocol each needs and the words of
@@ -191,6 +195,7 @@ impl Modules {
                 out.push(opts);
             }
         }
+        out.extend(self.nf.iter().map(|(m, _)| m.options));
         out.extend(match &spec.target {
             Some(Target::Snat(_)) => Some(options::SNAT),
             Some(Target::Dnat(_)) => Some(options::DNAT),
@@ -198,6 +203,8 @@ impl Modules {
             Some(Target::Redirect(_)) => Some(options::REDIRECT),
             Some(Target::Reject(..)) => Some(options::REJECT),
             Some(Target::Log(_)) => Some(options::LOG),
+            Some(Target::Mark(_)) => Some(mark::MARK_OPTIONS),
+            Some(Target::Notrack { legacy: false }) => Some(mark::CT_OPTIONS),
             _ => None,
         });
         out
@@ -276,12 +283,17 @@ struct SpecBuilder {
     ctstate: Option<Neg<CtState>>,
     sets: Vec<Neg<SetMatch>>,
     rate: RateMatches,
+    nf: Vec<Neg<NfMatch>>,
     comment: Option<String>,
     target: Option<Target>,
     /// `--to-source`/`--to-destination`, parsed once the family is known.
     nat_to: Option<String>,
     /// `--reject-with`, likewise.
     reject_with: Option<String>,
+    /// `-j MARK`'s option, as (value, mask).
+    mark: Option<Mark>,
+    /// `-j CT --notrack` given.
+    notrack: bool,
     any: bool,
 }
 
@@ -375,7 +387,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 | "--ctstate"
                 | "--state"
                 | "--match-set"
-        ) || ratelimit::module_of(opt).is_some();
+        ) || ratelimit::module_of(opt).is_some()
+            // Netfilter-only matches say themselves whether `!` may precede an option.
+            || modules.nf.iter().any(|(m, _)| m.options.iter().any(|(n, _)| *n == opt));
         if neg && !negatable {
             return Err(bad(format!("cannot have ! before {opt}")));
         }
@@ -436,7 +450,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 let name = args.value(opt, inline)?;
                 table = Table::from_name(name).ok_or_else(|| ParseError {
                     message: format!(
-                        "table `{name}' is not supported: fwctl manages the filter and nat tables"
+                        "table `{name}' is not supported: fwctl manages the filter, nat, mangle and raw tables"
                     ),
                     status: 3,
                 })?;
@@ -495,6 +509,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     "limit" => modules.rate[0] = true,
                     "hashlimit" => modules.rate[1] = true,
                     "connlimit" => modules.rate[2] = true,
+                    _ if matches::module(name).is_some() => {
+                        modules.nf.extend(matches::module(name).map(|m| (m, None)));
+                    }
                     _ => {
                         return Err(bad(format!(
                             "Couldn't load match `{name}': not supported by this version of fwctl"
@@ -712,6 +729,27 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     "{opt} is not supported by this version of fwctl"
                 )))
             }
+            "--set-xmark" | "--set-mark" | "--and-mark" | "--or-mark" | "--xor-mark" => {
+                if !matches!(spec.target, Some(Target::Mark(_))) {
+                    return Err(bad(format!("unknown option \"{opt}\": it goes after -j MARK")));
+                }
+                if spec.mark.is_some() {
+                    return Err(bad("MARK target: Can't specify --set-mark twice"));
+                }
+                spec.mark = Some(Mark::from_option(opt, args.value(opt, inline)?).map_err(bad)?);
+            }
+            "--notrack" => {
+                if !matches!(spec.target, Some(Target::Notrack { legacy: false })) {
+                    return Err(bad("unknown option \"--notrack\": it goes after -j CT"));
+                }
+                spec.notrack = true;
+            }
+            "--helper" | "--ctevents" | "--expevents" | "--zone" | "--zone-orig"
+            | "--zone-reply" | "--timeout" => {
+                return Err(bad(format!(
+                    "CT {opt} is not supported by this version of fwctl (only --notrack)"
+                )))
+            }
             "--to-ports" => {
                 let ports = match &mut spec.target {
                     Some(Target::Masquerade(p) | Target::Redirect(p)) => p,
@@ -728,6 +766,39 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     "{opt} is not supported by this version of fwctl (its netfilter library has no way to express it)"
                 )))
             }
+            // The last loaded netfilter-only match that knows the option takes it.
+            _ if modules
+                .nf
+                .iter()
+                .any(|(m, _)| m.options.iter().any(|(n, _)| *n == opt)) =>
+            {
+                let Some((module, current)) = modules
+                    .nf
+                    .iter_mut()
+                    .rev()
+                    .find(|(m, _)| m.options.iter().any(|(n, _)| *n == opt))
+                else {
+                    return Err(bad(format!("unknown option \"{raw}\"")));
+                };
+                let before = current.take();
+                let (was_negated, previous) = match before {
+                    Some(n) => (n.negated, Some(n.value)),
+                    None => (false, None),
+                };
+                let (value, negated) = (module.take)(
+                    previous,
+                    opt,
+                    neg,
+                    &mut || args.value(opt, inline).map(str::to_string).map_err(|e| e.message),
+                    family,
+                )
+                .map_err(bad)?;
+                *current = Some(Neg {
+                    value,
+                    negated: negated || was_negated,
+                });
+                spec.any = true;
+            }
             _ if opt.starts_with('-') => {
                 return Err(bad(format!("unknown option \"{raw}\"")));
             }
@@ -738,6 +809,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
         return Err(bad("`!' at the end of the command: negate what?"));
     }
     modules.check_proto(&spec)?;
+    for (module, taken) in std::mem::take(&mut modules.nf) {
+        spec.nf.push(taken.ok_or_else(|| bad(module.required))?);
+    }
     ratelimit::check(&spec.rate, modules.rate).map_err(bad)?;
     if modules.rate[0] && spec.rate.limit.is_none() {
         spec.rate.limit = Some(ratelimit::Limit::default_rate());
@@ -991,7 +1065,12 @@ fn parse_target(name: &str) -> Result<Target, ParseError> {
             prefix: None,
             level: DEFAULT_LOG_LEVEL,
         }),
-        "MARK" | "NFLOG" | "TCPMSS" | "CT" | "NOTRACK" => {
+        // The mark comes with the target's options; build() checks one was given.
+        "MARK" => Target::Mark(Mark { value: 0, mask: 0 }),
+        // `-j CT` does something only with --notrack here; build() checks.
+        "CT" => Target::Notrack { legacy: false },
+        "NOTRACK" => Target::Notrack { legacy: true },
+        "NFLOG" | "TCPMSS" | "CONNMARK" | "SET" => {
             return Err(bad(format!(
                 "Couldn't load target `{name}': not supported by this version of fwctl"
             )))
@@ -1041,6 +1120,20 @@ impl SpecBuilder {
             (Target::Snat(_), None) => return Err(bad("SNAT needs --to-source ADDR[:PORT]")),
             (Target::Dnat(_), None) => return Err(bad("DNAT needs --to-destination ADDR[:PORT]")),
             _ => {}
+        }
+        match (&mut target, self.mark) {
+            (Target::Mark(m), Some(given)) => *m = given,
+            (Target::Mark(_), None) => {
+                return Err(bad(
+                    "MARK: One of the --set-xmark, --{and,or,xor,set}-mark options is required",
+                ))
+            }
+            _ => {}
+        }
+        if target == (Target::Notrack { legacy: false }) && !self.notrack {
+            return Err(bad(
+                "-j CT does nothing without --notrack, the only CT option fwctl supports",
+            ));
         }
         if let Target::Reject(with, fam) = &mut target {
             *fam = family;
@@ -1115,6 +1208,7 @@ impl SpecBuilder {
                     ctstate: self.ctstate.clone(),
                     sets: self.sets.clone(),
                     rate: self.rate.clone(),
+                    nf: self.nf.clone(),
                     comment: self.comment.clone(),
                     target: target.clone(),
                 });

@@ -114,12 +114,13 @@ pub fn restore(
             table = Table::from_name(name).ok_or_else(|| {
                 fail(
                     format!(
-                        "table `{name}' is not supported: fwctl manages the filter and nat tables"
+                        "table `{name}' is not supported: fwctl manages the filter, nat, mangle and raw tables"
                     ),
                     1,
                 )
             })?;
             editor.table = table;
+            editor.ruleset.table_mut(table, family).declared = true;
             in_table = true;
             if !noflush {
                 flush_table(&mut editor, family).map_err(|e| fail(e.to_string(), 1))?;
@@ -360,9 +361,14 @@ COMMIT
                 "`-A INPUT -j DROP' outside a table: expected *filter first",
             ),
             (
-                "*mangle\nCOMMIT\n",
+                "*filter\n-A INPUT -j CT --notrack\nCOMMIT\n",
+                2,
+                "CT belongs to the raw table: use -t raw",
+            ),
+            (
+                "*security\nCOMMIT\n",
                 1,
-                "table `mangle' is not supported: fwctl manages the filter and nat tables",
+                "table `security' is not supported: fwctl manages the filter, nat, mangle and raw tables",
             ),
             (
                 "*filter\n-A INPUT -j DROP\n",

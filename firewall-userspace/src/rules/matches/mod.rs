@@ -1,0 +1,67 @@
+//! Matches netfilter judges alone, one module each: the option names, parsing, the text
+//! `-L` and `-S`/save print, and what the reference evaluator knows of them. XDP defers
+//! every rule that has one (compile/flatten.rs); netfilter/exprs.rs `nf_match` writes each
+//! as nftables expressions. Adding such a match is a module here and a line in [`MODULES`]
+//! and in `NfMatch`.
+
+pub mod mark;
+
+use serde::{Deserialize, Serialize};
+
+use super::{options::Options, Family};
+
+/// One netfilter-only match of a rule, as parsed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NfMatch {
+    Mark(mark::MarkMatch),
+}
+
+/// A match module as `-m NAME` loads it.
+pub struct Module {
+    pub name: &'static str,
+    pub options: Options,
+    /// Takes option `opt` (its full name; `negated` when `!` came first) into the match
+    /// being built (`None` before its first option); `value` gives the option's argument.
+    pub take: fn(
+        current: Option<NfMatch>,
+        opt: &str,
+        negated: bool,
+        value: &mut dyn FnMut() -> Result<String, String>,
+        family: Family,
+    ) -> Result<(NfMatch, bool), String>,
+    /// iptables' final check, when the rule is read: the message if an option it needs is
+    /// missing.
+    pub required: &'static str,
+}
+
+/// Every module, by `-m` name.
+pub const MODULES: &[Module] = &[mark::MODULE];
+
+pub fn module(name: &str) -> Option<&'static Module> {
+    MODULES.iter().find(|m| m.name == name)
+}
+
+impl NfMatch {
+    /// The text `-L` prints for the match (leading space included).
+    pub fn list_text(&self, negated: bool, numeric: bool) -> String {
+        match self {
+            NfMatch::Mark(m) => m.list_text(negated, numeric),
+        }
+    }
+
+    /// `-m NAME [!] --option value` as iptables-save writes it.
+    pub fn save_text(&self, negated: bool) -> String {
+        match self {
+            NfMatch::Mark(m) => m.save_text(negated),
+        }
+    }
+
+    /// Whether a packet arriving from the wire (mark 0, no socket) satisfies the match,
+    /// negation aside: the reference evaluator's guess where it has no better knowledge.
+    pub fn holds_on_arrival(&self) -> bool {
+        match self {
+            NfMatch::Mark(m) => m.holds(0),
+        }
+    }
+}
