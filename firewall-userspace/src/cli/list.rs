@@ -9,7 +9,7 @@ use crate::rules::{
     icmp,
     parse::{ListOptions, TCP_FLAG_NAMES},
     ratelimit, services, Cidr, CtState, Family, FamilyRules, MultiportKind, Neg, PortRange, Rule,
-    RuleSpec, Table, Target, CT_STATES, DEFAULT_LOG_LEVEL, IPPROTO_ICMP, IPPROTO_ICMPV6,
+    RuleSpec, Target, CT_STATES, DEFAULT_LOG_LEVEL, IPPROTO_ICMP, IPPROTO_ICMPV6,
     IPPROTO_TCP, IPPROTO_UDP, LOG_LEVELS,
 };
 

@@ -212,7 +212,8 @@ mod tests {
     #[test]
     fn prefixes_resolve_as_getopt_long_does() {
         let tcp = [BASE, TCP];
-        let cases: &[(&[Options], &str, Result<Option<&str>, &str>)] = &[
+        type Case<'a> = (&'a [Options], &'a str, Result<Option<&'a str>, &'a str>);
+        let cases: &[Case] = &[
             (&[BASE], "--sou", Ok(Some("--source"))),
             (&[BASE], "--dst", Ok(Some("--dst"))),
             (&[BASE], "--jum", Ok(Some("--jump"))),

@@ -176,9 +176,9 @@ impl Modules {
     fn known(&self, spec: &SpecBuilder) -> Vec<options::Options> {
         let mut out = vec![options::BASE];
         let protos = [options::TCP, options::UDP, options::ICMP, options::ICMP6];
-        for i in 0..protos.len() {
+        for (i, opts) in protos.into_iter().enumerate() {
             if self.proto[i] || self.implied[i] {
-                out.push(protos[i]);
+                out.push(opts);
             }
         }
         for (loaded, opts) in [

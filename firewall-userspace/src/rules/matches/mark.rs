@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Module, NfMatch};
+use super::{Module, NfMatch, Value};
 use crate::rules::{mark::parse_value_mask, options::Options, Family};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,7 +25,7 @@ fn take(
     current: Option<NfMatch>,
     opt: &str,
     negated: bool,
-    value: &mut dyn FnMut() -> Result<String, String>,
+    value: Value,
     _family: Family,
 ) -> Result<(NfMatch, bool), String> {
     if current.is_some() {

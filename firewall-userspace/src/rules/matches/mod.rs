@@ -17,19 +17,24 @@ pub enum NfMatch {
     Mark(mark::MarkMatch),
 }
 
+/// Gives an option's argument when the option takes one.
+pub type Value<'a> = &'a mut dyn FnMut() -> Result<String, String>;
+
+/// Takes option `opt` (its full name; `negated` when `!` came first) into the match being
+/// built (`None` before its first option); returns it with whether it is negated.
+pub type Take = fn(
+    current: Option<NfMatch>,
+    opt: &str,
+    negated: bool,
+    value: Value,
+    family: Family,
+) -> Result<(NfMatch, bool), String>;
+
 /// A match module as `-m NAME` loads it.
 pub struct Module {
     pub name: &'static str,
     pub options: Options,
-    /// Takes option `opt` (its full name; `negated` when `!` came first) into the match
-    /// being built (`None` before its first option); `value` gives the option's argument.
-    pub take: fn(
-        current: Option<NfMatch>,
-        opt: &str,
-        negated: bool,
-        value: &mut dyn FnMut() -> Result<String, String>,
-        family: Family,
-    ) -> Result<(NfMatch, bool), String>,
+    pub take: Take,
     /// iptables' final check, when the rule is read: the message if an option it needs is
     /// missing.
     pub required: &'static str,
