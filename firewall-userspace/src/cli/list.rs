@@ -9,8 +9,8 @@ use crate::rules::{
     icmp,
     parse::{ListOptions, TCP_FLAG_NAMES},
     ratelimit, services, Cidr, CtState, Family, FamilyRules, MultiportKind, Neg, PortRange, Rule,
-    RuleSpec, Target, CT_STATES, DEFAULT_LOG_LEVEL, IPPROTO_ICMP, IPPROTO_ICMPV6,
-    IPPROTO_TCP, IPPROTO_UDP, LOG_LEVELS,
+    RuleSpec, Target, CT_STATES, DEFAULT_LOG_LEVEL, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP,
+    IPPROTO_UDP, LOG_LEVELS,
 };
 
 /// Gives a chain's counters by name.
