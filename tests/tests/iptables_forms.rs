@@ -351,6 +351,15 @@ fn mangle_and_raw_list_as_iptables() {
 -A MARKS -s 10.0.0.0/8 -j MARK --set-xmark 7
 -A MARKS -j DROP
 -A MARKS
+-A PREROUTING -m connmark --mark 1 -j CONNMARK --restore-mark
+-A PREROUTING -m connmark ! --mark 1/0xf
+-A FORWARD -j CONNMARK --save-mark
+-A FORWARD -j CONNMARK --set-mark 5
+-A FORWARD -j CONNMARK --set-xmark 3/7
+-A FORWARD -j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff
+-A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu
+-A POSTROUTING -o ppp0 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu
+-A PREROUTING -p tcp --syn -j TCPMSS --set-mss 1400
 COMMIT
 *raw
 :PREROUTING ACCEPT [0:0]
@@ -459,4 +468,79 @@ fn mangle_and_raw_judge_real_traffic() {
     );
     let input: Vec<u64> = (1..=4).map(|n| count("filter", "INPUT", n)).collect();
     assert_eq!(input, [1, 0, 1, 1]);
+}
+
+/// CONNMARK saves a mark into the connection, where `-m connmark` finds it, and TCPMSS
+/// lowers the MSS of an arriving SYN: the accepted socket's segment size shows it.
+#[test]
+fn connmark_and_tcpmss_on_real_traffic() {
+    let lab = Lab::named("fwr-cm").unwrap();
+    lab.host.apply(&[
+        "-t mangle -A PREROUTING -p udp --dport 7104 -j MARK --set-mark 5",
+        "-t mangle -A PREROUTING -p udp --dport 7104 -j CONNMARK --save-mark",
+        "-t mangle -A PREROUTING -p tcp --syn --dport 7105 -j TCPMSS --set-mss 600",
+        "-A INPUT -p udp -m connmark --mark 5 -j DROP",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    let sock = lab
+        .host
+        .udp_socket(format!("{HOST_V4}:7104").parse().unwrap())
+        .unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let to: SocketAddr = format!("{HOST_V4}:7104").parse().unwrap();
+    lab.client
+        .run(move || {
+            let s = std::net::UdpSocket::bind(format!("{CLIENT_V4}:0")).unwrap();
+            s.send_to(b"x", to).unwrap();
+        })
+        .unwrap();
+    let mut buf = [0u8; 8];
+    assert!(
+        sock.recv_from(&mut buf).is_err(),
+        "the saved connmark dropped it"
+    );
+    let listing = lab
+        .host
+        .fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x", "--line-numbers"]);
+    assert_eq!(
+        tests::listed_counters(&listing, "INPUT", 1).unwrap().0,
+        1,
+        "{listing}"
+    );
+
+    // The MSS the host's socket ends up with: at most what the rule wrote into the SYN.
+    let mss_of = |port: u16| -> i32 {
+        let addr: SocketAddr = format!("{HOST_V4}:{port}").parse().unwrap();
+        let listener = lab
+            .host
+            .run(move || std::net::TcpListener::bind(addr))
+            .unwrap()
+            .unwrap();
+        let client = lab
+            .client
+            .run(move || std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)))
+            .unwrap()
+            .unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        drop(client);
+        use std::os::fd::AsRawFd;
+        let mut mss: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: an int-sized option into an int we own.
+        let rc = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_MAXSEG,
+                (&mut mss as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        mss
+    };
+    let (clamped, plain) = (mss_of(7105), mss_of(7106));
+    assert!(clamped <= 600, "clamped MSS {clamped}");
+    assert!(plain > 1000, "unclamped MSS {plain}");
 }

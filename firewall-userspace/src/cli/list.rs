@@ -430,6 +430,8 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
             let _ = write!(out, " reject-with {}", with.name(*family));
         }
         Target::Mark(m) => out.push_str(&m.list_text()),
+        Target::Connmark(c) => out.push_str(&c.list_text()),
+        Target::Tcpmss(t) => out.push_str(&t.list_text()),
         Target::Notrack { legacy: false } => out.push_str(" CT notrack"),
         Target::Notrack { legacy: true } => out.push_str(" NOTRACK"),
         Target::Log(log) => {
@@ -725,6 +727,8 @@ pub fn rule_args(spec: &RuleSpec) -> String {
         Target::Notrack { legacy: true } => parts.push("-j NOTRACK".to_string()),
         Target::Notrack { legacy: false } => parts.push("-j CT --notrack".to_string()),
         Target::Mark(m) => parts.push(format!("-j MARK {}", m.save_text())),
+        Target::Connmark(c) => parts.push(format!("-j CONNMARK {}", c.save_text())),
+        Target::Tcpmss(t) => parts.push(format!("-j TCPMSS {}", t.save_text())),
         t => parts.push(format!("-j {}", t.name())),
     }
     match &spec.target {

@@ -329,6 +329,8 @@ impl<'a> Flattener<'a> {
             | Target::Log(_)
             | Target::Count
             | Target::Mark(_)
+            | Target::Connmark(_)
+            | Target::Tcpmss(_)
             | Target::Notrack { .. } => {
                 self.push(conds, VERDICT_DEFER, NO_COUNTER, jumps, position);
             }

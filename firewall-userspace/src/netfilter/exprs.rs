@@ -168,22 +168,91 @@ pub fn mark(mask: u32, value: u32, out: &mut Vec<RawExpression>) {
 
 /// `meta mark set meta mark & ~mask ^ value`: iptables' MARK (`--set-xmark value/mask`).
 pub fn set_mark(m: crate::rules::mark::Mark, out: &mut Vec<RawExpression>) {
+    out.push(meta(MetaType::Mark));
+    out.push(xmark(m));
+    set_meta_mark(out);
+}
+
+/// `ct mark set reg1` (NFT_CT_MARK from register 1).
+fn set_ct_mark(out: &mut Vec<RawExpression>) {
+    const NFTA_CT_KEY: u16 = 2;
+    const NFTA_CT_SREG: u16 = 4;
+    const NFT_CT_MARK: u32 = 3;
+    out.push(raw("ct", &[(NFTA_CT_KEY, NFT_CT_MARK), (NFTA_CT_SREG, 1)]));
+}
+
+/// `meta mark set reg1`.
+fn set_meta_mark(out: &mut Vec<RawExpression>) {
     const NFTA_META_KEY: u16 = 2;
     const NFTA_META_SREG: u16 = 3;
     const NFT_META_MARK: u32 = 3;
-    const NFT_REG_1: u32 = 1;
-    out.push(meta(MetaType::Mark));
-    // The mark is a host-order u32 in the register.
-    let bitwise = Bitwise::new(
+    out.push(raw(
+        "meta",
+        &[(NFTA_META_KEY, NFT_META_MARK), (NFTA_META_SREG, 1)],
+    ));
+}
+
+/// iptables' CONNMARK with whole marks: `ct mark set meta mark` (save), `meta mark set ct
+/// mark` (restore), `ct mark set ct mark & ~mask ^ value` (set).
+pub fn connmark(c: crate::rules::mark::Connmark, out: &mut Vec<RawExpression>) {
+    use crate::rules::mark::Connmark;
+    match c {
+        Connmark::Save => {
+            out.push(meta(MetaType::Mark));
+            set_ct_mark(out);
+        }
+        Connmark::Restore => {
+            out.push(Conntrack::new(ConntrackKey::Mark).into());
+            set_meta_mark(out);
+        }
+        Connmark::Set(m) => {
+            out.push(Conntrack::new(ConntrackKey::Mark).into());
+            out.push(xmark(m));
+            set_ct_mark(out);
+        }
+    }
+}
+
+/// reg1 = reg1 & ~mask ^ value, on a host-order u32 mark.
+fn xmark(m: crate::rules::mark::Mark) -> RawExpression {
+    Bitwise::new(
         (!m.mask).to_ne_bytes().to_vec(),
         m.value.to_ne_bytes().to_vec(),
     )
-    .unwrap_or_default();
-    out.push(bitwise.into());
-    out.push(raw(
-        "meta",
-        &[(NFTA_META_KEY, NFT_META_MARK), (NFTA_META_SREG, NFT_REG_1)],
-    ));
+    .unwrap_or_default()
+    .into()
+}
+
+/// iptables' TCPMSS: `tcp option maxseg size set rt mtu` (clamp: the route's MTU less the
+/// headers) or `set N`; the kernel only ever lowers the option, as xt_TCPMSS does.
+pub fn tcpmss(mss: Option<u16>, out: &mut Vec<RawExpression>) {
+    const NFTA_RT_DREG: u16 = 1;
+    const NFTA_RT_KEY: u16 = 2;
+    const NFT_RT_TCPMSS: u32 = 4;
+    const NFTA_EXTHDR_TYPE: u16 = 2;
+    const NFTA_EXTHDR_OFFSET: u16 = 3;
+    const NFTA_EXTHDR_LEN: u16 = 4;
+    const NFTA_EXTHDR_OP: u16 = 6;
+    const NFTA_EXTHDR_SREG: u16 = 7;
+    const TCPOPT_MAXSEG: u8 = 2;
+    const NFT_EXTHDR_OP_TCPOPT: u32 = 1;
+    match mss {
+        None => out.push(raw(
+            "rt",
+            &[(NFTA_RT_DREG, 1), (NFTA_RT_KEY, NFT_RT_TCPMSS)],
+        )),
+        Some(n) => out.push(Immediate::new_data(n.to_be_bytes().to_vec(), Register::Reg1).into()),
+    }
+    out.push(placeholder(&element(
+        "exthdr",
+        &[
+            Attr::U8(NFTA_EXTHDR_TYPE, TCPOPT_MAXSEG),
+            Attr::U32(NFTA_EXTHDR_OFFSET, 2),
+            Attr::U32(NFTA_EXTHDR_LEN, 2),
+            Attr::U32(NFTA_EXTHDR_OP, NFT_EXTHDR_OP_TCPOPT),
+            Attr::U32(NFTA_EXTHDR_SREG, 1),
+        ],
+    )));
 }
 
 /// `notrack`: conntrack leaves the packet alone (iptables' `-j CT --notrack`).
@@ -192,11 +261,14 @@ pub fn notrack() -> RawExpression {
 }
 
 /// A match only netfilter judges (rules::matches), negated with `!`.
-pub fn nf_match(m: &crate::rules::matches::NfMatch, negated: bool, out: &mut Vec<RawExpression>) {
+pub fn nf_match(nf: &crate::rules::matches::NfMatch, negated: bool, out: &mut Vec<RawExpression>) {
     use crate::rules::matches::NfMatch;
-    match m {
-        NfMatch::Mark(m) => {
-            out.push(meta(MetaType::Mark));
+    match nf {
+        NfMatch::Mark(m) | NfMatch::Connmark(m) => {
+            out.push(match nf {
+                NfMatch::Mark(_) => meta(MetaType::Mark),
+                NfMatch::Connmark(_) => Conntrack::new(ConntrackKey::Mark).into(),
+            });
             out.extend(masked(
                 m.mask.to_ne_bytes().to_vec(),
                 op(!negated),

@@ -471,6 +471,8 @@ fn target(t: &Target, generation: u32, table: Table, family: Family, e: &mut Vec
         // The rule's counter has counted; the next rule goes on.
         Target::Count => return,
         Target::Mark(m) => return exprs::set_mark(*m, e),
+        Target::Connmark(c) => return exprs::connmark(*c, e),
+        Target::Tcpmss(t) => return exprs::tcpmss(t.mss, e),
         Target::Notrack { .. } => return e.push(exprs::notrack()),
     };
     e.push(exprs::verdict(verdict));

@@ -30,6 +30,10 @@ pub enum EditError {
     NatTargetInFilter(&'static str),
     #[error("CT belongs to the raw table: use -t raw")]
     CtOutsideRaw,
+    #[error(
+        "TCPMSS --clamp-mss-to-pmtu works in FORWARD, OUTPUT and POSTROUTING only, not in {0}"
+    )]
+    ClampHook(String),
     #[error("{0} can only be used in {1} (or a user chain), not in {2}")]
     WrongChainForTarget(&'static str, &'static str, String),
     #[error("Chain `{0}' does not exist")]
@@ -156,6 +160,16 @@ impl Editor {
     fn check_target(&self, family: Family, chain: &str, spec: &RuleSpec) -> Result<(), EditError> {
         if spec.out_iface.is_some() && chain == Chain::Input.name() {
             return Err(EditError::OutInInput);
+        }
+        // Path-MTU clamping needs the route out: FORWARD, OUTPUT and POSTROUTING only, as
+        // xt_TCPMSS and nftables' `rt mtu` both require.
+        if spec.target == Target::Tcpmss(crate::rules::mark::Tcpmss { mss: None })
+            && matches!(
+                Chain::from_name(chain),
+                Some(Chain::PreRouting | Chain::Input)
+            )
+        {
+            return Err(EditError::ClampHook(chain.to_string()));
         }
         // The kernel's CT target is the raw table's alone (xt_CT's `.table`).
         if matches!(spec.target, Target::Notrack { .. }) && self.table != Table::Raw {

@@ -251,13 +251,20 @@ fn run(
             | Target::Log(_)
             | Target::Count
             | Target::Mark(_)
+            | Target::Connmark(_)
+            | Target::Tcpmss(_)
             | Target::Notrack { .. }
                 if judge == Judge::Xdp =>
             {
                 return Some(Decision::Defer)
             }
             // Logged (or only counted, or marked), and on to the next rule.
-            Target::Log(_) | Target::Count | Target::Mark(_) | Target::Notrack { .. } => {}
+            Target::Log(_)
+            | Target::Count
+            | Target::Mark(_)
+            | Target::Connmark(_)
+            | Target::Tcpmss(_)
+            | Target::Notrack { .. } => {}
             Target::Reject(..) => return Some(Decision::Drop),
             Target::Return => return None,
             Target::Jump(name) => {

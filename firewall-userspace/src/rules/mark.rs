@@ -125,6 +125,78 @@ impl Mark {
     }
 }
 
+/// `-j CONNMARK`: between the packet's mark and its connection's (libxt_CONNMARK.c,
+/// revision 1). Only the whole marks (`--nfmask`/`--ctmask` all ones, their defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Connmark {
+    /// `--save-mark`: the connection's mark becomes the packet's.
+    Save,
+    /// `--restore-mark`: the packet's mark becomes the connection's.
+    Restore,
+    /// `--set-xmark` and its forms: `(ctmark & !mask) ^ value`.
+    Set(Mark),
+}
+
+pub const CONNMARK_OPTIONS: Options = &[
+    ("--set-xmark", "--set-xmark"),
+    ("--save-mark", "--save-mark"),
+    ("--restore-mark", "--restore-mark"),
+    ("--and-mark", "--and-mark"),
+    ("--or-mark", "--or-mark"),
+    ("--xor-mark", "--xor-mark"),
+    ("--set-mark", "--set-mark"),
+    ("--nfmask", "--nfmask"),
+    ("--ctmask", "--ctmask"),
+    ("--mask", "--mask"),
+];
+
+impl Connmark {
+    pub fn list_text(self) -> String {
+        match self {
+            Connmark::Save => " CONNMARK save".into(),
+            Connmark::Restore => " CONNMARK restore".into(),
+            // The same wording as MARK's, with CONNMARK's name.
+            Connmark::Set(m) => m.list_text().replacen(" MARK", " CONNMARK", 1),
+        }
+    }
+
+    pub fn save_text(self) -> String {
+        match self {
+            Connmark::Save => "--save-mark --nfmask 0xffffffff --ctmask 0xffffffff".into(),
+            Connmark::Restore => "--restore-mark --nfmask 0xffffffff --ctmask 0xffffffff".into(),
+            Connmark::Set(m) => m.save_text(),
+        }
+    }
+}
+
+/// `-j TCPMSS`: lowers the MSS option of TCP SYNs to `--set-mss N`, or to the route's
+/// MTU less the headers (`--clamp-mss-to-pmtu`, None). The kernel never raises an MSS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tcpmss {
+    pub mss: Option<u16>,
+}
+
+pub const TCPMSS_OPTIONS: Options = &[
+    ("--set-mss", "--set-mss"),
+    ("--clamp-mss-to-pmtu", "--clamp-mss-to-pmtu"),
+];
+
+impl Tcpmss {
+    pub fn list_text(self) -> String {
+        match self.mss {
+            None => " TCPMSS clamp to PMTU".into(),
+            Some(n) => format!(" TCPMSS set {n}"),
+        }
+    }
+
+    pub fn save_text(self) -> String {
+        match self.mss {
+            None => "--clamp-mss-to-pmtu".into(),
+            Some(n) => format!("--set-mss {n}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

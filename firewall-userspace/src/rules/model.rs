@@ -399,6 +399,10 @@ pub enum Target {
     Count,
     /// `-j MARK`: sets the packet's mark and goes on.
     Mark(super::mark::Mark),
+    /// `-j CONNMARK`: moves marks between packet and connection, and goes on.
+    Connmark(super::mark::Connmark),
+    /// `-j TCPMSS`: lowers a TCP SYN's MSS option, and goes on.
+    Tcpmss(super::mark::Tcpmss),
     /// `-j CT --notrack` (`legacy`: written `-j NOTRACK`): conntrack leaves the packet
     /// alone (UNTRACKED); the raw table's, and goes on.
     Notrack {
@@ -421,14 +425,10 @@ impl Target {
             Target::Log(_) => "LOG",
             Target::Count => "",
             Target::Mark(_) => "MARK",
+            Target::Connmark(_) => "CONNMARK",
+            Target::Tcpmss(_) => "TCPMSS",
             Target::Notrack { .. } => "CT",
         }
-    }
-
-    /// Targets that change the packet (or its conntrack entry) and go on: netfilter's to
-    /// carry out.
-    pub fn is_mangle(&self) -> bool {
-        matches!(self, Target::Mark(_) | Target::Notrack { .. })
     }
 
     /// The nat table's own targets.

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{
     icmp,
-    mark::{self, Mark},
+    mark::{self, Connmark, Mark, Tcpmss},
     matches::{self, NfMatch},
     model::{
         Chain, Cidr, CtState, Family, IcmpType, LogOpts, Multiport, MultiportKind, NatTo, Neg,
@@ -204,6 +204,8 @@ impl Modules {
             Some(Target::Reject(..)) => Some(options::REJECT),
             Some(Target::Log(_)) => Some(options::LOG),
             Some(Target::Mark(_)) => Some(mark::MARK_OPTIONS),
+            Some(Target::Connmark(_)) => Some(mark::CONNMARK_OPTIONS),
+            Some(Target::Tcpmss(_)) => Some(mark::TCPMSS_OPTIONS),
             Some(Target::Notrack { legacy: false }) => Some(mark::CT_OPTIONS),
             _ => None,
         });
@@ -292,6 +294,9 @@ struct SpecBuilder {
     reject_with: Option<String>,
     /// `-j MARK`'s option, as (value, mask).
     mark: Option<Mark>,
+    /// `-j CONNMARK`'s and `-j TCPMSS`'s options.
+    connmark: Option<Connmark>,
+    tcpmss: Option<Tcpmss>,
     /// `-j CT --notrack` given.
     notrack: bool,
     any: bool,
@@ -730,13 +735,68 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 )))
             }
             "--set-xmark" | "--set-mark" | "--and-mark" | "--or-mark" | "--xor-mark" => {
-                if !matches!(spec.target, Some(Target::Mark(_))) {
-                    return Err(bad(format!("unknown option \"{opt}\": it goes after -j MARK")));
+                let connmark = match spec.target {
+                    Some(Target::Mark(_)) => false,
+                    Some(Target::Connmark(_)) => true,
+                    _ => {
+                        return Err(bad(format!(
+                            "unknown option \"{opt}\": it goes after -j MARK or -j CONNMARK"
+                        )))
+                    }
+                };
+                if spec.mark.is_some() || spec.connmark.is_some() {
+                    let name = if connmark { "CONNMARK" } else { "MARK" };
+                    return Err(bad(format!("{name} target: Can't specify --set-mark twice")));
                 }
-                if spec.mark.is_some() {
-                    return Err(bad("MARK target: Can't specify --set-mark twice"));
+                let value = Mark::from_option(opt, args.value(opt, inline)?).map_err(bad)?;
+                if connmark {
+                    spec.connmark = Some(Connmark::Set(value));
+                } else {
+                    spec.mark = Some(value);
                 }
-                spec.mark = Some(Mark::from_option(opt, args.value(opt, inline)?).map_err(bad)?);
+            }
+            "--save-mark" | "--restore-mark" => {
+                if !matches!(spec.target, Some(Target::Connmark(_))) {
+                    return Err(bad(format!(
+                        "unknown option \"{opt}\": it goes after -j CONNMARK"
+                    )));
+                }
+                if spec.connmark.is_some() {
+                    return Err(bad("CONNMARK target: Can't specify --set-mark twice"));
+                }
+                spec.connmark = Some(if opt == "--save-mark" {
+                    Connmark::Save
+                } else {
+                    Connmark::Restore
+                });
+            }
+            // Whole marks only: the masks' default is all they may be.
+            "--nfmask" | "--ctmask" | "--mask" => {
+                let text = args.value(opt, inline)?;
+                if mark::parse_u32(text) != Some(u32::MAX) {
+                    return Err(bad(format!(
+                        "CONNMARK {opt} {text}: only whole marks (0xffffffff) are supported by this version of fwctl"
+                    )));
+                }
+            }
+            "--set-mss" | "--clamp-mss-to-pmtu" => {
+                if !matches!(spec.target, Some(Target::Tcpmss(_))) {
+                    return Err(bad(format!("unknown option \"{opt}\": it goes after -j TCPMSS")));
+                }
+                if spec.tcpmss.is_some() {
+                    return Err(bad(
+                        "TCPMSS target: Only one of --set-mss or --clamp-mss-to-pmtu allowed",
+                    ));
+                }
+                let mss = if opt == "--set-mss" {
+                    let text = args.value(opt, inline)?;
+                    Some(text.parse::<u16>().map_err(|_| {
+                        bad(format!("TCPMSS: bad value for --set-mss `{text}': 0 to 65535"))
+                    })?)
+                } else {
+                    None
+                };
+                spec.tcpmss = Some(Tcpmss { mss });
             }
             "--notrack" => {
                 if !matches!(spec.target, Some(Target::Notrack { legacy: false })) {
@@ -1070,7 +1130,10 @@ fn parse_target(name: &str) -> Result<Target, ParseError> {
         // `-j CT` does something only with --notrack here; build() checks.
         "CT" => Target::Notrack { legacy: false },
         "NOTRACK" => Target::Notrack { legacy: true },
-        "NFLOG" | "TCPMSS" | "CONNMARK" | "SET" => {
+        // Filled in by their options; build() checks one was given.
+        "CONNMARK" => Target::Connmark(Connmark::Save),
+        "TCPMSS" => Target::Tcpmss(Tcpmss { mss: None }),
+        "NFLOG" | "SET" => {
             return Err(bad(format!(
                 "Couldn't load target `{name}': not supported by this version of fwctl"
             )))
@@ -1129,6 +1192,27 @@ impl SpecBuilder {
                 ))
             }
             _ => {}
+        }
+        match (&mut target, self.connmark, self.tcpmss) {
+            (Target::Connmark(c), Some(given), _) => *c = given,
+            (Target::Connmark(_), None, _) => {
+                return Err(bad(
+                    "CONNMARK target: One of --set-xmark, --save-mark, --restore-mark (or --{and,or,xor,set}-mark) is required",
+                ))
+            }
+            (Target::Tcpmss(t), _, Some(given)) => *t = given,
+            (Target::Tcpmss(_), _, None) => {
+                return Err(bad(
+                    "TCPMSS target: At least one parameter is required: --set-mss or --clamp-mss-to-pmtu",
+                ))
+            }
+            _ => {}
+        }
+        // The kernel's TCPMSS rewrites TCP options only (xt_TCPMSS refuses other rules).
+        if matches!(target, Target::Tcpmss(_))
+            && self.proto.as_ref().map(|p| (p.value, p.negated)) != Some((IPPROTO_TCP, false))
+        {
+            return Err(bad("TCPMSS target: only valid for -p tcp"));
         }
         if target == (Target::Notrack { legacy: false }) && !self.notrack {
             return Err(bad(

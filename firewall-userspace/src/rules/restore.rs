@@ -366,6 +366,11 @@ COMMIT
                 "CT belongs to the raw table: use -t raw",
             ),
             (
+                "*mangle\n-A INPUT -p tcp -j TCPMSS --clamp-mss-to-pmtu\nCOMMIT\n",
+                2,
+                "TCPMSS --clamp-mss-to-pmtu works in FORWARD, OUTPUT and POSTROUTING only, not in INPUT",
+            ),
+            (
                 "*security\nCOMMIT\n",
                 1,
                 "table `security' is not supported: fwctl manages the filter, nat, mangle and raw tables",

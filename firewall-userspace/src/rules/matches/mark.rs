@@ -67,6 +67,40 @@ impl MarkMatch {
     }
 }
 
+/// `-m connmark [!] --mark VALUE[/MASK]`: the connection's mark (libxt_connmark.c).
+pub const CONNMARK: Module = Module {
+    name: "connmark",
+    options: OPTIONS,
+    take: take_connmark,
+    required: "connmark match: option \"--mark\" must be specified",
+};
+
+fn take_connmark(
+    current: Option<NfMatch>,
+    opt: &str,
+    negated: bool,
+    value: Value,
+    family: Family,
+) -> Result<(NfMatch, bool), String> {
+    match take(current, opt, negated, value, family)? {
+        (NfMatch::Mark(m), negated) => Ok((NfMatch::Connmark(m), negated)),
+        other => Ok(other),
+    }
+}
+
+impl MarkMatch {
+    /// `-L` for connmark: iptables 1.8.9 prints `!` or a space before the value.
+    pub fn connmark_list_text(self, negated: bool) -> String {
+        let bang = if negated { "! " } else { " " };
+        format!(" connmark match {bang}{}", self.text())
+    }
+
+    pub fn connmark_save_text(self, negated: bool) -> String {
+        self.save_text(negated)
+            .replacen("-m mark", "-m connmark", 1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +132,17 @@ mod tests {
             );
         }
         assert!(take(None, "--mark", false, &mut || Ok("x".into()), Family::V4).is_err());
+        // connmark's own spacing, as iptables 1.8.9 prints it.
+        let m = MarkMatch {
+            value: 1,
+            mask: u32::MAX,
+        };
+        assert_eq!(m.connmark_list_text(false), " connmark match  0x1");
+        let m = MarkMatch {
+            value: 1,
+            mask: 0xf,
+        };
+        assert_eq!(m.connmark_list_text(true), " connmark match ! 0x1/0xf");
+        assert_eq!(m.connmark_save_text(true), "-m connmark ! --mark 0x1/0xf");
     }
 }

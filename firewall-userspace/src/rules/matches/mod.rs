@@ -15,6 +15,7 @@ use super::{options::Options, Family};
 #[serde(rename_all = "lowercase")]
 pub enum NfMatch {
     Mark(mark::MarkMatch),
+    Connmark(mark::MarkMatch),
 }
 
 /// Gives an option's argument when the option takes one.
@@ -41,7 +42,7 @@ pub struct Module {
 }
 
 /// Every module, by `-m` name.
-pub const MODULES: &[Module] = &[mark::MODULE];
+pub const MODULES: &[Module] = &[mark::MODULE, mark::CONNMARK];
 
 pub fn module(name: &str) -> Option<&'static Module> {
     MODULES.iter().find(|m| m.name == name)
@@ -52,6 +53,7 @@ impl NfMatch {
     pub fn list_text(&self, negated: bool, numeric: bool) -> String {
         match self {
             NfMatch::Mark(m) => m.list_text(negated, numeric),
+            NfMatch::Connmark(m) => m.connmark_list_text(negated),
         }
     }
 
@@ -59,6 +61,7 @@ impl NfMatch {
     pub fn save_text(&self, negated: bool) -> String {
         match self {
             NfMatch::Mark(m) => m.save_text(negated),
+            NfMatch::Connmark(m) => m.connmark_save_text(negated),
         }
     }
 
@@ -66,7 +69,8 @@ impl NfMatch {
     /// negation aside: the reference evaluator's guess where it has no better knowledge.
     pub fn holds_on_arrival(&self) -> bool {
         match self {
-            NfMatch::Mark(m) => m.holds(0),
+            // A connection's mark starts at 0 too.
+            NfMatch::Mark(m) | NfMatch::Connmark(m) => m.holds(0),
         }
     }
 }
