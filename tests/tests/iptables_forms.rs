@@ -544,3 +544,106 @@ fn connmark_and_tcpmss_on_real_traffic() {
     assert!(clamped <= 600, "clamped MSS {clamped}");
     assert!(plain > 1000, "unclamped MSS {plain}");
 }
+
+/// Matches netfilter judges (`-m pkttype`, `length`, `ttl`/`hl`, `iprange`, `mac`,
+/// `addrtype`, `-f`) and `-j NFLOG`, listed and saved as iptables does.
+#[test]
+fn netfilter_matches_list_as_iptables() {
+    let v4 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m pkttype --pkt-type broadcast -j DROP
+-A INPUT -m pkttype ! --pkt-type multicast
+-A INPUT -m length --length 100
+-A INPUT -p icmp -m length ! --length 100:200 -j DROP
+-A INPUT -m length --length :300
+-A INPUT -m ttl --ttl-eq 5
+-A INPUT -m ttl --ttl-lt 64 -j DROP
+-A INPUT -m ttl ! --ttl-eq 3
+-A INPUT -m iprange --src-range 10.0.0.1-10.0.0.9 -j ACCEPT
+-A INPUT -m iprange ! --dst-range 10.0.0.1-10.0.0.9 --src-range 1.1.1.1-1.1.1.2
+-A INPUT -m mac --mac-source 52:54:00:AB:cd:ef -j ACCEPT
+-A INPUT -m mac ! --mac-source 52:54:00:ab:cd:ef
+-A INPUT -m addrtype --dst-type LOCAL -j ACCEPT
+-A INPUT -m addrtype ! --src-type BROADCAST,MULTICAST
+-A INPUT -m addrtype --dst-type LOCAL --limit-iface-in
+-A INPUT -f -j DROP
+-A INPUT -p tcp ! -f
+-A INPUT -j NFLOG --nflog-group 5 --nflog-prefix hello
+-A INPUT -j NFLOG --nflog-prefix \"two words\"
+-A INPUT -j NFLOG
+-A OUTPUT -m addrtype --src-type LOCAL --limit-iface-out -j ACCEPT
+COMMIT
+";
+    let v6 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m hl --hl-eq 255 -j ACCEPT
+-A INPUT -m hl ! --hl-eq 1
+-A INPUT -m hl --hl-gt 64
+-A INPUT -m length --length 60:1280
+-A INPUT -m iprange --src-range fd00::1-fd00::9 -j DROP
+-A INPUT -m pkttype --pkt-type multicast
+-A INPUT -m addrtype --dst-type MULTICAST
+COMMIT
+";
+    same_as_iptables("nfm", v4, v6, FILTER_LISTINGS);
+}
+
+/// The netfilter-only matches on real traffic, with XDP attached: each rule counts the
+/// datagrams it should and no other.
+#[test]
+fn netfilter_matches_judge_real_traffic() {
+    let lab = Lab::named("fwr-nfm").unwrap();
+    lab.host.apply(&[
+        // 1: datagrams of 28 + 100 bytes; 2: the client's TTL (64) is not below 10.
+        "-A INPUT -p udp --dport 7200 -m length --length 128 -j DROP",
+        "-A INPUT -p udp --dport 7201 -m ttl --ttl-lt 10 -j DROP",
+        // 3: the client's address is in the range; 4: the host's own address is LOCAL.
+        "-A INPUT -p udp --dport 7202 -m iprange --src-range 10.201.0.1-10.201.0.1 -j DROP",
+        "-A INPUT -p udp --dport 7203 -m addrtype --dst-type LOCAL -j DROP",
+        // 5: unicast, not broadcast; 6: the client's MAC, negated.
+        "-A INPUT -p udp --dport 7204 -m pkttype --pkt-type broadcast -j DROP",
+        "-A INPUT -p udp --dport 7205 -m addrtype ! --dst-type LOCAL -j DROP",
+        "-6 -A INPUT -p udp --dport 7206 -m hl --hl-eq 64 -j DROP",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    let arrives = |v6: bool, port: u16, len: usize| -> bool {
+        let (host, client) = if v6 {
+            (format!("[{HOST_V6}]:{port}"), format!("[{CLIENT_V6}]:0"))
+        } else {
+            (format!("{HOST_V4}:{port}"), format!("{CLIENT_V4}:0"))
+        };
+        let to: SocketAddr = host.parse().unwrap();
+        let sock = lab.host.udp_socket(to).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(400)))
+            .unwrap();
+        lab.client
+            .run(move || {
+                let s = std::net::UdpSocket::bind(client).unwrap();
+                s.send_to(&vec![7u8; len], to).unwrap();
+            })
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        sock.recv_from(&mut buf).is_ok()
+    };
+    assert!(!arrives(false, 7200, 100), "length 128 dropped");
+    assert!(arrives(false, 7200, 101), "length 129 passes");
+    assert!(arrives(false, 7201, 10), "TTL 64 is not below 10");
+    assert!(!arrives(false, 7202, 10), "the client is in the range");
+    assert!(!arrives(false, 7203, 10), "the host's address is LOCAL");
+    assert!(arrives(false, 7204, 10), "unicast is not broadcast");
+    assert!(arrives(false, 7205, 10), "the host's address is LOCAL");
+    assert!(!arrives(true, 7206, 10), "IPv6 hop limit 64");
+    let listing = lab
+        .host
+        .fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x", "--line-numbers"]);
+    let counted: Vec<u64> = (1..=6)
+        .map(|n| tests::listed_counters(&listing, "INPUT", n).unwrap().0)
+        .collect();
+    assert_eq!(counted, [1, 0, 1, 1, 0, 0], "{listing}");
+}

@@ -7,6 +7,7 @@ use firewall_common::Counter;
 
 use crate::rules::{
     icmp,
+    matches::NfMatch,
     parse::{ListOptions, TCP_FLAG_NAMES},
     ratelimit, services, Cidr, CtState, Family, FamilyRules, MultiportKind, Neg, PortRange, Rule,
     RuleSpec, Target, CT_STATES, DEFAULT_LOG_LEVEL, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP,
@@ -143,10 +144,15 @@ fn rule_line(
     };
     let _ = write!(
         out,
-        "{:<9} {}{:<4} -- ",
+        "{:<9} {}{:<4} {} ",
         spec.target.name(),
         if proto_neg { '!' } else { ' ' },
-        proto_column(proto, opts.numeric)
+        proto_column(proto, opts.numeric),
+        match fragment(spec) {
+            None => "--",
+            Some(false) => "-f",
+            Some(true) => "!f",
+        }
     );
     if opts.verbose {
         let any = if opts.numeric { "*" } else { "any" };
@@ -177,6 +183,26 @@ fn rule_line(
     out.push(' ');
     out.push_str(&matches_column(spec, family, opts.numeric));
     out.push('\n');
+}
+
+/// NFLOG's options as libxt_NFLOG prints them, `-L` (`dashes` empty) and save alike.
+fn nflog_text(group: u16, prefix: &Option<String>, dashes: &str) -> String {
+    let mut out = String::new();
+    if let Some(p) = prefix {
+        let _ = write!(out, " {dashes}nflog-prefix {}", save_string(p));
+    }
+    if group != 0 {
+        let _ = write!(out, " {dashes}nflog-group {group}");
+    }
+    out
+}
+
+/// `-f` (Some(false)) or `! -f` (Some(true)).
+fn fragment(spec: &RuleSpec) -> Option<bool> {
+    spec.nf
+        .iter()
+        .find(|m| m.value == NfMatch::Fragment)
+        .map(|m| m.negated)
 }
 
 fn bang(negated: bool) -> &'static str {
@@ -430,6 +456,7 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
             let _ = write!(out, " reject-with {}", with.name(*family));
         }
         Target::Mark(m) => out.push_str(&m.list_text()),
+        Target::Nflog { group, prefix } => out.push_str(&nflog_text(*group, prefix, "")),
         Target::Connmark(c) => out.push_str(&c.list_text()),
         Target::Tcpmss(t) => out.push_str(&t.list_text()),
         Target::Notrack { legacy: false } => out.push_str(" CT notrack"),
@@ -640,6 +667,9 @@ pub fn rule_args(spec: &RuleSpec) -> String {
             .unwrap_or_else(|| p.value.to_string());
         parts.push(neg_opt(p.negated, "-p", name));
     }
+    if let Some(negated) = fragment(spec) {
+        parts.push(if negated { "! -f" } else { "-f" }.to_string());
+    }
     if let Some(proto) = l4_name(spec) {
         if spec.sport.is_some() || spec.dport.is_some() || spec.tcp_flags.is_some() {
             parts.push(format!("-m {proto}"));
@@ -718,7 +748,12 @@ pub fn rule_args(spec: &RuleSpec) -> String {
     if !rate.is_empty() {
         parts.push(rate.trim_start().to_string());
     }
-    parts.extend(spec.nf.iter().map(|m| m.value.save_text(m.negated)));
+    parts.extend(
+        spec.nf
+            .iter()
+            .filter(|m| m.value != NfMatch::Fragment)
+            .map(|m| m.value.save_text(m.negated)),
+    );
     if let Some(c) = &spec.comment {
         parts.push(format!("-m comment --comment {}", save_string(c)));
     }
@@ -727,6 +762,9 @@ pub fn rule_args(spec: &RuleSpec) -> String {
         Target::Notrack { legacy: true } => parts.push("-j NOTRACK".to_string()),
         Target::Notrack { legacy: false } => parts.push("-j CT --notrack".to_string()),
         Target::Mark(m) => parts.push(format!("-j MARK {}", m.save_text())),
+        Target::Nflog { group, prefix } => {
+            parts.push(format!("-j NFLOG{}", nflog_text(*group, prefix, "--")))
+        }
         Target::Connmark(c) => parts.push(format!("-j CONNMARK {}", c.save_text())),
         Target::Tcpmss(t) => parts.push(format!("-j TCPMSS {}", t.save_text())),
         t => parts.push(format!("-j {}", t.name())),

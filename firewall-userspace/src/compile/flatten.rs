@@ -329,6 +329,7 @@ impl<'a> Flattener<'a> {
             | Target::Log(_)
             | Target::Count
             | Target::Mark(_)
+            | Target::Nflog { .. }
             | Target::Connmark(_)
             | Target::Tcpmss(_)
             | Target::Notrack { .. } => {

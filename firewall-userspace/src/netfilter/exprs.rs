@@ -261,13 +261,19 @@ pub fn notrack() -> RawExpression {
 }
 
 /// A match only netfilter judges (rules::matches), negated with `!`.
-pub fn nf_match(nf: &crate::rules::matches::NfMatch, negated: bool, out: &mut Vec<RawExpression>) {
-    use crate::rules::matches::NfMatch;
+pub fn nf_match(
+    nf: &crate::rules::matches::NfMatch,
+    negated: bool,
+    family: Family,
+    out: &mut Vec<RawExpression>,
+) {
+    use crate::rules::matches::{ttl::TtlOp, NfMatch};
     match nf {
         NfMatch::Mark(m) | NfMatch::Connmark(m) => {
-            out.push(match nf {
-                NfMatch::Mark(_) => meta(MetaType::Mark),
-                NfMatch::Connmark(_) => Conntrack::new(ConntrackKey::Mark).into(),
+            out.push(if matches!(nf, NfMatch::Mark(_)) {
+                meta(MetaType::Mark)
+            } else {
+                Conntrack::new(ConntrackKey::Mark).into()
             });
             out.extend(masked(
                 m.mask.to_ne_bytes().to_vec(),
@@ -275,7 +281,123 @@ pub fn nf_match(nf: &crate::rules::matches::NfMatch, negated: bool, out: &mut Ve
                 m.value.to_ne_bytes().to_vec(),
             ));
         }
+        NfMatch::PktType(t) => {
+            const NFTA_META_DREG: u16 = 1;
+            const NFTA_META_KEY: u16 = 2;
+            const NFT_META_PKTTYPE: u32 = 19;
+            out.push(raw(
+                "meta",
+                &[(NFTA_META_DREG, 1), (NFTA_META_KEY, NFT_META_PKTTYPE)],
+            ));
+            out.push(Cmp::new(op(!negated), vec![t.0]).into());
+        }
+        NfMatch::Length(l) => {
+            // IPv4's total length; IPv6's payload length, 40 bytes short of xt_length's.
+            let (offset, header) = match family {
+                Family::V4 => (2, 0),
+                Family::V6 => (4, 40),
+            };
+            if l.max < header {
+                // No packet is that short: the match never holds (always, negated).
+                if !negated {
+                    out.push(load(NFT_PAYLOAD_NETWORK_HEADER, offset, 2));
+                    out.push(Cmp::new(CmpOp::Gte, vec![0xff, 0xff]).into());
+                    out.push(Cmp::new(CmpOp::Lte, vec![0, 0]).into());
+                }
+                return;
+            }
+            out.push(load(NFT_PAYLOAD_NETWORK_HEADER, offset, 2));
+            let (min, max) = (l.min.saturating_sub(header), l.max - header);
+            out.push(range(&min.to_be_bytes(), &max.to_be_bytes(), negated));
+        }
+        NfMatch::Ttl(t) => {
+            let offset = match family {
+                Family::V4 => 8,
+                Family::V6 => 7,
+            };
+            out.push(load(NFT_PAYLOAD_NETWORK_HEADER, offset, 1));
+            let cmp = match t.op {
+                TtlOp::Eq => op(!negated),
+                TtlOp::Lt => CmpOp::Lt,
+                TtlOp::Gt => CmpOp::Gt,
+            };
+            out.push(Cmp::new(cmp, vec![t.value]).into());
+        }
+        NfMatch::IpRange(r) => {
+            for (src, range_of) in [(true, r.src), (false, r.dst)] {
+                let Some(x) = range_of else { continue };
+                let (offset, len) = addr_field(family, src);
+                out.push(load(NFT_PAYLOAD_NETWORK_HEADER, offset, len));
+                out.push(range(&octets(x.from), &octets(x.to), x.negated));
+            }
+        }
+        NfMatch::Mac(m) => {
+            const NFT_PAYLOAD_LL_HEADER: u32 = 0;
+            out.push(load(NFT_PAYLOAD_LL_HEADER, 6, 6));
+            out.push(Cmp::new(op(!negated), m.0.to_vec()).into());
+        }
+        NfMatch::Fragment => {
+            // The fragment offset, flags masked off: not 0 past the first fragment.
+            out.push(load(NFT_PAYLOAD_NETWORK_HEADER, 6, 2));
+            out.extend(masked(vec![0x1f, 0xff], op(negated), vec![0, 0]));
+        }
+        NfMatch::AddrType(a) => {
+            const NFTA_FIB_DREG: u16 = 1;
+            const NFTA_FIB_RESULT: u16 = 2;
+            const NFTA_FIB_FLAGS: u16 = 3;
+            const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
+            const NFTA_FIB_F_SADDR: u32 = 1;
+            const NFTA_FIB_F_DADDR: u32 = 2;
+            const NFTA_FIB_F_IIF: u32 = 8;
+            const NFTA_FIB_F_OIF: u32 = 16;
+            let iface = if a.limit_in {
+                NFTA_FIB_F_IIF
+            } else if a.limit_out {
+                NFTA_FIB_F_OIF
+            } else {
+                0
+            };
+            for (addr, types) in [(NFTA_FIB_F_SADDR, a.src), (NFTA_FIB_F_DADDR, a.dst)] {
+                let Some(types) = types else { continue };
+                out.push(raw(
+                    "fib",
+                    &[
+                        (NFTA_FIB_DREG, 1),
+                        (NFTA_FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE),
+                        (NFTA_FIB_FLAGS, addr | iface),
+                    ],
+                ));
+                // The parser allows several types only negated: none of them, each a test.
+                for t in types.numbers() {
+                    out.push(Cmp::new(op(!types.negated), t.to_ne_bytes().to_vec()).into());
+                }
+            }
+        }
     }
+}
+
+fn octets(a: std::net::IpAddr) -> Vec<u8> {
+    match a {
+        std::net::IpAddr::V4(a) => a.octets().to_vec(),
+        std::net::IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// Register 1 within `from..=to` (big-endian bytes compare as numbers), or outside it.
+fn range(from: &[u8], to: &[u8], outside: bool) -> RawExpression {
+    const NFTA_RANGE_SREG: u16 = 1;
+    const NFTA_RANGE_OP: u16 = 2;
+    const NFTA_RANGE_FROM_DATA: u16 = 3;
+    const NFTA_RANGE_TO_DATA: u16 = 4;
+    placeholder(&element(
+        "range",
+        &[
+            Attr::U32(NFTA_RANGE_SREG, 1),
+            Attr::U32(NFTA_RANGE_OP, outside as u32),
+            Attr::Value(NFTA_RANGE_FROM_DATA, from),
+            Attr::Value(NFTA_RANGE_TO_DATA, to),
+        ],
+    ))
 }
 
 /// `meta nfproto ipv4|ipv6`.
@@ -329,6 +451,12 @@ pub const LOG_GROUP: u16 = 0xf3c7;
 pub fn log(prefix: Option<&str>) -> RawExpression {
     // A prefix of at most 29 bytes (the parser's limit) always fits.
     Log::new(Some(LOG_GROUP), prefix).unwrap_or_default().into()
+}
+
+/// `log group N prefix P`: iptables' NFLOG, to whoever listens on the group.
+pub fn nflog(group: u16, prefix: Option<&str>) -> RawExpression {
+    // A prefix of at most 63 bytes (the parser's limit) fits.
+    Log::new(Some(group), prefix).unwrap_or_default().into()
 }
 
 /// Marks a placeholder for an expression rustables cannot write (nat with port ranges,

@@ -422,7 +422,7 @@ pub fn translate(
                             exprs::set_lookup(&set, &m.value.dst, m.negated, &mut e);
                         }
                         for m in &rule.spec.nf {
-                            exprs::nf_match(&m.value, m.negated, &mut e);
+                            exprs::nf_match(&m.value, m.negated, family, &mut e);
                         }
                         rate_exprs(rule, generation, family, &mut e, &mut image.sets);
                         // The preloaded counts go to the first alternative only.
@@ -471,6 +471,7 @@ fn target(t: &Target, generation: u32, table: Table, family: Family, e: &mut Vec
         // The rule's counter has counted; the next rule goes on.
         Target::Count => return,
         Target::Mark(m) => return exprs::set_mark(*m, e),
+        Target::Nflog { group, prefix } => return e.push(exprs::nflog(*group, prefix.as_deref())),
         Target::Connmark(c) => return exprs::connmark(*c, e),
         Target::Tcpmss(t) => return exprs::tcpmss(t.mss, e),
         Target::Notrack { .. } => return e.push(exprs::notrack()),

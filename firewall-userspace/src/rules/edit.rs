@@ -30,6 +30,8 @@ pub enum EditError {
     NatTargetInFilter(&'static str),
     #[error("CT belongs to the raw table: use -t raw")]
     CtOutsideRaw,
+    #[error("-m mac works in PREROUTING, INPUT and FORWARD only, not in {0}")]
+    MacHook(String),
     #[error(
         "TCPMSS --clamp-mss-to-pmtu works in FORWARD, OUTPUT and POSTROUTING only, not in {0}"
     )]
@@ -170,6 +172,19 @@ impl Editor {
             )
         {
             return Err(EditError::ClampHook(chain.to_string()));
+        }
+        // A frame's source address is there only where the frame arrived.
+        let mac = spec
+            .nf
+            .iter()
+            .any(|m| matches!(m.value, crate::rules::matches::NfMatch::Mac(_)));
+        if mac
+            && matches!(
+                Chain::from_name(chain),
+                Some(Chain::Output | Chain::PostRouting)
+            )
+        {
+            return Err(EditError::MacHook(chain.to_string()));
         }
         // The kernel's CT target is the raw table's alone (xt_CT's `.table`).
         if matches!(spec.target, Target::Notrack { .. }) && self.table != Table::Raw {

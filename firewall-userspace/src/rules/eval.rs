@@ -163,7 +163,11 @@ pub fn matches(spec: &RuleSpec, p: &PacketView) -> bool {
         // first given the packet's answers (`with_set_answers`).
         && spec.sets.iter().all(|m| m.negated)
         // Nor packet marks or sockets: a packet as it arrives (XDP defers these rules).
-        && spec.nf.iter().all(|m| m.value.holds_on_arrival() != m.negated)
+        && spec.nf.iter().all(|m| {
+            m.value
+                .holds_on_arrival()
+                .is_some_and(|holds| holds != m.negated)
+        })
 }
 
 /// `rules` as they are for one packet, given whether each of its set matches holds for it
@@ -251,6 +255,7 @@ fn run(
             | Target::Log(_)
             | Target::Count
             | Target::Mark(_)
+            | Target::Nflog { .. }
             | Target::Connmark(_)
             | Target::Tcpmss(_)
             | Target::Notrack { .. }
@@ -262,6 +267,7 @@ fn run(
             Target::Log(_)
             | Target::Count
             | Target::Mark(_)
+            | Target::Nflog { .. }
             | Target::Connmark(_)
             | Target::Tcpmss(_)
             | Target::Notrack { .. } => {}

@@ -397,6 +397,12 @@ pub enum Target {
     /// No `-j`: the rule counts what it matches and the next rule goes on, as iptables'
     /// rules without a target do.
     Count,
+    /// `-j NFLOG`: hands the packet to netlink-log group `group` (ulogd and the like) and
+    /// goes on.
+    Nflog {
+        group: u16,
+        prefix: Option<String>,
+    },
     /// `-j MARK`: sets the packet's mark and goes on.
     Mark(super::mark::Mark),
     /// `-j CONNMARK`: moves marks between packet and connection, and goes on.
@@ -425,6 +431,7 @@ impl Target {
             Target::Log(_) => "LOG",
             Target::Count => "",
             Target::Mark(_) => "MARK",
+            Target::Nflog { .. } => "NFLOG",
             Target::Connmark(_) => "CONNMARK",
             Target::Tcpmss(_) => "TCPMSS",
             Target::Notrack { .. } => "CT",

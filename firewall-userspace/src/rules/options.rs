@@ -180,6 +180,14 @@ pub const LOG: Options = &[
     ("--log-macdecode", "log-macdecode"),
 ];
 
+pub const NFLOG: Options = &[
+    ("--nflog-group", "--nflog-group"),
+    ("--nflog-prefix", "--nflog-prefix"),
+    ("--nflog-range", "--nflog-range"),
+    ("--nflog-size", "--nflog-size"),
+    ("--nflog-threshold", "--nflog-threshold"),
+];
+
 /// The long option `opt` (with its `--`) stands for among `known`: itself when it is one,
 /// the one option it is a prefix of, or None when it names none. A prefix of options with
 /// different ids is ambiguous: the error names them, as getopt_long's own message does.

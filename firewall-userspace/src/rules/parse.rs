@@ -203,6 +203,7 @@ impl Modules {
             Some(Target::Redirect(_)) => Some(options::REDIRECT),
             Some(Target::Reject(..)) => Some(options::REJECT),
             Some(Target::Log(_)) => Some(options::LOG),
+            Some(Target::Nflog { .. }) => Some(options::NFLOG),
             Some(Target::Mark(_)) => Some(mark::MARK_OPTIONS),
             Some(Target::Connmark(_)) => Some(mark::CONNMARK_OPTIONS),
             Some(Target::Tcpmss(_)) => Some(mark::TCPMSS_OPTIONS),
@@ -366,6 +367,8 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
         let negatable = matches!(
             opt,
             "-i" | "--in-interface"
+                | "-f"
+                | "--fragments"
                 | "-o"
                 | "--out-interface"
                 | "-s"
@@ -449,6 +452,19 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             "-N" | "--new-chain" => set_verb(Verb::NewChain, &mut args)?,
             "-X" | "--delete-chain" => set_verb(Verb::DeleteChain, &mut args)?,
             "-E" | "--rename-chain" => set_verb(Verb::RenameChain, &mut args)?,
+            "-f" | "--fragments" => {
+                if family == Family::V6 {
+                    return Err(bad("-f is IPv4's: ip6tables has no fragment option"));
+                }
+                if spec.nf.iter().any(|m| m.value == NfMatch::Fragment) {
+                    return Err(bad("multiple -f flags not allowed"));
+                }
+                spec.nf.push(Neg {
+                    value: NfMatch::Fragment,
+                    negated: neg,
+                });
+                spec.any = true;
+            }
             "-4" | "--ipv4" => family = Family::V4,
             "-6" | "--ipv6" => family = Family::V6,
             "-t" | "--table" => {
@@ -778,6 +794,29 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                         "CONNMARK {opt} {text}: only whole marks (0xffffffff) are supported by this version of fwctl"
                     )));
                 }
+            }
+            "--nflog-group" | "--nflog-prefix" => {
+                let Some(Target::Nflog { group, prefix }) = &mut spec.target else {
+                    return Err(bad(format!("unknown option \"{opt}\": it goes after -j NFLOG")));
+                };
+                let value = args.value(opt, inline)?;
+                if opt == "--nflog-group" {
+                    *group = value.parse().map_err(|_| {
+                        bad(format!("NFLOG: bad --nflog-group `{value}': 0 to 65535"))
+                    })?;
+                } else if value.len() > 63 {
+                    return Err(bad(format!(
+                        "NFLOG: Maximum prefix length 63 for --nflog-prefix: `{value}' is {}",
+                        value.len()
+                    )));
+                } else {
+                    *prefix = Some(value.to_string());
+                }
+            }
+            "--nflog-range" | "--nflog-size" | "--nflog-threshold" => {
+                return Err(bad(format!(
+                    "NFLOG {opt} is not supported by this version of fwctl"
+                )))
             }
             "--set-mss" | "--clamp-mss-to-pmtu" => {
                 if !matches!(spec.target, Some(Target::Tcpmss(_))) {
@@ -1133,7 +1172,11 @@ fn parse_target(name: &str) -> Result<Target, ParseError> {
         // Filled in by their options; build() checks one was given.
         "CONNMARK" => Target::Connmark(Connmark::Save),
         "TCPMSS" => Target::Tcpmss(Tcpmss { mss: None }),
-        "NFLOG" | "SET" => {
+        "NFLOG" => Target::Nflog {
+            group: 0,
+            prefix: None,
+        },
+        "SET" => {
             return Err(bad(format!(
                 "Couldn't load target `{name}': not supported by this version of fwctl"
             )))

@@ -182,7 +182,8 @@ fn parse_u32(opt: &str, text: &str) -> Result<u32, String> {
 
 /// Which module an option belongs to, if it is one of theirs.
 pub fn module_of(opt: &str) -> Option<&'static str> {
-    if opt.starts_with("--limit") {
+    // Not every `--limit...`: addrtype has `--limit-iface-in`.
+    if opt == "--limit" || opt == "--limit-burst" {
         Some("limit")
     } else if opt.starts_with("--hashlimit") {
         Some("hashlimit")

@@ -4,7 +4,13 @@
 //! as nftables expressions. Adding such a match is a module here and a line in [`MODULES`]
 //! and in `NfMatch`.
 
+pub mod addrtype;
+pub mod iprange;
+pub mod length;
+pub mod mac;
 pub mod mark;
+pub mod pkttype;
+pub mod ttl;
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +22,15 @@ use super::{options::Options, Family};
 pub enum NfMatch {
     Mark(mark::MarkMatch),
     Connmark(mark::MarkMatch),
+    PktType(pkttype::PktType),
+    Length(length::Length),
+    Ttl(ttl::Ttl),
+    IpRange(iprange::IpRange),
+    Mac(mac::Mac),
+    AddrType(addrtype::AddrType),
+    /// `-f`: a fragment other than the first (IPv4). iptables' own option, not a module:
+    /// listed in the `opt` column and saved after `-p`.
+    Fragment,
 }
 
 /// Gives an option's argument when the option takes one.
@@ -42,7 +57,17 @@ pub struct Module {
 }
 
 /// Every module, by `-m` name.
-pub const MODULES: &[Module] = &[mark::MODULE, mark::CONNMARK];
+pub const MODULES: &[Module] = &[
+    mark::MODULE,
+    mark::CONNMARK,
+    pkttype::MODULE,
+    length::MODULE,
+    ttl::TTL,
+    ttl::HL,
+    iprange::MODULE,
+    mac::MODULE,
+    addrtype::MODULE,
+];
 
 pub fn module(name: &str) -> Option<&'static Module> {
     MODULES.iter().find(|m| m.name == name)
@@ -54,6 +79,13 @@ impl NfMatch {
         match self {
             NfMatch::Mark(m) => m.list_text(negated, numeric),
             NfMatch::Connmark(m) => m.connmark_list_text(negated),
+            NfMatch::PktType(m) => m.list_text(negated),
+            NfMatch::Length(m) => m.list_text(negated),
+            NfMatch::Ttl(m) => m.list_text(negated),
+            NfMatch::IpRange(m) => m.list_text(),
+            NfMatch::Mac(m) => m.list_text(negated),
+            NfMatch::AddrType(m) => m.list_text(),
+            NfMatch::Fragment => String::new(),
         }
     }
 
@@ -62,15 +94,24 @@ impl NfMatch {
         match self {
             NfMatch::Mark(m) => m.save_text(negated),
             NfMatch::Connmark(m) => m.connmark_save_text(negated),
+            NfMatch::PktType(m) => m.save_text(negated),
+            NfMatch::Length(m) => m.save_text(negated),
+            NfMatch::Ttl(m) => m.save_text(negated),
+            NfMatch::IpRange(m) => m.save_text(),
+            NfMatch::Mac(m) => m.save_text(negated),
+            NfMatch::AddrType(m) => m.save_text(),
+            NfMatch::Fragment => String::new(),
         }
     }
 
     /// Whether a packet arriving from the wire (mark 0, no socket) satisfies the match,
-    /// negation aside: the reference evaluator's guess where it has no better knowledge.
-    pub fn holds_on_arrival(&self) -> bool {
+    /// negation aside, where that is known without the packet's other fields; None where
+    /// the reference evaluator cannot tell (it then takes the rule not to match).
+    pub fn holds_on_arrival(&self) -> Option<bool> {
         match self {
             // A connection's mark starts at 0 too.
-            NfMatch::Mark(m) | NfMatch::Connmark(m) => m.holds(0),
+            NfMatch::Mark(m) | NfMatch::Connmark(m) => Some(m.holds(0)),
+            _ => None,
         }
     }
 }
