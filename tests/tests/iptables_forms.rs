@@ -133,6 +133,30 @@ COMMIT
     same_as_iptables("gram", v4, v6, &listings);
 }
 
+/// CentOS/RHEL's default rules.v4 (system-config-firewall's order: `-m tcp` before `-p`,
+/// the state match before it) and its last rules, REJECT with icmp-host-prohibited.
+#[test]
+fn rhel_default_lists_as_iptables() {
+    let v4 = "\
+# Firewall configuration written by system-config-firewall
+# Manual customization of this file is not recommended.
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
+-A INPUT -p icmp -j ACCEPT
+-A INPUT -i lo -j ACCEPT
+-A INPUT -m state --state NEW -m tcp -p tcp --dport 22 -j ACCEPT
+-A INPUT -m state --state NEW -m udp -p udp --dport 631 -j ACCEPT
+-A INPUT -p tcp -m comment --comment web --dport 80 -j ACCEPT
+-A INPUT -j REJECT --reject-with icmp-host-prohibited
+-A FORWARD -j REJECT --reject-with icmp-host-prohibited
+COMMIT
+";
+    same_as_iptables("rhel", v4, "", FILTER_LISTINGS);
+}
+
 /// Every REJECT type of both tools, by name and alias, lists and saves as iptables does.
 #[test]
 fn reject_types_list_as_iptables() {

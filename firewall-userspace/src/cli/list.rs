@@ -197,6 +197,19 @@ fn nflog_text(group: u16, prefix: &Option<String>, dashes: &str) -> String {
     out
 }
 
+/// The matches' texts, keyed by module, in the order the rule gave its modules
+/// (`RuleSpec::order`, as iptables keeps them), the others after in fwctl's own order.
+fn in_given_order(order: &[String], mut segs: Vec<(&str, String)>) -> Vec<String> {
+    let mut out = Vec::with_capacity(segs.len());
+    for key in order {
+        if let Some(at) = segs.iter().position(|(k, _)| k == key) {
+            out.push(segs.remove(at).1);
+        }
+    }
+    out.extend(segs.into_iter().map(|(_, text)| text));
+    out
+}
+
 /// `-f` (Some(false)) or `! -f` (Some(true)).
 fn fragment(spec: &RuleSpec) -> Option<bool> {
     spec.nf
@@ -352,6 +365,8 @@ fn ct_text(states: u8) -> String {
 
 /// The per-match descriptions after the destination column, in iptables' order.
 fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
+    // Each match's text under its module's name, put in the order the rule gave them.
+    let mut segs: Vec<(&str, String)> = Vec::new();
     let mut out = String::new();
     if let Some(proto) = l4_name(spec) {
         let mut parts = String::new();
@@ -378,6 +393,7 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
         if !parts.is_empty() {
             let _ = write!(out, " {proto}{parts}");
         }
+        segs.push((proto, std::mem::take(&mut out)));
     }
     if let Some(i) = &spec.icmp {
         let v6 = family == Family::V6;
@@ -409,6 +425,7 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
                 }
             }
         }
+        segs.push((if v6 { "icmp6" } else { "icmp" }, std::mem::take(&mut out)));
     }
     if let Some(m) = &spec.multiport {
         let proto = l4_name(spec).unwrap_or("tcp");
@@ -425,23 +442,32 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
             .collect();
         let neg = if m.negated { " !" } else { "" };
         let _ = write!(out, " multiport {kind} {neg}{}", list.join(","));
+        segs.push(("multiport", std::mem::take(&mut out)));
     }
     if let Some(c) = &spec.ctstate {
         let what = if c.value.legacy { "state" } else { "ctstate" };
         let neg = if c.negated { " !" } else { "" };
+        let module = if c.value.legacy { "state" } else { "conntrack" };
         let _ = write!(out, "{neg} {what} {}", ct_text(c.value.states));
+        segs.push((module, std::mem::take(&mut out)));
     }
     for m in &spec.sets {
         let neg = if m.negated { " !" } else { "" };
-        let _ = write!(out, "{neg} match-set {} {}", m.value.name, m.value.flags());
+        segs.push((
+            "set",
+            format!("{neg} match-set {} {}", m.value.name, m.value.flags()),
+        ));
     }
-    out.push_str(&ratelimit::list_text(&spec.rate));
+    for (module, one) in ratelimit::each(&spec.rate) {
+        segs.push((module, ratelimit::list_text(&one)));
+    }
     for m in &spec.nf {
-        out.push_str(&m.value.list_text(m.negated, numeric));
+        segs.push((m.value.module(), m.value.list_text(m.negated, numeric)));
     }
     if let Some(c) = &spec.comment {
-        let _ = write!(out, " /* {c} */");
+        segs.push(("comment", format!(" /* {c} */")));
     }
+    let mut out: String = in_given_order(&spec.order, segs).concat();
     match &spec.target {
         Target::Snat(to) | Target::Dnat(to) => {
             let _ = write!(out, " to:{to}");
@@ -670,6 +696,9 @@ pub fn rule_args(spec: &RuleSpec) -> String {
     if let Some(negated) = fragment(spec) {
         parts.push(if negated { "! -f" } else { "-f" }.to_string());
     }
+    // Each match's options under its module's name, put in the order the rule gave them.
+    let mut segs: Vec<(&str, String)> = Vec::new();
+    let head = std::mem::take(&mut parts);
     if let Some(proto) = l4_name(spec) {
         if spec.sport.is_some() || spec.dport.is_some() || spec.tcp_flags.is_some() {
             parts.push(format!("-m {proto}"));
@@ -690,6 +719,7 @@ pub fn rule_args(spec: &RuleSpec) -> String {
                 ),
             ));
         }
+        segs.push((proto, std::mem::take(&mut parts).join(" ")));
     }
     if let Some(i) = &spec.icmp {
         let t = i.value;
@@ -704,8 +734,10 @@ pub fn rule_args(spec: &RuleSpec) -> String {
         } else {
             format!("{}/{}", t.kind, t.code_min)
         };
-        parts.push(format!("-m {module}"));
-        parts.push(neg_opt(i.negated, opt, value));
+        segs.push((
+            module,
+            format!("-m {module} {}", neg_opt(i.negated, opt, value)),
+        ));
     }
     if let Some(m) = &spec.multiport {
         let opt = match m.value.kind {
@@ -720,8 +752,10 @@ pub fn rule_args(spec: &RuleSpec) -> String {
             .iter()
             .map(|r| range_text(*r, proto, true))
             .collect();
-        parts.push("-m multiport".to_string());
-        parts.push(neg_opt(m.negated, opt, list.join(",")));
+        segs.push((
+            "multiport",
+            format!("-m multiport {}", neg_opt(m.negated, opt, list.join(","))),
+        ));
     }
     if let Some(Neg {
         value: CtState { states, legacy },
@@ -733,30 +767,37 @@ pub fn rule_args(spec: &RuleSpec) -> String {
         } else {
             ("conntrack", "--ctstate")
         };
-        parts.push(format!("-m {module}"));
-        parts.push(neg_opt(*negated, opt, ct_text(*states)));
-    }
-    for m in &spec.sets {
-        parts.push("-m set".to_string());
-        parts.push(neg_opt(
-            m.negated,
-            "--match-set",
-            format!("{} {}", m.value.name, m.value.flags()),
+        segs.push((
+            module,
+            format!("-m {module} {}", neg_opt(*negated, opt, ct_text(*states))),
         ));
     }
-    let rate = ratelimit::save_text(&spec.rate);
-    if !rate.is_empty() {
-        parts.push(rate.trim_start().to_string());
+    for m in &spec.sets {
+        let set = format!("{} {}", m.value.name, m.value.flags());
+        segs.push((
+            "set",
+            format!("-m set {}", neg_opt(m.negated, "--match-set", set)),
+        ));
     }
-    parts.extend(
-        spec.nf
-            .iter()
-            .filter(|m| m.value != NfMatch::Fragment)
-            .map(|m| m.value.save_text(m.negated)),
-    );
+    for (module, one) in ratelimit::each(&spec.rate) {
+        segs.push((module, ratelimit::save_text(&one).trim_start().to_string()));
+    }
+    for m in spec.nf.iter().filter(|m| m.value != NfMatch::Fragment) {
+        segs.push((m.value.module(), m.value.save_text(m.negated)));
+    }
     if let Some(c) = &spec.comment {
-        parts.push(format!("-m comment --comment {}", save_string(c)));
+        segs.push((
+            "comment",
+            format!("-m comment --comment {}", save_string(c)),
+        ));
     }
+    parts = head;
+    // A protocol match without options writes nothing.
+    parts.extend(
+        in_given_order(&spec.order, segs)
+            .into_iter()
+            .filter(|text| !text.is_empty()),
+    );
     match &spec.target {
         Target::Count => {}
         Target::Notrack { legacy: true } => parts.push("-j NOTRACK".to_string()),
@@ -818,6 +859,47 @@ mod tests {
         };
         assert_eq!(num_column(98_765_432, x), "98765432 ");
         assert_eq!(num_inline(123_456, o), "123K ");
+    }
+
+    /// Matches list and save in the order the rule gave them, as iptables keeps them
+    /// (each pair checked against iptables 1.8.9's -S and -L -n).
+    #[test]
+    fn matches_keep_the_order_given() {
+        use crate::rules::parse::{parse_args, Command};
+        let cases = [
+            (
+                "-A INPUT -m state --state NEW -m tcp -p tcp --dport 22 -j ACCEPT",
+                "-p tcp -m state --state NEW -m tcp --dport 22 -j ACCEPT",
+                " state NEW tcp dpt:22",
+            ),
+            (
+                "-A INPUT -p tcp -m comment --comment x --dport 22 -j ACCEPT",
+                "-p tcp -m comment --comment x -m tcp --dport 22 -j ACCEPT",
+                " /* x */ tcp dpt:22",
+            ),
+            (
+                "-A INPUT -p tcp --dport 22 -m state --state NEW -j ACCEPT",
+                "-p tcp -m tcp --dport 22 -m state --state NEW -j ACCEPT",
+                " tcp dpt:22 state NEW",
+            ),
+            (
+                "-A INPUT -m mark --mark 1 -m conntrack --ctstate NEW -p udp --dport 53",
+                "-p udp -m mark --mark 0x1 -m conntrack --ctstate NEW -m udp --dport 53",
+                " mark match 0x1 ctstate NEW udp dpt:53",
+            ),
+        ];
+        for (line, saved, listed) in cases {
+            let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+            let Command::Append(_, specs) = parse_args(&args).unwrap().command else {
+                panic!("{line}");
+            };
+            assert_eq!(rule_args(&specs[0]), saved, "{line}");
+            assert_eq!(
+                matches_column(&specs[0], Family::V4, true),
+                listed,
+                "{line}"
+            );
+        }
     }
 
     #[test]

@@ -496,6 +496,10 @@ pub struct RuleSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nf: Vec<Neg<super::matches::NfMatch>>,
     pub comment: Option<String>,
+    /// The order the rule's match modules were given in (`state`, `tcp`...), where it is
+    /// not fwctl's own: iptables lists and saves matches in that order. Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub order: Vec<String>,
     pub target: Target,
 }
 
@@ -518,6 +522,7 @@ impl RuleSpec {
             rate: RateMatches::default(),
             nf: Vec::new(),
             comment: None,
+            order: Vec::new(),
             target,
         }
     }

@@ -159,6 +159,55 @@ struct Modules {
     rate: [bool; 3],
     /// Netfilter-only matches loaded, in order, with what each has taken so far.
     nf: Vec<(&'static matches::Module, Option<Neg<NfMatch>>)>,
+    /// Every match module in the order iptables loaded it (`-m`, or the protocol's match
+    /// when its first option came): the order it lists and saves them in.
+    order: Vec<String>,
+}
+
+/// The order the listing writes matches in when nothing else is said; the netfilter-only
+/// matches keep their own order among themselves, in `RuleSpec::nf`.
+const CANONICAL_ORDER: [&str; 12] = [
+    "tcp",
+    "udp",
+    "icmp",
+    "icmp6",
+    "multiport",
+    "state",
+    "conntrack",
+    "set",
+    "limit",
+    "hashlimit",
+    "connlimit",
+    "",
+];
+
+/// `loaded` (the modules in the order iptables loaded them), kept only when the listing
+/// would otherwise write them in another order; duplicates count once, at their first.
+fn given_order(loaded: &[String]) -> Vec<String> {
+    let rank = |m: &str| {
+        if m == "comment" {
+            CANONICAL_ORDER.len()
+        } else if matches::module(m).is_some() {
+            CANONICAL_ORDER.len() - 1
+        } else {
+            CANONICAL_ORDER
+                .iter()
+                .position(|c| *c == m)
+                .unwrap_or(CANONICAL_ORDER.len() - 1)
+        }
+    };
+    let mut order: Vec<String> = Vec::new();
+    for m in loaded {
+        if !order.contains(m) {
+            order.push(m.clone());
+        }
+    }
+    let ranks: Vec<usize> = order.iter().map(|m| rank(m)).collect();
+    if ranks.windows(2).all(|w| w[0] <= w[1]) {
+        Vec::new()
+    } else {
+        order
+    }
 }
 
 /// The protocol matches `-m` can name, with the protocol each needs and the words of
@@ -226,6 +275,7 @@ impl Modules {
         let result = match (first, implied) {
             (Ok(None) | Err(_), Some(i)) => {
                 self.implied[i] = true;
+                self.order.push(PROTO_MATCHES[i].0.to_string());
                 options::resolve(opt, &self.known(spec))
             }
             (first, _) => first,
@@ -287,6 +337,8 @@ struct SpecBuilder {
     sets: Vec<Neg<SetMatch>>,
     rate: RateMatches,
     nf: Vec<Neg<NfMatch>>,
+    /// The modules' order where it is not fwctl's own (`RuleSpec::order`).
+    order: Vec<String>,
     comment: Option<String>,
     target: Option<Target>,
     /// `--to-source`/`--to-destination`, parsed once the family is known.
@@ -517,6 +569,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             }
             "-m" | "--match" => {
                 let name = args.value(opt, inline)?;
+                modules.order.push(name.to_string());
                 if let Some(i) = PROTO_MATCHES.iter().position(|(n, _, _)| *n == name) {
                     modules.proto[i] = true;
                     continue;
@@ -908,6 +961,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
         return Err(bad("`!' at the end of the command: negate what?"));
     }
     modules.check_proto(&spec)?;
+    spec.order = given_order(&modules.order);
     for (module, taken) in std::mem::take(&mut modules.nf) {
         spec.nf.push(taken.ok_or_else(|| bad(module.required))?);
     }
@@ -1336,6 +1390,7 @@ impl SpecBuilder {
                     sets: self.sets.clone(),
                     rate: self.rate.clone(),
                     nf: self.nf.clone(),
+                    order: self.order.clone(),
                     comment: self.comment.clone(),
                     target: target.clone(),
                 });

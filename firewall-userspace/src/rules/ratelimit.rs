@@ -394,6 +394,33 @@ impl HashLimit {
     }
 }
 
+/// Each module's match alone, by module name (for listing them in the order given).
+pub fn each(m: &RateMatches) -> Vec<(&'static str, RateMatches)> {
+    let mut out = Vec::new();
+    if let Some(l) = &m.limit {
+        let one = RateMatches {
+            limit: Some(l.clone()),
+            ..RateMatches::default()
+        };
+        out.push(("limit", one));
+    }
+    if let Some(h) = &m.hashlimit {
+        let one = RateMatches {
+            hashlimit: Some(h.clone()),
+            ..RateMatches::default()
+        };
+        out.push(("hashlimit", one));
+    }
+    if let Some(c) = &m.connlimit {
+        let one = RateMatches {
+            connlimit: Some(c.clone()),
+            ..RateMatches::default()
+        };
+        out.push(("connlimit", one));
+    }
+    out
+}
+
 /// The `-L` text of the modules, each with its leading space.
 pub fn list_text(m: &RateMatches) -> String {
     let mut out = String::new();

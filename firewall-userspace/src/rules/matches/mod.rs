@@ -74,6 +74,22 @@ pub fn module(name: &str) -> Option<&'static Module> {
 }
 
 impl NfMatch {
+    /// The `-m` name of the match's module.
+    pub fn module(&self) -> &'static str {
+        match self {
+            NfMatch::Mark(_) => "mark",
+            NfMatch::Connmark(_) => "connmark",
+            NfMatch::PktType(_) => "pkttype",
+            NfMatch::Length(_) => "length",
+            NfMatch::Ttl(t) if t.hl => "hl",
+            NfMatch::Ttl(_) => "ttl",
+            NfMatch::IpRange(_) => "iprange",
+            NfMatch::Mac(_) => "mac",
+            NfMatch::AddrType(_) => "addrtype",
+            NfMatch::Fragment => "",
+        }
+    }
+
     /// The text `-L` prints for the match (leading space included).
     pub fn list_text(&self, negated: bool, numeric: bool) -> String {
         match self {
