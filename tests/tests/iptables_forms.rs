@@ -599,6 +599,13 @@ fn netfilter_matches_list_as_iptables() {
 -A INPUT -j NFLOG --nflog-prefix \"two words\"
 -A INPUT -j NFLOG
 -A OUTPUT -m addrtype --src-type LOCAL --limit-iface-out -j ACCEPT
+-A OUTPUT -m owner --uid-owner 0 -j ACCEPT
+-A OUTPUT -m owner --uid-owner root
+-A OUTPUT -m owner --uid-owner 0-99 -j ACCEPT
+-A OUTPUT -m owner --gid-owner 5
+-A OUTPUT -m owner --uid-owner 33 --gid-owner 33 -j ACCEPT
+-A OUTPUT -m owner --socket-exists -j ACCEPT
+-A OUTPUT -d 10.254.0.0/16 -p tcp -m owner --uid-owner 0 -m tcp --dport 443 -j ACCEPT
 COMMIT
 ";
     let v6 = "\
@@ -663,6 +670,27 @@ fn netfilter_matches_judge_real_traffic() {
     assert!(arrives(false, 7204, 10), "unicast is not broadcast");
     assert!(arrives(false, 7205, 10), "the host's address is LOCAL");
     assert!(!arrives(true, 7206, 10), "IPv6 hop limit 64");
+    // The host's own datagrams to the client: the test runs as root (uid 0).
+    lab.host.apply(&[
+        "-A OUTPUT -p udp --dport 7300 -m owner --uid-owner 0 -j DROP",
+        "-A OUTPUT -p udp --dport 7301 -m owner --uid-owner 1000-2000 -j DROP",
+    ]);
+    let leaves = |port: u16| -> bool {
+        let to: SocketAddr = format!("{CLIENT_V4}:{port}").parse().unwrap();
+        let sock = lab.client.udp_socket(to).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(400)))
+            .unwrap();
+        lab.host
+            .run(move || {
+                let s = std::net::UdpSocket::bind(format!("{HOST_V4}:0")).unwrap();
+                s.send_to(b"x", to).is_ok()
+            })
+            .unwrap();
+        let mut buf = [0u8; 16];
+        sock.recv_from(&mut buf).is_ok()
+    };
+    assert!(!leaves(7300), "root's datagram dropped by its owner");
+    assert!(leaves(7301), "uid 0 is not in 1000-2000");
     let listing = lab
         .host
         .fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x", "--line-numbers"]);

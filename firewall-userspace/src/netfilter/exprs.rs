@@ -336,6 +336,37 @@ pub fn nf_match(
             out.push(load(NFT_PAYLOAD_LL_HEADER, 6, 6));
             out.push(Cmp::new(op(!negated), m.0.to_vec()).into());
         }
+        NfMatch::Owner(o) => {
+            const NFTA_META_DREG: u16 = 1;
+            const NFTA_META_KEY: u16 = 2;
+            const NFT_META_SKUID: u32 = 10;
+            const NFT_META_SKGID: u32 = 11;
+            // Without a socket the load breaks the rule, as xt_owner's positive items fail.
+            let mut id = |key: u32, ids: Option<crate::rules::matches::owner::IdRange>| {
+                out.push(raw("meta", &[(NFTA_META_DREG, 1), (NFTA_META_KEY, key)]));
+                match ids {
+                    // Any id: the socket exists.
+                    None => out.push(Cmp::new(CmpOp::Gte, vec![0; 4]).into()),
+                    Some(r) if r.min == r.max => {
+                        out.push(Cmp::new(CmpOp::Eq, r.min.to_ne_bytes().to_vec()).into())
+                    }
+                    Some(r) => {
+                        // Host-order ids compare as numbers only in network order.
+                        out.push(hton32());
+                        out.push(range(&r.min.to_be_bytes(), &r.max.to_be_bytes(), false));
+                    }
+                }
+            };
+            if o.socket {
+                id(NFT_META_SKUID, None);
+            }
+            if o.uid.is_some() {
+                id(NFT_META_SKUID, o.uid);
+            }
+            if o.gid.is_some() {
+                id(NFT_META_SKGID, o.gid);
+            }
+        }
         NfMatch::Fragment => {
             // The fragment offset, flags masked off: not 0 past the first fragment.
             out.push(load(NFT_PAYLOAD_NETWORK_HEADER, 6, 2));
@@ -374,6 +405,26 @@ pub fn nf_match(
             }
         }
     }
+}
+
+/// Register 1's u32 from host to network order.
+fn hton32() -> RawExpression {
+    const NFTA_BYTEORDER_SREG: u16 = 1;
+    const NFTA_BYTEORDER_DREG: u16 = 2;
+    const NFTA_BYTEORDER_OP: u16 = 3;
+    const NFTA_BYTEORDER_LEN: u16 = 4;
+    const NFTA_BYTEORDER_SIZE: u16 = 5;
+    const NFT_BYTEORDER_HTON: u32 = 1;
+    raw(
+        "byteorder",
+        &[
+            (NFTA_BYTEORDER_SREG, 1),
+            (NFTA_BYTEORDER_DREG, 1),
+            (NFTA_BYTEORDER_OP, NFT_BYTEORDER_HTON),
+            (NFTA_BYTEORDER_LEN, 4),
+            (NFTA_BYTEORDER_SIZE, 4),
+        ],
+    )
 }
 
 fn octets(a: std::net::IpAddr) -> Vec<u8> {

@@ -32,6 +32,8 @@ pub enum EditError {
     CtOutsideRaw,
     #[error("-m mac works in PREROUTING, INPUT and FORWARD only, not in {0}")]
     MacHook(String),
+    #[error("-m owner works in OUTPUT and POSTROUTING only, not in {0}")]
+    OwnerHook(String),
     #[error(
         "TCPMSS --clamp-mss-to-pmtu works in FORWARD, OUTPUT and POSTROUTING only, not in {0}"
     )]
@@ -185,6 +187,18 @@ impl Editor {
             )
         {
             return Err(EditError::MacHook(chain.to_string()));
+        }
+        // A local socket only on the way out.
+        let owner = spec
+            .nf
+            .iter()
+            .any(|m| matches!(m.value, crate::rules::matches::NfMatch::Owner(_)));
+        let inbound = matches!(
+            Chain::from_name(chain),
+            Some(Chain::PreRouting | Chain::Input | Chain::Forward)
+        );
+        if owner && inbound {
+            return Err(EditError::OwnerHook(chain.to_string()));
         }
         // The kernel's CT target is the raw table's alone (xt_CT's `.table`).
         if matches!(spec.target, Target::Notrack { .. }) && self.table != Table::Raw {

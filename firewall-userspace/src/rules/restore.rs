@@ -371,6 +371,16 @@ COMMIT
                 "TCPMSS --clamp-mss-to-pmtu works in FORWARD, OUTPUT and POSTROUTING only, not in INPUT",
             ),
             (
+                "*filter\n-A INPUT -m owner --uid-owner 0 -j DROP\nCOMMIT\n",
+                2,
+                "-m owner works in OUTPUT and POSTROUTING only, not in INPUT",
+            ),
+            (
+                "*filter\n-A OUTPUT -m mac --mac-source 00:11:22:33:44:55 -j DROP\nCOMMIT\n",
+                2,
+                "-m mac works in PREROUTING, INPUT and FORWARD only, not in OUTPUT",
+            ),
+            (
                 "*security\nCOMMIT\n",
                 1,
                 "table `security' is not supported: fwctl manages the filter, nat, mangle and raw tables",

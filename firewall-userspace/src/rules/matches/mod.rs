@@ -9,6 +9,7 @@ pub mod iprange;
 pub mod length;
 pub mod mac;
 pub mod mark;
+pub mod owner;
 pub mod pkttype;
 pub mod ttl;
 
@@ -28,6 +29,7 @@ pub enum NfMatch {
     IpRange(iprange::IpRange),
     Mac(mac::Mac),
     AddrType(addrtype::AddrType),
+    Owner(owner::Owner),
     /// `-f`: a fragment other than the first (IPv4). iptables' own option, not a module:
     /// listed in the `opt` column and saved after `-p`.
     Fragment,
@@ -67,6 +69,7 @@ pub const MODULES: &[Module] = &[
     iprange::MODULE,
     mac::MODULE,
     addrtype::MODULE,
+    owner::MODULE,
 ];
 
 pub fn module(name: &str) -> Option<&'static Module> {
@@ -86,6 +89,7 @@ impl NfMatch {
             NfMatch::IpRange(_) => "iprange",
             NfMatch::Mac(_) => "mac",
             NfMatch::AddrType(_) => "addrtype",
+            NfMatch::Owner(_) => "owner",
             NfMatch::Fragment => "",
         }
     }
@@ -101,6 +105,7 @@ impl NfMatch {
             NfMatch::IpRange(m) => m.list_text(),
             NfMatch::Mac(m) => m.list_text(negated),
             NfMatch::AddrType(m) => m.list_text(),
+            NfMatch::Owner(m) => m.list_text(numeric),
             NfMatch::Fragment => String::new(),
         }
     }
@@ -116,6 +121,7 @@ impl NfMatch {
             NfMatch::IpRange(m) => m.save_text(),
             NfMatch::Mac(m) => m.save_text(negated),
             NfMatch::AddrType(m) => m.save_text(),
+            NfMatch::Owner(m) => m.save_text(),
             NfMatch::Fragment => String::new(),
         }
     }
