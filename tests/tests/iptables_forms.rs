@@ -595,6 +595,9 @@ fn netfilter_matches_list_as_iptables() {
 -A INPUT -m addrtype --dst-type LOCAL --limit-iface-in
 -A INPUT -f -j DROP
 -A INPUT -p tcp ! -f
+-A INPUT -p tcp -m tcpmss --mss 1400:1500 -j DROP
+-A INPUT -p tcp --syn -m tcpmss --mss 536
+-A INPUT -p tcp -m conntrack --ctstate NEW -m tcpmss ! --mss 536:65535 -j DROP
 -A INPUT -j NFLOG --nflog-group 5 --nflog-prefix hello
 -A INPUT -j NFLOG --nflog-prefix \"two words\"
 -A INPUT -j NFLOG
@@ -689,6 +692,39 @@ fn netfilter_matches_judge_real_traffic() {
         let mut buf = [0u8; 16];
         sock.recv_from(&mut buf).is_ok()
     };
+    lab.host.apply(&[
+        "-A INPUT -p tcp --dport 7107 -m tcpmss --mss 1000:1500 -j DROP",
+        "-A INPUT -p tcp --dport 7108 -m tcpmss --mss 1:500 -j DROP",
+        "-A INPUT -p tcp --dport 7109 -m tcpmss ! --mss 1000:1500 -j DROP",
+        "-A INPUT -p tcp --dport 7110 -m tcpmss ! --mss 1:500 -j DROP",
+    ]);
+    // Nothing listens: a SYN that gets through is refused; a dropped one times out.
+    let syn = |port: u16| {
+        let to: SocketAddr = format!("{HOST_V4}:{port}").parse().unwrap();
+        lab.client
+            .tcp_connect(to, Duration::from_millis(500))
+            .unwrap()
+    };
+    assert_eq!(
+        syn(7107),
+        netlab::Probe::TimedOut,
+        "MSS 1460 is in 1000:1500"
+    );
+    assert_eq!(
+        syn(7108),
+        netlab::Probe::Refused,
+        "MSS 1460 is not in 1:500"
+    );
+    assert_eq!(
+        syn(7109),
+        netlab::Probe::Refused,
+        "MSS 1460 is in 1000:1500"
+    );
+    assert_eq!(
+        syn(7110),
+        netlab::Probe::TimedOut,
+        "MSS 1460 is not in 1:500"
+    );
     assert!(!leaves(7300), "root's datagram dropped by its owner");
     assert!(leaves(7301), "uid 0 is not in 1000-2000");
     let listing = lab

@@ -260,8 +260,72 @@ pub fn notrack() -> RawExpression {
     placeholder(&element("notrack", &[]))
 }
 
+/// The disjoint ways a packet satisfies a rule's netfilter-only matches, each a
+/// conjunction: one, unless a match is a disjunction of its own (`-m tcpmss ! --mss`: no
+/// MSS option, or one out of the range).
+pub fn nf_alternatives(
+    nf: &[crate::rules::Neg<crate::rules::matches::NfMatch>],
+    family: Family,
+) -> Vec<Vec<RawExpression>> {
+    use crate::rules::matches::NfMatch;
+    let mut out: Vec<Vec<RawExpression>> = vec![Vec::new()];
+    for m in nf {
+        let alts: Vec<Vec<RawExpression>> = match &m.value {
+            NfMatch::TcpMss(mss) if m.negated => vec![
+                vec![maxseg(true), Cmp::new(CmpOp::Eq, vec![0]).into()],
+                vec![
+                    maxseg(false),
+                    range(&mss.min.to_be_bytes(), &mss.max.to_be_bytes(), true),
+                ],
+            ],
+            other => {
+                let mut e = Vec::new();
+                nf_match(other, m.negated, family, &mut e);
+                vec![e]
+            }
+        };
+        out = out
+            .iter()
+            .flat_map(|head| {
+                alts.iter()
+                    .map(move |tail| head.iter().chain(tail).cloned().collect())
+            })
+            .collect();
+    }
+    out
+}
+
+/// `tcp option maxseg size` into register 1, or (`present`) whether the option is there
+/// (1 or 0); without `present`, a packet without the option breaks the rule.
+fn maxseg(present: bool) -> RawExpression {
+    const NFTA_EXTHDR_DREG: u16 = 1;
+    const NFTA_EXTHDR_TYPE: u16 = 2;
+    const NFTA_EXTHDR_OFFSET: u16 = 3;
+    const NFTA_EXTHDR_LEN: u16 = 4;
+    const NFTA_EXTHDR_FLAGS: u16 = 5;
+    const NFTA_EXTHDR_OP: u16 = 6;
+    const TCPOPT_MAXSEG: u8 = 2;
+    const NFT_EXTHDR_F_PRESENT: u32 = 1;
+    const NFT_EXTHDR_OP_TCPOPT: u32 = 1;
+    let (offset, len) = if present { (0, 1) } else { (2, 2) };
+    placeholder(&element(
+        "exthdr",
+        &[
+            Attr::U32(NFTA_EXTHDR_DREG, 1),
+            Attr::U8(NFTA_EXTHDR_TYPE, TCPOPT_MAXSEG),
+            Attr::U32(NFTA_EXTHDR_OFFSET, offset),
+            Attr::U32(NFTA_EXTHDR_LEN, len),
+            Attr::U32(
+                NFTA_EXTHDR_FLAGS,
+                if present { NFT_EXTHDR_F_PRESENT } else { 0 },
+            ),
+            Attr::U32(NFTA_EXTHDR_OP, NFT_EXTHDR_OP_TCPOPT),
+        ],
+    ))
+}
+
 /// A match only netfilter judges (rules::matches), negated with `!`.
-pub fn nf_match(
+fn nf_match(
     nf: &crate::rules::matches::NfMatch,
     negated: bool,
     family: Family,
@@ -366,6 +430,12 @@ pub fn nf_match(
             if o.gid.is_some() {
                 id(NFT_META_SKGID, o.gid);
             }
+        }
+        // Negated, it is two alternatives (nf_alternatives); here the option is there and
+        // in range, and a SYN without it breaks the rule, as xt_tcpmss does not match it.
+        NfMatch::TcpMss(m) => {
+            out.push(maxseg(false));
+            out.push(range(&m.min.to_be_bytes(), &m.max.to_be_bytes(), negated));
         }
         NfMatch::Fragment => {
             // The fragment offset, flags masked off: not 0 past the first fragment.

@@ -409,9 +409,13 @@ pub fn translate(
                 };
                 for rule in list {
                     let (mut packets, mut bytes) = counters.rule(rule.slot);
-                    for alt in alternatives(&rule.spec, family)? {
+                    let nf_alts = exprs::nf_alternatives(&rule.spec.nf, family);
+                    for (alt, nf) in alternatives(&rule.spec, family)?
+                        .iter()
+                        .flat_map(|alt| nf_alts.iter().map(move |nf| (alt, nf)))
+                    {
                         let mut e = Vec::new();
-                        for t in &alt {
+                        for t in alt {
                             exprs::test(t, family, &mut e);
                         }
                         for m in &rule.spec.sets {
@@ -421,9 +425,7 @@ pub fn translate(
                             let set = sets::NftSet::from(info);
                             exprs::set_lookup(&set, &m.value.dst, m.negated, &mut e);
                         }
-                        for m in &rule.spec.nf {
-                            exprs::nf_match(&m.value, m.negated, family, &mut e);
-                        }
+                        e.extend(nf.iter().cloned());
                         rate_exprs(rule, generation, family, &mut e, &mut image.sets);
                         // The preloaded counts go to the first alternative only.
                         e.push(exprs::counter(packets, bytes));

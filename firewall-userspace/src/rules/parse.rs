@@ -1305,6 +1305,15 @@ impl SpecBuilder {
             }
             _ => {}
         }
+        let tcp = self.proto.as_ref().map(|p| (p.value, p.negated)) == Some((IPPROTO_TCP, false));
+        if !tcp
+            && self
+                .nf
+                .iter()
+                .any(|m| matches!(m.value, NfMatch::TcpMss(_)))
+        {
+            return Err(bad("tcpmss match: only valid for -p tcp"));
+        }
         // The kernel's TCPMSS rewrites TCP options only (xt_TCPMSS refuses other rules).
         if matches!(target, Target::Tcpmss(_))
             && self.proto.as_ref().map(|p| (p.value, p.negated)) != Some((IPPROTO_TCP, false))
@@ -1503,7 +1512,11 @@ pub fn parse_cidr(text: &str, family: Family) -> Result<Cidr, ParseError> {
         Some((a, m)) => (a, Some(m)),
         None => (text, None),
     };
-    let addr: IpAddr = addr.parse().map_err(|_| not_found())?;
+    let addr: IpAddr = match addr.parse() {
+        Ok(a) => a,
+        Err(_) if family == Family::V4 => IpAddr::V4(short_ipv4(addr).ok_or_else(not_found)?),
+        Err(_) => return Err(not_found()),
+    };
     let addr_family = match addr {
         IpAddr::V4(_) => Family::V4,
         IpAddr::V6(_) => Family::V6,
@@ -1525,6 +1538,20 @@ pub fn parse_cidr(text: &str, family: Family) -> Result<Cidr, ParseError> {
         addr: network(addr, prefix),
         prefix,
     })
+}
+
+/// IPv4 as xtables reads it numerically: one to four parts, each 0-255 in C's notation
+/// (`010` is octal), the missing ones zero: `172.16.0/24` is 172.16.0.0/24, `10/8` 10.0.0.0/8.
+fn short_ipv4(text: &str) -> Option<Ipv4Addr> {
+    let parts: Vec<&str> = text.split('.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return None;
+    }
+    let mut octets = [0u8; 4];
+    for (octet, part) in octets.iter_mut().zip(&parts) {
+        *octet = u8::try_from(super::mark::parse_u32(part)?).ok()?;
+    }
+    Some(Ipv4Addr::from(octets))
 }
 
 /// `255.255.255.0` to 24; only contiguous masks, as iptables lists them.

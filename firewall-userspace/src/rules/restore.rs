@@ -63,8 +63,10 @@ fn words(line: &str) -> Result<Vec<String>, String> {
             }
         }
     }
+    // iptables-restore lets an open quote run to the end of the line, newline included
+    // (files saved from a terminal get their long comments cut so, and still load).
     if quoted {
-        return Err("unterminated quote".into());
+        word.push('\n');
     }
     if in_word {
         out.push(word);
@@ -338,6 +340,17 @@ COMMIT
         assert_eq!(names, ["LOG;GING", "LOGGING", "MAIL"]);
     }
 
+    /// An open quote runs to the end of the line, newline included, as iptables-restore
+    /// 1.8.9 reads it: the rule below is a comment and no target.
+    #[test]
+    fn an_open_quote_runs_to_the_end_of_the_line() {
+        let text = "*filter\n-A INPUT -m comment --comment \"abc def -j ACCEPT\nCOMMIT\n";
+        let r = restore(text, Family::V4, &Ruleset::default(), false).unwrap();
+        let rule = &r.editor.ruleset.v4.input.rules[0].spec;
+        assert_eq!(rule.comment.as_deref(), Some("abc def -j ACCEPT\n"));
+        assert_eq!(rule.target, crate::rules::Target::Count);
+    }
+
     /// Rules without `-j` count and go on; `-A CHAIN` alone is one.
     #[test]
     fn rules_without_target() {
@@ -425,11 +438,7 @@ COMMIT
                 2,
                 "`-t nat' inside *filter: a line belongs to the table it is in",
             ),
-            (
-                "*filter\n-A INPUT -m comment --comment \"open -j ACCEPT\nCOMMIT\n",
-                2,
-                "unterminated quote",
-            ),
+
             (
                 "*filter\n[1:x] -A INPUT -j DROP\nCOMMIT\n",
                 2,

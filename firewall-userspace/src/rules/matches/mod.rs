@@ -11,6 +11,7 @@ pub mod mac;
 pub mod mark;
 pub mod owner;
 pub mod pkttype;
+pub mod tcpmss;
 pub mod ttl;
 
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,7 @@ pub enum NfMatch {
     Mac(mac::Mac),
     AddrType(addrtype::AddrType),
     Owner(owner::Owner),
+    TcpMss(tcpmss::TcpMss),
     /// `-f`: a fragment other than the first (IPv4). iptables' own option, not a module:
     /// listed in the `opt` column and saved after `-p`.
     Fragment,
@@ -70,6 +72,7 @@ pub const MODULES: &[Module] = &[
     mac::MODULE,
     addrtype::MODULE,
     owner::MODULE,
+    tcpmss::MODULE,
 ];
 
 pub fn module(name: &str) -> Option<&'static Module> {
@@ -90,6 +93,7 @@ impl NfMatch {
             NfMatch::Mac(_) => "mac",
             NfMatch::AddrType(_) => "addrtype",
             NfMatch::Owner(_) => "owner",
+            NfMatch::TcpMss(_) => "tcpmss",
             NfMatch::Fragment => "",
         }
     }
@@ -106,6 +110,7 @@ impl NfMatch {
             NfMatch::Mac(m) => m.list_text(negated),
             NfMatch::AddrType(m) => m.list_text(),
             NfMatch::Owner(m) => m.list_text(numeric),
+            NfMatch::TcpMss(m) => m.list_text(negated),
             NfMatch::Fragment => String::new(),
         }
     }
@@ -122,6 +127,7 @@ impl NfMatch {
             NfMatch::Mac(m) => m.save_text(negated),
             NfMatch::AddrType(m) => m.save_text(),
             NfMatch::Owner(m) => m.save_text(),
+            NfMatch::TcpMss(m) => m.save_text(negated),
             NfMatch::Fragment => String::new(),
         }
     }

@@ -134,6 +134,24 @@ fn option_prefixes_and_orders_as_iptables_takes_them() {
     assert_eq!(rule("-A FOO"), RuleSpec::any(Target::Count));
 }
 
+/// Short IPv4 forms as iptables 1.8.9 saved them (`-s 172.16/12` is `172.16.0.0/12`).
+#[test]
+fn short_ipv4_addresses_as_iptables_reads_them() {
+    for (given, saved) in [
+        ("10/8", "10.0.0.0/8"),
+        ("172.16/12", "172.16.0.0/12"),
+        ("172.16.0/24", "172.16.0.0/24"),
+        ("10.1", "10.1.0.0/32"),
+        ("010.1.1.1", "8.1.1.1/32"),
+    ] {
+        let spec = rule(&format!("-A INPUT -s {given} -j ACCEPT"));
+        let c = spec.src.unwrap().value;
+        assert_eq!(format!("{}/{}", c.addr, c.prefix), saved, "{given}");
+    }
+    assert!(parse("-A INPUT -s 10.256 -j ACCEPT").is_err());
+    assert!(parse("-A INPUT -s 1.2.3.4.5 -j ACCEPT").is_err());
+}
+
 /// Every accepted form, with what it must parse to.
 #[test]
 fn accepted_rule_forms() {
