@@ -351,8 +351,8 @@ fn reject_types_send_their_codes() {
     }
 }
 
-/// The mangle and raw tables: empty sections as iptables-save writes them, policies, user
-/// chains, jumps and RETURN, MARK, CT --notrack and NOTRACK, `-m mark`.
+/// The mangle, raw and security tables: empty sections as iptables-save writes them,
+/// policies, user chains, jumps and RETURN, MARK, CT --notrack and NOTRACK, `-m mark`.
 #[test]
 fn mangle_and_raw_list_as_iptables() {
     let v4 = "\
@@ -385,6 +385,14 @@ fn mangle_and_raw_list_as_iptables() {
 -A POSTROUTING -o ppp0 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu
 -A PREROUTING -p tcp --syn -j TCPMSS --set-mss 1400
 COMMIT
+*security
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:SEL - [0:0]
+-A INPUT -p tcp --dport 22 -j SEL
+-A SEL -j ACCEPT
+COMMIT
 *raw
 :PREROUTING ACCEPT [0:0]
 :OUTPUT DROP [0:0]
@@ -414,7 +422,7 @@ COMMIT
 COMMIT
 ";
     let mut listings: Vec<&[&str]> = FILTER_LISTINGS.to_vec();
-    for table in ["mangle", "raw"] {
+    for table in ["mangle", "raw", "security"] {
         let t: &'static str = table;
         listings.push(Box::leak(Box::new(["-t", t, "-S"])));
         listings.push(Box::leak(Box::new(["-t", t, "-L"])));
@@ -426,7 +434,12 @@ COMMIT
             "-v",
             "--line-numbers",
         ])));
-        listings.push(Box::leak(Box::new(["-t", t, "-S", "PREROUTING"])));
+        let first = if t == "security" {
+            "INPUT"
+        } else {
+            "PREROUTING"
+        };
+        listings.push(Box::leak(Box::new(["-t", t, "-S", first])));
     }
     same_as_iptables("tabl", v4, v6, &listings);
 }
@@ -442,6 +455,8 @@ fn mangle_and_raw_judge_real_traffic() {
         "-t raw -A PREROUTING -p udp --dport 7100 -j DROP",
         "-t mangle -A PREROUTING -p udp --dport 7101 -j MARK --set-mark 0x7",
         "-t raw -A PREROUTING -p udp --dport 7103 -j CT --notrack",
+        // After the filter table: what XDP accepted there is still judged here.
+        "-t security -A INPUT -p udp --dport 7104 -j DROP",
         // XDP alone would call 7103's first datagram NEW (a UDP miss) and accept it here.
         "-A INPUT -p udp --dport 7103 -m conntrack --ctstate UNTRACKED -j DROP",
         "-A INPUT -p udp --dport 7103 -m conntrack --ctstate NEW -j ACCEPT",
@@ -474,6 +489,10 @@ fn mangle_and_raw_judge_real_traffic() {
         "the mark set in mangle dropped 7101 in INPUT"
     );
     assert!(!received(7103), "NOTRACK made 7103 UNTRACKED");
+    assert!(
+        !received(7104),
+        "security INPUT dropped 7104 after filter accepted it"
+    );
     let count = |table: &str, chain: &str, n: usize| -> u64 {
         let listing =
             lab.host
@@ -491,7 +510,7 @@ fn mangle_and_raw_judge_real_traffic() {
         [1, 1, 1]
     );
     let input: Vec<u64> = (1..=4).map(|n| count("filter", "INPUT", n)).collect();
-    assert_eq!(input, [1, 0, 1, 1]);
+    assert_eq!(input, [1, 0, 1, 2]);
 }
 
 /// CONNMARK saves a mark into the connection, where `-m connmark` finds it, and TCPMSS

@@ -115,6 +115,7 @@ fn table_tag(table: Table) -> &'static str {
         Table::Nat => "nat-",
         Table::Mangle => "mangle-",
         Table::Raw => "raw-",
+        Table::Security => "security-",
     }
 }
 
@@ -139,8 +140,36 @@ struct BaseChain {
 }
 
 /// iptables' priorities: raw at -300, mangle at -150, DNAT at -100, filter at 0, SNAT
-/// at 100. Mangle's OUTPUT is a route chain, as iptables' is: a mark it sets reroutes.
-const BASE_CHAINS: [BaseChain; 14] = [
+/// at 100, security at 150 (iptables-nft's; legacy's 50 is also after filter). Mangle's
+/// OUTPUT is a route chain, as iptables' is: a mark it sets reroutes.
+const BASE_CHAINS: [BaseChain; 17] = [
+    BaseChain {
+        name: "security-input",
+        hook: HookClass::In,
+        priority: 150,
+        kind: ChainType::Filter,
+        table: Table::Security,
+        chain: Chain::Input,
+        xdp: false,
+    },
+    BaseChain {
+        name: "security-forward",
+        hook: HookClass::Forward,
+        priority: 150,
+        kind: ChainType::Filter,
+        table: Table::Security,
+        chain: Chain::Forward,
+        xdp: false,
+    },
+    BaseChain {
+        name: "security-output",
+        hook: HookClass::Out,
+        priority: 150,
+        kind: ChainType::Filter,
+        table: Table::Security,
+        chain: Chain::Output,
+        xdp: false,
+    },
     BaseChain {
         name: "raw-prerouting",
         hook: HookClass::PreRouting,
@@ -738,8 +767,8 @@ pub fn switch(next: u32, marks: Marks, hooked: &[Table]) -> Result<()> {
 }
 
 /// The tables besides filter whose hooks `ruleset` needs: nat only while it has rules,
-/// since a nat hook turns conntrack on for every packet of the namespace; mangle and raw
-/// while they exist (iptables counts their policies from then on).
+/// since a nat hook turns conntrack on for every packet of the namespace; mangle, raw and
+/// security while they exist (iptables counts their policies from then on).
 pub fn hooked_tables(ruleset: &Ruleset) -> Vec<Table> {
     let nat = Family::ALL
         .iter()
@@ -749,6 +778,7 @@ pub fn hooked_tables(ruleset: &Ruleset) -> Vec<Table> {
         (Table::Nat, nat),
         (Table::Mangle, exists(Table::Mangle)),
         (Table::Raw, exists(Table::Raw)),
+        (Table::Security, exists(Table::Security)),
     ]
     .into_iter()
     .filter(|(_, used)| *used)

@@ -93,8 +93,8 @@ impl Chain {
     }
 }
 
-/// The iptables tables fwctl manages. The mangle and raw tables are judged by netfilter
-/// alone, at iptables' hook priorities (raw -300, mangle -150).
+/// The iptables tables fwctl manages. The mangle, raw and security tables are judged by
+/// netfilter alone, at iptables-nft's hook priorities (raw -300, mangle -150, security 150).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Table {
     #[default]
@@ -102,13 +102,26 @@ pub enum Table {
     Nat,
     Mangle,
     Raw,
+    Security,
 }
 
 impl Table {
-    pub const ALL: [Table; 4] = [Table::Filter, Table::Nat, Table::Mangle, Table::Raw];
+    pub const ALL: [Table; 5] = [
+        Table::Filter,
+        Table::Nat,
+        Table::Mangle,
+        Table::Raw,
+        Table::Security,
+    ];
 
     /// The order iptables-save (nf_tables) writes the tables in.
-    pub const SAVE_ORDER: [Table; 4] = [Table::Mangle, Table::Raw, Table::Filter, Table::Nat];
+    pub const SAVE_ORDER: [Table; 5] = [
+        Table::Mangle,
+        Table::Security,
+        Table::Raw,
+        Table::Filter,
+        Table::Nat,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -116,6 +129,7 @@ impl Table {
             Table::Nat => "nat",
             Table::Mangle => "mangle",
             Table::Raw => "raw",
+            Table::Security => "security",
         }
     }
 
@@ -141,6 +155,7 @@ impl Table {
                 Chain::PostRouting,
             ],
             Table::Raw => &[Chain::PreRouting, Chain::Output],
+            Table::Security => &Chain::ALL,
         }
     }
 }
@@ -593,6 +608,10 @@ impl FamilyRules {
         FamilyRules::of(Table::Raw)
     }
 
+    pub fn security() -> FamilyRules {
+        FamilyRules::of(Table::Security)
+    }
+
     pub fn of(table: Table) -> FamilyRules {
         FamilyRules {
             table,
@@ -708,6 +727,10 @@ pub struct Ruleset {
     pub raw4: FamilyRules,
     #[serde(default = "FamilyRules::raw")]
     pub raw6: FamilyRules,
+    #[serde(default = "FamilyRules::security")]
+    pub security4: FamilyRules,
+    #[serde(default = "FamilyRules::security")]
+    pub security6: FamilyRules,
 }
 
 impl Default for Ruleset {
@@ -721,6 +744,8 @@ impl Default for Ruleset {
             mangle6: FamilyRules::mangle(),
             raw4: FamilyRules::raw(),
             raw6: FamilyRules::raw(),
+            security4: FamilyRules::security(),
+            security6: FamilyRules::security(),
         }
     }
 }
@@ -735,6 +760,8 @@ impl Ruleset {
             (Table::Mangle, Family::V6) => &self.mangle6,
             (Table::Raw, Family::V4) => &self.raw4,
             (Table::Raw, Family::V6) => &self.raw6,
+            (Table::Security, Family::V4) => &self.security4,
+            (Table::Security, Family::V6) => &self.security6,
         }
     }
 
@@ -754,6 +781,8 @@ impl Ruleset {
             (Table::Mangle, Family::V6) => &mut self.mangle6,
             (Table::Raw, Family::V4) => &mut self.raw4,
             (Table::Raw, Family::V6) => &mut self.raw6,
+            (Table::Security, Family::V4) => &mut self.security4,
+            (Table::Security, Family::V6) => &mut self.security6,
         }
     }
 

@@ -523,7 +523,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 let name = args.value(opt, inline)?;
                 table = Table::from_name(name).ok_or_else(|| ParseError {
                     message: format!(
-                        "table `{name}' is not supported: fwctl manages the filter, nat, mangle and raw tables"
+                        "table `{name}' is not supported: fwctl manages the filter, nat, mangle, raw and security tables"
                     ),
                     status: 3,
                 })?;

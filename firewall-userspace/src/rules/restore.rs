@@ -116,7 +116,7 @@ pub fn restore(
             table = Table::from_name(name).ok_or_else(|| {
                 fail(
                     format!(
-                        "table `{name}' is not supported: fwctl manages the filter, nat, mangle and raw tables"
+                        "table `{name}' is not supported: fwctl manages the filter, nat, mangle, raw and security tables"
                     ),
                     1,
                 )
@@ -394,9 +394,9 @@ COMMIT
                 "-m mac works in PREROUTING, INPUT and FORWARD only, not in OUTPUT",
             ),
             (
-                "*security\nCOMMIT\n",
+                "*broute\nCOMMIT\n",
                 1,
-                "table `security' is not supported: fwctl manages the filter, nat, mangle and raw tables",
+                "table `broute' is not supported: fwctl manages the filter, nat, mangle, raw and security tables",
             ),
             (
                 "*filter\n-A INPUT -j DROP\n",

@@ -794,7 +794,7 @@ fn rejected_inputs() {
         ("-E MAIL", "-E requires the old and the new chain name", 2),
         ("-R INPUT -j DROP", "-R requires a chain and a rule number", 2),
         ("-R INPUT 1 -s 1.1.1.1,2.2.2.2 -j DROP", "-R takes one source and one destination address, not lists", 2),
-        ("-t security -L", "table `security' is not supported: fwctl manages the filter, nat, mangle and raw tables", 3),
+        ("-t broute -L", "table `broute' is not supported: fwctl manages the filter, nat, mangle, raw and security tables", 3),
         ("-t nat -A POSTROUTING -j SNAT", "SNAT needs --to-source ADDR[:PORT]", 2),
         ("-A INPUT -p udp -j REJECT --reject-with tcp-reset", "--reject-with tcp-reset needs -p tcp", 2),
         ("-A INPUT -j REJECT --reject-with icmp6-port-unreachable", "unknown reject type \"icmp6-port-unreachable\" (iptables knows icmp-net-unreachable, icmp-host-unreachable, icmp-proto-unreachable, icmp-port-unreachable, icmp-net-prohibited, icmp-host-prohibited, tcp-reset, icmp-admin-prohibited)", 2),
