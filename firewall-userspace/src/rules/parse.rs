@@ -932,23 +932,15 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 else {
                     return Err(bad(format!("unknown option \"{raw}\"")));
                 };
-                let before = current.take();
-                let (was_negated, previous) = match before {
-                    Some(n) => (n.negated, Some(n.value)),
-                    None => (false, None),
-                };
                 let (value, negated) = (module.take)(
-                    previous,
+                    current.take().map(|n| n.value),
                     opt,
                     neg,
                     &mut || args.value(opt, inline).map(str::to_string).map_err(|e| e.message),
                     family,
                 )
                 .map_err(bad)?;
-                *current = Some(Neg {
-                    value,
-                    negated: negated || was_negated,
-                });
+                *current = Some(Neg { value, negated });
                 spec.any = true;
             }
             _ if opt.starts_with('-') => {

@@ -41,7 +41,9 @@ pub enum NfMatch {
 pub type Value<'a> = &'a mut dyn FnMut() -> Result<String, String>;
 
 /// Takes option `opt` (its full name; `negated` when `!` came first) into the match being
-/// built (`None` before its first option); returns it with whether it is negated.
+/// built (`None` before its first option); returns it with whether the whole match is
+/// negated. A module with several options that each take their own `!` (iprange,
+/// addrtype) keeps those inside its value and returns false.
 pub type Take = fn(
     current: Option<NfMatch>,
     opt: &str,
