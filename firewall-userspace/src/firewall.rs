@@ -164,7 +164,7 @@ impl Firewall {
         let mut dp = Dataplane::open_or_install(&self.ns, need.sized())?;
         let resize = self.resize_for(&dp, need)?;
         let marks = self.marks();
-        let nat = netfilter::uses_nat(&editor.ruleset);
+        let hooked = netfilter::hooked_tables(&editor.ruleset);
         let current = dp.maps.config()?.active;
         let baseline = &self.state.nft_baseline;
         let set_registry = &self.state.sets;
@@ -174,7 +174,7 @@ impl Firewall {
         let stage = |next| {
             let counters = netfilter::counters(current)?.minus(baseline);
             let chains = netfilter::translate(&editor.ruleset, next, &counters, set_registry)?;
-            netfilter::stage(&chains, next, current, marks, nat)?;
+            netfilter::stage(&chains, next, current, marks, &hooked)?;
             // The idle generation's old rules were the last to name replaced sets.
             let retired: Vec<&str> = set_registry
                 .nft_retired
@@ -208,7 +208,7 @@ impl Firewall {
             }
         };
         fault_point("flipped");
-        if let Err(e) = netfilter::switch(next, marks, nat) {
+        if let Err(e) = netfilter::switch(next, marks, &hooked) {
             // Back to the previous generation on the XDP side too: it is still intact.
             dp.maps.set_active(current)?;
             return Err(e);

@@ -733,6 +733,7 @@ fn shell_words(cmd: &str) -> Vec<String> {
         out.push(word);
     }
     out
+}
 
 /// A RETURN in INPUT applies INPUT's policy (iptables), counted on the rule and on the
 /// policy. Netfilter once returned from the generation chain to the hooked chain, whose
