@@ -341,8 +341,8 @@ pub fn table(flats: &[Flat], chain: &Chain, by_class: &mut ByClass) -> Vec<u32> 
                 continue;
             }
             let mut o = FastCt::default();
-            for k in 0..CT_CLASSES as usize {
-                o.by_class[k] = per_class[k][v];
+            for (out, class) in o.by_class.iter_mut().zip(&per_class) {
+                *out = class[v];
             }
             // Only where every class is decided: the program then looks the packet up once
             // and is done; anywhere else the classifier makes the one lookup.

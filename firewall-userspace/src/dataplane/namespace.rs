@@ -144,6 +144,7 @@ fn candidate_processes(own: (u64, u64)) -> Vec<String> {
 /// 3. else one whose bpffs holds fwctl's pins for any namespace (this one's first run);
 /// 4. else, with no pins anywhere yet, the nearest ancestor's that differs from ours (the
 ///    operator's shell around `ip netns exec`), else ours.
+///
 /// Processes we may not inspect (PID 1 in some sandboxes) are passed over.
 fn home_mount_namespace() -> Result<Option<PathBuf>> {
     let own = mount_ns_id("self").context("reading /proc/self/ns/mnt")?;
