@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use aya::programs::{SchedClassifier, Xdp};
 use aya_obj::programs::XdpAttachType;
 use firewall_common::{
-    policy_counter, Config, Counter, CONFIG_FAST_V4, CONFIG_FAST_V6, CONFIG_LOG_VERDICTS,
-    POLICY_COUNTER_SLOTS,
+    policy_counter, Config, Counter, CONFIG_CT_HELPERS, CONFIG_FAST_V4, CONFIG_FAST_V6,
+    CONFIG_LOG_VERDICTS, POLICY_COUNTER_SLOTS,
 };
 
 /// The `Config::flags` bits a commit recomputes from the namespace's forwarding sysctls.
@@ -220,7 +220,7 @@ impl Firewall {
         let mut dp = Dataplane::open_or_install(&self.ns, need.sized())?;
         let resize = self.resize_for(&dp, need)?;
         let marks = self.marks();
-        let nat = netfilter::uses_nat(&editor.ruleset);
+        let hooked = netfilter::hooked_tables(&editor.ruleset);
         let current = dp.maps.config()?.active;
         let baseline = &self.state.nft_baseline;
         let set_registry = &self.state.sets;
@@ -230,7 +230,7 @@ impl Firewall {
         let stage = |next| {
             let counters = netfilter::counters(current)?.minus(baseline);
             let chains = netfilter::translate(&editor.ruleset, next, &counters, set_registry)?;
-            netfilter::stage(&chains, next, current, marks, nat)?;
+            netfilter::stage(&chains, next, current, marks, &hooked)?;
             // The idle generation's old rules were the last to name replaced sets.
             let retired: Vec<&str> = set_registry
                 .nft_retired
@@ -264,7 +264,7 @@ impl Firewall {
             }
         };
         fault_point("flipped");
-        if let Err(e) = netfilter::switch(next, marks, nat) {
+        if let Err(e) = netfilter::switch(next, marks, &hooked) {
             // Back to the previous generation on the XDP side too: it is still intact.
             dp.maps.set_active(current)?;
             return Err(e);
@@ -275,7 +275,16 @@ impl Firewall {
         let fast = crate::dataplane::forwarding::fast_flags(
             self.state.interfaces.iter().map(|i| i.name.as_str()),
         );
-        let flags = (config.flags & !FAST_FLAGS) | fast;
+        // Unknown counts as "helpers about": XDP then leaves conntrack misses to netfilter.
+        let helpers = match netfilter::netlink::helpers_in_use(netfilter::TABLE) {
+            Ok(false) => 0,
+            Ok(true) => CONFIG_CT_HELPERS,
+            Err(e) => {
+                log::warn!("could not tell whether conntrack helpers are in use: {e:#}");
+                CONFIG_CT_HELPERS
+            }
+        };
+        let flags = (config.flags & !(FAST_FLAGS | CONFIG_CT_HELPERS)) | fast | helpers;
         if config.mark_shift != marks.shift || config.flags != flags {
             dp.maps.set_config(firewall_common::Config {
                 mark_shift: marks.shift,

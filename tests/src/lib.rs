@@ -7,6 +7,7 @@ pub mod generator;
 pub mod packets;
 pub mod program;
 pub mod report;
+pub mod twins;
 
 use std::{
     ops::Deref,
@@ -16,6 +17,21 @@ use std::{
 
 use anyhow::{bail, Result};
 use netlab::{Link, Netns};
+
+/// Polls `done` every 20 ms until it holds; panics with `why()` if it still does not after
+/// `timeout`. For results that take a moment to appear: waiting for them, not for a fixed
+/// time, is as fast as the machine and as patient as the deadline.
+pub fn wait_for(
+    timeout: std::time::Duration,
+    mut done: impl FnMut() -> bool,
+    why: impl FnOnce() -> String,
+) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{}", why());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
 
 /// The fwctl binary: `FWCTL` if set (xtask sets it), else the one beside the test binary.
 pub fn fwctl_bin() -> PathBuf {

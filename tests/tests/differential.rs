@@ -14,7 +14,7 @@
 //! received or counted as dropped.
 
 use std::{
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -22,30 +22,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netlab::{Link, Netns};
 use tests::{
     packets::{Packet, L4},
+    twins::{
+        restore_text, wire, Twins, HOST4, HOST4_B, HOST6, HOST6_B, REPLY_PORT, SOURCES4, SOURCES6,
+    },
     FwNs, Lab, CLIENT_V4, HOST_IF, HOST_V4,
 };
-
-/// The MACs `Packet::bytes` writes: destination (the hosts) and source (the client).
-const HOST_MAC: &str = "02:00:00:00:00:02";
-const CLIENT_MAC: &str = "02:00:00:00:00:01";
-/// Both twins' interface, as the rulesets name it.
-const TWIN_IF: &str = "fwdh0";
-/// The client's ends of the two veth pairs.
-const TO_IPT: &str = "fwdi0";
-const TO_FW: &str = "fwdf0";
-
-const HOST4: &str = "10.231.0.2";
-const HOST4_B: &str = "10.231.1.2";
-const HOST6: &str = "fd00:231::2";
-const HOST6_B: &str = "fd00:231:1::2";
-/// Sources of the corpus: on the twins' subnet, and beyond it (routed back over the veth).
-const SOURCES4: [&str; 4] = ["10.231.0.1", "10.231.0.5", "10.231.0.66", "192.0.2.9"];
-const SOURCES6: [&str; 3] = ["fd00:231::1", "fd00:231::5", "2001:db8:5::9"];
-/// The port the twins answer from, so the corpus can hold replies (conntrack ESTABLISHED).
-const REPLY_PORT: u16 = 5353;
 
 /// One ruleset of the corpus, as iptables commands (`-P`, `-N`, `-A`) per family.
 struct Case {
@@ -425,75 +408,6 @@ const CASES: &[Case] = &[
     },
 ];
 
-/// The ruleset in iptables-save format, which `iptables-restore` and `fwctl restore` read.
-fn restore_text(commands: &[&str]) -> String {
-    let policy = |chain: &str| {
-        commands
-            .iter()
-            .find_map(|c| c.strip_prefix(&format!("-P {chain} ")))
-            .unwrap_or("ACCEPT")
-            .to_string()
-    };
-    let mut text = String::from("*filter\n");
-    for chain in ["INPUT", "FORWARD", "OUTPUT"] {
-        text.push_str(&format!(":{chain} {} [0:0]\n", policy(chain)));
-    }
-    for c in commands {
-        if let Some(chain) = c.strip_prefix("-N ") {
-            text.push_str(&format!(":{chain} - [0:0]\n"));
-        }
-    }
-    for c in commands.iter().filter(|c| c.starts_with("-A ")) {
-        text.push_str(c);
-        text.push('\n');
-    }
-    text.push_str("COMMIT\n");
-    text
-}
-
-/// The frame as it goes on the wire: ICMP identifier set, transport checksum right
-/// (conntrack calls a packet with a bad checksum INVALID, so it matters to the states).
-fn wire(packet: &Packet, icmp_id: u16) -> Vec<u8> {
-    let mut frame = packet.bytes();
-    let (l3, pseudo): (usize, Vec<u8>) = match (packet.src, packet.dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => (14 + 20, [s.octets(), d.octets()].concat()),
-        (IpAddr::V6(s), IpAddr::V6(d)) => (14 + 40, [s.octets(), d.octets()].concat()),
-        _ => panic!("mixed address families"),
-    };
-    let len = frame.len() - l3;
-    let (proto, sum_at) = match packet.l4 {
-        L4::Tcp { .. } => (6u8, 16),
-        L4::Udp { .. } => (17, 6),
-        L4::Icmp => (1, 2),
-        L4::Icmpv6 => (58, 2),
-        L4::Other(_) => return frame,
-    };
-    if matches!(packet.l4, L4::Icmp | L4::Icmpv6) {
-        frame[l3 + 4..l3 + 6].copy_from_slice(&icmp_id.to_be_bytes());
-    }
-    let mut sum: u32 = 0;
-    let mut add = |bytes: &[u8]| {
-        for c in bytes.chunks(2) {
-            sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-        }
-    };
-    if proto != 1 {
-        add(&pseudo);
-        add(&[0, proto]);
-        add(&(len as u32).to_be_bytes());
-    }
-    add(&frame[l3..]);
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    let mut folded = !(sum as u16);
-    if proto == 17 && folded == 0 {
-        folded = 0xffff;
-    }
-    frame[l3 + sum_at..l3 + sum_at + 2].copy_from_slice(&folded.to_be_bytes());
-    frame
-}
-
 /// The packet corpus of one round: every frame once. Source ports and ICMP identifiers are
 /// new in every round, so no conntrack entry of an earlier round makes a packet ESTABLISHED.
 /// `replies`: the client ports the twins sent to from `REPLY_PORT` this round.
@@ -582,319 +496,21 @@ fn reply_flows(round: u16) -> Vec<(&'static str, u16)> {
     ]
 }
 
-/// An AF_PACKET socket on one of the client's interfaces: frames go out as written.
-struct Wire {
-    fd: libc::c_int,
-    ifindex: libc::c_int,
-}
-
-impl Wire {
-    fn open(ns: &Netns, ifname: &'static str) -> Wire {
-        ns.run(move || {
-            let name = std::ffi::CString::new(ifname).unwrap();
-            // SAFETY: a NUL-terminated name; socket() has no preconditions.
-            let (fd, ifindex) = unsafe {
-                (
-                    libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0),
-                    libc::if_nametoindex(name.as_ptr()),
-                )
-            };
-            assert!(fd >= 0, "AF_PACKET: {}", std::io::Error::last_os_error());
-            assert!(ifindex > 0, "no {ifname}");
-            Wire {
-                fd,
-                ifindex: ifindex as libc::c_int,
-            }
-        })
-        .unwrap()
-    }
-
-    fn send(&self, frame: &[u8]) {
-        // SAFETY: sockaddr_ll is plain data; zeroed is a valid value to fill in.
-        let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        to.sll_family = libc::AF_PACKET as u16;
-        to.sll_ifindex = self.ifindex;
-        to.sll_halen = 6;
-        to.sll_addr[..6].copy_from_slice(&frame[..6]);
-        // SAFETY: the frame and the address outlive the call; lengths are theirs.
-        let sent = unsafe {
-            libc::sendto(
-                self.fd,
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                (&to as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(
-            sent,
-            frame.len() as isize,
-            "{}",
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
-impl Drop for Wire {
-    fn drop(&mut self) {
-        // SAFETY: the descriptor is ours.
-        unsafe { libc::close(self.fd) };
-    }
-}
-
-fn run_in(ns: &Netns, program: &str, args: &[&str]) -> String {
-    let out = ns.command(program).args(args).output().expect(program);
-    assert!(
-        out.status.success(),
-        "{program} {args:?} in {}: {}",
-        ns.name(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// One twin host: its namespace, its interface set up like the other's.
-fn twin_host(ns: &Netns) {
-    for a in [
-        format!("{HOST4}/24"),
-        format!("{HOST4_B}/24"),
-        format!("{HOST6}/64"),
-        format!("{HOST6_B}/64"),
-    ] {
-        let mut args = vec!["addr", "add", &a, "dev", TWIN_IF];
-        if a.contains(':') {
-            args.push("nodad");
-        }
-        ns.ip(&args).unwrap();
-    }
-    ns.ip(&["link", "set", TWIN_IF, "address", HOST_MAC])
-        .unwrap();
-    ns.ip(&["route", "add", "192.0.2.0/24", "dev", TWIN_IF])
-        .unwrap();
-    ns.ip(&["-6", "route", "add", "2001:db8:5::/64", "dev", TWIN_IF])
-        .unwrap();
-    // Static neighbours: the hosts' answers leave at once, with no solicitation.
-    for peer in SOURCES4.iter().chain(SOURCES6.iter()) {
-        ns.ip(&[
-            "neigh",
-            "replace",
-            peer,
-            "lladdr",
-            CLIENT_MAC,
-            "dev",
-            TWIN_IF,
-            "nud",
-            "permanent",
-        ])
-        .unwrap();
-    }
-}
-
-/// Sum of the packet counters of one chain's block in a `-L -v -x -n` listing: the
-/// policy and every rule. Every packet that traverses INPUT adds at least one.
-fn chain_packets(listing: &str, chain: &str) -> u64 {
-    let mut lines = listing
-        .lines()
-        .skip_while(|l| !l.starts_with(&format!("Chain {chain} ")));
-    let head = lines.next().expect("chain in listing");
-    let words: Vec<&str> = head.split_whitespace().collect();
-    let policy = words.get(4).and_then(|w| w.parse().ok()).unwrap_or(0);
-    policy
-        + lines
-            .skip(1)
-            .take_while(|l| !l.is_empty())
-            .map(|l| l.split_whitespace().next().unwrap().parse::<u64>().unwrap())
-            .sum::<u64>()
-}
-
-fn without_output(listing: &str) -> String {
-    let mut out = String::new();
-    let mut skip = false;
-    for line in listing.lines() {
-        if line.starts_with("Chain ") {
-            skip = line.starts_with("Chain OUTPUT ");
-        }
-        if !skip {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
-}
-
-/// Packets counted by the rule of `inet fwdcount` that matches `family` ("ipv4"/"ipv6").
-fn counted(ns: &Netns, family: &str) -> u64 {
-    let listing = run_in(ns, "nft", &["list", "chain", "inet", "fwdcount", "in"]);
-    let line = listing
-        .lines()
-        .find(|l| l.contains(&format!("nfproto {family}")))
-        .expect("count rule");
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let at = words.iter().position(|w| *w == "packets").expect("packets");
-    words[at + 1].parse().unwrap()
-}
-
-/// A statistic of the veth driver (`ethtool -S`), summed over its receive queues:
-/// `xdp_packets` (what the XDP program saw), `xdp_drops`, `drops` (ring full).
-fn veth_stat(ns: &Netns, ifname: &str, stat: &str) -> u64 {
-    run_in(ns, "ethtool", &["-S", ifname])
-        .lines()
-        .filter_map(|l| l.trim().split_once(": "))
-        .filter(|(name, _)| {
-            name.strip_prefix("rx_queue_")
-                .and_then(|n| n.split_once('_'))
-                .is_some_and(|(_, name)| name == stat)
-        })
-        .map(|(_, v)| v.parse::<u64>().unwrap())
-        .sum()
-}
-
 #[test]
 fn counters_match_iptables_on_the_wire() {
     let start = Instant::now();
-    let client = Netns::new("fwd-client").unwrap();
-    let ipt = Netns::new("fwd-ipt").unwrap();
-    let fw = FwNs::new("fwd-fw").unwrap();
-    // No IP stack on the client: it sends the corpus and nothing else.
-    run_in(
-        &client,
-        "sysctl",
-        &[
-            "-qw",
-            "net.ipv6.conf.all.disable_ipv6=1",
-            "net.ipv6.conf.default.disable_ipv6=1",
-        ],
-    );
-    for (ns, client_if) in [(&ipt, TO_IPT), (&*fw, TO_FW)] {
-        netlab::veth(
-            Link {
-                ns: &client,
-                ifname: client_if,
-                addrs: &[],
-            },
-            Link {
-                ns,
-                ifname: TWIN_IF,
-                addrs: &[],
-            },
-        )
-        .unwrap();
-        client
-            .ip(&["link", "set", client_if, "address", CLIENT_MAC])
-            .unwrap();
-        twin_host(ns);
-    }
-    // What reaches INPUT in the iptables twin, whatever the ruleset does with it.
-    for command in [
-        "add table inet fwdcount",
-        "add chain inet fwdcount in { type filter hook input priority -300; }",
-        "add rule inet fwdcount in meta nfproto ipv4 counter",
-        "add rule inet fwdcount in meta nfproto ipv6 counter",
-    ] {
-        run_in(&ipt, "nft", &[command]);
-    }
-    fw.fwctl_ok(&["attach", TWIN_IF]);
-    let to_ipt = Wire::open(&client, TO_IPT);
-    let to_fw = Wire::open(&client, TO_FW);
-    let answer = |ns: &Netns| {
-        let v4 = ns
-            .udp_socket(SocketAddr::new(HOST4.parse().unwrap(), REPLY_PORT))
-            .unwrap();
-        let v6 = ns
-            .udp_socket(SocketAddr::new(HOST6.parse().unwrap(), REPLY_PORT))
-            .unwrap();
-        (v4, v6)
-    };
-    let answers = [answer(&ipt), answer(&fw)];
-    let dir = std::env::temp_dir();
-    let file4 = dir.join(format!("fwd-{}-rules.v4", std::process::id()));
-    let file6 = dir.join(format!("fwd-{}-rules.v6", std::process::id()));
-
+    let twins = Twins::new("fwd");
     let mut total = 0;
     let mut differences = Vec::new();
     for (round, case) in CASES.iter().enumerate() {
-        std::fs::write(&file4, restore_text(case.v4)).unwrap();
-        std::fs::write(&file6, restore_text(case.v6)).unwrap();
-        let (f4, f6) = (file4.to_str().unwrap(), file6.to_str().unwrap());
-        run_in(&ipt, "iptables-restore", &[f4]);
-        run_in(&ipt, "ip6tables-restore", &[f6]);
-        run_in(&ipt, "iptables", &["-Z"]);
-        run_in(&ipt, "ip6tables", &["-Z"]);
-        fw.fwctl_ok(&["restore", f4]);
-        fw.fwctl_ok(&["restore", "-6", f6]);
-        fw.fwctl_ok(&["-Z"]);
-        fw.fwctl_ok(&["-6", "-Z"]);
-
+        twins.load(&restore_text(case.v4), &restore_text(case.v6));
         let replies = reply_flows(round as u16);
-        for (v4, v6) in &answers {
-            for (client_ip, port) in &replies {
-                let to = SocketAddr::new(client_ip.parse().unwrap(), *port);
-                let sock = if client_ip.contains(':') { v6 } else { v4 };
-                sock.send_to(b"question", to).unwrap();
-            }
-        }
+        twins.ask(&replies);
         let frames = corpus(round as u16, &replies);
-        let (sent4, sent6) = frames.iter().fold((0, 0), |(a, b), f| {
-            if f[12..14] == [0x08, 0x00] {
-                (a + 1, b)
-            } else {
-                (a, b + 1)
-            }
-        });
-        let before = (counted(&ipt, "ipv4"), counted(&ipt, "ipv6"));
-        let xdp_before = veth_stat(&fw, TWIN_IF, "xdp_packets");
-        for frame in &frames {
-            to_ipt.send(frame);
-            to_fw.send(frame);
-        }
         total += frames.len();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        let mut seen = (0, 0);
-        while Instant::now() < deadline {
-            seen = (
-                counted(&ipt, "ipv4") - before.0,
-                counted(&ipt, "ipv6") - before.1,
-            );
-            if seen == (sent4, sent6) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert_eq!(
-            seen,
-            (sent4, sent6),
-            "{}: INPUT of the iptables twin saw (v4, v6)",
-            case.name
-        );
-        // The fwctl twin got the same frames at the same time; let its softirqs finish.
-        std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(
-            veth_stat(&fw, TWIN_IF, "xdp_packets") - xdp_before,
-            frames.len() as u64,
-            "{}: the XDP program saw every frame",
-            case.name
-        );
-        for (family, sent) in [("4", sent4), ("6", sent6)] {
-            let (tool, mut fw_args) = if family == "4" {
-                ("iptables", vec![])
-            } else {
-                ("ip6tables", vec!["-6"])
-            };
-            let list = ["-L", "-v", "-x", "-n"];
-            fw_args.extend(list);
-            let theirs = without_output(&run_in(&ipt, tool, &list));
-            let ours = without_output(&fw.fwctl_ok(&fw_args));
-            assert!(
-                chain_packets(&theirs, "INPUT") >= sent,
-                "{}: iptables counted fewer than the corpus",
-                case.name
-            );
-            assert!(
-                chain_packets(&ours, "INPUT") >= sent,
-                "{} (IPv{family}): fwctl counted fewer packets than the corpus sent ({sent}):\n{ours}",
-                case.name
-            );
+        twins.deliver(&frames, case.name);
+        for family in ["4", "6"] {
+            let (theirs, ours) = twins.listings(family);
             if std::env::var_os("FWD_DUMP").is_some() {
                 eprintln!("== {} IPv{family}\n{theirs}-- fwctl\n{ours}", case.name);
             }
@@ -907,10 +523,8 @@ fn counters_match_iptables_on_the_wire() {
         }
     }
     // XDP judged, not only netfilter: it dropped some of the corpus itself.
-    let xdp_drops = veth_stat(&fw, TWIN_IF, "xdp_drops");
+    let xdp_drops = twins.xdp_drops();
     assert!(xdp_drops > 0, "XDP dropped nothing");
-    let _ = std::fs::remove_file(&file4);
-    let _ = std::fs::remove_file(&file6);
     eprintln!(
         "differential: {} rulesets, {} frames per twin ({xdp_drops} dropped at XDP), {:.1}s",
         CASES.len(),
@@ -1046,25 +660,4 @@ fn rulesets_change_atomically_under_traffic() {
         lost,
         "every packet not received is one the policy dropped ({overflowed} socket overflows)\n{listing}"
     );
-}
-
-/// Fragmented UDP to an accepted port, with a stateless ruleset: iptables (and fwctl with
-/// no XDP attached) judge the reassembled datagram in INPUT, since IPv4 reassembles before
-/// LOCAL_IN, and deliver it. XDP leaves every fragment to netfilter for that reason (had it
-/// judged each one, the others, without ports, would fall to the DROP policy and the
-/// datagram would never reassemble).
-#[test]
-fn fragmented_udp_arrives_as_with_iptables() {
-    let lab = Lab::named("fwd-frag").unwrap();
-    lab.host
-        .apply(&["-P INPUT DROP", "-A INPUT -p udp --dport 7010 -j ACCEPT"]);
-    let netfilter_only = tests::udp_exchange(&lab, CLIENT_V4, HOST_V4, 7010, 3, 3000);
-    assert_eq!(netfilter_only, 3);
-    lab.host.fwctl_ok(&["attach", HOST_IF]);
-    assert_eq!(
-        tests::udp_exchange(&lab, CLIENT_V4, HOST_V4, 7010, 3, 300),
-        3
-    );
-    let with_xdp = tests::udp_exchange(&lab, CLIENT_V4, HOST_V4, 7010, 3, 3000);
-    assert_eq!(with_xdp, 3, "fragmented datagrams lost at XDP");
 }

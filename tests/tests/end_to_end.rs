@@ -424,22 +424,46 @@ fn aya_log_lines_reach_fwctl_log() {
     let lab = Lab::new().unwrap();
     lab.host.apply(&["-A INPUT -p udp --dport 7004 -j DROP"]);
     lab.host.fwctl_ok(&["attach", HOST_IF]);
-    let log = lab
+    let mut log = lab
         .host
         .fwctl_command()
         .args(["log", "--verdicts", "--duration", "3"])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("fwctl log");
-    // Give it time to switch verdict logging on, then send what it must report.
-    std::thread::sleep(Duration::from_millis(800));
-    udp_exchange(&lab, CLIENT_V4, HOST_V4, 7004, 2, 10);
-    let out = log.wait_with_output().expect("fwctl log output");
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        text.contains("DROP by rule 1: IPv4 proto 17 dport 7004"),
-        "{text}"
+    // Read what it writes as it comes; send until it reports a drop (it switches verdict
+    // logging on a moment after it starts, and says nothing when it has).
+    let stderr = log.stderr.take().expect("piped stderr");
+    let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let text = text.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let mut text = text.lock().expect("log text");
+                text.push_str(&line);
+                text.push('\n');
+            }
+        })
+    };
+    let reported = || {
+        text.lock()
+            .expect("log text")
+            .contains("DROP by rule 1: IPv4 proto 17 dport 7004")
+    };
+    tests::wait_for(
+        Duration::from_millis(2500),
+        || {
+            udp_exchange(&lab, CLIENT_V4, HOST_V4, 7004, 1, 10);
+            reported()
+        },
+        || format!("no drop reported:\n{}", text.lock().expect("log text")),
     );
+    log.wait().expect("fwctl log");
+    reader.join().expect("stderr reader");
 }
 
 /// The rule engine on real traffic: a user chain with multiport and RETURN, a negated
@@ -794,7 +818,11 @@ fn apply_rolls_back_unless_confirmed() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    tests::wait_for(
+        Duration::from_secs(2),
+        || lab.host.fwctl_ok(&["-S"]) != before,
+        || "apply --confirm never put the new rules in force".into(),
+    );
     assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7300, 1, 10), 0);
     lab.host.fwctl_ok(&["confirm"]);
     let out = waiting.wait_with_output().unwrap();
@@ -803,6 +831,7 @@ fn apply_rolls_back_unless_confirmed() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Past the 3 s the confirmation had: that nothing happens cannot be waited for.
     std::thread::sleep(Duration::from_millis(3500));
     assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7300, 2, 10), 0);
     assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7301, 2, 10), 2);

@@ -179,8 +179,11 @@ fn swap_takes_effect_and_members_expire() {
         listed.contains(&format!("{CLIENT_V4} timeout ")),
         "{listed}"
     );
-    std::thread::sleep(Duration::from_millis(2500));
-    assert_eq!(from_client(&lab, 7301), 5, "expired");
+    tests::wait_for(
+        Duration::from_secs(5),
+        || from_client(&lab, 7301) == 5,
+        || "the member never expired".into(),
+    );
     let listed = host.fwctl_ok(&["set", "list", "brief", "-t"]);
     assert!(listed.contains("Number of entries: 0"), "{listed}");
     assert_eq!(host.nft_packets("INPUT"), 0, "all judged at XDP");

@@ -1234,9 +1234,12 @@ fn a_deferred_packet_counts_nothing_even_after_a_return() {
 /// Each conntrack mode is a program of its own to the verifier (the others' code is dead).
 #[test]
 fn the_verifier_keeps_a_margin() {
-    for ct in [CtLookup::Auto, CtLookup::Off, CtLookup::Fake] {
+    for ct in [CtLookup::Kernel, CtLookup::Off, CtLookup::Fake] {
         let h = Harness::load_with(ct).expect("loading the XDP program (run as root)");
-        let verified = h.verified_instructions().unwrap().unwrap_or(0);
+        let verified = h
+            .verified_instructions()
+            .expect("reading the program's info")
+            .expect("the kernel reports no verified instruction count: nothing to check");
         eprintln!("{ct:?}: {verified} instructions verified");
         assert!(
             verified < 600_000,

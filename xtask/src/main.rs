@@ -4,6 +4,7 @@ mod bench;
 mod build;
 mod cmd;
 mod deb;
+mod fuzz;
 mod lab;
 mod setup;
 mod test;
@@ -21,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Install what building and testing need (idempotent): Debian packages, rust-src for
-    /// nightly, bpf-linker linked against nightly's LLVM.
+    /// nightly, bpf-linker linked against nightly's LLVM, cargo-fuzz.
     Setup,
     /// Build and show the firewall at work on a lab of network namespaces (or, with
     /// --iface, on a real interface until Ctrl-C).
@@ -56,6 +57,26 @@ enum Task {
         /// Only tests whose name contains this.
         filter: Option<String>,
     },
+    /// Look for bugs nobody wrote a case for: random rulesets judged by iptables itself
+    /// (--differential, as root) and cargo-fuzz on the parsers (--parsers); both without
+    /// either flag.
+    Fuzz {
+        /// Random rulesets and frames in twin namespaces, iptables against fwctl.
+        #[arg(long)]
+        differential: bool,
+        /// The rule grammar, the iptables-save reader and the ipset-save reader.
+        #[arg(long)]
+        parsers: bool,
+        /// Random differential cases.
+        #[arg(long, default_value_t = 200)]
+        cases: u64,
+        /// Seed of the random differential run (default: a fresh one, printed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Seconds per parser target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -72,6 +93,19 @@ fn main() -> Result<()> {
         }),
         Task::Test { filter } => test::test(filter),
         Task::Bench => bench::bench(),
+        Task::Fuzz {
+            differential,
+            parsers,
+            cases,
+            seed,
+            seconds,
+        } => fuzz::fuzz(fuzz::Options {
+            differential,
+            parsers,
+            cases,
+            seed,
+            seconds,
+        }),
         Task::Deb { version, abi_bump } => deb::deb(deb::Options { version, abi_bump }),
     }
 }

@@ -16,8 +16,10 @@ use crate::cmd::run;
 /// Debian packages the tests and the lab use: `ip` for namespaces and veth, `nft` and
 /// `iptables` as oracles, `ethtool` to read NIC features, `libclang-dev` for rustables'
 /// bindgen (the netfilter table is written through it), `tmux` as the terminal `fwctl top`
-/// is tested in, `ipset` as what `fwctl set restore` is benchmarked against, `man-db` for the
-/// package test's `man -w fwctl`.
+/// is tested in, `ipset` as what `fwctl set restore` is benchmarked and compared against,
+/// `conntrack` to forget connections between random differential cases, `xdp-tools` for
+/// xdp-filter, the XDP peer the flood benchmark runs beside fwctl, `man-db` for the package
+/// test's `man -w fwctl`.
 const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "nftables",
@@ -26,18 +28,23 @@ const APT_PACKAGES: &[&str] = &[
     "libclang-dev",
     "tmux",
     "ipset",
+    "conntrack",
+    "xdp-tools",
     "man-db",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";
 /// Packs the Debian package (`cargo xtask deb`).
 const CARGO_DEB_VERSION: &str = "3.8.0";
+/// cargo-fuzz runs the parser fuzz targets (`cargo xtask fuzz --parsers`) on nightly.
+const CARGO_FUZZ_VERSION: &str = "0.13";
 
 pub fn setup() -> Result<()> {
     step("Debian packages", ensure_apt_packages)?;
     step("rust-src for the nightly toolchain", ensure_rust_src)?;
     step("bpf-linker against nightly's LLVM", ensure_bpf_linker)?;
     step("cargo-deb", ensure_cargo_deb)?;
+    step("cargo-fuzz", ensure_cargo_fuzz)?;
     step("fail2ban (not started)", ensure_fail2ban)?;
     eprintln!("[setup] done");
     Ok(())
@@ -50,6 +57,7 @@ pub fn is_complete() -> bool {
         && has_rust_src()
         && bpf_linker_works()
         && cargo_deb_works()
+        && cargo_fuzz_works()
         && installed(FAIL2BAN)
 }
 
@@ -196,30 +204,53 @@ fn ensure_bpf_linker() -> Result<bool> {
     Ok(true)
 }
 
-fn cargo_deb_works() -> bool {
-    Command::new("cargo-deb")
-        .arg("--version")
-        .output()
-        .map(|o| {
-            o.status.success()
-                && String::from_utf8_lossy(&o.stdout).trim()
-                    == format!("cargo-deb {CARGO_DEB_VERSION}")
-        })
+/// Whether `cmd args` runs and its first line of output satisfies `version`.
+fn reports(cmd: &mut Command, version: impl Fn(&str) -> bool) -> bool {
+    cmd.output()
+        .map(|o| o.status.success() && version(String::from_utf8_lossy(&o.stdout).trim()))
         .unwrap_or(false)
 }
 
-fn ensure_cargo_deb() -> Result<bool> {
-    if cargo_deb_works() {
+/// `cargo install NAME --version REQ` unless `works` already holds, and it must after.
+fn cargo_install(name: &str, req: &str, works: fn() -> bool) -> Result<bool> {
+    if works() {
         return Ok(false);
     }
-    eprintln!("[setup]   cargo install cargo-deb {CARGO_DEB_VERSION}; a minute or two");
-    run(Command::new("cargo")
-        .args(["install", "cargo-deb", "--locked", "--force", "--version"])
-        .arg(format!("={CARGO_DEB_VERSION}")))?;
-    if !cargo_deb_works() {
-        bail!("cargo-deb was installed but `cargo-deb --version` does not say {CARGO_DEB_VERSION}");
+    eprintln!("[setup]   cargo install {name} {req}; a few minutes");
+    run(Command::new("cargo").args(["install", name, "--locked", "--force", "--version", req]))?;
+    if !works() {
+        bail!("{name} was installed but does not report version {req}");
     }
     Ok(true)
+}
+
+fn cargo_deb_works() -> bool {
+    reports(Command::new("cargo-deb").arg("--version"), |v| {
+        v == format!("cargo-deb {CARGO_DEB_VERSION}")
+    })
+}
+
+fn ensure_cargo_deb() -> Result<bool> {
+    cargo_install(
+        "cargo-deb",
+        &format!("={CARGO_DEB_VERSION}"),
+        cargo_deb_works,
+    )
+}
+
+fn cargo_fuzz_works() -> bool {
+    reports(
+        Command::new("cargo").args(["+nightly", "fuzz", "--version"]),
+        |v| v.contains(&format!(" {CARGO_FUZZ_VERSION}.")),
+    )
+}
+
+fn ensure_cargo_fuzz() -> Result<bool> {
+    cargo_install(
+        "cargo-fuzz",
+        &format!("~{CARGO_FUZZ_VERSION}"),
+        cargo_fuzz_works,
+    )
 }
 
 /// A folder shaped like an LLVM install (`lib/libLLVM.so` and the soname file) whose files

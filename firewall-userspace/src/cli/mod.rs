@@ -686,23 +686,26 @@ fn save(family: Family, with_counters: bool, json: bool) -> Result<()> {
                 })
         }
     };
-    let (filter_counters, nat_counters) = (counters_of(Table::Filter), counters_of(Table::Nat));
-    let (filter_counters, nat_counters): (Option<list::CountersOf>, Option<list::CountersOf>) =
-        if with_counters {
-            (Some(&filter_counters), Some(&nat_counters))
-        } else {
-            (None, None)
-        };
-    let tables = [
-        (
-            fw.state.ruleset.table(Table::Filter, family),
-            filter_counters,
-        ),
-        (fw.state.ruleset.table(Table::Nat, family), nat_counters),
-    ];
+    let counters = Table::SAVE_ORDER.map(counters_of);
+    // In iptables-save's order of tables.
+    let tables: Vec<(&crate::rules::FamilyRules, Option<list::CountersOf>)> = Table::SAVE_ORDER
+        .iter()
+        .zip(&counters)
+        .map(|(&t, c)| {
+            let c: Option<list::CountersOf> = if with_counters { Some(c) } else { None };
+            (fw.state.ruleset.table(t, family), c)
+        })
+        .collect();
     if json {
+        // Filter first, then nat, as this format always had them; mangle and raw once
+        // they exist.
+        let mut tables = tables;
+        tables.sort_by_key(|(rules, _)| Table::ALL.iter().position(|t| *t == rules.table));
         let value: Vec<serde_json::Value> = tables
             .iter()
+            .filter(|(rules, _)| {
+                matches!(rules.table, Table::Filter | Table::Nat) || rules.exists()
+            })
             .map(|(rules, counters)| {
                 let names = list::chain_names(rules, None).unwrap_or_default();
                 list::json(family, rules, &names, *counters)
@@ -811,10 +814,14 @@ fn apply(
                     let f = r.table(t, family);
                     let rules =
                         list::list_rules(f, &list::chain_names(f, None).unwrap_or_default());
-                    // `-t nat` on the nat table's lines, so the two tables' lines differ.
+                    // `-t nat` (and so on) on the other tables' lines, so the tables' lines
+                    // differ.
                     match t {
                         Table::Filter => rules,
-                        Table::Nat => rules.lines().map(|l| format!("-t nat {l}\n")).collect(),
+                        other => rules
+                            .lines()
+                            .map(|l| format!("-t {} {l}\n", other.name()))
+                            .collect(),
                     }
                 })
                 .concat()

@@ -109,10 +109,25 @@ pub fn attach_pinned(prog: BorrowedFd, ifindex: u32, hook: Hook, path: &Path) ->
     // then (tcx) relative_fd u32 and expected_revision u64, left 0: no relative program,
     // any revision.
     let (attach_type, flags) = hook.attach_type();
-    let mut attr = [0u64; 16];
-    attr[0] = (prog.as_raw_fd() as u32 as u64) | ((ifindex as u64) << 32);
-    attr[1] = (attach_type as u64) | ((flags as u64) << 32);
-    let fd = match (bpf(BPF_LINK_CREATE, &mut attr), hook) {
+    let create = || {
+        let mut attr = [0u64; 16];
+        attr[0] = (prog.as_raw_fd() as u32 as u64) | ((ifindex as u64) << 32);
+        attr[1] = (attach_type as u64) | ((flags as u64) << 32);
+        bpf(BPF_LINK_CREATE, &mut attr)
+    };
+    // tcx refuses a program already on the hook (EEXIST). A link whose last pin was just
+    // removed (a killed run's, taken down before linking again) is released by the kernel
+    // a moment later, from a work queue: wait for that, briefly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut created = create();
+    while matches!(hook, Hook::TcxIngress)
+        && matches!(&created, Err(e) if e.raw_os_error() == Some(libc::EEXIST))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        created = create();
+    }
+    let fd = match (created, hook) {
         (Ok(fd), _) => fd,
         (Err(e), Hook::Xdp(mode))
             if e.raw_os_error() == Some(libc::EOPNOTSUPP)

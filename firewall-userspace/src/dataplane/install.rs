@@ -45,6 +45,9 @@ pub struct Dataplane {
 pub enum CtLookup {
     /// The kernel's conntrack table, if vmlinux BTF has the conntrack kfuncs; else none.
     Auto,
+    /// The kernel's conntrack table, or an error saying why not: for tests, which must not
+    /// pass on a kernel where `Auto` would quietly have judged without it.
+    Kernel,
     /// None: every rule on conntrack state is left to netfilter (as on a kernel without
     /// the kfuncs).
     Off,
@@ -62,12 +65,15 @@ pub fn load_object(capacity: Capacity) -> Result<Ebpf> {
 /// an operator sees, so they say what is missing.
 pub fn load_object_with(ct: CtLookup, capacity: Capacity) -> Result<Ebpf> {
     let (mode, status_offset, kfuncs) = match ct {
-        CtLookup::Auto => {
+        CtLookup::Auto | CtLookup::Kernel => {
             let support = std::fs::read("/sys/kernel/btf/vmlinux")
                 .context("reading /sys/kernel/btf/vmlinux")
                 .and_then(|btf| conntrack_support(&btf));
             match support {
                 Ok(ct) => (CT_MODE_KERNEL, ct.status_offset, Kfuncs::Ids(ct.kfuncs)),
+                Err(e) if ct == CtLookup::Kernel => {
+                    return Err(e.context("conntrack lookups at XDP were required"));
+                }
                 Err(e) => {
                     log::info!(
                         "no conntrack lookups at XDP, rules on conntrack state go to netfilter: {e:#}"
