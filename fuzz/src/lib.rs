@@ -116,11 +116,7 @@ fn names_round_trip(ruleset: &Ruleset, family: Family) -> bool {
     Table::ALL.iter().all(|&table| {
         let rules = ruleset.table(table, family);
         let builtin = rules.builtins().iter().map(|&c| &rules.chain(c).rules);
-        let user = rules
-            .user
-            .iter()
-            .filter(|u| round_trips(&u.name))
-            .map(|u| &u.rules);
+        let user = rules.user.iter().map(|u| &u.rules);
         rules.user.iter().all(|u| round_trips(&u.name))
             && builtin
                 .chain(user)
