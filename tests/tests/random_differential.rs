@@ -2,7 +2,8 @@
 //! (addresses and prefixes, ports and ranges, multiport, protocols, ICMP types, TCP flags,
 //! interfaces with `+`, conntrack states, user chains with jumps and RETURN, negations,
 //! REJECT and LOG) and frames (crafted TCP/UDP/ICMP/other, replies to datagrams the twins
-//! really sent, ICMP errors about them, so ESTABLISHED and RELATED happen). Each case runs
+//! really sent, ICMP errors about them, the client's side of TCP connections the twins
+//! open, so ESTABLISHED and RELATED happen). Each case runs
 //! in twin namespaces (`tests::twins`): every rule's and policy's packet counter in
 //! iptables must equal fwctl's.
 //!
