@@ -7,8 +7,10 @@
 //! comparisons: it holds the hosts' own answers (RSTs, ICMP errors), which XDP never sees.
 
 use std::{
+    cell::RefCell,
     collections::BTreeMap,
     net::{SocketAddr, UdpSocket},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -50,6 +52,8 @@ pub struct Twins {
     to_fw: Wire,
     /// Each twin's (IPv4, IPv6) sockets bound to `REPLY_PORT`.
     answers: [(UdpSocket, UdpSocket); 2],
+    /// The twins' TCP sockets connecting to the client in this case (`connect`).
+    connections: RefCell<Vec<OwnedFd>>,
     files: (PathBuf, PathBuf),
 }
 
@@ -129,6 +133,7 @@ impl Twins {
             fw,
             host_if,
             answers,
+            connections: RefCell::new(Vec::new()),
             files,
         }
     }
@@ -155,6 +160,7 @@ impl Twins {
     /// Forgets every connection both twins track, so a case does not meet an earlier
     /// case's flows (`conntrack -F` exits 0 on an empty table too).
     pub fn forget_connections(&self) {
+        self.connections.borrow_mut().clear();
         for ns in [&self.ipt, &*self.fw] {
             for family in ["ipv4", "ipv6"] {
                 let out = ns
@@ -184,6 +190,37 @@ impl Twins {
         }
     }
 
+    /// Each twin opens a TCP connection to each (client address, client port, twin port)
+    /// from the twin's address and port: a real connect, whose SYN goes out to the client.
+    /// Returns, per twin (iptables, fwctl), each SYN's sequence number as the client saw
+    /// it, so that the client's answers (`tcp_answer`) can be right for each twin.
+    pub fn connect(&self, flows: &[(&str, u16, u16)]) -> [Vec<u32>; 2] {
+        let mut isns = [Vec::new(), Vec::new()];
+        for (twin, (ns, wire)) in [(&self.ipt, &self.to_ipt), (&*self.fw, &self.to_fw)]
+            .into_iter()
+            .enumerate()
+        {
+            let capture = Capture::open(&self.client, wire.ifindex);
+            for &(client, port, local) in flows {
+                let host = if client.contains(':') { HOST6 } else { HOST4 };
+                let from = SocketAddr::new(host.parse().expect("host"), local);
+                let to = SocketAddr::new(client.parse().expect("client"), port);
+                let fd = ns
+                    .run(move || connect_nonblocking(from, to))
+                    .expect("entering a twin")
+                    .unwrap_or_else(|e| panic!("connecting {from} -> {to}: {e}"));
+                self.connections.borrow_mut().push(fd);
+            }
+            for &(client, port, local) in flows {
+                let isn = capture.syn(client, port, local).unwrap_or_else(|| {
+                    panic!("twin {twin} sent no SYN from port {local} to {client}:{port}")
+                });
+                isns[twin].push(isn);
+            }
+        }
+        isns
+    }
+
     /// What the twins have counted so far; `deliver` waits for more.
     pub fn marks(&self) -> Marks {
         Marks {
@@ -197,17 +234,24 @@ impl Twins {
     /// rules of the chain, which every packet traversing it moves) add up to at least what
     /// was sent. Panics, naming what is missing, after a deadline.
     pub fn deliver(&self, frames: &[Vec<u8>], context: &str) {
+        let pairs: Vec<[&[u8]; 2]> = frames.iter().map(|f| [&f[..], &f[..]]).collect();
+        self.deliver_pairs(&pairs, context)
+    }
+
+    /// As `deliver`, with a frame of its own for each twin (iptables, fwctl): answers to a
+    /// twin's own TCP connection carry its sequence numbers.
+    pub fn deliver_pairs(&self, frames: &[[&[u8]; 2]], context: &str) {
         let before = self.marks();
-        let (sent4, sent6) = frames.iter().fold((0, 0), |(a, b), f| {
+        let (sent4, sent6) = frames.iter().fold((0, 0), |(a, b), [f, _]| {
             if f[12..14] == [0x08, 0x00] {
                 (a + 1, b)
             } else {
                 (a, b + 1)
             }
         });
-        for frame in frames {
-            self.to_ipt.send(frame);
-            self.to_fw.send(frame);
+        for [to_ipt, to_fw] in frames {
+            self.to_ipt.send(to_ipt);
+            self.to_fw.send(to_fw);
         }
         let arrived = || {
             (
@@ -355,6 +399,206 @@ pub fn icmp_error(src: &str, dst: &str, port: u16) -> Vec<u8> {
     checksummed(frame)
 }
 
+/// The client's answer on a TCP connection a twin opened (`Twins::connect`): from
+/// `client`:`port` to the twin's `local` port, with `flags`, the client's sequence number
+/// `seq` and the twin's next one (`isn` + 1) acknowledged. Data segments carry 10 bytes.
+pub fn tcp_answer(client: &str, port: u16, local: u16, flags: u8, seq: u32, isn: u32) -> Vec<u8> {
+    let host = if client.contains(':') { HOST6 } else { HOST4 };
+    let mut p = Packet::tcp(client, host, port, local);
+    p.tcp_flags = flags;
+    p.payload = if flags & 0x02 != 0 { 0 } else { 10 };
+    let mut frame = p.bytes();
+    let tcp = 14 + l3_len(&frame);
+    frame[tcp + 4..tcp + 8].copy_from_slice(&seq.to_be_bytes());
+    frame[tcp + 8..tcp + 12].copy_from_slice(&isn.wrapping_add(1).to_be_bytes());
+    // A window, so the twin's stack takes the segment as a peer's.
+    frame[tcp + 14..tcp + 16].copy_from_slice(&8192u16.to_be_bytes());
+    checksummed(frame)
+}
+
+/// A TCP socket in the calling thread's namespace, bound to `from`, connecting to `to`
+/// without waiting (its SYN goes out; the answer comes from crafted frames).
+fn connect_nonblocking(from: SocketAddr, to: SocketAddr) -> std::io::Result<OwnedFd> {
+    let domain = if from.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: socket() has no preconditions; the descriptor is owned from here on.
+    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    // SAFETY: the option value is a c_int that outlives the call.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    // Closed at the end of a case with a reset, not a FIN: the port is free at once for
+    // the next case's connection.
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: the option value is a linger that outlives the call.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    let (from, from_len) = sockaddr(from);
+    let (to, to_len) = sockaddr(to);
+    // SAFETY: the addresses are sockaddr_storage values of the lengths given.
+    if unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&from as *const libc::sockaddr_storage).cast(),
+            from_len,
+        )
+    } != 0
+    {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    let r = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&to as *const libc::sockaddr_storage).cast(),
+            to_len,
+        )
+    };
+    let err = std::io::Error::last_os_error();
+    if r != 0 && err.raw_os_error() != Some(libc::EINPROGRESS) {
+        return Err(err);
+    }
+    Ok(fd)
+}
+
+fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain data; zeroed is a valid value to fill in.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is larger than sockaddr_in and suitably aligned.
+            let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: sockaddr_storage is larger than sockaddr_in6 and suitably aligned.
+            let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+/// Frames leaving a twin, as the client receives them on one interface.
+struct Capture {
+    fd: OwnedFd,
+}
+
+impl Capture {
+    fn open(ns: &Netns, ifindex: libc::c_int) -> Capture {
+        ns.run(move || {
+            let all = (libc::ETH_P_ALL as u16).to_be();
+            // SAFETY: socket() has no preconditions; the descriptor is owned from here on.
+            let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(all)) };
+            assert!(fd >= 0, "AF_PACKET: {}", std::io::Error::last_os_error());
+            // SAFETY: a fresh descriptor we own.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            // SAFETY: sockaddr_ll is plain data; zeroed is a valid value to fill in.
+            let mut at: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            at.sll_family = libc::AF_PACKET as u16;
+            at.sll_protocol = all;
+            at.sll_ifindex = ifindex;
+            // SAFETY: the address is a sockaddr_ll of the length given.
+            let r = unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&at as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(
+                r,
+                0,
+                "binding AF_PACKET: {}",
+                std::io::Error::last_os_error()
+            );
+            let timeout = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 50_000,
+            };
+            // SAFETY: the option value is a timeval that outlives the call.
+            unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    (&timeout as *const libc::timeval).cast(),
+                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                )
+            };
+            Capture { fd }
+        })
+        .expect("entering the client namespace")
+    }
+
+    /// The sequence number of the SYN from the twin's port `local` to `client`:`port`, if
+    /// one arrives before a deadline.
+    fn syn(&self, client: &str, port: u16, local: u16) -> Option<u32> {
+        let client: std::net::IpAddr = client.parse().ok()?;
+        let deadline = Instant::now() + DEADLINE;
+        let mut buf = [0u8; 2048];
+        while Instant::now() < deadline {
+            // SAFETY: the buffer outlives the call; its length is its own.
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let Ok(n) = usize::try_from(n) else { continue };
+            let f = &buf[..n];
+            let (dst, tcp): (std::net::IpAddr, usize) = match f.get(12..14) {
+                Some([0x08, 0x00]) if f.get(23) == Some(&6) => {
+                    let ihl = usize::from(f[14] & 0xf) * 4;
+                    (<[u8; 4]>::try_from(&f[30..34]).ok()?.into(), 14 + ihl)
+                }
+                Some([0x86, 0xdd]) if f.get(20) == Some(&6) => {
+                    (<[u8; 16]>::try_from(&f[38..54]).ok()?.into(), 54)
+                }
+                _ => continue,
+            };
+            let Some(h) = f.get(tcp..tcp + 14) else {
+                continue;
+            };
+            let (sport, dport) = (
+                u16::from_be_bytes([h[0], h[1]]),
+                u16::from_be_bytes([h[2], h[3]]),
+            );
+            if dst == client && sport == local && dport == port && h[13] & 0x12 == 0x02 {
+                return Some(u32::from_be_bytes([h[4], h[5], h[6], h[7]]));
+            }
+        }
+        None
+    }
+}
+
 /// Length of the IP header of an untagged frame built by `Packet` (no IPv6 extensions).
 fn l3_len(frame: &[u8]) -> usize {
     if frame[12..14] == [0x08, 0x00] {
@@ -413,7 +657,7 @@ fn fold(mut sum: u32) -> u16 {
 /// An AF_PACKET socket on one of the client's interfaces: frames go out as written.
 pub struct Wire {
     fd: libc::c_int,
-    ifindex: libc::c_int,
+    pub ifindex: libc::c_int,
 }
 
 impl Wire {

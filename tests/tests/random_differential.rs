@@ -2,7 +2,8 @@
 //! (addresses and prefixes, ports and ranges, multiport, protocols, ICMP types, TCP flags,
 //! interfaces with `+`, conntrack states, user chains with jumps and RETURN, negations,
 //! REJECT and LOG) and frames (crafted TCP/UDP/ICMP/other, replies to datagrams the twins
-//! really sent, ICMP errors about them, so ESTABLISHED and RELATED happen). Each case runs
+//! really sent, ICMP errors about them, the client's side of TCP connections the twins
+//! open, so ESTABLISHED and RELATED happen). Each case runs
 //! in twin namespaces (`tests::twins`): every rule's and policy's packet counter in
 //! iptables must equal fwctl's.
 //!
@@ -23,7 +24,8 @@ use proptest::{
 use tests::{
     packets::{Packet, L4},
     twins::{
-        counters, icmp_error, wire, Twins, HOST4, HOST4_B, HOST6, HOST6_B, SOURCES4, SOURCES6,
+        counters, icmp_error, tcp_answer, wire, Twins, HOST4, HOST4_B, HOST6, HOST6_B, SOURCES4,
+        SOURCES6,
     },
 };
 
@@ -95,6 +97,11 @@ const ICMP4_VALUES: &[(u8, u8)] = &[(8, 0), (0, 0), (3, 4), (3, 3), (3, 1), (11,
 const ICMP6_VALUES: &[(u8, u8)] = &[(128, 0), (129, 0), (1, 3), (1, 4), (2, 0), (135, 0)];
 /// Client ports the twins send a question to from `REPLY_PORT` before the frames.
 const FLOW_PORTS: [u16; 2] = [40001, 40002];
+/// Client ports the twins open a TCP connection to, and the twins' ports for them.
+const TCP_PORTS: [u16; 2] = [41001, 41002];
+const TWIN_TCP_PORTS: [u16; 2] = [5401, 5402];
+/// The client's initial sequence number on those connections.
+const CLIENT_ISN: u32 = 1_000_000;
 const USER_CHAINS: [&str; 3] = ["U1", "U2", "U3"];
 
 type Neg<T> = Option<(bool, T)>;
@@ -183,6 +190,9 @@ enum Frame {
     Reply { v6: bool, flow: usize },
     /// An ICMP error about the twin's question on flow n (RELATED).
     Related { v6: bool, flow: usize },
+    /// The client's side of the TCP connection the twin opened on flow n: its SYN-ACK, or
+    /// a data segment (with sequence numbers right for each twin).
+    Answer { v6: bool, flow: usize, data: bool },
 }
 
 #[derive(Clone, Debug)]
@@ -215,6 +225,20 @@ fn multiport() -> impl Strategy<Value = Option<(bool, &'static str, String)>> {
             vec(multiport_element(), 1..5).prop_map(|ps| ps.join(",")),
         ),
     )
+}
+
+/// `--sport`/`--dport`. iptables-nft drops a match on the whole range (`:65535`) even when
+/// negated, so `! --dport :65535` matches every packet there (the kernel's own udp/tcp
+/// match, as iptables-legacy installs it, and fwctl match none): not generated negated.
+fn port_match() -> impl Strategy<Value = Neg<String>> {
+    neg(port_spec()).prop_map(|m| m.map(|(negated, p)| (negated && p != ":65535", p)))
+}
+
+/// `--tcp-flags`/`--syn`. Like a whole port range, iptables-nft drops `--tcp-flags NONE
+/// NONE` even when negated, so there `! --tcp-flags NONE NONE` matches every TCP packet
+/// (the kernel's tcp match and fwctl: none): not generated negated.
+fn tcp_flags_match() -> impl Strategy<Value = Neg<String>> {
+    neg(tcp_flags()).prop_map(|m| m.map(|(negated, f)| (negated && !f.ends_with("NONE NONE"), f)))
 }
 
 /// A port or a range in a multiport list: iptables refuses open ranges and `N:N` there.
@@ -251,7 +275,7 @@ fn tcp_flags() -> impl Strategy<Value = String> {
 }
 
 fn proto(v6: bool) -> impl Strategy<Value = Proto> {
-    let ports = || (neg(port_spec()), neg(port_spec()), multiport());
+    let ports = || (port_match(), port_match(), multiport());
     let icmp = if v6 { ICMP6_TYPES } else { ICMP4_TYPES };
     let others: &'static [&'static str] = if v6 {
         &["tcp", "udp", "ipv6-icmp", "esp", "47", "all"]
@@ -259,7 +283,7 @@ fn proto(v6: bool) -> impl Strategy<Value = Proto> {
         &["tcp", "udp", "icmp", "esp", "47", "all"]
     };
     prop_oneof![
-        4 => (ports(), neg(tcp_flags())).prop_map(|((sport, dport, multiport), flags)| {
+        4 => (ports(), tcp_flags_match()).prop_map(|((sport, dport, multiport), flags)| {
             Proto::Tcp { sport, dport, multiport, flags }
         }),
         3 => ports().prop_map(|(sport, dport, multiport)| Proto::Udp { sport, dport, multiport }),
@@ -349,6 +373,8 @@ fn frame() -> impl Strategy<Value = Frame> {
             .prop_map(|(v6, src, dst, proto)| Frame::Other { v6, src, dst, proto }),
         2 => (any::<bool>(), 0..FLOW_PORTS.len()).prop_map(|(v6, flow)| Frame::Reply { v6, flow }),
         1 => (any::<bool>(), 0..FLOW_PORTS.len()).prop_map(|(v6, flow)| Frame::Related { v6, flow }),
+        2 => (any::<bool>(), 0..FLOW_PORTS.len(), any::<bool>())
+            .prop_map(|(v6, flow, data)| Frame::Answer { v6, flow, data }),
     ]
 }
 
@@ -499,8 +525,19 @@ fn flow(v6: bool, n: usize) -> (&'static str, u16) {
     (addr(v6, n * 3), FLOW_PORTS[n])
 }
 
+/// TCP flow n of a family: (client address, client port, twin port), and its index in
+/// the list `Twins::connect` takes.
+fn tcp_flow(v6: bool, n: usize) -> ((&'static str, u16, u16), usize) {
+    let (client, _) = flow(v6, n);
+    (
+        (client, TCP_PORTS[n], TWIN_TCP_PORTS[n]),
+        usize::from(v6) * TCP_PORTS.len() + n,
+    )
+}
+
 impl Frame {
-    fn bytes(&self, icmp_id: u16) -> Vec<u8> {
+    /// The frame; `isns`: the twin's initial sequence number of each TCP flow.
+    fn bytes(&self, icmp_id: u16, isns: &[u32]) -> Vec<u8> {
         match *self {
             Frame::Tcp {
                 v6,
@@ -556,6 +593,15 @@ impl Frame {
                 let (client, port) = flow(v6, n);
                 icmp_error(client, host(v6, false), port)
             }
+            Frame::Answer { v6, flow: n, data } => {
+                let ((client, port, local), i) = tcp_flow(v6, n);
+                let (flags, seq) = if data {
+                    (0x18, CLIENT_ISN + 1)
+                } else {
+                    (0x12, CLIENT_ISN)
+                };
+                tcp_answer(client, port, local, flags, seq, isns[i])
+            }
         }
     }
 }
@@ -602,6 +648,10 @@ impl fmt::Display for Frame {
             }
             Frame::Reply { v6, flow } => write!(f, "reply {} {flow}", fam(v6)),
             Frame::Related { v6, flow } => write!(f, "related {} {flow}", fam(v6)),
+            Frame::Answer { v6, flow, data } => {
+                let what = if data { "data" } else { "synack" };
+                write!(f, "answer {} {flow} {what}", fam(v6))
+            }
         }
     }
 }
@@ -616,7 +666,7 @@ impl FromStr for Frame {
                 .ok_or_else(|| format!("field {i} of {line:?} is not a number"))
         };
         let v6 = n(1)? == 6;
-        let (src, dst) = (n(2)? as usize, n(3).unwrap_or(0) == 1);
+        let (src, dst) = (n(2)? as usize, n(3).is_ok_and(|d| d == 1));
         Ok(match w.first().copied() {
             Some("tcp") => Frame::Tcp {
                 v6,
@@ -648,6 +698,11 @@ impl FromStr for Frame {
             },
             Some("reply") => Frame::Reply { v6, flow: src },
             Some("related") => Frame::Related { v6, flow: src },
+            Some("answer") => Frame::Answer {
+                v6,
+                flow: src,
+                data: w.get(3) == Some(&"data"),
+            },
             _ => return Err(format!("not a frame: {line:?}")),
         })
     }
@@ -676,7 +731,7 @@ impl Replay {
             "# fwctl random differential case; replay it with\n\
              # FWQ_REPLAY=THIS_FILE cargo test -p tests --test random_differential replay -- --nocapture\n\
              # frames: tcp|udp FAMILY SOURCE# SECOND-HOST SPORT DPORT [FLAGS], icmp ... TYPE CODE,\n\
-             # other ... PROTO, reply|related FAMILY FLOW#\n\
+             # other ... PROTO, reply|related FAMILY FLOW#, answer FAMILY FLOW# synack|data\n\
              [v4]\n{}[v6]\n{}[frames]\n{}\n",
             self.v4,
             self.v6,
@@ -717,13 +772,19 @@ impl Replay {
             .flat_map(|v6| (0..FLOW_PORTS.len()).map(move |n| flow(v6, n)))
             .collect();
         twins.ask(&flows);
-        let frames: Vec<Vec<u8>> = self
+        let tcp: Vec<(&str, u16, u16)> = [false, true]
+            .into_iter()
+            .flat_map(|v6| (0..TCP_PORTS.len()).map(move |n| tcp_flow(v6, n).0))
+            .collect();
+        let isns = twins.connect(&tcp);
+        let frames: Vec<[Vec<u8>; 2]> = self
             .frames
             .iter()
             .enumerate()
-            .map(|(i, f)| f.bytes(1000 + i as u16))
+            .map(|(i, f)| isns.each_ref().map(|isns| f.bytes(1000 + i as u16, isns)))
             .collect();
-        twins.deliver(&frames, "random case");
+        let pairs: Vec<[&[u8]; 2]> = frames.iter().map(|[a, b]| [&a[..], &b[..]]).collect();
+        twins.deliver_pairs(&pairs, "random case");
         let mut differences = Vec::new();
         for family in ["4", "6"] {
             let (theirs, ours) = twins.listings(family);
@@ -780,7 +841,7 @@ fn random_rulesets_count_as_in_iptables() {
     });
     let xdp_drops = twins.xdp_drops();
     eprintln!(
-        "random differential: seed {seed}, {cases} cases ({} runs with shrinking), {xdp_drops} frames dropped at XDP, {:.1}s",
+        "random differential: seed {seed}, {cases} cases ({} runs, shrinking included), {xdp_drops} frames dropped at XDP, {:.1}s",
         ran.get(),
         start.elapsed().as_secs_f64()
     );
@@ -882,4 +943,8 @@ reply 4 0
 related 4 1
 reply 6 1
 udp 6 0 1 123 123
+answer 4 0 synack
+answer 4 0 data
+answer 6 1 synack
+answer 6 1 data
 ";

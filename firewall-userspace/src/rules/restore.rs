@@ -175,6 +175,12 @@ pub fn restore_onto(
         }
         let inv =
             parse_args(&args).map_err(|ParseError { message, status }| fail(message, status))?;
+        // A line marked for the other family (`-4` read by ip6tables-restore, `-6` by
+        // iptables-restore) is skipped, as iptables does: parsed for that family, its
+        // addresses would otherwise land in this family's rules.
+        if inv.family != family {
+            continue;
+        }
         if inv.table != table {
             return Err(fail(
                 format!(
@@ -306,6 +312,20 @@ COMMIT
             v4.input.rules[3].spec.comment.as_deref(),
             Some("hello world")
         );
+    }
+
+    /// Found by the iptables_save fuzz target: a `-4` line restored as IPv6 put an IPv4
+    /// address in the IPv6 rules, whose save `fwctl restore -6` then refused.
+    #[test]
+    fn lines_for_the_other_family_are_skipped() {
+        let text = "*filter\n-A INPUT -4 -s 10.0.0.0/8 -j DROP\n-A INPUT -6 -s fd00::/8 -j DROP\n-A INPUT -j ACCEPT\nCOMMIT\n";
+        for (family, kept) in [(Family::V4, "10.0.0.0"), (Family::V6, "fd00::")] {
+            let r = restore(text, family, &Ruleset::default(), false).unwrap();
+            let rules = &r.editor.ruleset.family(family).input.rules;
+            assert_eq!(rules.len(), 2, "{family:?}");
+            let src = rules[0].spec.src.as_ref().map(|c| c.value.addr.to_string());
+            assert_eq!(src.as_deref(), Some(kept), "{family:?}");
+        }
     }
 
     #[test]
