@@ -586,12 +586,20 @@ fn table() -> NftTable {
     NftTable::new(ProtocolFamily::Inet).with_name(TABLE)
 }
 
+/// A hooked chain. Once dispatch rules are in, every packet leaves it by one of them; until
+/// then (a first change killed after its staging batch, before the switch) filter INPUT and
+/// FORWARD drop, so that no packet passes a firewall that is half in place.
 fn base_chain(b: &BaseChain) -> NftChain {
+    let closed = b.table == Table::Filter && matches!(b.chain, Chain::Input | Chain::Forward);
     NftChain::new(&table())
         .with_name(b.name)
         .with_hook(Hook::new(b.hook, b.priority))
         .with_type(b.kind)
-        .with_policy(ChainPolicy::Accept)
+        .with_policy(if closed {
+            ChainPolicy::Drop
+        } else {
+            ChainPolicy::Accept
+        })
 }
 
 fn chain(name: &str) -> NftChain {
