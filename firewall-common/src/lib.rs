@@ -9,7 +9,27 @@
 use bytemuck::{Pod, Zeroable};
 
 /// Bumped whenever a map's key or value layout changes; part of the pin path.
-pub const ABI_VERSION: u32 = 8;
+/// `FWCTL_ABI_BUMP=N` at build time adds N: the upgrade test's second build (tests/tests/
+/// upgrade.rs) changes the ABI without changing the source.
+pub const ABI_VERSION: u32 = 8 + abi_bump();
+
+const fn abi_bump() -> u32 {
+    let Some(text) = option_env!("FWCTL_ABI_BUMP") else {
+        return 0;
+    };
+    let digits = text.as_bytes();
+    let mut n = 0;
+    let mut i = 0;
+    while i < digits.len() {
+        assert!(
+            digits[i].is_ascii_digit(),
+            "FWCTL_ABI_BUMP must be a number"
+        );
+        n = n * 10 + (digits[i] - b'0') as u32;
+        i += 1;
+    }
+    n
+}
 
 /// Address families, in the order their tables are stored.
 pub const FAMILY_V4: u32 = 0;
@@ -233,6 +253,12 @@ pub const CONFIG_LOG_VERDICTS: u32 = 1;
 pub const CONFIG_FAST_V4: u32 = 2;
 pub const CONFIG_FAST_V6: u32 = 4;
 
+/// [`Config::flags`]: conntrack helpers may be attached to connections in this namespace
+/// (an nftables ct helper or ct expectation object, iptables' CT target): a new connection
+/// may then be RELATED through an expectation, which XDP's lookup cannot see, so a miss is
+/// not certainly NEW and the packet goes to netfilter. fwctl checks at every change.
+pub const CONFIG_CT_HELPERS: u32 = 8;
+
 pub const fn config_fast(family: u32) -> u32 {
     CONFIG_FAST_V4 << (family & 1)
 }
@@ -241,8 +267,8 @@ pub const fn config_fast(family: u32) -> u32 {
 /// generation, computed with the classifier from the same ruleset; reader: the XDP
 /// program. For each family and each (fast class, value) of INPUT, the outcome every
 /// packet with that key gets, when one rule (or the policy) decides them all:
-/// [`fast_final`]; or the index of a [`MAP_FAST_CT`] element, when the outcome depends on
-/// the conntrack class only; or 0: the full classifier decides. Keys:
+/// [`fast_final`]; or [`FAST_BY_CLASS`] and the index of a [`MAP_FAST_CT`] element, when
+/// the outcome depends on the conntrack class only; or 0: the full classifier decides. Keys:
 /// [`FAST_TCP_SYN`] and [`FAST_TCP`] by destination port, [`FAST_UDP`] by destination
 /// port, [`FAST_ICMP`] by `type << 8 | code`.
 pub const MAP_FAST: &str = "FW_FAST";
@@ -273,6 +299,11 @@ pub const FAST_VERDICT_SHIFT: u32 = 24;
 pub const FAST_SLOT_MASK: u32 = (1 << FAST_VERDICT_SHIFT) - 1;
 pub const FAST_NO_SLOT: u32 = FAST_SLOT_MASK;
 const _: () = assert!(MAX_COUNTERS < FAST_NO_SLOT);
+
+/// A `FW_FASTCT` reference whose four outcomes are all final: the conntrack lookup then
+/// decides the packet for sure, so the program makes it on the fast path. Without this
+/// bit the classifier decides (and makes the lookup itself): never two lookups.
+pub const FAST_BY_CLASS: u32 = 1 << 30;
 
 pub const fn fast_final(verdict: u32, slot: u32) -> u32 {
     FAST_FINAL | (verdict & 3) << FAST_VERDICT_SHIFT | (slot & FAST_SLOT_MASK)

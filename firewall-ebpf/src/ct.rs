@@ -6,7 +6,8 @@
 //! entry seen in the reply direction or with `IPS_SEEN_REPLY` is ESTABLISHED, one with
 //! `IPS_EXPECTED` RELATED, another one NEW. A miss is NEW only where conntrack cannot call
 //! the packet anything else: UDP, and a TCP SYN (without ACK, RST or FIN, which
-//! `nf_conntrack_tcp` would reject or, with `nf_conntrack_tcp_loose`, pick up mid-stream).
+//! `nf_conntrack_tcp` would reject or, with `nf_conntrack_tcp_loose`, pick up mid-stream),
+//! and only where no conntrack helper can have set up an expectation (`CONFIG_CT_HELPERS`).
 //! Everything else is class 0, left to netfilter: ICMP (the lookup refuses it, and RELATED
 //! ICMP errors must reach netfilter), other protocols, fragments, lookup errors.
 //!
@@ -16,9 +17,9 @@
 
 use aya_ebpf::{bindings::xdp_md, programs::XdpContext};
 use firewall_common::{
-    CT_CLASS_ESTABLISHED, CT_CLASS_NEW, CT_CLASS_RELATED, CT_CLASS_UNKNOWN, CT_FAKE_ERROR,
-    CT_FAKE_FOUND, CT_FAKE_REPLY, CT_FAKE_STATUS_SHIFT, CT_MODE_FAKE, CT_MODE_KERNEL, FAMILY_V4,
-    IPS_EXPECTED, IPS_SEEN_REPLY,
+    Config, CONFIG_CT_HELPERS, CT_CLASS_ESTABLISHED, CT_CLASS_NEW, CT_CLASS_RELATED,
+    CT_CLASS_UNKNOWN, CT_FAKE_ERROR, CT_FAKE_FOUND, CT_FAKE_REPLY, CT_FAKE_STATUS_SHIFT,
+    CT_MODE_FAKE, CT_MODE_KERNEL, FAMILY_V4, IPS_EXPECTED, IPS_SEEN_REPLY,
 };
 
 use crate::parse::Packet;
@@ -64,12 +65,20 @@ struct Found {
 }
 
 /// The class of `pkt`. `mode` and `status_offset` are the loader's read-only globals, so
-/// the verifier only walks the mode in force; `fake` is FW_CONFIG's fake lookup result.
+/// the verifier only walks the mode in force; `config` is FW_CONFIG's (its fake lookup
+/// result, its helpers flag).
 ///
 /// Not inlined: the tuple and options live in a frame of their own that is gone before the
 /// classifier runs, instead of riding along in every verifier state.
 #[inline(never)]
-pub fn class(ctx: &XdpContext, pkt: &Packet, mode: u32, status_offset: u32, fake: u32) -> u32 {
+pub fn class(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    mode: u32,
+    status_offset: u32,
+    config: &Config,
+) -> u32 {
+    let fake = config.fake_ct_lookup;
     if !pkt.has_ports || pkt.fragment {
         return CT_CLASS_UNKNOWN;
     }
@@ -93,7 +102,10 @@ pub fn class(ctx: &XdpContext, pkt: &Packet, mode: u32, status_offset: u32, fake
     let tcp = pkt.proto == IPPROTO_TCP;
     let syn_only = tcp && pkt.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN;
     if !found.hit {
-        return if !tcp || syn_only {
+        // With helpers about, an expectation (which the lookup does not see) may make the
+        // packet RELATED.
+        let helpers = config.flags & CONFIG_CT_HELPERS != 0;
+        return if (!tcp || syn_only) && !helpers {
             CT_CLASS_NEW
         } else {
             CT_CLASS_UNKNOWN

@@ -11,11 +11,11 @@
 //! Only for families the namespace does not forward (`CONFIG_FAST_*`): there every packet
 //! is INPUT's and no FIB lookup is needed.
 
-use aya_ebpf::{macros::map, maps::Array};
+use aya_ebpf::{macros::map, maps::Array, programs::XdpContext};
 use firewall_common::{
-    config_fast, fast_index, FastCt, BPF_F_MMAPABLE, CONFIG_LOG_VERDICTS, FAMILY_V4, FAST_CLASSES,
-    FAST_CT_PER_GENERATION, FAST_ELEMENTS, FAST_FINAL, FAST_ICMP, FAST_TCP, FAST_TCP_SYN, FAST_UDP,
-    GENERATIONS,
+    config_fast, fast_index, FastCt, BPF_F_MMAPABLE, CONFIG_LOG_VERDICTS, FAMILY_V4, FAST_BY_CLASS,
+    FAST_CLASSES, FAST_CT_PER_GENERATION, FAST_ELEMENTS, FAST_FINAL, FAST_ICMP, FAST_TCP,
+    FAST_TCP_SYN, FAST_UDP, GENERATIONS,
 };
 use firewall_ebpf::parse::Packet;
 
@@ -38,7 +38,7 @@ const TCP_ACK: u8 = 0x10;
 pub enum Fast {
     /// A [`firewall_common::fast_final`] outcome.
     Final(u32),
-    /// The outcome depends on the conntrack class: `FW_FASTCT` element `index` has it.
+    /// The conntrack class decides: `FW_FASTCT` element `index` has every class's outcome.
     ByClass(u32),
     /// The classifier decides.
     Classify,
@@ -84,20 +84,105 @@ pub fn lookup(pkt: &Packet, generation: u32, flags: u32) -> Fast {
     let word = (pair >> ((i & 1) * 32)) as u32;
     if word & FAST_FINAL != 0 {
         Fast::Final(word)
-    } else if word != 0 {
-        Fast::ByClass(word)
+    } else if word & FAST_BY_CLASS != 0 {
+        Fast::ByClass(word & !FAST_BY_CLASS)
     } else {
         Fast::Classify
     }
 }
 
-/// The outcome for conntrack class `class` in `FW_FASTCT` element `index` of `generation`,
-/// or 0 when the classifier must decide.
+/// What the fast path made of an untagged IPv4 frame (see [`ipv4`]).
+pub enum V4 {
+    /// The table decides: the outcome, the IP length, the source address.
+    Final(u32, u32, u32),
+    /// The conntrack class decides (`FW_FASTCT` index), for this packet.
+    ByClass(u32, Packet),
+}
+
+/// The fast path's own reading of an untagged IPv4 frame, before (and instead of) the full
+/// parse: just the fields the table is keyed by, with one load each. None for everything
+/// the table cannot decide (other frames, fragments, IP options the full parse must see,
+/// keys the classifier decides), which then takes the full path.
 #[inline(always)]
-pub fn by_class(generation: u32, index: u32, class: u32) -> u32 {
-    let at = (generation & 1) * FAST_CT_PER_GENERATION + (index % FAST_CT_PER_GENERATION);
-    match FAST_CT.get(at) {
-        Some(outcomes) => outcomes.by_class[(class & 3) as usize],
-        None => 0,
+pub fn ipv4(ctx: &XdpContext, generation: u32, flags: u32) -> Option<V4> {
+    if flags & (config_fast(FAMILY_V4) | CONFIG_LOG_VERDICTS) != config_fast(FAMILY_V4) {
+        return None;
     }
+    let data = ctx.data();
+    let end = ctx.data_end();
+    // Ethernet (14) and an IPv4 header without options (20).
+    if data + 34 > end {
+        return None;
+    }
+    // SAFETY: every read below is inside [data, end), checked first. Frames start 2-byte
+    // aligned (the driver's headroom is even), so the u16 loads at even offsets are aligned.
+    unsafe {
+        if *((data + 12) as *const u16) != ETH_P_IPV4_BE {
+            return None;
+        }
+        let ip = data + 14;
+        let vihl = *(ip as *const u8);
+        // Options, a bad header length or another version: the full parse decides.
+        if vihl != 0x45 {
+            return None;
+        }
+        // Any fragment (MF or an offset) is netfilter's, after reassembly.
+        if *((ip + 6) as *const u16) & FRAG_MASK_BE != 0 {
+            return None;
+        }
+        let proto = *((ip + 9) as *const u8);
+        let l4 = ip + 20;
+        let (class, need) = match proto as u32 {
+            IPPROTO_TCP => (FAST_TCP, 14),
+            IPPROTO_UDP => (FAST_UDP, 4),
+            IPPROTO_ICMP => (FAST_ICMP, 4),
+            _ => return None,
+        };
+        if l4 + need > end {
+            return None;
+        }
+        // Ports (TCP, UDP) or type, code and checksum (ICMP): the first word, host order.
+        let first = u32::from_be(core::ptr::read_unaligned(l4 as *const u32));
+        let mut tcp_flags = 0;
+        let (class, value) = if class == FAST_TCP {
+            tcp_flags = *((l4 + 13) as *const u8);
+            let syn = tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN;
+            (if syn { FAST_TCP_SYN } else { FAST_TCP }, first & 0xffff)
+        } else if class == FAST_UDP {
+            (FAST_UDP, first & 0xffff)
+        } else {
+            (FAST_ICMP, first >> 16)
+        };
+        let i = fast_index(generation, FAMILY_V4, class, value);
+        let pair = *FAST.get(i / 2)?;
+        let word = (pair >> ((i & 1) * 32)) as u32;
+        if word == 0 {
+            return None;
+        }
+        let ip_len = u16::from_be(*((ip + 2) as *const u16)) as u32;
+        let src = core::ptr::read_unaligned((ip + 12) as *const u32);
+        if word & FAST_FINAL != 0 {
+            return Some(V4::Final(word, ip_len, src));
+        }
+        if word & FAST_BY_CLASS == 0 {
+            return None;
+        }
+        let dst = core::ptr::read_unaligned((ip + 16) as *const u32);
+        let pkt = Packet::ipv4(src, dst, proto, first, tcp_flags, ip_len);
+        Some(V4::ByClass(word & !FAST_BY_CLASS, pkt))
+    }
+}
+
+/// EtherType IPv4 and the IPv4 fragment bits (MF and the offset) as loaded from the wire
+/// on a little-endian machine.
+const ETH_P_IPV4_BE: u16 = 0x0800u16.to_be();
+const FRAG_MASK_BE: u16 = 0x3fffu16.to_be();
+
+/// The outcome for conntrack class `class` in `FW_FASTCT` element `index` of `generation`:
+/// final, since only complete elements are referred to; None only with a broken install.
+#[inline(always)]
+pub fn by_class(generation: u32, index: u32, class: u32) -> Option<u32> {
+    let at = (generation & 1) * FAST_CT_PER_GENERATION + (index % FAST_CT_PER_GENERATION);
+    let outcome = FAST_CT.get(at)?.by_class[(class & 3) as usize];
+    (outcome & FAST_FINAL != 0).then_some(outcome)
 }

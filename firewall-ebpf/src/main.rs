@@ -121,6 +121,28 @@ pub fn fw_ingress(ctx: XdpContext) -> u32 {
 }
 
 fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
+    let config = CONFIG.get(0).ok_or(Broken)?;
+    let generation = config.active % GENERATIONS;
+    match fast::ipv4(ctx, generation, config.flags) {
+        Some(fast::V4::Final(outcome, ip_len, src)) => {
+            return Ok(finish(
+                ctx,
+                generation,
+                outcome,
+                ip_len,
+                FAMILY_V4,
+                &[src, 0, 0, 0],
+            ));
+        }
+        Some(fast::V4::ByClass(index, pkt)) => {
+            let outcome =
+                fast::by_class(generation, index, ct_class(ctx, &pkt, config)).ok_or(Broken)?;
+            return Ok(finish(
+                ctx, generation, outcome, pkt.ip_len, pkt.family, &pkt.src,
+            ));
+        }
+        None => {}
+    }
     let pkt = match parse(ctx) {
         Ok(Parsed::Ip(pkt)) => pkt,
         Ok(Parsed::NotIp) => {
@@ -134,8 +156,6 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
             return Ok(XDP_DROP);
         }
     };
-    let config = CONFIG.get(0).ok_or(Broken)?;
-    let generation = config.active % GENERATIONS;
     if pkt.fragment {
         // Netfilter sees the reassembled datagram (see REASON_FRAGMENT): judging a
         // fragment here would drop the datagram whose first fragment a port rule accepts.
@@ -144,12 +164,17 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
         return Ok(XDP_PASS);
     }
     match fast::lookup(&pkt, generation, config.flags) {
-        Fast::Final(outcome) => return Ok(finish(ctx, &pkt, generation, outcome)),
+        Fast::Final(outcome) => {
+            return Ok(finish(
+                ctx, generation, outcome, pkt.ip_len, pkt.family, &pkt.src,
+            ))
+        }
         Fast::ByClass(index) => {
-            let outcome = fast::by_class(generation, index, ct_class(ctx, &pkt, config));
-            if outcome != 0 {
-                return Ok(finish(ctx, &pkt, generation, outcome));
-            }
+            let outcome =
+                fast::by_class(generation, index, ct_class(ctx, &pkt, config)).ok_or(Broken)?;
+            return Ok(finish(
+                ctx, generation, outcome, pkt.ip_len, pkt.family, &pkt.src,
+            ));
         }
         Fast::Classify => {}
     }
@@ -182,7 +207,7 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
         // SAFETY: the helper has no preconditions.
         let r = unsafe { bpf_get_prandom_u32() };
         if r & (TALKER_SAMPLE - 1) == 0 {
-            record_talker(&pkt, r >> 16);
+            record_talker(pkt.family, &pkt.src, r >> 16);
         }
         Ok(XDP_DROP)
     }
@@ -198,25 +223,32 @@ fn ct_class(ctx: &XdpContext, pkt: &Packet, config: &Config) -> u32 {
             core::ptr::read_volatile(&NF_CONN_STATUS),
         )
     };
-    ct::class(ctx, pkt, mode, status, config.fake_ct_lookup)
+    ct::class(ctx, pkt, mode, status, config)
 }
 
 /// Applies a fast-path outcome (`firewall_common::fast_final`). No helper call on a drop:
 /// the rule's own per-CPU packet count picks which drops are sampled for the top talkers.
 #[inline(always)]
-fn finish(ctx: &XdpContext, pkt: &Packet, generation: u32, outcome: u32) -> u32 {
+fn finish(
+    ctx: &XdpContext,
+    generation: u32,
+    outcome: u32,
+    ip_len: u32,
+    family: u32,
+    src: &[u32; 4],
+) -> u32 {
     let verdict = (outcome >> FAST_VERDICT_SHIFT) & 3;
     if verdict == VERDICT_DEFER {
         tell_netfilter(ctx, xdp_meta(generation, false));
         return XDP_PASS;
     }
-    let packets = count(outcome & FAST_SLOT_MASK, pkt.ip_len as u64);
+    let packets = count(outcome & FAST_SLOT_MASK, ip_len as u64);
     if verdict == VERDICT_ACCEPT {
         tell_netfilter(ctx, xdp_meta(generation, true));
         return XDP_PASS;
     }
     if packets & (TALKER_SAMPLE as u64 - 1) == 0 {
-        record_talker(pkt, (packets / TALKER_SAMPLE as u64) as u32);
+        record_talker(family, src, (packets / TALKER_SAMPLE as u64) as u32);
     }
     XDP_DROP
 }
@@ -225,15 +257,15 @@ fn finish(ctx: &XdpContext, pkt: &Packet, generation: u32, outcome: u32) -> u32 
 /// `n` (modulo the ring). Not inlined: its frame must not add to the entry point's, which
 /// the walk's already brings close to the stack limit.
 #[inline(never)]
-fn record_talker(pkt: &Packet, n: u32) {
+fn record_talker(family: u32, src: &[u32; 4], n: u32) {
     if let Some(slot) = TALKERS.get_ptr_mut(n % TALKER_SLOTS) {
         // SAFETY: a per-CPU slot of our own map; nothing else writes it on this CPU now.
         // Field by field: no Talker built on the stack.
         unsafe {
             for i in 0..4 {
-                (*slot).src[i] = pkt.src[i];
+                (*slot).src[i] = src[i];
             }
-            (*slot).family = pkt.family + 1;
+            (*slot).family = family + 1;
         }
     }
 }

@@ -84,6 +84,27 @@ impl Packet {
     }
 }
 
+impl Packet {
+    /// An IPv4 packet read by the fast path (no fragment): its ports for TCP and UDP, its
+    /// flags for TCP, its type and code for ICMP, given in `l4` as the transport header's
+    /// first word (ports, or type and code) in host order and `tcp_flags`.
+    #[inline(always)]
+    pub fn ipv4(src: u32, dst: u32, proto: u8, l4: u32, tcp_flags: u8, ip_len: u32) -> Packet {
+        let mut pkt = Packet::new(FAMILY_V4, [src, 0, 0, 0], [dst, 0, 0, 0], proto, ip_len);
+        if proto == IPPROTO_TCP || proto == IPPROTO_UDP {
+            pkt.sport = (l4 >> 16) as u16;
+            pkt.dport = l4 as u16;
+            pkt.has_ports = true;
+            pkt.tcp_flags = tcp_flags;
+            pkt.has_tcp = proto == IPPROTO_TCP;
+        } else if proto == IPPROTO_ICMP {
+            pkt.icmp = (l4 >> 16) as u16;
+            pkt.has_icmp = true;
+        }
+        pkt
+    }
+}
+
 pub enum Parsed {
     /// An IPv4 or IPv6 packet, judged by the ruleset of its family.
     Ip(Packet),

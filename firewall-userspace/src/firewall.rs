@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use aya::programs::{SchedClassifier, Xdp};
 use aya_obj::programs::XdpAttachType;
 use firewall_common::{
-    policy_counter, Config, Counter, CONFIG_FAST_V4, CONFIG_FAST_V6, CONFIG_LOG_VERDICTS,
-    POLICY_COUNTER_SLOTS,
+    policy_counter, Config, Counter, CONFIG_CT_HELPERS, CONFIG_FAST_V4, CONFIG_FAST_V6,
+    CONFIG_LOG_VERDICTS, POLICY_COUNTER_SLOTS,
 };
 
 /// The `Config::flags` bits a commit recomputes from the namespace's forwarding sysctls.
@@ -71,7 +71,11 @@ impl Firewall {
     /// an empty bpffs, and reading zeros there, or installing into it (pins that vanish at
     /// exit, beside the real ones), would be worse than stopping.
     pub fn lock() -> Result<Firewall> {
-        let fw = Firewall::lock_for_down()?;
+        let mut fw = Firewall::lock_for_down()?;
+        let older = crate::dataplane::upgrade::older_instances(&fw.ns);
+        if fw.store.exists() && !older.is_empty() {
+            fw.upgrade(&older)?;
+        }
         if fw.store.exists() && !fw.ns.pin_dir.join(PROGRAM_NAME).exists() {
             bail!(
                 "the state in {} says fwctl is installed here, but its pinned programs and maps are not in {}: \
@@ -83,6 +87,58 @@ impl Firewall {
         }
         crate::dataplane::resize::repair(&fw.ns)?;
         Ok(fw)
+    }
+
+    /// Moves the firewall in force from the instances of another BPF ABI (`older`, pinned
+    /// by the fwctl this one replaced) to one of this ABI: see `dataplane::upgrade`. Then
+    /// commits the ruleset again, so netfilter's table follows this version too.
+    fn upgrade(&mut self, older: &[(u32, std::path::PathBuf)]) -> Result<()> {
+        use crate::dataplane::upgrade;
+        let from: Vec<String> = older.iter().map(|(abi, _)| abi.to_string()).collect();
+        if !self.ns.pin_dir.join(PROGRAM_NAME).exists() {
+            let Some(generation) = self.state.generation else {
+                bail!(
+                    "the firewall in force was installed by an fwctl of BPF ABI {} that did not record its generation; \
+                     it stays in force, untouched. To move it to this fwctl (ABI {}): `fwctl save` and `fwctl set save` \
+                     with the old binary, `fwctl down`, then restore them with this one",
+                    from.join(", "),
+                    firewall_common::ABI_VERSION
+                );
+            };
+            let image =
+                compile_with_sets(&self.state.ruleset, &self.interfaces(), &self.state.sets)?;
+            let slots_end = self.state.ruleset.slots().max().map_or(0, |s| s + 1);
+            let capacity = Capacity::needed(&image, slots_end).sized();
+            let flags = crate::dataplane::forwarding::fast_flags(
+                self.state.interfaces.iter().map(|i| i.name.as_str()),
+            );
+            let config = firewall_common::Config {
+                active: generation,
+                mark_shift: self.state.mark_shift,
+                flags,
+                ..crate::dataplane::install::initial_config()
+            };
+            let fill = |dir: &std::path::Path| {
+                crate::sets::xdp::reload_sets(dir, &self.ns.state_dir, &self.state.sets)
+            };
+            upgrade::build(&self.ns, capacity, &image, config, fill)?;
+            fault_point("upgrade-built");
+        }
+        let mut moved = 0;
+        for (_, dir) in older {
+            moved += upgrade::move_links(dir, &self.ns)?;
+        }
+        fault_point("upgrade-relinked");
+        for (_, dir) in older {
+            remove_pins(dir)?;
+        }
+        eprintln!(
+            "fwctl: moved the firewall in force from BPF ABI {} to {} ({moved} link(s)): rules, sets and \
+             interfaces carried over; XDP's share of the rule counters restarts at 0, netfilter's carries over",
+            from.join(", "),
+            firewall_common::ABI_VERSION
+        );
+        self.recommit()
     }
 
     /// Locks without the consistency check, for `down`, which cleans up whatever is there.
@@ -164,7 +220,7 @@ impl Firewall {
         let mut dp = Dataplane::open_or_install(&self.ns, need.sized())?;
         let resize = self.resize_for(&dp, need)?;
         let marks = self.marks();
-        let nat = netfilter::uses_nat(&editor.ruleset);
+        let hooked = netfilter::hooked_tables(&editor.ruleset);
         let current = dp.maps.config()?.active;
         let baseline = &self.state.nft_baseline;
         let set_registry = &self.state.sets;
@@ -174,7 +230,7 @@ impl Firewall {
         let stage = |next| {
             let counters = netfilter::counters(current)?.minus(baseline);
             let chains = netfilter::translate(&editor.ruleset, next, &counters, set_registry)?;
-            netfilter::stage(&chains, next, current, marks, nat)?;
+            netfilter::stage(&chains, next, current, marks, &hooked)?;
             // The idle generation's old rules were the last to name replaced sets.
             let retired: Vec<&str> = set_registry
                 .nft_retired
@@ -208,7 +264,7 @@ impl Firewall {
             }
         };
         fault_point("flipped");
-        if let Err(e) = netfilter::switch(next, marks, nat) {
+        if let Err(e) = netfilter::switch(next, marks, &hooked) {
             // Back to the previous generation on the XDP side too: it is still intact.
             dp.maps.set_active(current)?;
             return Err(e);
@@ -219,7 +275,16 @@ impl Firewall {
         let fast = crate::dataplane::forwarding::fast_flags(
             self.state.interfaces.iter().map(|i| i.name.as_str()),
         );
-        let flags = (config.flags & !FAST_FLAGS) | fast;
+        // Unknown counts as "helpers about": XDP then leaves conntrack misses to netfilter.
+        let helpers = match netfilter::netlink::helpers_in_use(netfilter::TABLE) {
+            Ok(false) => 0,
+            Ok(true) => CONFIG_CT_HELPERS,
+            Err(e) => {
+                log::warn!("could not tell whether conntrack helpers are in use: {e:#}");
+                CONFIG_CT_HELPERS
+            }
+        };
+        let flags = (config.flags & !(FAST_FLAGS | CONFIG_CT_HELPERS)) | fast | helpers;
         if config.mark_shift != marks.shift || config.flags != flags {
             dp.maps.set_config(firewall_common::Config {
                 mark_shift: marks.shift,
@@ -239,6 +304,7 @@ impl Firewall {
             None => {}
         }
         self.state.ruleset = editor.ruleset;
+        self.state.generation = Some(next);
         self.state.last_apply_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .ok()
@@ -464,6 +530,10 @@ impl Firewall {
         if self.state.interfaces.iter().any(|a| a.ifindex == ifindex) {
             bail!("{iface} is already attached (fwctl detach {iface} first)");
         }
+        // Refused before anything changes, naming the program in the way.
+        if let Some(id) = attach::xdp_program_on(ifindex)? {
+            bail!("{}", attach::busy(iface, id));
+        }
         if !xdp_can_judge(iface)? {
             bail!(
                 "{iface} has no Ethernet header (link type {}): XDP would misread its packets, so fwctl leaves it to its nftables table, which judges it with the same rules",
@@ -584,6 +654,10 @@ impl Firewall {
         netfilter::remove()?;
         remove_pins(&self.ns.pin_dir)?;
         remove_pins(&crate::dataplane::install::scratch_dir(&self.ns.pin_dir))?;
+        // An instance an fwctl of another ABI left (its links go with their pins).
+        for (_, dir) in crate::dataplane::upgrade::older_instances(&self.ns) {
+            remove_pins(&dir)?;
+        }
         // Leave no empty fwctl directories behind either.
         let mut dir = self.ns.pin_dir.parent();
         while let Some(d) = dir {

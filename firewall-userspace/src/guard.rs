@@ -4,7 +4,7 @@
 use std::{ffi::CStr, net::IpAddr};
 
 use crate::{
-    cli::list::rule_args,
+    cli::list::append_command,
     rules::{
         eval::{evaluate_by, with_set_answers, Decision, Judge, PacketView},
         Chain, Family, Neg, Ruleset, SetMatch,
@@ -124,9 +124,9 @@ pub fn would_cut(
                 let list = rules.rules(&chain)?;
                 let at = list.iter().position(|r| Some(r.slot) == slot)?;
                 Some(format!(
-                    "rule {} of {chain} (-A {chain} {})",
+                    "rule {} of {chain} ({})",
                     at + 1,
-                    rule_args(&list[at].spec)
+                    append_command(&chain, &list[at].spec)
                 ))
             });
         found.unwrap_or_else(|| "a DROP rule".to_string())

@@ -54,6 +54,12 @@ pub struct State {
     /// fwctl.conf's fail-safe, recorded so the last good copy of fwctl.conf keeps it.
     #[serde(default)]
     pub failsafe: crate::boot::Failsafe,
+    /// The generation in force, XDP's and netfilter's default alike: an upgrade to another
+    /// BPF ABI, which cannot read the old maps, builds its instance with this one active so
+    /// that packets XDP defers meet in netfilter the ruleset it used. None in state files
+    /// older than this field.
+    #[serde(default)]
+    pub generation: Option<u32>,
 }
 
 /// Where the ruleset in force came from, when `fwctl boot` chose it.
@@ -94,6 +100,7 @@ impl Default for State {
             origin: None,
             watch: Vec::new(),
             failsafe: Default::default(),
+            generation: None,
         }
     }
 }

@@ -112,6 +112,11 @@ impl Harness {
         Ok(h)
     }
 
+    /// The network namespace test runs happen in.
+    pub fn netns(&self) -> &netlab::Netns {
+        &self._netns
+    }
+
     /// Adds an interface `name` (a veth, whose peer stays idle: this kernel has no dummy
     /// driver) to the harness's namespace and compiles rulesets for
     /// it as the one attached interface, as on a host where fwctl judges one NIC; returns

@@ -640,9 +640,14 @@ fn rulesets_change_atomically_under_traffic() {
         "too little traffic: {sent:?}"
     );
     assert_eq!(received[3], 0, "a packet neither ruleset accepts arrived");
-    assert_eq!(
-        received[2], sent[2],
-        "a packet both rulesets accept was lost"
+    // A receiver starved of CPU (the machine is small) loses datagrams its socket had no
+    // room for, after the firewall let them in: the kernel counts those apart.
+    let overflowed = host.snmp("Udp", "RcvbufErrors").expect("Udp RcvbufErrors") - overflows_before;
+    assert!(
+        sent[2] - received[2] <= overflowed,
+        "a packet both rulesets accept was lost: {} of {}, {overflowed} socket overflows",
+        sent[2] - received[2],
+        sent[2]
     );
     for class in 0..2 {
         assert!(
@@ -651,9 +656,6 @@ fn rulesets_change_atomically_under_traffic() {
             PORTS[class]
         );
     }
-    // A receiver starved of CPU (the machine is small) loses datagrams its socket had no
-    // room for, after the firewall let them in: the kernel counts those apart.
-    let overflowed = host.snmp("Udp", "RcvbufErrors").expect("Udp RcvbufErrors") - overflows_before;
     let lost: u64 = sent.iter().zip(&received).map(|(s, r)| s - r).sum();
     assert_eq!(
         dropped + overflowed,

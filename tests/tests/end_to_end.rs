@@ -1349,8 +1349,15 @@ fn maps_follow_the_ruleset_size() {
     assert!(scratch_left());
     // Meanwhile the new instance judges, with the whole new ruleset.
     assert_eq!(xdp(7900), 3);
-    // The next run puts the links back on the instance the state describes.
-    assert_eq!(lab.host.fwctl_ok(&["-S"]), before);
+    // The next run puts the links back on the instance the state describes, and says so.
+    let out = lab.host.fwctl(&["-S"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), before);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("fwctl: warning: an interrupted change of map sizes left"),
+        "{said}"
+    );
     assert!(!scratch_left());
     assert_eq!(programs(), (large_xdp, large_tc));
     assert_eq!(xdp(7900), 0);

@@ -460,3 +460,125 @@ fn top_shows_live_rates_in_a_terminal_and_quits_on_q() {
         }
     });
 }
+
+/// What a client on the network can send the exporter: the status line of the answer, or
+/// None if the connection was closed without one (a read error or EOF counts as closed).
+fn exchange_raw(ns: &FwNs, request: Vec<u8>) -> Option<String> {
+    ns.run(move || -> Option<String> {
+        let addr: SocketAddr = EXPORTER.parse().ok()?;
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .ok()?;
+        // The server may close while this is still being written.
+        let _ = stream.write_all(&request);
+        let mut reply = Vec::new();
+        let _ = stream.read_to_end(&mut reply);
+        let reply = String::from_utf8_lossy(&reply).into_owned();
+        reply
+            .lines()
+            .next()
+            .map(String::from)
+            .filter(|l| !l.is_empty())
+    })
+    .ok()
+    .flatten()
+}
+
+/// Opens a connection from inside the namespace and sends `bytes`, leaving it open.
+fn connect(ns: &FwNs, bytes: &'static [u8]) -> TcpStream {
+    ns.run(move || {
+        let addr: SocketAddr = EXPORTER.parse().expect("address");
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+        s.write_all(bytes).expect("write");
+        s
+    })
+    .expect("in the namespace")
+}
+
+/// True once the server has closed `stream` (EOF or reset), within `limit`.
+fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    stream.set_read_timeout(Some(limit)).expect("read timeout");
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn exporter_survives_slow_oversized_malformed_and_many_clients() {
+    let ns = FwNs::new("fwdexp").expect("namespace");
+    ns.apply(&["-A INPUT -p tcp --dport 22 -j ACCEPT"]);
+    let mut exporter = Exporter::start(&ns);
+    scrape(&ns);
+
+    // A slow client (half a request head, then nothing) and many idle connections do not
+    // keep a scrape waiting, and are closed by the server.
+    let mut slow = connect(&ns, b"GET /metr");
+    let mut idle: Vec<TcpStream> = (0..300).map(|_| connect(&ns, b"")).collect();
+    let start = Instant::now();
+    assert!(scrape(&ns).contains("fwctl_rule_packets_total"));
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // A client that asked for the page and never reads it holds no lock.
+    let _stuck = connect(&ns, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let start = Instant::now();
+    ns.fwctl_ok(&["-A", "INPUT", "-p", "tcp", "--dport", "80", "-j", "ACCEPT"]);
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // Oversized and malformed requests are answered with an error or closed.
+    let mut big = b"GET /metrics HTTP/1.1\r\nX-Padding: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 64 * 1024));
+    big.extend(b"\r\n\r\n");
+    let answer = exchange_raw(&ns, big);
+    assert!(
+        answer
+            .as_deref()
+            .is_none_or(|l| l.starts_with("HTTP/1.1 431")),
+        "{answer:?}"
+    );
+    let answer = exchange_raw(&ns, b"\x16\x03\x01 not http at all\r\n\r\n".to_vec());
+    assert!(
+        answer
+            .as_deref()
+            .is_none_or(|l| l.starts_with("HTTP/1.1 400")),
+        "{answer:?}"
+    );
+    let answer = exchange_raw(&ns, b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n".to_vec());
+    assert_eq!(answer.as_deref(), Some("HTTP/1.1 405 Method Not Allowed"));
+
+    // The server closes the slow and idle connections itself (head timeout).
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(15)),
+        "the slow client stayed"
+    );
+    for c in &mut idle {
+        assert!(
+            closed_within(c, Duration::from_secs(5)),
+            "an idle connection stayed"
+        );
+    }
+    assert!(
+        exporter.0.try_wait().expect("try_wait").is_none(),
+        "the exporter died"
+    );
+    assert!(scrape(&ns).contains("fwctl_rule_packets_total"));
+}

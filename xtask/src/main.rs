@@ -3,6 +3,7 @@
 mod bench;
 mod build;
 mod cmd;
+mod deb;
 mod fuzz;
 mod lab;
 mod setup;
@@ -40,6 +41,17 @@ enum Task {
     /// count, the flood drop rate against a bare XDP_DROP, the update cost, and a service
     /// under a SYN flood; tables and SVG charts in target/bench/.
     Bench,
+    /// Build the Debian package target/debian/fwctl_<version>_amd64.deb (cargo-deb): the
+    /// binary, man page, completions, systemd units, /etc/fwctl/fwctl.conf.
+    Deb {
+        /// The package's version instead of the workspace's.
+        #[arg(long)]
+        version: Option<String>,
+        /// Add N to the BPF ABI version (a test's second build), built in target/abi-bump-N
+        /// (the package in target/abi-bump-N/debian/).
+        #[arg(long, value_name = "N")]
+        abi_bump: Option<u32>,
+    },
     /// Run every test: unit tests, then the kernel tests one at a time (needs root).
     Test {
         /// Only tests whose name contains this.
@@ -94,5 +106,6 @@ fn main() -> Result<()> {
             seed,
             seconds,
         }),
+        Task::Deb { version, abi_bump } => deb::deb(deb::Options { version, abi_bump }),
     }
 }

@@ -17,7 +17,9 @@ use crate::cmd::run;
 /// `iptables` as oracles, `ethtool` to read NIC features, `libclang-dev` for rustables'
 /// bindgen (the netfilter table is written through it), `tmux` as the terminal `fwctl top`
 /// is tested in, `ipset` as what `fwctl set restore` is benchmarked and compared against,
-/// `conntrack` to forget connections between random differential cases.
+/// `conntrack` to forget connections between random differential cases, `xdp-tools` for
+/// xdp-filter, the XDP peer the flood benchmark runs beside fwctl, `man-db` for the package
+/// test's `man -w fwctl`.
 const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "nftables",
@@ -27,9 +29,13 @@ const APT_PACKAGES: &[&str] = &[
     "tmux",
     "ipset",
     "conntrack",
+    "xdp-tools",
+    "man-db",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";
+/// Packs the Debian package (`cargo xtask deb`).
+const CARGO_DEB_VERSION: &str = "3.8.0";
 /// cargo-fuzz runs the parser fuzz targets (`cargo xtask fuzz --parsers`) on nightly.
 const CARGO_FUZZ_VERSION: &str = "0.13";
 
@@ -37,7 +43,9 @@ pub fn setup() -> Result<()> {
     step("Debian packages", ensure_apt_packages)?;
     step("rust-src for the nightly toolchain", ensure_rust_src)?;
     step("bpf-linker against nightly's LLVM", ensure_bpf_linker)?;
+    step("cargo-deb", ensure_cargo_deb)?;
     step("cargo-fuzz", ensure_cargo_fuzz)?;
+    step("fail2ban (not started)", ensure_fail2ban)?;
     eprintln!("[setup] done");
     Ok(())
 }
@@ -45,7 +53,12 @@ pub fn setup() -> Result<()> {
 /// True when everything `setup` provides is already there; cheap enough to run before every
 /// `xtask run` and `xtask test`.
 pub fn is_complete() -> bool {
-    missing_apt_packages().is_empty() && has_rust_src() && bpf_linker_works() && cargo_fuzz_works()
+    missing_apt_packages().is_empty()
+        && has_rust_src()
+        && bpf_linker_works()
+        && cargo_deb_works()
+        && cargo_fuzz_works()
+        && installed(FAIL2BAN)
 }
 
 fn step(name: &str, f: fn() -> Result<bool>) -> Result<()> {
@@ -62,17 +75,53 @@ fn step(name: &str, f: fn() -> Result<bool>) -> Result<()> {
     Ok(())
 }
 
+fn installed(pkg: &str) -> bool {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output();
+    matches!(out, Ok(o) if String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
 fn missing_apt_packages() -> Vec<&'static str> {
     APT_PACKAGES
         .iter()
         .copied()
-        .filter(|pkg| {
-            let out = Command::new("dpkg-query")
-                .args(["-W", "-f=${Status}", pkg])
-                .output();
-            !matches!(out, Ok(o) if String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
-        })
+        .filter(|pkg| !installed(pkg))
         .collect()
+}
+
+/// The fail2ban test runs a private fail2ban-server of its own in a namespace.
+const FAIL2BAN: &str = "fail2ban";
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+
+/// Installs fail2ban without letting its postinst start the system's server (which would
+/// ban into the host's iptables): invoke-rc.d asks policy-rc.d, and 101 means "no". One
+/// that is already there is left as it is; ours goes once the install is over.
+fn ensure_fail2ban() -> Result<bool> {
+    if installed(FAIL2BAN) {
+        return Ok(false);
+    }
+    let ours = !Path::new(POLICY_RC_D).exists();
+    if ours {
+        fs::write(
+            POLICY_RC_D,
+            "#!/bin/sh\n# fwctl's xtask setup: start no service\nexit 101\n",
+        )
+        .with_context(|| format!("writing {POLICY_RC_D}"))?;
+        fs::set_permissions(
+            POLICY_RC_D,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .with_context(|| format!("making {POLICY_RC_D} executable"))?;
+    }
+    let result = run(Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-q", "--no-install-recommends", FAIL2BAN]));
+    if ours {
+        fs::remove_file(POLICY_RC_D).with_context(|| format!("removing {POLICY_RC_D}"))?;
+    }
+    result?;
+    Ok(true)
 }
 
 fn ensure_apt_packages() -> Result<bool> {
@@ -155,29 +204,53 @@ fn ensure_bpf_linker() -> Result<bool> {
     Ok(true)
 }
 
-fn cargo_fuzz_works() -> bool {
-    Command::new("cargo")
-        .args(["+nightly", "fuzz", "--version"])
-        .output()
-        .map(|o| {
-            o.status.success()
-                && String::from_utf8_lossy(&o.stdout).contains(&format!(" {CARGO_FUZZ_VERSION}."))
-        })
+/// Whether `cmd args` runs and its first line of output satisfies `version`.
+fn reports(cmd: &mut Command, version: impl Fn(&str) -> bool) -> bool {
+    cmd.output()
+        .map(|o| o.status.success() && version(String::from_utf8_lossy(&o.stdout).trim()))
         .unwrap_or(false)
 }
 
-fn ensure_cargo_fuzz() -> Result<bool> {
-    if cargo_fuzz_works() {
+/// `cargo install NAME --version REQ` unless `works` already holds, and it must after.
+fn cargo_install(name: &str, req: &str, works: fn() -> bool) -> Result<bool> {
+    if works() {
         return Ok(false);
     }
-    eprintln!("[setup]   cargo install cargo-fuzz {CARGO_FUZZ_VERSION}; a few minutes");
-    run(Command::new("cargo")
-        .args(["install", "cargo-fuzz", "--locked", "--force", "--version"])
-        .arg(format!("~{CARGO_FUZZ_VERSION}")))?;
-    if !cargo_fuzz_works() {
-        bail!("cargo-fuzz was installed but `cargo +nightly fuzz --version` does not run");
+    eprintln!("[setup]   cargo install {name} {req}; a few minutes");
+    run(Command::new("cargo").args(["install", name, "--locked", "--force", "--version", req]))?;
+    if !works() {
+        bail!("{name} was installed but does not report version {req}");
     }
     Ok(true)
+}
+
+fn cargo_deb_works() -> bool {
+    reports(Command::new("cargo-deb").arg("--version"), |v| {
+        v == format!("cargo-deb {CARGO_DEB_VERSION}")
+    })
+}
+
+fn ensure_cargo_deb() -> Result<bool> {
+    cargo_install(
+        "cargo-deb",
+        &format!("={CARGO_DEB_VERSION}"),
+        cargo_deb_works,
+    )
+}
+
+fn cargo_fuzz_works() -> bool {
+    reports(
+        Command::new("cargo").args(["+nightly", "fuzz", "--version"]),
+        |v| v.contains(&format!(" {CARGO_FUZZ_VERSION}.")),
+    )
+}
+
+fn ensure_cargo_fuzz() -> Result<bool> {
+    cargo_install(
+        "cargo-fuzz",
+        &format!("~{CARGO_FUZZ_VERSION}"),
+        cargo_fuzz_works,
+    )
 }
 
 /// A folder shaped like an LLVM install (`lib/libLLVM.so` and the soname file) whose files

@@ -7,10 +7,11 @@ use firewall_common::Counter;
 
 use crate::rules::{
     icmp,
+    matches::NfMatch,
     parse::{ListOptions, TCP_FLAG_NAMES},
     ratelimit, services, Cidr, CtState, Family, FamilyRules, MultiportKind, Neg, PortRange, Rule,
-    RuleSpec, Table, Target, CT_STATES, DEFAULT_LOG_LEVEL, IPPROTO_ICMP, IPPROTO_ICMPV6,
-    IPPROTO_TCP, IPPROTO_UDP, LOG_LEVELS,
+    RuleSpec, Target, CT_STATES, DEFAULT_LOG_LEVEL, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP,
+    IPPROTO_UDP, LOG_LEVELS,
 };
 
 /// Gives a chain's counters by name.
@@ -143,10 +144,15 @@ fn rule_line(
     };
     let _ = write!(
         out,
-        "{:<9} {}{:<4} -- ",
+        "{:<9} {}{:<4} {} ",
         spec.target.name(),
         if proto_neg { '!' } else { ' ' },
-        proto_column(proto, opts.numeric)
+        proto_column(proto, opts.numeric),
+        match fragment(spec) {
+            None => "--",
+            Some(false) => "-f",
+            Some(true) => "!f",
+        }
     );
     if opts.verbose {
         let any = if opts.numeric { "*" } else { "any" };
@@ -177,6 +183,39 @@ fn rule_line(
     out.push(' ');
     out.push_str(&matches_column(spec, family, opts.numeric));
     out.push('\n');
+}
+
+/// NFLOG's options as libxt_NFLOG prints them, `-L` (`dashes` empty) and save alike.
+fn nflog_text(group: u16, prefix: &Option<String>, dashes: &str) -> String {
+    let mut out = String::new();
+    if let Some(p) = prefix {
+        let _ = write!(out, " {dashes}nflog-prefix {}", save_string(p));
+    }
+    if group != 0 {
+        let _ = write!(out, " {dashes}nflog-group {group}");
+    }
+    out
+}
+
+/// The matches' texts, keyed by module, in the order the rule gave its modules
+/// (`RuleSpec::order`, as iptables keeps them), the others after in fwctl's own order.
+fn in_given_order(order: &[String], mut segs: Vec<(&str, String)>) -> Vec<String> {
+    let mut out = Vec::with_capacity(segs.len());
+    for key in order {
+        if let Some(at) = segs.iter().position(|(k, _)| k == key) {
+            out.push(segs.remove(at).1);
+        }
+    }
+    out.extend(segs.into_iter().map(|(_, text)| text));
+    out
+}
+
+/// `-f` (Some(false)) or `! -f` (Some(true)).
+fn fragment(spec: &RuleSpec) -> Option<bool> {
+    spec.nf
+        .iter()
+        .find(|m| m.value == NfMatch::Fragment)
+        .map(|m| m.negated)
 }
 
 fn bang(negated: bool) -> &'static str {
@@ -326,6 +365,8 @@ fn ct_text(states: u8) -> String {
 
 /// The per-match descriptions after the destination column, in iptables' order.
 fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
+    // Each match's text under its module's name, put in the order the rule gave them.
+    let mut segs: Vec<(&str, String)> = Vec::new();
     let mut out = String::new();
     if let Some(proto) = l4_name(spec) {
         let mut parts = String::new();
@@ -352,6 +393,7 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
         if !parts.is_empty() {
             let _ = write!(out, " {proto}{parts}");
         }
+        segs.push((proto, std::mem::take(&mut out)));
     }
     if let Some(i) = &spec.icmp {
         let v6 = family == Family::V6;
@@ -383,6 +425,7 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
                 }
             }
         }
+        segs.push((if v6 { "icmp6" } else { "icmp" }, std::mem::take(&mut out)));
     }
     if let Some(m) = &spec.multiport {
         let proto = l4_name(spec).unwrap_or("tcp");
@@ -399,20 +442,32 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
             .collect();
         let neg = if m.negated { " !" } else { "" };
         let _ = write!(out, " multiport {kind} {neg}{}", list.join(","));
+        segs.push(("multiport", std::mem::take(&mut out)));
     }
     if let Some(c) = &spec.ctstate {
         let what = if c.value.legacy { "state" } else { "ctstate" };
         let neg = if c.negated { " !" } else { "" };
+        let module = if c.value.legacy { "state" } else { "conntrack" };
         let _ = write!(out, "{neg} {what} {}", ct_text(c.value.states));
+        segs.push((module, std::mem::take(&mut out)));
     }
     for m in &spec.sets {
         let neg = if m.negated { " !" } else { "" };
-        let _ = write!(out, "{neg} match-set {} {}", m.value.name, m.value.flags());
+        segs.push((
+            "set",
+            format!("{neg} match-set {} {}", m.value.name, m.value.flags()),
+        ));
     }
-    out.push_str(&ratelimit::list_text(&spec.rate));
+    for (module, one) in ratelimit::each(&spec.rate) {
+        segs.push((module, ratelimit::list_text(&one)));
+    }
+    for m in &spec.nf {
+        segs.push((m.value.module(), m.value.list_text(m.negated, numeric)));
+    }
     if let Some(c) = &spec.comment {
-        let _ = write!(out, " /* {c} */");
+        segs.push(("comment", format!(" /* {c} */")));
     }
+    let mut out: String = in_given_order(&spec.order, segs).concat();
     match &spec.target {
         Target::Snat(to) | Target::Dnat(to) => {
             let _ = write!(out, " to:{to}");
@@ -426,6 +481,12 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
         Target::Reject(with, family) => {
             let _ = write!(out, " reject-with {}", with.name(*family));
         }
+        Target::Mark(m) => out.push_str(&m.list_text()),
+        Target::Nflog { group, prefix } => out.push_str(&nflog_text(*group, prefix, "")),
+        Target::Connmark(c) => out.push_str(&c.list_text()),
+        Target::Tcpmss(t) => out.push_str(&t.list_text()),
+        Target::Notrack { legacy: false } => out.push_str(" CT notrack"),
+        Target::Notrack { legacy: true } => out.push_str(" NOTRACK"),
         Target::Log(log) => {
             if numeric {
                 let _ = write!(out, " LOG flags 0 level {}", log.level);
@@ -446,7 +507,7 @@ pub fn list_rule_one(rules: &FamilyRules, name: &str, n: usize) -> String {
     rules
         .rules(name)
         .and_then(|r| r.get(n - 1))
-        .map(|r| format!("-A {name} {}\n", rule_args(&r.spec)))
+        .map(|r| format!("{}\n", append_command(name, &r.spec)))
         .unwrap_or_default()
 }
 
@@ -465,7 +526,7 @@ pub fn list_rules(rules: &FamilyRules, chains: &[String]) -> String {
     }
     for name in chains {
         for rule in rules.rules(name).into_iter().flatten() {
-            let _ = writeln!(out, "-A {} {}", name, rule_args(&rule.spec));
+            let _ = writeln!(out, "{}", append_command(name, &rule.spec));
         }
     }
     out
@@ -526,14 +587,14 @@ pub fn json(
     })
 }
 
-/// `save`: the iptables-save format, one section per table (the nat table only when it
-/// holds something, as iptables-save shows only tables in use). `counters` gives each
+/// `save`: the iptables-save format, one section per table that exists
+/// ([`FamilyRules::exists`]), as iptables-save shows only tables that exist. `counters` gives each
 /// chain's counters for `-c`; without it every counter is written as [0:0], as
 /// iptables-save does.
 pub fn save(tables: &[(&FamilyRules, Option<CountersOf>)], date: &str) -> String {
     let mut out = String::new();
     for (rules, counters) in tables {
-        if rules.table != Table::Filter && rules.is_empty() {
+        if !rules.exists() {
             continue;
         }
         save_table(&mut out, rules, *counters, date);
@@ -571,7 +632,7 @@ fn save_table(
                 let n = c.rules.get(i).copied().unwrap_or_default();
                 let _ = write!(out, "[{}:{}] ", n.packets, n.bytes);
             }
-            let _ = writeln!(out, "-A {name} {}", rule_args(&rule.spec));
+            let _ = writeln!(out, "{}", append_command(name, &rule.spec));
         }
     }
     out.push_str("COMMIT\n");
@@ -600,6 +661,17 @@ fn save_string(s: &str) -> String {
     format!("\"{escaped}\"")
 }
 
+/// `-A CHAIN` and the rule's options; a rule that matches everything and has no target is
+/// `-A CHAIN` alone, as iptables writes it.
+pub fn append_command(chain: &str, spec: &RuleSpec) -> String {
+    let args = rule_args(spec);
+    if args.is_empty() {
+        format!("-A {chain}")
+    } else {
+        format!("-A {chain} {args}")
+    }
+}
+
 /// A rule's options in iptables-save order: addresses, interface, protocol, matches, target.
 pub fn rule_args(spec: &RuleSpec) -> String {
     let mut parts: Vec<String> = Vec::new();
@@ -621,6 +693,12 @@ pub fn rule_args(spec: &RuleSpec) -> String {
             .unwrap_or_else(|| p.value.to_string());
         parts.push(neg_opt(p.negated, "-p", name));
     }
+    if let Some(negated) = fragment(spec) {
+        parts.push(if negated { "! -f" } else { "-f" }.to_string());
+    }
+    // Each match's options under its module's name, put in the order the rule gave them.
+    let mut segs: Vec<(&str, String)> = Vec::new();
+    let head = std::mem::take(&mut parts);
     if let Some(proto) = l4_name(spec) {
         if spec.sport.is_some() || spec.dport.is_some() || spec.tcp_flags.is_some() {
             parts.push(format!("-m {proto}"));
@@ -641,6 +719,7 @@ pub fn rule_args(spec: &RuleSpec) -> String {
                 ),
             ));
         }
+        segs.push((proto, std::mem::take(&mut parts).join(" ")));
     }
     if let Some(i) = &spec.icmp {
         let t = i.value;
@@ -655,8 +734,10 @@ pub fn rule_args(spec: &RuleSpec) -> String {
         } else {
             format!("{}/{}", t.kind, t.code_min)
         };
-        parts.push(format!("-m {module}"));
-        parts.push(neg_opt(i.negated, opt, value));
+        segs.push((
+            module,
+            format!("-m {module} {}", neg_opt(i.negated, opt, value)),
+        ));
     }
     if let Some(m) = &spec.multiport {
         let opt = match m.value.kind {
@@ -671,8 +752,10 @@ pub fn rule_args(spec: &RuleSpec) -> String {
             .iter()
             .map(|r| range_text(*r, proto, true))
             .collect();
-        parts.push("-m multiport".to_string());
-        parts.push(neg_opt(m.negated, opt, list.join(",")));
+        segs.push((
+            "multiport",
+            format!("-m multiport {}", neg_opt(m.negated, opt, list.join(","))),
+        ));
     }
     if let Some(Neg {
         value: CtState { states, legacy },
@@ -684,25 +767,49 @@ pub fn rule_args(spec: &RuleSpec) -> String {
         } else {
             ("conntrack", "--ctstate")
         };
-        parts.push(format!("-m {module}"));
-        parts.push(neg_opt(*negated, opt, ct_text(*states)));
-    }
-    for m in &spec.sets {
-        parts.push("-m set".to_string());
-        parts.push(neg_opt(
-            m.negated,
-            "--match-set",
-            format!("{} {}", m.value.name, m.value.flags()),
+        segs.push((
+            module,
+            format!("-m {module} {}", neg_opt(*negated, opt, ct_text(*states))),
         ));
     }
-    let rate = ratelimit::save_text(&spec.rate);
-    if !rate.is_empty() {
-        parts.push(rate.trim_start().to_string());
+    for m in &spec.sets {
+        let set = format!("{} {}", m.value.name, m.value.flags());
+        segs.push((
+            "set",
+            format!("-m set {}", neg_opt(m.negated, "--match-set", set)),
+        ));
+    }
+    for (module, one) in ratelimit::each(&spec.rate) {
+        segs.push((module, ratelimit::save_text(&one).trim_start().to_string()));
+    }
+    for m in spec.nf.iter().filter(|m| m.value != NfMatch::Fragment) {
+        segs.push((m.value.module(), m.value.save_text(m.negated)));
     }
     if let Some(c) = &spec.comment {
-        parts.push(format!("-m comment --comment {}", save_string(c)));
+        segs.push((
+            "comment",
+            format!("-m comment --comment {}", save_string(c)),
+        ));
     }
-    parts.push(format!("-j {}", spec.target.name()));
+    parts = head;
+    // A protocol match without options writes nothing.
+    parts.extend(
+        in_given_order(&spec.order, segs)
+            .into_iter()
+            .filter(|text| !text.is_empty()),
+    );
+    match &spec.target {
+        Target::Count => {}
+        Target::Notrack { legacy: true } => parts.push("-j NOTRACK".to_string()),
+        Target::Notrack { legacy: false } => parts.push("-j CT --notrack".to_string()),
+        Target::Mark(m) => parts.push(format!("-j MARK {}", m.save_text())),
+        Target::Nflog { group, prefix } => {
+            parts.push(format!("-j NFLOG{}", nflog_text(*group, prefix, "--")))
+        }
+        Target::Connmark(c) => parts.push(format!("-j CONNMARK {}", c.save_text())),
+        Target::Tcpmss(t) => parts.push(format!("-j TCPMSS {}", t.save_text())),
+        t => parts.push(format!("-j {}", t.name())),
+    }
     match &spec.target {
         Target::Snat(to) => parts.push(format!("--to-source {to}")),
         Target::Dnat(to) => parts.push(format!("--to-destination {to}")),
@@ -752,6 +859,47 @@ mod tests {
         };
         assert_eq!(num_column(98_765_432, x), "98765432 ");
         assert_eq!(num_inline(123_456, o), "123K ");
+    }
+
+    /// Matches list and save in the order the rule gave them, as iptables keeps them
+    /// (each pair checked against iptables 1.8.9's -S and -L -n).
+    #[test]
+    fn matches_keep_the_order_given() {
+        use crate::rules::parse::{parse_args, Command};
+        let cases = [
+            (
+                "-A INPUT -m state --state NEW -m tcp -p tcp --dport 22 -j ACCEPT",
+                "-p tcp -m state --state NEW -m tcp --dport 22 -j ACCEPT",
+                " state NEW tcp dpt:22",
+            ),
+            (
+                "-A INPUT -p tcp -m comment --comment x --dport 22 -j ACCEPT",
+                "-p tcp -m comment --comment x -m tcp --dport 22 -j ACCEPT",
+                " /* x */ tcp dpt:22",
+            ),
+            (
+                "-A INPUT -p tcp --dport 22 -m state --state NEW -j ACCEPT",
+                "-p tcp -m tcp --dport 22 -m state --state NEW -j ACCEPT",
+                " tcp dpt:22 state NEW",
+            ),
+            (
+                "-A INPUT -m mark --mark 1 -m conntrack --ctstate NEW -p udp --dport 53",
+                "-p udp -m mark --mark 0x1 -m conntrack --ctstate NEW -m udp --dport 53",
+                " mark match 0x1 ctstate NEW udp dpt:53",
+            ),
+        ];
+        for (line, saved, listed) in cases {
+            let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+            let Command::Append(_, specs) = parse_args(&args).unwrap().command else {
+                panic!("{line}");
+            };
+            assert_eq!(rule_args(&specs[0]), saved, "{line}");
+            assert_eq!(
+                matches_column(&specs[0], Family::V4, true),
+                listed,
+                "{line}"
+            );
+        }
     }
 
     #[test]

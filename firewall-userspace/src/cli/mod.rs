@@ -1,6 +1,7 @@
 //! The `fwctl` command line: iptables syntax (`fwctl -A INPUT ...`) for rules, subcommands
 //! (`fwctl attach eth0`) for the rest. Parse first, with no side effect; then act.
 
+mod docs;
 pub mod list;
 mod log;
 mod set;
@@ -65,10 +66,20 @@ Every command works per network namespace: ip netns exec NS fwctl ...
 The iptables commands also work with their names: fwctl iptables -L -n -v,
 fwctl ip6tables -A INPUT ..., fwctl iptables-save, fwctl iptables-restore < rules.v4";
 
+/// `fwctl --version`: the package's version and the layout of the pinned maps it reads, which
+/// an upgrade keeps or migrates (a new ABI version pins under a new path).
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (BPF ABI {})",
+        env!("CARGO_PKG_VERSION"),
+        firewall_common::ABI_VERSION
+    )
+});
+
 #[derive(Parser)]
 #[command(
     name = "fwctl",
-    version,
+    version = VERSION.as_str(),
     about = "An XDP firewall that speaks iptables",
     after_help = IPTABLES_HELP
 )]
@@ -209,6 +220,17 @@ enum Sub {
     /// (internal) Wait for a pending apply's deadline and roll it back if unconfirmed.
     #[command(hide = true)]
     RollbackWatch,
+    /// Print the completion script for a shell (bash completes chains, sets and interfaces
+    /// too).
+    ///
+    /// Example: fwctl completions bash > /etc/bash_completion.d/fwctl
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// (internal) Print the manual page fwctl(8) in roff, for packaging.
+    #[command(hide = true)]
+    Manpage,
     /// Serve the firewall's counters to Prometheus at http://ADDR:PORT/metrics: per rule
     /// (the numbers of `fwctl -L -v -x`), per policy, drops without a rule, generation,
     /// last change. Each scrape reads everything once and lets go of the lock.
@@ -314,11 +336,35 @@ fn unalias(mut args: Vec<String>) -> Vec<String> {
     out
 }
 
+/// Warnings from anywhere in the library (an interrupted resize repaired, replaced sets
+/// left behind) reach the operator, or the journal under systemd, on stderr, as
+/// `fwctl: warning: ...`. RUST_LOG=info (or debug) shows more. `fwctl log` sets up its own
+/// logger, with timestamps, for the program's records.
+fn init_warnings() {
+    use std::io::Write;
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .target(env_logger::Target::Stderr)
+        .format(|buf, record| {
+            let level = match record.level() {
+                ::log::Level::Error => "error",
+                ::log::Level::Warn => "warning",
+                ::log::Level::Info => "info",
+                ::log::Level::Debug => "debug",
+                ::log::Level::Trace => "trace",
+            };
+            writeln!(buf, "fwctl: {level}: {}", record.args())
+        })
+        .try_init();
+}
+
 pub fn main() -> ExitCode {
     let args = unalias(std::env::args().skip(1).collect());
     let iptables_style = args.first().is_some_and(|a| {
         a.starts_with('-') && !matches!(a.as_str(), "-h" | "--help" | "-V" | "--version")
     });
+    if args.first().map(String::as_str) != Some("log") {
+        init_warnings();
+    }
     let result = if iptables_style {
         match parse_args(&args) {
             Ok(inv) => with_root(|| run_rule_command(inv)),
@@ -329,7 +375,12 @@ pub fn main() -> ExitCode {
         }
     } else {
         let cli = Cli::parse_from(std::iter::once("fwctl".to_string()).chain(args));
-        with_root(|| run_subcommand(cli.command))
+        match cli.command {
+            // Documentation only: no root, no namespace, nothing touched.
+            Sub::Completions { shell } => docs::completions(shell, &mut std::io::stdout()),
+            Sub::Manpage => docs::manpage(&mut std::io::stdout()),
+            command => with_root(|| run_subcommand(command)),
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -491,7 +542,10 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
             println!("detached from {iface}");
             Ok(())
         }
-        Sub::Status { output, verbose } => status(output == Some(OutputFormat::Json), verbose),
+        Sub::Status { output, verbose } => {
+            collect_garbage();
+            status(output == Some(OutputFormat::Json), verbose)
+        }
         Sub::Set { args } => set::run(&args),
         Sub::MarkBits { shift } => {
             Firewall::lock()?.set_mark_shift(shift)?;
@@ -506,6 +560,7 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
             let n = fw.state.interfaces.len();
             fw.down()?;
             println!("fwctl is down: detached from {n} interface(s), pinned state removed");
+            collect_garbage();
             Ok(())
         }
         Sub::Log {
@@ -560,6 +615,7 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
         }
         Sub::RollbackWatch => crate::apply::watch(),
         Sub::Boot { config_dir } => {
+            collect_garbage();
             let outcome = crate::boot::boot(&config_dir)?;
             for line in outcome.done {
                 println!("{line}");
@@ -572,6 +628,22 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
         }
         Sub::Watch => crate::watch::run(),
         Sub::InstallService { root } => install_service(&root),
+        // Answered in main() before with_root: documentation needs no root.
+        Sub::Completions { .. } | Sub::Manpage => Ok(()),
+    }
+}
+
+/// Takes away the pins and state of network namespaces deleted without `fwctl down`; a
+/// failure costs only memory, so it is a warning and the command goes on.
+fn collect_garbage() {
+    match crate::dataplane::gc::collect() {
+        Ok(gone) if gone.is_empty() => {}
+        Ok(gone) => eprintln!(
+            "fwctl: removed the pinned state of {} network namespace(s) that no longer exist (cookies {})",
+            gone.len(),
+            gone.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+        ),
+        Err(e) => ::log::warn!("removing the pins of deleted network namespaces: {e:#}"),
     }
 }
 
@@ -614,23 +686,26 @@ fn save(family: Family, with_counters: bool, json: bool) -> Result<()> {
                 })
         }
     };
-    let (filter_counters, nat_counters) = (counters_of(Table::Filter), counters_of(Table::Nat));
-    let (filter_counters, nat_counters): (Option<list::CountersOf>, Option<list::CountersOf>) =
-        if with_counters {
-            (Some(&filter_counters), Some(&nat_counters))
-        } else {
-            (None, None)
-        };
-    let tables = [
-        (
-            fw.state.ruleset.table(Table::Filter, family),
-            filter_counters,
-        ),
-        (fw.state.ruleset.table(Table::Nat, family), nat_counters),
-    ];
+    let counters = Table::SAVE_ORDER.map(counters_of);
+    // In iptables-save's order of tables.
+    let tables: Vec<(&crate::rules::FamilyRules, Option<list::CountersOf>)> = Table::SAVE_ORDER
+        .iter()
+        .zip(&counters)
+        .map(|(&t, c)| {
+            let c: Option<list::CountersOf> = if with_counters { Some(c) } else { None };
+            (fw.state.ruleset.table(t, family), c)
+        })
+        .collect();
     if json {
+        // Filter first, then nat, as this format always had them; mangle and raw once
+        // they exist.
+        let mut tables = tables;
+        tables.sort_by_key(|(rules, _)| Table::ALL.iter().position(|t| *t == rules.table));
         let value: Vec<serde_json::Value> = tables
             .iter()
+            .filter(|(rules, _)| {
+                matches!(rules.table, Table::Filter | Table::Nat) || rules.exists()
+            })
             .map(|(rules, counters)| {
                 let names = list::chain_names(rules, None).unwrap_or_default();
                 list::json(family, rules, &names, *counters)
@@ -739,10 +814,14 @@ fn apply(
                     let f = r.table(t, family);
                     let rules =
                         list::list_rules(f, &list::chain_names(f, None).unwrap_or_default());
-                    // `-t nat` on the nat table's lines, so the two tables' lines differ.
+                    // `-t nat` (and so on) on the other tables' lines, so the tables' lines
+                    // differ.
                     match t {
                         Table::Filter => rules,
-                        Table::Nat => rules.lines().map(|l| format!("-t nat {l}\n")).collect(),
+                        other => rules
+                            .lines()
+                            .map(|l| format!("-t {} {l}\n", other.name()))
+                            .collect(),
                     }
                 })
                 .concat()

@@ -17,9 +17,9 @@
 use std::collections::HashMap;
 
 use firewall_common::{
-    fast_final, FastCt, ACTION_CONTINUE, CT_CLASSES, FAST_CLASSES, FAST_CT_PER_GENERATION,
-    FAST_ICMP, FAST_KEYS, FAST_NO_SLOT, FAST_TCP, FAST_TCP_SYN, FAST_UDP, NO_COUNTER,
-    VERDICT_DEFER,
+    fast_final, FastCt, ACTION_CONTINUE, CT_CLASSES, FAST_BY_CLASS, FAST_CLASSES,
+    FAST_CT_PER_GENERATION, FAST_FINAL, FAST_ICMP, FAST_KEYS, FAST_NO_SLOT, FAST_TCP, FAST_TCP_SYN,
+    FAST_UDP, NO_COUNTER, VERDICT_DEFER,
 };
 
 use super::{
@@ -341,13 +341,18 @@ pub fn table(flats: &[Flat], chain: &Chain, by_class: &mut ByClass) -> Vec<u32> 
                 continue;
             }
             let mut o = FastCt::default();
-            for k in 0..CT_CLASSES as usize {
-                o.by_class[k] = per_class[k][v];
+            for (out, class) in o.by_class.iter_mut().zip(&per_class) {
+                *out = class[v];
             }
-            words.push(if o == FastCt::default() {
-                0
-            } else {
-                by_class.add(o)
+            // Only where every class is decided: the program then looks the packet up once
+            // and is done; anywhere else the classifier makes the one lookup.
+            let complete = o.by_class.iter().all(|&w| w & FAST_FINAL != 0);
+            words.push(match complete {
+                true => match by_class.add(o) {
+                    0 => 0,
+                    i => FAST_BY_CLASS | i,
+                },
+                false => 0,
             });
         }
     }

@@ -247,6 +247,11 @@ impl<'a> Flattener<'a> {
             let own = guards::of_rule(rule, self.family, self.sets);
             for alt in alternatives(&rule.spec) {
                 let mut conds = ctx.and(&alt);
+                // Matches only netfilter can judge (rules::matches): it judges the packet.
+                if !rule.spec.nf.is_empty() {
+                    self.push(conds, VERDICT_DEFER, NO_COUNTER, jumps, position);
+                    continue;
+                }
                 match &own {
                     RuleGuards::Check(g) if fits(conds.guards.len() + g.len()) => {
                         conds.guards.extend(g.iter().copied());
@@ -317,8 +322,17 @@ impl<'a> Flattener<'a> {
                 self.push(conds, VERDICT_ACCEPT, rule.slot, jumps, position);
             }
             // XDP could drop, but the answer (ICMP error, TCP reset) or the log event is
-            // netfilter's to send, exactly as iptables sends it.
-            Target::Reject(..) | Target::Log(_) => {
+            // netfilter's to send, exactly as iptables sends it. A rule with no target
+            // would need an entry that counts and goes on; netfilter does that already, and
+            // changes the packet's mark or conntrack (MARK, CT) as iptables does.
+            Target::Reject(..)
+            | Target::Log(_)
+            | Target::Count
+            | Target::Mark(_)
+            | Target::Nflog { .. }
+            | Target::Connmark(_)
+            | Target::Tcpmss(_)
+            | Target::Notrack { .. } => {
                 self.push(conds, VERDICT_DEFER, NO_COUNTER, jumps, position);
             }
             Target::Drop => {

@@ -11,6 +11,7 @@ pub mod flatten;
 pub mod guards;
 pub mod nat;
 pub mod pool;
+pub mod prehooks;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -172,6 +173,9 @@ pub fn compile_with_sets(
             let policy = rules.chain(chain).policy;
             let mut f = Flattener::new(rules, family, sets, policy, slot);
             for spec in nat::deferred(ruleset.table(Table::Nat, family), chain) {
+                f.defer(&spec);
+            }
+            for spec in prehooks::deferred(ruleset, family, chain) {
                 f.defer(&spec);
             }
             f.chain(&rules.chain(chain).rules, &Conds::default(), &[], None)?;

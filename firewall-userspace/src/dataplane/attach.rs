@@ -109,10 +109,25 @@ pub fn attach_pinned(prog: BorrowedFd, ifindex: u32, hook: Hook, path: &Path) ->
     // then (tcx) relative_fd u32 and expected_revision u64, left 0: no relative program,
     // any revision.
     let (attach_type, flags) = hook.attach_type();
-    let mut attr = [0u64; 16];
-    attr[0] = (prog.as_raw_fd() as u32 as u64) | ((ifindex as u64) << 32);
-    attr[1] = (attach_type as u64) | ((flags as u64) << 32);
-    let fd = match (bpf(BPF_LINK_CREATE, &mut attr), hook) {
+    let create = || {
+        let mut attr = [0u64; 16];
+        attr[0] = (prog.as_raw_fd() as u32 as u64) | ((ifindex as u64) << 32);
+        attr[1] = (attach_type as u64) | ((flags as u64) << 32);
+        bpf(BPF_LINK_CREATE, &mut attr)
+    };
+    // tcx refuses a program already on the hook (EEXIST). A link whose last pin was just
+    // removed (a killed run's, taken down before linking again) is released by the kernel
+    // a moment later, from a work queue: wait for that, briefly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut created = create();
+    while matches!(hook, Hook::TcxIngress)
+        && matches!(&created, Err(e) if e.raw_os_error() == Some(libc::EEXIST))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        created = create();
+    }
+    let fd = match (created, hook) {
         (Ok(fd), _) => fd,
         (Err(e), Hook::Xdp(mode))
             if e.raw_os_error() == Some(libc::EOPNOTSUPP)
@@ -124,7 +139,10 @@ pub fn attach_pinned(prog: BorrowedFd, ifindex: u32, hook: Hook, path: &Path) ->
             )
         }
         (Err(e), Hook::Xdp(_)) if e.raw_os_error() == Some(libc::EBUSY) => {
-            bail!("another XDP program is already attached to this interface ({e})")
+            match xdp_program_on(ifindex) {
+                Ok(Some(id)) => bail!("{}", busy(&ifindex.to_string(), id)),
+                _ => bail!("another XDP program is already attached to this interface ({e})"),
+            }
         }
         (Err(e), Hook::TcxIngress) if e.raw_os_error() == Some(libc::EINVAL) => {
             bail!("the kernel refused a tcx link (tcx needs Linux 6.6 or later): {e}")
@@ -202,4 +220,72 @@ pub fn detach_pinned(path: &Path) -> Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
     }
+}
+
+/// The id of the XDP program attached to `ifindex` (by anyone, through a link or netlink),
+/// as rtnetlink reports it (IFLA_XDP_PROG_ID); None when there is none.
+pub fn xdp_program_on(ifindex: u32) -> Result<Option<u32>> {
+    use crate::netfilter::netlink;
+    const NETLINK_ROUTE: libc::c_int = 0;
+    const RTM_GETLINK: u16 = 18;
+    const RTM_NEWLINK: u16 = 16;
+    const IFLA_XDP: u16 = 43;
+    const IFLA_XDP_PROG_ID: u16 = 4;
+    let sock = netlink::open_protocol(
+        NETLINK_ROUTE,
+        1 << 16,
+        1 << 16,
+        std::time::Duration::from_secs(5),
+    )
+    .context("opening an rtnetlink socket")?;
+    // nlmsghdr, then ifinfomsg: family, pad, type, index, flags, change.
+    let mut req = 32u32.to_ne_bytes().to_vec();
+    req.extend(RTM_GETLINK.to_ne_bytes());
+    req.extend((libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    req.extend(1u32.to_ne_bytes());
+    req.extend(0u32.to_ne_bytes());
+    req.extend([libc::AF_UNSPEC as u8, 0, 0, 0]);
+    req.extend((ifindex as i32).to_ne_bytes());
+    req.extend([0u8; 8]);
+    netlink::exchange(&sock, &req, 1 << 16, |h, buf| {
+        if let Some(code) = netlink::error_code(buf, h) {
+            return Some(
+                Err(std::io::Error::from_raw_os_error(-code))
+                    .context(format!("rtnetlink: interface {ifindex}")),
+            );
+        }
+        if h.kind != RTM_NEWLINK || h.len < 32 {
+            return None;
+        }
+        let attrs = netlink::attributes(&buf[h.at + 32..h.at + h.len]);
+        let id = attrs
+            .iter()
+            .find(|(kind, _)| kind & netlink::NLA_TYPE_MASK == IFLA_XDP)
+            .and_then(|(_, xdp)| {
+                netlink::attributes(xdp)
+                    .into_iter()
+                    .find(|(kind, _)| kind & netlink::NLA_TYPE_MASK == IFLA_XDP_PROG_ID)
+            })
+            .and_then(|(_, v)| Some(u32::from_ne_bytes(v.get(..4)?.try_into().ok()?)))
+            .filter(|&id| id != 0);
+        Some(Ok(id))
+    })
+}
+
+/// What to tell an operator whose interface already runs another XDP program: which one,
+/// and how to make room. The kernel allows one XDP program per interface.
+pub fn busy(iface: &str, id: u32) -> String {
+    let name = aya::programs::loaded_programs()
+        .filter_map(|p| p.ok())
+        .find(|p| p.id() == id)
+        .and_then(|p| p.name_as_str().map(String::from))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "(no name)".into());
+    format!(
+        "{iface} already runs another XDP program, {name} (id {id}), and an interface takes one: \
+         remove it first (`ip link set dev {iface} xdp off` if it was attached through netlink, \
+         or stop the tool that holds its link; `bpftool net show dev {iface}` shows it), then \
+         fwctl attach {iface} again. Meanwhile fwctl's nftables table judges {iface}'s packets \
+         with the same rules"
+    )
 }

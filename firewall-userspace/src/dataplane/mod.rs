@@ -5,6 +5,7 @@
 pub mod attach;
 pub mod capacity;
 pub mod forwarding;
+pub mod gc;
 pub mod guards;
 pub mod install;
 pub mod kfunc;
@@ -12,5 +13,6 @@ pub mod maps;
 pub mod mmap;
 pub mod namespace;
 pub mod resize;
+pub mod upgrade;
 
 pub use install::Dataplane;

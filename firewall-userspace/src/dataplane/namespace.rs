@@ -44,7 +44,7 @@ impl Namespace {
     }
 }
 
-fn netns_cookie() -> Result<u64> {
+pub(crate) fn netns_cookie() -> Result<u64> {
     // SAFETY: plain socket syscall; the fd is closed by File's drop.
     let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -70,10 +70,10 @@ fn netns_cookie() -> Result<u64> {
     Ok(cookie)
 }
 
-/// Moves this process into the mount namespace of the operator's shell when fwctl runs in
-/// a private one (as under `ip netns exec`), so that every fwctl run of a host shares one
-/// bpffs and one /run. The home namespace is that of the nearest ancestor process whose
-/// mount namespace differs from ours (PID 1's cannot be read in every sandbox). Must run
+/// Moves this process into the mount namespace whose bpffs holds fwctl's pins when fwctl
+/// runs in another one (as under `ip netns exec`, in a daemon started there, or in a
+/// systemd service with a private mount namespace), so that every fwctl run of a host
+/// shares one bpffs and one /run. See [`home_mount_namespace`] for which one. Must run
 /// before any thread is started: setns(CLONE_NEWNS) refuses multi-threaded callers. The
 /// working directory is kept, so relative paths the operator typed still mean what they
 /// meant.
@@ -107,8 +107,61 @@ fn parent_pid(pid: &str) -> Option<String> {
         .map(|p| p.trim().to_string())
 }
 
+/// Ancestors first (nearest first), then every other process: where to look for the mount
+/// namespace that holds the pins. Each mount namespace once.
+fn candidate_processes(own: (u64, u64)) -> Vec<String> {
+    let mut seen = std::collections::HashSet::from([own]);
+    let mut out = Vec::new();
+    let mut consider = |pid: String, out: &mut Vec<String>| {
+        if let Some(id) = mount_ns_id(&pid) {
+            if seen.insert(id) {
+                out.push(pid);
+            }
+        }
+    };
+    let mut pid = parent_pid("self");
+    while let Some(p) = pid.filter(|p| p != "0") {
+        pid = parent_pid(&p);
+        consider(p, &mut out);
+    }
+    if let Ok(procs) = std::fs::read_dir("/proc") {
+        for e in procs.filter_map(|e| e.ok()) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.bytes().all(|b| b.is_ascii_digit()) {
+                consider(name, &mut out);
+            }
+        }
+    }
+    out
+}
+
+/// The mount namespace to work in, or None for our own:
+/// 1. ours, if its /sys/fs/bpf already shows fwctl's pins (the operator's shell);
+/// 2. else one whose bpffs holds this network namespace's pins (same ABI version), looked
+///    for in the ancestors' namespaces first, then in every process's (through
+///    /proc/PID/root, which walks that process's mounts): a daemon under `ip netns exec`
+///    has no ancestor left in the operator's namespace, but some process of the host is;
+/// 3. else one whose bpffs holds fwctl's pins for any namespace (this one's first run);
+/// 4. else, with no pins anywhere yet, the nearest ancestor's that differs from ours (the
+///    operator's shell around `ip netns exec`), else ours.
+///
+/// Processes we may not inspect (PID 1 in some sandboxes) are passed over.
 fn home_mount_namespace() -> Result<Option<PathBuf>> {
     let own = mount_ns_id("self").context("reading /proc/self/ns/mnt")?;
+    let fwctl_dir = Path::new(BPFFS).join("fwctl");
+    if fwctl_dir.exists() {
+        return Ok(None);
+    }
+    let exact = Namespace::current()?.pin_dir;
+    let under = |pid: &str, path: &Path| {
+        Path::new(&format!("/proc/{pid}/root")).join(path.strip_prefix("/").unwrap_or(path))
+    };
+    let candidates = candidate_processes(own);
+    for wanted in [&exact, &fwctl_dir] {
+        if let Some(pid) = candidates.iter().find(|p| under(p, wanted).exists()) {
+            return Ok(Some(PathBuf::from(format!("/proc/{pid}/ns/mnt"))));
+        }
+    }
     let mut pid = parent_pid("self");
     while let Some(p) = pid.filter(|p| p != "0") {
         match mount_ns_id(&p) {

@@ -2,8 +2,8 @@
 //! nftables' registers, payload offsets and byte orders.
 
 use rustables::expr::{
-    Bitwise, Cmp, CmpOp, Conntrack, ConntrackKey, Counter, IcmpCode, Immediate, Log, Meta,
-    MetaType, NatType, Payload, RawExpression, Register, Reject, RejectType, VerdictKind,
+    Bitwise, Cmp, CmpOp, Conntrack, ConntrackKey, Counter, Immediate, Log, Meta, MetaType, NatType,
+    Payload, RawExpression, Register, Reject, RejectType, VerdictKind,
 };
 use rustables::sys::{NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER};
 
@@ -166,6 +166,368 @@ pub fn mark(mask: u32, value: u32, out: &mut Vec<RawExpression>) {
     ));
 }
 
+/// `meta mark set meta mark & ~mask`: takes fwctl's bits off the packet once its table
+/// has read them, so later hooks, policy routing and other tools' `-m mark` see the mark
+/// the packet arrived with.
+pub fn clear_mark(mask: u32, out: &mut Vec<RawExpression>) {
+    set_mark(crate::rules::mark::Mark { value: 0, mask }, out);
+}
+
+/// `meta mark set meta mark & ~mask ^ value`: iptables' MARK (`--set-xmark value/mask`).
+pub fn set_mark(m: crate::rules::mark::Mark, out: &mut Vec<RawExpression>) {
+    out.push(meta(MetaType::Mark));
+    out.push(xmark(m));
+    set_meta_mark(out);
+}
+
+/// `ct mark set reg1` (NFT_CT_MARK from register 1).
+fn set_ct_mark(out: &mut Vec<RawExpression>) {
+    const NFTA_CT_KEY: u16 = 2;
+    const NFTA_CT_SREG: u16 = 4;
+    const NFT_CT_MARK: u32 = 3;
+    out.push(raw("ct", &[(NFTA_CT_KEY, NFT_CT_MARK), (NFTA_CT_SREG, 1)]));
+}
+
+/// `meta mark set reg1`.
+fn set_meta_mark(out: &mut Vec<RawExpression>) {
+    const NFTA_META_KEY: u16 = 2;
+    const NFTA_META_SREG: u16 = 3;
+    const NFT_META_MARK: u32 = 3;
+    out.push(raw(
+        "meta",
+        &[(NFTA_META_KEY, NFT_META_MARK), (NFTA_META_SREG, 1)],
+    ));
+}
+
+/// iptables' CONNMARK with whole marks: `ct mark set meta mark` (save), `meta mark set ct
+/// mark` (restore), `ct mark set ct mark & ~mask ^ value` (set).
+pub fn connmark(c: crate::rules::mark::Connmark, out: &mut Vec<RawExpression>) {
+    use crate::rules::mark::Connmark;
+    match c {
+        Connmark::Save => {
+            out.push(meta(MetaType::Mark));
+            set_ct_mark(out);
+        }
+        Connmark::Restore => {
+            out.push(Conntrack::new(ConntrackKey::Mark).into());
+            set_meta_mark(out);
+        }
+        Connmark::Set(m) => {
+            out.push(Conntrack::new(ConntrackKey::Mark).into());
+            out.push(xmark(m));
+            set_ct_mark(out);
+        }
+    }
+}
+
+/// reg1 = reg1 & ~mask ^ value, on a host-order u32 mark.
+fn xmark(m: crate::rules::mark::Mark) -> RawExpression {
+    Bitwise::new(
+        (!m.mask).to_ne_bytes().to_vec(),
+        m.value.to_ne_bytes().to_vec(),
+    )
+    .unwrap_or_default()
+    .into()
+}
+
+/// iptables' TCPMSS: `tcp option maxseg size set rt mtu` (clamp: the route's MTU less the
+/// headers) or `set N`; the kernel only ever lowers the option, as xt_TCPMSS does.
+pub fn tcpmss(mss: Option<u16>, out: &mut Vec<RawExpression>) {
+    const NFTA_RT_DREG: u16 = 1;
+    const NFTA_RT_KEY: u16 = 2;
+    const NFT_RT_TCPMSS: u32 = 4;
+    const NFTA_EXTHDR_TYPE: u16 = 2;
+    const NFTA_EXTHDR_OFFSET: u16 = 3;
+    const NFTA_EXTHDR_LEN: u16 = 4;
+    const NFTA_EXTHDR_OP: u16 = 6;
+    const NFTA_EXTHDR_SREG: u16 = 7;
+    const TCPOPT_MAXSEG: u8 = 2;
+    const NFT_EXTHDR_OP_TCPOPT: u32 = 1;
+    match mss {
+        None => out.push(raw(
+            "rt",
+            &[(NFTA_RT_DREG, 1), (NFTA_RT_KEY, NFT_RT_TCPMSS)],
+        )),
+        Some(n) => out.push(Immediate::new_data(n.to_be_bytes().to_vec(), Register::Reg1).into()),
+    }
+    out.push(placeholder(&element(
+        "exthdr",
+        &[
+            Attr::U8(NFTA_EXTHDR_TYPE, TCPOPT_MAXSEG),
+            Attr::U32(NFTA_EXTHDR_OFFSET, 2),
+            Attr::U32(NFTA_EXTHDR_LEN, 2),
+            Attr::U32(NFTA_EXTHDR_OP, NFT_EXTHDR_OP_TCPOPT),
+            Attr::U32(NFTA_EXTHDR_SREG, 1),
+        ],
+    )));
+}
+
+/// `notrack`: conntrack leaves the packet alone (iptables' `-j CT --notrack`).
+pub fn notrack() -> RawExpression {
+    placeholder(&element("notrack", &[]))
+}
+
+/// The disjoint ways a packet satisfies a rule's netfilter-only matches, each a
+/// conjunction: one, unless a match is a disjunction of its own (`-m tcpmss ! --mss`: no
+/// MSS option, or one out of the range).
+pub fn nf_alternatives(
+    nf: &[crate::rules::Neg<crate::rules::matches::NfMatch>],
+    family: Family,
+) -> Vec<Vec<RawExpression>> {
+    use crate::rules::matches::NfMatch;
+    let mut out: Vec<Vec<RawExpression>> = vec![Vec::new()];
+    for m in nf {
+        let alts: Vec<Vec<RawExpression>> = match &m.value {
+            NfMatch::TcpMss(mss) if m.negated => vec![
+                vec![maxseg(true), Cmp::new(CmpOp::Eq, vec![0]).into()],
+                vec![
+                    maxseg(false),
+                    range(&mss.min.to_be_bytes(), &mss.max.to_be_bytes(), true),
+                ],
+            ],
+            other => {
+                let mut e = Vec::new();
+                nf_match(other, m.negated, family, &mut e);
+                vec![e]
+            }
+        };
+        out = out
+            .iter()
+            .flat_map(|head| {
+                alts.iter()
+                    .map(move |tail| head.iter().chain(tail).cloned().collect())
+            })
+            .collect();
+    }
+    out
+}
+
+/// `tcp option maxseg size` into register 1, or (`present`) whether the option is there
+/// (1 or 0); without `present`, a packet without the option breaks the rule.
+fn maxseg(present: bool) -> RawExpression {
+    const NFTA_EXTHDR_DREG: u16 = 1;
+    const NFTA_EXTHDR_TYPE: u16 = 2;
+    const NFTA_EXTHDR_OFFSET: u16 = 3;
+    const NFTA_EXTHDR_LEN: u16 = 4;
+    const NFTA_EXTHDR_FLAGS: u16 = 5;
+    const NFTA_EXTHDR_OP: u16 = 6;
+    const TCPOPT_MAXSEG: u8 = 2;
+    const NFT_EXTHDR_F_PRESENT: u32 = 1;
+    const NFT_EXTHDR_OP_TCPOPT: u32 = 1;
+    let (offset, len) = if present { (0, 1) } else { (2, 2) };
+    placeholder(&element(
+        "exthdr",
+        &[
+            Attr::U32(NFTA_EXTHDR_DREG, 1),
+            Attr::U8(NFTA_EXTHDR_TYPE, TCPOPT_MAXSEG),
+            Attr::U32(NFTA_EXTHDR_OFFSET, offset),
+            Attr::U32(NFTA_EXTHDR_LEN, len),
+            Attr::U32(
+                NFTA_EXTHDR_FLAGS,
+                if present { NFT_EXTHDR_F_PRESENT } else { 0 },
+            ),
+            Attr::U32(NFTA_EXTHDR_OP, NFT_EXTHDR_OP_TCPOPT),
+        ],
+    ))
+}
+
+/// A match only netfilter judges (rules::matches), negated with `!`.
+fn nf_match(
+    nf: &crate::rules::matches::NfMatch,
+    negated: bool,
+    family: Family,
+    out: &mut Vec<RawExpression>,
+) {
+    use crate::rules::matches::{ttl::TtlOp, NfMatch};
+    match nf {
+        NfMatch::Mark(m) | NfMatch::Connmark(m) => {
+            out.push(if matches!(nf, NfMatch::Mark(_)) {
+                meta(MetaType::Mark)
+            } else {
+                Conntrack::new(ConntrackKey::Mark).into()
+            });
+            out.extend(masked(
+                m.mask.to_ne_bytes().to_vec(),
+                op(!negated),
+                m.value.to_ne_bytes().to_vec(),
+            ));
+        }
+        NfMatch::PktType(t) => {
+            const NFTA_META_DREG: u16 = 1;
+            const NFTA_META_KEY: u16 = 2;
+            const NFT_META_PKTTYPE: u32 = 19;
+            out.push(raw(
+                "meta",
+                &[(NFTA_META_DREG, 1), (NFTA_META_KEY, NFT_META_PKTTYPE)],
+            ));
+            out.push(Cmp::new(op(!negated), vec![t.0]).into());
+        }
+        NfMatch::Length(l) => {
+            // IPv4's total length; IPv6's payload length, 40 bytes short of xt_length's.
+            let (offset, header) = match family {
+                Family::V4 => (2, 0),
+                Family::V6 => (4, 40),
+            };
+            if l.max < header {
+                // No packet is that short: the match never holds (always, negated).
+                if !negated {
+                    out.push(load(NFT_PAYLOAD_NETWORK_HEADER, offset, 2));
+                    out.push(Cmp::new(CmpOp::Gte, vec![0xff, 0xff]).into());
+                    out.push(Cmp::new(CmpOp::Lte, vec![0, 0]).into());
+                }
+                return;
+            }
+            out.push(load(NFT_PAYLOAD_NETWORK_HEADER, offset, 2));
+            let (min, max) = (l.min.saturating_sub(header), l.max - header);
+            out.push(range(&min.to_be_bytes(), &max.to_be_bytes(), negated));
+        }
+        NfMatch::Ttl(t) => {
+            let offset = match family {
+                Family::V4 => 8,
+                Family::V6 => 7,
+            };
+            out.push(load(NFT_PAYLOAD_NETWORK_HEADER, offset, 1));
+            let cmp = match t.op {
+                TtlOp::Eq => op(!negated),
+                TtlOp::Lt => CmpOp::Lt,
+                TtlOp::Gt => CmpOp::Gt,
+            };
+            out.push(Cmp::new(cmp, vec![t.value]).into());
+        }
+        NfMatch::IpRange(r) => {
+            for (src, range_of) in [(true, r.src), (false, r.dst)] {
+                let Some(x) = range_of else { continue };
+                let (offset, len) = addr_field(family, src);
+                out.push(load(NFT_PAYLOAD_NETWORK_HEADER, offset, len));
+                out.push(range(&octets(x.from), &octets(x.to), x.negated));
+            }
+        }
+        NfMatch::Mac(m) => {
+            const NFT_PAYLOAD_LL_HEADER: u32 = 0;
+            out.push(load(NFT_PAYLOAD_LL_HEADER, 6, 6));
+            out.push(Cmp::new(op(!negated), m.0.to_vec()).into());
+        }
+        NfMatch::Owner(o) => {
+            const NFTA_META_DREG: u16 = 1;
+            const NFTA_META_KEY: u16 = 2;
+            const NFT_META_SKUID: u32 = 10;
+            const NFT_META_SKGID: u32 = 11;
+            // Without a socket the load breaks the rule, as xt_owner's positive items fail.
+            let mut id = |key: u32, ids: Option<crate::rules::matches::owner::IdRange>| {
+                out.push(raw("meta", &[(NFTA_META_DREG, 1), (NFTA_META_KEY, key)]));
+                match ids {
+                    // Any id: the socket exists.
+                    None => out.push(Cmp::new(CmpOp::Gte, vec![0; 4]).into()),
+                    Some(r) if r.min == r.max => {
+                        out.push(Cmp::new(CmpOp::Eq, r.min.to_ne_bytes().to_vec()).into())
+                    }
+                    Some(r) => {
+                        // Host-order ids compare as numbers only in network order.
+                        out.push(hton32());
+                        out.push(range(&r.min.to_be_bytes(), &r.max.to_be_bytes(), false));
+                    }
+                }
+            };
+            if o.socket {
+                id(NFT_META_SKUID, None);
+            }
+            if o.uid.is_some() {
+                id(NFT_META_SKUID, o.uid);
+            }
+            if o.gid.is_some() {
+                id(NFT_META_SKGID, o.gid);
+            }
+        }
+        // Negated, it is two alternatives (nf_alternatives); here the option is there and
+        // in range, and a SYN without it breaks the rule, as xt_tcpmss does not match it.
+        NfMatch::TcpMss(m) => {
+            out.push(maxseg(false));
+            out.push(range(&m.min.to_be_bytes(), &m.max.to_be_bytes(), negated));
+        }
+        NfMatch::Fragment => {
+            // The fragment offset, flags masked off: not 0 past the first fragment.
+            out.push(load(NFT_PAYLOAD_NETWORK_HEADER, 6, 2));
+            out.extend(masked(vec![0x1f, 0xff], op(negated), vec![0, 0]));
+        }
+        NfMatch::AddrType(a) => {
+            const NFTA_FIB_DREG: u16 = 1;
+            const NFTA_FIB_RESULT: u16 = 2;
+            const NFTA_FIB_FLAGS: u16 = 3;
+            const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
+            const NFTA_FIB_F_SADDR: u32 = 1;
+            const NFTA_FIB_F_DADDR: u32 = 2;
+            const NFTA_FIB_F_IIF: u32 = 8;
+            const NFTA_FIB_F_OIF: u32 = 16;
+            let iface = if a.limit_in {
+                NFTA_FIB_F_IIF
+            } else if a.limit_out {
+                NFTA_FIB_F_OIF
+            } else {
+                0
+            };
+            for (addr, types) in [(NFTA_FIB_F_SADDR, a.src), (NFTA_FIB_F_DADDR, a.dst)] {
+                let Some(types) = types else { continue };
+                out.push(raw(
+                    "fib",
+                    &[
+                        (NFTA_FIB_DREG, 1),
+                        (NFTA_FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE),
+                        (NFTA_FIB_FLAGS, addr | iface),
+                    ],
+                ));
+                // The parser allows several types only negated: none of them, each a test.
+                for t in types.numbers() {
+                    out.push(Cmp::new(op(!types.negated), t.to_ne_bytes().to_vec()).into());
+                }
+            }
+        }
+    }
+}
+
+/// Register 1's u32 from host to network order.
+fn hton32() -> RawExpression {
+    const NFTA_BYTEORDER_SREG: u16 = 1;
+    const NFTA_BYTEORDER_DREG: u16 = 2;
+    const NFTA_BYTEORDER_OP: u16 = 3;
+    const NFTA_BYTEORDER_LEN: u16 = 4;
+    const NFTA_BYTEORDER_SIZE: u16 = 5;
+    const NFT_BYTEORDER_HTON: u32 = 1;
+    raw(
+        "byteorder",
+        &[
+            (NFTA_BYTEORDER_SREG, 1),
+            (NFTA_BYTEORDER_DREG, 1),
+            (NFTA_BYTEORDER_OP, NFT_BYTEORDER_HTON),
+            (NFTA_BYTEORDER_LEN, 4),
+            (NFTA_BYTEORDER_SIZE, 4),
+        ],
+    )
+}
+
+fn octets(a: std::net::IpAddr) -> Vec<u8> {
+    match a {
+        std::net::IpAddr::V4(a) => a.octets().to_vec(),
+        std::net::IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// Register 1 within `from..=to` (big-endian bytes compare as numbers), or outside it.
+fn range(from: &[u8], to: &[u8], outside: bool) -> RawExpression {
+    const NFTA_RANGE_SREG: u16 = 1;
+    const NFTA_RANGE_OP: u16 = 2;
+    const NFTA_RANGE_FROM_DATA: u16 = 3;
+    const NFTA_RANGE_TO_DATA: u16 = 4;
+    placeholder(&element(
+        "range",
+        &[
+            Attr::U32(NFTA_RANGE_SREG, 1),
+            Attr::U32(NFTA_RANGE_OP, outside as u32),
+            Attr::Value(NFTA_RANGE_FROM_DATA, from),
+            Attr::Value(NFTA_RANGE_TO_DATA, to),
+        ],
+    ))
+}
+
 /// `meta nfproto ipv4|ipv6`.
 pub fn nfproto(family: Family, out: &mut Vec<RawExpression>) {
     out.push(meta(MetaType::NfProto));
@@ -188,27 +550,24 @@ pub fn verdict(kind: VerdictKind) -> RawExpression {
     Immediate::new_verdict(kind).into()
 }
 
-/// What iptables' REJECT sends, as nftables' reject: the ICMPX codes become the family's
-/// own (port unreachable is ICMP 3/3 or ICMPv6 1/4, as iptables sends them).
-pub fn reject(with: RejectWith) -> RawExpression {
-    let icmpx = |code| {
-        Reject::default()
-            .with_type(RejectType::IcmpxUnreach)
-            .with_icmp_code(code)
-    };
-    match with {
-        RejectWith::NetUnreachable => icmpx(IcmpCode::NoRoute),
-        RejectWith::HostUnreachable => icmpx(IcmpCode::HostUnreach),
-        RejectWith::PortUnreachable => icmpx(IcmpCode::PortUnreach),
-        RejectWith::AdminProhibited => icmpx(IcmpCode::AdminProhibited),
-        // IPv4's own code 2, which has no ICMPX twin; rustables only names the values
-        // 0..=3, and 2 is the one spelled HostUnreach.
-        RejectWith::ProtoUnreachable => Reject::default()
-            .with_type(RejectType::IcmpUnreach)
-            .with_icmp_code(IcmpCode::HostUnreach),
-        RejectWith::TcpReset => Reject::default().with_type(RejectType::TcpRst),
+/// What iptables' REJECT sends, as nftables' reject: a TCP reset, or a destination
+/// unreachable (ICMP type 3, ICMPv6 type 1) with the family's own code, as iptables sends
+/// it (`reject with icmp host-prohibited`). The rule sits in a chain of one family, so the
+/// kernel's inet reject sends the code in that family's ICMP.
+pub fn reject(with: RejectWith, family: Family) -> RawExpression {
+    const NFTA_REJECT_TYPE: u16 = 1;
+    const NFTA_REJECT_ICMP_CODE: u16 = 2;
+    const NFT_REJECT_ICMP_UNREACH: u32 = 0;
+    match with.icmp_code(family) {
+        None => Reject::default().with_type(RejectType::TcpRst).into(),
+        Some(code) => placeholder(&element(
+            "reject",
+            &[
+                Attr::U32(NFTA_REJECT_TYPE, NFT_REJECT_ICMP_UNREACH),
+                Attr::U8(NFTA_REJECT_ICMP_CODE, code),
+            ],
+        )),
     }
-    .into()
 }
 
 /// The netlink-log group LOG rules send their packets to; `fwctl log` listens on it. One
@@ -222,6 +581,12 @@ pub fn log(prefix: Option<&str>) -> RawExpression {
     Log::new(Some(LOG_GROUP), prefix).unwrap_or_default().into()
 }
 
+/// `log group N prefix P`: iptables' NFLOG, to whoever listens on the group.
+pub fn nflog(group: u16, prefix: Option<&str>) -> RawExpression {
+    // A prefix of at most 63 bytes (the parser's limit) fits.
+    Log::new(Some(group), prefix).unwrap_or_default().into()
+}
+
 /// Marks a placeholder for an expression rustables cannot write (nat with port ranges,
 /// masq and redir with ports): a `log` expression whose prefix carries the real
 /// expression's bytes in hex, swapped in by batch.rs before the batch leaves. Never sent.
@@ -233,6 +598,7 @@ const NLA_F_NESTED: u16 = 1 << 15;
 
 /// An attribute of an expression written here.
 enum Attr<'a> {
+    U8(u16, u8),
     U32(u16, u32),
     U64(u16, u64),
     Str(u16, &'a str),
@@ -250,6 +616,7 @@ fn element(name: &str, attrs: &[Attr]) -> Vec<u8> {
     let data: Vec<u8> = attrs
         .iter()
         .flat_map(|a| match a {
+            Attr::U8(k, v) => nla(*k, &[*v]),
             Attr::U32(k, v) => nla(*k, &v.to_be_bytes()),
             Attr::U64(k, v) => nla(*k, &v.to_be_bytes()),
             Attr::Str(k, v) => nla_text(*k, v),

@@ -51,6 +51,9 @@ impl Marks {
     fn generations(self) -> u32 {
         self.generation(0) | self.generation(1)
     }
+    fn all(self) -> u32 {
+        firewall_common::mark_mask(self.shift)
+    }
 }
 
 /// Packets and bytes netfilter counted, per rule slot and per built-in chain policy.
@@ -116,6 +119,9 @@ fn table_tag(table: Table) -> &'static str {
     match table {
         Table::Filter => "",
         Table::Nat => "nat-",
+        Table::Mangle => "mangle-",
+        Table::Raw => "raw-",
+        Table::Security => "security-",
     }
 }
 
@@ -139,8 +145,100 @@ struct BaseChain {
     xdp: bool,
 }
 
-/// iptables' priorities: filter at 0, DNAT at -100, SNAT at 100.
-const BASE_CHAINS: [BaseChain; 7] = [
+/// iptables' priorities: raw at -300, mangle at -150, DNAT at -100, filter at 0, SNAT
+/// at 100, security at 150 (iptables-nft's; legacy's 50 is also after filter). Mangle's
+/// OUTPUT is a route chain, as iptables' is: a mark it sets reroutes.
+const BASE_CHAINS: [BaseChain; 17] = [
+    BaseChain {
+        name: "security-input",
+        hook: HookClass::In,
+        priority: 150,
+        kind: ChainType::Filter,
+        table: Table::Security,
+        chain: Chain::Input,
+        xdp: false,
+    },
+    BaseChain {
+        name: "security-forward",
+        hook: HookClass::Forward,
+        priority: 150,
+        kind: ChainType::Filter,
+        table: Table::Security,
+        chain: Chain::Forward,
+        xdp: false,
+    },
+    BaseChain {
+        name: "security-output",
+        hook: HookClass::Out,
+        priority: 150,
+        kind: ChainType::Filter,
+        table: Table::Security,
+        chain: Chain::Output,
+        xdp: false,
+    },
+    BaseChain {
+        name: "raw-prerouting",
+        hook: HookClass::PreRouting,
+        priority: -300,
+        kind: ChainType::Filter,
+        table: Table::Raw,
+        chain: Chain::PreRouting,
+        xdp: false,
+    },
+    BaseChain {
+        name: "raw-output",
+        hook: HookClass::Out,
+        priority: -300,
+        kind: ChainType::Filter,
+        table: Table::Raw,
+        chain: Chain::Output,
+        xdp: false,
+    },
+    BaseChain {
+        name: "mangle-prerouting",
+        hook: HookClass::PreRouting,
+        priority: -150,
+        kind: ChainType::Filter,
+        table: Table::Mangle,
+        chain: Chain::PreRouting,
+        xdp: false,
+    },
+    BaseChain {
+        name: "mangle-input",
+        hook: HookClass::In,
+        priority: -150,
+        kind: ChainType::Filter,
+        table: Table::Mangle,
+        chain: Chain::Input,
+        xdp: false,
+    },
+    BaseChain {
+        name: "mangle-forward",
+        hook: HookClass::Forward,
+        priority: -150,
+        kind: ChainType::Filter,
+        table: Table::Mangle,
+        chain: Chain::Forward,
+        xdp: false,
+    },
+    BaseChain {
+        name: "mangle-output",
+        hook: HookClass::Out,
+        priority: -150,
+        kind: ChainType::Route,
+        table: Table::Mangle,
+        chain: Chain::Output,
+        xdp: false,
+    },
+    BaseChain {
+        name: "mangle-postrouting",
+        hook: HookClass::PostRouting,
+        priority: -150,
+        kind: ChainType::Filter,
+        table: Table::Mangle,
+        chain: Chain::PostRouting,
+        xdp: false,
+    },
     BaseChain {
         name: "input",
         hook: HookClass::In,
@@ -363,9 +461,13 @@ pub fn translate(
                         returned = (returned.0 + packets, returned.1 + bytes);
                     }
                     let note = if to_policy { COMMENT_AND_POLICY } else { "" };
-                    for alt in alternatives(&rule.spec, family)? {
+                    let nf_alts = exprs::nf_alternatives(&rule.spec.nf, family);
+                    for (alt, nf) in alternatives(&rule.spec, family)?
+                        .iter()
+                        .flat_map(|alt| nf_alts.iter().map(move |nf| (alt, nf)))
+                    {
                         let mut e = Vec::new();
-                        for t in &alt {
+                        for t in alt {
                             exprs::test(t, family, &mut e);
                         }
                         for m in &rule.spec.sets {
@@ -375,6 +477,7 @@ pub fn translate(
                             let set = sets::NftSet::from(info);
                             exprs::set_lookup(&set, &m.value.dst, m.negated, &mut e);
                         }
+                        e.extend(nf.iter().cloned());
                         rate_exprs(rule, generation, family, &mut e, &mut image.sets);
                         // The preloaded counts go to the first alternative only.
                         e.push(exprs::counter(packets, bytes));
@@ -431,9 +534,16 @@ fn target(t: &Target, generation: u32, table: Table, family: Family, e: &mut Vec
         Target::Redirect(ports) => return exprs::redirect(*ports, e),
         Target::Snat(to) => return exprs::nat(NatType::SNat, family, *to, e),
         Target::Dnat(to) => return exprs::nat(NatType::DNat, family, *to, e),
-        Target::Reject(with, _) => return e.push(exprs::reject(*with)),
+        Target::Reject(with, family) => return e.push(exprs::reject(*with, *family)),
         // No verdict: the packet goes on to the next rule, as after iptables' LOG.
         Target::Log(log) => return e.push(exprs::log(log.prefix.as_deref())),
+        // The rule's counter has counted; the next rule goes on.
+        Target::Count => return,
+        Target::Mark(m) => return exprs::set_mark(*m, e),
+        Target::Nflog { group, prefix } => return e.push(exprs::nflog(*group, prefix.as_deref())),
+        Target::Connmark(c) => return exprs::connmark(*c, e),
+        Target::Tcpmss(t) => return exprs::tcpmss(t.mss, e),
+        Target::Notrack { .. } => return e.push(exprs::notrack()),
     };
     e.push(exprs::verdict(verdict));
 }
@@ -476,12 +586,20 @@ fn table() -> NftTable {
     NftTable::new(ProtocolFamily::Inet).with_name(TABLE)
 }
 
+/// A hooked chain. Once dispatch rules are in, every packet leaves it by one of them; until
+/// then (a first change killed after its staging batch, before the switch) filter INPUT and
+/// FORWARD drop, so that no packet passes a firewall that is half in place.
 fn base_chain(b: &BaseChain) -> NftChain {
+    let closed = b.table == Table::Filter && matches!(b.chain, Chain::Input | Chain::Forward);
     NftChain::new(&table())
         .with_name(b.name)
         .with_hook(Hook::new(b.hook, b.priority))
         .with_type(b.kind)
-        .with_policy(ChainPolicy::Accept)
+        .with_policy(if closed {
+            ChainPolicy::Drop
+        } else {
+            ChainPolicy::Accept
+        })
 }
 
 fn chain(name: &str) -> NftChain {
@@ -570,6 +688,7 @@ fn dispatch(
                 marks.accepted() | chain_bit,
                 &mut e,
             );
+            exprs::clear_mark(marks.all(), &mut e);
             e.push(exprs::verdict(VerdictKind::Accept));
             add_rule(batch, &base, e, Some(comment("fwctl accepted at XDP")))?;
             for &g in present {
@@ -577,6 +696,7 @@ fn dispatch(
                     let mut e = Vec::new();
                     exprs::mark(marks.generations(), marks.generation(g), &mut e);
                     exprs::nfproto(family, &mut e);
+                    exprs::clear_mark(marks.all(), &mut e);
                     e.push(exprs::verdict(VerdictKind::Goto {
                         chain: chain_name(g, b.table, family, b.chain.name()),
                     }));
@@ -587,6 +707,10 @@ fn dispatch(
         for family in Family::ALL {
             let mut e = Vec::new();
             exprs::nfproto(family, &mut e);
+            // Bits XDP set that no rule above took (routing changed its mind) go too.
+            if b.xdp {
+                exprs::clear_mark(marks.all(), &mut e);
+            }
             e.push(exprs::verdict(VerdictKind::Goto {
                 chain: chain_name(default, b.table, family, b.chain.name()),
             }));
@@ -600,27 +724,31 @@ fn send(batch: Batch, what: &str) -> Result<()> {
     batch::send(batch).with_context(|| format!("netlink: {what} (table inet {TABLE})"))
 }
 
-/// The hooked chains in use: the nat ones only while some ruleset has NAT rules, since a
-/// nat hook turns conntrack on for every packet of the namespace.
-fn bases(names: &[String], nat: bool) -> Vec<&'static BaseChain> {
+/// The hooked chains in use: the filter table's, and those of the tables in `hooked`
+/// ([`hooked_tables`]); a base chain still in the table stays until `switch` removes it.
+fn bases(names: &[String], hooked: &[Table]) -> Vec<&'static BaseChain> {
     BASE_CHAINS
         .iter()
-        .filter(|b| b.table == Table::Filter || nat || names.iter().any(|n| n == b.name))
+        .filter(|b| {
+            b.table == Table::Filter
+                || hooked.contains(&b.table)
+                || names.iter().any(|n| n == b.name)
+        })
         .collect()
 }
 
 /// Writes generation `next` (replacing whatever it held) while the default stays on
-/// `current`, if that generation is in the table. One batch: all of it or none. `nat`:
-/// the new ruleset has NAT rules.
+/// `current`, if that generation is in the table. One batch: all of it or none. `hooked`:
+/// the tables besides filter the new ruleset needs hooks for ([`hooked_tables`]).
 pub fn stage(
     chains: &[ChainImage],
     next: u32,
     current: u32,
     marks: Marks,
-    nat: bool,
+    hooked: &[Table],
 ) -> Result<()> {
     let names = chain_names()?;
-    let bases = bases(&names, nat);
+    let bases = bases(&names, hooked);
     let mut batch = Batch::new();
     batch.add(&table(), MsgType::Add);
     for b in &bases {
@@ -676,19 +804,19 @@ pub fn stage(
     send(batch, "staging the new ruleset")
 }
 
-/// Sends unmarked packets to generation `next` (already staged).
-/// `nat`: the ruleset now in force has NAT rules; without, the nat hooks go.
-pub fn switch(next: u32, marks: Marks, nat: bool) -> Result<()> {
+/// Sends unmarked packets to generation `next` (already staged). `hooked`: the tables the
+/// ruleset now in force needs hooks for; the other tables' hooks go.
+pub fn switch(next: u32, marks: Marks, hooked: &[Table]) -> Result<()> {
     let names = chain_names()?;
     let present: Vec<u32> = [0, 1]
         .into_iter()
         .filter(|g| has_generation(&names, *g))
         .collect();
     let mut batch = Batch::new();
-    // Without NAT rules, the nat hooks still in the table go.
-    let (gone, kept): (Vec<&BaseChain>, Vec<&BaseChain>) = bases(&names, nat)
+    // The hooks of tables no longer in use go.
+    let (gone, kept): (Vec<&BaseChain>, Vec<&BaseChain>) = bases(&names, hooked)
         .into_iter()
-        .partition(|b| b.table == Table::Nat && !nat);
+        .partition(|b| b.table != Table::Filter && !hooked.contains(&b.table));
     flush(&mut batch, &kept)?;
     dispatch(&mut batch, marks, &present, next, &kept)?;
     for b in &gone {
@@ -701,11 +829,24 @@ pub fn switch(next: u32, marks: Marks, nat: bool) -> Result<()> {
     send(batch, "switching to the new ruleset")
 }
 
-/// Whether `ruleset` has rules that need the nat hooks.
-pub fn uses_nat(ruleset: &Ruleset) -> bool {
-    Family::ALL
+/// The tables besides filter whose hooks `ruleset` needs: nat only while it has rules,
+/// since a nat hook turns conntrack on for every packet of the namespace; mangle, raw and
+/// security while they exist (iptables counts their policies from then on).
+pub fn hooked_tables(ruleset: &Ruleset) -> Vec<Table> {
+    let nat = Family::ALL
         .iter()
-        .any(|&f| ruleset.table(Table::Nat, f).all_rules().next().is_some())
+        .any(|&f| ruleset.table(Table::Nat, f).all_rules().next().is_some());
+    let exists = |t: Table| Family::ALL.iter().any(|&f| ruleset.table(t, f).exists());
+    [
+        (Table::Nat, nat),
+        (Table::Mangle, exists(Table::Mangle)),
+        (Table::Raw, exists(Table::Raw)),
+        (Table::Security, exists(Table::Security)),
+    ]
+    .into_iter()
+    .filter(|(_, used)| *used)
+    .map(|(t, _)| t)
+    .collect()
 }
 
 /// Removes the table and everything in it; nothing when it is not there.

@@ -190,17 +190,28 @@ pub fn exchange<T>(
 /// Calls `each` with the attributes of every object a netfilter dump request returns
 /// (nftables message `msg`, family inet, filtered by table `table`). Raw, because rustables
 /// cannot read back sets, nor rules whose expressions use registers it does not know.
-fn dump(msg: u16, table: &str, mut each: impl FnMut(Vec<(u16, &[u8])>)) -> Result<()> {
+fn dump(msg: u16, table: &str, each: impl FnMut(Vec<(u16, &[u8])>)) -> Result<()> {
+    dump_in(msg, libc::NFPROTO_INET as u8, Some(table), each)
+}
+
+/// As [`dump`], for any family (`NFPROTO_UNSPEC`: all) and any table (None: all).
+fn dump_in(
+    msg: u16,
+    family: u8,
+    table: Option<&str>,
+    mut each: impl FnMut(Vec<(u16, &[u8])>),
+) -> Result<()> {
     const NFNL_SUBSYS_NFTABLES: u16 = 10;
-    // NFTA_SET_TABLE and NFTA_RULE_TABLE alike.
+    // NFTA_SET_TABLE, NFTA_RULE_TABLE and NFTA_OBJ_TABLE alike.
     const NFTA_TABLE: u16 = 1;
+    let attrs = table.map(|t| nla_text(NFTA_TABLE, t)).unwrap_or_default();
     let req = message(
         NFNL_SUBSYS_NFTABLES << 8 | msg,
         (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16,
         1,
-        libc::NFPROTO_INET as u8,
+        family,
         0,
-        &nla_text(NFTA_TABLE, table),
+        &attrs,
     );
     let fd = open(1 << 16, 4 << 20, Duration::from_secs(10))?;
     exchange(&fd, &req, 1 << 20, |h, buf| match error_code(buf, h) {
@@ -216,6 +227,101 @@ fn dump(msg: u16, table: &str, mut each: impl FnMut(Vec<(u16, &[u8])>)) -> Resul
         None => None,
     })
     .context("reading a netfilter dump")
+}
+
+/// Whether conntrack helpers may be attached to connections in this network namespace, so
+/// that a connection may begin RELATED through an expectation: some nftables table holds a
+/// ct helper or ct expectation object, or a rule with iptables' CT target (how iptables-nft
+/// writes `-j CT --helper`). fwctl's own table (`own`, family inet) has neither.
+pub fn helpers_in_use(own: &str) -> Result<bool> {
+    const NFT_MSG_GETTABLE: u16 = 1;
+    const NFT_MSG_GETRULE: u16 = 7;
+    const NFT_MSG_GETOBJ: u16 = 19;
+    const NFTA_TABLE_NAME: u16 = 1;
+    const NFTA_OBJ_TYPE: u16 = 3;
+    const NFT_OBJECT_CT_HELPER: u32 = 3;
+    const NFT_OBJECT_CT_EXPECT: u32 = 9;
+    const NFTA_RULE_EXPRESSIONS: u16 = 4;
+    const NFTA_EXPR_NAME: u16 = 1;
+    const NFTA_EXPR_DATA: u16 = 2;
+    const NFTA_TARGET_NAME: u16 = 1;
+    let unspec = libc::NFPROTO_UNSPEC as u8;
+    let mut helper_objects = false;
+    dump_in(NFT_MSG_GETOBJ, unspec, None, |attrs| {
+        helper_objects |= attrs.iter().any(|(k, v)| {
+            k & NLA_TYPE_MASK == NFTA_OBJ_TYPE
+                && <[u8; 4]>::try_from(*v)
+                    .map(u32::from_be_bytes)
+                    .is_ok_and(|t| t == NFT_OBJECT_CT_HELPER || t == NFT_OBJECT_CT_EXPECT)
+        })
+    })
+    .context("listing nftables objects")?;
+    if helper_objects {
+        return Ok(true);
+    }
+    // The family travels in each table message's nfgenmsg, after the netlink header.
+    let mut tables: Vec<(u8, String)> = Vec::new();
+    {
+        const NFNL_SUBSYS_NFTABLES: u16 = 10;
+        let req = message(
+            NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETTABLE,
+            (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16,
+            1,
+            unspec,
+            0,
+            &[],
+        );
+        let fd = open(1 << 16, 1 << 20, Duration::from_secs(10))?;
+        exchange(&fd, &req, 1 << 20, |h, buf| match error_code(buf, h) {
+            _ if h.kind == NLMSG_DONE => Some(Ok(())),
+            Some(0) => None,
+            Some(code) => {
+                Some(Err(io::Error::from_raw_os_error(-code)).context("listing nftables tables"))
+            }
+            None if h.len >= 20 => {
+                let family = buf[h.at + 16];
+                let name = attributes(&buf[h.at + 20..h.at + h.len])
+                    .iter()
+                    .find(|(k, _)| k & NLA_TYPE_MASK == NFTA_TABLE_NAME)
+                    .map(|(_, v)| text(v));
+                if let Some(name) = name {
+                    tables.push((family, name));
+                }
+                None
+            }
+            None => None,
+        })?;
+    }
+    for (family, name) in tables {
+        if family == libc::NFPROTO_INET as u8 && name == own {
+            continue;
+        }
+        let mut ct_target = false;
+        dump_in(NFT_MSG_GETRULE, family, Some(&name), |attrs| {
+            for (_, exprs) in attrs
+                .iter()
+                .filter(|(k, _)| k & NLA_TYPE_MASK == NFTA_RULE_EXPRESSIONS)
+            {
+                for (_, elem) in attributes(exprs) {
+                    let parts = attributes(elem);
+                    let is_target = parts
+                        .iter()
+                        .any(|(k, v)| k & NLA_TYPE_MASK == NFTA_EXPR_NAME && text(v) == "target");
+                    ct_target |= is_target
+                        && parts
+                            .iter()
+                            .filter(|(k, _)| k & NLA_TYPE_MASK == NFTA_EXPR_DATA)
+                            .flat_map(|(_, d)| attributes(d))
+                            .any(|(k, v)| k & NLA_TYPE_MASK == NFTA_TARGET_NAME && text(v) == "CT");
+                }
+            }
+        })
+        .with_context(|| format!("listing the rules of nftables table {name}"))?;
+        if ct_target {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The text of a NUL-terminated string attribute.

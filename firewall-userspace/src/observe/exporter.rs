@@ -1,21 +1,36 @@
-//! `fwctl exporter`: the counters over HTTP for Prometheus. A scrape is one GET, one
-//! snapshot and one response on a connection that then closes; a hand-written HTTP/1.1
-//! responder is enough for that and keeps a web framework out of a firewall's binary.
+//! `fwctl exporter`: the counters over HTTP for Prometheus, served by hyper (HTTP/1.1).
+//! The exporter faces the network, so it bounds what a client can cost: a request head
+//! must arrive within [`HEAD_TIMEOUT`] and fit in [`MAX_HEAD`] bytes, a connection lives at
+//! most [`CONNECTION_TIMEOUT`], at most [`MAX_CONNECTIONS`] are served at once (the next
+//! wait in the kernel's accept queue), and a scrape holds fwctl's lock only while it reads
+//! the counters, before any byte goes to the client.
 
-use std::time::Duration;
+use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{
+    body::Incoming,
+    header::{HeaderValue, ALLOW, CONTENT_TYPE},
+    server::conn::http1,
+    service::service_fn,
+    Method, Request, Response, StatusCode,
 };
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{net::TcpListener, sync::Semaphore};
 
 use super::{metrics, Snapshot};
 
-/// A request head larger than this is not a scrape.
+/// A request head larger than this is not a scrape (hyper answers 431 or closes).
 const MAX_HEAD: usize = 8192;
-/// A client that sends nothing for this long loses its connection.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that has not sent its whole request head by then loses its connection.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Whatever a client does, its connection ends after this (a reader that never reads).
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections served at once (each idle one costs a small task until HEAD_TIMEOUT); under
+/// the default limit of 1024 open files.
+const MAX_CONNECTIONS: usize = 512;
 
 /// What a request asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -29,45 +44,44 @@ enum Route {
     },
     NotFound,
     MethodNotAllowed,
-    BadRequest,
 }
 
-fn route(head: &str) -> Route {
-    let mut words = head.lines().next().unwrap_or_default().split_whitespace();
-    let (Some(method), Some(target), Some(version)) = (words.next(), words.next(), words.next())
-    else {
-        return Route::BadRequest;
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Route::BadRequest;
-    }
-    let body = match method {
-        "GET" => true,
-        "HEAD" => false,
+fn route(method: &Method, path: &str) -> Route {
+    let body = match *method {
+        Method::GET => true,
+        Method::HEAD => false,
         _ => return Route::MethodNotAllowed,
     };
-    // Prometheus may add parameters; none of them changes what is served.
-    match target.split('?').next().unwrap_or_default() {
+    // Prometheus may add parameters; none of them changes what is served (the path
+    // comes without the query).
+    match path {
         "/metrics" => Route::Metrics { body },
         "/" => Route::Index { body },
         _ => Route::NotFound,
     }
 }
 
-fn response(status: &str, content_type: &str, body: &str, send_body: bool) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n",
-        body.len()
-    );
-    if status.starts_with("405") {
-        out.push_str("Allow: GET, HEAD\r\n");
+fn response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+    send_body: bool,
+) -> Response<Full<Bytes>> {
+    let length = body.len();
+    let mut r = Response::new(Full::new(if send_body {
+        Bytes::from(body)
+    } else {
+        Bytes::new()
+    }));
+    *r.status_mut() = status;
+    let headers = r.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // HEAD says how long GET's body would be.
+    headers.insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(length));
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        headers.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
     }
-    out.push_str("\r\n");
-    if send_body {
-        out.push_str(body);
-    }
-    out.into_bytes()
+    r
 }
 
 const INDEX: &str = "fwctl exporter: the firewall's counters are at /metrics\n";
@@ -83,13 +97,34 @@ pub fn serve(listen: &str) -> Result<()> {
             .with_context(|| format!("listening on {listen}"))?;
         let local = listener.local_addr()?;
         eprintln!("fwctl exporter: serving http://{local}/metrics");
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         loop {
+            // A slot before accepting: past the limit, clients wait in the accept queue
+            // instead of costing a task and a socket each.
+            let slot = slots
+                .clone()
+                .acquire_owned()
+                .await
+                .context("connection slots")?;
             match listener.accept().await {
                 Ok((stream, _)) => {
                     tokio::spawn(async move {
-                        if let Err(e) = handle(stream).await {
-                            log::debug!("connection: {e:#}");
+                        let conn = http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(HEAD_TIMEOUT)
+                            .max_buf_size(MAX_HEAD)
+                            .keep_alive(false)
+                            // As Prometheus' own exporters write them.
+                            .title_case_headers(true)
+                            .serve_connection(TokioIo::new(stream), service_fn(handle));
+                        match tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
+                            Ok(Err(e)) => log::debug!("connection: {e}"),
+                            Err(_) => {
+                                log::debug!("connection: over {CONNECTION_TIMEOUT:?}, closed")
+                            }
+                            Ok(Ok(())) => {}
                         }
+                        drop(slot);
                     });
                 }
                 // Out of file descriptors and the like: wait, do not spin or die.
@@ -102,57 +137,47 @@ pub fn serve(listen: &str) -> Result<()> {
     })
 }
 
-async fn handle(mut stream: TcpStream) -> Result<()> {
-    let head = tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream))
-        .await
-        .context("request timed out")??;
-    let reply = match route(&head) {
+async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(match route(req.method(), req.uri().path()) {
         Route::Metrics { body } => {
-            // The lock may be held by a change in progress: wait for it off the event loop.
+            // The lock may be held by a change in progress: wait for it off the event
+            // loop. The page is whole before the first byte is sent.
             let scraped =
                 tokio::task::spawn_blocking(|| Snapshot::sample().map(|s| metrics::render(&s)))
-                    .await
-                    .context("scrape task")?;
+                    .await;
             match scraped {
-                Ok(page) => response("200 OK", metrics::CONTENT_TYPE, &page, body),
-                Err(e) => {
+                Ok(Ok(page)) => response(StatusCode::OK, metrics::CONTENT_TYPE, page, body),
+                Ok(Err(e)) => {
                     eprintln!("fwctl exporter: scrape failed: {e:#}");
                     let text = format!("scrape failed: {e:#}\n");
-                    response("500 Internal Server Error", "text/plain", &text, body)
+                    response(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", text, body)
+                }
+                Err(e) => {
+                    eprintln!("fwctl exporter: scrape task: {e}");
+                    let text = "scrape failed\n".to_string();
+                    response(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", text, body)
                 }
             }
         }
-        Route::Index { body } => response("200 OK", "text/plain; charset=utf-8", INDEX, body),
-        Route::NotFound => response("404 Not Found", "text/plain", "not found\n", true),
-        Route::MethodNotAllowed => response(
-            "405 Method Not Allowed",
+        Route::Index { body } => response(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            INDEX.to_string(),
+            body,
+        ),
+        Route::NotFound => response(
+            StatusCode::NOT_FOUND,
             "text/plain",
-            "GET or HEAD\n",
+            "not found\n".into(),
             true,
         ),
-        Route::BadRequest => response("400 Bad Request", "text/plain", "bad request\n", true),
-    };
-    stream.write_all(&reply).await?;
-    stream.shutdown().await?;
-    Ok(())
-}
-
-/// Reads up to the blank line that ends the request head; a GET has no body to wait for.
-async fn read_head(stream: &mut TcpStream) -> Result<String> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n") {
-            break;
-        }
-        anyhow::ensure!(buf.len() <= MAX_HEAD, "request head over {MAX_HEAD} bytes");
-    }
-    Ok(String::from_utf8_lossy(&buf).into_owned())
+        Route::MethodNotAllowed => response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET or HEAD\n".into(),
+            true,
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -161,30 +186,29 @@ mod tests {
 
     #[test]
     fn requests_are_routed_by_method_and_path() {
-        let get = |target: &str| route(&format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"));
-        assert_eq!(get("/metrics"), Route::Metrics { body: true });
-        assert_eq!(get("/metrics?name[]=x"), Route::Metrics { body: true });
-        assert_eq!(get("/"), Route::Index { body: true });
-        assert_eq!(get("/metricsx"), Route::NotFound);
         assert_eq!(
-            route("HEAD /metrics HTTP/1.0\r\n\r\n"),
+            route(&Method::GET, "/metrics"),
+            Route::Metrics { body: true }
+        );
+        assert_eq!(route(&Method::GET, "/"), Route::Index { body: true });
+        assert_eq!(route(&Method::GET, "/metricsx"), Route::NotFound);
+        assert_eq!(
+            route(&Method::HEAD, "/metrics"),
             Route::Metrics { body: false }
         );
-        assert_eq!(
-            route("POST /metrics HTTP/1.1\r\n\r\n"),
-            Route::MethodNotAllowed
-        );
-        assert_eq!(route("GET /metrics\r\n\r\n"), Route::BadRequest);
-        assert_eq!(route(""), Route::BadRequest);
+        assert_eq!(route(&Method::POST, "/metrics"), Route::MethodNotAllowed);
     }
 
     #[test]
-    fn responses_say_their_length_and_close() {
-        let r = String::from_utf8(response("200 OK", "text/plain", "abc", true)).unwrap();
-        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
-        assert!(r.contains("Content-Length: 3\r\n") && r.contains("Connection: close\r\n"));
-        assert!(r.ends_with("\r\n\r\nabc"), "{r}");
-        let head = String::from_utf8(response("200 OK", "text/plain", "abc", false)).unwrap();
-        assert!(head.ends_with("Content-Length: 3\r\nConnection: close\r\n\r\n"));
+    fn head_says_the_length_without_the_body() {
+        let r = response(StatusCode::OK, "text/plain", "abc".into(), false);
+        assert_eq!(r.headers()[hyper::header::CONTENT_LENGTH], "3");
+        let r = response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "x".into(),
+            true,
+        );
+        assert_eq!(r.headers()[ALLOW], "GET, HEAD");
     }
 }

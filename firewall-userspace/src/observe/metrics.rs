@@ -57,7 +57,7 @@ pub fn render(s: &Snapshot) -> String {
         "Each rule as fwctl -S writes it, for legends; join on id.",
     );
     for r in &s.rules {
-        let text = format!("-A {} {}", r.chain, r.args);
+        let text = format!("-A {} {}", r.chain, r.args).trim_end().to_string();
         let l = labels(&[
             ("family", r.family.label()),
             ("table", r.table.name()),

@@ -120,6 +120,12 @@ impl Snapshot {
         for table in Table::ALL {
             for family in Family::ALL {
                 let chains = fw.state.ruleset.table(table, family);
+                // The mangle, raw and security tables once they exist (filter and nat
+                // always).
+                if matches!(table, Table::Mangle | Table::Raw | Table::Security) && !chains.exists()
+                {
+                    continue;
+                }
                 for chain in list::chain_names(chains, None).unwrap_or_default() {
                     // The very function `-L` uses, so the numbers cannot drift apart.
                     let counted = fw.counters(&src, table, family, &chain)?;

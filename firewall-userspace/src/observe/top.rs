@@ -231,7 +231,11 @@ fn rows(prev: &Snapshot, cur: &Snapshot) -> Vec<Row> {
         .iter()
         .map(|r| {
             row(
-                command(r.family, r.table, &format!("-A {} {}", r.chain, r.args)),
+                command(
+                    r.family,
+                    r.table,
+                    format!("-A {} {}", r.chain, r.args).trim_end(),
+                ),
                 r.total,
                 r.netfilter,
                 before.get(&(r.table, r.family, r.slot)),

@@ -28,6 +28,16 @@ pub enum EditError {
     FilteringInNat(&'static str),
     #[error("{0} belongs to the nat table: use -t nat")]
     NatTargetInFilter(&'static str),
+    #[error("CT belongs to the raw table: use -t raw")]
+    CtOutsideRaw,
+    #[error("-m mac works in PREROUTING, INPUT and FORWARD only, not in {0}")]
+    MacHook(String),
+    #[error("-m owner works in OUTPUT and POSTROUTING only, not in {0}")]
+    OwnerHook(String),
+    #[error(
+        "TCPMSS --clamp-mss-to-pmtu works in FORWARD, OUTPUT and POSTROUTING only, not in {0}"
+    )]
+    ClampHook(String),
     #[error("{0} can only be used in {1} (or a user chain), not in {2}")]
     WrongChainForTarget(&'static str, &'static str, String),
     #[error("Chain `{0}' does not exist")]
@@ -155,6 +165,45 @@ impl Editor {
         if spec.out_iface.is_some() && chain == Chain::Input.name() {
             return Err(EditError::OutInInput);
         }
+        // Path-MTU clamping needs the route out: FORWARD, OUTPUT and POSTROUTING only, as
+        // xt_TCPMSS and nftables' `rt mtu` both require.
+        if spec.target == Target::Tcpmss(crate::rules::mark::Tcpmss { mss: None })
+            && matches!(
+                Chain::from_name(chain),
+                Some(Chain::PreRouting | Chain::Input)
+            )
+        {
+            return Err(EditError::ClampHook(chain.to_string()));
+        }
+        // A frame's source address is there only where the frame arrived.
+        let mac = spec
+            .nf
+            .iter()
+            .any(|m| matches!(m.value, crate::rules::matches::NfMatch::Mac(_)));
+        if mac
+            && matches!(
+                Chain::from_name(chain),
+                Some(Chain::Output | Chain::PostRouting)
+            )
+        {
+            return Err(EditError::MacHook(chain.to_string()));
+        }
+        // A local socket only on the way out.
+        let owner = spec
+            .nf
+            .iter()
+            .any(|m| matches!(m.value, crate::rules::matches::NfMatch::Owner(_)));
+        let inbound = matches!(
+            Chain::from_name(chain),
+            Some(Chain::PreRouting | Chain::Input | Chain::Forward)
+        );
+        if owner && inbound {
+            return Err(EditError::OwnerHook(chain.to_string()));
+        }
+        // The kernel's CT target is the raw table's alone (xt_CT's `.table`).
+        if matches!(spec.target, Target::Notrack { .. }) && self.table != Table::Raw {
+            return Err(EditError::CtOutsideRaw);
+        }
         self.check_nat(chain, &spec.target)?;
         let Target::Jump(to) = &spec.target else {
             return Ok(());
@@ -228,6 +277,9 @@ impl Editor {
             | Command::List(..)
             | Command::ListRules(..)) => return Ok(Some(other)),
         }
+        // A command that changed the table made it, as iptables-nft makes it: it is saved
+        // from now on even when empty again.
+        self.family_mut(family).declared = true;
         Ok(None)
     }
 

@@ -162,6 +162,12 @@ pub fn matches(spec: &RuleSpec, p: &PacketView) -> bool {
         // The model has no set contents: here a packet is in no set, unless the rules were
         // first given the packet's answers (`with_set_answers`).
         && spec.sets.iter().all(|m| m.negated)
+        // Nor packet marks or sockets: a packet as it arrives (XDP defers these rules).
+        && spec.nf.iter().all(|m| {
+            m.value
+                .holds_on_arrival()
+                .is_some_and(|holds| holds != m.negated)
+        })
 }
 
 /// `rules` as they are for one packet, given whether each of its set matches holds for it
@@ -210,6 +216,18 @@ fn run(
     counted: &mut Vec<u32>,
 ) -> Option<Decision> {
     for rule in chain {
+        // What only netfilter knows: XDP hands the packet over if the rest matches.
+        if judge == Judge::Xdp && !rule.spec.nf.is_empty() {
+            let others = RuleSpec {
+                nf: Vec::new(),
+                ctstate: None,
+                ..rule.spec.clone()
+            };
+            if matches(&others, p) {
+                return Some(Decision::Defer);
+            }
+            continue;
+        }
         if p.ct_state.is_none() && rule.spec.ctstate.is_some() {
             let others = RuleSpec {
                 ctstate: None,
@@ -233,11 +251,26 @@ fn run(
             | Target::Redirect(_) => return Some(Decision::Accept),
             Target::Drop => return Some(Decision::Drop),
             // Netfilter sends the answer: XDP leaves the packet to it.
-            Target::Reject(..) | Target::Log(_) if judge == Judge::Xdp => {
+            Target::Reject(..)
+            | Target::Log(_)
+            | Target::Count
+            | Target::Mark(_)
+            | Target::Nflog { .. }
+            | Target::Connmark(_)
+            | Target::Tcpmss(_)
+            | Target::Notrack { .. }
+                if judge == Judge::Xdp =>
+            {
                 return Some(Decision::Defer)
             }
-            // Logged, and on to the next rule.
-            Target::Log(_) => {}
+            // Logged (or only counted, or marked), and on to the next rule.
+            Target::Log(_)
+            | Target::Count
+            | Target::Mark(_)
+            | Target::Nflog { .. }
+            | Target::Connmark(_)
+            | Target::Tcpmss(_)
+            | Target::Notrack { .. } => {}
             Target::Reject(..) => return Some(Decision::Drop),
             Target::Return => return None,
             Target::Jump(name) => {

@@ -4,9 +4,13 @@
 pub mod edit;
 pub mod eval;
 pub mod icmp;
+pub mod mark;
+pub mod matches;
 pub mod model;
+pub mod options;
 pub mod parse;
 pub mod ratelimit;
+pub mod reject;
 pub mod restore;
 pub mod services;
 

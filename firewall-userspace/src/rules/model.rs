@@ -93,21 +93,43 @@ impl Chain {
     }
 }
 
-/// The iptables tables fwctl manages.
+/// The iptables tables fwctl manages. The mangle, raw and security tables are judged by
+/// netfilter alone, at iptables-nft's hook priorities (raw -300, mangle -150, security 150).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Table {
     #[default]
     Filter,
     Nat,
+    Mangle,
+    Raw,
+    Security,
 }
 
 impl Table {
-    pub const ALL: [Table; 2] = [Table::Filter, Table::Nat];
+    pub const ALL: [Table; 5] = [
+        Table::Filter,
+        Table::Nat,
+        Table::Mangle,
+        Table::Raw,
+        Table::Security,
+    ];
+
+    /// The order iptables-save (nf_tables) writes the tables in.
+    pub const SAVE_ORDER: [Table; 5] = [
+        Table::Mangle,
+        Table::Security,
+        Table::Raw,
+        Table::Filter,
+        Table::Nat,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Table::Filter => "filter",
             Table::Nat => "nat",
+            Table::Mangle => "mangle",
+            Table::Raw => "raw",
+            Table::Security => "security",
         }
     }
 
@@ -125,6 +147,15 @@ impl Table {
                 Chain::Output,
                 Chain::PostRouting,
             ],
+            Table::Mangle => &[
+                Chain::PreRouting,
+                Chain::Input,
+                Chain::Forward,
+                Chain::Output,
+                Chain::PostRouting,
+            ],
+            Table::Raw => &[Chain::PreRouting, Chain::Output],
+            Table::Security => &Chain::ALL,
         }
     }
 }
@@ -344,94 +375,7 @@ impl fmt::Display for NatTo {
     }
 }
 
-/// `-j REJECT --reject-with`: what goes back to the sender.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RejectWith {
-    NetUnreachable,
-    HostUnreachable,
-    PortUnreachable,
-    /// IPv4 only.
-    ProtoUnreachable,
-    AdminProhibited,
-    TcpReset,
-}
-
-impl RejectWith {
-    /// iptables' (and ip6tables') names, long form first as they list them.
-    const NAMES: [(RejectWith, Family, &'static str, &'static str); 10] = [
-        (
-            RejectWith::NetUnreachable,
-            Family::V4,
-            "icmp-net-unreachable",
-            "net-unreach",
-        ),
-        (
-            RejectWith::HostUnreachable,
-            Family::V4,
-            "icmp-host-unreachable",
-            "host-unreach",
-        ),
-        (
-            RejectWith::PortUnreachable,
-            Family::V4,
-            "icmp-port-unreachable",
-            "port-unreach",
-        ),
-        (
-            RejectWith::ProtoUnreachable,
-            Family::V4,
-            "icmp-proto-unreachable",
-            "proto-unreach",
-        ),
-        (
-            RejectWith::AdminProhibited,
-            Family::V4,
-            "icmp-admin-prohibited",
-            "admin-prohib",
-        ),
-        (
-            RejectWith::NetUnreachable,
-            Family::V6,
-            "icmp6-no-route",
-            "no-route",
-        ),
-        (
-            RejectWith::AdminProhibited,
-            Family::V6,
-            "icmp6-adm-prohibited",
-            "adm-prohibited",
-        ),
-        (
-            RejectWith::HostUnreachable,
-            Family::V6,
-            "icmp6-addr-unreachable",
-            "addr-unreach",
-        ),
-        (
-            RejectWith::PortUnreachable,
-            Family::V6,
-            "icmp6-port-unreachable",
-            "port-unreach",
-        ),
-        (RejectWith::TcpReset, Family::V4, "tcp-reset", "tcp-rst"),
-    ];
-
-    pub fn name(self, family: Family) -> &'static str {
-        Self::NAMES
-            .iter()
-            .find(|(r, f, _, _)| *r == self && (*f == family || *r == RejectWith::TcpReset))
-            .map_or("tcp-reset", |(_, _, long, _)| long)
-    }
-
-    pub fn from_name(name: &str, family: Family) -> Option<RejectWith> {
-        Self::NAMES
-            .iter()
-            .find(|(r, f, long, short)| {
-                (*f == family || *r == RejectWith::TcpReset) && (name == *long || name == *short)
-            })
-            .map(|(r, _, _, _)| *r)
-    }
-}
+pub use super::reject::RejectWith;
 
 /// `-j LOG --log-prefix P --log-level L`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -465,6 +409,26 @@ pub enum Target {
     Reject(RejectWith, Family),
     /// Logs the packet and goes on with the next rule; the events reach `fwctl log`.
     Log(LogOpts),
+    /// No `-j`: the rule counts what it matches and the next rule goes on, as iptables'
+    /// rules without a target do.
+    Count,
+    /// `-j NFLOG`: hands the packet to netlink-log group `group` (ulogd and the like) and
+    /// goes on.
+    Nflog {
+        group: u16,
+        prefix: Option<String>,
+    },
+    /// `-j MARK`: sets the packet's mark and goes on.
+    Mark(super::mark::Mark),
+    /// `-j CONNMARK`: moves marks between packet and connection, and goes on.
+    Connmark(super::mark::Connmark),
+    /// `-j TCPMSS`: lowers a TCP SYN's MSS option, and goes on.
+    Tcpmss(super::mark::Tcpmss),
+    /// `-j CT --notrack` (`legacy`: written `-j NOTRACK`): conntrack leaves the packet
+    /// alone (UNTRACKED); the raw table's, and goes on.
+    Notrack {
+        legacy: bool,
+    },
 }
 
 impl Target {
@@ -480,6 +444,12 @@ impl Target {
             Target::Dnat(_) => "DNAT",
             Target::Reject(..) => "REJECT",
             Target::Log(_) => "LOG",
+            Target::Count => "",
+            Target::Mark(_) => "MARK",
+            Target::Nflog { .. } => "NFLOG",
+            Target::Connmark(_) => "CONNMARK",
+            Target::Tcpmss(_) => "TCPMSS",
+            Target::Notrack { .. } => "CT",
         }
     }
 
@@ -537,7 +507,14 @@ pub struct RuleSpec {
     /// `-m limit`, `-m hashlimit`, `-m connlimit`.
     #[serde(default, skip_serializing_if = "RateMatches::is_empty")]
     pub rate: RateMatches,
+    /// Matches netfilter judges alone (`-m mark`...), in the order given; all must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nf: Vec<Neg<super::matches::NfMatch>>,
     pub comment: Option<String>,
+    /// The order the rule's match modules were given in (`state`, `tcp`...), where it is
+    /// not fwctl's own: iptables lists and saves matches in that order. Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub order: Vec<String>,
     pub target: Target,
 }
 
@@ -558,7 +535,9 @@ impl RuleSpec {
             ctstate: None,
             sets: Vec::new(),
             rate: RateMatches::default(),
+            nf: Vec::new(),
             comment: None,
+            order: Vec::new(),
             target,
         }
     }
@@ -594,11 +573,16 @@ pub struct UserChain {
     pub rules: Vec<Rule>,
 }
 
-/// One table (filter or nat) of one family.
+/// One table (filter, nat, mangle or raw) of one family.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FamilyRules {
     #[serde(default)]
     pub table: Table,
+    /// The table exists even if empty, as iptables-nft keeps a table a restore file or a
+    /// command made (iptables-save then writes it): an empty `*mangle` section is saved
+    /// back, and a table nothing made is not saved, the filter table included.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub declared: bool,
     pub input: ChainRules,
     pub forward: ChainRules,
     pub output: ChainRules,
@@ -613,10 +597,31 @@ pub struct FamilyRules {
 
 impl FamilyRules {
     pub fn nat() -> FamilyRules {
+        FamilyRules::of(Table::Nat)
+    }
+
+    pub fn mangle() -> FamilyRules {
+        FamilyRules::of(Table::Mangle)
+    }
+
+    pub fn raw() -> FamilyRules {
+        FamilyRules::of(Table::Raw)
+    }
+
+    pub fn security() -> FamilyRules {
+        FamilyRules::of(Table::Security)
+    }
+
+    pub fn of(table: Table) -> FamilyRules {
         FamilyRules {
-            table: Table::Nat,
+            table,
             ..FamilyRules::default()
         }
+    }
+
+    /// Whether iptables-save would write this table: once a restore or a command made it.
+    pub fn exists(&self) -> bool {
+        self.declared || !self.is_empty()
     }
 
     pub fn chain(&self, chain: Chain) -> &ChainRules {
@@ -714,6 +719,18 @@ pub struct Ruleset {
     pub nat4: FamilyRules,
     #[serde(default = "FamilyRules::nat")]
     pub nat6: FamilyRules,
+    #[serde(default = "FamilyRules::mangle")]
+    pub mangle4: FamilyRules,
+    #[serde(default = "FamilyRules::mangle")]
+    pub mangle6: FamilyRules,
+    #[serde(default = "FamilyRules::raw")]
+    pub raw4: FamilyRules,
+    #[serde(default = "FamilyRules::raw")]
+    pub raw6: FamilyRules,
+    #[serde(default = "FamilyRules::security")]
+    pub security4: FamilyRules,
+    #[serde(default = "FamilyRules::security")]
+    pub security6: FamilyRules,
 }
 
 impl Default for Ruleset {
@@ -723,6 +740,12 @@ impl Default for Ruleset {
             v6: FamilyRules::default(),
             nat4: FamilyRules::nat(),
             nat6: FamilyRules::nat(),
+            mangle4: FamilyRules::mangle(),
+            mangle6: FamilyRules::mangle(),
+            raw4: FamilyRules::raw(),
+            raw6: FamilyRules::raw(),
+            security4: FamilyRules::security(),
+            security6: FamilyRules::security(),
         }
     }
 }
@@ -733,7 +756,20 @@ impl Ruleset {
             (Table::Filter, f) => self.family(f),
             (Table::Nat, Family::V4) => &self.nat4,
             (Table::Nat, Family::V6) => &self.nat6,
+            (Table::Mangle, Family::V4) => &self.mangle4,
+            (Table::Mangle, Family::V6) => &self.mangle6,
+            (Table::Raw, Family::V4) => &self.raw4,
+            (Table::Raw, Family::V6) => &self.raw6,
+            (Table::Security, Family::V4) => &self.security4,
+            (Table::Security, Family::V6) => &self.security6,
         }
+    }
+
+    /// Every table of both families, with its family.
+    pub fn all_tables(&self) -> impl Iterator<Item = (Family, &FamilyRules)> + '_ {
+        Table::ALL
+            .into_iter()
+            .flat_map(move |t| Family::ALL.map(|f| (f, self.table(t, f))))
     }
 
     pub fn table_mut(&mut self, table: Table, family: Family) -> &mut FamilyRules {
@@ -741,6 +777,12 @@ impl Ruleset {
             (Table::Filter, f) => self.family_mut(f),
             (Table::Nat, Family::V4) => &mut self.nat4,
             (Table::Nat, Family::V6) => &mut self.nat6,
+            (Table::Mangle, Family::V4) => &mut self.mangle4,
+            (Table::Mangle, Family::V6) => &mut self.mangle6,
+            (Table::Raw, Family::V4) => &mut self.raw4,
+            (Table::Raw, Family::V6) => &mut self.raw6,
+            (Table::Security, Family::V4) => &mut self.security4,
+            (Table::Security, Family::V6) => &mut self.security6,
         }
     }
 
@@ -760,22 +802,12 @@ impl Ruleset {
 
     /// Rules of every table and family that match on set `name`.
     pub fn set_references(&self, name: &str) -> usize {
-        [&self.v4, &self.v6, &self.nat4, &self.nat6]
-            .into_iter()
-            .map(|f| f.set_references(name))
-            .sum()
+        self.all_tables().map(|(_, f)| f.set_references(name)).sum()
     }
 
     /// Every set match of every rule, with the family of its table.
     pub fn set_matches(&self) -> impl Iterator<Item = (Family, &Neg<SetMatch>)> + '_ {
-        [
-            (Family::V4, &self.v4),
-            (Family::V6, &self.v6),
-            (Family::V4, &self.nat4),
-            (Family::V6, &self.nat6),
-        ]
-        .into_iter()
-        .flat_map(|(family, f)| {
+        self.all_tables().flat_map(|(family, f)| {
             f.all_rules()
                 .flat_map(move |r| r.spec.sets.iter().map(move |m| (family, m)))
         })
@@ -783,8 +815,7 @@ impl Ruleset {
 
     /// Every counter slot in use, across families and chains.
     pub fn slots(&self) -> impl Iterator<Item = u32> + '_ {
-        [&self.v4, &self.v6, &self.nat4, &self.nat6]
-            .into_iter()
-            .flat_map(|f| f.all_rules().map(|r| r.slot))
+        self.all_tables()
+            .flat_map(|(_, f)| f.all_rules().map(|r| r.slot))
     }
 }

@@ -9,11 +9,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{
     icmp,
+    mark::{self, Connmark, Mark, Tcpmss},
+    matches::{self, NfMatch},
     model::{
         Chain, Cidr, CtState, Family, IcmpType, LogOpts, Multiport, MultiportKind, NatTo, Neg,
         PortRange, RejectWith, RuleSpec, SetMatch, Table, Target, TcpFlags, Verdict, CT_STATES,
         DEFAULT_LOG_LEVEL,
     },
+    options,
     ratelimit::{self, RateMatches},
     services, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
 };
@@ -138,6 +141,14 @@ impl Verb {
 /// Match modules loaded with `-m`, which enable their options.
 #[derive(Default)]
 struct Modules {
+    /// `-m tcp`, `-m udp`, `-m icmp`, `-m icmp6`, which may come before the `-p` they
+    /// need (RHEL writes `-m state --state NEW -m tcp -p tcp --dport 22`); checked against
+    /// `-p` once the whole rule is read.
+    proto: [bool; 4],
+    /// The protocol match `-p` implies, loaded as iptables loads it: only once an option
+    /// is not one of those already known (so `-p tcp -m multiport --dpo` is `--dports`,
+    /// while `-p tcp --dp` is `--dport`).
+    implied: [bool; 4],
     multiport: bool,
     comment: bool,
     conntrack: bool,
@@ -146,6 +157,165 @@ struct Modules {
     set: usize,
     /// limit, hashlimit, connlimit.
     rate: [bool; 3],
+    /// Netfilter-only matches loaded, in order, with what each has taken so far.
+    nf: Vec<(&'static matches::Module, Option<Neg<NfMatch>>)>,
+    /// Every match module in the order iptables loaded it (`-m`, or the protocol's match
+    /// when its first option came): the order it lists and saves them in.
+    order: Vec<String>,
+}
+
+/// The order the listing writes matches in when nothing else is said; the netfilter-only
+/// matches keep their own order among themselves, in `RuleSpec::nf`.
+const CANONICAL_ORDER: [&str; 12] = [
+    "tcp",
+    "udp",
+    "icmp",
+    "icmp6",
+    "multiport",
+    "state",
+    "conntrack",
+    "set",
+    "limit",
+    "hashlimit",
+    "connlimit",
+    "",
+];
+
+/// `loaded` (the modules in the order iptables loaded them), kept only when the listing
+/// would otherwise write them in another order; duplicates count once, at their first.
+fn given_order(loaded: &[String]) -> Vec<String> {
+    let rank = |m: &str| {
+        if m == "comment" {
+            CANONICAL_ORDER.len()
+        } else if matches::module(m).is_some() {
+            CANONICAL_ORDER.len() - 1
+        } else {
+            CANONICAL_ORDER
+                .iter()
+                .position(|c| *c == m)
+                .unwrap_or(CANONICAL_ORDER.len() - 1)
+        }
+    };
+    let mut order: Vec<String> = Vec::new();
+    for m in loaded {
+        if !order.contains(m) {
+            order.push(m.clone());
+        }
+    }
+    let ranks: Vec<usize> = order.iter().map(|m| rank(m)).collect();
+    if ranks.windows(2).all(|w| w[0] <= w[1]) {
+        Vec::new()
+    } else {
+        order
+    }
+}
+
+/// The protocol matches `-m` can name, with the protocol each needs and the words of
+/// iptables' complaint when it is missing.
+const PROTO_MATCHES: [(&str, u8, &str); 4] = [
+    ("tcp", IPPROTO_TCP, "TCP match requires '-p tcp'"),
+    ("udp", IPPROTO_UDP, "UDP match requires '-p udp'"),
+    ("icmp", IPPROTO_ICMP, "icmp match requires '-p icmp'"),
+    ("icmp6", IPPROTO_ICMPV6, "icmp6 match requires '-p icmpv6'"),
+];
+
+impl Modules {
+    /// The long options iptables knows at this point of the command line: its own, those
+    /// of the matches loaded (the protocol's too, once `-p` names it) and of the target.
+    fn known(&self, spec: &SpecBuilder) -> Vec<options::Options> {
+        let mut out = vec![options::BASE];
+        let protos = [options::TCP, options::UDP, options::ICMP, options::ICMP6];
+        for (i, opts) in protos.into_iter().enumerate() {
+            if self.proto[i] || self.implied[i] {
+                out.push(opts);
+            }
+        }
+        for (loaded, opts) in [
+            (self.multiport, options::MULTIPORT),
+            (self.comment, options::COMMENT),
+            (self.conntrack, options::CONNTRACK),
+            (self.state, options::STATE),
+            (self.set > 0, options::SET),
+            (self.rate[0], options::LIMIT),
+            (self.rate[1], options::HASHLIMIT),
+            (self.rate[2], options::CONNLIMIT),
+        ] {
+            if loaded {
+                out.push(opts);
+            }
+        }
+        out.extend(self.nf.iter().map(|(m, _)| m.options));
+        out.extend(match &spec.target {
+            Some(Target::Snat(_)) => Some(options::SNAT),
+            Some(Target::Dnat(_)) => Some(options::DNAT),
+            Some(Target::Masquerade(_)) => Some(options::MASQUERADE),
+            Some(Target::Redirect(_)) => Some(options::REDIRECT),
+            Some(Target::Reject(..)) => Some(options::REJECT),
+            Some(Target::Log(_)) => Some(options::LOG),
+            Some(Target::Nflog { .. }) => Some(options::NFLOG),
+            Some(Target::Mark(_)) => Some(mark::MARK_OPTIONS),
+            Some(Target::Connmark(_)) => Some(mark::CONNMARK_OPTIONS),
+            Some(Target::Tcpmss(_)) => Some(mark::TCPMSS_OPTIONS),
+            Some(Target::Notrack { legacy: false }) => Some(mark::CT_OPTIONS),
+            _ => None,
+        });
+        out
+    }
+
+    /// `opt` as getopt_long reads it with the options known so far; if it names none of
+    /// them (or is ambiguous among them), iptables loads the match `-p` implies and tries
+    /// again, and so does this.
+    fn resolve<'a>(&mut self, opt: &'a str, spec: &SpecBuilder) -> Result<&'a str, ParseError> {
+        let first = options::resolve(opt, &self.known(spec));
+        let proto = spec.proto.as_ref().filter(|p| !p.negated).map(|p| p.value);
+        let implied = PROTO_MATCHES
+            .iter()
+            .position(|(_, n, _)| Some(*n) == proto)
+            .filter(|i| !self.implied[*i]);
+        let result = match (first, implied) {
+            (Ok(None) | Err(_), Some(i)) => {
+                self.implied[i] = true;
+                self.order.push(PROTO_MATCHES[i].0.to_string());
+                options::resolve(opt, &self.known(spec))
+            }
+            (first, _) => first,
+        };
+        // An option no one knows stays as written, for the caller to refuse by name.
+        Ok(result.map_err(bad)?.unwrap_or(opt))
+    }
+
+    /// The protocol of the port options: an explicit `-m tcp`/`-m udp` first, else `-p`.
+    fn port_proto(&self, spec: &SpecBuilder) -> Option<&'static str> {
+        match (self.proto[0], self.proto[1]) {
+            (true, _) => Some("tcp"),
+            (false, true) => Some("udp"),
+            _ => match spec.proto.as_ref().filter(|p| !p.negated).map(|p| p.value) {
+                Some(IPPROTO_TCP) => Some("tcp"),
+                Some(IPPROTO_UDP) => Some("udp"),
+                _ => None,
+            },
+        }
+    }
+
+    /// Whether the match for `proto` is there: loaded with `-m`, or implied by `-p`.
+    fn has_proto(&self, spec: &SpecBuilder, proto: u8) -> bool {
+        let loaded = PROTO_MATCHES
+            .iter()
+            .zip(self.proto)
+            .any(|((_, p, _), on)| on && *p == proto);
+        loaded || spec.proto.as_ref().map(|p| (p.value, p.negated)) == Some((proto, false))
+    }
+
+    /// iptables' final check of `-m tcp` and the like: the rule's `-p` must be theirs.
+    fn check_proto(&self, spec: &SpecBuilder) -> Result<(), ParseError> {
+        let proto = spec.proto.as_ref().filter(|p| !p.negated).map(|p| p.value);
+        for ((_, number, message), loaded) in PROTO_MATCHES.iter().zip(self.proto) {
+            if loaded && proto != Some(*number) {
+                return Err(bad(*message));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What the match and target options said, before the command decides what it needs.
@@ -166,12 +336,22 @@ struct SpecBuilder {
     ctstate: Option<Neg<CtState>>,
     sets: Vec<Neg<SetMatch>>,
     rate: RateMatches,
+    nf: Vec<Neg<NfMatch>>,
+    /// The modules' order where it is not fwctl's own (`RuleSpec::order`).
+    order: Vec<String>,
     comment: Option<String>,
     target: Option<Target>,
     /// `--to-source`/`--to-destination`, parsed once the family is known.
     nat_to: Option<String>,
     /// `--reject-with`, likewise.
     reject_with: Option<String>,
+    /// `-j MARK`'s option, as (value, mask).
+    mark: Option<Mark>,
+    /// `-j CONNMARK`'s and `-j TCPMSS`'s options.
+    connmark: Option<Connmark>,
+    tcpmss: Option<Tcpmss>,
+    /// `-j CT --notrack` given.
+    notrack: bool,
     any: bool,
 }
 
@@ -239,6 +419,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
 
     while let Some(raw) = args.next() {
         let (opt, inline) = split_long(raw);
+        let opt = modules.resolve(opt, &spec)?;
         if opt == "!" {
             if negate {
                 return Err(bad("multiple `!' flags not allowed"));
@@ -250,6 +431,8 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
         let negatable = matches!(
             opt,
             "-i" | "--in-interface"
+                | "-f"
+                | "--fragments"
                 | "-o"
                 | "--out-interface"
                 | "-s"
@@ -276,7 +459,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 | "--ctstate"
                 | "--state"
                 | "--match-set"
-        ) || ratelimit::module_of(opt).is_some();
+        ) || ratelimit::module_of(opt).is_some()
+            // Netfilter-only matches say themselves whether `!` may precede an option.
+            || modules.nf.iter().any(|(m, _)| m.options.iter().any(|(n, _)| *n == opt));
         if neg && !negatable {
             return Err(bad(format!("cannot have ! before {opt}")));
         }
@@ -331,13 +516,26 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             "-N" | "--new-chain" => set_verb(Verb::NewChain, &mut args)?,
             "-X" | "--delete-chain" => set_verb(Verb::DeleteChain, &mut args)?,
             "-E" | "--rename-chain" => set_verb(Verb::RenameChain, &mut args)?,
+            "-f" | "--fragments" => {
+                if family == Family::V6 {
+                    return Err(bad("-f is IPv4's: ip6tables has no fragment option"));
+                }
+                if spec.nf.iter().any(|m| m.value == NfMatch::Fragment) {
+                    return Err(bad("multiple -f flags not allowed"));
+                }
+                spec.nf.push(Neg {
+                    value: NfMatch::Fragment,
+                    negated: neg,
+                });
+                spec.any = true;
+            }
             "-4" | "--ipv4" => family = Family::V4,
             "-6" | "--ipv6" => family = Family::V6,
             "-t" | "--table" => {
                 let name = args.value(opt, inline)?;
                 table = Table::from_name(name).ok_or_else(|| ParseError {
                     message: format!(
-                        "table `{name}' is not supported: fwctl manages the filter and nat tables"
+                        "table `{name}' is not supported: fwctl manages the filter, nat, mangle, raw and security tables"
                     ),
                     status: 3,
                 })?;
@@ -387,24 +585,23 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             }
             "-m" | "--match" => {
                 let name = args.value(opt, inline)?;
-                let proto = spec.proto.as_ref().filter(|p| !p.negated).map(|p| p.value);
-                match (name, proto) {
-                    ("tcp", Some(IPPROTO_TCP))
-                    | ("udp", Some(IPPROTO_UDP))
-                    | ("icmp", Some(IPPROTO_ICMP))
-                    | ("icmp6", Some(IPPROTO_ICMPV6)) => {}
-                    ("tcp" | "udp" | "icmp" | "icmp6", _) => {
-                        let p = if name == "icmp6" { "icmpv6" } else { name };
-                        return Err(bad(format!("-m {name} needs -p {p} before it")));
+                modules.order.push(name.to_string());
+                if let Some(i) = PROTO_MATCHES.iter().position(|(n, _, _)| *n == name) {
+                    modules.proto[i] = true;
+                    continue;
+                }
+                match name {
+                    "multiport" => modules.multiport = true,
+                    "comment" => modules.comment = true,
+                    "conntrack" => modules.conntrack = true,
+                    "state" => modules.state = true,
+                    "set" => modules.set += 1,
+                    "limit" => modules.rate[0] = true,
+                    "hashlimit" => modules.rate[1] = true,
+                    "connlimit" => modules.rate[2] = true,
+                    _ if matches::module(name).is_some() => {
+                        modules.nf.extend(matches::module(name).map(|m| (m, None)));
                     }
-                    ("multiport", _) => modules.multiport = true,
-                    ("comment", _) => modules.comment = true,
-                    ("conntrack", _) => modules.conntrack = true,
-                    ("state", _) => modules.state = true,
-                    ("set", _) => modules.set += 1,
-                    ("limit", _) => modules.rate[0] = true,
-                    ("hashlimit", _) => modules.rate[1] = true,
-                    ("connlimit", _) => modules.rate[2] = true,
                     _ => {
                         return Err(bad(format!(
                             "Couldn't load match `{name}': not supported by this version of fwctl"
@@ -413,7 +610,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 }
             }
             "--sport" | "--source-port" | "--dport" | "--destination-port" => {
-                let proto = port_proto(&spec, opt)?;
+                let proto = modules.port_proto(&spec).ok_or_else(|| port_needs_proto(opt))?;
                 let range = parse_ports(args.value(opt, inline)?, proto)?;
                 let value = Some(Neg {
                     value: range,
@@ -432,7 +629,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                         "unknown option \"{opt}\": it needs -m multiport"
                     )));
                 }
-                let proto = port_proto(&spec, opt)?;
+                let proto = modules.port_proto(&spec).ok_or_else(|| port_needs_proto(opt))?;
                 let kind = match opt {
                     "--sports" | "--source-ports" => MultiportKind::Sports,
                     "--dports" | "--destination-ports" => MultiportKind::Dports,
@@ -461,7 +658,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             "--icmp-type" | "--icmpv6-type" => {
                 let v6 = opt == "--icmpv6-type";
                 let want = if v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
-                if spec.proto.as_ref().map(|p| (p.value, p.negated)) != Some((want, false)) {
+                if !modules.has_proto(&spec, want) {
                     let p = if v6 { "icmpv6" } else { "icmp" };
                     return Err(bad(format!(
                         "unknown option \"{opt}\": it needs -p {p} before it"
@@ -481,7 +678,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 spec.any = true;
             }
             "--syn" | "--tcp-flags" => {
-                if spec.proto.as_ref().map(|p| (p.value, p.negated)) != Some((IPPROTO_TCP, false)) {
+                if !modules.has_proto(&spec, IPPROTO_TCP) {
                     return Err(bad(format!(
                         "unknown option \"{opt}\": it needs -p tcp before it"
                     )));
@@ -622,6 +819,105 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     "{opt} is not supported by this version of fwctl"
                 )))
             }
+            "--set-xmark" | "--set-mark" | "--and-mark" | "--or-mark" | "--xor-mark" => {
+                let connmark = match spec.target {
+                    Some(Target::Mark(_)) => false,
+                    Some(Target::Connmark(_)) => true,
+                    _ => {
+                        return Err(bad(format!(
+                            "unknown option \"{opt}\": it goes after -j MARK or -j CONNMARK"
+                        )))
+                    }
+                };
+                if spec.mark.is_some() || spec.connmark.is_some() {
+                    let name = if connmark { "CONNMARK" } else { "MARK" };
+                    return Err(bad(format!("{name} target: Can't specify --set-mark twice")));
+                }
+                let value = Mark::from_option(opt, args.value(opt, inline)?).map_err(bad)?;
+                if connmark {
+                    spec.connmark = Some(Connmark::Set(value));
+                } else {
+                    spec.mark = Some(value);
+                }
+            }
+            "--save-mark" | "--restore-mark" => {
+                if !matches!(spec.target, Some(Target::Connmark(_))) {
+                    return Err(bad(format!(
+                        "unknown option \"{opt}\": it goes after -j CONNMARK"
+                    )));
+                }
+                if spec.connmark.is_some() {
+                    return Err(bad("CONNMARK target: Can't specify --set-mark twice"));
+                }
+                spec.connmark = Some(if opt == "--save-mark" {
+                    Connmark::Save
+                } else {
+                    Connmark::Restore
+                });
+            }
+            // Whole marks only: the masks' default is all they may be.
+            "--nfmask" | "--ctmask" | "--mask" => {
+                let text = args.value(opt, inline)?;
+                if mark::parse_u32(text) != Some(u32::MAX) {
+                    return Err(bad(format!(
+                        "CONNMARK {opt} {text}: only whole marks (0xffffffff) are supported by this version of fwctl"
+                    )));
+                }
+            }
+            "--nflog-group" | "--nflog-prefix" => {
+                let Some(Target::Nflog { group, prefix }) = &mut spec.target else {
+                    return Err(bad(format!("unknown option \"{opt}\": it goes after -j NFLOG")));
+                };
+                let value = args.value(opt, inline)?;
+                if opt == "--nflog-group" {
+                    *group = value.parse().map_err(|_| {
+                        bad(format!("NFLOG: bad --nflog-group `{value}': 0 to 65535"))
+                    })?;
+                } else if value.len() > 63 {
+                    return Err(bad(format!(
+                        "NFLOG: Maximum prefix length 63 for --nflog-prefix: `{value}' is {}",
+                        value.len()
+                    )));
+                } else {
+                    *prefix = Some(value.to_string());
+                }
+            }
+            "--nflog-range" | "--nflog-size" | "--nflog-threshold" => {
+                return Err(bad(format!(
+                    "NFLOG {opt} is not supported by this version of fwctl"
+                )))
+            }
+            "--set-mss" | "--clamp-mss-to-pmtu" => {
+                if !matches!(spec.target, Some(Target::Tcpmss(_))) {
+                    return Err(bad(format!("unknown option \"{opt}\": it goes after -j TCPMSS")));
+                }
+                if spec.tcpmss.is_some() {
+                    return Err(bad(
+                        "TCPMSS target: Only one of --set-mss or --clamp-mss-to-pmtu allowed",
+                    ));
+                }
+                let mss = if opt == "--set-mss" {
+                    let text = args.value(opt, inline)?;
+                    Some(text.parse::<u16>().map_err(|_| {
+                        bad(format!("TCPMSS: bad value for --set-mss `{text}': 0 to 65535"))
+                    })?)
+                } else {
+                    None
+                };
+                spec.tcpmss = Some(Tcpmss { mss });
+            }
+            "--notrack" => {
+                if !matches!(spec.target, Some(Target::Notrack { legacy: false })) {
+                    return Err(bad("unknown option \"--notrack\": it goes after -j CT"));
+                }
+                spec.notrack = true;
+            }
+            "--helper" | "--ctevents" | "--expevents" | "--zone" | "--zone-orig"
+            | "--zone-reply" | "--timeout" => {
+                return Err(bad(format!(
+                    "CT {opt} is not supported by this version of fwctl (only --notrack)"
+                )))
+            }
             "--to-ports" => {
                 let ports = match &mut spec.target {
                     Some(Target::Masquerade(p) | Target::Redirect(p)) => p,
@@ -638,6 +934,31 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     "{opt} is not supported by this version of fwctl (its netfilter library has no way to express it)"
                 )))
             }
+            // The last loaded netfilter-only match that knows the option takes it.
+            _ if modules
+                .nf
+                .iter()
+                .any(|(m, _)| m.options.iter().any(|(n, _)| *n == opt)) =>
+            {
+                let Some((module, current)) = modules
+                    .nf
+                    .iter_mut()
+                    .rev()
+                    .find(|(m, _)| m.options.iter().any(|(n, _)| *n == opt))
+                else {
+                    return Err(bad(format!("unknown option \"{raw}\"")));
+                };
+                let (value, negated) = (module.take)(
+                    current.take().map(|n| n.value),
+                    opt,
+                    neg,
+                    &mut || args.value(opt, inline).map(str::to_string).map_err(|e| e.message),
+                    family,
+                )
+                .map_err(bad)?;
+                *current = Some(Neg { value, negated });
+                spec.any = true;
+            }
             _ if opt.starts_with('-') => {
                 return Err(bad(format!("unknown option \"{raw}\"")));
             }
@@ -646,6 +967,11 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
     }
     if negate {
         return Err(bad("`!' at the end of the command: negate what?"));
+    }
+    modules.check_proto(&spec)?;
+    spec.order = given_order(&modules.order);
+    for (module, taken) in std::mem::take(&mut modules.nf) {
+        spec.nf.push(taken.ok_or_else(|| bad(module.required))?);
     }
     ratelimit::check(&spec.rate, modules.rate).map_err(bad)?;
     if modules.rate[0] && spec.rate.limit.is_none() {
@@ -900,7 +1226,19 @@ fn parse_target(name: &str) -> Result<Target, ParseError> {
             prefix: None,
             level: DEFAULT_LOG_LEVEL,
         }),
-        "MARK" | "NFLOG" | "TCPMSS" | "CT" | "NOTRACK" => {
+        // The mark comes with the target's options; build() checks one was given.
+        "MARK" => Target::Mark(Mark { value: 0, mask: 0 }),
+        // `-j CT` does something only with --notrack here; build() checks.
+        "CT" => Target::Notrack { legacy: false },
+        "NOTRACK" => Target::Notrack { legacy: true },
+        // Filled in by their options; build() checks one was given.
+        "CONNMARK" => Target::Connmark(Connmark::Save),
+        "TCPMSS" => Target::Tcpmss(Tcpmss { mss: None }),
+        "NFLOG" => Target::Nflog {
+            group: 0,
+            prefix: None,
+        },
+        "SET" => {
             return Err(bad(format!(
                 "Couldn't load target `{name}': not supported by this version of fwctl"
             )))
@@ -930,33 +1268,81 @@ fn port_proto(spec: &SpecBuilder, opt: &str) -> Result<&'static str, ParseError>
     match spec.proto.as_ref().filter(|p| !p.negated).map(|p| p.value) {
         Some(IPPROTO_TCP) => Ok("tcp"),
         Some(IPPROTO_UDP) => Ok("udp"),
-        _ => Err(bad(format!(
-            "unknown option \"{opt}\": port matches need -p tcp or -p udp before them"
-        ))),
+        _ => Err(port_needs_proto(opt)),
     }
+}
+
+fn port_needs_proto(opt: &str) -> ParseError {
+    bad(format!(
+        "unknown option \"{opt}\": port matches need -p tcp or -p udp (or -m tcp, -m udp) before them"
+    ))
 }
 
 impl SpecBuilder {
     /// One spec per (source, destination) of the comma lists, sources outermost, as
     /// iptables expands them.
     fn build(&self, family: Family) -> Result<Vec<RuleSpec>, ParseError> {
-        let mut target = self
-            .target
-            .clone()
-            .ok_or_else(|| bad("a rule needs a target: -j ACCEPT, DROP, RETURN or a chain"))?;
+        let mut target = self.target.clone().unwrap_or(Target::Count);
         match (&mut target, &self.nat_to) {
             (Target::Snat(to) | Target::Dnat(to), Some(text)) => *to = parse_nat_to(text, family)?,
             (Target::Snat(_), None) => return Err(bad("SNAT needs --to-source ADDR[:PORT]")),
             (Target::Dnat(_), None) => return Err(bad("DNAT needs --to-destination ADDR[:PORT]")),
             _ => {}
         }
+        match (&mut target, self.mark) {
+            (Target::Mark(m), Some(given)) => *m = given,
+            (Target::Mark(_), None) => {
+                return Err(bad(
+                    "MARK: One of the --set-xmark, --{and,or,xor,set}-mark options is required",
+                ))
+            }
+            _ => {}
+        }
+        match (&mut target, self.connmark, self.tcpmss) {
+            (Target::Connmark(c), Some(given), _) => *c = given,
+            (Target::Connmark(_), None, _) => {
+                return Err(bad(
+                    "CONNMARK target: One of --set-xmark, --save-mark, --restore-mark (or --{and,or,xor,set}-mark) is required",
+                ))
+            }
+            (Target::Tcpmss(t), _, Some(given)) => *t = given,
+            (Target::Tcpmss(_), _, None) => {
+                return Err(bad(
+                    "TCPMSS target: At least one parameter is required: --set-mss or --clamp-mss-to-pmtu",
+                ))
+            }
+            _ => {}
+        }
+        let tcp = self.proto.as_ref().map(|p| (p.value, p.negated)) == Some((IPPROTO_TCP, false));
+        if !tcp
+            && self
+                .nf
+                .iter()
+                .any(|m| matches!(m.value, NfMatch::TcpMss(_)))
+        {
+            return Err(bad("tcpmss match: only valid for -p tcp"));
+        }
+        // The kernel's TCPMSS rewrites TCP options only (xt_TCPMSS refuses other rules).
+        if matches!(target, Target::Tcpmss(_))
+            && self.proto.as_ref().map(|p| (p.value, p.negated)) != Some((IPPROTO_TCP, false))
+        {
+            return Err(bad("TCPMSS target: only valid for -p tcp"));
+        }
+        if target == (Target::Notrack { legacy: false }) && !self.notrack {
+            return Err(bad(
+                "-j CT does nothing without --notrack, the only CT option fwctl supports",
+            ));
+        }
         if let Target::Reject(with, fam) = &mut target {
             *fam = family;
             if let Some(text) = &self.reject_with {
                 *with = RejectWith::from_name(text, family).ok_or_else(|| {
+                    let known: Vec<&str> =
+                        RejectWith::all(family).map(|w| w.name(family)).collect();
                     bad(format!(
-                        "unknown reject type `{text}' for {}: see `fwctl --help' for the supported ones",
-                        family.tool()
+                        "unknown reject type \"{text}\" ({} knows {})",
+                        family.tool(),
+                        known.join(", ")
                     ))
                 })?;
             }
@@ -1020,6 +1406,8 @@ impl SpecBuilder {
                     ctstate: self.ctstate.clone(),
                     sets: self.sets.clone(),
                     rate: self.rate.clone(),
+                    nf: self.nf.clone(),
+                    order: self.order.clone(),
                     comment: self.comment.clone(),
                     target: target.clone(),
                 });
@@ -1133,7 +1521,11 @@ pub fn parse_cidr(text: &str, family: Family) -> Result<Cidr, ParseError> {
         Some((a, m)) => (a, Some(m)),
         None => (text, None),
     };
-    let addr: IpAddr = addr.parse().map_err(|_| not_found())?;
+    let addr: IpAddr = match addr.parse() {
+        Ok(a) => a,
+        Err(_) if family == Family::V4 => IpAddr::V4(short_ipv4(addr).ok_or_else(not_found)?),
+        Err(_) => return Err(not_found()),
+    };
     let addr_family = match addr {
         IpAddr::V4(_) => Family::V4,
         IpAddr::V6(_) => Family::V6,
@@ -1155,6 +1547,20 @@ pub fn parse_cidr(text: &str, family: Family) -> Result<Cidr, ParseError> {
         addr: network(addr, prefix),
         prefix,
     })
+}
+
+/// IPv4 as xtables reads it numerically: one to four parts, each 0-255 in C's notation
+/// (`010` is octal), the missing ones zero: `172.16.0/24` is 172.16.0.0/24, `10/8` 10.0.0.0/8.
+fn short_ipv4(text: &str) -> Option<Ipv4Addr> {
+    let parts: Vec<&str> = text.split('.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return None;
+    }
+    let mut octets = [0u8; 4];
+    for (octet, part) in octets.iter_mut().zip(&parts) {
+        *octet = u8::try_from(super::mark::parse_u32(part)?).ok()?;
+    }
+    Some(Ipv4Addr::from(octets))
 }
 
 /// `255.255.255.0` to 24; only contiguous masks, as iptables lists them.

@@ -182,7 +182,8 @@ fn parse_u32(opt: &str, text: &str) -> Result<u32, String> {
 
 /// Which module an option belongs to, if it is one of theirs.
 pub fn module_of(opt: &str) -> Option<&'static str> {
-    if opt.starts_with("--limit") {
+    // Not every `--limit...`: addrtype has `--limit-iface-in`.
+    if opt == "--limit" || opt == "--limit-burst" {
         Some("limit")
     } else if opt.starts_with("--hashlimit") {
         Some("hashlimit")
@@ -391,6 +392,33 @@ impl HashLimit {
         self.htable_expire
             .map_or_else(|| self.unit_ms(), |e| e as u64)
     }
+}
+
+/// Each module's match alone, by module name (for listing them in the order given).
+pub fn each(m: &RateMatches) -> Vec<(&'static str, RateMatches)> {
+    let mut out = Vec::new();
+    if let Some(l) = &m.limit {
+        let one = RateMatches {
+            limit: Some(l.clone()),
+            ..RateMatches::default()
+        };
+        out.push(("limit", one));
+    }
+    if let Some(h) = &m.hashlimit {
+        let one = RateMatches {
+            hashlimit: Some(h.clone()),
+            ..RateMatches::default()
+        };
+        out.push(("hashlimit", one));
+    }
+    if let Some(c) = &m.connlimit {
+        let one = RateMatches {
+            connlimit: Some(c.clone()),
+            ..RateMatches::default()
+        };
+        out.push(("connlimit", one));
+    }
+    out
 }
 
 /// The `-L` text of the modules, each with its leading space.

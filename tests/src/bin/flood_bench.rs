@@ -261,25 +261,113 @@ fn allow_rules(extra: usize) -> String {
     file
 }
 
-/// One fwctl row: the ruleset (`base` commands, then the allow rules) attached to the
-/// host's veth, the flood sent, the policy's drops read back from `-L -v`. Fails unless
-/// the policy dropped what was sent: the row must time the rule it names.
-fn fwctl_rate(gen: &Netns, host: &FwNs, base: &[&str], flood: &Flood) -> Result<(u64, f64)> {
-    host.apply(base);
-    let rules = TempFile::new("fwb-rules", &allow_rules(EXTRA))?;
-    host.fwctl_ok(&["restore", "--noflush", rules.path_str()?]);
-    host.fwctl_ok(&["attach", HOST_IF]);
-    host.fwctl_ok(&["-Z"]);
-    let secs = generator::flood(gen, GEN_IF, flood.program, flood.frame.clone(), FRAMES)?;
-    let list = host.fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x"]);
-    let (drops, _) = listed_counters(&list, "INPUT", 0)?;
-    host.fwctl_ok(&["down"]);
-    anyhow::ensure!(
-        drops >= FRAMES as u64 * 99 / 100,
-        "{}: the policy dropped {drops} of {FRAMES} frames",
-        flood.what
-    );
-    Ok((drops, rate(drops, secs)))
+/// Runs per row: fwctl (or the peer) and the bare XDP_DROP alternate, bare first and last,
+/// and the medians are compared, so load from elsewhere on the machine shows in both.
+const ROUNDS: usize = 3;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// A receiver attached to the host's veth in place of the bare XDP_DROP: set up once,
+/// timed `ROUNDS` times between bare runs.
+trait XdpReceiver {
+    fn install(&self, host: &FwNs) -> Result<()>;
+    /// Sends the flood; returns the receiver's own drop count and the seconds taken.
+    fn flood(&self, gen: &Netns, host: &FwNs, flood: &Flood) -> Result<(u64, f64)>;
+    fn remove(&self, host: &FwNs) -> Result<()>;
+}
+
+/// fwctl with `base` commands and the allow rules, attached to the host's veth. Its drops
+/// are the INPUT policy's counter, which must hold what was sent: the row must time the
+/// rule it names.
+struct Fwctl<'a> {
+    base: &'a [&'a str],
+}
+
+impl XdpReceiver for Fwctl<'_> {
+    fn install(&self, host: &FwNs) -> Result<()> {
+        host.apply(self.base);
+        let rules = TempFile::new("fwb-rules", &allow_rules(EXTRA))?;
+        host.fwctl_ok(&["restore", "--noflush", rules.path_str()?]);
+        host.fwctl_ok(&["attach", HOST_IF]);
+        Ok(())
+    }
+
+    fn flood(&self, gen: &Netns, host: &FwNs, flood: &Flood) -> Result<(u64, f64)> {
+        host.fwctl_ok(&["-Z"]);
+        let secs = generator::flood(gen, GEN_IF, flood.program, flood.frame.clone(), FRAMES)?;
+        let list = host.fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x"]);
+        let (drops, _) = listed_counters(&list, "INPUT", 0)?;
+        anyhow::ensure!(
+            drops >= FRAMES as u64 * 99 / 100,
+            "{}: the policy dropped {drops} of {FRAMES} frames",
+            flood.what
+        );
+        Ok((drops, secs))
+    }
+
+    fn remove(&self, host: &FwNs) -> Result<()> {
+        host.fwctl_ok(&["down"]);
+        Ok(())
+    }
+}
+
+/// xdp-filter (xdp-tools), default deny, the allow rules' sources as its allow entries
+/// (it matches addresses or ports, not pairs). Its drops are the veth's XDP drops.
+struct XdpFilter;
+
+impl XdpReceiver for XdpFilter {
+    fn install(&self, host: &FwNs) -> Result<()> {
+        // xdp-filter pins its maps in bpffs, which `ip netns exec` does not mount: one
+        // shell with a bpffs of its own loads it and fills it; the program stays attached.
+        let mut script = format!(
+            "set -e; mount -t bpf bpf /sys/fs/bpf; xdp-filter load --mode native --policy deny {HOST_IF}\n"
+        );
+        for i in 0..EXTRA {
+            let a = std::net::Ipv4Addr::from(0x0b00_0000u32 + i as u32);
+            let _ = writeln!(script, "xdp-filter ip {a} --mode src");
+        }
+        netlab::run(host.command("sh").args(["-c", &script]))
+    }
+
+    fn flood(&self, gen: &Netns, host: &FwNs, flood: &Flood) -> Result<(u64, f64)> {
+        let before = xdp_drops(host)?;
+        let secs = generator::flood(gen, GEN_IF, flood.program, flood.frame.clone(), FRAMES)?;
+        let drops = xdp_drops(host)? - before;
+        anyhow::ensure!(
+            drops >= FRAMES as u64 * 99 / 100,
+            "xdp-filter dropped {drops} of {FRAMES} frames"
+        );
+        Ok((drops, secs))
+    }
+
+    fn remove(&self, host: &FwNs) -> Result<()> {
+        netlab::run(
+            host.command("ip")
+                .args(["link", "set", "dev", HOST_IF, "xdp", "off"]),
+        )
+    }
+}
+
+/// The receiver's and the bare XDP_DROP's median rates (Mpps) on `flood`, alternating.
+fn bracketed(
+    gen: &Netns,
+    host: &FwNs,
+    receiver: &dyn XdpReceiver,
+    flood: &Flood,
+) -> Result<(f64, Vec<f64>)> {
+    let mut bare = vec![bare_rate(gen, host, flood)?];
+    let mut rates = Vec::new();
+    for _ in 0..ROUNDS {
+        receiver.install(host)?;
+        let (drops, secs) = receiver.flood(gen, host, flood)?;
+        receiver.remove(host)?;
+        rates.push(rate(drops, secs));
+        bare.push(bare_rate(gen, host, flood)?);
+    }
+    Ok((median(rates), bare))
 }
 
 /// Non-matching rules beside the ruleset, as in issue 12's table.
@@ -319,40 +407,57 @@ fn main() -> Result<()> {
     };
     let stateless: &[&str] = &["-P INPUT DROP"];
     let stateful = tests::CLASSIC_RULESET;
-    let rows: [(&str, &[&str], &Flood); 4] = [
-        ("policy DROP + 1000 allow rules", stateless, &fixed),
-        ("policy DROP + 1000 allow rules", stateless, &spoofed),
-        (
-            "how-to stateful ruleset + 1000 allow rules",
-            stateful,
-            &spoofed,
-        ),
-        (
-            "how-to stateful ruleset + 1000 allow rules",
-            stateful,
-            &spoofed_udp,
-        ),
-    ];
     let mut table = Table::new(&[
         "receiver",
         "flood",
-        "Mpps dropped",
-        "bare XDP_DROP before / after (Mpps)",
-        "share of bare",
+        "Mpps dropped (median)",
+        "bare XDP_DROP runs around it (Mpps)",
+        "share of bare (medians)",
     ]);
-    // Every fwctl row between two bare runs of the same generator: the share is against
-    // their mean, so drift in the machine's speed during the run shows, not hides.
-    for (ruleset, base, flood) in rows {
-        let before = bare_rate(&gen, &host, flood)?;
-        let (_, r) = fwctl_rate(&gen, &host, base, flood)?;
-        let after = bare_rate(&gen, &host, flood)?;
-        let bare = (before + after) / 2.0;
+    let xdp_rows: [(String, &dyn XdpReceiver, &Flood); 6] = [
+        (
+            "xdp-filter 1.3.1, deny policy, 1000 allowed sources".into(),
+            &XdpFilter,
+            &fixed,
+        ),
+        (
+            "fwctl, policy DROP + 1000 allow rules".into(),
+            &Fwctl { base: stateless },
+            &fixed,
+        ),
+        (
+            "fwctl, policy DROP + 1000 allow rules".into(),
+            &Fwctl { base: stateless },
+            &spoofed,
+        ),
+        (
+            "xdp-filter 1.3.1, deny policy, 1000 allowed sources".into(),
+            &XdpFilter,
+            &spoofed,
+        ),
+        (
+            "fwctl, how-to stateful ruleset + 1000 allow rules".into(),
+            &Fwctl { base: stateful },
+            &spoofed,
+        ),
+        (
+            "fwctl, how-to stateful ruleset + 1000 allow rules".into(),
+            &Fwctl { base: stateful },
+            &spoofed_udp,
+        ),
+    ];
+    for (name, receiver, flood) in xdp_rows {
+        let (r, bare) = bracketed(&gen, &host, receiver, flood)?;
+        let bare_median = median(bare.clone());
         table.row(vec![
-            format!("fwctl, {ruleset}"),
+            name,
             flood.what.to_string(),
             format!("{r:.2}"),
-            format!("{before:.2} / {after:.2}"),
-            format!("{:.2}", r / bare),
+            bare.iter()
+                .map(|b| format!("{b:.2}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            format!("{:.2}", r / bare_median),
         ]);
         eprintln!("{:?}", table.rows().last());
     }
@@ -390,7 +495,7 @@ fn main() -> Result<()> {
     report::write_markdown(
         "flood",
         "Flood drop rate on a veth pair",
-        &format!("64-byte frames to a closed port from BPF_PROG_TEST_RUN live frames (XDP_TX on the sender, `bench_tx_spoof` for random source addresses and ports), {FRAMES} frames per XDP run, fewer for netfilter ones; sender and receiver share the CPUs; drops counted at the receiver (fwctl: its INPUT policy counter, which must hold 99 % of the frames sent). Each fwctl row is bracketed by bare XDP_DROP runs of the same generator; its share is against their mean."),
+        &format!("64-byte frames to a closed port from BPF_PROG_TEST_RUN live frames (XDP_TX on the sender, `bench_tx_spoof` for random source addresses and ports), {FRAMES} frames per XDP run, fewer for netfilter ones; sender and receiver share the CPUs; drops counted at the receiver (fwctl: its INPUT policy counter, which must hold 99 % of the frames sent). Each XDP row alternates its receiver with bare XDP_DROP runs of the same generator ({ROUNDS} runs of the receiver, bare before, between and after); its share is the receiver's median over the bare runs' median."),
         &[("", &table)],
     )?;
     let chart = Bars {

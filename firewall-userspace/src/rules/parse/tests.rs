@@ -48,6 +48,110 @@ fn accept() -> RuleSpec {
     RuleSpec::any(Target::Accept)
 }
 
+/// iptables' grammar beyond the plain forms: any unambiguous prefix of a long option
+/// (getopt_long's rule, over the options known at that point), `-m tcp` before `-p tcp`,
+/// no `-j`. Each line here was given to iptables 1.8.9 and saved back as the second.
+#[test]
+fn option_prefixes_and_orders_as_iptables_takes_them() {
+    let cases = [
+        (
+            "-A INPUT --sou 1.2.3.4 -j ACCEPT",
+            "-A INPUT -s 1.2.3.4 -j ACCEPT",
+        ),
+        (
+            "-A INPUT -p tcp --dp 22 -j ACCEPT",
+            "-A INPUT -p tcp --dport 22 -j ACCEPT",
+        ),
+        (
+            "-A INPUT -p tcp --destination-p 22 --sy -j ACCEPT",
+            "-A INPUT -p tcp --dport 22 --syn -j ACCEPT",
+        ),
+        (
+            "-A INPUT -p tcp -m multiport --dpo 22,23 -j ACCEPT",
+            "-A INPUT -p tcp -m multiport --dports 22,23 -j ACCEPT",
+        ),
+        (
+            "-A INPUT -m state --state NEW -m tcp -p tcp --dport 22 -j ACCEPT",
+            "-A INPUT -p tcp -m state --state NEW --dport 22 -j ACCEPT",
+        ),
+        (
+            "-A INPUT -m udp -p udp --sport 53 -j ACCEPT",
+            "-A INPUT -p udp --sport 53 -j ACCEPT",
+        ),
+        (
+            "-A INPUT -m icmp --icmp-type 8 -p icmp -j ACCEPT",
+            "-A INPUT -p icmp --icmp-type 8 -j ACCEPT",
+        ),
+        (
+            "-A INPUT -m tcp -p tcp --syn --jum DROP",
+            "-A INPUT -p tcp --syn -j DROP",
+        ),
+        (
+            "-t nat -A PREROUTING -p tcp --dport 80 -j DNAT --to 10.0.0.2:8080",
+            "-t nat -A PREROUTING -p tcp --dport 80 -j DNAT --to-destination 10.0.0.2:8080",
+        ),
+        (
+            "-t nat -A POSTROUTING -j SNAT --to 10.0.0.1",
+            "-t nat -A POSTROUTING -j SNAT --to-source 10.0.0.1",
+        ),
+        (
+            "-A INPUT -p tcp -j REJECT --reject tcp-reset",
+            "-A INPUT -p tcp -j REJECT --reject-with tcp-reset",
+        ),
+        (
+            "-A INPUT -j LOG --log-p x --log-l 7",
+            "-A INPUT -j LOG --log-prefix x --log-level 7",
+        ),
+        (
+            "-A INPUT -p tcp --dport 22",
+            "-A INPUT -p tcp --dport 22 -j ACCEPT",
+        ),
+    ];
+    for (given, same) in cases {
+        let (a, b) = (parse(given), parse(same));
+        let (a, b) = (
+            a.unwrap_or_else(|e| panic!("{given}: {e}")),
+            b.unwrap_or_else(|e| panic!("{same}: {e}")),
+        );
+        if given.ends_with("--dport 22") {
+            // No -j: the same matches, and a target that only counts.
+            let (Command::Append(_, x), Command::Append(_, y)) = (a.command, b.command) else {
+                panic!("{given}");
+            };
+            assert_eq!(x[0].target, Target::Count, "{given}");
+            assert_eq!(
+                RuleSpec {
+                    target: Target::Accept,
+                    ..x[0].clone()
+                },
+                y[0],
+                "{given}"
+            );
+        } else {
+            assert_eq!(a, b, "{given}");
+        }
+    }
+    assert_eq!(rule("-A FOO"), RuleSpec::any(Target::Count));
+}
+
+/// Short IPv4 forms as iptables 1.8.9 saved them (`-s 172.16/12` is `172.16.0.0/12`).
+#[test]
+fn short_ipv4_addresses_as_iptables_reads_them() {
+    for (given, saved) in [
+        ("10/8", "10.0.0.0/8"),
+        ("172.16/12", "172.16.0.0/12"),
+        ("172.16.0/24", "172.16.0.0/24"),
+        ("10.1", "10.1.0.0/32"),
+        ("010.1.1.1", "8.1.1.1/32"),
+    ] {
+        let spec = rule(&format!("-A INPUT -s {given} -j ACCEPT"));
+        let c = spec.src.unwrap().value;
+        assert_eq!(format!("{}/{}", c.addr, c.prefix), saved, "{given}");
+    }
+    assert!(parse("-A INPUT -s 10.256 -j ACCEPT").is_err());
+    assert!(parse("-A INPUT -s 1.2.3.4.5 -j ACCEPT").is_err());
+}
+
 /// Every accepted form, with what it must parse to.
 #[test]
 fn accepted_rule_forms() {
@@ -591,17 +695,25 @@ fn rejected_inputs() {
         ("", "no command specified", 2),
         ("-n", "no command specified", 2),
         ("-A", "option \"-A\" requires an argument", 2),
-        ("-A INPUT", "a rule needs a target: -j ACCEPT, DROP, RETURN or a chain", 2),
-        ("-A INPUT -j NFLOG", "Couldn't load target `NFLOG': not supported by this version of fwctl", 2),
+        ("-A INPUT -j SET --add-set x src", "Couldn't load target `SET': not supported by this version of fwctl", 2),
+        ("-A INPUT -j NFLOG --nflog-threshold 5", "NFLOG --nflog-threshold is not supported by this version of fwctl", 2),
+        ("-6 -A INPUT -f -j DROP", "-f is IPv4's: ip6tables has no fragment option", 2),
+        ("-A INPUT -m ttl --ttl-gt 3 ! --ttl-lt 5 -j DROP", "ttl: Only one of the options may be given", 2),
+        ("-A INPUT -m ttl ! --ttl-gt 3 -j DROP", "ttl: option \"--ttl-gt\" cannot be inverted.", 2),
+        ("-A INPUT -m addrtype --dst-type LOCAL,BROADCAST -j DROP", "addrtype: several types without `!' (\"LOCAL,BROADCAST\") are not supported by this version of fwctl: write one rule per type", 2),
+        ("-A INPUT -m mac --mac-source 52:54:00:ab:cd -j DROP", "Bad mac address \"52:54:00:ab:cd\"", 2),
+        ("-A INPUT -m iprange --src-range 10.0.0.1 -j DROP", "iprange: bad range `10.0.0.1': FROM-TO, addresses of one family", 2),
+        ("-A INPUT -m pkttype --pkt-type sometimes -j DROP", "Bad packet type 'sometimes'", 2),
+        ("-A INPUT -m length --length 9:3 -j DROP", "length: bad value for --length `9:3': N or MIN:MAX, 0 to 65535", 2),
         ("-A INPUT --log-prefix x -j LOG", "unknown option \"--log-prefix\": it goes after -j LOG", 2),
         ("-A INPUT -j LOG --log-level 9", "log-level `9' unknown: use 0 to 7 or a syslog name", 2),
         ("-A INPUT -j LOG --log-prefix 123456789012345678901234567890", "Maximum prefix length 29 for --log-prefix: `123456789012345678901234567890' is 30", 2),
         ("-A INPUT -j", "option \"-j\" requires an argument", 2),
         ("-A INPUT -p foo -j ACCEPT", "unknown protocol \"foo\" specified", 2),
         ("-A INPUT -p 256 -j ACCEPT", "unknown protocol \"256\" specified", 2),
-        ("-A INPUT --dport 22 -j ACCEPT", "unknown option \"--dport\": port matches need -p tcp or -p udp before them", 2),
-        ("-A INPUT -p icmp --dport 22 -j ACCEPT", "unknown option \"--dport\": port matches need -p tcp or -p udp before them", 2),
-        ("-A INPUT ! -p tcp --dport 22 -j ACCEPT", "unknown option \"--dport\": port matches need -p tcp or -p udp before them", 2),
+        ("-A INPUT --dport 22 -j ACCEPT", "unknown option \"--dport\": port matches need -p tcp or -p udp (or -m tcp, -m udp) before them", 2),
+        ("-A INPUT -p icmp --dport 22 -j ACCEPT", "unknown option \"--dport\": port matches need -p tcp or -p udp (or -m tcp, -m udp) before them", 2),
+        ("-A INPUT ! -p tcp --dport 22 -j ACCEPT", "unknown option \"--dport\": port matches need -p tcp or -p udp (or -m tcp, -m udp) before them", 2),
         ("-A INPUT -p tcp --dport 70000 -j ACCEPT", "invalid port/service `70000' specified", 2),
         ("-A INPUT -p tcp --dport nosuchservice -j ACCEPT", "invalid port/service `nosuchservice' specified", 2),
         ("-A INPUT -p tcp --dport 20:10 -j ACCEPT", "invalid portrange `20:10': the first port is above the second", 2),
@@ -614,9 +726,32 @@ fn rejected_inputs() {
         ("-6 -A INPUT -d 10.0.0.1 -j ACCEPT", "host/network `10.0.0.1' not found", 2),
         ("-A INPUT -i averyveryverylongname -j ACCEPT", "interface name `averyveryverylongname' must be 1 to 15 characters", 2),
         ("-A INPUT -m recent --set -j ACCEPT", "Couldn't load match `recent': not supported by this version of fwctl", 2),
-        ("-A INPUT -m tcp --dport 22 -j ACCEPT", "-m tcp needs -p tcp before it", 2),
+        ("-A INPUT -m tcp --dport 22 -j ACCEPT", "TCP match requires '-p tcp'", 2),
+        ("-t mangle -A INPUT -j MARK", "MARK: One of the --set-xmark, --{and,or,xor,set}-mark options is required", 2),
+        ("-t mangle -A INPUT -j MARK --set-mark 0x1ffffffff", "MARK: bad integer value for option \"--set-mark\", or out of range.", 2),
+        ("-t mangle -A INPUT -j MARK --set-mark 1 --or-mark 2", "MARK target: Can't specify --set-mark twice", 2),
+        ("-A INPUT --set-mark 1 -j MARK", "unknown option \"--set-mark\": it goes after -j MARK or -j CONNMARK", 2),
+        ("-t raw -A PREROUTING -j CT", "-j CT does nothing without --notrack, the only CT option fwctl supports", 2),
+        ("-t raw -A PREROUTING -j CT --zone 1", "CT --zone is not supported by this version of fwctl (only --notrack)", 2),
+        ("-t mangle -A FORWARD -j TCPMSS --set-mss 1400", "TCPMSS target: only valid for -p tcp", 2),
+        ("-t mangle -A FORWARD -p tcp -j TCPMSS", "TCPMSS target: At least one parameter is required: --set-mss or --clamp-mss-to-pmtu", 2),
+        ("-t mangle -A FORWARD -p tcp -j TCPMSS --set-mss 70000", "TCPMSS: bad value for --set-mss `70000': 0 to 65535", 2),
+        ("-t mangle -A FORWARD -j CONNMARK", "CONNMARK target: One of --set-xmark, --save-mark, --restore-mark (or --{and,or,xor,set}-mark) is required", 2),
+        ("-t mangle -A FORWARD -j CONNMARK --save-mark --nfmask 0xff", "CONNMARK --nfmask 0xff: only whole marks (0xffffffff) are supported by this version of fwctl", 2),
+        ("-A OUTPUT -m owner ! --uid-owner 1000 -j DROP", "owner: `! --uid-owner' is not supported by this version of fwctl (netfilter cannot match packets without a socket)", 2),
+        ("-A OUTPUT -m owner --uid-owner nosuchuserhere -j DROP", "owner: Bad value for \"--uid-owner\" option: \"nosuchuserhere\" is no user or id range", 2),
+        ("-A OUTPUT -m owner -j DROP", "owner: at least one of --uid-owner, --gid-owner or --socket-exists is required", 2),
+        ("-A INPUT -m mark -j DROP", "mark match: option \"--mark\" must be specified", 2),
+        ("-A INPUT -m mark --mark 1/x -j DROP", "mark match: bad value `1/x': VALUE[/MASK], 32 bits", 2),
+        ("-A INPUT --mark 1 -j DROP", "unknown option \"--mark\"", 2),
+        ("-A INPUT -m tcp -p udp --dport 5 -j ACCEPT", "TCP match requires '-p tcp'", 2),
+        ("-A INPUT -m udp -p tcp --dport 22 -j ACCEPT", "UDP match requires '-p udp'", 2),
+        ("-A INPUT -m icmp -p tcp -j ACCEPT", "icmp match requires '-p icmp'", 2),
+        ("-A INPUT --s 1.2.3.4 -j ACCEPT", "option \"--s\" is ambiguous; possibilities: --source --src --set-counters", 2),
+        ("-A INPUT -p tcp --d 22 -j ACCEPT", "option \"--d\" is ambiguous; possibilities: --delete --delete-chain --destination --dst --destination-port --dport", 2),
+        ("-A INPUT -p tcp --dp 22 -j MASQUERADE --rand", "option \"--rand\" is ambiguous; possibilities: --random --random-fully", 2),
         ("-A INPUT -p tcp --dports 22,80 -j ACCEPT", "unknown option \"--dports\": it needs -m multiport", 2),
-        ("-A INPUT -m multiport --dports 22,80 -j ACCEPT", "unknown option \"--dports\": port matches need -p tcp or -p udp before them", 2),
+        ("-A INPUT -m multiport --dports 22,80 -j ACCEPT", "unknown option \"--dports\": port matches need -p tcp or -p udp (or -m tcp, -m udp) before them", 2),
         ("-A INPUT --limit 5/sec -j ACCEPT", "unknown option \"--limit\": it needs -m limit", 2),
         ("-A INPUT -m limit ! --limit 5/sec -j ACCEPT", "limit: option \"--limit\" cannot be inverted.", 2),
         ("-A INPUT -m limit --limit 5/fortnight -j ACCEPT", "bad rate \"5/fortnight\"'", 2),
@@ -659,12 +794,11 @@ fn rejected_inputs() {
         ("-E MAIL", "-E requires the old and the new chain name", 2),
         ("-R INPUT -j DROP", "-R requires a chain and a rule number", 2),
         ("-R INPUT 1 -s 1.1.1.1,2.2.2.2 -j DROP", "-R takes one source and one destination address, not lists", 2),
-        ("-t mangle -L", "table `mangle' is not supported: fwctl manages the filter and nat tables", 3),
+        ("-t broute -L", "table `broute' is not supported: fwctl manages the filter, nat, mangle, raw and security tables", 3),
         ("-t nat -A POSTROUTING -j SNAT", "SNAT needs --to-source ADDR[:PORT]", 2),
         ("-A INPUT -p udp -j REJECT --reject-with tcp-reset", "--reject-with tcp-reset needs -p tcp", 2),
-        ("-A INPUT -j REJECT --reject-with icmp6-port-unreachable", "unknown reject type `icmp6-port-unreachable' for iptables: see `fwctl --help' for the supported ones", 2),
-        ("-6 -A INPUT -j REJECT --reject-with icmp-proto-unreachable", "unknown reject type `icmp-proto-unreachable' for ip6tables: see `fwctl --help' for the supported ones", 2),
-        ("-A INPUT -j REJECT --reject-with icmp-host-prohibited", "unknown reject type `icmp-host-prohibited' for iptables: see `fwctl --help' for the supported ones", 2),
+        ("-A INPUT -j REJECT --reject-with icmp6-port-unreachable", "unknown reject type \"icmp6-port-unreachable\" (iptables knows icmp-net-unreachable, icmp-host-unreachable, icmp-proto-unreachable, icmp-port-unreachable, icmp-net-prohibited, icmp-host-prohibited, tcp-reset, icmp-admin-prohibited)", 2),
+        ("-6 -A INPUT -j REJECT --reject-with icmp-proto-unreachable", "unknown reject type \"icmp-proto-unreachable\" (ip6tables knows icmp6-no-route, icmp6-adm-prohibited, icmp6-addr-unreachable, icmp6-port-unreachable, tcp-reset, icmp6-policy-fail, icmp6-reject-route)", 2),
         ("-A INPUT --reject-with tcp-reset -j REJECT", "unknown option \"--reject-with\": it goes after -j REJECT", 2),
         ("-t nat -A PREROUTING -j DNAT", "DNAT needs --to-destination ADDR[:PORT]", 2),
         ("-A INPUT --to-source 1.2.3.4 -j ACCEPT", "unknown option \"--to-source\": it goes after -j SNAT", 2),

@@ -1,0 +1,147 @@
+//! Matches netfilter judges alone, one module each: the option names, parsing, the text
+//! `-L` and `-S`/save print, and what the reference evaluator knows of them. XDP defers
+//! every rule that has one (compile/flatten.rs); netfilter/exprs.rs `nf_match` writes each
+//! as nftables expressions. Adding such a match is a module here and a line in [`MODULES`]
+//! and in `NfMatch`.
+
+pub mod addrtype;
+pub mod iprange;
+pub mod length;
+pub mod mac;
+pub mod mark;
+pub mod owner;
+pub mod pkttype;
+pub mod tcpmss;
+pub mod ttl;
+
+use serde::{Deserialize, Serialize};
+
+use super::{options::Options, Family};
+
+/// One netfilter-only match of a rule, as parsed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NfMatch {
+    Mark(mark::MarkMatch),
+    Connmark(mark::MarkMatch),
+    PktType(pkttype::PktType),
+    Length(length::Length),
+    Ttl(ttl::Ttl),
+    IpRange(iprange::IpRange),
+    Mac(mac::Mac),
+    AddrType(addrtype::AddrType),
+    Owner(owner::Owner),
+    TcpMss(tcpmss::TcpMss),
+    /// `-f`: a fragment other than the first (IPv4). iptables' own option, not a module:
+    /// listed in the `opt` column and saved after `-p`.
+    Fragment,
+}
+
+/// Gives an option's argument when the option takes one.
+pub type Value<'a> = &'a mut dyn FnMut() -> Result<String, String>;
+
+/// Takes option `opt` (its full name; `negated` when `!` came first) into the match being
+/// built (`None` before its first option); returns it with whether the whole match is
+/// negated. A module with several options that each take their own `!` (iprange,
+/// addrtype) keeps those inside its value and returns false.
+pub type Take = fn(
+    current: Option<NfMatch>,
+    opt: &str,
+    negated: bool,
+    value: Value,
+    family: Family,
+) -> Result<(NfMatch, bool), String>;
+
+/// A match module as `-m NAME` loads it.
+pub struct Module {
+    pub name: &'static str,
+    pub options: Options,
+    pub take: Take,
+    /// iptables' final check, when the rule is read: the message if an option it needs is
+    /// missing.
+    pub required: &'static str,
+}
+
+/// Every module, by `-m` name.
+pub const MODULES: &[Module] = &[
+    mark::MODULE,
+    mark::CONNMARK,
+    pkttype::MODULE,
+    length::MODULE,
+    ttl::TTL,
+    ttl::HL,
+    iprange::MODULE,
+    mac::MODULE,
+    addrtype::MODULE,
+    owner::MODULE,
+    tcpmss::MODULE,
+];
+
+pub fn module(name: &str) -> Option<&'static Module> {
+    MODULES.iter().find(|m| m.name == name)
+}
+
+impl NfMatch {
+    /// The `-m` name of the match's module.
+    pub fn module(&self) -> &'static str {
+        match self {
+            NfMatch::Mark(_) => "mark",
+            NfMatch::Connmark(_) => "connmark",
+            NfMatch::PktType(_) => "pkttype",
+            NfMatch::Length(_) => "length",
+            NfMatch::Ttl(t) if t.hl => "hl",
+            NfMatch::Ttl(_) => "ttl",
+            NfMatch::IpRange(_) => "iprange",
+            NfMatch::Mac(_) => "mac",
+            NfMatch::AddrType(_) => "addrtype",
+            NfMatch::Owner(_) => "owner",
+            NfMatch::TcpMss(_) => "tcpmss",
+            NfMatch::Fragment => "",
+        }
+    }
+
+    /// The text `-L` prints for the match (leading space included).
+    pub fn list_text(&self, negated: bool, numeric: bool) -> String {
+        match self {
+            NfMatch::Mark(m) => m.list_text(negated, numeric),
+            NfMatch::Connmark(m) => m.connmark_list_text(negated),
+            NfMatch::PktType(m) => m.list_text(negated),
+            NfMatch::Length(m) => m.list_text(negated),
+            NfMatch::Ttl(m) => m.list_text(negated),
+            NfMatch::IpRange(m) => m.list_text(),
+            NfMatch::Mac(m) => m.list_text(negated),
+            NfMatch::AddrType(m) => m.list_text(),
+            NfMatch::Owner(m) => m.list_text(numeric),
+            NfMatch::TcpMss(m) => m.list_text(negated),
+            NfMatch::Fragment => String::new(),
+        }
+    }
+
+    /// `-m NAME [!] --option value` as iptables-save writes it.
+    pub fn save_text(&self, negated: bool) -> String {
+        match self {
+            NfMatch::Mark(m) => m.save_text(negated),
+            NfMatch::Connmark(m) => m.connmark_save_text(negated),
+            NfMatch::PktType(m) => m.save_text(negated),
+            NfMatch::Length(m) => m.save_text(negated),
+            NfMatch::Ttl(m) => m.save_text(negated),
+            NfMatch::IpRange(m) => m.save_text(),
+            NfMatch::Mac(m) => m.save_text(negated),
+            NfMatch::AddrType(m) => m.save_text(),
+            NfMatch::Owner(m) => m.save_text(),
+            NfMatch::TcpMss(m) => m.save_text(negated),
+            NfMatch::Fragment => String::new(),
+        }
+    }
+
+    /// Whether a packet arriving from the wire (mark 0, no socket) satisfies the match,
+    /// negation aside, where that is known without the packet's other fields; None where
+    /// the reference evaluator cannot tell (it then takes the rule not to match).
+    pub fn holds_on_arrival(&self) -> Option<bool> {
+        match self {
+            // A connection's mark starts at 0 too.
+            NfMatch::Mark(m) | NfMatch::Connmark(m) => Some(m.holds(0)),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,756 @@
+//! The forms real rules.v4 files are written in, against real iptables (1.8.9, nf_tables
+//! backend) in a twin namespace: the same file goes to `iptables-restore` and to `fwctl
+//! restore`, and every listing and the save must be the same text. Then what netfilter
+//! does with them on real traffic.
+
+use std::{net::SocketAddr, time::Duration};
+
+use tests::{FwNs, Lab, CLIENT_V4, CLIENT_V6, HOST_IF, HOST_V4, HOST_V6};
+
+fn stdin_run(cmd: &mut std::process::Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+fn without_comments(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Loads `v4` and `v6` (iptables-save files) into iptables and into fwctl, then compares
+/// `listings` (each given to iptables/ip6tables and to fwctl/fwctl -6) and the saves.
+fn same_as_iptables(tag: &str, v4: &str, v6: &str, listings: &[&[&str]]) {
+    let fw = FwNs::new(&format!("fwr-{tag}")).unwrap();
+    let ipt = netlab::Netns::new(&format!("fwr-{tag}-ipt")).unwrap();
+    let ok = |out: std::process::Output, what: &str| {
+        assert!(
+            out.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for (text, tool, flag) in [(v4, "iptables", None), (v6, "ip6tables", Some("-6"))] {
+        if text.is_empty() {
+            continue;
+        }
+        ok(
+            stdin_run(&mut ipt.command(&format!("{tool}-restore")), text),
+            &format!("{tool}-restore"),
+        );
+        let mut cmd = fw.fwctl_command();
+        cmd.arg("restore");
+        cmd.args(flag);
+        ok(
+            stdin_run(&mut cmd, text),
+            &format!("fwctl restore {flag:?}"),
+        );
+        for list in listings {
+            let theirs = ok(ipt.command(tool).args(*list).output().unwrap(), tool);
+            let mut args: Vec<&str> = flag.into_iter().collect();
+            args.extend_from_slice(list);
+            assert_eq!(fw.fwctl_ok(&args), theirs, "fwctl {args:?}");
+        }
+        let theirs = ok(
+            ipt.command(&format!("{tool}-save")).output().unwrap(),
+            "save",
+        );
+        let mut args = vec!["save"];
+        args.extend(flag);
+        assert_eq!(
+            without_comments(&fw.fwctl_ok(&args)),
+            without_comments(&theirs),
+            "fwctl {args:?}"
+        );
+    }
+}
+
+const FILTER_LISTINGS: &[&[&str]] = &[
+    &["-S"],
+    &["-L"],
+    &["-L", "-n", "-v", "--line-numbers"],
+    &["-L", "INPUT", "-v", "-x"],
+];
+
+/// iptables' option grammar: prefixes of long options, `-m tcp` before `-p tcp`, chain
+/// lines with more words, rules with no `-j`.
+#[test]
+fn grammar_forms_list_as_iptables() {
+    let v4 = "\
+*filter
+:INPUT ACCEPT [0:0] extra words
+:FORWARD DROP [12:3456]
+:OUTPUT ACCEPT
+:LOGGING - [0:0] more
+:COUNTS ACCEPT [0:0]
+-A INPUT --sou 10.0.0.0/8 --jum ACCEPT
+-A INPUT -m tcp -p tcp --dp 22 -j ACCEPT
+-A INPUT -m udp -p udp --sport 53 -j ACCEPT
+-A INPUT -p tcp --destination-p 80 --sy -j DROP
+-A INPUT -p tcp -m multiport --dpo 25,587 -j LOGGING
+-A INPUT -m icmp --icmp-type 8 -p icmp -j ACCEPT
+-A INPUT -p tcp --dport 443
+-A INPUT -j COUNTS
+-A INPUT -p tcp -j REJECT --reject tcp-reset
+-A LOGGING -j LOG --log-p dropped: --log-l 6
+-A COUNTS
+-A COUNTS -s 192.0.2.1
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -p tcp --dport 8080 -j DNAT --to 10.0.0.2:80
+-A POSTROUTING -s 10.8.0.0/24 -j SNAT --to 192.0.2.9
+COMMIT
+";
+    let v6 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m tcp -p tcp --dp 22 -j ACCEPT
+-A INPUT -p udp --dport 53
+COMMIT
+";
+    let mut listings = FILTER_LISTINGS.to_vec();
+    listings.extend_from_slice(&[&["-t", "nat", "-S"], &["-t", "nat", "-L", "-n"]]);
+    same_as_iptables("gram", v4, v6, &listings);
+}
+
+/// CentOS/RHEL's default rules.v4 (system-config-firewall's order: `-m tcp` before `-p`,
+/// the state match before it) and its last rules, REJECT with icmp-host-prohibited.
+#[test]
+fn rhel_default_lists_as_iptables() {
+    let v4 = "\
+# Firewall configuration written by system-config-firewall
+# Manual customization of this file is not recommended.
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
+-A INPUT -p icmp -j ACCEPT
+-A INPUT -i lo -j ACCEPT
+-A INPUT -m state --state NEW -m tcp -p tcp --dport 22 -j ACCEPT
+-A INPUT -m state --state NEW -m udp -p udp --dport 631 -j ACCEPT
+-A INPUT -p tcp -m comment --comment web --dport 80 -j ACCEPT
+-A INPUT -j REJECT --reject-with icmp-host-prohibited
+-A FORWARD -j REJECT --reject-with icmp-host-prohibited
+COMMIT
+";
+    same_as_iptables("rhel", v4, "", FILTER_LISTINGS);
+}
+
+/// Every REJECT type of both tools, by name and alias, lists and saves as iptables does.
+#[test]
+fn reject_types_list_as_iptables() {
+    let v4 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -j REJECT --reject-with icmp-host-prohibited
+-A INPUT -j REJECT --reject-with host-prohib
+-A INPUT -j REJECT --reject-with icmp-net-prohibited
+-A INPUT -j REJECT --reject-with net-prohib
+-A INPUT -j REJECT --reject-with icmp-admin-prohibited
+-A INPUT -j REJECT --reject-with admin-prohib
+-A INPUT -j REJECT --reject-with icmp-net-unreachable
+-A INPUT -j REJECT --reject-with icmp-host-unreachable
+-A INPUT -j REJECT --reject-with icmp-proto-unreachable
+-A INPUT -j REJECT --reject-with icmp-port-unreachable
+-A INPUT -j REJECT --reject-with ICMP-HOST
+-A INPUT -p tcp -j REJECT --reject-with tcp-rst
+-A INPUT -j REJECT
+COMMIT
+";
+    let v6 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -j REJECT --reject-with icmp6-no-route
+-A INPUT -j REJECT --reject-with no-route
+-A INPUT -j REJECT --reject-with icmp6-adm-prohibited
+-A INPUT -j REJECT --reject-with icmp6-addr-unreachable
+-A INPUT -j REJECT --reject-with icmp6-port-unreachable
+-A INPUT -j REJECT --reject-with icmp6-policy-fail
+-A INPUT -j REJECT --reject-with policy-fail
+-A INPUT -j REJECT --reject-with icmp6-reject-route
+-A INPUT -p tcp -j REJECT --reject-with tcp-reset
+COMMIT
+";
+    same_as_iptables("rejl", v4, v6, FILTER_LISTINGS);
+}
+
+/// A raw ICMP (or ICMPv6) socket in the client's namespace: what comes back.
+struct IcmpListener {
+    fd: i32,
+    v6: bool,
+}
+
+impl IcmpListener {
+    fn open(v6: bool) -> IcmpListener {
+        let (domain, proto) = if v6 {
+            (libc::AF_INET6, libc::IPPROTO_ICMPV6)
+        } else {
+            (libc::AF_INET, libc::IPPROTO_ICMP)
+        };
+        // SAFETY: a plain socket call; the descriptor is checked and owned by the value.
+        let fd = unsafe { libc::socket(domain, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
+        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        let timeout = libc::timeval {
+            tv_sec: 2,
+            tv_usec: 0,
+        };
+        // SAFETY: the option value is a timeval that lives across the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &timeout as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as u32,
+            )
+        };
+        assert_eq!(rc, 0);
+        IcmpListener { fd, v6 }
+    }
+
+    /// The next destination unreachable's (type, code), skipping anything else.
+    fn unreachable(&self) -> Option<(u8, u8)> {
+        let mut buf = [0u8; 1500];
+        loop {
+            // SAFETY: the buffer is ours and its length is passed.
+            let n = unsafe { libc::recv(self.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n <= 0 {
+                return None;
+            }
+            // IPv4 raw sockets deliver the IP header (no options on these packets).
+            let at = if self.v6 { 0 } else { 20 };
+            let (kind, code) = (buf[at], buf[at + 1]);
+            let unreach = if self.v6 { 1 } else { 3 };
+            if kind == unreach {
+                return Some((kind, code));
+            }
+        }
+    }
+}
+
+impl Drop for IcmpListener {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor is ours and closed once.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// Each REJECT type sends its own ICMP or ICMPv6 code on real traffic, with XDP attached
+/// (it leaves REJECT rules to netfilter) and the counters of the rules that matched.
+#[test]
+fn reject_types_send_their_codes() {
+    let lab = Lab::named("fwr-rej").unwrap();
+    // The host answers every datagram: no ICMP rate limit between the replies.
+    for key in ["net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0"] {
+        netlab::run(lab.host.command("sysctl").args(["-qw", key])).unwrap();
+    }
+    let v4: &[(&str, u8)] = &[
+        ("icmp-net-unreachable", 0),
+        ("icmp-host-unreachable", 1),
+        ("icmp-proto-unreachable", 2),
+        ("icmp-port-unreachable", 3),
+        ("icmp-net-prohibited", 9),
+        ("icmp-host-prohibited", 10),
+        ("icmp-admin-prohibited", 13),
+    ];
+    let v6: &[(&str, u8)] = &[
+        ("icmp6-no-route", 0),
+        ("icmp6-adm-prohibited", 1),
+        ("icmp6-addr-unreachable", 3),
+        ("icmp6-port-unreachable", 4),
+        ("icmp6-policy-fail", 5),
+        ("icmp6-reject-route", 6),
+    ];
+    let mut rules = Vec::new();
+    for (family, list) in [("", v4), ("-6 ", v6)] {
+        for (i, (name, _)) in list.iter().enumerate() {
+            rules.push(format!(
+                "{family}-A INPUT -p udp --dport {} -j REJECT --reject-with {name}",
+                7000 + i
+            ));
+        }
+    }
+    let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
+    lab.host.apply(&rules);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+
+    for (v6, list, (client, host)) in [
+        (false, v4, (CLIENT_V4, HOST_V4)),
+        (true, v6, (CLIENT_V6, HOST_V6)),
+    ] {
+        let codes: Vec<Option<(u8, u8)>> = lab
+            .client
+            .run(move || {
+                let listener = IcmpListener::open(v6);
+                let local: SocketAddr = if v6 {
+                    format!("[{client}]:0")
+                } else {
+                    format!("{client}:0")
+                }
+                .parse()
+                .unwrap();
+                let socket = std::net::UdpSocket::bind(local).unwrap();
+                (0..list.len())
+                    .map(|i| {
+                        let port = 7000 + i as u16;
+                        let to: SocketAddr = if v6 {
+                            format!("[{host}]:{port}")
+                        } else {
+                            format!("{host}:{port}")
+                        }
+                        .parse()
+                        .unwrap();
+                        socket.send_to(b"x", to).unwrap();
+                        std::thread::sleep(Duration::from_millis(20));
+                        listener.unreachable()
+                    })
+                    .collect()
+            })
+            .unwrap();
+        let want: Vec<Option<(u8, u8)>> = list
+            .iter()
+            .map(|(_, code)| Some((if v6 { 1 } else { 3 }, *code)))
+            .collect();
+        assert_eq!(codes, want, "v6: {v6}");
+        // Each rule counted its datagram.
+        let flag: &[&str] = if v6 { &["-6"] } else { &[] };
+        let listing = lab
+            .host
+            .fwctl_ok(&[flag, &["-L", "INPUT", "-n", "-v", "-x"]].concat());
+        let counted: Vec<&str> = listing
+            .lines()
+            .skip(2)
+            .map(|l| l.split_whitespace().next().unwrap_or_default())
+            .collect();
+        assert_eq!(counted, vec!["1"; list.len()], "{listing}");
+    }
+}
+
+/// The mangle, raw and security tables: empty sections as iptables-save writes them,
+/// policies, user chains, jumps and RETURN, MARK, CT --notrack and NOTRACK, `-m mark`.
+#[test]
+fn mangle_and_raw_list_as_iptables() {
+    let v4 = "\
+*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:MARKS - [0:0]
+-A PREROUTING -i eth0 -p udp --dport 53 -j MARKS
+-A PREROUTING -m mark --mark 0x7/0xff -j ACCEPT
+-A PREROUTING -m mark ! --mark 3 -j RETURN
+-A FORWARD -p tcp -j MARK --set-mark 1
+-A FORWARD -j MARK --set-mark 0x10/0xff
+-A FORWARD -j MARK --and-mark 0xf0
+-A FORWARD -j MARK --or-mark 4
+-A FORWARD -j MARK --xor-mark 2
+-A FORWARD -j MARK --set-xmark 0x5/0xf
+-A MARKS -s 10.0.0.0/8 -j MARK --set-xmark 7
+-A MARKS -j DROP
+-A MARKS
+-A PREROUTING -m connmark --mark 1 -j CONNMARK --restore-mark
+-A PREROUTING -m connmark ! --mark 1/0xf
+-A FORWARD -j CONNMARK --save-mark
+-A FORWARD -j CONNMARK --set-mark 5
+-A FORWARD -j CONNMARK --set-xmark 3/7
+-A FORWARD -j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff
+-A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu
+-A POSTROUTING -o ppp0 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu
+-A PREROUTING -p tcp --syn -j TCPMSS --set-mss 1400
+COMMIT
+*security
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:SEL - [0:0]
+-A INPUT -p tcp --dport 22 -j SEL
+-A SEL -j ACCEPT
+COMMIT
+*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT DROP [0:0]
+-A PREROUTING -p udp --dport 53 -j CT --notrack
+-A PREROUTING -j NOTRACK
+-A OUTPUT -o lo -j CT --notrack
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m mark --mark 0x1 -j DROP
+COMMIT
+";
+    let v6 = "\
+*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+COMMIT
+*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A PREROUTING -p udp -j NOTRACK
+COMMIT
+";
+    let mut listings: Vec<&[&str]> = FILTER_LISTINGS.to_vec();
+    for table in ["mangle", "raw", "security"] {
+        let t: &'static str = table;
+        listings.push(Box::leak(Box::new(["-t", t, "-S"])));
+        listings.push(Box::leak(Box::new(["-t", t, "-L"])));
+        listings.push(Box::leak(Box::new([
+            "-t",
+            t,
+            "-L",
+            "-n",
+            "-v",
+            "--line-numbers",
+        ])));
+        let first = if t == "security" {
+            "INPUT"
+        } else {
+            "PREROUTING"
+        };
+        listings.push(Box::leak(Box::new(["-t", t, "-S", first])));
+    }
+    same_as_iptables("tabl", v4, v6, &listings);
+}
+
+/// Netfilter judges the mangle and raw tables before the filter table, with XDP attached:
+/// a raw DROP drops, a MARK set in mangle PREROUTING is seen by `-m mark` in INPUT, and a
+/// NOTRACK in raw makes the packet UNTRACKED where XDP's own conntrack lookup would have
+/// called it NEW (XDP defers what raw and mangle rules could match).
+#[test]
+fn mangle_and_raw_judge_real_traffic() {
+    let lab = Lab::named("fwr-tab").unwrap();
+    lab.host.apply(&[
+        "-t raw -A PREROUTING -p udp --dport 7100 -j DROP",
+        "-t mangle -A PREROUTING -p udp --dport 7101 -j MARK --set-mark 0x7",
+        "-t raw -A PREROUTING -p udp --dport 7103 -j CT --notrack",
+        // After the filter table: what XDP accepted there is still judged here.
+        "-t security -A INPUT -p udp --dport 7104 -j DROP",
+        // XDP alone would call 7103's first datagram NEW (a UDP miss) and accept it here.
+        "-A INPUT -p udp --dport 7103 -m conntrack --ctstate UNTRACKED -j DROP",
+        "-A INPUT -p udp --dport 7103 -m conntrack --ctstate NEW -j ACCEPT",
+        "-A INPUT -p udp -m mark --mark 0x7 -j DROP",
+        "-A INPUT -p udp -m conntrack --ctstate NEW -j ACCEPT",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    let received = |port: u16| -> bool {
+        let sock = lab
+            .host
+            .udp_socket(format!("{HOST_V4}:{port}").parse().unwrap())
+            .unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let to: SocketAddr = format!("{HOST_V4}:{port}").parse().unwrap();
+        lab.client
+            .run(move || {
+                let s = std::net::UdpSocket::bind(format!("{CLIENT_V4}:0")).unwrap();
+                s.send_to(b"x", to).unwrap();
+            })
+            .unwrap();
+        let mut buf = [0u8; 16];
+        sock.recv_from(&mut buf).is_ok()
+    };
+    // Port 7102 has no raw or mangle rule: accepted as NEW.
+    assert!(received(7102), "7102 is accepted");
+    assert!(!received(7100), "raw PREROUTING dropped 7100");
+    assert!(
+        !received(7101),
+        "the mark set in mangle dropped 7101 in INPUT"
+    );
+    assert!(!received(7103), "NOTRACK made 7103 UNTRACKED");
+    assert!(
+        !received(7104),
+        "security INPUT dropped 7104 after filter accepted it"
+    );
+    let count = |table: &str, chain: &str, n: usize| -> u64 {
+        let listing =
+            lab.host
+                .fwctl_ok(&["-t", table, "-L", chain, "-n", "-v", "-x", "--line-numbers"]);
+        tests::listed_counters(&listing, chain, n)
+            .unwrap_or_else(|e| panic!("{e}: {listing}"))
+            .0
+    };
+    assert_eq!(
+        [
+            count("raw", "PREROUTING", 1),
+            count("mangle", "PREROUTING", 1),
+            count("raw", "PREROUTING", 2)
+        ],
+        [1, 1, 1]
+    );
+    let input: Vec<u64> = (1..=4).map(|n| count("filter", "INPUT", n)).collect();
+    assert_eq!(input, [1, 0, 1, 2]);
+}
+
+/// CONNMARK saves a mark into the connection, where `-m connmark` finds it, and TCPMSS
+/// lowers the MSS of an arriving SYN: the accepted socket's segment size shows it.
+#[test]
+fn connmark_and_tcpmss_on_real_traffic() {
+    let lab = Lab::named("fwr-cm").unwrap();
+    lab.host.apply(&[
+        "-t mangle -A PREROUTING -p udp --dport 7104 -j MARK --set-mark 5",
+        "-t mangle -A PREROUTING -p udp --dport 7104 -j CONNMARK --save-mark",
+        "-t mangle -A PREROUTING -p tcp --syn --dport 7105 -j TCPMSS --set-mss 600",
+        "-A INPUT -p udp -m connmark --mark 5 -j DROP",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    let sock = lab
+        .host
+        .udp_socket(format!("{HOST_V4}:7104").parse().unwrap())
+        .unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let to: SocketAddr = format!("{HOST_V4}:7104").parse().unwrap();
+    lab.client
+        .run(move || {
+            let s = std::net::UdpSocket::bind(format!("{CLIENT_V4}:0")).unwrap();
+            s.send_to(b"x", to).unwrap();
+        })
+        .unwrap();
+    let mut buf = [0u8; 8];
+    assert!(
+        sock.recv_from(&mut buf).is_err(),
+        "the saved connmark dropped it"
+    );
+    let listing = lab
+        .host
+        .fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x", "--line-numbers"]);
+    assert_eq!(
+        tests::listed_counters(&listing, "INPUT", 1).unwrap().0,
+        1,
+        "{listing}"
+    );
+
+    // The MSS the host's socket ends up with: at most what the rule wrote into the SYN.
+    let mss_of = |port: u16| -> i32 {
+        let addr: SocketAddr = format!("{HOST_V4}:{port}").parse().unwrap();
+        let listener = lab
+            .host
+            .run(move || std::net::TcpListener::bind(addr))
+            .unwrap()
+            .unwrap();
+        let client = lab
+            .client
+            .run(move || std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)))
+            .unwrap()
+            .unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        drop(client);
+        use std::os::fd::AsRawFd;
+        let mut mss: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: an int-sized option into an int we own.
+        let rc = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_MAXSEG,
+                (&mut mss as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        mss
+    };
+    let (clamped, plain) = (mss_of(7105), mss_of(7106));
+    assert!(clamped <= 600, "clamped MSS {clamped}");
+    assert!(plain > 1000, "unclamped MSS {plain}");
+}
+
+/// Matches netfilter judges (`-m pkttype`, `length`, `ttl`/`hl`, `iprange`, `mac`,
+/// `addrtype`, `-f`) and `-j NFLOG`, listed and saved as iptables does.
+#[test]
+fn netfilter_matches_list_as_iptables() {
+    let v4 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m pkttype --pkt-type broadcast -j DROP
+-A INPUT -m pkttype ! --pkt-type multicast
+-A INPUT -m length --length 100
+-A INPUT -p icmp -m length ! --length 100:200 -j DROP
+-A INPUT -m length --length :300
+-A INPUT -m ttl --ttl-eq 5
+-A INPUT -m ttl --ttl-lt 64 -j DROP
+-A INPUT -m ttl ! --ttl-eq 3
+-A INPUT -m iprange --src-range 10.0.0.1-10.0.0.9 -j ACCEPT
+-A INPUT -m iprange ! --dst-range 10.0.0.1-10.0.0.9 --src-range 1.1.1.1-1.1.1.2
+-A INPUT -m mac --mac-source 52:54:00:AB:cd:ef -j ACCEPT
+-A INPUT -m mac ! --mac-source 52:54:00:ab:cd:ef
+-A INPUT -m addrtype --dst-type LOCAL -j ACCEPT
+-A INPUT -m addrtype ! --src-type BROADCAST,MULTICAST
+-A INPUT -m addrtype --dst-type LOCAL --limit-iface-in
+-A INPUT -f -j DROP
+-A INPUT -p tcp ! -f
+-A INPUT -p tcp -m tcpmss --mss 1400:1500 -j DROP
+-A INPUT -p tcp --syn -m tcpmss --mss 536
+-A INPUT -p tcp -m conntrack --ctstate NEW -m tcpmss ! --mss 536:65535 -j DROP
+-A INPUT -j NFLOG --nflog-group 5 --nflog-prefix hello
+-A INPUT -j NFLOG --nflog-prefix \"two words\"
+-A INPUT -j NFLOG
+-A OUTPUT -m addrtype --src-type LOCAL --limit-iface-out -j ACCEPT
+-A OUTPUT -m owner --uid-owner 0 -j ACCEPT
+-A OUTPUT -m owner --uid-owner root
+-A OUTPUT -m owner --uid-owner 0-99 -j ACCEPT
+-A OUTPUT -m owner --gid-owner 5
+-A OUTPUT -m owner --uid-owner 33 --gid-owner 33 -j ACCEPT
+-A OUTPUT -m owner --socket-exists -j ACCEPT
+-A OUTPUT -d 10.254.0.0/16 -p tcp -m owner --uid-owner 0 -m tcp --dport 443 -j ACCEPT
+COMMIT
+";
+    let v6 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m hl --hl-eq 255 -j ACCEPT
+-A INPUT -m hl ! --hl-eq 1
+-A INPUT -m hl --hl-gt 64
+-A INPUT -m length --length 60:1280
+-A INPUT -m iprange --src-range fd00::1-fd00::9 -j DROP
+-A INPUT -m pkttype --pkt-type multicast
+-A INPUT -m addrtype --dst-type MULTICAST
+COMMIT
+";
+    same_as_iptables("nfm", v4, v6, FILTER_LISTINGS);
+}
+
+/// The netfilter-only matches on real traffic, with XDP attached: each rule counts the
+/// datagrams it should and no other.
+#[test]
+fn netfilter_matches_judge_real_traffic() {
+    let lab = Lab::named("fwr-nfm").unwrap();
+    lab.host.apply(&[
+        // 1: datagrams of 28 + 100 bytes; 2: the client's TTL (64) is not below 10.
+        "-A INPUT -p udp --dport 7200 -m length --length 128 -j DROP",
+        "-A INPUT -p udp --dport 7201 -m ttl --ttl-lt 10 -j DROP",
+        // 3: the client's address is in the range; 4: the host's own address is LOCAL.
+        "-A INPUT -p udp --dport 7202 -m iprange --src-range 10.201.0.1-10.201.0.1 -j DROP",
+        "-A INPUT -p udp --dport 7203 -m addrtype --dst-type LOCAL -j DROP",
+        // 5: unicast, not broadcast; 6: the client's MAC, negated.
+        "-A INPUT -p udp --dport 7204 -m pkttype --pkt-type broadcast -j DROP",
+        "-A INPUT -p udp --dport 7205 -m addrtype ! --dst-type LOCAL -j DROP",
+        "-6 -A INPUT -p udp --dport 7206 -m hl --hl-eq 64 -j DROP",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    let arrives = |v6: bool, port: u16, len: usize| -> bool {
+        let (host, client) = if v6 {
+            (format!("[{HOST_V6}]:{port}"), format!("[{CLIENT_V6}]:0"))
+        } else {
+            (format!("{HOST_V4}:{port}"), format!("{CLIENT_V4}:0"))
+        };
+        let to: SocketAddr = host.parse().unwrap();
+        let sock = lab.host.udp_socket(to).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(400)))
+            .unwrap();
+        lab.client
+            .run(move || {
+                let s = std::net::UdpSocket::bind(client).unwrap();
+                s.send_to(&vec![7u8; len], to).unwrap();
+            })
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        sock.recv_from(&mut buf).is_ok()
+    };
+    assert!(!arrives(false, 7200, 100), "length 128 dropped");
+    assert!(arrives(false, 7200, 101), "length 129 passes");
+    assert!(arrives(false, 7201, 10), "TTL 64 is not below 10");
+    assert!(!arrives(false, 7202, 10), "the client is in the range");
+    assert!(!arrives(false, 7203, 10), "the host's address is LOCAL");
+    assert!(arrives(false, 7204, 10), "unicast is not broadcast");
+    assert!(arrives(false, 7205, 10), "the host's address is LOCAL");
+    assert!(!arrives(true, 7206, 10), "IPv6 hop limit 64");
+    // The host's own datagrams to the client: the test runs as root (uid 0).
+    lab.host.apply(&[
+        "-A OUTPUT -p udp --dport 7300 -m owner --uid-owner 0 -j DROP",
+        "-A OUTPUT -p udp --dport 7301 -m owner --uid-owner 1000-2000 -j DROP",
+    ]);
+    let leaves = |port: u16| -> bool {
+        let to: SocketAddr = format!("{CLIENT_V4}:{port}").parse().unwrap();
+        let sock = lab.client.udp_socket(to).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(400)))
+            .unwrap();
+        lab.host
+            .run(move || {
+                let s = std::net::UdpSocket::bind(format!("{HOST_V4}:0")).unwrap();
+                s.send_to(b"x", to).is_ok()
+            })
+            .unwrap();
+        let mut buf = [0u8; 16];
+        sock.recv_from(&mut buf).is_ok()
+    };
+    lab.host.apply(&[
+        "-A INPUT -p tcp --dport 7107 -m tcpmss --mss 1000:1500 -j DROP",
+        "-A INPUT -p tcp --dport 7108 -m tcpmss --mss 1:500 -j DROP",
+        "-A INPUT -p tcp --dport 7109 -m tcpmss ! --mss 1000:1500 -j DROP",
+        "-A INPUT -p tcp --dport 7110 -m tcpmss ! --mss 1:500 -j DROP",
+    ]);
+    // Nothing listens: a SYN that gets through is refused; a dropped one times out.
+    let syn = |port: u16| {
+        let to: SocketAddr = format!("{HOST_V4}:{port}").parse().unwrap();
+        lab.client
+            .tcp_connect(to, Duration::from_millis(500))
+            .unwrap()
+    };
+    assert_eq!(
+        syn(7107),
+        netlab::Probe::TimedOut,
+        "MSS 1460 is in 1000:1500"
+    );
+    assert_eq!(
+        syn(7108),
+        netlab::Probe::Refused,
+        "MSS 1460 is not in 1:500"
+    );
+    assert_eq!(
+        syn(7109),
+        netlab::Probe::Refused,
+        "MSS 1460 is in 1000:1500"
+    );
+    assert_eq!(
+        syn(7110),
+        netlab::Probe::TimedOut,
+        "MSS 1460 is not in 1:500"
+    );
+    assert!(!leaves(7300), "root's datagram dropped by its owner");
+    assert!(leaves(7301), "uid 0 is not in 1000-2000");
+    let listing = lab
+        .host
+        .fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x", "--line-numbers"]);
+    let counted: Vec<u64> = (1..=6)
+        .map(|n| tests::listed_counters(&listing, "INPUT", n).unwrap().0)
+        .collect();
+    assert_eq!(counted, [1, 0, 1, 1, 0, 0], "{listing}");
+}
