@@ -141,6 +141,14 @@ impl Twins {
     /// Puts both families' rulesets (iptables-save text) in force in both twins, with
     /// every counter at zero.
     pub fn load(&self, v4: &str, v6: &str) {
+        if let Err(e) = self.try_load(v4, v6) {
+            panic!("{e}");
+        }
+    }
+
+    /// As `load`, but fwctl refusing a ruleset iptables took is returned (its message),
+    /// not a panic: fwctl has limits of its own (see `tests::random_differential`).
+    pub fn try_load(&self, v4: &str, v6: &str) -> Result<(), String> {
         std::fs::write(&self.files.0, v4).expect("writing rules.v4");
         std::fs::write(&self.files.1, v6).expect("writing rules.v6");
         let (f4, f6) = (
@@ -151,10 +159,18 @@ impl Twins {
         run_in(&self.ipt, "ip6tables-restore", &[f6]);
         run_in(&self.ipt, "iptables", &["-Z"]);
         run_in(&self.ipt, "ip6tables", &["-Z"]);
-        self.fw.fwctl_ok(&["restore", f4]);
-        self.fw.fwctl_ok(&["restore", "-6", f6]);
+        for args in [&["restore", f4][..], &["restore", "-6", f6]] {
+            let out = self.fw.fwctl(args);
+            if !out.status.success() {
+                return Err(format!(
+                    "fwctl {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
         self.fw.fwctl_ok(&["-Z"]);
         self.fw.fwctl_ok(&["-6", "-Z"]);
+        Ok(())
     }
 
     /// Forgets every connection both twins track, so a case does not meet an earlier
