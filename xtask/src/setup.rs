@@ -44,7 +44,6 @@ pub fn setup() -> Result<()> {
     step("rust-src for the nightly toolchain", ensure_rust_src)?;
     step("bpf-linker against nightly's LLVM", ensure_bpf_linker)?;
     step("cargo-deb", ensure_cargo_deb)?;
-    step("cargo-fuzz", ensure_cargo_fuzz)?;
     step("fail2ban (not started)", ensure_fail2ban)?;
     eprintln!("[setup] done");
     Ok(())
@@ -57,7 +56,6 @@ pub fn is_complete() -> bool {
         && has_rust_src()
         && bpf_linker_works()
         && cargo_deb_works()
-        && cargo_fuzz_works()
         && installed(FAIL2BAN)
 }
 
@@ -245,7 +243,8 @@ fn cargo_fuzz_works() -> bool {
     )
 }
 
-fn ensure_cargo_fuzz() -> Result<bool> {
+/// cargo-fuzz, for `cargo xtask fuzz` only: the test run does not need it.
+pub fn ensure_cargo_fuzz() -> Result<bool> {
     cargo_install(
         "cargo-fuzz",
         &format!("~{CARGO_FUZZ_VERSION}"),
