@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Module, NfMatch, Value};
+use super::{once, Module, NfMatch, Value};
 use crate::rules::{options::Options, Family};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,9 +26,7 @@ fn take(
     value: Value,
     _family: Family,
 ) -> Result<(NfMatch, bool), String> {
-    if current.is_some() {
-        return Err(format!("length: option \"{opt}\" can only be used once."));
-    }
+    once("length", &current, opt)?;
     let text = value()?;
     let bad = || format!("length: bad value for --length `{text}': N or MIN:MAX, 0 to 65535");
     let num = |s: &str, empty: u16| {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Module, NfMatch, Value};
+use super::{once, Module, NfMatch, Value};
 use crate::rules::{options::Options, Family};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,9 +23,7 @@ fn take(
     value: Value,
     _family: Family,
 ) -> Result<(NfMatch, bool), String> {
-    if current.is_some() {
-        return Err(format!("mac: option \"{opt}\" can only be used once."));
-    }
+    once("mac", &current, opt)?;
     let text = value()?;
     let bytes: Vec<u8> = text
         .split(':')

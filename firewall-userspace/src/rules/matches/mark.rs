@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Module, NfMatch, Value};
+use super::{once, Module, NfMatch, Value};
 use crate::rules::{mark::parse_value_mask, options::Options, Family};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,9 +28,7 @@ fn take(
     value: Value,
     _family: Family,
 ) -> Result<(NfMatch, bool), String> {
-    if current.is_some() {
-        return Err(format!("mark: option \"{opt}\" can only be used once."));
-    }
+    once("mark", &current, opt)?;
     let text = value()?;
     let (value, mask) = parse_value_mask(&text)
         .ok_or_else(|| format!("mark match: bad value `{text}': VALUE[/MASK], 32 bits"))?;

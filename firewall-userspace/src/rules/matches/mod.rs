@@ -52,6 +52,15 @@ pub type Take = fn(
     family: Family,
 ) -> Result<(NfMatch, bool), String>;
 
+/// iptables' refusal of a second option for a module that takes one (the message its
+/// option parser gives).
+pub fn once(module: &str, current: &Option<NfMatch>, opt: &str) -> Result<(), String> {
+    match current {
+        Some(_) => Err(format!("{module}: option \"{opt}\" can only be used once.")),
+        None => Ok(()),
+    }
+}
+
 /// A match module as `-m NAME` loads it.
 pub struct Module {
     pub name: &'static str,

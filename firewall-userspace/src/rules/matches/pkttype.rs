@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Module, NfMatch, Value};
+use super::{once, Module, NfMatch, Value};
 use crate::rules::{options::Options, Family};
 
 /// The kernel's PACKET_* value.
@@ -34,9 +34,7 @@ fn take(
     value: Value,
     _family: Family,
 ) -> Result<(NfMatch, bool), String> {
-    if current.is_some() {
-        return Err(format!("pkttype: option \"{opt}\" can only be used once."));
-    }
+    once("pkttype", &current, opt)?;
     let text = value()?;
     let kind = NAMES
         .iter()

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Module, NfMatch, Value};
+use super::{once, Module, NfMatch, Value};
 use crate::rules::{options::Options, Family};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,9 +26,7 @@ fn take(
     value: Value,
     _family: Family,
 ) -> Result<(NfMatch, bool), String> {
-    if current.is_some() {
-        return Err(format!("tcpmss: option \"{opt}\" can only be used once."));
-    }
+    once("tcpmss", &current, opt)?;
     let text = value()?;
     let bad = || format!("tcpmss: bad value for --mss `{text}': N or MIN:MAX, 0 to 65535");
     let (min, max) = match text.split_once(':') {
