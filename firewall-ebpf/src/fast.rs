@@ -34,6 +34,28 @@ const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
 const TCP_ACK: u8 = 0x10;
 
+/// A TCP segment's fast class: SYN without ACK, RST or FIN, or any other.
+#[inline(always)]
+fn tcp_class(flags: u8) -> u32 {
+    if flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN {
+        FAST_TCP_SYN
+    } else {
+        FAST_TCP
+    }
+}
+
+/// The table's word for a key (two words per element: see firewall_common::FAST_ELEMENTS);
+/// 0, "the classifier decides", if the element cannot be read.
+#[inline(always)]
+fn table_word(generation: u32, family: u32, class: u32, value: u32) -> u32 {
+    const _: () = assert!(FAST_CLASSES == 4);
+    let i = fast_index(generation, family, class, value);
+    match FAST.get(i / 2) {
+        Some(&pair) => (pair >> ((i & 1) * 32)) as u32,
+        None => 0,
+    }
+}
+
 /// What the table says of a packet.
 pub enum Fast {
     /// A [`firewall_common::fast_final`] outcome.
@@ -49,9 +71,7 @@ pub enum Fast {
 #[inline(always)]
 fn key(pkt: &Packet) -> Option<(u32, u32)> {
     if pkt.proto == IPPROTO_TCP && pkt.has_tcp {
-        let syn = pkt.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN;
-        let class = if syn { FAST_TCP_SYN } else { FAST_TCP };
-        return Some((class, pkt.dport as u32));
+        return Some((tcp_class(pkt.tcp_flags), pkt.dport as u32));
     }
     if pkt.proto == IPPROTO_UDP && pkt.has_ports {
         return Some((FAST_UDP, pkt.dport as u32));
@@ -76,12 +96,7 @@ pub fn lookup(pkt: &Packet, generation: u32, flags: u32) -> Fast {
     let Some((class, value)) = key(pkt) else {
         return Fast::Classify;
     };
-    const _: () = assert!(FAST_CLASSES == 4);
-    let i = fast_index(generation, pkt.family, class, value);
-    let Some(&pair) = FAST.get(i / 2) else {
-        return Fast::Classify;
-    };
-    let word = (pair >> ((i & 1) * 32)) as u32;
+    let word = table_word(generation, pkt.family, class, value);
     if word & FAST_FINAL != 0 {
         Fast::Final(word)
     } else if word & FAST_BY_CLASS != 0 {
@@ -146,16 +161,13 @@ pub fn ipv4(ctx: &XdpContext, generation: u32, flags: u32) -> Option<V4> {
         let mut tcp_flags = 0;
         let (class, value) = if class == FAST_TCP {
             tcp_flags = *((l4 + 13) as *const u8);
-            let syn = tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN;
-            (if syn { FAST_TCP_SYN } else { FAST_TCP }, first & 0xffff)
+            (tcp_class(tcp_flags), first & 0xffff)
         } else if class == FAST_UDP {
             (FAST_UDP, first & 0xffff)
         } else {
             (FAST_ICMP, first >> 16)
         };
-        let i = fast_index(generation, FAMILY_V4, class, value);
-        let pair = *FAST.get(i / 2)?;
-        let word = (pair >> ((i & 1) * 32)) as u32;
+        let word = table_word(generation, FAMILY_V4, class, value);
         if word == 0 {
             return None;
         }
