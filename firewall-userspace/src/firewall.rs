@@ -336,10 +336,13 @@ impl Firewall {
 
     /// The map sizes to move to, with the ruleset in force compiled for the new maps, when
     /// the maps in place cannot take a ruleset that needs `need` (or are far larger than
-    /// both generations need).
+    /// both generations need), or hold another build's programs.
     fn resize_for(&self, dp: &Dataplane, need: Capacity) -> Result<Option<(Capacity, Image)>> {
         let have = dp.maps.capacity();
-        if have.fits(need) {
+        // Another build's programs (an upgrade that kept the ABI): a new instance of this
+        // build's, as a resize makes it, even at the same size.
+        let rebuild = !dp.runs_this_build();
+        if have.fits(need) && !rebuild {
             return Ok(None);
         }
         // The sets are loaded into the new instance before it sees a packet (`resize`'s
@@ -347,10 +350,16 @@ impl Firewall {
         let in_force =
             compile_with_sets(&self.state.ruleset, &self.interfaces(), &self.state.sets)?;
         let capacity = need.max(Capacity::needed(&in_force, 0)).sized();
-        if capacity == have {
+        if capacity == have && !rebuild {
             return Ok(None);
         }
-        log::info!("resizing the BPF maps from {have:?} to {capacity:?}");
+        if rebuild {
+            log::info!(
+                "the XDP program in force is another fwctl build's: moving the firewall onto this build's programs (counters carried over; rate-limit buckets and top talkers start afresh)"
+            );
+        } else {
+            log::info!("resizing the BPF maps from {have:?} to {capacity:?}");
+        }
         Ok(Some((capacity, in_force)))
     }
 

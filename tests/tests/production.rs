@@ -179,3 +179,58 @@ fn attach_names_the_xdp_program_already_there() {
     lab.host.fwctl_ok(&["attach", HOST_IF]);
     assert_eq!(lab.xdp_mode().expect("ip link").as_deref(), Some("xdp"));
 }
+
+/// The program id of the namespace's firewall (a new instance has another).
+fn program_id(ns: &FwNs) -> u64 {
+    let status: serde_json::Value =
+        serde_json::from_str(&ns.fwctl_ok(&["status", "-o", "json"])).expect("status JSON");
+    status["program_id"].as_u64().expect("a program id")
+}
+
+#[test]
+fn another_builds_programs_give_way_to_this_builds_at_the_next_change() {
+    let lab = Lab::named("fwdcode").expect("lab");
+    lab.host.apply(&[
+        "-P INPUT DROP",
+        "-A INPUT -p udp --dport 7000 -j ACCEPT",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7000, 5, 64), 5);
+    let before = program_id(&lab.host);
+    // What an upgrade that keeps the ABI finds: the pins of an older build, whose mark is
+    // another (or, before marks existed, none).
+    let pin_dir = Path::new(&format!(
+        "/sys/fs/bpf/fwctl/v{}/ns-{}",
+        firewall_common::ABI_VERSION,
+        cookie(&lab.host)
+    ))
+    .to_path_buf();
+    let marks = || -> Vec<String> {
+        std::fs::read_dir(&pin_dir)
+            .expect("pin directory")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("code-"))
+            .collect()
+    };
+    let mark = marks();
+    assert_eq!(mark.len(), 1, "one build mark: {mark:?}");
+    std::fs::remove_dir(pin_dir.join(&mark[0])).expect("removing the build mark");
+    // Untouched by other commands: only a change moves the firewall.
+    lab.host.fwctl_ok(&["-L", "-n"]);
+    assert_eq!(program_id(&lab.host), before);
+
+    lab.host
+        .fwctl_ok(&["-A", "INPUT", "-p", "udp", "--dport", "7001", "-j", "ACCEPT"]);
+    assert_ne!(program_id(&lab.host), before, "still the old build's program");
+    assert_eq!(marks(), mark, "the new instance carries this build's mark");
+    // Rules, counters and the attachment came along; both ports pass, another is dropped.
+    assert_eq!(lab.host.packets("INPUT", 1), 5);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7000, 3, 64), 3);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7001, 3, 64), 3);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7002, 3, 64), 0);
+    assert_eq!(lab.host.packets("INPUT", 1), 8);
+    assert_eq!(lab.host.packets("INPUT", 2), 3);
+    assert_eq!(lab.host.packets("INPUT", 0), 3);
+    // The packets were judged at XDP, not by netfilter behind a detached program.
+    assert_eq!(lab.host.nft_packets("INPUT"), 0);
+}

@@ -175,6 +175,11 @@ impl Dataplane {
         Ok(out)
     }
 
+    /// Whether the pinned programs are this fwctl build's (see [`code_mark`]).
+    pub fn runs_this_build(&self) -> bool {
+        self.ns.pin_dir.join(code_mark()).is_dir()
+    }
+
     pub fn program_path(&self) -> std::path::PathBuf {
         self.ns.pin_dir.join(PROGRAM_NAME)
     }
@@ -184,10 +189,23 @@ impl Dataplane {
     }
 }
 
+/// The mark, in a pin directory, of the build whose programs it holds: a directory (bpffs
+/// takes those, not files) named after a hash (FNV-1a) of the embedded object. An upgrade
+/// that keeps the ABI finds another build's mark, or none, and moves the firewall onto
+/// its own programs at the next change.
+pub fn code_mark() -> String {
+    let hash = crate::PROGRAM.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("code-{hash:016x}")
+}
+
 /// Loads the programs with maps of `capacity` and pins them all in `dir`, made afresh.
 pub fn load_and_pin(dir: &Path, capacity: Capacity) -> Result<(Ebpf, Maps)> {
     remove_pins(dir)?;
     fs::create_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mark = dir.join(code_mark());
+    fs::create_dir(&mark).with_context(|| format!("creating {}", mark.display()))?;
     let mut ebpf = load_object(capacity)?;
     for name in MAP_NAMES.iter().chain(&SET_MAP_NAMES) {
         let map = ebpf
