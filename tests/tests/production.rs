@@ -190,10 +190,8 @@ fn program_id(ns: &FwNs) -> u64 {
 #[test]
 fn another_builds_programs_give_way_to_this_builds_at_the_next_change() {
     let lab = Lab::named("fwdcode").expect("lab");
-    lab.host.apply(&[
-        "-P INPUT DROP",
-        "-A INPUT -p udp --dport 7000 -j ACCEPT",
-    ]);
+    lab.host
+        .apply(&["-P INPUT DROP", "-A INPUT -p udp --dport 7000 -j ACCEPT"]);
     lab.host.fwctl_ok(&["attach", HOST_IF]);
     assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7000, 5, 64), 5);
     let before = program_id(&lab.host);
@@ -219,9 +217,14 @@ fn another_builds_programs_give_way_to_this_builds_at_the_next_change() {
     lab.host.fwctl_ok(&["-L", "-n"]);
     assert_eq!(program_id(&lab.host), before);
 
-    lab.host
-        .fwctl_ok(&["-A", "INPUT", "-p", "udp", "--dport", "7001", "-j", "ACCEPT"]);
-    assert_ne!(program_id(&lab.host), before, "still the old build's program");
+    lab.host.fwctl_ok(&[
+        "-A", "INPUT", "-p", "udp", "--dport", "7001", "-j", "ACCEPT",
+    ]);
+    assert_ne!(
+        program_id(&lab.host),
+        before,
+        "still the old build's program"
+    );
     assert_eq!(marks(), mark, "the new instance carries this build's mark");
     // Rules, counters and the attachment came along; both ports pass, another is dropped.
     assert_eq!(lab.host.packets("INPUT", 1), 5);

@@ -194,9 +194,11 @@ impl Dataplane {
 /// that keeps the ABI finds another build's mark, or none, and moves the firewall onto
 /// its own programs at the next change.
 pub fn code_mark() -> String {
-    let hash = crate::PROGRAM.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = crate::PROGRAM
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
     format!("code-{hash:016x}")
 }
 
