@@ -192,6 +192,60 @@ fn install_check_and_purge_never_touch_the_firewall_in_force() {
     assert_eq!(lines[3], "fwdchain");
     assert_eq!(lines[4], "fwdset");
 
+    // zsh and fish, from the files the package installed: the same names after the same
+    // options. fish answers `complete -C` itself; zsh's wrapper is called as compsys would
+    // call it, with `compadd` printing what it is given.
+    let shell = |shell: &str, script: &str| -> Vec<String> {
+        let out = ns
+            .command(shell)
+            .args(["-c", script])
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .output()
+            .unwrap_or_else(|e| panic!("{shell}: {e}"));
+        assert!(
+            out.status.success(),
+            "{shell}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect()
+    };
+    let fish = shell(
+        "fish",
+        r#"source /usr/share/fish/vendor_completions.d/fwctl.fish
+        complete -C "fwctl -A "; echo ==; complete -C "fwctl attach "; echo ==
+        complete -C "fwctl -A INPUT -m set --match-set "; echo ==; complete -C "fwctl att""#,
+    );
+    let groups: Vec<&[String]> = fish.split(|l| l == "==").collect();
+    assert_eq!(groups.len(), 4, "{fish:?}");
+    assert!(
+        groups[0].contains(&"fwdchain".to_string()) && groups[0].contains(&"INPUT".to_string()),
+        "{fish:?}"
+    );
+    assert!(groups[1].contains(&"lo".to_string()), "{fish:?}");
+    assert_eq!(groups[2], ["fwdset"], "{fish:?}");
+    assert!(
+        groups[3].iter().any(|l| l.starts_with("attach")),
+        "{fish:?}"
+    );
+    let zsh = shell(
+        "zsh",
+        r#"compdef() { print "compdef $*" }
+        source /usr/share/zsh/vendor-completions/_fwctl
+        compadd() { [[ $1 == -- ]] && shift; print -l -- "$@" }
+        words=(fwctl -A ''); CURRENT=3; _fwctl_iptables; print -- '=='
+        words=(fwctl attach ''); CURRENT=3; _fwctl_iptables; print -- '=='
+        words=(fwctl set add ''); CURRENT=4; _fwctl_iptables"#,
+    );
+    let groups: Vec<&[String]> = zsh.split(|l| l == "==").collect();
+    assert_eq!(groups.len(), 3, "{zsh:?}");
+    assert_eq!(groups[0][0], "compdef _fwctl_iptables fwctl", "{zsh:?}");
+    assert!(groups[0].contains(&"fwdchain".to_string()), "{zsh:?}");
+    assert!(groups[1].contains(&"lo".to_string()), "{zsh:?}");
+    assert_eq!(groups[2], ["fwdset"], "{zsh:?}");
+
     // Purge: the package's files go, the firewall stays and the operator is told.
     let out = run("dpkg", &["--purge", "fwctl"]);
     assert!(out.status.success());

@@ -19,7 +19,7 @@ use crate::cmd::run;
 /// is tested in, `ipset` as what `fwctl set restore` is benchmarked and compared against,
 /// `conntrack` to forget connections between random differential cases, `xdp-tools` for
 /// xdp-filter, the XDP peer the flood benchmark runs beside fwctl, `man-db` for the package
-/// test's `man -w fwctl`.
+/// test's `man -w fwctl`, `zsh` and `fish` for its completion checks.
 const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "nftables",
@@ -31,6 +31,8 @@ const APT_PACKAGES: &[&str] = &[
     "conntrack",
     "xdp-tools",
     "man-db",
+    "zsh",
+    "fish",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";

@@ -171,16 +171,89 @@ fn command(roff: &mut Roff, sub: &clap::Command) {
 
 /// The completion script for `shell` (bash, zsh, fish, elvish, powershell).
 pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) -> Result<()> {
+    use clap_complete::Shell;
     let mut cmd = Cli::command();
-    clap_complete::generate(shell, &mut cmd, "fwctl", out);
-    if shell == clap_complete::Shell::Bash {
-        out.write_all(BASH_DYNAMIC.as_bytes())
-            .context("writing the completion script")?;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "fwctl", &mut script);
+    let mut script = String::from_utf8(script).context("clap's completion script")?;
+    match shell {
+        Shell::Bash => script.push_str(BASH_DYNAMIC),
+        Shell::Fish => script.push_str(FISH_DYNAMIC),
+        // The script's last lines hand completion to clap's `_fwctl` (called at once when
+        // autoloaded from fpath, or registered with compdef when sourced): hand it to the
+        // wrapper instead, defined before them.
+        Shell::Zsh => {
+            let dispatch = script
+                .rfind("if [ \"$funcstack[1]\" = \"_fwctl\" ]; then")
+                .context("clap's zsh script no longer ends as expected")?;
+            let tail = script.split_off(dispatch);
+            script.push_str(ZSH_DYNAMIC);
+            script.push_str(
+                &tail
+                    .replace("    _fwctl \"$@\"", "    _fwctl_iptables \"$@\"")
+                    .replace("compdef _fwctl fwctl", "compdef _fwctl_iptables fwctl"),
+            );
+        }
+        _ => {}
     }
-    Ok(())
+    out.write_all(script.as_bytes())
+        .context("writing the completion script")
 }
 
-/// The iptables-style half of the command line is not clap's, so bash completes it here:
+/// zsh's side of [`BASH_DYNAMIC`]: the same names after the same options.
+const ZSH_DYNAMIC: &str = r#"
+_fwctl_iptables() {
+    local prev=${words[CURRENT-1]}
+    case $prev in
+        (-A|-I|-D|-R|-L|-S|-F|-Z|-X|-P|-E|-C|--append|--insert|--delete|--list|--flush)
+            compadd -- INPUT FORWARD OUTPUT PREROUTING POSTROUTING ${(f)"$(fwctl -S 2>/dev/null | awk '$1 == "-N" { print $2 }')"}
+            return ;;
+        (-i|-o|--in-interface|--out-interface|attach|detach)
+            compadd -- ${(f)"$(ls /sys/class/net 2>/dev/null)"}
+            return ;;
+        (--match-set|add|del|test|list|flush|destroy|swap)
+            if [[ $prev == --match-set || ${words[2]} == set ]]; then
+                compadd -- ${(f)"$(fwctl set list -n 2>/dev/null)"}
+                return
+            fi ;;
+        (-j|--jump)
+            compadd -- ACCEPT DROP RETURN REJECT LOG MASQUERADE SNAT DNAT REDIRECT
+            return ;;
+        (-p|--protocol)
+            compadd -- tcp udp icmp icmpv6 all
+            return ;;
+        (-m|--match)
+            compadd -- multiport conntrack state comment set limit hashlimit connlimit
+            return ;;
+    esac
+    [[ ${words[2]} == -* ]] && return 1
+    _fwctl "$@"
+}
+
+"#;
+
+/// fish's side of [`BASH_DYNAMIC`]: the same names after the same options, added to
+/// clap's completions (fish merges every `complete` line that applies).
+const FISH_DYNAMIC: &str = r#"
+function __fwctl_after
+    set -l words (commandline -opc)
+    contains -- $words[-1] $argv
+end
+function __fwctl_chains
+    printf '%s\n' INPUT FORWARD OUTPUT PREROUTING POSTROUTING
+    fwctl -S 2>/dev/null | string replace -r -f '^-N (\S+).*' '$1'
+end
+complete -c fwctl -x -n '__fwctl_after -A -I -D -R -L -S -F -Z -X -P -E -C --append --insert --delete --list --flush' -a '(__fwctl_chains)'
+complete -c fwctl -x -n '__fwctl_after -i -o --in-interface --out-interface attach detach' -a '(ls /sys/class/net 2>/dev/null)'
+complete -c fwctl -x -n '__fwctl_after --match-set' -a '(fwctl set list -n 2>/dev/null)'
+complete -c fwctl -x -n '__fish_seen_subcommand_from set; and __fwctl_after add del test list flush destroy swap' -a '(fwctl set list -n 2>/dev/null)'
+complete -c fwctl -x -n '__fwctl_after -j --jump' -a 'ACCEPT DROP RETURN REJECT LOG MASQUERADE SNAT DNAT REDIRECT'
+complete -c fwctl -x -n '__fwctl_after -p --protocol' -a 'tcp udp icmp icmpv6 all'
+complete -c fwctl -x -n '__fwctl_after -m --match' -a 'multiport conntrack state comment set limit hashlimit connlimit'
+"#;
+
+/// The iptables-style half of the command line is not clap's, so bash completes it here
+/// (and zsh and fish, below, alike):
 /// chains after -A/-I/-D/..., set names after --match-set and `set` commands, interfaces
 /// after -i/-o and attach/detach. Everything else falls through to clap's `_fwctl`. Chain
 /// and set names come from fwctl itself and need root; as another user they stay empty.

@@ -220,10 +220,11 @@ enum Sub {
     /// (internal) Wait for a pending apply's deadline and roll it back if unconfirmed.
     #[command(hide = true)]
     RollbackWatch,
-    /// Print the completion script for a shell (bash completes chains, sets and interfaces
-    /// too).
+    /// Print the completion script for a shell (bash, zsh and fish complete chain names,
+    /// set names and interfaces too).
     ///
-    /// Example: fwctl completions bash > /etc/bash_completion.d/fwctl
+    /// Example: fwctl completions bash > /etc/bash_completion.d/fwctl;
+    /// fwctl completions fish > ~/.config/fish/completions/fwctl.fish
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
