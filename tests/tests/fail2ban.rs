@@ -187,7 +187,12 @@ fn fail2ban_bans_into_a_set_dropped_at_xdp() {
 
     // Two failures are not enough; the third bans.
     f2b.fail_logins(CLIENT_V4, 2);
-    std::thread::sleep(Duration::from_secs(3));
+    // Once the jail has counted both, it has decided on them.
+    wait_for("the jail to count two failures", &f2b, || {
+        text(&f2b.client(&["status", JAIL]))
+            .lines()
+            .any(|l| l.contains("Total failed:") && l.trim_end().ends_with('2'))
+    });
     assert!(!in_set(&lab, CLIENT_V4), "banned before maxretry");
     f2b.fail_logins(CLIENT_V4, 1);
     wait_for("the ban", &f2b, || in_set(&lab, CLIENT_V4));

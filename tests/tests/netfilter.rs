@@ -355,7 +355,20 @@ fn log_events_reach_fwctl_log_up_to_the_limit() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Listening once its netlink-log group is bound in the namespace.
+    let group = format!("{:5}", fwctl::netfilter::exprs::LOG_GROUP);
+    tests::wait_for(
+        Duration::from_secs(10),
+        || {
+            netlab::output(
+                lab.host
+                    .command("cat")
+                    .arg("/proc/net/netfilter/nfnetlink_log"),
+            )
+            .is_ok_and(|t| t.lines().any(|l| l.starts_with(&group)))
+        },
+        || "fwctl log never bound its netlink-log group".into(),
+    );
     assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7980, 6, 10), 6);
     let out = follower.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -7,7 +7,10 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::{Command, Output},
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        OnceLock,
+    },
     time::Duration,
 };
 
@@ -23,24 +26,35 @@ fn workspace_root() -> PathBuf {
 
 /// The package of this workspace (`FWCTL_DEB` if set), or with `next` its second build:
 /// version 0.1.1 and the BPF ABI one higher (`FWCTL_DEB_NEXT` if set), as an upgrade
-/// brings. Built with `cargo xtask deb` when not given.
+/// brings. Built with `cargo xtask deb` once per run, and kept in target/tmp/: both builds
+/// share the target directory (the second compiles only the crates FWCTL_ABI_BUMP
+/// changes), and cargo-deb clears target/debian/ of every build's packages but its own.
 fn package(next: bool) -> PathBuf {
+    static BUILT: [OnceLock<PathBuf>; 2] = [OnceLock::new(), OnceLock::new()];
     let var = if next { "FWCTL_DEB_NEXT" } else { "FWCTL_DEB" };
     if let Some(p) = std::env::var_os(var) {
         return PathBuf::from(p);
     }
-    let root = workspace_root();
-    let mut cmd = Command::new("cargo");
-    cmd.current_dir(&root).args(["xtask", "deb"]);
-    let (target, version) = if next {
-        cmd.args(["--version", NEXT_VERSION, "--abi-bump", "1"]);
-        ("target/abi-bump-1", NEXT_VERSION)
-    } else {
-        ("target", env!("CARGO_PKG_VERSION"))
-    };
-    let status = cmd.status().expect("running cargo xtask deb");
-    assert!(status.success(), "cargo xtask deb failed: {status}");
-    root.join(format!("{target}/debian/fwctl_{version}_amd64.deb"))
+    BUILT[usize::from(next)]
+        .get_or_init(|| {
+            let root = workspace_root();
+            let mut cmd = Command::new("cargo");
+            cmd.current_dir(&root).args(["xtask", "deb"]);
+            let (dir, version) = if next {
+                cmd.args(["--version", NEXT_VERSION, "--abi-bump", "1"]);
+                ("target/debian-abi-bump-1", NEXT_VERSION)
+            } else {
+                ("target/debian", env!("CARGO_PKG_VERSION"))
+            };
+            let status = cmd.status().expect("running cargo xtask deb");
+            assert!(status.success(), "cargo xtask deb failed: {status}");
+            let name = format!("fwctl_{version}_amd64.deb");
+            let kept = root.join("target/tmp").join(&name);
+            std::fs::create_dir_all(root.join("target/tmp")).expect("target/tmp");
+            std::fs::copy(root.join(dir).join(&name), &kept).expect("keeping the package");
+            kept
+        })
+        .clone()
 }
 
 const NEXT_VERSION: &str = "0.1.1";

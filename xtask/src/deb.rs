@@ -22,22 +22,22 @@ pub struct Options {
     /// The package's version instead of the workspace's (a test's second build).
     pub version: Option<String>,
     /// Adds this to the BPF ABI version (FWCTL_ABI_BUMP), for the upgrade test's second
-    /// build; built in target/abi-bump-N/ so the usual build stays as it is.
+    /// build, packed into target/debian-abi-bump-N/. Built in the usual target directory:
+    /// only the crates that read the variable are compiled again (cargo tracks it), not
+    /// every dependency, and they are again at the next build without it.
     pub abi_bump: Option<u32>,
 }
 
 pub fn deb(opts: Options) -> Result<()> {
     setup::ensure()?;
     let root = workspace_root();
-    let target = match opts.abi_bump {
-        Some(n) => root.join(format!("target/abi-bump-{n}")),
-        None => root.join("target"),
-    };
+    let target = root.join("target");
     // Both cargo and cargo-deb read these.
     let cargo = |args: &[&str]| {
         let mut cmd = Command::new("cargo");
         cmd.current_dir(&root)
             .env("CARGO_TARGET_DIR", &target)
+            .env_remove("FWCTL_ABI_BUMP")
             .args(args);
         if let Some(n) = opts.abi_bump {
             cmd.env("FWCTL_ABI_BUMP", n.to_string());
@@ -77,7 +77,10 @@ pub fn deb(opts: Options) -> Result<()> {
 
     eprintln!("[deb] cargo deb -p firewall-userspace --no-build");
     // cargo-deb clears the folder of the package's other versions: each build its own.
-    let out_dir = target.join("debian");
+    let out_dir = match opts.abi_bump {
+        Some(n) => target.join(format!("debian-abi-bump-{n}")),
+        None => target.join("debian"),
+    };
     let out_dir = out_dir.to_str().context("non-UTF-8 target path")?;
     let mut cmd = cargo(&[
         "deb",

@@ -47,8 +47,8 @@ enum Task {
         /// The package's version instead of the workspace's.
         #[arg(long)]
         version: Option<String>,
-        /// Add N to the BPF ABI version (a test's second build), built in target/abi-bump-N
-        /// (the package in target/abi-bump-N/debian/).
+        /// Add N to the BPF ABI version (a test's second build); the package goes to
+        /// target/debian-abi-bump-N/.
         #[arg(long, value_name = "N")]
         abi_bump: Option<u32>,
     },
