@@ -22,7 +22,10 @@ use firewall_common::{
     CT_MODE_FAKE, CT_MODE_KERNEL, FAMILY_V4, IPS_EXPECTED, IPS_SEEN_REPLY,
 };
 
-use crate::parse::Packet;
+use crate::{
+    parse::Packet,
+    wire::{syn_only, IPPROTO_TCP},
+};
 
 /// Opaque `struct nf_conn`: fields are read at offsets taken from the kernel's BTF.
 #[repr(C)]
@@ -44,11 +47,6 @@ extern "C" {
     fn bpf_ct_release(ct: *mut NfConn);
 }
 
-const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-const TCP_ACK: u8 = 0x10;
-const IPPROTO_TCP: u32 = 6;
 const ENOENT: i32 = 2;
 /// `struct bpf_sock_tuple`: IPv4 12 bytes, IPv6 36; `struct bpf_ct_opts` 16 (Linux 6.10+).
 const TUPLE_V4_SZ: u32 = 12;
@@ -99,8 +97,8 @@ pub fn class(
     } else {
         return CT_CLASS_UNKNOWN;
     };
-    let tcp = pkt.proto == IPPROTO_TCP;
-    let syn_only = tcp && pkt.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN;
+    let tcp = pkt.proto == IPPROTO_TCP as u32;
+    let syn_only = tcp && syn_only(pkt.tcp_flags);
     if !found.hit {
         // With helpers about, an expectation (which the lookup does not see) may make the
         // packet RELATED.

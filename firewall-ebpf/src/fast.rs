@@ -17,7 +17,10 @@ use firewall_common::{
     FAST_CLASSES, FAST_CT_PER_GENERATION, FAST_ELEMENTS, FAST_FINAL, FAST_ICMP, FAST_TCP,
     FAST_TCP_SYN, FAST_UDP, GENERATIONS,
 };
-use firewall_ebpf::parse::Packet;
+use firewall_ebpf::{
+    parse::Packet,
+    wire::{syn_only, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
+};
 
 #[map(name = "FW_FAST")]
 static FAST: Array<u64> = Array::with_max_entries(FAST_ELEMENTS, BPF_F_MMAPABLE);
@@ -25,19 +28,10 @@ static FAST: Array<u64> = Array::with_max_entries(FAST_ELEMENTS, BPF_F_MMAPABLE)
 static FAST_CT: Array<FastCt> =
     Array::with_max_entries(GENERATIONS * FAST_CT_PER_GENERATION, BPF_F_MMAPABLE);
 
-const IPPROTO_ICMP: u32 = 1;
-const IPPROTO_TCP: u32 = 6;
-const IPPROTO_UDP: u32 = 17;
-const IPPROTO_ICMPV6: u32 = 58;
-const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-const TCP_ACK: u8 = 0x10;
-
 /// A TCP segment's fast class: SYN without ACK, RST or FIN, or any other.
 #[inline(always)]
 fn tcp_class(flags: u8) -> u32 {
-    if flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN {
+    if syn_only(flags) {
         FAST_TCP_SYN
     } else {
         FAST_TCP
@@ -70,10 +64,10 @@ pub enum Fast {
 /// protocols, truncated transport headers).
 #[inline(always)]
 fn key(pkt: &Packet) -> Option<(u32, u32)> {
-    if pkt.proto == IPPROTO_TCP && pkt.has_tcp {
+    if pkt.proto == IPPROTO_TCP as u32 && pkt.has_tcp {
         return Some((tcp_class(pkt.tcp_flags), pkt.dport as u32));
     }
-    if pkt.proto == IPPROTO_UDP && pkt.has_ports {
+    if pkt.proto == IPPROTO_UDP as u32 && pkt.has_ports {
         return Some((FAST_UDP, pkt.dport as u32));
     }
     let icmp = if pkt.family == FAMILY_V4 {
@@ -81,7 +75,7 @@ fn key(pkt: &Packet) -> Option<(u32, u32)> {
     } else {
         IPPROTO_ICMPV6
     };
-    if pkt.proto == icmp && pkt.has_icmp {
+    if pkt.proto == icmp as u32 && pkt.has_icmp {
         return Some((FAST_ICMP, pkt.icmp as u32));
     }
     None
@@ -147,7 +141,7 @@ pub fn ipv4(ctx: &XdpContext, generation: u32, flags: u32) -> Option<V4> {
         }
         let proto = *((ip + 9) as *const u8);
         let l4 = ip + 20;
-        let (class, need) = match proto as u32 {
+        let (class, need) = match proto {
             IPPROTO_TCP => (FAST_TCP, 14),
             IPPROTO_UDP => (FAST_UDP, 4),
             IPPROTO_ICMP => (FAST_ICMP, 4),

@@ -8,3 +8,4 @@
 
 pub mod ct;
 pub mod parse;
+pub mod wire;
