@@ -754,3 +754,31 @@ fn netfilter_matches_judge_real_traffic() {
         .collect();
     assert_eq!(counted, [1, 0, 1, 1, 0, 0], "{listing}");
 }
+
+/// `-L` without `-n` names addresses as iptables does: hosts through the resolver
+/// (127.0.0.1 and ::1 are in /etc/hosts), IPv4 networks through /etc/networks
+/// (`loopback/8`, `link-local/16`), the rest as numbers.
+#[test]
+fn addresses_are_named_as_iptables_names_them() {
+    let v4 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -s 127.0.0.1/32 -j ACCEPT
+-A INPUT ! -i lo -d 127.0.0.0/8 -j REJECT --reject-with icmp-port-unreachable
+-A INPUT -s 169.254.0.0/16 -j DROP
+-A INPUT -s 10.9.8.0/24 -d 192.0.2.7/32 -j ACCEPT
+COMMIT
+";
+    let v6 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -s ::1/128 -j ACCEPT
+-A INPUT -s 2001:db8::/32 -j DROP
+COMMIT
+";
+    same_as_iptables("names", v4, v6, &[&["-L"], &["-L", "-v"], &["-L", "-n"]]);
+}

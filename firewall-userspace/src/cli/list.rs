@@ -294,7 +294,16 @@ fn addr_column(cidr: &Option<Neg<Cidr>>, family: Family, numeric: bool) -> Strin
             Family::V4 => "0.0.0.0/0".to_string(),
             Family::V6 => "::/0".to_string(),
         },
-        Some(c) => cidr_text(c.value, false),
+        Some(c) if numeric => cidr_text(c.value, false),
+        // iptables names the address and keeps the prefix a number.
+        Some(c) => {
+            let text = cidr_text(c.value, false);
+            let name = super::names::address(c.value.addr);
+            match text.split_once('/') {
+                Some((_, prefix)) => format!("{name}/{prefix}"),
+                None => name,
+            }
+        }
     }
 }
 

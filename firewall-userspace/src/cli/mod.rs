@@ -4,6 +4,7 @@
 mod docs;
 pub mod list;
 mod log;
+mod names;
 mod set;
 
 use std::process::ExitCode;
