@@ -937,6 +937,34 @@ COMMIT
 tcp 6 0 0 1 1 16
 tcp 4 0 0 1 1 16
 ",
+    // A published rules.v4 replayed on the twins: ICMP over the limit at XDP went on to a
+    // REJECT on a state XDP cannot know for ICMP, so netfilter judged it from the top with
+    // a bucket of its own, still full, and accepted it. One bucket per limit since.
+    "[v4]
+*filter
+:INPUT DROP [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -p icmp -m limit --limit 1/sec -j ACCEPT
+-A INPUT -m state --state INVALID -j REJECT --reject-with icmp-port-unreachable
+-A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT
+COMMIT
+[v6]
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+COMMIT
+[frames]
+icmp 4 0 0 8 0
+icmp 4 1 0 8 0
+icmp 4 2 0 8 0
+icmp 4 3 0 8 0
+icmp 4 0 1 8 0
+icmp 4 1 1 8 0
+icmp 4 2 1 8 0
+related 4 0
+",
 ];
 
 const SAMPLE: &str = "[v4]

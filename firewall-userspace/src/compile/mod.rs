@@ -9,6 +9,7 @@ pub mod fast;
 pub mod fields;
 pub mod flatten;
 pub mod guards;
+pub mod meters;
 pub mod nat;
 pub mod pool;
 pub mod prehooks;
@@ -179,7 +180,8 @@ pub fn compile_with_sets(
                 f.defer(&spec);
             }
             f.chain(&rules.chain(chain).rules, &Conds::default(), &[], None)?;
-            let flats = f.finish()?;
+            let mut flats = f.finish()?;
+            meters::one_per_limit(&mut flats);
             if flats.len() > MAX_ENTRIES as usize {
                 return Err(CompileError::TooManyEntries {
                     family: family.tool(),
