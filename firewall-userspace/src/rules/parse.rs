@@ -150,7 +150,8 @@ struct Modules {
     /// while `-p tcp --dp` is `--dport`).
     implied: [bool; 4],
     multiport: bool,
-    comment: bool,
+    /// `-m comment` given and not yet used by a `--comment` (each takes its own).
+    comment: usize,
     conntrack: bool,
     state: bool,
     /// `-m set` given and not yet used by a `--match-set` (each takes its own).
@@ -182,7 +183,8 @@ const CANONICAL_ORDER: [&str; 12] = [
 ];
 
 /// `loaded` (the modules in the order iptables loaded them), kept only when the listing
-/// would otherwise write them in another order; duplicates count once, at their first.
+/// would otherwise write them in another order. Every load counts: `-m set A -m connlimit
+/// -m set B` lists B after connlimit, as iptables does.
 fn given_order(loaded: &[String]) -> Vec<String> {
     let rank = |m: &str| {
         if m == "comment" {
@@ -196,12 +198,7 @@ fn given_order(loaded: &[String]) -> Vec<String> {
                 .unwrap_or(CANONICAL_ORDER.len() - 1)
         }
     };
-    let mut order: Vec<String> = Vec::new();
-    for m in loaded {
-        if !order.contains(m) {
-            order.push(m.clone());
-        }
-    }
+    let order = loaded.to_vec();
     let ranks: Vec<usize> = order.iter().map(|m| rank(m)).collect();
     if ranks.windows(2).all(|w| w[0] <= w[1]) {
         Vec::new()
@@ -232,7 +229,7 @@ impl Modules {
         }
         for (loaded, opts) in [
             (self.multiport, options::MULTIPORT),
-            (self.comment, options::COMMENT),
+            (self.comment > 0, options::COMMENT),
             (self.conntrack, options::CONNTRACK),
             (self.state, options::STATE),
             (self.set > 0, options::SET),
@@ -304,6 +301,34 @@ impl Modules {
             .zip(self.proto)
             .any(|((_, p, _), on)| on && *p == proto);
         loaded || spec.proto.as_ref().map(|p| (p.value, p.negated)) == Some((proto, false))
+    }
+
+    /// iptables' final check of the modules that need an option: `-m set` without its
+    /// `--match-set` would otherwise vanish from the rule, and with it the module's place
+    /// in the order the save writes (found by the rule_grammar fuzz target).
+    fn check_required(&self, spec: &SpecBuilder) -> Result<(), ParseError> {
+        if self.comment > 0 {
+            return Err(bad("comment: option \"--comment\" must be specified"));
+        }
+        if self.set > 0 {
+            return Err(bad("You must specify `--match-set' with proper arguments"));
+        }
+        if self.multiport && spec.multiport.is_none() {
+            return Err(bad("multiport expection an option"));
+        }
+        if self.state && self.conntrack {
+            return Err(bad(
+                "-m state and -m conntrack in one rule: fwctl keeps one connection state match per rule",
+            ));
+        }
+        let ct = spec.ctstate.as_ref().map(|c| c.value.legacy);
+        if self.state && ct != Some(true) {
+            return Err(bad("state: option \"--state\" must be specified"));
+        }
+        if self.conntrack && ct != Some(false) {
+            return Err(bad("conntrack: At least one option is required"));
+        }
+        Ok(())
     }
 
     /// iptables' final check of `-m tcp` and the like: the rule's `-p` must be theirs.
@@ -592,7 +617,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 }
                 match name {
                     "multiport" => modules.multiport = true,
-                    "comment" => modules.comment = true,
+                    "comment" => modules.comment += 1,
                     "conntrack" => modules.conntrack = true,
                     "state" => modules.state = true,
                     "set" => modules.set += 1,
@@ -759,9 +784,17 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 spec.any = true;
             }
             "--comment" => {
-                if !modules.comment {
+                if modules.comment == 0 {
                     return Err(bad("unknown option \"--comment\": it needs -m comment"));
                 }
+                // iptables keeps each comment; fwctl's model holds one, so a second would
+                // be lost from the listing and the save.
+                if spec.comment.is_some() {
+                    return Err(bad(
+                        "a second -m comment --comment: fwctl keeps one comment per rule",
+                    ));
+                }
+                modules.comment -= 1;
                 let text = args.value(opt, inline)?;
                 if text.len() > 255 {
                     return Err(bad("comment is longer than 255 characters"));
@@ -770,6 +803,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 spec.any = true;
             }
             "-j" | "--jump" => {
+                once(&mut given, "-j")?;
                 let target = args.value(opt, inline)?;
                 spec.target = Some(parse_target(target)?);
                 spec.any = true;
@@ -969,6 +1003,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
         return Err(bad("`!' at the end of the command: negate what?"));
     }
     modules.check_proto(&spec)?;
+    modules.check_required(&spec)?;
     spec.order = given_order(&modules.order);
     for (module, taken) in std::mem::take(&mut modules.nf) {
         spec.nf.push(taken.ok_or_else(|| bad(module.required))?);

@@ -851,3 +851,54 @@ fn options_iptables_takes_once_are_refused_twice() {
         assert!(err.message.contains("multiple"), "{line}: {err}");
     }
 }
+
+/// Found by the rule_grammar fuzz target (fuzz/seeds/rule_grammar/found-module-order): a
+/// `-m comment` without `--comment` kept its place in the rule's module order but saved
+/// nothing, so the save read back in another order. iptables 1.8.9 refuses a module
+/// without its required option, and a second `-j`; each line here was given to it.
+#[test]
+fn modules_without_their_option_and_two_targets_are_refused() {
+    let cases = [
+        ("-A INPUT -m comment -j ACCEPT", "comment: option \"--comment\" must be specified"),
+        ("-A INPUT -j ACCEPT -j DROP", "multiple -j flags not allowed"),
+        ("-A INPUT -j ACCEPT -j ACCEPT", "multiple -j flags not allowed"),
+        ("-A INPUT -m set -j DROP", "You must specify `--match-set' with proper arguments"),
+        ("-A INPUT -m conntrack -j ACCEPT", "conntrack: At least one option is required"),
+        ("-A INPUT -m state", "state: option \"--state\" must be specified"),
+        ("-A INPUT -m multiport -p tcp", "multiport expection an option"),
+        (
+            "-A INPUT -p tcp --dport 22 -m comment -m set --match-set bl src -m connlimit --connlimit-above 2 -m set --match-set svcc dst,src -j DROP",
+            "comment: option \"--comment\" must be specified",
+        ),
+    ];
+    for (line, message) in cases {
+        let err = parse(line).expect_err(line);
+        assert_eq!(err.message, message, "{line}");
+    }
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/seeds/rule_grammar/found-module-order"
+    ))
+    .expect("the fuzz input");
+    let args = crate::rules::restore::words(text.trim_end()).expect("words");
+    assert_eq!(
+        parse_args(&args).expect_err("two -j").message,
+        "multiple -j flags not allowed"
+    );
+}
+
+/// Matches list and save in the order given, each load of a module in its place:
+/// iptables 1.8.9 saved each line as written.
+#[test]
+fn repeated_modules_keep_their_places() {
+    for line in [
+        "-m set --match-set a src -m connlimit --connlimit-above 3 --connlimit-mask 32 --connlimit-saddr -m set --match-set b src -j DROP",
+        "-m mark --mark 0x1 -m set --match-set a src -m mark --mark 0x2",
+        "-p tcp -m set --match-set a src -m tcp --dport 22 -m set ! --match-set b dst,src -m connlimit --connlimit-upto 2 --connlimit-mask 32 --connlimit-saddr",
+    ] {
+        let first = crate::cli::list::rule_args(&rule(&format!("-A INPUT {line}")));
+        assert_eq!(first, line);
+        let again = crate::cli::list::rule_args(&rule(&format!("-A INPUT {first}")));
+        assert_eq!(again, first, "{line}");
+    }
+}
