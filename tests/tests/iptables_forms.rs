@@ -34,8 +34,13 @@ fn without_comments(text: &str) -> String {
 /// Loads `v4` and `v6` (iptables-save files) into iptables and into fwctl, then compares
 /// `listings` (each given to iptables/ip6tables and to fwctl/fwctl -6) and the saves.
 fn same_as_iptables(tag: &str, v4: &str, v6: &str, listings: &[&[&str]]) {
-    let fw = FwNs::new(&format!("fwr-{tag}")).unwrap();
-    let ipt = netlab::Netns::new(&format!("fwr-{tag}-ipt")).unwrap();
+    same_as_iptables_in(&format!("fwr-{tag}"), v4, v6, listings)
+}
+
+/// `same_as_iptables` in namespaces named `{ns}-…` and `{ns}-ipt-…`.
+fn same_as_iptables_in(ns: &str, v4: &str, v6: &str, listings: &[&[&str]]) {
+    let fw = FwNs::new(ns).unwrap();
+    let ipt = netlab::Netns::new(&format!("{ns}-ipt")).unwrap();
     let ok = |out: std::process::Output, what: &str| {
         assert!(
             out.status.success(),
@@ -753,4 +758,92 @@ fn netfilter_matches_judge_real_traffic() {
         .map(|n| tests::listed_counters(&listing, "INPUT", n).unwrap().0)
         .collect();
     assert_eq!(counted, [1, 0, 1, 1, 0, 0], "{listing}");
+}
+
+/// LOG's flag options, each alone and all together, IPv4 and IPv6: iptables 1.8.9 lists
+/// them by name (`-L`), as a number (`-L -n`: `LOG flags 47`) and saves them after the
+/// level in its own order.
+#[test]
+fn log_flags_list_as_iptables() {
+    let rules = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -j LOG --log-ip-options
+-A INPUT -j LOG --log-tcp-options --log-tcp-sequence
+-A INPUT -p tcp -j LOG --log-uid --log-prefix \"x \" --log-level 7
+-A INPUT -j LOG --log-macdecode
+-A INPUT -j LOG --log-ip-options --log-tcp-o --log-tcp-s --log-u --log-m --log-level 4
+-A INPUT -j LOG --log-level 4
+COMMIT
+";
+    same_as_iptables_in("r13-log", rules, rules, FILTER_LISTINGS);
+}
+
+/// LOG's flags on real traffic, with XDP attached: `fwctl log` adds what the kernel's LOG
+/// would (MACSRC, SEQ/ACK, the TCP options of a SYN; UID/GID of a local socket's packet).
+#[test]
+fn log_flags_reach_fwctl_log() {
+    let lab = Lab::named("r13-logk").unwrap();
+    lab.host.apply(&[
+        "-A INPUT -p tcp --dport 7990 -j LOG --log-prefix in: --log-tcp-sequence --log-tcp-options --log-macdecode",
+        "-A INPUT -p tcp --dport 7991 -j LOG --log-prefix plain:",
+        "-A OUTPUT -p udp --dport 7992 -j LOG --log-prefix out: --log-uid",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    let follower = lab
+        .host
+        .fwctl_command()
+        .args(["log", "--json", "--duration", "3"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    for port in [7990u16, 7991] {
+        let to: SocketAddr = format!("{HOST_V4}:{port}").parse().unwrap();
+        lab.client
+            .run(move || {
+                // Nothing listens: the SYN is logged and refused.
+                let _ = std::net::TcpStream::connect_timeout(&to, Duration::from_millis(300));
+            })
+            .unwrap();
+    }
+    let to: SocketAddr = format!("{CLIENT_V4}:7992").parse().unwrap();
+    lab.host
+        .run(move || {
+            let s = std::net::UdpSocket::bind(format!("{HOST_V4}:0")).unwrap();
+            s.send_to(b"x", to).unwrap();
+        })
+        .unwrap();
+    let out = follower.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e.get("dpt").is_some())
+        .collect();
+    let first = |prefix: &str| {
+        events
+            .iter()
+            .find(|e| e["prefix"] == prefix)
+            .unwrap_or_else(|| panic!("no {prefix} event: {text}"))
+    };
+    let e = first("in:");
+    assert!(
+        e["seq"].as_str().is_some_and(|s| s.parse::<u32>().is_ok()),
+        "{e}"
+    );
+    assert_eq!(e["ack"], "0", "{e}");
+    // A Linux SYN carries the MSS option first: kind 2, length 4.
+    assert!(
+        e["opt"].as_str().is_some_and(|o| o.starts_with("0204")),
+        "{e}"
+    );
+    assert_eq!(e["macproto"], "0800", "{e}");
+    assert!(e["macsrc"].as_str().is_some_and(|m| m.len() == 17), "{e}");
+    let e = first("plain:");
+    assert!(e.get("seq").is_none() && e.get("opt").is_none(), "{e}");
+    let e = first("out:");
+    assert_eq!((&e["uid"], &e["gid"]), (&"0".into(), &"0".into()), "{e}");
 }

@@ -11,7 +11,7 @@ use crate::rules::{
     parse::{ListOptions, TCP_FLAG_NAMES},
     ratelimit, services, Cidr, CtState, Family, FamilyRules, MultiportKind, Neg, PortRange, Rule,
     RuleSpec, Target, CT_STATES, DEFAULT_LOG_LEVEL, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP,
-    IPPROTO_UDP, LOG_LEVELS,
+    IPPROTO_UDP, LOG_FLAGS, LOG_LEVELS,
 };
 
 /// Gives a chain's counters by name.
@@ -489,9 +489,14 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
         Target::Notrack { legacy: true } => out.push_str(" NOTRACK"),
         Target::Log(log) => {
             if numeric {
-                let _ = write!(out, " LOG flags 0 level {}", log.level);
+                let _ = write!(out, " LOG flags {} level {}", log.flags, log.level);
             } else {
                 let _ = write!(out, " LOG level {}", LOG_LEVELS[log.level as usize & 7]);
+                for (bit, _, word) in LOG_FLAGS {
+                    if log.flags & bit != 0 {
+                        let _ = write!(out, " {word}");
+                    }
+                }
             }
             if let Some(p) = &log.prefix {
                 let _ = write!(out, " prefix \"{p}\"");
@@ -823,6 +828,11 @@ pub fn rule_args(spec: &RuleSpec) -> String {
             }
             if log.level != DEFAULT_LOG_LEVEL {
                 parts.push(format!("--log-level {}", log.level));
+            }
+            for (bit, option, _) in LOG_FLAGS {
+                if log.flags & bit != 0 {
+                    parts.push(option.to_string());
+                }
             }
         }
         _ => {}

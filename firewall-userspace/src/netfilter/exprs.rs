@@ -574,11 +574,29 @@ pub fn reject(with: RejectWith, family: Family) -> RawExpression {
 /// group per network namespace, as netlink-log groups are.
 pub const LOG_GROUP: u16 = 0xf3c7;
 
-/// `log group LOG_GROUP prefix P`: the packet goes to `fwctl log`, which writes the line
-/// the kernel's LOG target would.
-pub fn log(prefix: Option<&str>) -> RawExpression {
+/// The groups after [`LOG_GROUP`] that carry LOG's flags: the kernel refuses a `log`
+/// expression with both a group and flags (nft_log_init: EINVAL), so a rule's
+/// `--log-uid`... choose its group, and `fwctl log` reads them back from the group.
+pub const LOG_GROUPS: u16 = 32;
+
+/// The group of a LOG rule with the kernel's `XT_LOG_*` flags (0x01 to 0x08, 0x20).
+pub fn log_group(flags: u8) -> u16 {
+    LOG_GROUP + u16::from((flags & 0x0f) | ((flags & 0x20) >> 1))
+}
+
+/// The `XT_LOG_*` flags of a group `log_group` gave, if it is one.
+pub fn log_flags(group: u16) -> Option<u8> {
+    let i = group.checked_sub(LOG_GROUP).filter(|i| *i < LOG_GROUPS)? as u8;
+    Some((i & 0x0f) | ((i & 0x10) << 1))
+}
+
+/// `log group N prefix P`: the packet goes to `fwctl log`, which writes the line the
+/// kernel's LOG target would, with what the flags ask for.
+pub fn log(prefix: Option<&str>, flags: u8) -> RawExpression {
     // A prefix of at most 29 bytes (the parser's limit) always fits.
-    Log::new(Some(LOG_GROUP), prefix).unwrap_or_default().into()
+    Log::new(Some(log_group(flags)), prefix)
+        .unwrap_or_default()
+        .into()
 }
 
 /// `log group N prefix P`: iptables' NFLOG, to whoever listens on the group.

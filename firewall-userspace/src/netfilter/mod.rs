@@ -536,7 +536,7 @@ fn target(t: &Target, generation: u32, table: Table, family: Family, e: &mut Vec
         Target::Dnat(to) => return exprs::nat(NatType::DNat, family, *to, e),
         Target::Reject(with, family) => return e.push(exprs::reject(*with, *family)),
         // No verdict: the packet goes on to the next rule, as after iptables' LOG.
-        Target::Log(log) => return e.push(exprs::log(log.prefix.as_deref())),
+        Target::Log(log) => return e.push(exprs::log(log.prefix.as_deref(), log.flags)),
         // The rule's counter has counted; the next rule goes on.
         Target::Count => return,
         Target::Mark(m) => return exprs::set_mark(*m, e),

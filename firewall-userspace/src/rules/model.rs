@@ -377,13 +377,30 @@ impl fmt::Display for NatTo {
 
 pub use super::reject::RejectWith;
 
-/// `-j LOG --log-prefix P --log-level L`.
+/// `-j LOG --log-prefix P --log-level L --log-uid ...`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogOpts {
     pub prefix: Option<String>,
     /// syslog level, 0 (emerg) to 7 (debug); iptables' default is 4 (warning).
     pub level: u8,
+    /// `--log-tcp-sequence`... as the kernel's `XT_LOG_*` bits (`LOG_FLAGS`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub flags: u8,
 }
+
+fn is_zero(v: &u8) -> bool {
+    *v == 0
+}
+
+/// LOG's flag options: the kernel's bit, the option, its word in `-L`, in the order
+/// iptables 1.8.9 lists and saves them.
+pub const LOG_FLAGS: [(u8, &str, &str); 5] = [
+    (0x01, "--log-tcp-sequence", "tcp-sequence"),
+    (0x02, "--log-tcp-options", "tcp-options"),
+    (0x04, "--log-ip-options", "ip-options"),
+    (0x08, "--log-uid", "uid"),
+    (0x20, "--log-macdecode", "macdecode"),
+];
 
 /// syslog level names as iptables lists them, by level.
 pub const LOG_LEVELS: [&str; 8] = [

@@ -14,7 +14,7 @@ use super::{
     model::{
         Chain, Cidr, CtState, Family, IcmpType, LogOpts, Multiport, MultiportKind, NatTo, Neg,
         PortRange, RejectWith, RuleSpec, SetMatch, Table, Target, TcpFlags, Verdict, CT_STATES,
-        DEFAULT_LOG_LEVEL,
+        DEFAULT_LOG_LEVEL, LOG_FLAGS,
     },
     options,
     ratelimit::{self, RateMatches},
@@ -849,9 +849,21 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             }
             "--log-tcp-sequence" | "--log-tcp-options" | "--log-ip-options" | "--log-uid"
             | "--log-macdecode" => {
-                return Err(bad(format!(
-                    "{opt} is not supported by this version of fwctl"
-                )))
+                let Some(Target::Log(log)) = &mut spec.target else {
+                    return Err(bad(format!(
+                        "unknown option \"{opt}\": it goes after -j LOG"
+                    )));
+                };
+                let bit = LOG_FLAGS
+                    .iter()
+                    .find(|(_, name, _)| *name == opt)
+                    .map_or(0, |(bit, _, _)| *bit);
+                if log.flags & bit != 0 {
+                    return Err(bad(format!(
+                        "LOG: option \"{opt}\" can only be used once."
+                    )));
+                }
+                log.flags |= bit;
             }
             "--set-xmark" | "--set-mark" | "--and-mark" | "--or-mark" | "--xor-mark" => {
                 let connmark = match spec.target {
@@ -1260,6 +1272,7 @@ fn parse_target(name: &str) -> Result<Target, ParseError> {
         "LOG" => Target::Log(LogOpts {
             prefix: None,
             level: DEFAULT_LOG_LEVEL,
+            flags: 0,
         }),
         // The mark comes with the target's options; build() checks one was given.
         "MARK" => Target::Mark(Mark { value: 0, mask: 0 }),
