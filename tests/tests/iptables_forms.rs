@@ -847,3 +847,93 @@ fn log_flags_reach_fwctl_log() {
     let e = first("out:");
     assert_eq!((&e["uid"], &e["gid"]), (&"0".into(), &"0".into()), "{e}");
 }
+
+/// `-m conntrack` beyond `--ctstate`: each option alone, negated, together (listed in
+/// iptables' order whatever the order given), beside other matches and in a second
+/// `-m conntrack`.
+#[test]
+fn conntrack_options_list_as_iptables() {
+    let v4 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m conntrack --ctorigsrc 10.0.0.0/8 --ctorigdst 1.2.3.4 --ctreplsrc 5.6.7.8/32 --ctrepldst 9.9.9.0/24 -j ACCEPT
+-A INPUT -m conntrack ! --ctorigsrc 10.1.2.3/8
+-A INPUT -m conntrack --ctorigsrcport 1000 --ctorigdstport ssh --ctreplsrcport 80:90 --ctrepldstport 5
+-A INPUT -m conntrack ! --ctorigdstport 22
+-A INPUT -m conntrack --ctdir ORIGINAL
+-A INPUT -m conntrack --ctdir reply -j DROP
+-A INPUT -m conntrack --ctstatus ASSURED,SEEN_REPLY
+-A INPUT -m conntrack ! --ctstatus EXPECTED,CONFIRMED,NONE
+-A INPUT -m conntrack --ctstatus NONE
+-A INPUT -m conntrack --ctproto tcp
+-A INPUT -m conntrack ! --ctproto 17
+-A INPUT -m conntrack --ctexpire 10:20
+-A INPUT -m conntrack ! --ctexpire 5
+-A INPUT -m conntrack --ctorigsrc 1.2.3.4/255.255.0.0 --ctreplsrc 0.0.0.0/0
+-A INPUT -m conntrack --ctstate NEW --ctproto tcp --ctorigdstport 22 --ctdir ORIGINAL --ctexpire 3 --ctstatus ASSURED --ctorigsrc 1.1.1.1
+-A INPUT -m conntrack --ctorigdstp 22 --ctstate ESTABLISHED
+-A INPUT -p tcp -m conntrack --ctstate NEW -m conntrack --ctorigdstport 22 -j ACCEPT
+-A INPUT -p tcp -m conntrack --ctorigdstport 22 -m conntrack --ctstate NEW
+-A INPUT -m state --state NEW -m conntrack --ctstate NEW
+-A INPUT -m mark --mark 1 -m conntrack --ctreplsrcport 53 -m limit --limit 1/sec
+-A INPUT -m conntrack --ctreplsrcport 53 -m limit --limit 1/sec -m mark --mark 2
+COMMIT
+";
+    let v6 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m conntrack --ctorigsrc fd00::1 --ctrepldst fd00::/64 ! --ctreplsrc ::1/128
+-A INPUT -m conntrack --ctstate NEW,ESTABLISHED --ctorigdst fd00::/16 -j ACCEPT
+COMMIT
+";
+    same_as_iptables_in("r13-ct", v4, v6, FILTER_LISTINGS);
+}
+
+/// `-m conntrack`'s tuple, protocol, status and direction options on real datagrams,
+/// with XDP attached (it defers them to netfilter).
+#[test]
+fn conntrack_options_judge_real_traffic() {
+    let lab = Lab::named("r13-ctk").unwrap();
+    lab.host.apply(&[
+        // 1: the original tuple's destination port and protocol, the first packet's
+        // direction: dropped. 2: the client is in 10.201.0.0/16: not dropped.
+        "-A INPUT -p udp --dport 7400 -m conntrack --ctorigdstport 7400 --ctproto udp --ctdir ORIGINAL -j DROP",
+        "-A INPUT -p udp --dport 7401 -m conntrack ! --ctorigsrc 10.201.0.0/16 -j DROP",
+        // 3: no reply seen yet: not dropped. 4: the reply tuple: dropped.
+        "-A INPUT -p udp --dport 7402 -m conntrack --ctstatus SEEN_REPLY -j DROP",
+        &format!("-A INPUT -p udp --dport 7403 -m conntrack --ctrepldst {CLIENT_V4} --ctreplsrcport 7403 -j DROP"),
+        // 5: the direction is ORIGINAL, not REPLY: not dropped.
+        "-A INPUT -p udp --dport 7404 -m conntrack --ctdir REPLY -j DROP",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    let arrives = |port: u16| -> bool {
+        let to: SocketAddr = format!("{HOST_V4}:{port}").parse().unwrap();
+        let sock = lab.host.udp_socket(to).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(400)))
+            .unwrap();
+        lab.client
+            .run(move || {
+                let s = std::net::UdpSocket::bind(format!("{CLIENT_V4}:0")).unwrap();
+                s.send_to(b"ct", to).unwrap();
+            })
+            .unwrap();
+        let mut buf = [0u8; 64];
+        sock.recv_from(&mut buf).is_ok()
+    };
+    assert!(!arrives(7400), "original destination port 7400");
+    assert!(arrives(7401), "the client is in the range");
+    assert!(arrives(7402), "no reply seen yet");
+    assert!(!arrives(7403), "the reply goes to the client from 7403");
+    assert!(arrives(7404), "the first packet is ORIGINAL");
+    let listing = lab
+        .host
+        .fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x", "--line-numbers"]);
+    let counts: Vec<u64> = (1..=5)
+        .map(|n| tests::listed_counters(&listing, "INPUT", n).unwrap().0)
+        .collect();
+    assert_eq!(counts, [1, 0, 0, 1, 0], "{listing}");
+}

@@ -210,6 +210,10 @@ fn in_given_order(order: &[String], mut segs: Vec<(&str, String)>) -> Vec<String
     out
 }
 
+fn is_conntrack(m: &NfMatch) -> bool {
+    matches!(m, NfMatch::Conntrack(_))
+}
+
 /// `-f` (Some(false)) or `! -f` (Some(true)).
 fn fragment(spec: &RuleSpec) -> Option<bool> {
     spec.nf
@@ -451,6 +455,10 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
         let _ = write!(out, "{neg} {what} {}", ct_text(c.value.states));
         segs.push((module, std::mem::take(&mut out)));
     }
+    // The other `-m conntrack` matches go where the state's does when no order is kept.
+    for m in spec.nf.iter().filter(|m| is_conntrack(&m.value)) {
+        segs.push(("conntrack", m.value.list_text(m.negated, numeric)));
+    }
     for m in &spec.sets {
         let neg = if m.negated { " !" } else { "" };
         segs.push((
@@ -461,7 +469,7 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
     for (module, one) in ratelimit::each(&spec.rate) {
         segs.push((module, ratelimit::list_text(&one)));
     }
-    for m in &spec.nf {
+    for m in spec.nf.iter().filter(|m| !is_conntrack(&m.value)) {
         segs.push((m.value.module(), m.value.list_text(m.negated, numeric)));
     }
     if let Some(c) = &spec.comment {
@@ -777,6 +785,9 @@ pub fn rule_args(spec: &RuleSpec) -> String {
             format!("-m {module} {}", neg_opt(*negated, opt, ct_text(*states))),
         ));
     }
+    for m in spec.nf.iter().filter(|m| is_conntrack(&m.value)) {
+        segs.push(("conntrack", m.value.save_text(m.negated)));
+    }
     for m in &spec.sets {
         let set = format!("{} {}", m.value.name, m.value.flags());
         segs.push((
@@ -787,7 +798,11 @@ pub fn rule_args(spec: &RuleSpec) -> String {
     for (module, one) in ratelimit::each(&spec.rate) {
         segs.push((module, ratelimit::save_text(&one).trim_start().to_string()));
     }
-    for m in spec.nf.iter().filter(|m| m.value != NfMatch::Fragment) {
+    for m in spec
+        .nf
+        .iter()
+        .filter(|m| m.value != NfMatch::Fragment && !is_conntrack(&m.value))
+    {
         segs.push((m.value.module(), m.value.save_text(m.negated)));
     }
     if let Some(c) = &spec.comment {

@@ -444,6 +444,7 @@ fn nf_match(
             out.push(maxseg(false));
             out.push(range(&m.min.to_be_bytes(), &m.max.to_be_bytes(), negated));
         }
+        NfMatch::Conntrack(c) => conntrack(c, family, out),
         NfMatch::Fragment => {
             // The fragment offset, flags masked off: not 0 past the first fragment.
             out.push(load(NFT_PAYLOAD_NETWORK_HEADER, 6, 2));
@@ -485,6 +486,113 @@ fn nf_match(
 }
 
 /// Register 1's u32 from host to network order.
+/// `-m conntrack`'s options as xt_conntrack tests them, each inverted by its own `!`
+/// (iptables-nft lists them as `ct original saddr`...). Every key but the state breaks
+/// the rule for a packet without a connection, where xt_conntrack's options fail too
+/// (CtMatch::check refuses the one case where they would not be looked at).
+fn conntrack(
+    c: &crate::rules::matches::conntrack::CtMatch,
+    family: Family,
+    out: &mut Vec<RawExpression>,
+) {
+    const NFTA_CT_DREG: u16 = 1;
+    const NFTA_CT_KEY: u16 = 2;
+    const NFTA_CT_DIRECTION: u16 = 3;
+    const NFT_CT_DIRECTION: u32 = 1;
+    const NFT_CT_STATUS: u32 = 2;
+    const NFT_CT_EXPIRATION: u32 = 5;
+    const NFT_CT_PROTOCOL: u32 = 10;
+    const NFT_CT_PROTO_SRC: u32 = 11;
+    const NFT_CT_PROTO_DST: u32 = 12;
+    const NFT_CT_SRC_IP: u32 = 19;
+    const NFT_CT_DST_IP: u32 = 20;
+    const NFT_CT_SRC_IP6: u32 = 21;
+    const NFT_CT_DST_IP6: u32 = 22;
+    let ct = |key: u32, dir: Option<u8>| {
+        let mut attrs = vec![Attr::U32(NFTA_CT_DREG, 1), Attr::U32(NFTA_CT_KEY, key)];
+        attrs.extend(dir.map(|d| Attr::U8(NFTA_CT_DIRECTION, d)));
+        placeholder(&element("ct", &attrs))
+    };
+    if let Some(s) = &c.state {
+        out.push(Conntrack::new(ConntrackKey::State).into());
+        let bits = nft_ct_bits(s.value).to_ne_bytes().to_vec();
+        out.extend(masked(bits, op(s.negated), vec![0; 4]));
+    }
+    if let Some(p) = &c.proto {
+        out.push(ct(NFT_CT_PROTOCOL, Some(0)));
+        out.push(Cmp::new(op(!p.negated), vec![p.value]).into());
+    }
+    for (i, a) in c.addrs.iter().enumerate() {
+        let Some(a) = a else { continue };
+        let (dir, src) = ((i / 2) as u8, i % 2 == 0);
+        let key = match (family, src) {
+            (Family::V4, true) => NFT_CT_SRC_IP,
+            (Family::V4, false) => NFT_CT_DST_IP,
+            (Family::V6, true) => NFT_CT_SRC_IP6,
+            (Family::V6, false) => NFT_CT_DST_IP6,
+        };
+        out.push(ct(key, Some(dir)));
+        let bytes = octets(a.value.addr);
+        let prefix = usize::from(a.value.prefix);
+        let mask: Vec<u8> = (0..bytes.len())
+            .map(|i| {
+                let ones = prefix.saturating_sub(i * 8).min(8);
+                (0xffu16 << (8 - ones)) as u8
+            })
+            .collect();
+        let value: Vec<u8> = bytes.iter().zip(&mask).map(|(b, m)| b & m).collect();
+        if prefix == bytes.len() * 8 {
+            out.push(Cmp::new(op(!a.negated), value).into());
+        } else {
+            out.extend(masked(mask, op(!a.negated), value));
+        }
+    }
+    for (i, p) in c.ports.iter().enumerate() {
+        let Some(p) = p else { continue };
+        let dir = (i / 2) as u8;
+        let key = if i % 2 == 0 {
+            NFT_CT_PROTO_SRC
+        } else {
+            NFT_CT_PROTO_DST
+        };
+        out.push(ct(key, Some(dir)));
+        let (min, max) = (p.value.min.to_be_bytes(), p.value.max.to_be_bytes());
+        if min == max {
+            out.push(Cmp::new(op(!p.negated), min.to_vec()).into());
+        } else {
+            out.push(range(&min, &max, p.negated));
+        }
+    }
+    if let Some(s) = &c.status {
+        out.push(ct(NFT_CT_STATUS, None));
+        out.extend(masked(
+            s.value.to_ne_bytes().to_vec(),
+            op(s.negated),
+            vec![0; 4],
+        ));
+    }
+    if let Some(e) = &c.expire {
+        // nftables reads milliseconds; xt_conntrack whole seconds, rounded down.
+        let (min, max) = e.value;
+        out.push(ct(NFT_CT_EXPIRATION, None));
+        out.push(hton32());
+        if min > max {
+            // An empty range: never within it.
+            if !e.negated {
+                out.push(Cmp::new(CmpOp::Lt, vec![0; 4]).into());
+            }
+        } else {
+            let ms = |s: u64| s.saturating_mul(1000).min(u64::from(u32::MAX)) as u32;
+            let (lo, hi) = (ms(u64::from(min)), ms(u64::from(max) + 1).saturating_sub(1));
+            out.push(range(&lo.to_be_bytes(), &hi.to_be_bytes(), e.negated));
+        }
+    }
+    if let Some(reply) = c.reply {
+        out.push(ct(NFT_CT_DIRECTION, None));
+        out.push(Cmp::new(CmpOp::Eq, vec![reply as u8]).into());
+    }
+}
+
 fn hton32() -> RawExpression {
     const NFTA_BYTEORDER_SREG: u16 = 1;
     const NFTA_BYTEORDER_DREG: u16 = 2;

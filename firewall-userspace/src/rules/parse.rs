@@ -189,8 +189,6 @@ fn given_order(loaded: &[String]) -> Vec<String> {
     let rank = |m: &str| {
         if m == "comment" {
             CANONICAL_ORDER.len()
-        } else if matches::module(m).is_some() {
-            CANONICAL_ORDER.len() - 1
         } else {
             CANONICAL_ORDER
                 .iter()
@@ -230,7 +228,6 @@ impl Modules {
         for (loaded, opts) in [
             (self.multiport, options::MULTIPORT),
             (self.comment > 0, options::COMMENT),
-            (self.conntrack, options::CONNTRACK),
             (self.state, options::STATE),
             (self.set > 0, options::SET),
             (self.rate[0], options::LIMIT),
@@ -316,17 +313,8 @@ impl Modules {
         if self.multiport && spec.multiport.is_none() {
             return Err(bad("multiport expection an option"));
         }
-        if self.state && self.conntrack {
-            return Err(bad(
-                "-m state and -m conntrack in one rule: fwctl keeps one connection state match per rule",
-            ));
-        }
-        let ct = spec.ctstate.as_ref().map(|c| c.value.legacy);
-        if self.state && ct != Some(true) {
+        if self.state && spec.ctstate.is_none() {
             return Err(bad("state: option \"--state\" must be specified"));
-        }
-        if self.conntrack && ct != Some(false) {
-            return Err(bad("conntrack: At least one option is required"));
         }
         Ok(())
     }
@@ -618,7 +606,10 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 match name {
                     "multiport" => modules.multiport = true,
                     "comment" => modules.comment += 1,
-                    "conntrack" => modules.conntrack = true,
+                    "conntrack" => {
+                        modules.conntrack = true;
+                        modules.nf.push((&matches::conntrack::MODULE, None));
+                    }
                     "state" => modules.state = true,
                     "set" => modules.set += 1,
                     "limit" => modules.rate[0] = true,
@@ -727,17 +718,24 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 });
                 spec.any = true;
             }
-            "--ctstate" | "--state" => {
-                let legacy = opt == "--state";
-                if (legacy && !modules.state) || (!legacy && !modules.conntrack) {
-                    let module = if legacy { "state" } else { "conntrack" };
-                    return Err(bad(format!(
-                        "unknown option \"{opt}\": it needs -m {module}"
-                    )));
+            "--ctstate" if !modules.conntrack => {
+                return Err(bad(format!(
+                    "unknown option \"{opt}\": it needs -m conntrack"
+                )));
+            }
+            "--state" => {
+                if !modules.state {
+                    return Err(bad(format!("unknown option \"{opt}\": it needs -m state")));
+                }
+                if spec.ctstate.is_some() {
+                    return Err(bad("state: option \"--state\" can only be used once."));
                 }
                 let states = parse_ctstates(args.value(opt, inline)?)?;
                 spec.ctstate = Some(Neg {
-                    value: CtState { states, legacy },
+                    value: CtState {
+                        states,
+                        legacy: true,
+                    },
                     negated: neg,
                 });
                 spec.any = true;
@@ -1017,8 +1015,30 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
     modules.check_proto(&spec)?;
     modules.check_required(&spec)?;
     spec.order = given_order(&modules.order);
+    let mut first_conntrack = true;
     for (module, taken) in std::mem::take(&mut modules.nf) {
-        spec.nf.push(taken.ok_or_else(|| bad(module.required))?);
+        let taken = taken.ok_or_else(|| bad(module.required))?;
+        if let NfMatch::Conntrack(ct) = &taken.value {
+            ct.check().map_err(bad)?;
+            // The first `-m conntrack --ctstate S` alone is the rule's state, which XDP
+            // judges; later ones keep their place among the rule's other matches.
+            if let (true, true, None, Some(s)) = (
+                std::mem::take(&mut first_conntrack),
+                ct.only_state(),
+                &spec.ctstate,
+                &ct.state,
+            ) {
+                spec.ctstate = Some(Neg {
+                    value: CtState {
+                        states: s.value,
+                        legacy: false,
+                    },
+                    negated: s.negated,
+                });
+                continue;
+            }
+        }
+        spec.nf.push(taken);
     }
     ratelimit::check(&spec.rate, modules.rate).map_err(bad)?;
     if modules.rate[0] && spec.rate.limit.is_none() {
@@ -1157,7 +1177,7 @@ fn parse_tcp_flags(text: &str) -> Result<u8, ParseError> {
     })
 }
 
-fn parse_ctstates(text: &str) -> Result<u8, ParseError> {
+pub(crate) fn parse_ctstates(text: &str) -> Result<u8, ParseError> {
     text.split(',').try_fold(0u8, |acc, name| {
         let bit = CT_STATES
             .iter()
@@ -1537,7 +1557,7 @@ pub fn parse_proto(text: &str) -> Result<Option<u8>, ParseError> {
 }
 
 /// `--dport`: a port, a service name, or `a:b` with either side optional (`:1024`, `1024:`).
-fn parse_ports(text: &str, proto: &str) -> Result<PortRange, ParseError> {
+pub(crate) fn parse_ports(text: &str, proto: &str) -> Result<PortRange, ParseError> {
     let port = |s: &str| -> Result<u16, ParseError> {
         s.parse::<u16>()
             .ok()

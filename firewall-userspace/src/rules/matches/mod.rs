@@ -5,6 +5,7 @@
 //! and in `NfMatch`.
 
 pub mod addrtype;
+pub mod conntrack;
 pub mod iprange;
 pub mod length;
 pub mod mac;
@@ -32,6 +33,8 @@ pub enum NfMatch {
     AddrType(addrtype::AddrType),
     Owner(owner::Owner),
     TcpMss(tcpmss::TcpMss),
+    /// `-m conntrack` with more than `--ctstate`.
+    Conntrack(conntrack::CtMatch),
     /// `-f`: a fragment other than the first (IPv4). iptables' own option, not a module:
     /// listed in the `opt` column and saved after `-p`.
     Fragment,
@@ -84,6 +87,7 @@ pub const MODULES: &[Module] = &[
     addrtype::MODULE,
     owner::MODULE,
     tcpmss::MODULE,
+    conntrack::MODULE,
 ];
 
 pub fn module(name: &str) -> Option<&'static Module> {
@@ -105,6 +109,7 @@ impl NfMatch {
             NfMatch::AddrType(_) => "addrtype",
             NfMatch::Owner(_) => "owner",
             NfMatch::TcpMss(_) => "tcpmss",
+            NfMatch::Conntrack(_) => "conntrack",
             NfMatch::Fragment => "",
         }
     }
@@ -122,6 +127,7 @@ impl NfMatch {
             NfMatch::AddrType(m) => m.list_text(),
             NfMatch::Owner(m) => m.list_text(numeric),
             NfMatch::TcpMss(m) => m.list_text(negated),
+            NfMatch::Conntrack(m) => m.list_text(numeric),
             NfMatch::Fragment => String::new(),
         }
     }
@@ -139,6 +145,7 @@ impl NfMatch {
             NfMatch::AddrType(m) => m.save_text(),
             NfMatch::Owner(m) => m.save_text(),
             NfMatch::TcpMss(m) => m.save_text(negated),
+            NfMatch::Conntrack(m) => m.save_text(),
             NfMatch::Fragment => String::new(),
         }
     }

@@ -902,3 +902,26 @@ fn repeated_modules_keep_their_places() {
         assert_eq!(again, first, "{line}");
     }
 }
+
+/// `-m conntrack` options beyond the state: refusals as iptables 1.8.9 words them, and
+/// the state beside other options where xt_conntrack would skip them.
+#[test]
+fn conntrack_options_refused_as_iptables_does() {
+    let cases = [
+        ("-A INPUT -m conntrack ! --ctdir REPLY", "conntrack: option \"--ctdir\" cannot be inverted."),
+        ("-A INPUT -m conntrack --ctproto 6 --ctproto 17", "conntrack: option \"--ctproto\" can only be used once."),
+        ("-A INPUT -m conntrack --ctorigsrc fd00::1", "conntrack: bad --ctorigsrc `fd00::1': an address of the rule's family, with an optional /prefix or netmask"),
+        ("-A INPUT -m conntrack --ctstatus FOO", "conntrack: bad --ctstatus `FOO': NONE, EXPECTED, SEEN_REPLY, ASSURED, CONFIRMED, comma-separated"),
+        ("-A INPUT -m conntrack ! --ctstate NEW --ctorigdstport 22", "conntrack: ! --ctstate NEW with other conntrack options: xt_conntrack ignores them for packets without a connection, which fwctl's nftables rules cannot say; give the state in a -m conntrack of its own"),
+        ("-A INPUT --ctstate NEW", "unknown option \"--ctstate\": it needs -m conntrack"),
+    ];
+    for (line, message) in cases {
+        let err = parse(line).expect_err(line);
+        assert_eq!(err.message, message, "{line}");
+    }
+    // The state alone stays the rule's (XDP judges it); with more it is netfilter's.
+    let r = rule("-A INPUT -m conntrack --ctstate NEW -j ACCEPT");
+    assert!(r.ctstate.is_some() && r.nf.is_empty());
+    let r = rule("-A INPUT -m conntrack --ctstate NEW --ctorigdstport 22 -j ACCEPT");
+    assert!(r.ctstate.is_none() && r.nf.len() == 1);
+}
