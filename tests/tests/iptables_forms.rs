@@ -937,3 +937,75 @@ fn conntrack_options_judge_real_traffic() {
         .collect();
     assert_eq!(counts, [1, 0, 0, 1, 0], "{listing}");
 }
+
+/// CONNMARK with masks, and the mask fields the `--set-xmark` forms share with them.
+#[test]
+fn connmark_masks_list_as_iptables() {
+    let rules = "\
+*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -j CONNMARK --save-mark --nfmask 0xff --ctmask 0xff00
+-A PREROUTING -j CONNMARK --save-mark --mask 0xff
+-A PREROUTING -j CONNMARK --mask 0xff --restore-mark
+-A PREROUTING -j CONNMARK --restore-mark --nfmask 0xf --ctmask 0xf0
+-A PREROUTING -j CONNMARK --restore-mark --ctmask 0
+-A PREROUTING -j CONNMARK --save-mark --mask 0xffffffff
+-A PREROUTING -j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xff
+-A PREROUTING -j CONNMARK --set-xmark 5 --mask 0xff
+-A PREROUTING -j CONNMARK --mask 0xff --set-xmark 5
+-A PREROUTING -j CONNMARK --set-xmark 0x5/0xff
+COMMIT
+";
+    let mut listings = vec![];
+    for l in FILTER_LISTINGS {
+        let mut v = vec!["-t", "mangle"];
+        v.extend_from_slice(l);
+        listings.push(v);
+    }
+    let listings: Vec<&[&str]> = listings.iter().map(|v| v.as_slice()).collect();
+    same_as_iptables_in("r13-cmm", rules, rules, &listings);
+}
+
+/// CONNMARK's masks on real datagrams: what each leaves in the connection's mark or the
+/// packet's, as `-m connmark`/`-m mark` in INPUT see it (each drop proves the value).
+#[test]
+fn connmark_masks_on_real_traffic() {
+    let lab = Lab::named("r13-cmk").unwrap();
+    lab.host.apply(&[
+        // ctmark = (0 & ~0xff) ^ (0x1234 & 0xff) = 0x34.
+        "-t mangle -A PREROUTING -p udp --dport 7110 -j MARK --set-mark 0x1234",
+        "-t mangle -A PREROUTING -p udp --dport 7110 -j CONNMARK --save-mark --mask 0xff",
+        "-A INPUT -p udp --dport 7110 -m connmark --mark 0x34 -j DROP",
+        // mark = ctmark & 0xff00 = 0xab00.
+        "-t mangle -A PREROUTING -p udp --dport 7111 -j CONNMARK --set-mark 0xabcd",
+        "-t mangle -A PREROUTING -p udp --dport 7111 -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xff00",
+        "-A INPUT -p udp --dport 7111 -m mark --mark 0xab00 -j DROP",
+        // mark = (0x11 & ~0xff00) ^ (0x2233 & 0xff00) = 0x2211.
+        "-t mangle -A PREROUTING -p udp --dport 7112 -j MARK --set-mark 0x11",
+        "-t mangle -A PREROUTING -p udp --dport 7112 -j CONNMARK --set-mark 0x2233",
+        "-t mangle -A PREROUTING -p udp --dport 7112 -j CONNMARK --restore-mark --mask 0xff00",
+        "-A INPUT -p udp --dport 7112 -m mark --mark 0x2211 -j DROP",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    let arrives = |port: u16| -> bool {
+        let to: SocketAddr = format!("{HOST_V4}:{port}").parse().unwrap();
+        let sock = lab.host.udp_socket(to).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(400)))
+            .unwrap();
+        lab.client
+            .run(move || {
+                let s = std::net::UdpSocket::bind(format!("{CLIENT_V4}:0")).unwrap();
+                s.send_to(b"cm", to).unwrap();
+            })
+            .unwrap();
+        let mut buf = [0u8; 64];
+        sock.recv_from(&mut buf).is_ok()
+    };
+    for port in [7110, 7111, 7112] {
+        assert!(!arrives(port), "port {port}: the mark the rule expects");
+    }
+}

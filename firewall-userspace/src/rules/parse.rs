@@ -362,6 +362,10 @@ struct SpecBuilder {
     mark: Option<Mark>,
     /// `-j CONNMARK`'s and `-j TCPMSS`'s options.
     connmark: Option<Connmark>,
+    /// CONNMARK's ctmask and nfmask fields as its options left them (all ones at first),
+    /// and which of `--nfmask`, `--ctmask`, `--mask` were given.
+    connmark_masks: Option<(u32, u32)>,
+    connmark_mask_opts: Vec<&'static str>,
     tcpmss: Option<Tcpmss>,
     /// `-j CT --notrack` given.
     notrack: bool,
@@ -880,6 +884,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 let value = Mark::from_option(opt, args.value(opt, inline)?).map_err(bad)?;
                 if connmark {
                     spec.connmark = Some(Connmark::Set(value));
+                    // The set forms write the ctmask field a later --mask may change.
+                    let nf = spec.connmark_masks.map_or(u32::MAX, |m| m.0);
+                    spec.connmark_masks = Some((nf, value.mask));
                 } else {
                     spec.mark = Some(value);
                 }
@@ -899,14 +906,42 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     Connmark::Restore
                 });
             }
-            // Whole marks only: the masks' default is all they may be.
             "--nfmask" | "--ctmask" | "--mask" => {
-                let text = args.value(opt, inline)?;
-                if mark::parse_u32(text) != Some(u32::MAX) {
+                if !matches!(spec.target, Some(Target::Connmark(_))) {
                     return Err(bad(format!(
-                        "CONNMARK {opt} {text}: only whole marks (0xffffffff) are supported by this version of fwctl"
+                        "unknown option \"{opt}\": it goes after -j CONNMARK"
                     )));
                 }
+                let name: &'static str = match opt {
+                    "--nfmask" => "--nfmask",
+                    "--ctmask" => "--ctmask",
+                    _ => "--mask",
+                };
+                if spec.connmark_mask_opts.contains(&name) {
+                    return Err(bad(format!(
+                        "CONNMARK: option \"{name}\" can only be used once."
+                    )));
+                }
+                for (a, b) in [("--nfmask", "--mask"), ("--ctmask", "--mask")] {
+                    let other = if name == a { b } else if name == b { a } else { continue };
+                    if spec.connmark_mask_opts.contains(&other) {
+                        let (first, second) = if name == "--mask" { (other, name) } else { (name, other) };
+                        return Err(bad(format!(
+                            "CONNMARK: option \"{first}\" cannot be used together with \"{second}\"."
+                        )));
+                    }
+                }
+                spec.connmark_mask_opts.push(name);
+                let text = args.value(opt, inline)?;
+                let value = mark::parse_u32(text).ok_or_else(|| {
+                    bad(format!("CONNMARK: bad value for {name} `{text}': 32 bits"))
+                })?;
+                let (nf, ct) = spec.connmark_masks.unwrap_or((u32::MAX, u32::MAX));
+                spec.connmark_masks = Some(match name {
+                    "--nfmask" => (value, ct),
+                    "--ctmask" => (nf, value),
+                    _ => (value, value),
+                });
             }
             "--nflog-group" | "--nflog-prefix" => {
                 let Some(Target::Nflog { group, prefix }) = &mut spec.target else {
@@ -1367,7 +1402,12 @@ impl SpecBuilder {
             _ => {}
         }
         match (&mut target, self.connmark, self.tcpmss) {
-            (Target::Connmark(c), Some(given), _) => *c = given,
+            (Target::Connmark(c), Some(given), _) => {
+                *c = match self.connmark_masks {
+                    Some((nf, ct)) => given.with_masks(nf, ct),
+                    None => given,
+                }
+            }
             (Target::Connmark(_), None, _) => {
                 return Err(bad(
                     "CONNMARK target: One of --set-xmark, --save-mark, --restore-mark (or --{and,or,xor,set}-mark) is required",
