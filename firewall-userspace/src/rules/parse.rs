@@ -838,6 +838,11 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 };
                 let value = args.value(opt, inline)?;
                 if opt == "--log-prefix" {
+                    // An open quote runs to the end of the line, newline included (see
+                    // restore::words); iptables refuses that in a prefix.
+                    if value.contains('\n') {
+                        return Err(bad("Newlines not allowed in --log-prefix"));
+                    }
                     if value.len() > 29 {
                         return Err(bad(format!(
                             "Maximum prefix length 29 for --log-prefix: `{value}' is {}",
@@ -952,6 +957,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     *group = value.parse().map_err(|_| {
                         bad(format!("NFLOG: bad --nflog-group `{value}': 0 to 65535"))
                     })?;
+                } else if value.contains('\n') {
+                    // iptables' words, --log-prefix even for NFLOG's prefix.
+                    return Err(bad("Newlines not allowed in --log-prefix"));
                 } else if value.len() > 63 {
                     return Err(bad(format!(
                         "NFLOG: Maximum prefix length 63 for --nflog-prefix: `{value}' is {}",

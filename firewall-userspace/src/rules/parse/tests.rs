@@ -737,7 +737,7 @@ fn rejected_inputs() {
         ("-t mangle -A FORWARD -p tcp -j TCPMSS", "TCPMSS target: At least one parameter is required: --set-mss or --clamp-mss-to-pmtu", 2),
         ("-t mangle -A FORWARD -p tcp -j TCPMSS --set-mss 70000", "TCPMSS: bad value for --set-mss `70000': 0 to 65535", 2),
         ("-t mangle -A FORWARD -j CONNMARK", "CONNMARK target: One of --set-xmark, --save-mark, --restore-mark (or --{and,or,xor,set}-mark) is required", 2),
-        ("-t mangle -A FORWARD -j CONNMARK --save-mark --nfmask 0xff", "CONNMARK --nfmask 0xff: only whole marks (0xffffffff) are supported by this version of fwctl", 2),
+        ("-t mangle -A FORWARD -j CONNMARK --save-mark --nfmask 0xff --mask 1", "CONNMARK: option \"--nfmask\" cannot be used together with \"--mask\".", 2),
         ("-A OUTPUT -m owner ! --uid-owner 1000 -j DROP", "owner: `! --uid-owner' is not supported by this version of fwctl (netfilter cannot match packets without a socket)", 2),
         ("-A OUTPUT -m owner --uid-owner nosuchuserhere -j DROP", "owner: Bad value for \"--uid-owner\" option: \"nosuchuserhere\" is no user or id range", 2),
         ("-A OUTPUT -m owner -j DROP", "owner: at least one of --uid-owner, --gid-owner or --socket-exists is required", 2),
@@ -924,4 +924,25 @@ fn conntrack_options_refused_as_iptables_does() {
     assert!(r.ctstate.is_some() && r.nf.is_empty());
     let r = rule("-A INPUT -m conntrack --ctstate NEW --ctorigdstport 22 -j ACCEPT");
     assert!(r.ctstate.is_none() && r.nf.len() == 1);
+}
+
+/// Found by the iptables_save fuzz target (fuzz/seeds/iptables_save/found-log-prefix-newline):
+/// an open quote ran a LOG prefix to the end of its line, newline included, which the save
+/// then split over two lines. iptables-restore 1.8.9 refuses it (for NFLOG with the same
+/// words); a comment keeps its newline.
+#[test]
+fn newlines_refused_in_log_prefixes() {
+    for text in [
+        "*filter\n-A INPUT -j LOG --log-prefix \"abc\nCOMMIT\n",
+        "*filter\n-A INPUT -j NFLOG --nflog-prefix \"abc\nCOMMIT\n",
+    ] {
+        let err = crate::rules::restore::restore(text, Family::V4, &Default::default(), false)
+            .err()
+            .expect(text);
+        assert_eq!(
+            (err.line, err.message.as_str()),
+            (2, "Newlines not allowed in --log-prefix"),
+            "{text}"
+        );
+    }
 }
