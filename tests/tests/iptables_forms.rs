@@ -938,7 +938,8 @@ fn conntrack_options_judge_real_traffic() {
     assert_eq!(counts, [1, 0, 0, 1, 0], "{listing}");
 }
 
-/// CONNMARK with masks, and the mask fields the `--set-xmark` forms share with them.
+/// CONNMARK with masks, and the mask fields the `--set-xmark` forms share with them;
+/// CHECKSUM (libvirt's DHCP rule), which fwctl keeps and lists but cannot perform.
 #[test]
 fn connmark_masks_list_as_iptables() {
     let rules = "\
@@ -958,6 +959,8 @@ fn connmark_masks_list_as_iptables() {
 -A PREROUTING -j CONNMARK --set-xmark 5 --mask 0xff
 -A PREROUTING -j CONNMARK --mask 0xff --set-xmark 5
 -A PREROUTING -j CONNMARK --set-xmark 0x5/0xff
+-A POSTROUTING -o virbr0 -p udp --dport 68 -j CHECKSUM --checksum-fill
+-A INPUT -j CHECKSUM --checksum-f
 COMMIT
 ";
     let mut listings = vec![];

@@ -332,6 +332,7 @@ impl<'a> Flattener<'a> {
             | Target::Nflog { .. }
             | Target::Connmark(_)
             | Target::Tcpmss(_)
+            | Target::Checksum
             | Target::Notrack { .. } => {
                 self.push(conds, VERDICT_DEFER, NO_COUNTER, jumps, position);
             }

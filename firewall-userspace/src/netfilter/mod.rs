@@ -538,7 +538,8 @@ fn target(t: &Target, generation: u32, table: Table, family: Family, e: &mut Vec
         // No verdict: the packet goes on to the next rule, as after iptables' LOG.
         Target::Log(log) => return e.push(exprs::log(log.prefix.as_deref(), log.flags)),
         // The rule's counter has counted; the next rule goes on.
-        Target::Count => return,
+        // The rule's counter has counted; nothing nftables can do fills a checksum.
+        Target::Count | Target::Checksum => return,
         Target::Mark(m) => return exprs::set_mark(*m, e),
         Target::Nflog { group, prefix } => return e.push(exprs::nflog(*group, prefix.as_deref())),
         Target::Connmark(c) => return exprs::connmark(*c, e),

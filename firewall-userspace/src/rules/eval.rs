@@ -258,6 +258,7 @@ fn run(
             | Target::Nflog { .. }
             | Target::Connmark(_)
             | Target::Tcpmss(_)
+            | Target::Checksum
             | Target::Notrack { .. }
                 if judge == Judge::Xdp =>
             {
@@ -270,6 +271,7 @@ fn run(
             | Target::Nflog { .. }
             | Target::Connmark(_)
             | Target::Tcpmss(_)
+            | Target::Checksum
             | Target::Notrack { .. } => {}
             Target::Reject(..) => return Some(Decision::Drop),
             Target::Return => return None,

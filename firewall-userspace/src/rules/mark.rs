@@ -23,6 +23,8 @@ pub const MARK_OPTIONS: Options = &[
     ("--xor-mark", "--xor-mark"),
 ];
 
+pub const CHECKSUM_OPTIONS: Options = &[("--checksum-fill", "--checksum-fill")];
+
 pub const CT_OPTIONS: Options = &[
     ("--notrack", "--notrack"),
     ("--helper", "--helper"),

@@ -441,6 +441,10 @@ pub enum Target {
     Connmark(super::mark::Connmark),
     /// `-j TCPMSS`: lowers a TCP SYN's MSS option, and goes on.
     Tcpmss(super::mark::Tcpmss),
+    /// `-j CHECKSUM --checksum-fill` (mangle): nftables has no statement that fills a
+    /// checksum left to the device, so netfilter counts the packet and it goes on as it is;
+    /// adding the rule warns (see `edit::CHECKSUM_WARNING`).
+    Checksum,
     /// `-j CT --notrack` (`legacy`: written `-j NOTRACK`): conntrack leaves the packet
     /// alone (UNTRACKED); the raw table's, and goes on.
     Notrack {
@@ -466,6 +470,7 @@ impl Target {
             Target::Nflog { .. } => "NFLOG",
             Target::Connmark(_) => "CONNMARK",
             Target::Tcpmss(_) => "TCPMSS",
+            Target::Checksum => "CHECKSUM",
             Target::Notrack { .. } => "CT",
         }
     }

@@ -251,6 +251,7 @@ impl Modules {
             Some(Target::Connmark(_)) => Some(mark::CONNMARK_OPTIONS),
             Some(Target::Tcpmss(_)) => Some(mark::TCPMSS_OPTIONS),
             Some(Target::Notrack { legacy: false }) => Some(mark::CT_OPTIONS),
+            Some(Target::Checksum) => Some(mark::CHECKSUM_OPTIONS),
             _ => None,
         });
         out
@@ -369,6 +370,8 @@ struct SpecBuilder {
     tcpmss: Option<Tcpmss>,
     /// `-j CT --notrack` given.
     notrack: bool,
+    /// `-j CHECKSUM --checksum-fill` given.
+    checksum_fill: bool,
     any: bool,
 }
 
@@ -993,6 +996,19 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 };
                 spec.tcpmss = Some(Tcpmss { mss });
             }
+            "--checksum-fill" => {
+                if spec.target != Some(Target::Checksum) {
+                    return Err(bad(
+                        "unknown option \"--checksum-fill\": it goes after -j CHECKSUM",
+                    ));
+                }
+                if spec.checksum_fill {
+                    return Err(bad(
+                        "CHECKSUM: option \"--checksum-fill\" can only be used once.",
+                    ));
+                }
+                spec.checksum_fill = true;
+            }
             "--notrack" => {
                 if !matches!(spec.target, Some(Target::Notrack { legacy: false })) {
                     return Err(bad("unknown option \"--notrack\": it goes after -j CT"));
@@ -1342,6 +1358,8 @@ fn parse_target(name: &str) -> Result<Target, ParseError> {
         // `-j CT` does something only with --notrack here; build() checks.
         "CT" => Target::Notrack { legacy: false },
         "NOTRACK" => Target::Notrack { legacy: true },
+        // build() checks --checksum-fill was given.
+        "CHECKSUM" => Target::Checksum,
         // Filled in by their options; build() checks one was given.
         "CONNMARK" => Target::Connmark(Connmark::Save),
         "TCPMSS" => Target::Tcpmss(Tcpmss { mss: None }),
@@ -1443,6 +1461,11 @@ impl SpecBuilder {
             && self.proto.as_ref().map(|p| (p.value, p.negated)) != Some((IPPROTO_TCP, false))
         {
             return Err(bad("TCPMSS target: only valid for -p tcp"));
+        }
+        if target == Target::Checksum && !self.checksum_fill {
+            return Err(bad(
+                "CHECKSUM: option \"--checksum-fill\" must be specified",
+            ));
         }
         if target == (Target::Notrack { legacy: false }) && !self.notrack {
             return Err(bad(
