@@ -495,6 +495,7 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
         Target::Tcpmss(t) => out.push_str(&t.list_text()),
         Target::Notrack { legacy: false } => out.push_str(" CT notrack"),
         Target::Checksum => out.push_str(" CHECKSUM fill"),
+        Target::Set(st) => out.push_str(&st.list_text()),
         Target::Notrack { legacy: true } => out.push_str(" NOTRACK"),
         Target::Log(log) => {
             if numeric {
@@ -824,6 +825,7 @@ pub fn rule_args(spec: &RuleSpec) -> String {
         Target::Notrack { legacy: true } => parts.push("-j NOTRACK".to_string()),
         Target::Notrack { legacy: false } => parts.push("-j CT --notrack".to_string()),
         Target::Checksum => parts.push("-j CHECKSUM --checksum-fill".to_string()),
+        Target::Set(st) => parts.push(format!("-j SET {}", st.save_text())),
         Target::Mark(m) => parts.push(format!("-j MARK {}", m.save_text())),
         Target::Nflog { group, prefix } => {
             parts.push(format!("-j NFLOG{}", nflog_text(*group, prefix, "--")))

@@ -333,6 +333,7 @@ impl<'a> Flattener<'a> {
             | Target::Connmark(_)
             | Target::Tcpmss(_)
             | Target::Checksum
+            | Target::Set(_)
             | Target::Notrack { .. } => {
                 self.push(conds, VERDICT_DEFER, NO_COUNTER, jumps, position);
             }

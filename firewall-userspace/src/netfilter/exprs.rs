@@ -1079,20 +1079,67 @@ pub fn redirect(ports: Option<PortRange>, out: &mut Vec<RawExpression>) {
 /// `-m set [!] --match-set NAME src|dst[,src|dst]`: the key loaded as the set's members
 /// are laid out (netfilter/sets.rs), then looked up, inverted for `!`. `dst`: which of the
 /// set's dimensions come from the destination.
+/// What `-j SET` does to a set: `--add-set`, `--add-set --exist` (which refreshes the
+/// timeout of a member already there) or `--del-set`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DynsetOp {
+    Add = 0,
+    Update = 1,
+    Delete = 2,
+}
+
+/// `add`/`update`/`delete @set { key [timeout T] }` with the packet's key, `timeout` in
+/// seconds.
+pub fn set_dynset(
+    set: &super::sets::NftSet,
+    dst: &[bool],
+    op: DynsetOp,
+    timeout: Option<u32>,
+    out: &mut Vec<RawExpression>,
+) {
+    const NFTA_DYNSET_SET_NAME: u16 = 1;
+    const NFTA_DYNSET_OP: u16 = 3;
+    const NFTA_DYNSET_SREG_KEY: u16 = 4;
+    const NFTA_DYNSET_TIMEOUT: u16 = 6;
+    let first = set_key(set, dst, out);
+    let mut attrs = vec![
+        Attr::Str(NFTA_DYNSET_SET_NAME, set.name),
+        Attr::U32(NFTA_DYNSET_OP, op as u32),
+        Attr::U32(NFTA_DYNSET_SREG_KEY, first),
+    ];
+    attrs.extend(timeout.map(|t| Attr::U64(NFTA_DYNSET_TIMEOUT, u64::from(t) * 1000)));
+    out.push(placeholder(&element("dynset", &attrs)));
+}
+
 pub fn set_lookup(
     set: &super::sets::NftSet,
     dst: &[bool],
     negated: bool,
     out: &mut Vec<RawExpression>,
 ) {
-    const NFT_REG_1: u32 = 1;
-    const NFTA_META_DREG: u16 = 1;
-    const NFTA_META_KEY: u16 = 2;
-    const NFT_META_L4PROTO: u32 = 16;
     const NFTA_LOOKUP_SET: u16 = 1;
     const NFTA_LOOKUP_SREG: u16 = 2;
     const NFTA_LOOKUP_FLAGS: u16 = 5;
     const NFT_LOOKUP_F_INV: u32 = 1;
+    let first = set_key(set, dst, out);
+    let flags = if negated { NFT_LOOKUP_F_INV } else { 0 };
+    out.push(placeholder(&element(
+        "lookup",
+        &[
+            Attr::Str(NFTA_LOOKUP_SET, set.name),
+            Attr::U32(NFTA_LOOKUP_SREG, first),
+            Attr::U32(NFTA_LOOKUP_FLAGS, flags),
+        ],
+    )));
+}
+
+/// Loads the packet's key for `set` (each dimension from the source or the destination
+/// as `dst` says) and returns the register it starts in.
+fn set_key(set: &super::sets::NftSet, dst: &[bool], out: &mut Vec<RawExpression>) -> u32 {
+    const NFT_REG_1: u32 = 1;
+    const NFTA_META_DREG: u16 = 1;
+    const NFTA_META_KEY: u16 = 2;
+    const NFT_META_L4PROTO: u32 = 16;
     let from_dst = |dim: usize| dst.get(dim).copied().unwrap_or(false);
     let (offset, len) = addr_field(set.family, !from_dst(0));
     let ports = set.kind == crate::sets::model::SetKind::HashIpPort;
@@ -1116,13 +1163,5 @@ pub fn set_lookup(
             2,
         ));
     }
-    let flags = if negated { NFT_LOOKUP_F_INV } else { 0 };
-    out.push(placeholder(&element(
-        "lookup",
-        &[
-            Attr::Str(NFTA_LOOKUP_SET, set.name),
-            Attr::U32(NFTA_LOOKUP_SREG, first),
-            Attr::U32(NFTA_LOOKUP_FLAGS, flags),
-        ],
-    )));
+    first
 }

@@ -486,7 +486,12 @@ pub fn translate(
                             Some((_, verdict)) if to_policy => {
                                 e.push(exprs::verdict(policy_verdict(verdict)));
                             }
-                            _ => target(&rule.spec.target, generation, table, family, &mut e),
+                            _ => {
+                                if let Target::Set(st) = &rule.spec.target {
+                                    set_target(st, set_registry, family, &mut e)?;
+                                }
+                                target(&rule.spec.target, generation, table, family, &mut e)
+                            }
                         }
                         image
                             .rules
@@ -521,6 +526,33 @@ fn policy_verdict(policy: Verdict) -> VerdictKind {
     }
 }
 
+/// `-j SET`: `add`/`update`/`delete @set { key }` for each set the rule writes. Without
+/// `--timeout`, a member of a set with timeouts gets the set's default, as ipset gives it
+/// (fwctl's nftables sets carry no default of their own).
+fn set_target(
+    st: &crate::rules::set_target::SetTarget,
+    registry: &crate::sets::model::Registry,
+    family: Family,
+    e: &mut Vec<RawExpression>,
+) -> Result<(), TranslateError> {
+    let each = st.add.iter().map(|m| (m, true));
+    for (m, add) in each.chain(st.del.iter().map(|m| (m, false))) {
+        let (def, info) = registry.resolve(m, family).map_err(TranslateError::Set)?;
+        let set = sets::NftSet::from(info);
+        let op = match (add, st.exist) {
+            (true, false) => exprs::DynsetOp::Add,
+            (true, true) => exprs::DynsetOp::Update,
+            (false, _) => exprs::DynsetOp::Delete,
+        };
+        let timeout = match op {
+            exprs::DynsetOp::Delete => None,
+            _ => st.timeout.or(def.timeout.filter(|t| *t > 0)),
+        };
+        exprs::set_dynset(&set, &m.dst, op, timeout, e);
+    }
+    Ok(())
+}
+
 fn target(t: &Target, generation: u32, table: Table, family: Family, e: &mut Vec<RawExpression>) {
     let verdict = match t {
         Target::Accept => VerdictKind::Accept,
@@ -539,7 +571,8 @@ fn target(t: &Target, generation: u32, table: Table, family: Family, e: &mut Vec
         Target::Log(log) => return e.push(exprs::log(log.prefix.as_deref(), log.flags)),
         // The rule's counter has counted; the next rule goes on.
         // The rule's counter has counted; nothing nftables can do fills a checksum.
-        Target::Count | Target::Checksum => return,
+        // -j SET's expressions come from the set registry (`set_target`).
+        Target::Count | Target::Checksum | Target::Set(_) => return,
         Target::Mark(m) => return exprs::set_mark(*m, e),
         Target::Nflog { group, prefix } => return e.push(exprs::nflog(*group, prefix.as_deref())),
         Target::Connmark(c) => return exprs::connmark(*c, e),

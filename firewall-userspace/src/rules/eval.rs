@@ -259,6 +259,7 @@ fn run(
             | Target::Connmark(_)
             | Target::Tcpmss(_)
             | Target::Checksum
+            | Target::Set(_)
             | Target::Notrack { .. }
                 if judge == Judge::Xdp =>
             {
@@ -272,6 +273,7 @@ fn run(
             | Target::Connmark(_)
             | Target::Tcpmss(_)
             | Target::Checksum
+            | Target::Set(_)
             | Target::Notrack { .. } => {}
             Target::Reject(..) => return Some(Decision::Drop),
             Target::Return => return None,

@@ -445,6 +445,8 @@ pub enum Target {
     /// checksum left to the device, so netfilter counts the packet and it goes on as it is;
     /// adding the rule warns (see `edit::CHECKSUM_WARNING`).
     Checksum,
+    /// `-j SET`: adds the packet to sets or deletes it, and goes on.
+    Set(super::set_target::SetTarget),
     /// `-j CT --notrack` (`legacy`: written `-j NOTRACK`): conntrack leaves the packet
     /// alone (UNTRACKED); the raw table's, and goes on.
     Notrack {
@@ -471,6 +473,7 @@ impl Target {
             Target::Connmark(_) => "CONNMARK",
             Target::Tcpmss(_) => "TCPMSS",
             Target::Checksum => "CHECKSUM",
+            Target::Set(_) => "SET",
             Target::Notrack { .. } => "CT",
         }
     }
@@ -827,11 +830,46 @@ impl Ruleset {
         self.all_tables().map(|(_, f)| f.set_references(name)).sum()
     }
 
-    /// Every set match of every rule, with the family of its table.
-    pub fn set_matches(&self) -> impl Iterator<Item = (Family, &Neg<SetMatch>)> + '_ {
+    /// Every set a rule names, in a match or as `-j SET`'s, with the family of its table.
+    pub fn set_matches(&self) -> impl Iterator<Item = (Family, &SetMatch)> + '_ {
         self.all_tables().flat_map(|(family, f)| {
-            f.all_rules()
-                .flat_map(move |r| r.spec.sets.iter().map(move |m| (family, m)))
+            f.all_rules().flat_map(move |r| {
+                let written = match &r.spec.target {
+                    Target::Set(st) => Some(st.sets()),
+                    _ => None,
+                };
+                r.spec
+                    .sets
+                    .iter()
+                    .map(|m| &m.value)
+                    .chain(written.into_iter().flatten())
+                    .map(move |m| (family, m))
+            })
+        })
+    }
+
+    /// The `-j SET` targets, with the family of their table.
+    pub fn set_targets(
+        &self,
+    ) -> impl Iterator<Item = (Family, &super::set_target::SetTarget)> + '_ {
+        self.all_tables().flat_map(|(family, f)| {
+            f.all_rules().filter_map(move |r| match &r.spec.target {
+                Target::Set(st) => Some((family, st)),
+                _ => None,
+            })
+        })
+    }
+
+    /// The sets `-j SET` rules write, with the family of their table.
+    pub fn written_sets(&self) -> impl Iterator<Item = (Family, &SetMatch)> + '_ {
+        self.all_tables().flat_map(|(family, f)| {
+            f.all_rules().flat_map(move |r| {
+                let written = match &r.spec.target {
+                    Target::Set(st) => Some(st.sets().map(move |m| (family, m))),
+                    _ => None,
+                };
+                written.into_iter().flatten()
+            })
         })
     }
 

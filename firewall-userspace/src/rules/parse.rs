@@ -18,7 +18,7 @@ use super::{
     },
     options,
     ratelimit::{self, RateMatches},
-    services, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+    services, set_target, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
 };
 
 /// Why a command line was refused. `status` is iptables' exit status for the same error:
@@ -252,6 +252,7 @@ impl Modules {
             Some(Target::Tcpmss(_)) => Some(mark::TCPMSS_OPTIONS),
             Some(Target::Notrack { legacy: false }) => Some(mark::CT_OPTIONS),
             Some(Target::Checksum) => Some(mark::CHECKSUM_OPTIONS),
+            Some(Target::Set(_)) => Some(set_target::OPTIONS),
             _ => None,
         });
         out
@@ -1015,6 +1016,42 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 }
                 spec.notrack = true;
             }
+            "--add-set" | "--del-set" => {
+                let Some(Target::Set(st)) = &mut spec.target else {
+                    return Err(bad(format!("unknown option \"{opt}\": it goes after -j SET")));
+                };
+                let slot = if opt == "--add-set" {
+                    &mut st.add
+                } else {
+                    &mut st.del
+                };
+                if slot.is_some() {
+                    return Err(bad(format!("{opt} can be specified only once")));
+                }
+                let name = args.value(opt, inline)?;
+                let flags = args
+                    .operand()
+                    .ok_or_else(|| bad(format!("{opt} requires two args.")))?;
+                *slot = Some(parse_set_match(name, flags)?);
+            }
+            "--exist" | "--timeout" if matches!(spec.target, Some(Target::Set(_))) => {
+                let Some(Target::Set(st)) = &mut spec.target else {
+                    return Err(bad(format!("unknown option \"{opt}\": it goes after -j SET")));
+                };
+                if opt == "--exist" {
+                    st.exist = true;
+                } else {
+                    let text = args.value(opt, inline)?;
+                    st.timeout = Some(text.parse().map_err(|_| {
+                        bad(format!("SET: bad --timeout `{text}': seconds, 32 bits"))
+                    })?);
+                }
+            }
+            "--map-set" | "--map-mark" | "--map-prio" | "--map-queue" => {
+                return Err(bad(format!(
+                    "SET {opt} is not supported by this version of fwctl"
+                )))
+            }
             "--helper" | "--ctevents" | "--expevents" | "--zone" | "--zone-orig"
             | "--zone-reply" | "--timeout" => {
                 return Err(bad(format!(
@@ -1360,6 +1397,8 @@ fn parse_target(name: &str) -> Result<Target, ParseError> {
         "NOTRACK" => Target::Notrack { legacy: true },
         // build() checks --checksum-fill was given.
         "CHECKSUM" => Target::Checksum,
+        // build() checks --add-set or --del-set was given.
+        "SET" => Target::Set(set_target::SetTarget::empty()),
         // Filled in by their options; build() checks one was given.
         "CONNMARK" => Target::Connmark(Connmark::Save),
         "TCPMSS" => Target::Tcpmss(Tcpmss { mss: None }),
@@ -1367,11 +1406,6 @@ fn parse_target(name: &str) -> Result<Target, ParseError> {
             group: 0,
             prefix: None,
         },
-        "SET" => {
-            return Err(bad(format!(
-                "Couldn't load target `{name}': not supported by this version of fwctl"
-            )))
-        }
         _ => {
             check_chain_name(name)?;
             Target::Jump(name.to_string())
@@ -1461,6 +1495,9 @@ impl SpecBuilder {
             && self.proto.as_ref().map(|p| (p.value, p.negated)) != Some((IPPROTO_TCP, false))
         {
             return Err(bad("TCPMSS target: only valid for -p tcp"));
+        }
+        if let Target::Set(st) = &target {
+            st.check().map_err(bad)?;
         }
         if target == Target::Checksum && !self.checksum_fill {
             return Err(bad(

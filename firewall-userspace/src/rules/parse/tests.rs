@@ -695,7 +695,7 @@ fn rejected_inputs() {
         ("", "no command specified", 2),
         ("-n", "no command specified", 2),
         ("-A", "option \"-A\" requires an argument", 2),
-        ("-A INPUT -j SET --add-set x src", "Couldn't load target `SET': not supported by this version of fwctl", 2),
+        ("-A INPUT -j SET --del-set x src --exist", "Flag `--exist' can be used with `--add-set' only", 2),
         ("-A INPUT -j NFLOG --nflog-threshold 5", "NFLOG --nflog-threshold is not supported by this version of fwctl", 2),
         ("-6 -A INPUT -f -j DROP", "-f is IPv4's: ip6tables has no fragment option", 2),
         ("-A INPUT -m ttl --ttl-gt 3 ! --ttl-lt 5 -j DROP", "ttl: Only one of the options may be given", 2),
@@ -944,5 +944,48 @@ fn newlines_refused_in_log_prefixes() {
             (2, "Newlines not allowed in --log-prefix"),
             "{text}"
         );
+    }
+}
+
+/// `-j SET`'s refusals, in iptables 1.8.9's words where it has them.
+#[test]
+fn set_target_refusals() {
+    let cases = [
+        (
+            "-A INPUT -j SET",
+            "You must specify either `--add-set' or `--del-set' or `--map-set'",
+        ),
+        (
+            "-A INPUT -j SET --del-set s src --timeout 5",
+            "Option `--timeout' can be used with `--add-set' only",
+        ),
+        (
+            "-A INPUT -j SET --del-set s src --exist",
+            "Flag `--exist' can be used with `--add-set' only",
+        ),
+        (
+            "-A INPUT -j SET --add-set s src --add-set s dst",
+            "--add-set can be specified only once",
+        ),
+        (
+            "-A INPUT -j SET --add-set s",
+            "--add-set requires two args.",
+        ),
+        (
+            "-A INPUT -j SET --add-set s src --timeout x",
+            "SET: bad --timeout `x': seconds, 32 bits",
+        ),
+        (
+            "-A INPUT -j SET --map-set s src --map-mark",
+            "SET --map-set is not supported by this version of fwctl",
+        ),
+        (
+            "-A INPUT --add-set s src",
+            "unknown option \"--add-set\": it goes after -j SET",
+        ),
+    ];
+    for (line, message) in cases {
+        let err = parse(line).expect_err(line);
+        assert_eq!(err.message, message, "{line}");
     }
 }
