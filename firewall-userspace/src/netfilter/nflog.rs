@@ -454,7 +454,7 @@ mod tests {
             );
         }
         assert_eq!(log_flags(LOG_GROUP - 1), None);
-        let mut p = vec![0u8; 24 + 24];
+        let mut p = [0u8; 24 + 24];
         p[0] = 0x46;
         p[2..4].copy_from_slice(&48u16.to_be_bytes());
         p[8] = 64;
