@@ -720,10 +720,16 @@ impl FamilyRules {
             .chain(self.user.iter().flat_map(|u| u.rules.iter()))
     }
 
-    /// How many rules match on set `name`.
+    /// How many rules name set `name`: match on it or write it (`-j SET`).
     pub fn set_references(&self, name: &str) -> usize {
         self.all_rules()
-            .filter(|r| r.spec.sets.iter().any(|m| m.value.name == name))
+            .filter(|r| {
+                let written = match &r.spec.target {
+                    Target::Set(st) => st.sets().any(|m| m.name == name),
+                    _ => false,
+                };
+                written || r.spec.sets.iter().any(|m| m.value.name == name)
+            })
             .count()
     }
 
