@@ -1095,3 +1095,76 @@ fn set_target_on_real_traffic() {
     assert!(arrives(7502), "SET deletes the client");
     assert!(arrives(7501), "the client is out of the set again");
 }
+
+/// `-m recent` (without --hitcount and --rttl, which fwctl refuses): each command, the
+/// defaults iptables fills in, masks, IPv6.
+#[test]
+fn recent_lists_as_iptables() {
+    let v4 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -p tcp -m recent --set
+-A INPUT -p tcp --dport 22 -m conntrack --ctstate NEW -m recent --name SSH --set --rsource
+-A INPUT -p tcp --dport 22 -m recent --update --seconds 60 --name SSH -j DROP
+-A INPUT -m recent --rcheck --seconds 60 --name SSH --rsource
+-A INPUT -m recent ! --rcheck --name SSH --seconds 60 -j ACCEPT
+-A INPUT -m recent --remove --name X --rdest
+-A INPUT -m recent --set --name M --mask 255.255.255.0
+-A INPUT -m recent --update --seconds 60 --reap --name SSH
+COMMIT
+";
+    let v6 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m recent --set --name SSH6
+-A INPUT -m recent --rcheck --seconds 30 --name SSH6 --mask ffff:ffff:ffff:ffff:: -j DROP
+COMMIT
+";
+    same_as_iptables_in("r13-rc", v4, v6, FILTER_LISTINGS);
+}
+
+/// `-m recent` on real datagrams with XDP attached: --set adds the sender, --rcheck
+/// --seconds finds it until the time is up, --remove takes it out, and the list outlives a
+/// change of the rules, as xt_recent's does.
+#[test]
+fn recent_on_real_traffic() {
+    let lab = Lab::named("r13-rck").unwrap();
+    lab.host.apply(&[
+        "-A INPUT -p udp --dport 7601 -m recent --rcheck --seconds 2 --name r13 -j DROP",
+        "-A INPUT -p udp --dport 7600 -m recent --set --name r13",
+        // A list --remove takes from keeps its addresses until then.
+        "-A INPUT -p udp --dport 7604 -m recent --rcheck --name r13b -j DROP",
+        "-A INPUT -p udp --dport 7603 -m recent --set --name r13b",
+        "-A INPUT -p udp --dport 7602 -m recent --remove --name r13b",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    let arrives = |port: u16| -> bool {
+        let to: SocketAddr = format!("{HOST_V4}:{port}").parse().unwrap();
+        let sock = lab.host.udp_socket(to).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        lab.client
+            .run(move || {
+                let s = std::net::UdpSocket::bind(format!("{CLIENT_V4}:0")).unwrap();
+                s.send_to(b"recent", to).unwrap();
+            })
+            .unwrap();
+        let mut buf = [0u8; 64];
+        sock.recv_from(&mut buf).is_ok()
+    };
+    assert!(arrives(7601), "not in the list yet");
+    assert!(arrives(7600), "--set adds the client");
+    assert!(!arrives(7601), "seen within 2 seconds");
+    lab.host.apply(&["-A INPUT -p udp --dport 7699 -j ACCEPT"]);
+    assert!(!arrives(7601), "the list outlives a change of the rules");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(arrives(7601), "not seen for 2 seconds");
+    assert!(arrives(7603), "--set adds the client to r13b");
+    assert!(!arrives(7604), "in r13b");
+    assert!(arrives(7602), "--remove takes it out");
+    assert!(arrives(7604), "removed from r13b");
+}

@@ -337,6 +337,8 @@ pub struct ChainImage {
     pub rules: Vec<(Vec<RawExpression>, Vec<u8>)>,
     /// Sets its rules update (hashlimit meters, connlimit counts), made with the chain.
     pub sets: Vec<RateSet>,
+    /// `-m recent` lists its rules use (name, key): made if missing, kept across changes.
+    pub lists: Vec<(String, exprs::Key)>,
 }
 
 #[derive(Debug)]
@@ -426,6 +428,17 @@ pub fn translate(
     set_registry: &crate::sets::model::Registry,
 ) -> Result<Vec<ChainImage>, TranslateError> {
     let mut out = Vec::new();
+    let lists = crate::rules::matches::recent::check_lists(ruleset.all_tables().flat_map(
+        |(_, f)| {
+            f.all_rules().flat_map(|r| {
+                r.spec.nf.iter().filter_map(|m| match &m.value {
+                    crate::rules::matches::NfMatch::Recent(r) => Some(r),
+                    _ => None,
+                })
+            })
+        },
+    ))
+    .map_err(TranslateError::Recent)?;
     for table in Table::ALL {
         for family in Family::ALL {
             let rules = ruleset.table(table, family);
@@ -453,6 +466,7 @@ pub fn translate(
                     name,
                     rules: Vec::new(),
                     sets: Vec::new(),
+                    lists: Vec::new(),
                 };
                 for rule in list {
                     let (mut packets, mut bytes) = counters.rule(rule.slot);
@@ -478,6 +492,19 @@ pub fn translate(
                             exprs::set_lookup(&set, &m.value.dst, m.negated, &mut e);
                         }
                         e.extend(nf.iter().cloned());
+                        for m in &rule.spec.nf {
+                            let crate::rules::matches::NfMatch::Recent(r) = &m.value else {
+                                continue;
+                            };
+                            let seconds = lists
+                                .get(&(r.v6, r.list().to_string()))
+                                .copied()
+                                .flatten();
+                            let key = exprs::recent(r, family, seconds, &mut e);
+                            if !image.lists.iter().any(|(n, _)| *n == r.set_name()) {
+                                image.lists.push((r.set_name(), key));
+                            }
+                        }
                         rate_exprs(rule, generation, family, &mut e, &mut image.sets);
                         // The preloaded counts go to the first alternative only.
                         e.push(exprs::counter(packets, bytes));
@@ -609,7 +636,7 @@ fn rate_set(name: &str, def: Option<&RateSet>) -> NftSet {
             .with_key_len(def.key.len)
             .with_key_type(def.key.kind)
             .with_flags(NFT_SET_EVAL | def.timeout_ms.map_or(0, |_| NFT_SET_TIMEOUT));
-        if let Some(ms) = def.timeout_ms {
+        if let Some(ms) = def.timeout_ms.filter(|ms| *ms > 0) {
             set = set.with_timeout(ms);
         }
     }
@@ -812,6 +839,28 @@ pub fn stage(
         // The kernel wants an id for a set made in a batch, unique in the batch.
         let made = rate_set(&set.name, Some(set)).with_id(id as u32 + 1);
         batch.add(&made, MsgType::Add);
+    }
+    // `-m recent` lists outlive generations, as xt_recent's outlive rule changes: made
+    // once, never emptied by a change (`fwctl down` removes them with the table).
+    let existing = if names.is_empty() {
+        Vec::new()
+    } else {
+        netlink::set_names(TABLE)?
+    };
+    let mut made: Vec<&str> = Vec::new();
+    for (name, key) in chains.iter().flat_map(|c| &c.lists) {
+        if existing.iter().any(|n| n == name) || made.contains(&name.as_str()) {
+            continue;
+        }
+        made.push(name);
+        // Timeouts on, no default: each member gets its list's --seconds, or none.
+        let def = RateSet {
+            name: name.clone(),
+            key: *key,
+            timeout_ms: Some(0),
+        };
+        let id = (chains.iter().map(|c| c.sets.len()).sum::<usize>() + made.len()) as u32;
+        batch.add(&rate_set(name, Some(&def)).with_id(id), MsgType::Add);
     }
     for image in chains {
         batch.add(&chain(&image.name), MsgType::Add);

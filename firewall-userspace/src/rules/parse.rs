@@ -538,9 +538,6 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             "-X" | "--delete-chain" => set_verb(Verb::DeleteChain, &mut args)?,
             "-E" | "--rename-chain" => set_verb(Verb::RenameChain, &mut args)?,
             "-f" | "--fragments" => {
-                if family == Family::V6 {
-                    return Err(bad("-f is IPv4's: ip6tables has no fragment option"));
-                }
                 if spec.nf.iter().any(|m| m.value == NfMatch::Fragment) {
                     return Err(bad("multiple -f flags not allowed"));
                 }
@@ -915,7 +912,12 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     Connmark::Restore
                 });
             }
-            "--nfmask" | "--ctmask" | "--mask" => {
+            // `-m recent --mask` is the match's, unless CONNMARK came first.
+            "--nfmask" | "--ctmask" | "--mask"
+                if opt != "--mask"
+                    || matches!(spec.target, Some(Target::Connmark(_)))
+                    || !modules.nf.iter().any(|(m, _)| m.name == "recent") =>
+            {
                 if !matches!(spec.target, Some(Target::Connmark(_))) {
                     return Err(bad(format!(
                         "unknown option \"{opt}\": it goes after -j CONNMARK"
@@ -1108,12 +1110,19 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
     if negate {
         return Err(bad("`!' at the end of the command: negate what?"));
     }
+    // Checked once the line is read: a `-6` may come after the `-f`.
+    if family == Family::V6 && spec.nf.iter().any(|m| m.value == NfMatch::Fragment) {
+        return Err(bad("-f is IPv4's: ip6tables has no fragment option"));
+    }
     modules.check_proto(&spec)?;
     modules.check_required(&spec)?;
     spec.order = given_order(&modules.order);
     let mut first_conntrack = true;
     for (module, taken) in std::mem::take(&mut modules.nf) {
         let taken = taken.ok_or_else(|| bad(module.required))?;
+        if let NfMatch::Recent(r) = &taken.value {
+            r.check().map_err(bad)?;
+        }
         if let NfMatch::Conntrack(ct) = &taken.value {
             ct.check().map_err(bad)?;
             // The first `-m conntrack --ctstate S` alone is the rule's state, which XDP

@@ -12,6 +12,7 @@ pub mod mac;
 pub mod mark;
 pub mod owner;
 pub mod pkttype;
+pub mod recent;
 pub mod tcpmss;
 pub mod ttl;
 
@@ -35,6 +36,8 @@ pub enum NfMatch {
     TcpMss(tcpmss::TcpMss),
     /// `-m conntrack` with more than `--ctstate`.
     Conntrack(conntrack::CtMatch),
+    /// `-m recent`.
+    Recent(recent::Recent),
     /// `-f`: a fragment other than the first (IPv4). iptables' own option, not a module:
     /// listed in the `opt` column and saved after `-p`.
     Fragment,
@@ -88,6 +91,7 @@ pub const MODULES: &[Module] = &[
     owner::MODULE,
     tcpmss::MODULE,
     conntrack::MODULE,
+    recent::MODULE,
 ];
 
 pub fn module(name: &str) -> Option<&'static Module> {
@@ -110,6 +114,7 @@ impl NfMatch {
             NfMatch::Owner(_) => "owner",
             NfMatch::TcpMss(_) => "tcpmss",
             NfMatch::Conntrack(_) => "conntrack",
+            NfMatch::Recent(_) => "recent",
             NfMatch::Fragment => "",
         }
     }
@@ -128,6 +133,7 @@ impl NfMatch {
             NfMatch::Owner(m) => m.list_text(numeric),
             NfMatch::TcpMss(m) => m.list_text(negated),
             NfMatch::Conntrack(m) => m.list_text(numeric),
+            NfMatch::Recent(m) => m.list_text(),
             NfMatch::Fragment => String::new(),
         }
     }
@@ -146,6 +152,7 @@ impl NfMatch {
             NfMatch::Owner(m) => m.save_text(),
             NfMatch::TcpMss(m) => m.save_text(negated),
             NfMatch::Conntrack(m) => m.save_text(),
+            NfMatch::Recent(m) => m.save_text(),
             NfMatch::Fragment => String::new(),
         }
     }

@@ -725,7 +725,7 @@ fn rejected_inputs() {
         ("-A INPUT ! -s 1.1.1.1,2.2.2.2 -j ACCEPT", "! not allowed with multiple source or destination IP addresses", 2),
         ("-6 -A INPUT -d 10.0.0.1 -j ACCEPT", "host/network `10.0.0.1' not found", 2),
         ("-A INPUT -i averyveryverylongname -j ACCEPT", "interface name `averyveryverylongname' must be 1 to 15 characters", 2),
-        ("-A INPUT -m recent --set -j ACCEPT", "Couldn't load match `recent': not supported by this version of fwctl", 2),
+        ("-A INPUT -m recent --update --seconds 60 --hitcount 4 -j DROP", "recent: --hitcount is not supported by this version of fwctl: xt_recent counts each address's packets within --seconds, which no nftables set can count (a rate limit would judge other packets)", 2),
         ("-A INPUT -m tcp --dport 22 -j ACCEPT", "TCP match requires '-p tcp'", 2),
         ("-t mangle -A INPUT -j MARK", "MARK: One of the --set-xmark, --{and,or,xor,set}-mark options is required", 2),
         ("-t mangle -A INPUT -j MARK --set-mark 0x1ffffffff", "MARK: bad integer value for option \"--set-mark\", or out of range.", 2),
@@ -987,5 +987,47 @@ fn set_target_refusals() {
     for (line, message) in cases {
         let err = parse(line).expect_err(line);
         assert_eq!(err.message, message, "{line}");
+    }
+}
+
+/// Found by the rule_grammar fuzz target (fuzz/seeds/rule_grammar/found-fragment-before-6):
+/// `-f` before `-6` made an IPv6 rule with IPv4's fragment option, saved as a line that
+/// does not read back.
+#[test]
+fn fragment_option_refused_in_ipv6_wherever_the_6_comes() {
+    for line in ["-6 -A INPUT -f", "-A INPUT -f -6", "--fr -A INPUT -6 -j DROP"] {
+        let err = parse(line).expect_err(line);
+        assert_eq!(err.message, "-f is IPv4's: ip6tables has no fragment option", "{line}");
+    }
+}
+
+/// `-m recent`: what fwctl refuses rather than judge differently, with the option named.
+#[test]
+fn recent_refusals_name_the_option() {
+    let cases = [
+        ("-A INPUT -m recent --update --seconds 60 --hitcount 4 --name SSH", "recent: --hitcount"),
+        ("-A INPUT -m recent --rcheck --rttl", "recent: --rttl"),
+        ("-A INPUT -m recent ! --update --seconds 5", "recent: ! --update"),
+        ("-A INPUT -m recent ! --set", "recent: ! --set"),
+        ("-A INPUT -m recent --set --update", "recent: option \"--set\" cannot be used together with \"--update\"."),
+        ("-A INPUT -m recent --set --mask 255.0.255.0", "recent: bad --mask `255.0.255.0'"),
+        ("-A INPUT -m recent --name SSH", "recent: you must specify one of `--set', `--rcheck' `--update' or `--remove'"),
+    ];
+    for (line, start) in cases {
+        let err = parse(line).expect_err(line);
+        assert!(err.message.starts_with(start), "{line}: {}", err.message);
+    }
+}
+
+/// `-m recent`'s combinations iptables 1.8.9 (or the kernel under it) refuses.
+#[test]
+fn recent_combinations_refused_as_iptables_does() {
+    let cases = [
+        ("-A INPUT -m recent --rcheck --reap", "recent: option \"--reap\" also requires \"--seconds\"."),
+        ("-A INPUT -m recent --set --seconds 5", "recent: --seconds goes with --rcheck or --update only (the kernel refuses it otherwise)"),
+        ("-A INPUT -m recent --remove --seconds 5", "recent: --seconds goes with --rcheck or --update only (the kernel refuses it otherwise)"),
+    ];
+    for (line, message) in cases {
+        assert_eq!(parse(line).expect_err(line).message, message, "{line}");
     }
 }
