@@ -428,17 +428,16 @@ pub fn translate(
     set_registry: &crate::sets::model::Registry,
 ) -> Result<Vec<ChainImage>, TranslateError> {
     let mut out = Vec::new();
-    let lists = crate::rules::matches::recent::check_lists(ruleset.all_tables().flat_map(
-        |(_, f)| {
+    let lists =
+        crate::rules::matches::recent::check_lists(ruleset.all_tables().flat_map(|(_, f)| {
             f.all_rules().flat_map(|r| {
                 r.spec.nf.iter().filter_map(|m| match &m.value {
                     crate::rules::matches::NfMatch::Recent(r) => Some(r),
                     _ => None,
                 })
             })
-        },
-    ))
-    .map_err(TranslateError::Recent)?;
+        }))
+        .map_err(TranslateError::Recent)?;
     for table in Table::ALL {
         for family in Family::ALL {
             let rules = ruleset.table(table, family);
@@ -496,10 +495,8 @@ pub fn translate(
                             let crate::rules::matches::NfMatch::Recent(r) = &m.value else {
                                 continue;
                             };
-                            let seconds = lists
-                                .get(&(r.v6, r.list().to_string()))
-                                .copied()
-                                .flatten();
+                            let seconds =
+                                lists.get(&(r.v6, r.list().to_string())).copied().flatten();
                             let key = exprs::recent(r, family, seconds, &mut e);
                             if !image.lists.iter().any(|(n, _)| *n == r.set_name()) {
                                 image.lists.push((r.set_name(), key));

@@ -147,9 +147,11 @@ fn take(
         }
         "name" => {
             let text = value()?;
-            if text.is_empty() || text.len() > 200 || text.contains('/') {
+            // A name the save writes raw must read back as itself.
+            let odd = |c: char| c == '/' || c == '"' || c == '\\' || c.is_whitespace() || c.is_control();
+            if text.is_empty() || text.len() > 200 || text.contains(odd) {
                 return Err(format!(
-                    "recent: bad --name `{text}': 1 to 200 characters, no `/'"
+                    "recent: bad --name `{text}': 1 to 200 characters, no space, quote, backslash or `/'"
                 ));
             }
             m.name = Some(text);
@@ -185,7 +187,11 @@ impl Recent {
     }
 
     pub fn list_text(&self) -> String {
-        let mut out = String::from(if self.invert { " ! recent:" } else { " recent:" });
+        let mut out = String::from(if self.invert {
+            " ! recent:"
+        } else {
+            " recent:"
+        });
         out.push_str(match self.cmd {
             Some(RecentCmd::Set) => " SET",
             Some(RecentCmd::Rcheck) => " CHECK",
@@ -254,7 +260,11 @@ impl Recent {
 
     /// The nftables set that holds the list.
     pub fn set_name(&self) -> String {
-        format!("recent{}-{}", if self.v6 { "v6" } else { "v4" }, self.list())
+        format!(
+            "recent{}-{}",
+            if self.v6 { "v6" } else { "v4" },
+            self.list()
+        )
     }
 
     /// Whether the rule looks the list up (every command but `--set`).
@@ -283,7 +293,9 @@ pub fn check_lists<'a>(
         };
         match lists.get(&key) {
             Some(seen) if *seen != seconds => {
-                let say = |s: Option<u32>| s.map_or("no --seconds".to_string(), |s| format!("--seconds {s}"));
+                let say = |s: Option<u32>| {
+                    s.map_or("no --seconds".to_string(), |s| format!("--seconds {s}"))
+                };
                 return Err(format!(
                     "recent list {}: one rule gives {} and another {}: fwctl keeps a list's addresses for one time, the --seconds of every rule that checks it",
                     r.list(),

@@ -995,9 +995,16 @@ fn set_target_refusals() {
 /// does not read back.
 #[test]
 fn fragment_option_refused_in_ipv6_wherever_the_6_comes() {
-    for line in ["-6 -A INPUT -f", "-A INPUT -f -6", "--fr -A INPUT -6 -j DROP"] {
+    for line in [
+        "-6 -A INPUT -f",
+        "-A INPUT -f -6",
+        "--fr -A INPUT -6 -j DROP",
+    ] {
         let err = parse(line).expect_err(line);
-        assert_eq!(err.message, "-f is IPv4's: ip6tables has no fragment option", "{line}");
+        assert_eq!(
+            err.message, "-f is IPv4's: ip6tables has no fragment option",
+            "{line}"
+        );
     }
 }
 
@@ -1005,13 +1012,28 @@ fn fragment_option_refused_in_ipv6_wherever_the_6_comes() {
 #[test]
 fn recent_refusals_name_the_option() {
     let cases = [
-        ("-A INPUT -m recent --update --seconds 60 --hitcount 4 --name SSH", "recent: --hitcount"),
+        (
+            "-A INPUT -m recent --update --seconds 60 --hitcount 4 --name SSH",
+            "recent: --hitcount",
+        ),
         ("-A INPUT -m recent --rcheck --rttl", "recent: --rttl"),
-        ("-A INPUT -m recent ! --update --seconds 5", "recent: ! --update"),
+        (
+            "-A INPUT -m recent ! --update --seconds 5",
+            "recent: ! --update",
+        ),
         ("-A INPUT -m recent ! --set", "recent: ! --set"),
-        ("-A INPUT -m recent --set --update", "recent: option \"--set\" cannot be used together with \"--update\"."),
-        ("-A INPUT -m recent --set --mask 255.0.255.0", "recent: bad --mask `255.0.255.0'"),
-        ("-A INPUT -m recent --name SSH", "recent: you must specify one of `--set', `--rcheck' `--update' or `--remove'"),
+        (
+            "-A INPUT -m recent --set --update",
+            "recent: option \"--set\" cannot be used together with \"--update\".",
+        ),
+        (
+            "-A INPUT -m recent --set --mask 255.0.255.0",
+            "recent: bad --mask `255.0.255.0'",
+        ),
+        (
+            "-A INPUT -m recent --name SSH",
+            "recent: you must specify one of `--set', `--rcheck' `--update' or `--remove'",
+        ),
     ];
     for (line, start) in cases {
         let err = parse(line).expect_err(line);
