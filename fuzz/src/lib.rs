@@ -17,12 +17,12 @@ use fwctl::{
     },
 };
 
-/// The iptables-save text of one family's filter and nat tables, as `fwctl save` writes it.
+/// The iptables-save text of one family's tables, as `fwctl save` writes it.
 fn saved(ruleset: &Ruleset, family: Family) -> String {
-    let tables = [
-        (ruleset.table(Table::Filter, family), None),
-        (ruleset.table(Table::Nat, family), None),
-    ];
+    let tables: Vec<_> = Table::ALL
+        .iter()
+        .map(|&t| (ruleset.table(t, family), None))
+        .collect();
     list::save(&tables, "(fuzz)")
 }
 
@@ -112,6 +112,16 @@ fn raw_names(spec: &RuleSpec) -> impl Iterator<Item = &str> {
         .chain(ifaces)
         .flatten()
         .chain(spec.sets.iter().map(|m| m.value.name.as_str()))
+        .chain(written(spec).map(|m| m.name.as_str()))
+}
+
+/// The sets a `-j SET` rule writes.
+fn written(spec: &RuleSpec) -> impl Iterator<Item = &fwctl::rules::SetMatch> {
+    let st = match &spec.target {
+        Target::Set(st) => Some(st),
+        _ => None,
+    };
+    st.into_iter().flat_map(|st| st.sets())
 }
 
 /// Whether every name the family's tables save raw reads back (see `round_trips`).

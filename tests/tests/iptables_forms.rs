@@ -34,8 +34,32 @@ fn without_comments(text: &str) -> String {
 /// Loads `v4` and `v6` (iptables-save files) into iptables and into fwctl, then compares
 /// `listings` (each given to iptables/ip6tables and to fwctl/fwctl -6) and the saves.
 fn same_as_iptables(tag: &str, v4: &str, v6: &str, listings: &[&[&str]]) {
-    let fw = FwNs::new(&format!("fwr-{tag}")).unwrap();
-    let ipt = netlab::Netns::new(&format!("fwr-{tag}-ipt")).unwrap();
+    same_as_iptables_in(&format!("fwr-{tag}"), v4, v6, listings)
+}
+
+/// `same_as_iptables` in namespaces named `{ns}-…` and `{ns}-ipt-…`.
+fn same_as_iptables_in(ns: &str, v4: &str, v6: &str, listings: &[&[&str]]) {
+    same_as_iptables_with_sets(ns, &[], v4, v6, listings)
+}
+
+/// `same_as_iptables_in` with sets made first: each of `sets` (`NAME TYPE [OPTIONS]`) is
+/// given to `ipset create` and to `fwctl set create`.
+fn same_as_iptables_with_sets(ns: &str, sets: &[&str], v4: &str, v6: &str, listings: &[&[&str]]) {
+    let fw = FwNs::new(ns).unwrap();
+    let ipt = netlab::Netns::new(&format!("{ns}-ipt")).unwrap();
+    for set in sets {
+        let words: Vec<&str> = set.split_whitespace().collect();
+        let out = ipt
+            .command("ipset")
+            .arg("create")
+            .args(&words)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ipset create {set}");
+        let mut args = vec!["set", "create"];
+        args.extend(&words);
+        fw.fwctl_ok(&args);
+    }
     let ok = |out: std::process::Output, what: &str| {
         assert!(
             out.status.success(),
@@ -753,6 +777,396 @@ fn netfilter_matches_judge_real_traffic() {
         .map(|n| tests::listed_counters(&listing, "INPUT", n).unwrap().0)
         .collect();
     assert_eq!(counted, [1, 0, 1, 1, 0, 0], "{listing}");
+}
+
+/// LOG's flag options, each alone and all together, IPv4 and IPv6: iptables 1.8.9 lists
+/// them by name (`-L`), as a number (`-L -n`: `LOG flags 47`) and saves them after the
+/// level in its own order.
+#[test]
+fn log_flags_list_as_iptables() {
+    let rules = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -j LOG --log-ip-options
+-A INPUT -j LOG --log-tcp-options --log-tcp-sequence
+-A INPUT -p tcp -j LOG --log-uid --log-prefix \"x \" --log-level 7
+-A INPUT -j LOG --log-macdecode
+-A INPUT -j LOG --log-ip-options --log-tcp-o --log-tcp-s --log-u --log-m --log-level 4
+-A INPUT -j LOG --log-level 4
+COMMIT
+";
+    same_as_iptables_in("r13-log", rules, rules, FILTER_LISTINGS);
+}
+
+/// LOG's flags on real traffic, with XDP attached: `fwctl log` adds what the kernel's LOG
+/// would (MACSRC, SEQ/ACK, the TCP options of a SYN; UID/GID of a local socket's packet).
+#[test]
+fn log_flags_reach_fwctl_log() {
+    let lab = Lab::named("r13-logk").unwrap();
+    lab.host.apply(&[
+        "-A INPUT -p tcp --dport 7990 -j LOG --log-prefix in: --log-tcp-sequence --log-tcp-options --log-macdecode",
+        "-A INPUT -p tcp --dport 7991 -j LOG --log-prefix plain:",
+        "-A OUTPUT -p udp --dport 7992 -j LOG --log-prefix out: --log-uid",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    let follower = lab
+        .host
+        .fwctl_command()
+        .args(["log", "--json", "--duration", "3"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    for port in [7990u16, 7991] {
+        let to: SocketAddr = format!("{HOST_V4}:{port}").parse().unwrap();
+        lab.client
+            .run(move || {
+                // Nothing listens: the SYN is logged and refused.
+                let _ = std::net::TcpStream::connect_timeout(&to, Duration::from_millis(300));
+            })
+            .unwrap();
+    }
+    let to: SocketAddr = format!("{CLIENT_V4}:7992").parse().unwrap();
+    lab.host
+        .run(move || {
+            let s = std::net::UdpSocket::bind(format!("{HOST_V4}:0")).unwrap();
+            s.send_to(b"x", to).unwrap();
+        })
+        .unwrap();
+    let out = follower.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e.get("dpt").is_some())
+        .collect();
+    let first = |prefix: &str| {
+        events
+            .iter()
+            .find(|e| e["prefix"] == prefix)
+            .unwrap_or_else(|| panic!("no {prefix} event: {text}"))
+    };
+    let e = first("in:");
+    assert!(
+        e["seq"].as_str().is_some_and(|s| s.parse::<u32>().is_ok()),
+        "{e}"
+    );
+    assert_eq!(e["ack"], "0", "{e}");
+    // A Linux SYN carries the MSS option first: kind 2, length 4.
+    assert!(
+        e["opt"].as_str().is_some_and(|o| o.starts_with("0204")),
+        "{e}"
+    );
+    assert_eq!(e["macproto"], "0800", "{e}");
+    assert!(e["macsrc"].as_str().is_some_and(|m| m.len() == 17), "{e}");
+    let e = first("plain:");
+    assert!(e.get("seq").is_none() && e.get("opt").is_none(), "{e}");
+    let e = first("out:");
+    assert_eq!((&e["uid"], &e["gid"]), (&"0".into(), &"0".into()), "{e}");
+}
+
+/// `-m conntrack` beyond `--ctstate`: each option alone, negated, together (listed in
+/// iptables' order whatever the order given), beside other matches and in a second
+/// `-m conntrack`.
+#[test]
+fn conntrack_options_list_as_iptables() {
+    let v4 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m conntrack --ctorigsrc 10.0.0.0/8 --ctorigdst 1.2.3.4 --ctreplsrc 5.6.7.8/32 --ctrepldst 9.9.9.0/24 -j ACCEPT
+-A INPUT -m conntrack ! --ctorigsrc 10.1.2.3/8
+-A INPUT -m conntrack --ctorigsrcport 1000 --ctorigdstport ssh --ctreplsrcport 80:90 --ctrepldstport 5
+-A INPUT -m conntrack ! --ctorigdstport 22
+-A INPUT -m conntrack --ctdir ORIGINAL
+-A INPUT -m conntrack --ctdir reply -j DROP
+-A INPUT -m conntrack --ctstatus ASSURED,SEEN_REPLY
+-A INPUT -m conntrack ! --ctstatus EXPECTED,CONFIRMED,NONE
+-A INPUT -m conntrack --ctstatus NONE
+-A INPUT -m conntrack --ctproto tcp
+-A INPUT -m conntrack ! --ctproto 17
+-A INPUT -m conntrack --ctexpire 10:20
+-A INPUT -m conntrack ! --ctexpire 5
+-A INPUT -m conntrack --ctorigsrc 1.2.3.4/255.255.0.0 --ctreplsrc 0.0.0.0/0
+-A INPUT -m conntrack --ctstate NEW --ctproto tcp --ctorigdstport 22 --ctdir ORIGINAL --ctexpire 3 --ctstatus ASSURED --ctorigsrc 1.1.1.1
+-A INPUT -m conntrack --ctorigdstp 22 --ctstate ESTABLISHED
+-A INPUT -p tcp -m conntrack --ctstate NEW -m conntrack --ctorigdstport 22 -j ACCEPT
+-A INPUT -p tcp -m conntrack --ctorigdstport 22 -m conntrack --ctstate NEW
+-A INPUT -m state --state NEW -m conntrack --ctstate NEW
+-A INPUT -m mark --mark 1 -m conntrack --ctreplsrcport 53 -m limit --limit 1/sec
+-A INPUT -m conntrack --ctreplsrcport 53 -m limit --limit 1/sec -m mark --mark 2
+COMMIT
+";
+    let v6 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m conntrack --ctorigsrc fd00::1 --ctrepldst fd00::/64 ! --ctreplsrc ::1/128
+-A INPUT -m conntrack --ctstate NEW,ESTABLISHED --ctorigdst fd00::/16 -j ACCEPT
+COMMIT
+";
+    same_as_iptables_in("r13-ct", v4, v6, FILTER_LISTINGS);
+}
+
+/// `-m conntrack`'s tuple, protocol, status and direction options on real datagrams,
+/// with XDP attached (it defers them to netfilter).
+#[test]
+fn conntrack_options_judge_real_traffic() {
+    let lab = Lab::named("r13-ctk").unwrap();
+    lab.host.apply(&[
+        // 1: the original tuple's destination port and protocol, the first packet's
+        // direction: dropped. 2: the client is in 10.201.0.0/16: not dropped.
+        "-A INPUT -p udp --dport 7400 -m conntrack --ctorigdstport 7400 --ctproto udp --ctdir ORIGINAL -j DROP",
+        "-A INPUT -p udp --dport 7401 -m conntrack ! --ctorigsrc 10.201.0.0/16 -j DROP",
+        // 3: no reply seen yet: not dropped. 4: the reply tuple: dropped.
+        "-A INPUT -p udp --dport 7402 -m conntrack --ctstatus SEEN_REPLY -j DROP",
+        &format!("-A INPUT -p udp --dport 7403 -m conntrack --ctrepldst {CLIENT_V4} --ctreplsrcport 7403 -j DROP"),
+        // 5: the direction is ORIGINAL, not REPLY: not dropped.
+        "-A INPUT -p udp --dport 7404 -m conntrack --ctdir REPLY -j DROP",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    let arrives = |port: u16| -> bool {
+        let to: SocketAddr = format!("{HOST_V4}:{port}").parse().unwrap();
+        let sock = lab.host.udp_socket(to).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(400)))
+            .unwrap();
+        lab.client
+            .run(move || {
+                let s = std::net::UdpSocket::bind(format!("{CLIENT_V4}:0")).unwrap();
+                s.send_to(b"ct", to).unwrap();
+            })
+            .unwrap();
+        let mut buf = [0u8; 64];
+        sock.recv_from(&mut buf).is_ok()
+    };
+    assert!(!arrives(7400), "original destination port 7400");
+    assert!(arrives(7401), "the client is in the range");
+    assert!(arrives(7402), "no reply seen yet");
+    assert!(!arrives(7403), "the reply goes to the client from 7403");
+    assert!(arrives(7404), "the first packet is ORIGINAL");
+    let listing = lab
+        .host
+        .fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x", "--line-numbers"]);
+    let counts: Vec<u64> = (1..=5)
+        .map(|n| tests::listed_counters(&listing, "INPUT", n).unwrap().0)
+        .collect();
+    assert_eq!(counts, [1, 0, 0, 1, 0], "{listing}");
+}
+
+/// CONNMARK with masks, and the mask fields the `--set-xmark` forms share with them;
+/// CHECKSUM (libvirt's DHCP rule), which fwctl keeps and lists but cannot perform.
+#[test]
+fn connmark_masks_list_as_iptables() {
+    let rules = "\
+*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -j CONNMARK --save-mark --nfmask 0xff --ctmask 0xff00
+-A PREROUTING -j CONNMARK --save-mark --mask 0xff
+-A PREROUTING -j CONNMARK --mask 0xff --restore-mark
+-A PREROUTING -j CONNMARK --restore-mark --nfmask 0xf --ctmask 0xf0
+-A PREROUTING -j CONNMARK --restore-mark --ctmask 0
+-A PREROUTING -j CONNMARK --save-mark --mask 0xffffffff
+-A PREROUTING -j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xff
+-A PREROUTING -j CONNMARK --set-xmark 5 --mask 0xff
+-A PREROUTING -j CONNMARK --mask 0xff --set-xmark 5
+-A PREROUTING -j CONNMARK --set-xmark 0x5/0xff
+-A POSTROUTING -o virbr0 -p udp --dport 68 -j CHECKSUM --checksum-fill
+-A INPUT -j CHECKSUM --checksum-f
+COMMIT
+";
+    let mut listings = vec![];
+    for l in FILTER_LISTINGS {
+        let mut v = vec!["-t", "mangle"];
+        v.extend_from_slice(l);
+        listings.push(v);
+    }
+    let listings: Vec<&[&str]> = listings.iter().map(|v| v.as_slice()).collect();
+    same_as_iptables_in("r13-cmm", rules, rules, &listings);
+}
+
+/// CONNMARK's masks on real datagrams: what each leaves in the connection's mark or the
+/// packet's, as `-m connmark`/`-m mark` in INPUT see it (each drop proves the value).
+#[test]
+fn connmark_masks_on_real_traffic() {
+    let lab = Lab::named("r13-cmk").unwrap();
+    lab.host.apply(&[
+        // ctmark = (0 & ~0xff) ^ (0x1234 & 0xff) = 0x34.
+        "-t mangle -A PREROUTING -p udp --dport 7110 -j MARK --set-mark 0x1234",
+        "-t mangle -A PREROUTING -p udp --dport 7110 -j CONNMARK --save-mark --mask 0xff",
+        "-A INPUT -p udp --dport 7110 -m connmark --mark 0x34 -j DROP",
+        // mark = ctmark & 0xff00 = 0xab00.
+        "-t mangle -A PREROUTING -p udp --dport 7111 -j CONNMARK --set-mark 0xabcd",
+        "-t mangle -A PREROUTING -p udp --dport 7111 -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xff00",
+        "-A INPUT -p udp --dport 7111 -m mark --mark 0xab00 -j DROP",
+        // mark = (0x11 & ~0xff00) ^ (0x2233 & 0xff00) = 0x2211.
+        "-t mangle -A PREROUTING -p udp --dport 7112 -j MARK --set-mark 0x11",
+        "-t mangle -A PREROUTING -p udp --dport 7112 -j CONNMARK --set-mark 0x2233",
+        "-t mangle -A PREROUTING -p udp --dport 7112 -j CONNMARK --restore-mark --mask 0xff00",
+        "-A INPUT -p udp --dport 7112 -m mark --mark 0x2211 -j DROP",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    let arrives = |port: u16| -> bool {
+        let to: SocketAddr = format!("{HOST_V4}:{port}").parse().unwrap();
+        let sock = lab.host.udp_socket(to).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(400)))
+            .unwrap();
+        lab.client
+            .run(move || {
+                let s = std::net::UdpSocket::bind(format!("{CLIENT_V4}:0")).unwrap();
+                s.send_to(b"cm", to).unwrap();
+            })
+            .unwrap();
+        let mut buf = [0u8; 64];
+        sock.recv_from(&mut buf).is_ok()
+    };
+    for port in [7110, 7111, 7112] {
+        assert!(!arrives(port), "port {port}: the mark the rule expects");
+    }
+}
+
+/// `-j SET`: add, add with --exist and --timeout, delete, both in one rule, prefixes.
+#[test]
+fn set_target_lists_as_iptables() {
+    let v4 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -p tcp --dport 22 -j SET --add-set r13a src
+-A INPUT -j SET --del-set r13a dst
+-A INPUT -j SET --add-set r13a src --exist
+-A INPUT -j SET --add-set r13a src --timeout 60
+-A INPUT -j SET --timeout 60 --exi --add-set r13a src
+-A INPUT -j SET --add-set r13p src,dst
+-A INPUT -j SET --del-set r13p dst,dst --add-set r13a src --exist
+-A INPUT -m set --match-set r13a src -j DROP
+COMMIT
+";
+    same_as_iptables_with_sets(
+        "r13-st",
+        &["r13a hash:ip timeout 100", "r13p hash:ip,port"],
+        v4,
+        "",
+        FILTER_LISTINGS,
+    );
+}
+
+/// `-j SET` on real datagrams with XDP attached: a member it adds is matched (by
+/// netfilter: XDP does not see such members), one it deletes no longer is.
+#[test]
+fn set_target_on_real_traffic() {
+    let lab = Lab::named("r13-stk").unwrap();
+    lab.host
+        .fwctl_ok(&["set", "create", "r13k", "hash:ip", "timeout", "300"]);
+    lab.host.apply(&[
+        "-A INPUT -p udp --dport 7501 -m set --match-set r13k src -j DROP",
+        "-A INPUT -p udp --dport 7500 -j SET --add-set r13k src",
+        "-A INPUT -p udp --dport 7502 -j SET --del-set r13k src",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    let arrives = |port: u16| -> bool {
+        let to: SocketAddr = format!("{HOST_V4}:{port}").parse().unwrap();
+        let sock = lab.host.udp_socket(to).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(400)))
+            .unwrap();
+        lab.client
+            .run(move || {
+                let s = std::net::UdpSocket::bind(format!("{CLIENT_V4}:0")).unwrap();
+                s.send_to(b"set", to).unwrap();
+            })
+            .unwrap();
+        let mut buf = [0u8; 64];
+        sock.recv_from(&mut buf).is_ok()
+    };
+    assert!(arrives(7501), "not in the set yet");
+    assert!(
+        arrives(7500),
+        "SET adds the client and the datagram goes on"
+    );
+    assert!(!arrives(7501), "the client is in the set now");
+    assert!(arrives(7502), "SET deletes the client");
+    assert!(arrives(7501), "the client is out of the set again");
+}
+
+/// `-m recent` (without --hitcount and --rttl, which fwctl refuses): each command, the
+/// defaults iptables fills in, masks, IPv6.
+#[test]
+fn recent_lists_as_iptables() {
+    let v4 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -p tcp -m recent --set
+-A INPUT -p tcp --dport 22 -m conntrack --ctstate NEW -m recent --name SSH --set --rsource
+-A INPUT -p tcp --dport 22 -m recent --update --seconds 60 --name SSH -j DROP
+-A INPUT -m recent --rcheck --seconds 60 --name SSH --rsource
+-A INPUT -m recent ! --rcheck --name SSH --seconds 60 -j ACCEPT
+-A INPUT -m recent --remove --name X --rdest
+-A INPUT -m recent --set --name M --mask 255.255.255.0
+-A INPUT -m recent --update --seconds 60 --reap --name SSH
+COMMIT
+";
+    let v6 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m recent --set --name SSH6
+-A INPUT -m recent --rcheck --seconds 30 --name SSH6 --mask ffff:ffff:ffff:ffff:: -j DROP
+COMMIT
+";
+    same_as_iptables_in("r13-rc", v4, v6, FILTER_LISTINGS);
+}
+
+/// `-m recent` on real datagrams with XDP attached: --set adds the sender, --rcheck
+/// --seconds finds it until the time is up, --remove takes it out, and the list outlives a
+/// change of the rules, as xt_recent's does.
+#[test]
+fn recent_on_real_traffic() {
+    let lab = Lab::named("r13-rck").unwrap();
+    lab.host.apply(&[
+        "-A INPUT -p udp --dport 7601 -m recent --rcheck --seconds 2 --name r13 -j DROP",
+        "-A INPUT -p udp --dport 7600 -m recent --set --name r13",
+        // A list --remove takes from keeps its addresses until then.
+        "-A INPUT -p udp --dport 7604 -m recent --rcheck --name r13b -j DROP",
+        "-A INPUT -p udp --dport 7603 -m recent --set --name r13b",
+        "-A INPUT -p udp --dport 7602 -m recent --remove --name r13b",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    let arrives = |port: u16| -> bool {
+        let to: SocketAddr = format!("{HOST_V4}:{port}").parse().unwrap();
+        let sock = lab.host.udp_socket(to).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        lab.client
+            .run(move || {
+                let s = std::net::UdpSocket::bind(format!("{CLIENT_V4}:0")).unwrap();
+                s.send_to(b"recent", to).unwrap();
+            })
+            .unwrap();
+        let mut buf = [0u8; 64];
+        sock.recv_from(&mut buf).is_ok()
+    };
+    assert!(arrives(7601), "not in the list yet");
+    assert!(arrives(7600), "--set adds the client");
+    assert!(!arrives(7601), "seen within 2 seconds");
+    lab.host.apply(&["-A INPUT -p udp --dport 7699 -j ACCEPT"]);
+    assert!(!arrives(7601), "the list outlives a change of the rules");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(arrives(7601), "not seen for 2 seconds");
+    assert!(arrives(7603), "--set adds the client to r13b");
+    assert!(!arrives(7604), "in r13b");
+    assert!(arrives(7602), "--remove takes it out");
+    assert!(arrives(7604), "removed from r13b");
 }
 
 /// `-L` without `-n` names addresses as iptables does: hosts through the resolver

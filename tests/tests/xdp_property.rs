@@ -297,6 +297,7 @@ fn rules(family: Family, large: bool) -> impl Strategy<Value = Rules> {
     let log = Target::Log(LogOpts {
         prefix: None,
         level: 4,
+        flags: 0,
     });
     (any::<bool>(), 0..3usize).prop_flat_map(move |(drop, n)| {
         let jumps = |from: usize| (from..n).map(|j| Target::Jump(chain_name(j)));

@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use crate::{build, cmd::run, setup};
 
 /// The cargo-fuzz targets (fuzz/fuzz_targets/*.rs), each seeded from fuzz/seeds/TARGET/.
-const PARSER_TARGETS: &[&str] = &["rule_grammar", "iptables_save", "ipset_save"];
+pub const PARSER_TARGETS: &[&str] = &["rule_grammar", "iptables_save", "ipset_save"];
 
 pub struct Options {
     pub differential: bool,
@@ -34,9 +34,6 @@ pub fn fuzz(opts: Options) -> Result<()> {
     let both = !opts.differential && !opts.parsers;
     setup::ensure()?;
     if opts.parsers || both {
-        // Not part of `cargo xtask test` yet: rule_grammar still finds a save -> restore ->
-        // save difference in the order of several `-m set` and `-m connlimit` matches
-        // (issue 16's note), which would fail every test run until it is fixed.
         setup::ensure_cargo_fuzz()?;
         for target in PARSER_TARGETS {
             parser(target, opts.seconds)?;
@@ -100,7 +97,7 @@ pub fn differential(cases: u64, seed: u64) -> Result<()> {
 
 /// Runs one cargo-fuzz target for `seconds`, from its seeds and the corpus earlier runs grew
 /// (target/fuzz-corpus/TARGET, outside the repository).
-fn parser(target: &str, seconds: u64) -> Result<()> {
+pub fn parser(target: &str, seconds: u64) -> Result<()> {
     let root = build::workspace_root();
     let corpus = root.join("target/fuzz-corpus").join(target);
     std::fs::create_dir_all(&corpus).with_context(|| format!("creating {}", corpus.display()))?;

@@ -245,7 +245,7 @@ fn cargo_fuzz_works() -> bool {
     )
 }
 
-/// cargo-fuzz, for `cargo xtask fuzz` only: the test run does not need it.
+/// cargo-fuzz, for the parser fuzz targets (`cargo xtask fuzz`, and briefly `cargo xtask test`).
 pub fn ensure_cargo_fuzz() -> Result<bool> {
     cargo_install(
         "cargo-fuzz",

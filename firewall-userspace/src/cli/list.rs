@@ -11,7 +11,7 @@ use crate::rules::{
     parse::{ListOptions, TCP_FLAG_NAMES},
     ratelimit, services, Cidr, CtState, Family, FamilyRules, MultiportKind, Neg, PortRange, Rule,
     RuleSpec, Target, CT_STATES, DEFAULT_LOG_LEVEL, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP,
-    IPPROTO_UDP, LOG_LEVELS,
+    IPPROTO_UDP, LOG_FLAGS, LOG_LEVELS,
 };
 
 /// Gives a chain's counters by name.
@@ -208,6 +208,10 @@ fn in_given_order(order: &[String], mut segs: Vec<(&str, String)>) -> Vec<String
     }
     out.extend(segs.into_iter().map(|(_, text)| text));
     out
+}
+
+fn is_conntrack(m: &NfMatch) -> bool {
+    matches!(m, NfMatch::Conntrack(_))
 }
 
 /// `-f` (Some(false)) or `! -f` (Some(true)).
@@ -460,6 +464,10 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
         let _ = write!(out, "{neg} {what} {}", ct_text(c.value.states));
         segs.push((module, std::mem::take(&mut out)));
     }
+    // The other `-m conntrack` matches go where the state's does when no order is kept.
+    for m in spec.nf.iter().filter(|m| is_conntrack(&m.value)) {
+        segs.push(("conntrack", m.value.list_text(m.negated, numeric)));
+    }
     for m in &spec.sets {
         let neg = if m.negated { " !" } else { "" };
         segs.push((
@@ -470,7 +478,7 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
     for (module, one) in ratelimit::each(&spec.rate) {
         segs.push((module, ratelimit::list_text(&one)));
     }
-    for m in &spec.nf {
+    for m in spec.nf.iter().filter(|m| !is_conntrack(&m.value)) {
         segs.push((m.value.module(), m.value.list_text(m.negated, numeric)));
     }
     if let Some(c) = &spec.comment {
@@ -495,12 +503,19 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
         Target::Connmark(c) => out.push_str(&c.list_text()),
         Target::Tcpmss(t) => out.push_str(&t.list_text()),
         Target::Notrack { legacy: false } => out.push_str(" CT notrack"),
+        Target::Checksum => out.push_str(" CHECKSUM fill"),
+        Target::Set(st) => out.push_str(&st.list_text()),
         Target::Notrack { legacy: true } => out.push_str(" NOTRACK"),
         Target::Log(log) => {
             if numeric {
-                let _ = write!(out, " LOG flags 0 level {}", log.level);
+                let _ = write!(out, " LOG flags {} level {}", log.flags, log.level);
             } else {
                 let _ = write!(out, " LOG level {}", LOG_LEVELS[log.level as usize & 7]);
+                for (bit, _, word) in LOG_FLAGS {
+                    if log.flags & bit != 0 {
+                        let _ = write!(out, " {word}");
+                    }
+                }
             }
             if let Some(p) = &log.prefix {
                 let _ = write!(out, " prefix \"{p}\"");
@@ -781,6 +796,9 @@ pub fn rule_args(spec: &RuleSpec) -> String {
             format!("-m {module} {}", neg_opt(*negated, opt, ct_text(*states))),
         ));
     }
+    for m in spec.nf.iter().filter(|m| is_conntrack(&m.value)) {
+        segs.push(("conntrack", m.value.save_text(m.negated)));
+    }
     for m in &spec.sets {
         let set = format!("{} {}", m.value.name, m.value.flags());
         segs.push((
@@ -791,7 +809,11 @@ pub fn rule_args(spec: &RuleSpec) -> String {
     for (module, one) in ratelimit::each(&spec.rate) {
         segs.push((module, ratelimit::save_text(&one).trim_start().to_string()));
     }
-    for m in spec.nf.iter().filter(|m| m.value != NfMatch::Fragment) {
+    for m in spec
+        .nf
+        .iter()
+        .filter(|m| m.value != NfMatch::Fragment && !is_conntrack(&m.value))
+    {
         segs.push((m.value.module(), m.value.save_text(m.negated)));
     }
     if let Some(c) = &spec.comment {
@@ -811,6 +833,8 @@ pub fn rule_args(spec: &RuleSpec) -> String {
         Target::Count => {}
         Target::Notrack { legacy: true } => parts.push("-j NOTRACK".to_string()),
         Target::Notrack { legacy: false } => parts.push("-j CT --notrack".to_string()),
+        Target::Checksum => parts.push("-j CHECKSUM --checksum-fill".to_string()),
+        Target::Set(st) => parts.push(format!("-j SET {}", st.save_text())),
         Target::Mark(m) => parts.push(format!("-j MARK {}", m.save_text())),
         Target::Nflog { group, prefix } => {
             parts.push(format!("-j NFLOG{}", nflog_text(*group, prefix, "--")))
@@ -832,6 +856,11 @@ pub fn rule_args(spec: &RuleSpec) -> String {
             }
             if log.level != DEFAULT_LOG_LEVEL {
                 parts.push(format!("--log-level {}", log.level));
+            }
+            for (bit, option, _) in LOG_FLAGS {
+                if log.flags & bit != 0 {
+                    parts.push(option.to_string());
+                }
             }
         }
         _ => {}

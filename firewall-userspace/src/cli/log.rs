@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 
 use crate::{
     firewall::Firewall,
-    netfilter::nflog::{Listener, RateLimit, LOG_GROUP},
+    netfilter::nflog::{Listener, RateLimit},
 };
 
 pub struct Options {
@@ -78,7 +78,7 @@ fn follow_events(mut listener: Listener, limit: Arc<Mutex<RateLimit>>, json: boo
 
 pub fn follow(opts: Options) -> Result<()> {
     let id = Firewall::lock()?.program_id()?;
-    let listener = Listener::bind(LOG_GROUP)?;
+    let listener = Listener::bind_log()?;
     let limit = Arc::new(Mutex::new(RateLimit::new(opts.limit, opts.burst)));
     {
         let limit = limit.clone();

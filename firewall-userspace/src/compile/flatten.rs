@@ -332,6 +332,8 @@ impl<'a> Flattener<'a> {
             | Target::Nflog { .. }
             | Target::Connmark(_)
             | Target::Tcpmss(_)
+            | Target::Checksum
+            | Target::Set(_)
             | Target::Notrack { .. } => {
                 self.push(conds, VERDICT_DEFER, NO_COUNTER, jumps, position);
             }

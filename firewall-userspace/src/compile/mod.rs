@@ -159,6 +159,27 @@ pub fn compile_with_sets(
     interfaces: &[Interface],
     sets: &Registry,
 ) -> Result<Image, CompileError> {
+    // Members `-j SET` adds are netfilter's alone: XDP leaves every match on such a set
+    // to it, as it does a match on a set it does not know.
+    let written: Vec<&str> = ruleset
+        .written_sets()
+        .map(|(_, m)| m.name.as_str())
+        .collect();
+    let unwritten;
+    let sets = if written.is_empty() {
+        sets
+    } else {
+        unwritten = Registry {
+            sets: sets
+                .sets
+                .iter()
+                .filter(|d| !written.contains(&d.name.as_str()))
+                .cloned()
+                .collect(),
+            ..sets.clone()
+        };
+        &unwritten
+    };
     let mut pool = Pool::default();
     let mut image = Image::default();
     let mut entry_base = 0u32;

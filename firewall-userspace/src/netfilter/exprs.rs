@@ -217,7 +217,85 @@ pub fn connmark(c: crate::rules::mark::Connmark, out: &mut Vec<RawExpression>) {
             out.push(xmark(m));
             set_ct_mark(out);
         }
+        // ctmark = (ctmark & ~ctmask) ^ (mark & nfmask), as xt_CONNMARK.
+        Connmark::SaveMasked { nfmask, ctmask } => {
+            out.push(meta(MetaType::Mark));
+            out.push(and_xor(1, 1, nfmask, 0));
+            if ctmask != u32::MAX {
+                out.push(ct_mark_into(2));
+                out.push(and_xor(2, 2, !ctmask, 0));
+                out.push(xor_registers());
+            }
+            set_ct_mark(out);
+        }
+        // mark = (mark & ~nfmask) ^ (ctmark & ctmask).
+        Connmark::RestoreMasked { nfmask, ctmask } => {
+            out.push(Conntrack::new(ConntrackKey::Mark).into());
+            out.push(and_xor(1, 1, ctmask, 0));
+            if nfmask != u32::MAX {
+                out.push(meta_mark_into(2));
+                out.push(and_xor(2, 2, !nfmask, 0));
+                out.push(xor_registers());
+            }
+            set_meta_mark(out);
+        }
     }
+}
+
+const NFTA_BITWISE_SREG: u16 = 1;
+const NFTA_BITWISE_DREG: u16 = 2;
+const NFTA_BITWISE_LEN: u16 = 3;
+
+/// Register `dreg` = register `sreg` & mask ^ xor, on a host-order u32.
+fn and_xor(sreg: u32, dreg: u32, mask: u32, xor: u32) -> RawExpression {
+    const NFTA_BITWISE_MASK: u16 = 4;
+    const NFTA_BITWISE_XOR: u16 = 5;
+    placeholder(&element(
+        "bitwise",
+        &[
+            Attr::U32(NFTA_BITWISE_SREG, sreg),
+            Attr::U32(NFTA_BITWISE_DREG, dreg),
+            Attr::U32(NFTA_BITWISE_LEN, 4),
+            Attr::Value(NFTA_BITWISE_MASK, &mask.to_ne_bytes()),
+            Attr::Value(NFTA_BITWISE_XOR, &xor.to_ne_bytes()),
+        ],
+    ))
+}
+
+/// Register 1 ^= register 2: a bitwise operation between two registers, which kernels
+/// from 6.13 on have (NFTA_BITWISE_SREG2); only CONNMARK's partial masks on both marks
+/// need it, and an older kernel refuses the batch.
+fn xor_registers() -> RawExpression {
+    const NFTA_BITWISE_OP: u16 = 6;
+    const NFTA_BITWISE_SREG2: u16 = 8;
+    const NFT_BITWISE_XOR: u32 = 5;
+    raw(
+        "bitwise",
+        &[
+            (NFTA_BITWISE_SREG, 1),
+            (NFTA_BITWISE_SREG2, 2),
+            (NFTA_BITWISE_DREG, 1),
+            (NFTA_BITWISE_LEN, 4),
+            (NFTA_BITWISE_OP, NFT_BITWISE_XOR),
+        ],
+    )
+}
+
+fn ct_mark_into(dreg: u32) -> RawExpression {
+    const NFTA_CT_DREG: u16 = 1;
+    const NFTA_CT_KEY: u16 = 2;
+    const NFT_CT_MARK: u32 = 3;
+    raw("ct", &[(NFTA_CT_DREG, dreg), (NFTA_CT_KEY, NFT_CT_MARK)])
+}
+
+fn meta_mark_into(dreg: u32) -> RawExpression {
+    const NFTA_META_DREG: u16 = 1;
+    const NFTA_META_KEY: u16 = 2;
+    const NFT_META_MARK: u32 = 3;
+    raw(
+        "meta",
+        &[(NFTA_META_DREG, dreg), (NFTA_META_KEY, NFT_META_MARK)],
+    )
 }
 
 /// reg1 = reg1 & ~mask ^ value, on a host-order u32 mark.
@@ -444,6 +522,9 @@ fn nf_match(
             out.push(maxseg(false));
             out.push(range(&m.min.to_be_bytes(), &m.max.to_be_bytes(), negated));
         }
+        NfMatch::Conntrack(c) => conntrack(c, family, out),
+        // Written with the list's timeout, which the whole ruleset decides (`recent`).
+        NfMatch::Recent(_) => {}
         NfMatch::Fragment => {
             // The fragment offset, flags masked off: not 0 past the first fragment.
             out.push(load(NFT_PAYLOAD_NETWORK_HEADER, 6, 2));
@@ -485,6 +566,113 @@ fn nf_match(
 }
 
 /// Register 1's u32 from host to network order.
+/// `-m conntrack`'s options as xt_conntrack tests them, each inverted by its own `!`
+/// (iptables-nft lists them as `ct original saddr`...). Every key but the state breaks
+/// the rule for a packet without a connection, where xt_conntrack's options fail too
+/// (CtMatch::check refuses the one case where they would not be looked at).
+fn conntrack(
+    c: &crate::rules::matches::conntrack::CtMatch,
+    family: Family,
+    out: &mut Vec<RawExpression>,
+) {
+    const NFTA_CT_DREG: u16 = 1;
+    const NFTA_CT_KEY: u16 = 2;
+    const NFTA_CT_DIRECTION: u16 = 3;
+    const NFT_CT_DIRECTION: u32 = 1;
+    const NFT_CT_STATUS: u32 = 2;
+    const NFT_CT_EXPIRATION: u32 = 5;
+    const NFT_CT_PROTOCOL: u32 = 10;
+    const NFT_CT_PROTO_SRC: u32 = 11;
+    const NFT_CT_PROTO_DST: u32 = 12;
+    const NFT_CT_SRC_IP: u32 = 19;
+    const NFT_CT_DST_IP: u32 = 20;
+    const NFT_CT_SRC_IP6: u32 = 21;
+    const NFT_CT_DST_IP6: u32 = 22;
+    let ct = |key: u32, dir: Option<u8>| {
+        let mut attrs = vec![Attr::U32(NFTA_CT_DREG, 1), Attr::U32(NFTA_CT_KEY, key)];
+        attrs.extend(dir.map(|d| Attr::U8(NFTA_CT_DIRECTION, d)));
+        placeholder(&element("ct", &attrs))
+    };
+    if let Some(s) = &c.state {
+        out.push(Conntrack::new(ConntrackKey::State).into());
+        let bits = nft_ct_bits(s.value).to_ne_bytes().to_vec();
+        out.extend(masked(bits, op(s.negated), vec![0; 4]));
+    }
+    if let Some(p) = &c.proto {
+        out.push(ct(NFT_CT_PROTOCOL, Some(0)));
+        out.push(Cmp::new(op(!p.negated), vec![p.value]).into());
+    }
+    for (i, a) in c.addrs.iter().enumerate() {
+        let Some(a) = a else { continue };
+        let (dir, src) = ((i / 2) as u8, i % 2 == 0);
+        let key = match (family, src) {
+            (Family::V4, true) => NFT_CT_SRC_IP,
+            (Family::V4, false) => NFT_CT_DST_IP,
+            (Family::V6, true) => NFT_CT_SRC_IP6,
+            (Family::V6, false) => NFT_CT_DST_IP6,
+        };
+        out.push(ct(key, Some(dir)));
+        let bytes = octets(a.value.addr);
+        let prefix = usize::from(a.value.prefix);
+        let mask: Vec<u8> = (0..bytes.len())
+            .map(|i| {
+                let ones = prefix.saturating_sub(i * 8).min(8);
+                (0xffu16 << (8 - ones)) as u8
+            })
+            .collect();
+        let value: Vec<u8> = bytes.iter().zip(&mask).map(|(b, m)| b & m).collect();
+        if prefix == bytes.len() * 8 {
+            out.push(Cmp::new(op(!a.negated), value).into());
+        } else {
+            out.extend(masked(mask, op(!a.negated), value));
+        }
+    }
+    for (i, p) in c.ports.iter().enumerate() {
+        let Some(p) = p else { continue };
+        let dir = (i / 2) as u8;
+        let key = if i % 2 == 0 {
+            NFT_CT_PROTO_SRC
+        } else {
+            NFT_CT_PROTO_DST
+        };
+        out.push(ct(key, Some(dir)));
+        let (min, max) = (p.value.min.to_be_bytes(), p.value.max.to_be_bytes());
+        if min == max {
+            out.push(Cmp::new(op(!p.negated), min.to_vec()).into());
+        } else {
+            out.push(range(&min, &max, p.negated));
+        }
+    }
+    if let Some(s) = &c.status {
+        out.push(ct(NFT_CT_STATUS, None));
+        out.extend(masked(
+            s.value.to_ne_bytes().to_vec(),
+            op(s.negated),
+            vec![0; 4],
+        ));
+    }
+    if let Some(e) = &c.expire {
+        // nftables reads milliseconds; xt_conntrack whole seconds, rounded down.
+        let (min, max) = e.value;
+        out.push(ct(NFT_CT_EXPIRATION, None));
+        out.push(hton32());
+        if min > max {
+            // An empty range: never within it.
+            if !e.negated {
+                out.push(Cmp::new(CmpOp::Lt, vec![0; 4]).into());
+            }
+        } else {
+            let ms = |s: u64| s.saturating_mul(1000).min(u64::from(u32::MAX)) as u32;
+            let (lo, hi) = (ms(u64::from(min)), ms(u64::from(max) + 1).saturating_sub(1));
+            out.push(range(&lo.to_be_bytes(), &hi.to_be_bytes(), e.negated));
+        }
+    }
+    if let Some(reply) = c.reply {
+        out.push(ct(NFT_CT_DIRECTION, None));
+        out.push(Cmp::new(CmpOp::Eq, vec![reply as u8]).into());
+    }
+}
+
 fn hton32() -> RawExpression {
     const NFTA_BYTEORDER_SREG: u16 = 1;
     const NFTA_BYTEORDER_DREG: u16 = 2;
@@ -574,11 +762,29 @@ pub fn reject(with: RejectWith, family: Family) -> RawExpression {
 /// group per network namespace, as netlink-log groups are.
 pub const LOG_GROUP: u16 = 0xf3c7;
 
-/// `log group LOG_GROUP prefix P`: the packet goes to `fwctl log`, which writes the line
-/// the kernel's LOG target would.
-pub fn log(prefix: Option<&str>) -> RawExpression {
+/// The groups after [`LOG_GROUP`] that carry LOG's flags: the kernel refuses a `log`
+/// expression with both a group and flags (nft_log_init: EINVAL), so a rule's
+/// `--log-uid`... choose its group, and `fwctl log` reads them back from the group.
+pub const LOG_GROUPS: u16 = 32;
+
+/// The group of a LOG rule with the kernel's `XT_LOG_*` flags (0x01 to 0x08, 0x20).
+pub fn log_group(flags: u8) -> u16 {
+    LOG_GROUP + u16::from((flags & 0x0f) | ((flags & 0x20) >> 1))
+}
+
+/// The `XT_LOG_*` flags of a group `log_group` gave, if it is one.
+pub fn log_flags(group: u16) -> Option<u8> {
+    let i = group.checked_sub(LOG_GROUP).filter(|i| *i < LOG_GROUPS)? as u8;
+    Some((i & 0x0f) | ((i & 0x10) << 1))
+}
+
+/// `log group N prefix P`: the packet goes to `fwctl log`, which writes the line the
+/// kernel's LOG target would, with what the flags ask for.
+pub fn log(prefix: Option<&str>, flags: u8) -> RawExpression {
     // A prefix of at most 29 bytes (the parser's limit) always fits.
-    Log::new(Some(LOG_GROUP), prefix).unwrap_or_default().into()
+    Log::new(Some(log_group(flags)), prefix)
+        .unwrap_or_default()
+        .into()
 }
 
 /// `log group N prefix P`: iptables' NFLOG, to whoever listens on the group.
@@ -677,7 +883,7 @@ const TYPE_IPV4_ADDR: u32 = 7;
 const TYPE_IPV6_ADDR: u32 = 8;
 const TYPE_INET_SERVICE: u32 = 13;
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 /// A key assembled from the packet in consecutive 32-bit registers, and the set type that
 /// holds it.
 pub struct Key {
@@ -875,20 +1081,115 @@ pub fn redirect(ports: Option<PortRange>, out: &mut Vec<RawExpression>) {
 /// `-m set [!] --match-set NAME src|dst[,src|dst]`: the key loaded as the set's members
 /// are laid out (netfilter/sets.rs), then looked up, inverted for `!`. `dst`: which of the
 /// set's dimensions come from the destination.
+/// `-m recent`: the list's lookup and change, the members' timeout `seconds` (the list's,
+/// recent::check_lists). The key is the address, masked, in registers from REG32_00.
+pub fn recent(
+    r: &crate::rules::matches::recent::Recent,
+    family: Family,
+    seconds: Option<u32>,
+    out: &mut Vec<RawExpression>,
+) -> Key {
+    use crate::rules::matches::recent::RecentCmd;
+    const NFTA_LOOKUP_SET: u16 = 1;
+    const NFTA_LOOKUP_SREG: u16 = 2;
+    const NFTA_LOOKUP_FLAGS: u16 = 5;
+    const NFT_LOOKUP_F_INV: u32 = 1;
+    const NFTA_DYNSET_SET_NAME: u16 = 1;
+    const NFTA_DYNSET_OP: u16 = 3;
+    const NFTA_DYNSET_SREG_KEY: u16 = 4;
+    const NFTA_DYNSET_TIMEOUT: u16 = 6;
+    let full = if family == Family::V6 { 128 } else { 32 };
+    let key = load_key(family, &[(!r.rdest, r.prefix.unwrap_or(full))], &[], out);
+    let name = r.set_name();
+    if r.looks() {
+        let flags = if r.invert { NFT_LOOKUP_F_INV } else { 0 };
+        out.push(placeholder(&element(
+            "lookup",
+            &[
+                Attr::Str(NFTA_LOOKUP_SET, &name),
+                Attr::U32(NFTA_LOOKUP_SREG, REG32_00),
+                Attr::U32(NFTA_LOOKUP_FLAGS, flags),
+            ],
+        )));
+    }
+    let op = match r.cmd {
+        Some(RecentCmd::Set | RecentCmd::Update) => DynsetOp::Update,
+        Some(RecentCmd::Remove) => DynsetOp::Delete,
+        Some(RecentCmd::Rcheck) | None => return key,
+    };
+    let mut attrs = vec![
+        Attr::Str(NFTA_DYNSET_SET_NAME, &name),
+        Attr::U32(NFTA_DYNSET_OP, op as u32),
+        Attr::U32(NFTA_DYNSET_SREG_KEY, REG32_00),
+    ];
+    if op == DynsetOp::Update {
+        attrs.extend(seconds.map(|s| Attr::U64(NFTA_DYNSET_TIMEOUT, u64::from(s) * 1000)));
+    }
+    out.push(placeholder(&element("dynset", &attrs)));
+    key
+}
+
+/// What `-j SET` does to a set: `--add-set`, `--add-set --exist` (which refreshes the
+/// timeout of a member already there) or `--del-set`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DynsetOp {
+    Add = 0,
+    Update = 1,
+    Delete = 2,
+}
+
+/// `add`/`update`/`delete @set { key [timeout T] }` with the packet's key, `timeout` in
+/// seconds.
+pub fn set_dynset(
+    set: &super::sets::NftSet,
+    dst: &[bool],
+    op: DynsetOp,
+    timeout: Option<u32>,
+    out: &mut Vec<RawExpression>,
+) {
+    const NFTA_DYNSET_SET_NAME: u16 = 1;
+    const NFTA_DYNSET_OP: u16 = 3;
+    const NFTA_DYNSET_SREG_KEY: u16 = 4;
+    const NFTA_DYNSET_TIMEOUT: u16 = 6;
+    let first = set_key(set, dst, out);
+    let mut attrs = vec![
+        Attr::Str(NFTA_DYNSET_SET_NAME, set.name),
+        Attr::U32(NFTA_DYNSET_OP, op as u32),
+        Attr::U32(NFTA_DYNSET_SREG_KEY, first),
+    ];
+    attrs.extend(timeout.map(|t| Attr::U64(NFTA_DYNSET_TIMEOUT, u64::from(t) * 1000)));
+    out.push(placeholder(&element("dynset", &attrs)));
+}
+
 pub fn set_lookup(
     set: &super::sets::NftSet,
     dst: &[bool],
     negated: bool,
     out: &mut Vec<RawExpression>,
 ) {
-    const NFT_REG_1: u32 = 1;
-    const NFTA_META_DREG: u16 = 1;
-    const NFTA_META_KEY: u16 = 2;
-    const NFT_META_L4PROTO: u32 = 16;
     const NFTA_LOOKUP_SET: u16 = 1;
     const NFTA_LOOKUP_SREG: u16 = 2;
     const NFTA_LOOKUP_FLAGS: u16 = 5;
     const NFT_LOOKUP_F_INV: u32 = 1;
+    let first = set_key(set, dst, out);
+    let flags = if negated { NFT_LOOKUP_F_INV } else { 0 };
+    out.push(placeholder(&element(
+        "lookup",
+        &[
+            Attr::Str(NFTA_LOOKUP_SET, set.name),
+            Attr::U32(NFTA_LOOKUP_SREG, first),
+            Attr::U32(NFTA_LOOKUP_FLAGS, flags),
+        ],
+    )));
+}
+
+/// Loads the packet's key for `set` (each dimension from the source or the destination
+/// as `dst` says) and returns the register it starts in.
+fn set_key(set: &super::sets::NftSet, dst: &[bool], out: &mut Vec<RawExpression>) -> u32 {
+    const NFT_REG_1: u32 = 1;
+    const NFTA_META_DREG: u16 = 1;
+    const NFTA_META_KEY: u16 = 2;
+    const NFT_META_L4PROTO: u32 = 16;
     let from_dst = |dim: usize| dst.get(dim).copied().unwrap_or(false);
     let (offset, len) = addr_field(set.family, !from_dst(0));
     let ports = set.kind == crate::sets::model::SetKind::HashIpPort;
@@ -912,13 +1213,5 @@ pub fn set_lookup(
             2,
         ));
     }
-    let flags = if negated { NFT_LOOKUP_F_INV } else { 0 };
-    out.push(placeholder(&element(
-        "lookup",
-        &[
-            Attr::Str(NFTA_LOOKUP_SET, set.name),
-            Attr::U32(NFTA_LOOKUP_SREG, first),
-            Attr::U32(NFTA_LOOKUP_FLAGS, flags),
-        ],
-    )));
+    first
 }

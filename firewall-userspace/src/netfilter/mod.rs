@@ -337,6 +337,8 @@ pub struct ChainImage {
     pub rules: Vec<(Vec<RawExpression>, Vec<u8>)>,
     /// Sets its rules update (hashlimit meters, connlimit counts), made with the chain.
     pub sets: Vec<RateSet>,
+    /// `-m recent` lists its rules use (name, key): made if missing, kept across changes.
+    pub lists: Vec<(String, exprs::Key)>,
 }
 
 #[derive(Debug)]
@@ -426,6 +428,16 @@ pub fn translate(
     set_registry: &crate::sets::model::Registry,
 ) -> Result<Vec<ChainImage>, TranslateError> {
     let mut out = Vec::new();
+    let lists =
+        crate::rules::matches::recent::check_lists(ruleset.all_tables().flat_map(|(_, f)| {
+            f.all_rules().flat_map(|r| {
+                r.spec.nf.iter().filter_map(|m| match &m.value {
+                    crate::rules::matches::NfMatch::Recent(r) => Some(r),
+                    _ => None,
+                })
+            })
+        }))
+        .map_err(TranslateError::Recent)?;
     for table in Table::ALL {
         for family in Family::ALL {
             let rules = ruleset.table(table, family);
@@ -453,6 +465,7 @@ pub fn translate(
                     name,
                     rules: Vec::new(),
                     sets: Vec::new(),
+                    lists: Vec::new(),
                 };
                 for rule in list {
                     let (mut packets, mut bytes) = counters.rule(rule.slot);
@@ -478,6 +491,17 @@ pub fn translate(
                             exprs::set_lookup(&set, &m.value.dst, m.negated, &mut e);
                         }
                         e.extend(nf.iter().cloned());
+                        for m in &rule.spec.nf {
+                            let crate::rules::matches::NfMatch::Recent(r) = &m.value else {
+                                continue;
+                            };
+                            let seconds =
+                                lists.get(&(r.v6, r.list().to_string())).copied().flatten();
+                            let key = exprs::recent(r, family, seconds, &mut e);
+                            if !image.lists.iter().any(|(n, _)| *n == r.set_name()) {
+                                image.lists.push((r.set_name(), key));
+                            }
+                        }
                         rate_exprs(rule, generation, family, &mut e, &mut image.sets);
                         // The preloaded counts go to the first alternative only.
                         e.push(exprs::counter(packets, bytes));
@@ -486,7 +510,12 @@ pub fn translate(
                             Some((_, verdict)) if to_policy => {
                                 e.push(exprs::verdict(policy_verdict(verdict)));
                             }
-                            _ => target(&rule.spec.target, generation, table, family, &mut e),
+                            _ => {
+                                if let Target::Set(st) = &rule.spec.target {
+                                    set_target(st, set_registry, family, &mut e)?;
+                                }
+                                target(&rule.spec.target, generation, table, family, &mut e)
+                            }
                         }
                         image
                             .rules
@@ -521,6 +550,33 @@ fn policy_verdict(policy: Verdict) -> VerdictKind {
     }
 }
 
+/// `-j SET`: `add`/`update`/`delete @set { key }` for each set the rule writes. Without
+/// `--timeout`, a member of a set with timeouts gets the set's default, as ipset gives it
+/// (fwctl's nftables sets carry no default of their own).
+fn set_target(
+    st: &crate::rules::set_target::SetTarget,
+    registry: &crate::sets::model::Registry,
+    family: Family,
+    e: &mut Vec<RawExpression>,
+) -> Result<(), TranslateError> {
+    let each = st.add.iter().map(|m| (m, true));
+    for (m, add) in each.chain(st.del.iter().map(|m| (m, false))) {
+        let (def, info) = registry.resolve(m, family).map_err(TranslateError::Set)?;
+        let set = sets::NftSet::from(info);
+        let op = match (add, st.exist) {
+            (true, false) => exprs::DynsetOp::Add,
+            (true, true) => exprs::DynsetOp::Update,
+            (false, _) => exprs::DynsetOp::Delete,
+        };
+        let timeout = match op {
+            exprs::DynsetOp::Delete => None,
+            _ => st.timeout.or(def.timeout.filter(|t| *t > 0)),
+        };
+        exprs::set_dynset(&set, &m.dst, op, timeout, e);
+    }
+    Ok(())
+}
+
 fn target(t: &Target, generation: u32, table: Table, family: Family, e: &mut Vec<RawExpression>) {
     let verdict = match t {
         Target::Accept => VerdictKind::Accept,
@@ -536,9 +592,11 @@ fn target(t: &Target, generation: u32, table: Table, family: Family, e: &mut Vec
         Target::Dnat(to) => return exprs::nat(NatType::DNat, family, *to, e),
         Target::Reject(with, family) => return e.push(exprs::reject(*with, *family)),
         // No verdict: the packet goes on to the next rule, as after iptables' LOG.
-        Target::Log(log) => return e.push(exprs::log(log.prefix.as_deref())),
+        Target::Log(log) => return e.push(exprs::log(log.prefix.as_deref(), log.flags)),
         // The rule's counter has counted; the next rule goes on.
-        Target::Count => return,
+        // The rule's counter has counted; nothing nftables can do fills a checksum.
+        // -j SET's expressions come from the set registry (`set_target`).
+        Target::Count | Target::Checksum | Target::Set(_) => return,
         Target::Mark(m) => return exprs::set_mark(*m, e),
         Target::Nflog { group, prefix } => return e.push(exprs::nflog(*group, prefix.as_deref())),
         Target::Connmark(c) => return exprs::connmark(*c, e),
@@ -575,7 +633,7 @@ fn rate_set(name: &str, def: Option<&RateSet>) -> NftSet {
             .with_key_len(def.key.len)
             .with_key_type(def.key.kind)
             .with_flags(NFT_SET_EVAL | def.timeout_ms.map_or(0, |_| NFT_SET_TIMEOUT));
-        if let Some(ms) = def.timeout_ms {
+        if let Some(ms) = def.timeout_ms.filter(|ms| *ms > 0) {
             set = set.with_timeout(ms);
         }
     }
@@ -778,6 +836,28 @@ pub fn stage(
         // The kernel wants an id for a set made in a batch, unique in the batch.
         let made = rate_set(&set.name, Some(set)).with_id(id as u32 + 1);
         batch.add(&made, MsgType::Add);
+    }
+    // `-m recent` lists outlive generations, as xt_recent's outlive rule changes: made
+    // once, never emptied by a change (`fwctl down` removes them with the table).
+    let existing = if names.is_empty() {
+        Vec::new()
+    } else {
+        netlink::set_names(TABLE)?
+    };
+    let mut made: Vec<&str> = Vec::new();
+    for (name, key) in chains.iter().flat_map(|c| &c.lists) {
+        if existing.iter().any(|n| n == name) || made.contains(&name.as_str()) {
+            continue;
+        }
+        made.push(name);
+        // Timeouts on, no default: each member gets its list's --seconds, or none.
+        let def = RateSet {
+            name: name.clone(),
+            key: *key,
+            timeout_ms: Some(0),
+        };
+        let id = (chains.iter().map(|c| c.sets.len()).sum::<usize>() + made.len()) as u32;
+        batch.add(&rate_set(name, Some(&def)).with_id(id), MsgType::Add);
     }
     for image in chains {
         batch.add(&chain(&image.name), MsgType::Add);

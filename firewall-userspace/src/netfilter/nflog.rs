@@ -15,6 +15,7 @@ use std::{
 use anyhow::{Context, Result};
 
 pub use super::exprs::LOG_GROUP;
+use super::exprs::{log_flags, LOG_GROUPS};
 use super::netlink::{
     attributes, error_code, exchange, message, messages, nla, text, NLA_TYPE_MASK,
 };
@@ -30,8 +31,17 @@ const NFULA_IFINDEX_INDEV: u16 = 4;
 const NFULA_IFINDEX_OUTDEV: u16 = 5;
 const NFULA_PAYLOAD: u16 = 9;
 const NFULA_PREFIX: u16 = 10;
-/// Enough of each packet for its IP and transport headers.
+const NFULA_UID: u16 = 11;
+const NFULA_GID: u16 = 14;
+const NFULA_HWHEADER: u16 = 16;
+/// Enough of each packet for its IP and TCP headers with options (60 bytes each).
 const COPY_RANGE: u32 = 128;
+/// The kernel's `XT_LOG_*` bits, as the LOG rule's group carries them.
+const LOG_TCPSEQ: u8 = 0x01;
+const LOG_TCPOPT: u8 = 0x02;
+const LOG_IPOPT: u8 = 0x04;
+const LOG_UID: u8 = 0x08;
+const LOG_MACDECODE: u8 = 0x20;
 
 /// One logged packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +61,10 @@ impl Event {
         for (k, v) in &self.fields {
             out.push(' ');
             out.push_str(k);
-            if !v.is_empty() {
+            // The kernel writes options as `OPT (0204...)`, not as a `KEY=value`.
+            if *k == "OPT" {
+                out.push_str(&format!(" ({v})"));
+            } else if !v.is_empty() {
                 out.push('=');
                 out.push_str(v);
             }
@@ -88,7 +101,12 @@ pub struct Listener {
 }
 
 impl Listener {
-    pub fn bind(group: u16) -> Result<Listener> {
+    /// Binds every group LOG rules use ([`LOG_GROUP`] and the groups of its flags).
+    pub fn bind_log() -> Result<Listener> {
+        Self::bind(LOG_GROUP..LOG_GROUP + LOG_GROUPS)
+    }
+
+    pub fn bind(groups: std::ops::Range<u16>) -> Result<Listener> {
         // Room for bursts: events beyond it are dropped by the kernel, not queued forever;
         // a timeout, so the reader can report suppressed events while all is quiet.
         let fd = super::netlink::open(1 << 16, 4 << 20, Duration::from_secs(1))?;
@@ -100,10 +118,13 @@ impl Listener {
             fd,
             buf: vec![0u8; 1 << 16],
         };
-        // struct nfgenmsg's resource id is the group.
-        let request = |attr: &[u8]| message(config, flags, 0, libc::AF_UNSPEC as u8, group, attr);
-        listener.request(&request(&nla(NFULA_CFG_CMD, &[NFULNL_CFG_CMD_BIND])))?;
-        listener.request(&request(&nla(NFULA_CFG_MODE, &mode)))?;
+        for group in groups {
+            // struct nfgenmsg's resource id is the group.
+            let request =
+                |attr: &[u8]| message(config, flags, 0, libc::AF_UNSPEC as u8, group, attr);
+            listener.request(&request(&nla(NFULA_CFG_CMD, &[NFULNL_CFG_CMD_BIND])))?;
+            listener.request(&request(&nla(NFULA_CFG_MODE, &mode)))?;
+        }
         Ok(listener)
     }
 
@@ -159,7 +180,16 @@ fn parse_messages(data: &[u8]) -> Vec<Event> {
     messages(data)
         .into_iter()
         .filter(|h| h.kind == (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET && h.len >= 20)
-        .filter_map(|h| event(data[h.at + 16], &attrs(&data[h.at + 20..h.at + h.len])))
+        .filter_map(|h| {
+            // struct nfgenmsg: family, version, the group (big-endian).
+            let group = u16::from_be_bytes([data[h.at + 18], data[h.at + 19]]);
+            let flags = log_flags(group).unwrap_or(0);
+            event(
+                data[h.at + 16],
+                flags,
+                &attrs(&data[h.at + 20..h.at + h.len]),
+            )
+        })
         .collect()
 }
 
@@ -180,14 +210,41 @@ fn ifname(index: Option<&&[u8]>) -> String {
         .into_owned()
 }
 
-fn event(family: u8, a: &HashMap<u16, &[u8]>) -> Option<Event> {
+fn event(family: u8, flags: u8, a: &HashMap<u16, &[u8]>) -> Option<Event> {
     let prefix = a.get(&NFULA_PREFIX).map(|p| text(p)).unwrap_or_default();
     let payload = a.get(&NFULA_PAYLOAD)?;
-    let fields = match family as i32 {
-        libc::AF_INET => ipv4(payload)?,
-        libc::AF_INET6 => ipv6(payload)?,
+    let mut fields = Fields::new();
+    // An Ethernet header, as the kernel's LOG decodes it before the IP fields.
+    if let Some(h) = a.get(&NFULA_HWHEADER).filter(|h| h.len() == 14) {
+        if flags & LOG_MACDECODE != 0 {
+            let mac = |m: &[u8]| {
+                m.iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":")
+            };
+            fields.push(("MACSRC", mac(&h[6..12])));
+            fields.push(("MACDST", mac(&h[0..6])));
+            fields.push(("MACPROTO", format!("{:02x}{:02x}", h[12], h[13])));
+        }
+    }
+    fields.extend(match family as i32 {
+        libc::AF_INET => ipv4(payload, flags)?,
+        libc::AF_INET6 => ipv6(payload, flags)?,
         _ => return None,
+    });
+    // The socket's owner: the kernel sends it for packets of a local socket only.
+    let id = |k: u16| {
+        a.get(&k)
+            .filter(|b| b.len() == 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     };
+    if flags & LOG_UID != 0 {
+        if let (Some(uid), Some(gid)) = (id(NFULA_UID), id(NFULA_GID)) {
+            fields.push(("UID", uid.to_string()));
+            fields.push(("GID", gid.to_string()));
+        }
+    }
     Some(Event {
         prefix,
         in_iface: ifname(a.get(&NFULA_IFINDEX_INDEV)),
@@ -198,7 +255,12 @@ fn event(family: u8, a: &HashMap<u16, &[u8]>) -> Option<Event> {
 
 type Fields = Vec<(&'static str, String)>;
 
-fn ipv4(p: &[u8]) -> Option<Fields> {
+/// `OPT (...)`'s bytes, in the kernel's upper-case hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+fn ipv4(p: &[u8], flags: u8) -> Option<Fields> {
     let ihl = ((p.first()? & 0x0f) as usize) * 4;
     if p.len() < 20 || ihl < 20 {
         return None;
@@ -222,11 +284,14 @@ fn ipv4(p: &[u8]) -> Option<Fields> {
         f.push(("FRAG", (frag & 0x1fff).to_string()));
         return Some(f);
     }
-    transport(p[9], p.get(ihl..)?, false, &mut f);
+    if flags & LOG_IPOPT != 0 && ihl > 20 {
+        f.push(("OPT", hex(p.get(20..ihl)?)));
+    }
+    transport(p[9], p.get(ihl..)?, false, flags, &mut f);
     Some(f)
 }
 
-fn ipv6(p: &[u8]) -> Option<Fields> {
+fn ipv6(p: &[u8], flags: u8) -> Option<Fields> {
     if p.len() < 40 {
         return None;
     }
@@ -245,11 +310,11 @@ fn ipv6(p: &[u8]) -> Option<Fields> {
         ("HOPLIMIT", p[7].to_string()),
     ];
     // Extension headers are not walked: their transport shows as PROTO=<number>.
-    transport(p[6], &p[40..], true, &mut f);
+    transport(p[6], &p[40..], true, flags, &mut f);
     Some(f)
 }
 
-fn transport(proto: u8, t: &[u8], v6: bool, f: &mut Fields) {
+fn transport(proto: u8, t: &[u8], v6: bool, flags: u8, f: &mut Fields) {
     let port = |at: usize| t.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
     match proto {
         6 | 17 => {
@@ -262,7 +327,13 @@ fn transport(proto: u8, t: &[u8], v6: bool, f: &mut Fields) {
                 if let Some(len) = port(4) {
                     f.push(("LEN", len.to_string()));
                 }
-            } else if let (Some(win), Some(&flags)) = (port(14), t.get(13)) {
+            } else if let (Some(win), Some(&tcp_flags)) = (port(14), t.get(13)) {
+                if flags & LOG_TCPSEQ != 0 {
+                    let word =
+                        |at: usize| u32::from_be_bytes([t[at], t[at + 1], t[at + 2], t[at + 3]]);
+                    f.push(("SEQ", word(4).to_string()));
+                    f.push(("ACK", word(8).to_string()));
+                }
                 f.push(("WINDOW", win.to_string()));
                 for (bit, name) in [
                     (0x20, "URG"),
@@ -272,8 +343,14 @@ fn transport(proto: u8, t: &[u8], v6: bool, f: &mut Fields) {
                     (0x02, "SYN"),
                     (0x01, "FIN"),
                 ] {
-                    if flags & bit != 0 {
+                    if tcp_flags & bit != 0 {
                         f.push((name, String::new()));
+                    }
+                }
+                let doff = usize::from(t[12] >> 4) * 4;
+                if flags & LOG_TCPOPT != 0 && doff > 20 {
+                    if let Some(opts) = t.get(20..doff) {
+                        f.push(("OPT", hex(opts)));
                     }
                 }
             }
@@ -355,7 +432,7 @@ mod tests {
             prefix: "ssh: ".into(),
             in_iface: "eth0".into(),
             out_iface: String::new(),
-            fields: ipv4(&p).unwrap(),
+            fields: ipv4(&p, 0).unwrap(),
         };
         assert_eq!(
             e.line(),
@@ -363,6 +440,55 @@ mod tests {
         );
         assert_eq!(e.json()["dpt"], "22");
         assert_eq!(e.json()["syn"], true);
+    }
+
+    /// LOG's flags come back from the rule's group; each adds what the kernel's LOG adds
+    /// (nf_log_syslog.c): MACSRC/MACDST/MACPROTO first, OPT (...) after the IP fields,
+    /// SEQ/ACK before WINDOW, the TCP OPT after the flags, UID/GID last.
+    #[test]
+    fn log_flags_add_the_kernels_fields() {
+        for flags in [0, 0x01, 0x02, 0x04, 0x08, 0x20, 0x2f] {
+            assert_eq!(
+                log_flags(super::super::exprs::log_group(flags)),
+                Some(flags)
+            );
+        }
+        assert_eq!(log_flags(LOG_GROUP - 1), None);
+        let mut p = [0u8; 24 + 24];
+        p[0] = 0x46;
+        p[2..4].copy_from_slice(&48u16.to_be_bytes());
+        p[8] = 64;
+        p[9] = 6;
+        p[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        p[16..20].copy_from_slice(&[10, 0, 0, 2]);
+        p[20..24].copy_from_slice(&[0x94, 0x04, 0, 0]);
+        let t = &mut p[24..];
+        t[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        t[2..4].copy_from_slice(&22u16.to_be_bytes());
+        t[4..8].copy_from_slice(&1000u32.to_be_bytes());
+        t[12] = 6 << 4;
+        t[13] = 0x02;
+        t[14..16].copy_from_slice(&512u16.to_be_bytes());
+        t[20..24].copy_from_slice(&[2, 4, 5, 0xb4]);
+        let hw = [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0];
+        let uid = 33u32.to_be_bytes();
+        let a: HashMap<u16, &[u8]> = [
+            (NFULA_PAYLOAD, &p[..]),
+            (NFULA_HWHEADER, &hw[..]),
+            (NFULA_UID, &uid[..]),
+            (NFULA_GID, &uid[..]),
+        ]
+        .into_iter()
+        .collect();
+        let line = |flags| event(libc::AF_INET as u8, flags, &a).unwrap().line();
+        assert_eq!(
+            line(0x2f),
+            "IN= OUT= MACSRC=02:00:00:00:00:01 MACDST=02:00:00:00:00:02 MACPROTO=0800 SRC=10.0.0.1 DST=10.0.0.2 LEN=48 TOS=0x00 PREC=0x00 TTL=64 ID=0 OPT (94040000) PROTO=TCP SPT=40000 DPT=22 SEQ=1000 ACK=0 WINDOW=512 SYN OPT (020405B4) UID=33 GID=33"
+        );
+        assert_eq!(
+            line(0),
+            "IN= OUT= SRC=10.0.0.1 DST=10.0.0.2 LEN=48 TOS=0x00 PREC=0x00 TTL=64 ID=0 PROTO=TCP SPT=40000 DPT=22 WINDOW=512 SYN"
+        );
     }
 
     #[test]

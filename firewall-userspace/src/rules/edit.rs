@@ -14,6 +14,11 @@ use super::{
 };
 
 /// A command that cannot be done; `status()` is iptables' exit status for it.
+/// What `-j CHECKSUM --checksum-fill` does in fwctl, said each time such a rule is added.
+/// xt_CHECKSUM fills in only checksums left to the device (CHECKSUM_PARTIAL: a local
+/// packet on virtio, veth or a tap), for guests' old DHCP clients that read them raw.
+pub const CHECKSUM_WARNING: &str = "CHECKSUM --checksum-fill: nftables cannot fill a checksum, so this rule only counts; packets keep a checksum left to the device unfilled (the kernel's xt_CHECKSUM itself advises against the target)";
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EditError {
     #[error("Index of insertion too big")]
@@ -30,6 +35,8 @@ pub enum EditError {
     NatTargetInFilter(&'static str),
     #[error("CT belongs to the raw table: use -t raw")]
     CtOutsideRaw,
+    #[error("CHECKSUM belongs to the mangle table (xt_CHECKSUM's, as iptables refuses it elsewhere): use -t mangle")]
+    ChecksumOutsideMangle,
     #[error("-m mac works in PREROUTING, INPUT and FORWARD only, not in {0}")]
     MacHook(String),
     #[error("-m owner works in OUTPUT and POSTROUTING only, not in {0}")]
@@ -203,6 +210,12 @@ impl Editor {
         // The kernel's CT target is the raw table's alone (xt_CT's `.table`).
         if matches!(spec.target, Target::Notrack { .. }) && self.table != Table::Raw {
             return Err(EditError::CtOutsideRaw);
+        }
+        if spec.target == Target::Checksum {
+            if self.table != Table::Mangle {
+                return Err(EditError::ChecksumOutsideMangle);
+            }
+            log::warn!("{CHECKSUM_WARNING}");
         }
         self.check_nat(chain, &spec.target)?;
         let Target::Jump(to) = &spec.target else {

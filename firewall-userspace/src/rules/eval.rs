@@ -258,6 +258,8 @@ fn run(
             | Target::Nflog { .. }
             | Target::Connmark(_)
             | Target::Tcpmss(_)
+            | Target::Checksum
+            | Target::Set(_)
             | Target::Notrack { .. }
                 if judge == Judge::Xdp =>
             {
@@ -270,6 +272,8 @@ fn run(
             | Target::Nflog { .. }
             | Target::Connmark(_)
             | Target::Tcpmss(_)
+            | Target::Checksum
+            | Target::Set(_)
             | Target::Notrack { .. } => {}
             Target::Reject(..) => return Some(Decision::Drop),
             Target::Return => return None,

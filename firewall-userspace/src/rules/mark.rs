@@ -23,6 +23,8 @@ pub const MARK_OPTIONS: Options = &[
     ("--xor-mark", "--xor-mark"),
 ];
 
+pub const CHECKSUM_OPTIONS: Options = &[("--checksum-fill", "--checksum-fill")];
+
 pub const CT_OPTIONS: Options = &[
     ("--notrack", "--notrack"),
     ("--helper", "--helper"),
@@ -126,15 +128,19 @@ impl Mark {
 }
 
 /// `-j CONNMARK`: between the packet's mark and its connection's (libxt_CONNMARK.c,
-/// revision 1). Only the whole marks (`--nfmask`/`--ctmask` all ones, their defaults).
+/// revision 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Connmark {
-    /// `--save-mark`: the connection's mark becomes the packet's.
+    /// `--save-mark`: the packet's mark becomes the connection's.
     Save,
-    /// `--restore-mark`: the packet's mark becomes the connection's.
+    /// `--restore-mark`: the connection's mark becomes the packet's.
     Restore,
     /// `--set-xmark` and its forms: `(ctmark & !mask) ^ value`.
     Set(Mark),
+    /// `--save-mark` with masks: `ctmark = (ctmark & ~ctmask) ^ (mark & nfmask)`.
+    SaveMasked { nfmask: u32, ctmask: u32 },
+    /// `--restore-mark` with masks: `mark = (mark & ~nfmask) ^ (ctmark & ctmask)`.
+    RestoreMasked { nfmask: u32, ctmask: u32 },
 }
 
 pub const CONNMARK_OPTIONS: Options = &[
@@ -157,6 +163,37 @@ impl Connmark {
             Connmark::Restore => " CONNMARK restore".into(),
             // The same wording as MARK's, with CONNMARK's name.
             Connmark::Set(m) => m.list_text().replacen(" MARK", " CONNMARK", 1),
+            Connmark::SaveMasked { nfmask, ctmask } if nfmask == ctmask => {
+                format!(" CONNMARK save mask 0x{nfmask:x}")
+            }
+            Connmark::SaveMasked { nfmask, ctmask } => {
+                format!(" CONNMARK save nfmask 0x{nfmask:x} ctmask ~0x{ctmask:x}")
+            }
+            Connmark::RestoreMasked { nfmask, ctmask } if nfmask == ctmask => {
+                format!(" CONNMARK restore mask 0x{ctmask:x}")
+            }
+            Connmark::RestoreMasked { nfmask, ctmask } => {
+                format!(" CONNMARK restore ctmask 0x{ctmask:x} nfmask ~0x{nfmask:x}")
+            }
+        }
+    }
+
+    /// The mode with the masks `--nfmask`/`--ctmask`/`--mask` left: whole marks keep the
+    /// plain forms. A `--set-xmark` form takes the ctmask as its mask, as libxt_CONNMARK's
+    /// shared fields do (`--set-xmark 5 --mask 0xff` is `0x5/0xff`).
+    pub fn with_masks(self, nfmask: u32, ctmask: u32) -> Connmark {
+        let whole = nfmask == u32::MAX && ctmask == u32::MAX;
+        match self {
+            Connmark::Save | Connmark::SaveMasked { .. } if whole => Connmark::Save,
+            Connmark::Save | Connmark::SaveMasked { .. } => Connmark::SaveMasked { nfmask, ctmask },
+            Connmark::Restore | Connmark::RestoreMasked { .. } if whole => Connmark::Restore,
+            Connmark::Restore | Connmark::RestoreMasked { .. } => {
+                Connmark::RestoreMasked { nfmask, ctmask }
+            }
+            Connmark::Set(m) => Connmark::Set(Mark {
+                value: m.value,
+                mask: ctmask,
+            }),
         }
     }
 
@@ -165,6 +202,12 @@ impl Connmark {
             Connmark::Save => "--save-mark --nfmask 0xffffffff --ctmask 0xffffffff".into(),
             Connmark::Restore => "--restore-mark --nfmask 0xffffffff --ctmask 0xffffffff".into(),
             Connmark::Set(m) => m.save_text(),
+            Connmark::SaveMasked { nfmask, ctmask } => {
+                format!("--save-mark --nfmask 0x{nfmask:x} --ctmask 0x{ctmask:x}")
+            }
+            Connmark::RestoreMasked { nfmask, ctmask } => {
+                format!("--restore-mark --nfmask 0x{nfmask:x} --ctmask 0x{ctmask:x}")
+            }
         }
     }
 }

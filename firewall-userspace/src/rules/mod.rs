@@ -13,5 +13,6 @@ pub mod ratelimit;
 pub mod reject;
 pub mod restore;
 pub mod services;
+pub mod set_target;
 
 pub use model::*;

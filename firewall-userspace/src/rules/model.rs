@@ -377,13 +377,30 @@ impl fmt::Display for NatTo {
 
 pub use super::reject::RejectWith;
 
-/// `-j LOG --log-prefix P --log-level L`.
+/// `-j LOG --log-prefix P --log-level L --log-uid ...`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogOpts {
     pub prefix: Option<String>,
     /// syslog level, 0 (emerg) to 7 (debug); iptables' default is 4 (warning).
     pub level: u8,
+    /// `--log-tcp-sequence`... as the kernel's `XT_LOG_*` bits (`LOG_FLAGS`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub flags: u8,
 }
+
+fn is_zero(v: &u8) -> bool {
+    *v == 0
+}
+
+/// LOG's flag options: the kernel's bit, the option, its word in `-L`, in the order
+/// iptables 1.8.9 lists and saves them.
+pub const LOG_FLAGS: [(u8, &str, &str); 5] = [
+    (0x01, "--log-tcp-sequence", "tcp-sequence"),
+    (0x02, "--log-tcp-options", "tcp-options"),
+    (0x04, "--log-ip-options", "ip-options"),
+    (0x08, "--log-uid", "uid"),
+    (0x20, "--log-macdecode", "macdecode"),
+];
 
 /// syslog level names as iptables lists them, by level.
 pub const LOG_LEVELS: [&str; 8] = [
@@ -424,6 +441,12 @@ pub enum Target {
     Connmark(super::mark::Connmark),
     /// `-j TCPMSS`: lowers a TCP SYN's MSS option, and goes on.
     Tcpmss(super::mark::Tcpmss),
+    /// `-j CHECKSUM --checksum-fill` (mangle): nftables has no statement that fills a
+    /// checksum left to the device, so netfilter counts the packet and it goes on as it is;
+    /// adding the rule warns (see `edit::CHECKSUM_WARNING`).
+    Checksum,
+    /// `-j SET`: adds the packet to sets or deletes it, and goes on.
+    Set(super::set_target::SetTarget),
     /// `-j CT --notrack` (`legacy`: written `-j NOTRACK`): conntrack leaves the packet
     /// alone (UNTRACKED); the raw table's, and goes on.
     Notrack {
@@ -449,6 +472,8 @@ impl Target {
             Target::Nflog { .. } => "NFLOG",
             Target::Connmark(_) => "CONNMARK",
             Target::Tcpmss(_) => "TCPMSS",
+            Target::Checksum => "CHECKSUM",
+            Target::Set(_) => "SET",
             Target::Notrack { .. } => "CT",
         }
     }
@@ -695,10 +720,16 @@ impl FamilyRules {
             .chain(self.user.iter().flat_map(|u| u.rules.iter()))
     }
 
-    /// How many rules match on set `name`.
+    /// How many rules name set `name`: match on it or write it (`-j SET`).
     pub fn set_references(&self, name: &str) -> usize {
         self.all_rules()
-            .filter(|r| r.spec.sets.iter().any(|m| m.value.name == name))
+            .filter(|r| {
+                let written = match &r.spec.target {
+                    Target::Set(st) => st.sets().any(|m| m.name == name),
+                    _ => false,
+                };
+                written || r.spec.sets.iter().any(|m| m.value.name == name)
+            })
             .count()
     }
 
@@ -805,11 +836,46 @@ impl Ruleset {
         self.all_tables().map(|(_, f)| f.set_references(name)).sum()
     }
 
-    /// Every set match of every rule, with the family of its table.
-    pub fn set_matches(&self) -> impl Iterator<Item = (Family, &Neg<SetMatch>)> + '_ {
+    /// Every set a rule names, in a match or as `-j SET`'s, with the family of its table.
+    pub fn set_matches(&self) -> impl Iterator<Item = (Family, &SetMatch)> + '_ {
         self.all_tables().flat_map(|(family, f)| {
-            f.all_rules()
-                .flat_map(move |r| r.spec.sets.iter().map(move |m| (family, m)))
+            f.all_rules().flat_map(move |r| {
+                let written = match &r.spec.target {
+                    Target::Set(st) => Some(st.sets()),
+                    _ => None,
+                };
+                r.spec
+                    .sets
+                    .iter()
+                    .map(|m| &m.value)
+                    .chain(written.into_iter().flatten())
+                    .map(move |m| (family, m))
+            })
+        })
+    }
+
+    /// The `-j SET` targets, with the family of their table.
+    pub fn set_targets(
+        &self,
+    ) -> impl Iterator<Item = (Family, &super::set_target::SetTarget)> + '_ {
+        self.all_tables().flat_map(|(family, f)| {
+            f.all_rules().filter_map(move |r| match &r.spec.target {
+                Target::Set(st) => Some((family, st)),
+                _ => None,
+            })
+        })
+    }
+
+    /// The sets `-j SET` rules write, with the family of their table.
+    pub fn written_sets(&self) -> impl Iterator<Item = (Family, &SetMatch)> + '_ {
+        self.all_tables().flat_map(|(family, f)| {
+            f.all_rules().flat_map(move |r| {
+                let written = match &r.spec.target {
+                    Target::Set(st) => Some(st.sets().map(move |m| (family, m))),
+                    _ => None,
+                };
+                written.into_iter().flatten()
+            })
         })
     }
 

@@ -14,11 +14,11 @@ use super::{
     model::{
         Chain, Cidr, CtState, Family, IcmpType, LogOpts, Multiport, MultiportKind, NatTo, Neg,
         PortRange, RejectWith, RuleSpec, SetMatch, Table, Target, TcpFlags, Verdict, CT_STATES,
-        DEFAULT_LOG_LEVEL,
+        DEFAULT_LOG_LEVEL, LOG_FLAGS,
     },
     options,
     ratelimit::{self, RateMatches},
-    services, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+    services, set_target, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
 };
 
 /// Why a command line was refused. `status` is iptables' exit status for the same error:
@@ -150,7 +150,8 @@ struct Modules {
     /// while `-p tcp --dp` is `--dport`).
     implied: [bool; 4],
     multiport: bool,
-    comment: bool,
+    /// `-m comment` given and not yet used by a `--comment` (each takes its own).
+    comment: usize,
     conntrack: bool,
     state: bool,
     /// `-m set` given and not yet used by a `--match-set` (each takes its own).
@@ -182,13 +183,12 @@ const CANONICAL_ORDER: [&str; 12] = [
 ];
 
 /// `loaded` (the modules in the order iptables loaded them), kept only when the listing
-/// would otherwise write them in another order; duplicates count once, at their first.
+/// would otherwise write them in another order. Every load counts: `-m set A -m connlimit
+/// -m set B` lists B after connlimit, as iptables does.
 fn given_order(loaded: &[String]) -> Vec<String> {
     let rank = |m: &str| {
         if m == "comment" {
             CANONICAL_ORDER.len()
-        } else if matches::module(m).is_some() {
-            CANONICAL_ORDER.len() - 1
         } else {
             CANONICAL_ORDER
                 .iter()
@@ -196,12 +196,7 @@ fn given_order(loaded: &[String]) -> Vec<String> {
                 .unwrap_or(CANONICAL_ORDER.len() - 1)
         }
     };
-    let mut order: Vec<String> = Vec::new();
-    for m in loaded {
-        if !order.contains(m) {
-            order.push(m.clone());
-        }
-    }
+    let order = loaded.to_vec();
     let ranks: Vec<usize> = order.iter().map(|m| rank(m)).collect();
     if ranks.windows(2).all(|w| w[0] <= w[1]) {
         Vec::new()
@@ -232,8 +227,7 @@ impl Modules {
         }
         for (loaded, opts) in [
             (self.multiport, options::MULTIPORT),
-            (self.comment, options::COMMENT),
-            (self.conntrack, options::CONNTRACK),
+            (self.comment > 0, options::COMMENT),
             (self.state, options::STATE),
             (self.set > 0, options::SET),
             (self.rate[0], options::LIMIT),
@@ -257,6 +251,8 @@ impl Modules {
             Some(Target::Connmark(_)) => Some(mark::CONNMARK_OPTIONS),
             Some(Target::Tcpmss(_)) => Some(mark::TCPMSS_OPTIONS),
             Some(Target::Notrack { legacy: false }) => Some(mark::CT_OPTIONS),
+            Some(Target::Checksum) => Some(mark::CHECKSUM_OPTIONS),
+            Some(Target::Set(_)) => Some(set_target::OPTIONS),
             _ => None,
         });
         out
@@ -306,6 +302,25 @@ impl Modules {
         loaded || spec.proto.as_ref().map(|p| (p.value, p.negated)) == Some((proto, false))
     }
 
+    /// iptables' final check of the modules that need an option: `-m set` without its
+    /// `--match-set` would otherwise vanish from the rule, and with it the module's place
+    /// in the order the save writes (found by the rule_grammar fuzz target).
+    fn check_required(&self, spec: &SpecBuilder) -> Result<(), ParseError> {
+        if self.comment > 0 {
+            return Err(bad("comment: option \"--comment\" must be specified"));
+        }
+        if self.set > 0 {
+            return Err(bad("You must specify `--match-set' with proper arguments"));
+        }
+        if self.multiport && spec.multiport.is_none() {
+            return Err(bad("multiport expection an option"));
+        }
+        if self.state && spec.ctstate.is_none() {
+            return Err(bad("state: option \"--state\" must be specified"));
+        }
+        Ok(())
+    }
+
     /// iptables' final check of `-m tcp` and the like: the rule's `-p` must be theirs.
     fn check_proto(&self, spec: &SpecBuilder) -> Result<(), ParseError> {
         let proto = spec.proto.as_ref().filter(|p| !p.negated).map(|p| p.value);
@@ -349,9 +364,15 @@ struct SpecBuilder {
     mark: Option<Mark>,
     /// `-j CONNMARK`'s and `-j TCPMSS`'s options.
     connmark: Option<Connmark>,
+    /// CONNMARK's ctmask and nfmask fields as its options left them (all ones at first),
+    /// and which of `--nfmask`, `--ctmask`, `--mask` were given.
+    connmark_masks: Option<(u32, u32)>,
+    connmark_mask_opts: Vec<&'static str>,
     tcpmss: Option<Tcpmss>,
     /// `-j CT --notrack` given.
     notrack: bool,
+    /// `-j CHECKSUM --checksum-fill` given.
+    checksum_fill: bool,
     any: bool,
 }
 
@@ -517,9 +538,6 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             "-X" | "--delete-chain" => set_verb(Verb::DeleteChain, &mut args)?,
             "-E" | "--rename-chain" => set_verb(Verb::RenameChain, &mut args)?,
             "-f" | "--fragments" => {
-                if family == Family::V6 {
-                    return Err(bad("-f is IPv4's: ip6tables has no fragment option"));
-                }
                 if spec.nf.iter().any(|m| m.value == NfMatch::Fragment) {
                     return Err(bad("multiple -f flags not allowed"));
                 }
@@ -592,8 +610,11 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 }
                 match name {
                     "multiport" => modules.multiport = true,
-                    "comment" => modules.comment = true,
-                    "conntrack" => modules.conntrack = true,
+                    "comment" => modules.comment += 1,
+                    "conntrack" => {
+                        modules.conntrack = true;
+                        modules.nf.push((&matches::conntrack::MODULE, None));
+                    }
                     "state" => modules.state = true,
                     "set" => modules.set += 1,
                     "limit" => modules.rate[0] = true,
@@ -702,17 +723,24 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 });
                 spec.any = true;
             }
-            "--ctstate" | "--state" => {
-                let legacy = opt == "--state";
-                if (legacy && !modules.state) || (!legacy && !modules.conntrack) {
-                    let module = if legacy { "state" } else { "conntrack" };
-                    return Err(bad(format!(
-                        "unknown option \"{opt}\": it needs -m {module}"
-                    )));
+            "--ctstate" if !modules.conntrack => {
+                return Err(bad(format!(
+                    "unknown option \"{opt}\": it needs -m conntrack"
+                )));
+            }
+            "--state" => {
+                if !modules.state {
+                    return Err(bad(format!("unknown option \"{opt}\": it needs -m state")));
+                }
+                if spec.ctstate.is_some() {
+                    return Err(bad("state: option \"--state\" can only be used once."));
                 }
                 let states = parse_ctstates(args.value(opt, inline)?)?;
                 spec.ctstate = Some(Neg {
-                    value: CtState { states, legacy },
+                    value: CtState {
+                        states,
+                        legacy: true,
+                    },
                     negated: neg,
                 });
                 spec.any = true;
@@ -759,9 +787,17 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 spec.any = true;
             }
             "--comment" => {
-                if !modules.comment {
+                if modules.comment == 0 {
                     return Err(bad("unknown option \"--comment\": it needs -m comment"));
                 }
+                // iptables keeps each comment; fwctl's model holds one, so a second would
+                // be lost from the listing and the save.
+                if spec.comment.is_some() {
+                    return Err(bad(
+                        "a second -m comment --comment: fwctl keeps one comment per rule",
+                    ));
+                }
+                modules.comment -= 1;
                 let text = args.value(opt, inline)?;
                 if text.len() > 255 {
                     return Err(bad("comment is longer than 255 characters"));
@@ -770,6 +806,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 spec.any = true;
             }
             "-j" | "--jump" => {
+                once(&mut given, "-j")?;
                 let target = args.value(opt, inline)?;
                 spec.target = Some(parse_target(target)?);
                 spec.any = true;
@@ -802,6 +839,11 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 };
                 let value = args.value(opt, inline)?;
                 if opt == "--log-prefix" {
+                    // An open quote runs to the end of the line, newline included (see
+                    // restore::words); iptables refuses that in a prefix.
+                    if value.contains('\n') {
+                        return Err(bad("Newlines not allowed in --log-prefix"));
+                    }
                     if value.len() > 29 {
                         return Err(bad(format!(
                             "Maximum prefix length 29 for --log-prefix: `{value}' is {}",
@@ -815,9 +857,21 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             }
             "--log-tcp-sequence" | "--log-tcp-options" | "--log-ip-options" | "--log-uid"
             | "--log-macdecode" => {
-                return Err(bad(format!(
-                    "{opt} is not supported by this version of fwctl"
-                )))
+                let Some(Target::Log(log)) = &mut spec.target else {
+                    return Err(bad(format!(
+                        "unknown option \"{opt}\": it goes after -j LOG"
+                    )));
+                };
+                let bit = LOG_FLAGS
+                    .iter()
+                    .find(|(_, name, _)| *name == opt)
+                    .map_or(0, |(bit, _, _)| *bit);
+                if log.flags & bit != 0 {
+                    return Err(bad(format!(
+                        "LOG: option \"{opt}\" can only be used once."
+                    )));
+                }
+                log.flags |= bit;
             }
             "--set-xmark" | "--set-mark" | "--and-mark" | "--or-mark" | "--xor-mark" => {
                 let connmark = match spec.target {
@@ -836,6 +890,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 let value = Mark::from_option(opt, args.value(opt, inline)?).map_err(bad)?;
                 if connmark {
                     spec.connmark = Some(Connmark::Set(value));
+                    // The set forms write the ctmask field a later --mask may change.
+                    let nf = spec.connmark_masks.map_or(u32::MAX, |m| m.0);
+                    spec.connmark_masks = Some((nf, value.mask));
                 } else {
                     spec.mark = Some(value);
                 }
@@ -855,14 +912,47 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     Connmark::Restore
                 });
             }
-            // Whole marks only: the masks' default is all they may be.
-            "--nfmask" | "--ctmask" | "--mask" => {
-                let text = args.value(opt, inline)?;
-                if mark::parse_u32(text) != Some(u32::MAX) {
+            // `-m recent --mask` is the match's, unless CONNMARK came first.
+            "--nfmask" | "--ctmask" | "--mask"
+                if opt != "--mask"
+                    || matches!(spec.target, Some(Target::Connmark(_)))
+                    || !modules.nf.iter().any(|(m, _)| m.name == "recent") =>
+            {
+                if !matches!(spec.target, Some(Target::Connmark(_))) {
                     return Err(bad(format!(
-                        "CONNMARK {opt} {text}: only whole marks (0xffffffff) are supported by this version of fwctl"
+                        "unknown option \"{opt}\": it goes after -j CONNMARK"
                     )));
                 }
+                let name: &'static str = match opt {
+                    "--nfmask" => "--nfmask",
+                    "--ctmask" => "--ctmask",
+                    _ => "--mask",
+                };
+                if spec.connmark_mask_opts.contains(&name) {
+                    return Err(bad(format!(
+                        "CONNMARK: option \"{name}\" can only be used once."
+                    )));
+                }
+                for (a, b) in [("--nfmask", "--mask"), ("--ctmask", "--mask")] {
+                    let other = if name == a { b } else if name == b { a } else { continue };
+                    if spec.connmark_mask_opts.contains(&other) {
+                        let (first, second) = if name == "--mask" { (other, name) } else { (name, other) };
+                        return Err(bad(format!(
+                            "CONNMARK: option \"{first}\" cannot be used together with \"{second}\"."
+                        )));
+                    }
+                }
+                spec.connmark_mask_opts.push(name);
+                let text = args.value(opt, inline)?;
+                let value = mark::parse_u32(text).ok_or_else(|| {
+                    bad(format!("CONNMARK: bad value for {name} `{text}': 32 bits"))
+                })?;
+                let (nf, ct) = spec.connmark_masks.unwrap_or((u32::MAX, u32::MAX));
+                spec.connmark_masks = Some(match name {
+                    "--nfmask" => (value, ct),
+                    "--ctmask" => (nf, value),
+                    _ => (value, value),
+                });
             }
             "--nflog-group" | "--nflog-prefix" => {
                 let Some(Target::Nflog { group, prefix }) = &mut spec.target else {
@@ -873,6 +963,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     *group = value.parse().map_err(|_| {
                         bad(format!("NFLOG: bad --nflog-group `{value}': 0 to 65535"))
                     })?;
+                } else if value.contains('\n') {
+                    // iptables' words, --log-prefix even for NFLOG's prefix.
+                    return Err(bad("Newlines not allowed in --log-prefix"));
                 } else if value.len() > 63 {
                     return Err(bad(format!(
                         "NFLOG: Maximum prefix length 63 for --nflog-prefix: `{value}' is {}",
@@ -906,11 +999,60 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 };
                 spec.tcpmss = Some(Tcpmss { mss });
             }
+            "--checksum-fill" => {
+                if spec.target != Some(Target::Checksum) {
+                    return Err(bad(
+                        "unknown option \"--checksum-fill\": it goes after -j CHECKSUM",
+                    ));
+                }
+                if spec.checksum_fill {
+                    return Err(bad(
+                        "CHECKSUM: option \"--checksum-fill\" can only be used once.",
+                    ));
+                }
+                spec.checksum_fill = true;
+            }
             "--notrack" => {
                 if !matches!(spec.target, Some(Target::Notrack { legacy: false })) {
                     return Err(bad("unknown option \"--notrack\": it goes after -j CT"));
                 }
                 spec.notrack = true;
+            }
+            "--add-set" | "--del-set" => {
+                let Some(Target::Set(st)) = &mut spec.target else {
+                    return Err(bad(format!("unknown option \"{opt}\": it goes after -j SET")));
+                };
+                let slot = if opt == "--add-set" {
+                    &mut st.add
+                } else {
+                    &mut st.del
+                };
+                if slot.is_some() {
+                    return Err(bad(format!("{opt} can be specified only once")));
+                }
+                let name = args.value(opt, inline)?;
+                let flags = args
+                    .operand()
+                    .ok_or_else(|| bad(format!("{opt} requires two args.")))?;
+                *slot = Some(parse_set_match(name, flags)?);
+            }
+            "--exist" | "--timeout" if matches!(spec.target, Some(Target::Set(_))) => {
+                let Some(Target::Set(st)) = &mut spec.target else {
+                    return Err(bad(format!("unknown option \"{opt}\": it goes after -j SET")));
+                };
+                if opt == "--exist" {
+                    st.exist = true;
+                } else {
+                    let text = args.value(opt, inline)?;
+                    st.timeout = Some(text.parse().map_err(|_| {
+                        bad(format!("SET: bad --timeout `{text}': seconds, 32 bits"))
+                    })?);
+                }
+            }
+            "--map-set" | "--map-mark" | "--map-prio" | "--map-queue" => {
+                return Err(bad(format!(
+                    "SET {opt} is not supported by this version of fwctl"
+                )))
             }
             "--helper" | "--ctevents" | "--expevents" | "--zone" | "--zone-orig"
             | "--zone-reply" | "--timeout" => {
@@ -968,10 +1110,40 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
     if negate {
         return Err(bad("`!' at the end of the command: negate what?"));
     }
+    // Checked once the line is read: a `-6` may come after the `-f`.
+    if family == Family::V6 && spec.nf.iter().any(|m| m.value == NfMatch::Fragment) {
+        return Err(bad("-f is IPv4's: ip6tables has no fragment option"));
+    }
     modules.check_proto(&spec)?;
+    modules.check_required(&spec)?;
     spec.order = given_order(&modules.order);
+    let mut first_conntrack = true;
     for (module, taken) in std::mem::take(&mut modules.nf) {
-        spec.nf.push(taken.ok_or_else(|| bad(module.required))?);
+        let taken = taken.ok_or_else(|| bad(module.required))?;
+        if let NfMatch::Recent(r) = &taken.value {
+            r.check().map_err(bad)?;
+        }
+        if let NfMatch::Conntrack(ct) = &taken.value {
+            ct.check().map_err(bad)?;
+            // The first `-m conntrack --ctstate S` alone is the rule's state, which XDP
+            // judges; later ones keep their place among the rule's other matches.
+            if let (true, true, None, Some(s)) = (
+                std::mem::take(&mut first_conntrack),
+                ct.only_state(),
+                &spec.ctstate,
+                &ct.state,
+            ) {
+                spec.ctstate = Some(Neg {
+                    value: CtState {
+                        states: s.value,
+                        legacy: false,
+                    },
+                    negated: s.negated,
+                });
+                continue;
+            }
+        }
+        spec.nf.push(taken);
     }
     ratelimit::check(&spec.rate, modules.rate).map_err(bad)?;
     if modules.rate[0] && spec.rate.limit.is_none() {
@@ -1110,7 +1282,7 @@ fn parse_tcp_flags(text: &str) -> Result<u8, ParseError> {
     })
 }
 
-fn parse_ctstates(text: &str) -> Result<u8, ParseError> {
+pub(crate) fn parse_ctstates(text: &str) -> Result<u8, ParseError> {
     text.split(',').try_fold(0u8, |acc, name| {
         let bit = CT_STATES
             .iter()
@@ -1225,12 +1397,17 @@ fn parse_target(name: &str) -> Result<Target, ParseError> {
         "LOG" => Target::Log(LogOpts {
             prefix: None,
             level: DEFAULT_LOG_LEVEL,
+            flags: 0,
         }),
         // The mark comes with the target's options; build() checks one was given.
         "MARK" => Target::Mark(Mark { value: 0, mask: 0 }),
         // `-j CT` does something only with --notrack here; build() checks.
         "CT" => Target::Notrack { legacy: false },
         "NOTRACK" => Target::Notrack { legacy: true },
+        // build() checks --checksum-fill was given.
+        "CHECKSUM" => Target::Checksum,
+        // build() checks --add-set or --del-set was given.
+        "SET" => Target::Set(set_target::SetTarget::empty()),
         // Filled in by their options; build() checks one was given.
         "CONNMARK" => Target::Connmark(Connmark::Save),
         "TCPMSS" => Target::Tcpmss(Tcpmss { mss: None }),
@@ -1238,11 +1415,6 @@ fn parse_target(name: &str) -> Result<Target, ParseError> {
             group: 0,
             prefix: None,
         },
-        "SET" => {
-            return Err(bad(format!(
-                "Couldn't load target `{name}': not supported by this version of fwctl"
-            )))
-        }
         _ => {
             check_chain_name(name)?;
             Target::Jump(name.to_string())
@@ -1299,7 +1471,12 @@ impl SpecBuilder {
             _ => {}
         }
         match (&mut target, self.connmark, self.tcpmss) {
-            (Target::Connmark(c), Some(given), _) => *c = given,
+            (Target::Connmark(c), Some(given), _) => {
+                *c = match self.connmark_masks {
+                    Some((nf, ct)) => given.with_masks(nf, ct),
+                    None => given,
+                }
+            }
             (Target::Connmark(_), None, _) => {
                 return Err(bad(
                     "CONNMARK target: One of --set-xmark, --save-mark, --restore-mark (or --{and,or,xor,set}-mark) is required",
@@ -1327,6 +1504,14 @@ impl SpecBuilder {
             && self.proto.as_ref().map(|p| (p.value, p.negated)) != Some((IPPROTO_TCP, false))
         {
             return Err(bad("TCPMSS target: only valid for -p tcp"));
+        }
+        if let Target::Set(st) = &target {
+            st.check().map_err(bad)?;
+        }
+        if target == Target::Checksum && !self.checksum_fill {
+            return Err(bad(
+                "CHECKSUM: option \"--checksum-fill\" must be specified",
+            ));
         }
         if target == (Target::Notrack { legacy: false }) && !self.notrack {
             return Err(bad(
@@ -1489,7 +1674,7 @@ pub fn parse_proto(text: &str) -> Result<Option<u8>, ParseError> {
 }
 
 /// `--dport`: a port, a service name, or `a:b` with either side optional (`:1024`, `1024:`).
-fn parse_ports(text: &str, proto: &str) -> Result<PortRange, ParseError> {
+pub(crate) fn parse_ports(text: &str, proto: &str) -> Result<PortRange, ParseError> {
     let port = |s: &str| -> Result<u16, ParseError> {
         s.parse::<u16>()
             .ok()

@@ -24,6 +24,10 @@ use model::{family_name, Registry, SetDef, StorageInfo};
 pub enum SetRefError {
     #[error("Set {0} doesn't exist.")]
     Missing(String),
+    #[error("-j SET cannot write set {0} ({1}): fwctl keeps it as an nftables interval set, which the packet path cannot add to")]
+    Written(String, &'static str),
+    #[error("-j SET --timeout: set {0} was created without timeout support")]
+    NoTimeout(String),
     #[error("The protocol family of set {0} is {1}, which is not applicable.")]
     Family(String, &'static str),
     #[error("set {name} ({kind}) has {needs} dimension(s): --match-set {name} needs {needs} src/dst flag(s)")]
@@ -68,7 +72,22 @@ impl Registry {
 /// Every set match of `ruleset` names a set of its family that takes its flags.
 pub fn check(ruleset: &Ruleset, sets: &Registry) -> Result<(), SetRefError> {
     for (family, m) in ruleset.set_matches() {
-        sets.resolve(&m.value, family)?;
+        sets.resolve(m, family)?;
+    }
+    for (family, m) in ruleset.written_sets() {
+        let (def, _) = sets.resolve(m, family)?;
+        // nftables adds to hash sets from the packet path, not to interval sets.
+        if def.kind == model::SetKind::HashNet {
+            return Err(SetRefError::Written(def.name.clone(), def.kind.name()));
+        }
+    }
+    for (family, st) in ruleset.set_targets() {
+        if let (Some(add), Some(_)) = (&st.add, st.timeout) {
+            let (def, _) = sets.resolve(add, family)?;
+            if def.timeout.is_none() {
+                return Err(SetRefError::NoTimeout(def.name.clone()));
+            }
+        }
     }
     Ok(())
 }

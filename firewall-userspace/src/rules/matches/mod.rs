@@ -5,12 +5,14 @@
 //! and in `NfMatch`.
 
 pub mod addrtype;
+pub mod conntrack;
 pub mod iprange;
 pub mod length;
 pub mod mac;
 pub mod mark;
 pub mod owner;
 pub mod pkttype;
+pub mod recent;
 pub mod tcpmss;
 pub mod ttl;
 
@@ -32,6 +34,10 @@ pub enum NfMatch {
     AddrType(addrtype::AddrType),
     Owner(owner::Owner),
     TcpMss(tcpmss::TcpMss),
+    /// `-m conntrack` with more than `--ctstate`.
+    Conntrack(conntrack::CtMatch),
+    /// `-m recent`.
+    Recent(recent::Recent),
     /// `-f`: a fragment other than the first (IPv4). iptables' own option, not a module:
     /// listed in the `opt` column and saved after `-p`.
     Fragment,
@@ -84,6 +90,8 @@ pub const MODULES: &[Module] = &[
     addrtype::MODULE,
     owner::MODULE,
     tcpmss::MODULE,
+    conntrack::MODULE,
+    recent::MODULE,
 ];
 
 pub fn module(name: &str) -> Option<&'static Module> {
@@ -105,6 +113,8 @@ impl NfMatch {
             NfMatch::AddrType(_) => "addrtype",
             NfMatch::Owner(_) => "owner",
             NfMatch::TcpMss(_) => "tcpmss",
+            NfMatch::Conntrack(_) => "conntrack",
+            NfMatch::Recent(_) => "recent",
             NfMatch::Fragment => "",
         }
     }
@@ -122,6 +132,8 @@ impl NfMatch {
             NfMatch::AddrType(m) => m.list_text(),
             NfMatch::Owner(m) => m.list_text(numeric),
             NfMatch::TcpMss(m) => m.list_text(negated),
+            NfMatch::Conntrack(m) => m.list_text(numeric),
+            NfMatch::Recent(m) => m.list_text(),
             NfMatch::Fragment => String::new(),
         }
     }
@@ -139,6 +151,8 @@ impl NfMatch {
             NfMatch::AddrType(m) => m.save_text(),
             NfMatch::Owner(m) => m.save_text(),
             NfMatch::TcpMss(m) => m.save_text(negated),
+            NfMatch::Conntrack(m) => m.save_text(),
+            NfMatch::Recent(m) => m.save_text(),
             NfMatch::Fragment => String::new(),
         }
     }

@@ -695,7 +695,7 @@ fn rejected_inputs() {
         ("", "no command specified", 2),
         ("-n", "no command specified", 2),
         ("-A", "option \"-A\" requires an argument", 2),
-        ("-A INPUT -j SET --add-set x src", "Couldn't load target `SET': not supported by this version of fwctl", 2),
+        ("-A INPUT -j SET --del-set x src --exist", "Flag `--exist' can be used with `--add-set' only", 2),
         ("-A INPUT -j NFLOG --nflog-threshold 5", "NFLOG --nflog-threshold is not supported by this version of fwctl", 2),
         ("-6 -A INPUT -f -j DROP", "-f is IPv4's: ip6tables has no fragment option", 2),
         ("-A INPUT -m ttl --ttl-gt 3 ! --ttl-lt 5 -j DROP", "ttl: Only one of the options may be given", 2),
@@ -725,7 +725,7 @@ fn rejected_inputs() {
         ("-A INPUT ! -s 1.1.1.1,2.2.2.2 -j ACCEPT", "! not allowed with multiple source or destination IP addresses", 2),
         ("-6 -A INPUT -d 10.0.0.1 -j ACCEPT", "host/network `10.0.0.1' not found", 2),
         ("-A INPUT -i averyveryverylongname -j ACCEPT", "interface name `averyveryverylongname' must be 1 to 15 characters", 2),
-        ("-A INPUT -m recent --set -j ACCEPT", "Couldn't load match `recent': not supported by this version of fwctl", 2),
+        ("-A INPUT -m recent --update --seconds 60 --hitcount 4 -j DROP", "recent: --hitcount is not supported by this version of fwctl: xt_recent counts each address's packets within --seconds, which no nftables set can count (a rate limit would judge other packets)", 2),
         ("-A INPUT -m tcp --dport 22 -j ACCEPT", "TCP match requires '-p tcp'", 2),
         ("-t mangle -A INPUT -j MARK", "MARK: One of the --set-xmark, --{and,or,xor,set}-mark options is required", 2),
         ("-t mangle -A INPUT -j MARK --set-mark 0x1ffffffff", "MARK: bad integer value for option \"--set-mark\", or out of range.", 2),
@@ -737,7 +737,7 @@ fn rejected_inputs() {
         ("-t mangle -A FORWARD -p tcp -j TCPMSS", "TCPMSS target: At least one parameter is required: --set-mss or --clamp-mss-to-pmtu", 2),
         ("-t mangle -A FORWARD -p tcp -j TCPMSS --set-mss 70000", "TCPMSS: bad value for --set-mss `70000': 0 to 65535", 2),
         ("-t mangle -A FORWARD -j CONNMARK", "CONNMARK target: One of --set-xmark, --save-mark, --restore-mark (or --{and,or,xor,set}-mark) is required", 2),
-        ("-t mangle -A FORWARD -j CONNMARK --save-mark --nfmask 0xff", "CONNMARK --nfmask 0xff: only whole marks (0xffffffff) are supported by this version of fwctl", 2),
+        ("-t mangle -A FORWARD -j CONNMARK --save-mark --nfmask 0xff --mask 1", "CONNMARK: option \"--nfmask\" cannot be used together with \"--mask\".", 2),
         ("-A OUTPUT -m owner ! --uid-owner 1000 -j DROP", "owner: `! --uid-owner' is not supported by this version of fwctl (netfilter cannot match packets without a socket)", 2),
         ("-A OUTPUT -m owner --uid-owner nosuchuserhere -j DROP", "owner: Bad value for \"--uid-owner\" option: \"nosuchuserhere\" is no user or id range", 2),
         ("-A OUTPUT -m owner -j DROP", "owner: at least one of --uid-owner, --gid-owner or --socket-exists is required", 2),
@@ -849,5 +849,207 @@ fn options_iptables_takes_once_are_refused_twice() {
     ] {
         let err = parse(line).expect_err(line);
         assert!(err.message.contains("multiple"), "{line}: {err}");
+    }
+}
+
+/// Found by the rule_grammar fuzz target (fuzz/seeds/rule_grammar/found-module-order): a
+/// `-m comment` without `--comment` kept its place in the rule's module order but saved
+/// nothing, so the save read back in another order. iptables 1.8.9 refuses a module
+/// without its required option, and a second `-j`; each line here was given to it.
+#[test]
+fn modules_without_their_option_and_two_targets_are_refused() {
+    let cases = [
+        ("-A INPUT -m comment -j ACCEPT", "comment: option \"--comment\" must be specified"),
+        ("-A INPUT -j ACCEPT -j DROP", "multiple -j flags not allowed"),
+        ("-A INPUT -j ACCEPT -j ACCEPT", "multiple -j flags not allowed"),
+        ("-A INPUT -m set -j DROP", "You must specify `--match-set' with proper arguments"),
+        ("-A INPUT -m conntrack -j ACCEPT", "conntrack: At least one option is required"),
+        ("-A INPUT -m state", "state: option \"--state\" must be specified"),
+        ("-A INPUT -m multiport -p tcp", "multiport expection an option"),
+        (
+            "-A INPUT -p tcp --dport 22 -m comment -m set --match-set bl src -m connlimit --connlimit-above 2 -m set --match-set svcc dst,src -j DROP",
+            "comment: option \"--comment\" must be specified",
+        ),
+    ];
+    for (line, message) in cases {
+        let err = parse(line).expect_err(line);
+        assert_eq!(err.message, message, "{line}");
+    }
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/seeds/rule_grammar/found-module-order"
+    ))
+    .expect("the fuzz input");
+    let args = crate::rules::restore::words(text.trim_end()).expect("words");
+    assert_eq!(
+        parse_args(&args).expect_err("two -j").message,
+        "multiple -j flags not allowed"
+    );
+}
+
+/// Matches list and save in the order given, each load of a module in its place:
+/// iptables 1.8.9 saved each line as written.
+#[test]
+fn repeated_modules_keep_their_places() {
+    for line in [
+        "-m set --match-set a src -m connlimit --connlimit-above 3 --connlimit-mask 32 --connlimit-saddr -m set --match-set b src -j DROP",
+        "-m mark --mark 0x1 -m set --match-set a src -m mark --mark 0x2",
+        "-p tcp -m set --match-set a src -m tcp --dport 22 -m set ! --match-set b dst,src -m connlimit --connlimit-upto 2 --connlimit-mask 32 --connlimit-saddr",
+    ] {
+        let first = crate::cli::list::rule_args(&rule(&format!("-A INPUT {line}")));
+        assert_eq!(first, line);
+        let again = crate::cli::list::rule_args(&rule(&format!("-A INPUT {first}")));
+        assert_eq!(again, first, "{line}");
+    }
+}
+
+/// `-m conntrack` options beyond the state: refusals as iptables 1.8.9 words them, and
+/// the state beside other options where xt_conntrack would skip them.
+#[test]
+fn conntrack_options_refused_as_iptables_does() {
+    let cases = [
+        ("-A INPUT -m conntrack ! --ctdir REPLY", "conntrack: option \"--ctdir\" cannot be inverted."),
+        ("-A INPUT -m conntrack --ctproto 6 --ctproto 17", "conntrack: option \"--ctproto\" can only be used once."),
+        ("-A INPUT -m conntrack --ctorigsrc fd00::1", "conntrack: bad --ctorigsrc `fd00::1': an address of the rule's family, with an optional /prefix or netmask"),
+        ("-A INPUT -m conntrack --ctstatus FOO", "conntrack: bad --ctstatus `FOO': NONE, EXPECTED, SEEN_REPLY, ASSURED, CONFIRMED, comma-separated"),
+        ("-A INPUT -m conntrack ! --ctstate NEW --ctorigdstport 22", "conntrack: ! --ctstate NEW with other conntrack options: xt_conntrack ignores them for packets without a connection, which fwctl's nftables rules cannot say; give the state in a -m conntrack of its own"),
+        ("-A INPUT --ctstate NEW", "unknown option \"--ctstate\": it needs -m conntrack"),
+    ];
+    for (line, message) in cases {
+        let err = parse(line).expect_err(line);
+        assert_eq!(err.message, message, "{line}");
+    }
+    // The state alone stays the rule's (XDP judges it); with more it is netfilter's.
+    let r = rule("-A INPUT -m conntrack --ctstate NEW -j ACCEPT");
+    assert!(r.ctstate.is_some() && r.nf.is_empty());
+    let r = rule("-A INPUT -m conntrack --ctstate NEW --ctorigdstport 22 -j ACCEPT");
+    assert!(r.ctstate.is_none() && r.nf.len() == 1);
+}
+
+/// Found by the iptables_save fuzz target (fuzz/seeds/iptables_save/found-log-prefix-newline):
+/// an open quote ran a LOG prefix to the end of its line, newline included, which the save
+/// then split over two lines. iptables-restore 1.8.9 refuses it (for NFLOG with the same
+/// words); a comment keeps its newline.
+#[test]
+fn newlines_refused_in_log_prefixes() {
+    for text in [
+        "*filter\n-A INPUT -j LOG --log-prefix \"abc\nCOMMIT\n",
+        "*filter\n-A INPUT -j NFLOG --nflog-prefix \"abc\nCOMMIT\n",
+    ] {
+        let err = crate::rules::restore::restore(text, Family::V4, &Default::default(), false)
+            .err()
+            .expect(text);
+        assert_eq!(
+            (err.line, err.message.as_str()),
+            (2, "Newlines not allowed in --log-prefix"),
+            "{text}"
+        );
+    }
+}
+
+/// `-j SET`'s refusals, in iptables 1.8.9's words where it has them.
+#[test]
+fn set_target_refusals() {
+    let cases = [
+        (
+            "-A INPUT -j SET",
+            "You must specify either `--add-set' or `--del-set' or `--map-set'",
+        ),
+        (
+            "-A INPUT -j SET --del-set s src --timeout 5",
+            "Option `--timeout' can be used with `--add-set' only",
+        ),
+        (
+            "-A INPUT -j SET --del-set s src --exist",
+            "Flag `--exist' can be used with `--add-set' only",
+        ),
+        (
+            "-A INPUT -j SET --add-set s src --add-set s dst",
+            "--add-set can be specified only once",
+        ),
+        (
+            "-A INPUT -j SET --add-set s",
+            "--add-set requires two args.",
+        ),
+        (
+            "-A INPUT -j SET --add-set s src --timeout x",
+            "SET: bad --timeout `x': seconds, 32 bits",
+        ),
+        (
+            "-A INPUT -j SET --map-set s src --map-mark",
+            "SET --map-set is not supported by this version of fwctl",
+        ),
+        (
+            "-A INPUT --add-set s src",
+            "unknown option \"--add-set\": it goes after -j SET",
+        ),
+    ];
+    for (line, message) in cases {
+        let err = parse(line).expect_err(line);
+        assert_eq!(err.message, message, "{line}");
+    }
+}
+
+/// Found by the rule_grammar fuzz target (fuzz/seeds/rule_grammar/found-fragment-before-6):
+/// `-f` before `-6` made an IPv6 rule with IPv4's fragment option, saved as a line that
+/// does not read back.
+#[test]
+fn fragment_option_refused_in_ipv6_wherever_the_6_comes() {
+    for line in [
+        "-6 -A INPUT -f",
+        "-A INPUT -f -6",
+        "--fr -A INPUT -6 -j DROP",
+    ] {
+        let err = parse(line).expect_err(line);
+        assert_eq!(
+            err.message, "-f is IPv4's: ip6tables has no fragment option",
+            "{line}"
+        );
+    }
+}
+
+/// `-m recent`: what fwctl refuses rather than judge differently, with the option named.
+#[test]
+fn recent_refusals_name_the_option() {
+    let cases = [
+        (
+            "-A INPUT -m recent --update --seconds 60 --hitcount 4 --name SSH",
+            "recent: --hitcount",
+        ),
+        ("-A INPUT -m recent --rcheck --rttl", "recent: --rttl"),
+        (
+            "-A INPUT -m recent ! --update --seconds 5",
+            "recent: ! --update",
+        ),
+        ("-A INPUT -m recent ! --set", "recent: ! --set"),
+        (
+            "-A INPUT -m recent --set --update",
+            "recent: option \"--set\" cannot be used together with \"--update\".",
+        ),
+        (
+            "-A INPUT -m recent --set --mask 255.0.255.0",
+            "recent: bad --mask `255.0.255.0'",
+        ),
+        (
+            "-A INPUT -m recent --name SSH",
+            "recent: you must specify one of `--set', `--rcheck' `--update' or `--remove'",
+        ),
+    ];
+    for (line, start) in cases {
+        let err = parse(line).expect_err(line);
+        assert!(err.message.starts_with(start), "{line}: {}", err.message);
+    }
+}
+
+/// `-m recent`'s combinations iptables 1.8.9 (or the kernel under it) refuses.
+#[test]
+fn recent_combinations_refused_as_iptables_does() {
+    let cases = [
+        ("-A INPUT -m recent --rcheck --reap", "recent: option \"--reap\" also requires \"--seconds\"."),
+        ("-A INPUT -m recent --set --seconds 5", "recent: --seconds goes with --rcheck or --update only (the kernel refuses it otherwise)"),
+        ("-A INPUT -m recent --remove --seconds 5", "recent: --seconds goes with --rcheck or --update only (the kernel refuses it otherwise)"),
+    ];
+    for (line, message) in cases {
+        assert_eq!(parse(line).expect_err(line).message, message, "{line}");
     }
 }
