@@ -86,6 +86,7 @@ impl Firewall {
             );
         }
         crate::dataplane::resize::repair(&fw.ns)?;
+        crate::timings::phase("pins checked");
         Ok(fw)
     }
 
@@ -144,8 +145,11 @@ impl Firewall {
     /// Locks without the consistency check, for `down`, which cleans up whatever is there.
     pub fn lock_for_down() -> Result<Firewall> {
         let ns = Namespace::current()?;
+        crate::timings::phase("namespace");
         let store = StateStore::lock(&ns.state_dir)?;
+        crate::timings::phase("lock");
         let state = store.load()?;
+        crate::timings::phase("load state");
         Ok(Firewall {
             ns,
             store,
@@ -196,9 +200,11 @@ impl Firewall {
     pub fn commit(&mut self, editor: Editor) -> Result<()> {
         // Rules may only name sets that exist, as iptables refuses them.
         crate::sets::check(&editor.ruleset, &self.state.sets)?;
+        crate::timings::phase("check sets");
         // Compile first: the guard judges only a ruleset that can go in (one with matches
         // the compiler refuses never reaches it).
         let image = compile_with_sets(&editor.ruleset, &self.interfaces(), &self.state.sets)?;
+        crate::timings::phase("compile (XDP image)");
         // Translating for netfilter can refuse a rule too: find out before anything moves.
         netfilter::translate(
             &editor.ruleset,
@@ -206,9 +212,11 @@ impl Firewall {
             &NftCounters::default(),
             &self.state.sets,
         )?;
+        crate::timings::phase("translate (check)");
         if !self.force {
             self.refuse_lockout(&editor.ruleset)?;
         }
+        crate::timings::phase("lockout guard");
         // Counter slots of both generations' rules must exist.
         let slots_end = editor
             .ruleset
@@ -219,6 +227,7 @@ impl Firewall {
         let need = Capacity::needed(&image, slots_end);
         let mut dp = Dataplane::open_or_install(&self.ns, need.sized())?;
         let resize = self.resize_for(&dp, need)?;
+        crate::timings::phase("open dataplane");
         let marks = self.marks();
         let hooked = netfilter::hooked_tables(&editor.ruleset);
         let current = dp.maps.config()?.active;
@@ -229,8 +238,11 @@ impl Firewall {
         // see netfilter/mod.rs for why each packet then meets one whole ruleset.
         let stage = |next| {
             let counters = netfilter::counters(current)?.minus(baseline);
+            crate::timings::phase("nft: read counters");
             let chains = netfilter::translate(&editor.ruleset, next, &counters, set_registry)?;
+            crate::timings::phase("nft: translate");
             netfilter::stage(&chains, next, current, marks, &hooked)?;
+            crate::timings::phase("nft: send staging batch");
             // The idle generation's old rules were the last to name replaced sets.
             let retired: Vec<&str> = set_registry
                 .nft_retired
@@ -263,12 +275,14 @@ impl Firewall {
                 dp.resize(capacity, &in_force, &image, slots, fill, stage)?
             }
         };
+        crate::timings::phase("xdp: flip");
         fault_point("flipped");
         if let Err(e) = netfilter::switch(next, marks, &hooked) {
             // Back to the previous generation on the XDP side too: it is still intact.
             dp.maps.set_active(current)?;
             return Err(e);
         }
+        crate::timings::phase("nft: switch batch");
         // After netfilter: until the TC program marks with the new bits, XDP-accepted
         // packets are merely judged twice, never waved through.
         let config = dp.maps.config()?;
@@ -292,6 +306,7 @@ impl Firewall {
                 ..config
             })?;
         }
+        crate::timings::phase("config and helpers");
         self.state.nft_baseline = NftCounters::default();
         if retired_gone {
             for id in std::mem::take(&mut self.state.sets.nft_retired) {
@@ -310,7 +325,9 @@ impl Firewall {
             .ok()
             .and_then(|d| u64::try_from(d.as_millis()).ok());
         self.store.save(&self.state)?;
+        crate::timings::phase("state file");
         self.record_last_good(false);
+        crate::timings::phase("last good");
         Ok(())
     }
 
