@@ -177,6 +177,10 @@ impl StateStore {
             "pending.json",
             "last-apply",
             "watch.lock",
+            "xdp-keyed-0",
+            "xdp-keyed-1",
+            "xdp-keyed-0.tmp",
+            "xdp-keyed-1.tmp",
             "lock",
         ] {
             match fs::remove_file(self.dir.join(name)) {
@@ -192,9 +196,11 @@ impl StateStore {
 }
 
 /// Writes `value` as JSON to `path` through a temporary file and a rename: readers see the
-/// old file or the new one, whole.
+/// old file or the new one, whole. Compact: every change writes the state and reads it
+/// back, and indentation made a 10,000-rule state 8.7 MB instead of 3.3 MB, its time
+/// doubled (`fwctl save` and `-S` are the forms to read).
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(value)?;
+    let mut text = serde_json::to_string(value)?;
     text.push('\n');
     write_text(path, &text)
 }

@@ -748,6 +748,7 @@ pub fn stage(
     hooked: &[Table],
 ) -> Result<()> {
     let names = chain_names()?;
+    crate::timings::phase("nft: list chains");
     let bases = bases(&names, hooked);
     let mut batch = Batch::new();
     batch.add(&table(), MsgType::Add);
@@ -774,6 +775,7 @@ pub fn stage(
             batch.add(&rate_set(name, None), MsgType::Del);
         }
     }
+    crate::timings::phase("nft: list sets");
     for (id, set) in chains.iter().flat_map(|c| &c.sets).enumerate() {
         // The kernel wants an id for a set made in a batch, unique in the batch.
         let made = rate_set(&set.name, Some(set)).with_id(id as u32 + 1);
@@ -801,6 +803,7 @@ pub fn stage(
         if keep_current { current } else { next },
         &bases,
     )?;
+    crate::timings::phase("nft: build staging batch");
     send(batch, "staging the new ruleset")
 }
 
@@ -862,9 +865,17 @@ pub fn remove() -> Result<()> {
 /// What netfilter counted in generation `generation`, summed per rule slot and policy.
 pub fn counters(generation: u32) -> Result<NftCounters> {
     let mut out = NftCounters::default();
-    // No table: the dump finds no rules. Chain prefixes and comments pick ours.
+    // Chain prefixes and comments pick ours. One dump per chain of the generation: a dump
+    // of the table would read the other generation's rules too, as many again.
     let prefix = generation.to_string();
-    for rule in netlink::rule_counts(TABLE).context("netlink: reading fwctl's nftables counters")? {
+    let mut rules = Vec::new();
+    for name in chain_names()?.iter().filter(|n| n.starts_with(&prefix)) {
+        rules.extend(
+            netlink::rule_counts(TABLE, Some(name))
+                .context("netlink: reading fwctl's nftables counters")?,
+        );
+    }
+    for rule in rules {
         let chain = rule.chain.as_str();
         if !chain.starts_with(&prefix) {
             continue;

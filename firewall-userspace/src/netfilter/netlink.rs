@@ -64,6 +64,15 @@ pub fn open_protocol(
     Ok(fd)
 }
 
+/// Makes `fd`'s send buffer hold at least `bytes` (a socket kept for several batches).
+pub fn grow_send_buffer(fd: &OwnedFd, bytes: usize) {
+    set(
+        fd,
+        libc::SO_SNDBUFFORCE,
+        &(bytes.min(i32::MAX as usize) as libc::c_int),
+    );
+}
+
 /// Attribute type bits without the nested/byte-order flags.
 pub const NLA_TYPE_MASK: u16 = 0x3fff;
 
@@ -191,7 +200,7 @@ pub fn exchange<T>(
 /// (nftables message `msg`, family inet, filtered by table `table`). Raw, because rustables
 /// cannot read back sets, nor rules whose expressions use registers it does not know.
 fn dump(msg: u16, table: &str, each: impl FnMut(Vec<(u16, &[u8])>)) -> Result<()> {
-    dump_in(msg, libc::NFPROTO_INET as u8, Some(table), each)
+    dump_in(msg, libc::NFPROTO_INET as u8, Some(table), None, each)
 }
 
 /// As [`dump`], for any family (`NFPROTO_UNSPEC`: all) and any table (None: all).
@@ -199,12 +208,20 @@ fn dump_in(
     msg: u16,
     family: u8,
     table: Option<&str>,
+    chain: Option<&str>,
     mut each: impl FnMut(Vec<(u16, &[u8])>),
 ) -> Result<()> {
     const NFNL_SUBSYS_NFTABLES: u16 = 10;
     // NFTA_SET_TABLE, NFTA_RULE_TABLE and NFTA_OBJ_TABLE alike.
     const NFTA_TABLE: u16 = 1;
-    let attrs = table.map(|t| nla_text(NFTA_TABLE, t)).unwrap_or_default();
+    // NFTA_RULE_CHAIN: a rule dump of one chain only.
+    const NFTA_RULE_CHAIN: u16 = 2;
+    let mut attrs = table.map(|t| nla_text(NFTA_TABLE, t)).unwrap_or_default();
+    attrs.extend(
+        chain
+            .map(|c| nla_text(NFTA_RULE_CHAIN, c))
+            .unwrap_or_default(),
+    );
     let req = message(
         NFNL_SUBSYS_NFTABLES << 8 | msg,
         (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16,
@@ -247,7 +264,7 @@ pub fn helpers_in_use(own: &str) -> Result<bool> {
     const NFTA_TARGET_NAME: u16 = 1;
     let unspec = libc::NFPROTO_UNSPEC as u8;
     let mut helper_objects = false;
-    dump_in(NFT_MSG_GETOBJ, unspec, None, |attrs| {
+    dump_in(NFT_MSG_GETOBJ, unspec, None, None, |attrs| {
         helper_objects |= attrs.iter().any(|(k, v)| {
             k & NLA_TYPE_MASK == NFTA_OBJ_TYPE
                 && <[u8; 4]>::try_from(*v)
@@ -297,7 +314,7 @@ pub fn helpers_in_use(own: &str) -> Result<bool> {
             continue;
         }
         let mut ct_target = false;
-        dump_in(NFT_MSG_GETRULE, family, Some(&name), |attrs| {
+        dump_in(NFT_MSG_GETRULE, family, Some(&name), None, |attrs| {
             for (_, exprs) in attrs
                 .iter()
                 .filter(|(k, _)| k & NLA_TYPE_MASK == NFTA_RULE_EXPRESSIONS)
@@ -355,8 +372,9 @@ pub struct RuleCount {
     pub counter: Option<(u64, u64)>,
 }
 
-/// Every rule of table `table` (family inet), reduced to what `RuleCount` keeps.
-pub fn rule_counts(table: &str) -> Result<Vec<RuleCount>> {
+/// Every rule of table `table` (family inet), or of its chain `chain`, reduced to what
+/// `RuleCount` keeps.
+pub fn rule_counts(table: &str, chain: Option<&str>) -> Result<Vec<RuleCount>> {
     const NFT_MSG_GETRULE: u16 = 7;
     const NFTA_RULE_CHAIN: u16 = 2;
     const NFTA_RULE_EXPRESSIONS: u16 = 4;
@@ -367,46 +385,52 @@ pub fn rule_counts(table: &str) -> Result<Vec<RuleCount>> {
     const NFTA_COUNTER_PACKETS: u16 = 2;
     let be64 = |v: &[u8]| v.try_into().map(u64::from_be_bytes).unwrap_or(0);
     let mut out = Vec::new();
-    dump(NFT_MSG_GETRULE, table, |attrs| {
-        let mut rule = RuleCount {
-            chain: String::new(),
-            userdata: Vec::new(),
-            counter: None,
-        };
-        for (kind, value) in attrs {
-            match kind & NLA_TYPE_MASK {
-                NFTA_RULE_CHAIN => rule.chain = text(value),
-                NFTA_RULE_USERDATA => rule.userdata = value.to_vec(),
-                NFTA_RULE_EXPRESSIONS => {
-                    for (_, elem) in attributes(value) {
-                        let parts = attributes(elem);
-                        let is_counter = parts.iter().any(|(k, v)| {
-                            k & NLA_TYPE_MASK == NFTA_EXPR_NAME && text(v) == "counter"
-                        });
-                        if !is_counter || rule.counter.is_some() {
-                            continue;
-                        }
-                        let mut c = (0, 0);
-                        for (_, data) in parts
-                            .iter()
-                            .filter(|(k, _)| k & NLA_TYPE_MASK == NFTA_EXPR_DATA)
-                        {
-                            for (k, v) in attributes(data) {
-                                match k & NLA_TYPE_MASK {
-                                    NFTA_COUNTER_PACKETS => c.0 = be64(v),
-                                    NFTA_COUNTER_BYTES => c.1 = be64(v),
-                                    _ => {}
+    dump_in(
+        NFT_MSG_GETRULE,
+        libc::NFPROTO_INET as u8,
+        Some(table),
+        chain,
+        |attrs| {
+            let mut rule = RuleCount {
+                chain: String::new(),
+                userdata: Vec::new(),
+                counter: None,
+            };
+            for (kind, value) in attrs {
+                match kind & NLA_TYPE_MASK {
+                    NFTA_RULE_CHAIN => rule.chain = text(value),
+                    NFTA_RULE_USERDATA => rule.userdata = value.to_vec(),
+                    NFTA_RULE_EXPRESSIONS => {
+                        for (_, elem) in attributes(value) {
+                            let parts = attributes(elem);
+                            let is_counter = parts.iter().any(|(k, v)| {
+                                k & NLA_TYPE_MASK == NFTA_EXPR_NAME && text(v) == "counter"
+                            });
+                            if !is_counter || rule.counter.is_some() {
+                                continue;
+                            }
+                            let mut c = (0, 0);
+                            for (_, data) in parts
+                                .iter()
+                                .filter(|(k, _)| k & NLA_TYPE_MASK == NFTA_EXPR_DATA)
+                            {
+                                for (k, v) in attributes(data) {
+                                    match k & NLA_TYPE_MASK {
+                                        NFTA_COUNTER_PACKETS => c.0 = be64(v),
+                                        NFTA_COUNTER_BYTES => c.1 = be64(v),
+                                        _ => {}
+                                    }
                                 }
                             }
+                            rule.counter = Some(c);
                         }
-                        rule.counter = Some(c);
                     }
+                    _ => {}
                 }
-                _ => {}
             }
-        }
-        out.push(rule);
-    })
+            out.push(rule);
+        },
+    )
     .context("reading fwctl's nftables rules")?;
     Ok(out)
 }
