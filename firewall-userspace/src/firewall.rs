@@ -206,13 +206,20 @@ impl Firewall {
         let image = compile_with_sets(&editor.ruleset, &self.interfaces(), &self.state.sets)?;
         crate::timings::phase("compile (XDP image)");
         // Translating for netfilter can refuse a rule too: find out before anything moves.
-        netfilter::translate(
+        // Translated for the generation the change will most likely write (the one after
+        // the active one), so that the staging step can reuse it with the counters it reads.
+        let existing = Dataplane::open(&self.ns)?;
+        let guess = match &existing {
+            Some(dp) => (dp.maps.config()?.active + 1) % firewall_common::GENERATIONS,
+            None => 0,
+        };
+        let mut translated = Some(netfilter::translate(
             &editor.ruleset,
-            0,
+            guess,
             &NftCounters::default(),
             &self.state.sets,
-        )?;
-        crate::timings::phase("translate (check)");
+        )?);
+        crate::timings::phase("translate");
         if !self.force {
             self.refuse_lockout(&editor.ruleset)?;
         }
@@ -225,7 +232,14 @@ impl Firewall {
             .max()
             .map_or(0, |s| s + 1);
         let need = Capacity::needed(&image, slots_end);
-        let mut dp = Dataplane::open_or_install(&self.ns, need.sized())?;
+        let mut dp = match existing {
+            Some(dp) => dp,
+            None => Dataplane::open_or_install(&self.ns, need.sized())?,
+        };
+        dp.maps.record_keyed_in(
+            self.ns.state_dir.clone(),
+            std::mem::take(&mut self.state.keyed_records),
+        );
         let resize = self.resize_for(&dp, need)?;
         crate::timings::phase("open dataplane");
         let marks = self.marks();
@@ -239,9 +253,15 @@ impl Firewall {
         let stage = |next| {
             let counters = netfilter::counters(current)?.minus(baseline);
             crate::timings::phase("nft: read counters");
-            let chains = netfilter::translate(&editor.ruleset, next, &counters, set_registry)?;
-            crate::timings::phase("nft: translate");
-            netfilter::stage(&chains, next, current, marks, &hooked)?;
+            let chains = match translated.take() {
+                Some(mut chains) if next == guess => {
+                    netfilter::preload(&mut chains, &counters);
+                    chains
+                }
+                _ => netfilter::translate(&editor.ruleset, next, &counters, set_registry)?,
+            };
+            crate::timings::phase("nft: preload counters");
+            netfilter::stage(chains, next, current, marks, &hooked)?;
             crate::timings::phase("nft: send staging batch");
             // The idle generation's old rules were the last to name replaced sets.
             let retired: Vec<&str> = set_registry
@@ -320,6 +340,7 @@ impl Firewall {
         }
         self.state.ruleset = editor.ruleset;
         self.state.generation = Some(next);
+        self.state.keyed_records = dp.maps.keyed_tokens();
         self.state.last_apply_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .ok()

@@ -124,12 +124,9 @@ impl Dataplane {
         if !ns.pin_dir.join(PROGRAM_NAME).exists() {
             return Ok(None);
         }
-        let mut maps = Maps::from_pins(&ns.pin_dir)?;
-        // The state directory exists while the namespace's lock is held, as it is here.
-        maps.record_keyed_in(ns.state_dir.clone());
         Ok(Some(Dataplane {
             ns: ns.clone(),
-            maps,
+            maps: Maps::from_pins(&ns.pin_dir)?,
         }))
     }
 

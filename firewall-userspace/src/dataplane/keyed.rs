@@ -10,7 +10,10 @@
 //! batch calls. The file is removed before the generation's maps are touched and written
 //! (by rename) after they all were: a run killed in between leaves no file, and the next
 //! write clears the generation the slow way. It names the maps' kernel ids, so a file left
-//! from other maps (a resize, an upgrade, `down` and a new install) is never trusted.
+//! from other maps (a resize, an upgrade, `down` and a new install) is never trusted, and
+//! carries a random token the state file must hold for that generation (saved after the
+//! flip): an fwctl that does not know records (a downgrade) drops the tokens with the next
+//! state it saves, so a record it could have made stale is never trusted either.
 
 use std::{
     collections::HashMap,
@@ -74,14 +77,24 @@ fn lpm_key(src: bool, tg: u32, cidr: Cidr) -> (usize, Vec<u8>) {
     let mut key = len.to_ne_bytes().to_vec();
     // The tag byte first, always matched in full (firewall_common::Lpm4).
     key.push(tg as u8);
+    // Host bits cleared (as parsing does): the kernel ignores them, and the difference
+    // between two records compares whole keys.
+    // A prefix longer than the address (never parsed) keeps every bit; the kernel refuses
+    // the key.
+    let keep = |bits: u32| match bits.checked_sub(cidr.prefix as u32) {
+        Some(host) => u128::MAX.checked_shl(host).unwrap_or(0),
+        None => u128::MAX,
+    };
     match cidr.addr {
         IpAddr::V4(a) => {
-            key.extend(a.octets());
+            let masked = u32::from(a) & keep(32) as u32;
+            key.extend(masked.to_be_bytes());
             key.extend([0u8; 3]);
             (if src { SRC4 } else { DST4 }, key)
         }
         IpAddr::V6(a) => {
-            key.extend(a.octets());
+            let masked = u128::from(a) & keep(128);
+            key.extend(masked.to_be_bytes());
             key.extend([0u8; 3]);
             (if src { SRC6 } else { DST6 }, key)
         }
@@ -93,20 +106,43 @@ fn cache_path(dir: &Path, generation: u32) -> PathBuf {
     dir.join(format!("xdp-keyed-{generation}"))
 }
 
-const MAGIC: &[u8; 8] = b"fwkeyed1";
+const MAGIC: &[u8; 8] = b"fwkeyed2";
 
-/// Reads the record of `generation`, if there is one written for the maps `ids`.
-pub fn load(dir: &Path, generation: u32, ids: [u32; KEYED_MAPS]) -> Option<KeyedImage> {
+/// Reads the record of `generation`, if there is one with `token` written for the maps
+/// `ids`.
+pub fn load(dir: &Path, generation: u32, token: u64, ids: [u32; KEYED_MAPS]) -> Option<KeyedImage> {
     let bytes = std::fs::read(cache_path(dir, generation)).ok()?;
-    let parsed = parse(&bytes, ids);
+    let parsed = parse(&bytes, token, ids);
     if parsed.is_none() {
         log::info!("ignoring the record of XDP generation {generation}'s keyed maps");
     }
     parsed
 }
 
-fn parse(bytes: &[u8], ids: [u32; KEYED_MAPS]) -> Option<KeyedImage> {
+/// A token for a new record: unpredictable enough that a state never vouches for a record
+/// it did not see written (time and process id; the kernel's random bytes when it has).
+pub fn new_token() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: getrandom writes at most 8 bytes into `bytes`, which outlives the call.
+    let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let random = if got == 8 {
+        u64::from_ne_bytes(bytes)
+    } else {
+        0
+    };
+    random ^ nanos ^ (std::process::id() as u64) << 32
+}
+
+fn parse(bytes: &[u8], token: u64, ids: [u32; KEYED_MAPS]) -> Option<KeyedImage> {
     let mut rest = bytes.strip_prefix(MAGIC.as_slice())?;
+    let (head, tail) = rest.split_first_chunk::<8>()?;
+    if u64::from_le_bytes(*head) != token {
+        return None;
+    }
+    rest = tail;
     let u32_at = |rest: &mut &[u8]| -> Option<u32> {
         let (head, tail) = rest.split_first_chunk::<4>()?;
         *rest = tail;
@@ -133,8 +169,9 @@ fn parse(bytes: &[u8], ids: [u32; KEYED_MAPS]) -> Option<KeyedImage> {
     rest.is_empty().then_some(out)
 }
 
-fn serialize(image: &KeyedImage, ids: [u32; KEYED_MAPS]) -> Vec<u8> {
+fn serialize(image: &KeyedImage, token: u64, ids: [u32; KEYED_MAPS]) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
+    out.extend(token.to_le_bytes());
     for (map, entries) in image.maps.iter().enumerate() {
         out.extend(ids[map].to_le_bytes());
         out.extend((entries.len() as u32).to_le_bytes());
@@ -160,12 +197,13 @@ pub fn forget(dir: &Path, generation: u32) -> Result<()> {
 pub fn store(
     dir: &Path,
     generation: u32,
+    token: u64,
     ids: [u32; KEYED_MAPS],
     image: &KeyedImage,
 ) -> Result<()> {
     let path = cache_path(dir, generation);
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serialize(image, ids))
+    std::fs::write(&tmp, serialize(image, token, ids))
         .and_then(|()| std::fs::rename(&tmp, &path))
         .with_context(|| format!("recording {}", path.display()))
 }
@@ -298,17 +336,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_record_reads_back_only_for_the_same_maps() {
+    fn a_record_reads_back_only_for_the_same_maps_and_token() {
         let mut image = KeyedImage::default();
         image.maps[IFACE].push((vec![1; 12], 7));
         image.maps[SRC4].push((vec![2; 12], 8));
         image.maps[DST6].push((vec![3; 24], 9));
         let ids = [1, 2, 3, 4, 5];
-        let bytes = serialize(&image, ids);
-        assert_eq!(parse(&bytes, ids), Some(image));
-        assert_eq!(parse(&bytes, [1, 2, 3, 4, 6]), None);
-        assert_eq!(parse(&bytes[..bytes.len() - 1], ids), None);
-        assert_eq!(parse(b"fwkeyed1", ids), None);
+        let bytes = serialize(&image, 77, ids);
+        assert_eq!(parse(&bytes, 77, ids), Some(image));
+        assert_eq!(parse(&bytes, 78, ids), None, "another token");
+        assert_eq!(parse(&bytes, 77, [1, 2, 3, 4, 6]), None, "other maps");
+        assert_eq!(parse(&bytes[..bytes.len() - 1], 77, ids), None);
+        assert_eq!(parse(b"fwkeyed2", 77, ids), None);
+    }
+
+    #[test]
+    fn prefix_keys_are_laid_out_as_the_program_reads_them() {
+        let cidr = |text: &str, prefix| Cidr {
+            addr: text.parse().unwrap(),
+            prefix,
+        };
+        let (map, key) = lpm_key(true, 3, cidr("10.1.2.3", 16));
+        assert_eq!(map, SRC4);
+        let mut want = (LPM_TAG_BITS + 16).to_ne_bytes().to_vec();
+        want.extend([3, 10, 1, 0, 0, 0, 0, 0]);
+        assert_eq!(key, want);
+        let (map, key) = lpm_key(false, 2, cidr("2001:db8::1", 128));
+        assert_eq!((map, key.len()), (DST6, KEY_LEN[DST6]));
+        let (_, key) = lpm_key(false, 2, cidr("2001:db8::1", 0));
+        assert!(key[5..].iter().all(|b| *b == 0));
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Typed access to the program's maps, wherever they came from (pins, or a freshly loaded
 //! object in tests), and the one write sequence that changes a ruleset atomically.
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{bail, Context, Result};
 use aya::{
@@ -108,9 +111,10 @@ pub struct Maps {
     guards: GuardMaps,
     fast: MmapArray,
     fast_ct: MmapArray,
-    /// Where each generation's keyed entries are recorded (see dataplane/keyed.rs); None:
-    /// every write clears the generation's keys the slow way.
-    keyed_records: Option<PathBuf>,
+    /// Where each generation's keyed entries are recorded (see dataplane/keyed.rs), and the
+    /// token of each record the state vouches for; None: every write clears the
+    /// generation's keys the slow way.
+    keyed_records: Option<(PathBuf, BTreeMap<u32, u64>)>,
 }
 
 /// The name of keyed map `i` (dataplane/keyed.rs's order), for errors.
@@ -165,9 +169,17 @@ impl Maps {
     }
 
     /// Records each generation's keyed entries in `dir`, so that the next write of that
-    /// generation changes only what differs.
-    pub fn record_keyed_in(&mut self, dir: PathBuf) {
-        self.keyed_records = Some(dir);
+    /// generation changes only what differs; `tokens`: the records the state vouches for.
+    pub fn record_keyed_in(&mut self, dir: PathBuf, tokens: BTreeMap<u32, u64>) {
+        self.keyed_records = Some((dir, tokens));
+    }
+
+    /// The records the state must vouch for once it is saved (after the flip).
+    pub fn keyed_tokens(&self) -> BTreeMap<u32, u64> {
+        self.keyed_records
+            .as_ref()
+            .map(|(_, tokens)| tokens.clone())
+            .unwrap_or_default()
     }
 
     /// The keyed maps, in dataplane/keyed.rs's order.
@@ -195,11 +207,13 @@ impl Maps {
     /// `want` is written whole.
     fn write_keyed(&mut self, generation: u32, want: &KeyedImage) -> Result<()> {
         let ids = self.keyed_ids()?;
-        let record = self.keyed_records.clone();
-        let old = record
-            .as_deref()
-            .and_then(|dir| keyed::load(dir, generation, ids));
-        if let Some(dir) = &record {
+        let mut old = None;
+        if let Some((dir, tokens)) = &mut self.keyed_records {
+            if let Some(&token) = tokens.get(&generation) {
+                old = keyed::load(dir, generation, token, ids);
+            }
+            // No record vouched for from here until the state is saved with a new one.
+            tokens.remove(&generation);
             keyed::forget(dir, generation)?;
         }
         let empty = KeyedImage::default();
@@ -222,11 +236,14 @@ impl Maps {
     }
 
     /// Once the whole generation is written: what its keyed maps hold now.
-    fn record_keyed(&self, generation: u32, written: &KeyedImage) -> Result<()> {
-        match &self.keyed_records {
-            Some(dir) => keyed::store(dir, generation, self.keyed_ids()?, written),
-            None => Ok(()),
+    fn record_keyed(&mut self, generation: u32, written: &KeyedImage) -> Result<()> {
+        let ids = self.keyed_ids()?;
+        if let Some((dir, tokens)) = &mut self.keyed_records {
+            let token = keyed::new_token();
+            keyed::store(dir, generation, token, ids, written)?;
+            tokens.insert(generation, token);
         }
+        Ok(())
     }
 
     pub fn from_pins(dir: &Path) -> Result<Maps> {

@@ -335,8 +335,58 @@ fn parse_comment(data: &[u8]) -> Option<&str> {
 pub struct ChainImage {
     pub name: String,
     pub rules: Vec<(Vec<RawExpression>, Vec<u8>)>,
+    /// Per rule: where its counter expression is and what it is preloaded with.
+    preloads: Vec<(usize, Preload)>,
     /// Sets its rules update (hashlimit meters, connlimit counts), made with the chain.
     pub sets: Vec<RateSet>,
+}
+
+/// What a rule's counter starts from when its generation is written: see [`preload`].
+#[derive(Debug)]
+enum Preload {
+    /// Zero (a rule's second and later alternatives).
+    Nothing,
+    /// What the rule with this slot counted.
+    Rule(u32),
+    /// What a built-in chain's policy counted, less what its RETURN rules (`slots`, which
+    /// carry the policy's count too) counted.
+    Policy {
+        table: Table,
+        family: Family,
+        chain: Chain,
+        returns: Vec<u32>,
+    },
+}
+
+/// Sets the counters of `chains` (as [`translate`] made them) to `counters`, so that a
+/// translation made before the counters were read (to find out early whether netfilter
+/// takes the ruleset) is the one written.
+pub fn preload(chains: &mut [ChainImage], counters: &NftCounters) {
+    for image in chains {
+        for ((exprs, _), (at, preload)) in image.rules.iter_mut().zip(&image.preloads) {
+            let (packets, bytes) = match preload {
+                Preload::Nothing => continue,
+                Preload::Rule(slot) => counters.rule(*slot),
+                Preload::Policy {
+                    table,
+                    family,
+                    chain,
+                    returns,
+                } => {
+                    let (packets, bytes) = counters.policy(*table, *family, *chain);
+                    returns
+                        .iter()
+                        .map(|slot| counters.rule(*slot))
+                        .fold((packets, bytes), |(p, b), (rp, rb)| {
+                            (p.saturating_sub(rp), b.saturating_sub(rb))
+                        })
+                }
+            };
+            if let Some(e) = exprs.get_mut(*at) {
+                *e = exprs::counter(packets, bytes);
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -418,7 +468,7 @@ type ChainSource<'a> = (
 );
 
 /// Translates a whole ruleset into generation `generation`'s chains, counters preloaded
-/// from `counters` so they survive the change.
+/// from `counters` so they survive the change (see [`preload`]).
 pub fn translate(
     ruleset: &Ruleset,
     generation: u32,
@@ -448,18 +498,19 @@ pub fn translate(
                 let returns_to_policy = |rule: &crate::rules::Rule| {
                     policy.is_some() && rule.spec.target == Target::Return
                 };
-                let mut returned = (0u64, 0u64);
+                let mut returns = Vec::new();
                 let mut image = ChainImage {
                     name,
                     rules: Vec::new(),
+                    preloads: Vec::new(),
                     sets: Vec::new(),
                 };
                 for rule in list {
-                    let (mut packets, mut bytes) = counters.rule(rule.slot);
                     let to_policy = returns_to_policy(rule);
                     if to_policy {
-                        returned = (returned.0 + packets, returned.1 + bytes);
+                        returns.push(rule.slot);
                     }
+                    let mut first = true;
                     let note = if to_policy { COMMENT_AND_POLICY } else { "" };
                     let nf_alts = exprs::nf_alternatives(&rule.spec.nf, family);
                     for (alt, nf) in alternatives(&rule.spec, family)?
@@ -480,8 +531,16 @@ pub fn translate(
                         e.extend(nf.iter().cloned());
                         rate_exprs(rule, generation, family, &mut e, &mut image.sets);
                         // The preloaded counts go to the first alternative only.
-                        e.push(exprs::counter(packets, bytes));
-                        (packets, bytes) = (0, 0);
+                        image.preloads.push((
+                            e.len(),
+                            if first {
+                                Preload::Rule(rule.slot)
+                            } else {
+                                Preload::Nothing
+                            },
+                        ));
+                        first = false;
+                        e.push(exprs::counter(0, 0));
                         match policy {
                             Some((_, verdict)) if to_policy => {
                                 e.push(exprs::verdict(policy_verdict(verdict)));
@@ -494,22 +553,26 @@ pub fn translate(
                     }
                 }
                 if let Some((chain, policy)) = policy {
-                    let (packets, bytes) = counters.policy(table, family, chain);
-                    let (packets, bytes) = (
-                        packets.saturating_sub(returned.0),
-                        bytes.saturating_sub(returned.1),
-                    );
+                    image.preloads.push((
+                        0,
+                        Preload::Policy {
+                            table,
+                            family,
+                            chain,
+                            returns,
+                        },
+                    ));
                     image.rules.push((
-                        vec![
-                            exprs::counter(packets, bytes),
-                            exprs::verdict(policy_verdict(policy)),
-                        ],
+                        vec![exprs::counter(0, 0), exprs::verdict(policy_verdict(policy))],
                         comment(COMMENT_POLICY),
                     ));
                 }
                 out.push(image);
             }
         }
+    }
+    if counters != &NftCounters::default() {
+        preload(&mut out, counters);
     }
     Ok(out)
 }
@@ -741,7 +804,7 @@ fn bases(names: &[String], hooked: &[Table]) -> Vec<&'static BaseChain> {
 /// `current`, if that generation is in the table. One batch: all of it or none. `hooked`:
 /// the tables besides filter the new ruleset needs hooks for ([`hooked_tables`]).
 pub fn stage(
-    chains: &[ChainImage],
+    chains: Vec<ChainImage>,
     next: u32,
     current: u32,
     marks: Marks,
@@ -781,13 +844,15 @@ pub fn stage(
         let made = rate_set(&set.name, Some(set)).with_id(id as u32 + 1);
         batch.add(&made, MsgType::Add);
     }
-    for image in chains {
+    for image in &chains {
         batch.add(&chain(&image.name), MsgType::Add);
     }
+    // Taken apart as they go into the batch: a copy of every rule's expressions, made and
+    // freed, cost as much as the batch itself for 10,000 rules.
     for image in chains {
         let c = chain(&image.name);
-        for (e, userdata) in &image.rules {
-            add_rule(&mut batch, &c, e.clone(), Some(userdata.clone()))?;
+        for (e, userdata) in image.rules {
+            add_rule(&mut batch, &c, e, Some(userdata))?;
         }
     }
     let keep_current = current != next && has_generation(&names, current);
