@@ -5,7 +5,7 @@
 //! whether asked or not, so nothing goes unnoticed. Placeholders for expressions rustables
 //! cannot write ([`super::exprs::RAW_MARK`]) are swapped for the real ones on the way.
 
-use std::{io, os::fd::OwnedFd, sync::Mutex, time::Duration};
+use std::io;
 
 use anyhow::{Context, Result};
 
@@ -146,40 +146,25 @@ pub fn send_raw(mut buf: Vec<u8>) -> Result<()> {
         debug_assert!(h.len >= 16);
     }
 
-    // One socket for every batch of the process: closing a netfilter socket after a batch
-    // that removed anything waits for an RCU grace period (the kernel flushes the pending
-    // destruction at NETLINK_URELEASE), 10-20 ms here, once per socket.
-    let mut kept = BATCH_SOCKET.lock().unwrap_or_else(|e| e.into_inner());
-    let fd = match kept.take() {
-        Some(fd) => {
-            super::netlink::grow_send_buffer(&fd, buf.len() + (1 << 16));
-            fd
-        }
-        None => super::netlink::open(buf.len() + (1 << 16), 4 << 20, Duration::from_secs(60))?,
-    };
-    let result = exchange(&fd, &buf, 1 << 16, |h, reply| match error_code(reply, h) {
-        Some(0) if h.seq == last => Some(Ok(())),
-        Some(code) if code != 0 => {
-            let index = objects.iter().position(|o| o.seq == h.seq);
-            Some(
-                Err(io::Error::from_raw_os_error(-code)).with_context(|| match index {
-                    Some(i) => format!("the kernel refused message {} of {}", i + 1, objects.len()),
-                    None => "the kernel refused the batch".to_string(),
-                }),
-            )
-        }
-        _ => None,
+    super::netlink::with_socket(buf.len() + (1 << 16), |fd| {
+        exchange(fd, &buf, 1 << 16, |h, reply| match error_code(reply, h) {
+            Some(0) if h.seq == last => Some(Ok(())),
+            Some(code) if code != 0 => {
+                let index = objects.iter().position(|o| o.seq == h.seq);
+                Some(
+                    Err(io::Error::from_raw_os_error(-code)).with_context(|| match index {
+                        Some(i) => {
+                            format!("the kernel refused message {} of {}", i + 1, objects.len())
+                        }
+                        None => "the kernel refused the batch".to_string(),
+                    }),
+                )
+            }
+            _ => None,
+        })
     })
-    .with_context(|| format!("applying a {}-byte nftables batch", buf.len()));
-    // After a refusal more answers may be queued: a later batch gets a fresh socket.
-    if result.is_ok() {
-        *kept = Some(fd);
-    }
-    result
+    .with_context(|| format!("applying a {}-byte nftables batch", buf.len()))
 }
-
-/// The socket [`send_raw`] keeps between batches.
-static BATCH_SOCKET: Mutex<Option<OwnedFd>> = Mutex::new(None);
 
 #[cfg(test)]
 mod tests {

@@ -22,8 +22,8 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use rustables::{
     expr::{NatType, RawExpression, VerdictKind},
-    list_chains_for_table, list_tables, Batch, Chain as NftChain, ChainPolicy, ChainType, Hook,
-    HookClass, MsgType, ProtocolFamily, Rule, Set as NftSet, Table as NftTable,
+    Batch, Chain as NftChain, ChainPolicy, ChainType, Hook, HookClass, MsgType, ProtocolFamily,
+    Rule, Set as NftSet, Table as NftTable,
 };
 use serde::{Deserialize, Serialize};
 
@@ -688,12 +688,7 @@ fn add_rule(
 
 /// Whether `inet fwctl` exists in this network namespace.
 pub fn table_exists() -> Result<bool> {
-    let tables = list_tables().context("listing nftables tables")?;
-    // rustables hides the family of listed objects; a table of another family with this
-    // name would count too, and fwctl never creates one.
-    Ok(tables
-        .iter()
-        .any(|t| t.get_name().map(String::as_str) == Some(TABLE)))
+    Ok(netlink::inet_table_names()?.iter().any(|t| t == TABLE))
 }
 
 /// Names of the table's chains; empty when there is no table.
@@ -701,11 +696,7 @@ fn chain_names() -> Result<Vec<String>> {
     if !table_exists()? {
         return Ok(Vec::new());
     }
-    let chains = list_chains_for_table(&table()).context("listing fwctl's nftables chains")?;
-    Ok(chains
-        .iter()
-        .filter_map(|c| c.get_name().cloned())
-        .collect())
+    netlink::chain_names(TABLE)
 }
 
 fn has_generation(names: &[String], generation: u32) -> bool {

@@ -5,6 +5,7 @@
 use std::{
     io,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    sync::Mutex,
     time::Duration,
 };
 
@@ -64,13 +65,36 @@ pub fn open_protocol(
     Ok(fd)
 }
 
-/// Makes `fd`'s send buffer hold at least `bytes` (a socket kept for several batches).
-pub fn grow_send_buffer(fd: &OwnedFd, bytes: usize) {
-    set(
-        fd,
-        libc::SO_SNDBUFFORCE,
-        &(bytes.min(i32::MAX as usize) as libc::c_int),
-    );
+/// The socket [`with_socket`] keeps between exchanges.
+static KEPT: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+/// Runs `f` with the process's netfilter socket (made with a send buffer of `send_buffer`
+/// bytes, set to it if kept from before). One socket for every dump and batch: closing a
+/// netfilter socket while a batch's removals are pending waits for an RCU grace period (the
+/// kernel flushes pending destruction at NETLINK_URELEASE), 10-20 ms here, once per socket
+/// closed; kept, it is closed once, at exit, when the destruction is usually done. After an
+/// error more answers may be queued, so the socket goes and the next call opens another;
+/// a call made while another holds it (none does) gets a socket of its own.
+pub fn with_socket<T>(send_buffer: usize, f: impl FnOnce(&OwnedFd) -> Result<T>) -> Result<T> {
+    let Ok(mut kept) = KEPT.try_lock() else {
+        return f(&open(send_buffer, 4 << 20, Duration::from_secs(60))?);
+    };
+    let fd = match kept.take() {
+        Some(fd) => {
+            set(
+                &fd,
+                libc::SO_SNDBUFFORCE,
+                &(send_buffer.min(i32::MAX as usize) as libc::c_int),
+            );
+            fd
+        }
+        None => open(send_buffer, 4 << 20, Duration::from_secs(60))?,
+    };
+    let result = f(&fd);
+    if result.is_ok() {
+        *kept = Some(fd);
+    }
+    result
 }
 
 /// Attribute type bits without the nested/byte-order flags.
@@ -230,18 +254,21 @@ fn dump_in(
         0,
         &attrs,
     );
-    let fd = open(1 << 16, 4 << 20, Duration::from_secs(10))?;
-    exchange(&fd, &req, 1 << 20, |h, buf| match error_code(buf, h) {
-        _ if h.kind == NLMSG_DONE => Some(Ok(())),
-        // No such table: nothing to list.
-        Some(code) if code == -libc::ENOENT => Some(Ok(())),
-        Some(0) => None,
-        Some(code) => Some(Err(io::Error::from_raw_os_error(-code)).context("a netfilter dump")),
-        None if h.len >= 20 => {
-            each(attributes(&buf[h.at + 20..h.at + h.len]));
-            None
-        }
-        None => None,
+    with_socket(1 << 16, |fd| {
+        exchange(fd, &req, 1 << 20, |h, buf| match error_code(buf, h) {
+            _ if h.kind == NLMSG_DONE => Some(Ok(())),
+            // No such table: nothing to list.
+            Some(code) if code == -libc::ENOENT => Some(Ok(())),
+            Some(0) => None,
+            Some(code) => {
+                Some(Err(io::Error::from_raw_os_error(-code)).context("a netfilter dump"))
+            }
+            None if h.len >= 20 => {
+                each(attributes(&buf[h.at + 20..h.at + h.len]));
+                None
+            }
+            None => None,
+        })
     })
     .context("reading a netfilter dump")
 }
@@ -288,25 +315,26 @@ pub fn helpers_in_use(own: &str) -> Result<bool> {
             0,
             &[],
         );
-        let fd = open(1 << 16, 1 << 20, Duration::from_secs(10))?;
-        exchange(&fd, &req, 1 << 20, |h, buf| match error_code(buf, h) {
-            _ if h.kind == NLMSG_DONE => Some(Ok(())),
-            Some(0) => None,
-            Some(code) => {
-                Some(Err(io::Error::from_raw_os_error(-code)).context("listing nftables tables"))
-            }
-            None if h.len >= 20 => {
-                let family = buf[h.at + 16];
-                let name = attributes(&buf[h.at + 20..h.at + h.len])
-                    .iter()
-                    .find(|(k, _)| k & NLA_TYPE_MASK == NFTA_TABLE_NAME)
-                    .map(|(_, v)| text(v));
-                if let Some(name) = name {
-                    tables.push((family, name));
+        with_socket(1 << 16, |fd| {
+            exchange(fd, &req, 1 << 20, |h, buf| match error_code(buf, h) {
+                _ if h.kind == NLMSG_DONE => Some(Ok(())),
+                Some(0) => None,
+                Some(code) => Some(
+                    Err(io::Error::from_raw_os_error(-code)).context("listing nftables tables"),
+                ),
+                None if h.len >= 20 => {
+                    let family = buf[h.at + 16];
+                    let name = attributes(&buf[h.at + 20..h.at + h.len])
+                        .iter()
+                        .find(|(k, _)| k & NLA_TYPE_MASK == NFTA_TABLE_NAME)
+                        .map(|(_, v)| text(v));
+                    if let Some(name) = name {
+                        tables.push((family, name));
+                    }
+                    None
                 }
-                None
-            }
-            None => None,
+                None => None,
+            })
         })?;
     }
     for (family, name) in tables {
@@ -361,6 +389,53 @@ pub fn set_names(table: &str) -> Result<Vec<String>> {
         )
     })
     .context("listing fwctl's nftables sets")?;
+    Ok(names)
+}
+
+/// Names of the tables of family inet.
+pub fn inet_table_names() -> Result<Vec<String>> {
+    const NFT_MSG_GETTABLE: u16 = 1;
+    const NFTA_TABLE_NAME: u16 = 1;
+    let mut names = Vec::new();
+    dump_in(
+        NFT_MSG_GETTABLE,
+        libc::NFPROTO_INET as u8,
+        None,
+        None,
+        |attrs| {
+            names.extend(
+                attrs
+                    .iter()
+                    .filter(|(k, _)| k & NLA_TYPE_MASK == NFTA_TABLE_NAME)
+                    .map(|(_, v)| text(v)),
+            )
+        },
+    )
+    .context("listing nftables tables")?;
+    Ok(names)
+}
+
+/// Names of the chains of table `table` (family inet).
+pub fn chain_names(table: &str) -> Result<Vec<String>> {
+    const NFT_MSG_GETCHAIN: u16 = 4;
+    const NFTA_CHAIN_TABLE: u16 = 1;
+    const NFTA_CHAIN_NAME: u16 = 3;
+    let mut names = Vec::new();
+    dump(NFT_MSG_GETCHAIN, table, |attrs| {
+        // Checked here too, in case a kernel lists every table's chains.
+        let ours = attrs
+            .iter()
+            .any(|(k, v)| k & NLA_TYPE_MASK == NFTA_CHAIN_TABLE && text(v) == table);
+        if ours {
+            names.extend(
+                attrs
+                    .iter()
+                    .filter(|(k, _)| k & NLA_TYPE_MASK == NFTA_CHAIN_NAME)
+                    .map(|(_, v)| text(v)),
+            )
+        }
+    })
+    .context("listing fwctl's nftables chains")?;
     Ok(names)
 }
 
