@@ -86,6 +86,7 @@ impl Firewall {
             );
         }
         crate::dataplane::resize::repair(&fw.ns)?;
+        crate::timings::phase("pins checked");
         Ok(fw)
     }
 
@@ -144,8 +145,11 @@ impl Firewall {
     /// Locks without the consistency check, for `down`, which cleans up whatever is there.
     pub fn lock_for_down() -> Result<Firewall> {
         let ns = Namespace::current()?;
+        crate::timings::phase("namespace");
         let store = StateStore::lock(&ns.state_dir)?;
+        crate::timings::phase("lock");
         let state = store.load()?;
+        crate::timings::phase("load state");
         Ok(Firewall {
             ns,
             store,
@@ -196,19 +200,30 @@ impl Firewall {
     pub fn commit(&mut self, editor: Editor) -> Result<()> {
         // Rules may only name sets that exist, as iptables refuses them.
         crate::sets::check(&editor.ruleset, &self.state.sets)?;
+        crate::timings::phase("check sets");
         // Compile first: the guard judges only a ruleset that can go in (one with matches
         // the compiler refuses never reaches it).
         let image = compile_with_sets(&editor.ruleset, &self.interfaces(), &self.state.sets)?;
+        crate::timings::phase("compile (XDP image)");
         // Translating for netfilter can refuse a rule too: find out before anything moves.
-        netfilter::translate(
+        // Translated for the generation the change will most likely write (the one after
+        // the active one), so that the staging step can reuse it with the counters it reads.
+        let existing = Dataplane::open(&self.ns)?;
+        let guess = match &existing {
+            Some(dp) => (dp.maps.config()?.active + 1) % firewall_common::GENERATIONS,
+            None => 0,
+        };
+        let mut translated = Some(netfilter::translate(
             &editor.ruleset,
-            0,
+            guess,
             &NftCounters::default(),
             &self.state.sets,
-        )?;
+        )?);
+        crate::timings::phase("translate");
         if !self.force {
             self.refuse_lockout(&editor.ruleset)?;
         }
+        crate::timings::phase("lockout guard");
         // Counter slots of both generations' rules must exist.
         let slots_end = editor
             .ruleset
@@ -217,8 +232,16 @@ impl Firewall {
             .max()
             .map_or(0, |s| s + 1);
         let need = Capacity::needed(&image, slots_end);
-        let mut dp = Dataplane::open_or_install(&self.ns, need.sized())?;
+        let mut dp = match existing {
+            Some(dp) => dp,
+            None => Dataplane::open_or_install(&self.ns, need.sized())?,
+        };
+        dp.maps.record_keyed_in(
+            self.ns.state_dir.clone(),
+            std::mem::take(&mut self.state.keyed_records),
+        );
         let resize = self.resize_for(&dp, need)?;
+        crate::timings::phase("open dataplane");
         let marks = self.marks();
         let hooked = netfilter::hooked_tables(&editor.ruleset);
         let current = dp.maps.config()?.active;
@@ -229,8 +252,17 @@ impl Firewall {
         // see netfilter/mod.rs for why each packet then meets one whole ruleset.
         let stage = |next| {
             let counters = netfilter::counters(current)?.minus(baseline);
-            let chains = netfilter::translate(&editor.ruleset, next, &counters, set_registry)?;
-            netfilter::stage(&chains, next, current, marks, &hooked)?;
+            crate::timings::phase("nft: read counters");
+            let chains = match translated.take() {
+                Some(mut chains) if next == guess => {
+                    netfilter::preload(&mut chains, &counters);
+                    chains
+                }
+                _ => netfilter::translate(&editor.ruleset, next, &counters, set_registry)?,
+            };
+            crate::timings::phase("nft: preload counters");
+            netfilter::stage(chains, next, current, marks, &hooked)?;
+            crate::timings::phase("nft: send staging batch");
             // The idle generation's old rules were the last to name replaced sets.
             let retired: Vec<&str> = set_registry
                 .nft_retired
@@ -263,12 +295,14 @@ impl Firewall {
                 dp.resize(capacity, &in_force, &image, slots, fill, stage)?
             }
         };
+        crate::timings::phase("xdp: flip");
         fault_point("flipped");
         if let Err(e) = netfilter::switch(next, marks, &hooked) {
             // Back to the previous generation on the XDP side too: it is still intact.
             dp.maps.set_active(current)?;
             return Err(e);
         }
+        crate::timings::phase("nft: switch batch");
         // After netfilter: until the TC program marks with the new bits, XDP-accepted
         // packets are merely judged twice, never waved through.
         let config = dp.maps.config()?;
@@ -292,6 +326,7 @@ impl Firewall {
                 ..config
             })?;
         }
+        crate::timings::phase("config and helpers");
         self.state.nft_baseline = NftCounters::default();
         if retired_gone {
             for id in std::mem::take(&mut self.state.sets.nft_retired) {
@@ -305,12 +340,15 @@ impl Firewall {
         }
         self.state.ruleset = editor.ruleset;
         self.state.generation = Some(next);
+        self.state.keyed_records = dp.maps.keyed_tokens();
         self.state.last_apply_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .ok()
             .and_then(|d| u64::try_from(d.as_millis()).ok());
         self.store.save(&self.state)?;
+        crate::timings::phase("state file");
         self.record_last_good(false);
+        crate::timings::phase("last good");
         Ok(())
     }
 

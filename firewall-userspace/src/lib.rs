@@ -15,6 +15,7 @@ pub mod observe;
 pub mod rules;
 pub mod sets;
 pub mod state;
+pub mod timings;
 pub mod watch;
 
 /// The XDP program, built by build.rs from firewall-ebpf.

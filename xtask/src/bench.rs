@@ -50,7 +50,7 @@ pub fn bench() -> Result<()> {
         ),
         (
             "update_bench",
-            "update cost: fwctl restore vs iptables-restore, 1,000,000 set entries vs ipset restore",
+            "update cost: restore, -I/-D/-R/-A into 10,000 rules, a small change, set add/del vs iptables and ipset; 1,000,000 set entries vs ipset restore",
         ),
         (
             "attack_bench",

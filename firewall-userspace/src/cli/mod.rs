@@ -360,6 +360,7 @@ fn init_warnings() {
 }
 
 pub fn main() -> ExitCode {
+    crate::timings::start();
     let args = unalias(std::env::args().skip(1).collect());
     let iptables_style = args.first().is_some_and(|a| {
         a.starts_with('-') && !matches!(a.as_str(), "-h" | "--help" | "-V" | "--version")
@@ -369,7 +370,10 @@ pub fn main() -> ExitCode {
     }
     let result = if iptables_style {
         match parse_args(&args) {
-            Ok(inv) => with_root(|| run_rule_command(inv)),
+            Ok(inv) => {
+                crate::timings::phase("parse arguments");
+                with_root(|| run_rule_command(inv))
+            }
             Err(ParseError { message, status }) => {
                 eprintln!("fwctl: {message}\nTry `fwctl --help' for more information.");
                 return ExitCode::from(status);
@@ -384,6 +388,7 @@ pub fn main() -> ExitCode {
             command => with_root(|| run_subcommand(command)),
         }
     };
+    crate::timings::phase("command done");
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -430,6 +435,7 @@ fn with_root(f: impl FnOnce() -> Result<()>) -> Result<()> {
         .into());
     }
     namespace::enter_host_mount_namespace()?;
+    crate::timings::phase("mount namespace");
     f()
 }
 
@@ -450,7 +456,9 @@ fn run_rule_command(inv: Invocation) -> Result<()> {
     } = inv;
     let mut fw = Firewall::lock()?;
     let mut editor = Editor::new(fw.state.ruleset.clone());
-    let Some(query) = editor.apply(table, family, command).map_err(edit_failed)? else {
+    let applied = editor.apply(table, family, command).map_err(edit_failed)?;
+    crate::timings::phase("edit");
+    let Some(query) = applied else {
         // iptables refuses a rule naming a missing or unfit set as a usage error.
         return fw
             .commit(editor)

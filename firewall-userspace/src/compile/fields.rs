@@ -21,15 +21,40 @@ pub fn bits_where(flats: &[Flat], holds: impl Fn(&Flat) -> bool) -> Bits {
     bits
 }
 
-/// Value -> bitmap offset for a small domain (protocols, TCP flag bytes).
-pub fn per_value(
+/// Value -> bitmap offset for a small domain (protocols, TCP flag bytes). `holds` is asked
+/// once per distinct `key`, not once per entry, so it must depend on nothing of an entry
+/// but what its key says. Entries mostly share
+/// a handful of conditions on a field (`-p tcp`, none), so a 10,000-entry table with
+/// conntrack classes costs ~40,000 calls instead of 10,000,000, and the same bitmaps.
+pub fn per_value<K: std::hash::Hash + Eq>(
     flats: &[Flat],
     pool: &mut Pool,
     domain: u32,
+    key: impl Fn(&Flat) -> K,
     holds: impl Fn(&Flat, u32) -> bool,
 ) -> Vec<u32> {
+    // Each distinct key: an entry that has it, and every entry that has it.
+    let mut groups: HashMap<K, (usize, Vec<usize>)> = HashMap::new();
+    for (e, f) in flats.iter().enumerate() {
+        groups
+            .entry(key(f))
+            .or_insert_with(|| (e, Vec::new()))
+            .1
+            .push(e);
+    }
+    let groups: Vec<(usize, Vec<usize>)> = groups.into_values().collect();
     (0..domain)
-        .map(|v| pool.add(&bits_where(flats, |f| holds(f, v))))
+        .map(|v| {
+            let mut bits = Bits::new(flats.len());
+            for (first, members) in &groups {
+                if holds(&flats[*first], v) {
+                    for &e in members {
+                        bits.set(e, true);
+                    }
+                }
+            }
+            pool.add(&bits)
+        })
         .collect()
 }
 

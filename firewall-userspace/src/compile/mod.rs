@@ -340,15 +340,21 @@ fn table_image(
                 .iter()
                 .all(|c| (c.value as u32 == p) != c.negated)
         };
+        // What proto_holds and for_class read of an entry.
+        let key = |f: &Flat| {
+            let protos: Vec<(u8, bool)> =
+                f.conds.proto.iter().map(|c| (c.value, c.negated)).collect();
+            (protos, f.conds.classes)
+        };
         // Key: class * 256 + protocol. A table without conntrack rules only ever sees
         // class 0; its other classes repeat it rather than cost a compile each.
         let proto = if uses_ct {
             t.header.flags |= TABLE_USES_CT;
-            per_value(flats, pool, PROTO_KEYS, |f, v| {
+            per_value(flats, pool, PROTO_KEYS, key, |f, v| {
                 f.conds.for_class(v / 256) && proto_holds(f, v % 256)
             })
         } else {
-            per_value(flats, pool, 256, proto_holds).repeat((PROTO_KEYS / 256) as usize)
+            per_value(flats, pool, 256, key, proto_holds).repeat((PROTO_KEYS / 256) as usize)
         };
         t.proto = Some(proto);
     }
@@ -372,7 +378,14 @@ fn table_image(
     if used(|c| !c.tcp_flags.is_empty()) {
         t.header.fields |= FIELD_TCP_FLAGS;
         t.header.no_tcp = pool.add(&without(&|c| !c.tcp_flags.is_empty()));
-        t.tcp_flags = Some(per_value(flats, pool, TCP_FLAG_KEYS, |f, v| {
+        let key = |f: &Flat| -> Vec<(u8, u8, bool)> {
+            f.conds
+                .tcp_flags
+                .iter()
+                .map(|c| (c.value.mask, c.value.comp, c.negated))
+                .collect()
+        };
+        t.tcp_flags = Some(per_value(flats, pool, TCP_FLAG_KEYS, key, |f, v| {
             f.conds
                 .tcp_flags
                 .iter()

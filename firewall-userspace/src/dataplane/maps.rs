@@ -1,27 +1,35 @@
 //! Typed access to the program's maps, wherever they came from (pins, or a freshly loaded
 //! object in tests), and the one write sequence that changes a ruleset atomically.
 
-use std::{net::IpAddr, path::Path};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{bail, Context, Result};
 use aya::{
     maps::{
         lpm_trie::{Key, LpmTrie},
-        Array, HashMap, Map, MapData, PerCpuArray, PerCpuValues,
+        Array, HashMap, IterableMap, Map, MapData, PerCpuArray, PerCpuValues,
     },
     util::nr_cpus,
 };
 use firewall_common::{
     fast_index, field_slot, tag, Config, Counter, IfaceKey, Lpm4, Lpm6, TableHeader, Talker,
-    FAMILIES, FAST_CLASSES, FAST_CT_PER_GENERATION, FAST_KEYS, GENERATIONS, ICMP_KEYS,
-    LPM_TAG_BITS, MAP_BUCKETS, MAP_CONFIG, MAP_COUNTERS, MAP_DPORT, MAP_DST4, MAP_DST6,
-    MAP_ENTRIES, MAP_FAST, MAP_FAST_CT, MAP_GUARDS, MAP_HASHLIMIT, MAP_ICMP, MAP_IFACE, MAP_POOL,
-    MAP_PROTO, MAP_REASONS, MAP_SPORT, MAP_SRC4, MAP_SRC6, MAP_TABLES, MAP_TALKERS, MAP_TCP_FLAGS,
-    PORT_KEYS, PROTO_KEYS, REASON_NAMES, REASON_SLOTS, TABLES, TALKER_SLOTS, TCP_FLAG_KEYS,
+    FAMILIES, FAST_CLASSES, FAST_CT_PER_GENERATION, FAST_KEYS, GENERATIONS, ICMP_KEYS, MAP_BUCKETS,
+    MAP_CONFIG, MAP_COUNTERS, MAP_DPORT, MAP_DST4, MAP_DST6, MAP_ENTRIES, MAP_FAST, MAP_FAST_CT,
+    MAP_GUARDS, MAP_HASHLIMIT, MAP_ICMP, MAP_IFACE, MAP_POOL, MAP_PROTO, MAP_REASONS, MAP_SPORT,
+    MAP_SRC4, MAP_SRC6, MAP_TABLES, MAP_TALKERS, MAP_TCP_FLAGS, PORT_KEYS, PROTO_KEYS,
+    REASON_NAMES, REASON_SLOTS, TABLES, TALKER_SLOTS, TCP_FLAG_KEYS,
 };
 
-use super::{capacity::Capacity, guards::GuardMaps, mmap::MmapArray};
-use crate::{compile::Image, rules::Cidr};
+use super::{
+    capacity::Capacity,
+    guards::GuardMaps,
+    keyed::{self, KeyedImage, KEYED_MAPS, KEY_LEN},
+    mmap::MmapArray,
+};
+use crate::compile::Image;
 
 /// Every map fwctl pins (aya-log's ring buffer is not: the program keeps it alive).
 pub const MAP_NAMES: [&str; 22] = [
@@ -103,6 +111,15 @@ pub struct Maps {
     guards: GuardMaps,
     fast: MmapArray,
     fast_ct: MmapArray,
+    /// Where each generation's keyed entries are recorded (see dataplane/keyed.rs), and the
+    /// token of each record the state vouches for; None: every write clears the
+    /// generation's keys the slow way.
+    keyed_records: Option<(PathBuf, BTreeMap<u32, u64>)>,
+}
+
+/// The name of keyed map `i` (dataplane/keyed.rs's order), for errors.
+fn keyed_name(i: usize) -> &'static str {
+    [MAP_IFACE, MAP_SRC4, MAP_DST4, MAP_SRC6, MAP_DST6][i]
 }
 
 fn data(map: Map, name: &str) -> Result<MapData> {
@@ -147,7 +164,86 @@ impl Maps {
             guards: GuardMaps::from_source(&mut take)?,
             fast,
             fast_ct,
+            keyed_records: None,
         })
+    }
+
+    /// Records each generation's keyed entries in `dir`, so that the next write of that
+    /// generation changes only what differs; `tokens`: the records the state vouches for.
+    pub fn record_keyed_in(&mut self, dir: PathBuf, tokens: BTreeMap<u32, u64>) {
+        self.keyed_records = Some((dir, tokens));
+    }
+
+    /// The records the state must vouch for once it is saved (after the flip).
+    pub fn keyed_tokens(&self) -> BTreeMap<u32, u64> {
+        self.keyed_records
+            .as_ref()
+            .map(|(_, tokens)| tokens.clone())
+            .unwrap_or_default()
+    }
+
+    /// The keyed maps, in dataplane/keyed.rs's order.
+    fn keyed_maps(&self) -> [&MapData; KEYED_MAPS] {
+        [
+            self.iface.map(),
+            self.src4.map(),
+            self.dst4.map(),
+            self.src6.map(),
+            self.dst6.map(),
+        ]
+    }
+
+    /// Kernel ids of the keyed maps: what a record of their contents is valid for.
+    fn keyed_ids(&self) -> Result<[u32; KEYED_MAPS]> {
+        let mut ids = [0; KEYED_MAPS];
+        for (id, map) in ids.iter_mut().zip(self.keyed_maps()) {
+            *id = map.info().context("reading a map's id")?.id();
+        }
+        Ok(ids)
+    }
+
+    /// Makes generation `generation`'s keyed maps hold `want`: only the difference from
+    /// what it held, if that was recorded; otherwise every key of the generation goes and
+    /// `want` is written whole.
+    fn write_keyed(&mut self, generation: u32, want: &KeyedImage) -> Result<()> {
+        let ids = self.keyed_ids()?;
+        let mut old = None;
+        if let Some((dir, tokens)) = &mut self.keyed_records {
+            if let Some(&token) = tokens.get(&generation) {
+                old = keyed::load(dir, generation, token, ids);
+            }
+            // No record vouched for from here until the state is saved with a new one.
+            tokens.remove(&generation);
+            keyed::forget(dir, generation)?;
+        }
+        let empty = KeyedImage::default();
+        let old = match old {
+            Some(old) => old,
+            None => {
+                self.clear_keyed(generation)?;
+                empty
+            }
+        };
+        let mut changed = 0;
+        for (i, map) in self.keyed_maps().into_iter().enumerate() {
+            let (deletes, writes) = keyed::diff(&old.maps[i], &want.maps[i]);
+            changed += deletes.len() + writes.len();
+            keyed::delete(map, KEY_LEN[i], &deletes).context(keyed_name(i))?;
+            keyed::write(map, KEY_LEN[i], &writes).context(keyed_name(i))?;
+        }
+        crate::timings::phase_with(|| format!("xdp: keyed maps ({changed} changed)"));
+        Ok(())
+    }
+
+    /// Once the whole generation is written: what its keyed maps hold now.
+    fn record_keyed(&mut self, generation: u32, written: &KeyedImage) -> Result<()> {
+        let ids = self.keyed_ids()?;
+        if let Some((dir, tokens)) = &mut self.keyed_records {
+            let token = keyed::new_token();
+            keyed::store(dir, generation, token, ids, written)?;
+            tokens.insert(generation, token);
+        }
+        Ok(())
     }
 
     pub fn from_pins(dir: &Path) -> Result<Maps> {
@@ -206,6 +302,7 @@ impl Maps {
         let config = self.config()?;
         let next = (config.active + 1) % GENERATIONS;
         self.write_generation(next, image)?;
+        crate::timings::phase("xdp: fast table");
         before_flip(next)?;
         self.set_active(next)?;
         self.guards.prune(image)?;
@@ -223,7 +320,9 @@ impl Maps {
         self.pool
             .write_all(pool_base as usize, &image.pool)
             .context("writing FW_POOL")?;
-        self.clear_keyed(generation)?;
+        crate::timings::phase("xdp: pool");
+        let keyed = KeyedImage::build(generation, image);
+        self.write_keyed(generation, &keyed)?;
         for (table, t) in &image.tables {
             let tg = tag(generation, *table);
             let header = TableHeader {
@@ -252,25 +351,15 @@ impl Maps {
                     map.write_all(first as usize, &pairs)?;
                 }
             }
-            for &(in_ifindex, out_ifindex, at) in &t.iface {
-                let key = IfaceKey {
-                    in_ifindex,
-                    out_ifindex,
-                    tag: tg,
-                };
-                self.iface.insert(key, at, 0).context("writing FW_IFACE")?;
-            }
-            for (src, prefixes) in [(true, &t.src), (false, &t.dst)] {
-                for &(cidr, at) in prefixes {
-                    self.insert_prefix(src, tg, cidr, at)?;
-                }
-            }
             self.tables
                 .set(tg, header, 0)
                 .context("writing FW_TABLES")?;
         }
+        crate::timings::phase("xdp: tables and arrays");
         self.guards.write(generation, image)?;
-        self.write_fast(generation, image)
+        crate::timings::phase("xdp: guards");
+        self.write_fast(generation, image)?;
+        self.record_keyed(generation, &keyed)
     }
 
     /// The generation's fast table. A family without one (an image compiled for no
@@ -332,27 +421,6 @@ impl Maps {
             clear_trie(trie, generation)?;
         }
         Ok(())
-    }
-
-    fn insert_prefix(&mut self, src: bool, tg: u32, cidr: Cidr, at: u32) -> Result<()> {
-        let len = LPM_TAG_BITS + cidr.prefix as u32;
-        match cidr.addr {
-            IpAddr::V4(a) => {
-                let mut bytes = [0u8; 8];
-                bytes[0] = tg as u8;
-                bytes[1..5].copy_from_slice(&a.octets());
-                let trie = if src { &mut self.src4 } else { &mut self.dst4 };
-                trie.insert(&Key::new(len, Lpm4 { bytes }), at, 0)
-            }
-            IpAddr::V6(a) => {
-                let mut bytes = [0u8; 20];
-                bytes[0] = tg as u8;
-                bytes[1..17].copy_from_slice(&a.octets());
-                let trie = if src { &mut self.src6 } else { &mut self.dst6 };
-                trie.insert(&Key::new(len, Lpm6 { bytes }), at, 0)
-            }
-        }
-        .context("writing an LPM trie")
     }
 
     /// Packets decided without a rule, per reason code, summed over CPUs.

@@ -8,6 +8,7 @@ pub mod forwarding;
 pub mod gc;
 pub mod guards;
 pub mod install;
+pub mod keyed;
 pub mod kfunc;
 pub mod maps;
 pub mod mmap;

@@ -5,7 +5,7 @@
 //! whether asked or not, so nothing goes unnoticed. Placeholders for expressions rustables
 //! cannot write ([`super::exprs::RAW_MARK`]) are swapped for the real ones on the way.
 
-use std::{io, time::Duration};
+use std::io;
 
 use anyhow::{Context, Result};
 
@@ -146,19 +146,22 @@ pub fn send_raw(mut buf: Vec<u8>) -> Result<()> {
         debug_assert!(h.len >= 16);
     }
 
-    let fd = super::netlink::open(buf.len() + (1 << 16), 4 << 20, Duration::from_secs(60))?;
-    exchange(&fd, &buf, 1 << 16, |h, reply| match error_code(reply, h) {
-        Some(0) if h.seq == last => Some(Ok(())),
-        Some(code) if code != 0 => {
-            let index = objects.iter().position(|o| o.seq == h.seq);
-            Some(
-                Err(io::Error::from_raw_os_error(-code)).with_context(|| match index {
-                    Some(i) => format!("the kernel refused message {} of {}", i + 1, objects.len()),
-                    None => "the kernel refused the batch".to_string(),
-                }),
-            )
-        }
-        _ => None,
+    super::netlink::with_socket(buf.len() + (1 << 16), |fd| {
+        exchange(fd, &buf, 1 << 16, |h, reply| match error_code(reply, h) {
+            Some(0) if h.seq == last => Some(Ok(())),
+            Some(code) if code != 0 => {
+                let index = objects.iter().position(|o| o.seq == h.seq);
+                Some(
+                    Err(io::Error::from_raw_os_error(-code)).with_context(|| match index {
+                        Some(i) => {
+                            format!("the kernel refused message {} of {}", i + 1, objects.len())
+                        }
+                        None => "the kernel refused the batch".to_string(),
+                    }),
+                )
+            }
+            _ => None,
+        })
     })
     .with_context(|| format!("applying a {}-byte nftables batch", buf.len()))
 }

@@ -22,8 +22,8 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use rustables::{
     expr::{NatType, RawExpression, VerdictKind},
-    list_chains_for_table, list_tables, Batch, Chain as NftChain, ChainPolicy, ChainType, Hook,
-    HookClass, MsgType, ProtocolFamily, Rule, Set as NftSet, Table as NftTable,
+    Batch, Chain as NftChain, ChainPolicy, ChainType, Hook, HookClass, MsgType, ProtocolFamily,
+    Rule, Set as NftSet, Table as NftTable,
 };
 use serde::{Deserialize, Serialize};
 
@@ -335,10 +335,60 @@ fn parse_comment(data: &[u8]) -> Option<&str> {
 pub struct ChainImage {
     pub name: String,
     pub rules: Vec<(Vec<RawExpression>, Vec<u8>)>,
+    /// Per rule: where its counter expression is and what it is preloaded with.
+    preloads: Vec<(usize, Preload)>,
     /// Sets its rules update (hashlimit meters, connlimit counts), made with the chain.
     pub sets: Vec<RateSet>,
     /// `-m recent` lists its rules use (name, key): made if missing, kept across changes.
     pub lists: Vec<(String, exprs::Key)>,
+}
+
+/// What a rule's counter starts from when its generation is written: see [`preload`].
+#[derive(Debug)]
+enum Preload {
+    /// Zero (a rule's second and later alternatives).
+    Nothing,
+    /// What the rule with this slot counted.
+    Rule(u32),
+    /// What a built-in chain's policy counted, less what its RETURN rules (`slots`, which
+    /// carry the policy's count too) counted.
+    Policy {
+        table: Table,
+        family: Family,
+        chain: Chain,
+        returns: Vec<u32>,
+    },
+}
+
+/// Sets the counters of `chains` (as [`translate`] made them) to `counters`, so that a
+/// translation made before the counters were read (to find out early whether netfilter
+/// takes the ruleset) is the one written.
+pub fn preload(chains: &mut [ChainImage], counters: &NftCounters) {
+    for image in chains {
+        for ((exprs, _), (at, preload)) in image.rules.iter_mut().zip(&image.preloads) {
+            let (packets, bytes) = match preload {
+                Preload::Nothing => continue,
+                Preload::Rule(slot) => counters.rule(*slot),
+                Preload::Policy {
+                    table,
+                    family,
+                    chain,
+                    returns,
+                } => {
+                    let (packets, bytes) = counters.policy(*table, *family, *chain);
+                    returns
+                        .iter()
+                        .map(|slot| counters.rule(*slot))
+                        .fold((packets, bytes), |(p, b), (rp, rb)| {
+                            (p.saturating_sub(rp), b.saturating_sub(rb))
+                        })
+                }
+            };
+            if let Some(e) = exprs.get_mut(*at) {
+                *e = exprs::counter(packets, bytes);
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -420,7 +470,7 @@ type ChainSource<'a> = (
 );
 
 /// Translates a whole ruleset into generation `generation`'s chains, counters preloaded
-/// from `counters` so they survive the change.
+/// from `counters` so they survive the change (see [`preload`]).
 pub fn translate(
     ruleset: &Ruleset,
     generation: u32,
@@ -460,19 +510,20 @@ pub fn translate(
                 let returns_to_policy = |rule: &crate::rules::Rule| {
                     policy.is_some() && rule.spec.target == Target::Return
                 };
-                let mut returned = (0u64, 0u64);
+                let mut returns = Vec::new();
                 let mut image = ChainImage {
                     name,
                     rules: Vec::new(),
+                    preloads: Vec::new(),
                     sets: Vec::new(),
                     lists: Vec::new(),
                 };
                 for rule in list {
-                    let (mut packets, mut bytes) = counters.rule(rule.slot);
                     let to_policy = returns_to_policy(rule);
                     if to_policy {
-                        returned = (returned.0 + packets, returned.1 + bytes);
+                        returns.push(rule.slot);
                     }
+                    let mut first = true;
                     let note = if to_policy { COMMENT_AND_POLICY } else { "" };
                     let nf_alts = exprs::nf_alternatives(&rule.spec.nf, family);
                     for (alt, nf) in alternatives(&rule.spec, family)?
@@ -504,8 +555,16 @@ pub fn translate(
                         }
                         rate_exprs(rule, generation, family, &mut e, &mut image.sets);
                         // The preloaded counts go to the first alternative only.
-                        e.push(exprs::counter(packets, bytes));
-                        (packets, bytes) = (0, 0);
+                        image.preloads.push((
+                            e.len(),
+                            if first {
+                                Preload::Rule(rule.slot)
+                            } else {
+                                Preload::Nothing
+                            },
+                        ));
+                        first = false;
+                        e.push(exprs::counter(0, 0));
                         match policy {
                             Some((_, verdict)) if to_policy => {
                                 e.push(exprs::verdict(policy_verdict(verdict)));
@@ -523,22 +582,26 @@ pub fn translate(
                     }
                 }
                 if let Some((chain, policy)) = policy {
-                    let (packets, bytes) = counters.policy(table, family, chain);
-                    let (packets, bytes) = (
-                        packets.saturating_sub(returned.0),
-                        bytes.saturating_sub(returned.1),
-                    );
+                    image.preloads.push((
+                        0,
+                        Preload::Policy {
+                            table,
+                            family,
+                            chain,
+                            returns,
+                        },
+                    ));
                     image.rules.push((
-                        vec![
-                            exprs::counter(packets, bytes),
-                            exprs::verdict(policy_verdict(policy)),
-                        ],
+                        vec![exprs::counter(0, 0), exprs::verdict(policy_verdict(policy))],
                         comment(COMMENT_POLICY),
                     ));
                 }
                 out.push(image);
             }
         }
+    }
+    if counters != &NftCounters::default() {
+        preload(&mut out, counters);
     }
     Ok(out)
 }
@@ -683,12 +746,7 @@ fn add_rule(
 
 /// Whether `inet fwctl` exists in this network namespace.
 pub fn table_exists() -> Result<bool> {
-    let tables = list_tables().context("listing nftables tables")?;
-    // rustables hides the family of listed objects; a table of another family with this
-    // name would count too, and fwctl never creates one.
-    Ok(tables
-        .iter()
-        .any(|t| t.get_name().map(String::as_str) == Some(TABLE)))
+    Ok(netlink::inet_table_names()?.iter().any(|t| t == TABLE))
 }
 
 /// Names of the table's chains; empty when there is no table.
@@ -696,11 +754,7 @@ fn chain_names() -> Result<Vec<String>> {
     if !table_exists()? {
         return Ok(Vec::new());
     }
-    let chains = list_chains_for_table(&table()).context("listing fwctl's nftables chains")?;
-    Ok(chains
-        .iter()
-        .filter_map(|c| c.get_name().cloned())
-        .collect())
+    netlink::chain_names(TABLE)
 }
 
 fn has_generation(names: &[String], generation: u32) -> bool {
@@ -799,13 +853,14 @@ fn bases(names: &[String], hooked: &[Table]) -> Vec<&'static BaseChain> {
 /// `current`, if that generation is in the table. One batch: all of it or none. `hooked`:
 /// the tables besides filter the new ruleset needs hooks for ([`hooked_tables`]).
 pub fn stage(
-    chains: &[ChainImage],
+    chains: Vec<ChainImage>,
     next: u32,
     current: u32,
     marks: Marks,
     hooked: &[Table],
 ) -> Result<()> {
     let names = chain_names()?;
+    crate::timings::phase("nft: list chains");
     let bases = bases(&names, hooked);
     let mut batch = Batch::new();
     batch.add(&table(), MsgType::Add);
@@ -832,6 +887,7 @@ pub fn stage(
             batch.add(&rate_set(name, None), MsgType::Del);
         }
     }
+    crate::timings::phase("nft: list sets");
     for (id, set) in chains.iter().flat_map(|c| &c.sets).enumerate() {
         // The kernel wants an id for a set made in a batch, unique in the batch.
         let made = rate_set(&set.name, Some(set)).with_id(id as u32 + 1);
@@ -859,13 +915,15 @@ pub fn stage(
         let id = (chains.iter().map(|c| c.sets.len()).sum::<usize>() + made.len()) as u32;
         batch.add(&rate_set(name, Some(&def)).with_id(id), MsgType::Add);
     }
-    for image in chains {
+    for image in &chains {
         batch.add(&chain(&image.name), MsgType::Add);
     }
+    // Taken apart as they go into the batch: a copy of every rule's expressions, made and
+    // freed, cost as much as the batch itself for 10,000 rules.
     for image in chains {
         let c = chain(&image.name);
-        for (e, userdata) in &image.rules {
-            add_rule(&mut batch, &c, e.clone(), Some(userdata.clone()))?;
+        for (e, userdata) in image.rules {
+            add_rule(&mut batch, &c, e, Some(userdata))?;
         }
     }
     let keep_current = current != next && has_generation(&names, current);
@@ -881,6 +939,7 @@ pub fn stage(
         if keep_current { current } else { next },
         &bases,
     )?;
+    crate::timings::phase("nft: build staging batch");
     send(batch, "staging the new ruleset")
 }
 
@@ -942,9 +1001,17 @@ pub fn remove() -> Result<()> {
 /// What netfilter counted in generation `generation`, summed per rule slot and policy.
 pub fn counters(generation: u32) -> Result<NftCounters> {
     let mut out = NftCounters::default();
-    // No table: the dump finds no rules. Chain prefixes and comments pick ours.
+    // Chain prefixes and comments pick ours. One dump per chain of the generation: a dump
+    // of the table would read the other generation's rules too, as many again.
     let prefix = generation.to_string();
-    for rule in netlink::rule_counts(TABLE).context("netlink: reading fwctl's nftables counters")? {
+    let mut rules = Vec::new();
+    for name in chain_names()?.iter().filter(|n| n.starts_with(&prefix)) {
+        rules.extend(
+            netlink::rule_counts(TABLE, Some(name))
+                .context("netlink: reading fwctl's nftables counters")?,
+        );
+    }
+    for rule in rules {
         let chain = rule.chain.as_str();
         if !chain.starts_with(&prefix) {
             continue;

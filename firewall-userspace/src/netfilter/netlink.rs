@@ -5,6 +5,7 @@
 use std::{
     io,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    sync::Mutex,
     time::Duration,
 };
 
@@ -62,6 +63,38 @@ pub fn open_protocol(
     };
     set(&fd, libc::SO_RCVTIMEO, &timeout);
     Ok(fd)
+}
+
+/// The socket [`with_socket`] keeps between exchanges.
+static KEPT: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+/// Runs `f` with the process's netfilter socket (made with a send buffer of `send_buffer`
+/// bytes, set to it if kept from before). One socket for every dump and batch: closing a
+/// netfilter socket while a batch's removals are pending waits for an RCU grace period (the
+/// kernel flushes pending destruction at NETLINK_URELEASE), 10-20 ms here, once per socket
+/// closed; kept, it is closed once, at exit, when the destruction is usually done. After an
+/// error more answers may be queued, so the socket goes and the next call opens another;
+/// a call made while another holds it (none does) gets a socket of its own.
+pub fn with_socket<T>(send_buffer: usize, f: impl FnOnce(&OwnedFd) -> Result<T>) -> Result<T> {
+    let Ok(mut kept) = KEPT.try_lock() else {
+        return f(&open(send_buffer, 4 << 20, Duration::from_secs(60))?);
+    };
+    let fd = match kept.take() {
+        Some(fd) => {
+            set(
+                &fd,
+                libc::SO_SNDBUFFORCE,
+                &(send_buffer.min(i32::MAX as usize) as libc::c_int),
+            );
+            fd
+        }
+        None => open(send_buffer, 4 << 20, Duration::from_secs(60))?,
+    };
+    let result = f(&fd);
+    if result.is_ok() {
+        *kept = Some(fd);
+    }
+    result
 }
 
 /// Attribute type bits without the nested/byte-order flags.
@@ -191,7 +224,7 @@ pub fn exchange<T>(
 /// (nftables message `msg`, family inet, filtered by table `table`). Raw, because rustables
 /// cannot read back sets, nor rules whose expressions use registers it does not know.
 fn dump(msg: u16, table: &str, each: impl FnMut(Vec<(u16, &[u8])>)) -> Result<()> {
-    dump_in(msg, libc::NFPROTO_INET as u8, Some(table), each)
+    dump_in(msg, libc::NFPROTO_INET as u8, Some(table), None, each)
 }
 
 /// As [`dump`], for any family (`NFPROTO_UNSPEC`: all) and any table (None: all).
@@ -199,12 +232,20 @@ fn dump_in(
     msg: u16,
     family: u8,
     table: Option<&str>,
+    chain: Option<&str>,
     mut each: impl FnMut(Vec<(u16, &[u8])>),
 ) -> Result<()> {
     const NFNL_SUBSYS_NFTABLES: u16 = 10;
     // NFTA_SET_TABLE, NFTA_RULE_TABLE and NFTA_OBJ_TABLE alike.
     const NFTA_TABLE: u16 = 1;
-    let attrs = table.map(|t| nla_text(NFTA_TABLE, t)).unwrap_or_default();
+    // NFTA_RULE_CHAIN: a rule dump of one chain only.
+    const NFTA_RULE_CHAIN: u16 = 2;
+    let mut attrs = table.map(|t| nla_text(NFTA_TABLE, t)).unwrap_or_default();
+    attrs.extend(
+        chain
+            .map(|c| nla_text(NFTA_RULE_CHAIN, c))
+            .unwrap_or_default(),
+    );
     let req = message(
         NFNL_SUBSYS_NFTABLES << 8 | msg,
         (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16,
@@ -213,18 +254,21 @@ fn dump_in(
         0,
         &attrs,
     );
-    let fd = open(1 << 16, 4 << 20, Duration::from_secs(10))?;
-    exchange(&fd, &req, 1 << 20, |h, buf| match error_code(buf, h) {
-        _ if h.kind == NLMSG_DONE => Some(Ok(())),
-        // No such table: nothing to list.
-        Some(code) if code == -libc::ENOENT => Some(Ok(())),
-        Some(0) => None,
-        Some(code) => Some(Err(io::Error::from_raw_os_error(-code)).context("a netfilter dump")),
-        None if h.len >= 20 => {
-            each(attributes(&buf[h.at + 20..h.at + h.len]));
-            None
-        }
-        None => None,
+    with_socket(1 << 16, |fd| {
+        exchange(fd, &req, 1 << 20, |h, buf| match error_code(buf, h) {
+            _ if h.kind == NLMSG_DONE => Some(Ok(())),
+            // No such table: nothing to list.
+            Some(code) if code == -libc::ENOENT => Some(Ok(())),
+            Some(0) => None,
+            Some(code) => {
+                Some(Err(io::Error::from_raw_os_error(-code)).context("a netfilter dump"))
+            }
+            None if h.len >= 20 => {
+                each(attributes(&buf[h.at + 20..h.at + h.len]));
+                None
+            }
+            None => None,
+        })
     })
     .context("reading a netfilter dump")
 }
@@ -247,7 +291,7 @@ pub fn helpers_in_use(own: &str) -> Result<bool> {
     const NFTA_TARGET_NAME: u16 = 1;
     let unspec = libc::NFPROTO_UNSPEC as u8;
     let mut helper_objects = false;
-    dump_in(NFT_MSG_GETOBJ, unspec, None, |attrs| {
+    dump_in(NFT_MSG_GETOBJ, unspec, None, None, |attrs| {
         helper_objects |= attrs.iter().any(|(k, v)| {
             k & NLA_TYPE_MASK == NFTA_OBJ_TYPE
                 && <[u8; 4]>::try_from(*v)
@@ -271,25 +315,26 @@ pub fn helpers_in_use(own: &str) -> Result<bool> {
             0,
             &[],
         );
-        let fd = open(1 << 16, 1 << 20, Duration::from_secs(10))?;
-        exchange(&fd, &req, 1 << 20, |h, buf| match error_code(buf, h) {
-            _ if h.kind == NLMSG_DONE => Some(Ok(())),
-            Some(0) => None,
-            Some(code) => {
-                Some(Err(io::Error::from_raw_os_error(-code)).context("listing nftables tables"))
-            }
-            None if h.len >= 20 => {
-                let family = buf[h.at + 16];
-                let name = attributes(&buf[h.at + 20..h.at + h.len])
-                    .iter()
-                    .find(|(k, _)| k & NLA_TYPE_MASK == NFTA_TABLE_NAME)
-                    .map(|(_, v)| text(v));
-                if let Some(name) = name {
-                    tables.push((family, name));
+        with_socket(1 << 16, |fd| {
+            exchange(fd, &req, 1 << 20, |h, buf| match error_code(buf, h) {
+                _ if h.kind == NLMSG_DONE => Some(Ok(())),
+                Some(0) => None,
+                Some(code) => Some(
+                    Err(io::Error::from_raw_os_error(-code)).context("listing nftables tables"),
+                ),
+                None if h.len >= 20 => {
+                    let family = buf[h.at + 16];
+                    let name = attributes(&buf[h.at + 20..h.at + h.len])
+                        .iter()
+                        .find(|(k, _)| k & NLA_TYPE_MASK == NFTA_TABLE_NAME)
+                        .map(|(_, v)| text(v));
+                    if let Some(name) = name {
+                        tables.push((family, name));
+                    }
+                    None
                 }
-                None
-            }
-            None => None,
+                None => None,
+            })
         })?;
     }
     for (family, name) in tables {
@@ -297,7 +342,7 @@ pub fn helpers_in_use(own: &str) -> Result<bool> {
             continue;
         }
         let mut ct_target = false;
-        dump_in(NFT_MSG_GETRULE, family, Some(&name), |attrs| {
+        dump_in(NFT_MSG_GETRULE, family, Some(&name), None, |attrs| {
             for (_, exprs) in attrs
                 .iter()
                 .filter(|(k, _)| k & NLA_TYPE_MASK == NFTA_RULE_EXPRESSIONS)
@@ -347,6 +392,53 @@ pub fn set_names(table: &str) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// Names of the tables of family inet.
+pub fn inet_table_names() -> Result<Vec<String>> {
+    const NFT_MSG_GETTABLE: u16 = 1;
+    const NFTA_TABLE_NAME: u16 = 1;
+    let mut names = Vec::new();
+    dump_in(
+        NFT_MSG_GETTABLE,
+        libc::NFPROTO_INET as u8,
+        None,
+        None,
+        |attrs| {
+            names.extend(
+                attrs
+                    .iter()
+                    .filter(|(k, _)| k & NLA_TYPE_MASK == NFTA_TABLE_NAME)
+                    .map(|(_, v)| text(v)),
+            )
+        },
+    )
+    .context("listing nftables tables")?;
+    Ok(names)
+}
+
+/// Names of the chains of table `table` (family inet).
+pub fn chain_names(table: &str) -> Result<Vec<String>> {
+    const NFT_MSG_GETCHAIN: u16 = 4;
+    const NFTA_CHAIN_TABLE: u16 = 1;
+    const NFTA_CHAIN_NAME: u16 = 3;
+    let mut names = Vec::new();
+    dump(NFT_MSG_GETCHAIN, table, |attrs| {
+        // Checked here too, in case a kernel lists every table's chains.
+        let ours = attrs
+            .iter()
+            .any(|(k, v)| k & NLA_TYPE_MASK == NFTA_CHAIN_TABLE && text(v) == table);
+        if ours {
+            names.extend(
+                attrs
+                    .iter()
+                    .filter(|(k, _)| k & NLA_TYPE_MASK == NFTA_CHAIN_NAME)
+                    .map(|(_, v)| text(v)),
+            )
+        }
+    })
+    .context("listing fwctl's nftables chains")?;
+    Ok(names)
+}
+
 /// A rule as the counters need it: its chain, its comment (userdata) and its first
 /// counter expression's (packets, bytes).
 pub struct RuleCount {
@@ -355,8 +447,9 @@ pub struct RuleCount {
     pub counter: Option<(u64, u64)>,
 }
 
-/// Every rule of table `table` (family inet), reduced to what `RuleCount` keeps.
-pub fn rule_counts(table: &str) -> Result<Vec<RuleCount>> {
+/// Every rule of table `table` (family inet), or of its chain `chain`, reduced to what
+/// `RuleCount` keeps.
+pub fn rule_counts(table: &str, chain: Option<&str>) -> Result<Vec<RuleCount>> {
     const NFT_MSG_GETRULE: u16 = 7;
     const NFTA_RULE_CHAIN: u16 = 2;
     const NFTA_RULE_EXPRESSIONS: u16 = 4;
@@ -367,46 +460,52 @@ pub fn rule_counts(table: &str) -> Result<Vec<RuleCount>> {
     const NFTA_COUNTER_PACKETS: u16 = 2;
     let be64 = |v: &[u8]| v.try_into().map(u64::from_be_bytes).unwrap_or(0);
     let mut out = Vec::new();
-    dump(NFT_MSG_GETRULE, table, |attrs| {
-        let mut rule = RuleCount {
-            chain: String::new(),
-            userdata: Vec::new(),
-            counter: None,
-        };
-        for (kind, value) in attrs {
-            match kind & NLA_TYPE_MASK {
-                NFTA_RULE_CHAIN => rule.chain = text(value),
-                NFTA_RULE_USERDATA => rule.userdata = value.to_vec(),
-                NFTA_RULE_EXPRESSIONS => {
-                    for (_, elem) in attributes(value) {
-                        let parts = attributes(elem);
-                        let is_counter = parts.iter().any(|(k, v)| {
-                            k & NLA_TYPE_MASK == NFTA_EXPR_NAME && text(v) == "counter"
-                        });
-                        if !is_counter || rule.counter.is_some() {
-                            continue;
-                        }
-                        let mut c = (0, 0);
-                        for (_, data) in parts
-                            .iter()
-                            .filter(|(k, _)| k & NLA_TYPE_MASK == NFTA_EXPR_DATA)
-                        {
-                            for (k, v) in attributes(data) {
-                                match k & NLA_TYPE_MASK {
-                                    NFTA_COUNTER_PACKETS => c.0 = be64(v),
-                                    NFTA_COUNTER_BYTES => c.1 = be64(v),
-                                    _ => {}
+    dump_in(
+        NFT_MSG_GETRULE,
+        libc::NFPROTO_INET as u8,
+        Some(table),
+        chain,
+        |attrs| {
+            let mut rule = RuleCount {
+                chain: String::new(),
+                userdata: Vec::new(),
+                counter: None,
+            };
+            for (kind, value) in attrs {
+                match kind & NLA_TYPE_MASK {
+                    NFTA_RULE_CHAIN => rule.chain = text(value),
+                    NFTA_RULE_USERDATA => rule.userdata = value.to_vec(),
+                    NFTA_RULE_EXPRESSIONS => {
+                        for (_, elem) in attributes(value) {
+                            let parts = attributes(elem);
+                            let is_counter = parts.iter().any(|(k, v)| {
+                                k & NLA_TYPE_MASK == NFTA_EXPR_NAME && text(v) == "counter"
+                            });
+                            if !is_counter || rule.counter.is_some() {
+                                continue;
+                            }
+                            let mut c = (0, 0);
+                            for (_, data) in parts
+                                .iter()
+                                .filter(|(k, _)| k & NLA_TYPE_MASK == NFTA_EXPR_DATA)
+                            {
+                                for (k, v) in attributes(data) {
+                                    match k & NLA_TYPE_MASK {
+                                        NFTA_COUNTER_PACKETS => c.0 = be64(v),
+                                        NFTA_COUNTER_BYTES => c.1 = be64(v),
+                                        _ => {}
+                                    }
                                 }
                             }
+                            rule.counter = Some(c);
                         }
-                        rule.counter = Some(c);
                     }
+                    _ => {}
                 }
-                _ => {}
             }
-        }
-        out.push(rule);
-    })
+            out.push(rule);
+        },
+    )
     .context("reading fwctl's nftables rules")?;
     Ok(out)
 }

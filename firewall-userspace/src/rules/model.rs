@@ -283,7 +283,13 @@ pub fn iface_matches(pattern: &str, name: &str) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Neg<T> {
     pub value: T,
+    // Left out when false: the state file holds thousands of these (see RuleSpec).
+    #[serde(default, skip_serializing_if = "is_false")]
     pub negated: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl<T> Neg<T> {
@@ -507,24 +513,35 @@ impl SetMatch {
     }
 }
 
-/// One rule's matches and target. Absent fields match everything.
+/// One rule's matches and target. Absent fields match everything (and are left out of the
+/// state file: a 10,000-rule state is read and written at every change).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleSpec {
     /// `-i`: an interface name, or a prefix when it ends in `+` (`tun+`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_iface: Option<Neg<String>>,
     /// `-o`: the interface a forwarded packet leaves by (FORWARD), same patterns.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub out_iface: Option<Neg<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub src: Option<Neg<Cidr>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst: Option<Neg<Cidr>>,
     /// `-p`: protocol number; `None` is `all`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proto: Option<Neg<u8>>,
     /// `--sport`/`--dport` of the tcp or udp match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sport: Option<Neg<PortRange>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dport: Option<Neg<PortRange>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multiport: Option<Neg<Multiport>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icmp: Option<Neg<IcmpType>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp_flags: Option<Neg<TcpFlags>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ctstate: Option<Neg<CtState>>,
     /// `-m set` matches, in the order given; all must hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -535,6 +552,7 @@ pub struct RuleSpec {
     /// Matches netfilter judges alone (`-m mark`...), in the order given; all must hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nf: Vec<Neg<super::matches::NfMatch>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
     /// The order the rule's match modules were given in (`state`, `tcp`...), where it is
     /// not fwctl's own: iptables lists and saves matches in that order. Empty otherwise.

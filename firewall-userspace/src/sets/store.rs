@@ -33,7 +33,7 @@ pub fn write(state_dir: &Path, storage: u32, members: &Members) -> Result<()> {
             m.addr, m.prefix, m.proto, m.port, expiry
         );
     }
-    crate::state::write_text(&path(state_dir, storage), &text)
+    crate::state::write_run_text(&path(state_dir, storage), &text)
 }
 
 /// The members of a storage; none if it has no file (a storage whose load never began).
