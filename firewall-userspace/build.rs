@@ -4,7 +4,26 @@
 use anyhow::anyhow;
 use aya_build::{Package, Toolchain};
 
+/// The objects `include_bytes_aligned!` embeds (see lib.rs).
+const OBJECTS: [&str; 2] = ["firewall-ebpf", "bench-xdp"];
+
 fn main() -> anyhow::Result<()> {
+    // A folder holding objects another build of this crate made (`cargo xtask fuzz` passes
+    // the usual build's): a build that only needs the bytes embedded, such as the parser
+    // fuzz targets, need not compile the XDP program again with its own flags.
+    println!("cargo:rerun-if-env-changed=FWCTL_PREBUILT_EBPF");
+    if let Some(dir) = std::env::var_os("FWCTL_PREBUILT_EBPF") {
+        let out = std::path::PathBuf::from(
+            std::env::var_os("OUT_DIR").ok_or_else(|| anyhow!("cargo set no OUT_DIR"))?,
+        );
+        for name in OBJECTS {
+            let from = std::path::Path::new(&dir).join(name);
+            std::fs::copy(&from, out.join(name))
+                .map_err(|e| anyhow!("copying {}: {e}", from.display()))?;
+            println!("cargo:rerun-if-changed={}", from.display());
+        }
+        return Ok(());
+    }
     // The eBPF crate sits beside this one in the workspace.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -106,7 +106,12 @@ pub fn parser(target: &str, seconds: u64) -> Result<()> {
         bail!("no seed corpus {}", seeds.display());
     }
     eprintln!("[fuzz] {target}: {seconds}s");
-    run(Command::new("cargo")
+    let mut cargo = Command::new("cargo");
+    // The parsers need the XDP object embedded, not rebuilt with the fuzzer's flags.
+    if let Some(dir) = built_objects(&root) {
+        cargo.env("FWCTL_PREBUILT_EBPF", dir);
+    }
+    run(cargo
         .current_dir(&root)
         // Safe Rust: libFuzzer's coverage and debug assertions (overflow checks) find the
         // panics; AddressSanitizer would only slow each run down.
@@ -127,4 +132,36 @@ pub fn parser(target: &str, seconds: u64) -> Result<()> {
     .with_context(|| {
         format!("fuzzing {target}: the input that failed is in fuzz/artifacts/{target}/")
     })
+}
+
+/// The folder of the newest XDP object a usual build of firewall-userspace made
+/// (target/*/build/firewall-userspace-*/out), if any.
+fn built_objects(root: &Path) -> Option<std::path::PathBuf> {
+    let mut newest: Option<(std::time::SystemTime, std::path::PathBuf)> = None;
+    for profile in ["debug", "release"] {
+        let Ok(dirs) = std::fs::read_dir(root.join("target").join(profile).join("build")) else {
+            continue;
+        };
+        for dir in dirs.flatten() {
+            if !dir
+                .file_name()
+                .to_string_lossy()
+                .starts_with("firewall-userspace-")
+            {
+                continue;
+            }
+            let out = dir.path().join("out");
+            let objects = ["firewall-ebpf", "bench-xdp"].map(|n| out.join(n).metadata());
+            let [Ok(program), Ok(_)] = objects else {
+                continue;
+            };
+            let Ok(when) = program.modified() else {
+                continue;
+            };
+            if newest.as_ref().is_none_or(|(t, _)| when > *t) {
+                newest = Some((when, out));
+            }
+        }
+    }
+    newest.map(|(_, dir)| dir)
 }
