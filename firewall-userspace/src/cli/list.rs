@@ -6,12 +6,12 @@ use std::{fmt::Write, net::IpAddr};
 use firewall_common::Counter;
 
 use crate::rules::{
-    icmp,
+    ct_states_text, icmp,
     matches::NfMatch,
     parse::{ListOptions, TCP_FLAG_NAMES},
     ratelimit, services, Cidr, CtState, Family, FamilyRules, MultiportKind, Neg, PortRange, Rule,
-    RuleSpec, Target, CT_STATES, DEFAULT_LOG_LEVEL, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP,
-    IPPROTO_UDP, LOG_FLAGS, LOG_LEVELS,
+    RuleSpec, Target, DEFAULT_LOG_LEVEL, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+    LOG_FLAGS, LOG_LEVELS,
 };
 
 /// Gives a chain's counters by name.
@@ -367,15 +367,6 @@ fn tcp_flags_text(bits: u8, numeric: bool) -> String {
         .join(",")
 }
 
-fn ct_text(states: u8) -> String {
-    CT_STATES
-        .iter()
-        .filter(|(b, _)| states & b != 0)
-        .map(|(_, n)| *n)
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// The per-match descriptions after the destination column, in iptables' order.
 fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
     // Each match's text under its module's name, put in the order the rule gave them.
@@ -461,7 +452,7 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
         let what = if c.value.legacy { "state" } else { "ctstate" };
         let neg = if c.negated { " !" } else { "" };
         let module = if c.value.legacy { "state" } else { "conntrack" };
-        let _ = write!(out, "{neg} {what} {}", ct_text(c.value.states));
+        let _ = write!(out, "{neg} {what} {}", ct_states_text(c.value.states));
         segs.push((module, std::mem::take(&mut out)));
     }
     // The other `-m conntrack` matches go where the state's does when no order is kept.
@@ -793,7 +784,10 @@ pub fn rule_args(spec: &RuleSpec) -> String {
         };
         segs.push((
             module,
-            format!("-m {module} {}", neg_opt(*negated, opt, ct_text(*states))),
+            format!(
+                "-m {module} {}",
+                neg_opt(*negated, opt, ct_states_text(*states))
+            ),
         ));
     }
     for m in spec.nf.iter().filter(|m| is_conntrack(&m.value)) {

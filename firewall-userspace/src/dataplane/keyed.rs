@@ -25,7 +25,7 @@ use std::{
 use anyhow::{Context, Result};
 use firewall_common::{tag, IfaceKey, LPM_TAG_BITS};
 
-use crate::{compile::Image, dataplane::attach::bpf, rules::Cidr};
+use crate::{compile::Image, rules::Cidr};
 
 /// The keyed maps, in the order [`KeyedImage::maps`] holds them.
 pub const IFACE: usize = 0;
@@ -228,107 +228,25 @@ pub fn diff<'a>(old: &'a [(Vec<u8>, u32)], new: &'a [(Vec<u8>, u32)]) -> Changes
     (deletes, writes)
 }
 
-const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
-const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
-const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
-const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
-
-/// `union bpf_attr` as the batch commands read it: in_batch, out_batch, keys, values,
-/// count u32 and map_fd u32, elem_flags, flags.
-fn batch_attr(fd: u32, keys: &[u8], values: &[u32], count: usize) -> [u64; 16] {
-    let mut attr = [0u64; 16];
-    attr[2] = keys.as_ptr() as u64;
-    attr[3] = if values.is_empty() {
-        0
-    } else {
-        values.as_ptr() as u64
-    };
-    attr[4] = count as u64 | (fd as u64) << 32;
-    attr
-}
-
-/// `union bpf_attr` as the element commands read it: map_fd, key, value, flags.
-fn elem_attr(fd: u32, key: &[u8], value: Option<&u32>) -> [u64; 16] {
-    let mut attr = [0u64; 16];
-    attr[0] = fd as u64;
-    attr[1] = key.as_ptr() as u64;
-    attr[2] = value.map_or(0, |v| v as *const u32 as u64);
-    attr
-}
-
-/// A kernel (or map type) without the batch command answers EINVAL or ENOTSUPP (524)
-/// before doing anything.
-fn no_batch(e: &std::io::Error, attr: &[u64; 16]) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(524)) && attr[4] as u32 == 0
-}
-
 fn raw_fd(map: &aya::maps::MapData) -> u32 {
     map.fd().as_fd().as_raw_fd() as u32
 }
 
-/// Writes `entries` (keys of `key_len` bytes) into `map`: one batch call where the kernel
-/// has them for the map type, one call per entry otherwise.
+/// Writes `entries` (keys of `key_len` bytes) into `map`.
 pub fn write(map: &aya::maps::MapData, key_len: usize, entries: &[(&[u8], u32)]) -> Result<()> {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    let fd = raw_fd(map);
     let keys: Vec<u8> = entries
         .iter()
         .flat_map(|(k, _)| k.iter().copied())
         .collect();
     let values: Vec<u32> = entries.iter().map(|(_, v)| *v).collect();
-    debug_assert_eq!(keys.len(), entries.len() * key_len);
-    let mut attr = batch_attr(fd, &keys, &values, entries.len());
-    match bpf(BPF_MAP_UPDATE_BATCH, &mut attr) {
-        Ok(_) => return Ok(()),
-        Err(e) if no_batch(&e, &attr) => {}
-        Err(e) => {
-            return Err(e).context(format!(
-                "writing {} keyed entries ({} written)",
-                entries.len(),
-                attr[4] as u32
-            ))
-        }
-    }
-    for (key, value) in entries {
-        let mut attr = elem_attr(fd, key, Some(value));
-        bpf(BPF_MAP_UPDATE_ELEM, &mut attr).context("writing a keyed entry")?;
-    }
-    Ok(())
+    super::batch::write(raw_fd(map), key_len, &keys, &values)
 }
 
 /// Removes `keys` from `map`; a key already gone is no error (the record said it was
 /// there; absent, it is as wanted).
 pub fn delete(map: &aya::maps::MapData, key_len: usize, keys: &[&[u8]]) -> Result<()> {
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let fd = raw_fd(map);
     let flat: Vec<u8> = keys.iter().flat_map(|k| k.iter().copied()).collect();
-    let mut from = 0;
-    while from < keys.len() {
-        let mut attr = batch_attr(fd, &flat[from * key_len..], &[], keys.len() - from);
-        match bpf(BPF_MAP_DELETE_BATCH, &mut attr) {
-            Ok(_) => return Ok(()),
-            // The batch stops at a missing key, after `count` deletions.
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                from += attr[4] as usize + 1;
-            }
-            Err(e) if no_batch(&e, &attr) => break,
-            Err(e) => return Err(e).context("removing keyed entries"),
-        }
-    }
-    for key in &keys[from.min(keys.len())..] {
-        let mut attr = elem_attr(fd, key, None);
-        match bpf(BPF_MAP_DELETE_ELEM, &mut attr) {
-            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
-                return Err(e).context("removing a keyed entry")
-            }
-            _ => {}
-        }
-    }
-    Ok(())
+    super::batch::delete(raw_fd(map), key_len, &flat)
 }
 
 #[cfg(test)]

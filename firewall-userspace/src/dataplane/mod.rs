@@ -3,6 +3,7 @@
 //! generation and flip to it, read counters.
 
 pub mod attach;
+pub mod batch;
 pub mod capacity;
 pub mod forwarding;
 pub mod gc;

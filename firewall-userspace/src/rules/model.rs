@@ -345,6 +345,16 @@ pub const CT_STATES: [(u8, &str); 5] = [
     (CT_UNTRACKED, "UNTRACKED"),
 ];
 
+/// Conntrack states as iptables lists and saves them: `RELATED,ESTABLISHED`.
+pub fn ct_states_text(states: u8) -> String {
+    CT_STATES
+        .iter()
+        .filter(|(b, _)| states & b != 0)
+        .map(|(_, n)| *n)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// `-m conntrack --ctstate` or `-m state --state` (kept apart: they list differently).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CtState {

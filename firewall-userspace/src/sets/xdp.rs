@@ -1,7 +1,6 @@
 //! The XDP side of sets: the members of every storage in the `FW_SET4`/`FW_SET6` LPM tries
 //! (layout in firewall-common). A whole storage goes in with BPF_MAP_UPDATE_BATCH, many
-//! thousand members a system call; aya 0.14 has no batch calls, hence the raw `bpf(2)`
-//! (dataplane/attach.rs).
+//! thousand members a system call (dataplane/batch.rs).
 
 use std::{
     os::fd::{AsFd, AsRawFd},
@@ -13,40 +12,11 @@ use aya::maps::MapData;
 use firewall_common::{MAP_SET4, MAP_SET6, SET_KEY_FIXED_BITS};
 
 use super::model::Member;
-use crate::{dataplane::attach::bpf, rules::Family};
+use crate::{dataplane::batch, rules::Family};
 
-const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
-const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
-const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
-const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 /// Members per batch call: large enough that the calls cost nothing beside the inserts,
 /// small enough that the key buffer stays a few MB.
 const BATCH: usize = 65_536;
-
-/// `union bpf_attr` as the batch commands read it: in_batch, out_batch, keys, values,
-/// count u32 and map_fd u32, elem_flags, flags.
-fn batch_attr(fd: u32, keys: &[u8], values: Option<&[u64]>, count: usize) -> [u64; 16] {
-    let mut attr = [0u64; 16];
-    attr[2] = keys.as_ptr() as u64;
-    attr[3] = values.map_or(0, |v| v.as_ptr() as u64);
-    attr[4] = count as u64 | (fd as u64) << 32;
-    attr
-}
-
-/// How many elements a batch call got through (the kernel writes it back).
-fn batch_count(attr: &[u64; 16]) -> u32 {
-    attr[4] as u32
-}
-
-/// `union bpf_attr` as the element commands read it: map_fd u32 (and padding), key,
-/// value, flags.
-fn elem_attr(fd: u32, key: &[u8], value: Option<&u64>) -> [u64; 16] {
-    let mut attr = [0u64; 16];
-    attr[0] = fd as u64;
-    attr[1] = key.as_ptr() as u64;
-    attr[2] = value.map_or(0, |v| v as *const u64 as u64);
-    attr
-}
 
 /// The two tries, opened from their pins.
 pub struct Tries {
@@ -95,83 +65,26 @@ impl Tries {
         map.fd().as_fd().as_raw_fd() as u32
     }
 
-    /// Writes members with their values (expiries), in batches; a kernel without batch
-    /// calls for tries gets one call per member.
+    /// Writes members with their values (expiries), in batches.
     pub fn update(&self, family: Family, storage: u32, values: &[(Member, u64)]) -> Result<()> {
-        let fd = self.fd(family);
-        let mut batched = true;
         for chunk in values.chunks(BATCH) {
             let keys: Vec<u8> = chunk
                 .iter()
                 .flat_map(|(m, _)| key(family, storage, m))
                 .collect();
             let vals: Vec<u64> = chunk.iter().map(|(_, v)| *v).collect();
-            if batched {
-                let mut attr = batch_attr(fd, &keys, Some(&vals), chunk.len());
-                match bpf(BPF_MAP_UPDATE_BATCH, &mut attr) {
-                    Ok(_) => continue,
-                    Err(e)
-                        if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(524))
-                            && batch_count(&attr) == 0 =>
-                    {
-                        log::info!(
-                            "no batch updates for LPM tries here ({e}): one call per member"
-                        );
-                        batched = false;
-                    }
-                    Err(e) => {
-                        return Err(e).context(format!(
-                        "writing set members into the XDP trie ({} of {} in this batch written)",
-                        batch_count(&attr),
-                        chunk.len()
-                    ))
-                    }
-                }
-            }
-            for (i, v) in vals.iter().enumerate() {
-                let k = &keys[i * key_len(family)..];
-                let mut attr = elem_attr(fd, k, Some(v));
-                bpf(BPF_MAP_UPDATE_ELEM, &mut attr)
-                    .context("writing a set member into the XDP trie")?;
-            }
+            batch::write(self.fd(family), key_len(family), &keys, &vals)
+                .context("writing set members into the XDP trie")?;
         }
         Ok(())
     }
 
     /// Removes members; those already gone are no error.
     pub fn delete(&self, family: Family, storage: u32, members: &[Member]) -> Result<()> {
-        let fd = self.fd(family);
-        let len = key_len(family);
         for chunk in members.chunks(BATCH) {
             let keys: Vec<u8> = chunk.iter().flat_map(|m| key(family, storage, m)).collect();
-            let mut from = 0;
-            while from < chunk.len() {
-                let mut attr = batch_attr(fd, &keys[from * len..], None, chunk.len() - from);
-                match bpf(BPF_MAP_DELETE_BATCH, &mut attr) {
-                    Ok(_) => break,
-                    // The batch stops at a missing key, after `count` deletions.
-                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                        from += batch_count(&attr) as usize + 1;
-                    }
-                    Err(e)
-                        if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(524))
-                            && batch_count(&attr) == 0 =>
-                    {
-                        for i in from..chunk.len() {
-                            let mut attr = elem_attr(fd, &keys[i * len..], None);
-                            match bpf(BPF_MAP_DELETE_ELEM, &mut attr) {
-                                Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
-                                    return Err(e)
-                                        .context("removing a set member from the XDP trie")
-                                }
-                                _ => {}
-                            }
-                        }
-                        break;
-                    }
-                    Err(e) => return Err(e).context("removing set members from the XDP trie"),
-                }
-            }
+            batch::delete(self.fd(family), key_len(family), &keys)
+                .context("removing set members from the XDP trie")?;
         }
         Ok(())
     }

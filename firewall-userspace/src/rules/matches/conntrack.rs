@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Module, NfMatch, Value};
 use crate::rules::{
-    model::{Neg, PortRange, CT_INVALID, CT_STATES, CT_UNTRACKED},
+    model::{ct_states_text, Neg, PortRange, CT_INVALID, CT_UNTRACKED},
     options,
     parse::{parse_ctstates, parse_ports, parse_proto},
     Family,
@@ -221,15 +221,6 @@ fn ports_text(p: PortRange) -> String {
     }
 }
 
-fn states_text(states: u8) -> String {
-    CT_STATES
-        .iter()
-        .filter(|(b, _)| states & b != 0)
-        .map(|(_, n)| *n)
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 fn status_text(status: u32) -> String {
     if status == 0 {
         return "NONE".into();
@@ -267,7 +258,7 @@ impl CtMatch {
             return Err(format!(
                 "conntrack: {}--ctstate {} with other conntrack options: xt_conntrack ignores them for packets without a connection, which fwctl's nftables rules cannot say; give the state in a -m conntrack of its own",
                 bang(s.negated),
-                states_text(s.value)
+                ct_states_text(s.value)
             ));
         }
         Ok(())
@@ -277,7 +268,7 @@ impl CtMatch {
     fn parts(&self, numeric: bool) -> Vec<(&'static str, bool, String)> {
         let mut out = Vec::new();
         if let Some(s) = &self.state {
-            out.push(("ctstate", s.negated, states_text(s.value)));
+            out.push(("ctstate", s.negated, ct_states_text(s.value)));
         }
         if let Some(p) = &self.proto {
             out.push(("ctproto", p.negated, p.value.to_string()));
