@@ -5,7 +5,7 @@ use anyhow::anyhow;
 use aya_build::{Package, Toolchain};
 
 /// The objects `include_bytes_aligned!` embeds (see lib.rs).
-const OBJECTS: [&str; 2] = ["firewall-ebpf", "bench-xdp"];
+const OBJECTS: [&str; 3] = ["firewall-ebpf", "ct-seen", "bench-xdp"];
 
 fn main() -> anyhow::Result<()> {
     // A folder holding objects another build of this crate made (`cargo xtask fuzz` passes

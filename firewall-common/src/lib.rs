@@ -11,7 +11,7 @@ use bytemuck::{Pod, Zeroable};
 /// Bumped whenever a map's key or value layout changes; part of the pin path.
 /// `FWCTL_ABI_BUMP=N` at build time adds N: the upgrade test's second build (tests/tests/
 /// upgrade.rs) changes the ABI without changing the source.
-pub const ABI_VERSION: u32 = 8 + abi_bump();
+pub const ABI_VERSION: u32 = 9 + abi_bump();
 
 const fn abi_bump() -> u32 {
     let Some(text) = option_env!("FWCTL_ABI_BUMP") else {
@@ -307,6 +307,40 @@ pub const FAST_BY_CLASS: u32 = 1 << 30;
 
 pub const fn fast_final(verdict: u32, slot: u32) -> u32 {
     FAST_FINAL | (verdict & 3) << FAST_VERDICT_SHIFT | (slot & FAST_SLOT_MASK)
+}
+
+/// `FW_CTSEEN`: which destinations some conntrack entry may have a tuple towards, so that
+/// XDP can skip `bpf_xdp_ct_lookup` (the dearest step of a flood from spoofed sources)
+/// where it would miss for sure. One byte per bucket of (destination address, destination
+/// port, protocol) ([`ct_seen_index`]), never cleared while the map lives: a byte set to 1
+/// means "look it up", a byte of 0 "no entry can match". Writers: the netfilter program
+/// `fw_ct_seen` (firewall-ebpf/src/ct_seen.rs), which marks both tuples of every entry just
+/// before conntrack confirms it, and fwctl, which marks every entry present when the
+/// program was attached (a ctnetlink dump), then sets [`CT_SEEN_READY`]. Reader: the XDP
+/// program, which trusts a 0 only once the map is ready. Bytes, not bits: a byte store
+/// needs no atomic read-modify-write across CPUs.
+pub const MAP_CT_SEEN: &str = "FW_CTSEEN";
+/// Buckets: 16 address buckets of 65,536 ports.
+pub const CT_SEEN_BUCKETS: u32 = 1 << 20;
+/// u64 elements holding the buckets, then the control words.
+pub const CT_SEEN_WORDS: u32 = CT_SEEN_BUCKETS / 8;
+/// Control element: `sk_buff._nfct`'s byte offset (low half), `nf_conn.status`'s (high).
+pub const CT_SEEN_CTL_SKB: u32 = CT_SEEN_WORDS;
+/// Control element: the byte offsets in `nf_conn` of the original (low half) and reply
+/// (high half) tuple's `dst` (`struct nf_conntrack_man_proto`: address, port, protocol).
+pub const CT_SEEN_CTL_TUPLES: u32 = CT_SEEN_WORDS + 1;
+/// Control element: [`CT_SEEN_READY`] once every entry older than the program is marked.
+pub const CT_SEEN_CTL_READY: u32 = CT_SEEN_WORDS + 2;
+pub const CT_SEEN_ENTRIES: u32 = CT_SEEN_WORDS + 3;
+pub const CT_SEEN_READY: u64 = 0x5eed_5eed;
+
+/// The bucket of a destination: `addr` is the address's four words as loaded from the wire
+/// (an IPv4 address in word 0, the others 0, as conntrack's tuples hold it), `port` in host
+/// order (0 for protocols without ports).
+#[inline(always)]
+pub const fn ct_seen_index(addr: &[u32; 4], port: u16, proto: u8) -> u32 {
+    let fold = addr[0] ^ addr[1] ^ addr[2] ^ addr[3] ^ proto as u32;
+    (fold.wrapping_mul(0x9e37_79b1) >> 28) << 16 | port as u32
 }
 
 /// `FW_FASTCT`: per generation, outcomes by conntrack class (`CT_CLASS_*`), each 0 (the

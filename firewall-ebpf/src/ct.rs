@@ -24,6 +24,7 @@ use firewall_common::{
 
 use crate::{
     parse::Packet,
+    seen,
     wire::{syn_only, IPPROTO_TCP},
 };
 
@@ -81,9 +82,17 @@ pub fn class(
         return CT_CLASS_UNKNOWN;
     }
     let found = if mode == CT_MODE_KERNEL {
-        match lookup(ctx, pkt, status_offset) {
-            Some(found) => found,
-            None => return CT_CLASS_UNKNOWN,
+        if !seen::may_have_entry(pkt) {
+            Found {
+                hit: false,
+                reply: false,
+                status: 0,
+            }
+        } else {
+            match lookup(ctx, pkt, status_offset) {
+                Some(found) => found,
+                None => return CT_CLASS_UNKNOWN,
+            }
         }
     } else if mode == CT_MODE_FAKE {
         if fake & CT_FAKE_ERROR != 0 {

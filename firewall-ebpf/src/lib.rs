@@ -8,4 +8,5 @@
 
 pub mod ct;
 pub mod parse;
+pub mod seen;
 pub mod wire;

@@ -21,6 +21,10 @@ pub mod watch;
 /// The XDP program, built by build.rs from firewall-ebpf.
 pub static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/firewall-ebpf"));
 
+/// The netfilter program that feeds the conntrack destination filter (dataplane/ct_seen.rs).
+pub static CT_SEEN_PROGRAM: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ct-seen"));
+
 /// Reference programs for the benchmarks (a generator and a bare XDP_DROP); fwctl never
 /// loads them.
 pub static BENCH_PROGRAMS: &[u8] =

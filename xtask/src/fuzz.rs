@@ -151,8 +151,8 @@ fn built_objects(root: &Path) -> Option<std::path::PathBuf> {
                 continue;
             }
             let out = dir.path().join("out");
-            let objects = ["firewall-ebpf", "bench-xdp"].map(|n| out.join(n).metadata());
-            let [Ok(program), Ok(_)] = objects else {
+            let objects = ["firewall-ebpf", "ct-seen", "bench-xdp"].map(|n| out.join(n).metadata());
+            let [Ok(program), Ok(_), Ok(_)] = objects else {
                 continue;
             };
             let Ok(when) = program.modified() else {

@@ -1096,6 +1096,12 @@ fn status(json: bool, verbose: bool) -> Result<()> {
         );
     }
     println!("conntrack: used by {conntrack_rules} rule(s) (state matches and NAT)");
+    if dp.is_some() {
+        match crate::dataplane::ct_seen::describe(&fw.ns.pin_dir) {
+            Ok(line) => println!("conntrack filter at XDP: {line}"),
+            Err(e) => println!("conntrack filter at XDP: unknown ({e:#})"),
+        }
+    }
     println!("sets: {} (fwctl set list -t)", fw.state.sets.sets.len());
     if verbose {
         if let Some(dp) = &dp {

@@ -156,7 +156,7 @@ pub fn attach_pinned(prog: BorrowedFd, ifindex: u32, hook: Hook, path: &Path) ->
 }
 
 /// Pins a link (another pin of the same link, if it has one already).
-fn pin_link(link: &OwnedFd, path: &Path) -> Result<()> {
+pub(crate) fn pin_link(link: &OwnedFd, path: &Path) -> Result<()> {
     // bpf_attr obj_pin: pathname u64, bpf_fd u32, file_flags u32.
     let c_path = CString::new(path.as_os_str().as_encoded_bytes())?;
     let mut attr = [0u64; 16];

@@ -209,7 +209,11 @@ pub fn load_and_pin(dir: &Path, capacity: Capacity) -> Result<(Ebpf, Maps)> {
     let mark = dir.join(code_mark());
     fs::create_dir(&mark).with_context(|| format!("creating {}", mark.display()))?;
     let mut ebpf = load_object(capacity)?;
-    for name in MAP_NAMES.iter().chain(&SET_MAP_NAMES) {
+    for name in MAP_NAMES
+        .iter()
+        .chain(&SET_MAP_NAMES)
+        .chain(&[firewall_common::MAP_CT_SEEN])
+    {
         let map = ebpf
             .map(name)
             .with_context(|| format!("object has no map {name}"))?;

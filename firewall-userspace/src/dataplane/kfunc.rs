@@ -162,8 +162,53 @@ pub fn conntrack_support(btf: &[u8]) -> Result<Conntrack> {
     })
 }
 
+/// Where the conntrack destination filter's netfilter program reads (firewall-common
+/// `CT_SEEN_CTL_*`): byte offsets in this kernel's structures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtSeenOffsets {
+    /// `sk_buff._nfct`: the entry's address, ctinfo in the low 3 bits.
+    pub skb_nfct: u32,
+    /// `nf_conn.status`.
+    pub status: u32,
+    /// The `dst` of the original and of the reply tuple in `nf_conn`.
+    pub tuple_dst: [u32; 2],
+}
+
+/// The offsets the filter's program needs, from vmlinux BTF, or why it cannot run here.
+pub fn ct_seen_offsets(btf: &[u8]) -> Result<CtSeenOffsets> {
+    let btf = KernelBtf::parse(btf)?;
+    let member = |strukt: &str, name: &str| {
+        btf.member(strukt, name)
+            .with_context(|| format!("vmlinux BTF has no {strukt}.{name}"))
+    };
+    let nfct = member("sk_buff", "_nfct")?;
+    ensure!(nfct.1 == 8, "sk_buff._nfct is {} bytes, expected 8", nfct.1);
+    let status = member("nf_conn", "status")?;
+    ensure!(
+        status.1 == 8,
+        "nf_conn.status is {} bytes, expected 8",
+        status.1
+    );
+    let (hashes, hashes_size) = member("nf_conn", "tuplehash")?;
+    let (tuple, _) = member("nf_conntrack_tuple_hash", "tuple")?;
+    let (dst, dst_size) = member("nf_conntrack_tuple", "dst")?;
+    // Address (16), port or ICMP type and code (2), protocol number (1), direction (1):
+    // the layout the program reads.
+    ensure!(
+        dst_size == 20,
+        "nf_conntrack_tuple.dst is {dst_size} bytes, expected 20"
+    );
+    let per_direction = hashes_size / 2;
+    Ok(CtSeenOffsets {
+        skb_nfct: nfct.0,
+        status: status.0,
+        tuple_dst: [0, 1].map(|dir| hashes + dir * per_direction + tuple + dst),
+    })
+}
+
 const KIND_INT: u32 = 1;
 const KIND_PTR: u32 = 2;
+const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
 const KIND_ENUM: u32 = 6;
@@ -290,6 +335,12 @@ impl<'a> KernelBtf<'a> {
                 self.u32_at(*self.types.get(id as usize)? + 8)
             }
             KIND_PTR => Some(8),
+            // struct btf_array after the type header: element type, index type, count.
+            KIND_ARRAY => {
+                let t = *self.types.get(id as usize)?;
+                let count = self.u32_at(t + 20)?;
+                self.size_of(self.u32_at(t + 12)?)?.checked_mul(count)
+            }
             _ => None,
         }
     }

@@ -74,6 +74,22 @@ impl MmapArray {
         Ok(())
     }
 
+    /// The u64 at `index` (of an array of u64s), read as one load.
+    pub fn read_u64(&self, index: usize) -> Result<u64> {
+        let at = self.slot(index, 8)?;
+        // SAFETY: `at` points to 8 readable bytes, 8-aligned (elements are).
+        Ok(unsafe { std::ptr::read_volatile(at as *const u64) })
+    }
+
+    /// Stores one byte at byte `offset` of the array: a plain byte store, so the other
+    /// bytes of its element, which a BPF program may be storing at the same time, stay.
+    pub fn set_byte(&mut self, offset: usize, value: u8) -> Result<()> {
+        let at = self.slot(offset / self.stride, 1)?;
+        // SAFETY: `at + offset % stride` is inside the element `slot` checked.
+        unsafe { std::ptr::write_volatile(at.add(offset % self.stride), value) };
+        Ok(())
+    }
+
     /// Writes consecutive values from `index` on.
     pub fn write_all<T: bytemuck::Pod>(&mut self, index: usize, values: &[T]) -> Result<()> {
         if index + values.len() > self.entries {

@@ -5,6 +5,7 @@
 pub mod attach;
 pub mod batch;
 pub mod capacity;
+pub mod ct_seen;
 pub mod forwarding;
 pub mod gc;
 pub mod guards;
