@@ -11,6 +11,9 @@
 //! Everything else is class 0, left to netfilter: ICMP (the lookup refuses it, and RELATED
 //! ICMP errors must reach netfilter), other protocols, fragments, lookup errors.
 //!
+//! A SYN or a datagram whose destination no conntrack entry has ever had skips the lookup
+//! (a miss for sure: see `seen`), which is what a flood from spoofed sources is made of.
+//!
 //! The kfunc calls are plain `extern "C"` calls here; fwctl's loader turns them into kfunc
 //! calls (firewall-userspace/src/dataplane/kfunc.rs), or into `r0 = 0` where the kernel has
 //! no such kfuncs, and then sets `CT_MODE` so that code is never reached.
@@ -81,8 +84,12 @@ pub fn class(
     if !pkt.has_ports || pkt.fragment {
         return CT_CLASS_UNKNOWN;
     }
+    let tcp = pkt.proto == IPPROTO_TCP as u32;
+    let syn_only = tcp && syn_only(pkt.tcp_flags);
     let found = if mode == CT_MODE_KERNEL {
-        if !seen::may_have_entry(pkt) {
+        // Only where a miss decides (a SYN, UDP): another TCP segment without an entry goes
+        // to netfilter anyway, and an established flow's segments then pay nothing extra.
+        if (!tcp || syn_only) && !seen::may_have_entry(pkt) {
             Found {
                 hit: false,
                 reply: false,
@@ -106,8 +113,6 @@ pub fn class(
     } else {
         return CT_CLASS_UNKNOWN;
     };
-    let tcp = pkt.proto == IPPROTO_TCP as u32;
-    let syn_only = tcp && syn_only(pkt.tcp_flags);
     if !found.hit {
         // With helpers about, an expectation (which the lookup does not see) may make the
         // packet RELATED.

@@ -328,7 +328,7 @@ impl Firewall {
         }
         crate::timings::phase("config and helpers");
         // Only a speed-up: without it XDP looks up every packet a conntrack rule needs.
-        if let Err(e) = crate::dataplane::ct_seen::ensure(&self.ns.pin_dir) {
+        if let Err(e) = crate::dataplane::ct_seen::ensure(&self.ns.pin_dir, self.state.ct_filter) {
             log::info!("conntrack lookups at XDP stay unfiltered: {e:#}");
         }
         crate::timings::phase("conntrack filter");
@@ -422,6 +422,12 @@ impl Firewall {
             );
         }
         self.state.mark_shift = shift;
+        self.recommit()
+    }
+
+    /// Turns the conntrack destination filter on or off (`fwctl ct-filter`).
+    pub fn set_ct_filter(&mut self, on: bool) -> Result<()> {
+        self.state.ct_filter = on;
         self.recommit()
     }
 

@@ -32,6 +32,10 @@ pub struct State {
     /// Netfilter's counters at the last `-Z`, subtracted when they are read.
     #[serde(default)]
     pub nft_baseline: crate::netfilter::NftCounters,
+    /// Whether XDP may skip conntrack lookups no entry can answer (`fwctl ct-filter`,
+    /// dataplane/ct_seen.rs). On unless turned off.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub ct_filter: bool,
     /// Where XDP's verdict bits sit in skb->mark (`fwctl mark-bits`).
     #[serde(default = "default_mark_shift")]
     pub mark_shift: u32,
@@ -99,6 +103,7 @@ impl Default for State {
             ruleset: Ruleset::default(),
             interfaces: Vec::new(),
             nft_baseline: Default::default(),
+            ct_filter: true,
             mark_shift: default_mark_shift(),
             last_apply_ms: None,
             sets: Default::default(),
@@ -112,6 +117,14 @@ impl Default for State {
 }
 
 /// The state directory, locked for as long as this value lives.
+fn default_true() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
 pub struct StateStore {
     dir: PathBuf,
     _lock: File,

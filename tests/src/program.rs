@@ -60,6 +60,9 @@ pub struct Harness {
     pub interfaces: Vec<Interface>,
     /// What the last install wrote.
     pub image: Image,
+    /// The conntrack destination filter, once [`Harness::ct_filter`] built it: its map and
+    /// the links of its netfilter program, which live as long as this.
+    filter: Option<(fwctl::dataplane::mmap::MmapArray, Vec<std::os::fd::OwnedFd>)>,
 }
 
 /// The program loaded with maps of `capacity`, unpinned.
@@ -96,6 +99,7 @@ impl Harness {
                 attached: true,
             }],
             image: Image::default(),
+            filter: None,
         };
         h.apply(&[])?;
         // Nothing known of conntrack unless a test says so; the fast table on where fwctl
@@ -110,6 +114,28 @@ impl Harness {
             "the test namespace forwards packets: the fast path would not run"
         );
         Ok(h)
+    }
+
+    /// Builds the conntrack destination filter as fwctl does at a change (see
+    /// fwctl::dataplane::ct_seen): its program attached in this namespace, the table's
+    /// entries marked, the map ready. Only a program with real lookups consults it.
+    pub fn ct_filter(&mut self) -> Result<()> {
+        let map = self
+            .ebpf
+            .take_map(firewall_common::MAP_CT_SEEN)
+            .context("the program has no conntrack filter map")?;
+        let map = fwctl::dataplane::maps::data(map, firewall_common::MAP_CT_SEEN)?;
+        let mut links = Vec::new();
+        let filter = fwctl::dataplane::ct_seen::build(
+            map,
+            &fwctl::dataplane::ct_seen::link_names(),
+            |_, link| {
+                links.push(link);
+                Ok(())
+            },
+        )?;
+        self.filter = Some((filter, links));
+        Ok(())
     }
 
     /// The network namespace test runs happen in.
@@ -215,6 +241,8 @@ impl Harness {
             let config = self.maps.config()?;
             (self.ebpf, self.maps) = instance(self.ct, need.sized())?;
             self.maps.set_config(config)?;
+            // A new instance has a map of its own, not ready.
+            self.filter = None;
         }
         for slot in ruleset.slots() {
             self.maps.zero_counter(slot)?;

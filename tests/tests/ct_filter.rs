@@ -12,21 +12,6 @@ fn addr(ip: &str, port: u16) -> SocketAddr {
     SocketAddr::new(ip.parse().expect("IP address"), port)
 }
 
-/// Runs fwctl in the host namespace with the filter turned off (`off`) or left to itself.
-fn fwctl(host: &FwNs, off: bool, args: &[&str]) -> String {
-    let mut cmd = host.fwctl_command();
-    if off {
-        cmd.env("FWCTL_CT_FILTER", "off");
-    }
-    let out = cmd.args(args).output().expect("running fwctl");
-    assert!(
-        out.status.success(),
-        "fwctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn filter_line(host: &FwNs) -> String {
     let status = host.fwctl_ok(&["status"]);
     status
@@ -54,11 +39,9 @@ const RULES: [&str; 3] = [
 #[test]
 fn flows_older_and_younger_than_the_filter_stay_established_at_xdp() {
     let lab = Lab::new().unwrap();
-    for rule in RULES {
-        let args: Vec<&str> = rule.split_whitespace().collect();
-        fwctl(&lab.host, true, &args);
-    }
-    fwctl(&lab.host, true, &["attach", HOST_IF]);
+    lab.host.fwctl_ok(&["ct-filter", "off"]);
+    lab.host.apply(&RULES);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
     assert!(
         filter_line(&lab.host).contains("not in use"),
         "{}",
@@ -70,12 +53,7 @@ fn flows_older_and_younger_than_the_filter_stay_established_at_xdp() {
     let old = lab.host.udp_socket(addr(HOST_V4, 40001)).unwrap();
     assert!(arrives(&old, &peer, addr(CLIENT_V4, 5353)));
 
-    // Any change builds the filter.
-    fwctl(
-        &lab.host,
-        false,
-        &["-A", "INPUT", "-p", "tcp", "--dport", "9", "-j", "DROP"],
-    );
+    lab.host.fwctl_ok(&["ct-filter", "on"]);
     let line = filter_line(&lab.host);
     assert!(line.contains(": in use"), "{line}");
 
@@ -103,8 +81,11 @@ fn flows_older_and_younger_than_the_filter_stay_established_at_xdp() {
     assert!(!arrives(&peer, &stranger, addr(HOST_V4, 40003)));
     assert_eq!(lab.host.packets("INPUT", 0), policy + 1);
 
-    // Turned off: the links go and XDP looks every packet up again.
-    fwctl(&lab.host, true, &["-D", "INPUT", "3"]);
+    // Turned off: the links go and XDP looks every packet up again; the setting stays
+    // through later changes.
+    lab.host.fwctl_ok(&["ct-filter", "off"]);
+    lab.host
+        .fwctl_ok(&["-A", "INPUT", "-p", "tcp", "--dport", "9", "-j", "DROP"]);
     let line = filter_line(&lab.host);
     assert!(
         line.contains("not in use") && line.contains("0 of 4 hooks"),
@@ -117,10 +98,7 @@ fn flows_older_and_younger_than_the_filter_stay_established_at_xdp() {
 #[test]
 fn a_flow_through_dnat_is_found_by_its_original_destination() {
     let lab = Lab::new().unwrap();
-    for rule in RULES {
-        let args: Vec<&str> = rule.split_whitespace().collect();
-        lab.host.fwctl_ok(&args);
-    }
+    lab.host.apply(&RULES);
     // INPUT sees the datagram after DNAT, with its new port.
     lab.host.fwctl_ok(&[
         "-A", "INPUT", "-p", "udp", "--dport", "7001", "-j", "ACCEPT",

@@ -120,6 +120,14 @@ enum Sub {
     ///
     /// Example: fwctl mark-bits 16    # use 0x00070000
     MarkBits { shift: u32 },
+    /// Let XDP skip conntrack lookups that cannot find an entry (on, the default), or look
+    /// up every packet a state rule needs (off). The filter learns each new connection from
+    /// a netfilter program just before conntrack confirms it; turn it off on hosts where
+    /// conntrack entries are made another way: ctnetlink (`conntrack -I`, conntrackd's
+    /// failover), tc's ct action, Open vSwitch, bridge-family conntrack.
+    ///
+    /// Example: fwctl ct-filter off
+    CtFilter { state: OnOff },
     /// Sets, as ipset has them: create, add, del, test, list, save, restore, flush, destroy,
     /// swap, with ipset's words. `fwctl set help` shows them all.
     ///
@@ -303,6 +311,12 @@ fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum OutputFormat {
     Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 /// Errors that carry their own exit status (iptables' conventions).
@@ -562,6 +576,19 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
             println!(
                 "XDP's verdict now travels in mark bits {:#010x}",
                 firewall_common::mark_mask(shift)
+            );
+            Ok(())
+        }
+        Sub::CtFilter { state } => {
+            let on = state == OnOff::On;
+            Firewall::lock()?.set_ct_filter(on)?;
+            println!(
+                "{}",
+                if on {
+                    "XDP skips conntrack lookups no entry can answer"
+                } else {
+                    "XDP looks up every packet a conntrack state rule needs"
+                }
             );
             Ok(())
         }

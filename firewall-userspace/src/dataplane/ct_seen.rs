@@ -64,21 +64,16 @@ const LINKS: [(&str, u32, u32); 4] = [
     ("ctseen_ipv6_out", NFPROTO_IPV6, NF_INET_POST_ROUTING),
 ];
 
-/// Whether the operator turned the filter off (`FWCTL_CT_FILTER=off`): XDP then looks up
-/// every packet a conntrack rule needs, as before the filter existed.
-fn disabled() -> bool {
-    std::env::var("FWCTL_CT_FILTER").is_ok_and(|v| v == "off")
-}
-
 /// Makes the filter of the instance pinned in `pin_dir` complete (program attached at every
-/// hook, older entries marked, map ready), or unused if it cannot be. Cheap once complete.
-pub fn ensure(pin_dir: &Path) -> Result<()> {
+/// hook, older entries marked, map ready), or, unless `wanted`, unused and detached.
+/// Cheap once complete.
+pub fn ensure(pin_dir: &Path, wanted: bool) -> Result<()> {
     let map = MapData::from_pin(pin_dir.join(MAP_CT_SEEN))
         .with_context(|| format!("opening the pinned {MAP_CT_SEEN}"))?;
     let mut filter = MmapArray::new(map, MAP_CT_SEEN)?;
     let linked = LINKS.iter().all(|(name, ..)| pin_dir.join(name).exists());
     let ready = filter.read_u64(CT_SEEN_CTL_READY as usize)? == CT_SEEN_READY;
-    if disabled() {
+    if !wanted {
         // Unready first: XDP looks every packet up again before the links go.
         filter.write(CT_SEEN_CTL_READY as usize, &0u64)?;
         for (name, ..) in LINKS {
@@ -90,21 +85,39 @@ pub fn ensure(pin_dir: &Path) -> Result<()> {
         return Ok(());
     }
     // A link gone (removed by hand) leaves entries unmarked: rebuild from the dump.
+    let missing: Vec<&str> = LINKS
+        .iter()
+        .map(|(name, ..)| *name)
+        .filter(|name| !pin_dir.join(name).exists())
+        .collect();
+    drop(filter);
+    let map = MapData::from_pin(pin_dir.join(MAP_CT_SEEN))?;
+    build(map, &missing, |name, link| {
+        pin_link(&link, &pin_dir.join(name))
+    })?;
+    Ok(())
+}
+
+/// Makes the filter in `map` complete: unready while it works, the program attached at the
+/// hooks named `missing` (each link handed to `keep`, which must keep it alive), every
+/// entry in the table marked, then ready. Returns the map, mapped.
+pub fn build(
+    map: MapData,
+    missing: &[&str],
+    mut keep: impl FnMut(&str, OwnedFd) -> Result<()>,
+) -> Result<MmapArray> {
+    let prog = (!missing.is_empty())
+        .then(|| load_program(&map))
+        .transpose()?;
+    let mut filter = MmapArray::new(map, MAP_CT_SEEN)?;
     filter.write(CT_SEEN_CTL_READY as usize, &0u64)?;
     let btf = std::fs::read("/sys/kernel/btf/vmlinux").context("reading vmlinux BTF")?;
-    let offsets = ct_seen_offsets(&btf)?;
-    write_offsets(&mut filter, &offsets)?;
-    let missing: Vec<_> = LINKS
-        .iter()
-        .filter(|(name, ..)| !pin_dir.join(name).exists())
-        .collect();
-    if !missing.is_empty() {
-        let map = MapData::from_pin(pin_dir.join(MAP_CT_SEEN))?;
-        let prog = load_program(&map)?;
-        for &&(name, pf, hook) in &missing {
-            let link = link_create(&prog, pf, hook)
+    write_offsets(&mut filter, &ct_seen_offsets(&btf)?)?;
+    if let Some(prog) = &prog {
+        for &(name, pf, hook) in LINKS.iter().filter(|l| missing.contains(&l.0)) {
+            let link = link_create(prog, pf, hook)
                 .with_context(|| format!("attaching {PROGRAM_NAME} ({name})"))?;
-            pin_link(&link, &pin_dir.join(name))?;
+            keep(name, link)?;
         }
     }
     wait_for_hook_traversals()?;
@@ -112,7 +125,12 @@ pub fn ensure(pin_dir: &Path) -> Result<()> {
     std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
     filter.write(CT_SEEN_CTL_READY as usize, &CT_SEEN_READY)?;
     log::debug!("conntrack destination filter ready ({marked} entries were in the table)");
-    Ok(())
+    Ok(filter)
+}
+
+/// The names of the program's links, for [`build`] when every one is missing.
+pub fn link_names() -> Vec<&'static str> {
+    LINKS.iter().map(|(name, ..)| *name).collect()
 }
 
 /// One line on the filter of the instance in `pin_dir`, for `fwctl status`.

@@ -122,7 +122,8 @@ fn keyed_name(i: usize) -> &'static str {
     [MAP_IFACE, MAP_SRC4, MAP_DST4, MAP_SRC6, MAP_DST6][i]
 }
 
-fn data(map: Map, name: &str) -> Result<MapData> {
+/// The array map behind `map`.
+pub fn data(map: Map, name: &str) -> Result<MapData> {
     match map {
         Map::Array(d) => Ok(d),
         other => anyhow::bail!("{name} is a {other:?}, not an array"),

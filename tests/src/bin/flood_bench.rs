@@ -446,7 +446,15 @@ fn main() -> Result<()> {
             &spoofed_udp,
         ),
     ];
+    // FLOOD_ONLY=TEXT: only the XDP rows whose receiver or flood names TEXT, and no
+    // netfilter peers (a quick look while working on one row).
+    let only = std::env::var("FLOOD_ONLY").ok();
     for (name, receiver, flood) in xdp_rows {
+        if let Some(text) = &only {
+            if !name.contains(text.as_str()) && !flood.what.contains(text.as_str()) {
+                continue;
+            }
+        }
         let (r, bare) = bracketed(&gen, &host, receiver, flood)?;
         let bare_median = median(bare.clone());
         table.row(vec![
@@ -460,6 +468,9 @@ fn main() -> Result<()> {
             format!("{:.2}", r / bare_median),
         ]);
         eprintln!("{:?}", table.rows().last());
+    }
+    if only.is_some() {
+        return Ok(());
     }
     // The netfilter peers, on the fixed flood (their drop rates are far lower).
     let bare = bare_rate(&gen, &host, &fixed)?;
