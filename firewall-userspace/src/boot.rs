@@ -33,11 +33,14 @@ use crate::{
 pub const CONFIG_DIR: &str = "/etc/fwctl";
 
 /// fwctl.conf: `attach IFACE [native|generic]` lines (IFACE a name or a prefix ending in
-/// `+`), an optional `mark-bits SHIFT` line, an optional `failsafe` line, `#` comments.
+/// `+`), an optional `mark-bits SHIFT` line, an optional `ct-filter on|off` line, an
+/// optional `failsafe` line, `#` comments.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Config {
     pub attach: Vec<AttachLine>,
     pub mark_shift: Option<u32>,
+    /// `fwctl ct-filter`'s setting, if the file gives one.
+    pub ct_filter: Option<bool>,
     pub failsafe: Failsafe,
 }
 
@@ -162,6 +165,9 @@ pub fn parse_config(text: &str) -> Result<Config> {
                     .ok_or_else(|| fail("expected `mark-bits SHIFT` with SHIFT 0 to 29"))?;
                 config.mark_shift = Some(shift);
             }
+            ["ct-filter", "on"] => config.ct_filter = Some(true),
+            ["ct-filter", "off"] => config.ct_filter = Some(false),
+            ["ct-filter", ..] => bail!(fail("expected `ct-filter on` or `ct-filter off`")),
             ["failsafe", "accept"] => config.failsafe = Failsafe::Accept,
             ["failsafe", "drop"] => config.failsafe = Failsafe::default(),
             ["failsafe", "drop", "ssh", "none"] => config.failsafe = Failsafe::Drop { ssh: vec![] },
@@ -398,6 +404,9 @@ fn load(
     if let Some(shift) = config.mark_shift {
         fw.state.mark_shift = shift;
     }
+    if let Some(on) = config.ct_filter {
+        fw.state.ct_filter = on;
+    }
     if let Some(cmds) = set_cmds {
         fw.set_commands(&cmds)
             .with_context(|| sets_path.display().to_string())?;
@@ -459,6 +468,15 @@ mod tests {
             "fwctl.conf line 1: expected `attach IFACE [native|generic]`, `mark-bits SHIFT` or `failsafe ...`, got `attach'"
         );
         assert_eq!(parse_config("mark-bits 16\n").unwrap().mark_shift, Some(16));
+        assert_eq!(
+            parse_config("ct-filter off\n").unwrap().ct_filter,
+            Some(false)
+        );
+        let e = parse_config("ct-filter no\n").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "fwctl.conf line 1: expected `ct-filter on` or `ct-filter off`, got `ct-filter no'"
+        );
         let e = parse_config("\nmark-bits 30\n").unwrap_err().to_string();
         assert_eq!(
             e,

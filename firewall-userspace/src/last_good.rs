@@ -146,11 +146,13 @@ fn sets_text(fw: &Firewall) -> Result<String> {
 }
 
 /// fwctl.conf as boot reads it: the interfaces attached now (each by name) and the watched
-/// names and patterns, the mark bits and the fail-safe.
+/// names and patterns, the mark bits, the conntrack filter's setting and the fail-safe.
 fn conf_text(fw: &Firewall) -> String {
     let state = &fw.state;
     let mut out = String::from("# Written by fwctl: the last good configuration's options.\n");
     out.push_str(&format!("mark-bits {}\n", state.mark_shift));
+    let filter = if state.ct_filter { "on" } else { "off" };
+    out.push_str(&format!("ct-filter {filter}\n"));
     out.push_str(&format!("{}\n", state.failsafe));
     let mut lines: Vec<crate::boot::AttachLine> = state.watch.clone();
     for a in &state.interfaces {
