@@ -6,7 +6,7 @@
 
 use std::{net::SocketAddr, net::UdpSocket, time::Duration};
 
-use tests::{FwNs, Lab, CLIENT_V4, HOST_IF, HOST_V4};
+use tests::{FwNs, Lab, CLIENT_V4, CLIENT_V6, HOST_IF, HOST_V4, HOST_V6};
 
 fn addr(ip: &str, port: u16) -> SocketAddr {
     SocketAddr::new(ip.parse().expect("IP address"), port)
@@ -141,4 +141,37 @@ fn a_flow_through_dnat_is_found_by_its_original_destination() {
     let established = lab.host.packets("INPUT", 1);
     assert!(arrives(&client, &server, addr(HOST_V4, 7000)));
     assert_eq!(lab.host.packets("INPUT", 1), established + 1);
+}
+
+#[test]
+fn an_ipv6_flow_is_marked_and_found() {
+    let lab = Lab::new().unwrap();
+    lab.host.apply(&[
+        "-6 -P INPUT DROP",
+        "-6 -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+        "-6 -A INPUT -p icmpv6 -j ACCEPT",
+    ]);
+    lab.host.fwctl_ok(&["attach", HOST_IF]);
+    assert!(filter_line(&lab.host).contains(": in use"));
+    let peer = lab.client.udp_socket(addr(CLIENT_V6, 5353)).unwrap();
+    let flow = lab.host.udp_socket(addr(HOST_V6, 40005)).unwrap();
+    assert!(arrives(&flow, &peer, addr(CLIENT_V6, 5353)));
+    let list = lab
+        .host
+        .fwctl_ok(&["-6", "-L", "INPUT", "-n", "-v", "-x", "--line-numbers"]);
+    let established = tests::listed_counters(&list, "INPUT", 1).unwrap().0;
+    assert!(
+        arrives(&peer, &flow, addr(HOST_V6, 40005)),
+        "the IPv6 reply was dropped"
+    );
+    let list = lab
+        .host
+        .fwctl_ok(&["-6", "-L", "INPUT", "-n", "-v", "-x", "--line-numbers"]);
+    assert_eq!(
+        tests::listed_counters(&list, "INPUT", 1).unwrap().0,
+        established + 1,
+        "{list}"
+    );
+    let stranger = lab.host.udp_socket(addr(HOST_V6, 40006)).unwrap();
+    assert!(!arrives(&peer, &stranger, addr(HOST_V6, 40006)));
 }
