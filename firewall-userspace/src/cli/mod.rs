@@ -403,6 +403,7 @@ pub fn main() -> ExitCode {
         }
     };
     crate::timings::phase("command done");
+    crate::netfilter::netlink::release_after_exit();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
