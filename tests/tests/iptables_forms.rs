@@ -157,6 +157,52 @@ COMMIT
     same_as_iptables("gram", v4, v6, &listings);
 }
 
+/// Protocol matches given without options (`-m tcp`, `-m udp`), which iptables keeps and
+/// lists where they were given: alone, beside other matches, before `-p`, twice, and after
+/// the implicit match of `-p tcp --dport`.
+#[test]
+fn protocol_matches_without_options_list_as_iptables() {
+    let v4 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -p tcp -m tcp -j ACCEPT
+-A INPUT -p tcp -m tcp -m multiport ! --dports 22,80 -j DROP
+-A INPUT -p tcp -m multiport --dports 22,80 -m tcp -j DROP
+-A INPUT -m tcp -p tcp -j ACCEPT
+-A INPUT -m state --state NEW -m tcp -p tcp -j ACCEPT
+-A INPUT -p udp -m udp -j ACCEPT
+-A INPUT -p udp -m udp -m multiport --dports 53,123 -j ACCEPT
+-A INPUT -p tcp -m tcp -m tcp -j ACCEPT
+-A INPUT -p tcp --dport 22 -m tcp -j ACCEPT
+-A INPUT -p tcp -m tcp -m tcp --sport 1024:65535 -j ACCEPT
+-A INPUT -p tcp -m tcp -m mark --mark 1 -m tcp --dport 25 -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 22 -m mark --mark 1 -m tcp --sport 1 -j ACCEPT
+-A INPUT -p tcp -m conntrack --ctstate NEW -m tcp -m comment --comment bare -j LOG
+-A INPUT -p tcp -m tcp -m limit --limit 1/s
+-A INPUT -p icmp -m icmp --icmp-type 8 -j ACCEPT
+COMMIT
+";
+    let v6 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -p tcp -m tcp -j ACCEPT
+-A INPUT -m udp -p udp -m udp --dport 53 -j ACCEPT
+COMMIT
+";
+    let listings: &[&[&str]] = &[
+        &["-S"],
+        &["-L"],
+        &["-L", "-n"],
+        &["-L", "-v"],
+        &["-L", "-n", "-v", "--line-numbers"],
+    ];
+    same_as_iptables_in("m13-bare", v4, v6, listings);
+}
+
 /// CentOS/RHEL's default rules.v4 (system-config-firewall's order: `-m tcp` before `-p`,
 /// the state match before it) and its last rules, REJECT with icmp-host-prohibited.
 #[test]

@@ -13,8 +13,8 @@ use super::{
     matches::{self, NfMatch},
     model::{
         Chain, Cidr, CtState, Family, IcmpType, LogOpts, Multiport, MultiportKind, NatTo, Neg,
-        PortRange, RejectWith, RuleSpec, SetMatch, Table, Target, TcpFlags, Verdict, CT_STATES,
-        DEFAULT_LOG_LEVEL, LOG_FLAGS,
+        PortRange, RejectWith, RuleSpec, SetMatch, Table, Target, TcpFlags, Verdict, BARE,
+        CT_STATES, DEFAULT_LOG_LEVEL, LOG_FLAGS,
     },
     options,
     ratelimit::{self, RateMatches},
@@ -163,6 +163,11 @@ struct Modules {
     /// Every match module in the order iptables loaded it (`-m`, or the protocol's match
     /// when its first option came): the order it lists and saves them in.
     order: Vec<String>,
+    /// Per protocol match, where in `order` its latest load is: that load takes the
+    /// options that follow, as xtables marks the earlier ones completed.
+    proto_last: [Option<usize>; 4],
+    /// The places in `order` of protocol match loads that took an option.
+    proto_used: Vec<usize>,
 }
 
 /// The order the listing writes matches in when nothing else is said; the netfilter-only
@@ -183,10 +188,12 @@ const CANONICAL_ORDER: [&str; 12] = [
 ];
 
 /// `loaded` (the modules in the order iptables loaded them), kept only when the listing
-/// would otherwise write them in another order. Every load counts: `-m set A -m connlimit
-/// -m set B` lists B after connlimit, as iptables does.
+/// would otherwise write them in another order, or when it names an option-less protocol
+/// match (which only the order records). Every load counts: `-m set A -m connlimit -m set
+/// B` lists B after connlimit, as iptables does.
 fn given_order(loaded: &[String]) -> Vec<String> {
     let rank = |m: &str| {
+        let m = m.strip_prefix(BARE).unwrap_or(m);
         if m == "comment" {
             CANONICAL_ORDER.len()
         } else {
@@ -198,7 +205,8 @@ fn given_order(loaded: &[String]) -> Vec<String> {
     };
     let order = loaded.to_vec();
     let ranks: Vec<usize> = order.iter().map(|m| rank(m)).collect();
-    if ranks.windows(2).all(|w| w[0] <= w[1]) {
+    let bare = order.iter().any(|m| m.starts_with(BARE));
+    if !bare && ranks.windows(2).all(|w| w[0] <= w[1]) {
         Vec::new()
     } else {
         order
@@ -272,12 +280,49 @@ impl Modules {
             (Ok(None) | Err(_), Some(i)) => {
                 self.implied[i] = true;
                 self.order.push(PROTO_MATCHES[i].0.to_string());
+                self.proto_last[i] = Some(self.order.len() - 1);
                 options::resolve(opt, &self.known(spec))
             }
             (first, _) => first,
         };
         // An option no one knows stays as written, for the caller to refuse by name.
         Ok(result.map_err(bad)?.unwrap_or(opt))
+    }
+
+    /// Notes that the latest load of protocol match `name` took an option.
+    fn proto_option(&mut self, name: &str) {
+        let at = PROTO_MATCHES.iter().position(|(n, _, _)| *n == name);
+        if let Some(load) = at.and_then(|i| self.proto_last[i]) {
+            self.proto_used.push(load);
+        }
+    }
+
+    /// The load order as the listing needs it. A protocol match load that took no option
+    /// is listed on its own (`-p tcp -m tcp` lists as `tcp`, saves as `-m tcp`, in
+    /// iptables 1.8.9), so it becomes `bare:tcp`. Those that took options are one match
+    /// (iptables-nft lists their options together, at the first of them): later ones are
+    /// left out. iptables refuses `-m icmp` without `--icmp-type`.
+    fn final_order(&self) -> Result<Vec<String>, ParseError> {
+        let mut out = Vec::with_capacity(self.order.len());
+        let mut with_options = [false; 4];
+        for (at, name) in self.order.iter().enumerate() {
+            let Some(i) = PROTO_MATCHES.iter().position(|(n, _, _)| n == name) else {
+                out.push(name.clone());
+                continue;
+            };
+            if !self.proto_used.contains(&at) {
+                match name.as_str() {
+                    "icmp" => return Err(bad("icmp: option \"--icmp-type\" must be specified")),
+                    "icmp6" => {
+                        return Err(bad("icmp6: option \"--icmpv6-type\" must be specified"))
+                    }
+                    _ => out.push(format!("{BARE}{name}")),
+                }
+            } else if !std::mem::replace(&mut with_options[i], true) {
+                out.push(name.clone());
+            }
+        }
+        Ok(out)
     }
 
     /// The protocol of the port options: an explicit `-m tcp`/`-m udp` first, else `-p`.
@@ -606,6 +651,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 modules.order.push(name.to_string());
                 if let Some(i) = PROTO_MATCHES.iter().position(|(n, _, _)| *n == name) {
                     modules.proto[i] = true;
+                    modules.proto_last[i] = Some(modules.order.len() - 1);
                     continue;
                 }
                 match name {
@@ -632,6 +678,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             }
             "--sport" | "--source-port" | "--dport" | "--destination-port" => {
                 let proto = modules.port_proto(&spec).ok_or_else(|| port_needs_proto(opt))?;
+                modules.proto_option(proto);
                 let range = parse_ports(args.value(opt, inline)?, proto)?;
                 let value = Some(Neg {
                     value: range,
@@ -685,6 +732,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                         "unknown option \"{opt}\": it needs -p {p} before it"
                     )));
                 }
+                modules.proto_option(if v6 { "icmp6" } else { "icmp" });
                 let text = args.value(opt, inline)?;
                 let (kind, code_min, code_max) = icmp::parse(text, v6)
                     .ok_or_else(|| bad(format!("Invalid ICMP type `{text}'")))?;
@@ -704,6 +752,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                         "unknown option \"{opt}\": it needs -p tcp before it"
                     )));
                 }
+                modules.proto_option("tcp");
                 let flags = if opt == "--syn" {
                     TcpFlags {
                         mask: FIN | SYN | RST | ACK,
@@ -1116,7 +1165,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
     }
     modules.check_proto(&spec)?;
     modules.check_required(&spec)?;
-    spec.order = given_order(&modules.order);
+    spec.order = given_order(&modules.final_order()?);
     let mut first_conntrack = true;
     for (module, taken) in std::mem::take(&mut modules.nf) {
         let taken = taken.ok_or_else(|| bad(module.required))?;

@@ -887,6 +887,45 @@ fn modules_without_their_option_and_two_targets_are_refused() {
     );
 }
 
+/// iptables 1.8.9 refuses an icmp match without `--icmp-type` (each load needs its own),
+/// where a bare `-m tcp` or `-m udp` is a match of its own (listed, see cli/list.rs).
+#[test]
+fn icmp_matches_without_their_type_are_refused() {
+    let cases = [
+        (
+            "-A INPUT -p icmp -m icmp -j ACCEPT",
+            "icmp: option \"--icmp-type\" must be specified",
+        ),
+        (
+            "-A INPUT -m icmp -p icmp -j ACCEPT",
+            "icmp: option \"--icmp-type\" must be specified",
+        ),
+        (
+            "-A INPUT -p icmp -m icmp --icmp-type 8 -m icmp -j ACCEPT",
+            "icmp: option \"--icmp-type\" must be specified",
+        ),
+        (
+            "-6 -A INPUT -p icmpv6 -m icmp6 -j ACCEPT",
+            "icmp6: option \"--icmpv6-type\" must be specified",
+        ),
+    ];
+    for (line, message) in cases {
+        let err = parse(line).expect_err(line);
+        assert_eq!((err.message.as_str(), err.status), (message, 2), "{line}");
+    }
+    for line in [
+        "-A INPUT -p icmp -m icmp --icmp-type 8 -j ACCEPT",
+        "-A INPUT -p icmp --icmp-type 8 -m icmp --icmp-type 0 -j ACCEPT",
+    ] {
+        assert!(parse(line).is_ok(), "{line}");
+    }
+    // The bare match is in the rule: -D and -C tell it from the rule without it.
+    assert_ne!(
+        rule("-A INPUT -p tcp -m tcp -j ACCEPT"),
+        rule("-A INPUT -p tcp -j ACCEPT")
+    );
+}
+
 /// Matches list and save in the order given, each load of a module in its place:
 /// iptables 1.8.9 saved each line as written.
 #[test]
