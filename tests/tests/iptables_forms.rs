@@ -203,6 +203,47 @@ COMMIT
     same_as_iptables_in("m13-bare", v4, v6, listings);
 }
 
+/// `-C` (and so `-D`) tells a rule with an option-less `-m tcp` from one without it, or
+/// with it elsewhere, as iptables does.
+#[test]
+fn protocol_matches_without_options_are_checked_as_iptables_checks_them() {
+    let fw = FwNs::new("m13-barec").unwrap();
+    let ipt = netlab::Netns::new("m13-barec-ipt").unwrap();
+    let rules = [
+        "-A INPUT -p tcp -m tcp -j ACCEPT",
+        "-A INPUT -p tcp -m tcp --dport 22 -m tcp -j DROP",
+        "-A INPUT -p udp --dport 53 -j ACCEPT",
+    ];
+    for rule in rules {
+        let words: Vec<&str> = rule.split_whitespace().collect();
+        let out = ipt.command("iptables").args(&words).output().unwrap();
+        assert!(out.status.success(), "iptables {rule}");
+        fw.fwctl_ok(&words);
+    }
+    for check in [
+        "-C INPUT -p tcp -m tcp -j ACCEPT",
+        "-C INPUT -m tcp -p tcp -j ACCEPT",
+        "-C INPUT -p tcp -j ACCEPT",
+        "-C INPUT -p tcp -m tcp -m tcp -j ACCEPT",
+        "-C INPUT -p tcp --dport 22 -m tcp -j DROP",
+        "-C INPUT -p tcp -m tcp --dport 22 -j DROP",
+        "-C INPUT -p tcp -m tcp -m tcp --dport 22 -j DROP",
+        "-C INPUT -p udp --dport 53 -j ACCEPT",
+        "-C INPUT -p udp -m udp --dport 53 -j ACCEPT",
+        "-C INPUT -p udp -m udp --dport 53 -m udp -j ACCEPT",
+    ] {
+        let words: Vec<&str> = check.split_whitespace().collect();
+        let theirs = ipt.command("iptables").args(&words).output().unwrap();
+        let ours = fw.fwctl(&words);
+        assert_eq!(
+            ours.status.success(),
+            theirs.status.success(),
+            "fwctl {check}: {}",
+            String::from_utf8_lossy(&ours.stderr)
+        );
+    }
+}
+
 /// CentOS/RHEL's default rules.v4 (system-config-firewall's order: `-m tcp` before `-p`,
 /// the state match before it) and its last rules, REJECT with icmp-host-prohibited.
 #[test]
