@@ -6,8 +6,10 @@
 //! `--update` (lookup, then refresh) and `--remove` (lookup, then delete), with `--seconds
 //! S` as the members' timeout, which needs every rule of a list that looks at it to give the
 //! same S (`check_lists`). Refused with the option named: `--hitcount` (xt_recent counts
-//! each address's packets within the window; no nftables set counts that, and a rate would
-//! judge other packets), `--rttl`, `!` except before `--rcheck`. Not the same: xt_recent
+//! each address's packets within the window under a lock; nftables could keep such a count
+//! only by rewriting a map element per packet, which two CPUs can interleave, and a rate
+//! would judge other packets: docs/notes/facts.md), `--rttl` (the same rewrite, of the TTL),
+//! `!` except before `--rcheck`. Not the same: xt_recent
 //! keeps at most 100 addresses per list (`ip_list_tot`) and forgets the least recent one
 //! for a new one, where fwctl's lists keep every address until its timeout; there is no
 //! /proc/net/xt_recent/NAME.
@@ -140,10 +142,10 @@ fn take(
         }
         "reap" => m.reap = true,
         "hitcount" => {
-            return Err("recent: --hitcount is not supported by this version of fwctl: xt_recent counts each address's packets within --seconds, which no nftables set can count (a rate limit would judge other packets)".into())
+            return Err("recent: --hitcount is not supported by this version of fwctl: xt_recent counts each address's packets within --seconds under a lock; nftables has no such count (one built from set elements loses packets to concurrent updates, and a rate limit judges other packets)".into())
         }
         "rttl" => {
-            return Err("recent: --rttl is not supported by this version of fwctl: nftables sets cannot keep the TTL an address was seen with".into())
+            return Err("recent: --rttl is not supported by this version of fwctl: xt_recent rewrites the TTL an address was last seen with under a lock, which nftables cannot do (a map element is rewritten by a delete and an add that concurrent packets can interleave)".into())
         }
         "name" => {
             let text = value()?;
