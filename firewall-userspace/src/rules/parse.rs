@@ -213,6 +213,27 @@ fn given_order(loaded: &[String]) -> Vec<String> {
     }
 }
 
+/// The loads the listing orders matches by: the options of several loads of one protocol
+/// match are one match (iptables-nft lists them together, at the first load that had any),
+/// so the later loads that had options are left out.
+fn listed_order(loads: &[String]) -> Vec<String> {
+    let mut seen: Vec<&String> = Vec::new();
+    loads
+        .iter()
+        .filter(|name| {
+            if !PROTO_MATCHES.iter().any(|(n, _, _)| n == *name) {
+                return true;
+            }
+            if seen.contains(name) {
+                return false;
+            }
+            seen.push(name);
+            true
+        })
+        .cloned()
+        .collect()
+}
+
 /// The protocol matches `-m` can name, with the protocol each needs and the words of
 /// iptables' complaint when it is missing.
 const PROTO_MATCHES: [(&str, u8, &str); 4] = [
@@ -297,29 +318,21 @@ impl Modules {
         }
     }
 
-    /// The load order as the listing needs it. A protocol match load that took no option
-    /// is listed on its own (`-p tcp -m tcp` lists as `tcp`, saves as `-m tcp`, in
-    /// iptables 1.8.9), so it becomes `bare:tcp`. Those that took options are one match
-    /// (iptables-nft lists their options together, at the first of them): later ones are
-    /// left out. iptables refuses `-m icmp` without `--icmp-type`.
-    fn final_order(&self) -> Result<Vec<String>, ParseError> {
+    /// Every load in order, a protocol match load that took no option as `bare:tcp`: it is
+    /// listed on its own (`-p tcp -m tcp` lists as `tcp`, saves as `-m tcp`, in iptables
+    /// 1.8.9). iptables refuses `-m icmp` without `--icmp-type`.
+    fn marked_order(&self) -> Result<Vec<String>, ParseError> {
         let mut out = Vec::with_capacity(self.order.len());
-        let mut with_options = [false; 4];
         for (at, name) in self.order.iter().enumerate() {
-            let Some(i) = PROTO_MATCHES.iter().position(|(n, _, _)| n == name) else {
+            let proto = PROTO_MATCHES.iter().any(|(n, _, _)| n == name);
+            if !proto || self.proto_used.contains(&at) {
                 out.push(name.clone());
                 continue;
-            };
-            if !self.proto_used.contains(&at) {
-                match name.as_str() {
-                    "icmp" => return Err(bad("icmp: option \"--icmp-type\" must be specified")),
-                    "icmp6" => {
-                        return Err(bad("icmp6: option \"--icmpv6-type\" must be specified"))
-                    }
-                    _ => out.push(format!("{BARE}{name}")),
-                }
-            } else if !std::mem::replace(&mut with_options[i], true) {
-                out.push(name.clone());
+            }
+            match name.as_str() {
+                "icmp" => return Err(bad("icmp: option \"--icmp-type\" must be specified")),
+                "icmp6" => return Err(bad("icmp6: option \"--icmpv6-type\" must be specified")),
+                _ => out.push(format!("{BARE}{name}")),
             }
         }
         Ok(out)
@@ -1165,7 +1178,8 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
     }
     modules.check_proto(&spec)?;
     modules.check_required(&spec)?;
-    spec.order = given_order(&modules.final_order()?);
+    let loads = modules.marked_order()?;
+    spec.order = given_order(&listed_order(&loads));
     let mut first_conntrack = true;
     for (module, taken) in std::mem::take(&mut modules.nf) {
         let taken = taken.ok_or_else(|| bad(module.required))?;
@@ -1194,6 +1208,15 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
         }
         spec.nf.push(taken);
     }
+    let changes: Vec<bool> = spec
+        .nf
+        .iter()
+        .filter_map(|m| match &m.value {
+            NfMatch::Recent(r) => Some(r.changes()),
+            _ => None,
+        })
+        .collect();
+    matches::recent::check_place(&loads, &changes).map_err(bad)?;
     ratelimit::check(&spec.rate, modules.rate).map_err(bad)?;
     if modules.rate[0] && spec.rate.limit.is_none() {
         spec.rate.limit = Some(ratelimit::Limit::default_rate());

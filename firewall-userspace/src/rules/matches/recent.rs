@@ -260,6 +260,14 @@ impl Recent {
         Ok(())
     }
 
+    /// Whether the rule changes the list (`--set`, `--update`, `--remove`).
+    pub fn changes(&self) -> bool {
+        matches!(
+            self.cmd,
+            Some(RecentCmd::Set | RecentCmd::Update | RecentCmd::Remove)
+        )
+    }
+
     /// The nftables set that holds the list.
     pub fn set_name(&self) -> String {
         format!(
@@ -276,6 +284,39 @@ impl Recent {
             Some(RecentCmd::Rcheck | RecentCmd::Update | RecentCmd::Remove)
         )
     }
+}
+
+/// Where `-m recent` may stand among a rule's match loads (`loads`, in the order given, an
+/// option-less protocol match as `bare:tcp`; `changes`, per `-m recent` in that order,
+/// whether it changes its list). fwctl's nftables rule checks the rule's other matches
+/// first, then the lists, then the rate matches (netfilter/mod.rs `translate`), where
+/// iptables runs them in the order given. The two agree unless a match comes after a
+/// `-m recent` that changes its list (iptables changes it also for packets that match
+/// refuses) or a rate match comes before a `-m recent` (iptables spends its bucket also on
+/// packets the list refuses): those are refused, naming the match to move.
+pub fn check_place(loads: &[String], changes: &[bool]) -> Result<(), String> {
+    const RATES: [&str; 3] = ["limit", "hashlimit", "connlimit"];
+    let mut changes = changes.iter();
+    let mut changed = false;
+    let mut rate = None;
+    for name in loads {
+        let name = name.as_str();
+        if name == "recent" {
+            if let Some(rate) = rate {
+                return Err(format!(
+                    "recent: -m {rate} before -m recent is not supported by this version of fwctl: netfilter would check the list first, and the {rate} would count other packets than iptables' (give it after -m recent)"
+                ));
+            }
+            changed |= changes.next().copied().unwrap_or(false);
+        } else if RATES.contains(&name) {
+            rate = Some(name);
+        } else if changed && name != "comment" && !name.starts_with(crate::rules::BARE) {
+            return Err(format!(
+                "recent: a {name} match after -m recent --set, --update or --remove is not supported by this version of fwctl: netfilter would check it first, and the list would change only for packets it lets through (give it before -m recent)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Every rule that looks a list up must give the same `--seconds` (or none, as `--remove`

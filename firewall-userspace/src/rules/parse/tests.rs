@@ -1092,3 +1092,43 @@ fn recent_combinations_refused_as_iptables_does() {
         assert_eq!(parse(line).expect_err(line).message, message, "{line}");
     }
 }
+
+/// fwctl's nftables rule checks a rule's other matches before its `-m recent` and its rate
+/// matches after: a rule where iptables' order would change a list, or spend a bucket, for
+/// other packets is refused, naming the match to move. Checked against iptables 1.8.9 for
+/// the first: `-p udp -m recent --set --name T -m udp --dport 7000` adds the sender of a
+/// datagram to port 7005 to T.
+#[test]
+fn recent_refused_where_netfilter_would_judge_in_another_order() {
+    let after = |m: &str| {
+        format!("recent: a {m} match after -m recent --set, --update or --remove is not supported by this version of fwctl: netfilter would check it first, and the list would change only for packets it lets through (give it before -m recent)")
+    };
+    let cases = [
+        ("-A INPUT -p udp -m recent --set --name T -m udp --dport 7000", after("udp")),
+        ("-A INPUT -p udp -m recent --set --name T --dport 7000", after("udp")),
+        ("-A INPUT -m recent --update --seconds 60 --name S -m state --state NEW", after("state")),
+        ("-A INPUT -m recent --remove --name S -m mark --mark 1", after("mark")),
+        (
+            "-A INPUT -p tcp -m tcp --dport 22 -m recent --set --name S -m tcp --sport 5",
+            after("tcp"),
+        ),
+        (
+            "-A INPUT -m limit --limit 1/s -m recent --rcheck --name S",
+            "recent: -m limit before -m recent is not supported by this version of fwctl: netfilter would check the list first, and the limit would count other packets than iptables' (give it after -m recent)".to_string(),
+        ),
+    ];
+    for (line, message) in cases {
+        let err = parse(line).expect_err(line);
+        assert_eq!(err.message, message, "{line}");
+    }
+    for line in [
+        "-A INPUT -p tcp --dport 22 -m conntrack --ctstate NEW -m recent --set --name SSH",
+        "-A INPUT -m recent --rcheck --name S -m tcp -p tcp --dport 22 -j DROP",
+        "-A INPUT -m recent --set --name S -m comment --comment x",
+        "-A INPUT -p tcp -m recent --set --name S -m tcp",
+        "-A INPUT -m recent --set --name A -m recent --rcheck --name B",
+        "-A INPUT -m recent --update --seconds 5 --name S -m limit --limit 1/s",
+    ] {
+        assert!(parse(line).is_ok(), "{line}");
+    }
+}
