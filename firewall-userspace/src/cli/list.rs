@@ -970,7 +970,8 @@ mod tests {
 
     /// A protocol match given without options (`-m tcp`, `-m udp`) stays in the listing,
     /// each where it was given; the options of several `-m tcp` are listed together at
-    /// the first that had any. Each triple is iptables 1.8.9's (nf_tables) -S and -L -n.
+    /// the first that had any. Each triple: the rule given, then iptables 1.8.9's (nf_tables)
+    /// -S and -L -n of it.
     #[test]
     fn protocol_matches_without_options_are_listed_where_given() {
         let cases = [
