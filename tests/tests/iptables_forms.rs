@@ -244,6 +244,59 @@ fn protocol_matches_without_options_are_checked_as_iptables_checks_them() {
     }
 }
 
+/// An option of a protocol match given twice in one load: refused with iptables' words and
+/// exit status.
+#[test]
+fn protocol_match_options_twice_refused_as_iptables_refuses_them() {
+    let fw = FwNs::new("m13-twice").unwrap();
+    let ipt = netlab::Netns::new("m13-twice-ipt").unwrap();
+    for (tool, rule) in [
+        (
+            "iptables",
+            "-A INPUT -p tcp --dport 22 --dport 80 -j ACCEPT",
+        ),
+        (
+            "iptables",
+            "-A INPUT -p tcp --syn --tcp-flags SYN SYN -j ACCEPT",
+        ),
+        ("iptables", "-A INPUT -p udp --sport 1 --sport 2 -j ACCEPT"),
+        (
+            "iptables",
+            "-A INPUT -p icmp --icmp-type 8 --icmp-type 0 -j ACCEPT",
+        ),
+        ("iptables", "-A INPUT -p icmp -m icmp -j ACCEPT"),
+        (
+            "ip6tables",
+            "-A INPUT -p icmpv6 --icmpv6-type 128 --icmpv6-type 129 -j ACCEPT",
+        ),
+        ("ip6tables", "-A INPUT -p icmpv6 -m icmp6 -j ACCEPT"),
+    ] {
+        let words: Vec<&str> = rule.split_whitespace().collect();
+        let theirs = ipt.command(tool).args(&words).output().unwrap();
+        let mut args = if tool == "ip6tables" {
+            vec!["-6"]
+        } else {
+            vec![]
+        };
+        args.extend(&words);
+        let ours = fw.fwctl(&args);
+        assert_eq!(ours.status.code(), theirs.status.code(), "{tool} {rule}");
+        let theirs = String::from_utf8_lossy(&theirs.stderr);
+        let words = theirs
+            .lines()
+            .next()
+            .and_then(|l| l.split_once("(nf_tables): "))
+            .map(|(_, w)| w.trim_end().to_string())
+            .unwrap_or_default();
+        assert!(!words.is_empty(), "{tool} {rule}: {theirs}");
+        let ours = String::from_utf8_lossy(&ours.stderr);
+        assert!(
+            ours.contains(&words),
+            "{rule}: fwctl said {ours}, {tool} {words}"
+        );
+    }
+}
+
 /// CentOS/RHEL's default rules.v4 (system-config-firewall's order: `-m tcp` before `-p`,
 /// the state match before it) and its last rules, REJECT with icmp-host-prohibited.
 #[test]

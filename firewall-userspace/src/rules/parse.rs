@@ -166,8 +166,37 @@ struct Modules {
     /// Per protocol match, where in `order` its latest load is: that load takes the
     /// options that follow, as xtables marks the earlier ones completed.
     proto_last: [Option<usize>; 4],
-    /// The places in `order` of protocol match loads that took an option.
-    proto_used: Vec<usize>,
+    /// The options protocol match loads took: (place in `order`, field).
+    proto_taken: Vec<(usize, ProtoField)>,
+}
+
+/// What a protocol match's option sets; each once per load, as iptables takes them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ProtoField {
+    Sport,
+    Dport,
+    /// `--syn` or `--tcp-flags`.
+    Flags,
+    /// `--icmp-type` or `--icmpv6-type`.
+    Icmp,
+}
+
+impl ProtoField {
+    /// iptables 1.8.9's refusal of the field's second option in one load of `proto`.
+    fn twice(self, proto: &str) -> String {
+        let long = match self {
+            ProtoField::Sport => "--source-port",
+            ProtoField::Dport => "--destination-port",
+            ProtoField::Flags => return "Only one of `--syn' or `--tcp-flags'  allowed".into(),
+            ProtoField::Icmp if proto == "icmp6" => "--icmpv6-type",
+            ProtoField::Icmp => "--icmp-type",
+        };
+        if proto == "tcp" {
+            format!("Only one `{long}' allowed")
+        } else {
+            format!("{proto}: option \"{long}\" can only be used once.")
+        }
+    }
 }
 
 /// The order the listing writes matches in when nothing else is said; the netfilter-only
@@ -310,12 +339,31 @@ impl Modules {
         Ok(result.map_err(bad)?.unwrap_or(opt))
     }
 
-    /// Notes that the latest load of protocol match `name` took an option.
-    fn proto_option(&mut self, name: &str) {
-        let at = PROTO_MATCHES.iter().position(|(n, _, _)| *n == name);
-        if let Some(load) = at.and_then(|i| self.proto_last[i]) {
-            self.proto_used.push(load);
+    /// Notes that the latest load of protocol match `proto` took `opt`, setting `field`;
+    /// `given`: whether an earlier load set the field already. iptables refuses a field
+    /// twice in one load; in two loads it requires both (and lists the last), where fwctl
+    /// keeps one value per rule, so that is refused too rather than judged by the last.
+    fn proto_option(
+        &mut self,
+        proto: &str,
+        field: ProtoField,
+        opt: &str,
+        given: bool,
+    ) -> Result<(), ParseError> {
+        let at = PROTO_MATCHES.iter().position(|(n, _, _)| *n == proto);
+        let Some(load) = at.and_then(|i| self.proto_last[i]) else {
+            return Ok(());
+        };
+        if self.proto_taken.contains(&(load, field)) {
+            return Err(bad(field.twice(proto)));
         }
+        if given {
+            return Err(bad(format!(
+                "{opt} in two -m {proto} of one rule is not supported by this version of fwctl: it keeps one per rule, where iptables requires both"
+            )));
+        }
+        self.proto_taken.push((load, field));
+        Ok(())
     }
 
     /// Every load in order, a protocol match load that took no option as `bare:tcp`: it is
@@ -325,7 +373,7 @@ impl Modules {
         let mut out = Vec::with_capacity(self.order.len());
         for (at, name) in self.order.iter().enumerate() {
             let proto = PROTO_MATCHES.iter().any(|(n, _, _)| n == name);
-            if !proto || self.proto_used.contains(&at) {
+            if !proto || self.proto_taken.iter().any(|(load, _)| *load == at) {
                 out.push(name.clone());
                 continue;
             }
@@ -691,13 +739,19 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             }
             "--sport" | "--source-port" | "--dport" | "--destination-port" => {
                 let proto = modules.port_proto(&spec).ok_or_else(|| port_needs_proto(opt))?;
-                modules.proto_option(proto);
+                let source = opt.starts_with("--s");
+                let (field, given) = if source {
+                    (ProtoField::Sport, spec.sport.is_some())
+                } else {
+                    (ProtoField::Dport, spec.dport.is_some())
+                };
+                modules.proto_option(proto, field, opt, given)?;
                 let range = parse_ports(args.value(opt, inline)?, proto)?;
                 let value = Some(Neg {
                     value: range,
                     negated: neg,
                 });
-                if opt.starts_with("--s") {
+                if source {
                     spec.sport = value;
                 } else {
                     spec.dport = value;
@@ -745,7 +799,8 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                         "unknown option \"{opt}\": it needs -p {p} before it"
                     )));
                 }
-                modules.proto_option(if v6 { "icmp6" } else { "icmp" });
+                let proto = if v6 { "icmp6" } else { "icmp" };
+                modules.proto_option(proto, ProtoField::Icmp, opt, spec.icmp.is_some())?;
                 let text = args.value(opt, inline)?;
                 let (kind, code_min, code_max) = icmp::parse(text, v6)
                     .ok_or_else(|| bad(format!("Invalid ICMP type `{text}'")))?;
@@ -765,7 +820,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                         "unknown option \"{opt}\": it needs -p tcp before it"
                     )));
                 }
-                modules.proto_option("tcp");
+                modules.proto_option("tcp", ProtoField::Flags, opt, spec.tcp_flags.is_some())?;
                 let flags = if opt == "--syn" {
                     TcpFlags {
                         mask: FIN | SYN | RST | ACK,
