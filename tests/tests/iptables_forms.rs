@@ -157,6 +157,146 @@ COMMIT
     same_as_iptables("gram", v4, v6, &listings);
 }
 
+/// Protocol matches given without options (`-m tcp`, `-m udp`), which iptables keeps and
+/// lists where they were given: alone, beside other matches, before `-p`, twice, and after
+/// the implicit match of `-p tcp --dport`.
+#[test]
+fn protocol_matches_without_options_list_as_iptables() {
+    let v4 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -p tcp -m tcp -j ACCEPT
+-A INPUT -p tcp -m tcp -m multiport ! --dports 22,80 -j DROP
+-A INPUT -p tcp -m multiport --dports 22,80 -m tcp -j DROP
+-A INPUT -m tcp -p tcp -j ACCEPT
+-A INPUT -m state --state NEW -m tcp -p tcp -j ACCEPT
+-A INPUT -p udp -m udp -j ACCEPT
+-A INPUT -p udp -m udp -m multiport --dports 53,123 -j ACCEPT
+-A INPUT -p tcp -m tcp -m tcp -j ACCEPT
+-A INPUT -p tcp --dport 22 -m tcp -j ACCEPT
+-A INPUT -p tcp -m tcp -m tcp --sport 1024:65535 -j ACCEPT
+-A INPUT -p tcp -m tcp -m mark --mark 1 -m tcp --dport 25 -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 22 -m mark --mark 1 -m tcp --sport 1 -j ACCEPT
+-A INPUT -p tcp -m conntrack --ctstate NEW -m tcp -m comment --comment bare -j LOG
+-A INPUT -p tcp -m tcp -m limit --limit 1/s
+-A INPUT -p icmp -m icmp --icmp-type 8 -j ACCEPT
+COMMIT
+";
+    let v6 = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -p tcp -m tcp -j ACCEPT
+-A INPUT -m udp -p udp -m udp --dport 53 -j ACCEPT
+COMMIT
+";
+    let listings: &[&[&str]] = &[
+        &["-S"],
+        &["-L"],
+        &["-L", "-n"],
+        &["-L", "-v"],
+        &["-L", "-n", "-v", "--line-numbers"],
+    ];
+    same_as_iptables_in("m13-bare", v4, v6, listings);
+}
+
+/// `-C` (and so `-D`) tells a rule with an option-less `-m tcp` from one without it, or
+/// with it elsewhere, as iptables does.
+#[test]
+fn protocol_matches_without_options_are_checked_as_iptables_checks_them() {
+    let fw = FwNs::new("m13-barec").unwrap();
+    let ipt = netlab::Netns::new("m13-barec-ipt").unwrap();
+    let rules = [
+        "-A INPUT -p tcp -m tcp -j ACCEPT",
+        "-A INPUT -p tcp -m tcp --dport 22 -m tcp -j DROP",
+        "-A INPUT -p udp --dport 53 -j ACCEPT",
+    ];
+    for rule in rules {
+        let words: Vec<&str> = rule.split_whitespace().collect();
+        let out = ipt.command("iptables").args(&words).output().unwrap();
+        assert!(out.status.success(), "iptables {rule}");
+        fw.fwctl_ok(&words);
+    }
+    for check in [
+        "-C INPUT -p tcp -m tcp -j ACCEPT",
+        "-C INPUT -m tcp -p tcp -j ACCEPT",
+        "-C INPUT -p tcp -j ACCEPT",
+        "-C INPUT -p tcp -m tcp -m tcp -j ACCEPT",
+        "-C INPUT -p tcp --dport 22 -m tcp -j DROP",
+        "-C INPUT -p tcp -m tcp --dport 22 -j DROP",
+        "-C INPUT -p tcp -m tcp -m tcp --dport 22 -j DROP",
+        "-C INPUT -p udp --dport 53 -j ACCEPT",
+        "-C INPUT -p udp -m udp --dport 53 -j ACCEPT",
+        "-C INPUT -p udp -m udp --dport 53 -m udp -j ACCEPT",
+    ] {
+        let words: Vec<&str> = check.split_whitespace().collect();
+        let theirs = ipt.command("iptables").args(&words).output().unwrap();
+        let ours = fw.fwctl(&words);
+        assert_eq!(
+            ours.status.success(),
+            theirs.status.success(),
+            "fwctl {check}: {}",
+            String::from_utf8_lossy(&ours.stderr)
+        );
+    }
+}
+
+/// An option of a protocol match given twice in one load: refused with iptables' words and
+/// exit status.
+#[test]
+fn protocol_match_options_twice_refused_as_iptables_refuses_them() {
+    let fw = FwNs::new("m13-twice").unwrap();
+    let ipt = netlab::Netns::new("m13-twice-ipt").unwrap();
+    for (tool, rule) in [
+        (
+            "iptables",
+            "-A INPUT -p tcp --dport 22 --dport 80 -j ACCEPT",
+        ),
+        (
+            "iptables",
+            "-A INPUT -p tcp --syn --tcp-flags SYN SYN -j ACCEPT",
+        ),
+        ("iptables", "-A INPUT -p udp --sport 1 --sport 2 -j ACCEPT"),
+        (
+            "iptables",
+            "-A INPUT -p icmp --icmp-type 8 --icmp-type 0 -j ACCEPT",
+        ),
+        ("iptables", "-A INPUT -p icmp -m icmp -j ACCEPT"),
+        (
+            "ip6tables",
+            "-A INPUT -p icmpv6 --icmpv6-type 128 --icmpv6-type 129 -j ACCEPT",
+        ),
+        ("ip6tables", "-A INPUT -p icmpv6 -m icmp6 -j ACCEPT"),
+    ] {
+        let words: Vec<&str> = rule.split_whitespace().collect();
+        let theirs = ipt.command(tool).args(&words).output().unwrap();
+        let mut args = if tool == "ip6tables" {
+            vec!["-6"]
+        } else {
+            vec![]
+        };
+        args.extend(&words);
+        let ours = fw.fwctl(&args);
+        assert_eq!(ours.status.code(), theirs.status.code(), "{tool} {rule}");
+        let theirs = String::from_utf8_lossy(&theirs.stderr);
+        let words = theirs
+            .lines()
+            .next()
+            .and_then(|l| l.split_once("(nf_tables): "))
+            .map(|(_, w)| w.trim_end().to_string())
+            .unwrap_or_default();
+        assert!(!words.is_empty(), "{tool} {rule}: {theirs}");
+        let ours = String::from_utf8_lossy(&ours.stderr);
+        assert!(
+            ours.contains(&words),
+            "{rule}: fwctl said {ours}, {tool} {words}"
+        );
+    }
+}
+
 /// CentOS/RHEL's default rules.v4 (system-config-firewall's order: `-m tcp` before `-p`,
 /// the state match before it) and its last rules, REJECT with icmp-host-prohibited.
 #[test]

@@ -10,8 +10,8 @@ use crate::rules::{
     matches::NfMatch,
     parse::{ListOptions, TCP_FLAG_NAMES},
     ratelimit, services, Cidr, CtState, Family, FamilyRules, MultiportKind, Neg, PortRange, Rule,
-    RuleSpec, Target, DEFAULT_LOG_LEVEL, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
-    LOG_FLAGS, LOG_LEVELS,
+    RuleSpec, Target, BARE, DEFAULT_LOG_LEVEL, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP,
+    IPPROTO_UDP, LOG_FLAGS, LOG_LEVELS,
 };
 
 /// Gives a chain's counters by name.
@@ -210,6 +210,23 @@ fn in_given_order(order: &[String], mut segs: Vec<(&str, String)>) -> Vec<String
     out
 }
 
+/// The protocol matches the rule gave without options (`-p tcp -m tcp`), each under its
+/// own key in `RuleSpec::order`: ` tcp` in `-L`, `-m tcp` in the save.
+fn bare_segs(spec: &RuleSpec, save: bool) -> Vec<(&str, String)> {
+    spec.order
+        .iter()
+        .filter_map(|key| {
+            let name = key.strip_prefix(BARE)?;
+            let text = if save {
+                format!("-m {name}")
+            } else {
+                format!(" {name}")
+            };
+            Some((key.as_str(), text))
+        })
+        .collect()
+}
+
 fn is_conntrack(m: &NfMatch) -> bool {
     matches!(m, NfMatch::Conntrack(_))
 }
@@ -399,6 +416,7 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
         }
         segs.push((proto, std::mem::take(&mut out)));
     }
+    segs.extend(bare_segs(spec, false));
     if let Some(i) = &spec.icmp {
         let v6 = family == Family::V6;
         let t = i.value;
@@ -736,6 +754,7 @@ pub fn rule_args(spec: &RuleSpec) -> String {
         }
         segs.push((proto, std::mem::take(&mut parts).join(" ")));
     }
+    segs.extend(bare_segs(spec, true));
     if let Some(i) = &spec.icmp {
         let t = i.value;
         let (module, opt) = match spec.proto.as_ref().map(|p| p.value) {
@@ -897,7 +916,6 @@ mod tests {
     /// (each pair checked against iptables 1.8.9's -S and -L -n).
     #[test]
     fn matches_keep_the_order_given() {
-        use crate::rules::parse::{parse_args, Command};
         let cases = [
             (
                 "-A INPUT -m state --state NEW -m tcp -p tcp --dport 22 -j ACCEPT",
@@ -920,7 +938,14 @@ mod tests {
                 " mark match 0x1 ctstate NEW udp dpt:53",
             ),
         ];
-        for (line, saved, listed) in cases {
+        check_listed_forms(&cases);
+    }
+
+    /// Gives each line to the parser and compares its save and its `-L -n` text with
+    /// iptables 1.8.9's, which `listed`'s and `saved`'s strings are copies of.
+    fn check_listed_forms(cases: &[(&str, &str, &str)]) {
+        use crate::rules::parse::{parse_args, Command};
+        for &(line, saved, listed) in cases {
             let args: Vec<String> = line.split_whitespace().map(String::from).collect();
             let Command::Append(_, specs) = parse_args(&args).unwrap().command else {
                 panic!("{line}");
@@ -931,7 +956,127 @@ mod tests {
                 listed,
                 "{line}"
             );
+            // The save reads back as the same rule.
+            let again: Vec<String> = format!("-A INPUT {saved}")
+                .split_whitespace()
+                .map(String::from)
+                .collect();
+            let Command::Append(_, back) = parse_args(&again).unwrap().command else {
+                panic!("{saved}");
+            };
+            assert_eq!(rule_args(&back[0]), saved, "{saved} read back");
         }
+    }
+
+    /// A protocol match given without options (`-m tcp`, `-m udp`) stays in the listing,
+    /// each where it was given; the options of several `-m tcp` are listed together at
+    /// the first that had any. Each triple: the rule given, then iptables 1.8.9's (nf_tables)
+    /// -S and -L -n of it.
+    #[test]
+    fn protocol_matches_without_options_are_listed_where_given() {
+        let cases = [
+            (
+                "-A INPUT -p tcp -m tcp -j ACCEPT",
+                "-p tcp -m tcp -j ACCEPT",
+                " tcp",
+            ),
+            (
+                "-A INPUT -m tcp -p tcp -j ACCEPT",
+                "-p tcp -m tcp -j ACCEPT",
+                " tcp",
+            ),
+            (
+                "-A INPUT -p udp -m udp -j ACCEPT",
+                "-p udp -m udp -j ACCEPT",
+                " udp",
+            ),
+            (
+                "-A INPUT -m tcp -p tcp --dport 22 -j ACCEPT",
+                "-p tcp -m tcp --dport 22 -j ACCEPT",
+                " tcp dpt:22",
+            ),
+            (
+                "-A INPUT -p tcp -m tcp -m multiport ! --dports 22,80 -j DROP",
+                "-p tcp -m tcp -m multiport ! --dports 22,80 -j DROP",
+                " tcp multiport dports  !22,80",
+            ),
+            (
+                "-A INPUT -p tcp -m multiport --dports 22,80 -m tcp -j DROP",
+                "-p tcp -m multiport --dports 22,80 -m tcp -j DROP",
+                " multiport dports 22,80 tcp",
+            ),
+            (
+                "-A INPUT -m state --state NEW -m tcp -p tcp -j ACCEPT",
+                "-p tcp -m state --state NEW -m tcp -j ACCEPT",
+                " state NEW tcp",
+            ),
+            (
+                "-A INPUT -p tcp -m tcp -m tcp -j ACCEPT",
+                "-p tcp -m tcp -m tcp -j ACCEPT",
+                " tcp tcp",
+            ),
+            (
+                "-A INPUT -p tcp -m tcp --dport 22 -m tcp -j ACCEPT",
+                "-p tcp -m tcp --dport 22 -m tcp -j ACCEPT",
+                " tcp dpt:22 tcp",
+            ),
+            (
+                "-A INPUT -p tcp --dport 22 -m tcp -j ACCEPT",
+                "-p tcp -m tcp --dport 22 -m tcp -j ACCEPT",
+                " tcp dpt:22 tcp",
+            ),
+            (
+                "-A INPUT -p tcp -m tcp -m tcp --dport 22 -j ACCEPT",
+                "-p tcp -m tcp -m tcp --dport 22 -j ACCEPT",
+                " tcp tcp dpt:22",
+            ),
+            (
+                "-A INPUT -p tcp -m tcp -m mark --mark 1 -m tcp --sport 1 -j ACCEPT",
+                "-p tcp -m tcp -m mark --mark 0x1 -m tcp --sport 1 -j ACCEPT",
+                " tcp mark match 0x1 tcp spt:1",
+            ),
+            (
+                "-A INPUT -p tcp -m tcp --dport 22 -m mark --mark 1 -m tcp --sport 1 -j ACCEPT",
+                "-p tcp -m tcp --sport 1 --dport 22 -m mark --mark 0x1 -j ACCEPT",
+                " tcp spt:1 dpt:22 mark match 0x1",
+            ),
+            (
+                "-A INPUT -p tcp -m mark --mark 1 -m tcp --dport 22 -m tcp -j ACCEPT",
+                "-p tcp -m mark --mark 0x1 -m tcp --dport 22 -m tcp -j ACCEPT",
+                " mark match 0x1 tcp dpt:22 tcp",
+            ),
+            (
+                "-A INPUT -p tcp -m tcp -m multiport --dports 1,2 -m tcp --dport 3 -j ACCEPT",
+                "-p tcp -m tcp -m multiport --dports 1,2 -m tcp --dport 3 -j ACCEPT",
+                " tcp multiport dports 1,2 tcp dpt:3",
+            ),
+            (
+                "-A INPUT -p tcp -m conntrack --ctstate NEW -m tcp -j ACCEPT",
+                "-p tcp -m conntrack --ctstate NEW -m tcp -j ACCEPT",
+                " ctstate NEW tcp",
+            ),
+            (
+                "-A INPUT -p tcp -m tcp -m comment --comment y -j ACCEPT",
+                "-p tcp -m tcp -m comment --comment y -j ACCEPT",
+                " tcp /* y */",
+            ),
+            (
+                "-A INPUT -p tcp -m tcp --syn -m tcp --dport 22 -j ACCEPT",
+                "-p tcp -m tcp --dport 22 --tcp-flags FIN,SYN,RST,ACK SYN -j ACCEPT",
+                " tcp dpt:22 flags:0x17/0x02",
+            ),
+            (
+                "-A INPUT -p udp -m udp --dport 53 -m udp -j ACCEPT",
+                "-p udp -m udp --dport 53 -m udp -j ACCEPT",
+                " udp dpt:53 udp",
+            ),
+            (
+                "-A INPUT -p tcp --dport 22 -m tcp --sport 5 -j ACCEPT",
+                "-p tcp -m tcp --sport 5 --dport 22 -j ACCEPT",
+                " tcp spt:5 dpt:22",
+            ),
+        ];
+        check_listed_forms(&cases);
     }
 
     #[test]

@@ -523,6 +523,9 @@ impl SetMatch {
     }
 }
 
+/// How [`RuleSpec::order`] names a protocol match (`tcp`, `udp`) given without options.
+pub const BARE: &str = "bare:";
+
 /// One rule's matches and target. Absent fields match everything (and are left out of the
 /// state file: a 10,000-rule state is read and written at every change).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -565,7 +568,10 @@ pub struct RuleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
     /// The order the rule's match modules were given in (`state`, `tcp`...), where it is
-    /// not fwctl's own: iptables lists and saves matches in that order. Empty otherwise.
+    /// not fwctl's own: iptables lists and saves matches in that order. It also holds the
+    /// protocol matches given without options (`-p tcp -m tcp`), as [`BARE`]`tcp`, each
+    /// where it was given: they match nothing more than `-p` does, but iptables lists
+    /// them. Empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub order: Vec<String>,
     pub target: Target,

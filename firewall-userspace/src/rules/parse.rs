@@ -13,8 +13,8 @@ use super::{
     matches::{self, NfMatch},
     model::{
         Chain, Cidr, CtState, Family, IcmpType, LogOpts, Multiport, MultiportKind, NatTo, Neg,
-        PortRange, RejectWith, RuleSpec, SetMatch, Table, Target, TcpFlags, Verdict, CT_STATES,
-        DEFAULT_LOG_LEVEL, LOG_FLAGS,
+        PortRange, RejectWith, RuleSpec, SetMatch, Table, Target, TcpFlags, Verdict, BARE,
+        CT_STATES, DEFAULT_LOG_LEVEL, LOG_FLAGS,
     },
     options,
     ratelimit::{self, RateMatches},
@@ -163,6 +163,40 @@ struct Modules {
     /// Every match module in the order iptables loaded it (`-m`, or the protocol's match
     /// when its first option came): the order it lists and saves them in.
     order: Vec<String>,
+    /// Per protocol match, where in `order` its latest load is: that load takes the
+    /// options that follow, as xtables marks the earlier ones completed.
+    proto_last: [Option<usize>; 4],
+    /// The options protocol match loads took: (place in `order`, field).
+    proto_taken: Vec<(usize, ProtoField)>,
+}
+
+/// What a protocol match's option sets; each once per load, as iptables takes them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ProtoField {
+    Sport,
+    Dport,
+    /// `--syn` or `--tcp-flags`.
+    Flags,
+    /// `--icmp-type` or `--icmpv6-type`.
+    Icmp,
+}
+
+impl ProtoField {
+    /// iptables 1.8.9's refusal of the field's second option in one load of `proto`.
+    fn twice(self, proto: &str) -> String {
+        let long = match self {
+            ProtoField::Sport => "--source-port",
+            ProtoField::Dport => "--destination-port",
+            ProtoField::Flags => return "Only one of `--syn' or `--tcp-flags'  allowed".into(),
+            ProtoField::Icmp if proto == "icmp6" => "--icmpv6-type",
+            ProtoField::Icmp => "--icmp-type",
+        };
+        if proto == "tcp" {
+            format!("Only one `{long}' allowed")
+        } else {
+            format!("{proto}: option \"{long}\" can only be used once.")
+        }
+    }
 }
 
 /// The order the listing writes matches in when nothing else is said; the netfilter-only
@@ -183,10 +217,12 @@ const CANONICAL_ORDER: [&str; 12] = [
 ];
 
 /// `loaded` (the modules in the order iptables loaded them), kept only when the listing
-/// would otherwise write them in another order. Every load counts: `-m set A -m connlimit
-/// -m set B` lists B after connlimit, as iptables does.
+/// would otherwise write them in another order, or when it names an option-less protocol
+/// match (which only the order records). Every load counts: `-m set A -m connlimit -m set
+/// B` lists B after connlimit, as iptables does.
 fn given_order(loaded: &[String]) -> Vec<String> {
     let rank = |m: &str| {
+        let m = m.strip_prefix(BARE).unwrap_or(m);
         if m == "comment" {
             CANONICAL_ORDER.len()
         } else {
@@ -198,11 +234,33 @@ fn given_order(loaded: &[String]) -> Vec<String> {
     };
     let order = loaded.to_vec();
     let ranks: Vec<usize> = order.iter().map(|m| rank(m)).collect();
-    if ranks.windows(2).all(|w| w[0] <= w[1]) {
+    let bare = order.iter().any(|m| m.starts_with(BARE));
+    if !bare && ranks.windows(2).all(|w| w[0] <= w[1]) {
         Vec::new()
     } else {
         order
     }
+}
+
+/// The loads the listing orders matches by: the options of several loads of one protocol
+/// match are one match (iptables-nft lists them together, at the first load that had any),
+/// so the later loads that had options are left out.
+fn listed_order(loads: &[String]) -> Vec<String> {
+    let mut seen: Vec<&String> = Vec::new();
+    loads
+        .iter()
+        .filter(|name| {
+            if !PROTO_MATCHES.iter().any(|(n, _, _)| n == *name) {
+                return true;
+            }
+            if seen.contains(name) {
+                return false;
+            }
+            seen.push(name);
+            true
+        })
+        .cloned()
+        .collect()
 }
 
 /// The protocol matches `-m` can name, with the protocol each needs and the words of
@@ -272,12 +330,60 @@ impl Modules {
             (Ok(None) | Err(_), Some(i)) => {
                 self.implied[i] = true;
                 self.order.push(PROTO_MATCHES[i].0.to_string());
+                self.proto_last[i] = Some(self.order.len() - 1);
                 options::resolve(opt, &self.known(spec))
             }
             (first, _) => first,
         };
         // An option no one knows stays as written, for the caller to refuse by name.
         Ok(result.map_err(bad)?.unwrap_or(opt))
+    }
+
+    /// Notes that the latest load of protocol match `proto` took `opt`, setting `field`;
+    /// `given`: whether an earlier load set the field already. iptables refuses a field
+    /// twice in one load; in two loads it requires both (and lists the last), where fwctl
+    /// keeps one value per rule, so that is refused too rather than judged by the last.
+    fn proto_option(
+        &mut self,
+        proto: &str,
+        field: ProtoField,
+        opt: &str,
+        given: bool,
+    ) -> Result<(), ParseError> {
+        let at = PROTO_MATCHES.iter().position(|(n, _, _)| *n == proto);
+        let Some(load) = at.and_then(|i| self.proto_last[i]) else {
+            return Ok(());
+        };
+        if self.proto_taken.contains(&(load, field)) {
+            return Err(bad(field.twice(proto)));
+        }
+        if given {
+            return Err(bad(format!(
+                "{opt} in two -m {proto} of one rule is not supported by this version of fwctl: it keeps one per rule, where iptables requires both"
+            )));
+        }
+        self.proto_taken.push((load, field));
+        Ok(())
+    }
+
+    /// Every load in order, a protocol match load that took no option as `bare:tcp`: it is
+    /// listed on its own (`-p tcp -m tcp` lists as `tcp`, saves as `-m tcp`, in iptables
+    /// 1.8.9). iptables refuses `-m icmp` without `--icmp-type`.
+    fn marked_order(&self) -> Result<Vec<String>, ParseError> {
+        let mut out = Vec::with_capacity(self.order.len());
+        for (at, name) in self.order.iter().enumerate() {
+            let proto = PROTO_MATCHES.iter().any(|(n, _, _)| n == name);
+            if !proto || self.proto_taken.iter().any(|(load, _)| *load == at) {
+                out.push(name.clone());
+                continue;
+            }
+            match name.as_str() {
+                "icmp" => return Err(bad("icmp: option \"--icmp-type\" must be specified")),
+                "icmp6" => return Err(bad("icmp6: option \"--icmpv6-type\" must be specified")),
+                _ => out.push(format!("{BARE}{name}")),
+            }
+        }
+        Ok(out)
     }
 
     /// The protocol of the port options: an explicit `-m tcp`/`-m udp` first, else `-p`.
@@ -606,6 +712,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 modules.order.push(name.to_string());
                 if let Some(i) = PROTO_MATCHES.iter().position(|(n, _, _)| *n == name) {
                     modules.proto[i] = true;
+                    modules.proto_last[i] = Some(modules.order.len() - 1);
                     continue;
                 }
                 match name {
@@ -632,12 +739,19 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             }
             "--sport" | "--source-port" | "--dport" | "--destination-port" => {
                 let proto = modules.port_proto(&spec).ok_or_else(|| port_needs_proto(opt))?;
+                let source = opt.starts_with("--s");
+                let (field, given) = if source {
+                    (ProtoField::Sport, spec.sport.is_some())
+                } else {
+                    (ProtoField::Dport, spec.dport.is_some())
+                };
+                modules.proto_option(proto, field, opt, given)?;
                 let range = parse_ports(args.value(opt, inline)?, proto)?;
                 let value = Some(Neg {
                     value: range,
                     negated: neg,
                 });
-                if opt.starts_with("--s") {
+                if source {
                     spec.sport = value;
                 } else {
                     spec.dport = value;
@@ -685,6 +799,8 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                         "unknown option \"{opt}\": it needs -p {p} before it"
                     )));
                 }
+                let proto = if v6 { "icmp6" } else { "icmp" };
+                modules.proto_option(proto, ProtoField::Icmp, opt, spec.icmp.is_some())?;
                 let text = args.value(opt, inline)?;
                 let (kind, code_min, code_max) = icmp::parse(text, v6)
                     .ok_or_else(|| bad(format!("Invalid ICMP type `{text}'")))?;
@@ -704,6 +820,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                         "unknown option \"{opt}\": it needs -p tcp before it"
                     )));
                 }
+                modules.proto_option("tcp", ProtoField::Flags, opt, spec.tcp_flags.is_some())?;
                 let flags = if opt == "--syn" {
                     TcpFlags {
                         mask: FIN | SYN | RST | ACK,
@@ -1116,7 +1233,8 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
     }
     modules.check_proto(&spec)?;
     modules.check_required(&spec)?;
-    spec.order = given_order(&modules.order);
+    let loads = modules.marked_order()?;
+    spec.order = given_order(&listed_order(&loads));
     let mut first_conntrack = true;
     for (module, taken) in std::mem::take(&mut modules.nf) {
         let taken = taken.ok_or_else(|| bad(module.required))?;
@@ -1145,6 +1263,15 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
         }
         spec.nf.push(taken);
     }
+    let changes: Vec<bool> = spec
+        .nf
+        .iter()
+        .filter_map(|m| match &m.value {
+            NfMatch::Recent(r) => Some(r.changes()),
+            _ => None,
+        })
+        .collect();
+    matches::recent::check_place(&loads, &changes).map_err(bad)?;
     ratelimit::check(&spec.rate, modules.rate).map_err(bad)?;
     if modules.rate[0] && spec.rate.limit.is_none() {
         spec.rate.limit = Some(ratelimit::Limit::default_rate());

@@ -6,8 +6,10 @@
 //! `--update` (lookup, then refresh) and `--remove` (lookup, then delete), with `--seconds
 //! S` as the members' timeout, which needs every rule of a list that looks at it to give the
 //! same S (`check_lists`). Refused with the option named: `--hitcount` (xt_recent counts
-//! each address's packets within the window; no nftables set counts that, and a rate would
-//! judge other packets), `--rttl`, `!` except before `--rcheck`. Not the same: xt_recent
+//! each address's packets within the window under a lock; nftables could keep such a count
+//! only by rewriting a map element per packet, which two CPUs can interleave, and a rate
+//! would judge other packets: docs/notes/facts.md), `--rttl` (the same rewrite, of the TTL),
+//! `!` except before `--rcheck`. Not the same: xt_recent
 //! keeps at most 100 addresses per list (`ip_list_tot`) and forgets the least recent one
 //! for a new one, where fwctl's lists keep every address until its timeout; there is no
 //! /proc/net/xt_recent/NAME.
@@ -140,10 +142,10 @@ fn take(
         }
         "reap" => m.reap = true,
         "hitcount" => {
-            return Err("recent: --hitcount is not supported by this version of fwctl: xt_recent counts each address's packets within --seconds, which no nftables set can count (a rate limit would judge other packets)".into())
+            return Err("recent: --hitcount is not supported by this version of fwctl: xt_recent counts each address's packets within --seconds under a lock; nftables has no such count (one built from set elements loses packets to concurrent updates, and a rate limit judges other packets)".into())
         }
         "rttl" => {
-            return Err("recent: --rttl is not supported by this version of fwctl: nftables sets cannot keep the TTL an address was seen with".into())
+            return Err("recent: --rttl is not supported by this version of fwctl: xt_recent rewrites the TTL an address was last seen with under a lock, which nftables cannot do (a map element is rewritten by a delete and an add that concurrent packets can interleave)".into())
         }
         "name" => {
             let text = value()?;
@@ -258,6 +260,14 @@ impl Recent {
         Ok(())
     }
 
+    /// Whether the rule changes the list (`--set`, `--update`, `--remove`).
+    pub fn changes(&self) -> bool {
+        matches!(
+            self.cmd,
+            Some(RecentCmd::Set | RecentCmd::Update | RecentCmd::Remove)
+        )
+    }
+
     /// The nftables set that holds the list.
     pub fn set_name(&self) -> String {
         format!(
@@ -274,6 +284,39 @@ impl Recent {
             Some(RecentCmd::Rcheck | RecentCmd::Update | RecentCmd::Remove)
         )
     }
+}
+
+/// Where `-m recent` may stand among a rule's match loads (`loads`, in the order given, an
+/// option-less protocol match as `bare:tcp`; `changes`, per `-m recent` in that order,
+/// whether it changes its list). fwctl's nftables rule checks the rule's other matches
+/// first, then the lists, then the rate matches (netfilter/mod.rs `translate`), where
+/// iptables runs them in the order given. The two agree unless a match comes after a
+/// `-m recent` that changes its list (iptables changes it also for packets that match
+/// refuses) or a rate match comes before a `-m recent` (iptables spends its bucket also on
+/// packets the list refuses): those are refused, naming the match to move.
+pub fn check_place(loads: &[String], changes: &[bool]) -> Result<(), String> {
+    const RATES: [&str; 3] = ["limit", "hashlimit", "connlimit"];
+    let mut changes = changes.iter();
+    let mut changed = false;
+    let mut rate = None;
+    for name in loads {
+        let name = name.as_str();
+        if name == "recent" {
+            if let Some(rate) = rate {
+                return Err(format!(
+                    "recent: -m {rate} before -m recent is not supported by this version of fwctl: netfilter would check the list first, and the {rate} would count other packets than iptables' (give it after -m recent)"
+                ));
+            }
+            changed |= changes.next().copied().unwrap_or(false);
+        } else if RATES.contains(&name) {
+            rate = Some(name);
+        } else if changed && name != "comment" && !name.starts_with(crate::rules::BARE) {
+            return Err(format!(
+                "recent: a {name} match after -m recent --set, --update or --remove is not supported by this version of fwctl: netfilter would check it first, and the list would change only for packets it lets through (give it before -m recent)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Every rule that looks a list up must give the same `--seconds` (or none, as `--remove`

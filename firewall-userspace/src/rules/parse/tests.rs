@@ -725,7 +725,7 @@ fn rejected_inputs() {
         ("-A INPUT ! -s 1.1.1.1,2.2.2.2 -j ACCEPT", "! not allowed with multiple source or destination IP addresses", 2),
         ("-6 -A INPUT -d 10.0.0.1 -j ACCEPT", "host/network `10.0.0.1' not found", 2),
         ("-A INPUT -i averyveryverylongname -j ACCEPT", "interface name `averyveryverylongname' must be 1 to 15 characters", 2),
-        ("-A INPUT -m recent --update --seconds 60 --hitcount 4 -j DROP", "recent: --hitcount is not supported by this version of fwctl: xt_recent counts each address's packets within --seconds, which no nftables set can count (a rate limit would judge other packets)", 2),
+        ("-A INPUT -m recent --update --seconds 60 --hitcount 4 -j DROP", "recent: --hitcount is not supported by this version of fwctl: xt_recent counts each address's packets within --seconds under a lock; nftables has no such count (one built from set elements loses packets to concurrent updates, and a rate limit judges other packets)", 2),
         ("-A INPUT -m tcp --dport 22 -j ACCEPT", "TCP match requires '-p tcp'", 2),
         ("-t mangle -A INPUT -j MARK", "MARK: One of the --set-xmark, --{and,or,xor,set}-mark options is required", 2),
         ("-t mangle -A INPUT -j MARK --set-mark 0x1ffffffff", "MARK: bad integer value for option \"--set-mark\", or out of range.", 2),
@@ -884,6 +884,40 @@ fn modules_without_their_option_and_two_targets_are_refused() {
     assert_eq!(
         parse_args(&args).expect_err("two -j").message,
         "multiple -j flags not allowed"
+    );
+}
+
+/// iptables 1.8.9 refuses an icmp match without `--icmp-type` (each load needs its own),
+/// where a bare `-m tcp` or `-m udp` is a match of its own (listed, see cli/list.rs).
+#[test]
+fn icmp_matches_without_their_type_are_refused() {
+    let cases = [
+        (
+            "-A INPUT -p icmp -m icmp -j ACCEPT",
+            "icmp: option \"--icmp-type\" must be specified",
+        ),
+        (
+            "-A INPUT -m icmp -p icmp -j ACCEPT",
+            "icmp: option \"--icmp-type\" must be specified",
+        ),
+        (
+            "-A INPUT -p icmp -m icmp --icmp-type 8 -m icmp -j ACCEPT",
+            "icmp: option \"--icmp-type\" must be specified",
+        ),
+        (
+            "-6 -A INPUT -p icmpv6 -m icmp6 -j ACCEPT",
+            "icmp6: option \"--icmpv6-type\" must be specified",
+        ),
+    ];
+    for (line, message) in cases {
+        let err = parse(line).expect_err(line);
+        assert_eq!((err.message.as_str(), err.status), (message, 2), "{line}");
+    }
+    assert!(parse("-A INPUT -p icmp -m icmp --icmp-type 8 -j ACCEPT").is_ok());
+    // The bare match is in the rule: -D and -C tell it from the rule without it.
+    assert_ne!(
+        rule("-A INPUT -p tcp -m tcp -j ACCEPT"),
+        rule("-A INPUT -p tcp -j ACCEPT")
     );
 }
 
@@ -1052,4 +1086,95 @@ fn recent_combinations_refused_as_iptables_does() {
     for (line, message) in cases {
         assert_eq!(parse(line).expect_err(line).message, message, "{line}");
     }
+}
+
+/// fwctl's nftables rule checks a rule's other matches before its `-m recent` and its rate
+/// matches after: a rule where iptables' order would change a list, or spend a bucket, for
+/// other packets is refused, naming the match to move. Checked against iptables 1.8.9 for
+/// the first: `-p udp -m recent --set --name T -m udp --dport 7000` adds the sender of a
+/// datagram to port 7005 to T.
+#[test]
+fn recent_refused_where_netfilter_would_judge_in_another_order() {
+    let after = |m: &str| {
+        format!("recent: a {m} match after -m recent --set, --update or --remove is not supported by this version of fwctl: netfilter would check it first, and the list would change only for packets it lets through (give it before -m recent)")
+    };
+    let cases = [
+        ("-A INPUT -p udp -m recent --set --name T -m udp --dport 7000", after("udp")),
+        ("-A INPUT -p udp -m recent --set --name T --dport 7000", after("udp")),
+        ("-A INPUT -m recent --update --seconds 60 --name S -m state --state NEW", after("state")),
+        ("-A INPUT -m recent --remove --name S -m mark --mark 1", after("mark")),
+        (
+            "-A INPUT -p tcp -m tcp --dport 22 -m recent --set --name S -m tcp --sport 5",
+            after("tcp"),
+        ),
+        (
+            "-A INPUT -m limit --limit 1/s -m recent --rcheck --name S",
+            "recent: -m limit before -m recent is not supported by this version of fwctl: netfilter would check the list first, and the limit would count other packets than iptables' (give it after -m recent)".to_string(),
+        ),
+    ];
+    for (line, message) in cases {
+        let err = parse(line).expect_err(line);
+        assert_eq!(err.message, message, "{line}");
+    }
+    for line in [
+        "-A INPUT -p tcp --dport 22 -m conntrack --ctstate NEW -m recent --set --name SSH",
+        "-A INPUT -m recent --rcheck --name S -m tcp -p tcp --dport 22 -j DROP",
+        "-A INPUT -m recent --set --name S -m comment --comment x",
+        "-A INPUT -p tcp -m recent --set --name S -m tcp",
+        "-A INPUT -m recent --set --name A -m recent --rcheck --name B",
+        "-A INPUT -m recent --update --seconds 5 --name S -m limit --limit 1/s",
+    ] {
+        assert!(parse(line).is_ok(), "{line}");
+    }
+}
+
+/// An option of a protocol match given twice: in one load iptables 1.8.9 refuses it with
+/// these words (each line given to it); in two loads (`--dport 22 -m tcp --dport 80`)
+/// iptables requires both (no port is both), where fwctl would keep the last, so fwctl
+/// refuses it.
+#[test]
+fn protocol_match_options_twice_refused() {
+    let cases = [
+        ("-A INPUT -p tcp --dport 22 --dport 80", "Only one `--destination-port' allowed"),
+        ("-A INPUT -p tcp --source-port 1 --sport 2", "Only one `--source-port' allowed"),
+        ("-A INPUT -p tcp --syn --syn", "Only one of `--syn' or `--tcp-flags'  allowed"),
+        (
+            "-A INPUT -p tcp --tcp-flags SYN SYN --syn",
+            "Only one of `--syn' or `--tcp-flags'  allowed",
+        ),
+        (
+            "-A INPUT -p udp --dport 1 --dport 2",
+            "udp: option \"--destination-port\" can only be used once.",
+        ),
+        (
+            "-A INPUT -p udp -m udp --sport 1 --sport 2",
+            "udp: option \"--source-port\" can only be used once.",
+        ),
+        (
+            "-A INPUT -p icmp --icmp-type 8 --icmp-type 0",
+            "icmp: option \"--icmp-type\" can only be used once.",
+        ),
+        (
+            "-6 -A INPUT -p icmpv6 --icmpv6-type 128 --icmpv6-type 129",
+            "icmp6: option \"--icmpv6-type\" can only be used once.",
+        ),
+        (
+            "-A INPUT -p tcp -m tcp --dport 22 -m tcp --dport 80",
+            "--dport in two -m tcp of one rule is not supported by this version of fwctl: it keeps one per rule, where iptables requires both",
+        ),
+        (
+            "-A INPUT -p tcp --syn -m tcp --syn",
+            "--syn in two -m tcp of one rule is not supported by this version of fwctl: it keeps one per rule, where iptables requires both",
+        ),
+        (
+            "-A INPUT -p icmp --icmp-type 8 -m icmp --icmp-type 0",
+            "--icmp-type in two -m icmp of one rule is not supported by this version of fwctl: it keeps one per rule, where iptables requires both",
+        ),
+    ];
+    for (line, message) in cases {
+        let err = parse(line).expect_err(line);
+        assert_eq!((err.message.as_str(), err.status), (message, 2), "{line}");
+    }
+    // Different options in two loads are one match, as iptables-nft lists them.
+    assert!(parse("-A INPUT -p tcp --dport 22 -m tcp --sport 5").is_ok());
 }
