@@ -121,7 +121,10 @@ pub fn release_after_exit() {
     if pid == 0 {
         // SAFETY: closing our own fds; reading into a local byte.
         unsafe {
-            let (a, b) = (sock.min(pipe[0]) as libc::c_uint, sock.max(pipe[0]) as libc::c_uint);
+            let (a, b) = (
+                sock.min(pipe[0]) as libc::c_uint,
+                sock.max(pipe[0]) as libc::c_uint,
+            );
             let close_range = |first: libc::c_uint, last: libc::c_uint| {
                 if first <= last {
                     libc::syscall(libc::SYS_close_range, first, last, 0);
