@@ -13,12 +13,13 @@
 
 use aya_ebpf::{macros::map, maps::Array, programs::XdpContext};
 use firewall_common::{
-    config_fast, fast_index, FastCt, BPF_F_MMAPABLE, CONFIG_LOG_VERDICTS, FAMILY_V4, FAST_BY_CLASS,
-    FAST_CLASSES, FAST_CT_PER_GENERATION, FAST_ELEMENTS, FAST_FINAL, FAST_ICMP, FAST_TCP,
-    FAST_TCP_SYN, FAST_UDP, GENERATIONS,
+    config_fast, fast_index, FastCt, BPF_F_MMAPABLE, CONFIG_CT_HELPERS, CONFIG_LOG_VERDICTS,
+    CT_CLASS_NEW, FAMILY_V4, FAST_BY_CLASS, FAST_CLASSES, FAST_CT_PER_GENERATION, FAST_ELEMENTS,
+    FAST_FINAL, FAST_ICMP, FAST_TCP, FAST_TCP_SYN, FAST_UDP, GENERATIONS,
 };
 use firewall_ebpf::{
     parse::Packet,
+    seen,
     wire::{syn_only, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
 };
 
@@ -113,7 +114,8 @@ pub enum V4 {
 /// the table cannot decide (other frames, fragments, IP options the full parse must see,
 /// keys the classifier decides), which then takes the full path.
 #[inline(always)]
-pub fn ipv4(ctx: &XdpContext, generation: u32, flags: u32) -> Option<V4> {
+/// `ct_kernel`: the program makes real conntrack lookups (`CT_MODE_KERNEL`).
+pub fn ipv4(ctx: &XdpContext, generation: u32, flags: u32, ct_kernel: bool) -> Option<V4> {
     if flags & (config_fast(FAMILY_V4) | CONFIG_LOG_VERDICTS) != config_fast(FAMILY_V4) {
         return None;
     }
@@ -174,8 +176,21 @@ pub fn ipv4(ctx: &XdpContext, generation: u32, flags: u32) -> Option<V4> {
             return None;
         }
         let dst = core::ptr::read_unaligned((ip + 16) as *const u32);
+        let index = word & !FAST_BY_CLASS;
+        // A SYN or a datagram towards a destination no conntrack entry has: the lookup
+        // would miss, and with no helper about a miss is NEW (firewall_ebpf::ct::class
+        // decides the same), so no packet record, no call.
+        if ct_kernel
+            && flags & CONFIG_CT_HELPERS == 0
+            && (class == FAST_TCP_SYN || class == FAST_UDP)
+            && seen::no_entry_towards(&[dst, 0, 0, 0], value as u16, proto)
+        {
+            if let Some(outcome) = by_class(generation, index, CT_CLASS_NEW) {
+                return Some(V4::Final(outcome, ip_len, src));
+            }
+        }
         let pkt = Packet::ipv4(src, dst, proto, first, tcp_flags, ip_len);
-        Some(V4::ByClass(word & !FAST_BY_CLASS, pkt))
+        Some(V4::ByClass(index, pkt))
     }
 }
 

@@ -29,19 +29,26 @@ fn bucket(index: u32) -> Option<*mut u8> {
 /// A lookup can only find an entry one of whose two tuples is the packet's own.
 #[inline(always)]
 pub fn may_have_entry(pkt: &Packet) -> bool {
-    match CT_SEEN.get(CT_SEEN_CTL_READY) {
-        Some(&ready) if ready == CT_SEEN_READY => {}
-        _ => return true,
-    }
     let addr = if pkt.family == FAMILY_V4 {
         [pkt.dst[0], 0, 0, 0]
     } else {
         pkt.dst
     };
-    match bucket(ct_seen_index(&addr, pkt.dport, pkt.proto as u8)) {
+    !no_entry_towards(&addr, pkt.dport, pkt.proto as u8)
+}
+
+/// Whether the filter is complete and no conntrack entry ever had a tuple towards this
+/// destination (see [`may_have_entry`]).
+#[inline(always)]
+pub fn no_entry_towards(addr: &[u32; 4], port: u16, proto: u8) -> bool {
+    match CT_SEEN.get(CT_SEEN_CTL_READY) {
+        Some(&ready) if ready == CT_SEEN_READY => {}
+        _ => return false,
+    }
+    match bucket(ct_seen_index(addr, port, proto)) {
         // SAFETY: a byte of the map's value.
-        Some(byte) => unsafe { core::ptr::read_volatile(byte) != 0 },
-        None => true,
+        Some(byte) => unsafe { core::ptr::read_volatile(byte) == 0 },
+        None => false,
     }
 }
 
