@@ -250,54 +250,47 @@ fn main() -> Result<()> {
     h.ct_filter()?;
     let filtered = h.time(&policy, nic, repeat)?;
     let (established_filtered, _) = established_flow(&mut h, nic, repeat)?;
-    table.row(vec![
-        "classic stateful ruleset, SYN to a closed port: conntrack filter says no entry, NEW, policy at XDP"
-            .to_string(),
-        "4".to_string(),
-        "-".to_string(),
-        "-".to_string(),
-        "-".to_string(),
-        "-".to_string(),
-        format!("{filtered:.1}"),
-        "-".to_string(),
-        "-".to_string(),
-    ]);
-    table.row(vec![
-        "classic stateful ruleset, SYN to a closed port, without the filter: conntrack miss, NEW, policy at XDP"
-            .to_string(),
-        "4".to_string(),
-        "-".to_string(),
-        "-".to_string(),
-        "-".to_string(),
-        "-".to_string(),
-        format!("{ct_miss:.1} (without the state rule: {no_ct:.1})"),
-        "-".to_string(),
-        "-".to_string(),
-    ]);
-    table.row(vec![
-        "how-to ruleset + 1000 rules, a segment of an established TCP connection, with the filter: conntrack hit, ESTABLISHED, rule 2 at XDP"
-            .to_string(),
-        "-".to_string(),
-        "-".to_string(),
-        "-".to_string(),
-        "-".to_string(),
-        format!("{established_filtered:.1}"),
-        "-".to_string(),
-        "-".to_string(),
-        "-".to_string(),
-    ]);
-    table.row(vec![
-        "how-to ruleset + 1000 rules, a segment of an established TCP connection, without the filter: conntrack hit, ESTABLISHED, rule 2 at XDP"
-            .to_string(),
-        "-".to_string(),
-        "-".to_string(),
-        "-".to_string(),
-        "-".to_string(),
-        format!("{established:.1}"),
-        "-".to_string(),
-        "-".to_string(),
-        format!("{established_slow:.1}"),
-    ]);
+    let ct_rows = [
+        (
+            "classic stateful ruleset, SYN to a closed port: conntrack filter says no entry, NEW, policy at XDP",
+            "4",
+            None,
+            Some(format!("{filtered:.1}")),
+            None,
+        ),
+        (
+            "classic stateful ruleset, SYN to a closed port, without the filter: conntrack miss, NEW, policy at XDP",
+            "4",
+            None,
+            Some(format!("{ct_miss:.1} (without the state rule: {no_ct:.1})")),
+            None,
+        ),
+        (
+            "how-to ruleset + 1000 rules, a segment of an established TCP connection, with the filter: conntrack hit, ESTABLISHED, rule 2 at XDP",
+            "-",
+            Some(format!("{established_filtered:.1}")),
+            None,
+            None,
+        ),
+        (
+            "how-to ruleset + 1000 rules, a segment of an established TCP connection, without the filter: conntrack hit, ESTABLISHED, rule 2 at XDP",
+            "-",
+            Some(format!("{established:.1}")),
+            None,
+            Some(format!("{established_slow:.1}")),
+        ),
+    ];
+    for (label, entries, rule2, policy, classifier_only) in ct_rows {
+        let cell = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
+        let mut row: Vec<String> = [label, entries, "-", "-", "-"].map(String::from).into();
+        row.extend([
+            cell(rule2),
+            cell(policy),
+            "-".to_string(),
+            cell(classifier_only),
+        ]);
+        table.row(row);
+    }
     let verified = h.verified_instructions()?.unwrap_or(0);
     println!("verifier: {verified} instructions processed to load the program (limit 1,000,000)");
     report::write_markdown(
