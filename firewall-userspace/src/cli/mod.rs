@@ -1037,9 +1037,15 @@ fn status(json: bool, verbose: bool) -> Result<()> {
                 )
         })
         .count();
+    let ct_filter = dp.as_ref().map(|_| {
+        crate::dataplane::ct_seen::describe(&fw.ns.pin_dir)
+            .unwrap_or_else(|e| format!("unknown ({e:#})"))
+    });
     if json {
         let value = serde_json::json!({
             "netns_cookie": fw.ns.cookie,
+            "ct_filter_setting": if fw.state.ct_filter { "on" } else { "off" },
+            "ct_filter": ct_filter,
             "netfilter_table": nft_table.then_some(format!("inet {}", crate::netfilter::TABLE)),
             "conntrack_rules": conntrack_rules,
             "sets": fw.state.sets.sets.iter().map(|s| &s.name).collect::<Vec<_>>(),
@@ -1124,11 +1130,8 @@ fn status(json: bool, verbose: bool) -> Result<()> {
         );
     }
     println!("conntrack: used by {conntrack_rules} rule(s) (state matches and NAT)");
-    if dp.is_some() {
-        match crate::dataplane::ct_seen::describe(&fw.ns.pin_dir) {
-            Ok(line) => println!("conntrack filter at XDP: {line}"),
-            Err(e) => println!("conntrack filter at XDP: unknown ({e:#})"),
-        }
+    if let Some(line) = ct_filter {
+        println!("conntrack filter at XDP: {line}");
     }
     println!("sets: {} (fwctl set list -t)", fw.state.sets.sets.len());
     if verbose {
