@@ -14,8 +14,8 @@
 use aya_ebpf::{macros::map, maps::Array, programs::XdpContext};
 use firewall_common::{
     config_fast, fast_index, FastCt, BPF_F_MMAPABLE, CONFIG_CT_HELPERS, CONFIG_LOG_VERDICTS,
-    CT_CLASS_NEW, FAMILY_V4, FAST_BY_CLASS, FAST_CLASSES, FAST_CT_PER_GENERATION, FAST_ELEMENTS,
-    FAST_FINAL, FAST_ICMP, FAST_TCP, FAST_TCP_SYN, FAST_UDP, GENERATIONS,
+    CT_CLASS_NEW, CT_MODE_KERNEL, FAMILY_V4, FAST_BY_CLASS, FAST_CLASSES, FAST_CT_PER_GENERATION,
+    FAST_ELEMENTS, FAST_FINAL, FAST_ICMP, FAST_TCP, FAST_TCP_SYN, FAST_UDP, GENERATIONS,
 };
 use firewall_ebpf::{
     parse::Packet,
@@ -114,8 +114,7 @@ pub enum V4 {
 /// the table cannot decide (other frames, fragments, IP options the full parse must see,
 /// keys the classifier decides), which then takes the full path.
 #[inline(always)]
-/// `ct_kernel`: the program makes real conntrack lookups (`CT_MODE_KERNEL`).
-pub fn ipv4(ctx: &XdpContext, generation: u32, flags: u32, ct_kernel: bool) -> Option<V4> {
+pub fn ipv4(ctx: &XdpContext, generation: u32, flags: u32) -> Option<V4> {
     if flags & (config_fast(FAMILY_V4) | CONFIG_LOG_VERDICTS) != config_fast(FAMILY_V4) {
         return None;
     }
@@ -180,6 +179,9 @@ pub fn ipv4(ctx: &XdpContext, generation: u32, flags: u32, ct_kernel: bool) -> O
         // A SYN or a datagram towards a destination no conntrack entry has: the lookup
         // would miss, and with no helper about a miss is NEW (firewall_ebpf::ct::class
         // decides the same), so no packet record, no call.
+        // SAFETY: a plain read of the program's own read-only global (real lookups only:
+        // the fake mode of the test fixtures decides in firewall_ebpf::ct).
+        let ct_kernel = unsafe { core::ptr::read_volatile(&crate::CT_MODE) } == CT_MODE_KERNEL;
         if ct_kernel
             && flags & CONFIG_CT_HELPERS == 0
             && (class == FAST_TCP_SYN || class == FAST_UDP)

@@ -24,15 +24,14 @@ use aya_log_ebpf::info;
 use firewall_common::{
     field_slot, mark_mask, table_index, tag, xdp_meta, Config, Counter, Entry, IfaceKey, Lpm4,
     Lpm6, SetKey4, SetKey6, TableHeader, Talker, ACTION_CONTINUE, BPF_F_MMAPABLE, CHAIN_FORWARD,
-    CHAIN_INPUT, CONFIG_LOG_VERDICTS, CT_MODE_KERNEL, FAMILY_V4, FAST_SLOT_MASK,
-    FAST_VERDICT_SHIFT, FIELD_COUNT, FIELD_DPORT, FIELD_DST, FIELD_ICMP, FIELD_IFACE, FIELD_PROTO,
-    FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GENERATIONS, GROUP_ENTRIES, ICMP_KEYS, LPM_TAG_BITS,
-    MARK_BITS, MARK_FORWARD, MAX_INTERFACES, MAX_JUMP_DEPTH, MAX_PREFIXES, MAX_RESTARTS,
-    MAX_SET_MEMBERS, NO_COUNTER, NO_GUARD, POLICY_COUNTER_SLOTS, PORT_KEYS, PROTO_KEYS,
-    REASON_BROKEN_INSTALL, REASON_FRAGMENT, REASON_HASHLIMIT_FULL, REASON_MALFORMED, REASON_NOT_IP,
-    REASON_SLOTS, TABLE_USES_CT, TABLE_USES_GUARDS, TAGS, TALKER_SAMPLE, TALKER_SLOTS,
-    TCP_FLAG_KEYS, VERDICT_ACCEPT, VERDICT_DEFER, VERDICT_DROP, XDP_META_LEN, XDP_META_MAGIC,
-    XDP_META_MAGIC_MASK,
+    CHAIN_INPUT, CONFIG_LOG_VERDICTS, FAMILY_V4, FAST_SLOT_MASK, FAST_VERDICT_SHIFT, FIELD_COUNT,
+    FIELD_DPORT, FIELD_DST, FIELD_ICMP, FIELD_IFACE, FIELD_PROTO, FIELD_SPORT, FIELD_SRC,
+    FIELD_TCP_FLAGS, GENERATIONS, GROUP_ENTRIES, ICMP_KEYS, LPM_TAG_BITS, MARK_BITS, MARK_FORWARD,
+    MAX_INTERFACES, MAX_JUMP_DEPTH, MAX_PREFIXES, MAX_RESTARTS, MAX_SET_MEMBERS, NO_COUNTER,
+    NO_GUARD, POLICY_COUNTER_SLOTS, PORT_KEYS, PROTO_KEYS, REASON_BROKEN_INSTALL, REASON_FRAGMENT,
+    REASON_HASHLIMIT_FULL, REASON_MALFORMED, REASON_NOT_IP, REASON_SLOTS, TABLE_USES_CT,
+    TABLE_USES_GUARDS, TAGS, TALKER_SAMPLE, TALKER_SLOTS, TCP_FLAG_KEYS, VERDICT_ACCEPT,
+    VERDICT_DEFER, VERDICT_DROP, XDP_META_LEN, XDP_META_MAGIC, XDP_META_MAGIC_MASK,
 };
 use firewall_ebpf::{
     ct,
@@ -49,7 +48,7 @@ use fast::Fast;
 // and `nf_conn.status` is read at a constant offset, as it must be.
 /// `CT_MODE_*`: how conntrack state is learnt.
 #[no_mangle]
-static CT_MODE: u32 = 0;
+pub(crate) static CT_MODE: u32 = 0;
 /// Byte offset of `status` in this kernel's `struct nf_conn` (from its BTF).
 #[no_mangle]
 static NF_CONN_STATUS: u32 = 0;
@@ -124,9 +123,7 @@ pub fn fw_ingress(ctx: XdpContext) -> u32 {
 fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
     let config = CONFIG.get(0).ok_or(Broken)?;
     let generation = config.active % GENERATIONS;
-    // SAFETY: a plain read of the program's own read-only global.
-    let ct_kernel = unsafe { core::ptr::read_volatile(&CT_MODE) } == CT_MODE_KERNEL;
-    match fast::ipv4(ctx, generation, config.flags, ct_kernel) {
+    match fast::ipv4(ctx, generation, config.flags) {
         Some(fast::V4::Final(outcome, ip_len, src)) => {
             return Ok(finish(
                 ctx,
