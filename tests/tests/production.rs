@@ -24,6 +24,19 @@ fn pinned(cookie: u64) -> bool {
         || Path::new(&format!("/run/fwctl/ns-{cookie}")).exists()
 }
 
+/// Removes, when dropped (also when the test fails), the last good copies fwctl kept for
+/// namespaces the test deletes without `fwctl down`: by design they outlive their
+/// namespace (names survive a reboot), so nothing else would.
+struct LastGoodCopies(Vec<String>);
+
+impl Drop for LastGoodCopies {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = std::fs::remove_dir_all(Path::new("/var/lib/fwctl/netns").join(name));
+        }
+    }
+}
+
 fn fwctl_in(ns: &Netns, args: &[&str]) {
     let out = ns
         .command(fwctl_bin().to_str().expect("utf-8 path"))
@@ -41,6 +54,7 @@ fn fwctl_in(ns: &Netns, args: &[&str]) {
 fn pins_of_deleted_namespaces_go_and_live_ones_stay() {
     // Dead: deleted without `fwctl down`.
     let dead = Netns::new("fwdgc").expect("namespace");
+    let mut copies = LastGoodCopies(vec![dead.name().to_string()]);
     fwctl_in(
         &dead,
         &["-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT"],
@@ -48,6 +62,7 @@ fn pins_of_deleted_namespaces_go_and_live_ones_stay() {
     let dead_cookie = cookie(&dead);
     // Alive through a process only: its name (the bind mount) is gone.
     let held = Netns::new("fwdgc").expect("namespace");
+    copies.0.push(held.name().to_string());
     fwctl_in(&held, &["-A", "INPUT", "-j", "DROP"]);
     let held_cookie = cookie(&held);
     let mut holder = held
