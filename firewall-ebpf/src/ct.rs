@@ -114,14 +114,7 @@ pub fn class(
         return CT_CLASS_UNKNOWN;
     };
     if !found.hit {
-        // With helpers about, an expectation (which the lookup does not see) may make the
-        // packet RELATED.
-        let helpers = config.flags & CONFIG_CT_HELPERS != 0;
-        return if (!tcp || syn_only) && !helpers {
-            CT_CLASS_NEW
-        } else {
-            CT_CLASS_UNKNOWN
-        };
+        return miss_class(tcp, syn_only, config.flags);
     }
     if found.reply || found.status & IPS_SEEN_REPLY != 0 {
         // A SYN on a connection conntrack knows may reopen it (TIME_WAIT, CLOSE): then
@@ -136,6 +129,19 @@ pub fn class(
         return CT_CLASS_RELATED;
     }
     CT_CLASS_NEW
+}
+
+/// The class of a TCP (`tcp`, `syn_only`) or UDP packet no conntrack entry matches, under
+/// FW_CONFIG's `flags`: NEW for a SYN or a datagram, unless a conntrack helper may have set
+/// up an expectation (which the lookup does not see) that makes it RELATED; otherwise
+/// netfilter's. The fast read (main's `fast::ipv4`) decides by this too.
+#[inline(always)]
+pub fn miss_class(tcp: bool, syn_only: bool, flags: u32) -> u32 {
+    if (!tcp || syn_only) && flags & CONFIG_CT_HELPERS == 0 {
+        CT_CLASS_NEW
+    } else {
+        CT_CLASS_UNKNOWN
+    }
 }
 
 /// The kernel's conntrack entry for the packet's tuple, read and released at once; None

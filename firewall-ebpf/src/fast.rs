@@ -13,11 +13,12 @@
 
 use aya_ebpf::{macros::map, maps::Array, programs::XdpContext};
 use firewall_common::{
-    config_fast, fast_index, FastCt, BPF_F_MMAPABLE, CONFIG_CT_HELPERS, CONFIG_LOG_VERDICTS,
-    CT_CLASS_NEW, CT_MODE_KERNEL, FAMILY_V4, FAST_BY_CLASS, FAST_CLASSES, FAST_CT_PER_GENERATION,
-    FAST_ELEMENTS, FAST_FINAL, FAST_ICMP, FAST_TCP, FAST_TCP_SYN, FAST_UDP, GENERATIONS,
+    config_fast, fast_index, FastCt, BPF_F_MMAPABLE, CONFIG_LOG_VERDICTS, CT_CLASS_UNKNOWN,
+    CT_MODE_KERNEL, FAMILY_V4, FAST_BY_CLASS, FAST_CLASSES, FAST_CT_PER_GENERATION, FAST_ELEMENTS,
+    FAST_FINAL, FAST_ICMP, FAST_TCP, FAST_TCP_SYN, FAST_UDP, GENERATIONS,
 };
 use firewall_ebpf::{
+    ct,
     parse::Packet,
     seen,
     wire::{syn_only, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
@@ -177,18 +178,17 @@ pub fn ipv4(ctx: &XdpContext, generation: u32, flags: u32) -> Option<V4> {
         let dst = core::ptr::read_unaligned((ip + 16) as *const u32);
         let index = word & !FAST_BY_CLASS;
         // A SYN or a datagram towards a destination no conntrack entry has: the lookup
-        // would miss, and with no helper about a miss is NEW (firewall_ebpf::ct::class
-        // decides the same), so no packet record, no call.
-        // SAFETY: a plain read of the program's own read-only global (real lookups only:
-        // the fake mode of the test fixtures decides in firewall_ebpf::ct).
-        let ct_kernel = unsafe { core::ptr::read_volatile(&crate::CT_MODE) } == CT_MODE_KERNEL;
-        if ct_kernel
-            && flags & CONFIG_CT_HELPERS == 0
-            && (class == FAST_TCP_SYN || class == FAST_UDP)
-            && seen::no_entry_towards(&[dst, 0, 0, 0], value as u16, proto)
-        {
-            if let Some(outcome) = by_class(generation, index, CT_CLASS_NEW) {
-                return Some(V4::Final(outcome, ip_len, src));
+        // would miss, so its class is a miss's (as firewall_ebpf::ct::class would find),
+        // with no packet record and no call.
+        // A plain read of the program's own read-only global (real lookups only: the fake
+        // mode of the test fixtures decides in firewall_ebpf::ct).
+        let ct_kernel = core::ptr::read_volatile(&crate::CT_MODE) == CT_MODE_KERNEL;
+        if ct_kernel && seen::no_entry_towards(&[dst, 0, 0, 0], value as u16, proto) {
+            let miss = ct::miss_class(proto == IPPROTO_TCP, class == FAST_TCP_SYN, flags);
+            if miss != CT_CLASS_UNKNOWN {
+                if let Some(outcome) = by_class(generation, index, miss) {
+                    return Some(V4::Final(outcome, ip_len, src));
+                }
             }
         }
         let pkt = Packet::ipv4(src, dst, proto, first, tcp_flags, ip_len);

@@ -5,7 +5,7 @@
 use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::map, maps::Array};
 use firewall_common::{
     ct_seen_index, BPF_F_MMAPABLE, CT_SEEN_CTL_READY, CT_SEEN_CTL_SKB, CT_SEEN_CTL_TUPLES,
-    CT_SEEN_ENTRIES, CT_SEEN_READY, FAMILY_V4,
+    CT_SEEN_ENTRIES, CT_SEEN_READY,
 };
 
 use crate::parse::Packet;
@@ -29,12 +29,8 @@ fn bucket(index: u32) -> Option<*mut u8> {
 /// A lookup can only find an entry one of whose two tuples is the packet's own.
 #[inline(always)]
 pub fn may_have_entry(pkt: &Packet) -> bool {
-    let addr = if pkt.family == FAMILY_V4 {
-        [pkt.dst[0], 0, 0, 0]
-    } else {
-        pkt.dst
-    };
-    !no_entry_towards(&addr, pkt.dport, pkt.proto as u8)
+    // An IPv4 packet's address words past the first are 0, as in conntrack's tuples.
+    !no_entry_towards(&pkt.dst, pkt.dport, pkt.proto as u8)
 }
 
 /// Whether the filter is complete and no conntrack entry ever had a tuple towards this
