@@ -131,7 +131,8 @@ pub fn class(
     CT_CLASS_NEW
 }
 
-/// The class of a TCP (`tcp`, `syn_only`) or UDP packet no conntrack entry matches, under
+/// The class of a TCP (`tcp`, `syn_only`) or UDP packet (never another protocol: ICMP has
+/// no miss class) no conntrack entry matches, under
 /// FW_CONFIG's `flags`: NEW for a SYN or a datagram, unless a conntrack helper may have set
 /// up an expectation (which the lookup does not see) that makes it RELATED; otherwise
 /// netfilter's. The fast read (main's `fast::ipv4`) decides by this too.

@@ -183,7 +183,12 @@ pub fn ipv4(ctx: &XdpContext, generation: u32, flags: u32) -> Option<V4> {
         // A plain read of the program's own read-only global (real lookups only: the fake
         // mode of the test fixtures decides in firewall_ebpf::ct).
         let ct_kernel = core::ptr::read_volatile(&crate::CT_MODE) == CT_MODE_KERNEL;
-        if ct_kernel && seen::no_entry_towards(&[dst, 0, 0, 0], value as u16, proto) {
+        // Only TCP and UDP have a miss class (ICMP goes to netfilter), and only a SYN's
+        // or a datagram's is final.
+        if ct_kernel
+            && (class == FAST_TCP_SYN || class == FAST_UDP)
+            && seen::no_entry_towards(&[dst, 0, 0, 0], value as u16, proto)
+        {
             let miss = ct::miss_class(proto == IPPROTO_TCP, class == FAST_TCP_SYN, flags);
             if miss != CT_CLASS_UNKNOWN {
                 if let Some(outcome) = by_class(generation, index, miss) {
