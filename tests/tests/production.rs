@@ -232,9 +232,42 @@ fn another_builds_programs_give_way_to_this_builds_at_the_next_change() {
     lab.host.fwctl_ok(&["-L", "-n"]);
     assert_eq!(program_id(&lab.host), before);
 
-    lab.host.fwctl_ok(&[
+    let accept = [
         "-A", "INPUT", "-p", "udp", "--dport", "7001", "-j", "ACCEPT",
-    ]);
+    ];
+    // Killed once every link is on the new build's programs (the move's last step before
+    // the pins change places): they judge with the whole new ruleset meanwhile, and the
+    // next run puts the links back on the old build's instance, the one the state
+    // describes, with the old ruleset; the change after that moves them again.
+    let out = lab
+        .host
+        .fwctl_command()
+        .env("FWCTL_FAULT", "relinked")
+        .args(accept)
+        .output()
+        .expect("fwctl");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("FWCTL_FAULT=relinked"),
+        "the fault did not fire: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7001, 1, 64), 1);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7002, 1, 64), 0);
+    let rules = lab.host.fwctl_ok(&["-S"]);
+    assert!(!rules.contains("7001"), "{rules}");
+    assert_eq!(
+        program_id(&lab.host),
+        before,
+        "links back on the old build's"
+    );
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7000, 1, 64), 1);
+    assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7001, 1, 64), 0);
+    // What the new build's programs counted before the kill is not carried back (see
+    // dataplane::resize::repair); what the old ones count again is.
+    assert_eq!(lab.host.packets("INPUT", 1), 6);
+    let policy = lab.host.packets("INPUT", 0);
+
+    lab.host.fwctl_ok(&accept);
     assert_ne!(
         program_id(&lab.host),
         before,
@@ -242,13 +275,14 @@ fn another_builds_programs_give_way_to_this_builds_at_the_next_change() {
     );
     assert_eq!(marks(), mark, "the new instance carries this build's mark");
     // Rules, counters and the attachment came along; both ports pass, another is dropped.
-    assert_eq!(lab.host.packets("INPUT", 1), 5);
+    assert_eq!(lab.host.packets("INPUT", 1), 6);
+    assert_eq!(lab.host.packets("INPUT", 0), policy);
     assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7000, 3, 64), 3);
     assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7001, 3, 64), 3);
     assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7002, 3, 64), 0);
-    assert_eq!(lab.host.packets("INPUT", 1), 8);
+    assert_eq!(lab.host.packets("INPUT", 1), 9);
     assert_eq!(lab.host.packets("INPUT", 2), 3);
-    assert_eq!(lab.host.packets("INPUT", 0), 3);
+    assert_eq!(lab.host.packets("INPUT", 0), policy + 3);
     // The packets were judged at XDP, not by netfilter behind a detached program.
     assert_eq!(lab.host.nft_packets("INPUT"), 0);
 }
