@@ -36,7 +36,7 @@ pub fn fuzz(opts: Options) -> Result<()> {
     if opts.parsers || both {
         setup::ensure_cargo_fuzz()?;
         for target in PARSER_TARGETS {
-            parser(target, opts.seconds)?;
+            parser(target, opts.seconds, None)?;
         }
     }
     if opts.differential || both {
@@ -96,8 +96,8 @@ pub fn differential(cases: u64, seed: u64) -> Result<()> {
 }
 
 /// Runs one cargo-fuzz target for `seconds`, from its seeds and the corpus earlier runs grew
-/// (target/fuzz-corpus/TARGET, outside the repository).
-pub fn parser(target: &str, seconds: u64) -> Result<()> {
+/// (target/fuzz-corpus/TARGET, outside the repository). `objects`: see [`cargo_fuzz`].
+pub fn parser(target: &str, seconds: u64, objects: Option<&Path>) -> Result<()> {
     let root = build::workspace_root();
     let corpus = root.join("target/fuzz-corpus").join(target);
     std::fs::create_dir_all(&corpus).with_context(|| format!("creating {}", corpus.display()))?;
@@ -106,23 +106,7 @@ pub fn parser(target: &str, seconds: u64) -> Result<()> {
         bail!("no seed corpus {}", seeds.display());
     }
     eprintln!("[fuzz] {target}: {seconds}s");
-    let mut cargo = Command::new("cargo");
-    // The parsers need the XDP object embedded, not rebuilt with the fuzzer's flags.
-    if let Some(dir) = built_objects(&root) {
-        cargo.env("FWCTL_PREBUILT_EBPF", dir);
-    }
-    run(cargo
-        .current_dir(&root)
-        // Safe Rust: libFuzzer's coverage and debug assertions (overflow checks) find the
-        // panics; AddressSanitizer would only slow each run down.
-        .args([
-            "+nightly",
-            "fuzz",
-            "run",
-            "--sanitizer",
-            "none",
-            "--debug-assertions",
-        ])
+    run(cargo_fuzz("run", objects)
         .arg(target)
         .arg(&corpus)
         .arg(&seeds)
@@ -134,11 +118,47 @@ pub fn parser(target: &str, seconds: u64) -> Result<()> {
     })
 }
 
+/// `cargo fuzz build`: every parser target, as [`parser`] runs them (the same flags, so
+/// that running one later compiles nothing).
+pub fn build_parsers(objects: Option<&Path>) -> Command {
+    cargo_fuzz("build", objects)
+}
+
+/// `cargo +nightly fuzz SUBCOMMAND` with the flags every parser build and run shares. The
+/// parsers need the XDP objects embedded, not rebuilt with the fuzzer's flags: those in
+/// `objects`, or the newest a usual build made.
+fn cargo_fuzz(subcommand: &str, objects: Option<&Path>) -> Command {
+    let root = build::workspace_root();
+    let mut cargo = Command::new("cargo");
+    if let Some(dir) = objects
+        .map(Path::to_path_buf)
+        .or_else(|| built_objects(&root))
+    {
+        cargo.env("FWCTL_PREBUILT_EBPF", dir);
+    }
+    // Safe Rust: libFuzzer's coverage and debug assertions (overflow checks) find the
+    // panics; AddressSanitizer would only slow each run down.
+    cargo.current_dir(&root).args([
+        "+nightly",
+        "fuzz",
+        subcommand,
+        "--sanitizer",
+        "none",
+        "--debug-assertions",
+    ]);
+    cargo
+}
+
 /// The folder of the newest XDP object a usual build of firewall-userspace made
 /// (target/*/build/firewall-userspace-*/out), if any.
 fn built_objects(root: &Path) -> Option<std::path::PathBuf> {
+    newest_objects(root, &["debug", "release"])
+}
+
+/// The same, of builds with one of `profiles` only.
+pub fn newest_objects(root: &Path, profiles: &[&str]) -> Option<std::path::PathBuf> {
     let mut newest: Option<(std::time::SystemTime, std::path::PathBuf)> = None;
-    for profile in ["debug", "release"] {
+    for profile in profiles {
         let Ok(dirs) = std::fs::read_dir(root.join("target").join(profile).join("build")) else {
             continue;
         };

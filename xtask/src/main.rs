@@ -1,5 +1,6 @@
 //! Project tasks: set-up of a fresh machine, the lab (`run`), the tests.
 
+mod background;
 mod bench;
 mod build;
 mod cmd;
