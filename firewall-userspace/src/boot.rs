@@ -383,6 +383,20 @@ fn load(
         }
         None => None,
     };
+    // In-place changes after `sets` was written (last good copies only; see last_good).
+    let journal_path = dir.join(last_good::JOURNAL);
+    let journal = match (&sets, read_optional(&journal_path)?) {
+        (Some(_), Some(text)) => {
+            crate::sets::ipset_format::parse_restore(last_good::journal_text(&text))
+                .map_err(|(line, e)| {
+                    anyhow::anyhow!("{}: line {line}: {e}", journal_path.display())
+                })?
+                .into_iter()
+                .map(|(l, c)| (Some(l), c))
+                .collect::<Vec<_>>()
+        }
+        _ => Vec::new(),
+    };
     let mut editor = Editor::new(fw.state.ruleset.clone());
     let mut restored = Vec::new();
     for (family, text, path) in files {
@@ -411,6 +425,15 @@ fn load(
         fw.set_commands(&cmds)
             .with_context(|| sets_path.display().to_string())?;
         notes.push(format!("restored {}", sets_path.display()));
+        if !journal.is_empty() {
+            fw.set_commands(&journal)
+                .with_context(|| journal_path.display().to_string())?;
+            notes.push(format!(
+                "replayed {} set change(s) from {}",
+                journal.len(),
+                journal_path.display()
+            ));
+        }
         fault_point("boot-sets");
     }
     fw.origin = Some(Origin {

@@ -363,6 +363,18 @@ impl Firewall {
     /// reported, not returned: the change is in force already, and the previous copy stays
     /// whole.
     pub fn record_last_good(&self, sets: bool) {
+        self.keep_last_good(|fw| crate::last_good::record(fw, sets));
+    }
+
+    /// As [`Self::record_last_good`] after one set change made in place: appended to the
+    /// copy's journal (see `last_good`).
+    pub fn journal_last_good(&self, cmd: &crate::sets::ipset_format::Cmd) {
+        self.keep_last_good(|fw| crate::last_good::journal(fw, cmd));
+    }
+
+    /// Runs `write` unless the last good copy must not change now (boot defers it; the
+    /// fail-safe is never recorded as good); a failure is a warning, the change stays.
+    fn keep_last_good(&self, write: impl FnOnce(&Firewall) -> Result<()>) {
         if self.defer_last_good
             || self
                 .state
@@ -372,7 +384,7 @@ impl Firewall {
         {
             return;
         }
-        if let Err(e) = crate::last_good::record(self, sets) {
+        if let Err(e) = write(self) {
             eprintln!("fwctl: warning: the last good ruleset was not recorded: {e:#}");
         }
     }

@@ -7,6 +7,13 @@
 //! The directory is replaced as a whole: the new copy is written beside it (each file
 //! synced), then the two are exchanged with one renameat2(RENAME_EXCHANGE) and the parent
 //! synced, so a crash leaves the old copy or the new one, never a mix of both.
+//!
+//! One set member added or deleted (a ban, an unban) does not rewrite the copy: the change
+//! is appended to `sets.journal` beside `sets` and synced (one write, one fdatasync, where
+//! writing a whole copy costs six syncs and every member of every set). Boot replays the
+//! journal after `sets`; a line a crash cut short is not a change that was recorded. The
+//! next change written whole starts a fresh copy without a journal (`sets` then holds
+//! everything), or links both files into it when the sets did not change.
 
 use std::{
     fs::{self, File},
@@ -18,8 +25,16 @@ use anyhow::{Context, Result};
 use crate::{
     firewall::Firewall,
     rules::{Family, Table},
+    sets::ipset_format::Cmd,
     state::write_text,
 };
+
+/// The in-place set changes since the copy's `sets` was written, one ipset restore line
+/// each (see the module's comment).
+pub const JOURNAL: &str = "sets.journal";
+/// Past this size the next in-place change writes the copy whole instead, so that boot
+/// never replays more than a few thousand lines.
+const JOURNAL_LIMIT: u64 = 256 * 1024;
 
 /// Where fwctl keeps what must survive a reboot.
 pub const DEFAULT_ROOT: &str = "/var/lib/fwctl";
@@ -94,8 +109,14 @@ pub fn record(fw: &Firewall, sets: bool) -> Result<()> {
     } else if sets || !old_sets.exists() {
         write_text(&new.join("sets"), &sets_text(fw)?)?;
     } else {
-        fs::hard_link(&old_sets, new.join("sets"))
-            .with_context(|| format!("linking {}", old_sets.display()))?;
+        for name in ["sets", JOURNAL] {
+            let old = dir.join(name);
+            if name == JOURNAL && !old.exists() {
+                continue;
+            }
+            fs::hard_link(&old, new.join(name))
+                .with_context(|| format!("linking {}", old.display()))?;
+        }
     }
     write_text(&new.join("fwctl.conf"), &conf_text(fw))?;
     sync(&new)?;
@@ -106,6 +127,55 @@ pub fn record(fw: &Firewall, sets: bool) -> Result<()> {
     }
     sync(parent)?;
     remove_dir(&new)
+}
+
+/// Records one set change already in force, made in place (an `add` or `del` of members),
+/// by appending it to the copy's journal; writes the copy whole instead when it has no
+/// sets yet or its journal is long, or for any other command.
+pub fn journal(fw: &Firewall, cmd: &Cmd) -> Result<()> {
+    let line = match cmd {
+        Cmd::Add {
+            set,
+            member,
+            timeout,
+            ..
+        } => {
+            let timeout = timeout.map(|t| format!(" timeout {t}")).unwrap_or_default();
+            format!("add -exist {set} {member}{timeout}\n")
+        }
+        Cmd::Del { set, member, .. } => format!("del -exist {set} {member}\n"),
+        _ => return record(fw, true),
+    };
+    let dir = dir()?;
+    let path = dir.join(JOURNAL);
+    let long = path.metadata().is_ok_and(|m| m.len() >= JOURNAL_LIMIT);
+    if long || !dir.join("sets").exists() {
+        return record(fw, true);
+    }
+    let fresh = !path.exists();
+    let mut file = fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // One write of one short line; a crash can cut it short, which boot takes as the
+    // change not being recorded.
+    std::io::Write::write_all(&mut file, line.as_bytes())
+        .with_context(|| format!("appending to {}", path.display()))?;
+    file.sync_data()
+        .with_context(|| format!("syncing {}", path.display()))?;
+    if fresh {
+        sync(&dir)?;
+    }
+    Ok(())
+}
+
+/// The journal's complete lines (see [`JOURNAL`]); an unfinished last line is dropped.
+pub fn journal_text(text: &str) -> &str {
+    match text.rfind('\n') {
+        Some(end) => &text[..=end],
+        None => "",
+    }
 }
 
 /// Removes the last good copy (`fwctl down`: no trace of fwctl is left).

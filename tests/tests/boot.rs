@@ -251,6 +251,71 @@ fn bad_rules_with_last_good_bring_it_back() {
     assert!(!b.status().contains("LAST GOOD"));
 }
 
+/// Bans and unbans (one member added or deleted) are appended to the last good copy's
+/// journal instead of rewriting it; a later rule change carries the journal along; a line
+/// a crash cut short is not a change; boot from the copy replays the rest after `sets`.
+#[test]
+fn set_changes_in_place_reach_the_last_good_copy() {
+    let state = TempDir::new("state");
+    let copy = state.0.join("last-good");
+    {
+        let before = BootLab::new(&state.0);
+        before.config.write("rules.v4", GOOD_V4);
+        before.config.write("sets", SETS);
+        let out = before.boot();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let sets_before = std::fs::read_to_string(copy.join("sets")).expect("the copy's sets");
+        let ok = |args: &[&str]| {
+            let out = before.fwctl_with(None, args);
+            assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        };
+        ok(&["set", "add", "blocked", "198.51.100.7"]);
+        ok(&["set", "add", "blocked", "203.0.113.0/24"]);
+        ok(&["set", "del", "blocked", "192.0.2.0/24"]);
+        // The copy's sets file is as boot wrote it; the changes are in the journal.
+        assert_eq!(
+            std::fs::read_to_string(copy.join("sets")).expect("the copy's sets"),
+            sets_before
+        );
+        let journal = std::fs::read_to_string(copy.join("sets.journal")).expect("journal");
+        assert_eq!(journal.lines().count(), 3, "{journal}");
+        ok(&["-A", "INPUT", "-p", "tcp", "--dport", "9", "-j", "DROP"]);
+        ok(&["set", "add", "blocked", "198.51.100.8"]);
+        let journal = std::fs::read_to_string(copy.join("sets.journal")).expect("journal");
+        assert_eq!(
+            journal.lines().count(),
+            4,
+            "carried by the rule change: {journal}"
+        );
+        // What a crash in the middle of an append leaves.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(copy.join("sets.journal"))
+            .expect("journal");
+        std::io::Write::write_all(&mut file, b"add -exist blocked 198.51.").expect("append");
+    }
+    let b = BootLab::new(&state.0);
+    b.config.write("rules.v4", BAD_V4);
+    let out = b.boot();
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    assert!(said.contains("the last good ruleset"), "{said}");
+    let out = b.fwctl_with(None, &["set", "save"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut members: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("add blocked ").map(str::to_string))
+        .collect();
+    members.sort();
+    assert_eq!(
+        members,
+        ["198.51.100.7", "198.51.100.8", "203.0.113.0/24"],
+        "{said}"
+    );
+    let rules = b.fwctl_with(None, &["-S", "INPUT"]);
+    assert!(String::from_utf8_lossy(&rules.stdout).contains("--dport 9 -j DROP"));
+}
+
 /// Nothing at all in the configuration folder and no last good copy: the fail-safe, as
 /// fwctl.conf chooses it when there is one.
 #[test]

@@ -108,31 +108,20 @@ fn parent_pid(pid: &str) -> Option<String> {
 }
 
 /// Ancestors first (nearest first), then every other process: where to look for the mount
-/// namespace that holds the pins. Each mount namespace once.
-fn candidate_processes(own: (u64, u64)) -> Vec<String> {
+/// namespace that holds the pins. Each mount namespace once. Lazy: /proc is read only when
+/// no ancestor's namespace has what is looked for (reading every process's costs ~1 ms).
+fn candidate_processes(own: (u64, u64)) -> impl Iterator<Item = String> {
     let mut seen = std::collections::HashSet::from([own]);
-    let mut out = Vec::new();
-    let mut consider = |pid: String, out: &mut Vec<String>| {
-        if let Some(id) = mount_ns_id(&pid) {
-            if seen.insert(id) {
-                out.push(pid);
-            }
-        }
-    };
-    let mut pid = parent_pid("self");
-    while let Some(p) = pid.filter(|p| p != "0") {
-        pid = parent_pid(&p);
-        consider(p, &mut out);
-    }
-    if let Ok(procs) = std::fs::read_dir("/proc") {
-        for e in procs.filter_map(|e| e.ok()) {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.bytes().all(|b| b.is_ascii_digit()) {
-                consider(name, &mut out);
-            }
-        }
-    }
-    out
+    let ancestors =
+        std::iter::successors(parent_pid("self"), |p| parent_pid(p)).take_while(|p| p != "0");
+    let others = std::iter::once(())
+        .flat_map(|()| std::fs::read_dir("/proc").into_iter().flatten())
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.bytes().all(|b| b.is_ascii_digit()));
+    ancestors
+        .chain(others)
+        .filter(move |pid| mount_ns_id(pid).is_some_and(|id| seen.insert(id)))
 }
 
 /// The mount namespace to work in, or None for our own:
@@ -156,9 +145,8 @@ fn home_mount_namespace() -> Result<Option<PathBuf>> {
     let under = |pid: &str, path: &Path| {
         Path::new(&format!("/proc/{pid}/root")).join(path.strip_prefix("/").unwrap_or(path))
     };
-    let candidates = candidate_processes(own);
     for wanted in [&exact, &fwctl_dir] {
-        if let Some(pid) = candidates.iter().find(|p| under(p, wanted).exists()) {
+        if let Some(pid) = candidate_processes(own).find(|p| under(p, wanted).exists()) {
             return Ok(Some(PathBuf::from(format!("/proc/{pid}/ns/mnt"))));
         }
     }

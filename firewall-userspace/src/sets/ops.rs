@@ -250,16 +250,19 @@ impl Firewall {
     /// Runs set commands (with the line each came from, for errors) as one change: all of
     /// them or, at the first error, none.
     pub fn set_commands(&mut self, cmds: &[(Option<usize>, Cmd)]) -> Result<()> {
-        self.apply_set_commands(cmds)?;
-        self.record_last_good(true);
+        self.recover_sets()?;
+        if let [(None, cmd @ (Cmd::Add { .. } | Cmd::Del { .. }))] = cmds {
+            self.change_in_place(cmd)?;
+            self.journal_last_good(cmd);
+        } else {
+            self.apply_set_commands(cmds)?;
+            self.record_last_good(true);
+        }
+        crate::timings::phase("last good");
         Ok(())
     }
 
     fn apply_set_commands(&mut self, cmds: &[(Option<usize>, Cmd)]) -> Result<()> {
-        self.recover_sets()?;
-        if let [(None, cmd @ (Cmd::Add { .. } | Cmd::Del { .. }))] = cmds {
-            return self.change_in_place(cmd);
-        }
         let ruleset = self.state.ruleset.clone();
         let mut work = Work {
             fw: self,
@@ -406,6 +409,7 @@ impl Firewall {
         let (mut members, expired): (Members, Members) = store::read(&dir, def.storage)?
             .into_iter()
             .partition(|(_, e)| live_at(*e, now));
+        crate::timings::phase("sets: read storage");
         // Expired members leave the trie here, since the program only ignores them; a
         // value the trie holds for a member inside an expired one stays right (sets/layout.rs:
         // the later of the two expiries).
@@ -440,8 +444,18 @@ impl Firewall {
             remove.extend(old_pieces.iter().filter(|p| !new_pieces.contains(p)));
             insert.extend(new_pieces.iter().filter(|p| !old_pieces.contains(p)));
         }
-        let dp = Dataplane::open_or_install(&self.ns, Capacity::minimum())?;
-        let tries = Tries::open(&dp.ns.pin_dir)?;
+        crate::timings::phase("sets: lay out");
+        // The tries only: opening every map of the dataplane would cost more than the change.
+        if !self
+            .ns
+            .pin_dir
+            .join(crate::dataplane::install::PROGRAM_NAME)
+            .exists()
+        {
+            Dataplane::open_or_install(&self.ns, Capacity::minimum())?;
+        }
+        let tries = Tries::open(&self.ns.pin_dir)?;
+        crate::timings::phase("sets: open tries");
         let info = self
             .state
             .sets
@@ -458,15 +472,18 @@ impl Firewall {
         let applied = tries
             .update(def.family, def.storage, &values)
             .and_then(|()| tries.delete(def.family, def.storage, &gone));
+        crate::timings::phase("sets: xdp trie");
         if let Err(e) = applied.and_then(|()| nft::change(&set, &remove, &insert, now)) {
             undo_trie();
             return Err(e);
         }
+        crate::timings::phase("sets: nft set");
         if let Err(e) = store::write(&dir, def.storage, &members) {
             undo_trie();
             let _ = nft::change(&set, &insert, &remove, now);
             return Err(e);
         }
+        crate::timings::phase("sets: write storage");
         Ok(())
     }
 
