@@ -22,7 +22,7 @@ fn main() -> anyhow::Result<()> {
                 .map_err(|e| anyhow!("copying {}: {e}", from.display()))?;
             println!("cargo:rerun-if-changed={}", from.display());
         }
-        return Ok(());
+        return code_mark();
     }
     // The eBPF crate sits beside this one in the workspace.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -41,5 +41,22 @@ fn main() -> anyhow::Result<()> {
             ..Default::default()
         }],
         Toolchain::default(),
-    )
+    )?;
+    code_mark()
+}
+
+/// FWCTL_CODE_MARK: a hash (FNV-1a) of the embedded XDP object, which names this build's
+/// programs in a pin directory (dataplane::install::code_mark). Computed here once rather
+/// than over 800 KB at every run.
+fn code_mark() -> anyhow::Result<()> {
+    let out = std::path::PathBuf::from(
+        std::env::var_os("OUT_DIR").ok_or_else(|| anyhow!("cargo set no OUT_DIR"))?,
+    );
+    let path = out.join("firewall-ebpf");
+    let object = std::fs::read(&path).map_err(|e| anyhow!("reading {}: {e}", path.display()))?;
+    let hash = object.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    println!("cargo:rustc-env=FWCTL_CODE_MARK={hash:016x}");
+    Ok(())
 }

@@ -192,14 +192,9 @@ impl Dataplane {
 /// The mark, in a pin directory, of the build whose programs it holds: a directory (bpffs
 /// takes those, not files) named after a hash (FNV-1a) of the embedded object. An upgrade
 /// that keeps the ABI finds another build's mark, or none, and moves the firewall onto
-/// its own programs at the next change.
-pub fn code_mark() -> String {
-    let hash = crate::PROGRAM
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-    format!("code-{hash:016x}")
+/// its own programs at the next change. The hash is the build script's (FWCTL_CODE_MARK).
+pub fn code_mark() -> &'static str {
+    concat!("code-", env!("FWCTL_CODE_MARK"))
 }
 
 /// Loads the programs with maps of `capacity` and pins them all in `dir`, made afresh.
