@@ -2,12 +2,13 @@
 //! frame back out (a generator when run with BPF_PROG_TEST_RUN live frames on a veth),
 //! `bench_tx_spoof` does the same with a random source address and port in each IPv4 TCP or
 //! UDP frame (a flood from spoofed sources), and `bench_drop` is the bare XDP_DROP that
-//! fwctl's drop rate is measured against.
+//! fwctl's drop rate is measured against; `bench_pass` the bare XDP_PASS its established
+//! flow is.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
-    bindings::xdp_action::{XDP_DROP, XDP_TX},
+    bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
     helpers::bpf_get_prandom_u32,
     macros::xdp,
     programs::XdpContext,
@@ -88,6 +89,13 @@ pub fn bench_tx_spoof(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn bench_drop(_ctx: XdpContext) -> u32 {
     XDP_DROP
+}
+
+/// What any XDP program on the receiving veth costs a packet the stack then takes (the
+/// established-flow rows' floor for an XDP firewall).
+#[xdp]
+pub fn bench_pass(_ctx: XdpContext) -> u32 {
+    XDP_PASS
 }
 
 #[cfg(not(test))]

@@ -225,21 +225,23 @@ struct Flood {
     frame: Vec<u8>,
 }
 
-/// The bare XDP_DROP's rate (Mpps) on `flood`, attached by this process for the run.
-fn bare_rate(gen: &Netns, host: &Netns, flood: &Flood) -> Result<f64> {
+/// Attaches the bench object's XDP program `name` to the host's veth; it stays attached
+/// as long as the object returned lives.
+fn attach_bench(host: &Netns, name: &'static str) -> Result<aya::Ebpf> {
     let host_if = ifindex(host, HOST_IF)?;
-    // Attached from inside the host's namespace, where the ifindex means HOST_IF; the
-    // attachment lasts as long as the object returned.
-    let _attached = host.run(move || -> Result<aya::Ebpf> {
+    // Attached from inside the host's namespace, where the ifindex means HOST_IF.
+    host.run(move || -> Result<aya::Ebpf> {
         let mut ebpf = EbpfLoader::new().load(fwctl::BENCH_PROGRAMS)?;
-        let prog: &mut Xdp = ebpf
-            .program_mut("bench_drop")
-            .context("bench_drop")?
-            .try_into()?;
+        let prog: &mut Xdp = ebpf.program_mut(name).context(name)?.try_into()?;
         prog.load()?;
         prog.attach_to_if_index(host_if, XdpMode::Driver)?;
         Ok(ebpf)
-    })??;
+    })?
+}
+
+/// The bare XDP_DROP's rate (Mpps) on `flood`, attached by this process for the run.
+fn bare_rate(gen: &Netns, host: &Netns, flood: &Flood) -> Result<f64> {
+    let _attached = attach_bench(host, "bench_drop")?;
     let before = xdp_drops(host)?;
     let secs = generator::flood(gen, GEN_IF, flood.program, flood.frame.clone(), FRAMES)?;
     Ok(rate(xdp_drops(host)? - before, secs))
@@ -373,24 +375,57 @@ fn bracketed(
 /// Segments per established-flow run: the host's TCP takes them at stack speed.
 const ESTABLISHED_FRAMES: u32 = 3_000_000;
 
+/// What receives the established flow's segments in one of its rows.
+enum Established {
+    /// No firewall, no conntrack (not even iptables' empty chains).
+    Nothing,
+    /// A bare XDP_PASS program on the veth, no firewall: what XDP itself costs here.
+    BarePass,
+    /// iptables' filter INPUT with the how-to's ruleset and the allow rules.
+    Iptables,
+    /// fwctl (this binary, or an older build's), the same rules, attached to the veth.
+    Fwctl {
+        bin: std::path::PathBuf,
+        label: String,
+    },
+}
+
+impl Established {
+    fn name(&self) -> String {
+        match self {
+            Established::Nothing => "no firewall (no conntrack)".into(),
+            Established::BarePass => "bare XDP_PASS program, no firewall (no conntrack)".into(),
+            Established::Iptables => {
+                "iptables filter INPUT (conntrack), how-to ruleset + 1000 allow rules".into()
+            }
+            Established::Fwctl { label, .. } => {
+                format!("{label}, how-to stateful ruleset + 1000 allow rules (ESTABLISHED at XDP)")
+            }
+        }
+    }
+}
+
+/// `bin` (a fwctl build) with `args` in the host's namespace; its output, or an error.
+fn fwctl_with(host: &FwNs, bin: &std::path::Path, args: &[&str]) -> Result<String> {
+    let bin = bin.to_str().context("non-UTF-8 fwctl path")?;
+    netlab::output(host.command(bin).args(args))
+}
+
 /// Segments of a real, established TCP connection (pure ACKs from the generator's
 /// namespace to the host's port 22, offered as fast as the generator goes): how many per
 /// second the host's TCP receives (`Tcp InSegs`) with fwctl (the how-to's stateful ruleset
 /// and 1,000 rules: each segment looked up at XDP, ESTABLISHED, accepted by rule 2), with
-/// iptables and the same rules (conntrack, then its ESTABLISHED,RELATED rule) and with no
-/// firewall at all (no conntrack either), one run each. The segments' sequence numbers
-/// are not the connection's: conntrack is made liberal (`nf_conntrack_tcp_be_liberal`)
-/// so that it does not call them INVALID, for iptables' rule to accept them as fwctl's
-/// XDP (which does not check windows) does. Fails unless the ESTABLISHED,RELATED rule
-/// counted what TCP received.
+/// iptables and the same rules (conntrack, then its ESTABLISHED,RELATED rule), with a bare
+/// XDP_PASS program and no firewall, and with nothing at all; with `FWCTL_BEFORE=PATH`, also
+/// with that older fwctl build. Each in turn, `ROUNDS` times; the medians are reported.
+/// The segments' sequence numbers are not the connection's: conntrack is made liberal
+/// (`nf_conntrack_tcp_be_liberal`) so that it does not call them INVALID, for iptables'
+/// rule to accept them as fwctl's XDP (which does not check windows) does. Fails unless
+/// the ESTABLISHED,RELATED rule counted what TCP received.
 fn established_rows(gen: &Netns, host: &FwNs, table: &mut Table) -> Result<()> {
     // Without an XDP program of its own, a veth takes the peer's XDP_TX frames only in
     // NAPI mode, which GRO turns on: on for every run (pure ACKs are not coalesced).
     netlab::run(host.command("ethtool").args(["-K", HOST_IF, "gro", "on"]))?;
-    let fwctl = Fwctl {
-        base: tests::CLASSIC_RULESET,
-    };
-    fwctl.install(host)?;
     netlab::run(
         host.command("sysctl")
             .args(["-qw", "net.netfilter.nf_conntrack_tcp_be_liberal=1"]),
@@ -398,8 +433,8 @@ fn established_rows(gen: &Netns, host: &FwNs, table: &mut Table) -> Result<()> {
     let server: std::net::SocketAddr = "10.210.0.2:22".parse()?;
     let listener = host.run(move || std::net::TcpListener::bind(server))??;
     let host_mac = generator::mac_bytes(host, HOST_IF)?;
-    // A new connection under each firewall, so that its conntrack entry is that
-    // firewall's; then its segments, as fast as the generator goes.
+    // A new connection under each receiver, so that its conntrack entry is that
+    // receiver's; then its segments, as fast as the generator goes.
     let received = || -> Result<(u64, f64)> {
         let client = gen.run(move || std::net::TcpStream::connect(server))??;
         let (_accepted, _) = listener.accept()?;
@@ -423,48 +458,92 @@ fn established_rows(gen: &Netns, host: &FwNs, table: &mut Table) -> Result<()> {
         );
         Ok(())
     };
-    let (got, secs) = received()?;
-    let list = host.fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x", "--line-numbers"]);
-    accepted_all(listed_counters(&list, "INPUT", 2)?.0, got, "fwctl")?;
-    let fwctl_rate = rate(got, secs);
-    fwctl.remove(host)?;
-
-    let iptables = Receiver::IptablesFilter;
-    iptables.install(host, tests::CLASSIC_RULESET, EXTRA)?;
-    let (got, secs) = received()?;
-    let list = netlab::output(host.command("iptables").args([
-        "-L",
-        "INPUT",
-        "-v",
-        "-x",
-        "-n",
-        "--line-numbers",
-    ]))?;
-    accepted_all(listed_counters(&list, "INPUT", 1)?.0, got, "iptables")?;
-    let iptables_rate = rate(got, secs);
-    iptables.remove(host)?;
-    // Not even iptables' empty chains, nor the conntrack hooks its rule brought.
-    netlab::run(host.command("nft").args(["flush", "ruleset"]))?;
-
-    let (got, secs) = received()?;
-    let none_rate = rate(got, secs);
-    for (name, r) in [
-        ("no firewall (no conntrack)", none_rate),
-        (
-            "iptables filter INPUT (conntrack), how-to ruleset + 1000 allow rules",
-            iptables_rate,
-        ),
-        (
-            "fwctl, how-to stateful ruleset + 1000 allow rules (ESTABLISHED at XDP)",
-            fwctl_rate,
-        ),
-    ] {
+    let mut receivers = vec![
+        Established::Nothing,
+        Established::BarePass,
+        Established::Iptables,
+        Established::Fwctl {
+            bin: tests::fwctl_bin(),
+            label: "fwctl".into(),
+        },
+    ];
+    if let Some(bin) = std::env::var_os("FWCTL_BEFORE").map(std::path::PathBuf::from) {
+        let version = netlab::output(std::process::Command::new(&bin).arg("--version"))?;
+        receivers.push(Established::Fwctl {
+            bin,
+            label: format!("FWCTL_BEFORE ({})", version.trim()),
+        });
+    }
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); receivers.len()];
+    for _ in 0..ROUNDS {
+        for (receiver, rates) in receivers.iter().zip(rates.iter_mut()) {
+            let (got, secs) = match receiver {
+                Established::Nothing => {
+                    // Not even iptables' empty chains, nor the conntrack hooks its rule
+                    // brought.
+                    netlab::run(host.command("nft").args(["flush", "ruleset"]))?;
+                    received()?
+                }
+                Established::BarePass => {
+                    netlab::run(host.command("nft").args(["flush", "ruleset"]))?;
+                    let _attached = attach_bench(host, "bench_pass")?;
+                    received()?
+                }
+                Established::Iptables => {
+                    let iptables = Receiver::IptablesFilter;
+                    iptables.install(host, tests::CLASSIC_RULESET, EXTRA)?;
+                    let (got, secs) = received()?;
+                    let list = netlab::output(host.command("iptables").args([
+                        "-L",
+                        "INPUT",
+                        "-v",
+                        "-x",
+                        "-n",
+                        "--line-numbers",
+                    ]))?;
+                    accepted_all(listed_counters(&list, "INPUT", 1)?.0, got, "iptables")?;
+                    iptables.remove(host)?;
+                    (got, secs)
+                }
+                Established::Fwctl { bin, label } => {
+                    for line in tests::CLASSIC_RULESET {
+                        fwctl_with(host, bin, &line.split_whitespace().collect::<Vec<_>>())?;
+                    }
+                    let rules = TempFile::new("fwb-rules", &allow_rules(EXTRA))?;
+                    fwctl_with(host, bin, &["restore", "--noflush", rules.path_str()?])?;
+                    fwctl_with(host, bin, &["attach", HOST_IF])?;
+                    let (got, secs) = received()?;
+                    let list = fwctl_with(
+                        host,
+                        bin,
+                        &["-L", "INPUT", "-n", "-v", "-x", "--line-numbers"],
+                    )?;
+                    accepted_all(listed_counters(&list, "INPUT", 2)?.0, got, label)?;
+                    fwctl_with(host, bin, &["down"])?;
+                    (got, secs)
+                }
+            };
+            rates.push(rate(got, secs));
+            eprintln!(
+                "{}: {:.3} Mpps",
+                receiver.name(),
+                rates.last().unwrap_or(&0.0)
+            );
+        }
+    }
+    let none = median(rates[0].clone());
+    for (receiver, rates) in receivers.iter().zip(rates) {
+        let r = median(rates.clone());
         table.row(vec![
-            name.to_string(),
+            receiver.name(),
             "ACKs of an established TCP connection, received by TCP".to_string(),
             format!("{r:.3}"),
-            "-".to_string(),
-            format!("{:.2} of no firewall", r / none_rate),
+            rates
+                .iter()
+                .map(|x| format!("{x:.3}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            format!("{:.2} of no firewall", r / none),
         ]);
         eprintln!("{:?}", table.rows().last());
     }
