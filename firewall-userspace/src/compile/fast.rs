@@ -234,41 +234,69 @@ fn intersect_all(conds: Vec<Ranges>) -> Ranges {
     acc
 }
 
+/// Values over the key space as consecutive runs from 0: each run's end (exclusive) and
+/// the value every key in it has.
+type Runs<T> = Vec<(usize, T)>;
+
 /// For every key value, the first entry (in order) among `entries` whose ranges hold it,
-/// or None. Each value is written once: a "next unfilled value" forest skips filled runs.
-fn first_covering<'a>(entries: impl Iterator<Item = (usize, &'a Ranges)>) -> Vec<Option<usize>> {
+/// or None, as runs. The answer can only change where a range starts or ends, so the key
+/// space is cut there and each piece is assigned once (a "next unassigned piece" forest
+/// skips assigned runs): the cost follows the ranges, not the 65,536 key values, which a
+/// small ruleset's every change would otherwise pay for each class and view.
+fn first_covering<'a>(entries: impl Iterator<Item = (usize, &'a Ranges)>) -> Runs<Option<usize>> {
     const N: usize = FAST_KEYS as usize;
-    let mut first = vec![None; N];
-    // next[v]: the smallest unfilled value >= v is found by following the links; N = none.
-    let mut next: Vec<usize> = (0..=N).collect();
-    fn find(next: &mut [usize], mut v: usize) -> usize {
-        let mut root = v;
+    let entries: Vec<(usize, &Ranges)> = entries.collect();
+    let mut starts = vec![0usize];
+    for &(lo, hi) in entries.iter().flat_map(|(_, r)| r.iter()) {
+        let (lo, hi) = (lo as usize, hi as usize);
+        if lo < N && lo <= hi {
+            starts.push(lo);
+            if hi + 1 < N {
+                starts.push(hi + 1);
+            }
+        }
+    }
+    starts.sort_unstable();
+    starts.dedup();
+    let pieces = starts.len();
+    let mut first = vec![None; pieces];
+    // next[p]: the first unassigned piece >= p is found by following the links.
+    let mut next: Vec<usize> = (0..=pieces).collect();
+    fn find(next: &mut [usize], mut p: usize) -> usize {
+        let mut root = p;
         while next[root] != root {
             root = next[root];
         }
-        while next[v] != root {
-            let up = next[v];
-            next[v] = root;
-            v = up;
+        while next[p] != root {
+            let up = next[p];
+            next[p] = root;
+            p = up;
         }
         root
     }
-    let mut left = N;
+    let mut left = pieces;
     for (e, ranges) in entries {
         for &(lo, hi) in ranges {
-            let mut v = find(&mut next, lo as usize);
-            while v <= hi as usize && v < N {
-                first[v] = Some(e);
+            let (lo, hi) = (lo as usize, hi as usize);
+            if lo >= N || lo > hi {
+                continue;
+            }
+            // `lo` starts a piece, and `hi + 1` the piece after the range's last.
+            let mut p = find(&mut next, starts.partition_point(|&s| s < lo));
+            while p < pieces && starts[p] <= hi {
+                first[p] = Some(e);
                 left -= 1;
-                next[v] = v + 1;
-                v = find(&mut next, v + 1);
+                next[p] = p + 1;
+                p = find(&mut next, p + 1);
             }
         }
         if left == 0 {
             break;
         }
     }
-    first
+    (0..pieces)
+        .map(|p| (starts.get(p + 1).copied().unwrap_or(N), first[p]))
+        .collect()
 }
 
 /// A packet's fast class and key value, as the XDP program computes them
@@ -300,7 +328,7 @@ pub fn table(flats: &[Flat], chain: &Chain, by_class: &mut ByClass) -> Vec<u32> 
     let shapes: Vec<Shape> = flats.iter().map(|f| Shape::of(f, chain)).collect();
     let mut words = Vec::with_capacity((FAST_CLASSES * FAST_KEYS) as usize);
     for class in 0..FAST_CLASSES {
-        let outcomes = |view: View| -> Vec<u32> {
+        let outcomes = |view: View| -> Runs<u32> {
             let reachable = shapes
                 .iter()
                 .enumerate()
@@ -317,43 +345,61 @@ pub fn table(flats: &[Flat], chain: &Chain, by_class: &mut ByClass) -> Vec<u32> 
             }));
             first
                 .into_iter()
-                .map(|found| match found {
-                    None => chain.policy,
-                    Some(e) => {
-                        let s = &shapes[e];
-                        match s.outcome {
-                            Some(o) if s.certain[class as usize] && s.ct_certain(view) => o,
-                            _ => 0,
+                .map(|(end, found)| {
+                    let word = match found {
+                        None => chain.policy,
+                        Some(e) => {
+                            let s = &shapes[e];
+                            match s.outcome {
+                                Some(o) if s.certain[class as usize] && s.ct_certain(view) => o,
+                                _ => 0,
+                            }
                         }
-                    }
+                    };
+                    (end, word)
                 })
                 .collect()
         };
         let any = outcomes(View::Any);
-        if !chain.uses_ct {
-            words.extend(any);
-            continue;
-        }
-        let per_class: Vec<Vec<u32>> = (0..CT_CLASSES).map(|k| outcomes(View::Class(k))).collect();
-        for (v, &word) in any.iter().enumerate() {
-            if word != 0 {
-                words.push(word);
-                continue;
+        let per_class: Vec<Runs<u32>> = match chain.uses_ct {
+            true => (0..CT_CLASSES).map(|k| outcomes(View::Class(k))).collect(),
+            false => Vec::new(),
+        };
+        // One sweep over all views' runs: a word per piece where none of them changes.
+        let mut at = vec![0usize; 1 + per_class.len()];
+        let mut v = 0;
+        while v < FAST_KEYS as usize {
+            let end = std::iter::once(&any)
+                .chain(&per_class)
+                .zip(&at)
+                .map(|(runs, &i)| runs[i].0)
+                .min()
+                .unwrap_or(FAST_KEYS as usize);
+            let word = any[at[0]].1;
+            let word = if word != 0 || per_class.is_empty() {
+                word
+            } else {
+                let mut o = FastCt::default();
+                for (out, (runs, &i)) in o.by_class.iter_mut().zip(per_class.iter().zip(&at[1..])) {
+                    *out = runs[i].1;
+                }
+                // Only where every class is decided: the program then looks the packet up
+                // once and is done; anywhere else the classifier makes the one lookup.
+                match o.by_class.iter().all(|&w| w & FAST_FINAL != 0) {
+                    true => match by_class.add(o) {
+                        0 => 0,
+                        i => FAST_BY_CLASS | i,
+                    },
+                    false => 0,
+                }
+            };
+            words.extend(std::iter::repeat_n(word, end - v));
+            for (runs, i) in std::iter::once(&any).chain(&per_class).zip(at.iter_mut()) {
+                if runs[*i].0 == end {
+                    *i += 1;
+                }
             }
-            let mut o = FastCt::default();
-            for (out, class) in o.by_class.iter_mut().zip(&per_class) {
-                *out = class[v];
-            }
-            // Only where every class is decided: the program then looks the packet up once
-            // and is done; anywhere else the classifier makes the one lookup.
-            let complete = o.by_class.iter().all(|&w| w & FAST_FINAL != 0);
-            words.push(match complete {
-                true => match by_class.add(o) {
-                    0 => 0,
-                    i => FAST_BY_CLASS | i,
-                },
-                false => 0,
-            });
+            v = end;
         }
     }
     words
@@ -373,18 +419,61 @@ mod tests {
         assert!(intersect_all(vec![vec![(0, 10)], vec![(11, 20)]]).is_empty());
     }
 
+    /// The value of key `v` in `runs`.
+    fn at<T: Copy>(runs: &Runs<T>, v: usize) -> T {
+        runs.iter()
+            .find(|(end, _)| v < *end)
+            .expect("runs cover the keys")
+            .1
+    }
+
     #[test]
     fn first_entry_wins_each_value() {
         let a: Ranges = vec![(10, 20)];
         let b: Ranges = vec![(0, 65_535)];
         let c: Ranges = vec![(15, 15)];
         let first = first_covering([(0, &a), (1, &b), (2, &c)].into_iter());
-        assert_eq!(first[9], Some(1));
-        assert_eq!(first[10], Some(0));
-        assert_eq!(first[15], Some(0));
-        assert_eq!(first[21], Some(1));
+        assert_eq!(at(&first, 9), Some(1));
+        assert_eq!(at(&first, 10), Some(0));
+        assert_eq!(at(&first, 15), Some(0));
+        assert_eq!(at(&first, 20), Some(0));
+        assert_eq!(at(&first, 21), Some(1));
+        assert_eq!(at(&first, 65_535), Some(1));
         let first = first_covering([(2, &c)].into_iter());
-        assert_eq!(first[15], Some(2));
-        assert_eq!(first[16], None);
+        assert_eq!(at(&first, 14), None);
+        assert_eq!(at(&first, 15), Some(2));
+        assert_eq!(at(&first, 16), None);
+        assert_eq!(first.last().map(|r| r.0), Some(65_536));
+    }
+
+    /// The runs against a value-by-value reading of the same entries, on random ranges.
+    #[test]
+    fn runs_agree_with_each_value() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = |n: u32| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % u64::from(n)) as u32
+        };
+        for _ in 0..50 {
+            let entries: Vec<Ranges> = (0..rand(8))
+                .map(|_| {
+                    (0..1 + rand(3))
+                        .map(|_| {
+                            let lo = rand(65_536);
+                            (lo, (lo + rand(3_000)).min(65_535))
+                        })
+                        .collect()
+                })
+                .collect();
+            let runs = first_covering(entries.iter().enumerate());
+            for v in (0..65_536u32).step_by(7).chain([0, 65_535]) {
+                let want = entries
+                    .iter()
+                    .position(|r| r.iter().any(|&(lo, hi)| lo <= v && v <= hi));
+                assert_eq!(at(&runs, v as usize), want, "key {v} of {entries:?}");
+            }
+        }
     }
 }

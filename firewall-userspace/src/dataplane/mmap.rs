@@ -99,6 +99,20 @@ impl MmapArray {
                 self.entries
             );
         }
+        if self.stride == std::mem::size_of::<T>() && self.stride % 8 == 0 {
+            // Elements back to back, as the values are: one pass of 8-byte stores (whole
+            // words, as `write` promises), without a bounds check per element.
+            // The values may be less aligned than a u64: read as bytes.
+            let bytes: &[u8] = bytemuck::cast_slice(values);
+            let at = self.slot(index, self.stride)? as *mut u64;
+            for (i, w) in bytes.chunks_exact(8).enumerate() {
+                let w = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+                // SAFETY: `values.len()` elements from `index` lie inside the mapping
+                // (checked above), 8-aligned; `bytes` is exactly that many strides long.
+                unsafe { std::ptr::write_volatile(at.add(i), w) };
+            }
+            return Ok(());
+        }
         for (i, v) in values.iter().enumerate() {
             self.write(index + i, v)?;
         }
