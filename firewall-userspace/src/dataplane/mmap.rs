@@ -99,7 +99,7 @@ impl MmapArray {
                 self.entries
             );
         }
-        if self.stride == std::mem::size_of::<T>() && self.stride % 8 == 0 {
+        if self.stride == std::mem::size_of::<T>() && self.stride.is_multiple_of(8) {
             // Elements back to back, as the values are: one pass of 8-byte stores (whole
             // words, as `write` promises), without a bounds check per element.
             // The values may be less aligned than a u64: read as bytes.
