@@ -383,6 +383,8 @@ fn upgrade_under_traffic(fault: Option<&str>) {
         if let Some(f) = fault {
             let out = packaged(&lab, &["-S"], Some(f));
             assert!(!out.status.success(), "{f}: the fault did not fire");
+            // Killed after the move (in the commit that follows it), the run said it moved.
+            said.push_str(&String::from_utf8_lossy(&out.stderr));
             std::thread::sleep(Duration::from_millis(500));
         }
         let out = packaged(&lab, &["-S"], None);
@@ -441,7 +443,14 @@ fn upgrade_to_another_abi_under_traffic_never_opens() {
     if installed() {
         ok("dpkg", &["--purge", "fwctl"]);
     }
-    for fault in [None, Some("upgrade-built"), Some("upgrade-relinked")] {
+    // Each step of the move: the new instance built, the links moved, and the commit that
+    // then puts the ruleset through the new version (killed with its batch staged).
+    for fault in [
+        None,
+        Some("upgrade-built"),
+        Some("upgrade-relinked"),
+        Some("staged"),
+    ] {
         upgrade_under_traffic(fault);
     }
 }

@@ -78,8 +78,8 @@ pub fn test(filter: Option<String>) -> Result<()> {
 
     late.packages.finish()?;
     let (old, next) = (
-        only_deb(&root.join("target/debian"))?,
-        only_deb(&root.join("target/debian-abi-bump-1"))?,
+        only_deb(&root.join(KEPT_DEBS).join("first"))?,
+        only_deb(&root.join(KEPT_DEBS).join("next"))?,
     );
     run(kernel(&["--test", PACKAGE_TEST, "--", "--test-threads=1"])
         .env("FWCTL_DEB", old)
@@ -98,6 +98,8 @@ pub fn test(filter: Option<String>) -> Result<()> {
 const PACKAGE_TEST: &str = "package";
 /// The package test's second build, as tests/tests/package.rs expects it.
 const NEXT_VERSION: &str = "0.1.1";
+/// Where the background build keeps both packages for the package test.
+const KEPT_DEBS: &str = "target/xtask-debs";
 
 /// The background builds of a whole run, and the XDP objects the fuzz build embeds (the
 /// dev build's, chosen once so that the fuzz build and the runs agree on them).
@@ -117,12 +119,26 @@ impl LateBuilds {
             cmd
         };
         let logs = root.join("target/xtask-logs");
+        // cargo-deb clears every build's packages but its own: each is kept aside at once.
+        let keep = |from: &str, to: &Path| {
+            let mut cmd = Command::new("sh");
+            cmd.current_dir(root).arg("-c").arg(format!(
+                "rm -rf '{to}' && mkdir -p '{to}' && cp {from}/*.deb '{to}/'",
+                to = to.display()
+            ));
+            cmd
+        };
         let packages = Background::start(
             "the packages for the package test",
             &logs.join("deb.log"),
             vec![
                 deb(&[]),
+                keep("target/debian", &root.join(KEPT_DEBS).join("first")),
                 deb(&["--version", NEXT_VERSION, "--abi-bump", "1"]),
+                keep(
+                    "target/debian-abi-bump-1",
+                    &root.join(KEPT_DEBS).join("next"),
+                ),
             ],
         )?;
         let objects = fuzz::newest_objects(root, &["debug"]);
@@ -155,7 +171,7 @@ fn kernel_test_files(root: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// The one package cargo-deb left in `dir` (it clears the others).
+/// The one package in `dir`.
 fn only_deb(dir: &Path) -> Result<PathBuf> {
     let debs: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
