@@ -74,6 +74,23 @@ impl FwNs {
             .expect("running fwctl")
     }
 
+    /// Runs fwctl killed at fault point `fault` (`FWCTL_FAULT`, as a crash or `kill -9`
+    /// there would), and fails the test unless it was; returns its output.
+    pub fn fwctl_killed_at(&self, fault: &str, args: &[&str]) -> Output {
+        let out = self
+            .fwctl_command()
+            .env("FWCTL_FAULT", fault)
+            .args(args)
+            .output()
+            .expect("running fwctl");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && said.contains(&format!("FWCTL_FAULT={fault}")),
+            "fwctl {args:?}: the fault {fault} did not fire: {said}"
+        );
+        out
+    }
+
     /// Runs fwctl and fails the test unless it succeeds; returns stdout.
     pub fn fwctl_ok(&self, args: &[&str]) -> String {
         let out = self.fwctl(args);

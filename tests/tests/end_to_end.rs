@@ -1337,15 +1337,7 @@ fn maps_follow_the_ruleset_size() {
     let accept = [
         "-A", "INPUT", "-p", "udp", "--dport", "7900", "-j", "ACCEPT",
     ];
-    let out = lab
-        .host
-        .fwctl_command()
-        .env("FWCTL_FAULT", "relinked")
-        .args(accept)
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "the fault did not fire");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("FWCTL_FAULT=relinked"));
+    lab.host.fwctl_killed_at("relinked", &accept);
     assert!(scratch_left());
     // Meanwhile the new instance judges, with the whole new ruleset.
     assert_eq!(xdp(7900), 3);

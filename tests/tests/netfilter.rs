@@ -504,17 +504,12 @@ fn an_interrupted_change_leaves_the_previous_ruleset() {
     ])
     .unwrap();
     let before = lab.host.fwctl_ok(&["-S"]);
-    let out = lab
-        .host
-        .fwctl_command()
-        .env("FWCTL_FAULT", "staged")
-        .args([
+    lab.host.fwctl_killed_at(
+        "staged",
+        &[
             "-I", "INPUT", "-p", "udp", "--dport", "7801", "-j", "ACCEPT",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "the fault did not fire");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("FWCTL_FAULT=staged"));
+        ],
+    );
     assert_eq!(lab.host.fwctl_ok(&["-S"]), before);
     let lo = |port| udp_between(&lab.host, &lab.host, "127.0.0.1", "127.0.0.1", port, 3, 10);
     let xdp = |port| udp_exchange(&lab, CLIENT_V4, HOST_V4, port, 3, 10);

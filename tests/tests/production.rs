@@ -239,18 +239,7 @@ fn another_builds_programs_give_way_to_this_builds_at_the_next_change() {
     // the pins change places): they judge with the whole new ruleset meanwhile, and the
     // next run puts the links back on the old build's instance, the one the state
     // describes, with the old ruleset; the change after that moves them again.
-    let out = lab
-        .host
-        .fwctl_command()
-        .env("FWCTL_FAULT", "relinked")
-        .args(accept)
-        .output()
-        .expect("fwctl");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("FWCTL_FAULT=relinked"),
-        "the fault did not fire: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab.host.fwctl_killed_at("relinked", &accept);
     assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7001, 1, 64), 1);
     assert_eq!(udp_exchange(&lab, CLIENT_V4, HOST_V4, 7002, 1, 64), 0);
     let rules = lab.host.fwctl_ok(&["-S"]);

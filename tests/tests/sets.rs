@@ -367,13 +367,7 @@ fn a_restore_killed_half_way_changes_nothing() {
     host.fwctl_ok(&["attach", HOST_IF]);
     let saved = host.fwctl_ok(&["set", "save"]);
     let next = temp_file("killed", "create bl hash:net\nadd bl 10.99.0.0/16\n");
-    let out = host
-        .fwctl_command()
-        .args(["set", "restore", next.to_str().unwrap()])
-        .env("FWCTL_FAULT", "sets-loaded")
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "the fault point stops it");
+    host.fwctl_killed_at("sets-loaded", &["set", "restore", next.to_str().unwrap()]);
     assert_eq!(from_client(&lab, 7700), 0, "the old members are in force");
     assert_eq!(host.fwctl_ok(&["set", "save"]), saved);
     let table =
