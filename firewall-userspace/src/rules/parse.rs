@@ -533,6 +533,8 @@ impl<'a> Args<'a> {
 /// Parses the arguments after the program name, iptables style.
 pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
     let mut family = Family::V4;
+    // The -4 or -6 given, if any.
+    let mut family_flag: Option<Family> = None;
     let mut table = Table::Filter;
     let mut verb: Option<(Verb, Option<&'a str>, Option<&'a str>)> = None;
     let mut list = ListOptions::default();
@@ -653,8 +655,31 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 });
                 spec.any = true;
             }
-            "-4" | "--ipv4" => family = Family::V4,
-            "-6" | "--ipv6" => family = Family::V6,
+            "-4" | "--ipv4" | "-6" | "--ipv6" => {
+                let wanted = match opt.ends_with('4') {
+                    true => Family::V4,
+                    false => Family::V6,
+                };
+                match family_flag {
+                    Some(f) if f != wanted => {
+                        return Err(bad("-4 and -6 cannot both be given: a rule has one family"))
+                    }
+                    None if wanted != family && args.pos > 1 => {
+                        // ip6tables takes -6 anywhere, but options before it were read for
+                        // IPv4 (a recent match's mask, a rate limit's): read them again,
+                        // the family first.
+                        let at = args.pos - 1;
+                        let again: Vec<String> = std::iter::once(raw.to_string())
+                            .chain(args.args[..at].iter().cloned())
+                            .chain(args.args[at + 1..].iter().cloned())
+                            .collect();
+                        return parse_args(&again);
+                    }
+                    _ => {}
+                }
+                family_flag = Some(wanted);
+                family = wanted;
+            }
             "-t" | "--table" => {
                 let name = args.value(opt, inline)?;
                 table = Table::from_name(name).ok_or_else(|| ParseError {

@@ -1042,6 +1042,39 @@ fn fragment_option_refused_in_ipv6_wherever_the_6_comes() {
     }
 }
 
+/// Found by the rule_grammar fuzz target (fuzz/seeds/rule_grammar/found-recent-before-6):
+/// a `-6` after a match whose options depend on the family (`-m recent`'s mask) left them
+/// read for IPv4: the rule saved `--mask 255.255.255.255`, which does not read back as
+/// IPv6. The family flag counts wherever it comes, as in ip6tables; both flags are refused.
+#[test]
+fn the_family_flag_counts_wherever_it_comes() {
+    let save = |line: &str| {
+        let specs = rules(line);
+        assert_eq!(parse(line).expect(line).family, Family::V6, "{line}");
+        crate::cli::list::rule_args(&specs[0])
+    };
+    let first = save("-6 -A INPUT -p udp -m recent --set --name T -m udp");
+    assert!(
+        first.contains("--mask ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+        "{first}"
+    );
+    assert_eq!(
+        save("-A INPUT -p udp -m recent --set --name T -6 -m udp"),
+        first
+    );
+    assert_eq!(
+        save("-A INPUT -p udp -m recent --set --name T -m udp --ipv6"),
+        first
+    );
+    for line in ["-6 -A INPUT -4", "-A INPUT -4 -j DROP -6"] {
+        let err = parse(line).expect_err(line);
+        assert_eq!(
+            err.message, "-4 and -6 cannot both be given: a rule has one family",
+            "{line}"
+        );
+    }
+}
+
 /// `-m recent`: what fwctl refuses rather than judge differently, with the option named.
 #[test]
 fn recent_refusals_name_the_option() {
