@@ -167,7 +167,11 @@ pub fn restore_onto(
                 args.remove(0);
             }
         }
-        if family == Family::V6 && !args.iter().any(|a| a == "-6") {
+        // A line's own -4 or -6 says its family (a -4 line is skipped below).
+        let flagged = args
+            .iter()
+            .any(|a| matches!(a.as_str(), "-4" | "--ipv4" | "-6" | "--ipv6"));
+        if family == Family::V6 && !flagged {
             args.insert(0, "-6".into());
         }
         if !args.iter().any(|a| a == "-t" || a.starts_with("--table")) {
