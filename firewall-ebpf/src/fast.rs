@@ -180,9 +180,8 @@ pub fn ipv4(ctx: &XdpContext, generation: u32, flags: u32) -> Option<V4> {
         // A SYN or a datagram towards a destination no conntrack entry has: the lookup
         // would miss, so its class is a miss's (as firewall_ebpf::ct::class would find),
         // with no packet record and no call.
-        // A plain read of the program's own read-only global (real lookups only: the fake
-        // mode of the test fixtures decides in firewall_ebpf::ct).
-        let ct_kernel = core::ptr::read_volatile(&crate::CT_MODE) == CT_MODE_KERNEL;
+        // Real lookups only: the fake mode of the test fixtures decides in firewall_ebpf::ct.
+        let ct_kernel = crate::ct_mode() == CT_MODE_KERNEL;
         // Only TCP and UDP have a miss class (ICMP goes to netfilter), and only a SYN's
         // or a datagram's is final.
         if ct_kernel

@@ -48,7 +48,7 @@ use fast::Fast;
 // and `nf_conn.status` is read at a constant offset, as it must be.
 /// `CT_MODE_*`: how conntrack state is learnt.
 #[no_mangle]
-pub(crate) static CT_MODE: u32 = 0;
+static CT_MODE: u32 = 0;
 /// Byte offset of `status` in this kernel's `struct nf_conn` (from its BTF).
 #[no_mangle]
 static NF_CONN_STATUS: u32 = 0;
@@ -216,14 +216,16 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
 /// The packet's conntrack class, as the loader's mode says to learn it.
 #[inline(always)]
 fn ct_class(ctx: &XdpContext, pkt: &Packet, config: &Config) -> u32 {
-    // SAFETY: plain reads of the program's own read-only globals.
-    let (mode, status) = unsafe {
-        (
-            core::ptr::read_volatile(&CT_MODE),
-            core::ptr::read_volatile(&NF_CONN_STATUS),
-        )
-    };
-    ct::class(ctx, pkt, mode, status, config)
+    // SAFETY: a plain read of the program's own read-only global.
+    let status = unsafe { core::ptr::read_volatile(&NF_CONN_STATUS) };
+    ct::class(ctx, pkt, ct_mode(), status, config)
+}
+
+/// The loader's `CT_MODE_*`: a constant to the verifier, which prunes the other modes.
+#[inline(always)]
+pub(crate) fn ct_mode() -> u32 {
+    // SAFETY: a plain read of the program's own read-only global.
+    unsafe { core::ptr::read_volatile(&CT_MODE) }
 }
 
 /// Applies a fast-path outcome (`firewall_common::fast_final`). No helper call on a drop:

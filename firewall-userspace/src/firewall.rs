@@ -76,7 +76,7 @@ impl Firewall {
         if fw.store.exists() && !older.is_empty() {
             fw.upgrade(&older)?;
         }
-        if fw.store.exists() && !fw.ns.pin_dir.join(PROGRAM_NAME).exists() {
+        if fw.store.exists() && !Dataplane::installed(&fw.ns) {
             bail!(
                 "the state in {} says fwctl is installed here, but its pinned programs and maps are not in {}: \
                  run fwctl from the operator's shell (`ip netns exec NS fwctl ...` in the foreground), \
@@ -96,7 +96,7 @@ impl Firewall {
     fn upgrade(&mut self, older: &[(u32, std::path::PathBuf)]) -> Result<()> {
         use crate::dataplane::upgrade;
         let from: Vec<String> = older.iter().map(|(abi, _)| abi.to_string()).collect();
-        if !self.ns.pin_dir.join(PROGRAM_NAME).exists() {
+        if !Dataplane::installed(&self.ns) {
             let Some(generation) = self.state.generation else {
                 bail!(
                     "the firewall in force was installed by an fwctl of BPF ABI {} that did not record its generation; \

@@ -121,13 +121,18 @@ pub fn load_object_with(ct: CtLookup, capacity: Capacity) -> Result<Ebpf> {
 impl Dataplane {
     /// The namespace's firewall if it was installed.
     pub fn open(ns: &Namespace) -> Result<Option<Dataplane>> {
-        if !ns.pin_dir.join(PROGRAM_NAME).exists() {
+        if !Dataplane::installed(ns) {
             return Ok(None);
         }
         Ok(Some(Dataplane {
             ns: ns.clone(),
             maps: Maps::from_pins(&ns.pin_dir)?,
         }))
+    }
+
+    /// Whether the namespace's firewall is pinned (its program is, last of an install).
+    pub fn installed(ns: &Namespace) -> bool {
+        ns.pin_dir.join(PROGRAM_NAME).exists()
     }
 
     /// Opens the namespace's firewall, loading and pinning it first if needed, with maps of

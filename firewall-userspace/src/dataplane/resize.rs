@@ -109,7 +109,7 @@ impl Dataplane {
 /// under the namespace's lock, before anything reads or writes the maps.
 pub fn repair(ns: &Namespace) -> Result<()> {
     let scratch = scratch_dir(&ns.pin_dir);
-    if !scratch.exists() || !ns.pin_dir.join(PROGRAM_NAME).exists() {
+    if !scratch.exists() || !Dataplane::installed(ns) {
         // No scratch, or an interrupted first install, which installing again clears.
         return Ok(());
     }

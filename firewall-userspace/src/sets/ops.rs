@@ -446,12 +446,7 @@ impl Firewall {
         }
         crate::timings::phase("sets: lay out");
         // The tries only: opening every map of the dataplane would cost more than the change.
-        if !self
-            .ns
-            .pin_dir
-            .join(crate::dataplane::install::PROGRAM_NAME)
-            .exists()
-        {
+        if !Dataplane::installed(&self.ns) {
             Dataplane::open_or_install(&self.ns, Capacity::minimum())?;
         }
         let tries = Tries::open(&self.ns.pin_dir)?;

@@ -288,13 +288,20 @@ struct Fwctl<'a> {
     base: &'a [&'a str],
 }
 
+/// fwctl build `bin` with `base` commands and the allow rules, attached to the host's veth.
+fn install_fwctl(host: &FwNs, bin: &std::path::Path, base: &[&str]) -> Result<()> {
+    for line in base {
+        fwctl_with(host, bin, &line.split_whitespace().collect::<Vec<_>>())?;
+    }
+    let rules = TempFile::new("fwb-rules", &allow_rules(EXTRA))?;
+    fwctl_with(host, bin, &["restore", "--noflush", rules.path_str()?])?;
+    fwctl_with(host, bin, &["attach", HOST_IF])?;
+    Ok(())
+}
+
 impl XdpReceiver for Fwctl<'_> {
     fn install(&self, host: &FwNs) -> Result<()> {
-        host.apply(self.base);
-        let rules = TempFile::new("fwb-rules", &allow_rules(EXTRA))?;
-        host.fwctl_ok(&["restore", "--noflush", rules.path_str()?]);
-        host.fwctl_ok(&["attach", HOST_IF]);
-        Ok(())
+        install_fwctl(host, &tests::fwctl_bin(), self.base)
     }
 
     fn flood(&self, gen: &Netns, host: &FwNs, flood: &Flood) -> Result<(u64, f64)> {
@@ -506,12 +513,7 @@ fn established_rows(gen: &Netns, host: &FwNs, table: &mut Table) -> Result<()> {
                     (got, secs)
                 }
                 Established::Fwctl { bin, label } => {
-                    for line in tests::CLASSIC_RULESET {
-                        fwctl_with(host, bin, &line.split_whitespace().collect::<Vec<_>>())?;
-                    }
-                    let rules = TempFile::new("fwb-rules", &allow_rules(EXTRA))?;
-                    fwctl_with(host, bin, &["restore", "--noflush", rules.path_str()?])?;
-                    fwctl_with(host, bin, &["attach", HOST_IF])?;
+                    install_fwctl(host, bin, tests::CLASSIC_RULESET)?;
                     let (got, secs) = received()?;
                     let list = fwctl_with(
                         host,
