@@ -11,7 +11,7 @@ use bytemuck::{Pod, Zeroable};
 /// Bumped whenever a map's key or value layout changes; part of the pin path.
 /// `FWCTL_ABI_BUMP=N` at build time adds N: the upgrade test's second build (tests/tests/
 /// upgrade.rs) changes the ABI without changing the source.
-pub const ABI_VERSION: u32 = 9 + abi_bump();
+pub const ABI_VERSION: u32 = 10 + abi_bump();
 
 const fn abi_bump() -> u32 {
     let Some(text) = option_env!("FWCTL_ABI_BUMP") else {
@@ -173,6 +173,14 @@ pub const REASON_FRAGMENT: u32 = 3;
 /// Dropped because a hashlimit table could not take the packet's key yet (`hotdrop`, as
 /// iptables does when a table is full): see `GUARD_HASHLIMIT`.
 pub const REASON_HASHLIMIT_FULL: u32 = 4;
+/// Passed on unjudged: a frame the kernel would not hand to this host's IP layer as it came
+/// on this interface (another host's MAC, a multicast or broadcast MAC, an 802.1Q tag, a
+/// martian address). The kernel drops it before iptables sees it, or hands it to netfilter
+/// on another device (a VLAN) or for a group the host joined: netfilter judges it then.
+pub const REASON_NOT_FOR_HOST: u32 = 5;
+/// Passed to netfilter unjudged: an IPv4 header with options, which XDP does not sum (see
+/// firewall-ebpf's parse); ip_rcv checks it, then netfilter judges it.
+pub const REASON_IP_OPTIONS: u32 = 6;
 pub const REASON_SLOTS: u32 = 16;
 
 /// `FW_TALKERS`, per CPU: the sources of a sample of the packets XDP drops, one in
@@ -192,12 +200,14 @@ pub struct Talker {
 }
 const _: () = assert!(core::mem::size_of::<Talker>() == 20);
 /// Names of the reasons, by code, for listings and metrics.
-pub const REASON_NAMES: [&str; 5] = [
+pub const REASON_NAMES: [&str; 7] = [
     "not_ip",
     "malformed",
     "broken_install",
     "fragment",
     "hashlimit_full",
+    "not_for_host",
+    "ip_options",
 ];
 /// FW_IFACE entries: (in, out) interface pairs of both generations, so one generation may
 /// use half ([`IFACE_PAIRS_PER_GENERATION`]).
@@ -320,6 +330,45 @@ pub const fn fast_final(verdict: u32, slot: u32) -> u32 {
 /// program, which trusts a 0 only once the map is ready. Bytes, not bits: a byte store
 /// needs no atomic read-modify-write across CPUs.
 pub const MAP_CT_SEEN: &str = "FW_CTSEEN";
+
+/// Writer: fwctl, at every change (the attached interfaces' MACs). Reader: the XDP
+/// program, which judges only frames sent to the interface's own unicast MAC: the kernel
+/// hands no other frame to IP as this host's (`PACKET_OTHERHOST`), and multicast or
+/// broadcast ones may belong to groups the host has not joined. Direct-mapped by
+/// [`ifmac_slot`]: an interface whose slot holds another's entry (or none) has every frame
+/// passed to netfilter, which is exact, only slower.
+pub const MAP_IFMAC: &str = "FW_IFMAC";
+pub const IFMAC_SLOTS: u32 = 256;
+
+/// The `FW_IFMAC` slot of an interface.
+pub const fn ifmac_slot(ifindex: u32) -> u32 {
+    ifindex % IFMAC_SLOTS
+}
+
+/// An interface's MAC as the XDP program compares it: the frame's first three 16-bit words
+/// as loaded from the wire (native order; frames start 2-byte aligned).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq, Eq)]
+pub struct IfMac {
+    pub ifindex: u32,
+    pub words: [u16; 3],
+    pub _pad: u16,
+}
+const _: () = assert!(core::mem::size_of::<IfMac>() == 12);
+
+impl IfMac {
+    pub fn new(ifindex: u32, mac: [u8; 6]) -> IfMac {
+        IfMac {
+            ifindex,
+            words: [
+                u16::from_ne_bytes([mac[0], mac[1]]),
+                u16::from_ne_bytes([mac[2], mac[3]]),
+                u16::from_ne_bytes([mac[4], mac[5]]),
+            ],
+            _pad: 0,
+        }
+    }
+}
 /// Buckets: 16 address buckets of 65,536 ports.
 pub const CT_SEEN_BUCKETS: u32 = 1 << 20;
 /// u64 elements holding the buckets, then the control words.
@@ -686,6 +735,7 @@ mod user {
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::Talker {}
     unsafe impl aya::Pod for super::IfaceKey {}
+    unsafe impl aya::Pod for super::IfMac {}
     unsafe impl aya::Pod for super::Lpm4 {}
     unsafe impl aya::Pod for super::Lpm6 {}
     unsafe impl aya::Pod for super::Guard {}

@@ -11,14 +11,17 @@
 //! Only for families the namespace does not forward (`CONFIG_FAST_*`): there every packet
 //! is INPUT's and no FIB lookup is needed.
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{macros::map, maps::Array, programs::XdpContext};
 use firewall_common::{
     config_fast, fast_index, FastCt, BPF_F_MMAPABLE, CONFIG_LOG_VERDICTS, CT_CLASS_UNKNOWN,
     CT_MODE_KERNEL, FAMILY_V4, FAST_BY_CLASS, FAST_CLASSES, FAST_CT_PER_GENERATION, FAST_ELEMENTS,
-    FAST_FINAL, FAST_ICMP, FAST_TCP, FAST_TCP_SYN, FAST_UDP, GENERATIONS,
+    FAST_FINAL, FAST_ICMP, FAST_TCP, FAST_TCP_SYN, FAST_UDP, GENERATIONS, REASON_MALFORMED,
+    REASON_NOT_FOR_HOST,
 };
 use firewall_ebpf::{
-    ct,
+    ct, delivered,
     parse::Packet,
     seen,
     wire::{syn_only, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
@@ -106,16 +109,25 @@ pub fn lookup(pkt: &Packet, generation: u32, flags: u32) -> Fast {
 pub enum V4 {
     /// The table decides: the outcome, the IP length, the source address.
     Final(u32, u32, u32),
-    /// The conntrack class decides (`FW_FASTCT` index), for this packet.
-    ByClass(u32, Packet),
+    /// The conntrack class decides (`FW_FASTCT` index), for the packet now in `pkt`.
+    ByClass(u32),
+    /// Not judged, for this `REASON_*` (as the full parse answers it).
+    Unjudged(u32),
 }
 
 /// The fast path's own reading of an untagged IPv4 frame, before (and instead of) the full
 /// parse: just the fields the table is keyed by, with one load each. None for everything
 /// the table cannot decide (other frames, fragments, IP options the full parse must see,
-/// keys the classifier decides), which then takes the full path.
+/// keys the classifier decides), which then takes the full path. `pkt` is the caller's,
+/// shared with the full parse: one packet record in the entry point's frame, which the
+/// classifier's walk already brings close to the stack limit.
 #[inline(always)]
-pub fn ipv4(ctx: &XdpContext, generation: u32, flags: u32) -> Option<V4> {
+pub fn ipv4(
+    ctx: &XdpContext,
+    generation: u32,
+    flags: u32,
+    pkt: &mut MaybeUninit<Packet>,
+) -> Option<V4> {
     if flags & (config_fast(FAMILY_V4) | CONFIG_LOG_VERDICTS) != config_fast(FAMILY_V4) {
         return None;
     }
@@ -131,11 +143,26 @@ pub fn ipv4(ctx: &XdpContext, generation: u32, flags: u32) -> Option<V4> {
         if *((data + 12) as *const u16) != ETH_P_IPV4_BE {
             return None;
         }
+        // Answered here rather than left to the full parse, which would find the same: a
+        // path into the classifier is one more the verifier walks.
+        if !delivered::to_our_mac(ctx, data) {
+            return Some(V4::Unjudged(REASON_NOT_FOR_HOST));
+        }
         let ip = data + 14;
         let vihl = *(ip as *const u8);
         // Options, a bad header length or another version: the full parse decides.
         if vihl != 0x45 {
             return None;
+        }
+        // What ip_rcv drops, and what routing refuses or sends elsewhere.
+        let total = u16::from_be(*((ip + 2) as *const u16)) as usize;
+        if !delivered::checksum_ok(delivered::ipv4_base_sum(ip))
+            || !delivered::ipv4_length_ok(total, 20, end - ip)
+        {
+            return Some(V4::Unjudged(REASON_MALFORMED));
+        }
+        if !delivered::ipv4_routable(*((ip + 12) as *const u8), *((ip + 16) as *const u8)) {
+            return Some(V4::Unjudged(REASON_NOT_FOR_HOST));
         }
         // Any fragment (MF or an offset) is netfilter's, after reassembly.
         if *((ip + 6) as *const u16) & FRAG_MASK_BE != 0 {
@@ -167,7 +194,7 @@ pub fn ipv4(ctx: &XdpContext, generation: u32, flags: u32) -> Option<V4> {
         if word == 0 {
             return None;
         }
-        let ip_len = u16::from_be(*((ip + 2) as *const u16)) as u32;
+        let ip_len = total as u32;
         let src = core::ptr::read_unaligned((ip + 12) as *const u32);
         if word & FAST_FINAL != 0 {
             return Some(V4::Final(word, ip_len, src));
@@ -195,8 +222,8 @@ pub fn ipv4(ctx: &XdpContext, generation: u32, flags: u32) -> Option<V4> {
                 }
             }
         }
-        let pkt = Packet::ipv4(src, dst, proto, first, tcp_flags, ip_len);
-        Some(V4::ByClass(index, pkt))
+        pkt.write(Packet::ipv4(src, dst, proto, first, tcp_flags, ip_len));
+        Some(V4::ByClass(index))
     }
 }
 

@@ -7,6 +7,7 @@
 #![no_std]
 
 pub mod ct;
+pub mod delivered;
 pub mod parse;
 pub mod seen;
 pub mod wire;

@@ -4,7 +4,7 @@
 #![no_std]
 #![no_main]
 
-use core::ffi::c_void;
+use core::{ffi::c_void, mem::MaybeUninit};
 
 use aya_ebpf::{
     bindings::{
@@ -35,7 +35,7 @@ use firewall_common::{
 };
 use firewall_ebpf::{
     ct,
-    parse::{parse, Packet, Parsed},
+    parse::{parse, Packet, PARSED},
 };
 
 mod fast;
@@ -123,7 +123,10 @@ pub fn fw_ingress(ctx: XdpContext) -> u32 {
 fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
     let config = CONFIG.get(0).ok_or(Broken)?;
     let generation = config.active % GENERATIONS;
-    match fast::ipv4(ctx, generation, config.flags) {
+    // Written in full by the reader (the fast path's or the full parse) that reports a
+    // packet, before anything reads it; never zeroed first, which every packet would pay.
+    let mut slot = MaybeUninit::<Packet>::uninit();
+    match fast::ipv4(ctx, generation, config.flags, &mut slot) {
         Some(fast::V4::Final(outcome, ip_len, src)) => {
             return Ok(finish(
                 ctx,
@@ -134,28 +137,24 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
                 &[src, 0, 0, 0],
             ));
         }
-        Some(fast::V4::ByClass(index, pkt)) => {
+        Some(fast::V4::ByClass(index)) => {
+            // SAFETY: the fast path wrote the packet before saying ByClass.
+            let pkt = unsafe { slot.assume_init_ref() };
             let outcome =
                 fast::by_class(generation, index, ct_class(ctx, &pkt, config)).ok_or(Broken)?;
             return Ok(finish(
                 ctx, generation, outcome, pkt.ip_len, pkt.family, &pkt.src,
             ));
         }
+        Some(fast::V4::Unjudged(code)) => return Ok(unjudged(ctx, generation, code)),
         None => {}
     }
-    let pkt = match parse(ctx) {
-        Ok(Parsed::Ip(pkt)) => pkt,
-        Ok(Parsed::NotIp) => {
-            reason(REASON_NOT_IP);
-            return Ok(XDP_PASS);
-        }
-        // A truncated or malformed IP header: the kernel's own IP stack drops these too, and
-        // letting them past a DROP policy would be failing open.
-        Err(_) => {
-            reason(REASON_MALFORMED);
-            return Ok(XDP_DROP);
-        }
-    };
+    let parsed = parse(ctx, &mut slot);
+    if parsed != PARSED {
+        return Ok(unjudged(ctx, generation, parsed));
+    }
+    // SAFETY: the parse wrote the packet before saying PARSED.
+    let pkt = unsafe { slot.assume_init_ref() };
     if pkt.fragment {
         // Netfilter sees the reassembled datagram (see REASON_FRAGMENT): judging a
         // fragment here would drop the datagram whose first fragment a port rule accepts.
@@ -210,6 +209,25 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
             record_talker(pkt.family, &pkt.src, r >> 16);
         }
         Ok(XDP_DROP)
+    }
+}
+
+/// What becomes of a frame no rule judges, by its `REASON_*` (see firewall_ebpf::parse).
+#[inline(always)]
+fn unjudged(ctx: &XdpContext, generation: u32, code: u32) -> u32 {
+    reason(code);
+    match code {
+        // Not IP: nothing iptables sees, and no verdict for netfilter either.
+        REASON_NOT_IP => XDP_PASS,
+        // A truncated or malformed IP header: the kernel's own IP stack drops these too,
+        // and letting them past a DROP policy would be failing open.
+        REASON_MALFORMED => XDP_DROP,
+        // Judged by netfilter if the kernel delivers it at all, with the generation XDP
+        // would have used, as a deferred packet is.
+        _ => {
+            tell_netfilter(ctx, xdp_meta(generation, false));
+            XDP_PASS
+        }
     }
 }
 

@@ -3,10 +3,12 @@
 //! Every read is bounds-checked against `data_end`, as the verifier demands; a frame too short
 //! for the header it announces is `Err`, and the caller decides what that means.
 
-use core::mem;
+use core::mem::{self, MaybeUninit};
 
 use aya_ebpf::programs::XdpContext;
-use firewall_common::{FAMILY_V4, FAMILY_V6};
+use firewall_common::{
+    FAMILY_V4, FAMILY_V6, REASON_IP_OPTIONS, REASON_MALFORMED, REASON_NOT_FOR_HOST, REASON_NOT_IP,
+};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -17,13 +19,12 @@ const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 
+use crate::delivered;
 use crate::wire::{
     IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6,
     IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP,
 };
 
-/// VLAN tags looked through (802.1ad outer + 802.1Q inner).
-const MAX_VLAN_TAGS: usize = 2;
 /// IPv6 extension headers walked before giving up on finding the transport header.
 const MAX_IPV6_EXT_HEADERS: usize = 6;
 
@@ -100,12 +101,12 @@ impl Packet {
     }
 }
 
-pub enum Parsed {
-    /// An IPv4 or IPv6 packet, judged by the ruleset of its family.
-    Ip(Packet),
-    /// Anything else (ARP, LLDP, ...): iptables never sees it, so neither do we.
-    NotIp,
-}
+/// [`parse`]'s answer for an IPv4 or IPv6 packet it read, to be judged by the ruleset of
+/// its family. Any other answer is a `REASON_*` the frame goes unjudged under:
+/// `REASON_NOT_IP` (ARP, LLDP, ...: iptables never sees it, so neither do we),
+/// `REASON_MALFORMED` (a header the kernel drops), or one netfilter judges if the kernel
+/// delivers it: `REASON_NOT_FOR_HOST` (see crate::delivered), `REASON_IP_OPTIONS`.
+pub const PARSED: u32 = u32::MAX;
 
 #[inline(always)]
 fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, Malformed> {
@@ -122,64 +123,113 @@ fn be16(bytes: [u8; 2]) -> u16 {
     u16::from_be_bytes(bytes)
 }
 
-pub fn parse(ctx: &XdpContext) -> Result<Parsed, Malformed> {
+/// Reads the frame; for [`PARSED`], into `pkt`, written in full. Filled through a
+/// reference and answered with a code rather than returned in an enum: LLVM merges an
+/// enum's unset payload as undefined registers, which the verifier refuses to read. Not
+/// inlined: its locals live in a frame of its own, gone before the classifier's walk.
+#[inline(never)]
+pub fn parse(ctx: &XdpContext, pkt: &mut MaybeUninit<Packet>) -> u32 {
+    read_frame(ctx, pkt).unwrap_or(REASON_MALFORMED)
+}
+
+#[inline(always)]
+fn read_frame(ctx: &XdpContext, pkt: &mut MaybeUninit<Packet>) -> Result<u32, Malformed> {
     let eth: *const EthHdr = ptr_at(ctx, 0)?;
-    let mut ether_type = u16::from_be(unsafe { (*eth).ether_type });
-    let mut offset = EthHdr::LEN;
-    for _ in 0..MAX_VLAN_TAGS {
-        if ether_type != ETH_P_8021Q && ether_type != ETH_P_8021AD {
-            break;
-        }
-        // A tag is TCI (2 bytes) then the encapsulated EtherType (2 bytes).
-        let tag: *const [u8; 4] = ptr_at(ctx, offset)?;
-        let tag = unsafe { *tag };
-        ether_type = be16([tag[2], tag[3]]);
-        offset += 4;
+    let ether_type = u16::from_be(unsafe { (*eth).ether_type });
+    let ip = ether_type == ETH_P_IPV4 || ether_type == ETH_P_IPV6;
+    if !ip && ether_type != ETH_P_8021Q && ether_type != ETH_P_8021AD {
+        return Ok(REASON_NOT_IP);
     }
-    match ether_type {
-        ETH_P_IPV4 => parse_ipv4(ctx, offset).map(Parsed::Ip),
-        ETH_P_IPV6 => parse_ipv6(ctx, offset).map(Parsed::Ip),
-        _ => Ok(Parsed::NotIp),
+    // A tagged frame belongs to its VLAN device, where netfilter sees it (or, without one,
+    // the kernel drops it): never judged as this interface's.
+    if !ip || !delivered::to_our_mac(ctx, eth as usize) {
+        return Ok(REASON_NOT_FOR_HOST);
+    }
+    if ether_type == ETH_P_IPV4 {
+        parse_ipv4(ctx, EthHdr::LEN, pkt)
+    } else {
+        parse_ipv6(ctx, EthHdr::LEN, pkt)
     }
 }
 
 #[inline(always)]
-fn parse_ipv4(ctx: &XdpContext, offset: usize) -> Result<Packet, Malformed> {
+fn parse_ipv4(
+    ctx: &XdpContext,
+    offset: usize,
+    pkt: &mut MaybeUninit<Packet>,
+) -> Result<u32, Malformed> {
     let ip: *const Ipv4Hdr = ptr_at(ctx, offset)?;
+    let base = ip as usize;
     let ip = unsafe { &*ip };
     let header_len = ((ip.vihl & 0x0f) as usize) * 4;
-    if header_len < Ipv4Hdr::LEN {
+    if ip.vihl >> 4 != 4 || header_len < Ipv4Hdr::LEN {
         return Err(Malformed);
     }
+    // Options: ip_rcv sums them with the header, which takes a loop XDP's verifier would
+    // walk into every later state; netfilter judges such a packet once ip_rcv checked it.
+    if header_len != Ipv4Hdr::LEN {
+        return Ok(REASON_IP_OPTIONS);
+    }
+    // ip_rcv's checks, which drop the packet before any netfilter hook.
+    // SAFETY: ptr_at checked the header's 20 bytes; the frame starts 2-byte aligned.
+    let sum = unsafe { delivered::ipv4_base_sum(base) };
+    let total = be16(ip.tot_len) as usize;
+    if !delivered::checksum_ok(sum)
+        || !delivered::ipv4_length_ok(total, header_len, ctx.data_end() - base)
+    {
+        return Err(Malformed);
+    }
+    if !delivered::ipv4_routable(ip.src_addr[0], ip.dst_addr[0]) {
+        return Ok(REASON_NOT_FOR_HOST);
+    }
+    let (src, dst) = (
+        u32::from_ne_bytes(ip.src_addr),
+        u32::from_ne_bytes(ip.dst_addr),
+    );
     let proto = ip.proto;
     let frags = be16(ip.frags);
     let first_fragment = frags & 0x1fff == 0;
-    let mut pkt = Packet::new(
+    let pkt = pkt.write(Packet::new(
         FAMILY_V4,
-        [u32::from_ne_bytes(ip.src_addr), 0, 0, 0],
-        [u32::from_ne_bytes(ip.dst_addr), 0, 0, 0],
+        [src, 0, 0, 0],
+        [dst, 0, 0, 0],
         proto,
-        be16(ip.tot_len) as u32,
-    );
+        total as u32,
+    ));
     // More fragments (0x2000) or an offset.
     pkt.fragment = frags & 0x3fff != 0;
     if first_fragment {
-        read_l4(ctx, offset + header_len, proto, IPPROTO_ICMP, &mut pkt)?;
+        read_l4(ctx, offset + header_len, proto, IPPROTO_ICMP, pkt)?;
     }
-    Ok(pkt)
+    Ok(PARSED)
 }
 
 #[inline(always)]
-fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Result<Packet, Malformed> {
+fn parse_ipv6(
+    ctx: &XdpContext,
+    offset: usize,
+    pkt: &mut MaybeUninit<Packet>,
+) -> Result<u32, Malformed> {
     let ip: *const Ipv6Hdr = ptr_at(ctx, offset)?;
+    let base = ip as usize;
     let ip = unsafe { &*ip };
-    let mut pkt = Packet::new(
+    // ipv6_rcv's checks: the version, a payload inside the frame.
+    let payload = be16(ip.payload_len) as usize;
+    if ip.vcf[0] >> 4 != 6 || payload + Ipv6Hdr::LEN > ctx.data_end() - base {
+        return Err(Malformed);
+    }
+    let (src, dst) = (words(ip.src_addr), words(ip.dst_addr));
+    // A zero payload length announces a jumbogram (or a bare header): the kernel's to sort.
+    if payload == 0 || !delivered::ipv6_routable(&src, &dst) {
+        return Ok(REASON_NOT_FOR_HOST);
+    }
+    let pkt = pkt.write(Packet::new(
         FAMILY_V6,
-        words(ip.src_addr),
-        words(ip.dst_addr),
+        src,
+        dst,
         0,
-        be16(ip.payload_len) as u32 + Ipv6Hdr::LEN as u32,
-    );
+        (payload + Ipv6Hdr::LEN) as u32,
+    ));
     let mut next = ip.next_hdr;
     let mut offset = offset + Ipv6Hdr::LEN;
     let mut first_fragment = true;
@@ -210,9 +260,9 @@ fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Result<Packet, Malformed> {
     }
     pkt.proto = next as u32;
     if first_fragment {
-        read_l4(ctx, offset, next, IPPROTO_ICMPV6, &mut pkt)?;
+        read_l4(ctx, offset, next, IPPROTO_ICMPV6, pkt)?;
     }
-    Ok(pkt)
+    Ok(PARSED)
 }
 
 /// Reads what the matches of the transport protocol look at: ports, TCP flags, ICMP type

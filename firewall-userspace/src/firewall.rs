@@ -181,6 +181,8 @@ impl Firewall {
                 name: a.name.clone(),
                 ifindex: a.ifindex,
                 attached: true,
+                // Unreadable (the interface went away): XDP judges none of its frames.
+                mac: hw_address(&a.name).map(|(_, mac)| mac).unwrap_or_default(),
             })
             .collect();
         for (ifindex, name) in interface_names() {
@@ -189,6 +191,7 @@ impl Firewall {
                     name,
                     ifindex,
                     attached: false,
+                    mac: [0; 6],
                 });
             }
         }
@@ -607,7 +610,7 @@ impl Firewall {
         if !xdp_can_judge(iface)? {
             bail!(
                 "{iface} has no Ethernet header (link type {}): XDP would misread its packets, so fwctl leaves it to its nftables table, which judges it with the same rules",
-                link_type(iface)?
+                hw_address(iface)?.0
             );
         }
         // The ruleset, compiled with this interface's name for `-i` matches, is in the maps
@@ -809,8 +812,9 @@ pub fn interface_names() -> Vec<(u32, String)> {
 /// parses (loopback's frames carry one too).
 const ETHERNET_LINKS: [u16; 2] = [libc::ARPHRD_ETHER, libc::ARPHRD_LOOPBACK];
 
-/// The interface's link type (`ARPHRD_*`), from this network namespace's view of it.
-pub fn link_type(iface: &str) -> Result<u16> {
+/// The interface's link type (`ARPHRD_*`) and the first six bytes of its hardware address
+/// (an Ethernet device's MAC), from this network namespace's view of it.
+pub fn hw_address(iface: &str) -> Result<(u16, [u8; 6])> {
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     let name = iface.as_bytes();
     if name.len() >= req.ifr_name.len() {
@@ -830,9 +834,14 @@ pub fn link_type(iface: &str) -> Result<u16> {
         let err = std::io::Error::last_os_error();
         libc::close(fd);
         if r < 0 {
-            return Err(err).with_context(|| format!("link type of {iface}"));
+            return Err(err).with_context(|| format!("hardware address of {iface}"));
         }
-        Ok(req.ifr_ifru.ifru_hwaddr.sa_family)
+        let addr = req.ifr_ifru.ifru_hwaddr;
+        let mut mac = [0u8; 6];
+        for (d, s) in mac.iter_mut().zip(addr.sa_data) {
+            *d = s as u8;
+        }
+        Ok((addr.sa_family, mac))
     }
 }
 
@@ -840,7 +849,7 @@ pub fn link_type(iface: &str) -> Result<u16> {
 /// header (tun, WireGuard, IP tunnels) hands XDP bare IP packets, which the program would
 /// misread. Netfilter's table judges such an interface, as any fwctl is not attached to.
 pub fn xdp_can_judge(iface: &str) -> Result<bool> {
-    Ok(ETHERNET_LINKS.contains(&link_type(iface)?))
+    Ok(ETHERNET_LINKS.contains(&hw_address(iface)?.0))
 }
 
 pub fn ifindex(iface: &str) -> Result<u32> {

@@ -13,6 +13,10 @@ pub enum L4 {
     Other(u8),
 }
 
+/// The destination MAC of every frame built here: the receiving interface's, as the
+/// harness tells the program (`FW_IFMAC`).
+pub const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
+
 #[derive(Clone, Debug)]
 pub struct Packet {
     pub src: IpAddr,
@@ -132,7 +136,8 @@ impl Packet {
     }
 
     pub fn bytes(&self) -> Vec<u8> {
-        let mut frame = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1];
+        let mut frame = HOST_MAC.to_vec();
+        frame.extend([0x02, 0, 0, 0, 0, 1]);
         let ethertype: u16 = match self.src {
             IpAddr::V4(_) => 0x0800,
             IpAddr::V6(_) => 0x86dd,

@@ -97,6 +97,7 @@ impl Harness {
                 name: "lo".into(),
                 ifindex: LO_IFINDEX,
                 attached: true,
+                mac: crate::packets::HOST_MAC,
             }],
             image: Image::default(),
             filter: None,
@@ -157,6 +158,7 @@ impl Harness {
             name: name.into(),
             ifindex,
             attached: true,
+            mac: crate::packets::HOST_MAC,
         }];
         self.install(self.ruleset.clone())?;
         Ok(ifindex)

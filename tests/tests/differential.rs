@@ -25,7 +25,8 @@ use std::{
 use tests::{
     packets::{Packet, L4},
     twins::{
-        restore_text, wire, Twins, HOST4, HOST4_B, HOST6, HOST6_B, REPLY_PORT, SOURCES4, SOURCES6,
+        checksummed, restore_text, wire, Twins, HOST4, HOST4_B, HOST6, HOST6_B, REPLY_PORT,
+        SOURCES4, SOURCES6,
     },
     FwNs, Lab, CLIENT_V4, HOST_IF, HOST_V4,
 };
@@ -661,5 +662,144 @@ fn rulesets_change_atomically_under_traffic() {
         dropped + overflowed,
         lost,
         "every packet not received is one the policy dropped ({overflowed} socket overflows)\n{listing}"
+    );
+}
+
+/// Frames the kernel never hands to INPUT as they come, among frames it does, and frames
+/// that reach INPUT by another way (a priority tag, a broadcast, a joined group):
+/// counted by no rule or policy where iptables counts none, and by the rules iptables
+/// counts them with otherwise. XDP sees every one of them on the wire; what it may not do
+/// is judge one as the interface's own packet.
+#[test]
+fn frames_the_kernel_never_delivers_are_counted_as_iptables_counts_them() {
+    let twins = Twins::new("fwu");
+    let v4 = [
+        "-A INPUT -p tcp --dport 80 -j DROP".to_string(),
+        "-A INPUT -p udp --dport 9 -j ACCEPT".into(),
+        "-A INPUT -p icmp -j ACCEPT".into(),
+    ];
+    let v6 = [
+        "-A INPUT -p ipv6-icmp -j ACCEPT".to_string(),
+        "-A INPUT -p tcp --dport 80 -j DROP".into(),
+    ];
+    let text =
+        |rules: &[String]| restore_text(&rules.iter().map(String::as_str).collect::<Vec<_>>());
+    twins.load(&text(&v4), &text(&v6));
+
+    let mac = |frame: Vec<u8>, mac: [u8; 6]| {
+        let mut frame = frame;
+        frame[..6].copy_from_slice(&mac);
+        frame
+    };
+    let tagged = |frame: Vec<u8>, vid: u16| {
+        let mut out = frame[..12].to_vec();
+        out.extend(0x8100u16.to_be_bytes());
+        out.extend(vid.to_be_bytes());
+        out.extend(&frame[12..]);
+        out
+    };
+    let syn = |dst: &str| wire(&Packet::tcp(SOURCES4[0], dst, 40000, 80), 0);
+    let syn6 = |dst: &str| wire(&Packet::tcp(SOURCES6[0], dst, 40000, 80), 0);
+    let udp = |dst: &str| wire(&Packet::udp(SOURCES4[0], dst, 40000, 9), 0);
+    let icmp6 = |dst: &str, kind: u8| {
+        let mut p = Packet::new(SOURCES6[0], dst, L4::Icmpv6);
+        p.icmp = (kind, 0);
+        wire(&p, 7)
+    };
+    let mut bad_sum = syn(HOST4);
+    bad_sum[24] ^= 0x5a;
+    let long = {
+        let mut f = syn(HOST4);
+        let past = (f.len() - 14 + 4) as u16;
+        f[16..18].copy_from_slice(&past.to_be_bytes());
+        checksummed(f)
+    };
+    let mut long6 = syn6(HOST6);
+    long6[18..20].copy_from_slice(&0x0400u16.to_be_bytes());
+    let never: Vec<(&str, Vec<u8>)> = vec![
+        ("another host's MAC", mac(syn(HOST4), [2, 0, 0, 0, 0, 0x99])),
+        (
+            "another host's MAC, IPv6",
+            mac(syn6(HOST6), [2, 0, 0, 0, 0, 0x99]),
+        ),
+        ("a VLAN the host has no device for", tagged(udp(HOST4), 8)),
+        ("a bad IPv4 header checksum", bad_sum),
+        ("an IPv4 total length past the frame", long),
+        ("an IPv6 payload length past the frame", long6),
+        (
+            "a group the host has not joined",
+            mac(udp("239.1.1.1"), [1, 0, 0x5e, 1, 1, 1]),
+        ),
+        ("a unicast MAC to a multicast address", udp("239.1.1.1")),
+        (
+            "a loopback source",
+            wire(&Packet::udp("127.0.0.5", HOST4, 1, 9), 0),
+        ),
+        (
+            "neighbour solicitation for an address the host lacks",
+            mac(
+                icmp6("ff02::1:ff00:99", 135),
+                [0x33, 0x33, 0xff, 0, 0, 0x99],
+            ),
+        ),
+        (
+            "an MLD report to the routers' group",
+            mac(icmp6("ff02::16", 143), [0x33, 0x33, 0, 0, 0, 0x16]),
+        ),
+    ];
+    let elsewhere: Vec<(&str, Vec<u8>, (u64, u64))> = vec![
+        // 802.1p: a tag with VLAN 0 is the interface's own (this kernel has no VLAN
+        // devices: CONFIG_VLAN_8021Q is off, so no test of a VLAN device's frames here).
+        ("a priority tag", tagged(udp(HOST4), 0), (1, 0)),
+        ("a priority tag, IPv6", tagged(syn6(HOST6), 0), (0, 1)),
+        (
+            "a broadcast",
+            mac(udp("255.255.255.255"), [0xff; 6]),
+            (1, 0),
+        ),
+        (
+            "the all-nodes group",
+            mac(icmp6("ff02::1", 128), [0x33, 0x33, 0, 0, 0, 1]),
+            (0, 1),
+        ),
+        (
+            "neighbour solicitation for the host's address",
+            mac(icmp6("ff02::1:ff00:2", 135), [0x33, 0x33, 0xff, 0, 0, 2]),
+            (0, 1),
+        ),
+    ];
+    // Each kind on its own, behind frames every twin takes, so that a difference names it.
+    let plain = [syn(HOST4), udp(HOST4), syn6(HOST6)];
+    let kinds = never
+        .iter()
+        .map(|(what, frame)| (*what, frame, (0, 0)))
+        .chain(elsewhere.iter().map(|(what, frame, n)| (*what, frame, *n)));
+    let mut differences = Vec::new();
+    for (what, frame, (n4, n6)) in kinds {
+        twins.fw.fwctl_ok(&["-Z"]);
+        twins.fw.fwctl_ok(&["-6", "-Z"]);
+        for tool in ["iptables", "ip6tables"] {
+            tests::twins::run_in(&twins.ipt, tool, &["-Z"]);
+        }
+        let mut frames: Vec<[&[u8]; 2]> = vec![[frame, frame]; 3];
+        frames.extend(plain.iter().map(|f| [&f[..], &f[..]]));
+        twins.deliver_expecting(&frames, (2 + 3 * n4, 1 + 3 * n6), what);
+        for family in ["4", "6"] {
+            let (theirs, ours) = twins.listings(family);
+            if std::env::var_os("FWD_DUMP").is_some() {
+                eprintln!("== {what} IPv{family}\n{theirs}-- fwctl\n{ours}");
+            }
+            if theirs != ours {
+                differences.push(format!(
+                    "{what} (IPv{family}):\n--- iptables\n{theirs}--- fwctl\n{ours}"
+                ));
+            }
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} listings differ:\n{}",
+        differences.len(),
+        differences.join("\n")
     );
 }

@@ -13,6 +13,7 @@ use fwctl::rules::Family;
 use tests::{
     packets::{arp, Packet, L4},
     program::{Harness, Judged, DEFER, LO_IFINDEX, XDP_DROP, XDP_PASS},
+    twins::checksummed,
 };
 
 #[derive(Clone)]
@@ -157,11 +158,11 @@ fn fixtures() -> Vec<Fixture> {
             1,
         ),
         fx(
-            "802.1Q tagged frame is parsed",
+            "802.1Q tagged frame is its VLAN device's, judged by netfilter there",
             SSH_ONLY,
             with(tcp(22), |p| p.vlan = Some(100)),
-            XDP_PASS,
-            1,
+            DEFER,
+            0,
         ),
         fx(
             "dport range, inside",
@@ -1058,18 +1059,136 @@ fn frames_that_are_not_judged() {
         ..Packet::udp("10.0.0.1", "10.0.0.2", 1, 53)
     };
     assert_eq!(h.run(&fragment.bytes(), LO_IFINDEX).unwrap(), XDP_PASS);
+    let (not_for_host, malformed) = frames_the_kernel_would_not_deliver(&mut h);
     // Each was counted under its reason, none under a rule or policy.
     assert_eq!(
         h.maps.reasons().unwrap(),
         [
             ("not_ip", 1),
-            ("malformed", 2),
+            ("malformed", 2 + malformed),
             ("broken_install", 0),
             ("fragment", 1),
-            ("hashlimit_full", 0)
+            ("hashlimit_full", 0),
+            ("not_for_host", not_for_host),
+            ("ip_options", 0),
         ]
     );
     assert_eq!(h.counter(Family::V4, 0).unwrap().packets, 0);
+    assert_eq!(h.counter(Family::V6, 0).unwrap().packets, 0);
+}
+
+/// Frames iptables never sees as they come (ip_rcv/ipv6_rcv drop them, or hand them to
+/// IP as another device's, or routing refuses them before INPUT), each through the fast
+/// path and the classifier: passed on unjudged, or dropped as malformed, never counted
+/// by a rule or a policy. Returns how many of each kind went through, per path.
+fn frames_the_kernel_would_not_deliver(h: &mut Harness) -> (u64, u64) {
+    let tcp = Packet::tcp("10.0.0.1", "10.0.0.2", 1, 22);
+    let tcp6 = Packet::tcp("fd00::1", "fd00::2", 1, 22);
+    let with_bytes = |p: &Packet, at: usize, bytes: &[u8]| {
+        let mut frame = p.bytes();
+        frame[at..at + bytes.len()].copy_from_slice(bytes);
+        frame
+    };
+    let v4_len = |len: u16| checksummed(with_bytes(&tcp, 16, &len.to_be_bytes()));
+    let passed: Vec<(&str, Vec<u8>)> = vec![
+        ("another host's MAC", with_bytes(&tcp, 5, &[9])),
+        (
+            "a multicast MAC",
+            with_bytes(&tcp, 0, &[1, 0, 0x5e, 0, 0, 1]),
+        ),
+        ("the broadcast MAC", with_bytes(&tcp, 0, &[0xff; 6])),
+        ("another host's MAC, IPv6", with_bytes(&tcp6, 5, &[9])),
+        (
+            "an 802.1Q tag",
+            Packet {
+                vlan: Some(7),
+                ..tcp.clone()
+            }
+            .bytes(),
+        ),
+        (
+            "a loopback source",
+            Packet::tcp("127.0.0.1", "10.0.0.2", 1, 22).bytes(),
+        ),
+        (
+            "a zero source",
+            Packet::udp("0.0.0.0", "10.0.0.2", 68, 67).bytes(),
+        ),
+        (
+            "a multicast destination",
+            Packet::udp("10.0.0.1", "239.1.1.1", 1, 5).bytes(),
+        ),
+        (
+            "a broadcast destination",
+            Packet::udp("10.0.0.1", "255.255.255.255", 1, 5).bytes(),
+        ),
+        (
+            "an IPv6 multicast destination",
+            Packet::udp("fd00::1", "ff02::1", 1, 5).bytes(),
+        ),
+        (
+            "an IPv6 multicast source",
+            Packet::udp("ff02::1", "fd00::2", 1, 5).bytes(),
+        ),
+        (
+            "an IPv6 loopback source",
+            Packet::tcp("::1", "fd00::2", 1, 22).bytes(),
+        ),
+        (
+            "a v4-mapped source",
+            Packet::tcp("::ffff:10.0.0.1", "fd00::2", 1, 22).bytes(),
+        ),
+    ];
+    let dropped: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "a bad IPv4 header checksum",
+            with_bytes(&tcp, 24, &[0xde, 0xad]),
+        ),
+        (
+            "an IPv4 total length past the frame",
+            v4_len(tcp.bytes().len() as u16),
+        ),
+        ("an IPv4 total length inside the header", v4_len(19)),
+        ("IPv4 version 5", checksummed(with_bytes(&tcp, 14, &[0x55]))),
+        (
+            "an IPv6 payload length past the frame",
+            with_bytes(&tcp6, 18, &[0x40, 0]),
+        ),
+        ("IPv6 version 5", with_bytes(&tcp6, 14, &[0x50])),
+    ];
+    h.apply(&[
+        "-P INPUT DROP",
+        "-6 -P INPUT DROP",
+        "-A INPUT -j ACCEPT",
+        "-6 -A INPUT -j ACCEPT",
+    ])
+    .unwrap();
+    for fast in [true, false] {
+        h.set_fast(fast).unwrap();
+        for (what, frame) in &passed {
+            let judged = h.judge(frame, LO_IFINDEX).unwrap();
+            assert_eq!(
+                judged.verdict(),
+                DEFER,
+                "{what} (fast table {fast}): {judged:?}"
+            );
+        }
+        for (what, frame) in &dropped {
+            assert_eq!(
+                h.run(frame, LO_IFINDEX).unwrap(),
+                XDP_DROP,
+                "{what} (fast table {fast})"
+            );
+        }
+    }
+    for family in [Family::V4, Family::V6] {
+        assert_eq!(
+            h.counter(family, 1).unwrap().packets,
+            0,
+            "{family:?} rule 1 counted"
+        );
+    }
+    (2 * passed.len() as u64, 2 * dropped.len() as u64)
 }
 
 #[test]
@@ -1231,6 +1350,9 @@ fn a_deferred_packet_counts_nothing_even_after_a_return() {
 
 /// The program once came within 7% of the verifier's 1,000,000-instruction limit (see
 /// docs/notes/facts.md); a change that eats the margin again should be noticed here.
+/// ~312,000 until the parse became a function of its own (frames the kernel would not
+/// deliver are sorted out there, and its locals would not fit the entry point's stack):
+/// ~603,000 since.
 /// Each conntrack mode is a program of its own to the verifier (the others' code is dead).
 #[test]
 fn the_verifier_keeps_a_margin() {
@@ -1242,7 +1364,7 @@ fn the_verifier_keeps_a_margin() {
             .expect("the kernel reports no verified instruction count: nothing to check");
         eprintln!("{ct:?}: {verified} instructions verified");
         assert!(
-            verified < 600_000,
+            verified < 700_000,
             "{ct:?}: {verified} instructions verified"
         );
     }

@@ -17,8 +17,8 @@ pub mod prehooks;
 use std::collections::{BTreeMap, HashMap};
 
 use firewall_common::{
-    fast_final, Entry, Guard, Meter, TableHeader, ENTRIES_PER_GENERATION, FIELD_DPORT, FIELD_DST,
-    FIELD_ICMP, FIELD_IFACE, FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS,
+    fast_final, Entry, Guard, IfMac, Meter, TableHeader, ENTRIES_PER_GENERATION, FIELD_DPORT,
+    FIELD_DST, FIELD_ICMP, FIELD_IFACE, FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS,
     GUARDS_PER_GENERATION, IFACE_PAIRS_PER_GENERATION, MAX_ENTRIES, NO_GUARD,
     POOL_WORDS_PER_GENERATION, PROTO_KEYS, TABLE_USES_CT, TABLE_USES_GUARDS, TCP_FLAG_KEYS,
     VERDICT_ACCEPT, VERDICT_DROP,
@@ -65,12 +65,13 @@ pub enum CompileError {
 }
 
 /// An interface, by the name rules match and the index packets carry; `attached` when
-/// fwctl's program runs on it.
+/// fwctl's program runs on it, and then `mac`, its address, which XDP judges frames to.
 #[derive(Clone, Debug)]
 pub struct Interface {
     pub name: String,
     pub ifindex: u32,
     pub attached: bool,
+    pub mac: [u8; 6],
 }
 
 /// One table (a built-in chain of a family) in classifier form. Fields the table does not
@@ -107,6 +108,8 @@ pub struct Image {
     /// per-conntrack-class outcomes they point to (see fast.rs).
     pub fast: Vec<(u32, Vec<u32>)>,
     pub by_class: fast::ByClass,
+    /// The attached interfaces' `FW_IFMAC` entries.
+    pub macs: Vec<IfMac>,
 }
 
 impl Image {
@@ -181,7 +184,14 @@ pub fn compile_with_sets(
         &unwritten
     };
     let mut pool = Pool::default();
-    let mut image = Image::default();
+    let mut image = Image {
+        macs: interfaces
+            .iter()
+            .filter(|i| i.attached)
+            .map(|i| IfMac::new(i.ifindex, i.mac))
+            .collect(),
+        ..Image::default()
+    };
     let mut entry_base = 0u32;
     for family in Family::ALL {
         for chain in Chain::ALL {
@@ -406,6 +416,7 @@ mod tests {
                 name: format!("eth{i}"),
                 ifindex: i,
                 attached: true,
+                mac: [2, 0, 0, 0, 0, i as u8],
             })
             .collect()
     }

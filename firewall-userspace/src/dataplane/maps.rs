@@ -15,11 +15,11 @@ use aya::{
     util::nr_cpus,
 };
 use firewall_common::{
-    fast_index, field_slot, tag, Config, Counter, IfaceKey, Lpm4, Lpm6, TableHeader, Talker,
+    fast_index, field_slot, tag, Config, Counter, IfMac, IfaceKey, Lpm4, Lpm6, TableHeader, Talker,
     FAMILIES, FAST_CLASSES, FAST_CT_PER_GENERATION, FAST_KEYS, GENERATIONS, ICMP_KEYS, MAP_BUCKETS,
     MAP_CONFIG, MAP_COUNTERS, MAP_DPORT, MAP_DST4, MAP_DST6, MAP_ENTRIES, MAP_FAST, MAP_FAST_CT,
-    MAP_GUARDS, MAP_HASHLIMIT, MAP_ICMP, MAP_IFACE, MAP_POOL, MAP_PROTO, MAP_REASONS, MAP_SPORT,
-    MAP_SRC4, MAP_SRC6, MAP_TABLES, MAP_TALKERS, MAP_TCP_FLAGS, PORT_KEYS, PROTO_KEYS,
+    MAP_GUARDS, MAP_HASHLIMIT, MAP_ICMP, MAP_IFACE, MAP_IFMAC, MAP_POOL, MAP_PROTO, MAP_REASONS,
+    MAP_SPORT, MAP_SRC4, MAP_SRC6, MAP_TABLES, MAP_TALKERS, MAP_TCP_FLAGS, PORT_KEYS, PROTO_KEYS,
     REASON_NAMES, REASON_SLOTS, TABLES, TALKER_SLOTS, TCP_FLAG_KEYS,
 };
 
@@ -32,7 +32,7 @@ use super::{
 use crate::compile::Image;
 
 /// Every map fwctl pins (aya-log's ring buffer is not: the program keeps it alive).
-pub const MAP_NAMES: [&str; 22] = [
+pub const MAP_NAMES: [&str; 23] = [
     MAP_CONFIG,
     MAP_TABLES,
     MAP_ENTRIES,
@@ -55,6 +55,7 @@ pub const MAP_NAMES: [&str; 22] = [
     MAP_HASHLIMIT,
     MAP_FAST,
     MAP_FAST_CT,
+    MAP_IFMAC,
 ];
 
 /// The set tries, pinned beside the others; sets/xdp.rs opens them.
@@ -111,6 +112,7 @@ pub struct Maps {
     guards: GuardMaps,
     fast: MmapArray,
     fast_ct: MmapArray,
+    ifmac: Array<MapData, IfMac>,
     /// Where each generation's keyed entries are recorded (see dataplane/keyed.rs), and the
     /// token of each record the state vouches for; None: every write clears the
     /// generation's keys the slow way.
@@ -165,6 +167,7 @@ impl Maps {
             guards: GuardMaps::from_source(&mut take)?,
             fast,
             fast_ct,
+            ifmac: Array::try_from(take(MAP_IFMAC)?).context(MAP_IFMAC)?,
             keyed_records: None,
         })
     }
@@ -360,7 +363,20 @@ impl Maps {
         self.guards.write(generation, image)?;
         crate::timings::phase("xdp: guards");
         self.write_fast(generation, image)?;
+        self.write_macs(image)?;
         self.record_keyed(generation, &keyed)
+    }
+
+    /// The attached interfaces' MACs. Not per generation: an interface's address is not
+    /// the ruleset's, and a stale or missing one only sends its frames to netfilter.
+    fn write_macs(&mut self, image: &Image) -> Result<()> {
+        for mac in &image.macs {
+            let slot = firewall_common::ifmac_slot(mac.ifindex);
+            if self.ifmac.get(&slot, 0).ok() != Some(*mac) {
+                self.ifmac.set(slot, *mac, 0).context("writing FW_IFMAC")?;
+            }
+        }
+        Ok(())
     }
 
     /// The generation's fast table. A family without one (an image compiled for no
