@@ -91,6 +91,25 @@ pub const fn policy_counter(family: u32, chain: u32) -> u32 {
     table_index(family, chain)
 }
 
+/// The chains of other tables iptables passes a packet through before the filter table's
+/// INPUT or FORWARD: raw PREROUTING (priority -300), mangle PREROUTING (-150), mangle INPUT
+/// or FORWARD (-150). XDP defers every packet one of their rules could match, so a packet
+/// it decides meets only their policies; a packet it accepts goes on to meet them in
+/// netfilter, one it drops never does, and for that one XDP counts them itself
+/// ([`prehook_counter`]), where the ruleset has them ([`config_prehook`]).
+pub const PREHOOK_RAW_PREROUTING: u32 = 0;
+pub const PREHOOK_MANGLE_PREROUTING: u32 = 1;
+/// Mangle INPUT; mangle FORWARD is the next one (`PREHOOK_MANGLE_INPUT + chain`).
+pub const PREHOOK_MANGLE_INPUT: u32 = 2;
+pub const PREHOOK_MANGLE_FORWARD: u32 = 3;
+pub const PREHOOKS: u32 = 4;
+
+/// Slot of XDP's share of a prehook chain's policy counter (`PREHOOK_*`).
+pub const fn prehook_counter(family: u32, hook: u32) -> u32 {
+    TABLES + family * PREHOOKS + hook
+}
+const _: () = assert!(TABLES + FAMILIES * PREHOOKS <= POLICY_COUNTER_SLOTS);
+
 /// Classifier fields, as bits of [`TableHeader::fields`]: only fields some entry constrains
 /// are looked up.
 pub const FIELD_IFACE: u32 = 1 << 0;
@@ -268,6 +287,15 @@ pub const CONFIG_FAST_V6: u32 = 4;
 /// may then be RELATED through an expectation, which XDP's lookup cannot see, so a miss is
 /// not certainly NEW and the packet goes to netfilter. fwctl checks at every change.
 pub const CONFIG_CT_HELPERS: u32 = 8;
+
+/// [`Config::flags`]: the ruleset in force has prehook chain `hook` (`PREHOOK_*`) for
+/// `family`, whose policy XDP counts for every packet it drops. Written with
+/// [`Config::active`], in the same update, as it belongs to the ruleset.
+pub const fn config_prehook(family: u32, hook: u32) -> u32 {
+    1 << (CONFIG_PREHOOKS_SHIFT + family * PREHOOKS + hook)
+}
+pub const CONFIG_PREHOOKS_SHIFT: u32 = 8;
+pub const CONFIG_PREHOOKS_MASK: u32 = ((1 << (FAMILIES * PREHOOKS)) - 1) << CONFIG_PREHOOKS_SHIFT;
 
 pub const fn config_fast(family: u32) -> u32 {
     CONFIG_FAST_V4 << (family & 1)

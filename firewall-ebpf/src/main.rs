@@ -22,16 +22,18 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::info;
 use firewall_common::{
-    field_slot, mark_mask, table_index, tag, xdp_meta, Config, Counter, Entry, IfaceKey, Lpm4,
-    Lpm6, SetKey4, SetKey6, TableHeader, Talker, ACTION_CONTINUE, BPF_F_MMAPABLE, CHAIN_FORWARD,
-    CHAIN_INPUT, CONFIG_LOG_VERDICTS, FAMILY_V4, FAST_SLOT_MASK, FAST_VERDICT_SHIFT, FIELD_COUNT,
-    FIELD_DPORT, FIELD_DST, FIELD_ICMP, FIELD_IFACE, FIELD_PROTO, FIELD_SPORT, FIELD_SRC,
-    FIELD_TCP_FLAGS, GENERATIONS, GROUP_ENTRIES, ICMP_KEYS, LPM_TAG_BITS, MARK_BITS, MARK_FORWARD,
-    MAX_INTERFACES, MAX_JUMP_DEPTH, MAX_PREFIXES, MAX_RESTARTS, MAX_SET_MEMBERS, NO_COUNTER,
-    NO_GUARD, POLICY_COUNTER_SLOTS, PORT_KEYS, PROTO_KEYS, REASON_BROKEN_INSTALL, REASON_FRAGMENT,
-    REASON_HASHLIMIT_FULL, REASON_MALFORMED, REASON_NOT_IP, REASON_SLOTS, TABLE_USES_CT,
-    TABLE_USES_GUARDS, TAGS, TALKER_SAMPLE, TALKER_SLOTS, TCP_FLAG_KEYS, VERDICT_ACCEPT,
-    VERDICT_DEFER, VERDICT_DROP, XDP_META_LEN, XDP_META_MAGIC, XDP_META_MAGIC_MASK,
+    field_slot, mark_mask, prehook_counter, table_index, tag, xdp_meta, Config, Counter, Entry,
+    IfaceKey, Lpm4, Lpm6, SetKey4, SetKey6, TableHeader, Talker, ACTION_CONTINUE, BPF_F_MMAPABLE,
+    CHAIN_FORWARD, CHAIN_INPUT, CONFIG_LOG_VERDICTS, CONFIG_PREHOOKS_SHIFT, FAMILY_V4,
+    FAST_SLOT_MASK, FAST_VERDICT_SHIFT, FIELD_COUNT, FIELD_DPORT, FIELD_DST, FIELD_ICMP,
+    FIELD_IFACE, FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GENERATIONS, GROUP_ENTRIES,
+    ICMP_KEYS, LPM_TAG_BITS, MARK_BITS, MARK_FORWARD, MAX_INTERFACES, MAX_JUMP_DEPTH, MAX_PREFIXES,
+    MAX_RESTARTS, MAX_SET_MEMBERS, NO_COUNTER, NO_GUARD, POLICY_COUNTER_SLOTS, PORT_KEYS, PREHOOKS,
+    PREHOOK_MANGLE_INPUT, PREHOOK_MANGLE_PREROUTING, PREHOOK_RAW_PREROUTING, PROTO_KEYS,
+    REASON_BROKEN_INSTALL, REASON_FRAGMENT, REASON_HASHLIMIT_FULL, REASON_MALFORMED, REASON_NOT_IP,
+    REASON_SLOTS, TABLE_USES_CT, TABLE_USES_GUARDS, TAGS, TALKER_SAMPLE, TALKER_SLOTS,
+    TCP_FLAG_KEYS, VERDICT_ACCEPT, VERDICT_DEFER, VERDICT_DROP, XDP_META_LEN, XDP_META_MAGIC,
+    XDP_META_MAGIC_MASK,
 };
 use firewall_ebpf::{
     ct,
@@ -130,6 +132,7 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
         Some(fast::V4::Final(outcome, ip_len, src)) => {
             return Ok(finish(
                 ctx,
+                config.flags,
                 generation,
                 outcome,
                 ip_len,
@@ -143,7 +146,13 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
             let outcome =
                 fast::by_class(generation, index, ct_class(ctx, &pkt, config)).ok_or(Broken)?;
             return Ok(finish(
-                ctx, generation, outcome, pkt.ip_len, pkt.family, &pkt.src,
+                ctx,
+                config.flags,
+                generation,
+                outcome,
+                pkt.ip_len,
+                pkt.family,
+                &pkt.src,
             ));
         }
         Some(fast::V4::Unjudged(code)) => return Ok(unjudged(ctx, generation, code)),
@@ -165,14 +174,26 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
     match fast::lookup(&pkt, generation, config.flags) {
         Fast::Final(outcome) => {
             return Ok(finish(
-                ctx, generation, outcome, pkt.ip_len, pkt.family, &pkt.src,
+                ctx,
+                config.flags,
+                generation,
+                outcome,
+                pkt.ip_len,
+                pkt.family,
+                &pkt.src,
             ))
         }
         Fast::ByClass(index) => {
             let outcome =
                 fast::by_class(generation, index, ct_class(ctx, &pkt, config)).ok_or(Broken)?;
             return Ok(finish(
-                ctx, generation, outcome, pkt.ip_len, pkt.family, &pkt.src,
+                ctx,
+                config.flags,
+                generation,
+                outcome,
+                pkt.ip_len,
+                pkt.family,
+                &pkt.src,
             ));
         }
         Fast::Classify => {}
@@ -203,6 +224,7 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
         tell_netfilter(ctx, xdp_meta(generation, false));
         Ok(XDP_PASS)
     } else {
+        charge_prehooks(config.flags, pkt.family, chain, pkt.ip_len);
         // SAFETY: the helper has no preconditions.
         let r = unsafe { bpf_get_prandom_u32() };
         if r & (TALKER_SAMPLE - 1) == 0 {
@@ -251,6 +273,7 @@ pub(crate) fn ct_mode() -> u32 {
 #[inline(always)]
 fn finish(
     ctx: &XdpContext,
+    flags: u32,
     generation: u32,
     outcome: u32,
     ip_len: u32,
@@ -267,10 +290,32 @@ fn finish(
         tell_netfilter(ctx, xdp_meta(generation, true));
         return XDP_PASS;
     }
+    // The fast table decides INPUT's packets only.
+    charge_prehooks(flags, family, CHAIN_INPUT, ip_len);
     if packets & (TALKER_SAMPLE as u64 - 1) == 0 {
         record_talker(family, src, (packets / TALKER_SAMPLE as u64) as u32);
     }
     XDP_DROP
+}
+
+/// Counts a packet XDP drops in `chain` against the policies of the raw and mangle chains
+/// iptables would have passed it through first (see firewall_common::PREHOOKS): XDP
+/// deferred every packet their rules could match, so this one met their policies.
+#[inline(always)]
+fn charge_prehooks(flags: u32, family: u32, chain: u32, ip_len: u32) {
+    let hooks = (flags >> (CONFIG_PREHOOKS_SHIFT + (family & 1) * PREHOOKS)) & 0xf;
+    if hooks == 0 {
+        return;
+    }
+    for hook in [
+        PREHOOK_RAW_PREROUTING,
+        PREHOOK_MANGLE_PREROUTING,
+        PREHOOK_MANGLE_INPUT + (chain & 1),
+    ] {
+        if hooks & (1 << hook) != 0 {
+            count(prehook_counter(family & 1, hook), ip_len as u64);
+        }
+    }
 }
 
 /// The source of a sampled dropped packet, for `fwctl top`'s top talkers, into ring slot

@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use aya::programs::{SchedClassifier, Xdp};
 use aya_obj::programs::XdpAttachType;
 use firewall_common::{
-    policy_counter, Config, Counter, CONFIG_CT_HELPERS, CONFIG_FAST_V4, CONFIG_FAST_V6,
-    CONFIG_LOG_VERDICTS, POLICY_COUNTER_SLOTS,
+    Config, Counter, CONFIG_CT_HELPERS, CONFIG_FAST_V4, CONFIG_FAST_V6, CONFIG_LOG_VERDICTS,
+    POLICY_COUNTER_SLOTS,
 };
 
 /// The `Config::flags` bits a commit recomputes from the namespace's forwarding sysctls.
@@ -17,7 +17,7 @@ const FAST_FLAGS: u32 = CONFIG_FAST_V4 | CONFIG_FAST_V6;
 
 use crate::{
     cli::list::ChainCounters,
-    compile::{compile_with_sets, Image, Interface},
+    compile::{compile_with_sets, prehooks, Image, Interface},
     dataplane::{
         attach::{self, Hook, XdpMode},
         capacity::Capacity,
@@ -537,12 +537,11 @@ impl Firewall {
                 rules: vec![Counter::default(); rules.len()],
             });
         };
-        // XDP judges the filter table only.
-        let policy = match Chain::from_name(chain).and_then(Chain::xdp_index) {
-            Some(index) if table == Table::Filter => {
-                dp.maps.counter(policy_counter(family.index(), index))?
-            }
-            _ => Counter::default(),
+        let policy = match Chain::from_name(chain)
+            .and_then(|c| prehooks::xdp_policy_slot(table, family, c))
+        {
+            Some(slot) => dp.maps.counter(slot)?,
+            None => Counter::default(),
         };
         Ok(ChainCounters {
             policy,
@@ -586,9 +585,8 @@ impl Firewall {
             baseline.rules.insert(slot, raw.rule(slot));
         }
         for chain in policies {
-            if let (Table::Filter, Some(index)) = (table, chain.xdp_index()) {
-                dp.maps
-                    .zero_counter(policy_counter(family.index(), index))?;
+            if let Some(slot) = prehooks::xdp_policy_slot(table, family, chain) {
+                dp.maps.zero_counter(slot)?;
             }
             baseline.policies.insert(
                 netfilter::policy_key(table, family, chain),

@@ -329,12 +329,17 @@ impl Twins {
 
     /// `-L -v -x -n` of one family ("4" or "6") without OUTPUT: (iptables, fwctl).
     pub fn listings(&self, family: &str) -> (String, String) {
+        self.table_listings("filter", family)
+    }
+
+    /// The same of one table (`-t TABLE`), without OUTPUT and POSTROUTING.
+    pub fn table_listings(&self, table: &str, family: &str) -> (String, String) {
         let (tool, mut fw_args) = if family == "4" {
             ("iptables", vec![])
         } else {
             ("ip6tables", vec!["-6"])
         };
-        let list = ["-L", "-v", "-x", "-n"];
+        let list = ["-t", table, "-L", "-v", "-x", "-n"];
         fw_args.extend(list);
         let theirs = without_output(&run_in(&self.ipt, tool, &list));
         let ours = without_output(&self.fw.fwctl_ok(&fw_args));
@@ -841,13 +846,13 @@ pub fn counters(listing: &str) -> BTreeMap<String, ChainCounters> {
     chains
 }
 
-/// The listing without its OUTPUT chain.
+/// The listing without its OUTPUT and POSTROUTING chains, which count the host's own packets.
 pub fn without_output(listing: &str) -> String {
     let mut out = String::new();
     let mut skip = false;
     for line in listing.lines() {
         if line.starts_with("Chain ") {
-            skip = line.starts_with("Chain OUTPUT ");
+            skip = line.starts_with("Chain OUTPUT ") || line.starts_with("Chain POSTROUTING ");
         }
         if !skip {
             out.push_str(line);

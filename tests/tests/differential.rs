@@ -803,3 +803,51 @@ fn frames_the_kernel_never_delivers_are_counted_as_iptables_counts_them() {
         differences.join("\n")
     );
 }
+
+/// With raw and mangle tables in the ruleset (as iptables-save writes them on most hosts,
+/// often empty), iptables counts their PREROUTING and INPUT policies for every packet that
+/// reaches them, the ones its filter table then drops included. XDP drops such packets
+/// before netfilter, so it counts those policies itself; the packets it accepts or defers
+/// meet them in netfilter.
+#[test]
+fn raw_and_mangle_policies_count_the_packets_xdp_drops() {
+    let twins = Twins::new("fwp");
+    let prehooks = "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n\
+        *mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n\
+        :OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+        -A PREROUTING -p udp -m udp --dport 53 -j MARK --set-xmark 0x1/0xffffffff\nCOMMIT\n";
+    let filter = [
+        "-P INPUT DROP",
+        "-A INPUT -p tcp --dport 22 -j ACCEPT",
+        "-A INPUT -p udp --dport 53 -j ACCEPT",
+    ];
+    let text = format!("{prehooks}{}", restore_text(&filter));
+    twins.load(&text, &text);
+    let mut frames = Vec::new();
+    for (i, src) in SOURCES4.iter().chain(SOURCES6.iter()).enumerate() {
+        let dst = if src.contains(':') { HOST6 } else { HOST4 };
+        let port = 41000 + i as u16;
+        for packet in [
+            Packet::tcp(src, dst, port, 22),
+            Packet::tcp(src, dst, port, 80),
+            Packet::udp(src, dst, port, 53),
+            Packet::udp(src, dst, port, 99),
+        ] {
+            frames.push(wire(&packet, 0));
+        }
+    }
+    twins.deliver(&frames, "raw and mangle");
+    assert!(twins.xdp_drops() > 0, "XDP dropped nothing");
+    let mut differences = Vec::new();
+    for table in ["raw", "mangle", "filter"] {
+        for family in ["4", "6"] {
+            let (theirs, ours) = twins.table_listings(table, family);
+            if theirs != ours {
+                differences.push(format!(
+                    "-t {table} (IPv{family}):\n--- iptables\n{theirs}--- fwctl\n{ours}"
+                ));
+            }
+        }
+    }
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+}

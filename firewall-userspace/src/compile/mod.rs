@@ -110,6 +110,8 @@ pub struct Image {
     pub by_class: fast::ByClass,
     /// The attached interfaces' `FW_IFMAC` entries.
     pub macs: Vec<IfMac>,
+    /// The `FW_CONFIG` flags of the raw and mangle chains (prehooks.rs), set with the flip.
+    pub prehooks: u32,
 }
 
 impl Image {
@@ -190,6 +192,7 @@ pub fn compile_with_sets(
             .filter(|i| i.attached)
             .map(|i| IfMac::new(i.ifindex, i.mac))
             .collect(),
+        prehooks: prehooks::config_flags(ruleset),
         ..Image::default()
     };
     let mut entry_base = 0u32;

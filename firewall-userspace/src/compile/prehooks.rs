@@ -35,6 +35,49 @@ pub fn deferred(ruleset: &Ruleset, family: Family, chain: Chain) -> Vec<RuleSpec
     out
 }
 
+/// The `FW_CONFIG` flags ([`firewall_common::config_prehook`]) of the raw and mangle chains
+/// `ruleset` has: iptables counts their policies for every packet that reaches them, so XDP
+/// counts them for the packets it drops (the others meet them in netfilter).
+pub fn config_flags(ruleset: &Ruleset) -> u32 {
+    use firewall_common::{
+        config_prehook, PREHOOK_MANGLE_FORWARD, PREHOOK_MANGLE_INPUT, PREHOOK_MANGLE_PREROUTING,
+        PREHOOK_RAW_PREROUTING,
+    };
+    let mut flags = 0;
+    for family in Family::ALL {
+        let f = family.index();
+        if ruleset.table(Table::Raw, family).exists() {
+            flags |= config_prehook(f, PREHOOK_RAW_PREROUTING);
+        }
+        if ruleset.table(Table::Mangle, family).exists() {
+            flags |= config_prehook(f, PREHOOK_MANGLE_PREROUTING)
+                | config_prehook(f, PREHOOK_MANGLE_INPUT)
+                | config_prehook(f, PREHOOK_MANGLE_FORWARD);
+        }
+    }
+    flags
+}
+
+/// XDP's counter slot for the policy of built-in `chain` of `table`: INPUT and FORWARD of
+/// the filter table, which it judges, and the raw and mangle chains before them, which it
+/// counts for the packets it drops. None for every other chain.
+pub fn xdp_policy_slot(table: Table, family: Family, chain: Chain) -> Option<u32> {
+    use firewall_common::{
+        policy_counter, prehook_counter, PREHOOK_MANGLE_FORWARD, PREHOOK_MANGLE_INPUT,
+        PREHOOK_MANGLE_PREROUTING, PREHOOK_RAW_PREROUTING,
+    };
+    let f = family.index();
+    let hook = match (table, chain) {
+        (Table::Filter, _) => return chain.xdp_index().map(|i| policy_counter(f, i)),
+        (Table::Raw, Chain::PreRouting) => PREHOOK_RAW_PREROUTING,
+        (Table::Mangle, Chain::PreRouting) => PREHOOK_MANGLE_PREROUTING,
+        (Table::Mangle, Chain::Input) => PREHOOK_MANGLE_INPUT,
+        (Table::Mangle, Chain::Forward) => PREHOOK_MANGLE_FORWARD,
+        _ => return None,
+    };
+    Some(prehook_counter(f, hook))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +111,47 @@ mod tests {
             [RuleSpec::any(Target::Accept)]
         );
         assert!(deferred(&dropping, Family::V4, Chain::Forward).is_empty());
+    }
+
+    #[test]
+    fn xdp_counts_the_policies_of_the_tables_that_exist() {
+        use firewall_common::{config_prehook, PREHOOK_MANGLE_INPUT, PREHOOK_RAW_PREROUTING};
+        assert_eq!(config_flags(&ruleset(&["-A INPUT -j ACCEPT"])), 0);
+        let r = ruleset(&[
+            "-t raw -A PREROUTING -j ACCEPT",
+            "-6 -t mangle -P INPUT ACCEPT",
+        ]);
+        let flags = config_flags(&r);
+        assert_eq!(flags.count_ones(), 4);
+        assert_ne!(flags & config_prehook(0, PREHOOK_RAW_PREROUTING), 0);
+        assert_ne!(flags & config_prehook(1, PREHOOK_MANGLE_INPUT), 0);
+        assert_eq!(flags & config_prehook(0, PREHOOK_MANGLE_INPUT), 0);
+        // Each chain its own slot, none shared with the filter table's policies.
+        let mut slots: Vec<u32> = [Table::Filter, Table::Raw, Table::Mangle]
+            .into_iter()
+            .flat_map(|t| {
+                Family::ALL.into_iter().flat_map(move |f| {
+                    [
+                        Chain::PreRouting,
+                        Chain::Input,
+                        Chain::Forward,
+                        Chain::Output,
+                    ]
+                    .into_iter()
+                    .filter_map(move |c| xdp_policy_slot(t, f, c))
+                })
+            })
+            .collect();
+        let n = slots.len();
+        slots.sort();
+        slots.dedup();
+        assert_eq!((n, slots.len()), (12, 12));
+        assert!(slots
+            .iter()
+            .all(|&s| s < firewall_common::POLICY_COUNTER_SLOTS));
+        assert_eq!(
+            xdp_policy_slot(Table::Nat, Family::V4, Chain::PreRouting),
+            None
+        );
     }
 }

@@ -16,11 +16,11 @@ use aya::{
 };
 use firewall_common::{
     fast_index, field_slot, tag, Config, Counter, IfMac, IfaceKey, Lpm4, Lpm6, TableHeader, Talker,
-    FAMILIES, FAST_CLASSES, FAST_CT_PER_GENERATION, FAST_KEYS, GENERATIONS, ICMP_KEYS, MAP_BUCKETS,
-    MAP_CONFIG, MAP_COUNTERS, MAP_DPORT, MAP_DST4, MAP_DST6, MAP_ENTRIES, MAP_FAST, MAP_FAST_CT,
-    MAP_GUARDS, MAP_HASHLIMIT, MAP_ICMP, MAP_IFACE, MAP_IFMAC, MAP_POOL, MAP_PROTO, MAP_REASONS,
-    MAP_SPORT, MAP_SRC4, MAP_SRC6, MAP_TABLES, MAP_TALKERS, MAP_TCP_FLAGS, PORT_KEYS, PROTO_KEYS,
-    REASON_NAMES, REASON_SLOTS, TABLES, TALKER_SLOTS, TCP_FLAG_KEYS,
+    CONFIG_PREHOOKS_MASK, FAMILIES, FAST_CLASSES, FAST_CT_PER_GENERATION, FAST_KEYS, GENERATIONS,
+    ICMP_KEYS, MAP_BUCKETS, MAP_CONFIG, MAP_COUNTERS, MAP_DPORT, MAP_DST4, MAP_DST6, MAP_ENTRIES,
+    MAP_FAST, MAP_FAST_CT, MAP_GUARDS, MAP_HASHLIMIT, MAP_ICMP, MAP_IFACE, MAP_IFMAC, MAP_POOL,
+    MAP_PROTO, MAP_REASONS, MAP_SPORT, MAP_SRC4, MAP_SRC6, MAP_TABLES, MAP_TALKERS, MAP_TCP_FLAGS,
+    PORT_KEYS, PROTO_KEYS, REASON_NAMES, REASON_SLOTS, TABLES, TALKER_SLOTS, TCP_FLAG_KEYS,
 };
 
 use super::{
@@ -308,7 +308,13 @@ impl Maps {
         self.write_generation(next, image)?;
         crate::timings::phase("xdp: fast table");
         before_flip(next)?;
-        self.set_active(next)?;
+        // The prehook flags belong to the ruleset: in the same write as the flip.
+        let config = self.config()?;
+        self.set_config(Config {
+            active: next,
+            flags: (config.flags & !CONFIG_PREHOOKS_MASK) | image.prehooks,
+            ..config
+        })?;
         self.guards.prune(image)?;
         Ok(next)
     }
