@@ -516,7 +516,7 @@ fn reject_types_send_their_codes() {
 }
 
 /// The mangle, raw and security tables: empty sections as iptables-save writes them,
-/// policies, user chains, jumps and RETURN, MARK, CT --notrack and NOTRACK, `-m mark`.
+/// policies, user chains, jumps and RETURN, MARK, CT --notrack, CT --zone and NOTRACK, `-m mark`.
 #[test]
 fn mangle_and_raw_list_as_iptables() {
     let v4 = "\
@@ -562,6 +562,9 @@ COMMIT
 :OUTPUT DROP [0:0]
 -A PREROUTING -p udp --dport 53 -j CT --notrack
 -A PREROUTING -j NOTRACK
+-A PREROUTING -i br+ -j CT --zone 1
+-A PREROUTING -p udp -j CT --zone-orig 2
+-A PREROUTING -s 10.9.0.0/16 -j CT --zone-reply 0x10
 -A OUTPUT -o lo -j CT --notrack
 COMMIT
 *filter
@@ -583,6 +586,7 @@ COMMIT
 :PREROUTING ACCEPT [0:0]
 :OUTPUT ACCEPT [0:0]
 -A PREROUTING -p udp -j NOTRACK
+-A PREROUTING -i br+ -j CT --zone 65535
 COMMIT
 ";
     let mut listings: Vec<&[&str]> = FILTER_LISTINGS.to_vec();
@@ -611,7 +615,8 @@ COMMIT
 /// Netfilter judges the mangle and raw tables before the filter table, with XDP attached:
 /// a raw DROP drops, a MARK set in mangle PREROUTING is seen by `-m mark` in INPUT, and a
 /// NOTRACK in raw makes the packet UNTRACKED where XDP's own conntrack lookup would have
-/// called it NEW (XDP defers what raw and mangle rules could match).
+/// called it NEW (XDP defers what raw and mangle rules could match), and a CT --zone puts
+/// the connection in its zone.
 #[test]
 fn mangle_and_raw_judge_real_traffic() {
     let lab = Lab::named("fwr-tab").unwrap();
@@ -619,6 +624,7 @@ fn mangle_and_raw_judge_real_traffic() {
         "-t raw -A PREROUTING -p udp --dport 7100 -j DROP",
         "-t mangle -A PREROUTING -p udp --dport 7101 -j MARK --set-mark 0x7",
         "-t raw -A PREROUTING -p udp --dport 7103 -j CT --notrack",
+        "-t raw -A PREROUTING -p udp --dport 7105 -j CT --zone 5",
         // After the filter table: what XDP accepted there is still judged here.
         "-t security -A INPUT -p udp --dport 7104 -j DROP",
         // XDP alone would call 7103's first datagram NEW (a UDP miss) and accept it here.
@@ -657,6 +663,14 @@ fn mangle_and_raw_judge_real_traffic() {
         !received(7104),
         "security INPUT dropped 7104 after filter accepted it"
     );
+    // CT --zone: the connection is in zone 5 (XDP defers what a raw rule could match).
+    assert!(received(7105), "7105 is accepted");
+    let entries = tests::twins::run_in(&lab.host, "conntrack", &["-L", "-p", "udp"]);
+    let entry = entries
+        .lines()
+        .find(|l| l.contains("dport=7105"))
+        .unwrap_or_else(|| panic!("no conntrack entry for 7105: {entries}"));
+    assert!(entry.contains("zone=5"), "{entry}");
     let count = |table: &str, chain: &str, n: usize| -> u64 {
         let listing =
             lab.host
@@ -674,7 +688,7 @@ fn mangle_and_raw_judge_real_traffic() {
         [1, 1, 1]
     );
     let input: Vec<u64> = (1..=4).map(|n| count("filter", "INPUT", n)).collect();
-    assert_eq!(input, [1, 0, 1, 2]);
+    assert_eq!(input, [1, 0, 1, 3]);
 }
 
 /// CONNMARK saves a mark into the connection, where `-m connmark` finds it, and TCPMSS

@@ -512,6 +512,9 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
         Target::Connmark(c) => out.push_str(&c.list_text()),
         Target::Tcpmss(t) => out.push_str(&t.list_text()),
         Target::Notrack { legacy: false } => out.push_str(" CT notrack"),
+        Target::CtZone(z) => {
+            let _ = write!(out, " CT {} {}", &z.option()[2..], z.zone);
+        }
         Target::Checksum => out.push_str(" CHECKSUM fill"),
         Target::Set(st) => out.push_str(&st.list_text()),
         Target::Notrack { legacy: true } => out.push_str(" NOTRACK"),
@@ -846,6 +849,7 @@ pub fn rule_args(spec: &RuleSpec) -> String {
         Target::Count => {}
         Target::Notrack { legacy: true } => parts.push("-j NOTRACK".to_string()),
         Target::Notrack { legacy: false } => parts.push("-j CT --notrack".to_string()),
+        Target::CtZone(z) => parts.push(format!("-j CT {} {}", z.option(), z.zone)),
         Target::Checksum => parts.push("-j CHECKSUM --checksum-fill".to_string()),
         Target::Set(st) => parts.push(format!("-j SET {}", st.save_text())),
         Target::Mark(m) => parts.push(format!("-j MARK {}", m.save_text())),

@@ -334,7 +334,8 @@ impl<'a> Flattener<'a> {
             | Target::Tcpmss(_)
             | Target::Checksum
             | Target::Set(_)
-            | Target::Notrack { .. } => {
+            | Target::Notrack { .. }
+            | Target::CtZone(_) => {
                 self.push(conds, VERDICT_DEFER, NO_COUNTER, jumps, position);
             }
             Target::Drop => {

@@ -33,7 +33,7 @@ use self::{
     pool::{Bits, Pool},
 };
 use crate::{
-    rules::{Chain, Cidr, Family, Ruleset, Table, Verdict},
+    rules::{Chain, Cidr, Family, RuleSpec, Ruleset, Table, Target, Verdict},
     sets::model::Registry,
 };
 
@@ -112,6 +112,9 @@ pub struct Image {
     pub macs: Vec<IfMac>,
     /// The `FW_CONFIG` flags of the raw and mangle chains (prehooks.rs), set with the flip.
     pub prehooks: u32,
+    /// Chains XDP could not hold (too deep, too many RETURNs or entries), and why: XDP
+    /// passes all their packets to netfilter.
+    pub netfilter_only: Vec<String>,
 }
 
 impl Image {
@@ -206,24 +209,42 @@ pub fn compile_with_sets(
             let slot = firewall_common::policy_counter(family.index(), index);
             let rules = ruleset.family(family);
             let policy = rules.chain(chain).policy;
-            let mut f = Flattener::new(rules, family, sets, policy, slot);
-            for spec in nat::deferred(ruleset.table(Table::Nat, family), chain) {
-                f.defer(&spec);
-            }
-            for spec in prehooks::deferred(ruleset, family, chain) {
-                f.defer(&spec);
-            }
-            f.chain(&rules.chain(chain).rules, &Conds::default(), &[], None)?;
-            let mut flats = f.finish()?;
-            meters::one_per_limit(&mut flats);
-            if flats.len() > MAX_ENTRIES as usize {
-                return Err(CompileError::TooManyEntries {
-                    family: family.tool(),
-                    chain,
-                    entries: flats.len(),
-                    max: MAX_ENTRIES,
-                });
-            }
+            let flatten = |deferred: &[RuleSpec], rules: &[crate::rules::Rule]| {
+                let mut f = Flattener::new(ruleset.family(family), family, sets, policy, slot);
+                for spec in deferred {
+                    f.defer(spec);
+                }
+                f.chain(rules, &Conds::default(), &[], None)?;
+                let mut flats = f.finish()?;
+                meters::one_per_limit(&mut flats);
+                if flats.len() > MAX_ENTRIES as usize {
+                    return Err(CompileError::TooManyEntries {
+                        family: family.tool(),
+                        chain,
+                        entries: flats.len(),
+                        max: MAX_ENTRIES,
+                    });
+                }
+                Ok(flats)
+            };
+            let mut deferred = nat::deferred(ruleset.table(Table::Nat, family), chain);
+            deferred.extend(prehooks::deferred(ruleset, family, chain));
+            let flats = match flatten(&deferred, &rules.chain(chain).rules) {
+                // A chain XDP cannot hold in its classifier is netfilter's alone: XDP passes
+                // every packet of it on, and iptables' semantics are kept where they live
+                // in full. Slower, never refused: iptables loads such a ruleset.
+                Err(
+                    e @ (CompileError::TooDeep(_)
+                    | CompileError::TooManyReturns(_)
+                    | CompileError::TooManyEntries { .. }),
+                ) => {
+                    let why = format!("{} {}: {e}", family.tool(), chain.name());
+                    log::warn!("{why}: netfilter judges this chain's packets; XDP passes them on");
+                    image.netfilter_only.push(why);
+                    flatten(&[RuleSpec::any(Target::Accept)], &[])?
+                }
+                other => other?,
+            };
             let mut t = table_image(&flats, family, interfaces, &mut pool);
             for (entry, flat) in t.entries.iter_mut().zip(&flats) {
                 entry.guard = image.add_guards(&flat.conds.guards);

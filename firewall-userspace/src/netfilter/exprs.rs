@@ -188,6 +188,28 @@ fn set_ct_mark(out: &mut Vec<RawExpression>) {
     out.push(raw("ct", &[(NFTA_CT_KEY, NFT_CT_MARK), (NFTA_CT_SREG, 1)]));
 }
 
+/// `ct zone set N` (`ct original zone set N`, `ct reply zone set N`): `-j CT --zone*`.
+/// The kernel loads the zone from its register as a host-order u16.
+pub fn ct_zone(z: crate::rules::CtZone, out: &mut Vec<RawExpression>) {
+    const NFTA_CT_KEY: u16 = 2;
+    const NFTA_CT_DIRECTION: u16 = 3;
+    const NFTA_CT_SREG: u16 = 4;
+    const NFT_CT_ZONE: u32 = 17;
+    out.push(Immediate::new_data(z.zone.to_ne_bytes().to_vec(), Register::Reg1).into());
+    let mut attrs = vec![
+        Attr::U32(NFTA_CT_KEY, NFT_CT_ZONE),
+        Attr::U32(NFTA_CT_SREG, 1),
+    ];
+    if let Some(dir) = z.dir {
+        // IP_CT_DIR_ORIGINAL 0, IP_CT_DIR_REPLY 1.
+        attrs.push(Attr::U8(
+            NFTA_CT_DIRECTION,
+            (dir == crate::rules::ZoneDir::Reply) as u8,
+        ));
+    }
+    out.push(placeholder(&element("ct", &attrs)));
+}
+
 /// `meta mark set reg1`.
 fn set_meta_mark(out: &mut Vec<RawExpression>) {
     const NFTA_META_KEY: u16 = 2;

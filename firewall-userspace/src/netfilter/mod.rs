@@ -665,6 +665,7 @@ fn target(t: &Target, generation: u32, table: Table, family: Family, e: &mut Vec
         Target::Connmark(c) => return exprs::connmark(*c, e),
         Target::Tcpmss(t) => return exprs::tcpmss(t.mss, e),
         Target::Notrack { .. } => return e.push(exprs::notrack()),
+        Target::CtZone(z) => return exprs::ct_zone(*z, e),
     };
     e.push(exprs::verdict(verdict));
 }

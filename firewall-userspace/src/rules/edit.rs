@@ -208,7 +208,9 @@ impl Editor {
             return Err(EditError::OwnerHook(chain.to_string()));
         }
         // The kernel's CT target is the raw table's alone (xt_CT's `.table`).
-        if matches!(spec.target, Target::Notrack { .. }) && self.table != Table::Raw {
+        if matches!(spec.target, Target::Notrack { .. } | Target::CtZone(_))
+            && self.table != Table::Raw
+        {
             return Err(EditError::CtOutsideRaw);
         }
         if spec.target == Target::Checksum {

@@ -261,6 +261,7 @@ fn run(
             | Target::Checksum
             | Target::Set(_)
             | Target::Notrack { .. }
+            | Target::CtZone(_)
                 if judge == Judge::Xdp =>
             {
                 return Some(Decision::Defer)
@@ -274,7 +275,8 @@ fn run(
             | Target::Tcpmss(_)
             | Target::Checksum
             | Target::Set(_)
-            | Target::Notrack { .. } => {}
+            | Target::Notrack { .. }
+            | Target::CtZone(_) => {}
             Target::Reject(..) => return Some(Decision::Drop),
             Target::Return => return None,
             Target::Jump(name) => {

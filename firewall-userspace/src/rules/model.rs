@@ -468,6 +468,33 @@ pub enum Target {
     Notrack {
         legacy: bool,
     },
+    /// `-j CT --zone N` (`--zone-orig`, `--zone-reply`: one direction's): conntrack keys
+    /// the packet's connection in zone N; the raw table's, and goes on.
+    CtZone(CtZone),
+}
+
+/// The zone `-j CT --zone*` puts a connection in, and for which direction (None: both).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtZone {
+    pub zone: u16,
+    pub dir: Option<ZoneDir>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ZoneDir {
+    Original,
+    Reply,
+}
+
+impl CtZone {
+    /// Its option as iptables writes it (`--zone-orig`), without the value.
+    pub fn option(&self) -> &'static str {
+        match self.dir {
+            None => "--zone",
+            Some(ZoneDir::Original) => "--zone-orig",
+            Some(ZoneDir::Reply) => "--zone-reply",
+        }
+    }
 }
 
 impl Target {
@@ -490,7 +517,7 @@ impl Target {
             Target::Tcpmss(_) => "TCPMSS",
             Target::Checksum => "CHECKSUM",
             Target::Set(_) => "SET",
-            Target::Notrack { .. } => "CT",
+            Target::Notrack { .. } | Target::CtZone(_) => "CT",
         }
     }
 

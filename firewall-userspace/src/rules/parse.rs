@@ -12,9 +12,9 @@ use super::{
     mark::{self, Connmark, Mark, Tcpmss},
     matches::{self, NfMatch},
     model::{
-        Chain, Cidr, CtState, Family, IcmpType, LogOpts, Multiport, MultiportKind, NatTo, Neg,
-        PortRange, RejectWith, RuleSpec, SetMatch, Table, Target, TcpFlags, Verdict, BARE,
-        CT_STATES, DEFAULT_LOG_LEVEL, LOG_FLAGS,
+        Chain, Cidr, CtState, CtZone, Family, IcmpType, LogOpts, Multiport, MultiportKind, NatTo,
+        Neg, PortRange, RejectWith, RuleSpec, SetMatch, Table, Target, TcpFlags, Verdict, ZoneDir,
+        BARE, CT_STATES, DEFAULT_LOG_LEVEL, LOG_FLAGS,
     },
     options,
     ratelimit::{self, RateMatches},
@@ -477,6 +477,8 @@ struct SpecBuilder {
     tcpmss: Option<Tcpmss>,
     /// `-j CT --notrack` given.
     notrack: bool,
+    /// `-j CT --zone*` given.
+    ct_zone: Option<CtZone>,
     /// `-j CHECKSUM --checksum-fill` given.
     checksum_fill: bool,
     any: bool,
@@ -1196,10 +1198,31 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     "SET {opt} is not supported by this version of fwctl"
                 )))
             }
+            "--zone" | "--zone-orig" | "--zone-reply"
+                if matches!(spec.target, Some(Target::Notrack { legacy: false })) =>
+            {
+                if spec.ct_zone.is_some() {
+                    return Err(bad("CT: only one --zone, --zone-orig or --zone-reply"));
+                }
+                let text = args.value(opt, inline)?;
+                let zone = mark::parse_u32(text)
+                    .and_then(|z| u16::try_from(z).ok())
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "CT {opt} `{text}': a zone number (0-65535); `mark' is not supported by this version of fwctl"
+                        ))
+                    })?;
+                let dir = match opt {
+                    "--zone-orig" => Some(ZoneDir::Original),
+                    "--zone-reply" => Some(ZoneDir::Reply),
+                    _ => None,
+                };
+                spec.ct_zone = Some(CtZone { zone, dir });
+            }
             "--helper" | "--ctevents" | "--expevents" | "--zone" | "--zone-orig"
             | "--zone-reply" | "--timeout" => {
                 return Err(bad(format!(
-                    "CT {opt} is not supported by this version of fwctl (only --notrack)"
+                    "CT {opt} is not supported by this version of fwctl (only --notrack and --zone)"
                 )))
             }
             "--to-ports" => {
@@ -1665,10 +1688,19 @@ impl SpecBuilder {
                 "CHECKSUM: option \"--checksum-fill\" must be specified",
             ));
         }
-        if target == (Target::Notrack { legacy: false }) && !self.notrack {
-            return Err(bad(
-                "-j CT does nothing without --notrack, the only CT option fwctl supports",
-            ));
+        if target == (Target::Notrack { legacy: false }) {
+            match (self.notrack, self.ct_zone) {
+                (true, None) => {}
+                (false, Some(zone)) => target = Target::CtZone(zone),
+                (true, Some(_)) => {
+                    return Err(bad(
+                        "CT: --notrack with --zone is not supported by this version of fwctl",
+                    ))
+                }
+                (false, None) => return Err(bad(
+                    "-j CT does nothing without --notrack or --zone, the CT options fwctl supports",
+                )),
+            }
         }
         if let Target::Reject(with, fam) = &mut target {
             *fam = family;
