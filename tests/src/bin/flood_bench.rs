@@ -592,8 +592,15 @@ fn main() -> Result<()> {
             addrs: &["10.210.0.2/24"],
         },
     )?;
-    let syn = Packet::tcp("10.210.0.1", "10.210.0.2", 40000, 8080).bytes();
-    let udp = Packet::udp("10.210.0.1", "10.210.0.2", 40000, 8080).bytes();
+    // To the host's own MAC: neither the stack nor fwctl's XDP judges a frame for another
+    // (fwctl passes it on for the kernel to drop, as iptables never sees it).
+    let host_mac = generator::mac_bytes(&host, HOST_IF)?;
+    let to_host = |mut frame: Vec<u8>| {
+        frame[..6].copy_from_slice(&host_mac);
+        frame
+    };
+    let syn = to_host(Packet::tcp("10.210.0.1", "10.210.0.2", 40000, 8080).bytes());
+    let udp = to_host(Packet::udp("10.210.0.1", "10.210.0.2", 40000, 8080).bytes());
     let fixed = Flood {
         what: "TCP SYNs from one source",
         program: "bench_tx",
@@ -688,9 +695,7 @@ fn main() -> Result<()> {
     // Without an XDP program of its own, a veth takes the peer's XDP_TX frames only in
     // NAPI mode, which GRO turns on.
     netlab::run(host.command("ethtool").args(["-K", HOST_IF, "gro", "on"]))?;
-    // The stack (unlike XDP) drops frames for another MAC before netfilter sees them.
-    let mut frame = syn;
-    frame[..6].copy_from_slice(&generator::mac_bytes(&host, HOST_IF)?);
+    let frame = syn;
     for receiver in Receiver::ALL {
         receiver.install(&host, stateful, EXTRA)?;
         let before = receiver.drops(&host)?;
