@@ -452,6 +452,24 @@ fn nf_match(
                 m.value.to_ne_bytes().to_vec(),
             ));
         }
+        // `meta secpath exists` (in), `rt ipsec exists` (out): one byte, 1 or 0.
+        NfMatch::Policy(p) => {
+            const NFTA_META_DREG: u16 = 1;
+            const NFTA_META_KEY: u16 = 2;
+            const NFT_META_SECPATH: u32 = 25;
+            const NFTA_RT_DREG: u16 = 1;
+            const NFTA_RT_KEY: u16 = 2;
+            const NFT_RT_XFRM: u32 = 4;
+            out.push(if p.out == Some(true) {
+                raw("rt", &[(NFTA_RT_DREG, 1), (NFTA_RT_KEY, NFT_RT_XFRM)])
+            } else {
+                raw(
+                    "meta",
+                    &[(NFTA_META_DREG, 1), (NFTA_META_KEY, NFT_META_SECPATH)],
+                )
+            });
+            out.push(Cmp::new(CmpOp::Eq, vec![(p.ipsec == Some(true)) as u8]).into());
+        }
         NfMatch::PktType(t) => {
             const NFTA_META_DREG: u16 = 1;
             const NFTA_META_KEY: u16 = 2;

@@ -41,6 +41,8 @@ pub enum EditError {
     MacHook(String),
     #[error("-m owner works in OUTPUT and POSTROUTING only, not in {0}")]
     OwnerHook(String),
+    #[error("policy match: --dir {0} is not valid in {1} (input policies: PREROUTING, INPUT, FORWARD; output: FORWARD, OUTPUT, POSTROUTING)")]
+    PolicyHook(&'static str, String),
     #[error(
         "TCPMSS --clamp-mss-to-pmtu works in FORWARD, OUTPUT and POSTROUTING only, not in {0}"
     )]
@@ -206,6 +208,20 @@ impl Editor {
         );
         if owner && inbound {
             return Err(EditError::OwnerHook(chain.to_string()));
+        }
+        // xt_policy's checkentry: a packet has no input policy yet on the way out, and
+        // no output policy on the way in.
+        for m in &spec.nf {
+            if let crate::rules::matches::NfMatch::Policy(p) = &m.value {
+                let wrong: &[Chain] = if p.out == Some(true) {
+                    &[Chain::PreRouting, Chain::Input]
+                } else {
+                    &[Chain::PostRouting, Chain::Output]
+                };
+                if Chain::from_name(chain).is_some_and(|c| wrong.contains(&c)) {
+                    return Err(EditError::PolicyHook(p.dir(), chain.to_string()));
+                }
+            }
         }
         // The kernel's CT target is the raw table's alone (xt_CT's `.table`).
         if matches!(spec.target, Target::Notrack { .. } | Target::CtZone(_))

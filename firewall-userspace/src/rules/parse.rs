@@ -1289,6 +1289,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
         if let NfMatch::Recent(r) = &taken.value {
             r.check().map_err(bad)?;
         }
+        if let NfMatch::Policy(p) = &taken.value {
+            p.check().map_err(bad)?;
+        }
         if let NfMatch::Conntrack(ct) = &taken.value {
             ct.check().map_err(bad)?;
             // The first `-m conntrack --ctstate S` alone is the rule's state, which XDP

@@ -12,6 +12,7 @@ pub mod mac;
 pub mod mark;
 pub mod owner;
 pub mod pkttype;
+pub mod policy;
 pub mod recent;
 pub mod tcpmss;
 pub mod ttl;
@@ -38,6 +39,8 @@ pub enum NfMatch {
     Conntrack(conntrack::CtMatch),
     /// `-m recent`.
     Recent(recent::Recent),
+    /// `-m policy`.
+    Policy(policy::Policy),
     /// `-f`: a fragment other than the first (IPv4). iptables' own option, not a module:
     /// listed in the `opt` column and saved after `-p`.
     Fragment,
@@ -92,6 +95,7 @@ pub const MODULES: &[Module] = &[
     tcpmss::MODULE,
     conntrack::MODULE,
     recent::MODULE,
+    policy::MODULE,
 ];
 
 pub fn module(name: &str) -> Option<&'static Module> {
@@ -115,6 +119,7 @@ impl NfMatch {
             NfMatch::TcpMss(_) => "tcpmss",
             NfMatch::Conntrack(_) => "conntrack",
             NfMatch::Recent(_) => "recent",
+            NfMatch::Policy(_) => "policy",
             NfMatch::Fragment => "",
         }
     }
@@ -134,6 +139,7 @@ impl NfMatch {
             NfMatch::TcpMss(m) => m.list_text(negated),
             NfMatch::Conntrack(m) => m.list_text(numeric),
             NfMatch::Recent(m) => m.list_text(),
+            NfMatch::Policy(m) => m.list_text(),
             NfMatch::Fragment => String::new(),
         }
     }
@@ -153,6 +159,7 @@ impl NfMatch {
             NfMatch::TcpMss(m) => m.save_text(negated),
             NfMatch::Conntrack(m) => m.save_text(),
             NfMatch::Recent(m) => m.save_text(),
+            NfMatch::Policy(m) => m.save_text(),
             NfMatch::Fragment => String::new(),
         }
     }
