@@ -198,6 +198,13 @@ impl Firewall {
         list
     }
 
+    /// The chains of the ruleset in force that XDP cannot hold, and why (netfilter alone
+    /// judges their packets: compile/mod.rs), as the last change compiled them.
+    pub fn netfilter_only_chains(&self) -> Result<Vec<String>> {
+        let image = compile_with_sets(&self.state.ruleset, &self.interfaces(), &self.state.sets)?;
+        Ok(image.netfilter_only)
+    }
+
     /// Puts an edited ruleset in force: compile every table, write the idle generation,
     /// flip, then record it. An error before the flip leaves the old ruleset in force.
     pub fn commit(&mut self, editor: Editor) -> Result<()> {

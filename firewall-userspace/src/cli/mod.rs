@@ -1037,6 +1037,9 @@ fn status(json: bool, verbose: bool) -> Result<()> {
                 )
         })
         .count();
+    let netfilter_only = fw
+        .netfilter_only_chains()
+        .unwrap_or_else(|e| vec![format!("unknown ({e:#})")]);
     let ct_filter = dp.as_ref().map(|_| {
         crate::dataplane::ct_seen::describe(&fw.ns.pin_dir)
             .unwrap_or_else(|e| format!("unknown ({e:#})"))
@@ -1048,6 +1051,7 @@ fn status(json: bool, verbose: bool) -> Result<()> {
             "ct_filter": ct_filter,
             "netfilter_table": nft_table.then_some(format!("inet {}", crate::netfilter::TABLE)),
             "conntrack_rules": conntrack_rules,
+            "netfilter_only_chains": netfilter_only,
             "sets": fw.state.sets.sets.iter().map(|s| &s.name).collect::<Vec<_>>(),
             "origin": fw.state.origin,
             "ruleset_in_force": origin,
@@ -1108,6 +1112,9 @@ fn status(json: bool, verbose: bool) -> Result<()> {
             r.input.policy.name(),
             r.user.len()
         );
+    }
+    for why in &netfilter_only {
+        println!("beyond XDP's limits, judged by netfilter alone: {why}");
     }
     match nft_table {
         true => println!(

@@ -464,6 +464,29 @@ mod tests {
     }
 
     #[test]
+    fn a_chain_beyond_xdps_limits_is_left_to_netfilter() {
+        let mut text = String::from("*filter\n:U - [0:0]\n-A INPUT -p tcp -j U\n");
+        for i in 0..40 {
+            text.push_str(&format!("-A U -s 10.0.0.{i} -j RETURN\n"));
+        }
+        text.push_str("-A FORWARD -p udp -j DROP\nCOMMIT\n");
+        let rules = restore(&text, Family::V4, &Ruleset::default(), false).unwrap();
+        let image = compile(&rules.editor.ruleset, &[]).unwrap();
+        assert_eq!(image.netfilter_only.len(), 1, "{:?}", image.netfilter_only);
+        assert!(image.netfilter_only[0].starts_with("iptables INPUT"));
+        let table = |chain| {
+            let index = firewall_common::table_index(Family::V4.index(), chain);
+            &image.tables.iter().find(|(i, _)| *i == index).unwrap().1
+        };
+        // One entry that matches everything and defers; FORWARD is XDP's as before.
+        let input = table(firewall_common::CHAIN_INPUT);
+        assert_eq!(input.entries.len(), 1);
+        assert_eq!(input.entries[0].action, firewall_common::VERDICT_DEFER);
+        let forward = table(firewall_common::CHAIN_FORWARD);
+        assert_eq!(forward.entries[0].action, firewall_common::VERDICT_DROP);
+    }
+
+    #[test]
     fn interface_pairs_are_bounded_per_generation() {
         let text = "*filter\n-A FORWARD -i eth1 -o eth2 -j ACCEPT\nCOMMIT\n";
         let rules = restore(text, Family::V4, &Ruleset::default(), false).unwrap();
