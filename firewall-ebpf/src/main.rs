@@ -128,6 +128,17 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
     // Written in full by the reader (the fast path's or the full parse) that reports a
     // packet, before anything reads it; never zeroed first, which every packet would pay.
     let mut slot = MaybeUninit::<Packet>::uninit();
+    let decided = |outcome: u32, pkt: &Packet| {
+        finish(
+            ctx,
+            config.flags,
+            generation,
+            outcome,
+            pkt.ip_len,
+            pkt.family,
+            &pkt.src,
+        )
+    };
     match fast::ipv4(ctx, generation, config.flags, &mut slot) {
         Some(fast::V4::Final(outcome, ip_len, src)) => {
             return Ok(finish(
@@ -144,16 +155,8 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
             // SAFETY: the fast path wrote the packet before saying ByClass.
             let pkt = unsafe { slot.assume_init_ref() };
             let outcome =
-                fast::by_class(generation, index, ct_class(ctx, &pkt, config)).ok_or(Broken)?;
-            return Ok(finish(
-                ctx,
-                config.flags,
-                generation,
-                outcome,
-                pkt.ip_len,
-                pkt.family,
-                &pkt.src,
-            ));
+                fast::by_class(generation, index, ct_class(ctx, pkt, config)).ok_or(Broken)?;
+            return Ok(decided(outcome, pkt));
         }
         Some(fast::V4::Unjudged(code)) => return Ok(unjudged(ctx, generation, code)),
         None => {}
@@ -167,34 +170,14 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
     if pkt.fragment {
         // Netfilter sees the reassembled datagram (see REASON_FRAGMENT): judging a
         // fragment here would drop the datagram whose first fragment a port rule accepts.
-        reason(REASON_FRAGMENT);
-        tell_netfilter(ctx, xdp_meta(generation, false));
-        return Ok(XDP_PASS);
+        return Ok(unjudged(ctx, generation, REASON_FRAGMENT));
     }
     match fast::lookup(&pkt, generation, config.flags) {
-        Fast::Final(outcome) => {
-            return Ok(finish(
-                ctx,
-                config.flags,
-                generation,
-                outcome,
-                pkt.ip_len,
-                pkt.family,
-                &pkt.src,
-            ))
-        }
+        Fast::Final(outcome) => return Ok(decided(outcome, pkt)),
         Fast::ByClass(index) => {
             let outcome =
-                fast::by_class(generation, index, ct_class(ctx, &pkt, config)).ok_or(Broken)?;
-            return Ok(finish(
-                ctx,
-                config.flags,
-                generation,
-                outcome,
-                pkt.ip_len,
-                pkt.family,
-                &pkt.src,
-            ));
+                fast::by_class(generation, index, ct_class(ctx, pkt, config)).ok_or(Broken)?;
+            return Ok(decided(outcome, pkt));
         }
         Fast::Classify => {}
     }
