@@ -311,13 +311,15 @@ fn ct_mark_into(dreg: u32) -> RawExpression {
 }
 
 fn meta_mark_into(dreg: u32) -> RawExpression {
+    const NFT_META_MARK: u32 = 3;
+    meta_into(dreg, NFT_META_MARK)
+}
+
+/// `meta KEY` loaded into register `dreg` (`NFT_META_*`, enum nft_meta_keys).
+fn meta_into(dreg: u32, key: u32) -> RawExpression {
     const NFTA_META_DREG: u16 = 1;
     const NFTA_META_KEY: u16 = 2;
-    const NFT_META_MARK: u32 = 3;
-    raw(
-        "meta",
-        &[(NFTA_META_DREG, dreg), (NFTA_META_KEY, NFT_META_MARK)],
-    )
+    raw("meta", &[(NFTA_META_DREG, dreg), (NFTA_META_KEY, key)])
 }
 
 /// reg1 = reg1 & ~mask ^ value, on a host-order u32 mark.
@@ -454,8 +456,6 @@ fn nf_match(
         }
         // `meta secpath exists` (in), `rt ipsec exists` (out): one byte, 1 or 0.
         NfMatch::Policy(p) => {
-            const NFTA_META_DREG: u16 = 1;
-            const NFTA_META_KEY: u16 = 2;
             const NFT_META_SECPATH: u32 = 25;
             const NFTA_RT_DREG: u16 = 1;
             const NFTA_RT_KEY: u16 = 2;
@@ -463,21 +463,13 @@ fn nf_match(
             out.push(if p.out == Some(true) {
                 raw("rt", &[(NFTA_RT_DREG, 1), (NFTA_RT_KEY, NFT_RT_XFRM)])
             } else {
-                raw(
-                    "meta",
-                    &[(NFTA_META_DREG, 1), (NFTA_META_KEY, NFT_META_SECPATH)],
-                )
+                meta_into(1, NFT_META_SECPATH)
             });
             out.push(Cmp::new(CmpOp::Eq, vec![(p.ipsec == Some(true)) as u8]).into());
         }
         NfMatch::PktType(t) => {
-            const NFTA_META_DREG: u16 = 1;
-            const NFTA_META_KEY: u16 = 2;
             const NFT_META_PKTTYPE: u32 = 19;
-            out.push(raw(
-                "meta",
-                &[(NFTA_META_DREG, 1), (NFTA_META_KEY, NFT_META_PKTTYPE)],
-            ));
+            out.push(meta_into(1, NFT_META_PKTTYPE));
             out.push(Cmp::new(op(!negated), vec![t.0]).into());
         }
         NfMatch::Length(l) => {
@@ -526,13 +518,11 @@ fn nf_match(
             out.push(Cmp::new(op(!negated), m.0.to_vec()).into());
         }
         NfMatch::Owner(o) => {
-            const NFTA_META_DREG: u16 = 1;
-            const NFTA_META_KEY: u16 = 2;
             const NFT_META_SKUID: u32 = 10;
             const NFT_META_SKGID: u32 = 11;
             // Without a socket the load breaks the rule, as xt_owner's positive items fail.
             let mut id = |key: u32, ids: Option<crate::rules::matches::owner::IdRange>| {
-                out.push(raw("meta", &[(NFTA_META_DREG, 1), (NFTA_META_KEY, key)]));
+                out.push(meta_into(1, key));
                 match ids {
                     // Any id: the socket exists.
                     None => out.push(Cmp::new(CmpOp::Gte, vec![0; 4]).into()),
@@ -1227,8 +1217,6 @@ pub fn set_lookup(
 /// as `dst` says) and returns the register it starts in.
 fn set_key(set: &super::sets::NftSet, dst: &[bool], out: &mut Vec<RawExpression>) -> u32 {
     const NFT_REG_1: u32 = 1;
-    const NFTA_META_DREG: u16 = 1;
-    const NFTA_META_KEY: u16 = 2;
     const NFT_META_L4PROTO: u32 = 16;
     let from_dst = |dim: usize| dst.get(dim).copied().unwrap_or(false);
     let (offset, len) = addr_field(set.family, !from_dst(0));
@@ -1238,13 +1226,7 @@ fn set_key(set: &super::sets::NftSet, dst: &[bool], out: &mut Vec<RawExpression>
     out.push(load_into(first, NFT_PAYLOAD_NETWORK_HEADER, offset, len));
     if ports {
         let proto_reg = first + len / 4;
-        out.push(raw(
-            "meta",
-            &[
-                (NFTA_META_DREG, proto_reg),
-                (NFTA_META_KEY, NFT_META_L4PROTO),
-            ],
-        ));
+        out.push(meta_into(proto_reg, NFT_META_L4PROTO));
         let port_offset = if from_dst(1) { 2 } else { 0 };
         out.push(load_into(
             proto_reg + 1,
