@@ -217,7 +217,7 @@ impl Firewall {
         crate::timings::phase("compile (XDP image)");
         // Translating for netfilter can refuse a rule too: find out before anything moves.
         // Translated for the generation the change will most likely write (the one after
-        // the active one), so that the staging step can reuse it with the counters it reads.
+        // the active one), so that the staging step can reuse it.
         let existing = Dataplane::open(&self.ns)?;
         let guess = match &existing {
             Some(dp) => (dp.maps.config()?.active + 1) % firewall_common::GENERATIONS,
@@ -226,7 +226,6 @@ impl Firewall {
         let mut translated = Some(netfilter::translate(
             &editor.ruleset,
             guess,
-            &NftCounters::default(),
             &self.state.sets,
         )?);
         crate::timings::phase("translate");
@@ -255,24 +254,28 @@ impl Firewall {
         let marks = self.marks();
         let hooked = netfilter::hooked_tables(&editor.ruleset);
         let current = dp.maps.config()?.active;
-        let baseline = &self.state.nft_baseline;
         let set_registry = &self.state.sets;
         let mut retired_gone = false;
+        let in_force = netfilter::counter_names(&self.state.ruleset);
+        let nft_records = &self.state.nft_records;
+        let state_dir = &self.ns.state_dir;
+        let mut staged_record = None;
         // Netfilter's idle generation is staged before XDP flips, the default switched after:
         // see netfilter/mod.rs for why each packet then meets one whole ruleset.
         let stage = |next| {
-            let counters = netfilter::counters(current)?.minus(baseline);
-            crate::timings::phase("nft: read counters");
             let chains = match translated.take() {
-                Some(mut chains) if next == guess => {
-                    netfilter::preload(&mut chains, &counters);
-                    chains
-                }
-                _ => netfilter::translate(&editor.ruleset, next, &counters, set_registry)?,
+                Some(chains) if next == guess => chains,
+                _ => netfilter::translate(&editor.ruleset, next, set_registry)?,
             };
-            crate::timings::phase("nft: preload counters");
-            netfilter::stage(chains, next, current, marks, &hooked)?;
-            crate::timings::phase("nft: send staging batch");
+            let staging = netfilter::Staging {
+                dir: state_dir,
+                token: nft_records.get(&next).copied(),
+                in_force: &in_force,
+            };
+            staged_record = Some((
+                next,
+                netfilter::stage(chains, next, current, marks, &hooked, &staging)?,
+            ));
             // The idle generation's old rules were the last to name replaced sets.
             let retired: Vec<&str> = set_registry
                 .nft_retired
@@ -356,6 +359,12 @@ impl Firewall {
         self.state.ruleset = editor.ruleset;
         self.state.generation = Some(next);
         self.state.keyed_records = dp.maps.keyed_tokens();
+        if let Some((generation, token)) = staged_record {
+            match token {
+                Some(token) => self.state.nft_records.insert(generation, token),
+                None => self.state.nft_records.remove(&generation),
+            };
+        }
         self.state.last_apply_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .ok()
@@ -780,7 +789,7 @@ impl Firewall {
 pub fn check(ruleset: &crate::rules::Ruleset, sets: &crate::sets::model::Registry) -> Result<()> {
     crate::sets::check(ruleset, sets)?;
     compile_with_sets(ruleset, &[], sets)?;
-    netfilter::translate(ruleset, 0, &NftCounters::default(), sets)?;
+    netfilter::translate(ruleset, 0, sets)?;
     Ok(())
 }
 

@@ -69,6 +69,11 @@ pub struct State {
     /// saves the state, and with it every record: it may have written the maps since.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub keyed_records: std::collections::BTreeMap<u32, u64>,
+    /// Per nftables generation, the token of the record of its rules this state vouches
+    /// for (netfilter/record.rs), dropped as `keyed_records` are by an fwctl that does not
+    /// know them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub nft_records: std::collections::BTreeMap<u32, u64>,
 }
 
 /// Where the ruleset in force came from, when `fwctl boot` chose it.
@@ -112,6 +117,7 @@ impl Default for State {
             failsafe: Default::default(),
             generation: None,
             keyed_records: Default::default(),
+            nft_records: Default::default(),
         }
     }
 }

@@ -113,26 +113,31 @@ impl FwNs {
     }
 
     /// What netfilter counted in fwctl's nftables table, in the IPv4 chains of `chain`
-    /// (both generations, `0v4-INPUT` and `1v4-INPUT`): (rule line, packets) of each line
-    /// with a counter. What XDP judged, netfilter never counts.
+    /// (both generations, `0v4-INPUT` and `1v4-INPUT`, whose rules count in one named
+    /// counter each, listed once): (rule line, packets) of each counting rule. What XDP
+    /// judged, netfilter never counts.
     pub fn nft_counters(&self, chain: &str) -> Vec<(String, u64)> {
         // `nft list chain` cannot name a chain that starts with a digit; the table can.
         let table = netlab::output(self.command("nft").args(["list", "table", "inet", "fwctl"]))
             .expect("nft list table inet fwctl");
+        let objects = named_counters(&table);
         let heads = [
             format!("chain 0v4-{chain} {{"),
             format!("chain 1v4-{chain} {{"),
         ];
         let mut counters = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut inside = false;
         for line in table.lines().map(str::trim) {
             if heads.iter().any(|h| h == line) {
                 inside = true;
             } else if line == "}" {
                 inside = false;
-            } else if let (true, Some(after)) = (inside, line.split("counter packets ").nth(1)) {
-                let packets = after.split_whitespace().next().and_then(|n| n.parse().ok());
-                counters.push((line.to_string(), packets.expect("a packet count")));
+            } else if let (true, Some(name)) = (inside, counter_name(line)) {
+                if seen.insert(name.to_string()) {
+                    let packets = objects.get(name).map(|c| c.0);
+                    counters.push((line.to_string(), packets.expect("a named counter")));
+                }
             }
         }
         counters
@@ -517,4 +522,52 @@ pub fn listed_counters(listing: &str, chain: &str, n: usize) -> Result<(u64, u64
         }
     }
     bail!("no rule {n} in chain {chain}:\n{listing}")
+}
+
+/// The counter a rule of `nft list` output counts in (`counter name "c17"`), if any.
+pub fn counter_name(line: &str) -> Option<&str> {
+    line.split("counter name \"").nth(1)?.split('"').next()
+}
+
+/// The named counters of an `nft list table` output: name -> (packets, bytes).
+pub fn named_counters(table: &str) -> std::collections::HashMap<String, (u64, u64)> {
+    let mut out = std::collections::HashMap::new();
+    let mut current: Option<String> = None;
+    for line in table.lines().map(str::trim) {
+        if let Some(name) = line
+            .strip_prefix("counter ")
+            .and_then(|l| l.strip_suffix(" {"))
+        {
+            current = Some(name.to_string());
+        } else if let (Some(name), Some(rest)) = (&current, line.strip_prefix("packets ")) {
+            let mut words = rest.split_whitespace();
+            let packets = words.next().and_then(|n| n.parse().ok());
+            let bytes = words.nth(1).and_then(|n| n.parse().ok());
+            if let (Some(p), Some(b)) = (packets, bytes) {
+                out.insert(name.clone(), (p, b));
+            }
+            current = None;
+        }
+    }
+    out
+}
+
+/// `nft list table` output with each rule's `counter name "X"` written as the counts of
+/// X (`counter packets P bytes B`), as a rule with a counter of its own lists them.
+pub fn resolve_counters(table: &str) -> String {
+    let objects = named_counters(table);
+    table
+        .lines()
+        .map(|line| match counter_name(line) {
+            Some(name) => {
+                let (p, b) = objects.get(name).copied().unwrap_or_default();
+                line.replace(
+                    &format!("counter name \"{name}\""),
+                    &format!("counter packets {p} bytes {b}"),
+                )
+            }
+            None => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -31,8 +31,16 @@ fn placeholder(elem: &[u8]) -> Option<Vec<u8>> {
         .into_iter()
         .find(|(k, p)| k & NLA_TYPE_MASK == NFTA_LOG_PREFIX && p.starts_with(mark))?;
     let hex = prefix[mark.len()..].split(|b| *b == 0).next()?;
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
     hex.chunks(2)
-        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+        .map(|pair| match pair {
+            [hi, lo] => Some(nibble(*hi)? << 4 | nibble(*lo)?),
+            _ => None,
+        })
         .collect()
 }
 
@@ -118,6 +126,95 @@ impl Default for RawBatch {
     }
 }
 
+/// Messages gathered from rustables batches and written by hand into one batch, numbered
+/// in order: what the kernel echoes back names a message by that number.
+pub struct Outgoing {
+    buf: Vec<u8>,
+    seq: u32,
+}
+
+/// The messages of a finalized batch, without its begin and end.
+pub fn inner_messages(buf: &[u8]) -> Vec<Header> {
+    headers(buf)
+        .into_iter()
+        .filter(|h| h.kind != NFNL_MSG_BATCH_BEGIN && h.kind != NFNL_MSG_BATCH_END)
+        .collect()
+}
+
+/// A rustables batch as it will leave: finalized, placeholders swapped.
+pub fn finalized(batch: rustables::Batch) -> Vec<u8> {
+    substitute(&batch.finalize())
+}
+
+impl Outgoing {
+    pub fn new() -> Outgoing {
+        let mut out = Outgoing {
+            buf: Vec::new(),
+            seq: 0,
+        };
+        out.buf.extend(message(
+            NFNL_MSG_BATCH_BEGIN,
+            NLM_F_REQUEST,
+            0,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+            &[],
+        ));
+        out.seq = 1;
+        out
+    }
+
+    /// Appends every message of `batch`.
+    pub fn extend(&mut self, batch: rustables::Batch) {
+        let buf = finalized(batch);
+        for h in inner_messages(&buf) {
+            self.copy(&buf[h.at..h.at + h.len], 0, 0, &[]);
+        }
+    }
+
+    /// Appends a copy of message `msg` with `attrs` added, flags `set` set and `clear`
+    /// cleared; returns its number.
+    pub fn copy(&mut self, msg: &[u8], set: u16, clear: u16, attrs: &[u8]) -> u32 {
+        let at = self.buf.len();
+        self.buf.extend(msg);
+        self.buf.extend(attrs);
+        self.buf.resize(self.buf.len().next_multiple_of(4), 0);
+        let len = (msg.len() + attrs.len()) as u32;
+        self.buf[at..at + 4].copy_from_slice(&len.to_ne_bytes());
+        let flags = u16::from_ne_bytes([self.buf[at + 6], self.buf[at + 7]]);
+        self.buf[at + 6..at + 8].copy_from_slice(&((flags | set) & !clear).to_ne_bytes());
+        let seq = self.seq;
+        self.buf[at + 8..at + 12].copy_from_slice(&seq.to_ne_bytes());
+        self.seq += 1;
+        seq
+    }
+
+    /// Appends an nftables message written by hand (family inet).
+    pub fn raw(&mut self, (msg, flags, attrs): super::objects::Message) {
+        self.buf.extend(message(
+            NFNL_SUBSYS_NFTABLES << 8 | msg,
+            NLM_F_REQUEST | flags,
+            self.seq,
+            libc::NFPROTO_INET as u8,
+            0,
+            &attrs,
+        ));
+        self.seq += 1;
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        self.buf.extend(message(
+            NFNL_MSG_BATCH_END,
+            NLM_F_REQUEST,
+            self.seq,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+            &[],
+        ));
+        self.buf
+    }
+}
+
 /// Sends the batch and waits until the kernel has applied it (all of it) or refused it
 /// (none of it).
 pub fn send(batch: rustables::Batch) -> Result<()> {
@@ -125,7 +222,18 @@ pub fn send(batch: rustables::Batch) -> Result<()> {
 }
 
 /// Sends a finalized batch (begin and end messages included), as [`send`].
-pub fn send_raw(mut buf: Vec<u8>) -> Result<()> {
+pub fn send_raw(buf: Vec<u8>) -> Result<()> {
+    send_echoed(buf, 0, |_, _| {})
+}
+
+/// As [`send_raw`], handing `echo` each message the kernel sends back for messages sent
+/// with `NLM_F_ECHO` (with its number and the datagram it is in); `echoed_bytes` is room
+/// for them, since the kernel queues them all before the answer.
+pub fn send_echoed(
+    mut buf: Vec<u8>,
+    echoed_bytes: usize,
+    mut echo: impl FnMut(&Header, &[u8]),
+) -> Result<()> {
     let messages = headers(&buf);
     let objects: Vec<&Header> = messages
         .iter()
@@ -147,7 +255,12 @@ pub fn send_raw(mut buf: Vec<u8>) -> Result<()> {
     }
 
     super::netlink::with_socket(buf.len() + (1 << 16), |fd| {
-        exchange(fd, &buf, 1 << 16, |h, reply| match error_code(reply, h) {
+        super::netlink::receive_room(fd, echoed_bytes);
+        exchange(fd, &buf, 1 << 20, |h, reply| match error_code(reply, h) {
+            None if h.kind >> 8 == NFNL_SUBSYS_NFTABLES => {
+                echo(h, reply);
+                None
+            }
             Some(0) if h.seq == last => Some(Ok(())),
             Some(code) if code != 0 => {
                 let index = objects.iter().position(|o| o.seq == h.seq);

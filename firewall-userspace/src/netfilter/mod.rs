@@ -12,12 +12,15 @@
 
 mod batch;
 pub mod exprs;
+mod incremental;
 pub(crate) mod netlink;
 pub mod nflog;
+pub(crate) mod objects;
+pub mod record;
 pub mod sets;
 pub mod translate;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, Result};
 use rustables::{
@@ -335,66 +338,23 @@ fn parse_comment(data: &[u8]) -> Option<&str> {
 pub struct ChainImage {
     pub name: String,
     pub rules: Vec<(Vec<RawExpression>, Vec<u8>)>,
-    /// Per rule: where its counter expression is and what it is preloaded with.
-    preloads: Vec<(usize, Preload)>,
+    /// Per rule: the counter slot it counts in ([`POLICY_RULE`] for the policy's rule).
+    pub slots: Vec<u32>,
     /// Sets its rules update (hashlimit meters, connlimit counts), made with the chain.
     pub sets: Vec<RateSet>,
     /// `-m recent` lists its rules use (name, key): made if missing, kept across changes.
     pub lists: Vec<(String, exprs::Key)>,
 }
 
-/// What a rule's counter starts from when its generation is written: see [`preload`].
-#[derive(Debug)]
-enum Preload {
-    /// Zero (a rule's second and later alternatives).
-    Nothing,
-    /// What the rule with this slot counted.
-    Rule(u32),
-    /// What a built-in chain's policy counted, less what its RETURN rules (`slots`, which
-    /// carry the policy's count too) counted.
-    Policy {
-        table: Table,
-        family: Family,
-        chain: Chain,
-        returns: Vec<u32>,
-    },
-}
-
-/// Sets the counters of `chains` (as [`translate`] made them) to `counters`, so that a
-/// translation made before the counters were read (to find out early whether netfilter
-/// takes the ruleset) is the one written.
-pub fn preload(chains: &mut [ChainImage], counters: &NftCounters) {
-    for image in chains {
-        for ((exprs, _), (at, preload)) in image.rules.iter_mut().zip(&image.preloads) {
-            let (packets, bytes) = match preload {
-                Preload::Nothing => continue,
-                Preload::Rule(slot) => counters.rule(*slot),
-                Preload::Policy {
-                    table,
-                    family,
-                    chain,
-                    returns,
-                } => {
-                    let (packets, bytes) = counters.policy(*table, *family, *chain);
-                    returns
-                        .iter()
-                        .map(|slot| counters.rule(*slot))
-                        .fold((packets, bytes), |(p, b), (rp, rb)| {
-                            (p.saturating_sub(rp), b.saturating_sub(rb))
-                        })
-                }
-            };
-            if let Some(e) = exprs.get_mut(*at) {
-                *e = exprs::counter(packets, bytes);
-            }
-        }
-    }
-}
+/// The slot recorded for a built-in chain's last rule, which applies and counts its policy.
+pub const POLICY_RULE: u32 = u32::MAX;
 
 #[derive(Debug)]
 /// A set of per-key state for rate matches, named after its generation and rule slot.
 pub struct RateSet {
     pub name: String,
+    /// The counter slot of the rule it belongs to.
+    pub slot: u32,
     pub key: exprs::Key,
     /// How long a key's state outlives its last packet (ms); None: until conntrack's
     /// connections of the key are gone (connlimit).
@@ -419,6 +379,7 @@ fn rate_exprs(
         if !sets.iter().any(|s| s.name == name) {
             sets.push(RateSet {
                 name,
+                slot: rule.slot,
                 key,
                 timeout_ms,
             });
@@ -469,12 +430,11 @@ type ChainSource<'a> = (
     Option<(Chain, Verdict)>,
 );
 
-/// Translates a whole ruleset into generation `generation`'s chains, counters preloaded
-/// from `counters` so they survive the change (see [`preload`]).
+/// Translates a whole ruleset into generation `generation`'s chains, each rule counting in
+/// its slot's counter object (see `objects`).
 pub fn translate(
     ruleset: &Ruleset,
     generation: u32,
-    counters: &NftCounters,
     set_registry: &crate::sets::model::Registry,
 ) -> Result<Vec<ChainImage>, TranslateError> {
     let mut out = Vec::new();
@@ -501,29 +461,24 @@ pub fn translate(
                 .collect();
             chains.extend(rules.user.iter().map(|u| (u.name.clone(), &u.rules, None)));
             for (name, list, policy) in chains {
-                let name = chain_name(generation, table, family, &name);
                 // A RETURN in a built-in chain applies the policy (iptables), where an
                 // nftables `return` would leave the generation chain for the hooked chain
-                // and its own `accept`: such a rule gets the policy's verdict instead, and a
-                // comment that counts it for the policy too. The policy rule at the end is
-                // preloaded with the rest of the policy's count.
+                // and its own `accept`: such a rule gets the policy's verdict instead, and
+                // counts in the policy's counter too.
                 let returns_to_policy = |rule: &crate::rules::Rule| {
                     policy.is_some() && rule.spec.target == Target::Return
                 };
-                let mut returns = Vec::new();
+                let policy_counter =
+                    policy.map(|(c, _)| objects::policy(&policy_key(table, family, c)));
                 let mut image = ChainImage {
-                    name,
+                    name: chain_name(generation, table, family, &name),
                     rules: Vec::new(),
-                    preloads: Vec::new(),
+                    slots: Vec::new(),
                     sets: Vec::new(),
                     lists: Vec::new(),
                 };
                 for rule in list {
                     let to_policy = returns_to_policy(rule);
-                    if to_policy {
-                        returns.push(rule.slot);
-                    }
-                    let mut first = true;
                     let note = if to_policy { COMMENT_AND_POLICY } else { "" };
                     let nf_alts = exprs::nf_alternatives(&rule.spec.nf, family);
                     for (alt, nf) in alternatives(&rule.spec, family)?
@@ -554,19 +509,10 @@ pub fn translate(
                             }
                         }
                         rate_exprs(rule, generation, family, &mut e, &mut image.sets);
-                        // The preloaded counts go to the first alternative only.
-                        image.preloads.push((
-                            e.len(),
-                            if first {
-                                Preload::Rule(rule.slot)
-                            } else {
-                                Preload::Nothing
-                            },
-                        ));
-                        first = false;
-                        e.push(exprs::counter(0, 0));
-                        match policy {
-                            Some((_, verdict)) if to_policy => {
+                        e.push(exprs::counter_ref(&objects::rule(rule.slot)));
+                        match (policy, &policy_counter) {
+                            (Some((_, verdict)), Some(counter)) if to_policy => {
+                                e.push(exprs::counter_ref(counter));
                                 e.push(exprs::verdict(policy_verdict(verdict)));
                             }
                             _ => {
@@ -579,31 +525,39 @@ pub fn translate(
                         image
                             .rules
                             .push((e, comment(&format!("{COMMENT_RULE}{}{note}", rule.slot))));
+                        image.slots.push(rule.slot);
                     }
                 }
-                if let Some((chain, policy)) = policy {
-                    image.preloads.push((
-                        0,
-                        Preload::Policy {
-                            table,
-                            family,
-                            chain,
-                            returns,
-                        },
-                    ));
+                if let (Some((_, policy)), Some(counter)) = (policy, &policy_counter) {
                     image.rules.push((
-                        vec![exprs::counter(0, 0), exprs::verdict(policy_verdict(policy))],
+                        vec![
+                            exprs::counter_ref(counter),
+                            exprs::verdict(policy_verdict(policy)),
+                        ],
                         comment(COMMENT_POLICY),
                     ));
+                    image.slots.push(POLICY_RULE);
                 }
                 out.push(image);
             }
         }
     }
-    if counters != &NftCounters::default() {
-        preload(&mut out, counters);
-    }
     Ok(out)
+}
+
+/// The counter objects the rules of `ruleset` count in, as [`translate`] names them.
+pub fn counter_names(ruleset: &Ruleset) -> objects::Names {
+    let mut out = objects::Names::new();
+    for table in Table::ALL {
+        for family in Family::ALL {
+            let rules = ruleset.table(table, family);
+            for &c in rules.builtins() {
+                out.insert(objects::policy(&policy_key(table, family, c)));
+            }
+            out.extend(rules.all_rules().map(|r| objects::rule(r.slot)));
+        }
+    }
+    out
 }
 
 fn policy_verdict(policy: Verdict) -> VerdictKind {
@@ -850,98 +804,419 @@ fn bases(names: &[String], hooked: &[Table]) -> Vec<&'static BaseChain> {
         .collect()
 }
 
-/// Writes generation `next` (replacing whatever it held) while the default stays on
-/// `current`, if that generation is in the table. One batch: all of it or none. `hooked`:
-/// the tables besides filter the new ruleset needs hooks for ([`hooked_tables`]).
+/// Where the records of what each generation holds live (`record`), and what the state
+/// vouches for.
+pub struct Staging<'a> {
+    pub dir: &'a std::path::Path,
+    /// The state's token for the record of the generation being written.
+    pub token: Option<u64>,
+    /// The counter objects the rules in force count in ([`counter_names`]).
+    pub in_force: &'a objects::Names,
+}
+
+/// A translated generation taken apart: its rule messages (one finalized batch) and, per
+/// chain, what the rest of staging needs.
+struct Catalog {
+    buf: Vec<u8>,
+    messages: Vec<netlink::Header>,
+    chains: Vec<CatalogChain>,
+}
+
+struct CatalogChain {
+    name: String,
+    /// Per rule: fingerprint, index in `Catalog::messages`, counter slot.
+    rules: Vec<(u64, usize, u32)>,
+    sets: Vec<RateSet>,
+    lists: Vec<(String, exprs::Key)>,
+}
+
+impl Catalog {
+    fn build(chains: Vec<ChainImage>) -> Result<Catalog> {
+        let mut batch = Batch::new();
+        let mut metas = Vec::new();
+        // Taken apart as they go into the batch: a copy of every rule's expressions, made
+        // and freed, cost as much as the batch itself for 10,000 rules.
+        for image in chains {
+            let c = chain(&image.name);
+            let count = image.rules.len();
+            for (e, userdata) in image.rules {
+                add_rule(&mut batch, &c, e, Some(userdata))?;
+            }
+            metas.push((image.name, count, image.slots, image.sets, image.lists));
+        }
+        let buf = batch::finalized(batch);
+        let messages = batch::inner_messages(&buf);
+        let mut at = 0;
+        let mut out = Vec::new();
+        for (name, count, slots, sets, lists) in metas {
+            let rules = (at..at + count)
+                .zip(slots)
+                .map(|(i, slot)| {
+                    let h = messages
+                        .get(i)
+                        .context("a rule missing from its nftables batch")?;
+                    let fp = incremental::fingerprint(&buf[h.at + 20..h.at + h.len]);
+                    Ok((fp, i, slot))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            at += count;
+            out.push(CatalogChain {
+                name,
+                rules,
+                sets,
+                lists,
+            });
+        }
+        Ok(Catalog {
+            buf,
+            messages,
+            chains: out,
+        })
+    }
+}
+
+/// The counter object a rule of chain `chain` (named with its generation `prefix`) with
+/// slot `slot` counts in first.
+fn counter_of(prefix: &str, chain: &str, slot: u32) -> String {
+    if slot == POLICY_RULE {
+        objects::policy(&chain[prefix.len()..])
+    } else {
+        objects::rule(slot)
+    }
+}
+
+/// Writes generation `next` while the default stays on `current`, if that generation is
+/// in the table. One batch: all of it or none. With a record of what `next` holds that the
+/// state vouches for, only the rules that differ are sent (by handle); without one, or if
+/// the kernel refuses the short batch, the generation is rewritten whole. `hooked`: the
+/// tables besides filter the new ruleset needs hooks for ([`hooked_tables`]). Returns the
+/// token of the record of what `next` now holds, if one could be written.
 pub fn stage(
     chains: Vec<ChainImage>,
     next: u32,
     current: u32,
     marks: Marks,
     hooked: &[Table],
-) -> Result<()> {
+    staging: &Staging,
+) -> Result<Option<u64>> {
     let names = chain_names()?;
     crate::timings::phase("nft: list chains");
-    let bases = bases(&names, hooked);
-    let mut batch = Batch::new();
-    batch.add(&table(), MsgType::Add);
-    for b in &bases {
-        batch.add(&base_chain(b), MsgType::Add);
-    }
-    // The base chains refer to both generations: empty them before the idle one goes
-    // (dispatch below fills them again).
-    flush(&mut batch, &bases)?;
-    let prefix = next.to_string();
-    let stale: Vec<&String> = names.iter().filter(|n| n.starts_with(&prefix)).collect();
-    for name in &stale {
-        batch.add(&Rule::new(&chain(name)).context("flushing")?, MsgType::Del);
-    }
-    for name in &stale {
-        batch.add(&chain(name), MsgType::Del);
-    }
-    // The idle generation's rate sets go with its rules (nothing else refers to them).
-    if !names.is_empty() {
-        for name in netlink::set_names(TABLE)?
-            .iter()
-            .filter(|n| n.starts_with(&prefix) && is_rate_set(n))
-        {
-            batch.add(&rate_set(name, None), MsgType::Del);
+    let record = staging
+        .token
+        .and_then(|token| record::load(staging.dir, next, token));
+    record::forget(staging.dir, next)?;
+    let catalog = Catalog::build(chains)?;
+    crate::timings::phase("nft: build rules");
+    let written = match write_generation(
+        &catalog,
+        next,
+        current,
+        marks,
+        hooked,
+        &names,
+        record.as_ref(),
+        staging,
+    ) {
+        Err(e) if record.is_some() => {
+            log::warn!("rewriting nftables generation {next} whole: {e:#}");
+            write_generation(
+                &catalog, next, current, marks, hooked, &names, None, staging,
+            )?
+        }
+        other => other?,
+    };
+    let Some(written) = written else {
+        return Ok(None);
+    };
+    let token = crate::dataplane::keyed::new_token();
+    match record::store(staging.dir, next, token, &written) {
+        Ok(()) => Ok(Some(token)),
+        Err(e) => {
+            log::info!("the next change rewrites nftables generation {next} whole: {e:#}");
+            Ok(None)
         }
     }
-    crate::timings::phase("nft: list sets");
-    for (id, set) in chains.iter().flat_map(|c| &c.sets).enumerate() {
-        // The kernel wants an id for a set made in a batch, unique in the batch.
-        let made = rate_set(&set.name, Some(set)).with_id(id as u32 + 1);
-        batch.add(&made, MsgType::Add);
+}
+
+/// One staging batch (see [`stage`]): against `record` if given, else whole. Returns what
+/// the generation holds after it, if the kernel told every new rule's handle.
+#[allow(clippy::too_many_arguments)]
+fn write_generation(
+    catalog: &Catalog,
+    next: u32,
+    current: u32,
+    marks: Marks,
+    hooked: &[Table],
+    names: &[String],
+    record: Option<&record::GenRecord>,
+    staging: &Staging,
+) -> Result<Option<record::GenRecord>> {
+    const NLM_F_APPEND: u16 = 0x800;
+    const NLM_F_ECHO: u16 = 0x8;
+    const NFTA_RULE_POSITION: u16 = 6;
+    let prefix = next.to_string();
+    let bases = bases(names, hooked);
+    let in_kernel: Vec<&String> = names.iter().filter(|n| n.starts_with(&prefix)).collect();
+    let fresh = |object: &str| !staging.in_force.contains(object);
+    let mut out = batch::Outgoing::new();
+    let mut head = Batch::new();
+    head.add(&table(), MsgType::Add);
+    for b in &bases {
+        head.add(&base_chain(b), MsgType::Add);
     }
-    // `-m recent` lists outlive generations, as xt_recent's outlive rule changes: made
-    // once, never emptied by a change (`fwctl down` removes them with the table).
-    let existing = if names.is_empty() {
+    // The base chains refer to both generations: emptied while chains of the idle one may
+    // go (dispatch below fills them again).
+    flush(&mut head, &bases)?;
+    // Per chain of the catalog: for each new rule, the old rule it keeps.
+    let mut keeps: Vec<Option<Vec<Option<usize>>>> = Vec::new();
+    let mut idle_objects = objects::Names::new();
+    for c in &catalog.chains {
+        let old = record.and_then(|r| r.chains.get(&c.name));
+        let Some(old) = old else {
+            // Not recorded: emptied if the kernel has it, then written whole.
+            if in_kernel.contains(&&c.name) {
+                head.add(
+                    &Rule::new(&chain(&c.name)).context("flushing")?,
+                    MsgType::Del,
+                );
+            }
+            keeps.push(None);
+            continue;
+        };
+        let fps: Vec<u64> = old.iter().map(|r| r.fingerprint).collect();
+        let new: Vec<u64> = c.rules.iter().map(|r| r.0).collect();
+        let keep = incremental::plan(&fps, &new, |i| {
+            fresh(&counter_of(&prefix, &c.name, old[i].slot))
+        });
+        let kept: std::collections::HashSet<usize> = keep.iter().flatten().copied().collect();
+        for (_, r) in old.iter().enumerate().filter(|(i, _)| !kept.contains(i)) {
+            let mut del = Rule::new(&chain(&c.name)).context("deleting a rule")?;
+            del.set_handle(r.handle);
+            head.add(&del, MsgType::Del);
+        }
+        keeps.push(Some(keep));
+    }
+    if let Some(r) = record {
+        for (name, rules) in &r.chains {
+            idle_objects.extend(rules.iter().map(|x| counter_of(&prefix, name, x.slot)));
+        }
+    }
+    // Chains of the generation that the new one lacks go, rules first.
+    let gone: Vec<&&String> = in_kernel
+        .iter()
+        .filter(|n| !catalog.chains.iter().any(|c| &c.name == **n))
+        .collect();
+    for name in &gone {
+        head.add(&Rule::new(&chain(name)).context("flushing")?, MsgType::Del);
+    }
+    for name in &gone {
+        head.add(&chain(name), MsgType::Del);
+    }
+    // Rate sets: a kept rule keeps its set (and its state); a set whose rule is new, or
+    // that no rule uses any more, goes.
+    let existing_sets: Vec<String> = if names.is_empty() {
         Vec::new()
     } else {
         netlink::set_names(TABLE)?
     };
-    let mut made: Vec<&str> = Vec::new();
-    for (name, key) in chains.iter().flat_map(|c| &c.lists) {
-        if existing.iter().any(|n| n == name) || made.contains(&name.as_str()) {
+    crate::timings::phase("nft: list sets");
+    let wanted: Vec<&RateSet> = catalog.chains.iter().flat_map(|c| &c.sets).collect();
+    let keep_set = |name: &str| {
+        record.is_some()
+            && wanted
+                .iter()
+                .any(|s| s.name == name && !fresh(&objects::rule(s.slot)))
+    };
+    for name in existing_sets
+        .iter()
+        .filter(|n| n.starts_with(&prefix) && is_rate_set(n))
+        .filter(|n| !keep_set(n))
+    {
+        head.add(&rate_set(name, None), MsgType::Del);
+    }
+    out.extend(head);
+    let mut made_sets: Vec<&str> = existing_sets
+        .iter()
+        .filter(|n| keep_set(n))
+        .map(String::as_str)
+        .collect();
+    let mut id = 0u32;
+    let mut sets = Batch::new();
+    for set in &wanted {
+        if made_sets.contains(&set.name.as_str()) {
             continue;
         }
-        made.push(name);
+        made_sets.push(&set.name);
+        id += 1;
+        // The kernel wants an id for a set made in a batch, unique in the batch.
+        sets.add(&rate_set(&set.name, Some(set)).with_id(id), MsgType::Add);
+    }
+    // `-m recent` lists outlive generations, as xt_recent's outlive rule changes: made
+    // once, never emptied by a change (`fwctl down` removes them with the table).
+    for (name, key) in catalog.chains.iter().flat_map(|c| &c.lists) {
+        if existing_sets.iter().any(|n| n == name) || made_sets.contains(&name.as_str()) {
+            continue;
+        }
+        made_sets.push(name);
+        id += 1;
         // Timeouts on, no default: each member gets its list's --seconds, or none.
         let def = RateSet {
             name: name.clone(),
+            slot: POLICY_RULE,
             key: *key,
             timeout_ms: Some(0),
         };
-        let id = (chains.iter().map(|c| c.sets.len()).sum::<usize>() + made.len()) as u32;
-        batch.add(&rate_set(name, Some(&def)).with_id(id), MsgType::Add);
+        sets.add(&rate_set(name, Some(&def)).with_id(id), MsgType::Add);
     }
-    for image in &chains {
-        batch.add(&chain(&image.name), MsgType::Add);
-    }
-    // Taken apart as they go into the batch: a copy of every rule's expressions, made and
-    // freed, cost as much as the batch itself for 10,000 rules.
-    for image in chains {
-        let c = chain(&image.name);
-        for (e, userdata) in image.rules {
-            add_rule(&mut batch, &c, e, Some(userdata))?;
+    out.extend(sets);
+    // Counter objects: one at zero for each new slot, and for the policy of a chain new to
+    // the ruleset. One may be left from an earlier rule of that slot number (or a run that
+    // went wrong): made here if missing, reset once the batch is in (`objects::reset`).
+    // Those of the old rules of this generation that neither generation counts in any
+    // more go; written whole, the generation deletes none (the rules in force may not be
+    // what the state says after a crash, and a counter in use cannot go). A table written
+    // before counter objects has its counts moved into them.
+    let wanted_objects: objects::Names = catalog
+        .chains
+        .iter()
+        .flat_map(|c| c.rules.iter().map(|r| counter_of(&prefix, &c.name, r.2)))
+        .collect();
+    let mut reset: Vec<String> = Vec::new();
+    match record {
+        Some(_) => {
+            for name in idle_objects
+                .iter()
+                .filter(|o| fresh(o) && !wanted_objects.contains(*o))
+            {
+                out.raw(objects::delete(name));
+            }
+            for name in wanted_objects.iter().filter(|o| fresh(o)) {
+                out.raw(objects::create(name, (0, 0)));
+                reset.push(name.clone());
+            }
+        }
+        None => {
+            let existing = objects::dump()?;
+            let legacy = if existing.is_empty() && current != next && has_generation(names, current)
+            {
+                objects::named(&legacy_counters(current)?)
+            } else {
+                BTreeMap::new()
+            };
+            for name in &wanted_objects {
+                if fresh(name) {
+                    out.raw(objects::create(name, (0, 0)));
+                    if existing.contains_key(name) {
+                        reset.push(name.clone());
+                    }
+                } else if !existing.contains_key(name) {
+                    out.raw(objects::create(
+                        name,
+                        legacy.get(name).copied().unwrap_or_default(),
+                    ));
+                }
+            }
         }
     }
-    let keep_current = current != next && has_generation(&names, current);
+    let mut adds = Batch::new();
+    for (c, keep) in catalog.chains.iter().zip(&keeps) {
+        if keep.is_none() && !in_kernel.contains(&&c.name) {
+            adds.add(&chain(&c.name), MsgType::Add);
+        }
+    }
+    out.extend(adds);
+    // The new rules, each echoed back with the handle the kernel gave it.
+    let mut sent: HashMap<u32, (usize, usize)> = HashMap::new();
+    let mut echoed_bytes = 0;
+    for (ci, (c, keep)) in catalog.chains.iter().zip(&keeps).enumerate() {
+        let places = match (keep, record.and_then(|r| r.chains.get(&c.name))) {
+            (Some(keep), Some(old)) => {
+                let handles: Vec<u64> = old.iter().map(|r| r.handle).collect();
+                incremental::placements(keep, &handles)
+            }
+            _ => (0..c.rules.len())
+                .map(|j| (j, incremental::Place::End))
+                .collect(),
+        };
+        for (j, place) in places {
+            let h = &catalog.messages[c.rules[j].1];
+            let msg = &catalog.buf[h.at..h.at + h.len];
+            let (position, clear) = match place {
+                incremental::Place::After(handle) => (Some(handle), 0),
+                incremental::Place::Before(handle) => (Some(handle), NLM_F_APPEND),
+                incremental::Place::End => (None, 0),
+            };
+            let attrs = position
+                .map(|p| netlink::nla(NFTA_RULE_POSITION, &p.to_be_bytes()))
+                .unwrap_or_default();
+            let seq = out.copy(msg, NLM_F_ECHO, clear, &attrs);
+            sent.insert(seq, (ci, j));
+            echoed_bytes += 2 * h.len + 512;
+        }
+    }
+    let keep_current = current != next && has_generation(names, current);
     let present: Vec<u32> = if keep_current {
         vec![current, next]
     } else {
         vec![next]
     };
+    let mut tail = Batch::new();
     dispatch(
-        &mut batch,
+        &mut tail,
         marks,
         &present,
         if keep_current { current } else { next },
         &bases,
     )?;
+    out.extend(tail);
     crate::timings::phase("nft: build staging batch");
-    send(batch, "staging the new ruleset")
+    let mut handles: HashMap<(usize, usize), u64> = HashMap::with_capacity(sent.len());
+    batch::send_echoed(out.finish(), echoed_bytes, |h, buf| {
+        const NFT_MSG_NEWRULE: u16 = 6;
+        const NFTA_RULE_HANDLE: u16 = 3;
+        if h.kind & 0xff != NFT_MSG_NEWRULE || h.len < 20 {
+            return;
+        }
+        let Some(&at) = sent.get(&h.seq) else {
+            return;
+        };
+        for (k, v) in netlink::attributes(&buf[h.at + 20..h.at + h.len]) {
+            if k & netlink::NLA_TYPE_MASK == NFTA_RULE_HANDLE {
+                if let Ok(b) = <[u8; 8]>::try_from(v) {
+                    handles.insert(at, u64::from_be_bytes(b));
+                }
+            }
+        }
+    })
+    .with_context(|| format!("netlink: staging the new ruleset (table inet {TABLE})"))?;
+    crate::timings::phase("nft: send staging batch");
+    objects::reset(&reset)?;
+    // What the generation holds now.
+    let mut written = record::GenRecord {
+        chains: BTreeMap::new(),
+        rate_sets: wanted.iter().map(|s| s.name.clone()).collect(),
+    };
+    for (ci, (c, keep)) in catalog.chains.iter().zip(&keeps).enumerate() {
+        let old = record.and_then(|r| r.chains.get(&c.name));
+        let mut rules = Vec::with_capacity(c.rules.len());
+        for (j, &(fingerprint, _, slot)) in c.rules.iter().enumerate() {
+            let kept = match (keep, old) {
+                (Some(keep), Some(old)) => keep[j].map(|i| old[i].handle),
+                _ => None,
+            };
+            let Some(handle) = kept.or_else(|| handles.get(&(ci, j)).copied()) else {
+                log::info!("nftables did not echo every new rule: the next change writes the generation whole");
+                return Ok(None);
+            };
+            rules.push(record::RuleRecord {
+                fingerprint,
+                handle,
+                slot,
+            });
+        }
+        written.chains.insert(c.name.clone(), rules);
+    }
+    Ok(Some(written))
 }
 
 /// Sends unmarked packets to generation `next` (already staged). `hooked`: the tables the
@@ -999,8 +1274,19 @@ pub fn remove() -> Result<()> {
     send(batch, "removing")
 }
 
-/// What netfilter counted in generation `generation`, summed per rule slot and policy.
+/// What netfilter counted, per rule slot and policy: the counter objects, or in a table
+/// written before them, the counters of generation `generation`'s rules.
 pub fn counters(generation: u32) -> Result<NftCounters> {
+    let objects = objects::dump()?;
+    if objects.is_empty() {
+        return legacy_counters(generation);
+    }
+    Ok(objects::counters(&objects))
+}
+
+/// What the rules of generation `generation` counted, summed per rule slot and policy, in
+/// a table written before counter objects.
+fn legacy_counters(generation: u32) -> Result<NftCounters> {
     let mut out = NftCounters::default();
     // Chain prefixes and comments pick ours. One dump per chain of the generation: a dump
     // of the table would read the other generation's rules too, as many again.

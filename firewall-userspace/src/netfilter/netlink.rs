@@ -97,6 +97,17 @@ pub fn with_socket<T>(send_buffer: usize, f: impl FnOnce(&OwnedFd) -> Result<T>)
     result
 }
 
+/// Makes room for `bytes` of answers on `fd` beyond the default (never less than it).
+pub fn receive_room(fd: &OwnedFd, bytes: usize) {
+    if bytes > 0 {
+        set(
+            fd,
+            libc::SO_RCVBUFFORCE,
+            &((bytes + (4 << 20)).min(i32::MAX as usize) as libc::c_int),
+        );
+    }
+}
+
 /// Lets this process exit without waiting for the kernel to be done with its netfilter
 /// socket. Closing the last reference to a netfilter socket after a batch that removed
 /// rules waits for their RCU grace period (nf_tables flushes its destroy work at
@@ -278,6 +289,11 @@ pub fn exchange<T>(
 /// cannot read back sets, nor rules whose expressions use registers it does not know.
 fn dump(msg: u16, table: &str, each: impl FnMut(Vec<(u16, &[u8])>)) -> Result<()> {
     dump_in(msg, libc::NFPROTO_INET as u8, Some(table), None, each)
+}
+
+/// As [`dump`], for the objects (`NFT_MSG_GETOBJ`) of table `table`.
+pub fn dump_objects(msg: u16, table: &str, each: impl FnMut(Vec<(u16, &[u8])>)) -> Result<()> {
+    dump(msg, table, each)
 }
 
 /// As [`dump`], for any family (`NFPROTO_UNSPEC`: all) and any table (None: all).

@@ -1,0 +1,184 @@
+//! Which rules of a chain a change keeps, deletes and inserts: the chain as recorded
+//! (`record`) against the chain as translated now, compared by fingerprint. The kept rules
+//! are a longest common subsequence of the two; since every iptables rule has a slot of its
+//! own in its comment, a fingerprint occurs once per chain, and that subsequence is a
+//! longest increasing one (patience diff, O(n log n)). A fingerprint seen twice is never
+//! kept: its rules are written again.
+
+use std::collections::HashMap;
+
+/// FNV-1a: stable across builds and runs, as the records on disk need.
+pub fn fingerprint(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// For each new rule, the index of the old rule it keeps, if any; the old rules no new
+/// one keeps go. Kept pairs are in the same order on both sides. `fresh(i)`: old rule `i`
+/// must not be kept even if it looks the same (its counter slot was handed out anew).
+pub fn plan(old: &[u64], new: &[u64], fresh: impl Fn(usize) -> bool) -> Vec<Option<usize>> {
+    let mut seen: HashMap<u64, (u32, u32, usize)> = HashMap::with_capacity(old.len());
+    for (i, fp) in old.iter().enumerate() {
+        let e = seen.entry(*fp).or_insert((0, 0, i));
+        e.0 += 1;
+        e.2 = i;
+    }
+    for fp in new {
+        if let Some(e) = seen.get_mut(fp) {
+            e.1 += 1;
+        }
+    }
+    // (new index, old index) of every candidate pair, in new order.
+    let pairs: Vec<(usize, usize)> = new
+        .iter()
+        .enumerate()
+        .filter_map(|(j, fp)| match seen.get(fp) {
+            Some(&(1, 1, i)) if !fresh(i) => Some((j, i)),
+            _ => None,
+        })
+        .collect();
+    // Longest strictly increasing run of old indices: tails[k] is the pair index ending
+    // the best run of length k + 1 found so far.
+    let mut tails: Vec<usize> = Vec::new();
+    let mut before: Vec<Option<usize>> = vec![None; pairs.len()];
+    for (p, &(_, i)) in pairs.iter().enumerate() {
+        let k = tails.partition_point(|&t| pairs[t].1 < i);
+        before[p] = k.checked_sub(1).map(|k| tails[k]);
+        if k == tails.len() {
+            tails.push(p);
+        } else {
+            tails[k] = p;
+        }
+    }
+    let mut out = vec![None; new.len()];
+    let mut at = tails.last().copied();
+    while let Some(p) = at {
+        let (j, i) = pairs[p];
+        out[j] = Some(i);
+        at = before[p];
+    }
+    out
+}
+
+/// Where a new rule goes, given the handles of the rules kept around it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// Right after the rule with this handle (`NFTA_RULE_POSITION` with `NLM_F_APPEND`).
+    After(u64),
+    /// Right before it (`NFTA_RULE_POSITION` alone).
+    Before(u64),
+    /// At the end of the chain.
+    End,
+}
+
+/// The new rules to insert, in the order to send them, and where each goes: a run of new
+/// rules after a kept rule is sent last first, each right after that rule; a run at the
+/// head of the chain goes before the first kept rule, first to last; in a chain that
+/// keeps nothing, everything is appended in order.
+pub fn placements(keep: &[Option<usize>], old_handles: &[u64]) -> Vec<(usize, Place)> {
+    let mut out = Vec::new();
+    let mut j = 0;
+    while j < keep.len() {
+        if keep[j].is_some() {
+            j += 1;
+            continue;
+        }
+        let start = j;
+        while j < keep.len() && keep[j].is_none() {
+            j += 1;
+        }
+        let prev = start
+            .checked_sub(1)
+            .and_then(|p| keep[p])
+            .map(|i| old_handles[i]);
+        let next = keep.get(j).copied().flatten().map(|i| old_handles[i]);
+        match (prev, next) {
+            (Some(h), _) => out.extend((start..j).rev().map(|n| (n, Place::After(h)))),
+            (None, Some(h)) => out.extend((start..j).map(|n| (n, Place::Before(h)))),
+            (None, None) => out.extend((start..j).map(|n| (n, Place::End))),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Applies deletions and placements to `old` as the kernel would, returning the
+    /// chain's fingerprints in order.
+    fn apply(old: &[u64], new: &[u64], fresh: &[usize]) -> (Vec<u64>, usize) {
+        let keep = plan(old, new, |i| fresh.contains(&i));
+        let handles: Vec<u64> = (0..old.len() as u64).map(|h| h + 100).collect();
+        // The chain as (handle, fingerprint), deletions applied.
+        let mut chain: Vec<(u64, u64)> = old
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| keep.contains(&Some(*i)))
+            .map(|(i, fp)| (handles[i], *fp))
+            .collect();
+        let places = placements(&keep, &handles);
+        for (handle, &(n, place)) in (1000..).zip(&places) {
+            let rule = (handle, new[n]);
+            let pos = |h: u64, chain: &[(u64, u64)]| chain.iter().position(|r| r.0 == h).unwrap();
+            match place {
+                Place::After(h) => {
+                    let at = pos(h, &chain) + 1;
+                    chain.insert(at, rule)
+                }
+                Place::Before(h) => {
+                    let at = pos(h, &chain);
+                    chain.insert(at, rule)
+                }
+                Place::End => chain.push(rule),
+            }
+        }
+        (chain.iter().map(|r| r.1).collect(), places.len())
+    }
+
+    #[test]
+    fn a_change_sends_only_the_rules_it_changes() {
+        let old: Vec<u64> = (1..=10).collect();
+        for (new, sent) in [
+            // -I at 3, -D 3, -R 5, -A, two edits far apart, nothing.
+            (vec![1, 2, 99, 3, 4, 5, 6, 7, 8, 9, 10], 1),
+            (vec![1, 2, 4, 5, 6, 7, 8, 9, 10], 0),
+            (vec![1, 2, 3, 4, 99, 6, 7, 8, 9, 10], 1),
+            (vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 99], 1),
+            (vec![98, 1, 2, 4, 5, 6, 7, 8, 9, 10, 99], 2),
+            (old.clone(), 0),
+        ] {
+            let (chain, count) = apply(&old, &new, &[]);
+            assert_eq!(chain, new);
+            assert_eq!(count, sent, "{new:?}");
+        }
+    }
+
+    #[test]
+    fn any_reordering_ends_as_the_new_chain() {
+        let old: Vec<u64> = (1..=8).collect();
+        for new in [
+            vec![8, 7, 6, 5, 4, 3, 2, 1],
+            vec![3, 1, 2],
+            vec![],
+            vec![50, 51],
+            vec![2, 2, 2, 5],
+            vec![5, 1, 60, 2, 8, 61],
+        ] {
+            assert_eq!(apply(&old, &new, &[]).0, new);
+        }
+        assert_eq!(apply(&[], &[4, 5], &[]).0, vec![4, 5]);
+        // Moving one rule to the end keeps the seven others in place.
+        let new = vec![2, 3, 4, 5, 6, 7, 8, 1];
+        assert_eq!(apply(&old, &new, &[]), (new, 1));
+    }
+
+    #[test]
+    fn a_rule_whose_slot_is_new_is_written_again() {
+        let old = vec![1, 2, 3];
+        assert_eq!(apply(&old, &old, &[1]), (old.clone(), 1));
+        // Duplicates are never kept.
+        assert_eq!(apply(&[7, 7], &[7, 7], &[]), (vec![7, 7], 2));
+    }
+}
