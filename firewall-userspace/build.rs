@@ -7,7 +7,43 @@ use aya_build::{Package, Toolchain};
 /// The objects `include_bytes_aligned!` embeds (see lib.rs).
 const OBJECTS: [&str; 3] = ["firewall-ebpf", "ct-seen", "bench-xdp"];
 
+/// A hash of the sources that turn rules into nftables rules (FWCTL_TRANSLATION_MARK):
+/// netfilter/record.rs keeps rules it wrote before only if this build would write them
+/// alike, so a build that translates differently writes every rule again.
+fn translation_mark() -> anyhow::Result<()> {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    let mut dirs = vec![src.join("netfilter"), src.join("rules")];
+    while let Some(dir) = dirs.pop() {
+        println!("cargo:rerun-if-changed={}", dir.display());
+        for entry in std::fs::read_dir(&dir).map_err(|e| anyhow!("{}: {e}", dir.display()))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for file in files {
+        let bytes = std::fs::read(&file).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+        let name = file
+            .strip_prefix(&src)
+            .unwrap_or(&file)
+            .to_string_lossy()
+            .into_owned();
+        for b in name.bytes().chain(bytes) {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    println!("cargo:rustc-env=FWCTL_TRANSLATION_MARK={hash:016x}");
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
+    translation_mark()?;
     // A folder holding objects another build of this crate made (`cargo xtask fuzz` passes
     // the usual build's): a build that only needs the bytes embedded, such as the parser
     // fuzz targets, need not compile the XDP program again with its own flags.

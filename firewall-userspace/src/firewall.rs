@@ -223,11 +223,28 @@ impl Firewall {
             Some(dp) => (dp.maps.config()?.active + 1) % firewall_common::GENERATIONS,
             None => 0,
         };
-        let mut translated = Some(netfilter::translate(
-            &editor.ruleset,
-            guess,
-            &self.state.sets,
-        )?);
+        // Against what that generation holds, so that rules it has are not translated again.
+        // FWCTL_NFT_REWRITE=1 writes every rule again (what a change without a record does):
+        // to compare the two ways, or to repair a table someone else edited.
+        let rewrite = std::env::var_os("FWCTL_NFT_REWRITE").is_some_and(|v| v == "1");
+        let record_of = |generation: u32| {
+            if rewrite {
+                return None;
+            }
+            self.state
+                .nft_records
+                .get(&generation)
+                .and_then(|&token| netfilter::record::load(&self.ns.state_dir, generation, token))
+        };
+        let guessed_record = record_of(guess);
+        let known = guessed_record
+            .as_ref()
+            .map(|r| r.known())
+            .unwrap_or_default();
+        let mut translated = Some((
+            netfilter::translate(&editor.ruleset, guess, &self.state.sets, &known)?,
+            guessed_record,
+        ));
         crate::timings::phase("translate");
         if !self.force {
             self.refuse_lockout(&editor.ruleset)?;
@@ -257,24 +274,37 @@ impl Firewall {
         let set_registry = &self.state.sets;
         let mut retired_gone = false;
         let in_force = netfilter::counter_names(&self.state.ruleset);
-        let nft_records = &self.state.nft_records;
         let state_dir = &self.ns.state_dir;
         let mut staged_record = None;
         // Netfilter's idle generation is staged before XDP flips, the default switched after:
         // see netfilter/mod.rs for why each packet then meets one whole ruleset.
         let stage = |next| {
-            let chains = match translated.take() {
-                Some(chains) if next == guess => chains,
-                _ => netfilter::translate(&editor.ruleset, next, set_registry)?,
+            let (chains, record) = match translated.take() {
+                Some(done) if next == guess => done,
+                _ => {
+                    let record = record_of(next);
+                    let known = record.as_ref().map(|r| r.known()).unwrap_or_default();
+                    let chains = netfilter::translate(&editor.ruleset, next, set_registry, &known)?;
+                    (chains, record)
+                }
             };
             let staging = netfilter::Staging {
                 dir: state_dir,
-                token: nft_records.get(&next).copied(),
                 in_force: &in_force,
+            };
+            let whole = || {
+                Ok(netfilter::translate(
+                    &editor.ruleset,
+                    next,
+                    set_registry,
+                    &Default::default(),
+                )?)
             };
             staged_record = Some((
                 next,
-                netfilter::stage(chains, next, current, marks, &hooked, &staging)?,
+                netfilter::stage(
+                    chains, record, whole, next, current, marks, &hooked, &staging,
+                )?,
             ));
             // The idle generation's old rules were the last to name replaced sets.
             let retired: Vec<&str> = set_registry
@@ -789,7 +819,7 @@ impl Firewall {
 pub fn check(ruleset: &crate::rules::Ruleset, sets: &crate::sets::model::Registry) -> Result<()> {
     crate::sets::check(ruleset, sets)?;
     compile_with_sets(ruleset, &[], sets)?;
-    netfilter::translate(ruleset, 0, sets)?;
+    netfilter::translate(ruleset, 0, sets, &Default::default())?;
     Ok(())
 }
 

@@ -1,18 +1,12 @@
 //! Which rules of a chain a change keeps, deletes and inserts: the chain as recorded
-//! (`record`) against the chain as translated now, compared by fingerprint. The kept rules
+//! (`record`) against the chain as translated now, compared by fingerprint (source rule
+//! and alternative, `record::fingerprint`). The kept rules
 //! are a longest common subsequence of the two; since every iptables rule has a slot of its
 //! own in its comment, a fingerprint occurs once per chain, and that subsequence is a
 //! longest increasing one (patience diff, O(n log n)). A fingerprint seen twice is never
 //! kept: its rules are written again.
 
 use std::collections::HashMap;
-
-/// FNV-1a: stable across builds and runs, as the records on disk need.
-pub fn fingerprint(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
 
 /// For each new rule, the index of the old rule it keeps, if any; the old rules no new
 /// one keeps go. Kept pairs are in the same order on both sides. `fresh(i)`: old rule `i`

@@ -22,7 +22,7 @@ pub mod translate;
 
 use std::collections::{BTreeMap, HashMap};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use rustables::{
     expr::{NatType, RawExpression, VerdictKind},
     Batch, Chain as NftChain, ChainPolicy, ChainType, Hook, HookClass, MsgType, ProtocolFamily,
@@ -333,18 +333,33 @@ fn parse_comment(data: &[u8]) -> Option<&str> {
     std::str::from_utf8(&rest[..len as usize - 1]).ok()
 }
 
-/// One chain of a generation: its name and its rules' expressions and comments.
+/// One chain of a generation: its name and its rules.
 #[derive(Debug)]
 pub struct ChainImage {
     pub name: String,
-    pub rules: Vec<(Vec<RawExpression>, Vec<u8>)>,
-    /// Per rule: the counter slot it counts in ([`POLICY_RULE`] for the policy's rule).
-    pub slots: Vec<u32>,
+    pub rules: Vec<NftRule>,
     /// Sets its rules update (hashlimit meters, connlimit counts), made with the chain.
     pub sets: Vec<RateSet>,
     /// `-m recent` lists its rules use (name, key): made if missing, kept across changes.
     pub lists: Vec<(String, exprs::Key)>,
 }
+
+/// One nftables rule of a chain: which of the alternatives (`alt`) of which source rule
+/// (`source`, a hash of the iptables rule and of everything its translation depends on),
+/// and its expressions and comment, left out (None) when the generation holds the rule
+/// already (see [`Known`]).
+#[derive(Debug)]
+pub struct NftRule {
+    pub source: u64,
+    pub alt: u32,
+    /// The counter slot it counts in ([`POLICY_RULE`] for the policy's rule).
+    pub slot: u32,
+    pub body: Option<(Vec<RawExpression>, Vec<u8>)>,
+}
+
+/// Source rules a generation holds (from its record): source -> how many nftables rules.
+/// [`translate`] leaves their translation out.
+pub type Known = HashMap<u64, u32>;
 
 /// The slot recorded for a built-in chain's last rule, which applies and counts its policy.
 pub const POLICY_RULE: u32 = u32::MAX;
@@ -430,12 +445,31 @@ type ChainSource<'a> = (
     Option<(Chain, Verdict)>,
 );
 
+/// Hashes what a rule's translation depends on, in order: see [`translate`].
+struct SourceHash(u64);
+
+impl SourceHash {
+    fn new() -> SourceHash {
+        SourceHash(0xcbf2_9ce4_8422_2325)
+    }
+    fn add(mut self, bytes: &[u8]) -> SourceHash {
+        for &b in bytes.iter().chain(&[0xff]) {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self
+    }
+}
+
 /// Translates a whole ruleset into generation `generation`'s chains, each rule counting in
-/// its slot's counter object (see `objects`).
+/// its slot's counter object (see `objects`). A rule is named by a hash of what its
+/// translation depends on: this build's translation code, the generation, the chain and
+/// its policy, the rule itself (its slot included), the sets it names and the `-m recent`
+/// lists; the rules `known` names are not translated again.
 pub fn translate(
     ruleset: &Ruleset,
     generation: u32,
     set_registry: &crate::sets::model::Registry,
+    known: &Known,
 ) -> Result<Vec<ChainImage>, TranslateError> {
     let mut out = Vec::new();
     let lists =
@@ -448,6 +482,11 @@ pub fn translate(
             })
         }))
         .map_err(TranslateError::Recent)?;
+    let context = SourceHash::new()
+        .add(env!("FWCTL_TRANSLATION_MARK").as_bytes())
+        .add(&generation.to_le_bytes())
+        .add(format!("{lists:?}").as_bytes())
+        .0;
     for table in Table::ALL {
         for family in Family::ALL {
             let rules = ruleset.table(table, family);
@@ -473,17 +512,57 @@ pub fn translate(
                 let mut image = ChainImage {
                     name: chain_name(generation, table, family, &name),
                     rules: Vec::new(),
-                    slots: Vec::new(),
                     sets: Vec::new(),
                     lists: Vec::new(),
                 };
+                let chain_source = SourceHash(context)
+                    .add(image.name.as_bytes())
+                    .add(format!("{policy:?}").as_bytes());
                 for rule in list {
+                    let mut source = SourceHash(chain_source.0)
+                        .add(&serde_json::to_vec(rule).unwrap_or_default());
+                    for m in &rule.spec.sets {
+                        let (_, info) = set_registry
+                            .resolve(&m.value, family)
+                            .map_err(TranslateError::Set)?;
+                        source = source.add(format!("{:?}", sets::NftSet::from(info)).as_bytes());
+                    }
+                    if let Target::Set(st) = &rule.spec.target {
+                        let mut e = Vec::new();
+                        set_target(st, set_registry, family, &mut e)?;
+                        source = source.add(format!("{e:?}").as_bytes());
+                    }
+                    let source = source.0;
+                    if let Some(&count) = known.get(&source) {
+                        // Held already: only what its neighbours in the generation need.
+                        let mut scratch = Vec::new();
+                        for m in &rule.spec.nf {
+                            let crate::rules::matches::NfMatch::Recent(r) = &m.value else {
+                                continue;
+                            };
+                            let seconds =
+                                lists.get(&(r.v6, r.list().to_string())).copied().flatten();
+                            let key = exprs::recent(r, family, seconds, &mut scratch);
+                            if !image.lists.iter().any(|(n, _)| *n == r.set_name()) {
+                                image.lists.push((r.set_name(), key));
+                            }
+                        }
+                        rate_exprs(rule, generation, family, &mut scratch, &mut image.sets);
+                        image.rules.extend((0..count).map(|alt| NftRule {
+                            source,
+                            alt,
+                            slot: rule.slot,
+                            body: None,
+                        }));
+                        continue;
+                    }
                     let to_policy = returns_to_policy(rule);
                     let note = if to_policy { COMMENT_AND_POLICY } else { "" };
                     let nf_alts = exprs::nf_alternatives(&rule.spec.nf, family);
-                    for (alt, nf) in alternatives(&rule.spec, family)?
+                    for (index, (alt, nf)) in alternatives(&rule.spec, family)?
                         .iter()
                         .flat_map(|alt| nf_alts.iter().map(move |nf| (alt, nf)))
+                        .enumerate()
                     {
                         let mut e = Vec::new();
                         for t in alt {
@@ -522,21 +601,30 @@ pub fn translate(
                                 target(&rule.spec.target, generation, table, family, &mut e)
                             }
                         }
-                        image
-                            .rules
-                            .push((e, comment(&format!("{COMMENT_RULE}{}{note}", rule.slot))));
-                        image.slots.push(rule.slot);
+                        image.rules.push(NftRule {
+                            source,
+                            alt: index as u32,
+                            slot: rule.slot,
+                            body: Some((e, comment(&format!("{COMMENT_RULE}{}{note}", rule.slot)))),
+                        });
                     }
                 }
                 if let (Some((_, policy)), Some(counter)) = (policy, &policy_counter) {
-                    image.rules.push((
-                        vec![
-                            exprs::counter_ref(counter),
-                            exprs::verdict(policy_verdict(policy)),
-                        ],
-                        comment(COMMENT_POLICY),
-                    ));
-                    image.slots.push(POLICY_RULE);
+                    let source = SourceHash(chain_source.0).add(b"policy").0;
+                    image.rules.push(NftRule {
+                        source,
+                        alt: 0,
+                        slot: POLICY_RULE,
+                        body: (!known.contains_key(&source)).then(|| {
+                            (
+                                vec![
+                                    exprs::counter_ref(counter),
+                                    exprs::verdict(policy_verdict(policy)),
+                                ],
+                                comment(COMMENT_POLICY),
+                            )
+                        }),
+                    });
                 }
                 out.push(image);
             }
@@ -804,28 +892,39 @@ fn bases(names: &[String], hooked: &[Table]) -> Vec<&'static BaseChain> {
         .collect()
 }
 
-/// Where the records of what each generation holds live (`record`), and what the state
-/// vouches for.
+/// Where the records of what each generation holds live (`record`), and what is in force.
 pub struct Staging<'a> {
     pub dir: &'a std::path::Path,
-    /// The state's token for the record of the generation being written.
-    pub token: Option<u64>,
     /// The counter objects the rules in force count in ([`counter_names`]).
     pub in_force: &'a objects::Names,
 }
 
-/// A translated generation taken apart: its rule messages (one finalized batch) and, per
-/// chain, what the rest of staging needs.
+/// A translated generation taken apart: the messages of the rules translated (one
+/// finalized batch) and, per chain, what the rest of staging needs.
 struct Catalog {
     buf: Vec<u8>,
     messages: Vec<netlink::Header>,
     chains: Vec<CatalogChain>,
 }
 
+/// A rule of a [`CatalogChain`].
+struct CatalogRule {
+    source: u64,
+    alt: u32,
+    slot: u32,
+    /// Its message in the catalog, if it was translated.
+    message: Option<usize>,
+}
+
+impl CatalogRule {
+    fn fingerprint(&self) -> u64 {
+        record::fingerprint(self.source, self.alt)
+    }
+}
+
 struct CatalogChain {
     name: String,
-    /// Per rule: fingerprint, index in `Catalog::messages`, counter slot.
-    rules: Vec<(u64, usize, u32)>,
+    rules: Vec<CatalogRule>,
     sets: Vec<RateSet>,
     lists: Vec<(String, exprs::Key)>,
 }
@@ -833,45 +932,56 @@ struct CatalogChain {
 impl Catalog {
     fn build(chains: Vec<ChainImage>) -> Result<Catalog> {
         let mut batch = Batch::new();
-        let mut metas = Vec::new();
+        let mut out = Vec::new();
+        let mut at = 0;
         // Taken apart as they go into the batch: a copy of every rule's expressions, made
         // and freed, cost as much as the batch itself for 10,000 rules.
         for image in chains {
             let c = chain(&image.name);
-            let count = image.rules.len();
-            for (e, userdata) in image.rules {
-                add_rule(&mut batch, &c, e, Some(userdata))?;
+            let mut rules = Vec::with_capacity(image.rules.len());
+            for r in image.rules {
+                let message = match r.body {
+                    Some((e, userdata)) => {
+                        add_rule(&mut batch, &c, e, Some(userdata))?;
+                        at += 1;
+                        Some(at - 1)
+                    }
+                    None => None,
+                };
+                rules.push(CatalogRule {
+                    source: r.source,
+                    alt: r.alt,
+                    slot: r.slot,
+                    message,
+                });
             }
-            metas.push((image.name, count, image.slots, image.sets, image.lists));
+            out.push(CatalogChain {
+                name: image.name,
+                rules,
+                sets: image.sets,
+                lists: image.lists,
+            });
         }
         let buf = batch::finalized(batch);
         let messages = batch::inner_messages(&buf);
-        let mut at = 0;
-        let mut out = Vec::new();
-        for (name, count, slots, sets, lists) in metas {
-            let rules = (at..at + count)
-                .zip(slots)
-                .map(|(i, slot)| {
-                    let h = messages
-                        .get(i)
-                        .context("a rule missing from its nftables batch")?;
-                    let fp = incremental::fingerprint(&buf[h.at + 20..h.at + h.len]);
-                    Ok((fp, i, slot))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            at += count;
-            out.push(CatalogChain {
-                name,
-                rules,
-                sets,
-                lists,
-            });
-        }
+        anyhow::ensure!(
+            messages.len() == at,
+            "{} nftables rules made {} messages",
+            at,
+            messages.len()
+        );
         Ok(Catalog {
             buf,
             messages,
             chains: out,
         })
+    }
+
+    /// Whether every rule was translated (a generation can be written whole from it).
+    fn complete(&self) -> bool {
+        self.chains
+            .iter()
+            .all(|c| c.rules.iter().all(|r| r.message.is_some()))
     }
 }
 
@@ -886,13 +996,17 @@ fn counter_of(prefix: &str, chain: &str, slot: u32) -> String {
 }
 
 /// Writes generation `next` while the default stays on `current`, if that generation is
-/// in the table. One batch: all of it or none. With a record of what `next` holds that the
-/// state vouches for, only the rules that differ are sent (by handle); without one, or if
-/// the kernel refuses the short batch, the generation is rewritten whole. `hooked`: the
-/// tables besides filter the new ruleset needs hooks for ([`hooked_tables`]). Returns the
-/// token of the record of what `next` now holds, if one could be written.
+/// in the table. One batch: all of it or none. `chains` is the new ruleset translated
+/// against `record`, what `next` holds (see [`translate`]): only the rules that differ are
+/// sent, by handle. Without a record, or if the kernel refuses the short batch, the
+/// generation is written whole (`retranslate` translates everything for that). `hooked`:
+/// the tables besides filter the new ruleset needs hooks for ([`hooked_tables`]). Returns
+/// the token of the record of what `next` now holds, if one could be written.
+#[allow(clippy::too_many_arguments)]
 pub fn stage(
     chains: Vec<ChainImage>,
+    record: Option<record::GenRecord>,
+    retranslate: impl Fn() -> Result<Vec<ChainImage>>,
     next: u32,
     current: u32,
     marks: Marks,
@@ -901,12 +1015,13 @@ pub fn stage(
 ) -> Result<Option<u64>> {
     let names = chain_names()?;
     crate::timings::phase("nft: list chains");
-    let record = staging
-        .token
-        .and_then(|token| record::load(staging.dir, next, token));
     record::forget(staging.dir, next)?;
-    let catalog = Catalog::build(chains)?;
+    let mut catalog = Catalog::build(chains)?;
     crate::timings::phase("nft: build rules");
+    let mut record = record;
+    if record.is_none() && !catalog.complete() {
+        catalog = Catalog::build(retranslate()?)?;
+    }
     let written = match write_generation(
         &catalog,
         next,
@@ -919,8 +1034,17 @@ pub fn stage(
     ) {
         Err(e) if record.is_some() => {
             log::warn!("rewriting nftables generation {next} whole: {e:#}");
+            record = None;
+            let catalog = Catalog::build(retranslate()?)?;
             write_generation(
-                &catalog, next, current, marks, hooked, &names, None, staging,
+                &catalog,
+                next,
+                current,
+                marks,
+                hooked,
+                &names,
+                record.as_ref(),
+                staging,
             )?
         }
         other => other?,
@@ -983,8 +1107,8 @@ fn write_generation(
             keeps.push(None);
             continue;
         };
-        let fps: Vec<u64> = old.iter().map(|r| r.fingerprint).collect();
-        let new: Vec<u64> = c.rules.iter().map(|r| r.0).collect();
+        let fps: Vec<u64> = old.iter().map(|r| r.fingerprint()).collect();
+        let new: Vec<u64> = c.rules.iter().map(|r| r.fingerprint()).collect();
         let keep = incremental::plan(&fps, &new, |i| {
             fresh(&counter_of(&prefix, &c.name, old[i].slot))
         });
@@ -1079,7 +1203,7 @@ fn write_generation(
     let wanted_objects: objects::Names = catalog
         .chains
         .iter()
-        .flat_map(|c| c.rules.iter().map(|r| counter_of(&prefix, &c.name, r.2)))
+        .flat_map(|c| c.rules.iter().map(|r| counter_of(&prefix, &c.name, r.slot)))
         .collect();
     let mut reset: Vec<String> = Vec::new();
     match record {
@@ -1139,7 +1263,9 @@ fn write_generation(
                 .collect(),
         };
         for (j, place) in places {
-            let h = &catalog.messages[c.rules[j].1];
+            let Some(h) = c.rules[j].message.map(|m| &catalog.messages[m]) else {
+                bail!("a rule to write in {} was not translated", c.name);
+            };
             let msg = &catalog.buf[h.at..h.at + h.len];
             let (position, clear) = match place {
                 incremental::Place::After(handle) => (Some(handle), 0),
@@ -1199,7 +1325,7 @@ fn write_generation(
     for (ci, (c, keep)) in catalog.chains.iter().zip(&keeps).enumerate() {
         let old = record.and_then(|r| r.chains.get(&c.name));
         let mut rules = Vec::with_capacity(c.rules.len());
-        for (j, &(fingerprint, _, slot)) in c.rules.iter().enumerate() {
+        for (j, r) in c.rules.iter().enumerate() {
             let kept = match (keep, old) {
                 (Some(keep), Some(old)) => keep[j].map(|i| old[i].handle),
                 _ => None,
@@ -1209,9 +1335,10 @@ fn write_generation(
                 return Ok(None);
             };
             rules.push(record::RuleRecord {
-                fingerprint,
+                source: r.source,
+                alt: r.alt,
                 handle,
-                slot,
+                slot: r.slot,
             });
         }
         written.chains.insert(c.name.clone(), rules);

@@ -19,8 +19,9 @@ use anyhow::{Context, Result};
 /// One nftables rule of a generation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RuleRecord {
-    /// Of its message's attributes (`incremental::fingerprint`).
-    pub fingerprint: u64,
+    /// Its source rule and which of that rule's alternatives it is (`super::NftRule`).
+    pub source: u64,
+    pub alt: u32,
     pub handle: u64,
     /// Its counter slot, or `super::POLICY_RULE`.
     pub slot: u32,
@@ -34,7 +35,31 @@ pub struct GenRecord {
     pub rate_sets: Vec<String>,
 }
 
-const MAGIC: &[u8; 8] = b"fwnftgn1";
+impl RuleRecord {
+    /// What a change compares it by.
+    pub fn fingerprint(&self) -> u64 {
+        fingerprint(self.source, self.alt)
+    }
+}
+
+/// The fingerprint of alternative `alt` of source rule `source`.
+pub fn fingerprint(source: u64, alt: u32) -> u64 {
+    (source ^ alt as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ alt as u64
+}
+
+impl GenRecord {
+    /// The source rules it holds, and how many nftables rules each.
+    pub fn known(&self) -> super::Known {
+        let mut out = super::Known::new();
+        for r in self.chains.values().flatten() {
+            let n = out.entry(r.source).or_insert(0);
+            *n = (*n).max(r.alt + 1);
+        }
+        out
+    }
+}
+
+const MAGIC: &[u8; 8] = b"fwnftgn2";
 
 fn path(dir: &Path, generation: u32) -> PathBuf {
     dir.join(format!("nft-generation-{generation}"))
@@ -82,7 +107,8 @@ fn serialize(record: &GenRecord, token: u64) -> Vec<u8> {
         put_str(&mut out, name);
         out.extend((rules.len() as u32).to_le_bytes());
         for r in rules {
-            out.extend(r.fingerprint.to_le_bytes());
+            out.extend(r.source.to_le_bytes());
+            out.extend(r.alt.to_le_bytes());
             out.extend(r.handle.to_le_bytes());
             out.extend(r.slot.to_le_bytes());
         }
@@ -129,13 +155,14 @@ fn parse(bytes: &[u8], token: u64) -> Option<GenRecord> {
     for _ in 0..r.u32()? {
         let name = r.string()?;
         let count = r.u32()? as usize;
-        if r.0.len() < count.checked_mul(20)? {
+        if r.0.len() < count.checked_mul(24)? {
             return None;
         }
         let mut rules = Vec::with_capacity(count);
         for _ in 0..count {
             rules.push(RuleRecord {
-                fingerprint: r.u64()?,
+                source: r.u64()?,
+                alt: r.u32()?,
                 handle: r.u64()?,
                 slot: r.u32()?,
             });
@@ -159,12 +186,14 @@ mod tests {
             "0v4-INPUT".into(),
             vec![
                 RuleRecord {
-                    fingerprint: 7,
+                    source: 7,
+                    alt: 0,
                     handle: 41,
                     slot: 12,
                 },
                 RuleRecord {
-                    fingerprint: 9,
+                    source: 7,
+                    alt: 1,
                     handle: 42,
                     slot: super::super::POLICY_RULE,
                 },
@@ -173,6 +202,7 @@ mod tests {
         record.chains.insert("0v6-MY CHAIN".into(), Vec::new());
         record.rate_sets.push("0v4-hl12".into());
         let bytes = serialize(&record, 99);
+        assert_eq!(record.known().get(&7), Some(&2));
         assert_eq!(parse(&bytes, 99), Some(record));
         assert_eq!(parse(&bytes, 98), None);
         assert_eq!(parse(&bytes[..bytes.len() - 1], 99), None);
