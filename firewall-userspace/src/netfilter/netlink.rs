@@ -359,19 +359,6 @@ pub fn helpers_in_use(own: &str) -> Result<bool> {
     const NFTA_EXPR_DATA: u16 = 2;
     const NFTA_TARGET_NAME: u16 = 1;
     let unspec = libc::NFPROTO_UNSPEC as u8;
-    let mut helper_objects = false;
-    dump_in(NFT_MSG_GETOBJ, unspec, None, None, |attrs| {
-        helper_objects |= attrs.iter().any(|(k, v)| {
-            k & NLA_TYPE_MASK == NFTA_OBJ_TYPE
-                && <[u8; 4]>::try_from(*v)
-                    .map(u32::from_be_bytes)
-                    .is_ok_and(|t| t == NFT_OBJECT_CT_HELPER || t == NFT_OBJECT_CT_EXPECT)
-        })
-    })
-    .context("listing nftables objects")?;
-    if helper_objects {
-        return Ok(true);
-    }
     // The family travels in each table message's nfgenmsg, after the netlink header.
     let mut tables: Vec<(u8, String)> = Vec::new();
     {
@@ -407,8 +394,22 @@ pub fn helpers_in_use(own: &str) -> Result<bool> {
         })?;
     }
     for (family, name) in tables {
+        // fwctl's own table is skipped: its counter objects are as many as its rules.
         if family == libc::NFPROTO_INET as u8 && name == own {
             continue;
+        }
+        let mut helper_objects = false;
+        dump_in(NFT_MSG_GETOBJ, family, Some(&name), None, |attrs| {
+            helper_objects |= attrs.iter().any(|(k, v)| {
+                k & NLA_TYPE_MASK == NFTA_OBJ_TYPE
+                    && <[u8; 4]>::try_from(*v)
+                        .map(u32::from_be_bytes)
+                        .is_ok_and(|t| t == NFT_OBJECT_CT_HELPER || t == NFT_OBJECT_CT_EXPECT)
+            })
+        })
+        .context("listing nftables objects")?;
+        if helper_objects {
+            return Ok(true);
         }
         let mut ct_target = false;
         dump_in(NFT_MSG_GETRULE, family, Some(&name), None, |attrs| {

@@ -1,7 +1,9 @@
 //! Update cost: `fwctl restore` against `iptables-restore` for 1,000 and 10,000 rules; one
 //! `-I`, `-D`, `-R` and `-A` into the 10,000 rules; one `-A` on a 2-rule ruleset; one
 //! `set add` and `set del` on a hash:ip set a rule uses (against `ipset`); and loading
-//! 1,000,000 set entries (`fwctl set restore` against `ipset restore`). fwctl is attached to
+//! 1,000,000 set entries (`fwctl set restore` against `ipset restore`); a fail2ban-like run
+//! (1,000 bans, each a set add and an `-I INPUT 1` / `-D` pair) under a steady UDP stream
+//! whose DROP rule must count every packet sent. fwctl is attached to
 //! a veth, as on a host, so its XDP side is written as it would be there. Wall time of the
 //! command, as an operator would see it; single changes are the median of 5. Run by
 //! `cargo xtask bench`.
@@ -126,6 +128,74 @@ fn args(line: &str, n: usize) -> Vec<String> {
 /// Runs `cmd` untimed, failing with its standard error.
 fn run(cmd: &mut Command) -> Result<()> {
     tests::report::run_with_input(cmd, None)
+}
+
+/// Bans in the fail2ban-like run (`UPDATE_BANS` overrides).
+const BANS: usize = 1_000;
+
+/// One side of the fail2ban-like run: its host, the commands of each round (program and
+/// arguments, `{}` for the address) and the program that lists INPUT.
+struct Banner<'a> {
+    host: &'a Netns,
+    steps: [(&'a str, &'a str); 3],
+    lister: &'a str,
+}
+
+/// A fail2ban-like run on a host with a set of bans, a rule dropping them and a rule
+/// dropping UDP to port 9: `bans` bans (one set add each) and as many
+/// `-I INPUT 1 -s ADDR -j DROP` / `-D` pairs (addresses no packet comes from), while the
+/// peer sends a steady UDP stream to port 9. Returns the mean wall time per command and
+/// (stream packets the port-9 rule counted, packets sent): equal when no packet was lost
+/// or judged by anything but a whole ruleset.
+fn fail2ban_run(side: &Banner, peer: &Netns, dst: &str, bans: usize) -> Result<(f64, u64, u64)> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let sender = peer.udp_socket("0.0.0.0:0".parse()?)?;
+    let target: std::net::SocketAddr = format!("{dst}:9").parse()?;
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let stream = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut sent = 0u64;
+            // Paced (~50,000 a second at most), so that the veth never drops one.
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..50 {
+                    if sender.send_to(b"stream", target).is_ok() {
+                        sent += 1;
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            sent
+        })
+    };
+    let addr = |i: usize| format!("10.{}.{}.{}", 100 + i / 65_536, i / 256 % 256, i % 256);
+    let start = std::time::Instant::now();
+    for i in 0..bans {
+        for (program, line) in side.steps {
+            run(side
+                .host
+                .command(program)
+                .args(line.replace("{}", &addr(i)).split_whitespace()))?;
+        }
+    }
+    let per_command = start.elapsed().as_secs_f64() / (3 * bans) as f64;
+    stop.store(true, Ordering::Relaxed);
+    let sent = stream
+        .join()
+        .map_err(|_| anyhow::anyhow!("the UDP stream's thread panicked"))?;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let listing = netlab::output(
+        side.host
+            .command(side.lister)
+            .args(["-L", "INPUT", "-n", "-v", "-x"]),
+    )?;
+    let counted = listing
+        .lines()
+        .find(|l| l.contains("dpt:9") && l.contains("DROP"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no port-9 rule in:\n{listing}"))?;
+    Ok((per_command, counted, sent))
 }
 
 fn main() -> Result<()> {
@@ -254,6 +324,74 @@ fn main() -> Result<()> {
     }
     drop(fw);
     drop(ipt);
+
+    // fail2ban's pattern on a host under a steady stream, fwctl and iptables + ipset each
+    // attached to a veth of their own.
+    let bans = std::env::var("UPDATE_BANS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(BANS);
+    let setup = [
+        "-A INPUT -m set --match-set f2b src -j DROP",
+        "-A INPUT -p udp --dport 9 -j DROP",
+    ];
+    let (fw, fw_peer) = attached("f2b")?;
+    run(fw.command(fwctl).args(["set", "create", "f2b", "hash:ip"]))?;
+    for line in setup {
+        run(fw.command(fwctl).args(args(line, 0)))?;
+    }
+    let fw_side = Banner {
+        host: &fw,
+        steps: [
+            (fwctl, "set add f2b {}"),
+            (fwctl, "-I INPUT 1 -s {} -j DROP"),
+            (fwctl, "-D INPUT -s {} -j DROP"),
+        ],
+        lister: fwctl,
+    };
+    let (t_fw, fw_counted, fw_sent) = fail2ban_run(&fw_side, &fw_peer, "10.250.0.1", bans)?;
+    drop(fw);
+    drop(fw_peer);
+    let ipt = Netns::new(&ns_prefix("ipt-f2b"))?;
+    let ipt_peer = Netns::new(&ns_prefix("ipt-f2b-peer"))?;
+    netlab::veth(
+        netlab::Link {
+            ns: &ipt,
+            ifname: "fwb0",
+            addrs: &["10.250.0.1/24"],
+        },
+        netlab::Link {
+            ns: &ipt_peer,
+            ifname: "fwb1",
+            addrs: &["10.250.0.2/24"],
+        },
+    )?;
+    run(ipt.command("ipset").args(["create", "f2b", "hash:ip"]))?;
+    for line in setup {
+        run(ipt.command("iptables").args(args(line, 0)))?;
+    }
+    let ipt_side = Banner {
+        host: &ipt,
+        steps: [
+            ("ipset", "add f2b {}"),
+            ("iptables", "-I INPUT 1 -s {} -j DROP"),
+            ("iptables", "-D INPUT -s {} -j DROP"),
+        ],
+        lister: "iptables",
+    };
+    let (t_ipt, ipt_counted, ipt_sent) = fail2ban_run(&ipt_side, &ipt_peer, "10.250.0.1", bans)?;
+    table.row(vec![
+        format!("fail2ban-like run: {bans} set adds and {bans} -I/-D pairs under a UDP stream (mean per command)"),
+        ms(t_fw),
+        ms(t_ipt),
+    ]);
+    table.row(vec![
+        "that run: stream packets the untouched DROP rule counted / sent".to_string(),
+        format!("{fw_counted} / {fw_sent}"),
+        format!("{ipt_counted} / {ipt_sent}"),
+    ]);
+    drop(ipt);
+    drop(ipt_peer);
 
     // Sets live in the namespace (ipset's are per network namespace): a fresh one each.
     let set = TempFile::new("fwb-set", &set_file(SET_ENTRIES))?;
