@@ -487,6 +487,7 @@ pub fn translate(
         .add(&generation.to_le_bytes())
         .add(format!("{lists:?}").as_bytes())
         .0;
+    let mut json = Vec::new();
     for table in Table::ALL {
         for family in Family::ALL {
             let rules = ruleset.table(table, family);
@@ -519,8 +520,10 @@ pub fn translate(
                     .add(image.name.as_bytes())
                     .add(format!("{policy:?}").as_bytes());
                 for rule in list {
-                    let mut source = SourceHash(chain_source.0)
-                        .add(&serde_json::to_vec(rule).unwrap_or_default());
+                    json.clear();
+                    // Writing into a Vec cannot fail, and a rule always serializes.
+                    let _ = serde_json::to_writer(&mut json, rule);
+                    let mut source = SourceHash(chain_source.0).add(&json);
                     for m in &rule.spec.sets {
                         let (_, info) = set_registry
                             .resolve(&m.value, family)
@@ -1318,10 +1321,7 @@ fn write_generation(
     crate::timings::phase("nft: send staging batch");
     objects::reset(&reset)?;
     // What the generation holds now.
-    let mut written = record::GenRecord {
-        chains: BTreeMap::new(),
-        rate_sets: wanted.iter().map(|s| s.name.clone()).collect(),
-    };
+    let mut written = record::GenRecord::default();
     for (ci, (c, keep)) in catalog.chains.iter().zip(&keeps).enumerate() {
         let old = record.and_then(|r| r.chains.get(&c.name));
         let mut rules = Vec::with_capacity(c.rules.len());

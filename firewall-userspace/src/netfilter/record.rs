@@ -1,6 +1,6 @@
 //! What a generation of the nftables table holds, recorded in a file beside the state when
-//! it is written: per chain, each rule's fingerprint, kernel handle and counter slot, and
-//! the generation's rate sets. The next change to that generation then sends only the
+//! it is written: per chain, each rule's source, alternative, kernel handle and counter
+//! slot. The next change to that generation then sends only the
 //! rules that differ (`incremental`), by handle, instead of the whole ruleset.
 //!
 //! Trusted as `dataplane/keyed.rs` trusts its records: the file is removed before the
@@ -31,8 +31,6 @@ pub struct RuleRecord {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GenRecord {
     pub chains: BTreeMap<String, Vec<RuleRecord>>,
-    /// Its rate sets (hashlimit meters, connlimit counts), by name.
-    pub rate_sets: Vec<String>,
 }
 
 impl RuleRecord {
@@ -113,10 +111,6 @@ fn serialize(record: &GenRecord, token: u64) -> Vec<u8> {
             out.extend(r.slot.to_le_bytes());
         }
     }
-    out.extend((record.rate_sets.len() as u32).to_le_bytes());
-    for name in &record.rate_sets {
-        put_str(&mut out, name);
-    }
     out
 }
 
@@ -169,9 +163,6 @@ fn parse(bytes: &[u8], token: u64) -> Option<GenRecord> {
         }
         out.chains.insert(name, rules);
     }
-    for _ in 0..r.u32()? {
-        out.rate_sets.push(r.string()?);
-    }
     r.0.is_empty().then_some(out)
 }
 
@@ -200,7 +191,6 @@ mod tests {
             ],
         );
         record.chains.insert("0v6-MY CHAIN".into(), Vec::new());
-        record.rate_sets.push("0v4-hl12".into());
         let bytes = serialize(&record, 99);
         assert_eq!(record.known().get(&7), Some(&2));
         assert_eq!(parse(&bytes, 99), Some(record));
