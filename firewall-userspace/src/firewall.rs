@@ -273,7 +273,7 @@ impl Firewall {
         let current = dp.maps.config()?.active;
         let set_registry = &self.state.sets;
         let mut retired_gone = false;
-        let in_force = netfilter::counter_names(&self.state.ruleset);
+        let in_force = netfilter::in_force(&self.state.ruleset);
         let state_dir = &self.ns.state_dir;
         let mut staged_record = None;
         // Netfilter's idle generation is staged before XDP flips, the default switched after:

@@ -14,7 +14,7 @@
 //! Conditions are judged field by field, so "can reach" is a superset and "every packet
 //! satisfies" a subset of the truth: errors only ever send packets to the classifier.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use firewall_common::{
     fast_final, FastCt, ACTION_CONTINUE, CT_CLASSES, FAST_BY_CLASS, FAST_CLASSES,
@@ -140,6 +140,7 @@ impl Shape {
                 c.dport.is_empty()
             };
             let (flags_possible, flags_certain) = match class {
+                _ if c.tcp_flags.is_empty() => (true, true),
                 FAST_TCP_SYN | FAST_TCP => {
                     let syn = class == FAST_TCP_SYN;
                     let in_class = (0..=255u8).filter(|v| {

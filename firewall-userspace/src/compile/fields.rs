@@ -2,7 +2,7 @@
 //! for every value that can occur: per value for small domains, per elementary interval for
 //! ports and ICMP type/code, per prefix of the LPM trie for addresses.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use super::{
     flatten::{Flat, PortCond},
@@ -34,7 +34,7 @@ pub fn per_value<K: std::hash::Hash + Eq>(
     holds: impl Fn(&Flat, u32) -> bool,
 ) -> Vec<u32> {
     // Each distinct key: an entry that has it, and every entry that has it.
-    let mut groups: HashMap<K, (usize, Vec<usize>)> = HashMap::new();
+    let mut groups: HashMap<K, (usize, Vec<usize>)> = HashMap::default();
     for (e, f) in flats.iter().enumerate() {
         groups
             .entry(key(f))
@@ -179,7 +179,7 @@ pub fn per_prefix(
     family: Family,
     conds: impl Fn(&Flat) -> &Vec<Neg<Cidr>>,
 ) -> Vec<(Cidr, u32)> {
-    let mut index: HashMap<(u8, u128), Vec<(usize, bool)>> = HashMap::new();
+    let mut index: HashMap<(u8, u128), Vec<(usize, bool)>> = HashMap::default();
     let mut positives = vec![0usize; flats.len()];
     let mut base = Bits::new(flats.len());
     for (e, f) in flats.iter().enumerate() {

@@ -14,7 +14,9 @@ pub mod nat;
 pub mod pool;
 pub mod prehooks;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use firewall_common::{
     fast_final, Entry, Guard, IfMac, Meter, TableHeader, ENTRIES_PER_GENERATION, FIELD_DPORT,

@@ -6,13 +6,14 @@
 //! longest increasing one (patience diff, O(n log n)). A fingerprint seen twice is never
 //! kept: its rules are written again.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 /// For each new rule, the index of the old rule it keeps, if any; the old rules no new
 /// one keeps go. Kept pairs are in the same order on both sides. `fresh(i)`: old rule `i`
 /// must not be kept even if it looks the same (its counter slot was handed out anew).
 pub fn plan(old: &[u64], new: &[u64], fresh: impl Fn(usize) -> bool) -> Vec<Option<usize>> {
-    let mut seen: HashMap<u64, (u32, u32, usize)> = HashMap::with_capacity(old.len());
+    let mut seen: HashMap<u64, (u32, u32, usize)> =
+        HashMap::with_capacity_and_hasher(old.len(), Default::default());
     for (i, fp) in old.iter().enumerate() {
         let e = seen.entry(*fp).or_insert((0, 0, i));
         e.0 += 1;

@@ -20,7 +20,9 @@ pub mod record;
 pub mod sets;
 pub mod translate;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet};
 
 use anyhow::{bail, Context, Result};
 use rustables::{
@@ -636,16 +638,16 @@ pub fn translate(
     Ok(out)
 }
 
-/// The counter objects the rules of `ruleset` count in, as [`translate`] names them.
-pub fn counter_names(ruleset: &Ruleset) -> objects::Names {
-    let mut out = objects::Names::new();
+/// The counters the rules of `ruleset` count in (see [`translate`]).
+pub fn in_force(ruleset: &Ruleset) -> objects::InForce {
+    let mut out = objects::InForce::default();
     for table in Table::ALL {
         for family in Family::ALL {
             let rules = ruleset.table(table, family);
             for &c in rules.builtins() {
-                out.insert(objects::policy(&policy_key(table, family, c)));
+                out.policies.insert(policy_key(table, family, c));
             }
-            out.extend(rules.all_rules().map(|r| objects::rule(r.slot)));
+            out.slots.extend(rules.all_rules().map(|r| r.slot));
         }
     }
     out
@@ -898,8 +900,8 @@ fn bases(names: &[String], hooked: &[Table]) -> Vec<&'static BaseChain> {
 /// Where the records of what each generation holds live (`record`), and what is in force.
 pub struct Staging<'a> {
     pub dir: &'a std::path::Path,
-    /// The counter objects the rules in force count in ([`counter_names`]).
-    pub in_force: &'a objects::Names,
+    /// The counters the rules in force count in ([`in_force`]).
+    pub in_force: &'a objects::InForce,
 }
 
 /// A translated generation taken apart: the messages of the rules translated (one
@@ -1084,7 +1086,7 @@ fn write_generation(
     let prefix = next.to_string();
     let bases = bases(names, hooked);
     let in_kernel: Vec<&String> = names.iter().filter(|n| n.starts_with(&prefix)).collect();
-    let fresh = |object: &str| !staging.in_force.contains(object);
+    let fresh = |chain: &str, slot: u32| staging.in_force.fresh(&prefix, chain, slot);
     let mut out = batch::Outgoing::new();
     let mut head = Batch::new();
     head.add(&table(), MsgType::Add);
@@ -1096,7 +1098,8 @@ fn write_generation(
     flush(&mut head, &bases)?;
     // Per chain of the catalog: for each new rule, the old rule it keeps.
     let mut keeps: Vec<Option<Vec<Option<usize>>>> = Vec::new();
-    let mut idle_objects = objects::Names::new();
+    // Counters of old rules of this generation that the ruleset in force lacks.
+    let mut idle_fresh = BTreeSet::new();
     for c in &catalog.chains {
         let old = record.and_then(|r| r.chains.get(&c.name));
         let Some(old) = old else {
@@ -1112,10 +1115,8 @@ fn write_generation(
         };
         let fps: Vec<u64> = old.iter().map(|r| r.fingerprint()).collect();
         let new: Vec<u64> = c.rules.iter().map(|r| r.fingerprint()).collect();
-        let keep = incremental::plan(&fps, &new, |i| {
-            fresh(&counter_of(&prefix, &c.name, old[i].slot))
-        });
-        let kept: std::collections::HashSet<usize> = keep.iter().flatten().copied().collect();
+        let keep = incremental::plan(&fps, &new, |i| fresh(&c.name, old[i].slot));
+        let kept: FxHashSet<usize> = keep.iter().flatten().copied().collect();
         for (_, r) in old.iter().enumerate().filter(|(i, _)| !kept.contains(i)) {
             let mut del = Rule::new(&chain(&c.name)).context("deleting a rule")?;
             del.set_handle(r.handle);
@@ -1125,7 +1126,12 @@ fn write_generation(
     }
     if let Some(r) = record {
         for (name, rules) in &r.chains {
-            idle_objects.extend(rules.iter().map(|x| counter_of(&prefix, name, x.slot)));
+            idle_fresh.extend(
+                rules
+                    .iter()
+                    .filter(|x| fresh(name, x.slot))
+                    .map(|x| counter_of(&prefix, name, x.slot)),
+            );
         }
     }
     // Chains of the generation that the new one lacks go, rules first.
@@ -1152,7 +1158,7 @@ fn write_generation(
         record.is_some()
             && wanted
                 .iter()
-                .any(|s| s.name == name && !fresh(&objects::rule(s.slot)))
+                .any(|s| s.name == name && staging.in_force.slots.contains(&s.slot))
     };
     for name in existing_sets
         .iter()
@@ -1203,23 +1209,27 @@ fn write_generation(
     // more go; written whole, the generation deletes none (the rules in force may not be
     // what the state says after a crash, and a counter in use cannot go). A table written
     // before counter objects has its counts moved into them.
-    let wanted_objects: objects::Names = catalog
-        .chains
-        .iter()
-        .flat_map(|c| c.rules.iter().map(|r| counter_of(&prefix, &c.name, r.slot)))
-        .collect();
+    let wanted = |all: bool| -> BTreeMap<String, bool> {
+        catalog
+            .chains
+            .iter()
+            .flat_map(|c| c.rules.iter().map(move |r| (c, r)))
+            .filter_map(|(c, r)| {
+                let fresh = fresh(&c.name, r.slot);
+                (all || fresh).then(|| (counter_of(&prefix, &c.name, r.slot), fresh))
+            })
+            .collect()
+    };
     let mut reset: Vec<String> = Vec::new();
     match record {
         Some(_) => {
-            for name in idle_objects
-                .iter()
-                .filter(|o| fresh(o) && !wanted_objects.contains(*o))
-            {
+            let wanted_fresh = wanted(false);
+            for name in idle_fresh.iter().filter(|o| !wanted_fresh.contains_key(*o)) {
                 out.raw(objects::delete(name));
             }
-            for name in wanted_objects.iter().filter(|o| fresh(o)) {
-                out.raw(objects::create(name, (0, 0)));
-                reset.push(name.clone());
+            for name in wanted_fresh.into_keys() {
+                out.raw(objects::create(&name, (0, 0)));
+                reset.push(name);
             }
         }
         None => {
@@ -1230,16 +1240,16 @@ fn write_generation(
             } else {
                 BTreeMap::new()
             };
-            for name in &wanted_objects {
-                if fresh(name) {
-                    out.raw(objects::create(name, (0, 0)));
-                    if existing.contains_key(name) {
-                        reset.push(name.clone());
+            for (name, fresh) in wanted(true) {
+                if fresh {
+                    out.raw(objects::create(&name, (0, 0)));
+                    if existing.contains_key(&name) {
+                        reset.push(name);
                     }
-                } else if !existing.contains_key(name) {
+                } else if !existing.contains_key(&name) {
                     out.raw(objects::create(
-                        name,
-                        legacy.get(name).copied().unwrap_or_default(),
+                        &name,
+                        legacy.get(&name).copied().unwrap_or_default(),
                     ));
                 }
             }
@@ -1253,7 +1263,7 @@ fn write_generation(
     }
     out.extend(adds);
     // The new rules, each echoed back with the handle the kernel gave it.
-    let mut sent: HashMap<u32, (usize, usize)> = HashMap::new();
+    let mut sent: HashMap<u32, (usize, usize)> = HashMap::default();
     let mut echoed_bytes = 0;
     for (ci, (c, keep)) in catalog.chains.iter().zip(&keeps).enumerate() {
         let places = match (keep, record.and_then(|r| r.chains.get(&c.name))) {
@@ -1299,7 +1309,8 @@ fn write_generation(
     )?;
     out.extend(tail);
     crate::timings::phase("nft: build staging batch");
-    let mut handles: HashMap<(usize, usize), u64> = HashMap::with_capacity(sent.len());
+    let mut handles: HashMap<(usize, usize), u64> =
+        HashMap::with_capacity_and_hasher(sent.len(), Default::default());
     batch::send_echoed(out.finish(), echoed_bytes, |h, buf| {
         const NFT_MSG_NEWRULE: u16 = 6;
         const NFTA_RULE_HANDLE: u16 = 3;

@@ -166,8 +166,26 @@ pub fn named(counters: &NftCounters) -> BTreeMap<String, (u64, u64)> {
         .collect()
 }
 
-/// Counter objects a generation's rules refer to.
-pub type Names = BTreeSet<String>;
+/// The counters the rules in force count in: their slots, and their policies' keys.
+#[derive(Debug, Default)]
+pub struct InForce {
+    pub slots: rustc_hash::FxHashSet<u32>,
+    pub policies: BTreeSet<String>,
+}
+
+impl InForce {
+    /// Whether the counter a rule of chain `chain` (named with its generation `prefix`)
+    /// with slot `slot` counts in is new to the ruleset: made, or reset, at zero.
+    pub fn fresh(&self, prefix: &str, chain: &str, slot: u32) -> bool {
+        if slot == super::POLICY_RULE {
+            !self
+                .policies
+                .contains(chain.get(prefix.len()..).unwrap_or(chain))
+        } else {
+            !self.slots.contains(&slot)
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

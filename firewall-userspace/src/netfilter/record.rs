@@ -48,7 +48,7 @@ pub fn fingerprint(source: u64, alt: u32) -> u64 {
 impl GenRecord {
     /// The source rules it holds, and how many nftables rules each.
     pub fn known(&self) -> super::Known {
-        let mut out = super::Known::new();
+        let mut out = super::Known::default();
         for r in self.chains.values().flatten() {
             let n = out.entry(r.source).or_insert(0);
             *n = (*n).max(r.alt + 1);
