@@ -257,7 +257,11 @@ impl Firewall {
             .chain(self.state.ruleset.slots())
             .max()
             .map_or(0, |s| s + 1);
-        let need = Capacity::needed(&image, slots_end);
+        // And room for a restore that replaces every rule: it takes as many new slots
+        // again while the old ones still count. Without it every other restore of a large
+        // ruleset would load new maps, and the program with them (~0.8 s here).
+        let replaced = POLICY_COUNTER_SLOTS + 2 * editor.ruleset.slots().count() as u32;
+        let need = Capacity::needed(&image, slots_end.max(replaced));
         let mut dp = match existing {
             Some(dp) => dp,
             None => Dataplane::open_or_install(&self.ns, need.sized())?,

@@ -9,9 +9,8 @@
 use rustc_hash::FxHashMap as HashMap;
 
 /// For each new rule, the index of the old rule it keeps, if any; the old rules no new
-/// one keeps go. Kept pairs are in the same order on both sides. `fresh(i)`: old rule `i`
-/// must not be kept even if it looks the same (its counter slot was handed out anew).
-pub fn plan(old: &[u64], new: &[u64], fresh: impl Fn(usize) -> bool) -> Vec<Option<usize>> {
+/// one keeps go. Kept pairs are in the same order on both sides.
+pub fn plan(old: &[u64], new: &[u64]) -> Vec<Option<usize>> {
     let mut seen: HashMap<u64, (u32, u32, usize)> =
         HashMap::with_capacity_and_hasher(old.len(), Default::default());
     for (i, fp) in old.iter().enumerate() {
@@ -29,7 +28,7 @@ pub fn plan(old: &[u64], new: &[u64], fresh: impl Fn(usize) -> bool) -> Vec<Opti
         .iter()
         .enumerate()
         .filter_map(|(j, fp)| match seen.get(fp) {
-            Some(&(1, 1, i)) if !fresh(i) => Some((j, i)),
+            Some(&(1, 1, i)) => Some((j, i)),
             _ => None,
         })
         .collect();
@@ -54,6 +53,16 @@ pub fn plan(old: &[u64], new: &[u64], fresh: impl Fn(usize) -> bool) -> Vec<Opti
         at = before[p];
     }
     out
+}
+
+/// Whether to write a chain again rather than change it in place: each positioned insert
+/// or deletion finds its rule by handle, a walk of the chain in the kernel (~1/4000 of
+/// adding a rule, per rule walked, here), where emptying the chain and appending costs a
+/// rule's work per rule (a quarter of it per rule flushed).
+pub fn rewrite_whole(old_len: usize, new_len: usize, kept: usize) -> bool {
+    let changes = (old_len - kept.min(old_len) + new_len - kept.min(new_len)) as u64;
+    let (old_len, new_len) = (old_len as u64, new_len as u64);
+    changes * (4000 + old_len) > 4000 * new_len + 1000 * old_len
 }
 
 /// Where a new rule goes, given the handles of the rules kept around it.
@@ -103,8 +112,8 @@ mod tests {
 
     /// Applies deletions and placements to `old` as the kernel would, returning the
     /// chain's fingerprints in order.
-    fn apply(old: &[u64], new: &[u64], fresh: &[usize]) -> (Vec<u64>, usize) {
-        let keep = plan(old, new, |i| fresh.contains(&i));
+    fn apply(old: &[u64], new: &[u64]) -> (Vec<u64>, usize) {
+        let keep = plan(old, new);
         let handles: Vec<u64> = (0..old.len() as u64).map(|h| h + 100).collect();
         // The chain as (handle, fingerprint), deletions applied.
         let mut chain: Vec<(u64, u64)> = old
@@ -144,7 +153,7 @@ mod tests {
             (vec![98, 1, 2, 4, 5, 6, 7, 8, 9, 10, 99], 2),
             (old.clone(), 0),
         ] {
-            let (chain, count) = apply(&old, &new, &[]);
+            let (chain, count) = apply(&old, &new);
             assert_eq!(chain, new);
             assert_eq!(count, sent, "{new:?}");
         }
@@ -161,19 +170,30 @@ mod tests {
             vec![2, 2, 2, 5],
             vec![5, 1, 60, 2, 8, 61],
         ] {
-            assert_eq!(apply(&old, &new, &[]).0, new);
+            assert_eq!(apply(&old, &new).0, new);
         }
-        assert_eq!(apply(&[], &[4, 5], &[]).0, vec![4, 5]);
+        assert_eq!(apply(&[], &[4, 5]).0, vec![4, 5]);
         // Moving one rule to the end keeps the seven others in place.
         let new = vec![2, 3, 4, 5, 6, 7, 8, 1];
-        assert_eq!(apply(&old, &new, &[]), (new, 1));
+        assert_eq!(apply(&old, &new), (new, 1));
     }
 
     #[test]
-    fn a_rule_whose_slot_is_new_is_written_again() {
-        let old = vec![1, 2, 3];
-        assert_eq!(apply(&old, &old, &[1]), (old.clone(), 1));
-        // Duplicates are never kept.
-        assert_eq!(apply(&[7, 7], &[7, 7], &[]), (vec![7, 7], 2));
+    fn a_chain_mostly_replaced_is_written_whole() {
+        // One rule inserted into 10,000, or a thousand changed: in place.
+        assert!(!rewrite_whole(10_000, 10_001, 10_000));
+        assert!(!rewrite_whole(10_000, 10_000, 9_000));
+        // Every rule replaced, or half of them: whole.
+        assert!(rewrite_whole(10_000, 10_000, 0));
+        assert!(rewrite_whole(10_000, 10_000, 5_000));
+        // Small chains change in place unless nothing is kept.
+        assert!(!rewrite_whole(3, 4, 3));
+        assert!(rewrite_whole(3, 3, 0));
+    }
+
+    #[test]
+    fn rules_seen_twice_are_written_again() {
+        assert_eq!(apply(&[7, 7], &[7, 7]), (vec![7, 7], 2));
+        assert_eq!(apply(&[1, 7, 7], &[1, 7, 7]), (vec![1, 7, 7], 2));
     }
 }

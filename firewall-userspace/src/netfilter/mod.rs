@@ -982,12 +982,36 @@ impl Catalog {
         })
     }
 
-    /// Whether every rule was translated (a generation can be written whole from it).
-    fn complete(&self) -> bool {
-        self.chains
-            .iter()
-            .all(|c| c.rules.iter().all(|r| r.message.is_some()))
+    /// Whether a rule `plans` sends was left untranslated (the generation held it, but it
+    /// moved, or its chain is written whole).
+    fn lacks(&self, plans: &Plans) -> bool {
+        self.chains.iter().zip(plans).any(|(c, plan)| match plan {
+            None => c.rules.iter().any(|r| r.message.is_none()),
+            Some(keep) => keep
+                .iter()
+                .zip(&c.rules)
+                .any(|(kept, r)| kept.is_none() && r.message.is_none()),
+        })
     }
+}
+
+/// Per chain of a catalog, for each of its rules the recorded rule it keeps; None for a
+/// chain written whole (not recorded, or changed too much: `incremental::rewrite_whole`).
+type Plans = Vec<Option<Vec<Option<usize>>>>;
+
+fn plans(catalog: &Catalog, record: Option<&record::GenRecord>) -> Plans {
+    catalog
+        .chains
+        .iter()
+        .map(|c| {
+            let old = record?.chains.get(&c.name)?;
+            let fps: Vec<u64> = old.iter().map(|r| r.fingerprint()).collect();
+            let new: Vec<u64> = c.rules.iter().map(|r| r.fingerprint()).collect();
+            let keep = incremental::plan(&fps, &new);
+            let kept = keep.iter().flatten().count();
+            (!incremental::rewrite_whole(old.len(), new.len(), kept)).then_some(keep)
+        })
+        .collect()
 }
 
 /// The counter object a rule of chain `chain` (named with its generation `prefix`) with
@@ -1023,12 +1047,15 @@ pub fn stage(
     record::forget(staging.dir, next)?;
     let mut catalog = Catalog::build(chains)?;
     crate::timings::phase("nft: build rules");
-    let mut record = record;
-    if record.is_none() && !catalog.complete() {
+    let plans = plans(&catalog, record.as_ref());
+    // Rules left untranslated because the generation holds them, but that are sent after
+    // all: everything is translated.
+    if catalog.lacks(&plans) {
         catalog = Catalog::build(retranslate()?)?;
     }
     let written = match write_generation(
         &catalog,
+        &plans,
         next,
         current,
         marks,
@@ -1039,16 +1066,16 @@ pub fn stage(
     ) {
         Err(e) if record.is_some() => {
             log::warn!("rewriting nftables generation {next} whole: {e:#}");
-            record = None;
             let catalog = Catalog::build(retranslate()?)?;
             write_generation(
                 &catalog,
+                &vec![None; catalog.chains.len()],
                 next,
                 current,
                 marks,
                 hooked,
                 &names,
-                record.as_ref(),
+                None,
                 staging,
             )?
         }
@@ -1072,6 +1099,7 @@ pub fn stage(
 #[allow(clippy::too_many_arguments)]
 fn write_generation(
     catalog: &Catalog,
+    plans: &Plans,
     next: u32,
     current: u32,
     marks: Marks,
@@ -1100,9 +1128,9 @@ fn write_generation(
     let mut keeps: Vec<Option<Vec<Option<usize>>>> = Vec::new();
     // Counters of old rules of this generation that the ruleset in force lacks.
     let mut idle_fresh = BTreeSet::new();
-    for c in &catalog.chains {
+    for (c, plan) in catalog.chains.iter().zip(plans) {
         let old = record.and_then(|r| r.chains.get(&c.name));
-        let Some(old) = old else {
+        let (Some(old), Some(keep)) = (old, plan) else {
             // Not recorded: emptied if the kernel has it, then written whole.
             if in_kernel.contains(&&c.name) {
                 head.add(
@@ -1113,16 +1141,13 @@ fn write_generation(
             keeps.push(None);
             continue;
         };
-        let fps: Vec<u64> = old.iter().map(|r| r.fingerprint()).collect();
-        let new: Vec<u64> = c.rules.iter().map(|r| r.fingerprint()).collect();
-        let keep = incremental::plan(&fps, &new, |i| fresh(&c.name, old[i].slot));
         let kept: FxHashSet<usize> = keep.iter().flatten().copied().collect();
         for (_, r) in old.iter().enumerate().filter(|(i, _)| !kept.contains(i)) {
             let mut del = Rule::new(&chain(&c.name)).context("deleting a rule")?;
             del.set_handle(r.handle);
             head.add(&del, MsgType::Del);
         }
-        keeps.push(Some(keep));
+        keeps.push(Some(keep.clone()));
     }
     if let Some(r) = record {
         for (name, rules) in &r.chains {
@@ -1154,12 +1179,9 @@ fn write_generation(
     };
     crate::timings::phase("nft: list sets");
     let wanted: Vec<&RateSet> = catalog.chains.iter().flat_map(|c| &c.sets).collect();
-    let keep_set = |name: &str| {
-        record.is_some()
-            && wanted
-                .iter()
-                .any(|s| s.name == name && staging.in_force.slots.contains(&s.slot))
-    };
+    // (A rule kept with a slot new to the ruleset keeps its set too: iptables' hashlimit
+    // keeps a table by name across rule replacements as well.)
+    let keep_set = |name: &str| record.is_some() && wanted.iter().any(|s| s.name == name);
     for name in existing_sets
         .iter()
         .filter(|n| n.starts_with(&prefix) && is_rate_set(n))
