@@ -832,6 +832,7 @@ fn a_change_written_by_difference_equals_a_whole_write() {
         "-A INPUT -j SVC",
         "-A INPUT -p tcp --dport 8080 -m hashlimit --hashlimit-above 5/sec --hashlimit-mode srcip --hashlimit-name web -j DROP",
         "-A INPUT -p udp --dport 53 -j RETURN",
+        "-A INPUT -p tcp --dport 23 -m recent --set --name probe",
         "-P INPUT DROP",
     ]);
     let lo = |port, n| udp_between(&ns, &ns, "127.0.0.1", "127.0.0.1", port, n, 10);

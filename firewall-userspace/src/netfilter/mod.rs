@@ -493,6 +493,21 @@ pub fn translate(
     for table in Table::ALL {
         for family in Family::ALL {
             let rules = ruleset.table(table, family);
+            // The tests of a rule's `-m recent` matches, and the lists they use.
+            let recent = |rule: &crate::rules::Rule,
+                          e: &mut Vec<RawExpression>,
+                          used: &mut Vec<(String, exprs::Key)>| {
+                for m in &rule.spec.nf {
+                    let crate::rules::matches::NfMatch::Recent(r) = &m.value else {
+                        continue;
+                    };
+                    let seconds = lists.get(&(r.v6, r.list().to_string())).copied().flatten();
+                    let key = exprs::recent(r, family, seconds, e);
+                    if !used.iter().any(|(n, _)| *n == r.set_name()) {
+                        used.push((r.set_name(), key));
+                    }
+                }
+            };
             let mut chains: Vec<ChainSource> = rules
                 .builtins()
                 .iter()
@@ -541,17 +556,7 @@ pub fn translate(
                     if let Some(&count) = known.get(&source) {
                         // Held already: only what its neighbours in the generation need.
                         let mut scratch = Vec::new();
-                        for m in &rule.spec.nf {
-                            let crate::rules::matches::NfMatch::Recent(r) = &m.value else {
-                                continue;
-                            };
-                            let seconds =
-                                lists.get(&(r.v6, r.list().to_string())).copied().flatten();
-                            let key = exprs::recent(r, family, seconds, &mut scratch);
-                            if !image.lists.iter().any(|(n, _)| *n == r.set_name()) {
-                                image.lists.push((r.set_name(), key));
-                            }
-                        }
+                        recent(rule, &mut scratch, &mut image.lists);
                         rate_exprs(rule, generation, family, &mut scratch, &mut image.sets);
                         image.rules.extend((0..count).map(|alt| NftRule {
                             source,
@@ -581,17 +586,7 @@ pub fn translate(
                             exprs::set_lookup(&set, &m.value.dst, m.negated, &mut e);
                         }
                         e.extend(nf.iter().cloned());
-                        for m in &rule.spec.nf {
-                            let crate::rules::matches::NfMatch::Recent(r) = &m.value else {
-                                continue;
-                            };
-                            let seconds =
-                                lists.get(&(r.v6, r.list().to_string())).copied().flatten();
-                            let key = exprs::recent(r, family, seconds, &mut e);
-                            if !image.lists.iter().any(|(n, _)| *n == r.set_name()) {
-                                image.lists.push((r.set_name(), key));
-                            }
-                        }
+                        recent(rule, &mut e, &mut image.lists);
                         rate_exprs(rule, generation, family, &mut e, &mut image.sets);
                         e.push(exprs::counter_ref(&objects::rule(rule.slot)));
                         match (policy, &policy_counter) {
