@@ -257,10 +257,16 @@ impl Firewall {
             .chain(self.state.ruleset.slots())
             .max()
             .map_or(0, |s| s + 1);
-        // And room for a restore that replaces every rule: it takes as many new slots
-        // again while the old ones still count. Without it every other restore of a large
-        // ruleset would load new maps, and the program with them (~0.8 s here).
-        let replaced = POLICY_COUNTER_SLOTS + 2 * editor.ruleset.slots().count() as u32;
+        // And room for a restore that replaces every rule (of either generation's
+        // ruleset, as for the other maps): it takes as many new slots again while the old
+        // ones still count. Without it every other restore of a large ruleset would load
+        // new maps, and the program with them (~0.8 s here).
+        let rules = editor
+            .ruleset
+            .slots()
+            .count()
+            .max(self.state.ruleset.slots().count()) as u32;
+        let replaced = POLICY_COUNTER_SLOTS + 2 * rules;
         let need = Capacity::needed(&image, slots_end.max(replaced));
         let mut dp = match existing {
             Some(dp) => dp,
