@@ -813,6 +813,94 @@ fn generations(ns: &FwNs) -> [std::collections::BTreeMap<String, Vec<String>>; 2
     out
 }
 
+/// Writes the ruleset in force whole into the other generation (FWCTL_NFT_REWRITE=1) and
+/// requires it equal to the generation in force, which the last change wrote by difference.
+fn difference_equals_whole(ns: &FwNs, what: &str) {
+    let out = ns
+        .fwctl_command()
+        .env("FWCTL_NFT_REWRITE", "1")
+        .args(["ct-filter", "on"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let [g0, g1] = generations(ns);
+    assert!(g0.contains_key("Gv4-INPUT"), "{g0:?}");
+    assert_eq!(g0, g1, "after {what}: written by difference vs whole");
+}
+
+/// Changes killed (SIGKILL) at moments spread over their run, written by difference: each
+/// time `-S` shows the old ruleset or the new one, the next change goes in, and in the end
+/// the generation in force equals a whole write of its ruleset.
+#[test]
+fn changes_killed_at_any_moment_leave_the_old_or_the_new_ruleset() {
+    let ns = FwNs::new("fwt-kill").unwrap();
+    let mut lines: Vec<String> = (0..200)
+        .map(|i| {
+            format!(
+                "-A INPUT -s 10.77.{}.{} -p tcp --dport {} -j DROP",
+                i / 250,
+                i % 250,
+                3000 + i
+            )
+        })
+        .collect();
+    lines.push("-P INPUT DROP".to_string());
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    ns.apply(&lines);
+    // Kills spread from a change's start to half as long again as one takes here.
+    let start = std::time::Instant::now();
+    ns.fwctl_ok(&["-A", "INPUT", "-p", "udp", "--dport", "9", "-j", "ACCEPT"]);
+    ns.fwctl_ok(&["-D", "INPUT", "-p", "udp", "--dport", "9", "-j", "ACCEPT"]);
+    let span = start.elapsed().as_micros() as u64 * 3 / 4;
+    let mut seed = 0x2545_f491_4f6c_dd1du64 ^ std::process::id() as u64;
+    let mut killed_at = Vec::new();
+    let mut outcomes = (0, 0);
+    for round in 0..24u32 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_micros(seed % span.max(1));
+        killed_at.push(delay);
+        let before = ns.fwctl_ok(&["-S"]);
+        let port = (5000 + round).to_string();
+        let args = [
+            "-I", "INPUT", "2", "-p", "udp", "--dport", &port, "-j", "ACCEPT",
+        ];
+        let mut child = ns.fwctl_command().args(args).spawn().unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        let after = ns.fwctl_ok(&["-S"]);
+        let inserted = format!("-A INPUT -p udp -m udp --dport {port} -j ACCEPT");
+        let mut new: Vec<&str> = before.lines().collect();
+        let at = new.iter().position(|x| x.starts_with("-A INPUT")).unwrap() + 1;
+        new.insert(at, &inserted);
+        let new = new.join("\n") + "\n";
+        assert!(
+            after == before || after == new,
+            "round {round}, killed after {delay:?}: neither the old nor the new ruleset:\n{after}"
+        );
+        if after == before {
+            outcomes.0 += 1;
+        } else {
+            outcomes.1 += 1;
+        }
+        // The next changes go in whatever the kill left.
+        ns.fwctl_ok(&["-A", "INPUT", "-p", "udp", "--dport", "9", "-j", "ACCEPT"]);
+        ns.fwctl_ok(&["-D", "INPUT", "-p", "udp", "--dport", "9", "-j", "ACCEPT"]);
+    }
+    difference_equals_whole(&ns, &format!("changes killed after {killed_at:?}"));
+    // Some kills came before the change was in force, some after.
+    assert!(
+        outcomes.0 > 0 && outcomes.1 > 0,
+        "{outcomes:?} after {killed_at:?}"
+    );
+}
+
 /// A change sends netfilter only the rules it changes (by handle, against a record of
 /// what the generation holds: netfilter/incremental.rs). After each kind of change, the
 /// generation written that way holds exactly what a whole write of the same ruleset holds
@@ -838,22 +926,7 @@ fn a_change_written_by_difference_equals_a_whole_write() {
     let lo = |port, n| udp_between(&ns, &ns, "127.0.0.1", "127.0.0.1", port, n, 10);
     assert_eq!(lo(7990, 3), 3);
     assert_eq!(lo(7991, 2), 2);
-    let check = |what: &str| {
-        let out = ns
-            .fwctl_command()
-            .env("FWCTL_NFT_REWRITE", "1")
-            .args(["ct-filter", "on"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let [g0, g1] = generations(&ns);
-        assert!(g0.contains_key("Gv4-INPUT"), "{g0:?}");
-        assert_eq!(g0, g1, "after {what}: written by difference vs whole");
-    };
+    let check = |what: &str| difference_equals_whole(&ns, what);
     check("the first ruleset");
     for change in [
         "-I INPUT 3 -p tcp --dport 443 -j ACCEPT",

@@ -400,17 +400,14 @@ impl Maps {
             if !words.is_empty() && words.len() != len {
                 bail!("a fast table of {} words, not {len}", words.len());
             }
-            // Two words per element (see firewall_common::FAST_ELEMENTS).
-            let pairs: Vec<u64> = if words.is_empty() {
-                vec![0; len / 2]
-            } else {
-                words
-                    .chunks(2)
-                    .map(|p| p[0] as u64 | (p[1] as u64) << 32)
-                    .collect()
-            };
+            // Two words per element (see firewall_common::FAST_ELEMENTS); only those that
+            // differ from what the generation held are stored.
+            let pairs = words
+                .chunks(2)
+                .map(|p| p[0] as u64 | (p[1] as u64) << 32)
+                .chain(std::iter::repeat(0));
             self.fast
-                .write_all(start as usize / 2, &pairs)
+                .update_u64s(start as usize / 2, len / 2, pairs)
                 .context("writing FW_FAST")?;
         }
         let outcomes = &image.by_class.outcomes;

@@ -81,6 +81,38 @@ impl MmapArray {
         Ok(unsafe { std::ptr::read_volatile(at as *const u64) })
     }
 
+    /// Makes the `count` u64s from `index` on (of an array of u64s) equal `values`, storing
+    /// only those that differ (a generation's 2 MiB fast table changes in a few words when
+    /// a rule changes). Returns how many it stored.
+    pub fn update_u64s(
+        &mut self,
+        index: usize,
+        count: usize,
+        values: impl IntoIterator<Item = u64>,
+    ) -> Result<usize> {
+        if self.stride != 8 || index + count > self.entries {
+            bail!(
+                "{count} u64s at {index} do not fit the map ({} entries of {} bytes)",
+                self.entries,
+                self.stride
+            );
+        }
+        let base = self.slot(index, 8)? as *mut u64;
+        let mut stored = 0;
+        for (i, v) in values.into_iter().take(count).enumerate() {
+            // SAFETY: `count` 8-byte elements from `index` lie inside the mapping (checked
+            // above), 8-aligned.
+            unsafe {
+                let at = base.add(i);
+                if std::ptr::read_volatile(at) != v {
+                    std::ptr::write_volatile(at, v);
+                    stored += 1;
+                }
+            }
+        }
+        Ok(stored)
+    }
+
     /// Stores one byte at byte `offset` of the array: a plain byte store, so the other
     /// bytes of its element, which a BPF program may be storing at the same time, stay.
     pub fn set_byte(&mut self, offset: usize, value: u8) -> Result<()> {
