@@ -1,0 +1,498 @@
+//! Staging a generation (see the parent module): the new ruleset, translated, against the
+//! record of what the generation holds (`record`); only the rules that differ go to the
+//! kernel, by handle (`incremental`), or the whole generation when nothing is recorded.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{bail, Context, Result};
+use rustables::{Batch, MsgType, Rule};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet};
+
+use super::{
+    add_rule, base_chain, bases, batch, chain, chain_names, dispatch, exprs, flush, has_generation,
+    incremental, is_rate_set, legacy_counters, netlink, objects, rate_set, record, table,
+    ChainImage, Marks, RateSet, POLICY_RULE, TABLE,
+};
+use crate::rules::Table;
+
+/// Where the records of what each generation holds live (`record`), and what is in force.
+pub struct Staging<'a> {
+    pub dir: &'a std::path::Path,
+    /// The counters the rules in force count in ([`in_force`]).
+    pub in_force: &'a objects::InForce,
+}
+
+/// A translated generation taken apart: the messages of the rules translated (one
+/// finalized batch) and, per chain, what the rest of staging needs.
+struct Catalog {
+    buf: Vec<u8>,
+    messages: Vec<netlink::Header>,
+    chains: Vec<CatalogChain>,
+}
+
+/// A rule of a [`CatalogChain`].
+struct CatalogRule {
+    source: u64,
+    alt: u32,
+    slot: u32,
+    /// Its message in the catalog, if it was translated.
+    message: Option<usize>,
+}
+
+impl CatalogRule {
+    fn fingerprint(&self) -> u64 {
+        record::fingerprint(self.source, self.alt)
+    }
+}
+
+struct CatalogChain {
+    name: String,
+    rules: Vec<CatalogRule>,
+    sets: Vec<RateSet>,
+    lists: Vec<(String, exprs::Key)>,
+}
+
+impl Catalog {
+    fn build(chains: Vec<ChainImage>) -> Result<Catalog> {
+        let mut batch = Batch::new();
+        let mut out = Vec::new();
+        let mut at = 0;
+        // Taken apart as they go into the batch: a copy of every rule's expressions, made
+        // and freed, cost as much as the batch itself for 10,000 rules.
+        for image in chains {
+            let c = chain(&image.name);
+            let mut rules = Vec::with_capacity(image.rules.len());
+            for r in image.rules {
+                let message = match r.body {
+                    Some((e, userdata)) => {
+                        add_rule(&mut batch, &c, e, Some(userdata))?;
+                        at += 1;
+                        Some(at - 1)
+                    }
+                    None => None,
+                };
+                rules.push(CatalogRule {
+                    source: r.source,
+                    alt: r.alt,
+                    slot: r.slot,
+                    message,
+                });
+            }
+            out.push(CatalogChain {
+                name: image.name,
+                rules,
+                sets: image.sets,
+                lists: image.lists,
+            });
+        }
+        let buf = batch::finalized(batch);
+        let messages = batch::inner_messages(&buf);
+        anyhow::ensure!(
+            messages.len() == at,
+            "{} nftables rules made {} messages",
+            at,
+            messages.len()
+        );
+        Ok(Catalog {
+            buf,
+            messages,
+            chains: out,
+        })
+    }
+
+    /// Whether a rule `plans` sends was left untranslated (the generation held it, but it
+    /// moved, or its chain is written whole).
+    fn lacks(&self, plans: &Plans) -> bool {
+        self.chains.iter().zip(plans).any(|(c, plan)| match plan {
+            None => c.rules.iter().any(|r| r.message.is_none()),
+            Some(keep) => keep
+                .iter()
+                .zip(&c.rules)
+                .any(|(kept, r)| kept.is_none() && r.message.is_none()),
+        })
+    }
+}
+
+/// Per chain of a catalog, for each of its rules the recorded rule it keeps; None for a
+/// chain written whole (not recorded, or changed too much: `incremental::rewrite_whole`).
+type Plans = Vec<Option<Vec<Option<usize>>>>;
+
+fn plans(catalog: &Catalog, record: Option<&record::GenRecord>) -> Plans {
+    catalog
+        .chains
+        .iter()
+        .map(|c| {
+            let old = record?.chains.get(&c.name)?;
+            let fps: Vec<u64> = old.iter().map(|r| r.fingerprint()).collect();
+            let new: Vec<u64> = c.rules.iter().map(|r| r.fingerprint()).collect();
+            let keep = incremental::plan(&fps, &new);
+            let kept = keep.iter().flatten().count();
+            (!incremental::rewrite_whole(old.len(), new.len(), kept)).then_some(keep)
+        })
+        .collect()
+}
+
+/// The counter object a rule of chain `chain` (named with its generation `prefix`) with
+/// slot `slot` counts in first.
+fn counter_of(prefix: &str, chain: &str, slot: u32) -> String {
+    if slot == POLICY_RULE {
+        objects::policy(&chain[prefix.len()..])
+    } else {
+        objects::rule(slot)
+    }
+}
+
+/// Writes generation `next` while the default stays on `current`, if that generation is
+/// in the table. One batch: all of it or none. `chains` is the new ruleset translated
+/// against `record`, what `next` holds (see [`translate`]): only the rules that differ are
+/// sent, by handle. Without a record, or if the kernel refuses the short batch, the
+/// generation is written whole (`retranslate` translates everything for that). `hooked`:
+/// the tables besides filter the new ruleset needs hooks for ([`hooked_tables`]). Returns
+/// the token of the record of what `next` now holds, if one could be written.
+#[allow(clippy::too_many_arguments)]
+pub fn stage(
+    chains: Vec<ChainImage>,
+    record: Option<record::GenRecord>,
+    retranslate: impl Fn() -> Result<Vec<ChainImage>>,
+    next: u32,
+    current: u32,
+    marks: Marks,
+    hooked: &[Table],
+    staging: &Staging,
+) -> Result<Option<u64>> {
+    let names = chain_names()?;
+    crate::timings::phase("nft: list chains");
+    record::forget(staging.dir, next)?;
+    let mut catalog = Catalog::build(chains)?;
+    crate::timings::phase("nft: build rules");
+    let plans = plans(&catalog, record.as_ref());
+    // Rules left untranslated because the generation holds them, but that are sent after
+    // all: everything is translated.
+    if catalog.lacks(&plans) {
+        catalog = Catalog::build(retranslate()?)?;
+    }
+    let written = match write_generation(
+        &catalog,
+        &plans,
+        next,
+        current,
+        marks,
+        hooked,
+        &names,
+        record.as_ref(),
+        staging,
+    ) {
+        Err(e) if record.is_some() => {
+            log::warn!("rewriting nftables generation {next} whole: {e:#}");
+            let catalog = Catalog::build(retranslate()?)?;
+            write_generation(
+                &catalog,
+                &vec![None; catalog.chains.len()],
+                next,
+                current,
+                marks,
+                hooked,
+                &names,
+                None,
+                staging,
+            )?
+        }
+        other => other?,
+    };
+    let Some(written) = written else {
+        return Ok(None);
+    };
+    let token = crate::dataplane::keyed::new_token();
+    match record::store(staging.dir, next, token, &written) {
+        Ok(()) => Ok(Some(token)),
+        Err(e) => {
+            log::info!("the next change rewrites nftables generation {next} whole: {e:#}");
+            Ok(None)
+        }
+    }
+}
+
+/// One staging batch (see [`stage`]): against `record` if given, else whole. Returns what
+/// the generation holds after it, if the kernel told every new rule's handle.
+#[allow(clippy::too_many_arguments)]
+fn write_generation(
+    catalog: &Catalog,
+    plans: &Plans,
+    next: u32,
+    current: u32,
+    marks: Marks,
+    hooked: &[Table],
+    names: &[String],
+    record: Option<&record::GenRecord>,
+    staging: &Staging,
+) -> Result<Option<record::GenRecord>> {
+    const NLM_F_APPEND: u16 = 0x800;
+    const NLM_F_ECHO: u16 = 0x8;
+    const NFTA_RULE_POSITION: u16 = 6;
+    let prefix = next.to_string();
+    let bases = bases(names, hooked);
+    let in_kernel: Vec<&String> = names.iter().filter(|n| n.starts_with(&prefix)).collect();
+    let fresh = |chain: &str, slot: u32| staging.in_force.fresh(&prefix, chain, slot);
+    let mut out = batch::Outgoing::new();
+    let mut head = Batch::new();
+    head.add(&table(), MsgType::Add);
+    for b in &bases {
+        head.add(&base_chain(b), MsgType::Add);
+    }
+    // The base chains refer to both generations: emptied while chains of the idle one may
+    // go (dispatch below fills them again).
+    flush(&mut head, &bases)?;
+    // Per chain of the catalog: for each new rule, the old rule it keeps.
+    let mut keeps: Vec<Option<Vec<Option<usize>>>> = Vec::new();
+    // Counters of old rules of this generation that the ruleset in force lacks.
+    let mut idle_fresh = BTreeSet::new();
+    for (c, plan) in catalog.chains.iter().zip(plans) {
+        let old = record.and_then(|r| r.chains.get(&c.name));
+        let (Some(old), Some(keep)) = (old, plan) else {
+            // Not recorded: emptied if the kernel has it, then written whole.
+            if in_kernel.contains(&&c.name) {
+                head.add(
+                    &Rule::new(&chain(&c.name)).context("flushing")?,
+                    MsgType::Del,
+                );
+            }
+            keeps.push(None);
+            continue;
+        };
+        let kept: FxHashSet<usize> = keep.iter().flatten().copied().collect();
+        for (_, r) in old.iter().enumerate().filter(|(i, _)| !kept.contains(i)) {
+            let mut del = Rule::new(&chain(&c.name)).context("deleting a rule")?;
+            del.set_handle(r.handle);
+            head.add(&del, MsgType::Del);
+        }
+        keeps.push(Some(keep.clone()));
+    }
+    if let Some(r) = record {
+        for (name, rules) in &r.chains {
+            idle_fresh.extend(
+                rules
+                    .iter()
+                    .filter(|x| fresh(name, x.slot))
+                    .map(|x| counter_of(&prefix, name, x.slot)),
+            );
+        }
+    }
+    // Chains of the generation that the new one lacks go, rules first.
+    let gone: Vec<&&String> = in_kernel
+        .iter()
+        .filter(|n| !catalog.chains.iter().any(|c| &c.name == **n))
+        .collect();
+    for name in &gone {
+        head.add(&Rule::new(&chain(name)).context("flushing")?, MsgType::Del);
+    }
+    for name in &gone {
+        head.add(&chain(name), MsgType::Del);
+    }
+    // Rate sets: a kept rule keeps its set (and its state); a set whose rule is new, or
+    // that no rule uses any more, goes.
+    let existing_sets: Vec<String> = if names.is_empty() {
+        Vec::new()
+    } else {
+        netlink::set_names(TABLE)?
+    };
+    crate::timings::phase("nft: list sets");
+    let wanted: Vec<&RateSet> = catalog.chains.iter().flat_map(|c| &c.sets).collect();
+    // (A rule kept with a slot new to the ruleset keeps its set too: iptables' hashlimit
+    // keeps a table by name across rule replacements as well.)
+    let keep_set = |name: &str| record.is_some() && wanted.iter().any(|s| s.name == name);
+    for name in existing_sets
+        .iter()
+        .filter(|n| n.starts_with(&prefix) && is_rate_set(n))
+        .filter(|n| !keep_set(n))
+    {
+        head.add(&rate_set(name, None), MsgType::Del);
+    }
+    out.extend(head);
+    let mut made_sets: Vec<&str> = existing_sets
+        .iter()
+        .filter(|n| keep_set(n))
+        .map(String::as_str)
+        .collect();
+    let mut id = 0u32;
+    let mut sets = Batch::new();
+    for set in &wanted {
+        if made_sets.contains(&set.name.as_str()) {
+            continue;
+        }
+        made_sets.push(&set.name);
+        id += 1;
+        // The kernel wants an id for a set made in a batch, unique in the batch.
+        sets.add(&rate_set(&set.name, Some(set)).with_id(id), MsgType::Add);
+    }
+    // `-m recent` lists outlive generations, as xt_recent's outlive rule changes: made
+    // once, never emptied by a change (`fwctl down` removes them with the table).
+    for (name, key) in catalog.chains.iter().flat_map(|c| &c.lists) {
+        if existing_sets.iter().any(|n| n == name) || made_sets.contains(&name.as_str()) {
+            continue;
+        }
+        made_sets.push(name);
+        id += 1;
+        // Timeouts on, no default: each member gets its list's --seconds, or none.
+        let def = RateSet {
+            name: name.clone(),
+            slot: POLICY_RULE,
+            key: *key,
+            timeout_ms: Some(0),
+        };
+        sets.add(&rate_set(name, Some(&def)).with_id(id), MsgType::Add);
+    }
+    out.extend(sets);
+    // Counter objects: one at zero for each new slot, and for the policy of a chain new to
+    // the ruleset. One may be left from an earlier rule of that slot number (or a run that
+    // went wrong): made here if missing, reset once the batch is in (`objects::reset`).
+    // Those of the old rules of this generation that neither generation counts in any
+    // more go; written whole, the generation deletes none (the rules in force may not be
+    // what the state says after a crash, and a counter in use cannot go). A table written
+    // before counter objects has its counts moved into them.
+    let wanted = |all: bool| -> BTreeMap<String, bool> {
+        catalog
+            .chains
+            .iter()
+            .flat_map(|c| c.rules.iter().map(move |r| (c, r)))
+            .filter_map(|(c, r)| {
+                let fresh = fresh(&c.name, r.slot);
+                (all || fresh).then(|| (counter_of(&prefix, &c.name, r.slot), fresh))
+            })
+            .collect()
+    };
+    let mut reset: Vec<String> = Vec::new();
+    match record {
+        Some(_) => {
+            let wanted_fresh = wanted(false);
+            for name in idle_fresh.iter().filter(|o| !wanted_fresh.contains_key(*o)) {
+                out.raw(objects::delete(name));
+            }
+            for name in wanted_fresh.into_keys() {
+                out.raw(objects::create(&name, (0, 0)));
+                reset.push(name);
+            }
+        }
+        None => {
+            let existing = objects::dump()?;
+            let legacy = if existing.is_empty() && current != next && has_generation(names, current)
+            {
+                objects::named(&legacy_counters(current)?)
+            } else {
+                BTreeMap::new()
+            };
+            for (name, fresh) in wanted(true) {
+                if fresh {
+                    out.raw(objects::create(&name, (0, 0)));
+                    if existing.contains_key(&name) {
+                        reset.push(name);
+                    }
+                } else if !existing.contains_key(&name) {
+                    out.raw(objects::create(
+                        &name,
+                        legacy.get(&name).copied().unwrap_or_default(),
+                    ));
+                }
+            }
+        }
+    }
+    let mut adds = Batch::new();
+    for (c, keep) in catalog.chains.iter().zip(&keeps) {
+        if keep.is_none() && !in_kernel.contains(&&c.name) {
+            adds.add(&chain(&c.name), MsgType::Add);
+        }
+    }
+    out.extend(adds);
+    // The new rules, each echoed back with the handle the kernel gave it.
+    let mut sent: HashMap<u32, (usize, usize)> = HashMap::default();
+    let mut echoed_bytes = 0;
+    for (ci, (c, keep)) in catalog.chains.iter().zip(&keeps).enumerate() {
+        let places = match (keep, record.and_then(|r| r.chains.get(&c.name))) {
+            (Some(keep), Some(old)) => {
+                let handles: Vec<u64> = old.iter().map(|r| r.handle).collect();
+                incremental::placements(keep, &handles)
+            }
+            _ => (0..c.rules.len())
+                .map(|j| (j, incremental::Place::End))
+                .collect(),
+        };
+        for (j, place) in places {
+            let Some(h) = c.rules[j].message.map(|m| &catalog.messages[m]) else {
+                bail!("a rule to write in {} was not translated", c.name);
+            };
+            let msg = &catalog.buf[h.at..h.at + h.len];
+            let (position, clear) = match place {
+                incremental::Place::After(handle) => (Some(handle), 0),
+                incremental::Place::Before(handle) => (Some(handle), NLM_F_APPEND),
+                incremental::Place::End => (None, 0),
+            };
+            let attrs = position
+                .map(|p| netlink::nla(NFTA_RULE_POSITION, &p.to_be_bytes()))
+                .unwrap_or_default();
+            let seq = out.copy(msg, NLM_F_ECHO, clear, &attrs);
+            sent.insert(seq, (ci, j));
+            echoed_bytes += 2 * h.len + 512;
+        }
+    }
+    let keep_current = current != next && has_generation(names, current);
+    let present: Vec<u32> = if keep_current {
+        vec![current, next]
+    } else {
+        vec![next]
+    };
+    let mut tail = Batch::new();
+    dispatch(
+        &mut tail,
+        marks,
+        &present,
+        if keep_current { current } else { next },
+        &bases,
+    )?;
+    out.extend(tail);
+    crate::timings::phase("nft: build staging batch");
+    let mut handles: HashMap<(usize, usize), u64> =
+        HashMap::with_capacity_and_hasher(sent.len(), Default::default());
+    batch::send_echoed(out.finish(), echoed_bytes, |h, buf| {
+        const NFT_MSG_NEWRULE: u16 = 6;
+        const NFTA_RULE_HANDLE: u16 = 3;
+        if h.kind & 0xff != NFT_MSG_NEWRULE || h.len < 20 {
+            return;
+        }
+        let Some(&at) = sent.get(&h.seq) else {
+            return;
+        };
+        for (k, v) in netlink::attributes(&buf[h.at + 20..h.at + h.len]) {
+            if k & netlink::NLA_TYPE_MASK == NFTA_RULE_HANDLE {
+                if let Ok(b) = <[u8; 8]>::try_from(v) {
+                    handles.insert(at, u64::from_be_bytes(b));
+                }
+            }
+        }
+    })
+    .with_context(|| format!("netlink: staging the new ruleset (table inet {TABLE})"))?;
+    crate::timings::phase("nft: send staging batch");
+    objects::reset(&reset)?;
+    // What the generation holds now.
+    let mut written = record::GenRecord::default();
+    for (ci, (c, keep)) in catalog.chains.iter().zip(&keeps).enumerate() {
+        let old = record.and_then(|r| r.chains.get(&c.name));
+        let mut rules = Vec::with_capacity(c.rules.len());
+        for (j, r) in c.rules.iter().enumerate() {
+            let kept = match (keep, old) {
+                (Some(keep), Some(old)) => keep[j].map(|i| old[i].handle),
+                _ => None,
+            };
+            let Some(handle) = kept.or_else(|| handles.get(&(ci, j)).copied()) else {
+                log::info!("nftables did not echo every new rule: the next change writes the generation whole");
+                return Ok(None);
+            };
+            rules.push(record::RuleRecord {
+                source: r.source,
+                alt: r.alt,
+                handle,
+                slot: r.slot,
+            });
+        }
+        written.chains.insert(c.name.clone(), rules);
+    }
+    Ok(Some(written))
+}
