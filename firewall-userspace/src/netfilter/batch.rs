@@ -82,7 +82,9 @@ const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NLM_F_REQUEST: u16 = 1;
 
 /// A batch of nftables messages written by hand, for what rustables cannot express (set
-/// elements with interval ends and timeouts, concatenated keys); sent by [`send_raw`].
+/// elements with interval ends and timeouts, concatenated keys, counter objects), with
+/// rustables' messages taken in too; sent by [`send_raw`] or [`send_echoed`]. Messages are
+/// numbered in order: what the kernel echoes back names a message by that number.
 pub struct RawBatch {
     buf: Vec<u8>,
     seq: u32,
@@ -107,61 +109,6 @@ impl RawBatch {
     /// An nftables message (`NFT_MSG_*`) for an object of `family` (NFPROTO_*).
     pub fn add(&mut self, msg: u16, flags: u16, family: u8, attrs: &[u8]) {
         self.push(NFNL_SUBSYS_NFTABLES << 8 | msg, flags, family, 0, attrs);
-    }
-
-    /// Whether anything but the begin message is in.
-    pub fn is_empty(&self) -> bool {
-        self.seq <= 1
-    }
-
-    pub fn finish(mut self) -> Vec<u8> {
-        self.push(NFNL_MSG_BATCH_END, 0, 0, NFNL_SUBSYS_NFTABLES, &[]);
-        self.buf
-    }
-}
-
-impl Default for RawBatch {
-    fn default() -> Self {
-        RawBatch::new()
-    }
-}
-
-/// Messages gathered from rustables batches and written by hand into one batch, numbered
-/// in order: what the kernel echoes back names a message by that number.
-pub struct Outgoing {
-    buf: Vec<u8>,
-    seq: u32,
-}
-
-/// The messages of a finalized batch, without its begin and end.
-pub fn inner_messages(buf: &[u8]) -> Vec<Header> {
-    headers(buf)
-        .into_iter()
-        .filter(|h| h.kind != NFNL_MSG_BATCH_BEGIN && h.kind != NFNL_MSG_BATCH_END)
-        .collect()
-}
-
-/// A rustables batch as it will leave: finalized, placeholders swapped.
-pub fn finalized(batch: rustables::Batch) -> Vec<u8> {
-    substitute(&batch.finalize())
-}
-
-impl Outgoing {
-    pub fn new() -> Outgoing {
-        let mut out = Outgoing {
-            buf: Vec::new(),
-            seq: 0,
-        };
-        out.buf.extend(message(
-            NFNL_MSG_BATCH_BEGIN,
-            NLM_F_REQUEST,
-            0,
-            0,
-            NFNL_SUBSYS_NFTABLES,
-            &[],
-        ));
-        out.seq = 1;
-        out
     }
 
     /// Appends every message of `batch`.
@@ -189,30 +136,34 @@ impl Outgoing {
         seq
     }
 
-    /// Appends an nftables message written by hand (family inet).
-    pub fn raw(&mut self, (msg, flags, attrs): super::objects::Message) {
-        self.buf.extend(message(
-            NFNL_SUBSYS_NFTABLES << 8 | msg,
-            NLM_F_REQUEST | flags,
-            self.seq,
-            libc::NFPROTO_INET as u8,
-            0,
-            &attrs,
-        ));
-        self.seq += 1;
+    /// Whether anything but the begin message is in.
+    pub fn is_empty(&self) -> bool {
+        self.seq <= 1
     }
 
     pub fn finish(mut self) -> Vec<u8> {
-        self.buf.extend(message(
-            NFNL_MSG_BATCH_END,
-            NLM_F_REQUEST,
-            self.seq,
-            0,
-            NFNL_SUBSYS_NFTABLES,
-            &[],
-        ));
+        self.push(NFNL_MSG_BATCH_END, 0, 0, NFNL_SUBSYS_NFTABLES, &[]);
         self.buf
     }
+}
+
+impl Default for RawBatch {
+    fn default() -> Self {
+        RawBatch::new()
+    }
+}
+
+/// The messages of a finalized batch, without its begin and end.
+pub fn inner_messages(buf: &[u8]) -> Vec<Header> {
+    headers(buf)
+        .into_iter()
+        .filter(|h| h.kind != NFNL_MSG_BATCH_BEGIN && h.kind != NFNL_MSG_BATCH_END)
+        .collect()
+}
+
+/// A rustables batch as it will leave: finalized, placeholders swapped.
+pub fn finalized(batch: rustables::Batch) -> Vec<u8> {
+    substitute(&batch.finalize())
 }
 
 /// Sends the batch and waits until the kernel has applied it (all of it) or refused it

@@ -2,8 +2,8 @@
 //! nftables' registers, payload offsets and byte orders.
 
 use rustables::expr::{
-    Bitwise, Cmp, CmpOp, Conntrack, ConntrackKey, Counter, Immediate, Log, Meta, MetaType, NatType,
-    Payload, RawExpression, Register, Reject, RejectType, VerdictKind,
+    Bitwise, Cmp, CmpOp, Conntrack, ConntrackKey, Immediate, Log, Meta, MetaType, NatType, Payload,
+    RawExpression, Register, Reject, RejectType, VerdictKind,
 };
 use rustables::sys::{NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER};
 
@@ -754,14 +754,6 @@ pub fn nfproto(family: Family, out: &mut Vec<RawExpression>) {
         Family::V6 => libc::NFPROTO_IPV6,
     } as u8;
     out.push(Cmp::new(CmpOp::Eq, vec![proto]).into());
-}
-
-pub fn counter(packets: u64, bytes: u64) -> RawExpression {
-    Counter {
-        nb_bytes: Some(bytes),
-        nb_packets: Some(packets),
-    }
-    .into()
 }
 
 /// Counts the packet in the table's named counter `name` (nftables' `counter name`): both

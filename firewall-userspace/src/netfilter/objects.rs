@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result};
 
+use super::batch::RawBatch;
 use super::netlink::{attributes, nla, nla_text, NLA_TYPE_MASK};
 use super::NftCounters;
 
@@ -25,6 +26,7 @@ const NFTA_COUNTER_BYTES: u16 = 1;
 const NFTA_COUNTER_PACKETS: u16 = 2;
 const NLA_F_NESTED: u16 = 1 << 15;
 const NLM_F_CREATE: u16 = 0x400;
+const NFPROTO_INET: u8 = libc::NFPROTO_INET as u8;
 
 const RULE_PREFIX: &str = "c";
 const POLICY_PREFIX: &str = "p";
@@ -39,27 +41,24 @@ pub fn policy(key: &str) -> String {
     format!("{POLICY_PREFIX}{key}")
 }
 
-/// A message of a raw batch: nftables message type, flags, attributes.
-pub type Message = (u16, u16, Vec<u8>);
-
-/// Makes counter `name` holding `(packets, bytes)`; a no-op if it exists (no
+/// Makes counter `name` holding `(packets, bytes)`, in `batch`; a no-op if it exists (no
 /// `NLM_F_EXCL`: nftables leaves an existing counter as it is).
-pub fn create(name: &str, (packets, bytes): (u64, u64)) -> Message {
+pub fn create(batch: &mut RawBatch, name: &str, (packets, bytes): (u64, u64)) {
     let mut attrs = nla_text(NFTA_OBJ_TABLE, super::TABLE);
     attrs.extend(nla_text(NFTA_OBJ_NAME, name));
     attrs.extend(nla(NFTA_OBJ_TYPE, &NFT_OBJECT_COUNTER.to_be_bytes()));
     let mut data = nla(NFTA_COUNTER_BYTES, &bytes.to_be_bytes());
     data.extend(nla(NFTA_COUNTER_PACKETS, &packets.to_be_bytes()));
     attrs.extend(nla(NFTA_OBJ_DATA | NLA_F_NESTED, &data));
-    (NFT_MSG_NEWOBJ, NLM_F_CREATE, attrs)
+    batch.add(NFT_MSG_NEWOBJ, NLM_F_CREATE, NFPROTO_INET, &attrs);
 }
 
-/// Removes counter `name` (no rule may refer to it by then).
-pub fn delete(name: &str) -> Message {
+/// Removes counter `name`, in `batch` (no rule may refer to it by then).
+pub fn delete(batch: &mut RawBatch, name: &str) {
     let mut attrs = nla_text(NFTA_OBJ_TABLE, super::TABLE);
     attrs.extend(nla_text(NFTA_OBJ_NAME, name));
     attrs.extend(nla(NFTA_OBJ_TYPE, &NFT_OBJECT_COUNTER.to_be_bytes()));
-    (NFT_MSG_DELOBJ, 0, attrs)
+    batch.add(NFT_MSG_DELOBJ, 0, NFPROTO_INET, &attrs);
 }
 
 /// Sets counters `names` back to zero (those missing are left missing): a counter made

@@ -233,7 +233,7 @@ fn write_generation(
     let bases = bases(names, hooked);
     let in_kernel: Vec<&String> = names.iter().filter(|n| n.starts_with(&prefix)).collect();
     let fresh = |chain: &str, slot: u32| staging.in_force.fresh(&prefix, chain, slot);
-    let mut out = batch::Outgoing::new();
+    let mut out = batch::RawBatch::new();
     let mut head = Batch::new();
     head.add(&table(), MsgType::Add);
     for b in &bases {
@@ -365,10 +365,10 @@ fn write_generation(
         Some(_) => {
             let wanted_fresh = wanted(false);
             for name in idle_fresh.iter().filter(|o| !wanted_fresh.contains_key(*o)) {
-                out.raw(objects::delete(name));
+                objects::delete(&mut out, name);
             }
             for name in wanted_fresh.into_keys() {
-                out.raw(objects::create(&name, (0, 0)));
+                objects::create(&mut out, &name, (0, 0));
                 reset.push(name);
             }
         }
@@ -382,15 +382,16 @@ fn write_generation(
             };
             for (name, fresh) in wanted(true) {
                 if fresh {
-                    out.raw(objects::create(&name, (0, 0)));
+                    objects::create(&mut out, &name, (0, 0));
                     if existing.contains_key(&name) {
                         reset.push(name);
                     }
                 } else if !existing.contains_key(&name) {
-                    out.raw(objects::create(
+                    objects::create(
+                        &mut out,
                         &name,
                         legacy.get(&name).copied().unwrap_or_default(),
-                    ));
+                    );
                 }
             }
         }
