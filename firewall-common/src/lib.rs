@@ -288,6 +288,12 @@ pub const CONFIG_FAST_V6: u32 = 4;
 /// not certainly NEW and the packet goes to netfilter. fwctl checks at every change.
 pub const CONFIG_CT_HELPERS: u32 = 8;
 
+/// [`Config::flags`]: the ruleset in force leaves XDP nothing to judge (INPUT and FORWARD
+/// of both families hold no rule and accept by policy), so every packet passes at once,
+/// unmarked, and netfilter counts the policies as it does for any unmarked packet. Part of
+/// [`CONFIG_RULESET_MASK`]: written with [`Config::active`].
+pub const CONFIG_IDLE: u32 = 16;
+
 /// [`Config::flags`]: the ruleset in force has prehook chain `hook` (`PREHOOK_*`) for
 /// `family`, whose policy XDP counts for every packet it drops. Written with
 /// [`Config::active`], in the same update, as it belongs to the ruleset.
@@ -296,6 +302,8 @@ pub const fn config_prehook(family: u32, hook: u32) -> u32 {
 }
 pub const CONFIG_PREHOOKS_SHIFT: u32 = 8;
 pub const CONFIG_PREHOOKS_MASK: u32 = ((1 << (FAMILIES * PREHOOKS)) - 1) << CONFIG_PREHOOKS_SHIFT;
+/// The [`Config::flags`] a ruleset decides, written in the same update as the flip.
+pub const CONFIG_RULESET_MASK: u32 = CONFIG_PREHOOKS_MASK | CONFIG_IDLE;
 
 pub const fn config_fast(family: u32) -> u32 {
     CONFIG_FAST_V4 << (family & 1)

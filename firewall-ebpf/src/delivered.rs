@@ -45,12 +45,13 @@ pub unsafe fn ipv4_base_sum(ip: usize) -> u32 {
     sum
 }
 
-/// Whether a folded one's-complement sum over a whole IPv4 header says it is intact.
+/// Whether the one's-complement sum of a whole IPv4 header's 16-bit words (at most 30 of
+/// them: the sum stays below 2^21) says it is intact, i.e. folds to 0xffff. One fold is
+/// enough: it leaves at most 0xffff + 0x1f, and a value above 0xffff would fold again to
+/// at most 0x20.
 #[inline(always)]
-pub fn checksum_ok(mut sum: u32) -> bool {
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum == 0xffff
+pub fn checksum_ok(sum: u32) -> bool {
+    (sum & 0xffff) + (sum >> 16) == 0xffff
 }
 
 /// Whether an IPv4 header's total length is one `ip_rcv` takes: no shorter than the header,

@@ -24,7 +24,7 @@ use firewall_ebpf::{
     ct, delivered,
     parse::Packet,
     seen,
-    wire::{syn_only, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
+    wire::{be16_at, syn_only, word_at, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
 };
 
 #[map(name = "FW_FAST")]
@@ -107,8 +107,9 @@ pub fn lookup(pkt: &Packet, generation: u32, flags: u32) -> Fast {
 
 /// What the fast path made of an untagged IPv4 frame (see [`ipv4`]).
 pub enum V4 {
-    /// The table decides: the outcome, the IP length, the source address.
-    Final(u32, u32, u32),
+    /// The table decides: the outcome and the IP length ([`source`] reads the source
+    /// address, which only a sampled drop needs).
+    Final(u32, u32),
     /// The conntrack class decides (`FW_FASTCT` index), for the packet now in `pkt`.
     ByClass(u32),
     /// Not judged, for this `REASON_*` (as the full parse answers it).
@@ -179,30 +180,29 @@ pub fn ipv4(
         if l4 + need > end {
             return None;
         }
-        // Ports (TCP, UDP) or type, code and checksum (ICMP): the first word, host order.
-        let first = u32::from_be(core::ptr::read_unaligned(l4 as *const u32));
+        // The key: the destination port (TCP, UDP), or type and code (ICMP).
         let mut tcp_flags = 0;
         let (class, value) = if class == FAST_TCP {
             tcp_flags = *((l4 + 13) as *const u8);
-            (tcp_class(tcp_flags), first & 0xffff)
+            (tcp_class(tcp_flags), be16_at(l4 + 2) as u32)
         } else if class == FAST_UDP {
-            (FAST_UDP, first & 0xffff)
+            (FAST_UDP, be16_at(l4 + 2) as u32)
         } else {
-            (FAST_ICMP, first >> 16)
+            (FAST_ICMP, be16_at(l4) as u32)
         };
         let word = table_word(generation, FAMILY_V4, class, value);
         if word == 0 {
             return None;
         }
         let ip_len = total as u32;
-        let src = core::ptr::read_unaligned((ip + 12) as *const u32);
         if word & FAST_FINAL != 0 {
-            return Some(V4::Final(word, ip_len, src));
+            return Some(V4::Final(word, ip_len));
         }
         if word & FAST_BY_CLASS == 0 {
             return None;
         }
-        let dst = core::ptr::read_unaligned((ip + 16) as *const u32);
+        let src = word_at(ip + 12);
+        let dst = word_at(ip + 16);
         let index = word & !FAST_BY_CLASS;
         // A SYN or a datagram towards a destination no conntrack entry has: the lookup
         // would miss, so its class is a miss's (as firewall_ebpf::ct::class would find),
@@ -218,13 +218,27 @@ pub fn ipv4(
             let miss = ct::miss_class(proto == IPPROTO_TCP, class == FAST_TCP_SYN, flags);
             if miss != CT_CLASS_UNKNOWN {
                 if let Some(outcome) = by_class(generation, index, miss) {
-                    return Some(V4::Final(outcome, ip_len, src));
+                    return Some(V4::Final(outcome, ip_len));
                 }
             }
         }
+        // Ports (TCP, UDP) or type, code and checksum (ICMP): the first word, host order.
+        let first = (be16_at(l4) as u32) << 16 | be16_at(l4 + 2) as u32;
         pkt.write(Packet::ipv4(src, dst, proto, first, tcp_flags, ip_len));
         Some(V4::ByClass(index))
     }
+}
+
+/// The source address of the untagged IPv4 frame the fast path decided, for the top
+/// talkers' sample: read again rather than carried, as one drop in many needs it.
+#[inline(always)]
+pub fn source(ctx: &XdpContext) -> [u32; 4] {
+    let data = ctx.data();
+    if data + 34 > ctx.data_end() {
+        return [0; 4];
+    }
+    // SAFETY: the 4 bytes at 26 lie inside the frame, checked above; 2-byte aligned.
+    [unsafe { word_at(data + 26) }, 0, 0, 0]
 }
 
 /// EtherType IPv4 and the IPv4 fragment bits (MF and the offset) as loaded from the wire

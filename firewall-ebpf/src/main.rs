@@ -24,7 +24,7 @@ use aya_log_ebpf::info;
 use firewall_common::{
     field_slot, mark_mask, prehook_counter, table_index, tag, xdp_meta, Config, Counter, Entry,
     IfaceKey, Lpm4, Lpm6, SetKey4, SetKey6, TableHeader, Talker, ACTION_CONTINUE, BPF_F_MMAPABLE,
-    CHAIN_FORWARD, CHAIN_INPUT, CONFIG_LOG_VERDICTS, CONFIG_PREHOOKS_SHIFT, FAMILY_V4,
+    CHAIN_FORWARD, CHAIN_INPUT, CONFIG_IDLE, CONFIG_LOG_VERDICTS, CONFIG_PREHOOKS_SHIFT, FAMILY_V4,
     FAST_SLOT_MASK, FAST_VERDICT_SHIFT, FIELD_COUNT, FIELD_DPORT, FIELD_DST, FIELD_ICMP,
     FIELD_IFACE, FIELD_PROTO, FIELD_SPORT, FIELD_SRC, FIELD_TCP_FLAGS, GENERATIONS, GROUP_ENTRIES,
     ICMP_KEYS, LPM_TAG_BITS, MARK_BITS, MARK_FORWARD, MAX_INTERFACES, MAX_JUMP_DEPTH, MAX_PREFIXES,
@@ -124,6 +124,11 @@ pub fn fw_ingress(ctx: XdpContext) -> u32 {
 
 fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
     let config = CONFIG.get(0).ok_or(Broken)?;
+    // Nothing to judge: netfilter counts the policies of unmarked packets. Not while the
+    // lab logs every verdict.
+    if config.flags & (CONFIG_IDLE | CONFIG_LOG_VERDICTS) == CONFIG_IDLE {
+        return Ok(XDP_PASS);
+    }
     let generation = config.active % GENERATIONS;
     // Written in full by the reader (the fast path's or the full parse) that reports a
     // packet, before anything reads it; never zeroed first, which every packet would pay.
@@ -136,11 +141,11 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
             outcome,
             pkt.ip_len,
             pkt.family,
-            &pkt.src,
+            || pkt.src,
         )
     };
     match fast::ipv4(ctx, generation, config.flags, &mut slot) {
-        Some(fast::V4::Final(outcome, ip_len, src)) => {
+        Some(fast::V4::Final(outcome, ip_len)) => {
             return Ok(finish(
                 ctx,
                 config.flags,
@@ -148,7 +153,7 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
                 outcome,
                 ip_len,
                 FAMILY_V4,
-                &[src, 0, 0, 0],
+                || fast::source(ctx),
             ));
         }
         Some(fast::V4::ByClass(index)) => {
@@ -261,7 +266,7 @@ fn finish(
     outcome: u32,
     ip_len: u32,
     family: u32,
-    src: &[u32; 4],
+    src: impl FnOnce() -> [u32; 4],
 ) -> u32 {
     let verdict = (outcome >> FAST_VERDICT_SHIFT) & 3;
     if verdict == VERDICT_DEFER {
@@ -276,7 +281,7 @@ fn finish(
     // The fast table decides INPUT's packets only.
     charge_prehooks(flags, family, CHAIN_INPUT, ip_len);
     if packets & (TALKER_SAMPLE as u64 - 1) == 0 {
-        record_talker(family, src, (packets / TALKER_SAMPLE as u64) as u32);
+        record_talker(family, &src(), (packets / TALKER_SAMPLE as u64) as u32);
     }
     XDP_DROP
 }

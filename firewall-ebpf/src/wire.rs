@@ -22,3 +22,25 @@ pub const TCP_ACK: u8 = 0x10;
 pub fn syn_only(flags: u8) -> bool {
     flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN
 }
+
+/// The 4 bytes at `at` as a network-order word, from two 2-byte loads: frames start 2-byte
+/// aligned, so an IPv4 address or a transport header's first word is too, while a 4-byte
+/// load the compiler cannot prove aligned becomes four byte loads and their shifts.
+///
+/// # Safety
+/// The 4 bytes at `at` must lie inside the frame; `at` must be 2-byte aligned.
+#[inline(always)]
+pub unsafe fn word_at(at: usize) -> u32 {
+    let lo = *(at as *const u16) as u32;
+    let hi = *((at + 2) as *const u16) as u32;
+    lo | (hi << 16)
+}
+
+/// The 2 bytes at `at`, in host order.
+///
+/// # Safety
+/// The 2 bytes at `at` must lie inside the frame; `at` must be 2-byte aligned.
+#[inline(always)]
+pub unsafe fn be16_at(at: usize) -> u16 {
+    u16::from_be(*(at as *const u16))
+}

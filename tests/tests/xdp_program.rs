@@ -12,7 +12,7 @@ use fwctl::dataplane::install::CtLookup;
 use fwctl::rules::Family;
 use tests::{
     packets::{arp, Packet, L4},
-    program::{Harness, Judged, DEFER, LO_IFINDEX, XDP_DROP, XDP_PASS},
+    program::{Harness, Judged, DEFER, IDLE, LO_IFINDEX, XDP_DROP, XDP_PASS},
     twins::checksummed,
 };
 
@@ -24,9 +24,10 @@ struct Fixture {
     /// Received on loopback, an interface the ruleset was compiled for (as after
     /// `fwctl attach lo`); false: one it was not compiled for.
     on_lo: bool,
-    /// XDP_PASS, XDP_DROP or DEFER.
+    /// XDP_PASS, XDP_DROP, DEFER or IDLE.
     verdict: u32,
-    /// INPUT rule (1-based) whose counter moves, 0 for the policy; ignored for DEFER.
+    /// INPUT rule (1-based) whose counter moves, 0 for the policy; ignored for DEFER and
+    /// IDLE.
     counted_by: usize,
     /// What the (faked) conntrack lookup finds, `CT_FAKE_*`.
     ct: u32,
@@ -42,6 +43,10 @@ fn expected(verdict: u32, generation: u32) -> Judged {
         DEFER => Judged {
             action: XDP_PASS,
             meta: Some(xdp_meta(generation, false)),
+        },
+        IDLE => Judged {
+            action: XDP_PASS,
+            meta: None,
         },
         other => Judged {
             action: other,
@@ -121,7 +126,29 @@ fn fixtures() -> Vec<Fixture> {
     };
     vec![
         // Policies.
-        fx("empty ruleset accepts", &[], tcp(80), XDP_PASS, 0),
+        // Nothing to judge: passed on at once, for netfilter to count the policy.
+        fx("empty ruleset accepts", &[], tcp(80), IDLE, 0),
+        fx(
+            "an ACCEPT policy with a rule accepts at XDP",
+            &["-A INPUT -p udp --dport 53 -j DROP"],
+            tcp(80),
+            XDP_PASS,
+            0,
+        ),
+        fx(
+            "a FORWARD rule alone keeps XDP judging",
+            &["-A FORWARD -p udp --dport 53 -j DROP"],
+            tcp(80),
+            XDP_PASS,
+            0,
+        ),
+        fx(
+            "an IPv6 rule alone keeps XDP judging IPv4",
+            &["-6 -A INPUT -p udp --dport 53 -j DROP"],
+            tcp(80),
+            XDP_PASS,
+            0,
+        ),
         fx(
             "policy DROP drops",
             &["-P INPUT DROP"],
@@ -1000,7 +1027,7 @@ fn verdicts_and_counters_per_fixture() {
         let all: Vec<u64> = (0..=rules)
             .map(|n| h.counter(family, n).expect("counter").packets)
             .collect();
-        if f.verdict == DEFER {
+        if f.verdict == DEFER || f.verdict == IDLE {
             if got != want || all.iter().any(|&n| n != 0) {
                 failures.push(format!(
                     "{} ({path}): {got:x?} (want {want:x?}), counters {all:?} (want none)",

@@ -112,8 +112,9 @@ pub struct Image {
     pub by_class: fast::ByClass,
     /// The attached interfaces' `FW_IFMAC` entries.
     pub macs: Vec<IfMac>,
-    /// The `FW_CONFIG` flags of the raw and mangle chains (prehooks.rs), set with the flip.
-    pub prehooks: u32,
+    /// The `FW_CONFIG` flags this ruleset decides (`CONFIG_RULESET_MASK`): its raw and
+    /// mangle chains (prehooks.rs) and whether XDP is idle ([`idle`]); set with the flip.
+    pub config_flags: u32,
     /// Chains XDP could not hold (too deep, too many RETURNs or entries), and why: XDP
     /// passes all their packets to netfilter.
     pub netfilter_only: Vec<String>,
@@ -158,6 +159,25 @@ pub fn verdict(v: Verdict) -> u32 {
     }
 }
 
+/// `CONFIG_IDLE` when `ruleset` gives XDP nothing to decide: no rule in INPUT or FORWARD
+/// of either family, and both accept by policy. XDP then passes every packet unmarked
+/// without reading it, and netfilter, whose chains are just as empty, counts the policies.
+/// Anything else (a deferral to the raw, mangle or nat tables included) is for netfilter
+/// too in that case, which judges unmarked packets in full.
+fn idle(ruleset: &Ruleset) -> u32 {
+    let empty = Family::ALL.iter().all(|&family| {
+        [Chain::Input, Chain::Forward].iter().all(|&chain| {
+            let rules = ruleset.family(family).chain(chain);
+            rules.rules.is_empty() && rules.policy == Verdict::Accept
+        })
+    });
+    if empty {
+        firewall_common::CONFIG_IDLE
+    } else {
+        0
+    }
+}
+
 /// Compiles without sets: rules that match on one are left to netfilter.
 pub fn compile(ruleset: &Ruleset, interfaces: &[Interface]) -> Result<Image, CompileError> {
     compile_with_sets(ruleset, interfaces, &Registry::default())
@@ -197,7 +217,7 @@ pub fn compile_with_sets(
             .filter(|i| i.attached)
             .map(|i| IfMac::new(i.ifindex, i.mac))
             .collect(),
-        prehooks: prehooks::config_flags(ruleset),
+        config_flags: prehooks::config_flags(ruleset) | idle(ruleset),
         ..Image::default()
     };
     let mut entry_base = 0u32;

@@ -16,7 +16,7 @@ use aya::{
 };
 use firewall_common::{
     fast_index, field_slot, tag, Config, Counter, IfMac, IfaceKey, Lpm4, Lpm6, TableHeader, Talker,
-    CONFIG_PREHOOKS_MASK, FAMILIES, FAST_CLASSES, FAST_CT_PER_GENERATION, FAST_KEYS, GENERATIONS,
+    CONFIG_RULESET_MASK, FAMILIES, FAST_CLASSES, FAST_CT_PER_GENERATION, FAST_KEYS, GENERATIONS,
     ICMP_KEYS, MAP_BUCKETS, MAP_CONFIG, MAP_COUNTERS, MAP_DPORT, MAP_DST4, MAP_DST6, MAP_ENTRIES,
     MAP_FAST, MAP_FAST_CT, MAP_GUARDS, MAP_HASHLIMIT, MAP_ICMP, MAP_IFACE, MAP_IFMAC, MAP_POOL,
     MAP_PROTO, MAP_REASONS, MAP_SPORT, MAP_SRC4, MAP_SRC6, MAP_TABLES, MAP_TALKERS, MAP_TCP_FLAGS,
@@ -308,11 +308,11 @@ impl Maps {
         self.write_generation(next, image)?;
         crate::timings::phase("xdp: fast table");
         before_flip(next)?;
-        // The prehook flags belong to the ruleset: in the same write as the flip.
+        // These flags belong to the ruleset: in the same write as the flip.
         let config = self.config()?;
         self.set_config(Config {
             active: next,
-            flags: (config.flags & !CONFIG_PREHOOKS_MASK) | image.prehooks,
+            flags: (config.flags & !CONFIG_RULESET_MASK) | image.config_flags,
             ..config
         })?;
         self.guards.prune(image)?;

@@ -83,8 +83,9 @@ fn established_flow(
     h: &mut Harness,
     client: &netlab::Netns,
     nic: u32,
-    repeat: u32,
-) -> Result<(f64, f64)> {
+    clock: &Clock,
+) -> Result<(Timed, Timed)> {
+    let repeat = clock.repeat;
     let ns = h.netns();
     let _ = netlab::run(ns.command("nft").args(["delete", "table", "inet", "fwtct"]));
     for cmd in [
@@ -121,9 +122,9 @@ fn established_flow(
         judged.action == tests::program::XDP_PASS && counted == 1,
         "the established segment was not accepted by rule 2 at XDP: {judged:?}, rule 2 counted {counted}"
     );
-    let fast = h.time(&ack, nic, repeat)?;
+    let fast = clock.time(|| h.time(&ack, nic, repeat))?;
     h.set_fast(false)?;
-    let slow = h.time(&ack, nic, repeat)?;
+    let slow = clock.time(|| h.time(&ack, nic, repeat))?;
     h.set_fast(true)?;
     drop((listener, client_end, server));
     Ok((fast, slow))
@@ -131,6 +132,106 @@ fn established_flow(
 
 /// The interface the benchmark's frames arrive on.
 const NIC: &str = "fwtnic0";
+
+/// Rounds per cell: each times the cell and the bare program once, alternately.
+const ROUNDS: usize = 9;
+
+/// Times cells against the bare XDP_DROP program run the same way in between: this VM's
+/// TEST_RUN timings drift by more than the differences measured, so a cell is only
+/// compared with the bare runs around it.
+struct Clock {
+    ebpf: aya::Ebpf,
+    frame: Vec<u8>,
+    ctx: Vec<u8>,
+    repeat: u32,
+    /// Every bare run so far, for the floor's own row.
+    bares: std::cell::RefCell<Vec<f64>>,
+}
+
+/// A cell's median ns per run, and how far above the bare runs' median around it.
+#[derive(Clone, Copy)]
+struct Timed {
+    ns: f64,
+    over: f64,
+}
+
+impl std::fmt::Display for Timed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.1} ({:+.1})", self.ns, self.over)
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+impl Clock {
+    fn new(frame: &[u8], nic: u32, repeat: u32) -> Result<Clock> {
+        let mut ebpf = aya::EbpfLoader::new().load(fwctl::BENCH_PROGRAMS)?;
+        let prog: &mut aya::programs::Xdp = ebpf
+            .program_mut("bench_drop")
+            .ok_or_else(|| anyhow::anyhow!("no bench_drop"))?
+            .try_into()?;
+        prog.load()?;
+        let md: [u32; 6] = [0, frame.len() as u32, 0, nic, 0, 0];
+        Ok(Clock {
+            ebpf,
+            frame: frame.to_vec(),
+            ctx: md.iter().flat_map(|w| w.to_ne_bytes()).collect(),
+            repeat,
+            bares: Default::default(),
+        })
+    }
+
+    /// One run of the bare program, ns per run.
+    fn bare_once(&self) -> Result<f64> {
+        let prog: &aya::programs::Xdp = self
+            .ebpf
+            .program("bench_drop")
+            .ok_or_else(|| anyhow::anyhow!("no bench_drop"))?
+            .try_into()?;
+        let r = aya::programs::TestRun::test_run(
+            prog,
+            aya::programs::TestRunOptions {
+                data_in: Some(&self.frame),
+                ctx_in: Some(&self.ctx),
+                repeat: self.repeat,
+                ..Default::default()
+            },
+        )?;
+        let ns = r.duration.as_nanos() as f64;
+        self.bares.borrow_mut().push(ns);
+        Ok(ns)
+    }
+
+    /// The bare program's median over every run so far (at least one).
+    fn bare(&self) -> Result<f64> {
+        if self.bares.borrow().is_empty() {
+            self.bare_once()?;
+        }
+        Ok(median(self.bares.borrow().clone()))
+    }
+
+    /// `run` (ns per run of one TEST_RUN batch), bracketed by bare runs.
+    fn time(&self, mut run: impl FnMut() -> Result<f64>) -> Result<Timed> {
+        // A first run of each, not kept: the caches and branch predictors of the cell.
+        run()?;
+        self.bare_once()?;
+        self.bares.borrow_mut().pop();
+        let mut cells = Vec::with_capacity(ROUNDS);
+        let mut bares = vec![self.bare_once()?];
+        for _ in 0..ROUNDS {
+            cells.push(run()?);
+            bares.push(self.bare_once()?);
+        }
+        let ns = median(cells);
+        Ok(Timed {
+            ns,
+            over: ns - median(bares),
+        })
+    }
+}
 
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
@@ -160,61 +261,47 @@ fn main() -> Result<()> {
     ]);
     // (entries, SSH, policy) for the chart.
     let mut points = Vec::new();
-    // Floor: a program that only returns XDP_DROP, run the same way.
-    let bare = {
-        let mut ebpf = aya::EbpfLoader::new().load(fwctl::BENCH_PROGRAMS)?;
-        let prog: &mut aya::programs::Xdp = ebpf
-            .program_mut("bench_drop")
-            .ok_or_else(|| anyhow::anyhow!("no bench_drop"))?
-            .try_into()?;
-        prog.load()?;
-        let md: [u32; 6] = [0, policy.len() as u32, 0, nic, 0, 0];
-        let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
-        let start = Instant::now();
-        aya::programs::TestRun::test_run(
-            &*prog,
-            aya::programs::TestRunOptions {
-                data_in: Some(&policy),
-                ctx_in: Some(&ctx),
-                repeat,
-                ..Default::default()
-            },
-        )?;
-        start.elapsed().as_nanos() as f64 / repeat as f64
-    };
-    table.row(
-        [
-            "bare XDP_DROP program (floor)",
-            "-",
-            "-",
-            "-",
-            "-",
-            "-",
-            "-",
-            "-",
-        ]
-        .map(String::from)
-        .into_iter()
-        .chain([format!("{bare:.1}")])
-        .collect(),
-    );
-    // Baseline: no rule at all, so the program parses and applies the policy.
-    h.install(Ruleset::default())?;
-    let empty = h.time(&policy, nic, repeat)?;
-    table.row(
-        ["empty ruleset (parse + policy)", "0", "-", "0"]
-            .map(String::from)
-            .into_iter()
-            .chain([
-                mib(h.map_memory()?),
-                "-".to_string(),
-                format!("{empty:.1}"),
-                "-".to_string(),
-                "-".to_string(),
-            ])
-            .collect(),
-    );
+    // Floor: a program that only returns XDP_DROP, run the same way, around every cell.
+    let clock = Clock::new(&policy, nic, repeat)?;
+    // No rule at all: the policy ACCEPT leaves XDP idle (the packet passes unmarked and
+    // netfilter counts the policy). Then the policy DROP alone: the fixed prologue (the
+    // checks of what the kernel delivers, the fast table, a counter) every judged packet
+    // pays.
+    let mut baselines = Vec::new();
+    for (label, rules) in [
+        (
+            "empty ruleset, policy ACCEPT (XDP idle: passed unmarked, netfilter counts)",
+            &[][..],
+        ),
+        (
+            "no rule, policy DROP (parse, delivery checks, fast table, policy counter)",
+            &["-P INPUT DROP"][..],
+        ),
+    ] {
+        h.apply(rules)?;
+        let t = clock.time(|| h.time(&policy, nic, repeat))?;
+        table.row(
+            [label, "0", "-", "0"]
+                .map(String::from)
+                .into_iter()
+                .chain([
+                    mib(h.map_memory()?),
+                    "-".to_string(),
+                    t.to_string(),
+                    "-".to_string(),
+                    "-".to_string(),
+                ])
+                .collect(),
+        );
+        baselines.push(t);
+    }
+    let empty = baselines[0];
+    // CLASSIFIER_QUICK=1: the baselines and two rule counts only, for trying a change.
+    let quick = std::env::var_os("CLASSIFIER_QUICK").is_some();
     for n in [0usize, 10, 100, 1_000, 10_000, 100_000] {
+        if quick && n != 0 && n != 10_000 {
+            continue;
+        }
         let t0 = Instant::now();
         let ruleset = with_extra(n)?;
         let built = t0.elapsed();
@@ -227,8 +314,8 @@ fn main() -> Result<()> {
         eprintln!(
             "n={n}: ruleset built in {built:?}, compiled in {compiled:?}, installed in {install:?}"
         );
-        let hit = h.time(&hit_first, nic, repeat)?;
-        let miss = h.time(&policy, nic, repeat)?;
+        let hit = clock.time(|| h.time(&hit_first, nic, repeat))?;
+        let miss = clock.time(|| h.time(&policy, nic, repeat))?;
         // The last rule: its source and its port (the classic ruleset's last when n = 0).
         let last = if n == 0 {
             Packet::tcp("10.0.0.1", "10.0.0.2", 40000, 995).bytes()
@@ -236,9 +323,9 @@ fn main() -> Result<()> {
             let src = std::net::Ipv4Addr::from(0x0b00_0000u32 + (n - 1) as u32).to_string();
             Packet::tcp(&src, "10.0.0.2", 40000, 10_000 + ((n - 1) % 50_000) as u16).bytes()
         };
-        let last = h.time(&last, nic, repeat)?;
+        let last = clock.time(|| h.time(&last, nic, repeat))?;
         h.set_fast(false)?;
-        let slow = h.time(&policy, nic, repeat)?;
+        let slow = clock.time(|| h.time(&policy, nic, repeat))?;
         h.set_fast(true)?;
         table.row(vec![
             n.to_string(),
@@ -251,7 +338,10 @@ fn main() -> Result<()> {
             format!("{last:.1}"),
             format!("{slow:.1}"),
         ]);
-        points.push(((n + 7) as f64, hit, miss));
+        points.push(((n + 7) as f64, hit.ns, miss.ns));
+    }
+    if quick {
+        return Ok(());
     }
     // A conntrack lookup (a miss: test runs cannot create entries, and the harness's
     // namespace has none), against the same ruleset without the state rule.
@@ -262,19 +352,19 @@ fn main() -> Result<()> {
         "-A INPUT -p tcp --dport 22 -j ACCEPT",
     ];
     h.apply(&stateful)?;
-    let ct_miss = h.time(&policy, nic, repeat)?;
+    let ct_miss = clock.time(|| h.time(&policy, nic, repeat))?;
     h.apply(&[stateful[0], stateful[1], stateful[3]])?;
-    let no_ct = h.time(&policy, nic, repeat)?;
+    let no_ct = clock.time(|| h.time(&policy, nic, repeat))?;
     // An established connection, as the kernel's conntrack table knows it: a segment of it
     // is looked up for real and accepted by the ESTABLISHED,RELATED rule.
     let client = client_behind_nic(&h)?;
-    let (established, established_slow) = established_flow(&mut h, &client, nic, repeat)?;
+    let (established, established_slow) = established_flow(&mut h, &client, nic, &clock)?;
     // Then with the conntrack destination filter fwctl builds at every change: the SYN's
     // destination has no entry, so XDP skips the lookup; the established segment's has.
     h.apply(&stateful)?;
     h.ct_filter()?;
-    let filtered = h.time(&policy, nic, repeat)?;
-    let (established_filtered, _) = established_flow(&mut h, &client, nic, repeat)?;
+    let filtered = clock.time(|| h.time(&policy, nic, repeat))?;
+    let (established_filtered, _) = established_flow(&mut h, &client, nic, &clock)?;
     let ct_rows = [
         (
             "classic stateful ruleset, SYN to a closed port: conntrack filter says no entry, NEW, policy at XDP",
@@ -316,12 +406,29 @@ fn main() -> Result<()> {
         ]);
         table.row(row);
     }
+    let bare = clock.bare()?;
+    table.row(
+        [
+            "bare XDP_DROP program (floor: median of every bare run; each cell's (+x) is against the bare runs around it)",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+        ]
+        .map(String::from)
+        .into_iter()
+        .chain([format!("{bare:.1}")])
+        .collect(),
+    );
     let verified = h.verified_instructions()?.unwrap_or(0);
     println!("verifier: {verified} instructions processed to load the program (limit 1,000,000)");
     report::write_markdown(
         "classifier",
         "XDP classifier cost vs rule count",
-        &format!("BPF_PROG_TEST_RUN, {repeat} runs per cell, 64-byte TCP SYN frames. Map memory: the kernel's memlock figure of every map the program uses, on this machine's CPUs (the counters are per CPU), with the maps sized as fwctl sizes them for a ruleset installed from scratch. The verifier processed {verified} instructions to accept the program (limit 1,000,000)."),
+        &format!("BPF_PROG_TEST_RUN, 64-byte TCP SYN frames; each cell is the median of {ROUNDS} batches of {repeat} runs as the kernel timed them, alternating with batches of the bare XDP_DROP program, and (+x) its distance to the median of the bare batches around it. Map memory: the kernel's memlock figure of every map the program uses, on this machine's CPUs (the counters are per CPU), with the maps sized as fwctl sizes them for a ruleset installed from scratch. The verifier processed {verified} instructions to accept the program (limit 1,000,000)."),
         &[("", &table)],
     )?;
     let flat = |y: f64| points.iter().map(|p| (p.0, y)).collect::<Vec<_>>();
@@ -339,7 +446,7 @@ fn main() -> Result<()> {
                 "policy (no match)".into(),
                 points.iter().map(|p| (p.0, p.2)).collect(),
             ),
-            ("empty ruleset".into(), flat(empty)),
+            ("empty ruleset".into(), flat(empty.ns)),
             ("bare XDP_DROP".into(), flat(bare)),
         ],
     };

@@ -263,9 +263,11 @@ fn allow_rules(extra: usize) -> String {
     file
 }
 
-/// Runs per row: fwctl (or the peer) and the bare XDP_DROP alternate, bare first and last,
-/// and the medians are compared, so load from elsewhere on the machine shows in both.
-const ROUNDS: usize = 3;
+/// Runs per row: fwctl (or the peer) and the bare XDP_DROP alternate, bare first and last;
+/// each run is compared with the bare runs just before and after it, so load from
+/// elsewhere on the machine, which drifts by up to a quarter within a row here, shows in
+/// both sides of each ratio.
+const ROUNDS: usize = 5;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -360,13 +362,24 @@ impl XdpReceiver for XdpFilter {
     }
 }
 
-/// The receiver's and the bare XDP_DROP's median rates (Mpps) on `flood`, alternating.
+/// A receiver's runs against the bare XDP_DROP runs around them.
+struct Bracketed {
+    /// The receiver's median rate (Mpps).
+    rate: f64,
+    /// Every bare run, in order (one more than the receiver's).
+    bare: Vec<f64>,
+    /// The median over the receiver's runs of its rate over the mean of the two bare
+    /// runs around it.
+    share: f64,
+}
+
+/// The receiver's and the bare XDP_DROP's rates (Mpps) on `flood`, alternating.
 fn bracketed(
     gen: &Netns,
     host: &FwNs,
     receiver: &dyn XdpReceiver,
     flood: &Flood,
-) -> Result<(f64, Vec<f64>)> {
+) -> Result<Bracketed> {
     let mut bare = vec![bare_rate(gen, host, flood)?];
     let mut rates = Vec::new();
     for _ in 0..ROUNDS {
@@ -376,7 +389,16 @@ fn bracketed(
         rates.push(rate(drops, secs));
         bare.push(bare_rate(gen, host, flood)?);
     }
-    Ok((median(rates), bare))
+    let shares = rates
+        .iter()
+        .enumerate()
+        .map(|(i, r)| r / ((bare[i] + bare[i + 1]) / 2.0))
+        .collect();
+    Ok(Bracketed {
+        rate: median(rates),
+        bare,
+        share: median(shares),
+    })
 }
 
 /// Segments per established-flow run: the host's TCP takes them at stack speed.
@@ -623,7 +645,7 @@ fn main() -> Result<()> {
         "flood",
         "Mpps dropped (median)",
         "bare XDP_DROP runs around it (Mpps)",
-        "share of bare (medians)",
+        "share of bare (median of each run over the bare runs around it)",
     ]);
     let xdp_rows: [(String, &dyn XdpReceiver, &Flood); 6] = [
         (
@@ -666,17 +688,17 @@ fn main() -> Result<()> {
                 continue;
             }
         }
-        let (r, bare) = bracketed(&gen, &host, receiver, flood)?;
-        let bare_median = median(bare.clone());
+        let b = bracketed(&gen, &host, receiver, flood)?;
         table.row(vec![
             name,
             flood.what.to_string(),
-            format!("{r:.2}"),
-            bare.iter()
+            format!("{:.2}", b.rate),
+            b.bare
+                .iter()
                 .map(|b| format!("{b:.2}"))
                 .collect::<Vec<_>>()
                 .join(", "),
-            format!("{:.2}", r / bare_median),
+            format!("{:.2}", b.share),
         ]);
         eprintln!("{:?}", table.rows().last());
     }
@@ -722,7 +744,7 @@ fn main() -> Result<()> {
     report::write_markdown(
         "flood",
         "Flood drop rate on a veth pair",
-        &format!("64-byte frames to a closed port from BPF_PROG_TEST_RUN live frames (XDP_TX on the sender, `bench_tx_spoof` for random source addresses and ports), {FRAMES} frames per XDP run, fewer for netfilter ones; sender and receiver share the CPUs; drops counted at the receiver (fwctl: its INPUT policy counter, which must hold 99 % of the frames sent). Each XDP row alternates its receiver with bare XDP_DROP runs of the same generator ({ROUNDS} runs of the receiver, bare before, between and after); its share is the receiver's median over the bare runs' median."),
+        &format!("64-byte frames to a closed port from BPF_PROG_TEST_RUN live frames (XDP_TX on the sender, `bench_tx_spoof` for random source addresses and ports), {FRAMES} frames per XDP run, fewer for netfilter ones; sender and receiver share the CPUs; drops counted at the receiver (fwctl: its INPUT policy counter, which must hold 99 % of the frames sent). Each XDP row alternates its receiver with bare XDP_DROP runs of the same generator ({ROUNDS} runs of the receiver, bare before, between and after); its share is the median, over the receiver's runs, of each run's rate over the mean of the bare runs just before and after it."),
         &[("", &table)],
     )?;
     let chart = Bars {
