@@ -202,6 +202,53 @@ fn nat_through_xdp_with_input_closed() {
     assert_eq!(own, Probe::TimedOut);
 }
 
+/// Packets XDP did not judge go to the generation in force after every change: a switch
+/// puts new default rules in front of the old ones (deleting rules would cost the next
+/// change an RCU grace period) and deletes the old ones once there are 16 per chain. Over
+/// 20 changes that open and close a port in turn, unmarked traffic follows
+/// each (the lab attaches no XDP), and no base chain ever holds more than 16 old defaults besides the 2 in force.
+#[test]
+fn unmarked_packets_follow_every_switch() {
+    let lab = Lab::named("fwq-sw").unwrap();
+    lab.host
+        .apply(&["-P INPUT DROP", "-A INPUT -p udp --dport 7910 -j ACCEPT"]);
+    // Not attached: every packet reaches netfilter unmarked.
+    let defaults = || {
+        let input = netlab::output(
+            lab.host
+                .command("nft")
+                .args(["list", "chain", "inet", "fwctl", "input"]),
+        )
+        .expect("nft list chain");
+        input.matches("fwctl default ").count()
+    };
+    let mut most = 0;
+    for round in 0..20 {
+        let open = round % 2 == 1;
+        if open {
+            lab.host.fwctl_ok(&[
+                "-A", "INPUT", "-p", "udp", "--dport", "7911", "-j", "ACCEPT",
+            ]);
+        } else if round > 0 {
+            lab.host.fwctl_ok(&["-D", "INPUT", "2"]);
+        }
+        let delivered = udp_exchange(&lab, CLIENT_V4, HOST_V4, 7911, 1, 10);
+        assert_eq!(
+            delivered,
+            usize::from(open),
+            "round {round}: port open {open}"
+        );
+        assert_eq!(
+            udp_exchange(&lab, CLIENT_V4, HOST_V4, 7910, 1, 10),
+            1,
+            "round {round}"
+        );
+        most = most.max(defaults());
+    }
+    assert!(most > 2, "old defaults are kept ({most})");
+    assert!(most <= 18, "old defaults are deleted ({most} at most)");
+}
+
 /// The same traffic gets the same per-rule verdicts and counts with XDP attached and with
 /// it detached (netfilter alone): the two paths are one ruleset.
 #[test]

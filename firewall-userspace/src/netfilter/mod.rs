@@ -862,17 +862,123 @@ fn dispatch(
                 }
             }
         }
-        for family in Family::ALL {
-            let mut e = Vec::new();
-            exprs::nfproto(family, &mut e);
-            // Bits XDP set that no rule above took (routing changed its mind) go too.
-            if b.xdp {
-                exprs::clear_mark(marks.all(), &mut e);
+        default_rules(batch, marks, present, default, b)?;
+    }
+    Ok(())
+}
+
+/// The rules of base chain `b` that send unmarked packets to generation `default`, one
+/// per family, after its other dispatch rules (written for `present`).
+fn default_rules(
+    batch: &mut Batch,
+    marks: Marks,
+    present: &[u32],
+    default: u32,
+    b: &BaseChain,
+) -> Result<()> {
+    let base = chain(b.name);
+    for family in Family::ALL {
+        let mut e = Vec::new();
+        exprs::nfproto(family, &mut e);
+        // Bits XDP set that no rule above took (routing changed its mind) go too.
+        if b.xdp {
+            exprs::clear_mark(marks.all(), &mut e);
+        }
+        e.push(exprs::verdict(VerdictKind::Goto {
+            chain: chain_name(default, b.table, family, b.chain.name()),
+        }));
+        let tag = format!("{}to{default}", dispatch_tag(marks, present));
+        add_rule(batch, &base, e, Some(comment(&tag)))?;
+    }
+    Ok(())
+}
+
+/// The comment of a base chain's default rules (with `to<generation>` after it): what the
+/// dispatch rules in front of them were written for. While it stays the same, a switch
+/// puts new default rules in front of the old ones rather than emptying the chain: a batch
+/// that deletes rules makes the kernel wait for an RCU grace period when its netlink socket
+/// closes (nf_tables flushes its destroy work at NETLINK_URELEASE, holding the commit
+/// mutex: 10-20 ms here, paid by the next change). The old defaults are never reached:
+/// every packet of an inet chain is IPv4 or IPv6, and the first default of its family
+/// sends it to a generation's chain for good (goto; those chains end in their policy).
+fn dispatch_tag(marks: Marks, present: &[u32]) -> String {
+    let gens: String = present.iter().map(|g| g.to_string()).collect();
+    format!("{DISPATCH_TAG}m{} g{gens} ", marks.shift)
+}
+const DISPATCH_TAG: &str = "fwctl default ";
+
+/// Old default rules a base chain may hold before a switch deletes them (and the next
+/// change pays the grace period once).
+const STALE_DEFAULTS: usize = 16;
+
+/// The default rules of each of `bases` (handles, first first) and the generation the
+/// first ones send packets to, when every chain is in `names` and its first default rule
+/// was written for `tag`; None otherwise (its dispatch rules are then written again).
+fn steady_defaults(
+    bases: &[&BaseChain],
+    names: &[String],
+    tag: &str,
+) -> Result<Option<(Vec<Vec<u64>>, u32)>> {
+    let mut out = Vec::new();
+    let mut target = None;
+    for b in bases {
+        if !names.iter().any(|n| n == b.name) {
+            return Ok(None);
+        }
+        let rules = netlink::rule_counts(TABLE, Some(b.name))
+            .context("netlink: reading a base chain's dispatch rules")?;
+        let defaults: Vec<(u64, &str)> = rules
+            .iter()
+            .filter_map(|r| Some((r.handle, parse_comment(&r.userdata)?)))
+            .filter(|(_, c)| c.starts_with(DISPATCH_TAG))
+            .collect();
+        let Some(to) = defaults
+            .first()
+            .and_then(|(_, c)| c.strip_prefix(tag)?.strip_prefix("to")?.parse::<u32>().ok())
+        else {
+            return Ok(None);
+        };
+        if *target.get_or_insert(to) != to {
+            return Ok(None);
+        }
+        out.push(defaults.iter().map(|(h, _)| *h).collect());
+    }
+    Ok(target.map(|t| (out, t)))
+}
+
+/// New default rules to generation `default` in front of the old ones of each of `bases`
+/// (`defaults`: their handles, from [`steady_defaults`]); a chain's old ones go once it
+/// holds [`STALE_DEFAULTS`].
+fn redirect_defaults(
+    out: &mut batch::RawBatch,
+    marks: Marks,
+    present: &[u32],
+    default: u32,
+    bases: &[&BaseChain],
+    defaults: &[Vec<u64>],
+) -> Result<()> {
+    const NLM_F_APPEND: u16 = 0x800;
+    const NFTA_RULE_POSITION: u16 = 6;
+    for (b, handles) in bases.iter().zip(defaults) {
+        let Some(&first) = handles.first() else {
+            continue;
+        };
+        let mut rules = Batch::new();
+        default_rules(&mut rules, marks, present, default, b)?;
+        let buf = batch::finalized(rules);
+        // Placed before the first old default: NFTA_RULE_POSITION without NLM_F_APPEND.
+        let before = netlink::nla(NFTA_RULE_POSITION, &first.to_be_bytes());
+        for h in batch::inner_messages(&buf) {
+            out.copy(&buf[h.at..h.at + h.len], 0, NLM_F_APPEND, &before);
+        }
+        if handles.len() >= STALE_DEFAULTS {
+            let mut gone = Batch::new();
+            for &handle in handles {
+                let mut del = Rule::new(&chain(b.name)).context("deleting a rule")?;
+                del.set_handle(handle);
+                gone.add(&del, MsgType::Del);
             }
-            e.push(exprs::verdict(VerdictKind::Goto {
-                chain: chain_name(default, b.table, family, b.chain.name()),
-            }));
-            add_rule(batch, &base, e, None)?;
+            out.extend(gone);
         }
     }
     Ok(())
@@ -903,11 +1009,21 @@ pub fn switch(next: u32, marks: Marks, hooked: &[Table]) -> Result<()> {
         .into_iter()
         .filter(|g| has_generation(&names, *g))
         .collect();
-    let mut batch = Batch::new();
     // The hooks of tables no longer in use go.
     let (gone, kept): (Vec<&BaseChain>, Vec<&BaseChain>) = bases(&names, hooked)
         .into_iter()
         .partition(|b| b.table != Table::Filter && !hooked.contains(&b.table));
+    if gone.is_empty() {
+        if let Some((defaults, _)) = steady_defaults(&kept, &names, &dispatch_tag(marks, &present))?
+        {
+            let mut out = batch::RawBatch::new();
+            redirect_defaults(&mut out, marks, &present, next, &kept, &defaults)?;
+            return batch::send_raw(out.finish()).with_context(|| {
+                format!("netlink: switching to the new ruleset (table inet {TABLE})")
+            });
+        }
+    }
+    let mut batch = Batch::new();
     flush(&mut batch, &kept)?;
     dispatch(&mut batch, marks, &present, next, &kept)?;
     for b in &gone {

@@ -513,6 +513,7 @@ pub fn chain_names(table: &str) -> Result<Vec<String>> {
 /// counter expression's (packets, bytes).
 pub struct RuleCount {
     pub chain: String,
+    pub handle: u64,
     pub userdata: Vec<u8>,
     pub counter: Option<(u64, u64)>,
 }
@@ -522,6 +523,7 @@ pub struct RuleCount {
 pub fn rule_counts(table: &str, chain: Option<&str>) -> Result<Vec<RuleCount>> {
     const NFT_MSG_GETRULE: u16 = 7;
     const NFTA_RULE_CHAIN: u16 = 2;
+    const NFTA_RULE_HANDLE: u16 = 3;
     const NFTA_RULE_EXPRESSIONS: u16 = 4;
     const NFTA_RULE_USERDATA: u16 = 7;
     const NFTA_EXPR_NAME: u16 = 1;
@@ -538,12 +540,14 @@ pub fn rule_counts(table: &str, chain: Option<&str>) -> Result<Vec<RuleCount>> {
         |attrs| {
             let mut rule = RuleCount {
                 chain: String::new(),
+                handle: 0,
                 userdata: Vec::new(),
                 counter: None,
             };
             for (kind, value) in attrs {
                 match kind & NLA_TYPE_MASK {
                     NFTA_RULE_CHAIN => rule.chain = text(value),
+                    NFTA_RULE_HANDLE => rule.handle = be64(value),
                     NFTA_RULE_USERDATA => rule.userdata = value.to_vec(),
                     NFTA_RULE_EXPRESSIONS => {
                         for (_, elem) in attributes(value) {

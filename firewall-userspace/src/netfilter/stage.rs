@@ -9,11 +9,11 @@ use rustables::{Batch, MsgType, Rule};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet};
 
 use super::{
-    add_rule, base_chain, bases, batch, chain, chain_names, dispatch, exprs, flush, has_generation,
-    incremental, is_rate_set, legacy_counters, netlink, objects, rate_set, record, table,
-    ChainImage, Marks, RateSet, POLICY_RULE, TABLE,
+    add_rule, base_chain, bases, batch, chain, chain_name, chain_names, dispatch, dispatch_tag,
+    exprs, flush, has_generation, incremental, is_rate_set, legacy_counters, netlink, objects,
+    rate_set, record, steady_defaults, table, ChainImage, Marks, RateSet, POLICY_RULE, TABLE,
 };
-use crate::rules::Table;
+use crate::rules::{Family, Table};
 
 /// Where the records of what each generation holds live (`record`), and what is in force.
 pub struct Staging<'a> {
@@ -239,9 +239,29 @@ fn write_generation(
     for b in &bases {
         head.add(&base_chain(b), MsgType::Add);
     }
-    // The base chains refer to both generations: emptied while chains of the idle one may
-    // go (dispatch below fills them again).
-    flush(&mut head, &bases)?;
+    let keep_current = current != next && has_generation(names, current);
+    // In order: the switch writes them so (their marks are disjoint, any order judges alike).
+    let present: Vec<u32> = if keep_current {
+        vec![current.min(next), current.max(next)]
+    } else {
+        vec![next]
+    };
+    let default = if keep_current { current } else { next };
+    // The base chains already dispatch as they must (to both generations, the default to
+    // the one in force) and every chain of this generation they name stays: left as they
+    // are. Otherwise emptied while chains of the idle one may go, and written again below.
+    let steady = keep_current
+        && bases.iter().all(|b| {
+            Family::ALL.iter().all(|&f| {
+                let name = chain_name(next, b.table, f, b.chain.name());
+                catalog.chains.iter().any(|c| c.name == name)
+            })
+        })
+        && steady_defaults(&bases, names, &dispatch_tag(marks, &present))?
+            .is_some_and(|(_, to)| to == default);
+    if !steady {
+        flush(&mut head, &bases)?;
+    }
     // Per chain of the catalog: for each new rule, the old rule it keeps.
     let mut keeps: Vec<Option<Vec<Option<usize>>>> = Vec::new();
     // Counters of old rules of this generation that the ruleset in force lacks.
@@ -434,21 +454,11 @@ fn write_generation(
             echoed_bytes += 2 * h.len + 512;
         }
     }
-    let keep_current = current != next && has_generation(names, current);
-    let present: Vec<u32> = if keep_current {
-        vec![current, next]
-    } else {
-        vec![next]
-    };
-    let mut tail = Batch::new();
-    dispatch(
-        &mut tail,
-        marks,
-        &present,
-        if keep_current { current } else { next },
-        &bases,
-    )?;
-    out.extend(tail);
+    if !steady {
+        let mut tail = Batch::new();
+        dispatch(&mut tail, marks, &present, default, &bases)?;
+        out.extend(tail);
+    }
     crate::timings::phase("nft: build staging batch");
     let mut handles: HashMap<(usize, usize), u64> =
         HashMap::with_capacity_and_hasher(sent.len(), Default::default());
