@@ -219,6 +219,7 @@ impl Firewall {
         // Translated for the generation the change will most likely write (the one after
         // the active one), so that the staging step can reuse it.
         let existing = Dataplane::open(&self.ns)?;
+        crate::timings::phase("open the maps in force");
         let guess = match &existing {
             Some(dp) => (dp.maps.config()?.active + 1) % firewall_common::GENERATIONS,
             None => 0,
