@@ -386,6 +386,7 @@ pub fn main() -> ExitCode {
         match parse_args(&args) {
             Ok(inv) => {
                 crate::timings::phase("parse arguments");
+                crate::dataplane::mmap::leave_mappings_to_exit();
                 with_root(|| run_rule_command(inv))
             }
             Err(ParseError { message, status }) => {
@@ -571,7 +572,10 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
             collect_garbage();
             status(output == Some(OutputFormat::Json), verbose)
         }
-        Sub::Set { args } => set::run(&args),
+        Sub::Set { args } => {
+            crate::dataplane::mmap::leave_mappings_to_exit();
+            set::run(&args)
+        }
         Sub::MarkBits { shift } => {
             Firewall::lock()?.set_mark_shift(shift)?;
             println!(
@@ -637,7 +641,10 @@ fn run_subcommand(cmd: Sub) -> Result<()> {
             counters,
             force,
             ..
-        } => restore(file, family_of(v6), test, noflush, counters, force),
+        } => {
+            crate::dataplane::mmap::leave_mappings_to_exit();
+            restore(file, family_of(v6), test, noflush, counters, force)
+        }
         Sub::Apply {
             file,
             v6,
