@@ -156,7 +156,7 @@ pub fn ipv4(
             return None;
         }
         // What ip_rcv drops, and what routing refuses or sends elsewhere.
-        let total = u16::from_be(*((ip + 2) as *const u16)) as usize;
+        let total = be16_at(ip + 2) as usize;
         if !delivered::checksum_ok(delivered::ipv4_base_sum(ip))
             || !delivered::ipv4_length_ok(total, 20, end - ip)
         {

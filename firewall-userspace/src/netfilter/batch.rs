@@ -9,6 +9,7 @@ use std::io;
 
 use anyhow::{Context, Result};
 
+use super::incremental::Place;
 use super::netlink::{
     attributes, error_code, exchange, message, messages as headers, nla, Header, NLA_TYPE_MASK,
 };
@@ -134,6 +135,24 @@ impl RawBatch {
         self.buf[at + 8..at + 12].copy_from_slice(&seq.to_ne_bytes());
         self.seq += 1;
         seq
+    }
+
+    /// Appends a copy of rule message `msg` (NEWRULE) with flags `set` set, placed in its
+    /// chain as `place` says; returns its number.
+    pub fn copy_rule(&mut self, msg: &[u8], set: u16, place: Place) -> u32 {
+        const NLM_F_APPEND: u16 = 0x800;
+        const NFTA_RULE_POSITION: u16 = 6;
+        // A position with NLM_F_APPEND (rustables sets it on every rule) is after that
+        // rule; without it, before.
+        let (position, clear) = match place {
+            Place::After(handle) => (Some(handle), 0),
+            Place::Before(handle) => (Some(handle), NLM_F_APPEND),
+            Place::End => (None, 0),
+        };
+        let attrs = position
+            .map(|p| nla(NFTA_RULE_POSITION, &p.to_be_bytes()))
+            .unwrap_or_default();
+        self.copy(msg, set, clear, &attrs)
     }
 
     /// Whether anything but the begin message is in.

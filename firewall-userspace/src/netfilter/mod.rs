@@ -957,8 +957,6 @@ fn redirect_defaults(
     bases: &[&BaseChain],
     defaults: &[Vec<u64>],
 ) -> Result<()> {
-    const NLM_F_APPEND: u16 = 0x800;
-    const NFTA_RULE_POSITION: u16 = 6;
     for (b, handles) in bases.iter().zip(defaults) {
         let Some(&first) = handles.first() else {
             continue;
@@ -966,10 +964,12 @@ fn redirect_defaults(
         let mut rules = Batch::new();
         default_rules(&mut rules, marks, present, default, b)?;
         let buf = batch::finalized(rules);
-        // Placed before the first old default: NFTA_RULE_POSITION without NLM_F_APPEND.
-        let before = netlink::nla(NFTA_RULE_POSITION, &first.to_be_bytes());
         for h in batch::inner_messages(&buf) {
-            out.copy(&buf[h.at..h.at + h.len], 0, NLM_F_APPEND, &before);
+            out.copy_rule(
+                &buf[h.at..h.at + h.len],
+                0,
+                incremental::Place::Before(first),
+            );
         }
         if handles.len() >= STALE_DEFAULTS {
             let mut gone = Batch::new();

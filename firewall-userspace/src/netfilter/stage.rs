@@ -226,9 +226,7 @@ fn write_generation(
     record: Option<&record::GenRecord>,
     staging: &Staging,
 ) -> Result<Option<record::GenRecord>> {
-    const NLM_F_APPEND: u16 = 0x800;
     const NLM_F_ECHO: u16 = 0x8;
-    const NFTA_RULE_POSITION: u16 = 6;
     let prefix = next.to_string();
     let bases = bases(names, hooked);
     let in_kernel: Vec<&String> = names.iter().filter(|n| n.starts_with(&prefix)).collect();
@@ -441,15 +439,7 @@ fn write_generation(
                 bail!("a rule to write in {} was not translated", c.name);
             };
             let msg = &catalog.buf[h.at..h.at + h.len];
-            let (position, clear) = match place {
-                incremental::Place::After(handle) => (Some(handle), 0),
-                incremental::Place::Before(handle) => (Some(handle), NLM_F_APPEND),
-                incremental::Place::End => (None, 0),
-            };
-            let attrs = position
-                .map(|p| netlink::nla(NFTA_RULE_POSITION, &p.to_be_bytes()))
-                .unwrap_or_default();
-            let seq = out.copy(msg, NLM_F_ECHO, clear, &attrs);
+            let seq = out.copy_rule(msg, NLM_F_ECHO, place);
             sent.insert(seq, (ci, j));
             echoed_bytes += 2 * h.len + 512;
         }
