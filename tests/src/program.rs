@@ -195,7 +195,6 @@ impl Harness {
             .iter()
             .find(|(f, _)| *f == pkt.family.index())
             .and_then(|(_, words)| words.get((class * firewall_common::FAST_KEYS + value) as usize))
-            .copied()
             .unwrap_or(0)
     }
 

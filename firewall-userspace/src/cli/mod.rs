@@ -404,7 +404,7 @@ pub fn main() -> ExitCode {
         }
     };
     crate::timings::phase("command done");
-    crate::netfilter::netlink::release_after_exit();
+    crate::netfilter::release::after_exit();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

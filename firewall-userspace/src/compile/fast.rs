@@ -323,11 +323,85 @@ pub fn key(pkt: &PacketView) -> Option<(u32, u32)> {
     }
 }
 
+/// The `FW_FAST` words of one INPUT table, `FAST_CLASSES * FAST_KEYS` of them class by
+/// class, as runs of equal words: a few hundred runs where the words are a megabyte (a
+/// change's compile built, zeroed and faulted in that megabyte per family before).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Words {
+    /// (end, word): the word of every index from the previous run's end up to `end`.
+    runs: Runs<u32>,
+}
+
+impl Words {
+    fn push(&mut self, end: usize, word: u32) {
+        match self.runs.last_mut() {
+            Some(last) if last.1 == word => last.0 = end,
+            _ => self.runs.push((end, word)),
+        }
+    }
+
+    /// How many words the table holds.
+    pub fn len(&self) -> usize {
+        self.runs.last().map_or(0, |r| r.0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The word at `index`, if the table holds that many.
+    pub fn get(&self, index: usize) -> Option<u32> {
+        let run = self.runs.partition_point(|r| r.0 <= index);
+        self.runs.get(run).map(|r| r.1)
+    }
+
+    /// The words packed two per u64 (the even one low), as runs of (count, value): how
+    /// `FW_FAST` stores them (firewall_common::FAST_ELEMENTS). An odd last word pairs
+    /// with 0.
+    pub fn pairs(&self) -> Vec<(usize, u64)> {
+        let mut out: Vec<(usize, u64)> = Vec::with_capacity(self.runs.len() * 2);
+        let mut push = |n: usize, v: u64| match out.last_mut() {
+            Some(last) if last.1 == v => last.0 += n,
+            _ if n > 0 => out.push((n, v)),
+            _ => {}
+        };
+        // The even word of a pair whose odd word is still to come.
+        let mut low: Option<u32> = None;
+        let mut start = 0;
+        for &(end, word) in &self.runs {
+            let mut n = end - start;
+            start = end;
+            if let Some(lo) = low.take() {
+                push(1, lo as u64 | (word as u64) << 32);
+                n -= 1;
+            }
+            push(n / 2, word as u64 | (word as u64) << 32);
+            if n % 2 == 1 {
+                low = Some(word);
+            }
+        }
+        if let Some(lo) = low {
+            push(1, lo as u64);
+        }
+        out
+    }
+
+    /// Every word, in order.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        let mut start = 0;
+        self.runs.iter().flat_map(move |&(end, word)| {
+            let n = end - start;
+            start = end;
+            std::iter::repeat_n(word, n)
+        })
+    }
+}
+
 /// The `FW_FAST` words of one INPUT table: `FAST_CLASSES * FAST_KEYS` of them, class by
 /// class. `by_class` collects the per-class outcomes the words point to.
-pub fn table(flats: &[Flat], chain: &Chain, by_class: &mut ByClass) -> Vec<u32> {
+pub fn table(flats: &[Flat], chain: &Chain, by_class: &mut ByClass) -> Words {
     let shapes: Vec<Shape> = flats.iter().map(|f| Shape::of(f, chain)).collect();
-    let mut words = Vec::with_capacity((FAST_CLASSES * FAST_KEYS) as usize);
+    let mut words = Words::default();
     for class in 0..FAST_CLASSES {
         let outcomes = |view: View| -> Runs<u32> {
             let reachable = shapes
@@ -394,7 +468,7 @@ pub fn table(flats: &[Flat], chain: &Chain, by_class: &mut ByClass) -> Vec<u32> 
                     false => 0,
                 }
             };
-            words.extend(std::iter::repeat_n(word, end - v));
+            words.push((class * FAST_KEYS) as usize + end, word);
             for (runs, i) in std::iter::once(&any).chain(&per_class).zip(at.iter_mut()) {
                 if runs[*i].0 == end {
                     *i += 1;
@@ -409,6 +483,36 @@ pub fn table(flats: &[Flat], chain: &Chain, by_class: &mut ByClass) -> Vec<u32> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn words_merge_equal_runs_and_expand_in_order() {
+        let mut w = Words::default();
+        w.push(3, 7);
+        w.push(5, 7);
+        w.push(6, 1);
+        assert_eq!(w.runs, vec![(5, 7), (6, 1)]);
+        assert_eq!(w.len(), 6);
+        assert_eq!(w.iter().collect::<Vec<_>>(), vec![7, 7, 7, 7, 7, 1]);
+        // 7 7 | 7 7 | 7 1 (the odd pair packs low first).
+        assert_eq!(
+            w.pairs(),
+            vec![(2, 7 | 7 << 32), (1, 7 | 1 << 32)],
+            "{:?}",
+            w.pairs()
+        );
+        let mut odd = w.clone();
+        odd.push(7, 9);
+        assert_eq!(odd.pairs().last(), Some(&(1, 9)));
+        let each: Vec<Option<u32>> = (0..7).map(|i| w.get(i)).collect();
+        assert_eq!(
+            each,
+            [7, 7, 7, 7, 7, 1]
+                .map(Some)
+                .into_iter()
+                .chain([None])
+                .collect::<Vec<_>>()
+        );
+    }
 
     #[test]
     fn ranges_intersect() {

@@ -108,7 +108,7 @@ pub struct Image {
     chains: HashMap<Vec<u8>, u32>,
     /// The fast table of each family's INPUT (family index, `FW_FAST` words), and the
     /// per-conntrack-class outcomes they point to (see fast.rs).
-    pub fast: Vec<(u32, Vec<u32>)>,
+    pub fast: Vec<(u32, fast::Words)>,
     pub by_class: fast::ByClass,
     /// The attached interfaces' `FW_IFMAC` entries.
     pub macs: Vec<IfMac>,

@@ -389,12 +389,12 @@ impl Maps {
     /// table) gets zeros: every packet goes to the classifier.
     fn write_fast(&mut self, generation: u32, image: &Image) -> Result<()> {
         for family in 0..FAMILIES {
+            let none = crate::compile::fast::Words::default();
             let words = image
                 .fast
                 .iter()
                 .find(|(f, _)| *f == family)
-                .map(|(_, w)| w.as_slice())
-                .unwrap_or(&[]);
+                .map_or(&none, |(_, w)| w);
             let start = fast_index(generation, family, 0, 0);
             let len = (FAST_CLASSES * FAST_KEYS) as usize;
             if !words.is_empty() && words.len() != len {
@@ -402,12 +402,8 @@ impl Maps {
             }
             // Two words per element (see firewall_common::FAST_ELEMENTS); only those that
             // differ from what the generation held are stored.
-            let pairs = words
-                .chunks(2)
-                .map(|p| p[0] as u64 | (p[1] as u64) << 32)
-                .chain(std::iter::repeat(0));
             self.fast
-                .update_u64s(start as usize / 2, len / 2, pairs)
+                .update_u64_runs(start as usize / 2, len / 2, words.pairs())
                 .context("writing FW_FAST")?;
         }
         let outcomes = &image.by_class.outcomes;

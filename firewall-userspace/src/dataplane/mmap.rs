@@ -81,14 +81,14 @@ impl MmapArray {
         Ok(unsafe { std::ptr::read_volatile(at as *const u64) })
     }
 
-    /// Makes the `count` u64s from `index` on (of an array of u64s) equal `values`, storing
-    /// only those that differ (a generation's 2 MiB fast table changes in a few words when
-    /// a rule changes). Returns how many it stored.
-    pub fn update_u64s(
+    /// Makes the `count` u64s from `index` on (of an array of u64s) equal `runs` (count,
+    /// value), 0 past their end, storing only the words that differ (a generation's 2 MiB
+    /// fast table changes in a few words when a rule changes). Returns how many it stored.
+    pub fn update_u64_runs(
         &mut self,
         index: usize,
         count: usize,
-        values: impl IntoIterator<Item = u64>,
+        runs: impl IntoIterator<Item = (usize, u64)>,
     ) -> Result<usize> {
         if self.stride != 8 || index + count > self.entries {
             bail!(
@@ -98,16 +98,24 @@ impl MmapArray {
             );
         }
         let base = self.slot(index, 8)? as *mut u64;
+        // SAFETY: `count` 8-byte elements from `index` lie inside the mapping (checked
+        // above), 8-aligned. The BPF program only reads them, and only those of the
+        // generation in force, which is not the one written here.
+        let words = unsafe { std::slice::from_raw_parts_mut(base, count) };
         let mut stored = 0;
-        for (i, v) in values.into_iter().take(count).enumerate() {
-            // SAFETY: `count` 8-byte elements from `index` lie inside the mapping (checked
-            // above), 8-aligned.
-            unsafe {
-                let at = base.add(i);
-                if std::ptr::read_volatile(at) != v {
-                    std::ptr::write_volatile(at, v);
+        let mut at = 0;
+        for (n, value) in runs.into_iter().chain([(usize::MAX, 0)]) {
+            let span = &mut words[at..at + n.min(count - at)];
+            at += span.len();
+            // Read first, in a loop the compiler vectorizes; stored only where it differs.
+            if span.iter().any(|&w| w != value) {
+                for w in span.iter_mut().filter(|w| **w != value) {
+                    *w = value;
                     stored += 1;
                 }
+            }
+            if at == count {
+                break;
             }
         }
         Ok(stored)

@@ -17,6 +17,7 @@ pub(crate) mod netlink;
 pub mod nflog;
 pub(crate) mod objects;
 pub mod record;
+pub mod release;
 pub mod sets;
 mod stage;
 pub mod translate;

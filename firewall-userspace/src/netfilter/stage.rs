@@ -234,7 +234,10 @@ fn write_generation(
     let mut out = batch::RawBatch::new();
     let mut head = Batch::new();
     head.add(&table(), MsgType::Add);
-    for b in &bases {
+    // Only the missing ones: adding a chain that exists is an update, which nf_tables
+    // frees after an RCU grace period, and the socket's release waits that out (10-20 ms,
+    // holding the commit mutex the next change needs).
+    for b in bases.iter().filter(|b| !names.iter().any(|n| n == b.name)) {
         head.add(&base_chain(b), MsgType::Add);
     }
     let keep_current = current != next && has_generation(names, current);
