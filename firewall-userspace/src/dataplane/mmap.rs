@@ -6,13 +6,22 @@ use std::{os::fd::AsFd, os::fd::AsRawFd, ptr::NonNull};
 use anyhow::{bail, Context, Result};
 use aya::maps::MapData;
 
+/// An array's pages are mapped a block at a time, when first touched: mapping a BPF
+/// array inserts every page at once (~1 ms for the ~15 MiB a change opened, most of which
+/// it never touches: the generation in force, unused capacity).
+const BLOCK: usize = 256 << 10;
+
 pub struct MmapArray {
+    /// Address space reserved for the whole array; its blocks are mapped over it in place,
+    /// so the array is one contiguous range however much of it is mapped.
     ptr: NonNull<u8>,
     len: usize,
     /// Bytes per element: the value size rounded up to 8, as the kernel lays them out.
     stride: usize,
     entries: usize,
-    _map: MapData,
+    /// Which blocks are mapped.
+    mapped: Vec<std::cell::Cell<bool>>,
+    map: MapData,
 }
 
 // SAFETY: the mapping is plain shared memory owned by this value.
@@ -26,29 +35,69 @@ impl MmapArray {
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
         let len = (stride * entries).div_ceil(page) * page;
-        let fd = map.fd().as_fd().as_raw_fd();
-        // SAFETY: mapping a BPF array fd; the kernel checks size and flags.
+        // SAFETY: reserving address space, no access; checked below.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
                 0,
             )
         };
         if ptr == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("mmap of {name} (created without BPF_F_MMAPABLE?)"));
+                .with_context(|| format!("reserving {len} bytes for {name}"));
         }
-        Ok(MmapArray {
+        let array = MmapArray {
             ptr: NonNull::new(ptr.cast()).context("mmap returned null")?,
             len,
             stride,
             entries,
-            _map: map,
-        })
+            mapped: (0..len.div_ceil(BLOCK))
+                .map(|_| std::cell::Cell::new(false))
+                .collect(),
+            map,
+        };
+        // The first block now: a map created without BPF_F_MMAPABLE fails here, by name.
+        array
+            .ensure(0, 1)
+            .with_context(|| format!("mmap of {name} (created without BPF_F_MMAPABLE?)"))?;
+        Ok(array)
+    }
+
+    /// Maps the blocks that bytes `start..end` of the array lie in, if not yet mapped.
+    fn ensure(&self, start: usize, end: usize) -> Result<()> {
+        if end <= start {
+            return Ok(());
+        }
+        let fd = self.map.fd().as_fd().as_raw_fd();
+        for block in start / BLOCK..=(end - 1) / BLOCK {
+            let Some(done) = self.mapped.get(block).filter(|d| !d.get()) else {
+                continue;
+            };
+            let at = block * BLOCK;
+            let size = BLOCK.min(self.len - at);
+            // SAFETY: over our own reservation (inside it: `at + size <= len`), the BPF
+            // array's pages at the same offset; the kernel checks size, offset and flags.
+            let got = unsafe {
+                libc::mmap(
+                    self.ptr.as_ptr().add(at).cast(),
+                    size,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED | libc::MAP_FIXED,
+                    fd,
+                    at as libc::off_t,
+                )
+            };
+            if got == libc::MAP_FAILED {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("mapping bytes {at}..{} of a BPF array", at + size));
+            }
+            done.set(true);
+        }
+        Ok(())
     }
 
     /// Elements of the array (its max_entries).
@@ -60,6 +109,7 @@ impl MmapArray {
         if index >= self.entries || size > self.stride {
             bail!("index {index} outside the map ({} entries)", self.entries);
         }
+        self.ensure(index * self.stride, index * self.stride + size)?;
         // SAFETY: in bounds of the mapping, checked above.
         Ok(unsafe { self.ptr.as_ptr().add(index * self.stride) })
     }
@@ -97,9 +147,10 @@ impl MmapArray {
                 self.stride
             );
         }
+        self.ensure(index * 8, (index + count) * 8)?;
         let base = self.slot(index, 8)? as *mut u64;
         // SAFETY: `count` 8-byte elements from `index` lie inside the mapping (checked
-        // above), 8-aligned. The BPF program only reads them, and only those of the
+        // above, and mapped), 8-aligned. The BPF program only reads them, and only those of the
         // generation in force, which is not the one written here.
         let words = unsafe { std::slice::from_raw_parts_mut(base, count) };
         let mut stored = 0;
@@ -144,6 +195,7 @@ impl MmapArray {
             // words, as `write` promises), without a bounds check per element.
             // The values may be less aligned than a u64: read as bytes.
             let bytes: &[u8] = bytemuck::cast_slice(values);
+            self.ensure(index * self.stride, (index + values.len()) * self.stride)?;
             let at = self.slot(index, self.stride)? as *mut u64;
             for (i, w) in bytes.chunks_exact(8).enumerate() {
                 let w = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
@@ -177,7 +229,7 @@ impl Drop for MmapArray {
         if LEFT_TO_EXIT.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
-        // SAFETY: unmapping exactly what new() mapped.
+        // SAFETY: unmapping exactly what new() reserved, with the blocks mapped over it.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }

@@ -1,6 +1,6 @@
 //! Update cost: `fwctl restore` against `iptables-restore` for 1,000 and 10,000 rules; one
-//! `-I`, `-D`, `-R` and `-A` into the 10,000 rules; one `-A` on a 2-rule ruleset; one
-//! `set add` and `set del` on a hash:ip set a rule uses (against `ipset`); and loading
+//! `-I`, `-D`, `-R` and `-A` into the 10,000 rules; one `-A`, `-I` and `-D` on a 2-rule
+//! ruleset; one `set add` and `set del` on a hash:ip set a rule uses (against `ipset`); and loading
 //! 1,000,000 set entries (`fwctl set restore` against `ipset restore`); a fail2ban-like run
 //! (1,000 bans, each a set add and an `-I INPUT 1` / `-D` pair) under a steady UDP stream
 //! whose DROP rule must count every packet sent. fwctl is attached to
@@ -289,29 +289,51 @@ fn main() -> Result<()> {
     ] {
         run(ipt.direct("iptables").args(args(line, 0)))?;
     }
-    // Each added rule goes again before the next run: every run changes a 2-rule ruleset.
-    let add = "-A INPUT -p tcp --dport 8{} -j ACCEPT";
-    let t_fw = median_of(
-        |i| {
-            let mut c = fw.direct(fwctl);
-            c.args(args(add, i));
-            c
-        },
-        |_| run(fw.direct(fwctl).args(["-D", "INPUT", "3"])),
-    )?;
-    let t_ipt = median_of(
-        |i| {
-            let mut c = ipt.direct("iptables");
-            c.args(args(add, i));
-            c
-        },
-        |_| run(ipt.direct("iptables").args(["-D", "INPUT", "3"])),
-    )?;
-    table.row(vec![
-        format!("one -A on a 2-rule ruleset (median of {RUNS})"),
-        ms(t_fw),
-        ms(t_ipt),
-    ]);
+    // Every run changes the same 2-rule ruleset: what a run changed is undone (untimed)
+    // before the next; for -D the rule it deletes is put there first.
+    for (name, before, line, undo) in [
+        (
+            "-A",
+            None,
+            "-A INPUT -p tcp --dport 8{} -j ACCEPT",
+            "-D INPUT 3",
+        ),
+        (
+            "-I INPUT 1",
+            None,
+            "-I INPUT 1 -s 10.9.{}.1 -j DROP",
+            "-D INPUT 1",
+        ),
+        (
+            "-D INPUT 3",
+            Some("-A INPUT -p tcp --dport 80 -j ACCEPT"),
+            "-D INPUT 3",
+            "-A INPUT -p tcp --dport 80 -j ACCEPT",
+        ),
+    ] {
+        let mut times = Vec::new();
+        for (host, program) in [(&*fw, fwctl), (&ipt, "iptables")] {
+            if let Some(before) = before {
+                run(host.direct(program).args(args(before, 0)))?;
+            }
+            times.push(median_of(
+                |i| {
+                    let mut c = host.direct(program);
+                    c.args(args(line, i));
+                    c
+                },
+                |i| run(host.direct(program).args(args(undo, i))),
+            )?);
+            if before.is_some() {
+                run(host.direct(program).args(["-D", "INPUT", "3"]))?;
+            }
+        }
+        table.row(vec![
+            format!("one {name} on a 2-rule ruleset (median of {RUNS})"),
+            ms(times[0]),
+            ms(times[1]),
+        ]);
+    }
     for (name, fw_line, ipset_line) in [
         ("set add", "set add bl 10.7.0.{}", "add bl 10.7.0.{}"),
         ("set del", "set del bl 10.7.0.{}", "del bl 10.7.0.{}"),
