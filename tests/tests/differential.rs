@@ -838,8 +838,14 @@ fn raw_and_mangle_policies_count_the_packets_xdp_drops() {
     }
     twins.deliver(&frames, "raw and mangle");
     assert!(twins.xdp_drops() > 0, "XDP dropped nothing");
+    same_listings(&twins, &["raw", "mangle", "filter"]);
+}
+
+/// Fails unless every table of `tables`, both families, lists on fwctl's twin as on
+/// iptables', showing each difference.
+fn same_listings(twins: &Twins, tables: &[&str]) {
     let mut differences = Vec::new();
-    for table in ["raw", "mangle", "filter"] {
+    for table in tables {
         for family in ["4", "6"] {
             let (theirs, ours) = twins.table_listings(table, family);
             if theirs != ours {
@@ -850,4 +856,42 @@ fn raw_and_mangle_policies_count_the_packets_xdp_drops() {
         }
     }
     assert!(differences.is_empty(), "{}", differences.join("\n"));
+}
+
+/// iptables counts the nat table's PREROUTING rules and policy for the first packet of
+/// every connection, before its filter table drops it. A host with only DNAT rules (no
+/// source NAT, which makes XDP leave every INPUT packet to netfilter) must count there the
+/// packets XDP drops, as iptables does.
+#[test]
+fn nat_prerouting_counts_the_packets_xdp_drops() {
+    let twins = Twins::new("fwd");
+    let nat = |to: &str| {
+        format!(
+            "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             :POSTROUTING ACCEPT [0:0]\n\
+             -A PREROUTING -p tcp -m tcp --dport 8080 -j DNAT --to-destination {to}\n\
+             -A PREROUTING -p udp -m udp --dport 99 -j RETURN\nCOMMIT\n"
+        )
+    };
+    let filter = restore_text(&["-P INPUT DROP", "-A INPUT -p tcp --dport 22 -j ACCEPT"]);
+    twins.load(
+        &format!("{}{filter}", nat(&format!("{HOST4}:80"))),
+        &format!("{}{filter}", nat(&format!("[{HOST6}]:80"))),
+    );
+    let mut frames = Vec::new();
+    for (i, src) in SOURCES4.iter().chain(SOURCES6.iter()).enumerate() {
+        let dst = if src.contains(':') { HOST6 } else { HOST4 };
+        let port = 42000 + i as u16;
+        for packet in [
+            Packet::tcp(src, dst, port, 22),
+            Packet::tcp(src, dst, port + 1000, 23),
+            Packet::tcp(src, dst, port + 2000, 8080),
+            Packet::udp(src, dst, port, 53),
+            Packet::udp(src, dst, port, 99),
+        ] {
+            frames.push(wire(&packet, 0));
+        }
+    }
+    twins.deliver(&frames, "nat prerouting");
+    same_listings(&twins, &["nat", "filter"]);
 }

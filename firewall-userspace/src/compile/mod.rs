@@ -249,7 +249,7 @@ pub fn compile_with_sets(
                 }
                 Ok(flats)
             };
-            let mut deferred = nat::deferred(ruleset.table(Table::Nat, family), chain);
+            let mut deferred = nat::deferred(ruleset.table(Table::Nat, family));
             deferred.extend(prehooks::deferred(ruleset, family, chain));
             let flats = match flatten(&deferred, &rules.chain(chain).rules) {
                 // A chain XDP cannot hold in its classifier is netfilter's alone: XDP passes

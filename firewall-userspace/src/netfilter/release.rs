@@ -168,20 +168,33 @@ unsafe fn hand_over(sock: c_int) -> bool {
 #[repr(C, align(8))]
 struct Control([u8; 32]);
 
+/// The one byte of data a descriptor travels with.
+fn one_byte(byte: &mut u8) -> libc::iovec {
+    libc::iovec {
+        iov_base: (byte as *mut u8).cast(),
+        iov_len: 1,
+    }
+}
+
+/// A message of `iov` with all of `control` as its control space; the pointers it holds
+/// are only good while both live.
+fn message(iov: &mut libc::iovec, control: &mut Control) -> libc::msghdr {
+    // SAFETY: msghdr is plain data; all zeroes is a valid (empty) value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    msg.msg_controllen = control.0.len() as _;
+    msg
+}
+
 unsafe fn send_fd(conn: c_int, fd: c_int) -> bool {
     // SAFETY (whole body): a message built in local buffers, control space sized for one
     // descriptor (CMSG_SPACE(4) = 24 <= 32).
     unsafe {
-        let mut byte = 0u8;
-        let mut iov = libc::iovec {
-            iov_base: (&mut byte as *mut u8).cast(),
-            iov_len: 1,
-        };
-        let mut control = Control([0; 32]);
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.0.as_mut_ptr().cast();
+        let (mut byte, mut control) = (0u8, Control([0; 32]));
+        let mut iov = one_byte(&mut byte);
+        let mut msg = message(&mut iov, &mut control);
         msg.msg_controllen = libc::CMSG_SPACE(4) as _;
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
@@ -196,17 +209,9 @@ unsafe fn send_fd(conn: c_int, fd: c_int) -> bool {
 unsafe fn receive_fd(conn: c_int) -> c_int {
     // SAFETY (whole body): as in `send_fd`; the kernel fills the control space.
     unsafe {
-        let mut byte = 0u8;
-        let mut iov = libc::iovec {
-            iov_base: (&mut byte as *mut u8).cast(),
-            iov_len: 1,
-        };
-        let mut control = Control([0; 32]);
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.0.as_mut_ptr().cast();
-        msg.msg_controllen = control.0.len() as _;
+        let (mut byte, mut control) = (0u8, Control([0; 32]));
+        let mut iov = one_byte(&mut byte);
+        let mut msg = message(&mut iov, &mut control);
         if libc::recvmsg(conn, &mut msg, libc::MSG_CMSG_CLOEXEC) < 0 {
             return -1;
         }
