@@ -268,6 +268,11 @@ pub const ACTION_CONTINUE: u32 = 2;
 /// and counts nothing at XDP, not even what the search charged before reaching it, since
 /// netfilter judges it again from the top of the chain with the same ruleset and counts it.
 pub const VERDICT_DEFER: u32 = 3;
+/// The action of the entries of raw PREROUTING's DROP rules, which XDP judges ahead of
+/// INPUT and FORWARD: a drop whose packet met no policy of the raw and mangle tables, so
+/// it charges none (see PREHOOKS). A bit of its own (the program tests it without a
+/// branch); never a fast table outcome, whose verdicts have two bits.
+pub const VERDICT_DROP_RAW: u32 = 4;
 
 /// [`Config::flags`]: emit an aya-log line per decided packet (the lab turns it on; it
 /// costs a ring-buffer write per packet, so it is off in production). The fast path is

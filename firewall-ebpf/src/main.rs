@@ -32,8 +32,8 @@ use firewall_common::{
     PREHOOK_MANGLE_INPUT, PREHOOK_MANGLE_PREROUTING, PREHOOK_RAW_PREROUTING, PROTO_KEYS,
     REASON_BROKEN_INSTALL, REASON_FRAGMENT, REASON_HASHLIMIT_FULL, REASON_MALFORMED, REASON_NOT_IP,
     REASON_SLOTS, TABLE_USES_CT, TABLE_USES_GUARDS, TAGS, TALKER_SAMPLE, TALKER_SLOTS,
-    TCP_FLAG_KEYS, VERDICT_ACCEPT, VERDICT_DEFER, VERDICT_DROP, XDP_META_LEN, XDP_META_MAGIC,
-    XDP_META_MAGIC_MASK,
+    TCP_FLAG_KEYS, VERDICT_ACCEPT, VERDICT_DEFER, VERDICT_DROP, VERDICT_DROP_RAW, XDP_META_LEN,
+    XDP_META_MAGIC, XDP_META_MAGIC_MASK,
 };
 use firewall_ebpf::{
     ct,
@@ -212,7 +212,15 @@ fn try_fw_ingress(ctx: &XdpContext) -> Result<u32, Broken> {
         tell_netfilter(ctx, xdp_meta(generation, false));
         Ok(XDP_PASS)
     } else {
-        charge_prehooks(config.flags, pkt.family, chain, pkt.ip_len);
+        // VERDICT_DROP_RAW met no policy of raw or mangle: no flags, nothing charged.
+        // Arithmetic, not a branch, which would split the verifier's states.
+        let raw = (verdict & VERDICT_DROP_RAW) >> 2;
+        charge_prehooks(
+            config.flags & raw.wrapping_sub(1),
+            pkt.family,
+            chain,
+            pkt.ip_len,
+        );
         // SAFETY: the helper has no preconditions.
         let r = unsafe { bpf_get_prandom_u32() };
         if r & (TALKER_SAMPLE - 1) == 0 {

@@ -895,3 +895,63 @@ fn nat_prerouting_counts_the_packets_xdp_drops() {
     twins.deliver(&frames, "nat prerouting");
     same_listings(&twins, &["nat", "filter"]);
 }
+
+/// Raw PREROUTING's DROP rules are judged at XDP, before INPUT, with iptables' counters:
+/// the rule counts what it drops, and neither raw's nor mangle's policy counts it (a
+/// packet another rule of the filter table drops still passes both policies). With
+/// INPUT's policy ACCEPT and no rule there, every XDP drop is a raw rule's.
+#[test]
+fn raw_prerouting_drops_are_judged_at_xdp() {
+    let twins = Twins::new("fwr");
+    let tables = |net: &str| {
+        format!(
+            "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             -A PREROUTING -p udp -m udp --dport 53 -j ACCEPT\n\
+             -A PREROUTING -s {net} -j DROP\n\
+             -A PREROUTING -p udp -m udp --dport 50:60 -j DROP\n\
+             -A PREROUTING -p tcp -m tcp --dport 23 -j DROP\nCOMMIT\n\
+             *mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n\
+             :OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n\
+             *filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+        )
+    };
+    let net = |src: &str| {
+        if src.contains(':') {
+            format!("{src}/128")
+        } else {
+            format!("{src}/32")
+        }
+    };
+    twins.load(&tables(&net(SOURCES4[0])), &tables(&net(SOURCES6[0])));
+    let mut frames = Vec::new();
+    // Frames that get past raw PREROUTING to INPUT, per family: the raw ACCEPT of port 53
+    // first, then the dropped source, ports 23 and 50-60.
+    let mut reaching = (0, 0);
+    let dropping = [SOURCES4[0], SOURCES6[0]];
+    for (i, src) in SOURCES4.iter().chain(SOURCES6.iter()).enumerate() {
+        let v6 = src.contains(':');
+        let dst = if v6 { HOST6 } else { HOST4 };
+        let port = 43000 + i as u16;
+        for (packet, dport) in [
+            (Packet::tcp(src, dst, port, 22), 22),
+            (Packet::tcp(src, dst, port + 1000, 23), 23),
+            (Packet::udp(src, dst, port, 53), 53),
+            (Packet::udp(src, dst, port, 55), 55),
+            (Packet::udp(src, dst, port, 99), 99),
+        ] {
+            let dropped = dport != 53 && (dropping.contains(src) || dport == 23 || dport == 55);
+            if !dropped {
+                if v6 {
+                    reaching.1 += 1;
+                } else {
+                    reaching.0 += 1;
+                }
+            }
+            frames.push(wire(&packet, 0));
+        }
+    }
+    let pairs: Vec<[&[u8]; 2]> = frames.iter().map(|f| [&f[..], &f[..]]).collect();
+    twins.deliver_expecting(&pairs, reaching, "raw prerouting");
+    assert!(twins.xdp_drops() > 0, "no raw DROP was judged at XDP");
+    same_listings(&twins, &["raw", "mangle", "filter"]);
+}

@@ -13,7 +13,7 @@
 use firewall_common::{
     Entry, ACTION_CONTINUE, CT_CLASSES, CT_CLASS_ESTABLISHED, CT_CLASS_NEW, CT_CLASS_RELATED,
     CT_CLASS_UNKNOWN, MAX_JUMP_DEPTH, MAX_RESTARTS, NO_COUNTER, VERDICT_ACCEPT, VERDICT_DEFER,
-    VERDICT_DROP,
+    VERDICT_DROP, VERDICT_DROP_RAW,
 };
 
 use crate::sets::model::Registry;
@@ -229,6 +229,20 @@ impl<'a> Flattener<'a> {
         for conds in alternatives(spec) {
             self.push(conds, VERDICT_DEFER, NO_COUNTER, &[], 0);
         }
+    }
+
+    /// Emits the entries of raw PREROUTING's DROP rule `rule`, judged ahead of the chain
+    /// (see firewall_common::VERDICT_DROP_RAW); what XDP cannot check of it becomes DEFER.
+    /// Position 0: not a rule of the chain the verdict log names.
+    pub fn raw_drop(&mut self, rule: &Rule) -> Result<(), CompileError> {
+        let first = self.out.len();
+        self.chain(std::slice::from_ref(rule), &Conds::default(), &[], Some(0))?;
+        for flat in &mut self.out[first..] {
+            if flat.entry.action == VERDICT_DROP {
+                flat.entry.action = VERDICT_DROP_RAW;
+            }
+        }
+        Ok(())
     }
 
     /// Emits the entries of a chain's rules under `ctx` (the conditions of the jumps that

@@ -171,7 +171,8 @@ fn idle(ruleset: &Ruleset) -> u32 {
             rules.rules.is_empty() && rules.policy == Verdict::Accept
         })
     });
-    if empty {
+    // Raw PREROUTING's DROP rules are judged at XDP too (prehooks::raw).
+    if empty && !prehooks::raw_drops(ruleset) {
         firewall_common::CONFIG_IDLE
     } else {
         0
@@ -231,10 +232,13 @@ pub fn compile_with_sets(
             let slot = firewall_common::policy_counter(family.index(), index);
             let rules = ruleset.family(family);
             let policy = rules.chain(chain).policy;
-            let flatten = |deferred: &[RuleSpec], rules: &[crate::rules::Rule]| {
+            let flatten = |ahead: &[prehooks::Ahead], rules: &[crate::rules::Rule]| {
                 let mut f = Flattener::new(ruleset.family(family), family, sets, policy, slot);
-                for spec in deferred {
-                    f.defer(spec);
+                for a in ahead {
+                    match a {
+                        prehooks::Ahead::Defer(spec) => f.defer(spec),
+                        prehooks::Ahead::RawDrop(rule) => f.raw_drop(rule)?,
+                    }
                 }
                 f.chain(rules, &Conds::default(), &[], None)?;
                 let mut flats = f.finish()?;
@@ -249,9 +253,13 @@ pub fn compile_with_sets(
                 }
                 Ok(flats)
             };
-            let mut deferred = nat::deferred(ruleset.table(Table::Nat, family));
-            deferred.extend(prehooks::deferred(ruleset, family, chain));
-            let flats = match flatten(&deferred, &rules.chain(chain).rules) {
+            // In iptables' order: raw PREROUTING (-300), mangle (-150), nat (-100).
+            let mut ahead = prehooks::raw(ruleset, family);
+            let deferred = prehooks::mangle(ruleset, family, chain)
+                .into_iter()
+                .chain(nat::deferred(ruleset.table(Table::Nat, family)));
+            ahead.extend(deferred.map(prehooks::Ahead::Defer));
+            let flats = match flatten(&ahead, &rules.chain(chain).rules) {
                 // A chain XDP cannot hold in its classifier is netfilter's alone: XDP passes
                 // every packet of it on, and iptables' semantics are kept where they live
                 // in full. Slower, never refused: iptables loads such a ruleset.
@@ -263,7 +271,10 @@ pub fn compile_with_sets(
                     let why = format!("{} {}: {e}", family.tool(), chain.name());
                     log::warn!("{why}: netfilter judges this chain's packets; XDP passes them on");
                     image.netfilter_only.push(why);
-                    flatten(&[RuleSpec::any(Target::Accept)], &[])?
+                    flatten(
+                        &[prehooks::Ahead::Defer(RuleSpec::any(Target::Accept))],
+                        &[],
+                    )?
                 }
                 other => other?,
             };

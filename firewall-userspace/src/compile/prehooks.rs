@@ -1,35 +1,73 @@
-//! What the raw and mangle tables mean for XDP. Netfilter judges them (they run before the
-//! filter table: raw PREROUTING at -300, mangle PREROUTING and INPUT/FORWARD at -150), and
-//! their rules can change what the filter table sees: `-j CT --notrack` makes a packet
-//! UNTRACKED where XDP's conntrack lookup would call it NEW, a MARK feeds `-m mark`, a DROP
-//! there means the filter table never counts the packet. So XDP leaves to netfilter every
-//! packet a rule of those chains could match, and everything when one of them drops by
-//! policy.
+//! What the raw and mangle tables mean for XDP. They run before the filter table (raw
+//! PREROUTING at -300, mangle PREROUTING and INPUT/FORWARD at -150), and their rules can
+//! change what the filter table sees: `-j CT --notrack` makes a packet UNTRACKED where
+//! XDP's conntrack lookup would call it NEW, a MARK feeds `-m mark`, a DROP there means the
+//! filter table never counts the packet. Raw PREROUTING is stateless and comes before
+//! conntrack: its DROP rules are judged at XDP, ahead of INPUT and FORWARD, where their
+//! matches allow (what people write to drop a flood cheaply). XDP leaves to netfilter every
+//! other packet a rule of those chains could match, and everything when one of them drops
+//! by policy.
 
-use crate::rules::{Chain, Family, RuleSpec, Ruleset, Table, Target, Verdict};
+use crate::rules::{Chain, Family, Rule, RuleSpec, Ruleset, Table, Target, Verdict};
+
+/// What XDP puts ahead of a built-in chain's own rules, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ahead {
+    /// Packets matching this (its target aside) go to netfilter.
+    Defer(RuleSpec),
+    /// Raw PREROUTING's DROP rule, judged at XDP with its own counter.
+    RawDrop(Rule),
+}
+
+/// What XDP must put ahead of built-in `chain` (INPUT or FORWARD) of `family` because of
+/// the raw table: its PREROUTING rules in order, a DROP without a conntrack match as
+/// itself, every other rule as a deferral of what it could match (a jump's own matches
+/// cover every rule of the chain it jumps to). Everything deferred when raw drops by
+/// policy.
+pub fn raw(ruleset: &Ruleset, family: Family) -> Vec<Ahead> {
+    let raw = ruleset.table(Table::Raw, family);
+    if !raw.builtins().contains(&Chain::PreRouting) {
+        return Vec::new();
+    }
+    let rules = raw.chain(Chain::PreRouting);
+    if rules.policy == Verdict::Drop {
+        return vec![Ahead::Defer(RuleSpec::any(Target::Accept))];
+    }
+    rules
+        .rules
+        .iter()
+        .map(|r| match r.spec.target {
+            // Before conntrack, a packet has no state: XDP's lookup would give it one.
+            Target::Drop if r.spec.ctstate.is_none() => Ahead::RawDrop(r.clone()),
+            _ => Ahead::Defer(r.spec.clone()),
+        })
+        .collect()
+}
+
+/// Whether raw PREROUTING of some family has a rule XDP judges ([`raw`]'s RawDrop).
+pub fn raw_drops(ruleset: &Ruleset) -> bool {
+    Family::ALL.iter().any(|&f| {
+        raw(ruleset, f)
+            .iter()
+            .any(|a| matches!(a, Ahead::RawDrop(_)))
+    })
+}
 
 /// Matches of the packets XDP must defer in built-in `chain` (INPUT or FORWARD) of
-/// `family` because of the raw and mangle tables. Conservative: the matches XDP cannot
-/// check (conntrack state, sets, marks...) are left out by the flattener, which then
-/// defers more packets, never fewer.
-pub fn deferred(ruleset: &Ruleset, family: Family, chain: Chain) -> Vec<RuleSpec> {
-    let raw = ruleset.table(Table::Raw, family);
+/// `family` because of the mangle table. Conservative: the matches XDP cannot check
+/// (conntrack state, sets, marks...) are left out by the flattener, which then defers more
+/// packets, never fewer.
+pub fn mangle(ruleset: &Ruleset, family: Family, chain: Chain) -> Vec<RuleSpec> {
     let mangle = ruleset.table(Table::Mangle, family);
-    let chains = [
-        (raw, Chain::PreRouting),
-        (mangle, Chain::PreRouting),
-        (mangle, chain),
-    ];
     let mut out = Vec::new();
-    for (table, c) in chains {
-        if !table.builtins().contains(&c) {
+    for c in [Chain::PreRouting, chain] {
+        if !mangle.builtins().contains(&c) {
             continue;
         }
-        let rules = table.chain(c);
+        let rules = mangle.chain(c);
         if rules.policy == Verdict::Drop {
             return vec![RuleSpec::any(Target::Accept)];
         }
-        // A jump's own matches cover every rule of the chain it jumps to.
         out.extend(rules.rules.iter().map(|r| r.spec.clone()));
     }
     out
@@ -101,16 +139,37 @@ mod tests {
             "-t mangle -A FORWARD -p tcp -j ACCEPT",
             "-t mangle -A OUTPUT -p tcp -j ACCEPT",
         ]);
-        let input = deferred(&r, Family::V4, Chain::Input);
-        assert_eq!(input.len(), 2);
-        assert_eq!(deferred(&r, Family::V4, Chain::Forward).len(), 3);
-        assert!(deferred(&r, Family::V6, Chain::Input).is_empty());
+        assert_eq!(raw(&r, Family::V4).len(), 1);
+        assert_eq!(mangle(&r, Family::V4, Chain::Input).len(), 1);
+        assert_eq!(mangle(&r, Family::V4, Chain::Forward).len(), 2);
+        assert!(raw(&r, Family::V6).is_empty());
+        assert!(mangle(&r, Family::V6, Chain::Input).is_empty());
+        assert!(!raw_drops(&r));
         let dropping = ruleset(&["-t mangle -P INPUT DROP"]);
         assert_eq!(
-            deferred(&dropping, Family::V4, Chain::Input),
+            mangle(&dropping, Family::V4, Chain::Input),
             [RuleSpec::any(Target::Accept)]
         );
-        assert!(deferred(&dropping, Family::V4, Chain::Forward).is_empty());
+        assert!(mangle(&dropping, Family::V4, Chain::Forward).is_empty());
+    }
+
+    #[test]
+    fn raw_drops_are_judged_in_order_and_stateful_ones_deferred() {
+        let r = ruleset(&[
+            "-t raw -A PREROUTING -p udp --dport 53 -j ACCEPT",
+            "-t raw -A PREROUTING -s 192.0.2.0/24 -j DROP",
+            "-t raw -A PREROUTING -m conntrack --ctstate INVALID -j DROP",
+        ]);
+        let ahead = raw(&r, Family::V4);
+        assert!(matches!(
+            ahead.as_slice(),
+            [Ahead::Defer(_), Ahead::RawDrop(d), Ahead::Defer(_)] if d.spec.src.is_some()
+        ));
+        assert!(raw_drops(&r));
+        assert_eq!(
+            raw(&ruleset(&["-t raw -P PREROUTING DROP"]), Family::V4),
+            [Ahead::Defer(RuleSpec::any(Target::Accept))]
+        );
     }
 
     #[test]

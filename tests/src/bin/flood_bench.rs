@@ -284,11 +284,15 @@ trait XdpReceiver {
 }
 
 /// fwctl with `base` commands and the allow rules, attached to the host's veth. Its drops
-/// are the INPUT policy's counter, which must hold what was sent: the row must time the
-/// rule it names.
+/// are the counter of `drops` (table, chain, rule number or 0 for the policy), which must
+/// hold what was sent: the row must time the rule it names.
 struct Fwctl<'a> {
     base: &'a [&'a str],
+    drops: (&'a str, &'a str, usize),
 }
+
+/// The INPUT policy, where the floods of most rows end.
+const INPUT_POLICY: (&str, &str, usize) = ("filter", "INPUT", 0);
 
 /// fwctl build `bin` with `base` commands and the allow rules, attached to the host's veth.
 fn install_fwctl(host: &FwNs, bin: &std::path::Path, base: &[&str]) -> Result<()> {
@@ -307,13 +311,23 @@ impl XdpReceiver for Fwctl<'_> {
     }
 
     fn flood(&self, gen: &Netns, host: &FwNs, flood: &Flood) -> Result<(u64, f64)> {
-        host.fwctl_ok(&["-Z"]);
+        let (table, chain, n) = self.drops;
+        host.fwctl_ok(&["-t", table, "-Z"]);
         let secs = generator::flood(gen, GEN_IF, flood.program, flood.frame.clone(), FRAMES)?;
-        let list = host.fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x"]);
-        let (drops, _) = listed_counters(&list, "INPUT", 0)?;
+        let list = host.fwctl_ok(&[
+            "-t",
+            table,
+            "-L",
+            chain,
+            "-n",
+            "-v",
+            "-x",
+            "--line-numbers",
+        ]);
+        let (drops, _) = listed_counters(&list, chain, n)?;
         anyhow::ensure!(
             drops >= FRAMES as u64 * 99 / 100,
-            "{}: the policy dropped {drops} of {FRAMES} frames",
+            "{}: {table} {chain} {n} dropped {drops} of {FRAMES} frames",
             flood.what
         );
         Ok((drops, secs))
@@ -650,7 +664,9 @@ fn main() -> Result<()> {
         "bare XDP_DROP runs around it (Mpps)",
         "share of bare (median of each run over the bare runs around it)",
     ]);
-    let xdp_rows: [(String, &dyn XdpReceiver, &Flood); 6] = [
+    // What people write to shed a flood before conntrack: judged at XDP too.
+    let raw_drop: &[&str] = &["-t raw -A PREROUTING -p tcp --dport 8080 -j DROP"];
+    let xdp_rows: [(String, &dyn XdpReceiver, &Flood); 7] = [
         (
             "xdp-filter 1.3.1, deny policy, 1000 allowed sources".into(),
             &XdpFilter,
@@ -658,12 +674,18 @@ fn main() -> Result<()> {
         ),
         (
             "fwctl, policy DROP + 1000 allow rules".into(),
-            &Fwctl { base: stateless },
+            &Fwctl {
+                base: stateless,
+                drops: INPUT_POLICY,
+            },
             &fixed,
         ),
         (
             "fwctl, policy DROP + 1000 allow rules".into(),
-            &Fwctl { base: stateless },
+            &Fwctl {
+                base: stateless,
+                drops: INPUT_POLICY,
+            },
             &spoofed,
         ),
         (
@@ -673,13 +695,27 @@ fn main() -> Result<()> {
         ),
         (
             "fwctl, how-to stateful ruleset + 1000 allow rules".into(),
-            &Fwctl { base: stateful },
+            &Fwctl {
+                base: stateful,
+                drops: INPUT_POLICY,
+            },
             &spoofed,
         ),
         (
             "fwctl, how-to stateful ruleset + 1000 allow rules".into(),
-            &Fwctl { base: stateful },
+            &Fwctl {
+                base: stateful,
+                drops: INPUT_POLICY,
+            },
             &spoofed_udp,
+        ),
+        (
+            "fwctl, -t raw -A PREROUTING -p tcp --dport 8080 -j DROP + 1000 allow rules".into(),
+            &Fwctl {
+                base: raw_drop,
+                drops: ("raw", "PREROUTING", 1),
+            },
+            &spoofed,
         ),
     ];
     // FLOOD_ONLY=TEXT: only the XDP rows whose receiver or flood names TEXT, and no
