@@ -314,16 +314,7 @@ impl XdpReceiver for Fwctl<'_> {
         let (table, chain, n) = self.drops;
         host.fwctl_ok(&["-t", table, "-Z"]);
         let secs = generator::flood(gen, GEN_IF, flood.program, flood.frame.clone(), FRAMES)?;
-        let list = host.fwctl_ok(&[
-            "-t",
-            table,
-            "-L",
-            chain,
-            "-n",
-            "-v",
-            "-x",
-            "--line-numbers",
-        ]);
+        let list = host.fwctl_ok(&["-t", table, "-L", chain, "-n", "-v", "-x", "--line-numbers"]);
         let (drops, _) = listed_counters(&list, chain, n)?;
         anyhow::ensure!(
             drops >= FRAMES as u64 * 99 / 100,
