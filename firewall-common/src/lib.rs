@@ -271,8 +271,11 @@ pub const VERDICT_DEFER: u32 = 3;
 /// The action of the entries of raw PREROUTING's DROP rules, which XDP judges ahead of
 /// INPUT and FORWARD: a drop whose packet met no policy of the raw and mangle tables, so
 /// it charges none (see PREHOOKS). A bit of its own (the program tests it without a
-/// branch); never a fast table outcome, whose verdicts have two bits.
+/// branch).
 pub const VERDICT_DROP_RAW: u32 = 4;
+/// [`VERDICT_DROP_RAW`] as a fast table outcome's two-bit verdict: ACTION_CONTINUE's
+/// number, which no outcome has.
+pub const FAST_VERDICT_DROP_RAW: u32 = 2;
 
 /// [`Config::flags`]: emit an aya-log line per decided packet (the lab turns it on; it
 /// costs a ring-buffer write per packet, so it is off in production). The fast path is

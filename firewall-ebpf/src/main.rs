@@ -286,8 +286,10 @@ fn finish(
         tell_netfilter(ctx, xdp_meta(generation, true));
         return XDP_PASS;
     }
-    // The fast table decides INPUT's packets only.
-    charge_prehooks(flags, family, CHAIN_INPUT, ip_len);
+    // The fast table decides INPUT's packets only. Left: VERDICT_DROP (0) and
+    // FAST_VERDICT_DROP_RAW (2), which charges no policy (as in `judge`, a mask).
+    let raw = verdict >> 1;
+    charge_prehooks(flags & raw.wrapping_sub(1), family, CHAIN_INPUT, ip_len);
     if packets & (TALKER_SAMPLE as u64 - 1) == 0 {
         record_talker(family, &src(), (packets / TALKER_SAMPLE as u64) as u32);
     }

@@ -899,7 +899,9 @@ fn nat_prerouting_counts_the_packets_xdp_drops() {
 /// Raw PREROUTING's DROP rules are judged at XDP, before INPUT, with iptables' counters:
 /// the rule counts what it drops, and neither raw's nor mangle's policy counts it (a
 /// packet another rule of the filter table drops still passes both policies). With
-/// INPUT's policy ACCEPT and no rule there, every XDP drop is a raw rule's.
+/// INPUT's policy ACCEPT and no rule there, every XDP drop is a raw rule's. The port rules
+/// come first, so the fast table decides their keys; the address rule needs the
+/// classifier.
 #[test]
 fn raw_prerouting_drops_are_judged_at_xdp() {
     let twins = Twins::new("fwr");
@@ -907,9 +909,9 @@ fn raw_prerouting_drops_are_judged_at_xdp() {
         format!(
             "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
              -A PREROUTING -p udp -m udp --dport 53 -j ACCEPT\n\
-             -A PREROUTING -s {net} -j DROP\n\
              -A PREROUTING -p udp -m udp --dport 50:60 -j DROP\n\
-             -A PREROUTING -p tcp -m tcp --dport 23 -j DROP\nCOMMIT\n\
+             -A PREROUTING -p tcp -m tcp --dport 23 -j DROP\n\
+             -A PREROUTING -s {net} -j DROP\nCOMMIT\n\
              *mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n\
              :OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n\
              *filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"

@@ -19,7 +19,7 @@ use rustc_hash::FxHashMap as HashMap;
 use firewall_common::{
     fast_final, FastCt, ACTION_CONTINUE, CT_CLASSES, FAST_BY_CLASS, FAST_CLASSES,
     FAST_CT_PER_GENERATION, FAST_FINAL, FAST_ICMP, FAST_KEYS, FAST_NO_SLOT, FAST_TCP, FAST_TCP_SYN,
-    FAST_UDP, NO_COUNTER, VERDICT_DEFER, VERDICT_DROP_RAW,
+    FAST_UDP, FAST_VERDICT_DROP_RAW, NO_COUNTER, VERDICT_DEFER, VERDICT_DROP_RAW,
 };
 
 use super::{
@@ -181,12 +181,12 @@ impl Shape {
         // alone (no jump rules around it, no RETURN charging the policy).
         let outcome = if e.action == VERDICT_DEFER {
             Some(fast_final(VERDICT_DEFER, FAST_NO_SLOT))
-        } else if e.action != ACTION_CONTINUE
-            && e.depth == 0
-            && e.counter != NO_COUNTER
-            && e.action != VERDICT_DROP_RAW
-        {
-            Some(fast_final(e.action, e.counter))
+        } else if e.action != ACTION_CONTINUE && e.depth == 0 && e.counter != NO_COUNTER {
+            let verdict = match e.action {
+                VERDICT_DROP_RAW => FAST_VERDICT_DROP_RAW,
+                v => v,
+            };
+            Some(fast_final(verdict, e.counter))
         } else {
             None
         };
