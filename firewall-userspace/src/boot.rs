@@ -26,7 +26,7 @@ use crate::{
     fault_point,
     firewall::Firewall,
     last_good,
-    rules::{edit::Editor, restore::restore_onto, Family},
+    rules::{edit::Editor, restore::restore_onto, Family, Table},
     state::{Origin, Source},
 };
 
@@ -414,6 +414,18 @@ fn load(
         editor = restore_onto(&text, family, editor, false)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
             .editor;
+        // A table the text does not name and that holds nothing is not the configuration's
+        // (the fail-safe's `*nat` flush left it declared): as iptables-restore of this text
+        // alone, it does not exist.
+        for table in Table::ALL {
+            let named = text
+                .lines()
+                .any(|l| l.trim().strip_prefix('*') == Some(table.name()));
+            let rules = editor.ruleset.table_mut(table, family);
+            if !named && rules.is_empty() {
+                rules.declared = false;
+            }
+        }
     }
     if let Some(shift) = config.mark_shift {
         fw.state.mark_shift = shift;

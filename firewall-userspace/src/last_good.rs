@@ -96,10 +96,15 @@ pub fn record(fw: &Firewall, sets: bool) -> Result<()> {
     remove_dir(&new)?;
     fs::create_dir(&new).with_context(|| format!("creating {}", new.display()))?;
     for family in Family::ALL {
-        let tables = [
-            (fw.state.ruleset.table(Table::Filter, family), None),
-            (fw.state.ruleset.table(Table::Nat, family), None),
-        ];
+        // The filter table, and every other one that exists: a nat table written empty
+        // would come back declared (and judged by netfilter, see compile/nat.rs), and a
+        // raw or mangle table left out would be lost.
+        let tables: Vec<_> = Table::ALL
+            .into_iter()
+            .map(|t| fw.state.ruleset.table(t, family))
+            .filter(|r| r.table == Table::Filter || r.exists())
+            .map(|r| (r, None))
+            .collect();
         let text = crate::cli::list::save(&tables, &crate::cli::date());
         put(&dir, &new, rules_file(family), &text)?;
     }
