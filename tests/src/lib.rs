@@ -426,7 +426,20 @@ pub fn udp_between(
     n: usize,
     len: usize,
 ) -> usize {
-    let receiver = to.udp_socket(addr(dst, port)).expect("bind receiver");
+    // A port seen in use once in CI (an mDNS port, 5353, in a fresh namespace): bound
+    // again a few times before it counts as a failure.
+    let mut tries = 0;
+    let receiver = loop {
+        match to.udp_socket(addr(dst, port)) {
+            Ok(sock) => break sock,
+            Err(e) if tries < 20 => {
+                tries += 1;
+                eprintln!("bind receiver {dst}:{port}: {e}; again");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => panic!("bind receiver: {e:?}"),
+        }
+    };
     receiver
         .set_read_timeout(Some(std::time::Duration::from_millis(300)))
         .expect("read timeout");
