@@ -287,7 +287,7 @@ fn finish(
         return XDP_PASS;
     }
     // The fast table decides INPUT's packets only. Left: VERDICT_DROP (0) and
-    // FAST_VERDICT_DROP_RAW (2), which charges no policy (as in `judge`, a mask).
+    // FAST_VERDICT_DROP_RAW (2), which charges no policy (a mask, as in try_fw_ingress).
     let raw = verdict >> 1;
     charge_prehooks(flags & raw.wrapping_sub(1), family, CHAIN_INPUT, ip_len);
     if packets & (TALKER_SAMPLE as u64 - 1) == 0 {
