@@ -63,6 +63,24 @@ const CASES: &[Case] = &[
             "-A INPUT -m limit --limit 2/hour -j ACCEPT",
         ],
     },
+    // The kernel's xt_string on both sides (fwctl's through nft_compat in its inet
+    // table): offsets count from the network header, so ports sit at 20 (IPv4) and 40.
+    Case {
+        name: "string match",
+        v4: &[
+            "-P INPUT DROP",
+            "-A INPUT -p udp -m string --algo bm --hex-string |0035| --from 20 --to 24 -j ACCEPT",
+            "-A INPUT -p udp -m string --algo kmp --hex-string |abababab| -j DROP",
+            "-A INPUT -p tcp -m string --algo bm ! --hex-string |0016| --from 20 --to 24 -j ACCEPT",
+            "-A INPUT -p icmp -m string --algo bm --string \"A\\\"B\" --icase",
+            "-A INPUT -p icmp -j ACCEPT",
+        ],
+        v6: &[
+            "-P INPUT DROP",
+            "-A INPUT -p udp -m string --algo kmp --hex-string |0035| --from 40 --to 44 -j ACCEPT",
+            "-A INPUT -p tcp -m string --algo bm ! --string ab --to 60 -j ACCEPT",
+        ],
+    },
     Case {
         name: "empty, policy accept",
         v4: &[],

@@ -767,7 +767,7 @@ fn connmark_and_tcpmss_on_real_traffic() {
 }
 
 /// Matches netfilter judges (`-m pkttype`, `length`, `ttl`/`hl`, `iprange`, `mac`,
-/// `addrtype`, `-f`) and `-j NFLOG`, listed and saved as iptables does.
+/// `addrtype`, `-f`, `string`) and `-j NFLOG`, listed and saved as iptables does.
 #[test]
 fn netfilter_matches_list_as_iptables() {
     let v4 = "\
@@ -810,6 +810,11 @@ fn netfilter_matches_list_as_iptables() {
 -A FORWARD -m policy --dir out --pol ipsec -j ACCEPT
 -A FORWARD -s 10.1.0.0/16 -m policy --dir in --pol none -j DROP
 -A OUTPUT -m policy --dir out --pol none
+-A INPUT -p udp --dport 53 -m string --from 50 --algo bm --hex-string '|0000FF0001|' -j DROP
+-A INPUT -m string --algo kmp --string \"face book.com\" --icase --to 200 -j ACCEPT
+-A INPUT -m string --algo bm ! --string \"a\\\"b\\\\c\"
+-A INPUT -m string --algo bm --hex-string ab|20|cd
+-A INPUT -m string --algo bm --string ab\\
 COMMIT
 ";
     let v6 = "\
@@ -825,6 +830,7 @@ COMMIT
 -A INPUT -m pkttype --pkt-type multicast
 -A INPUT -m addrtype --dst-type MULTICAST
 -A INPUT -p esp -m policy --dir in --pol ipsec -j ACCEPT
+-A INPUT -p tcp -m string --algo bm --string GET --from 60 -j DROP
 COMMIT
 ";
     same_as_iptables("nfm", v4, v6, FILTER_LISTINGS);

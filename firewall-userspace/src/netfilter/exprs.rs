@@ -555,6 +555,21 @@ fn nf_match(
         NfMatch::Conntrack(c) => conntrack(c, family, out),
         // Written with the list's timeout, which the whole ruleset decides (`recent`).
         NfMatch::Recent(_) => {}
+        // The kernel's xt_string through nft_compat, as iptables-nft writes it; its info
+        // carries the negation.
+        NfMatch::String(m) => {
+            const NFTA_MATCH_NAME: u16 = 1;
+            const NFTA_MATCH_REV: u16 = 2;
+            const NFTA_MATCH_INFO: u16 = 3;
+            out.push(placeholder(&element(
+                "match",
+                &[
+                    Attr::Str(NFTA_MATCH_NAME, "string"),
+                    Attr::U32(NFTA_MATCH_REV, 1),
+                    Attr::Bytes(NFTA_MATCH_INFO, &m.xt_info()),
+                ],
+            )));
+        }
         NfMatch::Fragment => {
             // The fragment offset, flags masked off: not 0 past the first fragment.
             out.push(load(NFT_PAYLOAD_NETWORK_HEADER, 6, 2));
@@ -844,6 +859,8 @@ enum Attr<'a> {
     U32(u16, u32),
     U64(u16, u64),
     Str(u16, &'a str),
+    /// Bytes as they are (a binary attribute).
+    Bytes(u16, &'a [u8]),
     /// Nested `NFTA_DATA_VALUE` bytes.
     Value(u16, &'a [u8]),
     /// A nested expression (its list element's contents).
@@ -862,6 +879,7 @@ fn element(name: &str, attrs: &[Attr]) -> Vec<u8> {
             Attr::U32(k, v) => nla(*k, &v.to_be_bytes()),
             Attr::U64(k, v) => nla(*k, &v.to_be_bytes()),
             Attr::Str(k, v) => nla_text(*k, v),
+            Attr::Bytes(k, v) => nla(*k, v),
             Attr::Value(k, v) => nla(*k | NLA_F_NESTED, &nla(NFTA_DATA_VALUE, v)),
             Attr::Expr(k, e) => nla(*k | NLA_F_NESTED, e),
         })

@@ -1286,14 +1286,8 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
     let mut first_conntrack = true;
     for (module, taken) in std::mem::take(&mut modules.nf) {
         let taken = taken.ok_or_else(|| bad(module.required))?;
-        if let NfMatch::Recent(r) = &taken.value {
-            r.check().map_err(bad)?;
-        }
-        if let NfMatch::Policy(p) = &taken.value {
-            p.check().map_err(bad)?;
-        }
+        taken.value.check().map_err(bad)?;
         if let NfMatch::Conntrack(ct) = &taken.value {
-            ct.check().map_err(bad)?;
             // The first `-m conntrack --ctstate S` alone is the rule's state, which XDP
             // judges; later ones keep their place among the rule's other matches.
             if let (true, true, None, Some(s)) = (

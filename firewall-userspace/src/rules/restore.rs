@@ -33,9 +33,11 @@ pub struct Restored {
     pub counters: Vec<RestoredCounter>,
 }
 
-/// Splits a line into words as a shell would for iptables-save output: whitespace
-/// separates, double quotes group, backslash escapes the next character. Public for the
-/// parser fuzz targets, which read a rule's saved form back as restore does.
+/// Splits a line into words as iptables-restore does: whitespace separates, double quotes
+/// group, and inside them a backslash escapes the next character; elsewhere a backslash
+/// and single quotes are characters like any other (`--hex-string '|00|'` is five bytes).
+/// Public for the parser fuzz targets, which read a rule's saved form back as restore
+/// does.
 pub fn words(line: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut word = String::new();
@@ -44,7 +46,7 @@ pub fn words(line: &str) -> Result<Vec<String>, String> {
     let mut chars = line.chars();
     while let Some(c) = chars.next() {
         match c {
-            '\\' => {
+            '\\' if quoted => {
                 word.push(chars.next().ok_or("a line may not end in a backslash")?);
                 in_word = true;
             }

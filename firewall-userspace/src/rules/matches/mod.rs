@@ -14,6 +14,7 @@ pub mod owner;
 pub mod pkttype;
 pub mod policy;
 pub mod recent;
+pub mod string;
 pub mod tcpmss;
 pub mod ttl;
 
@@ -41,6 +42,8 @@ pub enum NfMatch {
     Recent(recent::Recent),
     /// `-m policy`.
     Policy(policy::Policy),
+    /// `-m string`.
+    String(string::StringMatch),
     /// `-f`: a fragment other than the first (IPv4). iptables' own option, not a module:
     /// listed in the `opt` column and saved after `-p`.
     Fragment,
@@ -96,6 +99,7 @@ pub const MODULES: &[Module] = &[
     conntrack::MODULE,
     recent::MODULE,
     policy::MODULE,
+    string::MODULE,
 ];
 
 pub fn module(name: &str) -> Option<&'static Module> {
@@ -120,6 +124,7 @@ impl NfMatch {
             NfMatch::Conntrack(_) => "conntrack",
             NfMatch::Recent(_) => "recent",
             NfMatch::Policy(_) => "policy",
+            NfMatch::String(_) => "string",
             NfMatch::Fragment => "",
         }
     }
@@ -140,6 +145,7 @@ impl NfMatch {
             NfMatch::Conntrack(m) => m.list_text(numeric),
             NfMatch::Recent(m) => m.list_text(),
             NfMatch::Policy(m) => m.list_text(),
+            NfMatch::String(m) => m.list_text(),
             NfMatch::Fragment => String::new(),
         }
     }
@@ -160,7 +166,19 @@ impl NfMatch {
             NfMatch::Conntrack(m) => m.save_text(),
             NfMatch::Recent(m) => m.save_text(),
             NfMatch::Policy(m) => m.save_text(),
+            NfMatch::String(m) => m.save_text(),
             NfMatch::Fragment => String::new(),
+        }
+    }
+
+    /// The module's final check of its options, once the rule is read.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            NfMatch::Recent(m) => m.check(),
+            NfMatch::Policy(m) => m.check(),
+            NfMatch::Conntrack(m) => m.check(),
+            NfMatch::String(m) => m.check(),
+            _ => Ok(()),
         }
     }
 
