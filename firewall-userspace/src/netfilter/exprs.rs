@@ -555,21 +555,9 @@ fn nf_match(
         NfMatch::Conntrack(c) => conntrack(c, family, out),
         // Written with the list's timeout, which the whole ruleset decides (`recent`).
         NfMatch::Recent(_) => {}
-        // The kernel's xt_string through nft_compat, as iptables-nft writes it; its info
-        // carries the negation.
-        NfMatch::String(m) => {
-            const NFTA_MATCH_NAME: u16 = 1;
-            const NFTA_MATCH_REV: u16 = 2;
-            const NFTA_MATCH_INFO: u16 = 3;
-            out.push(placeholder(&element(
-                "match",
-                &[
-                    Attr::Str(NFTA_MATCH_NAME, "string"),
-                    Attr::U32(NFTA_MATCH_REV, 1),
-                    Attr::Bytes(NFTA_MATCH_INFO, &m.xt_info()),
-                ],
-            )));
-        }
+        // The kernel's xtables matches through nft_compat, as iptables-nft writes them;
+        // their info carries the negation.
+        NfMatch::String(m) => out.push(xt_match("string", 1, &m.xt_info())),
         NfMatch::Fragment => {
             // The fragment offset, flags masked off: not 0 past the first fragment.
             out.push(load(NFT_PAYLOAD_NETWORK_HEADER, 6, 2));
@@ -610,7 +598,24 @@ fn nf_match(
     }
 }
 
-/// Register 1's u32 from host to network order.
+/// The kernel's xtables match `name` (revision `rev`, its info struct as the kernel
+/// reads it), run by nftables' compat expression. Only matches that register for every
+/// family (NFPROTO_UNSPEC) exist in an inet table (string, u32; not physdev or recent,
+/// which register for IPv4 and IPv6 apart: docs/notes/facts.md).
+fn xt_match(name: &str, rev: u32, info: &[u8]) -> RawExpression {
+    const NFTA_MATCH_NAME: u16 = 1;
+    const NFTA_MATCH_REV: u16 = 2;
+    const NFTA_MATCH_INFO: u16 = 3;
+    placeholder(&element(
+        "match",
+        &[
+            Attr::Str(NFTA_MATCH_NAME, name),
+            Attr::U32(NFTA_MATCH_REV, rev),
+            Attr::Bytes(NFTA_MATCH_INFO, info),
+        ],
+    ))
+}
+
 /// `-m conntrack`'s options as xt_conntrack tests them, each inverted by its own `!`
 /// (iptables-nft lists them as `ct original saddr`...). Every key but the state breaks
 /// the rule for a packet without a connection, where xt_conntrack's options fail too
@@ -718,6 +723,7 @@ fn conntrack(
     }
 }
 
+/// Register 1's u32 from host to network order.
 fn hton32() -> RawExpression {
     const NFTA_BYTEORDER_SREG: u16 = 1;
     const NFTA_BYTEORDER_DREG: u16 = 2;
