@@ -81,6 +81,23 @@ const CASES: &[Case] = &[
             "-A INPUT -p tcp -m string --algo bm ! --string ab --to 60 -j ACCEPT",
         ],
     },
+    // The kernel's xt_u32 likewise: words from the network header on, `@` follows the
+    // IPv4 header length to the transport header.
+    Case {
+        name: "u32 match",
+        v4: &[
+            "-P INPUT DROP",
+            "-A INPUT -m u32 --u32 \"6&0xFF=17 && 0>>22&0x3C@0&0xFFFF=53,123:514\" -j ACCEPT",
+            "-A INPUT -m u32 --u32 \"6 & 0xFF = 6 && 0>>22&0x3C@0&0xFFFF=22,80:443\" -j DROP",
+            "-A INPUT -p tcp -m u32 ! --u32 \"0>>22&0x3C@12>>16&0x3F=0x10\" -j ACCEPT",
+            "-A INPUT -m u32 ! --u32 \"6&0xFF=1\" -j ACCEPT",
+        ],
+        v6: &[
+            "-P INPUT DROP",
+            "-A INPUT -m u32 --u32 \"4>>8&0xFF=17 && 40&0xFFFF=53:0x1388\" -j ACCEPT",
+            "-A INPUT -m u32 --u32 \"4>>8&0xFF=6\" -j ACCEPT",
+        ],
+    },
     Case {
         name: "empty, policy accept",
         v4: &[],

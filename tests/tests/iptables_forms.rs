@@ -767,7 +767,7 @@ fn connmark_and_tcpmss_on_real_traffic() {
 }
 
 /// Matches netfilter judges (`-m pkttype`, `length`, `ttl`/`hl`, `iprange`, `mac`,
-/// `addrtype`, `-f`, `string`) and `-j NFLOG`, listed and saved as iptables does.
+/// `addrtype`, `-f`, `string`, `u32`) and `-j NFLOG`, listed and saved as iptables does.
 #[test]
 fn netfilter_matches_list_as_iptables() {
     let v4 = "\
@@ -815,6 +815,9 @@ fn netfilter_matches_list_as_iptables() {
 -A INPUT -m string --algo bm ! --string \"a\\\"b\\\\c\"
 -A INPUT -m string --algo bm --hex-string ab|20|cd
 -A INPUT -m string --algo bm --string ab\\
+-A INPUT -p udp -m u32 --u32 \"0>>22&0x3C@8=0x12345678\" -j DROP
+-A INPUT -m u32 ! --u32 \"6&0xFF=1 && 4&0x3FFF=0 && 0>>22&0x3C@4>>24=0\"
+-A INPUT -m u32 --u32 \" 0 & 0xFFFF = 100:200 , 300 ,010\"
 COMMIT
 ";
     let v6 = "\
@@ -831,6 +834,7 @@ COMMIT
 -A INPUT -m addrtype --dst-type MULTICAST
 -A INPUT -p esp -m policy --dir in --pol ipsec -j ACCEPT
 -A INPUT -p tcp -m string --algo bm --string GET --from 60 -j DROP
+-A INPUT -m u32 --u32 \"0<<2=1\"
 COMMIT
 ";
     same_as_iptables("nfm", v4, v6, FILTER_LISTINGS);

@@ -558,6 +558,7 @@ fn nf_match(
         // The kernel's xtables matches through nft_compat, as iptables-nft writes them;
         // their info carries the negation.
         NfMatch::String(m) => out.push(xt_match("string", 1, &m.xt_info())),
+        NfMatch::U32(m) => out.push(xt_match("u32", 0, &m.xt_info())),
         NfMatch::Fragment => {
             // The fragment offset, flags masked off: not 0 past the first fragment.
             out.push(load(NFT_PAYLOAD_NETWORK_HEADER, 6, 2));

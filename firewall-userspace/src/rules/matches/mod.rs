@@ -17,6 +17,7 @@ pub mod recent;
 pub mod string;
 pub mod tcpmss;
 pub mod ttl;
+pub mod u32;
 
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +45,8 @@ pub enum NfMatch {
     Policy(policy::Policy),
     /// `-m string`.
     String(string::StringMatch),
+    /// `-m u32`.
+    U32(u32::U32),
     /// `-f`: a fragment other than the first (IPv4). iptables' own option, not a module:
     /// listed in the `opt` column and saved after `-p`.
     Fragment,
@@ -100,6 +103,7 @@ pub const MODULES: &[Module] = &[
     recent::MODULE,
     policy::MODULE,
     string::MODULE,
+    u32::MODULE,
 ];
 
 pub fn module(name: &str) -> Option<&'static Module> {
@@ -125,6 +129,7 @@ impl NfMatch {
             NfMatch::Recent(_) => "recent",
             NfMatch::Policy(_) => "policy",
             NfMatch::String(_) => "string",
+            NfMatch::U32(_) => "u32",
             NfMatch::Fragment => "",
         }
     }
@@ -146,6 +151,7 @@ impl NfMatch {
             NfMatch::Recent(m) => m.list_text(),
             NfMatch::Policy(m) => m.list_text(),
             NfMatch::String(m) => m.list_text(),
+            NfMatch::U32(m) => m.list_text(),
             NfMatch::Fragment => String::new(),
         }
     }
@@ -167,6 +173,7 @@ impl NfMatch {
             NfMatch::Recent(m) => m.save_text(),
             NfMatch::Policy(m) => m.save_text(),
             NfMatch::String(m) => m.save_text(),
+            NfMatch::U32(m) => m.save_text(),
             NfMatch::Fragment => String::new(),
         }
     }
