@@ -168,7 +168,7 @@ pub fn parse(text: &str) -> Result<U32, String> {
                 return Err(format!("u32: at char {}: value spec missing", at + 1));
             }
             m.tests.push(std::mem::take(&mut test));
-            if m.tests.len() >= MAX + 1 {
+            if m.tests.len() > MAX {
                 return Err(format!("u32: at char {}: too many \"&&\"s", at + 1));
             }
             at += 2;
