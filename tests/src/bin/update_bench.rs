@@ -1,7 +1,7 @@
 //! Update cost: `fwctl restore` against `iptables-restore` for 1,000 and 10,000 rules; one
 //! `-I`, `-D`, `-R` and `-A` into the 10,000 rules; one `-A`, `-I` and `-D` on a 2-rule
 //! ruleset; one `set add` and `set del` on a hash:ip set a rule uses (against `ipset`); and loading
-//! 1,000,000 set entries (`fwctl set restore` against `ipset restore`); a fail2ban-like run
+//! 100,000 and 1,000,000 set entries (`fwctl set restore` against `ipset restore`); a fail2ban-like run
 //! (1,000 bans, each a set add and an `-I INPUT 1` / `-D` pair) under a steady UDP stream
 //! whose DROP rule must count every packet sent. fwctl is attached to
 //! a veth, as on a host, so its XDP side is written as it would be there. Wall time of the
@@ -27,8 +27,8 @@ use tests::{
     FwNs,
 };
 
-/// Entries in the set loaded by both `fwctl set restore` and `ipset restore`.
-const SET_ENTRIES: u32 = 1_000_000;
+/// Entries in the sets loaded by both `fwctl set restore` and `ipset restore`.
+const SET_ENTRIES: [u32; 2] = [100_000, 1_000_000];
 
 fn rules_file(n: usize) -> String {
     let mut f = String::from("*filter\n:INPUT DROP [0:0]\n-A INPUT -i lo -j ACCEPT\n");
@@ -199,6 +199,50 @@ fn fail2ban_run(side: &Banner, peer: &Netns, dst: &str, bans: usize) -> Result<(
         .and_then(|n| n.parse().ok())
         .with_context(|| format!("no port-9 rule in:\n{listing}"))?;
     Ok((per_command, counted, sent))
+}
+
+/// One row: `fwctl set restore` against `ipset restore` of a file of `entries` /24s, each
+/// in a fresh namespace; both must hold every entry afterwards.
+fn set_restore_row(table: &mut Table, fwctl: &str, entries: u32) -> Result<()> {
+    let set = TempFile::new("fwb-set", &set_file(entries))?;
+    let fw = FwNs::new(&ns_prefix("set"))?;
+    let t_fw = timed(
+        fw.direct(fwctl).args(["set", "restore", set.path_str()?]),
+        None,
+    )?;
+    let held = |listed: String, tool: &str| -> Result<()> {
+        let loaded = listed
+            .lines()
+            .find_map(|l| l.strip_prefix("Number of entries:"))
+            .map(|n| n.trim().to_string())
+            .unwrap_or_default();
+        anyhow::ensure!(
+            loaded == entries.to_string(),
+            "{tool} holds {loaded:?} entries after the restore, not {entries}:\n{listed}"
+        );
+        Ok(())
+    };
+    held(
+        netlab::output(fw.direct(fwctl).args(["set", "list", "-terse", "fwbench"]))?,
+        "fwctl",
+    )?;
+    drop(fw);
+    let ips = Netns::new(&ns_prefix("ipset"))?;
+    let t_ipset = timed(
+        ips.direct("ipset")
+            .args(["restore", "-file", set.path_str()?]),
+        None,
+    )?;
+    held(
+        netlab::output(ips.direct("ipset").args(["list", "-terse", "fwbench"]))?,
+        "ipset",
+    )?;
+    table.row(vec![
+        format!("load {entries} set entries (hash:net /24s): set restore vs ipset restore"),
+        ms(t_fw),
+        ms(t_ipset),
+    ]);
+    Ok(())
 }
 
 fn main() -> Result<()> {
@@ -432,41 +476,9 @@ fn main() -> Result<()> {
     drop(ipt_peer);
 
     // Sets live in the namespace (ipset's are per network namespace): a fresh one each.
-    let set = TempFile::new("fwb-set", &set_file(SET_ENTRIES))?;
-    let fw = FwNs::new(&ns_prefix("set"))?;
-    // Until `fwctl set` exists the row says so instead of failing the whole benchmark.
-    let t_fw = match timed(
-        fw.direct(fwctl).args(["set", "restore", set.path_str()?]),
-        None,
-    ) {
-        Ok(t) => ms(t),
-        Err(e) => {
-            eprintln!("fwctl set restore: {e:#}");
-            "not available".to_string()
-        }
-    };
-    drop(fw);
-    let ips = Netns::new(&ns_prefix("ipset"))?;
-    let t_ipset = timed(
-        ips.direct("ipset")
-            .args(["restore", "-file", set.path_str()?]),
-        None,
-    )?;
-    let listed = netlab::output(ips.direct("ipset").args(["list", "-terse", "fwbench"]))?;
-    let loaded = listed
-        .lines()
-        .find_map(|l| l.strip_prefix("Number of entries:"))
-        .map(|n| n.trim().to_string())
-        .unwrap_or_default();
-    anyhow::ensure!(
-        loaded == SET_ENTRIES.to_string(),
-        "ipset holds {loaded:?} entries after the restore, not {SET_ENTRIES}:\n{listed}"
-    );
-    table.row(vec![
-        format!("load {SET_ENTRIES} set entries (hash:net /24s): set restore vs ipset restore"),
-        t_fw,
-        ms(t_ipset),
-    ]);
+    for entries in SET_ENTRIES {
+        set_restore_row(&mut table, fwctl, entries)?;
+    }
 
     report::write_markdown(
         "update",
