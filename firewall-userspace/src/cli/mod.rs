@@ -46,6 +46,8 @@ Matches: -i IFACE[+]  -o IFACE[+]  -s ADDR[/LEN][,ADDR...]  -d ...  -p tcp|udp|i
             --hashlimit-mode srcip,srcport,dstip,dstport --hashlimit-srcmask M --hashlimit-name X
             --hashlimit-htable-max N --hashlimit-htable-expire MS
          -m connlimit --connlimit-above|--connlimit-upto N --connlimit-mask M --connlimit-saddr|daddr
+         netfilter alone: -m mark, connmark, pkttype, length, ttl, hl, iprange, mac, addrtype,
+            owner, tcpmss, recent, policy, string, u32, conntrack --ctorig*..., -f (README)
          (each negatable with ! where iptables allows it)
 Targets: ACCEPT, DROP, RETURN, a user chain, REJECT [--reject-with TYPE], LOG [--log-prefix P]
 [--log-level L]; in -t nat: MASQUERADE, SNAT --to-source, DNAT --to-destination, REDIRECT.

@@ -240,7 +240,9 @@ fn set_restore_row(table: &mut Table, fwctl: &str, entries: u32) -> Result<()> {
         "ipset",
     )?;
     table.row(vec![
-        format!("load {entries} set entries (hash:net /24s; fwctl up): set restore vs ipset restore"),
+        format!(
+            "load {entries} set entries (hash:net /24s; fwctl up): set restore vs ipset restore"
+        ),
         ms(t_fw),
         ms(t_ipset),
     ]);
