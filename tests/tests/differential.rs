@@ -98,6 +98,21 @@ const CASES: &[Case] = &[
             "-A INPUT -m u32 --u32 \"4>>8&0xFF=6\" -j ACCEPT",
         ],
     },
+    // Nothing listens on the queues: without --queue-bypass the kernel drops the packet.
+    Case {
+        name: "nfqueue",
+        v4: &[
+            "-P INPUT DROP",
+            "-A INPUT -p udp --dport 53 -j NFQUEUE --queue-num 5 --queue-bypass",
+            "-A INPUT -p udp -j NFQUEUE --queue-balance 6:7",
+            "-A INPUT -p tcp --dport 22 -j ACCEPT",
+            "-A INPUT -p tcp -j NFQUEUE --queue-num 8 --queue-bypass",
+        ],
+        v6: &[
+            "-A INPUT -p tcp -j NFQUEUE --queue-num 5",
+            "-A INPUT -p udp -j DROP",
+        ],
+    },
     Case {
         name: "empty, policy accept",
         v4: &[],

@@ -767,7 +767,7 @@ fn connmark_and_tcpmss_on_real_traffic() {
 }
 
 /// Matches netfilter judges (`-m pkttype`, `length`, `ttl`/`hl`, `iprange`, `mac`,
-/// `addrtype`, `-f`, `string`, `u32`) and `-j NFLOG`, listed and saved as iptables does.
+/// `addrtype`, `-f`, `string`, `u32`), `-j NFLOG` and `-j NFQUEUE`, listed and saved as iptables does.
 #[test]
 fn netfilter_matches_list_as_iptables() {
     let v4 = "\
@@ -818,6 +818,11 @@ fn netfilter_matches_list_as_iptables() {
 -A INPUT -p udp -m u32 --u32 \"0>>22&0x3C@8=0x12345678\" -j DROP
 -A INPUT -m u32 ! --u32 \"6&0xFF=1 && 4&0x3FFF=0 && 0>>22&0x3C@4>>24=0\"
 -A INPUT -m u32 --u32 \" 0 & 0xFFFF = 100:200 , 300 ,010\"
+-A INPUT -p tcp --dport 80 -j NFQUEUE --queue-num 3
+-A INPUT -j NFQUEUE --queue-balance 0:3 --queue-bypass
+-A INPUT -j NFQUEUE
+-A INPUT -j NFQUEUE --queue-bypass
+-A INPUT -j NFQUEUE --queue-balance 0:3 --queue-cpu-fanout
 COMMIT
 ";
     let v6 = "\
@@ -835,6 +840,7 @@ COMMIT
 -A INPUT -p esp -m policy --dir in --pol ipsec -j ACCEPT
 -A INPUT -p tcp -m string --algo bm --string GET --from 60 -j DROP
 -A INPUT -m u32 --u32 \"0<<2=1\"
+-A INPUT -j NFQUEUE --queue-num 7 --queue-bypass
 COMMIT
 ";
     same_as_iptables("nfm", v4, v6, FILTER_LISTINGS);
@@ -860,6 +866,10 @@ fn netfilter_matches_judge_real_traffic() {
         // the other half is for the listing test alone).
         "-A INPUT -p udp --dport 7207 -m policy --dir in --pol ipsec -j DROP",
         "-A INPUT -p udp --dport 7208 -m policy --dir in --pol none -j DROP",
+        // No program listens on the queue: the kernel drops, or with --queue-bypass lets
+        // the packet through.
+        "-A INPUT -p udp --dport 7209 -j NFQUEUE --queue-num 9 --queue-bypass",
+        "-A INPUT -p udp --dport 7210 -j NFQUEUE --queue-num 9",
     ]);
     lab.host.fwctl_ok(&["attach", HOST_IF]);
     let arrives = |v6: bool, port: u16, len: usize| -> bool {
@@ -897,6 +907,11 @@ fn netfilter_matches_judge_real_traffic() {
         !arrives(false, 7208, 10),
         "a plain datagram's input policy is none"
     );
+    assert!(
+        arrives(false, 7209, 10),
+        "bypassed: nothing listens on queue 9"
+    );
+    assert!(!arrives(false, 7210, 10), "queued to no one: dropped");
     // The host's own datagrams to the client: the test runs as root (uid 0).
     lab.host.apply(&[
         "-A OUTPUT -p udp --dport 7300 -m owner --uid-owner 0 -j DROP",

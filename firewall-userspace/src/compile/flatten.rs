@@ -349,7 +349,8 @@ impl<'a> Flattener<'a> {
             | Target::Checksum
             | Target::Set(_)
             | Target::Notrack { .. }
-            | Target::CtZone(_) => {
+            | Target::CtZone(_)
+            | Target::Nfqueue(_) => {
                 self.push(conds, VERDICT_DEFER, NO_COUNTER, jumps, position);
             }
             Target::Drop => {

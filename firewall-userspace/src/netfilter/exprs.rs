@@ -557,8 +557,8 @@ fn nf_match(
         NfMatch::Recent(_) => {}
         // The kernel's xtables matches through nft_compat, as iptables-nft writes them;
         // their info carries the negation.
-        NfMatch::String(m) => out.push(xt_match("string", 1, &m.xt_info())),
-        NfMatch::U32(m) => out.push(xt_match("u32", 0, &m.xt_info())),
+        NfMatch::String(m) => out.push(xtables("match", "string", 1, &m.xt_info())),
+        NfMatch::U32(m) => out.push(xtables("match", "u32", 0, &m.xt_info())),
         NfMatch::Fragment => {
             // The fragment offset, flags masked off: not 0 past the first fragment.
             out.push(load(NFT_PAYLOAD_NETWORK_HEADER, 6, 2));
@@ -599,20 +599,22 @@ fn nf_match(
     }
 }
 
-/// The kernel's xtables match `name` (revision `rev`, its info struct as the kernel
-/// reads it), run by nftables' compat expression. Only matches that register for every
-/// family (NFPROTO_UNSPEC) exist in an inet table (string, u32; not physdev or recent,
-/// which register for IPv4 and IPv6 apart: docs/notes/facts.md).
-fn xt_match(name: &str, rev: u32, info: &[u8]) -> RawExpression {
-    const NFTA_MATCH_NAME: u16 = 1;
-    const NFTA_MATCH_REV: u16 = 2;
-    const NFTA_MATCH_INFO: u16 = 3;
+/// The kernel's xtables match or target (`kind`) `name`, revision `rev`, with its info
+/// struct as the kernel reads it, run by nftables' compat expression. Only extensions that
+/// register for every family (NFPROTO_UNSPEC) exist in an inet table (string, u32,
+/// NFQUEUE; not physdev or recent, which register for IPv4 and IPv6 apart:
+/// docs/notes/facts.md).
+fn xtables(kind: &str, name: &str, rev: u32, info: &[u8]) -> RawExpression {
+    // NFTA_MATCH_* and NFTA_TARGET_* alike.
+    const NAME: u16 = 1;
+    const REV: u16 = 2;
+    const INFO: u16 = 3;
     placeholder(&element(
-        "match",
+        kind,
         &[
-            Attr::Str(NFTA_MATCH_NAME, name),
-            Attr::U32(NFTA_MATCH_REV, rev),
-            Attr::Bytes(NFTA_MATCH_INFO, info),
+            Attr::Str(NAME, name),
+            Attr::U32(REV, rev),
+            Attr::Bytes(INFO, info),
         ],
     ))
 }
@@ -843,6 +845,22 @@ pub fn log(prefix: Option<&str>, flags: u8) -> RawExpression {
     Log::new(Some(log_group(flags)), prefix)
         .unwrap_or_default()
         .into()
+}
+
+/// iptables' NFQUEUE as iptables-nft writes it: the kernel's xt_NFQUEUE (revision 3,
+/// struct xt_NFQ_info_v3), run by the compat expression. This kernel has no nftables
+/// `queue` expression (CONFIG_NFT_QUEUE unset); xt_NFQUEUE registers for every family.
+pub fn queue(q: &crate::rules::nfqueue::Nfqueue) -> RawExpression {
+    const NFQ_FLAG_BYPASS: u16 = 1;
+    const NFQ_FLAG_CPU_FANOUT: u16 = 2;
+    let flags = if q.bypass { NFQ_FLAG_BYPASS } else { 0 }
+        | if q.cpu_fanout { NFQ_FLAG_CPU_FANOUT } else { 0 };
+    let mut info = Vec::with_capacity(8);
+    for field in [q.num, q.total(), flags] {
+        info.extend(field.to_ne_bytes());
+    }
+    info.resize(8, 0);
+    xtables("target", "NFQUEUE", 3, &info)
 }
 
 /// `log group N prefix P`: iptables' NFLOG, to whoever listens on the group.

@@ -712,6 +712,7 @@ fn target(t: &Target, generation: u32, table: Table, family: Family, e: &mut Vec
         Target::Tcpmss(t) => return exprs::tcpmss(t.mss, e),
         Target::Notrack { .. } => return e.push(exprs::notrack()),
         Target::CtZone(z) => return exprs::ct_zone(*z, e),
+        Target::Nfqueue(q) => return e.push(exprs::queue(q)),
     };
     e.push(exprs::verdict(verdict));
 }

@@ -262,6 +262,7 @@ fn run(
             | Target::Set(_)
             | Target::Notrack { .. }
             | Target::CtZone(_)
+            | Target::Nfqueue(_)
                 if judge == Judge::Xdp =>
             {
                 return Some(Decision::Defer)
@@ -278,6 +279,9 @@ fn run(
             | Target::Notrack { .. }
             | Target::CtZone(_) => {}
             Target::Reject(..) => return Some(Decision::Drop),
+            // As with no program on the queue, the only case the evaluator can know.
+            Target::Nfqueue(q) if q.bypass => return Some(Decision::Accept),
+            Target::Nfqueue(_) => return Some(Decision::Drop),
             Target::Return => return None,
             Target::Jump(name) => {
                 let inner = rules

@@ -7,6 +7,7 @@ pub mod icmp;
 pub mod mark;
 pub mod matches;
 pub mod model;
+pub mod nfqueue;
 pub mod options;
 pub mod parse;
 pub mod ratelimit;

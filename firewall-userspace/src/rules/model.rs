@@ -463,6 +463,8 @@ pub enum Target {
     Checksum,
     /// `-j SET`: adds the packet to sets or deletes it, and goes on.
     Set(super::set_target::SetTarget),
+    /// `-j NFQUEUE`: a userspace program on the queue decides.
+    Nfqueue(super::nfqueue::Nfqueue),
     /// `-j CT --notrack` (`legacy`: written `-j NOTRACK`): conntrack leaves the packet
     /// alone (UNTRACKED); the raw table's, and goes on.
     Notrack {
@@ -517,6 +519,7 @@ impl Target {
             Target::Tcpmss(_) => "TCPMSS",
             Target::Checksum => "CHECKSUM",
             Target::Set(_) => "SET",
+            Target::Nfqueue(_) => "NFQUEUE",
             Target::Notrack { .. } | Target::CtZone(_) => "CT",
         }
     }

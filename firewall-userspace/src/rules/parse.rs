@@ -16,7 +16,7 @@ use super::{
         Neg, PortRange, RejectWith, RuleSpec, SetMatch, Table, Target, TcpFlags, Verdict, ZoneDir,
         BARE, CT_STATES, DEFAULT_LOG_LEVEL, LOG_FLAGS,
     },
-    options,
+    nfqueue, options,
     ratelimit::{self, RateMatches},
     services, set_target, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
 };
@@ -311,6 +311,7 @@ impl Modules {
             Some(Target::Notrack { legacy: false }) => Some(mark::CT_OPTIONS),
             Some(Target::Checksum) => Some(mark::CHECKSUM_OPTIONS),
             Some(Target::Set(_)) => Some(set_target::OPTIONS),
+            Some(Target::Nfqueue(_)) => Some(nfqueue::OPTIONS),
             _ => None,
         });
         out
@@ -477,6 +478,8 @@ struct SpecBuilder {
     tcpmss: Option<Tcpmss>,
     /// `-j CT --notrack` given.
     notrack: bool,
+    /// `-j NFQUEUE`'s options given.
+    nfqueue_given: nfqueue::Given,
     /// `-j CT --zone*` given.
     ct_zone: Option<CtZone>,
     /// `-j CHECKSUM --checksum-fill` given.
@@ -1124,6 +1127,13 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     "NFLOG {opt} is not supported by this version of fwctl"
                 )))
             }
+            "--queue-num" | "--queue-balance" | "--queue-bypass" | "--queue-cpu-fanout" => {
+                let Some(Target::Nfqueue(q)) = &mut spec.target else {
+                    return Err(bad(format!("unknown option \"{opt}\": it goes after -j NFQUEUE")));
+                };
+                let mut value = || args.value(opt, inline).map(str::to_string).map_err(|e| e.to_string());
+                q.take(&mut spec.nfqueue_given, opt, &mut value).map_err(bad)?;
+            }
             "--set-mss" | "--clamp-mss-to-pmtu" => {
                 if !matches!(spec.target, Some(Target::Tcpmss(_))) {
                     return Err(bad(format!("unknown option \"{opt}\": it goes after -j TCPMSS")));
@@ -1587,6 +1597,7 @@ fn parse_target(name: &str) -> Result<Target, ParseError> {
             group: 0,
             prefix: None,
         },
+        "NFQUEUE" => Target::Nfqueue(Default::default()),
         _ => {
             check_chain_name(name)?;
             Target::Jump(name.to_string())
