@@ -98,6 +98,22 @@ const CASES: &[Case] = &[
             "-A INPUT -m u32 --u32 \"4>>8&0xFF=6\" -j ACCEPT",
         ],
     },
+    // Both kernels count the same packets in the same order: nth is exact, and so are
+    // probabilities 0 and 1; no connection here has a helper's master.
+    Case {
+        name: "statistic and helper",
+        v4: &[
+            "-P INPUT DROP",
+            "-A INPUT -p udp -m statistic --mode nth --every 3 --packet 1 -j ACCEPT",
+            "-A INPUT -p udp -m statistic --mode nth ! --every 2 --packet 0 -j DROP",
+            "-A INPUT -p tcp -m statistic --mode random --probability 1 -m helper --helper ftp -j DROP",
+            "-A INPUT -p tcp -m helper ! --helper ftp -m statistic --mode random ! --probability 0 -j ACCEPT",
+            "-A INPUT -m statistic --mode random --probability 0 -j DROP",
+        ],
+        v6: &[
+            "-A INPUT -m statistic --mode nth --every 5 --packet 4 -j DROP",
+        ],
+    },
     // Nothing listens on the queues: without --queue-bypass the kernel drops the packet.
     Case {
         name: "nfqueue",

@@ -767,7 +767,7 @@ fn connmark_and_tcpmss_on_real_traffic() {
 }
 
 /// Matches netfilter judges (`-m pkttype`, `length`, `ttl`/`hl`, `iprange`, `mac`,
-/// `addrtype`, `-f`, `string`, `u32`), `-j NFLOG` and `-j NFQUEUE`, listed and saved as iptables does.
+/// `addrtype`, `-f`, `string`, `u32`, `helper`, `statistic`), `-j NFLOG` and `-j NFQUEUE`, listed and saved as iptables does.
 #[test]
 fn netfilter_matches_list_as_iptables() {
     let v4 = "\
@@ -823,6 +823,13 @@ fn netfilter_matches_list_as_iptables() {
 -A INPUT -j NFQUEUE
 -A INPUT -j NFQUEUE --queue-bypass
 -A INPUT -j NFQUEUE --queue-balance 0:3 --queue-cpu-fanout
+-A INPUT -m helper --helper ftp -j ACCEPT
+-A INPUT -m helper ! --helper ftp-21
+-A INPUT -m helper --helper 0123456789012345678901234567890
+-A INPUT -m statistic --mode random --probability 0.5 -j DROP
+-A INPUT -m statistic --mode random ! --probability 0.3333333
+-A INPUT -m statistic --mode nth --every 3 --packet 0 -j DROP
+-A INPUT -m statistic --mode nth ! --every 4 --packet 2
 COMMIT
 ";
     let v6 = "\
@@ -841,6 +848,7 @@ COMMIT
 -A INPUT -p tcp -m string --algo bm --string GET --from 60 -j DROP
 -A INPUT -m u32 --u32 \"0<<2=1\"
 -A INPUT -j NFQUEUE --queue-num 7 --queue-bypass
+-A INPUT -m helper --helper sip -m statistic --mode nth --every 2 --packet 1
 COMMIT
 ";
     same_as_iptables("nfm", v4, v6, FILTER_LISTINGS);

@@ -9,9 +9,9 @@ use crate::rules::{
     ct_states_text, icmp,
     matches::NfMatch,
     parse::{ListOptions, TCP_FLAG_NAMES},
-    ratelimit, services, Cidr, CtState, Family, FamilyRules, MultiportKind, Neg, PortRange, Rule,
-    RuleSpec, Target, BARE, DEFAULT_LOG_LEVEL, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP,
-    IPPROTO_UDP, LOG_FLAGS, LOG_LEVELS,
+    ratelimit, save_string, services, Cidr, CtState, Family, FamilyRules, MultiportKind, Neg,
+    PortRange, Rule, RuleSpec, Target, BARE, DEFAULT_LOG_LEVEL, IPPROTO_ICMP, IPPROTO_ICMPV6,
+    IPPROTO_TCP, IPPROTO_UDP, LOG_FLAGS, LOG_LEVELS,
 };
 
 /// Gives a chain's counters by name.
@@ -678,24 +678,6 @@ fn save_table(
 
 fn neg_opt(negated: bool, opt: &str, value: impl std::fmt::Display) -> String {
     format!("{}{opt} {value}", if negated { "! " } else { "" })
-}
-
-/// iptables-save quotes a string that would not survive the shell as one word.
-/// Like xtables_save_string: letters, digits, `_` and `-` go bare, anything else is quoted
-/// with `"`, `\` and `'` escaped.
-fn save_string(s: &str) -> String {
-    let bare = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
-    if !s.is_empty() && s.chars().all(bare) {
-        return s.to_string();
-    }
-    let escaped: String = s
-        .chars()
-        .flat_map(|c| match c {
-            '"' | '\\' | '\'' => vec!['\\', c],
-            c => vec![c],
-        })
-        .collect();
-    format!("\"{escaped}\"")
 }
 
 /// `-A CHAIN` and the rule's options; a rule that matches everything and has no target is

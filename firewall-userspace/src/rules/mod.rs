@@ -17,3 +17,21 @@ pub mod services;
 pub mod set_target;
 
 pub use model::*;
+
+/// iptables-save quotes a string that would not survive the shell as one word.
+/// Like xtables_save_string: letters, digits, `_` and `-` go bare, anything else is quoted
+/// with `"`, `\` and `'` escaped.
+pub fn save_string(s: &str) -> String {
+    let bare = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if !s.is_empty() && s.chars().all(bare) {
+        return s.to_string();
+    }
+    let escaped: String = s
+        .chars()
+        .flat_map(|c| match c {
+            '"' | '\\' | '\'' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    format!("\"{escaped}\"")
+}

@@ -1229,8 +1229,16 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 };
                 spec.ct_zone = Some(CtZone { zone, dir });
             }
+            // `-m helper --helper` is the match's unless `-j CT` came first.
             "--helper" | "--ctevents" | "--expevents" | "--zone" | "--zone-orig"
-            | "--zone-reply" | "--timeout" => {
+            | "--zone-reply" | "--timeout"
+                if opt != "--helper"
+                    || matches!(
+                        spec.target,
+                        Some(Target::Notrack { legacy: false } | Target::CtZone(_))
+                    )
+                    || !modules.nf.iter().any(|(m, _)| m.name == "helper") =>
+            {
                 return Err(bad(format!(
                     "CT {opt} is not supported by this version of fwctl (only --notrack and --zone)"
                 )))

@@ -6,6 +6,7 @@
 
 pub mod addrtype;
 pub mod conntrack;
+pub mod helper;
 pub mod iprange;
 pub mod length;
 pub mod mac;
@@ -14,6 +15,7 @@ pub mod owner;
 pub mod pkttype;
 pub mod policy;
 pub mod recent;
+pub mod statistic;
 pub mod string;
 pub mod tcpmss;
 pub mod ttl;
@@ -47,6 +49,10 @@ pub enum NfMatch {
     String(string::StringMatch),
     /// `-m u32`.
     U32(u32::U32),
+    /// `-m helper`.
+    Helper(helper::Helper),
+    /// `-m statistic`.
+    Statistic(statistic::Statistic),
     /// `-f`: a fragment other than the first (IPv4). iptables' own option, not a module:
     /// listed in the `opt` column and saved after `-p`.
     Fragment,
@@ -104,6 +110,8 @@ pub const MODULES: &[Module] = &[
     policy::MODULE,
     string::MODULE,
     u32::MODULE,
+    helper::MODULE,
+    statistic::MODULE,
 ];
 
 pub fn module(name: &str) -> Option<&'static Module> {
@@ -130,6 +138,8 @@ impl NfMatch {
             NfMatch::Policy(_) => "policy",
             NfMatch::String(_) => "string",
             NfMatch::U32(_) => "u32",
+            NfMatch::Helper(_) => "helper",
+            NfMatch::Statistic(_) => "statistic",
             NfMatch::Fragment => "",
         }
     }
@@ -152,6 +162,8 @@ impl NfMatch {
             NfMatch::Policy(m) => m.list_text(),
             NfMatch::String(m) => m.list_text(),
             NfMatch::U32(m) => m.list_text(),
+            NfMatch::Helper(m) => m.list_text(),
+            NfMatch::Statistic(m) => m.list_text(),
             NfMatch::Fragment => String::new(),
         }
     }
@@ -174,6 +186,8 @@ impl NfMatch {
             NfMatch::Policy(m) => m.save_text(),
             NfMatch::String(m) => m.save_text(),
             NfMatch::U32(m) => m.save_text(),
+            NfMatch::Helper(m) => m.save_text(),
+            NfMatch::Statistic(m) => m.save_text(),
             NfMatch::Fragment => String::new(),
         }
     }
@@ -185,6 +199,7 @@ impl NfMatch {
             NfMatch::Policy(m) => m.check(),
             NfMatch::Conntrack(m) => m.check(),
             NfMatch::String(m) => m.check(),
+            NfMatch::Statistic(m) => m.check(),
             _ => Ok(()),
         }
     }
