@@ -114,6 +114,22 @@ const CASES: &[Case] = &[
             "-A INPUT -m statistic --mode nth --every 5 --packet 4 -j DROP",
         ],
     },
+    // Conntrack's counters, as the connections' packets (replies included) raise them;
+    // XDP leaves the family to netfilter, which counts what iptables counts.
+    Case {
+        name: "connbytes",
+        v4: &[
+            "-P INPUT DROP",
+            "-A INPUT -p udp --dport 53 -j DROP",
+            "-A INPUT -m connbytes --connbytes 2: --connbytes-dir both --connbytes-mode packets -j ACCEPT",
+            "-A INPUT -p udp -m connbytes ! --connbytes 1:1 --connbytes-dir original --connbytes-mode packets -j DROP",
+            "-A INPUT -p tcp -m connbytes --connbytes 0:60 --connbytes-dir original --connbytes-mode avgpkt -j ACCEPT",
+        ],
+        v6: &[
+            "-A INPUT -p tcp --dport 22 -j DROP",
+            "-A INPUT -m connbytes --connbytes 100: --connbytes-dir original --connbytes-mode bytes -j DROP",
+        ],
+    },
     // Nothing listens on the queues: without --queue-bypass the kernel drops the packet.
     Case {
         name: "nfqueue",

@@ -767,7 +767,7 @@ fn connmark_and_tcpmss_on_real_traffic() {
 }
 
 /// Matches netfilter judges (`-m pkttype`, `length`, `ttl`/`hl`, `iprange`, `mac`,
-/// `addrtype`, `-f`, `string`, `u32`, `helper`, `statistic`), `-j NFLOG` and `-j NFQUEUE`, listed and saved as iptables does.
+/// `addrtype`, `-f`, `string`, `u32`, `helper`, `statistic`, `connbytes`), `-j NFLOG` and `-j NFQUEUE`, listed and saved as iptables does.
 #[test]
 fn netfilter_matches_list_as_iptables() {
     let v4 = "\
@@ -830,6 +830,10 @@ fn netfilter_matches_list_as_iptables() {
 -A INPUT -m statistic --mode random ! --probability 0.3333333
 -A INPUT -m statistic --mode nth --every 3 --packet 0 -j DROP
 -A INPUT -m statistic --mode nth ! --every 4 --packet 2
+-A INPUT -m connbytes --connbytes 10000: --connbytes-dir both --connbytes-mode bytes -j DROP
+-A INPUT -m connbytes ! --connbytes 100:200 --connbytes-dir original --connbytes-mode packets
+-A INPUT -m connbytes --connbytes 5 --connbytes-dir reply --connbytes-mode avgpkt
+-A INPUT -m connbytes --connbytes :300 --connbytes-dir both --connbytes-mode bytes
 COMMIT
 ";
     let v6 = "\

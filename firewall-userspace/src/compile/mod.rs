@@ -5,6 +5,7 @@
 //! for every value a field can take, the bitmap of entries it satisfies; `pool` stores those
 //! bitmaps deduplicated and sparse.
 
+pub mod accounting;
 pub mod fast;
 pub mod fields;
 pub mod flatten;
@@ -257,7 +258,8 @@ pub fn compile_with_sets(
             let mut ahead = prehooks::raw(ruleset, family);
             let deferred = prehooks::mangle(ruleset, family, chain)
                 .into_iter()
-                .chain(nat::deferred(ruleset.table(Table::Nat, family)));
+                .chain(nat::deferred(ruleset.table(Table::Nat, family)))
+                .chain(accounting::deferred(ruleset, family));
             ahead.extend(deferred.map(prehooks::Ahead::Defer));
             let flats = match flatten(&ahead, &rules.chain(chain).rules) {
                 // A chain XDP cannot hold in its classifier is netfilter's alone: XDP passes

@@ -5,6 +5,7 @@
 //! and in `NfMatch`.
 
 pub mod addrtype;
+pub mod connbytes;
 pub mod conntrack;
 pub mod helper;
 pub mod iprange;
@@ -53,6 +54,8 @@ pub enum NfMatch {
     Helper(helper::Helper),
     /// `-m statistic`.
     Statistic(statistic::Statistic),
+    /// `-m connbytes`.
+    Connbytes(connbytes::Connbytes),
     /// `-f`: a fragment other than the first (IPv4). iptables' own option, not a module:
     /// listed in the `opt` column and saved after `-p`.
     Fragment,
@@ -112,6 +115,7 @@ pub const MODULES: &[Module] = &[
     u32::MODULE,
     helper::MODULE,
     statistic::MODULE,
+    connbytes::MODULE,
 ];
 
 pub fn module(name: &str) -> Option<&'static Module> {
@@ -140,6 +144,7 @@ impl NfMatch {
             NfMatch::U32(_) => "u32",
             NfMatch::Helper(_) => "helper",
             NfMatch::Statistic(_) => "statistic",
+            NfMatch::Connbytes(_) => "connbytes",
             NfMatch::Fragment => "",
         }
     }
@@ -164,6 +169,7 @@ impl NfMatch {
             NfMatch::U32(m) => m.list_text(),
             NfMatch::Helper(m) => m.list_text(),
             NfMatch::Statistic(m) => m.list_text(),
+            NfMatch::Connbytes(m) => m.list_text(),
             NfMatch::Fragment => String::new(),
         }
     }
@@ -188,6 +194,7 @@ impl NfMatch {
             NfMatch::U32(m) => m.save_text(),
             NfMatch::Helper(m) => m.save_text(),
             NfMatch::Statistic(m) => m.save_text(),
+            NfMatch::Connbytes(m) => m.save_text(),
             NfMatch::Fragment => String::new(),
         }
     }
@@ -200,6 +207,7 @@ impl NfMatch {
             NfMatch::Conntrack(m) => m.check(),
             NfMatch::String(m) => m.check(),
             NfMatch::Statistic(m) => m.check(),
+            NfMatch::Connbytes(m) => m.check(),
             _ => Ok(()),
         }
     }
