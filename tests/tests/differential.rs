@@ -130,6 +130,22 @@ const CASES: &[Case] = &[
             "-A INPUT -m connbytes --connbytes 100: --connbytes-dir original --connbytes-mode bytes -j DROP",
         ],
     },
+    // The kernel's clock on both sides; dates far from the test's day keep it exact.
+    Case {
+        name: "time",
+        v4: &[
+            "-P INPUT DROP",
+            "-A INPUT -p udp -m time --datestop 2020-01-01 -j ACCEPT",
+            "-A INPUT -p udp -m time --datestart 2021-06-01T12:00 --timestart 00:00 --timestop 23:59:59 -j ACCEPT",
+            "-A INPUT -p tcp -m time ! --weekdays Mon,Tue,Wed,Thu,Fri,Sat,Sun -j ACCEPT",
+            "-A INPUT -p tcp -m time ! --monthdays 31 --datestart 1990 --kerneltz -j DROP",
+            "-A INPUT -m time -j ACCEPT",
+        ],
+        v6: &[
+            "-A INPUT -p tcp -m time --datestart 2037-12-31 -j DROP",
+            "-A INPUT -p udp -m time --weekdays 1,2,3,4,5,6,7 -j DROP",
+        ],
+    },
     // Nothing listens on the queues: without --queue-bypass the kernel drops the packet.
     Case {
         name: "nfqueue",

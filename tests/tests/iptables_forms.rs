@@ -767,7 +767,7 @@ fn connmark_and_tcpmss_on_real_traffic() {
 }
 
 /// Matches netfilter judges (`-m pkttype`, `length`, `ttl`/`hl`, `iprange`, `mac`,
-/// `addrtype`, `-f`, `string`, `u32`, `helper`, `statistic`, `connbytes`), `-j NFLOG` and `-j NFQUEUE`, listed and saved as iptables does.
+/// `addrtype`, `-f`, `string`, `u32`, `helper`, `statistic`, `connbytes`, `time`), `-j NFLOG` and `-j NFQUEUE`, listed and saved as iptables does.
 #[test]
 fn netfilter_matches_list_as_iptables() {
     let v4 = "\
@@ -834,6 +834,14 @@ fn netfilter_matches_list_as_iptables() {
 -A INPUT -m connbytes ! --connbytes 100:200 --connbytes-dir original --connbytes-mode packets
 -A INPUT -m connbytes --connbytes 5 --connbytes-dir reply --connbytes-mode avgpkt
 -A INPUT -m connbytes --connbytes :300 --connbytes-dir both --connbytes-mode bytes
+-A INPUT -m time --timestart 09:00 --timestop 17:00 --weekdays Mon,Tue,Wed,Thu,Fri -j ACCEPT
+-A INPUT -m time --timestart 22:00 --timestop 06:00 --contiguous -j DROP
+-A INPUT -m time --datestart 2024-01-01T00:00:00 --datestop 2025-12-31 -j DROP
+-A INPUT -m time --monthdays 1,15,31 ! --weekdays Sat,Sun
+-A INPUT -m time --timestart 9:5:3 --kerneltz
+-A INPUT -m time --weekdays 1,7 --utc
+-A INPUT -m time ! --monthdays 2 --datestart 2024
+-A INPUT -m time
 COMMIT
 ";
     let v6 = "\

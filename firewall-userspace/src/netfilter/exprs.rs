@@ -562,6 +562,7 @@ fn nf_match(
         NfMatch::Helper(m) => out.push(xtables("match", "helper", 0, &m.xt_info())),
         NfMatch::Statistic(m) => out.push(xtables("match", "statistic", 0, &m.xt_info())),
         NfMatch::Connbytes(m) => out.push(xtables("match", "connbytes", 0, &m.xt_info())),
+        NfMatch::Time(m) => out.push(xtables("match", "time", 0, &m.xt_info())),
         NfMatch::Fragment => {
             // The fragment offset, flags masked off: not 0 past the first fragment.
             out.push(load(NFT_PAYLOAD_NETWORK_HEADER, 6, 2));
@@ -605,7 +606,7 @@ fn nf_match(
 /// The kernel's xtables match or target (`kind`) `name`, revision `rev`, with its info
 /// struct as the kernel reads it, run by nftables' compat expression. Only extensions that
 /// register for every family (NFPROTO_UNSPEC) exist in an inet table (string, u32,
-/// helper, statistic, connbytes, NFQUEUE; not physdev or recent, which register for IPv4 and IPv6 apart:
+/// helper, statistic, connbytes, time, NFQUEUE; not physdev or recent, which register for IPv4 and IPv6 apart:
 /// docs/notes/facts.md).
 fn xtables(kind: &str, name: &str, rev: u32, info: &[u8]) -> RawExpression {
     // NFTA_MATCH_* and NFTA_TARGET_* alike.

@@ -1303,7 +1303,14 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
     spec.order = given_order(&listed_order(&loads));
     let mut first_conntrack = true;
     for (module, taken) in std::mem::take(&mut modules.nf) {
-        let taken = taken.ok_or_else(|| bad(module.required))?;
+        let taken = match (taken, module.defaults) {
+            (Some(taken), _) => taken,
+            (None, Some(defaults)) => Neg {
+                value: defaults(),
+                negated: false,
+            },
+            (None, None) => return Err(bad(module.required)),
+        };
         taken.value.check().map_err(bad)?;
         if let NfMatch::Conntrack(ct) = &taken.value {
             // The first `-m conntrack --ctstate S` alone is the rule's state, which XDP

@@ -48,6 +48,7 @@ pub const MODULE: Module = Module {
     ] as Options,
     take,
     required: "addrtype: you must specify --src-type or --dst-type",
+    defaults: None,
 };
 
 fn take(

@@ -33,6 +33,7 @@ pub const MODULE: Module = Module {
     ] as Options,
     take,
     required: "connbytes: option \"--connbytes\" must be specified",
+    defaults: None,
 };
 
 fn take(

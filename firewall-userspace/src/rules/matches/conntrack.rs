@@ -65,6 +65,7 @@ pub const MODULE: Module = Module {
     options: options::CONNTRACK,
     take,
     required: "conntrack: At least one option is required",
+    defaults: None,
 };
 
 fn parse_addr(text: &str, family: Family) -> Option<CtAddr> {

@@ -22,6 +22,7 @@ pub const MODULE: Module = Module {
     options: &[("--helper", "--helper")] as Options,
     take,
     required: "helper: option \"--helper\" must be specified",
+    defaults: None,
 };
 
 fn take(

@@ -29,6 +29,7 @@ pub const MODULE: Module = Module {
     ] as Options,
     take,
     required: "iprange match: option \"--src-range\" or \"--dst-range\" must be specified",
+    defaults: None,
 };
 
 fn parse_addr(text: &str, family: Family) -> Option<IpAddr> {

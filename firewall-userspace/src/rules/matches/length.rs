@@ -17,6 +17,7 @@ pub const MODULE: Module = Module {
     options: &[("--length", "--length")] as Options,
     take,
     required: "length match: option \"--length\" must be specified",
+    defaults: None,
 };
 
 fn take(

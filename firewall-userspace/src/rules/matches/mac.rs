@@ -14,6 +14,7 @@ pub const MODULE: Module = Module {
     options: &[("--mac-source", "--mac-source")] as Options,
     take,
     required: "mac match: option \"--mac-source\" must be specified",
+    defaults: None,
 };
 
 fn take(

@@ -19,6 +19,7 @@ pub const MODULE: Module = Module {
     options: OPTIONS,
     take,
     required: "mark match: option \"--mark\" must be specified",
+    defaults: None,
 };
 
 fn take(
@@ -71,6 +72,7 @@ pub const CONNMARK: Module = Module {
     options: OPTIONS,
     take: take_connmark,
     required: "connmark match: option \"--mark\" must be specified",
+    defaults: None,
 };
 
 fn take_connmark(

@@ -19,6 +19,7 @@ pub mod recent;
 pub mod statistic;
 pub mod string;
 pub mod tcpmss;
+pub mod time;
 pub mod ttl;
 pub mod u32;
 
@@ -56,6 +57,8 @@ pub enum NfMatch {
     Statistic(statistic::Statistic),
     /// `-m connbytes`.
     Connbytes(connbytes::Connbytes),
+    /// `-m time`.
+    Time(time::Time),
     /// `-f`: a fragment other than the first (IPv4). iptables' own option, not a module:
     /// listed in the `opt` column and saved after `-p`.
     Fragment,
@@ -93,6 +96,9 @@ pub struct Module {
     /// iptables' final check, when the rule is read: the message if an option it needs is
     /// missing.
     pub required: &'static str,
+    /// The match a `-m NAME` without options stands for, where iptables takes one
+    /// (`-m time` alone: any time); None where an option is required.
+    pub defaults: Option<fn() -> NfMatch>,
 }
 
 /// Every module, by `-m` name.
@@ -116,6 +122,7 @@ pub const MODULES: &[Module] = &[
     helper::MODULE,
     statistic::MODULE,
     connbytes::MODULE,
+    time::MODULE,
 ];
 
 pub fn module(name: &str) -> Option<&'static Module> {
@@ -145,6 +152,7 @@ impl NfMatch {
             NfMatch::Helper(_) => "helper",
             NfMatch::Statistic(_) => "statistic",
             NfMatch::Connbytes(_) => "connbytes",
+            NfMatch::Time(_) => "time",
             NfMatch::Fragment => "",
         }
     }
@@ -170,6 +178,7 @@ impl NfMatch {
             NfMatch::Helper(m) => m.list_text(),
             NfMatch::Statistic(m) => m.list_text(),
             NfMatch::Connbytes(m) => m.list_text(),
+            NfMatch::Time(m) => m.list_text(),
             NfMatch::Fragment => String::new(),
         }
     }
@@ -195,6 +204,7 @@ impl NfMatch {
             NfMatch::Helper(m) => m.save_text(),
             NfMatch::Statistic(m) => m.save_text(),
             NfMatch::Connbytes(m) => m.save_text(),
+            NfMatch::Time(m) => m.save_text(),
             NfMatch::Fragment => String::new(),
         }
     }
@@ -208,6 +218,7 @@ impl NfMatch {
             NfMatch::String(m) => m.check(),
             NfMatch::Statistic(m) => m.check(),
             NfMatch::Connbytes(m) => m.check(),
+            NfMatch::Time(m) => m.check(),
             _ => Ok(()),
         }
     }

@@ -35,6 +35,7 @@ pub const MODULE: Module = Module {
     ] as Options,
     take,
     required: "owner: at least one of --uid-owner, --gid-owner or --socket-exists is required",
+    defaults: None,
 };
 
 fn take(

@@ -25,6 +25,7 @@ pub const MODULE: Module = Module {
     options: &[("--pkt-type", "--pkt-type")] as Options,
     take,
     required: "pkttype match: option \"--pkt-type\" must be specified",
+    defaults: None,
 };
 
 fn take(

@@ -34,6 +34,7 @@ pub const MODULE: Module = Module {
     ] as Options,
     take,
     required: "policy match: neither --dir in nor --dir out specified",
+    defaults: None,
 };
 
 fn take(

@@ -66,6 +66,7 @@ pub const MODULE: Module = Module {
     options: OPTIONS,
     take,
     required: "recent: you must specify one of `--set', `--rcheck' `--update' or `--remove'",
+    defaults: None,
 };
 
 /// A contiguous netmask of `family` (dotted, or an IPv6 address) as a prefix length.

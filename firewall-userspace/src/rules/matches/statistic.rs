@@ -32,6 +32,7 @@ pub const MODULE: Module = Module {
     ] as Options,
     take,
     required: "statistic: option \"--mode\" must be specified",
+    defaults: None,
 };
 
 fn take(

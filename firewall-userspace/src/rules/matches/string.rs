@@ -48,6 +48,7 @@ pub const MODULE: Module = Module {
     ] as Options,
     take,
     required: "string: option \"--algo\" must be specified",
+    defaults: None,
 };
 
 fn take(

@@ -17,6 +17,7 @@ pub const MODULE: Module = Module {
     options: &[("--mss", "--mss")] as Options,
     take,
     required: "tcpmss match: option \"--mss\" must be specified",
+    defaults: None,
 };
 
 fn take(

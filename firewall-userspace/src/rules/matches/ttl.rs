@@ -31,6 +31,7 @@ pub const TTL: Module = Module {
     ] as Options,
     take,
     required: "ttl match: one of --ttl-eq, --ttl-lt, --ttl-gt must be specified",
+    defaults: None,
 };
 
 pub const HL: Module = Module {
@@ -42,6 +43,7 @@ pub const HL: Module = Module {
     ] as Options,
     take,
     required: "hl match: one of --hl-eq, --hl-lt, --hl-gt must be specified",
+    defaults: None,
 };
 
 fn take(

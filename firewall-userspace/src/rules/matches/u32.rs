@@ -47,6 +47,7 @@ pub const MODULE: Module = Module {
     options: &[("--u32", "--u32")] as Options,
     take,
     required: "u32: option \"--u32\" must be specified",
+    defaults: None,
 };
 
 fn take(
