@@ -140,21 +140,12 @@ pub fn would_cut(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::{edit::Editor, parse::parse_args};
 
     fn no_sets(_: Family, m: &Neg<SetMatch>) -> bool {
         m.negated
     }
 
-    fn ruleset(lines: &[&str]) -> Ruleset {
-        let mut e = Editor::new(Ruleset::default());
-        for l in lines {
-            let args: Vec<String> = l.split_whitespace().map(String::from).collect();
-            let inv = parse_args(&args).unwrap();
-            e.apply(inv.table, inv.family, inv.command).unwrap();
-        }
-        e.ruleset
-    }
+    use crate::rules::edit::ruleset_of as ruleset;
 
     #[test]
     fn finds_the_rule_or_policy_that_cuts() {

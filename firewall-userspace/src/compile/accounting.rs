@@ -28,17 +28,8 @@ pub fn deferred(ruleset: &Ruleset, family: Family) -> Vec<RuleSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::{edit::Editor, parse::parse_args};
 
-    fn ruleset(lines: &[&str]) -> Ruleset {
-        let mut e = Editor::new(Ruleset::default());
-        for line in lines {
-            let args: Vec<String> = line.split_whitespace().map(String::from).collect();
-            let inv = parse_args(&args).unwrap();
-            e.apply(inv.table, inv.family, inv.command).unwrap();
-        }
-        e.ruleset
-    }
+    use crate::rules::edit::ruleset_of as ruleset;
 
     #[test]
     fn a_connbytes_rule_anywhere_in_the_family_defers_everything() {

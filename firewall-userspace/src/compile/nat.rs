@@ -26,16 +26,10 @@ pub fn deferred(nat: &FamilyRules) -> Vec<RuleSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::{edit::Editor, parse::parse_args, Family, Ruleset, Table};
+    use crate::rules::{edit::ruleset_of, Family, Table};
 
     fn nat(lines: &[&str]) -> FamilyRules {
-        let mut e = Editor::new(Ruleset::default());
-        for line in lines {
-            let args: Vec<String> = line.split_whitespace().map(String::from).collect();
-            let inv = parse_args(&args).unwrap();
-            e.apply(inv.table, inv.family, inv.command).unwrap();
-        }
-        e.ruleset.table(Table::Nat, Family::V4).clone()
+        ruleset_of(lines).table(Table::Nat, Family::V4).clone()
     }
 
     #[test]

@@ -119,17 +119,8 @@ pub fn xdp_policy_slot(table: Table, family: Family, chain: Chain) -> Option<u32
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::{edit::Editor, parse::parse_args};
 
-    fn ruleset(lines: &[&str]) -> Ruleset {
-        let mut e = Editor::new(Ruleset::default());
-        for line in lines {
-            let args: Vec<String> = line.split_whitespace().map(String::from).collect();
-            let inv = parse_args(&args).unwrap();
-            e.apply(inv.table, inv.family, inv.command).unwrap();
-        }
-        e.ruleset
-    }
+    use crate::rules::edit::ruleset_of as ruleset;
 
     #[test]
     fn raw_and_mangle_rules_defer_what_they_match() {

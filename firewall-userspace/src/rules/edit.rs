@@ -78,6 +78,19 @@ impl EditError {
     }
 }
 
+/// The ruleset iptables commands (one per line, no quoting) make, for tests.
+#[cfg(test)]
+pub fn ruleset_of(lines: &[&str]) -> Ruleset {
+    let mut e = Editor::new(Ruleset::default());
+    for line in lines {
+        let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+        let inv = super::parse::parse_args(&args).expect("a valid command");
+        e.apply(inv.table, inv.family, inv.command)
+            .expect("a command the ruleset takes");
+    }
+    e.ruleset
+}
+
 pub struct Editor {
     pub ruleset: Ruleset,
     /// The table commands apply to (iptables' `-t`).
