@@ -78,34 +78,30 @@ impl Nfqueue {
         Ok(())
     }
 
-    /// What `-L` prints after the rule's matches.
-    pub fn list_text(&self) -> String {
+    /// The options in libxt_NFQUEUE's order: as `-L` prints them (`num 0 bypass`), or
+    /// with `--queue-` before each as iptables-save writes them.
+    fn text(&self, dashes: &str) -> String {
         let mut text = match self.last {
-            Some(last) => format!(" NFQUEUE balance {}:{last}", self.num),
-            None => format!(" NFQUEUE num {}", self.num),
+            Some(last) => format!("{dashes}balance {}:{last}", self.num),
+            None => format!("{dashes}num {}", self.num),
         };
         if self.bypass {
-            text += " bypass";
+            text += &format!(" {dashes}bypass");
         }
         if self.cpu_fanout {
-            text += " cpu-fanout";
+            text += &format!(" {dashes}cpu-fanout");
         }
         text
     }
 
+    /// What `-L` prints after the rule's matches.
+    pub fn list_text(&self) -> String {
+        format!(" NFQUEUE {}", self.text(""))
+    }
+
     /// The options iptables-save writes after `-j NFQUEUE`.
     pub fn save_text(&self) -> String {
-        let mut text = match self.last {
-            Some(last) => format!("--queue-balance {}:{last}", self.num),
-            None => format!("--queue-num {}", self.num),
-        };
-        if self.bypass {
-            text += " --queue-bypass";
-        }
-        if self.cpu_fanout {
-            text += " --queue-cpu-fanout";
-        }
-        text
+        self.text("--queue-")
     }
 
     /// How many queues the packets spread over.
