@@ -315,7 +315,8 @@ impl Firewall {
                 next,
                 netfilter::stage(
                     chains, record, whole, next, current, marks, &hooked, &staging,
-                )?,
+                )
+                .map_err(|e| name_refused_rule(e, &editor.ruleset))?,
             ));
             // The idle generation's old rules were the last to name replaced sets.
             let retired: Vec<&str> = set_registry
@@ -915,4 +916,71 @@ pub fn ifindex(iface: &str) -> Result<u32> {
         bail!("no interface named {iface} in this network namespace");
     }
     Ok(index)
+}
+
+/// Names the operator's rule a refused netfilter batch stumbled on, as a command, when the
+/// kernel's refusal says which (`netfilter::RefusedRule`): "No such file or directory"
+/// alone does not tell which of 10,000 rules names a helper or algorithm it lacks.
+fn name_refused_rule(e: anyhow::Error, ruleset: &crate::rules::Ruleset) -> anyhow::Error {
+    use crate::rules::{Family, Table};
+    let Some(slot) = e
+        .downcast_ref::<netfilter::RefusedRule>()
+        .and_then(|r| r.slot)
+    else {
+        return e;
+    };
+    for family in Family::ALL {
+        for table in Table::ALL {
+            let rules = ruleset.table(table, family);
+            let builtins = rules
+                .builtins()
+                .iter()
+                .map(|&c| (c.name().to_string(), &rules.chain(c).rules));
+            let users = rules.user.iter().map(|u| (u.name.clone(), &u.rules));
+            for (chain, list) in builtins.chain(users) {
+                if let Some(rule) = list.iter().find(|r| r.slot == slot) {
+                    let args = crate::cli::list::rule_args(&rule.spec);
+                    return e.context(format!(
+                        "the kernel cannot take this rule: {} -t {} -A {chain} {args}",
+                        family.tool(),
+                        table.name()
+                    ));
+                }
+            }
+        }
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_rule_is_named_as_a_command() {
+        let ruleset = crate::rules::edit::ruleset_of(&[
+            "-A INPUT -p tcp --dport 22 -j ACCEPT",
+            "-t raw -A PREROUTING -p udp --dport 53 -j DROP",
+        ]);
+        let slot = ruleset
+            .table(crate::rules::Table::Raw, crate::rules::Family::V4)
+            .all_rules()
+            .next()
+            .unwrap()
+            .slot;
+        let refused = anyhow::Error::new(std::io::Error::from_raw_os_error(libc::ENOENT))
+            .context(netfilter::RefusedRule {
+                chain: "0v4-raw-PREROUTING".into(),
+                slot: Some(slot),
+            })
+            .context("applying a batch")
+            .context("netlink: staging the new ruleset");
+        let text = format!("{:#}", name_refused_rule(refused, &ruleset));
+        assert!(
+            text.starts_with(
+                "the kernel cannot take this rule: iptables -t raw -A PREROUTING -p udp -m udp --dport 53 -j DROP: "
+            ),
+            "{text}"
+        );
+    }
 }

@@ -15,6 +15,42 @@ use super::netlink::{
 };
 
 const NLM_F_ACK: u16 = 4;
+
+/// The kernel refused a rule of a batch: its chain, and the counter slot its comment names
+/// (`fwctl rule N`), so that the caller can say which of the operator's rules it was.
+#[derive(Debug)]
+pub struct RefusedRule {
+    pub chain: String,
+    pub slot: Option<u32>,
+}
+
+impl std::fmt::Display for RefusedRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the kernel refused a rule of chain {}", self.chain)?;
+        if let Some(slot) = self.slot {
+            write!(f, " (fwctl rule {slot})")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a NEWRULE message (its payload after the nfgenmsg) says of its rule.
+fn refused_rule(payload: &[u8]) -> Option<RefusedRule> {
+    const NFTA_RULE_CHAIN: u16 = 2;
+    const NFTA_RULE_USERDATA: u16 = 7;
+    let attrs = attributes(payload);
+    let chain = attrs
+        .iter()
+        .find(|(k, _)| k & NLA_TYPE_MASK == NFTA_RULE_CHAIN)
+        .map(|(_, v)| super::netlink::text(v))?;
+    let slot = attrs
+        .iter()
+        .find(|(k, _)| k & NLA_TYPE_MASK == NFTA_RULE_USERDATA)
+        .and_then(|(_, v)| super::parse_comment(v))
+        .and_then(|c| c.strip_prefix(super::COMMENT_RULE))
+        .and_then(|n| n.split(' ').next()?.parse().ok());
+    Some(RefusedRule { chain, slot })
+}
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 
@@ -233,15 +269,23 @@ pub fn send_echoed(
             }
             Some(0) if h.seq == last => Some(Ok(())),
             Some(code) if code != 0 => {
+                const NFT_MSG_NEWRULE: u16 = 10 << 8 | 6;
                 let index = objects.iter().position(|o| o.seq == h.seq);
-                Some(
-                    Err(io::Error::from_raw_os_error(-code)).with_context(|| match index {
-                        Some(i) => {
-                            format!("the kernel refused message {} of {}", i + 1, objects.len())
-                        }
-                        None => "the kernel refused the batch".to_string(),
-                    }),
-                )
+                let err = Err(io::Error::from_raw_os_error(-code)).with_context(|| match index {
+                    Some(i) => {
+                        format!("the kernel refused message {} of {}", i + 1, objects.len())
+                    }
+                    None => "the kernel refused the batch".to_string(),
+                });
+                // nfgenmsg (4 bytes) after the netlink header (16).
+                let rule = index
+                    .map(|i| objects[i])
+                    .filter(|o| o.kind == NFT_MSG_NEWRULE && o.len >= 20)
+                    .and_then(|o| refused_rule(&buf[o.at + 20..o.at + o.len]));
+                Some(match rule {
+                    Some(rule) => err.context(rule),
+                    None => err,
+                })
             }
             _ => None,
         })
@@ -284,5 +328,30 @@ mod tests {
             "message lengths cover the batch exactly"
         );
         assert_eq!(headers(&out).len(), headers(&raw).len());
+    }
+
+    /// A refused NEWRULE message names its chain and the slot of its comment.
+    #[test]
+    fn a_refused_rule_message_names_its_chain_and_slot() {
+        let table = rustables::Table::new(rustables::ProtocolFamily::Inet).with_name("t");
+        let chain = rustables::Chain::new(&table).with_name("0v4-INPUT");
+        let mut rule = rustables::Rule::new(&chain).unwrap();
+        rule.set_userdata(super::super::comment("fwctl rule 42 and policy"));
+        let mut batch = rustables::Batch::new();
+        batch.add(&rule, rustables::MsgType::Add);
+        let out = finalized(batch);
+        let msg = headers(&out)
+            .into_iter()
+            .find(|h| h.kind == 10 << 8 | 6)
+            .expect("a NEWRULE message");
+        let refused = refused_rule(&out[msg.at + 20..msg.at + msg.len]).unwrap();
+        assert_eq!(
+            (refused.chain.as_str(), refused.slot),
+            ("0v4-INPUT", Some(42))
+        );
+        assert_eq!(
+            refused.to_string(),
+            "the kernel refused a rule of chain 0v4-INPUT (fwctl rule 42)"
+        );
     }
 }

@@ -28,6 +28,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use anyhow::{Context, Result};
 
+pub use batch::RefusedRule;
 use rustables::{
     expr::{NatType, RawExpression, VerdictKind},
     Batch, Chain as NftChain, ChainPolicy, ChainType, Hook, HookClass, MsgType, ProtocolFamily,
