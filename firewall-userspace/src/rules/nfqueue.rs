@@ -70,6 +70,13 @@ impl Nfqueue {
                 if a >= b {
                     return Err(format!("{a} should be less than {b}"));
                 }
+                // The kernel keeps the number of queues in 16 bits (iptables' rule then
+                // fails there: EINVAL).
+                if (a, b) == (0, u16::MAX) {
+                    return Err(
+                        "NFQUEUE: --queue-balance 0:65535 is 65536 queues; at most 65535".into(),
+                    );
+                }
                 (self.num, self.last) = (a, Some(b));
             }
             "--queue-bypass" => self.bypass = true,
@@ -133,6 +140,11 @@ mod tests {
         assert_eq!(parsed(&[]).unwrap().save_text(), "--queue-num 0");
         assert!(parsed(&[("--queue-balance", "3:1")]).is_err());
         assert!(parsed(&[("--queue-balance", "2:2")]).is_err());
+        assert!(parsed(&[("--queue-balance", "0:65535")]).is_err());
+        assert_eq!(
+            parsed(&[("--queue-balance", "1:65535")]).unwrap().total(),
+            65535
+        );
         assert!(parsed(&[("--queue-num", "70000")]).is_err());
         assert!(parsed(&[("--queue-num", "1"), ("--queue-balance", "0:3")]).is_err());
         assert!(parsed(&[("--queue-num", "1"), ("--queue-num", "2")]).is_err());
