@@ -287,6 +287,9 @@ impl Firewall {
         let in_force = netfilter::in_force(&self.state.ruleset);
         let state_dir = &self.ns.state_dir;
         let mut staged_record = None;
+        if netfilter::legacy_table()? {
+            crate::sets::ops::remake_in_netfilter(state_dir, set_registry)?;
+        }
         // Netfilter's idle generation is staged before XDP flips, the default switched after:
         // see netfilter/mod.rs for why each packet then meets one whole ruleset.
         let stage = |next| {
@@ -319,16 +322,16 @@ impl Firewall {
                 .map_err(|e| name_refused_rule(e, &editor.ruleset))?,
             ));
             // The idle generation's old rules were the last to name replaced sets.
-            let retired: Vec<&str> = set_registry
+            let retired: Vec<(Family, &str)> = set_registry
                 .nft_retired
                 .iter()
                 .filter_map(|id| set_registry.storages.get(id))
-                .map(|s| s.nft_name.as_str())
+                .map(|s| (s.family, s.nft_name.as_str()))
                 .collect();
             match netfilter::sets::destroy(&retired) {
                 Ok(()) => retired_gone = true,
                 Err(e) => log::warn!(
-                    "replaced sets stay in table inet fwctl until the next change: {e:#}"
+                    "replaced sets stay in fwctl's nftables tables until the next change: {e:#}"
                 ),
             }
             fault_point("staged");
@@ -504,13 +507,11 @@ impl Firewall {
         self.recommit()
     }
 
-    /// Where counters are read from: the XDP maps and netfilter's table.
+    /// Where counters are read from: the XDP maps and netfilter's tables.
     pub fn counter_source(&self) -> Result<CounterSource> {
         let dp = self.dataplane()?;
         let nft = match &dp {
-            Some(dp) => {
-                netfilter::counters(dp.maps.config()?.active)?.minus(&self.state.nft_baseline)
-            }
+            Some(_) => netfilter::counters(&self.state.ruleset)?.minus(&self.state.nft_baseline),
             None => NftCounters::default(),
         };
         Ok(CounterSource { dp, nft })
@@ -636,7 +637,7 @@ impl Firewall {
         }
         // Netfilter's counters cannot be zeroed in place: what they hold now becomes the
         // baseline they are read against, until the next change rewrites them from zero.
-        let raw = netfilter::counters(dp.maps.config()?.active)?;
+        let raw = netfilter::counters(&self.state.ruleset)?;
         let baseline = &mut self.state.nft_baseline;
         for slot in slots {
             dp.maps.zero_counter(slot)?;

@@ -1312,8 +1312,8 @@ fn set_target_on_real_traffic() {
     assert!(arrives(7501), "the client is out of the set again");
 }
 
-/// `-m recent` (without --hitcount and --rttl, which fwctl refuses): each command, the
-/// defaults iptables fills in, masks, IPv6.
+/// `-m recent`: each command, negated too, the defaults iptables fills in, masks,
+/// --hitcount, --rttl, IPv6.
 #[test]
 fn recent_lists_as_iptables() {
     let v4 = "\
@@ -1329,6 +1329,11 @@ fn recent_lists_as_iptables() {
 -A INPUT -m recent --remove --name X --rdest
 -A INPUT -m recent --set --name M --mask 255.255.255.0
 -A INPUT -m recent --update --seconds 60 --reap --name SSH
+-A INPUT -p tcp --dport 22 -m recent --update --seconds 60 --hitcount 4 --rttl --name SSH -j DROP
+-A INPUT -m recent --rcheck --hitcount 20 --name H
+-A INPUT -m recent ! --set --name N
+-A INPUT -m recent ! --update --seconds 5 --name N
+-A INPUT -m recent ! --remove --name N
 COMMIT
 ";
     let v6 = "\
@@ -1338,14 +1343,16 @@ COMMIT
 :OUTPUT ACCEPT [0:0]
 -A INPUT -m recent --set --name SSH6
 -A INPUT -m recent --rcheck --seconds 30 --name SSH6 --mask ffff:ffff:ffff:ffff:: -j DROP
+-A INPUT -m recent --update --seconds 30 --hitcount 2 --rttl --name SSH6 -j DROP
 COMMIT
 ";
     same_as_iptables_in("r13-rc", v4, v6, FILTER_LISTINGS);
 }
 
 /// `-m recent` on real datagrams with XDP attached: --set adds the sender, --rcheck
-/// --seconds finds it until the time is up, --remove takes it out, and the list outlives a
-/// change of the rules, as xt_recent's does.
+/// --seconds finds it until the time is up, --remove takes it out, --hitcount counts the
+/// sender's packets, and the list outlives a change of the rules, as xt_recent's does
+/// (it is xt_recent's: /proc/net/xt_recent shows it).
 #[test]
 fn recent_on_real_traffic() {
     let lab = Lab::named("r13-rck").unwrap();
@@ -1356,6 +1363,9 @@ fn recent_on_real_traffic() {
         "-A INPUT -p udp --dport 7604 -m recent --rcheck --name r13b -j DROP",
         "-A INPUT -p udp --dport 7603 -m recent --set --name r13b",
         "-A INPUT -p udp --dport 7602 -m recent --remove --name r13b",
+        // The third datagram within 30 s and those after it are dropped.
+        "-A INPUT -p udp --dport 7605 -m recent --update --seconds 30 --hitcount 3 --name r13c -j DROP",
+        "-A INPUT -p udp --dport 7605 -m recent --set --name r13c",
     ]);
     lab.host.fwctl_ok(&["attach", HOST_IF]);
     let arrives = |port: u16| -> bool {
@@ -1383,6 +1393,14 @@ fn recent_on_real_traffic() {
     assert!(!arrives(7604), "in r13b");
     assert!(arrives(7602), "--remove takes it out");
     assert!(arrives(7604), "removed from r13b");
+    for hit in 1..=3 {
+        assert!(arrives(7605), "hit {hit} of 3 passes");
+    }
+    assert!(!arrives(7605), "the fourth within --seconds meets --hitcount 3");
+    assert!(!arrives(7605), "and the fifth");
+    let list =
+        netlab::output(lab.host.command("cat").arg("/proc/net/xt_recent/r13c")).unwrap();
+    assert!(list.contains(&format!("src={CLIENT_V4} ")), "{list}");
 }
 
 /// `-L` without `-n` names addresses as iptables does: hosts through the resolver

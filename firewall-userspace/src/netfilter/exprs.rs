@@ -553,8 +553,7 @@ fn nf_match(
             out.push(range(&m.min.to_be_bytes(), &m.max.to_be_bytes(), negated));
         }
         NfMatch::Conntrack(c) => conntrack(c, family, out),
-        // Written with the list's timeout, which the whole ruleset decides (`recent`).
-        NfMatch::Recent(_) => {}
+        NfMatch::Recent(m) => out.push(xtables("match", "recent", 1, &m.xt_info())),
         // The kernel's xtables matches through nft_compat, as iptables-nft writes them;
         // their info carries the negation.
         NfMatch::String(m) => out.push(xtables("match", "string", 1, &m.xt_info())),
@@ -604,10 +603,9 @@ fn nf_match(
 }
 
 /// The kernel's xtables match or target (`kind`) `name`, revision `rev`, with its info
-/// struct as the kernel reads it, run by nftables' compat expression. Only extensions that
-/// register for every family (NFPROTO_UNSPEC) exist in an inet table (string, u32,
-/// helper, statistic, connbytes, time, NFQUEUE; not physdev or recent, which register for IPv4 and IPv6 apart:
-/// docs/notes/facts.md).
+/// struct as the kernel reads it, run by nftables' compat expression in the table of the
+/// rule's family (an `inet` table would find only the extensions that register for every
+/// family: docs/notes/facts.md).
 fn xtables(kind: &str, name: &str, rev: u32, info: &[u8]) -> RawExpression {
     // NFTA_MATCH_* and NFTA_TARGET_* alike.
     const NAME: u16 = 1;
@@ -1170,54 +1168,6 @@ pub fn redirect(ports: Option<PortRange>, out: &mut Vec<RawExpression>) {
 /// `-m set [!] --match-set NAME src|dst[,src|dst]`: the key loaded as the set's members
 /// are laid out (netfilter/sets.rs), then looked up, inverted for `!`. `dst`: which of the
 /// set's dimensions come from the destination.
-/// `-m recent`: the list's lookup and change, the members' timeout `seconds` (the list's,
-/// recent::check_lists). The key is the address, masked, in registers from REG32_00.
-pub fn recent(
-    r: &crate::rules::matches::recent::Recent,
-    family: Family,
-    seconds: Option<u32>,
-    out: &mut Vec<RawExpression>,
-) -> Key {
-    use crate::rules::matches::recent::RecentCmd;
-    const NFTA_LOOKUP_SET: u16 = 1;
-    const NFTA_LOOKUP_SREG: u16 = 2;
-    const NFTA_LOOKUP_FLAGS: u16 = 5;
-    const NFT_LOOKUP_F_INV: u32 = 1;
-    const NFTA_DYNSET_SET_NAME: u16 = 1;
-    const NFTA_DYNSET_OP: u16 = 3;
-    const NFTA_DYNSET_SREG_KEY: u16 = 4;
-    const NFTA_DYNSET_TIMEOUT: u16 = 6;
-    let full = if family == Family::V6 { 128 } else { 32 };
-    let key = load_key(family, &[(!r.rdest, r.prefix.unwrap_or(full))], &[], out);
-    let name = r.set_name();
-    if r.looks() {
-        let flags = if r.invert { NFT_LOOKUP_F_INV } else { 0 };
-        out.push(placeholder(&element(
-            "lookup",
-            &[
-                Attr::Str(NFTA_LOOKUP_SET, &name),
-                Attr::U32(NFTA_LOOKUP_SREG, REG32_00),
-                Attr::U32(NFTA_LOOKUP_FLAGS, flags),
-            ],
-        )));
-    }
-    let op = match r.cmd {
-        Some(RecentCmd::Set | RecentCmd::Update) => DynsetOp::Update,
-        Some(RecentCmd::Remove) => DynsetOp::Delete,
-        Some(RecentCmd::Rcheck) | None => return key,
-    };
-    let mut attrs = vec![
-        Attr::Str(NFTA_DYNSET_SET_NAME, &name),
-        Attr::U32(NFTA_DYNSET_OP, op as u32),
-        Attr::U32(NFTA_DYNSET_SREG_KEY, REG32_00),
-    ];
-    if op == DynsetOp::Update {
-        attrs.extend(seconds.map(|s| Attr::U64(NFTA_DYNSET_TIMEOUT, u64::from(s) * 1000)));
-    }
-    out.push(placeholder(&element("dynset", &attrs)));
-    key
-}
-
 /// What `-j SET` does to a set: `--add-set`, `--add-set --exist` (which refreshes the
 /// timeout of a member already there) or `--del-set`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,7 +1,10 @@
-//! The netfilter side: fwctl's own nftables table, `inet fwctl`, written only through
-//! netlink (rustables), one atomic batch per step, never touching another table.
+//! The netfilter side: fwctl's own nftables tables, `ip fwctl` and `ip6 fwctl`, written
+//! only through netlink (rustables), one atomic batch per step, never touching another
+//! table. One table per family, not one `inet` table: the kernel's xtables extensions that
+//! register per family (xt_recent, xt_physdev) run through nftables' compat expression only
+//! in a table of that family.
 //!
-//! The table holds the whole ruleset, translated rule for rule, in two generations of
+//! The tables hold the whole ruleset, translated rule for rule, in two generations of
 //! chains (`0v4-INPUT`, `1v6-MYCHAIN`, ...), like the XDP maps. Hooked base chains only
 //! dispatch: a packet XDP accepted (mark bit) is accepted at once; one XDP judged but left
 //! undecided (conntrack state) goes to the generation XDP used (its mark says which), so
@@ -41,6 +44,41 @@ use crate::rules::{Chain, Family, Ruleset, Table, Target, Verdict};
 use translate::{alternatives, TranslateError};
 
 pub const TABLE: &str = "fwctl";
+
+/// The nftables family of a rule family's table.
+pub fn nfproto(family: Family) -> u8 {
+    match family {
+        Family::V4 => libc::NFPROTO_IPV4 as u8,
+        Family::V6 => libc::NFPROTO_IPV6 as u8,
+    }
+}
+
+fn protocol_family(family: Family) -> ProtocolFamily {
+    match family {
+        Family::V4 => ProtocolFamily::Ipv4,
+        Family::V6 => ProtocolFamily::Ipv6,
+    }
+}
+
+/// The one `inet fwctl` table fwctl wrote before its tables were per family: the first
+/// change replaces it (its sets and counts moved over, then deleted in the staging batch).
+const LEGACY_FAMILY: u8 = libc::NFPROTO_INET as u8;
+
+/// The nftables families fwctl's tables (named [`TABLE`]) may have.
+pub const OWN_FAMILIES: [u8; 3] = [
+    libc::NFPROTO_IPV4 as u8,
+    libc::NFPROTO_IPV6 as u8,
+    LEGACY_FAMILY,
+];
+
+/// The family of a generation chain or rate set, from the tag its name carries after the
+/// generation digit (`0v4-INPUT`, `1v6-hl12`); every such name has one.
+fn name_family(name: &str) -> Family {
+    match name.get(1..4) {
+        Some("v6-") => Family::V6,
+        _ => Family::V4,
+    }
+}
 
 /// The mark bits XDP's verdict travels in (see firewall-common).
 #[derive(Clone, Copy, Debug)]
@@ -347,8 +385,6 @@ pub struct ChainImage {
     pub rules: Vec<NftRule>,
     /// Sets its rules update (hashlimit meters, connlimit counts), made with the chain.
     pub sets: Vec<RateSet>,
-    /// `-m recent` lists its rules use (name, key): made if missing, kept across changes.
-    pub lists: Vec<(String, exprs::Key)>,
 }
 
 /// One nftables rule of a chain: which of the alternatives (`alt`) of which source rule
@@ -470,8 +506,8 @@ impl SourceHash {
 /// Translates a whole ruleset into generation `generation`'s chains, each rule counting in
 /// its slot's counter object (see `objects`). A rule is named by a hash of what its
 /// translation depends on: this build's translation code, the generation, the chain and
-/// its policy, the rule itself (its slot included), the sets it names and the `-m recent`
-/// lists; the rules `known` names are not translated again.
+/// its policy, the rule itself (its slot included) and the sets it names; the rules `known`
+/// names are not translated again.
 pub fn translate(
     ruleset: &Ruleset,
     generation: u32,
@@ -479,40 +515,14 @@ pub fn translate(
     known: &Known,
 ) -> Result<Vec<ChainImage>, TranslateError> {
     let mut out = Vec::new();
-    let lists =
-        crate::rules::matches::recent::check_lists(ruleset.all_tables().flat_map(|(_, f)| {
-            f.all_rules().flat_map(|r| {
-                r.spec.nf.iter().filter_map(|m| match &m.value {
-                    crate::rules::matches::NfMatch::Recent(r) => Some(r),
-                    _ => None,
-                })
-            })
-        }))
-        .map_err(TranslateError::Recent)?;
     let context = SourceHash::new()
         .add(env!("FWCTL_TRANSLATION_MARK").as_bytes())
         .add(&generation.to_le_bytes())
-        .add(format!("{lists:?}").as_bytes())
         .0;
     let mut json = Vec::new();
     for table in Table::ALL {
         for family in Family::ALL {
             let rules = ruleset.table(table, family);
-            // The tests of a rule's `-m recent` matches, and the lists they use.
-            let recent = |rule: &crate::rules::Rule,
-                          e: &mut Vec<RawExpression>,
-                          used: &mut Vec<(String, exprs::Key)>| {
-                for m in &rule.spec.nf {
-                    let crate::rules::matches::NfMatch::Recent(r) = &m.value else {
-                        continue;
-                    };
-                    let seconds = lists.get(&(r.v6, r.list().to_string())).copied().flatten();
-                    let key = exprs::recent(r, family, seconds, e);
-                    if !used.iter().any(|(n, _)| *n == r.set_name()) {
-                        used.push((r.set_name(), key));
-                    }
-                }
-            };
             let mut chains: Vec<ChainSource> = rules
                 .builtins()
                 .iter()
@@ -536,7 +546,6 @@ pub fn translate(
                     name: chain_name(generation, table, family, &name),
                     rules: Vec::new(),
                     sets: Vec::new(),
-                    lists: Vec::new(),
                 };
                 let chain_source = SourceHash(context)
                     .add(image.name.as_bytes())
@@ -561,7 +570,6 @@ pub fn translate(
                     if let Some(&count) = known.get(&source) {
                         // Held already: only what its neighbours in the generation need.
                         let mut scratch = Vec::new();
-                        recent(rule, &mut scratch, &mut image.lists);
                         rate_exprs(rule, generation, family, &mut scratch, &mut image.sets);
                         image.rules.extend((0..count).map(|alt| NftRule {
                             source,
@@ -591,7 +599,6 @@ pub fn translate(
                             exprs::set_lookup(&set, &m.value.dst, m.negated, &mut e);
                         }
                         e.extend(nf.iter().cloned());
-                        recent(rule, &mut e, &mut image.lists);
                         rate_exprs(rule, generation, family, &mut e, &mut image.sets);
                         e.push(exprs::counter_ref(&objects::rule(rule.slot)));
                         match (policy, &policy_counter) {
@@ -739,7 +746,7 @@ fn rate_set(name: &str, def: Option<&RateSet>) -> NftSet {
     const NFT_SET_TIMEOUT: u32 = 0x10;
     const NFT_SET_EVAL: u32 = 0x20;
     let mut set = NftSet::default().with_table(TABLE).with_name(name);
-    set.family = ProtocolFamily::Inet;
+    set.family = protocol_family(name_family(name));
     if let Some(def) = def {
         set = set
             .with_key_len(def.key.len)
@@ -752,17 +759,21 @@ fn rate_set(name: &str, def: Option<&RateSet>) -> NftSet {
     set
 }
 
-fn table() -> NftTable {
-    NftTable::new(ProtocolFamily::Inet).with_name(TABLE)
+fn table(family: Family) -> NftTable {
+    NftTable::new(protocol_family(family)).with_name(TABLE)
 }
 
-/// A hooked chain. Once dispatch rules are in, every packet leaves it by one of them; until
-/// then (a first change killed after its staging batch, before the switch) filter INPUT and
-/// FORWARD drop, so that no packet passes a firewall that is half in place.
-fn base_chain(b: &BaseChain) -> NftChain {
+fn chain_in(family: Family, name: &str) -> NftChain {
+    NftChain::new(&table(family)).with_name(name)
+}
+
+/// A hooked chain of `family`'s table. Once dispatch rules are in, every packet leaves it
+/// by one of them; until then (a first change killed after its staging batch, before the
+/// switch) filter INPUT and FORWARD drop, so that no packet passes a firewall that is half
+/// in place.
+fn base_chain((family, b): Base) -> NftChain {
     let closed = b.table == Table::Filter && matches!(b.chain, Chain::Input | Chain::Forward);
-    NftChain::new(&table())
-        .with_name(b.name)
+    chain_in(family, b.name)
         .with_hook(Hook::new(b.hook, b.priority))
         .with_type(b.kind)
         .with_policy(if closed {
@@ -772,8 +783,9 @@ fn base_chain(b: &BaseChain) -> NftChain {
         })
 }
 
+/// A generation chain, in the table of the family its name carries.
 fn chain(name: &str) -> NftChain {
-    NftChain::new(&table()).with_name(name)
+    chain_in(name_family(name), name)
 }
 
 fn add_rule(
@@ -793,31 +805,81 @@ fn add_rule(
     Ok(())
 }
 
-/// Whether `inet fwctl` exists in this network namespace.
-pub fn table_exists() -> Result<bool> {
-    Ok(netlink::inet_table_names()?.iter().any(|t| t == TABLE))
+/// What of fwctl's tables the kernel holds.
+#[derive(Debug, Default)]
+struct Tables {
+    /// The chains of `ip fwctl` and `ip6 fwctl`.
+    chains: Vec<(Family, String)>,
+    /// The `inet fwctl` of earlier versions is there ([`LEGACY_FAMILY`]).
+    legacy: bool,
 }
 
-/// Names of the table's chains; empty when there is no table.
-fn chain_names() -> Result<Vec<String>> {
-    if !table_exists()? {
-        return Ok(Vec::new());
+impl Tables {
+    fn has(&self, family: Family, name: &str) -> bool {
+        self.chains.iter().any(|(f, n)| *f == family && n == name)
     }
-    netlink::chain_names(TABLE)
+
+    /// The chains of generation `generation` (named with its digit first).
+    fn generation(&self, generation: u32) -> impl Iterator<Item = &String> {
+        let prefix = generation.to_string();
+        self.chains
+            .iter()
+            .map(|(_, n)| n)
+            .filter(move |n| n.starts_with(&prefix))
+    }
+
+    fn has_generation(&self, generation: u32) -> bool {
+        self.generation(generation).any(|n| n.ends_with("-INPUT"))
+    }
 }
 
-fn has_generation(names: &[String], generation: u32) -> bool {
-    let prefix = generation.to_string();
-    names
-        .iter()
-        .any(|n| n.starts_with(&prefix) && n.ends_with("-INPUT"))
+/// The families of fwctl's tables in this network namespace.
+fn own_tables() -> Result<Vec<u8>> {
+    Ok(netlink::table_names()?
+        .into_iter()
+        .filter(|(f, n)| n == TABLE && OWN_FAMILIES.contains(f))
+        .map(|(f, _)| f)
+        .collect())
 }
+
+/// Whether any of fwctl's tables exists in this network namespace.
+pub fn table_exists() -> Result<bool> {
+    Ok(!own_tables()?.is_empty())
+}
+
+/// Whether the single `inet fwctl` of earlier versions is still there: the next change
+/// replaces it, and needs fwctl's sets made in the new tables first.
+pub fn legacy_table() -> Result<bool> {
+    Ok(own_tables()?.contains(&LEGACY_FAMILY))
+}
+
+/// The chains of fwctl's tables; empty when there is none.
+fn tables() -> Result<Tables> {
+    let own = own_tables()?;
+    let mut out = Tables {
+        chains: Vec::new(),
+        legacy: own.contains(&LEGACY_FAMILY),
+    };
+    for family in Family::ALL {
+        if own.contains(&nfproto(family)) {
+            out.chains.extend(
+                netlink::chain_names(nfproto(family), TABLE)?
+                    .into_iter()
+                    .map(|n| (family, n)),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// A hooked chain in the table of a family.
+type Base = (Family, &'static BaseChain);
 
 /// Empties the base chains, in the batch.
-fn flush(batch: &mut Batch, bases: &[&BaseChain]) -> Result<()> {
-    for b in bases {
+fn flush(batch: &mut Batch, bases: &[Base]) -> Result<()> {
+    for &(family, b) in bases {
         batch.add(
-            &Rule::new(&chain(b.name)).context("flushing a base chain")?,
+            &Rule::new(&chain_in(family, b.name)).context("flushing a base chain")?,
             MsgType::Del,
         );
     }
@@ -831,10 +893,10 @@ fn dispatch(
     marks: Marks,
     present: &[u32],
     default: u32,
-    bases: &[&BaseChain],
+    bases: &[Base],
 ) -> Result<()> {
-    for b in bases {
-        let base = chain(b.name);
+    for &(family, b) in bases {
+        let base = chain_in(family, b.name);
         if b.xdp {
             // Only the chain XDP judged the packet by: if routing now disagrees with
             // XDP's view (an address or a sysctl changed since), judge it in full.
@@ -853,57 +915,49 @@ fn dispatch(
             e.push(exprs::verdict(VerdictKind::Accept));
             add_rule(batch, &base, e, Some(comment("fwctl accepted at XDP")))?;
             for &g in present {
-                for family in Family::ALL {
-                    let mut e = Vec::new();
-                    exprs::mark(marks.generations(), marks.generation(g), &mut e);
-                    exprs::nfproto(family, &mut e);
-                    exprs::clear_mark(marks.all(), &mut e);
-                    e.push(exprs::verdict(VerdictKind::Goto {
-                        chain: chain_name(g, b.table, family, b.chain.name()),
-                    }));
-                    add_rule(batch, &base, e, None)?;
-                }
+                let mut e = Vec::new();
+                exprs::mark(marks.generations(), marks.generation(g), &mut e);
+                exprs::clear_mark(marks.all(), &mut e);
+                e.push(exprs::verdict(VerdictKind::Goto {
+                    chain: chain_name(g, b.table, family, b.chain.name()),
+                }));
+                add_rule(batch, &base, e, None)?;
             }
         }
-        default_rules(batch, marks, present, default, b)?;
+        default_rule(batch, marks, present, default, (family, b))?;
     }
     Ok(())
 }
 
-/// The rules of base chain `b` that send unmarked packets to generation `default`, one
-/// per family, after its other dispatch rules (written for `present`).
-fn default_rules(
+/// The rule of base chain `b` that sends unmarked packets to generation `default`, after
+/// its other dispatch rules (written for `present`).
+fn default_rule(
     batch: &mut Batch,
     marks: Marks,
     present: &[u32],
     default: u32,
-    b: &BaseChain,
+    (family, b): Base,
 ) -> Result<()> {
-    let base = chain(b.name);
-    for family in Family::ALL {
-        let mut e = Vec::new();
-        exprs::nfproto(family, &mut e);
-        // Bits XDP set that no rule above took (routing changed its mind) go too.
-        if b.xdp {
-            exprs::clear_mark(marks.all(), &mut e);
-        }
-        e.push(exprs::verdict(VerdictKind::Goto {
-            chain: chain_name(default, b.table, family, b.chain.name()),
-        }));
-        let tag = format!("{}to{default}", dispatch_tag(marks, present));
-        add_rule(batch, &base, e, Some(comment(&tag)))?;
+    let mut e = Vec::new();
+    // Bits XDP set that no rule above took (routing changed its mind) go too.
+    if b.xdp {
+        exprs::clear_mark(marks.all(), &mut e);
     }
-    Ok(())
+    e.push(exprs::verdict(VerdictKind::Goto {
+        chain: chain_name(default, b.table, family, b.chain.name()),
+    }));
+    let tag = format!("{}to{default}", dispatch_tag(marks, present));
+    add_rule(batch, &chain_in(family, b.name), e, Some(comment(&tag)))
 }
 
-/// The comment of a base chain's default rules (with `to<generation>` after it): what the
-/// dispatch rules in front of them were written for. While it stays the same, a switch
-/// puts new default rules in front of the old ones rather than emptying the chain: a batch
+/// The comment of a base chain's default rule (with `to<generation>` after it): what the
+/// dispatch rules in front of it were written for. While it stays the same, a switch puts
+/// a new default rule in front of the old ones rather than emptying the chain: a batch
 /// that deletes rules makes the kernel wait for an RCU grace period when its netlink socket
 /// closes (nf_tables flushes its destroy work at NETLINK_URELEASE, holding the commit
-/// mutex: 10-20 ms here, paid by the next change). The old defaults are never reached:
-/// every packet of an inet chain is IPv4 or IPv6, and the first default of its family
-/// sends it to a generation's chain for good (goto; those chains end in their policy).
+/// mutex: 10-20 ms here, paid by the next change). The old defaults are never reached: the
+/// first sends every packet to a generation's chain for good (goto; those chains end in
+/// their policy).
 fn dispatch_tag(marks: Marks, present: &[u32]) -> String {
     let gens: String = present.iter().map(|g| g.to_string()).collect();
     format!("{DISPATCH_TAG}m{} g{gens} ", marks.shift)
@@ -915,20 +969,20 @@ const DISPATCH_TAG: &str = "fwctl default ";
 const STALE_DEFAULTS: usize = 16;
 
 /// The default rules of each of `bases` (handles, first first) and the generation the
-/// first ones send packets to, when every chain is in `names` and its first default rule
+/// first ones send packets to, when every chain is in `tables` and its first default rule
 /// was written for `tag`; None otherwise (its dispatch rules are then written again).
 fn steady_defaults(
-    bases: &[&BaseChain],
-    names: &[String],
+    bases: &[Base],
+    tables: &Tables,
     tag: &str,
 ) -> Result<Option<(Vec<Vec<u64>>, u32)>> {
     let mut out = Vec::new();
     let mut target = None;
-    for b in bases {
-        if !names.iter().any(|n| n == b.name) {
+    for &(family, b) in bases {
+        if !tables.has(family, b.name) {
             return Ok(None);
         }
-        let rules = netlink::rule_counts(TABLE, Some(b.name))
+        let rules = netlink::rule_counts(nfproto(family), TABLE, Some(b.name))
             .context("netlink: reading a base chain's dispatch rules")?;
         let defaults: Vec<(u64, &str)> = rules
             .iter()
@@ -949,7 +1003,7 @@ fn steady_defaults(
     Ok(target.map(|t| (out, t)))
 }
 
-/// New default rules to generation `default` in front of the old ones of each of `bases`
+/// A new default rule to generation `default` in front of the old ones of each of `bases`
 /// (`defaults`: their handles, from [`steady_defaults`]); a chain's old ones go once it
 /// holds [`STALE_DEFAULTS`].
 fn redirect_defaults(
@@ -957,15 +1011,15 @@ fn redirect_defaults(
     marks: Marks,
     present: &[u32],
     default: u32,
-    bases: &[&BaseChain],
+    bases: &[Base],
     defaults: &[Vec<u64>],
 ) -> Result<()> {
-    for (b, handles) in bases.iter().zip(defaults) {
+    for (&(family, b), handles) in bases.iter().zip(defaults) {
         let Some(&first) = handles.first() else {
             continue;
         };
         let mut rules = Batch::new();
-        default_rules(&mut rules, marks, present, default, b)?;
+        default_rule(&mut rules, marks, present, default, (family, b))?;
         let buf = batch::finalized(rules);
         for h in batch::inner_messages(&buf) {
             out.copy_rule(
@@ -977,7 +1031,7 @@ fn redirect_defaults(
         if handles.len() >= STALE_DEFAULTS {
             let mut gone = Batch::new();
             for &handle in handles {
-                let mut del = Rule::new(&chain(b.name)).context("deleting a rule")?;
+                let mut del = Rule::new(&chain_in(family, b.name)).context("deleting a rule")?;
                 del.set_handle(handle);
                 gone.add(&del, MsgType::Del);
             }
@@ -988,18 +1042,24 @@ fn redirect_defaults(
 }
 
 fn send(batch: Batch, what: &str) -> Result<()> {
-    batch::send(batch).with_context(|| format!("netlink: {what} (table inet {TABLE})"))
+    batch::send(batch).with_context(|| format!("netlink: {what} (tables ip and ip6 {TABLE})"))
 }
 
-/// The hooked chains in use: the filter table's, and those of the tables in `hooked`
-/// ([`hooked_tables`]); a base chain still in the table stays until `switch` removes it.
-fn bases(names: &[String], hooked: &[Table]) -> Vec<&'static BaseChain> {
-    BASE_CHAINS
-        .iter()
-        .filter(|b| {
-            b.table == Table::Filter
-                || hooked.contains(&b.table)
-                || names.iter().any(|n| n == b.name)
+/// The hooked chains in use, in each family's table: the filter table's, and those of the
+/// tables in `hooked` ([`hooked_tables`]); a base chain still in a table stays until
+/// `switch` removes it.
+fn bases(tables: &Tables, hooked: &[Table]) -> Vec<Base> {
+    Family::ALL
+        .into_iter()
+        .flat_map(|family| {
+            BASE_CHAINS
+                .iter()
+                .filter(move |b| {
+                    b.table == Table::Filter
+                        || hooked.contains(&b.table)
+                        || tables.has(family, b.name)
+                })
+                .map(move |b| (family, b))
         })
         .collect()
 }
@@ -1007,34 +1067,33 @@ fn bases(names: &[String], hooked: &[Table]) -> Vec<&'static BaseChain> {
 /// Sends unmarked packets to generation `next` (already staged). `hooked`: the tables the
 /// ruleset now in force needs hooks for; the other tables' hooks go.
 pub fn switch(next: u32, marks: Marks, hooked: &[Table]) -> Result<()> {
-    let names = chain_names()?;
+    let tables = tables()?;
     let present: Vec<u32> = [0, 1]
         .into_iter()
-        .filter(|g| has_generation(&names, *g))
+        .filter(|g| tables.has_generation(*g))
         .collect();
     // The hooks of tables no longer in use go.
-    let (gone, kept): (Vec<&BaseChain>, Vec<&BaseChain>) = bases(&names, hooked)
+    let (gone, kept): (Vec<Base>, Vec<Base>) = bases(&tables, hooked)
         .into_iter()
-        .partition(|b| b.table != Table::Filter && !hooked.contains(&b.table));
+        .partition(|(_, b)| b.table != Table::Filter && !hooked.contains(&b.table));
     if gone.is_empty() {
-        if let Some((defaults, _)) = steady_defaults(&kept, &names, &dispatch_tag(marks, &present))?
+        if let Some((defaults, _)) =
+            steady_defaults(&kept, &tables, &dispatch_tag(marks, &present))?
         {
             let mut out = batch::RawBatch::new();
             redirect_defaults(&mut out, marks, &present, next, &kept, &defaults)?;
             return batch::send_raw(out.finish()).with_context(|| {
-                format!("netlink: switching to the new ruleset (table inet {TABLE})")
+                format!("netlink: switching to the new ruleset (tables ip and ip6 {TABLE})")
             });
         }
     }
     let mut batch = Batch::new();
     flush(&mut batch, &kept)?;
     dispatch(&mut batch, marks, &present, next, &kept)?;
-    for b in &gone {
-        batch.add(
-            &Rule::new(&chain(b.name)).context("flushing")?,
-            MsgType::Del,
-        );
-        batch.add(&chain(b.name), MsgType::Del);
+    for &(family, b) in &gone {
+        let base = chain_in(family, b.name);
+        batch.add(&Rule::new(&base).context("flushing")?, MsgType::Del);
+        batch.add(&base, MsgType::Del);
     }
     send(batch, "switching to the new ruleset")
 }
@@ -1059,78 +1118,41 @@ pub fn hooked_tables(ruleset: &Ruleset) -> Vec<Table> {
     .collect()
 }
 
-/// Removes the table and everything in it; nothing when it is not there.
+/// The table of nftables family `family` (one of [`OWN_FAMILIES`]).
+fn own_table(family: u8) -> NftTable {
+    let kind = match family {
+        f if f == nfproto(Family::V4) => ProtocolFamily::Ipv4,
+        f if f == nfproto(Family::V6) => ProtocolFamily::Ipv6,
+        _ => ProtocolFamily::Inet,
+    };
+    NftTable::new(kind).with_name(TABLE)
+}
+
+/// Removes fwctl's tables and everything in them, in one batch; nothing when there is none.
 pub fn remove() -> Result<()> {
-    if !table_exists()? {
+    let own = own_tables()?;
+    if own.is_empty() {
         return Ok(());
     }
     let mut batch = Batch::new();
-    batch.add(&table(), MsgType::Del);
+    for family in own {
+        batch.add(&own_table(family), MsgType::Del);
+    }
     send(batch, "removing")
 }
 
-/// What netfilter counted, per rule slot and policy: the counter objects, or in a table
-/// written before them, the counters of generation `generation`'s rules.
-pub fn counters(generation: u32) -> Result<NftCounters> {
-    let objects = objects::dump()?;
-    if objects.is_empty() {
-        return legacy_counters(generation);
+/// What netfilter counted for `ruleset`'s rules, per rule slot and policy. A counter of a
+/// slot is read from the table of the family of the rule that has the slot: a counter left
+/// from an earlier rule of that number may linger in the other table.
+pub fn counters(ruleset: &Ruleset) -> Result<NftCounters> {
+    let mut families: HashMap<u32, Family> = HashMap::default();
+    for (family, rules) in ruleset.all_tables() {
+        families.extend(rules.all_rules().map(|r| (r.slot, family)));
     }
-    Ok(objects::counters(&objects))
+    Ok(objects::counters(&objects::dump()?, |slot| {
+        families.get(&slot).copied()
+    }))
 }
-
-/// What the rules of generation `generation` counted, summed per rule slot and policy, in
-/// a table written before counter objects.
-fn legacy_counters(generation: u32) -> Result<NftCounters> {
-    let mut out = NftCounters::default();
-    // Chain prefixes and comments pick ours. One dump per chain of the generation: a dump
-    // of the table would read the other generation's rules too, as many again.
-    let prefix = generation.to_string();
-    let mut rules = Vec::new();
-    for name in chain_names()?.iter().filter(|n| n.starts_with(&prefix)) {
-        rules.extend(
-            netlink::rule_counts(TABLE, Some(name))
-                .context("netlink: reading fwctl's nftables counters")?,
-        );
-    }
-    for rule in rules {
-        let chain = rule.chain.as_str();
-        if !chain.starts_with(&prefix) {
-            continue;
-        }
-        let Some(text) = parse_comment(&rule.userdata) else {
-            continue;
-        };
-        let Some((packets, bytes)) = rule.counter else {
-            continue;
-        };
-        // `0v4-INPUT` -> `v4-INPUT`.
-        let policy_key = || rule.chain[prefix.len()..].to_string();
-        let slot = if let Some(n) = text.strip_prefix(COMMENT_RULE) {
-            let (n, and_policy) = match n.strip_suffix(COMMENT_AND_POLICY) {
-                Some(n) => (n, true),
-                None => (n, false),
-            };
-            let Ok(n) = n.parse::<u32>() else {
-                continue;
-            };
-            if and_policy {
-                let policy = out.policies.entry(policy_key()).or_default();
-                policy.0 += packets;
-                policy.1 += bytes;
-            }
-            out.rules.entry(n).or_default()
-        } else if text == COMMENT_POLICY {
-            out.policies.entry(policy_key()).or_default()
-        } else {
-            continue;
-        };
-        slot.0 += packets;
-        slot.1 += bytes;
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

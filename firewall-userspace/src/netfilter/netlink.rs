@@ -248,15 +248,21 @@ thread_local! {
 }
 
 /// Calls `each` with the attributes of every object a netfilter dump request returns
-/// (nftables message `msg`, family inet, filtered by table `table`). Raw, because rustables
-/// cannot read back sets, nor rules whose expressions use registers it does not know.
-fn dump(msg: u16, table: &str, each: impl FnMut(Vec<(u16, &[u8])>)) -> Result<()> {
-    dump_in(msg, libc::NFPROTO_INET as u8, Some(table), None, each)
+/// (nftables message `msg`, nftables family `family`, filtered by table `table`). Raw,
+/// because rustables cannot read back sets, nor rules whose expressions use registers it
+/// does not know.
+fn dump(msg: u16, family: u8, table: &str, each: impl FnMut(Vec<(u16, &[u8])>)) -> Result<()> {
+    dump_in(msg, family, Some(table), None, each)
 }
 
-/// As [`dump`], for the objects (`NFT_MSG_GETOBJ`) of table `table`.
-pub fn dump_objects(msg: u16, table: &str, each: impl FnMut(Vec<(u16, &[u8])>)) -> Result<()> {
-    dump(msg, table, each)
+/// As [`dump`], for the objects (`NFT_MSG_GETOBJ`) of table `table` of `family`.
+pub fn dump_objects(
+    msg: u16,
+    family: u8,
+    table: &str,
+    each: impl FnMut(Vec<(u16, &[u8])>),
+) -> Result<()> {
+    dump(msg, family, table, each)
 }
 
 /// As [`dump`], for any family (`NFPROTO_UNSPEC`: all) and any table (None: all).
@@ -308,12 +314,10 @@ fn dump_in(
 /// Whether conntrack helpers may be attached to connections in this network namespace, so
 /// that a connection may begin RELATED through an expectation: some nftables table holds a
 /// ct helper or ct expectation object, or a rule with iptables' CT target (how iptables-nft
-/// writes `-j CT --helper`). fwctl's own table (`own`, family inet) has neither.
+/// writes `-j CT --helper`). fwctl's own tables (`own`) have neither.
 pub fn helpers_in_use(own: &str) -> Result<bool> {
-    const NFT_MSG_GETTABLE: u16 = 1;
     const NFT_MSG_GETRULE: u16 = 7;
     const NFT_MSG_GETOBJ: u16 = 19;
-    const NFTA_TABLE_NAME: u16 = 1;
     const NFTA_OBJ_TYPE: u16 = 3;
     const NFT_OBJECT_CT_HELPER: u32 = 3;
     const NFT_OBJECT_CT_EXPECT: u32 = 9;
@@ -321,44 +325,10 @@ pub fn helpers_in_use(own: &str) -> Result<bool> {
     const NFTA_EXPR_NAME: u16 = 1;
     const NFTA_EXPR_DATA: u16 = 2;
     const NFTA_TARGET_NAME: u16 = 1;
-    let unspec = libc::NFPROTO_UNSPEC as u8;
-    // The family travels in each table message's nfgenmsg, after the netlink header.
-    let mut tables: Vec<(u8, String)> = Vec::new();
-    {
-        const NFNL_SUBSYS_NFTABLES: u16 = 10;
-        let req = message(
-            NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETTABLE,
-            (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16,
-            1,
-            unspec,
-            0,
-            &[],
-        );
-        with_socket(1 << 16, |fd| {
-            exchange(fd, &req, 1 << 20, |h, buf| match error_code(buf, h) {
-                _ if h.kind == NLMSG_DONE => Some(Ok(())),
-                Some(0) => None,
-                Some(code) => Some(
-                    Err(io::Error::from_raw_os_error(-code)).context("listing nftables tables"),
-                ),
-                None if h.len >= 20 => {
-                    let family = buf[h.at + 16];
-                    let name = attributes(&buf[h.at + 20..h.at + h.len])
-                        .iter()
-                        .find(|(k, _)| k & NLA_TYPE_MASK == NFTA_TABLE_NAME)
-                        .map(|(_, v)| text(v));
-                    if let Some(name) = name {
-                        tables.push((family, name));
-                    }
-                    None
-                }
-                None => None,
-            })
-        })?;
-    }
+    let tables = table_names()?;
     for (family, name) in tables {
-        // fwctl's own table is skipped: its counter objects are as many as its rules.
-        if family == libc::NFPROTO_INET as u8 && name == own {
+        // fwctl's own tables are skipped: their counter objects are as many as their rules.
+        if name == own && super::OWN_FAMILIES.contains(&family) {
             continue;
         }
         let mut helper_objects = false;
@@ -408,12 +378,12 @@ pub fn text(value: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Names of the sets of table `table` (family inet).
-pub fn set_names(table: &str) -> Result<Vec<String>> {
+/// Names of the sets of table `table` of `family`.
+pub fn set_names(family: u8, table: &str) -> Result<Vec<String>> {
     const NFT_MSG_GETSET: u16 = 10;
     const NFTA_SET_NAME: u16 = 2;
     let mut names = Vec::new();
-    dump(NFT_MSG_GETSET, table, |attrs| {
+    dump(NFT_MSG_GETSET, family, table, |attrs| {
         names.extend(
             attrs
                 .iter()
@@ -425,36 +395,52 @@ pub fn set_names(table: &str) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Names of the tables of family inet.
-pub fn inet_table_names() -> Result<Vec<String>> {
+/// Every nftables table of the namespace: (family, name). The family travels in each
+/// table message's nfgenmsg, after the netlink header.
+pub fn table_names() -> Result<Vec<(u8, String)>> {
     const NFT_MSG_GETTABLE: u16 = 1;
     const NFTA_TABLE_NAME: u16 = 1;
-    let mut names = Vec::new();
-    dump_in(
-        NFT_MSG_GETTABLE,
-        libc::NFPROTO_INET as u8,
-        None,
-        None,
-        |attrs| {
-            names.extend(
-                attrs
+    const NFNL_SUBSYS_NFTABLES: u16 = 10;
+    let mut tables = Vec::new();
+    let req = message(
+        NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETTABLE,
+        (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16,
+        1,
+        libc::NFPROTO_UNSPEC as u8,
+        0,
+        &[],
+    );
+    with_socket(1 << 16, |fd| {
+        exchange(fd, &req, 1 << 20, |h, buf| match error_code(buf, h) {
+            _ if h.kind == NLMSG_DONE => Some(Ok(())),
+            Some(0) => None,
+            Some(code) => {
+                Some(Err(io::Error::from_raw_os_error(-code)).context("listing nftables tables"))
+            }
+            None if h.len >= 20 => {
+                let family = buf[h.at + 16];
+                let name = attributes(&buf[h.at + 20..h.at + h.len])
                     .iter()
-                    .filter(|(k, _)| k & NLA_TYPE_MASK == NFTA_TABLE_NAME)
-                    .map(|(_, v)| text(v)),
-            )
-        },
-    )
-    .context("listing nftables tables")?;
-    Ok(names)
+                    .find(|(k, _)| k & NLA_TYPE_MASK == NFTA_TABLE_NAME)
+                    .map(|(_, v)| text(v));
+                if let Some(name) = name {
+                    tables.push((family, name));
+                }
+                None
+            }
+            None => None,
+        })
+    })?;
+    Ok(tables)
 }
 
-/// Names of the chains of table `table` (family inet).
-pub fn chain_names(table: &str) -> Result<Vec<String>> {
+/// Names of the chains of table `table` of `family`.
+pub fn chain_names(family: u8, table: &str) -> Result<Vec<String>> {
     const NFT_MSG_GETCHAIN: u16 = 4;
     const NFTA_CHAIN_TABLE: u16 = 1;
     const NFTA_CHAIN_NAME: u16 = 3;
     let mut names = Vec::new();
-    dump(NFT_MSG_GETCHAIN, table, |attrs| {
+    dump(NFT_MSG_GETCHAIN, family, table, |attrs| {
         // Checked here too, in case a kernel lists every table's chains.
         let ours = attrs
             .iter()
@@ -481,9 +467,9 @@ pub struct RuleCount {
     pub counter: Option<(u64, u64)>,
 }
 
-/// Every rule of table `table` (family inet), or of its chain `chain`, reduced to what
+/// Every rule of table `table` of `family`, or of its chain `chain`, reduced to what
 /// `RuleCount` keeps.
-pub fn rule_counts(table: &str, chain: Option<&str>) -> Result<Vec<RuleCount>> {
+pub fn rule_counts(family: u8, table: &str, chain: Option<&str>) -> Result<Vec<RuleCount>> {
     const NFT_MSG_GETRULE: u16 = 7;
     const NFTA_RULE_CHAIN: u16 = 2;
     const NFTA_RULE_HANDLE: u16 = 3;
@@ -495,12 +481,7 @@ pub fn rule_counts(table: &str, chain: Option<&str>) -> Result<Vec<RuleCount>> {
     const NFTA_COUNTER_PACKETS: u16 = 2;
     let be64 = |v: &[u8]| v.try_into().map(u64::from_be_bytes).unwrap_or(0);
     let mut out = Vec::new();
-    dump_in(
-        NFT_MSG_GETRULE,
-        libc::NFPROTO_INET as u8,
-        Some(table),
-        chain,
-        |attrs| {
+    dump_in(NFT_MSG_GETRULE, family, Some(table), chain, |attrs| {
             let mut rule = RuleCount {
                 chain: String::new(),
                 handle: 0,
@@ -541,8 +522,7 @@ pub fn rule_counts(table: &str, chain: Option<&str>) -> Result<Vec<RuleCount>> {
                 }
             }
             out.push(rule);
-        },
-    )
+    })
     .context("reading fwctl's nftables rules")?;
     Ok(out)
 }

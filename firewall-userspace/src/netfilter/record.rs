@@ -57,7 +57,7 @@ impl GenRecord {
     }
 }
 
-const MAGIC: &[u8; 8] = b"fwnftgn2";
+const MAGIC: &[u8; 8] = b"fwnftgn3";
 
 fn path(dir: &Path, generation: u32) -> PathBuf {
     dir.join(format!("nft-generation-{generation}"))

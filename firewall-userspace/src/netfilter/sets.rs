@@ -1,4 +1,4 @@
-//! fwctl's sets as nftables named sets in `inet fwctl`, one per set storage (like the XDP
+//! fwctl's sets as nftables named sets in `ip fwctl` or `ip6 fwctl`, one per set storage (like the XDP
 //! side's storage ids, so rules switch from one to another with the generation flip).
 //!
 //! `hash:ip` is a hash set of addresses; `hash:net` an interval set (its members as the
@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use super::{
     batch::{send_raw, RawBatch},
     netlink::nla,
-    TABLE,
+    nfproto, TABLE,
 };
 use crate::{
     rules::Family,
@@ -33,7 +33,6 @@ const NFT_MSG_DESTROYSET: u16 = 29;
 const NFT_MSG_DESTROYSETELEM: u16 = 30;
 
 const NLM_F_CREATE: u16 = 0x400;
-const NFPROTO_INET: u8 = 1;
 const NLA_F_NESTED: u16 = 1 << 15;
 
 const NFTA_TABLE_NAME: u16 = 1;
@@ -207,7 +206,7 @@ impl NftSet<'_> {
             batch.add(
                 msg,
                 if add { NLM_F_CREATE } else { 0 },
-                NFPROTO_INET,
+                nfproto(self.family),
                 &attrs,
             );
         }
@@ -218,17 +217,18 @@ fn send(batch: RawBatch, what: &str) -> Result<()> {
     if batch.is_empty() {
         return Ok(());
     }
-    send_raw(batch.finish()).with_context(|| format!("netlink: {what} (table inet {TABLE})"))
+    send_raw(batch.finish()).with_context(|| format!("netlink: {what} (tables ip and ip6 {TABLE})"))
 }
 
-/// Creates the set (and the table, if this is the first thing in it) with its members, in
-/// one batch.
+/// Creates the set (and its family's table, if this is the first thing in it) with its
+/// members, in one batch. A set that is there already keeps what it has and gains the
+/// members it lacks (no `NLM_F_EXCL`).
 pub fn create(set: &NftSet, pieces: &[Piece], now: u64) -> Result<()> {
     let mut batch = RawBatch::new();
     batch.add(
         NFT_MSG_NEWTABLE,
         NLM_F_CREATE,
-        NFPROTO_INET,
+        nfproto(set.family),
         &nla(NFTA_TABLE_NAME, &string(TABLE)),
     );
     let mut attrs = nla(NFTA_SET_TABLE, &string(TABLE));
@@ -238,7 +238,7 @@ pub fn create(set: &NftSet, pieces: &[Piece], now: u64) -> Result<()> {
     attrs.extend(nla(NFTA_SET_KEY_LEN, &set.key_len().to_be_bytes()));
     // The kernel requires an id for the set within the batch, though nothing here uses it.
     attrs.extend(nla(NFTA_SET_ID, &1u32.to_be_bytes()));
-    batch.add(NFT_MSG_NEWSET, NLM_F_CREATE, NFPROTO_INET, &attrs);
+    batch.add(NFT_MSG_NEWSET, NLM_F_CREATE, nfproto(set.family), &attrs);
     set.element_messages(&mut batch, NFT_MSG_NEWSETELEM, pieces, now);
     send(batch, &format!("creating set {}", set.name))
 }
@@ -251,8 +251,8 @@ pub fn change(set: &NftSet, remove: &[Piece], add: &[Piece], now: u64) -> Result
     send(batch, &format!("changing set {}", set.name))
 }
 
-/// Empties a set; a set that is not there is no error.
-pub fn flush(name: &str) -> Result<()> {
+/// Empties a set of `family`'s table; a set that is not there is no error.
+pub fn flush(family: Family, name: &str) -> Result<()> {
     if !super::table_exists()? {
         return Ok(());
     }
@@ -260,7 +260,7 @@ pub fn flush(name: &str) -> Result<()> {
     let mut attrs = nla(NFTA_SET_ELEM_LIST_TABLE, &string(TABLE));
     attrs.extend(nla(NFTA_SET_ELEM_LIST_SET, &string(name)));
     // A delete without an element list empties the set.
-    batch.add(NFT_MSG_DELSETELEM, 0, NFPROTO_INET, &attrs);
+    batch.add(NFT_MSG_DELSETELEM, 0, nfproto(family), &attrs);
     match send(batch, &format!("emptying set {name}")) {
         Err(e)
             if e.chain().any(|c| {
@@ -275,15 +275,15 @@ pub fn flush(name: &str) -> Result<()> {
 }
 
 /// Deletes sets no rule refers to any more; those already gone are no error.
-pub fn destroy(names: &[&str]) -> Result<()> {
-    if names.is_empty() || !super::table_exists()? {
+pub fn destroy(sets: &[(Family, &str)]) -> Result<()> {
+    if sets.is_empty() || !super::table_exists()? {
         return Ok(());
     }
     let mut batch = RawBatch::new();
-    for name in names {
+    for &(family, name) in sets {
         let mut attrs = nla(NFTA_SET_TABLE, &string(TABLE));
         attrs.extend(nla(NFTA_SET_NAME, &string(name)));
-        batch.add(NFT_MSG_DESTROYSET, 0, NFPROTO_INET, &attrs);
+        batch.add(NFT_MSG_DESTROYSET, 0, nfproto(family), &attrs);
     }
     send(batch, "removing replaced sets")
 }

@@ -9,9 +9,10 @@ use rustables::{Batch, MsgType, Rule};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet};
 
 use super::{
-    add_rule, base_chain, bases, batch, chain, chain_name, chain_names, dispatch, dispatch_tag,
-    exprs, flush, has_generation, incremental, is_rate_set, legacy_counters, netlink, objects,
-    rate_set, record, steady_defaults, table, ChainImage, Marks, RateSet, POLICY_RULE, TABLE,
+    add_rule, base_chain, bases, batch, chain, chain_name, dispatch, dispatch_tag, flush,
+    incremental, is_rate_set, name_family, netlink, nfproto, objects, own_table, rate_set,
+    record, steady_defaults, table, tables, ChainImage, Marks, RateSet, Tables, LEGACY_FAMILY,
+    POLICY_RULE, TABLE,
 };
 use crate::rules::{Family, Table};
 
@@ -49,7 +50,6 @@ struct CatalogChain {
     name: String,
     rules: Vec<CatalogRule>,
     sets: Vec<RateSet>,
-    lists: Vec<(String, exprs::Key)>,
 }
 
 impl Catalog {
@@ -82,7 +82,6 @@ impl Catalog {
                 name: image.name,
                 rules,
                 sets: image.sets,
-                lists: image.lists,
             });
         }
         let buf = batch::finalized(batch);
@@ -133,13 +132,14 @@ fn plans(catalog: &Catalog, record: Option<&record::GenRecord>) -> Plans {
 }
 
 /// The counter object a rule of chain `chain` (named with its generation `prefix`) with
-/// slot `slot` counts in first.
-fn counter_of(prefix: &str, chain: &str, slot: u32) -> String {
-    if slot == POLICY_RULE {
+/// slot `slot` counts in first, in the table of the chain's family.
+fn counter_of(prefix: &str, chain: &str, slot: u32) -> (Family, String) {
+    let name = if slot == POLICY_RULE {
         objects::policy(&chain[prefix.len()..])
     } else {
         objects::rule(slot)
-    }
+    };
+    (name_family(chain), name)
 }
 
 /// Writes generation `next` while the default stays on `current`, if that generation is
@@ -160,7 +160,7 @@ pub fn stage(
     hooked: &[Table],
     staging: &Staging,
 ) -> Result<Option<u64>> {
-    let names = chain_names()?;
+    let tables = tables()?;
     crate::timings::phase("nft: list chains");
     record::forget(staging.dir, next)?;
     let mut catalog = Catalog::build(chains)?;
@@ -178,7 +178,7 @@ pub fn stage(
         current,
         marks,
         hooked,
-        &names,
+        &tables,
         record.as_ref(),
         staging,
     ) {
@@ -192,7 +192,7 @@ pub fn stage(
                 current,
                 marks,
                 hooked,
-                &names,
+                &tables,
                 None,
                 staging,
             )?
@@ -222,25 +222,32 @@ fn write_generation(
     current: u32,
     marks: Marks,
     hooked: &[Table],
-    names: &[String],
+    tables: &Tables,
     record: Option<&record::GenRecord>,
     staging: &Staging,
 ) -> Result<Option<record::GenRecord>> {
     const NLM_F_ECHO: u16 = 0x8;
     let prefix = next.to_string();
-    let bases = bases(names, hooked);
-    let in_kernel: Vec<&String> = names.iter().filter(|n| n.starts_with(&prefix)).collect();
+    let bases = bases(tables, hooked);
+    let in_kernel: Vec<&String> = tables.generation(next).collect();
     let fresh = |chain: &str, slot: u32| staging.in_force.fresh(&prefix, chain, slot);
     let mut out = batch::RawBatch::new();
     let mut head = Batch::new();
-    head.add(&table(), MsgType::Add);
+    // The `inet fwctl` of earlier versions goes as the per-family tables take over: its
+    // generations are not kept, the new one is the default at once.
+    if tables.legacy {
+        head.add(&own_table(LEGACY_FAMILY), MsgType::Del);
+    }
+    for family in Family::ALL {
+        head.add(&table(family), MsgType::Add);
+    }
     // Only the missing ones: adding a chain that exists is an update, which nf_tables
     // frees after an RCU grace period, and the socket's release waits that out (10-20 ms,
     // holding the commit mutex the next change needs).
-    for b in bases.iter().filter(|b| !names.iter().any(|n| n == b.name)) {
-        head.add(&base_chain(b), MsgType::Add);
+    for &base in bases.iter().filter(|(f, b)| !tables.has(*f, b.name)) {
+        head.add(&base_chain(base), MsgType::Add);
     }
-    let keep_current = current != next && has_generation(names, current);
+    let keep_current = current != next && tables.has_generation(current);
     // In order: the switch writes them so (their marks are disjoint, any order judges alike).
     let present: Vec<u32> = if keep_current {
         vec![current.min(next), current.max(next)]
@@ -252,13 +259,11 @@ fn write_generation(
     // the one in force) and every chain of this generation they name stays: left as they
     // are. Otherwise emptied while chains of the idle one may go, and written again below.
     let steady = keep_current
-        && bases.iter().all(|b| {
-            Family::ALL.iter().all(|&f| {
-                let name = chain_name(next, b.table, f, b.chain.name());
-                catalog.chains.iter().any(|c| c.name == name)
-            })
+        && bases.iter().all(|&(f, b)| {
+            let name = chain_name(next, b.table, f, b.chain.name());
+            catalog.chains.iter().any(|c| c.name == name)
         })
-        && steady_defaults(&bases, names, &dispatch_tag(marks, &present))?
+        && steady_defaults(&bases, tables, &dispatch_tag(marks, &present))?
             .is_some_and(|(_, to)| to == default);
     if !steady {
         flush(&mut head, &bases)?;
@@ -311,11 +316,12 @@ fn write_generation(
     }
     // Rate sets: a kept rule keeps its set (and its state); a set whose rule is new, or
     // that no rule uses any more, goes.
-    let existing_sets: Vec<String> = if names.is_empty() {
-        Vec::new()
-    } else {
-        netlink::set_names(TABLE)?
-    };
+    let mut existing_sets: Vec<String> = Vec::new();
+    if !tables.chains.is_empty() {
+        for family in Family::ALL {
+            existing_sets.extend(netlink::set_names(nfproto(family), TABLE)?);
+        }
+    }
     crate::timings::phase("nft: list sets");
     let wanted: Vec<&RateSet> = catalog.chains.iter().flat_map(|c| &c.sets).collect();
     // (A rule kept with a slot new to the ruleset keeps its set too: iptables' hashlimit
@@ -345,23 +351,6 @@ fn write_generation(
         // The kernel wants an id for a set made in a batch, unique in the batch.
         sets.add(&rate_set(&set.name, Some(set)).with_id(id), MsgType::Add);
     }
-    // `-m recent` lists outlive generations, as xt_recent's outlive rule changes: made
-    // once, never emptied by a change (`fwctl down` removes them with the table).
-    for (name, key) in catalog.chains.iter().flat_map(|c| &c.lists) {
-        if existing_sets.iter().any(|n| n == name) || made_sets.contains(&name.as_str()) {
-            continue;
-        }
-        made_sets.push(name);
-        id += 1;
-        // Timeouts on, no default: each member gets its list's --seconds, or none.
-        let def = RateSet {
-            name: name.clone(),
-            slot: POLICY_RULE,
-            key: *key,
-            timeout_ms: Some(0),
-        };
-        sets.add(&rate_set(name, Some(&def)).with_id(id), MsgType::Add);
-    }
     out.extend(sets);
     // Counter objects: one at zero for each new slot, and for the policy of a chain new to
     // the ruleset. One may be left from an earlier rule of that slot number (or a run that
@@ -370,7 +359,7 @@ fn write_generation(
     // more go; written whole, the generation deletes none (the rules in force may not be
     // what the state says after a crash, and a counter in use cannot go). A table written
     // before counter objects has its counts moved into them.
-    let wanted = |all: bool| -> BTreeMap<String, bool> {
+    let wanted = |all: bool| -> BTreeMap<(Family, String), bool> {
         catalog
             .chains
             .iter()
@@ -381,38 +370,35 @@ fn write_generation(
             })
             .collect()
     };
-    let mut reset: Vec<String> = Vec::new();
+    let mut reset: Vec<(Family, String)> = Vec::new();
     match record {
         Some(_) => {
             let wanted_fresh = wanted(false);
-            for name in idle_fresh.iter().filter(|o| !wanted_fresh.contains_key(*o)) {
-                objects::delete(&mut out, name);
+            for (family, name) in idle_fresh.iter().filter(|o| !wanted_fresh.contains_key(*o)) {
+                objects::delete(&mut out, *family, name);
             }
-            for name in wanted_fresh.into_keys() {
-                objects::create(&mut out, &name, (0, 0));
-                reset.push(name);
+            for (family, name) in wanted_fresh.into_keys() {
+                objects::create(&mut out, family, &name, (0, 0));
+                reset.push((family, name));
             }
         }
         None => {
             let existing = objects::dump()?;
-            let legacy = if existing.is_empty() && current != next && has_generation(names, current)
-            {
-                objects::named(&legacy_counters(current)?)
+            let legacy = if tables.legacy {
+                objects::dump_legacy()?
             } else {
                 BTreeMap::new()
             };
-            for (name, fresh) in wanted(true) {
+            for (key, fresh) in wanted(true) {
+                let (family, name) = &key;
                 if fresh {
-                    objects::create(&mut out, &name, (0, 0));
-                    if existing.contains_key(&name) {
-                        reset.push(name);
+                    objects::create(&mut out, *family, name, (0, 0));
+                    if existing.contains_key(&key) {
+                        reset.push(key);
                     }
-                } else if !existing.contains_key(&name) {
-                    objects::create(
-                        &mut out,
-                        &name,
-                        legacy.get(&name).copied().unwrap_or_default(),
-                    );
+                } else if !existing.contains_key(&key) {
+                    let counts = legacy.get(name).copied().unwrap_or_default();
+                    objects::create(&mut out, *family, name, counts);
                 }
             }
         }
@@ -472,7 +458,7 @@ fn write_generation(
             }
         }
     })
-    .with_context(|| format!("netlink: staging the new ruleset (table inet {TABLE})"))?;
+    .with_context(|| format!("netlink: staging the new ruleset (tables ip and ip6 {TABLE})"))?;
     crate::timings::phase("nft: send staging batch");
     objects::reset(&reset)?;
     // What the generation holds now.

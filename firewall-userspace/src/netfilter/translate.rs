@@ -70,8 +70,6 @@ pub enum TranslateError {
     TooManyAlternatives(usize),
     #[error(transparent)]
     Set(crate::sets::SetRefError),
-    #[error("{0}")]
-    Recent(String),
 }
 
 /// Every way a packet can satisfy `spec`, as disjoint conjunctions of tests.

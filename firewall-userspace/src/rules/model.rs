@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ratelimit::RateMatches;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Family {
     V4,
     V6,

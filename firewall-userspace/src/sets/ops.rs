@@ -23,6 +23,27 @@ use crate::{
     rules::Ruleset,
 };
 
+/// Makes every set's storage in netfilter, members and all: an earlier fwctl kept them in
+/// one `inet fwctl` table, which the next change replaces by a table per family.
+pub fn remake_in_netfilter(
+    state_dir: &std::path::Path,
+    registry: &super::model::Registry,
+) -> Result<()> {
+    let now = now_ns();
+    for def in &registry.sets {
+        let members = store::read(state_dir, def.storage)
+            .with_context(|| format!("reading the members of set {}", def.name))?;
+        let (_, pieces) = layout(members.iter(), def.kind, def.family);
+        let info = registry
+            .storages
+            .get(&def.storage)
+            .with_context(|| format!("set {} has no storage record", def.name))?;
+        nft::create(&info.into(), &pieces, now)
+            .with_context(|| format!("making set {} in netfilter", def.name))?;
+    }
+    Ok(())
+}
+
 /// A command that failed, with the (1-based) line it came from when it came from a file.
 #[derive(Debug, thiserror::Error)]
 #[error("{}{message}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
@@ -511,7 +532,7 @@ impl Firewall {
                     let keys: Vec<Member> = members.into_keys().collect();
                     t.delete(info.family, id, &keys)?;
                 }
-                nft::flush(&info.nft_name)?;
+                nft::flush(info.family, &info.nft_name)?;
                 self.state.sets.nft_retired.push(id);
             }
             store::remove(&self.ns.state_dir, id)?;

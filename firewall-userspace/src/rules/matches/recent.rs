@@ -1,18 +1,9 @@
-//! `-m recent` (libxt_recent.c, revision 1): lists of addresses seen lately, kept by
-//! netfilter as nftables sets with timeouts (`recentv4-NAME`), which outlive rule changes
-//! as xt_recent's lists do.
-//!
-//! What nftables can say exactly: `--set` (`update @list { addr }`), `--rcheck` (lookup),
-//! `--update` (lookup, then refresh) and `--remove` (lookup, then delete), with `--seconds
-//! S` as the members' timeout, which needs every rule of a list that looks at it to give the
-//! same S (`check_lists`). Refused with the option named: `--hitcount` (xt_recent counts
-//! each address's packets within the window under a lock; nftables could keep such a count
-//! only by rewriting a map element per packet, which two CPUs can interleave, and a rate
-//! would judge other packets: docs/notes/facts.md), `--rttl` (the same rewrite, of the TTL),
-//! `!` except before `--rcheck`. Not the same: xt_recent
-//! keeps at most 100 addresses per list (`ip_list_tot`) and forgets the least recent one
-//! for a new one, where fwctl's lists keep every address until its timeout; there is no
-//! /proc/net/xt_recent/NAME.
+//! `-m recent` (libxt_recent.c, revision 1): lists of addresses seen lately. Netfilter
+//! runs the kernel's xt_recent itself through nftables' compat expression (in a table of
+//! the rule's family: xt_recent registers per family), so every option means what it
+//! means to iptables: `--hitcount`, `--rttl`, `!` before any command, at most 100
+//! addresses per list, `/proc/net/xt_recent/NAME`. A list is the kernel's, by name: the
+//! rules of both generations share it, so it outlives rule changes as with iptables.
 
 use std::net::IpAddr;
 
@@ -40,8 +31,14 @@ pub struct Recent {
     pub rdest: bool,
     /// `--mask`'s prefix length; None: the whole address.
     pub prefix: Option<u8>,
-    /// `! --rcheck`. Kept here, as the options after it would otherwise reset it.
+    /// `!` before the command. Kept here, as the options after it would otherwise reset it.
     pub invert: bool,
+    /// `--hitcount N`: at least N packets within `--seconds` (0: any).
+    #[serde(default)]
+    pub hitcount: u32,
+    /// `--rttl`: the packet's TTL must be the one the address was last seen with.
+    #[serde(default)]
+    pub rttl: bool,
     /// An ip6tables rule (the mask is listed as an IPv6 address).
     pub v6: bool,
 }
@@ -60,6 +57,9 @@ const OPTIONS: Options = &[
     ("--rdest", "rdest"),
     ("--mask", "mask"),
 ];
+
+/// xt_recent's XT_RECENT_MAX_NSTAMPS: a hit count must stay below it.
+const MAX_HITCOUNT: u32 = 256;
 
 pub const MODULE: Module = Module {
     name: "recent",
@@ -97,6 +97,8 @@ fn take(
             rdest: false,
             prefix: None,
             invert: false,
+            hitcount: 0,
+            rttl: false,
             v6: family == Family::V6,
         },
     };
@@ -121,11 +123,6 @@ fn take(
                 name(other)
             ));
         }
-        if negated && cmd != RecentCmd::Rcheck {
-            return Err(format!(
-                "recent: ! {opt} is not supported by this version of fwctl: whether xt_recent then refreshes or removes the address depends on its age, which nftables cannot say"
-            ));
-        }
         m.cmd = Some(cmd);
         m.invert = negated;
         return Ok((NfMatch::Recent(m), false));
@@ -143,11 +140,19 @@ fn take(
         }
         "reap" => m.reap = true,
         "hitcount" => {
-            return Err("recent: --hitcount is not supported by this version of fwctl: xt_recent counts each address's packets within --seconds under a lock; nftables has no such count (one built from set elements loses packets to concurrent updates, and a rate limit judges other packets)".into())
+            let text = value()?;
+            m.hitcount = text
+                .parse()
+                .ok()
+                .filter(|n| *n < MAX_HITCOUNT)
+                .ok_or_else(|| {
+                    format!(
+                        "recent: bad --hitcount `{text}': a number below {MAX_HITCOUNT} (the kernel keeps at most {} hits per address)",
+                        MAX_HITCOUNT - 1
+                    )
+                })?;
         }
-        "rttl" => {
-            return Err("recent: --rttl is not supported by this version of fwctl: xt_recent rewrites the TTL an address was last seen with under a lock, which nftables cannot do (a map element is rewritten by a delete and an add that concurrent packets can interleave)".into())
-        }
+        "rttl" => m.rttl = true,
         "name" => {
             let text = value()?;
             // A name the save writes raw must read back as itself.
@@ -208,6 +213,12 @@ impl Recent {
         if self.reap {
             out.push_str(" reap");
         }
+        if self.hitcount > 0 {
+            out.push_str(&format!(" hit_count: {}", self.hitcount));
+        }
+        if self.rttl {
+            out.push_str(" TTL-Match");
+        }
         let side = if self.rdest { "dest" } else { "source" };
         out.push_str(&format!(
             " name: {} side: {side} mask: {}",
@@ -235,6 +246,12 @@ impl Recent {
         if self.reap {
             out.push_str(" --reap");
         }
+        if self.hitcount > 0 {
+            out.push_str(&format!(" --hitcount {}", self.hitcount));
+        }
+        if self.rttl {
+            out.push_str(" --rttl");
+        }
         let side = if self.rdest { "--rdest" } else { "--rsource" };
         out.push_str(&format!(
             " --name {} --mask {} {side}",
@@ -252,13 +269,69 @@ impl Recent {
         if self.reap && self.seconds.is_none() {
             return Err("recent: option \"--reap\" also requires \"--seconds\".".into());
         }
-        if self.seconds.is_some() && !matches!(cmd, RecentCmd::Rcheck | RecentCmd::Update) {
-            return Err(
-                "recent: --seconds goes with --rcheck or --update only (the kernel refuses it otherwise)"
-                    .into(),
-            );
+        let modifiers = [
+            (self.seconds.is_some(), "--seconds"),
+            (self.hitcount > 0, "--hitcount"),
+            (self.rttl, "--rttl"),
+            (self.reap, "--reap"),
+        ];
+        if let Some((_, opt)) = modifiers.iter().find(|(given, _)| *given) {
+            if !matches!(cmd, RecentCmd::Rcheck | RecentCmd::Update) {
+                return Err(format!(
+                    "recent: {opt} goes with --rcheck or --update only (the kernel refuses it otherwise)"
+                ));
+            }
         }
         Ok(())
+    }
+
+    /// xt_recent_mtinfo_v1 as the kernel reads it: seconds, hit_count, check_set, invert,
+    /// name[200], side, then the mask (an nf_inet_addr, 4-aligned), padded to 8 bytes.
+    pub fn xt_info(&self) -> Vec<u8> {
+        const CHECK: u8 = 1;
+        const SET: u8 = 2;
+        const UPDATE: u8 = 4;
+        const REMOVE: u8 = 8;
+        const TTL: u8 = 16;
+        const REAP: u8 = 32;
+        let mut check_set = match self.cmd {
+            Some(RecentCmd::Set) => SET,
+            Some(RecentCmd::Rcheck) => CHECK,
+            Some(RecentCmd::Update) => UPDATE,
+            Some(RecentCmd::Remove) => REMOVE,
+            None => 0,
+        };
+        if self.rttl {
+            check_set |= TTL;
+        }
+        if self.reap {
+            check_set |= REAP;
+        }
+        let mut info = Vec::with_capacity(232);
+        info.extend(self.seconds.unwrap_or(0).to_ne_bytes());
+        info.extend(self.hitcount.to_ne_bytes());
+        info.push(check_set);
+        info.push(self.invert as u8);
+        info.extend(self.list().as_bytes());
+        info.resize(210, 0);
+        info.push(self.rdest as u8);
+        info.push(0);
+        // libxt_recent starts from a mask of all ones and writes an IPv4 one over the
+        // first word only.
+        let full = if self.v6 { 128 } else { 32 };
+        let bits = u128::MAX
+            .checked_shl(full - u32::from(self.prefix.unwrap_or(full as u8)))
+            .unwrap_or(0);
+        let mask = if self.v6 {
+            (bits).to_be_bytes()
+        } else {
+            let mut all = [0xff; 16];
+            all[..4].copy_from_slice(&((bits as u32).to_be_bytes()));
+            all
+        };
+        info.extend(mask);
+        info.resize(232, 0);
+        info
     }
 
     /// Whether the rule changes the list (`--set`, `--update`, `--remove`).
@@ -269,22 +342,6 @@ impl Recent {
         )
     }
 
-    /// The nftables set that holds the list.
-    pub fn set_name(&self) -> String {
-        format!(
-            "recent{}-{}",
-            if self.v6 { "v6" } else { "v4" },
-            self.list()
-        )
-    }
-
-    /// Whether the rule looks the list up (every command but `--set`).
-    pub fn looks(&self) -> bool {
-        matches!(
-            self.cmd,
-            Some(RecentCmd::Rcheck | RecentCmd::Update | RecentCmd::Remove)
-        )
-    }
 }
 
 /// Where `-m recent` may stand among a rule's match loads (`loads`, in the order given, an
@@ -318,39 +375,4 @@ pub fn check_place(loads: &[String], changes: &[bool]) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Every rule that looks a list up must give the same `--seconds` (or none, as `--remove`
-/// always does): the list's members carry it as their timeout. Returns each list's seconds, by (family, name).
-pub fn check_lists<'a>(
-    uses: impl Iterator<Item = &'a Recent>,
-) -> Result<std::collections::BTreeMap<(bool, String), Option<u32>>, String> {
-    let mut lists: std::collections::BTreeMap<(bool, String), Option<u32>> = Default::default();
-    for r in uses.filter(|r| r.looks()) {
-        let key = (r.v6, r.list().to_string());
-        // xt_recent's --remove takes an address out whatever its age (its --seconds counts
-        // for nothing), so a list it removes from keeps its addresses for good.
-        let seconds = if r.cmd == Some(RecentCmd::Remove) {
-            None
-        } else {
-            r.seconds
-        };
-        match lists.get(&key) {
-            Some(seen) if *seen != seconds => {
-                let say = |s: Option<u32>| {
-                    s.map_or("no --seconds".to_string(), |s| format!("--seconds {s}"))
-                };
-                return Err(format!(
-                    "recent list {}: one rule gives {} and another {}: fwctl keeps a list's addresses for one time, the --seconds of every rule that checks it",
-                    r.list(),
-                    say(*seen),
-                    say(seconds)
-                ));
-            }
-            _ => {
-                lists.insert(key, seconds);
-            }
-        }
-    }
-    Ok(lists)
 }
