@@ -118,8 +118,8 @@ impl FwNs {
     /// judged, netfilter never counts.
     pub fn nft_counters(&self, chain: &str) -> Vec<(String, u64)> {
         // `nft list chain` cannot name a chain that starts with a digit; the table can.
-        let table = netlab::output(self.command("nft").args(["list", "table", "inet", "fwctl"]))
-            .expect("nft list table inet fwctl");
+        let table = netlab::output(self.command("nft").args(["list", "table", "ip", "fwctl"]))
+            .expect("nft list table ip fwctl");
         let objects = named_counters(&table);
         let heads = [
             format!("chain 0v4-{chain} {{"),

@@ -9,15 +9,9 @@ use std::path::{Path, PathBuf};
 use netlab::Netns;
 use tests::{twins::run_in, Lab, HOST_IF};
 
-/// Files fwctl does not load yet, each with the words of its refusal: `-m recent
-/// --hitcount` needs the kernel's xt_recent, which nft_compat offers only to tables of one
-/// family (`ip`/`ip6`; xt_recent registers per family), and fwctl's table is `inet`.
-/// A file here that loads fails the test: take it off the list.
-const NOT_YET: &[(&str, &str)] = &[
-    ("17-opennic-dns-string-hashlimit.rules", "--hitcount"),
-    ("18-egresser-redirect-recent.rules", "--hitcount"),
-    ("30-ddos-protection-recent-connlimit.rules", "--hitcount"),
-];
+/// Files fwctl does not load yet, each with the words of its refusal. A file here that
+/// loads fails the test: take it off the list.
+const NOT_YET: &[(&str, &str)] = &[];
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus")

@@ -63,8 +63,8 @@ const CASES: &[Case] = &[
             "-A INPUT -m limit --limit 2/hour -j ACCEPT",
         ],
     },
-    // The kernel's xt_string on both sides (fwctl's through nft_compat in its inet
-    // table): offsets count from the network header, so ports sit at 20 (IPv4) and 40.
+    // The kernel's xt_string on both sides (fwctl's through nft_compat in its IPv4 and
+    // IPv6 tables): offsets count from the network header, so ports sit at 20 (IPv4) and 40.
     Case {
         name: "string match",
         v4: &[

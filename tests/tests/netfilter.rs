@@ -217,7 +217,7 @@ fn unmarked_packets_follow_every_switch() {
         let input = netlab::output(
             lab.host
                 .command("nft")
-                .args(["list", "chain", "inet", "fwctl", "input"]),
+                .args(["list", "chain", "ip", "fwctl", "input"]),
         )
         .expect("nft list chain");
         input.matches("fwctl default ").count()
@@ -310,7 +310,7 @@ fn mark_bits_move_on_both_sides() {
     let out = lab
         .host
         .command("nft")
-        .args(["list", "table", "inet", "fwctl"])
+        .args(["list", "table", "ip", "fwctl"])
         .output()
         .unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
@@ -459,7 +459,7 @@ fn large_restores_are_one_batch_or_nothing() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let rules = |t: &str| t.matches("comment \"fwctl rule ").count();
-    let table = nft(&["list", "table", "inet", "fwctl"]);
+    let table = nft(&["list", "table", "ip", "fwctl"]);
     assert_eq!(rules(&table), 5000);
     // The same file with one bad line at the end: refused whole, the 5000 rules stay.
     let bad = file.replace(
@@ -471,7 +471,7 @@ fn large_restores_are_one_batch_or_nothing() {
     std::fs::remove_file(&path).unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 5003"));
-    assert_eq!(nft(&["list", "table", "inet", "fwctl"]), table);
+    assert_eq!(nft(&["list", "table", "ip", "fwctl"]), table);
 }
 
 /// `fwctl top` names the source prefix of the packets XDP drops (sampled at XDP).
@@ -586,7 +586,7 @@ fn down_removes_the_table_and_only_it() {
     nft(&["add", "table", "inet", "operator"]);
     // The nat hooks (which turn conntrack on) exist only while NAT rules do.
     let nat_hooks = || {
-        nft(&["list", "table", "inet", "fwctl"])
+        nft(&["list", "table", "ip", "fwctl"])
             .matches("chain nat-")
             .count()
     };
@@ -595,7 +595,7 @@ fn down_removes_the_table_and_only_it() {
     ns.apply(&["-t nat -A POSTROUTING -j MASQUERADE"]);
     assert_eq!(nat_hooks(), 4);
     let tables = nft(&["list", "tables"]);
-    assert!(tables.contains("table inet fwctl"), "{tables}");
+    assert!(tables.contains("table ip fwctl"), "{tables}");
     ns.fwctl_ok(&["down"]);
     assert_eq!(nft(&["list", "tables"]), "table inet operator\n");
 }
@@ -622,10 +622,10 @@ fn conntrack_state_is_judged_at_xdp() {
         let out = lab
             .host
             .command("nft")
-            .args(["list", "table", "inet", "fwctl"])
+            .args(["list", "table", "ip", "fwctl"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "nft list table inet fwctl");
+        assert!(out.status.success(), "nft list table ip fwctl");
         let text = tests::resolve_counters(&String::from_utf8_lossy(&out.stdout));
         let chains: Vec<(u64, u64)> = ["chain 0v4-INPUT {", "chain 1v4-INPUT {"]
             .iter()
@@ -822,12 +822,17 @@ fn return_in_input_applies_the_policy_in_netfilter() {
     assert_eq!((host.packets("INPUT", 1), host.packets("INPUT", 0)), (3, 3));
 }
 
-/// The chains of each generation of fwctl's nftables table as `nft list table` shows
+/// The chains of each generation of fwctl's nftables tables as `nft list table` shows
 /// them, by name with the generation digit taken out of every name (chains, jumps, rate
 /// sets), so that the two generations compare.
 fn generations(ns: &FwNs) -> [std::collections::BTreeMap<String, Vec<String>>; 2] {
-    let table = netlab::output(ns.command("nft").args(["list", "table", "inet", "fwctl"]))
-        .expect("nft list table inet fwctl");
+    let table: String = ["ip", "ip6"]
+        .iter()
+        .map(|family| {
+            netlab::output(ns.command("nft").args(["list", "table", family, "fwctl"]))
+                .expect("nft list table")
+        })
+        .collect();
     let neutral = |line: &str| {
         ["0v4-", "1v4-", "0v6-", "1v6-"]
             .iter()
