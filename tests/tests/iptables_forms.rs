@@ -842,6 +842,11 @@ fn netfilter_matches_list_as_iptables() {
 -A INPUT -m time --weekdays 1,7 --utc
 -A INPUT -m time ! --monthdays 2 --datestart 2024
 -A INPUT -m time
+-A FORWARD -m physdev --physdev-in eth0 --physdev-is-bridged -j ACCEPT
+-A FORWARD -m physdev ! --physdev-out vnet+ -j DROP
+-A FORWARD -m physdev --physdev-is-in ! --physdev-is-out
+-A FORWARD -m physdev ! --physdev-is-bridged --physdev-out tap1 --physdev-in tap0
+-A INPUT -m physdev --physdev-in tap0
 COMMIT
 ";
     let v6 = "\
@@ -861,9 +866,107 @@ COMMIT
 -A INPUT -m u32 --u32 \"0<<2=1\"
 -A INPUT -j NFQUEUE --queue-num 7 --queue-bypass
 -A INPUT -m helper --helper sip -m statistic --mode nth --every 2 --packet 1
+-A FORWARD -m physdev --physdev-is-bridged -j ACCEPT
 COMMIT
 ";
     same_as_iptables("nfm", v4, v6, FILTER_LISTINGS);
+}
+
+/// `-m physdev` on a bridge, fwctl beside iptables: datagrams between two namespaces
+/// bridged by a third (bridge-nf-call-iptables on), whose FORWARD rules tell the ports
+/// apart. Each rule's counters equal iptables', and the drop holds.
+#[test]
+fn physdev_judges_bridged_traffic_as_iptables() {
+    let rules = [
+        "-A FORWARD -p udp --dport 7801 -m physdev --physdev-in pa --physdev-is-bridged -j DROP",
+        "-A FORWARD -p udp -m physdev ! --physdev-in pa -j ACCEPT",
+        "-A FORWARD -p udp -m physdev --physdev-out pb+ -j ACCEPT",
+        "-A FORWARD -p udp -m physdev ! --physdev-is-bridged -j DROP",
+    ];
+    let mut listings = Vec::new();
+    for fwctl in [true, false] {
+        let tag = if fwctl { "pdf" } else { "pdi" };
+        let bridge = FwNs::new(&format!("{tag}-br")).unwrap();
+        let a = netlab::Netns::new(&format!("{tag}-a")).unwrap();
+        let b = netlab::Netns::new(&format!("{tag}-b")).unwrap();
+        for (end, port, addr) in [(&a, "pa", "10.77.0.1/24"), (&b, "pb", "10.77.0.2/24")] {
+            netlab::veth(
+                netlab::Link {
+                    ns: end,
+                    ifname: "eth0",
+                    addrs: &[addr],
+                },
+                netlab::Link {
+                    ns: &bridge,
+                    ifname: port,
+                    addrs: &[],
+                },
+            )
+            .unwrap();
+        }
+        bridge
+            .ip(&["link", "add", "br0", "type", "bridge"])
+            .unwrap();
+        for port in ["pa", "pb"] {
+            bridge.ip(&["link", "set", port, "master", "br0"]).unwrap();
+        }
+        bridge.ip(&["link", "set", "br0", "up"]).unwrap();
+        netlab::run(
+            bridge
+                .command("sysctl")
+                .args(["-qw", "net.bridge.bridge-nf-call-iptables=1"]),
+        )
+        .unwrap();
+        if fwctl {
+            bridge.apply(&rules);
+            // XDP on a bridge port sees frames for other hosts' MACs: it must leave them
+            // to the bridge, and their verdict to netfilter.
+            bridge.fwctl_ok(&["attach", "pa"]);
+        } else {
+            for rule in rules {
+                let words: Vec<&str> = rule.split_whitespace().collect();
+                netlab::run(bridge.command("iptables").args(&words)).unwrap();
+            }
+        }
+        let sent = |from: &netlab::Netns, to: &netlab::Netns, src: &str, dst: &str, port| {
+            tests::udp_between(from, to, src, dst, port, 3, 20)
+        };
+        assert_eq!(
+            sent(&a, &b, "10.77.0.1", "10.77.0.2", 7800),
+            3,
+            "fwctl: {fwctl}"
+        );
+        assert_eq!(
+            sent(&a, &b, "10.77.0.1", "10.77.0.2", 7801),
+            0,
+            "fwctl: {fwctl}"
+        );
+        assert_eq!(
+            sent(&b, &a, "10.77.0.2", "10.77.0.1", 7802),
+            3,
+            "fwctl: {fwctl}"
+        );
+        let listing = if fwctl {
+            bridge.fwctl_ok(&["-L", "FORWARD", "-v", "-x", "-n"])
+        } else {
+            netlab::output(
+                bridge
+                    .command("iptables")
+                    .args(["-L", "FORWARD", "-v", "-x", "-n"]),
+            )
+            .unwrap()
+        };
+        listings.push(listing);
+    }
+    let packets = |listing: &str| -> Vec<u64> {
+        listing
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect()
+    };
+    assert_eq!(packets(&listings[0]), vec![3, 3, 3, 0], "{}", listings[0]);
+    assert_eq!(packets(&listings[0]), packets(&listings[1]), "{listings:?}");
 }
 
 /// The netfilter-only matches on real traffic, with XDP attached: each rule counts the
@@ -1396,10 +1499,12 @@ fn recent_on_real_traffic() {
     for hit in 1..=3 {
         assert!(arrives(7605), "hit {hit} of 3 passes");
     }
-    assert!(!arrives(7605), "the fourth within --seconds meets --hitcount 3");
+    assert!(
+        !arrives(7605),
+        "the fourth within --seconds meets --hitcount 3"
+    );
     assert!(!arrives(7605), "and the fifth");
-    let list =
-        netlab::output(lab.host.command("cat").arg("/proc/net/xt_recent/r13c")).unwrap();
+    let list = netlab::output(lab.host.command("cat").arg("/proc/net/xt_recent/r13c")).unwrap();
     assert!(list.contains(&format!("src={CLIENT_V4} ")), "{list}");
 }
 

@@ -570,6 +570,81 @@ fn an_interrupted_change_leaves_the_previous_ruleset() {
     assert_eq!(lo(7801), 3, "netfilter path after the next change");
 }
 
+/// A host upgraded from an fwctl that kept one `inet fwctl` table: the first change
+/// replaces it by `ip fwctl` and `ip6 fwctl` in one batch, with fwctl's sets made there and
+/// netfilter's counts carried over, and leaves no `inet fwctl` behind.
+#[test]
+fn the_inet_table_of_earlier_versions_is_replaced() {
+    let ns = FwNs::new("fwt-legacy").unwrap();
+    let nft = |args: &[&str]| {
+        let out = ns.command("nft").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "nft {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ns.fwctl_ok(&["set", "create", "bl", "hash:ip"]);
+    ns.fwctl_ok(&["set", "add", "bl", "10.9.9.9"]);
+    ns.apply(&[
+        "-A INPUT -m set --match-set bl src -j DROP",
+        "-A OUTPUT -p udp --dport 7990 -j ACCEPT",
+    ]);
+    assert_eq!(
+        udp_between(&ns, &ns, "127.0.0.1", "127.0.0.1", 7990, 4, 10),
+        4
+    );
+    let counts = |listing: &str| -> Vec<String> {
+        listing
+            .lines()
+            .filter(|l| l.contains("udp dpt:7990"))
+            .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let before = counts(&ns.fwctl_ok(&["-L", "OUTPUT", "-v", "-x", "-n"]));
+    assert_eq!(before.len(), 1);
+    assert!(before[0].starts_with("4 "), "{before:?}");
+    // What an earlier fwctl left: the counter objects in `inet fwctl`, and a hooked chain.
+    let table = nft(&["list", "table", "ip", "fwctl"]);
+    let mut legacy = String::from(
+        "table inet fwctl {\n chain input { type filter hook input priority 0; policy accept; }\n",
+    );
+    let mut lines = table.lines().map(str::trim);
+    while let Some(line) = lines.next() {
+        if let Some(name) = line
+            .strip_prefix("counter ")
+            .and_then(|l| l.strip_suffix(" {"))
+        {
+            let counts = lines.next().unwrap_or_default();
+            legacy.push_str(&format!(" counter {name} {{ {counts} }}\n"));
+        }
+    }
+    legacy.push_str("}\n");
+    nft(&["delete", "table", "ip", "fwctl"]);
+    nft(&["delete", "table", "ip6", "fwctl"]);
+    let path = std::env::temp_dir().join(format!("fwt-legacy-{}.nft", std::process::id()));
+    std::fs::write(&path, &legacy).unwrap();
+    nft(&["-f", path.to_str().unwrap()]);
+    std::fs::remove_file(&path).unwrap();
+
+    ns.apply(&["-A OUTPUT -p udp --dport 7991 -j ACCEPT"]);
+    let tables = nft(&["list", "tables"]);
+    let mut tables: Vec<&str> = tables.lines().collect();
+    tables.sort();
+    assert_eq!(tables, ["table ip fwctl", "table ip6 fwctl"]);
+    assert!(nft(&["list", "table", "ip", "fwctl"]).contains("10.9.9.9"));
+    assert_eq!(
+        counts(&ns.fwctl_ok(&["-L", "OUTPUT", "-v", "-x", "-n"])),
+        before,
+        "the counts came over"
+    );
+    assert_eq!(
+        udp_between(&ns, &ns, "127.0.0.1", "127.0.0.1", 7991, 2, 10),
+        2
+    );
+}
+
 /// `fwctl down` removes the nftables table with everything in it; other tables stay.
 #[test]
 fn down_removes_the_table_and_only_it() {

@@ -370,13 +370,11 @@ fn a_restore_killed_half_way_changes_nothing() {
     host.fwctl_killed_at("sets-loaded", &["set", "restore", next.to_str().unwrap()]);
     assert_eq!(from_client(&lab, 7700), 0, "the old members are in force");
     assert_eq!(host.fwctl_ok(&["set", "save"]), saved);
-    let table =
-        netlab::output(host.command("nft").args(["list", "table", "ip", "fwctl"])).unwrap();
+    let table = netlab::output(host.command("nft").args(["list", "table", "ip", "fwctl"])).unwrap();
     assert!(table.contains("10.99.0.0/16"), "loaded beside: {table}");
     // The next change cleans up: the half-loaded netfilter set is emptied.
     host.fwctl_ok(&["set", "add", "bl", "10.98.0.0/16"]);
-    let table =
-        netlab::output(host.command("nft").args(["list", "table", "ip", "fwctl"])).unwrap();
+    let table = netlab::output(host.command("nft").args(["list", "table", "ip", "fwctl"])).unwrap();
     assert!(!table.contains("10.99.0.0/16"), "{table}");
     assert_eq!(from_client(&lab, 7700), 0);
     assert_eq!(host.nft_packets("INPUT"), 0, "all judged at XDP");

@@ -47,14 +47,15 @@ Matches: -i IFACE[+]  -o IFACE[+]  -s ADDR[/LEN][,ADDR...]  -d ...  -p tcp|udp|i
             --hashlimit-htable-max N --hashlimit-htable-expire MS
          -m connlimit --connlimit-above|--connlimit-upto N --connlimit-mask M --connlimit-saddr|daddr
          netfilter alone: -m mark, connmark, pkttype, length, ttl, hl, iprange, mac, addrtype,
-            owner, tcpmss, recent, policy, string, u32, conntrack --ctorig*..., -f (README)
+            owner, tcpmss, recent, policy, string, u32, helper, statistic, connbytes, time,
+            physdev, conntrack --ctorig*..., -f (README)
          (each negatable with ! where iptables allows it)
 Targets: ACCEPT, DROP, RETURN, a user chain, REJECT [--reject-with TYPE], LOG [--log-prefix P]
 [--log-level L], NFLOG, NFQUEUE, SET, MARK, CONNMARK, TCPMSS, CT --notrack (README);
 in -t nat: MASQUERADE, SNAT --to-source, DNAT --to-destination, REDIRECT.
 INPUT and FORWARD are judged at XDP on attached interfaces, OUTPUT and what XDP cannot
 decide (conntrack states it cannot be sure of, REJECT, LOG, connlimit) by fwctl's nftables
-table, with the same rules.
+tables (ip fwctl, ip6 fwctl), with the same rules.
 
 Whole rulesets, in the iptables-save format (a bad line changes nothing):
   fwctl save > rules.v4        fwctl restore rules.v4       fwctl restore --test rules.v4
@@ -1059,7 +1060,7 @@ fn status(json: bool, verbose: bool) -> Result<()> {
             "netns_cookie": fw.ns.cookie,
             "ct_filter_setting": if fw.state.ct_filter { "on" } else { "off" },
             "ct_filter": ct_filter,
-            "netfilter_table": nft_table.then_some(format!("inet {}", crate::netfilter::TABLE)),
+            "netfilter_table": nft_table.then_some(format!("ip {0}, ip6 {0}", crate::netfilter::TABLE)),
             "conntrack_rules": conntrack_rules,
             "netfilter_only_chains": netfilter_only,
             "sets": fw.state.sets.sets.iter().map(|s| &s.name).collect::<Vec<_>>(),
@@ -1128,7 +1129,7 @@ fn status(json: bool, verbose: bool) -> Result<()> {
     }
     match nft_table {
         true => println!(
-            "netfilter: table inet {} in force (the whole ruleset, behind XDP and on every interface)",
+            "netfilter: tables ip {0} and ip6 {0} in force (the whole ruleset, behind XDP and on every interface)",
             crate::netfilter::TABLE
         ),
         false => println!("netfilter: no table (nothing applied yet)"),

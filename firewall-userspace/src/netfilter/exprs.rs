@@ -562,6 +562,7 @@ fn nf_match(
         NfMatch::Statistic(m) => out.push(xtables("match", "statistic", 0, &m.xt_info())),
         NfMatch::Connbytes(m) => out.push(xtables("match", "connbytes", 0, &m.xt_info())),
         NfMatch::Time(m) => out.push(xtables("match", "time", 0, &m.xt_info())),
+        NfMatch::Physdev(m) => out.push(xtables("match", "physdev", 0, &m.xt_info())),
         NfMatch::Fragment => {
             // The fragment offset, flags masked off: not 0 past the first fragment.
             out.push(load(NFT_PAYLOAD_NETWORK_HEADER, 6, 2));

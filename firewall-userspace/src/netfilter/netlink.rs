@@ -482,46 +482,46 @@ pub fn rule_counts(family: u8, table: &str, chain: Option<&str>) -> Result<Vec<R
     let be64 = |v: &[u8]| v.try_into().map(u64::from_be_bytes).unwrap_or(0);
     let mut out = Vec::new();
     dump_in(NFT_MSG_GETRULE, family, Some(table), chain, |attrs| {
-            let mut rule = RuleCount {
-                chain: String::new(),
-                handle: 0,
-                userdata: Vec::new(),
-                counter: None,
-            };
-            for (kind, value) in attrs {
-                match kind & NLA_TYPE_MASK {
-                    NFTA_RULE_CHAIN => rule.chain = text(value),
-                    NFTA_RULE_HANDLE => rule.handle = be64(value),
-                    NFTA_RULE_USERDATA => rule.userdata = value.to_vec(),
-                    NFTA_RULE_EXPRESSIONS => {
-                        for (_, elem) in attributes(value) {
-                            let parts = attributes(elem);
-                            let is_counter = parts.iter().any(|(k, v)| {
-                                k & NLA_TYPE_MASK == NFTA_EXPR_NAME && text(v) == "counter"
-                            });
-                            if !is_counter || rule.counter.is_some() {
-                                continue;
-                            }
-                            let mut c = (0, 0);
-                            for (_, data) in parts
-                                .iter()
-                                .filter(|(k, _)| k & NLA_TYPE_MASK == NFTA_EXPR_DATA)
-                            {
-                                for (k, v) in attributes(data) {
-                                    match k & NLA_TYPE_MASK {
-                                        NFTA_COUNTER_PACKETS => c.0 = be64(v),
-                                        NFTA_COUNTER_BYTES => c.1 = be64(v),
-                                        _ => {}
-                                    }
+        let mut rule = RuleCount {
+            chain: String::new(),
+            handle: 0,
+            userdata: Vec::new(),
+            counter: None,
+        };
+        for (kind, value) in attrs {
+            match kind & NLA_TYPE_MASK {
+                NFTA_RULE_CHAIN => rule.chain = text(value),
+                NFTA_RULE_HANDLE => rule.handle = be64(value),
+                NFTA_RULE_USERDATA => rule.userdata = value.to_vec(),
+                NFTA_RULE_EXPRESSIONS => {
+                    for (_, elem) in attributes(value) {
+                        let parts = attributes(elem);
+                        let is_counter = parts.iter().any(|(k, v)| {
+                            k & NLA_TYPE_MASK == NFTA_EXPR_NAME && text(v) == "counter"
+                        });
+                        if !is_counter || rule.counter.is_some() {
+                            continue;
+                        }
+                        let mut c = (0, 0);
+                        for (_, data) in parts
+                            .iter()
+                            .filter(|(k, _)| k & NLA_TYPE_MASK == NFTA_EXPR_DATA)
+                        {
+                            for (k, v) in attributes(data) {
+                                match k & NLA_TYPE_MASK {
+                                    NFTA_COUNTER_PACKETS => c.0 = be64(v),
+                                    NFTA_COUNTER_BYTES => c.1 = be64(v),
+                                    _ => {}
                                 }
                             }
-                            rule.counter = Some(c);
                         }
+                        rule.counter = Some(c);
                     }
-                    _ => {}
                 }
+                _ => {}
             }
-            out.push(rule);
+        }
+        out.push(rule);
     })
     .context("reading fwctl's nftables rules")?;
     Ok(out)

@@ -10,9 +10,9 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet};
 
 use super::{
     add_rule, base_chain, bases, batch, chain, chain_name, dispatch, dispatch_tag, flush,
-    incremental, is_rate_set, name_family, netlink, nfproto, objects, own_table, rate_set,
-    record, steady_defaults, table, tables, ChainImage, Marks, RateSet, Tables, LEGACY_FAMILY,
-    POLICY_RULE, TABLE,
+    incremental, is_rate_set, name_family, netlink, nfproto, objects, own_table, rate_set, record,
+    steady_defaults, table, tables, ChainImage, Marks, RateSet, Tables, LEGACY_FAMILY, POLICY_RULE,
+    TABLE,
 };
 use crate::rules::{Family, Table};
 

@@ -13,6 +13,7 @@ pub mod length;
 pub mod mac;
 pub mod mark;
 pub mod owner;
+pub mod physdev;
 pub mod pkttype;
 pub mod policy;
 pub mod recent;
@@ -59,6 +60,8 @@ pub enum NfMatch {
     Connbytes(connbytes::Connbytes),
     /// `-m time`.
     Time(time::Time),
+    /// `-m physdev`.
+    Physdev(physdev::Physdev),
     /// `-f`: a fragment other than the first (IPv4). iptables' own option, not a module:
     /// listed in the `opt` column and saved after `-p`.
     Fragment,
@@ -123,6 +126,7 @@ pub const MODULES: &[Module] = &[
     statistic::MODULE,
     connbytes::MODULE,
     time::MODULE,
+    physdev::MODULE,
 ];
 
 pub fn module(name: &str) -> Option<&'static Module> {
@@ -153,6 +157,7 @@ impl NfMatch {
             NfMatch::Statistic(_) => "statistic",
             NfMatch::Connbytes(_) => "connbytes",
             NfMatch::Time(_) => "time",
+            NfMatch::Physdev(_) => "physdev",
             NfMatch::Fragment => "",
         }
     }
@@ -179,6 +184,7 @@ impl NfMatch {
             NfMatch::Statistic(m) => m.list_text(),
             NfMatch::Connbytes(m) => m.list_text(),
             NfMatch::Time(m) => m.list_text(),
+            NfMatch::Physdev(m) => m.list_text(),
             NfMatch::Fragment => String::new(),
         }
     }
@@ -205,6 +211,7 @@ impl NfMatch {
             NfMatch::Statistic(m) => m.save_text(),
             NfMatch::Connbytes(m) => m.save_text(),
             NfMatch::Time(m) => m.save_text(),
+            NfMatch::Physdev(m) => m.save_text(),
             NfMatch::Fragment => String::new(),
         }
     }

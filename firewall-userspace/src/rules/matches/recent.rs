@@ -131,11 +131,10 @@ fn take(
     match word {
         "seconds" => {
             let text = value()?;
-            let s: u32 = text
-                .parse()
-                .ok()
-                .filter(|s| *s > 0)
-                .ok_or_else(|| format!("recent: bad --seconds `{text}': a number of seconds"))?;
+            let s: u32 =
+                text.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                    format!("recent: bad --seconds `{text}': a number of seconds")
+                })?;
             m.seconds = Some(s);
         }
         "reap" => m.reap = true,
@@ -156,7 +155,8 @@ fn take(
         "name" => {
             let text = value()?;
             // A name the save writes raw must read back as itself.
-            let odd = |c: char| c == '/' || c == '"' || c == '\\' || c.is_whitespace() || c.is_control();
+            let odd =
+                |c: char| c == '/' || c == '"' || c == '\\' || c.is_whitespace() || c.is_control();
             if text.is_empty() || text.len() > 200 || text.contains(odd) {
                 return Err(format!(
                     "recent: bad --name `{text}': 1 to 200 characters, no space, quote, backslash or `/'"
@@ -172,7 +172,11 @@ fn take(
                 format!("recent: bad --mask `{text}': a contiguous netmask of the rule's family")
             })?);
         }
-        _ => return Err(format!("recent: {opt} is not supported by this version of fwctl")),
+        _ => {
+            return Err(format!(
+                "recent: {opt} is not supported by this version of fwctl"
+            ))
+        }
     }
     keep(m)
 }
@@ -341,7 +345,6 @@ impl Recent {
             Some(RecentCmd::Set | RecentCmd::Update | RecentCmd::Remove)
         )
     }
-
 }
 
 /// Where `-m recent` may stand among a rule's match loads (`loads`, in the order given, an

@@ -1095,7 +1095,10 @@ fn recent_refusals_name_the_option() {
             "-A INPUT -m recent --set --hitcount 3",
             "recent: --hitcount goes with --rcheck or --update only",
         ),
-        ("-A INPUT -m recent --remove --rttl", "recent: --rttl goes with"),
+        (
+            "-A INPUT -m recent --remove --rttl",
+            "recent: --rttl goes with",
+        ),
         (
             "-A INPUT -m recent --set --update",
             "recent: option \"--set\" cannot be used together with \"--update\".",
