@@ -161,6 +161,55 @@ const CASES: &[Case] = &[
             "-A INPUT -p udp -j DROP",
         ],
     },
+    // The kernel's xt_recent on both sides: the corpus sends each source's packets in the
+    // same order to both, so hit counts, TTLs, masks and removals agree packet for packet.
+    // Lists are the namespace's, by name: these names are this case's alone.
+    Case {
+        name: "recent lists",
+        v4: &[
+            "-P INPUT DROP",
+            "-A INPUT -p udp -m recent --update --seconds 3600 --hitcount 4 --name dr4 -j DROP",
+            "-A INPUT -p udp -m recent --set --name dr4 -j ACCEPT",
+            "-A INPUT -p tcp --dport 22 -m recent --rcheck --seconds 3600 --rttl --name dr4 -j ACCEPT",
+            "-A INPUT -p tcp --dport 80 -m recent ! --set --name dt4 --rdest -j DROP",
+            "-A INPUT -p tcp -m recent --update --seconds 3600 --hitcount 2 --mask 255.255.255.0 --name dm4 -j ACCEPT",
+            "-A INPUT -p tcp -m recent --set --mask 255.255.255.0 --name dm4",
+            "-A INPUT -s 10.231.0.5 -p icmp -m recent --remove --name dr4 -j ACCEPT",
+            "-A INPUT -p icmp -m recent ! --rcheck --name dr4 -j ACCEPT",
+        ],
+        v6: &[
+            "-P INPUT DROP",
+            "-A INPUT -p tcp -m recent --update --seconds 3600 --hitcount 3 --name dr6 -j DROP",
+            "-A INPUT -p tcp -m recent --set --name dr6",
+            "-A INPUT -p udp -m recent --rcheck --name dr6 -j ACCEPT",
+        ],
+    },
+    // Netfilter-only matches on the packet's own fields, and marks set and read in one
+    // pass (MARK and CONNMARK go on to the next rule). Not bridged: physdev's negation holds.
+    Case {
+        name: "packet fields and marks",
+        v4: &[
+            "-P INPUT DROP",
+            "-A INPUT -p udp --dport 53 -m addrtype --dst-type LOCAL -j ACCEPT",
+            "-A INPUT -p udp -m length --length 0:40 -j ACCEPT",
+            "-A INPUT -p tcp --dport 80 -m ttl --ttl-gt 63 -j ACCEPT",
+            "-A INPUT -p tcp -m iprange --src-range 10.231.0.1-10.231.0.5 -j DROP",
+            "-A INPUT -p icmp -m pkttype --pkt-type unicast -j MARK --set-mark 7",
+            "-A INPUT -m mark --mark 7 -j CONNMARK --save-mark",
+            "-A INPUT -m connmark --mark 7 -j ACCEPT",
+            "-A INPUT -p tcp --dport 443 -m addrtype ! --src-type LOCAL -j REJECT --reject-with icmp-host-prohibited",
+            "-A INPUT -p tcp --dport 25 -m mac ! --mac-source 02:00:00:00:00:09 -j ACCEPT",
+            "-A INPUT -p tcp --dport 110 -m physdev ! --physdev-is-bridged -j ACCEPT",
+            "-A INPUT -p tcp -j NFLOG --nflog-group 9",
+        ],
+        v6: &[
+            "-P INPUT DROP",
+            "-A INPUT -p tcp --dport 22 -m hl --hl-eq 64 -j DROP",
+            "-A INPUT -m iprange --src-range fd00:231::1-fd00:231::5 -j DROP",
+            "-A INPUT -m length --length 0:80 -j ACCEPT",
+            "-A INPUT -p udp -m physdev --physdev-is-in -j DROP",
+        ],
+    },
     Case {
         name: "empty, policy accept",
         v4: &[],
