@@ -284,6 +284,11 @@ fn listings_match_iptables() {
         "-t nat -A POSTROUTING -p tcp -o eth1 -j MASQUERADE --to-ports 1024-2000",
         "-t nat -A POSTROUTING -p udp -j SNAT --to-source 1.2.3.5:1024-2000",
         "-t nat -A PREROUTING -p tcp --dport 82 -j DNAT --to-destination 10.0.0.2:80-90",
+        "-t nat -A POSTROUTING -o eth2 -j MASQUERADE --random-fully",
+        "-t nat -A POSTROUTING -p tcp -o eth3 -j MASQUERADE --to-ports 2000-3000 --random",
+        "-t nat -A POSTROUTING -o eth4 -j SNAT --to-source 1.2.3.6 --persistent --random-fully --random",
+        "-t nat -A PREROUTING -p tcp --dport 83 -j DNAT --to-destination 10.0.0.5 --random --persistent",
+        "-t nat -A PREROUTING -p tcp --dport 84 -j REDIRECT --to-ports 8084 --random",
     ];
     let v6 = [
         "-P INPUT DROP",
@@ -296,6 +301,7 @@ fn listings_match_iptables() {
         "-t nat -A PREROUTING -p tcp --dport 81 -j REDIRECT --to-ports 8081",
         "-t nat -A POSTROUTING -p tcp -j SNAT --to-source [2001:db8::1]:1000-2000",
         "-t nat -A POSTROUTING -o eth0 -j MASQUERADE",
+        "-t nat -A POSTROUTING -o eth1 -j MASQUERADE --random-fully",
         "-A INPUT -p udp --dport 9 -j REJECT",
         "-A INPUT -j REJECT --reject-with icmp6-adm-prohibited",
         "-A FORWARD -p tcp -j REJECT --reject-with tcp-reset",

@@ -504,6 +504,10 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
         Target::Masquerade(Some(ports)) => {
             let _ = write!(out, " masq ports: {ports}");
         }
+        _ => {}
+    }
+    out.push_str(&spec.nat_flags.list_text());
+    match &spec.target {
         Target::Reject(with, family) => {
             let _ = write!(out, " reject-with {}", with.name(*family));
         }
@@ -850,6 +854,10 @@ pub fn rule_args(spec: &RuleSpec) -> String {
         Target::Redirect(Some(ports)) | Target::Masquerade(Some(ports)) => {
             parts.push(format!("--to-ports {ports}"))
         }
+        _ => {}
+    }
+    parts.extend(spec.nat_flags.save_words().map(str::to_string));
+    match &spec.target {
         Target::Reject(with, family) => parts.push(format!("--reject-with {}", with.name(*family))),
         Target::Log(log) => {
             if let Some(p) = &log.prefix {

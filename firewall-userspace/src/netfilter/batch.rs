@@ -305,7 +305,7 @@ mod tests {
         let table = rustables::Table::new(rustables::ProtocolFamily::Inet).with_name("t");
         let chain = rustables::Chain::new(&table).with_name("c");
         let mut exprs = Vec::new();
-        super::super::exprs::redirect(Some(PortRange { min: 80, max: 81 }), &mut exprs);
+        super::super::exprs::redirect(Some(PortRange { min: 80, max: 81 }), 0, &mut exprs);
         let mut rule = rustables::Rule::new(&chain).unwrap();
         for e in exprs {
             rule.add_expr(e);

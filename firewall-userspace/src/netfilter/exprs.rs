@@ -1102,7 +1102,7 @@ fn load_ports(ports: PortRange, first: Register, out: &mut Vec<RawExpression>) -
 }
 
 /// SNAT or DNAT to one address and optionally a port or port range.
-pub fn nat(kind: NatType, family: Family, to: NatTo, out: &mut Vec<RawExpression>) {
+pub fn nat(kind: NatType, family: Family, to: NatTo, flags: u32, out: &mut Vec<RawExpression>) {
     const NFTA_NAT_TYPE: u16 = 1;
     const NFTA_NAT_FAMILY: u16 = 2;
     const NFTA_NAT_REG_ADDR_MIN: u16 = 3;
@@ -1127,43 +1127,75 @@ pub fn nat(kind: NatType, family: Family, to: NatTo, out: &mut Vec<RawExpression
         (NFTA_NAT_FAMILY, nfproto),
         (NFTA_NAT_REG_ADDR_MIN, Register::Reg1 as u32),
     ];
+    let mut flags = flags;
     if let Some(ports) = to.ports {
         let (min, max) = load_ports(ports, Register::Reg2, out);
         attrs.push((NFTA_NAT_REG_PROTO_MIN, min));
         attrs.push((NFTA_NAT_REG_PROTO_MAX, max));
-        attrs.push((NFTA_NAT_FLAGS, PROTO_SPECIFIED));
+        flags |= PROTO_SPECIFIED;
+    }
+    if flags != 0 {
+        attrs.push((NFTA_NAT_FLAGS, flags));
     }
     out.push(raw("nat", &attrs));
 }
 
-/// MASQUERADE [--to-ports].
-pub fn masquerade(ports: Option<PortRange>, out: &mut Vec<RawExpression>) {
+/// MASQUERADE [--to-ports] (`--random`...: `flags`, NF_NAT_RANGE_* bits).
+pub fn masquerade(ports: Option<PortRange>, flags: u32, out: &mut Vec<RawExpression>) {
     const NFTA_MASQ_FLAGS: u16 = 1;
     const NFTA_MASQ_REG_PROTO_MIN: u16 = 2;
     const NFTA_MASQ_REG_PROTO_MAX: u16 = 3;
-    let mut attrs = Vec::new();
-    if let Some(ports) = ports {
-        let (min, max) = load_ports(ports, Register::Reg1, out);
-        attrs.push((NFTA_MASQ_FLAGS, PROTO_SPECIFIED));
-        attrs.push((NFTA_MASQ_REG_PROTO_MIN, min));
-        attrs.push((NFTA_MASQ_REG_PROTO_MAX, max));
-    }
-    out.push(raw("masq", &attrs));
+    port_rewrite(
+        "masq",
+        ports,
+        flags,
+        [
+            NFTA_MASQ_REG_PROTO_MIN,
+            NFTA_MASQ_REG_PROTO_MAX,
+            NFTA_MASQ_FLAGS,
+        ],
+        out,
+    );
 }
 
 /// REDIRECT [--to-ports]: to this host, the incoming interface's address.
-pub fn redirect(ports: Option<PortRange>, out: &mut Vec<RawExpression>) {
+pub fn redirect(ports: Option<PortRange>, flags: u32, out: &mut Vec<RawExpression>) {
     const NFTA_REDIR_REG_PROTO_MIN: u16 = 1;
     const NFTA_REDIR_REG_PROTO_MAX: u16 = 2;
     const NFTA_REDIR_FLAGS: u16 = 3;
+    port_rewrite(
+        "redir",
+        ports,
+        flags,
+        [
+            NFTA_REDIR_REG_PROTO_MIN,
+            NFTA_REDIR_REG_PROTO_MAX,
+            NFTA_REDIR_FLAGS,
+        ],
+        out,
+    );
+}
+
+/// A masq or redir expression (`name`): its port range registers and flags, by their
+/// attribute numbers `[min, max, flags]`.
+fn port_rewrite(
+    name: &str,
+    ports: Option<PortRange>,
+    mut flags: u32,
+    [attr_min, attr_max, attr_flags]: [u16; 3],
+    out: &mut Vec<RawExpression>,
+) {
     let mut attrs = Vec::new();
     if let Some(ports) = ports {
         let (min, max) = load_ports(ports, Register::Reg1, out);
-        attrs.push((NFTA_REDIR_REG_PROTO_MIN, min));
-        attrs.push((NFTA_REDIR_REG_PROTO_MAX, max));
-        attrs.push((NFTA_REDIR_FLAGS, PROTO_SPECIFIED));
+        attrs.push((attr_min, min));
+        attrs.push((attr_max, max));
+        flags |= PROTO_SPECIFIED;
     }
-    out.push(raw("redir", &attrs));
+    if flags != 0 {
+        attrs.push((attr_flags, flags));
+    }
+    out.push(raw(name, &attrs));
 }
 
 /// `-m set [!] --match-set NAME src|dst[,src|dst]`: the key loaded as the set's members

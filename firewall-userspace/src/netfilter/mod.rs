@@ -610,7 +610,7 @@ pub fn translate(
                                 if let Target::Set(st) = &rule.spec.target {
                                     set_target(st, set_registry, family, &mut e)?;
                                 }
-                                target(&rule.spec.target, generation, table, family, &mut e)
+                                target(&rule.spec, generation, table, family, &mut e)
                             }
                         }
                         image.rules.push(NftRule {
@@ -694,8 +694,15 @@ fn set_target(
     Ok(())
 }
 
-fn target(t: &Target, generation: u32, table: Table, family: Family, e: &mut Vec<RawExpression>) {
-    let verdict = match t {
+fn target(
+    spec: &crate::rules::RuleSpec,
+    generation: u32,
+    table: Table,
+    family: Family,
+    e: &mut Vec<RawExpression>,
+) {
+    let flags = spec.nat_flags.0;
+    let verdict = match &spec.target {
         Target::Accept => VerdictKind::Accept,
         Target::Drop => VerdictKind::Drop,
         Target::Return => VerdictKind::Return,
@@ -703,10 +710,10 @@ fn target(t: &Target, generation: u32, table: Table, family: Family, e: &mut Vec
             chain: chain_name(generation, table, family, to),
         },
         // A nat statement ends the chain for this packet by itself.
-        Target::Masquerade(ports) => return exprs::masquerade(*ports, e),
-        Target::Redirect(ports) => return exprs::redirect(*ports, e),
-        Target::Snat(to) => return exprs::nat(NatType::SNat, family, *to, e),
-        Target::Dnat(to) => return exprs::nat(NatType::DNat, family, *to, e),
+        Target::Masquerade(ports) => return exprs::masquerade(*ports, flags, e),
+        Target::Redirect(ports) => return exprs::redirect(*ports, flags, e),
+        Target::Snat(to) => return exprs::nat(NatType::SNat, family, *to, flags, e),
+        Target::Dnat(to) => return exprs::nat(NatType::DNat, family, *to, flags, e),
         Target::Reject(with, family) => return e.push(exprs::reject(*with, *family)),
         // No verdict: the packet goes on to the next rule, as after iptables' LOG.
         Target::Log(log) => return e.push(exprs::log(log.prefix.as_deref(), log.flags)),

@@ -605,6 +605,58 @@ pub struct RuleSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub order: Vec<String>,
     pub target: Target,
+    /// A NAT target's `--random`, `--random-fully` and `--persistent` ([`NatFlags`]).
+    #[serde(default, skip_serializing_if = "NatFlags::is_empty")]
+    pub nat_flags: NatFlags,
+}
+
+/// The options a NAT target takes besides its addresses and ports, as the kernel's
+/// NF_NAT_RANGE_* bits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NatFlags(pub u32);
+
+impl NatFlags {
+    pub const RANDOM: u32 = 0x04;
+    pub const PERSISTENT: u32 = 0x08;
+    pub const RANDOM_FULLY: u32 = 0x10;
+    /// In the order iptables lists and saves them: (bit, option, `-L` word).
+    pub const ALL: [(u32, &'static str, &'static str); 3] = [
+        (Self::RANDOM, "--random", "random"),
+        (Self::RANDOM_FULLY, "--random-fully", "random-fully"),
+        (Self::PERSISTENT, "--persistent", "persistent"),
+    ];
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    /// The options a target takes (libxt_MASQUERADE, libxt_NAT, libxt_REDIRECT).
+    pub fn allowed(target: &Target) -> u32 {
+        match target {
+            Target::Masquerade(_) => Self::RANDOM | Self::RANDOM_FULLY,
+            Target::Snat(_) => Self::RANDOM | Self::RANDOM_FULLY | Self::PERSISTENT,
+            Target::Dnat(_) => Self::RANDOM | Self::PERSISTENT,
+            Target::Redirect(_) => Self::RANDOM,
+            _ => 0,
+        }
+    }
+
+    /// ` random random-fully`, as `-L` writes them after the target's own text.
+    pub fn list_text(&self) -> String {
+        Self::ALL
+            .iter()
+            .filter(|(bit, _, _)| self.0 & bit != 0)
+            .map(|(_, _, word)| format!(" {word}"))
+            .collect()
+    }
+
+    /// `--random --persistent`, as save writes them.
+    pub fn save_words(&self) -> impl Iterator<Item = &'static str> + '_ {
+        Self::ALL
+            .iter()
+            .filter(|(bit, _, _)| self.0 & bit != 0)
+            .map(|(_, option, _)| *option)
+    }
 }
 
 impl RuleSpec {
@@ -628,6 +680,7 @@ impl RuleSpec {
             comment: None,
             order: Vec::new(),
             target,
+            nat_flags: NatFlags::default(),
         }
     }
 }

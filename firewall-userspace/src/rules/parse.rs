@@ -12,9 +12,9 @@ use super::{
     mark::{self, Connmark, Mark, Tcpmss},
     matches::{self, NfMatch},
     model::{
-        Chain, Cidr, CtState, CtZone, Family, IcmpType, LogOpts, Multiport, MultiportKind, NatTo,
-        Neg, PortRange, RejectWith, RuleSpec, SetMatch, Table, Target, TcpFlags, Verdict, ZoneDir,
-        BARE, CT_STATES, DEFAULT_LOG_LEVEL, LOG_FLAGS,
+        Chain, Cidr, CtState, CtZone, Family, IcmpType, LogOpts, Multiport, MultiportKind,
+        NatFlags, NatTo, Neg, PortRange, RejectWith, RuleSpec, SetMatch, Table, Target, TcpFlags,
+        Verdict, ZoneDir, BARE, CT_STATES, DEFAULT_LOG_LEVEL, LOG_FLAGS,
     },
     nfqueue, options,
     ratelimit::{self, RateMatches},
@@ -463,6 +463,8 @@ struct SpecBuilder {
     order: Vec<String>,
     comment: Option<String>,
     target: Option<Target>,
+    /// A NAT target's `--random`, `--random-fully`, `--persistent` (NF_NAT_RANGE_* bits).
+    nat_flags: u32,
     /// `--to-source`/`--to-destination`, parsed once the family is known.
     nat_to: Option<String>,
     /// `--reject-with`, likewise.
@@ -768,7 +770,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 }
             }
             "--sport" | "--source-port" | "--dport" | "--destination-port" => {
-                let proto = modules.port_proto(&spec).ok_or_else(|| port_needs_proto(opt))?;
+                let proto = modules
+                    .port_proto(&spec)
+                    .ok_or_else(|| port_needs_proto(opt))?;
                 let source = opt.starts_with("--s");
                 let (field, given) = if source {
                     (ProtoField::Sport, spec.sport.is_some())
@@ -794,7 +798,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                         "unknown option \"{opt}\": it needs -m multiport"
                     )));
                 }
-                let proto = modules.port_proto(&spec).ok_or_else(|| port_needs_proto(opt))?;
+                let proto = modules
+                    .port_proto(&spec)
+                    .ok_or_else(|| port_needs_proto(opt))?;
                 let kind = match opt {
                     "--sports" | "--source-ports" => MultiportKind::Sports,
                     "--dports" | "--destination-ports" => MultiportKind::Dports,
@@ -909,8 +915,15 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 });
                 spec.any = true;
             }
-            "--return-nomatch" | "--update-counters" | "--update-subcounters" | "--packets-eq"
-            | "--packets-lt" | "--packets-gt" | "--bytes-eq" | "--bytes-lt" | "--bytes-gt" => {
+            "--return-nomatch"
+            | "--update-counters"
+            | "--update-subcounters"
+            | "--packets-eq"
+            | "--packets-lt"
+            | "--packets-gt"
+            | "--bytes-eq"
+            | "--bytes-lt"
+            | "--bytes-gt" => {
                 return Err(bad(format!(
                     "{opt} is not supported by this version of fwctl"
                 )))
@@ -1014,9 +1027,7 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     .find(|(_, name, _)| *name == opt)
                     .map_or(0, |(bit, _, _)| *bit);
                 if log.flags & bit != 0 {
-                    return Err(bad(format!(
-                        "LOG: option \"{opt}\" can only be used once."
-                    )));
+                    return Err(bad(format!("LOG: option \"{opt}\" can only be used once.")));
                 }
                 log.flags |= bit;
             }
@@ -1032,7 +1043,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 };
                 if spec.mark.is_some() || spec.connmark.is_some() {
                     let name = if connmark { "CONNMARK" } else { "MARK" };
-                    return Err(bad(format!("{name} target: Can't specify --set-mark twice")));
+                    return Err(bad(format!(
+                        "{name} target: Can't specify --set-mark twice"
+                    )));
                 }
                 let value = Mark::from_option(opt, args.value(opt, inline)?).map_err(bad)?;
                 if connmark {
@@ -1081,9 +1094,19 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     )));
                 }
                 for (a, b) in [("--nfmask", "--mask"), ("--ctmask", "--mask")] {
-                    let other = if name == a { b } else if name == b { a } else { continue };
+                    let other = if name == a {
+                        b
+                    } else if name == b {
+                        a
+                    } else {
+                        continue;
+                    };
                     if spec.connmark_mask_opts.contains(&other) {
-                        let (first, second) = if name == "--mask" { (other, name) } else { (name, other) };
+                        let (first, second) = if name == "--mask" {
+                            (other, name)
+                        } else {
+                            (name, other)
+                        };
                         return Err(bad(format!(
                             "CONNMARK: option \"{first}\" cannot be used together with \"{second}\"."
                         )));
@@ -1103,7 +1126,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             }
             "--nflog-group" | "--nflog-prefix" => {
                 let Some(Target::Nflog { group, prefix }) = &mut spec.target else {
-                    return Err(bad(format!("unknown option \"{opt}\": it goes after -j NFLOG")));
+                    return Err(bad(format!(
+                        "unknown option \"{opt}\": it goes after -j NFLOG"
+                    )));
                 };
                 let value = args.value(opt, inline)?;
                 if opt == "--nflog-group" {
@@ -1129,14 +1154,23 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             }
             "--queue-num" | "--queue-balance" | "--queue-bypass" | "--queue-cpu-fanout" => {
                 let Some(Target::Nfqueue(q)) = &mut spec.target else {
-                    return Err(bad(format!("unknown option \"{opt}\": it goes after -j NFQUEUE")));
+                    return Err(bad(format!(
+                        "unknown option \"{opt}\": it goes after -j NFQUEUE"
+                    )));
                 };
-                let mut value = || args.value(opt, inline).map(str::to_string).map_err(|e| e.to_string());
-                q.take(&mut spec.nfqueue_given, opt, &mut value).map_err(bad)?;
+                let mut value = || {
+                    args.value(opt, inline)
+                        .map(str::to_string)
+                        .map_err(|e| e.to_string())
+                };
+                q.take(&mut spec.nfqueue_given, opt, &mut value)
+                    .map_err(bad)?;
             }
             "--set-mss" | "--clamp-mss-to-pmtu" => {
                 if !matches!(spec.target, Some(Target::Tcpmss(_))) {
-                    return Err(bad(format!("unknown option \"{opt}\": it goes after -j TCPMSS")));
+                    return Err(bad(format!(
+                        "unknown option \"{opt}\": it goes after -j TCPMSS"
+                    )));
                 }
                 if spec.tcpmss.is_some() {
                     return Err(bad(
@@ -1146,7 +1180,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 let mss = if opt == "--set-mss" {
                     let text = args.value(opt, inline)?;
                     Some(text.parse::<u16>().map_err(|_| {
-                        bad(format!("TCPMSS: bad value for --set-mss `{text}': 0 to 65535"))
+                        bad(format!(
+                            "TCPMSS: bad value for --set-mss `{text}': 0 to 65535"
+                        ))
                     })?)
                 } else {
                     None
@@ -1174,7 +1210,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             }
             "--add-set" | "--del-set" => {
                 let Some(Target::Set(st)) = &mut spec.target else {
-                    return Err(bad(format!("unknown option \"{opt}\": it goes after -j SET")));
+                    return Err(bad(format!(
+                        "unknown option \"{opt}\": it goes after -j SET"
+                    )));
                 };
                 let slot = if opt == "--add-set" {
                     &mut st.add
@@ -1192,7 +1230,9 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             }
             "--exist" | "--timeout" if matches!(spec.target, Some(Target::Set(_))) => {
                 let Some(Target::Set(st)) = &mut spec.target else {
-                    return Err(bad(format!("unknown option \"{opt}\": it goes after -j SET")));
+                    return Err(bad(format!(
+                        "unknown option \"{opt}\": it goes after -j SET"
+                    )));
                 };
                 if opt == "--exist" {
                     st.exist = true;
@@ -1246,18 +1286,27 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
             "--to-ports" => {
                 let ports = match &mut spec.target {
                     Some(Target::Masquerade(p) | Target::Redirect(p)) => p,
-                    _ => {
-                        return Err(bad(
-                            "unknown option \"--to-ports\": it goes after -j MASQUERADE or -j REDIRECT",
-                        ))
-                    }
+                    _ => return Err(bad(
+                        "unknown option \"--to-ports\": it goes after -j MASQUERADE or -j REDIRECT",
+                    )),
                 };
                 *ports = Some(parse_nat_ports(args.value(opt, inline)?)?);
             }
             "--random" | "--random-fully" | "--persistent" => {
-                return Err(bad(format!(
-                    "{opt} is not supported by this version of fwctl (its netfilter library has no way to express it)"
-                )))
+                let bit = NatFlags::ALL
+                    .iter()
+                    .find(|(_, option, _)| *option == opt)
+                    .map_or(0, |(bit, _, _)| *bit);
+                let allowed = spec.target.as_ref().map_or(0, NatFlags::allowed);
+                if allowed & bit == 0 {
+                    return Err(bad(format!(
+                        "unknown option \"{opt}\": it goes after a NAT target that takes it (MASQUERADE, SNAT, DNAT, REDIRECT)"
+                    )));
+                }
+                if spec.nat_flags & bit != 0 {
+                    return Err(bad(format!("option \"{opt}\" can only be used once.")));
+                }
+                spec.nat_flags |= bit;
             }
             // The last loaded netfilter-only match that knows the option takes it.
             _ if modules
@@ -1277,7 +1326,11 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     current.take().map(|n| n.value),
                     opt,
                     neg,
-                    &mut || args.value(opt, inline).map(str::to_string).map_err(|e| e.message),
+                    &mut || {
+                        args.value(opt, inline)
+                            .map(str::to_string)
+                            .map_err(|e| e.message)
+                    },
                     family,
                 )
                 .map_err(bad)?;
@@ -1802,6 +1855,7 @@ impl SpecBuilder {
                     order: self.order.clone(),
                     comment: self.comment.clone(),
                     target: target.clone(),
+                    nat_flags: NatFlags(self.nat_flags),
                 });
             }
         }

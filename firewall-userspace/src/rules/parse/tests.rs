@@ -820,7 +820,8 @@ fn rejected_inputs() {
         ("-t nat -A PREROUTING -p tcp -j DNAT --to-destination 10.0.0.0/24", "Bad IP address `10.0.0.0/24'", 2),
         ("-t nat -A PREROUTING -p tcp -j DNAT --to-destination 10.0.0.1:0", "Port `0' not valid", 2),
         ("-6 -t nat -A PREROUTING -p tcp -j DNAT --to-destination [2001:db8::1", "Bad IP address `[2001:db8::1'", 2),
-        ("-t nat -A POSTROUTING -j MASQUERADE --random", "--random is not supported by this version of fwctl (its netfilter library has no way to express it)", 2),
+        ("-t nat -A PREROUTING -j DNAT --to-destination 10.0.0.1 --random-fully", "unknown option \"--random-fully\": it goes after a NAT target that takes it (MASQUERADE, SNAT, DNAT, REDIRECT)", 2),
+        ("-t nat -A POSTROUTING -j MASQUERADE --random --random", "option \"--random\" can only be used once.", 2),
         ("-L -o eth0", "-o eth0: an output interface goes with -A, -I, -D, -R or -C; `-o json' formats -L", 2),
     ];
     for (line, message, status) in cases {
