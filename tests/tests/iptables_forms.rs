@@ -805,6 +805,10 @@ fn netfilter_matches_list_as_iptables() {
 -A OUTPUT -m owner --gid-owner 5
 -A OUTPUT -m owner --uid-owner 33 --gid-owner 33 -j ACCEPT
 -A OUTPUT -m owner --socket-exists -j ACCEPT
+-A OUTPUT -m owner ! --uid-owner 1000 -j DROP
+-A OUTPUT -m owner ! --socket-exists -j ACCEPT
+-A OUTPUT -m owner --gid-owner 5 --suppl-groups
+-A OUTPUT -m owner ! --uid-owner root ! --gid-owner 0-10 -j REJECT
 -A OUTPUT -d 10.254.0.0/16 -p tcp -m owner --uid-owner 0 -m tcp --dport 443 -j ACCEPT
 -A INPUT -m policy --dir in --pol ipsec -j ACCEPT
 -A FORWARD -m policy --dir out --pol ipsec -j ACCEPT
@@ -1039,6 +1043,8 @@ fn netfilter_matches_judge_real_traffic() {
     lab.host.apply(&[
         "-A OUTPUT -p udp --dport 7300 -m owner --uid-owner 0 -j DROP",
         "-A OUTPUT -p udp --dport 7301 -m owner --uid-owner 1000-2000 -j DROP",
+        "-A OUTPUT -p udp --dport 7302 -m owner ! --uid-owner 0 -j DROP",
+        "-A OUTPUT -p udp --dport 7303 -m owner ! --uid-owner 1000-2000 --socket-exists -j DROP",
     ]);
     let leaves = |port: u16| -> bool {
         let to: SocketAddr = format!("{CLIENT_V4}:{port}").parse().unwrap();
@@ -1089,6 +1095,8 @@ fn netfilter_matches_judge_real_traffic() {
     );
     assert!(!leaves(7300), "root's datagram dropped by its owner");
     assert!(leaves(7301), "uid 0 is not in 1000-2000");
+    assert!(leaves(7302), "root's datagram is not `! --uid-owner 0'");
+    assert!(!leaves(7303), "uid 0 is `! --uid-owner 1000-2000'");
     let listing = lab
         .host
         .fwctl_ok(&["-L", "INPUT", "-n", "-v", "-x", "--line-numbers"]);

@@ -517,35 +517,7 @@ fn nf_match(
             out.push(load(NFT_PAYLOAD_LL_HEADER, 6, 6));
             out.push(Cmp::new(op(!negated), m.0.to_vec()).into());
         }
-        NfMatch::Owner(o) => {
-            const NFT_META_SKUID: u32 = 10;
-            const NFT_META_SKGID: u32 = 11;
-            // Without a socket the load breaks the rule, as xt_owner's positive items fail.
-            let mut id = |key: u32, ids: Option<crate::rules::matches::owner::IdRange>| {
-                out.push(meta_into(1, key));
-                match ids {
-                    // Any id: the socket exists.
-                    None => out.push(Cmp::new(CmpOp::Gte, vec![0; 4]).into()),
-                    Some(r) if r.min == r.max => {
-                        out.push(Cmp::new(CmpOp::Eq, r.min.to_ne_bytes().to_vec()).into())
-                    }
-                    Some(r) => {
-                        // Host-order ids compare as numbers only in network order.
-                        out.push(hton32());
-                        out.push(range(&r.min.to_be_bytes(), &r.max.to_be_bytes(), false));
-                    }
-                }
-            };
-            if o.socket {
-                id(NFT_META_SKUID, None);
-            }
-            if o.uid.is_some() {
-                id(NFT_META_SKUID, o.uid);
-            }
-            if o.gid.is_some() {
-                id(NFT_META_SKGID, o.gid);
-            }
-        }
+        NfMatch::Owner(o) => out.push(xtables("match", "owner", 1, &o.xt_info())),
         // Negated, it is two alternatives (nf_alternatives); here the option is there and
         // in range, and a SYN without it breaks the rule, as xt_tcpmss does not match it.
         NfMatch::TcpMss(m) => {

@@ -1,9 +1,8 @@
-//! `-m owner --uid-owner U[-U] --gid-owner G[-G] --socket-exists`: the local socket that
-//! sent the packet (libxt_owner.c, revision 1), in OUTPUT and POSTROUTING.
-//!
-//! Only the positive forms: xt_owner lets a packet without a socket satisfy a negated
-//! item, and netfilter's `meta skuid` cannot test for "no socket", so `!` is refused
-//! rather than judged differently.
+//! `-m owner [!] --uid-owner U[-U] [!] --gid-owner G[-G] [--suppl-groups] [!]
+//! --socket-exists`: the local socket that sent the packet (libxt_owner.c, revision 1), in
+//! OUTPUT and POSTROUTING. Netfilter runs the kernel's xt_owner through the compat
+//! expression: a negated item holds for a packet without a socket there, which nftables'
+//! `meta skuid` cannot say.
 
 use std::ffi::{CStr, CString};
 
@@ -23,7 +22,19 @@ pub struct Owner {
     pub socket: bool,
     pub uid: Option<IdRange>,
     pub gid: Option<IdRange>,
+    /// `--suppl-groups`: the socket's supplementary groups count for `--gid-owner` too.
+    #[serde(default)]
+    pub suppl: bool,
+    /// The negated items, as XT_OWNER_* bits.
+    #[serde(default)]
+    pub invert: u8,
 }
+
+/// XT_OWNER_*: the items a rule gives, and those negated.
+const UID: u8 = 0x01;
+const GID: u8 = 0x02;
+const SOCKET: u8 = 0x04;
+const SUPPL_GROUPS: u8 = 0x08;
 
 pub const MODULE: Module = Module {
     name: "owner",
@@ -49,15 +60,28 @@ fn take(
         Some(NfMatch::Owner(m)) => m,
         _ => Owner::default(),
     };
+    let bit = match opt {
+        "--socket-exists" => SOCKET,
+        "--uid-owner" => UID,
+        "--gid-owner" => GID,
+        _ => SUPPL_GROUPS,
+    };
     if negated {
-        return Err(format!(
-            "owner: `! {opt}' is not supported by this version of fwctl (netfilter cannot match packets without a socket)"
-        ));
+        if bit == SUPPL_GROUPS {
+            return Err("owner: option \"--suppl-groups\" cannot be inverted.".into());
+        }
+        m.invert |= bit;
     }
     match opt {
         "--socket-exists" => m.socket = true,
         "--suppl-groups" => {
-            return Err("owner: --suppl-groups is not supported by this version of fwctl".into())
+            if m.gid.is_none() {
+                return Err(
+                    "owner: Bad value for \"--suppl-groups\" option: \"you need to use --gid-owner first\""
+                        .into(),
+                );
+            }
+            m.suppl = true;
         }
         _ => {
             let uid = opt == "--uid-owner";
@@ -126,31 +150,61 @@ impl IdRange {
 }
 
 impl Owner {
-    pub fn list_text(self, numeric: bool) -> String {
+    /// The items in libxt_owner's order: (bit, given, `-L` label, save option, ids).
+    fn items(&self) -> [(u8, bool, &'static str, &'static str, Option<(IdRange, bool)>); 4] {
+        [
+            (SOCKET, self.socket, "owner socket exists", "--socket-exists", None),
+            (UID, self.uid.is_some(), "owner UID match", "--uid-owner", self.uid.map(|u| (u, true))),
+            (GID, self.gid.is_some(), "owner GID match", "--gid-owner", self.gid.map(|g| (g, false))),
+            (SUPPL_GROUPS, self.suppl, "incl. suppl. groups", "--suppl-groups", None),
+        ]
+    }
+
+    fn text(&self, save: bool, numeric: bool) -> String {
         let mut out = String::new();
-        if self.socket {
-            out.push_str(" owner socket exists");
-        }
-        if let Some(u) = self.uid {
-            out.push_str(&format!(" owner UID match {}", u.text(true, numeric)));
-        }
-        if let Some(g) = self.gid {
-            out.push_str(&format!(" owner GID match {}", g.text(false, numeric)));
+        for (bit, given, label, option, ids) in self.items() {
+            if !given {
+                continue;
+            }
+            if self.invert & bit != 0 {
+                out.push_str(" !");
+            }
+            out.push(' ');
+            out.push_str(if save { option } else { label });
+            if let Some((range, uid)) = ids {
+                out.push(' ');
+                out.push_str(&range.text(uid, numeric || save));
+            }
         }
         out
     }
 
+    pub fn list_text(self, numeric: bool) -> String {
+        self.text(false, numeric)
+    }
+
     pub fn save_text(self) -> String {
-        let mut out = vec!["-m owner".to_string()];
-        if self.socket {
-            out.push("--socket-exists".into());
+        format!("-m owner{}", self.text(true, true))
+    }
+
+    /// struct xt_owner_match_info: uid_min, uid_max, gid_min, gid_max, match, invert; 24
+    /// bytes once aligned.
+    pub fn xt_info(&self) -> Vec<u8> {
+        let mut info = Vec::with_capacity(24);
+        let mut given = 0;
+        for (bit, on, _, _, _) in self.items() {
+            if on {
+                given |= bit;
+            }
         }
-        if let Some(u) = self.uid {
-            out.push(format!("--uid-owner {}", u.text(true, true)));
+        for range in [self.uid, self.gid] {
+            let r = range.unwrap_or(IdRange { min: 0, max: 0 });
+            info.extend(r.min.to_ne_bytes());
+            info.extend(r.max.to_ne_bytes());
         }
-        if let Some(g) = self.gid {
-            out.push(format!("--gid-owner {}", g.text(false, true)));
-        }
-        out.join(" ")
+        info.push(given);
+        info.push(self.invert);
+        info.resize(24, 0);
+        info
     }
 }

@@ -746,7 +746,7 @@ fn rejected_inputs() {
         ("-t mangle -A FORWARD -p tcp -j TCPMSS --set-mss 70000", "TCPMSS: bad value for --set-mss `70000': 0 to 65535", 2),
         ("-t mangle -A FORWARD -j CONNMARK", "CONNMARK target: One of --set-xmark, --save-mark, --restore-mark (or --{and,or,xor,set}-mark) is required", 2),
         ("-t mangle -A FORWARD -j CONNMARK --save-mark --nfmask 0xff --mask 1", "CONNMARK: option \"--nfmask\" cannot be used together with \"--mask\".", 2),
-        ("-A OUTPUT -m owner ! --uid-owner 1000 -j DROP", "owner: `! --uid-owner' is not supported by this version of fwctl (netfilter cannot match packets without a socket)", 2),
+        ("-A OUTPUT -m owner --suppl-groups --gid-owner 5 -j DROP", "owner: Bad value for \"--suppl-groups\" option: \"you need to use --gid-owner first\"", 2),
         ("-A OUTPUT -m owner --uid-owner nosuchuserhere -j DROP", "owner: Bad value for \"--uid-owner\" option: \"nosuchuserhere\" is no user or id range", 2),
         ("-A OUTPUT -m owner -j DROP", "owner: at least one of --uid-owner, --gid-owner or --socket-exists is required", 2),
         ("-A INPUT -m mark -j DROP", "mark match: option \"--mark\" must be specified", 2),
