@@ -513,6 +513,7 @@ fn matches_column(spec: &RuleSpec, family: Family, numeric: bool) -> String {
         }
         Target::Mark(m) => out.push_str(&m.list_text()),
         Target::Nfqueue(q) => out.push_str(&q.list_text()),
+        Target::Synproxy(s) => out.push_str(&s.list_text()),
         Target::Nflog { group, prefix } => out.push_str(&nflog_text(*group, prefix, "")),
         Target::Connmark(c) => out.push_str(&c.list_text()),
         Target::Tcpmss(t) => out.push_str(&t.list_text()),
@@ -841,6 +842,7 @@ pub fn rule_args(spec: &RuleSpec) -> String {
         Target::Set(st) => parts.push(format!("-j SET {}", st.save_text())),
         Target::Mark(m) => parts.push(format!("-j MARK {}", m.save_text())),
         Target::Nfqueue(q) => parts.push(format!("-j NFQUEUE {}", q.save_text())),
+        Target::Synproxy(s) => parts.push(s.save_text()),
         Target::Nflog { group, prefix } => {
             parts.push(format!("-j NFLOG{}", nflog_text(*group, prefix, "--")))
         }

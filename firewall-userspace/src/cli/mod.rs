@@ -51,7 +51,7 @@ Matches: -i IFACE[+]  -o IFACE[+]  -s ADDR[/LEN][,ADDR...]  -d ...  -p tcp|udp|i
             physdev, conntrack --ctorig*..., -f (README)
          (each negatable with ! where iptables allows it)
 Targets: ACCEPT, DROP, RETURN, a user chain, REJECT [--reject-with TYPE], LOG [--log-prefix P]
-[--log-level L], NFLOG, NFQUEUE, SET, MARK, CONNMARK, TCPMSS, CT --notrack (README);
+[--log-level L], NFLOG, NFQUEUE, SYNPROXY, SET, MARK, CONNMARK, TCPMSS, CT --notrack (README);
 in -t nat: MASQUERADE, SNAT --to-source, DNAT --to-destination, REDIRECT.
 INPUT and FORWARD are judged at XDP on attached interfaces, OUTPUT and what XDP cannot
 decide (conntrack states it cannot be sure of, REJECT, LOG, connlimit) by fwctl's nftables

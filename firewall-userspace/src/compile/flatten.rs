@@ -350,7 +350,8 @@ impl<'a> Flattener<'a> {
             | Target::Set(_)
             | Target::Notrack { .. }
             | Target::CtZone(_)
-            | Target::Nfqueue(_) => {
+            | Target::Nfqueue(_)
+            | Target::Synproxy(_) => {
                 self.push(conds, VERDICT_DEFER, NO_COUNTER, jumps, position);
             }
             Target::Drop => {

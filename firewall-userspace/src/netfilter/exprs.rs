@@ -838,6 +838,22 @@ pub fn queue(q: &crate::rules::nfqueue::Nfqueue) -> RawExpression {
     xtables("target", "NFQUEUE", 3, &info)
 }
 
+/// `-j SYNPROXY` as nftables' synproxy expression (the kernel's same SYN proxy as
+/// xt_SYNPROXY, which registers for the filter table only): its options, MSS and scale.
+pub fn synproxy(s: &crate::rules::synproxy::Synproxy) -> RawExpression {
+    const NFTA_SYNPROXY_MSS: u16 = 1;
+    const NFTA_SYNPROXY_WSCALE: u16 = 2;
+    const NFTA_SYNPROXY_FLAGS: u16 = 3;
+    placeholder(&element(
+        "synproxy",
+        &[
+            Attr::Bytes(NFTA_SYNPROXY_MSS, &s.mss.to_be_bytes()),
+            Attr::U8(NFTA_SYNPROXY_WSCALE, s.wscale),
+            Attr::U32(NFTA_SYNPROXY_FLAGS, s.flags()),
+        ],
+    ))
+}
+
 /// `log group N prefix P`: iptables' NFLOG, to whoever listens on the group.
 pub fn nflog(group: u16, prefix: Option<&str>) -> RawExpression {
     // A prefix of at most 63 bytes (the parser's limit) fits.

@@ -728,6 +728,7 @@ fn target(
         Target::Notrack { .. } => return e.push(exprs::notrack()),
         Target::CtZone(z) => return exprs::ct_zone(*z, e),
         Target::Nfqueue(q) => return e.push(exprs::queue(q)),
+        Target::Synproxy(s) => return e.push(exprs::synproxy(s)),
     };
     e.push(exprs::verdict(verdict));
 }

@@ -49,6 +49,8 @@ pub enum EditError {
     ClampHook(String),
     #[error("{0} can only be used in {1} (or a user chain), not in {2}")]
     WrongChainForTarget(&'static str, &'static str, String),
+    #[error("SYNPROXY needs -p tcp: it proxies TCP handshakes only")]
+    SynproxyTcp,
     #[error("Chain `{0}' does not exist")]
     NoSuchChain(String),
     #[error("Chain `{0}' already exists")]
@@ -196,6 +198,22 @@ impl Editor {
             )
         {
             return Err(EditError::ClampHook(chain.to_string()));
+        }
+        // xt_SYNPROXY's tables and hooks, and its TCP-only check.
+        if let Target::Synproxy(_) = spec.target {
+            let builtin = Chain::from_name(chain);
+            if self.table != Table::Filter
+                || builtin.is_some_and(|c| !matches!(c, Chain::Input | Chain::Forward))
+            {
+                return Err(EditError::WrongChainForTarget(
+                    "SYNPROXY",
+                    "the filter table's INPUT and FORWARD",
+                    chain.to_string(),
+                ));
+            }
+            if spec.proto.as_ref().map(|p| (p.value, p.negated)) != Some((6, false)) {
+                return Err(EditError::SynproxyTcp);
+            }
         }
         // A frame's source address is there only where the frame arrived.
         let mac = spec

@@ -263,6 +263,7 @@ fn run(
             | Target::Notrack { .. }
             | Target::CtZone(_)
             | Target::Nfqueue(_)
+            | Target::Synproxy(_)
                 if judge == Judge::Xdp =>
             {
                 return Some(Decision::Defer)
@@ -282,6 +283,17 @@ fn run(
             // As with no program on the queue, the only case the evaluator can know.
             Target::Nfqueue(q) if q.bypass => return Some(Decision::Accept),
             Target::Nfqueue(_) => return Some(Decision::Drop),
+            // The proxy takes a lone SYN (answering it) and a lone ACK (checking its cookie);
+            // anything else goes on to the next rule.
+            Target::Synproxy(_) => {
+                const SYN: u8 = 0x02;
+                const ACK: u8 = 0x10;
+                const FIN_SYN_RST_ACK: u8 = 0x17;
+                let f = p.tcp_flags.unwrap_or(0) & FIN_SYN_RST_ACK;
+                if p.tcp_flags.is_some() && (f == SYN || f == ACK) {
+                    return Some(Decision::Drop);
+                }
+            }
             Target::Return => return None,
             Target::Jump(name) => {
                 let inner = rules

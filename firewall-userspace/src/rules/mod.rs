@@ -15,6 +15,7 @@ pub mod reject;
 pub mod restore;
 pub mod services;
 pub mod set_target;
+pub mod synproxy;
 
 pub use model::*;
 

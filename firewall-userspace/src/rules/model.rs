@@ -465,6 +465,8 @@ pub enum Target {
     Set(super::set_target::SetTarget),
     /// `-j NFQUEUE`: a userspace program on the queue decides.
     Nfqueue(super::nfqueue::Nfqueue),
+    /// `-j SYNPROXY`.
+    Synproxy(super::synproxy::Synproxy),
     /// `-j CT --notrack` (`legacy`: written `-j NOTRACK`): conntrack leaves the packet
     /// alone (UNTRACKED); the raw table's, and goes on.
     Notrack {
@@ -520,6 +522,7 @@ impl Target {
             Target::Checksum => "CHECKSUM",
             Target::Set(_) => "SET",
             Target::Nfqueue(_) => "NFQUEUE",
+            Target::Synproxy(_) => "SYNPROXY",
             Target::Notrack { .. } | Target::CtZone(_) => "CT",
         }
     }

@@ -18,7 +18,7 @@ use super::{
     },
     nfqueue, options,
     ratelimit::{self, RateMatches},
-    services, set_target, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+    services, set_target, synproxy, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
 };
 
 /// Why a command line was refused. `status` is iptables' exit status for the same error:
@@ -312,6 +312,7 @@ impl Modules {
             Some(Target::Checksum) => Some(mark::CHECKSUM_OPTIONS),
             Some(Target::Set(_)) => Some(set_target::OPTIONS),
             Some(Target::Nfqueue(_)) => Some(nfqueue::OPTIONS),
+            Some(Target::Synproxy(_)) => Some(synproxy::OPTIONS),
             _ => None,
         });
         out
@@ -1166,6 +1167,19 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                 q.take(&mut spec.nfqueue_given, opt, &mut value)
                     .map_err(bad)?;
             }
+            "--mss" | "--wscale" | "--sack-perm" | "--timestamp" | "--ecn"
+                if matches!(spec.target, Some(Target::Synproxy(_))) =>
+            {
+                let Some(Target::Synproxy(s)) = &mut spec.target else {
+                    unreachable!("guarded above");
+                };
+                let mut value = || {
+                    args.value(opt, inline)
+                        .map(str::to_string)
+                        .map_err(|e| e.to_string())
+                };
+                s.take(opt, &mut value).map_err(bad)?;
+            }
             "--set-mss" | "--clamp-mss-to-pmtu" => {
                 if !matches!(spec.target, Some(Target::Tcpmss(_))) {
                     return Err(bad(format!(
@@ -1666,6 +1680,7 @@ fn parse_target(name: &str) -> Result<Target, ParseError> {
             prefix: None,
         },
         "NFQUEUE" => Target::Nfqueue(Default::default()),
+        "SYNPROXY" => Target::Synproxy(Default::default()),
         _ => {
             check_chain_name(name)?;
             Target::Jump(name.to_string())

@@ -149,14 +149,48 @@ impl IdRange {
     }
 }
 
+/// One item of the match: its bit, whether given, its `-L` label, its save option and
+/// its ids (with whether they are user ids).
+type Item = (
+    u8,
+    bool,
+    &'static str,
+    &'static str,
+    Option<(IdRange, bool)>,
+);
+
 impl Owner {
-    /// The items in libxt_owner's order: (bit, given, `-L` label, save option, ids).
-    fn items(&self) -> [(u8, bool, &'static str, &'static str, Option<(IdRange, bool)>); 4] {
+    /// The items in libxt_owner's order.
+    fn items(&self) -> [Item; 4] {
         [
-            (SOCKET, self.socket, "owner socket exists", "--socket-exists", None),
-            (UID, self.uid.is_some(), "owner UID match", "--uid-owner", self.uid.map(|u| (u, true))),
-            (GID, self.gid.is_some(), "owner GID match", "--gid-owner", self.gid.map(|g| (g, false))),
-            (SUPPL_GROUPS, self.suppl, "incl. suppl. groups", "--suppl-groups", None),
+            (
+                SOCKET,
+                self.socket,
+                "owner socket exists",
+                "--socket-exists",
+                None,
+            ),
+            (
+                UID,
+                self.uid.is_some(),
+                "owner UID match",
+                "--uid-owner",
+                self.uid.map(|u| (u, true)),
+            ),
+            (
+                GID,
+                self.gid.is_some(),
+                "owner GID match",
+                "--gid-owner",
+                self.gid.map(|g| (g, false)),
+            ),
+            (
+                SUPPL_GROUPS,
+                self.suppl,
+                "incl. suppl. groups",
+                "--suppl-groups",
+                None,
+            ),
         ]
     }
 
