@@ -454,10 +454,7 @@ fn large_restores_are_one_batch_or_nothing() {
     let path = std::env::temp_dir().join(format!("fwt-big-{}", std::process::id()));
     std::fs::write(&path, &file).unwrap();
     ns.fwctl_ok(&["restore", path.to_str().unwrap()]);
-    let nft = |args: &[&str]| {
-        let out = ns.command("nft").args(args).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let nft = |args: &[&str]| nft_in(&ns, args);
     let rules = |t: &str| t.matches("comment \"fwctl rule ").count();
     let table = nft(&["list", "table", "ip", "fwctl"]);
     assert_eq!(rules(&table), 5000);
@@ -576,15 +573,7 @@ fn an_interrupted_change_leaves_the_previous_ruleset() {
 #[test]
 fn the_inet_table_of_earlier_versions_is_replaced() {
     let ns = FwNs::new("fwt-legacy").unwrap();
-    let nft = |args: &[&str]| {
-        let out = ns.command("nft").args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "nft {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let nft = |args: &[&str]| nft_in(&ns, args);
     ns.fwctl_ok(&["set", "create", "bl", "hash:ip"]);
     ns.fwctl_ok(&["set", "add", "bl", "10.9.9.9"]);
     ns.apply(&[
@@ -649,15 +638,7 @@ fn the_inet_table_of_earlier_versions_is_replaced() {
 #[test]
 fn down_removes_the_table_and_only_it() {
     let ns = FwNs::new("fwt-down").unwrap();
-    let nft = |args: &[&str]| {
-        let out = ns.command("nft").args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "nft {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let nft = |args: &[&str]| nft_in(&ns, args);
     nft(&["add", "table", "inet", "operator"]);
     // The nat hooks (which turn conntrack on) exist only while NAT rules do.
     let nat_hooks = || {
@@ -1117,4 +1098,15 @@ fn a_change_written_by_difference_equals_a_whole_write() {
         4,
         "{listing}"
     );
+}
+
+/// `nft ARGS` in `ns`: its output; the test fails if nft does.
+fn nft_in(ns: &netlab::Netns, args: &[&str]) -> String {
+    let out = ns.command("nft").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "nft {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
