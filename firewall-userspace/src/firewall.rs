@@ -287,9 +287,6 @@ impl Firewall {
         let in_force = netfilter::in_force(&self.state.ruleset);
         let state_dir = &self.ns.state_dir;
         let mut staged_record = None;
-        if netfilter::legacy_table()? {
-            crate::sets::ops::remake_in_netfilter(state_dir, set_registry)?;
-        }
         // Netfilter's idle generation is staged before XDP flips, the default switched after:
         // see netfilter/mod.rs for why each packet then meets one whole ruleset.
         let stage = |next| {
@@ -302,9 +299,11 @@ impl Firewall {
                     (chains, record)
                 }
             };
+            let remake_sets = || crate::sets::ops::remake_in_netfilter(state_dir, set_registry);
             let staging = netfilter::Staging {
                 dir: state_dir,
                 in_force: &in_force,
+                remake_sets: &remake_sets,
             };
             let whole = || {
                 Ok(netfilter::translate(

@@ -745,16 +745,6 @@ fn range(from: &[u8], to: &[u8], outside: bool) -> RawExpression {
     ))
 }
 
-/// `meta nfproto ipv4|ipv6`.
-pub fn nfproto(family: Family, out: &mut Vec<RawExpression>) {
-    out.push(meta(MetaType::NfProto));
-    let proto = match family {
-        Family::V4 => libc::NFPROTO_IPV4,
-        Family::V6 => libc::NFPROTO_IPV6,
-    } as u8;
-    out.push(Cmp::new(CmpOp::Eq, vec![proto]).into());
-}
-
 /// Counts the packet in the table's named counter `name` (nftables' `counter name`): both
 /// generations of a rule count in one object, so a change never copies counts.
 pub fn counter_ref(name: &str) -> RawExpression {
@@ -849,7 +839,7 @@ pub fn synproxy(s: &crate::rules::synproxy::Synproxy) -> RawExpression {
         &[
             Attr::Bytes(NFTA_SYNPROXY_MSS, &s.mss.to_be_bytes()),
             Attr::U8(NFTA_SYNPROXY_WSCALE, s.wscale),
-            Attr::U32(NFTA_SYNPROXY_FLAGS, s.flags()),
+            Attr::U32(NFTA_SYNPROXY_FLAGS, s.options),
         ],
     ))
 }
@@ -1102,10 +1092,7 @@ pub fn nat(kind: NatType, family: Family, to: NatTo, flags: u32, out: &mut Vec<R
         std::net::IpAddr::V6(a) => a.octets().to_vec(),
     };
     out.push(Immediate::new_data(bytes, Register::Reg1).into());
-    let nfproto = match family {
-        Family::V4 => libc::NFPROTO_IPV4,
-        Family::V6 => libc::NFPROTO_IPV6,
-    } as u32;
+    let nfproto = u32::from(super::nfproto(family));
     let kind = match kind {
         NatType::SNat => libc::NFT_NAT_SNAT,
         NatType::DNat => libc::NFT_NAT_DNAT,

@@ -855,12 +855,6 @@ pub fn table_exists() -> Result<bool> {
     Ok(!own_tables()?.is_empty())
 }
 
-/// Whether the single `inet fwctl` of earlier versions is still there: the next change
-/// replaces it, and needs fwctl's sets made in the new tables first.
-pub fn legacy_table() -> Result<bool> {
-    Ok(own_tables()?.contains(&LEGACY_FAMILY))
-}
-
 /// The chains of fwctl's tables; empty when there is none.
 fn tables() -> Result<Tables> {
     let own = own_tables()?;
@@ -990,7 +984,7 @@ fn steady_defaults(
         if !tables.has(family, b.name) {
             return Ok(None);
         }
-        let rules = netlink::rule_counts(nfproto(family), TABLE, Some(b.name))
+        let rules = netlink::rule_comments(nfproto(family), TABLE, b.name)
             .context("netlink: reading a base chain's dispatch rules")?;
         let defaults: Vec<(u64, &str)> = rules
             .iter()
@@ -1128,11 +1122,10 @@ pub fn hooked_tables(ruleset: &Ruleset) -> Vec<Table> {
 
 /// The table of nftables family `family` (one of [`OWN_FAMILIES`]).
 fn own_table(family: u8) -> NftTable {
-    let kind = match family {
-        f if f == nfproto(Family::V4) => ProtocolFamily::Ipv4,
-        f if f == nfproto(Family::V6) => ProtocolFamily::Ipv6,
-        _ => ProtocolFamily::Inet,
-    };
+    let kind = Family::ALL
+        .into_iter()
+        .find(|&f| nfproto(f) == family)
+        .map_or(ProtocolFamily::Inet, protocol_family);
     NftTable::new(kind).with_name(TABLE)
 }
 

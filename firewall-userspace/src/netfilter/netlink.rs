@@ -458,66 +458,28 @@ pub fn chain_names(family: u8, table: &str) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// A rule as the counters need it: its chain, its comment (userdata) and its first
-/// counter expression's (packets, bytes).
-pub struct RuleCount {
-    pub chain: String,
+/// A rule's handle and comment (userdata).
+pub struct RuleComment {
     pub handle: u64,
     pub userdata: Vec<u8>,
-    pub counter: Option<(u64, u64)>,
 }
 
-/// Every rule of table `table` of `family`, or of its chain `chain`, reduced to what
-/// `RuleCount` keeps.
-pub fn rule_counts(family: u8, table: &str, chain: Option<&str>) -> Result<Vec<RuleCount>> {
+/// Every rule of chain `chain` of table `table` of `family`: its handle and comment.
+pub fn rule_comments(family: u8, table: &str, chain: &str) -> Result<Vec<RuleComment>> {
     const NFT_MSG_GETRULE: u16 = 7;
-    const NFTA_RULE_CHAIN: u16 = 2;
     const NFTA_RULE_HANDLE: u16 = 3;
-    const NFTA_RULE_EXPRESSIONS: u16 = 4;
     const NFTA_RULE_USERDATA: u16 = 7;
-    const NFTA_EXPR_NAME: u16 = 1;
-    const NFTA_EXPR_DATA: u16 = 2;
-    const NFTA_COUNTER_BYTES: u16 = 1;
-    const NFTA_COUNTER_PACKETS: u16 = 2;
     let be64 = |v: &[u8]| v.try_into().map(u64::from_be_bytes).unwrap_or(0);
     let mut out = Vec::new();
-    dump_in(NFT_MSG_GETRULE, family, Some(table), chain, |attrs| {
-        let mut rule = RuleCount {
-            chain: String::new(),
+    dump_in(NFT_MSG_GETRULE, family, Some(table), Some(chain), |attrs| {
+        let mut rule = RuleComment {
             handle: 0,
             userdata: Vec::new(),
-            counter: None,
         };
         for (kind, value) in attrs {
             match kind & NLA_TYPE_MASK {
-                NFTA_RULE_CHAIN => rule.chain = text(value),
                 NFTA_RULE_HANDLE => rule.handle = be64(value),
                 NFTA_RULE_USERDATA => rule.userdata = value.to_vec(),
-                NFTA_RULE_EXPRESSIONS => {
-                    for (_, elem) in attributes(value) {
-                        let parts = attributes(elem);
-                        let is_counter = parts.iter().any(|(k, v)| {
-                            k & NLA_TYPE_MASK == NFTA_EXPR_NAME && text(v) == "counter"
-                        });
-                        if !is_counter || rule.counter.is_some() {
-                            continue;
-                        }
-                        let mut c = (0, 0);
-                        for (_, data) in parts
-                            .iter()
-                            .filter(|(k, _)| k & NLA_TYPE_MASK == NFTA_EXPR_DATA)
-                        {
-                            for (k, v) in attributes(data) {
-                                match k & NLA_TYPE_MASK {
-                                    NFTA_COUNTER_PACKETS => c.0 = be64(v),
-                                    NFTA_COUNTER_BYTES => c.1 = be64(v),
-                                    _ => {}
-                                }
-                            }
-                        }
-                        rule.counter = Some(c);
-                    }
-                }
                 _ => {}
             }
         }

@@ -21,6 +21,9 @@ pub struct Staging<'a> {
     pub dir: &'a std::path::Path,
     /// The counters the rules in force count in ([`in_force`]).
     pub in_force: &'a objects::InForce,
+    /// Makes every fwctl set in the per-family tables: called when the `inet fwctl` of
+    /// earlier versions is still there, which this staging replaces.
+    pub remake_sets: &'a dyn Fn() -> Result<()>,
 }
 
 /// A translated generation taken apart: the messages of the rules translated (one
@@ -161,6 +164,9 @@ pub fn stage(
     staging: &Staging,
 ) -> Result<Option<u64>> {
     let tables = tables()?;
+    if tables.legacy {
+        (staging.remake_sets)()?;
+    }
     crate::timings::phase("nft: list chains");
     record::forget(staging.dir, next)?;
     let mut catalog = Catalog::build(chains)?;

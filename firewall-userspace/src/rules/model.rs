@@ -633,17 +633,6 @@ impl NatFlags {
         self.0 == 0
     }
 
-    /// The options a target takes (libxt_MASQUERADE, libxt_NAT, libxt_REDIRECT).
-    pub fn allowed(target: &Target) -> u32 {
-        match target {
-            Target::Masquerade(_) => Self::RANDOM | Self::RANDOM_FULLY,
-            Target::Snat(_) => Self::RANDOM | Self::RANDOM_FULLY | Self::PERSISTENT,
-            Target::Dnat(_) => Self::RANDOM | Self::PERSISTENT,
-            Target::Redirect(_) => Self::RANDOM,
-            _ => 0,
-        }
-    }
-
     /// ` random random-fully`, as `-L` writes them after the target's own text.
     pub fn list_text(&self) -> String {
         Self::ALL

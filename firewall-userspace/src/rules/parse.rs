@@ -297,24 +297,7 @@ impl Modules {
             }
         }
         out.extend(self.nf.iter().map(|(m, _)| m.options));
-        out.extend(match &spec.target {
-            Some(Target::Snat(_)) => Some(options::SNAT),
-            Some(Target::Dnat(_)) => Some(options::DNAT),
-            Some(Target::Masquerade(_)) => Some(options::MASQUERADE),
-            Some(Target::Redirect(_)) => Some(options::REDIRECT),
-            Some(Target::Reject(..)) => Some(options::REJECT),
-            Some(Target::Log(_)) => Some(options::LOG),
-            Some(Target::Nflog { .. }) => Some(options::NFLOG),
-            Some(Target::Mark(_)) => Some(mark::MARK_OPTIONS),
-            Some(Target::Connmark(_)) => Some(mark::CONNMARK_OPTIONS),
-            Some(Target::Tcpmss(_)) => Some(mark::TCPMSS_OPTIONS),
-            Some(Target::Notrack { legacy: false }) => Some(mark::CT_OPTIONS),
-            Some(Target::Checksum) => Some(mark::CHECKSUM_OPTIONS),
-            Some(Target::Set(_)) => Some(set_target::OPTIONS),
-            Some(Target::Nfqueue(_)) => Some(nfqueue::OPTIONS),
-            Some(Target::Synproxy(_)) => Some(synproxy::OPTIONS),
-            _ => None,
-        });
+        out.extend(spec.target.as_ref().and_then(target_options));
         out
     }
 
@@ -1311,8 +1294,12 @@ pub fn parse_args<'a>(args: &'a [String]) -> Result<Invocation, ParseError> {
                     .iter()
                     .find(|(_, option, _)| *option == opt)
                     .map_or(0, |(bit, _, _)| *bit);
-                let allowed = spec.target.as_ref().map_or(0, NatFlags::allowed);
-                if allowed & bit == 0 {
+                let takes = spec
+                    .target
+                    .as_ref()
+                    .and_then(target_options)
+                    .is_some_and(|o| o.iter().any(|(name, _)| *name == opt));
+                if !takes {
                     return Err(bad(format!(
                         "unknown option \"{opt}\": it goes after a NAT target that takes it (MASQUERADE, SNAT, DNAT, REDIRECT)"
                     )));
@@ -1685,6 +1672,28 @@ fn parse_target(name: &str) -> Result<Target, ParseError> {
             check_chain_name(name)?;
             Target::Jump(name.to_string())
         }
+    })
+}
+
+/// The long options a target takes.
+fn target_options(target: &Target) -> Option<options::Options> {
+    Some(match target {
+        Target::Snat(_) => options::SNAT,
+        Target::Dnat(_) => options::DNAT,
+        Target::Masquerade(_) => options::MASQUERADE,
+        Target::Redirect(_) => options::REDIRECT,
+        Target::Reject(..) => options::REJECT,
+        Target::Log(_) => options::LOG,
+        Target::Nflog { .. } => options::NFLOG,
+        Target::Mark(_) => mark::MARK_OPTIONS,
+        Target::Connmark(_) => mark::CONNMARK_OPTIONS,
+        Target::Tcpmss(_) => mark::TCPMSS_OPTIONS,
+        Target::Notrack { legacy: false } => mark::CT_OPTIONS,
+        Target::Checksum => mark::CHECKSUM_OPTIONS,
+        Target::Set(_) => set_target::OPTIONS,
+        Target::Nfqueue(_) => nfqueue::OPTIONS,
+        Target::Synproxy(_) => synproxy::OPTIONS,
+        _ => return None,
     })
 }
 

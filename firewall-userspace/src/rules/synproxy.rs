@@ -17,6 +17,7 @@ const OPT_TIMESTAMP: u32 = 0x08;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Synproxy {
+    /// The NF_SYNPROXY_OPT_* bits of the options given, as nftables' synproxy takes them.
     pub options: u32,
     pub mss: u16,
     pub wscale: u8,
@@ -114,12 +115,6 @@ impl Synproxy {
             }
         }
         out
-    }
-
-    /// The NF_SYNPROXY_OPT_* flags, the MSS and the window scale, as nftables' synproxy
-    /// expression takes them.
-    pub fn flags(&self) -> u32 {
-        self.options
     }
 }
 

@@ -21,6 +21,20 @@ pub enum RecentCmd {
     Remove,
 }
 
+impl RecentCmd {
+    const ALL: [RecentCmd; 4] = [Self::Set, Self::Rcheck, Self::Update, Self::Remove];
+
+    /// Its option, its `-L` word and its XT_RECENT_* bit.
+    fn words(self) -> (&'static str, &'static str, u8) {
+        match self {
+            RecentCmd::Set => ("--set", "SET", 2),
+            RecentCmd::Rcheck => ("--rcheck", "CHECK", 1),
+            RecentCmd::Update => ("--update", "UPDATE", 4),
+            RecentCmd::Remove => ("--remove", "REMOVE", 8),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recent {
     pub cmd: Option<RecentCmd>,
@@ -103,24 +117,12 @@ fn take(
         },
     };
     let word = opt.trim_start_matches("--");
-    let cmd = match word {
-        "set" => Some(RecentCmd::Set),
-        "rcheck" => Some(RecentCmd::Rcheck),
-        "update" => Some(RecentCmd::Update),
-        "remove" => Some(RecentCmd::Remove),
-        _ => None,
-    };
+    let cmd = RecentCmd::ALL.into_iter().find(|c| c.words().0 == opt);
     if let Some(cmd) = cmd {
         if let Some(other) = m.cmd {
-            let name = |c: RecentCmd| match c {
-                RecentCmd::Set => "--set",
-                RecentCmd::Rcheck => "--rcheck",
-                RecentCmd::Update => "--update",
-                RecentCmd::Remove => "--remove",
-            };
             return Err(format!(
                 "recent: option \"{}\" cannot be used together with \"{opt}\".",
-                name(other)
+                other.words().0
             ));
         }
         m.cmd = Some(cmd);
@@ -198,71 +200,53 @@ impl Recent {
         }
     }
 
-    pub fn list_text(&self) -> String {
-        let mut out = String::from(if self.invert {
-            " ! recent:"
-        } else {
-            " recent:"
-        });
-        out.push_str(match self.cmd {
-            Some(RecentCmd::Set) => " SET",
-            Some(RecentCmd::Rcheck) => " CHECK",
-            Some(RecentCmd::Update) => " UPDATE",
-            Some(RecentCmd::Remove) => " REMOVE",
-            None => "",
-        });
-        if let Some(s) = self.seconds {
-            out.push_str(&format!(" seconds: {s}"));
-        }
-        if self.reap {
-            out.push_str(" reap");
-        }
-        if self.hitcount > 0 {
-            out.push_str(&format!(" hit_count: {}", self.hitcount));
-        }
-        if self.rttl {
-            out.push_str(" TTL-Match");
-        }
-        let side = if self.rdest { "dest" } else { "source" };
-        out.push_str(&format!(
-            " name: {} side: {side} mask: {}",
-            self.list(),
-            self.mask_text()
-        ));
-        out
-    }
-
-    pub fn save_text(&self) -> String {
-        let mut out = String::from("-m recent");
+    /// libxt_recent's text: `-L`'s (`save` false) or save's, in its order.
+    fn text(&self, save: bool) -> String {
+        let pick = |list: &str, option: &str| if save { option } else { list }.to_string();
+        let mut out = String::new();
         if self.invert {
             out.push_str(" !");
         }
-        out.push_str(match self.cmd {
-            Some(RecentCmd::Set) => " --set",
-            Some(RecentCmd::Rcheck) => " --rcheck",
-            Some(RecentCmd::Update) => " --update",
-            Some(RecentCmd::Remove) => " --remove",
-            None => "",
-        });
+        if !save {
+            out.push_str(" recent:");
+        }
+        if let Some(cmd) = self.cmd {
+            let (option, word, _) = cmd.words();
+            out.push_str(&format!(" {}", pick(word, option)));
+        }
         if let Some(s) = self.seconds {
-            out.push_str(&format!(" --seconds {s}"));
+            out.push_str(&format!(" {} {s}", pick("seconds:", "--seconds")));
         }
         if self.reap {
-            out.push_str(" --reap");
+            out.push_str(&format!(" {}", pick("reap", "--reap")));
         }
         if self.hitcount > 0 {
-            out.push_str(&format!(" --hitcount {}", self.hitcount));
+            out.push_str(&format!(
+                " {} {}",
+                pick("hit_count:", "--hitcount"),
+                self.hitcount
+            ));
         }
         if self.rttl {
-            out.push_str(" --rttl");
+            out.push_str(&format!(" {}", pick("TTL-Match", "--rttl")));
         }
-        let side = if self.rdest { "--rdest" } else { "--rsource" };
-        out.push_str(&format!(
-            " --name {} --mask {} {side}",
-            self.list(),
-            self.mask_text()
-        ));
+        let (name, mask) = (self.list(), self.mask_text());
+        if save {
+            let side = if self.rdest { "--rdest" } else { "--rsource" };
+            out.push_str(&format!(" --name {name} --mask {mask} {side}"));
+        } else {
+            let side = if self.rdest { "dest" } else { "source" };
+            out.push_str(&format!(" name: {name} side: {side} mask: {mask}"));
+        }
         out
+    }
+
+    pub fn list_text(&self) -> String {
+        self.text(false)
+    }
+
+    pub fn save_text(&self) -> String {
+        format!("-m recent{}", self.text(true))
     }
 
     /// libxt_recent's final check and xt_recent's (which iptables reports as EINVAL).
@@ -292,19 +276,9 @@ impl Recent {
     /// xt_recent_mtinfo_v1 as the kernel reads it: seconds, hit_count, check_set, invert,
     /// name[200], side, then the mask (an nf_inet_addr, 4-aligned), padded to 8 bytes.
     pub fn xt_info(&self) -> Vec<u8> {
-        const CHECK: u8 = 1;
-        const SET: u8 = 2;
-        const UPDATE: u8 = 4;
-        const REMOVE: u8 = 8;
         const TTL: u8 = 16;
         const REAP: u8 = 32;
-        let mut check_set = match self.cmd {
-            Some(RecentCmd::Set) => SET,
-            Some(RecentCmd::Rcheck) => CHECK,
-            Some(RecentCmd::Update) => UPDATE,
-            Some(RecentCmd::Remove) => REMOVE,
-            None => 0,
-        };
+        let mut check_set = self.cmd.map_or(0, |c| c.words().2);
         if self.rttl {
             check_set |= TTL;
         }
